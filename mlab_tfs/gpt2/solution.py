@@ -1,0 +1,499 @@
+"""GPT-2 from scratch: the solution.
+
+Module names mirror Hugging Face's ``GPT2LMHeadModel`` (``transformer.h.0.attn.c_attn``...)
+so that loading a checkpoint is a name map plus a list of weights to transpose.
+
+Shapes: B batch, T new tokens, P cached tokens, S = P + T keys, C = n_embd,
+nh heads, hs = C // nh head size, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from mlab_tfs.checkpoints import PretrainedMixin, StateDict
+from mlab_tfs.inputs import (
+    check_attention_mask,
+    check_kv_cache,
+    check_labels,
+    check_position_ids,
+    check_token_ids,
+)
+from mlab_tfs.outputs import BaseModelOutput, CausalLMOutput, KVCache
+
+Tensor = torch.Tensor
+
+ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh", "gelu_python_tanh", "gelu", "gelu_python", "gelu_fast",
+               "quick_gelu", "relu", "silu", "swish", "tanh")
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
+
+
+@dataclass
+class GPT2Config:
+    """The fields of transformers' GPT2Config that change the computation, with its defaults."""
+
+    vocab_size: int = 50257
+    n_positions: int = 1024
+    n_embd: int = 768
+    n_layer: int = 12
+    n_head: int = 12
+    n_inner: int | None = None  # MLP width; None means 4 * n_embd
+    activation_function: str = "gelu_new"
+    resid_pdrop: float = 0.1
+    embd_pdrop: float = 0.1
+    attn_pdrop: float = 0.1
+    layer_norm_epsilon: float = 1e-5
+    initializer_range: float = 0.02
+    scale_attn_weights: bool = True
+    scale_attn_by_inverse_layer_idx: bool = False
+    reorder_and_upcast_attn: bool = False
+    tie_word_embeddings: bool = True
+    bos_token_id: int | None = 50256
+    eos_token_id: int | None = 50256
+    pad_token_id: int | None = None
+    # Not a Hugging Face field of GPT2Config: which attention path to run.
+    attn_implementation: str = "eager"
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"GPT2Config.{name} must be a positive int, got {value!r}")
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(
+                f"GPT2Config.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
+            )
+        if self.activation_function not in ACTIVATIONS:
+            raise ValueError(
+                f"GPT2Config.activation_function must be one of {ACTIVATIONS}, got {self.activation_function!r}"
+            )
+        if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
+            raise ValueError(
+                f"GPT2Config.attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, "
+                f"got {self.attn_implementation!r}"
+            )
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GPT2Config":
+        """Read a Hugging Face config.json's contents; fields we don't use are ignored."""
+        if d.get("model_type", "gpt2") != "gpt2":
+            raise ValueError(
+                f"config has model_type {d['model_type']!r}; GPT-2 loads checkpoints with model_type 'gpt2'"
+            )
+        if d.get("add_cross_attention"):
+            raise ValueError("config has add_cross_attention=True; this GPT-2 has no cross-attention")
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in d.items() if k in known}
+        if "_attn_implementation" in d and "attn_implementation" not in d and d["_attn_implementation"]:
+            kwargs["attn_implementation"] = d["_attn_implementation"]
+        return cls(**kwargs)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> "GPT2Config":
+        return cls.from_dict(json.loads((Path(folder) / "config.json").read_text()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A config.json that transformers' GPT2Config reads back to the same model."""
+        d = asdict(self)
+        d.pop("attn_implementation")
+        d.update(model_type="gpt2", architectures=["GPT2LMHeadModel"], add_cross_attention=False)
+        return d
+
+
+# ---------------------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------------------
+
+
+class LayerNorm(nn.Module):
+    """Normalise the last dimension to mean 0, variance 1, then scale and shift."""
+
+    def __init__(self, normalized_shape: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(normalized_shape))
+        self.bias = nn.Parameter(torch.zeros(normalized_shape))
+
+    def forward(self, x: Tensor) -> Tensor:  # (..., C) -> (..., C)
+        # Statistics in fp32 even when the model runs in half precision.
+        x32 = x.float()
+        mean = x32.mean(dim=-1, keepdim=True)
+        var = (x32 - mean).pow(2).mean(dim=-1, keepdim=True)  # biased, as in the paper
+        x_hat = (x32 - mean) / torch.sqrt(var + self.eps)  # eps inside the sqrt
+        return (x_hat * self.weight + self.bias).to(x.dtype)
+
+
+class Embedding(nn.Module):
+    """A lookup table: row i of ``weight`` is the vector for id i."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(num_embeddings, embedding_dim))
+
+    def forward(self, ids: Tensor) -> Tensor:  # (...) -> (..., D)
+        return self.weight[ids]
+
+
+def attention_pattern(q: Tensor, k: Tensor, mask: Tensor | None, scale: float) -> Tensor:
+    """Softmax attention probabilities.
+
+    q: (B, nh, T, hs), k: (B, nh, S, hs), mask: bool broadcastable to (B, nh, T, S),
+    True where query t may look at key s. Returns (B, nh, T, S).
+    """
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, nh, T, S)
+    if mask is not None:
+        scores = scores + additive_mask(mask, scores.dtype)
+    return torch.softmax(scores, dim=-1)
+
+
+def additive_mask(mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """0 where allowed, finfo.min where masked.
+
+    finfo.min, not -inf: a fully masked row (a padding query) then gives a uniform
+    pattern instead of NaN, and NaNs would poison every gradient through it. Added, not
+    filled in, as transformers does, so gradients of such rows match its too.
+    """
+    zero = torch.zeros((), dtype=dtype, device=mask.device)
+    return torch.where(mask, zero, torch.finfo(dtype).min)
+
+
+def causal_mask(q_len: int, k_len: int, device: torch.device | str | None = None) -> Tensor:
+    """(q_len, k_len) bool, True where allowed.
+
+    The q_len queries are the last q_len of the k_len positions (the first
+    k_len - q_len are cached), so query i sits at position i + k_len - q_len and
+    sees keys 0..that position.
+    """
+    offset = k_len - q_len
+    q_pos = torch.arange(q_len, device=device)[:, None] + offset
+    k_pos = torch.arange(k_len, device=device)[None, :]
+    return k_pos <= q_pos
+
+
+class GPT2Attention(nn.Module):
+    """Causal multi-head self-attention, with an optional KV cache."""
+
+    def __init__(self, config: GPT2Config, layer_idx: int = 0):
+        super().__init__()
+        self.n_head = config.n_head
+        self.head_dim = config.head_dim
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)  # q, k, v in one matmul
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.attn_dropout = nn.Dropout(config.attn_pdrop)
+        self.resid_dropout = nn.Dropout(config.resid_pdrop)
+        self.scale = self.head_dim**-0.5 if config.scale_attn_weights else 1.0
+        if config.scale_attn_by_inverse_layer_idx:
+            self.scale /= float(layer_idx + 1)
+        self.upcast = config.reorder_and_upcast_attn
+        self.attn_implementation = config.attn_implementation
+
+    def forward(
+        self,
+        x: Tensor,
+        attention_mask: Tensor | None = None,
+        layer_past: tuple[Tensor, Tensor] | None = None,
+        use_cache: bool = False,
+        output_attentions: bool = False,
+    ) -> tuple[Tensor, tuple[Tensor, Tensor] | None, Tensor | None]:
+        """x: (B, T, C); attention_mask: bool (B, 1, T, S), True = attend (causal and
+        padding combined); layer_past: cached (k, v), each (B, nh, P, hs).
+
+        Returns (output (B, T, C), present (k, v) if use_cache, pattern (B, nh, T, S) if
+        output_attentions).
+        """
+        C = x.shape[-1]
+        q, k, v = self.c_attn(x).split(C, dim=-1)
+        q, k, v = (rearrange(t, "b t (nh hs) -> b nh t hs", nh=self.n_head) for t in (q, k, v))
+        if layer_past is not None:
+            k = torch.cat([layer_past[0], k], dim=2)  # (B, nh, S, hs)
+            v = torch.cat([layer_past[1], v], dim=2)
+        present = (k, v) if use_cache else None
+
+        pattern = None
+        if self.attn_implementation == "sdpa" and not output_attentions:
+            y = self._sdpa(q, k, v, attention_mask)
+        else:
+            if self.upcast:  # fp32 scores and softmax, for half-precision stability
+                pattern = attention_pattern(q.float(), k.float(), attention_mask, self.scale).to(v.dtype)
+            else:
+                pattern = attention_pattern(q, k, attention_mask, self.scale)
+            y = torch.matmul(self.attn_dropout(pattern), v)  # (B, nh, T, hs)
+        y = rearrange(y, "b nh t hs -> b t (nh hs)")
+        return self.resid_dropout(self.c_proj(y)), present, pattern if output_attentions else None
+
+    def _sdpa(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+        """The same attention through PyTorch's fused kernel (flash / memory-efficient)."""
+        dropout = self.attn_dropout.p if self.training else 0.0
+        T, S = q.shape[2], k.shape[2]
+        if mask is None:
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=self.scale)
+        if T == S and mask.shape[0] == 1 and torch.equal(mask[0, 0], causal_mask(T, S, q.device)):
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True, scale=self.scale)
+        # The additive mask of attention_pattern, so padding rows come out the same.
+        bias = additive_mask(mask, q.dtype)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, scale=self.scale)
+
+
+def gelu_new(x: Tensor) -> Tensor:
+    """GELU, tanh approximation (Hendrycks & Gimpel 2016), as in OpenAI's GPT-2."""
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+def _activation(name: str):
+    """The other activations a transformers GPT-2 config may name."""
+    if name in ("gelu_new", "gelu_pytorch_tanh", "gelu_python_tanh"):
+        return gelu_new
+    if name in ("gelu", "gelu_python"):  # exact GELU, with erf
+        return lambda x: x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
+    if name == "gelu_fast":
+        return lambda x: 0.5 * x * (1.0 + torch.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
+    if name == "quick_gelu":
+        return lambda x: x * torch.sigmoid(1.702 * x)
+    if name == "relu":
+        return torch.relu
+    if name in ("silu", "swish"):
+        return lambda x: x * torch.sigmoid(x)
+    if name == "tanh":
+        return torch.tanh
+    raise ValueError(f"unknown activation_function {name!r}; expected one of {ACTIVATIONS}")
+
+
+class GPT2MLP(nn.Module):
+    """Position-wise feed-forward: C -> n_inner -> C."""
+
+    def __init__(self, config: GPT2Config):
+        super().__init__()
+        inner = config.n_inner if config.n_inner is not None else 4 * config.n_embd
+        self.c_fc = nn.Linear(config.n_embd, inner)
+        self.c_proj = nn.Linear(inner, config.n_embd)
+        self.act = _activation(config.activation_function)
+        self.dropout = nn.Dropout(config.resid_pdrop)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, T, C) -> (B, T, C)
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+
+
+class GPT2Block(nn.Module):
+    """Pre-LN transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+
+    def __init__(self, config: GPT2Config, layer_idx: int = 0):
+        super().__init__()
+        self.ln_1 = LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.attn = GPT2Attention(config, layer_idx)
+        self.ln_2 = LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.mlp = GPT2MLP(config)
+
+    def forward(
+        self,
+        x: Tensor,
+        attention_mask: Tensor | None = None,
+        layer_past: tuple[Tensor, Tensor] | None = None,
+        use_cache: bool = False,
+        output_attentions: bool = False,
+    ) -> tuple[Tensor, tuple[Tensor, Tensor] | None, Tensor | None]:
+        """Same arguments and returns as GPT2Attention.forward, output (B, T, C)."""
+        a, present, pattern = self.attn(self.ln_1(x), attention_mask, layer_past, use_cache, output_attentions)
+        x = x + a
+        x = x + self.mlp(self.ln_2(x))
+        return x, present, pattern
+
+
+# ---------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------
+
+
+class GPT2Model(nn.Module):
+    """Token + position embeddings, n_layer blocks, final layer norm."""
+
+    def __init__(self, config: GPT2Config):
+        super().__init__()
+        self.config = config
+        self.wte = Embedding(config.vocab_size, config.n_embd)
+        self.wpe = Embedding(config.n_positions, config.n_embd)
+        self.drop = nn.Dropout(config.embd_pdrop)
+        self.h = nn.ModuleList([GPT2Block(config, i) for i in range(config.n_layer)])
+        self.ln_f = LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        use_cache: bool = False,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> BaseModelOutput:
+        """input_ids: (B, T); attention_mask: (B, P + T), 1 = real token; position_ids: (B, T).
+
+        Returns last_hidden_state (B, T, C) and, on request, past_key_values,
+        hidden_states (n_layer + 1 of (B, T, C)) and attentions (n_layer of (B, nh, T, S)).
+        """
+        cfg = self.config
+        check_token_ids("input_ids", input_ids, cfg.vocab_size)
+        B, T = input_ids.shape
+        P = 0
+        if past_key_values is not None:
+            P = check_kv_cache(
+                "past_key_values", past_key_values, n_layer=cfg.n_layer, batch=B, n_head=cfg.n_head,
+                head_dim=cfg.head_dim,
+            )
+        if position_ids is None:
+            if P + T > cfg.n_positions:
+                raise ValueError(
+                    f"input_ids has {T} tokens after {P} cached ones: {P + T} positions, "
+                    f"but the model has n_positions={cfg.n_positions}"
+                )
+            # As in transformers: positions continue from the cache, whatever the mask says.
+            position_ids = torch.arange(P, P + T, device=input_ids.device)[None]  # (1, T)
+        else:
+            position_ids = check_position_ids("position_ids", position_ids, (B, T), cfg.n_positions)
+
+        # keep[b, 0, t, s]: may query t attend to key s? Causal, and not padding.
+        keep = causal_mask(T, P + T, device=input_ids.device)[None, None]  # (1, 1, T, S)
+        if attention_mask is not None:
+            pad = check_attention_mask("attention_mask", attention_mask, (B, P + T))
+            keep = keep & pad[:, None, None, :]  # (B, 1, T, S)
+
+        x = self.drop(self.wte(input_ids) + self.wpe(position_ids))  # (B, T, C)
+        hidden_states: list[Tensor] = []
+        attentions: list[Tensor] = []
+        presents: list[tuple[Tensor, Tensor]] = []
+        for i, block in enumerate(self.h):
+            if output_hidden_states:
+                hidden_states.append(x)
+            layer_past = past_key_values[i] if past_key_values is not None else None
+            x, present, pattern = block(x, keep, layer_past, use_cache, output_attentions)
+            if use_cache:
+                presents.append(present)
+            if output_attentions:
+                attentions.append(pattern)
+        x = self.ln_f(x)
+        if output_hidden_states:
+            hidden_states.append(x)  # as in transformers, the last entry is after ln_f
+        return BaseModelOutput(
+            last_hidden_state=x,
+            past_key_values=tuple(presents) if use_cache else None,
+            hidden_states=tuple(hidden_states) if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None,
+        )
+
+
+def lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean next-token cross-entropy: logits at t predict labels at t + 1; -100 is ignored.
+
+    logits: (B, T, V), labels: (B, T). Returns a scalar.
+    """
+    shift_logits = logits[:, :-1].float()  # fp32 loss even for half-precision logits
+    shift_labels = labels[:, 1:]
+    return F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Hugging Face checkpoints
+# ---------------------------------------------------------------------------------------
+
+# HF's GPT-2 uses Conv1D, whose weight is stored (in, out): the transpose of nn.Linear's.
+TRANSPOSED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+# Old checkpoints carry the causal mask as buffers; we build the mask on the fly.
+IGNORED = (".attn.bias", ".attn.masked_bias")
+
+
+def from_hf_state_dict(hf_state: StateDict, config: GPT2Config) -> StateDict:
+    """A Hugging Face GPT-2 state dict (GPT2LMHeadModel's, or GPT2Model's without the
+    ``transformer.`` prefix) as GPT2LMHeadModel's state dict."""
+    ours: StateDict = {}
+    for key, value in hf_state.items():
+        if key.endswith(IGNORED):
+            continue
+        if not key.startswith(("transformer.", "lm_head.")):
+            key = "transformer." + key
+        if key.endswith(TRANSPOSED):
+            value = value.t()
+        ours[key] = value
+    if config.tie_word_embeddings:
+        # One tensor, two names: the head reads the token embedding.
+        if "transformer.wte.weight" in ours:
+            ours["lm_head.weight"] = ours["transformer.wte.weight"]
+    return ours
+
+
+def to_hf_state_dict(state: StateDict, config: GPT2Config) -> StateDict:
+    """GPT2LMHeadModel's state dict in the layout transformers' GPT2LMHeadModel saves."""
+    hf: StateDict = {}
+    for key, value in state.items():
+        if key == "lm_head.weight" and config.tie_word_embeddings:
+            continue  # tied: transformers recreates it from transformer.wte.weight
+        hf[key] = value.t() if key.endswith(TRANSPOSED) else value
+    return hf
+
+
+class GPT2LMHeadModel(PretrainedMixin, nn.Module):
+    """GPT2Model with a language-modelling head tied to the token embedding."""
+
+    config_class = GPT2Config
+    hf_to_ours = staticmethod(from_hf_state_dict)
+    ours_to_hf = staticmethod(to_hf_state_dict)
+
+    def __init__(self, config: GPT2Config):
+        super().__init__()
+        self.config = config
+        self.transformer = GPT2Model(config)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                # GPT-2's scaled init: 2 residual branches per block add up over depth.
+                nn.init.normal_(p, mean=0.0, std=config.initializer_range / math.sqrt(2 * config.n_layer))
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.transformer.wte.weight
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        labels: Tensor | None = None,
+        use_cache: bool = False,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> CausalLMOutput:
+        """As GPT2Model.forward, plus logits (B, T, V) and, given labels (B, T), the loss."""
+        out = self.transformer(
+            input_ids, attention_mask, position_ids, past_key_values, use_cache,
+            output_hidden_states, output_attentions,
+        )
+        logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
+        loss = None
+        if labels is not None:
+            loss = lm_loss(logits, check_labels("labels", labels, tuple(input_ids.shape), self.config.vocab_size))
+        return CausalLMOutput(
+            loss=loss,
+            logits=logits,
+            past_key_values=out.past_key_values,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+        )

@@ -1,0 +1,121 @@
+"""Checks on what users pass to a model's forward, shared by every model.
+
+Each check raises an error that names the argument, says what was expected and what
+came, instead of letting a bad value surface as an index error deep inside a layer
+(or, worse, as a silently wrong result).
+"""
+
+from __future__ import annotations
+
+import torch
+
+Tensor = torch.Tensor
+
+
+def _describe(x: object) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"a {x.dtype} tensor of shape {tuple(x.shape)}"
+    return f"a {type(x).__name__}"
+
+
+def require_tensor(name: str, x: object) -> Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {_describe(x)}")
+    return x
+
+
+def check_token_ids(name: str, ids: object, vocab_size: int) -> Tensor:
+    """ids: an integer (batch, seq) tensor with every value in [0, vocab_size)."""
+    ids = require_tensor(name, ids)
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer token ids (torch.long), got {_describe(ids)}")
+    if ids.dim() != 2:
+        raise ValueError(f"{name} must have shape (batch, seq), got {_describe(ids)}")
+    if ids.shape[1] == 0:
+        raise ValueError(f"{name} must hold at least one token per row, got {_describe(ids)}")
+    lo, hi = int(ids.min()), int(ids.max())
+    if lo < 0 or hi >= vocab_size:
+        bad = lo if lo < 0 else hi
+        where = (ids == bad).nonzero()[0].tolist()
+        raise ValueError(
+            f"{name} must be in [0, {vocab_size}) (the vocabulary size), "
+            f"got {bad} at index {tuple(where)}"
+        )
+    return ids
+
+
+def check_attention_mask(name: str, mask: object, shape: tuple[int, int]) -> Tensor:
+    """mask: 1 for tokens to attend to, 0 for padding; bool, integer or 0./1. floats."""
+    mask = require_tensor(name, mask)
+    if mask.dtype.is_complex:
+        raise ValueError(f"{name} must be bool, integer or float 0/1, got {_describe(mask)}")
+    if tuple(mask.shape) != tuple(shape):
+        raise ValueError(
+            f"{name} must have shape (batch, cached + new tokens) = {tuple(shape)}, got {_describe(mask)}"
+        )
+    if mask.dtype != torch.bool and not bool(((mask == 0) | (mask == 1)).all()):
+        raise ValueError(f"{name} must hold only 0 and 1 (1 = attend), got values {mask.unique().tolist()[:8]}")
+    return mask.bool()
+
+
+def check_position_ids(name: str, position_ids: object, shape: tuple[int, int], max_positions: int) -> Tensor:
+    """position_ids: integers in [0, max_positions), shaped (batch, seq), (1, seq) or (seq,)."""
+    position_ids = require_tensor(name, position_ids)
+    if position_ids.dtype.is_floating_point or position_ids.dtype.is_complex or position_ids.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integers, got {_describe(position_ids)}")
+    if position_ids.dim() == 1:
+        position_ids = position_ids[None]
+    batch, seq = shape
+    if position_ids.dim() != 2 or position_ids.shape[1] != seq or position_ids.shape[0] not in (1, batch):
+        raise ValueError(f"{name} must have shape ({batch}, {seq}) or (1, {seq}), got {_describe(position_ids)}")
+    lo, hi = int(position_ids.min()), int(position_ids.max())
+    if lo < 0 or hi >= max_positions:
+        raise ValueError(f"{name} must be in [0, {max_positions}) (the model's position table), got {lo if lo < 0 else hi}")
+    return position_ids
+
+
+def check_labels(name: str, labels: object, shape: tuple[int, ...], num_classes: int) -> Tensor:
+    """labels: class ids in [0, num_classes) or -100 (ignored), shaped like the inputs."""
+    labels = require_tensor(name, labels)
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer ids, got {_describe(labels)}")
+    if tuple(labels.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {_describe(labels)}")
+    bad = (labels != -100) & ((labels < 0) | (labels >= num_classes))
+    if bool(bad.any()):
+        where = tuple(bad.nonzero()[0].tolist())
+        raise ValueError(
+            f"{name} must be in [0, {num_classes}) or -100 (ignored), got {int(labels[where])} at index {where}"
+        )
+    return labels
+
+
+def check_kv_cache(
+    name: str, past: object, *, n_layer: int, batch: int, n_head: int, head_dim: int
+) -> int:
+    """past: one (key, value) pair per layer, each (batch, n_head, cached, head_dim).
+
+    Returns the number of cached positions.
+    """
+    if not isinstance(past, (tuple, list)):
+        raise TypeError(f"{name} must be a tuple of (key, value) pairs, one per layer, got {_describe(past)}")
+    if len(past) != n_layer:
+        raise ValueError(f"{name} must hold {n_layer} layers (one per block), got {len(past)}")
+    cached = None
+    for i, layer in enumerate(past):
+        if not isinstance(layer, (tuple, list)) or len(layer) != 2:
+            raise ValueError(f"{name}[{i}] must be a (key, value) pair, got {_describe(layer)}")
+        for j, t in enumerate(layer):
+            t = require_tensor(f"{name}[{i}][{j}]", t)
+            if t.dim() != 4 or t.shape[0] != batch or t.shape[1] != n_head or t.shape[3] != head_dim:
+                raise ValueError(
+                    f"{name}[{i}][{j}] must have shape (batch={batch}, n_head={n_head}, cached, "
+                    f"head_dim={head_dim}), got {_describe(t)}"
+                )
+            if cached is None:
+                cached = t.shape[2]
+            elif t.shape[2] != cached:
+                raise ValueError(
+                    f"{name}[{i}][{j}] caches {t.shape[2]} positions but earlier entries cache {cached}"
+                )
+    return int(cached)

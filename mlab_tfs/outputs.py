@@ -1,0 +1,60 @@
+"""Output containers shared by every model in the course.
+
+They behave like transformers' ``ModelOutput`` where the rest of the ecosystem relies on
+it: attribute access (``out.logits``), string keys (``out["loss"]``) and integer
+indexing over the fields that are set (``out[0]`` is the loss when there is one, as
+transformers' ``Trainer`` expects).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+
+Tensor = torch.Tensor
+KVCache = tuple[tuple[Tensor, Tensor], ...]
+
+
+@dataclass
+class ModelOutput:
+    def to_tuple(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None)
+
+    def keys(self) -> list[str]:
+        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+
+    def __getitem__(self, key: str | int | slice) -> Any:
+        if isinstance(key, str):
+            if key not in self.keys():
+                raise KeyError(key)
+            return getattr(self, key)
+        return self.to_tuple()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys()
+
+    def __iter__(self):
+        return iter(self.to_tuple())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+
+@dataclass
+class BaseModelOutput(ModelOutput):
+    last_hidden_state: Tensor | None = None
+    pooler_output: Tensor | None = None
+    past_key_values: KVCache | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+@dataclass
+class CausalLMOutput(ModelOutput):
+    loss: Tensor | None = None
+    logits: Tensor | None = None
+    past_key_values: KVCache | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None

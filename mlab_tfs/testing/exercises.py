@@ -1,0 +1,25 @@
+"""What an exercise is, and where each part keeps its list."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+# Course order of the parts that have exercises.
+PARTS = ["gpt2"]
+
+
+@dataclass(frozen=True)
+class Exercise:
+    name: str  # the name tests use in @pytest.mark.exercise(...)
+    title: str  # what the progress table shows
+    section: str  # the anchor of its section in the part's GUIDE.md
+
+    def guide_link(self, part: str) -> str:
+        return f"mlab_tfs/{part}/GUIDE.md#{self.section}"
+
+
+def exercises(part: str) -> list[Exercise]:
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+    return importlib.import_module(f"mlab_tfs.{part}.exercises").EXERCISES
