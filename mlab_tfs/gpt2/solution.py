@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from mlab_tfs.checkpoints import PretrainedMixin, StateDict
 from mlab_tfs.inputs import (
@@ -244,7 +245,12 @@ class GPT2Attention(nn.Module):
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True, scale=self.scale)
         # The additive mask of attention_pattern, so padding rows come out the same.
         bias = additive_mask(mask, q.dtype)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, scale=self.scale)
+        if not (torch.is_grad_enabled() and q.requires_grad):
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, scale=self.scale)
+        # Fused kernels disagree with each other (and with eager) on the gradient through a
+        # fully masked padding row; the math kernel gives the hand-written path's gradient.
+        with sdpa_kernel([SDPBackend.MATH]):
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, scale=self.scale)
 
 
 def gelu_new(x: Tensor) -> Tensor:

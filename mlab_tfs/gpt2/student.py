@@ -1,0 +1,522 @@
+"""GPT-2 from scratch: your version.
+
+Every function and method below that raises ``NotImplementedError`` is an exercise.
+Replace the ``raise`` line with your code; the docstring above it says what goes in,
+what comes out, and what usually goes wrong. The exercises, in order:
+
+     1. LayerNorm
+     2. Embedding
+     3. attention_pattern (with its helper additive_mask)
+     4. causal_mask
+     5. GPT2Attention
+     6. gelu_new
+     7. GPT2MLP
+     8. GPT2Block
+     9. GPT2Model, lm_loss, GPT2LMHeadModel
+    10. from_hf_state_dict, to_hf_state_dict
+    11. the KV cache (inside GPT2Attention.forward and GPT2Model.forward)
+
+Work top to bottom: later pieces are built from earlier ones (the block uses your layer
+norm, attention and MLP), so a bug in an early piece shows up again in later tests.
+Each exercise has a section in ``mlab_tfs/gpt2/GUIDE.md``; each stub's error message
+links to it.
+
+Check your progress with
+
+    mlab-tfs check gpt2                                # progress table, first failure explained
+    pytest --impl=student mlab_tfs/gpt2 -x             # the same tests, plain pytest
+    pytest --impl=student mlab_tfs/gpt2 -k layer_norm  # one exercise
+
+The tests compare each piece with Hugging Face transformers' GPT-2, outputs and
+gradients, to about 1e-5.
+
+Rules: build the layers yourself. Don't use ``nn.MultiheadAttention``, ``F.layer_norm``
+(or ``nn.LayerNorm``), ``F.scaled_dot_product_attention``, ``nn.Embedding`` or ``F.gelu``.
+``nn.Linear``, ``nn.Parameter``, ``nn.Dropout``, ``nn.ModuleList``, einops and plain torch
+ops (matmul, softmax, tanh, indexing, ``F.cross_entropy``...) are fine.
+
+Module names must mirror Hugging Face's (``transformer.h.0.attn.c_attn``...): the
+docstrings of the ``__init__`` methods give the names. That is what makes loading a real
+checkpoint (exercise 10) a short name map.
+
+Shapes: B batch, T new tokens, P cached tokens, S = P + T keys, C = n_embd,
+nh heads, hs = C // nh head size, V vocabulary.
+
+The solution is in ``mlab_tfs/gpt2/solution.py``; look only after you have tried.
+"""
+
+from __future__ import annotations
+
+import math  # noqa: F401  (imported for your code)
+
+import torch
+import torch.nn.functional as F  # noqa: F401
+from einops import rearrange  # noqa: F401
+from torch import nn
+
+from mlab_tfs.checkpoints import PretrainedMixin, StateDict
+from mlab_tfs.gpt2.solution import GPT2Config
+from mlab_tfs.inputs import (  # noqa: F401  (use them in GPT2Model.forward)
+    check_attention_mask,
+    check_kv_cache,
+    check_labels,
+    check_position_ids,
+    check_token_ids,
+)
+from mlab_tfs.outputs import BaseModelOutput, CausalLMOutput, KVCache
+
+Tensor = torch.Tensor
+
+__all__ = [
+    "GPT2Config",
+    "LayerNorm",
+    "Embedding",
+    "attention_pattern",
+    "additive_mask",
+    "causal_mask",
+    "GPT2Attention",
+    "gelu_new",
+    "GPT2MLP",
+    "GPT2Block",
+    "GPT2Model",
+    "lm_loss",
+    "from_hf_state_dict",
+    "to_hf_state_dict",
+    "GPT2LMHeadModel",
+]
+
+# ---------------------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------------------
+
+
+class LayerNorm(nn.Module):
+    """Normalise the last dimension to mean 0, variance 1, then scale and shift."""
+
+    def __init__(self, normalized_shape: int, eps: float = 1e-5):
+        """Create the learnable parameters.
+
+        normalized_shape: the size C of the last dimension.
+        eps: added to the variance for numerical safety.
+
+        Store ``self.eps`` and two ``nn.Parameter``s of shape (C,): ``self.weight`` (the
+        gain, initialised to ones) and ``self.bias`` (the shift, initialised to zeros).
+        These names are the ones in Hugging Face checkpoints (``ln_1.weight``...).
+        Remember ``super().__init__()`` first.
+        """
+        raise NotImplementedError("Exercise 1 (layer norm): see mlab_tfs/gpt2/GUIDE.md#1-layer-norm")
+
+    def forward(self, x: Tensor) -> Tensor:  # (..., C) -> (..., C)
+        """x: (..., C), any number of leading dimensions. Returns the same shape.
+
+            y = (x - mean) / sqrt(var + eps) * weight + bias
+
+        with mean and var taken over the last dimension only (keepdim=True so they
+        broadcast back).
+
+        Pitfalls (the tests diagnose both):
+        - ``var`` is the *biased* variance, the mean of squared deviations (divide by C,
+          not C - 1). ``torch.var`` defaults to the unbiased one; pass
+          ``unbiased=False`` / ``correction=0`` or compute it by hand.
+        - ``eps`` goes *inside* the square root: ``sqrt(var + eps)``, not ``std + eps``.
+
+        Hint: computing the statistics in float32 (``x.float()``) and casting the result
+        back to ``x.dtype`` keeps half-precision models stable.
+        """
+        raise NotImplementedError("Exercise 1 (layer norm): see mlab_tfs/gpt2/GUIDE.md#1-layer-norm")
+
+
+class Embedding(nn.Module):
+    """A lookup table: row i of ``weight`` is the vector for id i."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int):
+        """One ``nn.Parameter`` named ``weight`` of shape (num_embeddings, embedding_dim),
+        initialised from a standard normal (GPT2LMHeadModel re-initialises it later).
+        """
+        raise NotImplementedError("Exercise 2 (embedding): see mlab_tfs/gpt2/GUIDE.md#2-embedding")
+
+    def forward(self, ids: Tensor) -> Tensor:  # (...) -> (..., D)
+        """ids: integer tensor of any shape (...). Returns (..., embedding_dim): the rows
+        of ``weight`` picked by ``ids``.
+
+        Hint: this is one line of indexing, and autograd handles the gradient (rows that
+        appear twice accumulate). No one-hot matmul needed.
+        """
+        raise NotImplementedError("Exercise 2 (embedding): see mlab_tfs/gpt2/GUIDE.md#2-embedding")
+
+
+def attention_pattern(q: Tensor, k: Tensor, mask: Tensor | None, scale: float) -> Tensor:
+    """Softmax attention probabilities.
+
+    q: (B, nh, T, hs) queries. k: (B, nh, S, hs) keys.
+    mask: None, or bool broadcastable to (B, nh, T, S); True where query t may look at
+    key s. scale: multiplies the scores (1 / sqrt(hs) for GPT-2).
+    Returns (B, nh, T, S); every row (over s) sums to 1.
+
+        scores = q @ k^T * scale              (B, nh, T, S)
+        scores = scores + additive_mask(mask)  where a mask is given
+        pattern = softmax(scores over s)
+
+    Pitfalls (the tests diagnose them):
+    - softmax over the *key* dimension, the last one (dim=-1): each query distributes
+      its attention over the keys.
+    - mask with ``torch.finfo(scores.dtype).min``, not ``-inf``. A query that may see no
+      key at all (a left-padding position) gets a row of all -inf, softmax of which is
+      NaN, and that NaN reaches every gradient through ``pattern @ v`` even if the loss
+      ignores the position.
+    - *add* the mask to the scores (see ``additive_mask``) rather than
+      ``masked_fill``: transformers adds, and for a fully masked row the two give
+      different gradients.
+    """
+    raise NotImplementedError("Exercise 3 (attention pattern): see mlab_tfs/gpt2/GUIDE.md#3-attention-pattern")
+
+
+def additive_mask(mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """A bool mask (True = allowed) as numbers to add to attention scores.
+
+    mask: bool, any shape. dtype: the dtype of the scores.
+    Returns a tensor of mask's shape and the given dtype: 0 where the mask is True,
+    ``torch.finfo(dtype).min`` where it is False.
+
+    Part of exercise 3: write it, then use it in ``attention_pattern``.
+    Hint: ``torch.where`` with a 0-dim zero of the right dtype and device.
+    """
+    raise NotImplementedError("Exercise 3 (attention pattern): see mlab_tfs/gpt2/GUIDE.md#3-attention-pattern")
+
+
+def causal_mask(q_len: int, k_len: int, device: torch.device | str | None = None) -> Tensor:
+    """The causal mask: (q_len, k_len) bool, True where query i may attend to key j.
+
+    The q_len queries are the *last* q_len of the k_len positions; the first
+    k_len - q_len keys come from a cache (exercise 11). So query i sits at position
+    i + (k_len - q_len) and may see keys 0 .. that position, inclusive.
+
+    Without a cache (q_len == k_len) this is the lower triangle, diagonal included:
+
+        causal_mask(3, 3)        causal_mask(2, 4)
+        [[T, F, F],              [[T, T, T, F],
+         [T, T, F],               [T, T, T, T]]
+         [T, T, T]]
+
+    Hint: compare a column of query positions with a row of key positions
+    (``torch.arange`` and broadcasting), or use ``torch.tril`` with a ``diagonal``
+    offset. Create it on ``device``.
+    """
+    raise NotImplementedError("Exercise 4 (causal mask): see mlab_tfs/gpt2/GUIDE.md#4-causal-mask")
+
+
+class GPT2Attention(nn.Module):
+    """Causal multi-head self-attention, with an optional KV cache."""
+
+    def __init__(self, config: GPT2Config, layer_idx: int = 0):
+        """Layers and constants of one attention layer.
+
+        Create (the names matter for loading checkpoints):
+        - ``self.c_attn = nn.Linear(C, 3 * C)``: q, k and v for all heads in one matmul;
+        - ``self.c_proj = nn.Linear(C, C)``: the output projection;
+        - ``self.attn_dropout`` (p = config.attn_pdrop, on the pattern) and
+          ``self.resid_dropout`` (p = config.resid_pdrop, on the output): ``nn.Dropout``;
+        - ``self.n_head`` and ``self.head_dim`` (``config.head_dim`` = C // nh);
+        - the score scale: ``head_dim ** -0.5`` if ``config.scale_attn_weights`` else 1.0,
+          further divided by ``layer_idx + 1`` if ``config.scale_attn_by_inverse_layer_idx``.
+
+        ``config.reorder_and_upcast_attn`` (compute the pattern in float32) only matters
+        in half precision. ``config.attn_implementation`` may say "sdpa": your version
+        can ignore it and always run the hand-written path.
+        """
+        raise NotImplementedError("Exercise 5 (attention): see mlab_tfs/gpt2/GUIDE.md#5-attention")
+
+    def forward(
+        self,
+        x: Tensor,
+        attention_mask: Tensor | None = None,
+        layer_past: tuple[Tensor, Tensor] | None = None,
+        use_cache: bool = False,
+        output_attentions: bool = False,
+    ) -> tuple[Tensor, tuple[Tensor, Tensor] | None, Tensor | None]:
+        """Attention of T new tokens over themselves (and over P cached tokens).
+
+        x: (B, T, C), the (layer-normed) residual stream.
+        attention_mask: bool (B or 1, 1, T, S), True = may attend. GPT2Model builds it,
+            causal and padding combined; pass it straight to ``attention_pattern``.
+        layer_past, use_cache: exercise 11 (KV cache). ``layer_past`` is this layer's
+            cached (k, v), each (B, nh, P, hs).
+        output_attentions: return the pattern too.
+
+        Returns a 3-tuple (output, present, pattern):
+        - output: (B, T, C);
+        - present: the (k, v) to cache, each (B, nh, S, hs), if use_cache, else None;
+        - pattern: (B, nh, T, S) if output_attentions, else None.
+
+        Steps: c_attn -> split into q, k, v (each (B, T, C)) -> split heads
+        (B, T, C) -> (B, nh, T, hs) -> ``attention_pattern`` -> attn_dropout ->
+        pattern @ v -> merge heads back to (B, T, C) -> c_proj -> resid_dropout.
+
+        Pitfalls:
+        - c_attn's output is [q | k | v] along the last dim, each C wide; *within* each,
+          head h owns columns h*hs .. (h+1)*hs. Split q/k/v first, then heads:
+          ``rearrange(t, "b t (nh hs) -> b nh t hs", nh=...)``. Splitting in another
+          order runs fine and gives wrong numbers.
+        - merge heads with the inverse rearrange, not a bare ``.view`` of a
+          (B, nh, T, hs) tensor (that interleaves tokens and heads).
+
+        KV cache (exercise 11): you may leave it for later, e.g. begin with
+        ``if layer_past is not None or use_cache: raise NotImplementedError(
+        "Exercise 11 (kv cache): see mlab_tfs/gpt2/GUIDE.md#11-kv-cache")``.
+        When you get there: concatenate the cached k and v in front of the new ones on
+        the sequence dimension (dim 2), and return the concatenated (k, v) as present.
+        """
+        raise NotImplementedError("Exercise 5 (attention): see mlab_tfs/gpt2/GUIDE.md#5-attention")
+
+
+def gelu_new(x: Tensor) -> Tensor:
+    """GELU with the tanh approximation (Hendrycks & Gimpel 2016), as GPT-2 uses.
+
+    x: any shape. Returns the same shape:
+
+        0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x**3)))
+
+    Pitfall: the exact GELU, x * Phi(x) with erf (what ``F.gelu`` computes by default),
+    differs from this by up to about 5e-4, far outside the tests' 1e-5.
+    """
+    raise NotImplementedError("Exercise 6 (gelu): see mlab_tfs/gpt2/GUIDE.md#6-gelu")
+
+
+class GPT2MLP(nn.Module):
+    """Position-wise feed-forward: C -> n_inner -> C."""
+
+    def __init__(self, config: GPT2Config):
+        """Create ``self.c_fc = nn.Linear(C, inner)``, ``self.c_proj = nn.Linear(inner, C)``
+        and ``self.dropout = nn.Dropout(config.resid_pdrop)``.
+
+        inner = ``config.n_inner``, or 4 * C when that is None.
+
+        The activation is named by ``config.activation_function``; GPT-2 checkpoints
+        say "gelu_new" (some say "gelu_pytorch_tanh", the same function): use your
+        ``gelu_new`` for those. For other names you may raise a ValueError, or borrow
+        ``mlab_tfs.gpt2.solution._activation(name)``.
+        """
+        raise NotImplementedError("Exercise 7 (mlp): see mlab_tfs/gpt2/GUIDE.md#7-mlp")
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, T, C) -> (B, T, C)
+        """x: (B, T, C). Returns (B, T, C): c_fc, activation, c_proj, dropout."""
+        raise NotImplementedError("Exercise 7 (mlp): see mlab_tfs/gpt2/GUIDE.md#7-mlp")
+
+
+class GPT2Block(nn.Module):
+    """Pre-LN transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+
+    def __init__(self, config: GPT2Config, layer_idx: int = 0):
+        """Create ``ln_1``, ``attn`` (GPT2Attention, given layer_idx), ``ln_2`` and ``mlp``
+        (GPT2MLP). Both layer norms use ``eps=config.layer_norm_epsilon``.
+        """
+        raise NotImplementedError("Exercise 8 (block): see mlab_tfs/gpt2/GUIDE.md#8-block")
+
+    def forward(
+        self,
+        x: Tensor,
+        attention_mask: Tensor | None = None,
+        layer_past: tuple[Tensor, Tensor] | None = None,
+        use_cache: bool = False,
+        output_attentions: bool = False,
+    ) -> tuple[Tensor, tuple[Tensor, Tensor] | None, Tensor | None]:
+        """Same arguments as GPT2Attention.forward; x is the residual stream (B, T, C).
+
+        Returns (x after the block (B, T, C), present, pattern), passing the attention
+        layer's present and pattern through.
+
+        Pitfall: GPT-2 is *pre*-LN. The layer norm is applied to the input of each
+        branch, and the un-normed x is what the branch output is added to:
+        ``x = x + attn(ln_1(x))``, not ``x = ln_1(x + attn(x))`` (the original
+        Transformer's post-LN).
+        """
+        raise NotImplementedError("Exercise 8 (block): see mlab_tfs/gpt2/GUIDE.md#8-block")
+
+
+# ---------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------
+
+
+class GPT2Model(nn.Module):
+    """Token + position embeddings, n_layer blocks, final layer norm."""
+
+    def __init__(self, config: GPT2Config):
+        """Store ``self.config`` and create:
+        - ``wte``: Embedding(vocab_size, C), the token embedding;
+        - ``wpe``: Embedding(n_positions, C), the learned position embedding;
+        - ``drop``: nn.Dropout(config.embd_pdrop);
+        - ``h``: nn.ModuleList of n_layer GPT2Blocks (block i gets layer_idx=i);
+        - ``ln_f``: the final LayerNorm (eps=config.layer_norm_epsilon).
+        """
+        raise NotImplementedError("Exercise 9 (model): see mlab_tfs/gpt2/GUIDE.md#9-model")
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        use_cache: bool = False,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> BaseModelOutput:
+        """The transformer without its head.
+
+        input_ids: (B, T) token ids.
+        attention_mask: None or (B, P + T), 1 = real token, 0 = padding; it covers the
+            cached tokens and the new ones.
+        position_ids: None or (B, T) / (1, T) / (T,): which row of wpe each new token gets.
+        past_key_values, use_cache: exercise 11 (KV cache). The cache is a tuple of
+            n_layer (k, v) pairs, each (B, nh, P, hs).
+        output_hidden_states, output_attentions: collect those too.
+
+        Returns ``BaseModelOutput(last_hidden_state=..., past_key_values=...,
+        hidden_states=..., attentions=...)`` (from mlab_tfs.outputs) with
+        - last_hidden_state: (B, T, C), after ln_f;
+        - past_key_values: tuple of n_layer presents if use_cache, else None;
+        - hidden_states: if asked, n_layer + 1 tensors (B, T, C): the input of each block,
+          then the output of ln_f (not of the last block), as transformers returns them;
+        - attentions: if asked, n_layer patterns (B, nh, T, S).
+
+        Start with the given input checks, so bad input fails with a clear message:
+
+            check_token_ids("input_ids", input_ids, cfg.vocab_size)
+            B, T = input_ids.shape
+            P = 0  # or, when past_key_values is given:
+            P = check_kv_cache("past_key_values", past_key_values, n_layer=cfg.n_layer,
+                               batch=B, n_head=cfg.n_head, head_dim=cfg.head_dim)
+            # when position_ids is given (returns it as (B or 1, T)):
+            position_ids = check_position_ids("position_ids", position_ids, (B, T), cfg.n_positions)
+            # when attention_mask is given (returns it as bool (B, P + T)):
+            pad = check_attention_mask("attention_mask", attention_mask, (B, P + T))
+
+        When position_ids is None, use positions P .. P + T - 1 for every row, as
+        transformers does (raise a ValueError if P + T > n_positions). The mask does not
+        change them: left-padded callers pass their own position_ids (GUIDE, Pitfalls).
+
+        Then: combine ``causal_mask(T, P + T)`` with the padding mask into one bool mask
+        (B or 1, 1, T, S) (padding masks *keys*: index it as ``pad[:, None, None, :]``),
+        embed (wte + wpe, then drop), run the blocks, apply ln_f.
+
+        KV cache (exercise 11): you may leave it for later, e.g. with
+        ``if past_key_values is not None or use_cache: raise NotImplementedError(
+        "Exercise 11 (kv cache): see mlab_tfs/gpt2/GUIDE.md#11-kv-cache")``.
+        """
+        raise NotImplementedError("Exercise 9 (model): see mlab_tfs/gpt2/GUIDE.md#9-model")
+
+
+def lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean next-token cross-entropy.
+
+    logits: (B, T, V). labels: (B, T) token ids, -100 where no loss is wanted.
+    Returns a scalar: the mean over counted positions of -log p(labels[t + 1] | logits[t]).
+
+    The logits at position t predict the token at t + 1, so drop the last logit and
+    the first label before ``F.cross_entropy`` (flatten to (N, V) and (N,);
+    ``ignore_index=-100``). The labels are the input ids themselves (plus -100s), not
+    pre-shifted.
+
+    Pitfalls: forgetting the shift (the loss is then that of copying the current
+    token); averaging over all positions instead of the counted ones. Computing it on
+    ``logits.float()`` keeps half-precision training sane.
+    """
+    raise NotImplementedError("Exercise 9 (model): see mlab_tfs/gpt2/GUIDE.md#9-model")
+
+
+# ---------------------------------------------------------------------------------------
+# Hugging Face checkpoints
+# ---------------------------------------------------------------------------------------
+
+
+def from_hf_state_dict(hf_state: StateDict, config: GPT2Config) -> StateDict:
+    """A Hugging Face GPT-2 state dict as GPT2LMHeadModel's state dict.
+
+    hf_state: name -> tensor, as read from a checkpoint: GPT2LMHeadModel's
+    (``transformer.wte.weight``, ...) or GPT2Model's (the same without ``transformer.``).
+    Returns name -> tensor ready for ``GPT2LMHeadModel.load_state_dict(strict=True)``.
+
+    Your module names already mirror Hugging Face's, so this is mostly a pass-through.
+    What is different:
+    - HF's GPT-2 uses ``Conv1D`` layers whose weight is (in, out), the transpose of
+      nn.Linear's (out, in): transpose every ``attn.c_attn.weight``,
+      ``attn.c_proj.weight``, ``mlp.c_fc.weight`` and ``mlp.c_proj.weight``
+      (not the biases, not the embeddings).
+    - Old checkpoints carry the causal mask as buffers ``h.<i>.attn.bias`` and
+      ``h.<i>.attn.masked_bias``: drop them (careful: ``attn.c_attn.bias`` is a real
+      parameter; match the key's end exactly).
+    - Keys without ``transformer.`` or ``lm_head.`` need the ``transformer.`` prefix.
+    - Tied head: with ``config.tie_word_embeddings``, checkpoints may store the
+      embedding once; set ``lm_head.weight`` to the ``transformer.wte.weight`` tensor.
+
+    Pitfall: transposing by shape (``if w.shape[0] != w.shape[1]``) misses square
+    weights such as ``attn.c_proj.weight`` (C, C); go by name.
+    """
+    raise NotImplementedError("Exercise 10 (loading): see mlab_tfs/gpt2/GUIDE.md#10-loading-weights")
+
+
+def to_hf_state_dict(state: StateDict, config: GPT2Config) -> StateDict:
+    """GPT2LMHeadModel's state dict in the layout transformers' GPT2LMHeadModel saves.
+
+    state: your model's ``state_dict()``. Returns name -> tensor with the Conv1D
+    weights transposed back to (in, out), and, when ``config.tie_word_embeddings``,
+    without ``lm_head.weight`` (transformers rebuilds it from ``transformer.wte.weight``).
+
+    The inverse of ``from_hf_state_dict``: the tests check the round trip, and that
+    transformers loads what ``save_pretrained`` writes.
+    """
+    raise NotImplementedError("Exercise 10 (loading): see mlab_tfs/gpt2/GUIDE.md#10-loading-weights")
+
+
+class GPT2LMHeadModel(PretrainedMixin, nn.Module):
+    """GPT2Model with a language-modelling head tied to the token embedding."""
+
+    # Given: PretrainedMixin's from_pretrained / save_pretrained call these two.
+    config_class = GPT2Config
+    hf_to_ours = staticmethod(from_hf_state_dict)
+    ours_to_hf = staticmethod(to_hf_state_dict)
+
+    def __init__(self, config: GPT2Config):
+        """Store ``self.config`` and create ``self.transformer`` (GPT2Model) and
+        ``self.lm_head = nn.Linear(C, V, bias=False)``.
+
+        Then initialise as GPT-2 does:
+        - ``self.apply(self._init_weights)`` (given below);
+        - re-draw every ``c_proj.weight`` (attention and MLP) from
+          N(0, initializer_range / sqrt(2 * n_layer)): each block adds two branches to the
+          residual stream, and this keeps its variance from growing with depth;
+        - last, if ``config.tie_word_embeddings``, tie the head:
+          ``self.lm_head.weight = self.transformer.wte.weight``. One Parameter, used twice:
+          its gradient is the sum of both uses, and optimisers see it once.
+        """
+        raise NotImplementedError("Exercise 9 (model): see mlab_tfs/gpt2/GUIDE.md#9-model")
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        labels: Tensor | None = None,
+        use_cache: bool = False,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> CausalLMOutput:
+        """As GPT2Model.forward, plus the head and the loss.
+
+        labels: None or (B, T), the input ids with -100 where no loss is wanted
+            (check them with ``check_labels("labels", labels, tuple(input_ids.shape),
+            self.config.vocab_size)``).
+
+        Returns ``CausalLMOutput(loss=..., logits=..., past_key_values=...,
+        hidden_states=..., attentions=...)`` with logits (B, T, V) = lm_head of the last
+        hidden state, loss = ``lm_loss(logits, labels)`` when labels are given (else
+        None), and the other fields passed through from the transformer.
+        """
+        raise NotImplementedError("Exercise 9 (model): see mlab_tfs/gpt2/GUIDE.md#9-model")

@@ -1,0 +1,49 @@
+"""Helpers of the GPT-2 tests."""
+
+from __future__ import annotations
+
+import torch
+
+from mlab_tfs.gpt2 import solution
+
+TRANSPOSED = solution.TRANSPOSED
+
+
+def config_of(hf_model) -> solution.GPT2Config:
+    return solution.GPT2Config.from_dict(hf_model.config.to_dict())
+
+
+def load_into(module: torch.nn.Module, hf_model, prefix: str = "") -> torch.nn.Module:
+    """Copy a transformers GPT-2's weights into one of our modules (prefix picks a submodule).
+
+    Uses the solution's name map, so component tests don't depend on the loading exercise.
+    """
+    ours = solution.from_hf_state_dict(hf_model.state_dict(), config_of(hf_model))
+    sub = {k[len(prefix):]: v for k, v in ours.items() if k.startswith(prefix)}
+    module.load_state_dict(sub, strict=True)
+    return module.eval()
+
+
+def hf_grads_as_ours(hf_model) -> dict[str, torch.Tensor | None]:
+    """transformers' parameter gradients under our names, Conv1D ones transposed.
+
+    A tied head is one parameter, listed once (as transformer.wte.weight).
+    """
+    config = config_of(hf_model)
+    grads = solution.from_hf_state_dict({n: p.grad for n, p in hf_model.named_parameters()}, config)
+    if config.tie_word_embeddings:
+        del grads["lm_head.weight"]
+    return grads
+
+
+def additive(keep: torch.Tensor) -> torch.Tensor:
+    """A bool keep-mask as the additive float mask transformers' eager attention takes."""
+    return torch.where(keep, 0.0, torch.finfo(torch.float32).min)
+
+
+def keep_mask(attention_mask: torch.Tensor | None, q_len: int, k_len: int) -> torch.Tensor:
+    """Reference (B or 1, 1, q_len, k_len) bool mask: causal and not padding."""
+    causal = torch.ones(q_len, k_len, dtype=torch.bool).tril(k_len - q_len)[None, None]
+    if attention_mask is None:
+        return causal
+    return causal & attention_mask.bool()[:, None, None, :]

@@ -1,0 +1,312 @@
+"""Exercises 1-8: each building block against PyTorch or transformers' own module."""
+
+from __future__ import annotations
+
+import math
+from unittest import mock
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mlab_tfs.testing.compare import assert_close, assert_grads_close
+from mlab_tfs.testing.tiny import hf_gpt2
+
+from .helpers import additive, config_of, keep_mask, load_into
+
+
+def forbid(*targets: tuple[object, str]):
+    """Patch functions so that calling them fails the test with a clear message."""
+    patches = []
+    for owner, attr in targets:
+        def boom(*args, _name=f"{getattr(owner, '__name__', owner)}.{attr}", **kwargs):
+            raise AssertionError(f"no shortcut: this exercise is about writing {_name} yourself, don't call it")
+        patches.append(mock.patch.object(owner, attr, boom))
+    return patches
+
+
+class no_shortcuts:
+    def __init__(self, *targets):
+        self.patches = forbid(*targets)
+
+    def __enter__(self):
+        for p in self.patches:
+            p.start()
+
+    def __exit__(self, *exc):
+        for p in self.patches:
+            p.stop()
+
+
+# ----------------------------------------------------------------------------- 1. layer norm
+
+
+def _ln_reference_and_mistakes(x, w, b, eps):
+    mean = x.mean(-1, keepdim=True)
+    var_b = x.var(-1, keepdim=True, unbiased=False)
+    var_u = x.var(-1, keepdim=True, unbiased=True)
+    return F.layer_norm(x, x.shape[-1:], w, b, eps), {
+        "the unbiased variance (divide by N-1; use unbiased=False)": (x - mean) / torch.sqrt(var_u + eps) * w + b,
+        "eps outside the sqrt (sqrt(var) + eps; put eps inside the sqrt)": (x - mean) / (torch.sqrt(var_b) + eps) * w + b,
+        "no eps at all": (x - mean) / torch.sqrt(var_b) * w + b,
+        "dividing by the variance instead of the standard deviation": (x - mean) / (var_b + eps) * w + b,
+        "swapping weight and bias": (x - mean) / torch.sqrt(var_b + eps) * b + w,
+        "normalising over the wrong dimension (use the last one, dim=-1)": (
+            (x - x.mean(-2, keepdim=True)) / torch.sqrt(x.var(-2, keepdim=True, unbiased=False) + eps) * w + b
+        ),
+    }
+
+
+@pytest.mark.exercise("layer_norm")
+def test_layer_norm_parameters(gpt2):
+    ln = gpt2.LayerNorm(16, eps=0.25)
+    params = dict(ln.named_parameters())
+    assert set(params) == {"weight", "bias"}, f"LayerNorm should have parameters weight and bias, has {sorted(params)}"
+    assert torch.equal(ln.weight.detach(), torch.ones(16)), "LayerNorm.weight should start at ones"
+    assert torch.equal(ln.bias.detach(), torch.zeros(16)), "LayerNorm.bias should start at zeros"
+    assert ln.eps == 0.25, "keep eps as self.eps"
+
+
+@pytest.mark.exercise("layer_norm")
+@pytest.mark.parametrize("eps", [1e-5, 0.1])
+def test_layer_norm_matches_torch(gpt2, eps):
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 16) * 3 + 1
+    ln = gpt2.LayerNorm(16, eps=eps)
+    with torch.no_grad():
+        ln.weight.copy_(torch.randn(16))
+        ln.bias.copy_(torch.randn(16))
+    with no_shortcuts((F, "layer_norm"), (torch, "layer_norm")):
+        actual = ln(x)
+    expected, mistakes = _ln_reference_and_mistakes(x, ln.weight.detach(), ln.bias.detach(), eps)
+    assert_close(actual, expected, name="LayerNorm(x)", atol=1e-5, mistakes=mistakes,
+                 hint="(x - mean) / sqrt(var + eps) * weight + bias, statistics over the last dim")
+
+
+@pytest.mark.exercise("layer_norm")
+def test_layer_norm_gradients(gpt2):
+    torch.manual_seed(1)
+    x = (torch.randn(3, 7, 12) * 2).requires_grad_()
+    ln = gpt2.LayerNorm(12, eps=1e-5)
+    ref = nn.LayerNorm(12, eps=1e-5)
+    with torch.no_grad():
+        ln.weight.copy_(torch.randn(12))
+        ln.bias.copy_(torch.randn(12))
+        ref.load_state_dict(ln.state_dict())
+    g = torch.randn(3, 7, 12)
+    (ln(x) * g).sum().backward()
+    x_grad = x.grad.clone()
+    x.grad = None
+    (ref(x) * g).sum().backward()
+    assert_close(x_grad, x.grad, name="d LayerNorm(x) / dx", atol=1e-5,
+                 hint="are you detaching the mean or the variance? Gradients must flow through both")
+    assert_grads_close({n: p.grad for n, p in ln.named_parameters()}, {n: p.grad for n, p in ref.named_parameters()})
+
+
+# ----------------------------------------------------------------------------- 2. embedding
+
+
+@pytest.mark.exercise("embedding")
+def test_embedding(gpt2):
+    torch.manual_seed(0)
+    emb = gpt2.Embedding(11, 6)
+    assert isinstance(emb.weight, nn.Parameter) and tuple(emb.weight.shape) == (11, 6), (
+        "Embedding.weight should be an nn.Parameter of shape (num_embeddings, embedding_dim)"
+    )
+    ids = torch.tensor([[0, 3, 10], [10, 10, 1]])
+    with no_shortcuts((F, "embedding")):
+        actual = emb(ids)
+    assert_close(actual, emb.weight.detach()[ids], name="Embedding(ids)", atol=0,
+                 hint="row i of the weight is the vector of id i: index the weight with the ids")
+    actual.sum().backward()
+    counts = torch.bincount(ids.flatten(), minlength=11).float()[:, None].expand(11, 6)
+    assert_close(emb.weight.grad, counts, name="Embedding.weight.grad", atol=0,
+                 hint="each row's gradient is the number of times its id was looked up")
+
+
+# ----------------------------------------------------------------------------- 3. attention pattern
+
+
+def _qk_mask(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(2, 3, 4, 8, generator=g)
+    k = torch.randn(2, 3, 6, 8, generator=g)
+    mask = torch.rand(2, 1, 4, 6, generator=g) > 0.3
+    mask[..., 0] = True
+    mask[1, 0, 2] = False  # one fully masked row, as a padding query has
+    return q, k, mask
+
+
+def _pattern_reference(q, k, mask, scale):
+    scores = q @ k.transpose(-1, -2) * scale
+    return torch.softmax(scores + additive(mask), dim=-1)
+
+
+@pytest.mark.exercise("attention_pattern")
+def test_attention_pattern(gpt2):
+    q, k, mask = _qk_mask()
+    scale = 8**-0.5
+    with no_shortcuts((F, "scaled_dot_product_attention")):
+        actual = gpt2.attention_pattern(q, k, mask, scale)
+    scores = q @ k.transpose(-1, -2)
+    mistakes = {
+        "forgetting the scale": torch.softmax(scores + additive(mask), -1),
+        "dividing by the head size instead of multiplying by scale": torch.softmax(scores / 8 + additive(mask), -1),
+        "a softmax over the queries (dim=-2) instead of the keys (dim=-1)": torch.softmax(scores * scale + additive(mask), -2),
+        "the mask inverted (True means attend)": torch.softmax(scores * scale + additive(~mask), -1),
+        "masking with -inf (NaN in fully masked rows)": torch.softmax((scores * scale).masked_fill(~mask, -math.inf), -1),
+        "multiplying the scores by the mask instead of masking them out": torch.softmax(scores * scale * mask, -1),
+    }
+    assert_close(actual, _pattern_reference(q, k, mask, scale), name="attention_pattern(q, k, mask, scale)",
+                 atol=1e-6, mistakes=mistakes, hint="softmax over keys of q @ k^T * scale, masked where mask is False")
+
+
+@pytest.mark.exercise("attention_pattern")
+def test_attention_pattern_without_mask(gpt2):
+    q, k, _ = _qk_mask(1)
+    actual = gpt2.attention_pattern(q, k, None, 0.5)
+    assert_close(actual, torch.softmax(q @ k.transpose(-1, -2) * 0.5, -1), name="attention_pattern(q, k, None, 0.5)",
+                 atol=1e-6, hint="mask=None means every query sees every key")
+
+
+@pytest.mark.exercise("attention_pattern")
+def test_attention_pattern_gradients_of_masked_rows(gpt2):
+    q, k, mask = _qk_mask(2)
+    g = torch.randn(2, 3, 4, 6, generator=torch.Generator().manual_seed(3))
+    grads = []
+    for fn in (gpt2.attention_pattern, _pattern_reference):
+        qq, kk = q.clone().requires_grad_(), k.clone().requires_grad_()
+        (fn(qq, kk, mask, 0.3) * g).sum().backward()
+        grads.append((qq.grad, kk.grad))
+    hint = ("add torch.finfo(dtype).min to masked scores (scores + mask_value), as transformers does, instead of "
+            "masked_fill: in a fully masked row the gradient then flows the same way as in transformers")
+    assert_close(grads[0][0], grads[1][0], name="d pattern / dq", atol=1e-6, hint=hint)
+    assert_close(grads[0][1], grads[1][1], name="d pattern / dk", atol=1e-6, hint=hint)
+
+
+# ----------------------------------------------------------------------------- 4. causal mask
+
+
+@pytest.mark.exercise("causal_mask")
+@pytest.mark.parametrize("q_len,k_len", [(1, 1), (5, 5), (2, 6), (1, 7)])
+def test_causal_mask(gpt2, q_len, k_len):
+    actual = gpt2.causal_mask(q_len, k_len)
+    assert isinstance(actual, torch.Tensor) and actual.dtype == torch.bool, (
+        f"causal_mask should return a bool tensor, got {getattr(actual, 'dtype', type(actual))}"
+    )
+    expected = torch.ones(q_len, k_len, dtype=torch.bool).tril(k_len - q_len)
+    ones = torch.ones(q_len, k_len, dtype=torch.bool)
+    mistakes = {
+        "leaving the diagonal out (a token may attend to itself)": ones.tril(k_len - q_len - 1),
+        "the upper triangle (True should mean allowed: keys at or before the query)": ones.triu(k_len - q_len),
+        "ignoring the cached keys (query i sits at position k_len - q_len + i)": ones.tril(),
+    }
+    assert_close(actual.float(), expected.float(), name=f"causal_mask({q_len}, {k_len})", atol=0,
+                 mistakes={k: v.float() for k, v in mistakes.items()})
+
+
+@pytest.mark.exercise("causal_mask")
+def test_causal_mask_device(gpt2):
+    assert gpt2.causal_mask(3, 4, device="cpu").device.type == "cpu", "causal_mask should honour device="
+
+
+# ----------------------------------------------------------------------------- 5. attention
+
+
+@pytest.mark.exercise("attention")
+@pytest.mark.parametrize("padded", [False, True], ids=["causal", "causal+padding"])
+def test_attention_matches_transformers(gpt2, hf_base, padded):
+    cfg = config_of(hf_base)
+    hf_attn = hf_base.transformer.h[1].attn
+    attn = load_into(gpt2.GPT2Attention(cfg, layer_idx=1), hf_base, "transformer.h.1.attn.")
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, cfg.n_embd)
+    pad = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]]) if padded else None
+    keep = keep_mask(pad, 5, 5)
+    with no_shortcuts((F, "scaled_dot_product_attention"), (nn.MultiheadAttention, "forward")):
+        out, present, pattern = attn(x, keep, None, False, True)
+    expected, expected_pattern = hf_attn(x, attention_mask=additive(keep))
+    assert present is None, "with use_cache=False, return None as present"
+    assert_close(pattern, expected_pattern, name="attention pattern (output_attentions=True)", atol=1e-6,
+                 hint="split c_attn's output into q, k, v in that order, then heads: (B, T, C) -> (B, nh, T, hs)")
+    assert_close(out, expected, name="GPT2Attention output", atol=1e-5,
+                 hint="pattern @ v, heads merged back to (B, T, C) in the same order they were split, then c_proj")
+
+
+@pytest.mark.exercise("attention")
+def test_attention_gradients(gpt2, hf_base):
+    cfg = config_of(hf_base)
+    hf_attn = hf_base.transformer.h[0].attn
+    attn = load_into(gpt2.GPT2Attention(cfg, layer_idx=0), hf_base, "transformer.h.0.attn.")
+    keep = keep_mask(torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]]), 4, 4)
+    x = torch.randn(2, 4, cfg.n_embd, generator=torch.Generator().manual_seed(1))
+    g = torch.randn(2, 4, cfg.n_embd, generator=torch.Generator().manual_seed(2))
+    hf_attn.zero_grad()
+    (attn(x, keep)[0] * g).sum().backward()
+    (hf_attn(x, attention_mask=additive(keep))[0] * g).sum().backward()
+    expected = {n: (p.grad.t() if n.endswith("weight") else p.grad) for n, p in hf_attn.named_parameters()}
+    assert_grads_close({n: p.grad for n, p in attn.named_parameters()}, expected)
+    hf_attn.zero_grad()
+
+
+# ----------------------------------------------------------------------------- 6. GELU
+
+
+@pytest.mark.exercise("gelu")
+def test_gelu_new(gpt2):
+    from transformers.activations import NewGELUActivation
+
+    x = torch.linspace(-8, 8, 401)
+    with no_shortcuts((F, "gelu")):
+        actual = gpt2.gelu_new(x)
+    mistakes = {
+        "the exact erf GELU (GPT-2 uses the tanh approximation)": F.gelu(x),
+        "x * sigmoid(1.702 x) (the sigmoid approximation)": x * torch.sigmoid(1.702 * x),
+        "x^2 instead of x^3 inside the tanh": 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**2))),
+        "forgetting the 0.5": x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))),
+    }
+    assert_close(actual, NewGELUActivation()(x), name="gelu_new(x)", atol=1e-6, mistakes=mistakes,
+                 hint="0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))")
+
+
+# ----------------------------------------------------------------------------- 7. MLP
+
+
+@pytest.mark.exercise("mlp")
+def test_mlp_matches_transformers(gpt2, checkpoints):
+    hf = hf_gpt2(checkpoints["deep_narrow_heads"])  # n_inner != 4 * n_embd
+    cfg = config_of(hf)
+    mlp = load_into(gpt2.GPT2MLP(cfg), hf, "transformer.h.2.mlp.")
+    x = torch.randn(3, 4, cfg.n_embd, generator=torch.Generator().manual_seed(0))
+    hf_mlp = hf.transformer.h[2].mlp
+    with torch.no_grad():
+        mistakes = {"the exact erf GELU instead of gelu_new": hf_mlp.c_proj(F.gelu(hf_mlp.c_fc(x)))}
+        assert_close(mlp(x), hf_mlp(x), name="GPT2MLP output", atol=1e-5, mistakes=mistakes,
+                     hint="c_fc (C -> n_inner, 4C when n_inner is None), gelu_new, c_proj, dropout")
+
+
+# ----------------------------------------------------------------------------- 8. block
+
+
+@pytest.mark.exercise("block")
+def test_block_matches_transformers(gpt2, hf_base):
+    cfg = config_of(hf_base)
+    hf_block = hf_base.transformer.h[1]
+    block = load_into(gpt2.GPT2Block(cfg, layer_idx=1), hf_base, "transformer.h.1.")
+    x = torch.randn(2, 5, cfg.n_embd, generator=torch.Generator().manual_seed(0)) * 2
+    keep = keep_mask(torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]]), 5, 5)
+    mask = additive(keep)
+    with torch.no_grad():
+        out, present, pattern = block(x, keep, None, False, False)
+        a = hf_block.attn(hf_block.ln_1(x), attention_mask=mask)[0]
+        h_post = hf_block.ln_1(x + hf_block.attn(x, attention_mask=mask)[0])
+        mistakes = {
+            "post-LN (x = ln(x + sublayer(x)); GPT-2 normalises before each sublayer)":
+                hf_block.ln_2(h_post + hf_block.mlp(h_post)),
+            "forgetting the residual around attention": a + hf_block.mlp(hf_block.ln_2(a)),
+            "forgetting the residual around the MLP": hf_block.mlp(hf_block.ln_2(x + a)),
+        }
+        assert_close(out, hf_block(x, attention_mask=mask), name="GPT2Block output", atol=1e-5, mistakes=mistakes,
+                     hint="x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))")
+    assert present is None and pattern is None, "with use_cache=False and output_attentions=False return None for both"

@@ -1,0 +1,138 @@
+"""Exercise 10: loading Hugging Face checkpoints and saving ones transformers loads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import transformers
+from safetensors.torch import load_file, save_file
+
+from mlab_tfs.checkpoints import CheckpointError
+from mlab_tfs.gpt2 import solution
+from mlab_tfs.testing.compare import assert_close
+from mlab_tfs.testing.tiny import GPT2_CONFIGS, hf_gpt2
+
+from .test_model import CONFIGS
+
+
+def _ids(vocab_size: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, vocab_size, (2, 7), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.exercise("loading")
+def test_from_hf_state_dict_names_and_transposes(gpt2, hf_base, base_config):
+    hf_state = hf_base.state_dict()
+    actual = gpt2.from_hf_state_dict(hf_state, base_config)
+    expected = solution.from_hf_state_dict(hf_state, base_config)
+    assert isinstance(actual, dict), f"from_hf_state_dict should return a dict, got {type(actual).__name__}"
+    missing, extra = sorted(set(expected) - set(actual)), sorted(set(actual) - set(expected))
+    assert not missing and not extra, f"keys differ from GPT2LMHeadModel's: missing {missing[:6]}, unexpected {extra[:6]}"
+    for key in expected:
+        assert_close(actual[key], expected[key], name=key, atol=0,
+                     hint="Conv1D weights (c_attn, c_proj, c_fc) are stored (in, out): transpose them for nn.Linear")
+
+
+@pytest.mark.exercise("loading")
+@pytest.mark.parametrize("name", CONFIGS)
+def test_from_pretrained_matches_transformers(gpt2, checkpoints, name):
+    model = gpt2.GPT2LMHeadModel.from_pretrained(checkpoints[name])
+    hf = hf_gpt2(checkpoints[name])
+    ids = _ids(model.config.vocab_size)
+    with torch.no_grad():
+        assert_close(model(ids).logits, hf(ids).logits, name=f"logits after from_pretrained ({name})", atol=1e-5)
+    assert not model.training, "from_pretrained returns the model in eval mode, as transformers does"
+
+
+@pytest.mark.exercise("loading")
+@pytest.mark.parametrize("name", CONFIGS)
+def test_save_pretrained_loads_in_transformers(gpt2, checkpoints, name, tmp_path):
+    model = gpt2.GPT2LMHeadModel.from_pretrained(checkpoints[name])
+    model.save_pretrained(tmp_path)
+    hf, info = transformers.GPT2LMHeadModel.from_pretrained(
+        tmp_path, output_loading_info=True, attn_implementation="eager"
+    )
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], (
+        f"transformers reports {info}: save HF's names, with Conv1D weights transposed back, and leave out the "
+        f"tied lm_head.weight"
+    )
+    original = load_file(checkpoints[name] / "model.safetensors")
+    saved = load_file(tmp_path / "model.safetensors")
+    assert sorted(saved) == sorted(original), f"saved keys differ: {sorted(set(saved) ^ set(original))[:6]}"
+    for key in original:
+        assert torch.equal(saved[key], original[key]), f"{key} changed on the way through load and save"
+    ids = _ids(model.config.vocab_size, 1)
+    with torch.no_grad():
+        assert_close(hf.eval()(ids).logits, model(ids).logits, name="transformers' logits from our checkpoint",
+                     atol=1e-5)
+
+
+@pytest.mark.exercise("loading")
+def test_loads_gpt2model_checkpoint_with_mask_buffers(gpt2, hf_base, tmp_path):
+    """The real 'gpt2' checkpoint has no 'transformer.' prefix, no lm_head and old mask buffers."""
+    state = {k.removeprefix("transformer."): v.clone() for k, v in hf_base.state_dict().items() if k != "lm_head.weight"}
+    for i in range(hf_base.config.n_layer):
+        state[f"h.{i}.attn.bias"] = torch.ones(1, 1, 40, 40).tril()
+        state[f"h.{i}.attn.masked_bias"] = torch.tensor(-1e4)
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    (tmp_path / "config.json").write_text(json.dumps(hf_base.config.to_dict()))
+    model = gpt2.GPT2LMHeadModel.from_pretrained(tmp_path)
+    ids = _ids(97, 2)
+    with torch.no_grad():
+        assert_close(model(ids).logits, hf_base(ids).logits, name="logits from a GPT2Model-style checkpoint",
+                     atol=1e-5, hint="add the 'transformer.' prefix where it is missing; skip attn.bias/masked_bias")
+
+
+def _broken_checkpoint(src, dst, edit):
+    dst.mkdir()
+    (dst / "config.json").write_text((src / "config.json").read_text())
+    state = load_file(src / "model.safetensors")
+    edit(state)
+    save_file(state, dst / "model.safetensors", metadata={"format": "pt"})
+    return dst
+
+
+def test_missing_and_mismatched_keys_are_listed(checkpoints, tmp_path):
+    def edit(state):
+        del state["transformer.h.1.mlp.c_fc.bias"]
+        state["transformer.ln_f.weight"] = torch.ones(5)
+        state["transformer.h.0.attn.q_proj.weight"] = torch.ones(2)
+
+    folder = _broken_checkpoint(checkpoints["base"], tmp_path / "broken", edit)
+    with pytest.raises(CheckpointError) as info:
+        solution.GPT2LMHeadModel.from_pretrained(folder)
+    message = str(info.value)
+    assert "missing keys (1)" in message and "transformer.h.1.mlp.c_fc.bias" in message
+    assert "unexpected keys (1)" in message and "transformer.h.0.attn.q_proj.weight" in message
+    assert "shape mismatches (1)" in message and "transformer.ln_f.weight: checkpoint (5,), model (32,)" in message
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path):
+    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32)
+    transformers.BertModel(config).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="model_type 'bert'"):
+        solution.GPT2LMHeadModel.from_pretrained(tmp_path)
+
+
+def test_folder_without_weights(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_embd": 8, "n_head": 2}))
+    with pytest.raises(FileNotFoundError, match="no weights"):
+        solution.GPT2LMHeadModel.from_pretrained(tmp_path)
+
+
+def test_config_contradictions_are_refused():
+    with pytest.raises(ValueError, match="divisible"):
+        solution.GPT2Config(n_embd=30, n_head=4)
+    with pytest.raises(ValueError, match="activation_function"):
+        solution.GPT2Config(activation_function="gelu_nope")
+    with pytest.raises(ValueError, match="n_layer"):
+        solution.GPT2Config(n_layer=0)
+
+
+def test_config_round_trips_through_transformers():
+    for overrides in GPT2_CONFIGS.values():
+        ours = solution.GPT2Config(**overrides)
+        theirs = transformers.GPT2Config(**ours.to_dict())
+        assert solution.GPT2Config.from_dict(theirs.to_dict()) == ours

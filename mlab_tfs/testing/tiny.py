@@ -1,0 +1,82 @@
+"""Tiny random Hugging Face checkpoints to test against (no network, no real weights).
+
+Each is a seeded transformers model written with ``save_pretrained`` to a folder, which
+both implementations then load. Layer-norm weights and all biases are randomised too:
+left at transformers' 1 and 0 they would hide bugs such as a swapped weight and bias.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# Small, but each one exercises something different.
+GPT2_CONFIGS: dict[str, dict[str, Any]] = {
+    "base": dict(vocab_size=97, n_positions=40, n_embd=32, n_layer=2, n_head=4),
+    "deep_narrow_heads": dict(
+        vocab_size=61, n_positions=24, n_embd=48, n_layer=3, n_head=6, n_inner=80,
+        layer_norm_epsilon=1e-3, initializer_range=0.1,
+    ),
+    "untied_erf_gelu_inverse_layer_scale": dict(
+        vocab_size=50, n_positions=33, n_embd=24, n_layer=2, n_head=1, activation_function="gelu",
+        tie_word_embeddings=False, scale_attn_by_inverse_layer_idx=True, initializer_range=0.08,
+    ),
+    "wide_unscaled": dict(
+        vocab_size=128, n_positions=64, n_embd=64, n_layer=1, n_head=8, scale_attn_weights=False,
+        initializer_range=0.05,
+    ),
+}
+
+
+def randomize_(model: torch.nn.Module, seed: int, scale: float = 0.1) -> None:
+    """Move layer-norm weights away from 1 and biases away from 0."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or ".ln_" in name or "LayerNorm" in name or "layer_norm" in name:
+                p.add_(torch.randn(p.shape, generator=g) * scale)
+
+
+def gpt2_checkpoint(folder: str | Path, name: str = "base", seed: int = 0, **overrides: Any) -> Path:
+    """Write a seeded random transformers GPT2LMHeadModel to folder; return the folder."""
+    import transformers
+
+    kwargs = {**GPT2_CONFIGS[name], **overrides}
+    kwargs.setdefault("bos_token_id", 0)  # the default 50256 is outside a tiny vocabulary
+    kwargs.setdefault("eos_token_id", 0)
+    torch.manual_seed(seed)
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**kwargs))
+    randomize_(model, seed)
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    return folder
+
+
+def hf_gpt2(folder: str | Path, attn_implementation: str = "eager"):
+    """transformers' GPT2LMHeadModel from a folder, fp32, eval mode."""
+    import transformers
+
+    return transformers.GPT2LMHeadModel.from_pretrained(
+        folder, attn_implementation=attn_implementation, dtype=torch.float32
+    ).eval()
+
+
+def left_padded_batch(
+    vocab_size: int, lengths: list[int], seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random prompts of the given lengths, left-padded (pad id 0) to the longest.
+
+    Returns input_ids, attention_mask and the position ids transformers' generate uses:
+    cumsum(mask) - 1, with padding at position 1 (any valid position; it is masked).
+    """
+    g = torch.Generator().manual_seed(seed)
+    T = max(lengths)
+    ids = torch.randint(0, vocab_size, (len(lengths), T), generator=g)
+    mask = torch.zeros(len(lengths), T, dtype=torch.long)
+    for b, n in enumerate(lengths):
+        mask[b, T - n :] = 1
+    ids = ids.masked_fill(mask == 0, 0)
+    position_ids = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+    return ids, mask, position_ids
