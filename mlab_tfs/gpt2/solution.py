@@ -178,6 +178,8 @@ def causal_mask(q_len: int, k_len: int, device: torch.device | str | None = None
     k_len - q_len are cached), so query i sits at position i + k_len - q_len and
     sees keys 0..that position.
     """
+    if q_len > k_len:
+        raise ValueError(f"causal_mask: q_len ({q_len}) must not exceed k_len ({k_len}); queries are the last keys")
     offset = k_len - q_len
     q_pos = torch.arange(q_len, device=device)[:, None] + offset
     k_pos = torch.arange(k_len, device=device)[None, :]
@@ -322,6 +324,20 @@ class GPT2Block(nn.Module):
 # ---------------------------------------------------------------------------------------
 
 
+def _init_gpt2_weights(model: nn.Module, config: GPT2Config) -> None:
+    """GPT-2's initialisation: N(0, initializer_range) weights, zero biases, layer norms at
+    1 and 0, and the residual projections scaled down by sqrt(2 * n_layer)."""
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=config.initializer_range)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+    for name, p in model.named_parameters():
+        if name.endswith("c_proj.weight"):
+            # 2 residual branches per block add up over depth (Radford et al. 2019).
+            nn.init.normal_(p, mean=0.0, std=config.initializer_range / math.sqrt(2 * config.n_layer))
+
+
 class GPT2Model(nn.Module):
     """Token + position embeddings, n_layer blocks, final layer norm."""
 
@@ -333,6 +349,7 @@ class GPT2Model(nn.Module):
         self.drop = nn.Dropout(config.embd_pdrop)
         self.h = nn.ModuleList([GPT2Block(config, i) for i in range(config.n_layer)])
         self.ln_f = LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        _init_gpt2_weights(self, config)
 
     def forward(
         self,
@@ -462,19 +479,10 @@ class GPT2LMHeadModel(PretrainedMixin, nn.Module):
         self.config = config
         self.transformer = GPT2Model(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():
-            if name.endswith("c_proj.weight"):
-                # GPT-2's scaled init: 2 residual branches per block add up over depth.
-                nn.init.normal_(p, mean=0.0, std=config.initializer_range / math.sqrt(2 * config.n_layer))
         if config.tie_word_embeddings:
-            self.lm_head.weight = self.transformer.wte.weight
-
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+            self.lm_head.weight = self.transformer.wte.weight  # one Parameter, two uses
+        else:
+            nn.init.normal_(self.lm_head.weight, mean=0.0, std=config.initializer_range)
 
     def forward(
         self,

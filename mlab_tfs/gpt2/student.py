@@ -55,7 +55,7 @@ from einops import rearrange  # noqa: F401
 from torch import nn
 
 from mlab_tfs.checkpoints import PretrainedMixin, StateDict
-from mlab_tfs.gpt2.solution import GPT2Config
+from mlab_tfs.gpt2.solution import GPT2Config, _init_gpt2_weights  # given, not exercises
 from mlab_tfs.inputs import (  # noqa: F401  (use them in GPT2Model.forward)
     check_attention_mask,
     check_kv_cache,
@@ -348,6 +348,11 @@ class GPT2Model(nn.Module):
         - ``drop``: nn.Dropout(config.embd_pdrop);
         - ``h``: nn.ModuleList of n_layer GPT2Blocks (block i gets layer_idx=i);
         - ``ln_f``: the final LayerNorm (eps=config.layer_norm_epsilon).
+
+        Last, initialise as GPT-2 does with the given ``_init_gpt2_weights(self, config)``:
+        N(0, initializer_range) weights, zero biases, and every ``c_proj.weight`` drawn
+        with std initializer_range / sqrt(2 * n_layer): each block adds two branches to
+        the residual stream, and this keeps its variance from growing with depth.
         """
         raise NotImplementedError("Exercise 9 (model): see mlab_tfs/gpt2/GUIDE.md#9-model")
 
@@ -381,6 +386,7 @@ class GPT2Model(nn.Module):
 
         Start with the given input checks, so bad input fails with a clear message:
 
+            cfg = self.config
             check_token_ids("input_ids", input_ids, cfg.vocab_size)
             B, T = input_ids.shape
             P = 0  # or, when past_key_values is given:
@@ -392,8 +398,9 @@ class GPT2Model(nn.Module):
             pad = check_attention_mask("attention_mask", attention_mask, (B, P + T))
 
         When position_ids is None, use positions P .. P + T - 1 for every row, as
-        transformers does (raise a ValueError if P + T > n_positions). The mask does not
-        change them: left-padded callers pass their own position_ids (GUIDE, Pitfalls).
+        transformers does; if P + T > n_positions raise a ValueError whose message names
+        n_positions. The mask does not change these positions: left-padded callers pass
+        their own position_ids (see the guide's Pitfalls).
 
         Then: combine ``causal_mask(T, P + T)`` with the padding mask into one bool mask
         (B or 1, 1, T, S) (padding masks *keys*: index it as ``pad[:, None, None, :]``),
@@ -462,8 +469,8 @@ def to_hf_state_dict(state: StateDict, config: GPT2Config) -> StateDict:
     weights transposed back to (in, out), and, when ``config.tie_word_embeddings``,
     without ``lm_head.weight`` (transformers rebuilds it from ``transformer.wte.weight``).
 
-    The inverse of ``from_hf_state_dict``: the tests check the round trip, and that
-    transformers loads what ``save_pretrained`` writes.
+    The inverse of ``from_hf_state_dict``. ``save_pretrained`` writes its result, and
+    transformers' ``GPT2LMHeadModel.from_pretrained`` must be able to read it.
     """
     raise NotImplementedError("Exercise 10 (loading): see mlab_tfs/gpt2/GUIDE.md#10-loading-weights")
 
@@ -480,22 +487,12 @@ class GPT2LMHeadModel(PretrainedMixin, nn.Module):
         """Store ``self.config`` and create ``self.transformer`` (GPT2Model) and
         ``self.lm_head = nn.Linear(C, V, bias=False)``.
 
-        Then initialise as GPT-2 does:
-        - ``self.apply(self._init_weights)`` (given below);
-        - re-draw every ``c_proj.weight`` (attention and MLP) from
-          N(0, initializer_range / sqrt(2 * n_layer)): each block adds two branches to the
-          residual stream, and this keeps its variance from growing with depth;
-        - last, if ``config.tie_word_embeddings``, tie the head:
-          ``self.lm_head.weight = self.transformer.wte.weight``. One Parameter, used twice:
-          its gradient is the sum of both uses, and optimisers see it once.
+        Then, if ``config.tie_word_embeddings``, tie the head:
+        ``self.lm_head.weight = self.transformer.wte.weight``. One Parameter, used twice:
+        its gradient is the sum of both uses, and optimisers see it once. (An untied head
+        is drawn from N(0, initializer_range).)
         """
         raise NotImplementedError("Exercise 9 (model): see mlab_tfs/gpt2/GUIDE.md#9-model")
-
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
 
     def forward(
         self,

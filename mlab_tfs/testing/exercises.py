@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from pathlib import Path
 
-# Course order of the parts that have exercises.
-PARTS = ["gpt2"]
+# The course in order; a part counts once its folder has an exercises.py.
+COURSE_ORDER = ["gpt2", "bert", "tokenizers", "sampling", "deberta", "training"]
+_PACKAGE = Path(__file__).resolve().parent.parent
+PARTS = [part for part in COURSE_ORDER if (_PACKAGE / part / "exercises.py").is_file()]
 
 
 @dataclass(frozen=True)

@@ -74,3 +74,4 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             known[part] = {e.name for e in exercises(part)}
         if name not in known[part]:
             raise pytest.UsageError(f"{item.nodeid}: unknown exercise {name!r} for part {part!r}")
+        item.extra_keyword_matches.add(name)  # so that `pytest -k layer_norm` selects the exercise

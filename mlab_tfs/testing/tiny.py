@@ -68,8 +68,8 @@ def left_padded_batch(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random prompts of the given lengths, left-padded (pad id 0) to the longest.
 
-    Returns input_ids, attention_mask and the position ids transformers' generate uses:
-    cumsum(mask) - 1, with padding at position 1 (any valid position; it is masked).
+    Returns input_ids, attention_mask and position ids counted over real tokens,
+    cumsum(mask) - 1, with padding at position 1 (any valid position would do: it is masked).
     """
     g = torch.Generator().manual_seed(seed)
     T = max(lengths)

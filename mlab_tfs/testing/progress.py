@@ -1,0 +1,140 @@
+"""``mlab-tfs check``: run a part's tests through pytest and show progress per exercise."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from mlab_tfs.testing.exercises import PARTS, Exercise, exercises
+from mlab_tfs.testing.plugin import exercise_of, part_of
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Result:
+    passed: int = 0
+    failed: int = 0
+    not_started: int = 0
+    skipped: int = 0
+    first_failure: str | None = None  # the diagnosis of the first failing test
+    first_failing_test: str | None = None
+
+    @property
+    def total(self) -> int:
+        return self.passed + self.failed + self.not_started
+
+    @property
+    def status(self) -> str:
+        if self.total == 0:
+            return "no tests"
+        if self.passed == self.total:
+            return "passed"
+        if self.not_started == self.total:
+            return "not started"
+        return "failing"
+
+
+@dataclass
+class Collector:
+    """A pytest plugin that files each test's outcome under its (part, exercise)."""
+
+    results: dict[tuple[str, str], Result] = field(default_factory=dict)
+    where: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            name, part = exercise_of(item), part_of(item)
+            if name and part:
+                self.where[item.nodeid] = (part, name)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        key = self.where.get(report.nodeid)
+        if key is None:
+            return
+        result = self.results.setdefault(key, Result())
+        if report.when == "call" and report.passed:
+            result.passed += 1
+        elif report.skipped and report.when in ("setup", "call"):
+            result.skipped += 1
+        elif report.failed:
+            message = _message(report)
+            stub = message.startswith("NotImplementedError")
+            if stub:
+                result.not_started += 1
+            else:
+                result.failed += 1
+            # Show a real failure in preference to "not implemented yet".
+            if result.first_failure is None or (result.first_failure.startswith("NotImplementedError") and not stub):
+                result.first_failure = message
+                result.first_failing_test = report.nodeid
+
+
+def _message(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else str(report.longrepr)
+    for prefix in ("mlab_tfs.testing.compare.Mismatch: ", "AssertionError: "):
+        text = text.removeprefix(prefix)
+    return text.strip()
+
+
+def run(parts: list[str], impl: str, verbose: bool = False) -> dict[tuple[str, str], Result]:
+    collector = Collector()
+    paths = [str(PACKAGE_DIR / part / "tests") for part in parts]
+    args = [*paths, f"--impl={impl}", "-p", "no:cacheprovider", "-q", "--no-header", "-W", "ignore"]
+    if verbose:
+        pytest.main(args, plugins=[collector])
+    else:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            pytest.main(args, plugins=[collector])
+    return collector.results
+
+
+def _paint(text: str, status: str) -> str:
+    if not sys.stdout.isatty() or os.environ.get("NO_COLOR"):
+        return text
+    color = {"passed": "32", "failing": "31", "not started": "33"}.get(status, "0")
+    return f"\033[{color}m{text}\033[0m"
+
+
+MARKS = {"passed": "✓ passed", "failing": "✗ failing", "not started": "· not started", "no tests": "- no tests"}
+
+
+def report(parts: list[str], impl: str, results: dict[tuple[str, str], Result]) -> bool:
+    """Print one table per part; return True when every exercise passed."""
+    all_passed = True
+    first: tuple[str, Exercise, Result] | None = None
+    for part in parts:
+        print(f"\n{part} ({impl}) — guide: mlab_tfs/{part}/GUIDE.md")
+        print(f"  {'#':>2}  {'exercise':<34} {'tests':>7}   status")
+        for i, ex in enumerate(exercises(part), start=1):
+            result = results.get((part, ex.name), Result())
+            done = f"{result.passed}/{result.total}"
+            print(f"  {i:>2}  {ex.title:<34} {done:>7}   {_paint(MARKS[result.status], result.status)}")
+            if result.status != "passed":
+                all_passed = False
+                if first is None:
+                    first = (part, ex, result)
+    if first is None:
+        print("\nAll exercises pass.")
+        return all_passed
+    part, ex, result = first
+    print(f"\nNext: {ex.title} — {ex.guide_link(part)}")
+    if result.first_failure:
+        print(f"  first failing test: {result.first_failing_test}")
+        print("  " + result.first_failure.replace("\n", "\n  "))
+    print(f"  run just this exercise: pytest --impl={impl} mlab_tfs/{part} -k {ex.name}")
+    return all_passed
+
+
+def check(parts: list[str] | None, solution: bool, verbose: bool = False) -> bool:
+    parts = parts or PARTS
+    impl = "solution" if solution else "student"
+    return report(parts, impl, run(parts, impl, verbose))
