@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -79,6 +80,8 @@ def test_student_api_equals_solution(part):
 
 
 def _pristine(path: Path) -> bool:
+    if os.environ.get("MLAB_TFS_STUB_CHECK") == "1":  # force the check, e.g. while writing new stubs
+        return True
     try:
         out = subprocess.run(["git", "status", "--porcelain", "--", str(path)], cwd=REPO, capture_output=True,
                              text=True, timeout=30)
