@@ -130,7 +130,7 @@ class LayerNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # (..., C) -> (..., C)
         # Statistics in fp32 even when the model runs in half precision.
-        x32 = x.float()
+        x32 = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
         mean = x32.mean(dim=-1, keepdim=True)
         var = (x32 - mean).pow(2).mean(dim=-1, keepdim=True)  # biased, as in the paper
         x_hat = (x32 - mean) / torch.sqrt(var + self.eps)  # eps inside the sqrt
