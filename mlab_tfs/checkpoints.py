@@ -9,6 +9,7 @@ here once, by ``PretrainedMixin``.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -106,27 +107,49 @@ class PretrainedMixin:
 
     - ``config_class`` with ``from_dict(dict)`` and ``to_dict()``;
     - ``hf_to_ours`` and ``ours_to_hf``: static methods (state_dict, config) -> state_dict
-      that translate names (and transposes) between Hugging Face's layout and the model's.
+      that translate names (and transposes) between Hugging Face's layout and the model's;
+    - optionally ``head_prefixes``: parameters a checkpoint may lack because it was saved
+      from a model without this head (a BertModel loaded into BertForMaskedLM); they keep
+      their fresh initialisation, with a warning, as in transformers.
     """
 
     config_class: type
     hf_to_ours: Callable[[StateDict, Any], StateDict]
     ours_to_hf: Callable[[StateDict, Any], StateDict]
+    head_prefixes: tuple[str, ...] = ()
 
     @classmethod
     def from_pretrained(
         cls,
         name_or_path: str | Path,
         *,
+        new_head: bool = False,
         dtype: torch.dtype | None = None,
         device: str | torch.device | None = None,
         **config_overrides: Any,
     ):
-        """Load a Hugging Face checkpoint: a local folder or a hub id (downloaded when online)."""
+        """Load a Hugging Face checkpoint: a local folder or a hub id (downloaded when online).
+
+        new_head=True says you expect the checkpoint to lack this class's head (you are about
+        to fine-tune a fresh one) and silences the warning about it.
+        Keyword arguments that are config fields override config.json (e.g. num_labels=3).
+        """
         folder = resolve_checkpoint(name_or_path)
         config = cls.config_class.from_dict({**read_config(folder), **config_overrides})
         model = cls(config)
         converted = cls.hf_to_ours(read_state_dict(folder), config)
+        fresh = model.state_dict()
+        missing_head = sorted(k for k in fresh if cls.head_prefixes and k.startswith(cls.head_prefixes)
+                              and k not in converted)
+        if missing_head and not new_head:
+            warnings.warn(
+                f"the checkpoint {folder} has no weights for {cls.__name__}'s head "
+                f"({', '.join(missing_head)}): they start from a fresh random initialisation; "
+                f"train them before use (pass new_head=True to silence this)",
+                stacklevel=2,
+            )
+        for key in missing_head:
+            converted[key] = fresh[key]
         check_fits(model, converted, str(folder))
         model.load_state_dict(converted, strict=True)
         model.eval()  # as transformers does: dropout off until you call .train()
@@ -138,6 +161,8 @@ class PretrainedMixin:
         """Write config.json and model.safetensors in the layout transformers loads."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        config = self.config  # type: ignore[attr-defined]
-        (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
-        save_safetensors(self.ours_to_hf(self.state_dict(), config), folder / "model.safetensors")
+        config = self.config.to_dict()  # type: ignore[attr-defined]
+        # The architecture tells transformers' Auto classes which class to build.
+        config["architectures"] = [type(self).__name__]
+        (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        save_safetensors(self.ours_to_hf(self.state_dict(), self.config), folder / "model.safetensors")  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@
 ``check`` is defined here; a part can add commands of its own (``mlab-tfs demo bert``...)
 with a module ``mlab_tfs/<part>/commands.py`` that defines ``register(subparsers)``: it adds
 its parsers and sets ``func`` on each (a function of the parsed args returning an exit code).
+Demos go under ``mlab-tfs demo <part>``: add them to ``demo_subparsers(subparsers)``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,15 @@ def _check(args: argparse.Namespace) -> int:
 
     all_passed = check(args.parts, solution=args.solution, verbose=args.verbose)
     return 1 if args.strict and not all_passed else 0
+
+
+def demo_subparsers(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """The subcommands of ``mlab-tfs demo`` (one per part that has a demo), created once."""
+    demo = subparsers.choices.get("demo")
+    if demo is None:
+        demo = subparsers.add_parser("demo", help="run a part's demo (see: mlab-tfs demo --help)")
+        demo.set_defaults(_demos=demo.add_subparsers(dest="demo", required=True, metavar="PART"))
+    return demo.get_default("_demos")
 
 
 def build_parser() -> argparse.ArgumentParser:

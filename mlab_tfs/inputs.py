@@ -119,3 +119,72 @@ def check_kv_cache(
                     f"{name}[{i}][{j}] caches {t.shape[2]} positions but earlier entries cache {cached}"
                 )
     return int(cached)
+
+
+def check_token_type_ids(name: str, token_type_ids: object, shape: tuple[int, int], type_vocab_size: int) -> Tensor:
+    """token_type_ids (segment ids): integers in [0, type_vocab_size), shaped (batch, seq), (1, seq) or (seq,).
+
+    Returns them as (batch or 1, seq).
+    """
+    token_type_ids = require_tensor(name, token_type_ids)
+    if token_type_ids.dtype.is_floating_point or token_type_ids.dtype.is_complex or token_type_ids.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer segment ids (torch.long), got {_describe(token_type_ids)}")
+    if token_type_ids.dim() == 1:
+        token_type_ids = token_type_ids[None]
+    batch, seq = shape
+    if token_type_ids.dim() != 2 or token_type_ids.shape[1] != seq or token_type_ids.shape[0] not in (1, batch):
+        raise ValueError(f"{name} must have shape ({batch}, {seq}) or (1, {seq}), got {_describe(token_type_ids)}")
+    lo, hi = int(token_type_ids.min()), int(token_type_ids.max())
+    if lo < 0 or hi >= type_vocab_size:
+        bad = lo if lo < 0 else hi
+        where = tuple((token_type_ids == bad).nonzero()[0].tolist())
+        raise ValueError(
+            f"{name} must be in [0, {type_vocab_size}) (the model's type_vocab_size), got {bad} at index {where}"
+        )
+    return token_type_ids
+
+
+def check_classification_labels(name: str, labels: object, batch: int, num_labels: int, problem_type: str) -> Tensor:
+    """Sequence-classification labels, as transformers' problem types expect them.
+
+    - "single_label_classification": integer class ids in [0, num_labels) or -100, shape (batch,);
+    - "regression": numbers, shape (batch,) or (batch, 1) for one label, (batch, num_labels) otherwise;
+    - "multi_label_classification": targets in [0, 1], shape (batch, num_labels).
+    """
+    labels = require_tensor(name, labels)
+    if labels.dtype.is_complex:
+        raise ValueError(f"{name} must be real numbers, got {_describe(labels)}")
+    if problem_type == "single_label_classification":
+        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+            raise ValueError(
+                f"{name} must hold integer class ids for single-label classification, got {_describe(labels)}"
+            )
+        if labels.dim() == 2 and labels.shape[1] == 1:
+            labels = labels[:, 0]
+        if tuple(labels.shape) != (batch,):
+            raise ValueError(f"{name} must have shape ({batch},) (one class id per sequence), got {_describe(labels)}")
+        bad = (labels != -100) & ((labels < 0) | (labels >= num_labels))
+        if bool(bad.any()):
+            where = int(bad.nonzero()[0, 0])
+            raise ValueError(
+                f"{name} must be in [0, {num_labels}) (num_labels) or -100 (ignored), got {int(labels[where])} "
+                f"at index {where}"
+            )
+        return labels
+    if problem_type == "regression":
+        shapes = [(batch,), (batch, 1)] if num_labels == 1 else [(batch, num_labels)]
+        if tuple(labels.shape) not in shapes:
+            raise ValueError(f"{name} must have shape {' or '.join(map(str, shapes))} for regression, "
+                             f"got {_describe(labels)}")
+        return labels
+    if problem_type == "multi_label_classification":
+        if tuple(labels.shape) != (batch, num_labels):
+            raise ValueError(
+                f"{name} must have shape ({batch}, {num_labels}) (one 0/1 target per label) for multi-label "
+                f"classification, got {_describe(labels)}"
+            )
+        if bool(((labels < 0) | (labels > 1)).any()):
+            raise ValueError(f"{name} must be in [0, 1] for multi-label classification, got values outside")
+        return labels
+    raise ValueError(f"problem_type must be regression, single_label_classification or multi_label_classification, "
+                     f"got {problem_type!r}")

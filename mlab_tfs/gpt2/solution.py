@@ -212,7 +212,8 @@ class GPT2Attention(nn.Module):
         output_attentions: bool = False,
     ) -> tuple[Tensor, tuple[Tensor, Tensor] | None, Tensor | None]:
         """x: (B, T, C); attention_mask: bool (B, 1, T, S), True = attend (causal and
-        padding combined); layer_past: cached (k, v), each (B, nh, P, hs).
+        padding combined), or None for the causal mask alone; layer_past: cached (k, v),
+        each (B, nh, P, hs).
 
         Returns (output (B, T, C), present (k, v) if use_cache, pattern (B, nh, T, S) if
         output_attentions).
@@ -229,6 +230,8 @@ class GPT2Attention(nn.Module):
         if self.attn_implementation == "sdpa" and not output_attentions:
             y = self._sdpa(q, k, v, attention_mask)
         else:
+            if attention_mask is None:
+                attention_mask = causal_mask(q.shape[2], k.shape[2], q.device)[None, None]
             if self.upcast:  # fp32 scores and softmax, for half-precision stability
                 pattern = attention_pattern(q.float(), k.float(), attention_mask, self.scale).to(v.dtype)
             else:
@@ -241,10 +244,12 @@ class GPT2Attention(nn.Module):
         """The same attention through PyTorch's fused kernel (flash / memory-efficient)."""
         dropout = self.attn_dropout.p if self.training else 0.0
         T, S = q.shape[2], k.shape[2]
-        if mask is None:
-            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=self.scale)
-        if T == S and mask.shape[0] == 1 and torch.equal(mask[0, 0], causal_mask(T, S, q.device)):
-            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True, scale=self.scale)
+        if mask is None:  # causal only
+            if T == S:  # no cache: the fused kernels' own causal masking
+                return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True, scale=self.scale)
+            if T == 1:  # one new token sees the whole cache
+                return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=self.scale)
+            mask = causal_mask(T, S, q.device)[None, None]
         # The additive mask of attention_pattern, so padding rows come out the same.
         bias = additive_mask(mask, q.dtype)
         if not (torch.is_grad_enabled() and q.requires_grad):
@@ -328,7 +333,8 @@ def _init_gpt2_weights(model: nn.Module, config: GPT2Config) -> None:
     """GPT-2's initialisation: N(0, initializer_range) weights, zero biases, layer norms at
     1 and 0, and the residual projections scaled down by sqrt(2 * n_layer)."""
     for module in model.modules():
-        if isinstance(module, (nn.Linear, Embedding)):
+        # By name, so that a learner's own Embedding class is initialised too.
+        if isinstance(module, nn.Linear) or type(module).__name__ == "Embedding":
             nn.init.normal_(module.weight, mean=0.0, std=config.initializer_range)
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
@@ -387,10 +393,12 @@ class GPT2Model(nn.Module):
             position_ids = check_position_ids("position_ids", position_ids, (B, T), cfg.n_positions)
 
         # keep[b, 0, t, s]: may query t attend to key s? Causal, and not padding.
-        keep = causal_mask(T, P + T, device=input_ids.device)[None, None]  # (1, 1, T, S)
+        # Without padding, None: the attention layers apply the causal mask themselves
+        # (and the fused kernels can use their built-in causal masking).
+        keep = None
         if attention_mask is not None:
             pad = check_attention_mask("attention_mask", attention_mask, (B, P + T))
-            keep = keep & pad[:, None, None, :]  # (B, 1, T, S)
+            keep = causal_mask(T, P + T, device=input_ids.device)[None, None] & pad[:, None, None, :]  # (B, 1, T, S)
 
         x = self.drop(self.wte(input_ids) + self.wpe(position_ids))  # (B, T, C)
         hidden_states: list[Tensor] = []

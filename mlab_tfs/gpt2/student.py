@@ -239,6 +239,8 @@ class GPT2Attention(nn.Module):
         x: (B, T, C), the (layer-normed) residual stream.
         attention_mask: bool (B or 1, 1, T, S), True = may attend. GPT2Model builds it,
             causal and padding combined; pass it straight to ``attention_pattern``.
+            None means the causal mask alone: build it with ``causal_mask(T, S)``
+            (this layer is always causal).
         layer_past, use_cache: exercise 11 (KV cache). ``layer_past`` is this layer's
             cached (k, v), each (B, nh, P, hs).
         output_attentions: return the pattern too.

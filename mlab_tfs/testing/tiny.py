@@ -80,3 +80,90 @@ def left_padded_batch(
     ids = ids.masked_fill(mask == 0, 0)
     position_ids = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
     return ids, mask, position_ids
+
+
+# ---------------------------------------------------------------------------------------
+# BERT
+# ---------------------------------------------------------------------------------------
+
+# Small, but each varies something: width, heads, depth, MLP width, eps, segments, labels,
+# positions. initializer_range above BERT's 0.02 gives attention patterns far from uniform,
+# where a missing scale or a misplaced mask shows.
+BERT_CONFIGS: dict[str, dict[str, Any]] = {
+    "base": dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                 max_position_embeddings=40, type_vocab_size=2, num_labels=3, initializer_range=0.2),
+    "deep_narrow_heads": dict(
+        vocab_size=61, hidden_size=24, num_hidden_layers=3, num_attention_heads=6, intermediate_size=50,
+        max_position_embeddings=24, type_vocab_size=3, layer_norm_eps=1e-3, num_labels=2, initializer_range=0.3,
+    ),
+    "one_head_regression": dict(
+        vocab_size=128, hidden_size=48, num_hidden_layers=1, num_attention_heads=1, intermediate_size=96,
+        max_position_embeddings=64, type_vocab_size=1, num_labels=1, initializer_range=0.15, pad_token_id=3,
+    ),
+    "multi_label": dict(
+        vocab_size=80, hidden_size=40, num_hidden_layers=2, num_attention_heads=5, intermediate_size=64,
+        max_position_embeddings=33, type_vocab_size=4, num_labels=4, initializer_range=0.25, layer_norm_eps=1e-6,
+        problem_type="multi_label_classification",
+    ),
+}
+
+BERT_HEADS = ("model", "mlm", "pretraining", "classifier")
+
+
+def _bert_class(head: str):
+    import transformers
+
+    classes = dict(model=transformers.BertModel, mlm=transformers.BertForMaskedLM,
+                   pretraining=transformers.BertForPreTraining, classifier=transformers.BertForSequenceClassification)
+    if head not in classes:
+        raise ValueError(f"head must be one of {BERT_HEADS}, got {head!r}")
+    return classes[head]
+
+
+def bert_checkpoint(folder: str | Path, name: str = "base", seed: int = 0, head: str = "model",
+                    **overrides: Any) -> Path:
+    """Write a seeded random transformers BERT to folder; return the folder.
+
+    head: "model" (BertModel), "mlm" (BertForMaskedLM), "pretraining" (BertForPreTraining)
+    or "classifier" (BertForSequenceClassification).
+    """
+    import transformers
+
+    kwargs = {**BERT_CONFIGS[name], **overrides}
+    torch.manual_seed(seed)
+    model = _bert_class(head)(transformers.BertConfig(**kwargs))
+    randomize_(model, seed)
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    return folder
+
+
+def hf_bert(folder: str | Path, head: str = "model", attn_implementation: str = "eager"):
+    """transformers' BERT class for head from a folder, fp32, eval mode.
+
+    Eager attention by default: it adds the same finfo.min mask as ours, where sdpa's
+    kernels may treat padding rows differently.
+    """
+    return _bert_class(head).from_pretrained(
+        folder, attn_implementation=attn_implementation, dtype=torch.float32
+    ).eval()
+
+
+def padded_bert_batch(
+    vocab_size: int, lengths: list[int], type_vocab_size: int = 2, pad_token_id: int = 0, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random sequences of the given lengths, right-padded (as BERT tokenizers pad) with pad_token_id.
+
+    Returns input_ids, attention_mask and token_type_ids: segment 0 for the first half of
+    each sequence, then 1 (or 0 if type_vocab_size is 1), and 0 on padding.
+    """
+    g = torch.Generator().manual_seed(seed)
+    T = max(lengths)
+    ids = torch.randint(0, vocab_size, (len(lengths), T), generator=g)
+    mask = torch.zeros(len(lengths), T, dtype=torch.long)
+    types = torch.zeros(len(lengths), T, dtype=torch.long)
+    for b, n in enumerate(lengths):
+        mask[b, :n] = 1
+        types[b, n // 2 : n] = min(1 + b % 3, type_vocab_size - 1)
+    ids = ids.masked_fill(mask == 0, pad_token_id)
+    return ids, mask, types

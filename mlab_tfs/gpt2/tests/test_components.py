@@ -235,6 +235,17 @@ def test_attention_matches_transformers(gpt2, hf_base, padded):
 
 
 @pytest.mark.exercise("attention")
+def test_attention_without_mask_is_causal(gpt2, hf_base):
+    cfg = config_of(hf_base)
+    attn = load_into(gpt2.GPT2Attention(cfg, layer_idx=0), hf_base, "transformer.h.0.attn.")
+    x = torch.randn(2, 6, cfg.n_embd, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = hf_base.transformer.h[0].attn(x, attention_mask=additive(keep_mask(None, 6, 6)))[0]
+        assert_close(attn(x)[0], expected, name="GPT2Attention output with attention_mask=None", atol=1e-5,
+                     hint="attention_mask=None means causal only: build causal_mask(T, S) when none is given")
+
+
+@pytest.mark.exercise("attention")
 def test_attention_gradients(gpt2, hf_base):
     cfg = config_of(hf_base)
     hf_attn = hf_base.transformer.h[0].attn

@@ -1,0 +1,107 @@
+"""Helpers of the BERT tests."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import torch
+
+from mlab_tfs.bert import solution
+from mlab_tfs.testing.compare import assert_close, assert_grads_close
+from mlab_tfs.testing.tiny import padded_bert_batch
+
+HEAD_OF_TARGET = {"model": "model", "mlm": "mlm", "classifier": "classifier"}
+
+
+def config_of(hf_model) -> solution.BertConfig:
+    return solution.BertConfig.from_dict(hf_model.config.to_dict())
+
+
+def load_into(module: torch.nn.Module, hf_model, target: str = "model", prefix: str = "") -> torch.nn.Module:
+    """Copy a transformers BERT's weights into one of our modules (prefix picks a submodule).
+
+    Uses the solution's name map, so component and model tests don't depend on the
+    loading exercise. Keys the module doesn't have (a pooler, another head) are left out;
+    the load is strict, so every key it has must come from the checkpoint.
+    """
+    ours = solution.from_hf_state_dict(hf_model.state_dict(), config_of(hf_model), target)
+    wanted = module.state_dict()
+    sub = {k[len(prefix):]: v for k, v in ours.items() if k.startswith(prefix) and k[len(prefix):] in wanted}
+    module.load_state_dict(sub, strict=True)
+    return module.eval()
+
+
+def hf_grads_as_ours(hf_model, ours: torch.nn.Module, target: str) -> dict[str, torch.Tensor | None]:
+    """transformers' parameter gradients under our names, for the parameters ours has.
+
+    A tied decoder is one parameter, listed once by named_parameters (as the word embedding).
+    """
+    grads = solution.from_hf_state_dict({n: p.grad for n, p in hf_model.named_parameters()}, config_of(hf_model),
+                                        target)
+    names = {n for n, _ in ours.named_parameters()}
+    return {k: v for k, v in grads.items() if k in names}
+
+
+def assert_bert_grads_close(ours: torch.nn.Module, expected: dict[str, torch.Tensor | None], **kwargs) -> None:
+    """Every gradient within 1e-5 relative (assert_grads_close), except the key biases.
+
+    A key bias adds q . b_k to every score of a query's row, and softmax ignores a shift
+    shared by a whole row: its true gradient is exactly 0, and both implementations hold
+    only rounding noise (~1e-9 to 1e-6), whose relative error means nothing. Those must be
+    ~0 in absolute terms instead.
+    """
+    actual = {n: p.grad for n, p in ours.named_parameters()}
+    for name in [n for n in expected if n.endswith("self.key.bias")]:
+        for who, g in (("yours", actual.pop(name, None)), ("reference", expected.pop(name))):
+            if g is not None:
+                assert float(g.abs().max()) < 1e-4, (
+                    f"{name}: {who} gradient is {float(g.abs().max()):.3g}, but a key bias cannot change a softmax "
+                    f"over keys (it shifts a whole row): it should be ~0"
+                )
+    assert_grads_close(actual, expected, **kwargs)
+
+
+def batch(cfg, lengths=(7, 3, 5, 1), seed: int = 0):
+    """A right-padded batch with token types: (input_ids, attention_mask, token_type_ids, real positions)."""
+    ids, mask, types = padded_bert_batch(cfg.vocab_size, list(lengths), cfg.type_vocab_size, cfg.pad_token_id or 0,
+                                         seed)
+    return ids, mask, types, mask.bool()
+
+
+def additive(keep: torch.Tensor) -> torch.Tensor:
+    """A bool keep-mask as the additive float mask transformers' eager attention takes."""
+    return torch.where(keep, 0.0, torch.finfo(torch.float32).min)
+
+
+class no_shortcuts:
+    """Patch functions so that calling them fails the test with a clear message."""
+
+    def __init__(self, *targets: tuple[object, str]):
+        self.patches = []
+        for owner, attr in targets:
+            def boom(*args, _name=f"{getattr(owner, '__name__', owner)}.{attr}", **kwargs):
+                raise AssertionError(f"no shortcut: this exercise is about writing {_name} yourself, don't call it")
+            self.patches.append(mock.patch.object(owner, attr, boom))
+
+    def __enter__(self):
+        for p in self.patches:
+            p.start()
+
+    def __exit__(self, *exc):
+        for p in self.patches:
+            p.stop()
+
+
+def shortcuts():
+    """Every library function the exercises ask you to write yourself."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    return no_shortcuts(
+        (F, "layer_norm"), (torch, "layer_norm"), (F, "embedding"), (F, "gelu"),
+        (F, "scaled_dot_product_attention"), (nn.MultiheadAttention, "forward"),
+    )
+
+
+__all__ = ["assert_close", "assert_bert_grads_close", "batch", "config_of", "hf_grads_as_ours", "load_into",
+           "no_shortcuts", "shortcuts", "additive", "HEAD_OF_TARGET"]

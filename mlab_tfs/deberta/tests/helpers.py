@@ -1,0 +1,150 @@
+"""Tiny random DeBERTa-v2 checkpoints and helpers of the DeBERTa tests.
+
+Each checkpoint is a seeded transformers ``DebertaV2ForMaskedLM`` written with
+``save_pretrained``, layer norms and biases randomised (``mlab_tfs.testing.tiny.randomize_``).
+Together the configs switch on each option of the architecture at least once and off at
+least once; all but one use relative attention (transformers' own tiny tests turn it off).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mlab_tfs.deberta import solution
+from mlab_tfs.testing.tiny import randomize_
+
+_COMMON = dict(vocab_size=83, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+               max_position_embeddings=24)
+
+DEBERTA_CONFIGS: dict[str, dict[str, Any]] = {
+    # DeBERTa-v3's settings: both terms, log buckets, shared keys, normed table, no absolute positions.
+    "v3": dict(_COMMON, relative_attention=True, pos_att_type="p2c|c2p", position_buckets=8,
+               max_relative_positions=-1, share_att_key=True, norm_rel_ebd="layer_norm",
+               position_biased_input=False, type_vocab_size=0, legacy=False),
+    # DeBERTa-v2 xlarge's: the same plus the convolution, token types, the legacy tied head.
+    "v2_conv": dict(_COMMON, relative_attention=True, pos_att_type=["p2c", "c2p"], position_buckets=16,
+                    max_relative_positions=20, share_att_key=True, norm_rel_ebd="layer_norm",
+                    conv_kernel_size=3, conv_act="gelu", position_biased_input=False, type_vocab_size=2,
+                    layer_norm_eps=1e-5),
+    # c2p only, separate pos_key_proj, clamped distances (k = 3 < T), absolute positions,
+    # embedding_size != hidden_size (embed_proj), gelu_new.
+    "c2p_embed_proj": dict(_COMMON, num_hidden_layers=3, relative_attention=True, pos_att_type=["c2p"],
+                           max_relative_positions=3, position_biased_input=True, embedding_size=24,
+                           type_vocab_size=2, hidden_act="gelu_new", initializer_range=0.05),
+    # p2c only, separate pos_query_proj, tiny log buckets, a grouped width-5 convolution, untied head.
+    "p2c_buckets_untied": dict(_COMMON, num_attention_heads=2, relative_attention=True, pos_att_type="p2c",
+                               position_buckets=4, max_relative_positions=20, position_biased_input=True,
+                               conv_kernel_size=5, conv_groups=2, type_vocab_size=0, tie_word_embeddings=False,
+                               layer_norm_eps=1e-3),
+    # Both terms with their own projections, no buckets, k = max_position_embeddings = 8 < T
+    # (allowed: without absolute positions the length is not limited).
+    "both_unshared": dict(_COMMON, max_position_embeddings=8, relative_attention=True, pos_att_type=["c2p", "p2c"],
+                          share_att_key=False, position_biased_input=False, type_vocab_size=0),
+    # BERT-like: no relative attention at all.
+    "absolute_only": dict(_COMMON, relative_attention=False, position_biased_input=True, type_vocab_size=2),
+}
+
+
+def deberta_checkpoint(folder: str | Path, name: str, seed: int = 0, **overrides: Any) -> Path:
+    """Write a seeded random transformers DebertaV2ForMaskedLM to folder; return the folder."""
+    import transformers
+
+    torch.manual_seed(seed)
+    model = transformers.DebertaV2ForMaskedLM(transformers.DebertaV2Config(**{**DEBERTA_CONFIGS[name], **overrides}))
+    randomize_(model, seed)
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    return folder
+
+
+def hf_deberta(folder: str | Path):
+    """transformers' DebertaV2ForMaskedLM from a folder, fp32, eval mode."""
+    import transformers
+
+    return transformers.DebertaV2ForMaskedLM.from_pretrained(
+        folder, attn_implementation="eager", dtype=torch.float32
+    ).eval()
+
+
+def config_of(hf_model) -> solution.DebertaV2Config:
+    return solution.DebertaV2Config.from_dict(hf_model.config.to_dict())
+
+
+def load_into(module: torch.nn.Module, hf_model, prefix: str = "") -> torch.nn.Module:
+    """Copy a transformers DeBERTa's weights into one of our modules (prefix picks a submodule),
+    with the solution's name map, so component tests don't depend on later exercises."""
+    ours = solution.mlm_from_hf_state_dict(hf_model.state_dict(), config_of(hf_model))
+    sub = {k[len(prefix):]: v for k, v in ours.items() if k.startswith(prefix)}
+    module.load_state_dict(sub, strict=True)
+    return module.eval()
+
+
+def right_padded_batch(vocab_size: int, lengths: list[int], seed: int = 0, type_vocab_size: int = 0):
+    """Random sequences of the given lengths, right-padded with id 0 (BERT-style).
+
+    Returns input_ids, attention_mask (long) and token_type_ids (None when type_vocab_size is 0;
+    else segment 0 then segment 1 over the real tokens).
+    """
+    g = torch.Generator().manual_seed(seed)
+    T = max(lengths)
+    ids = torch.randint(1, vocab_size, (len(lengths), T), generator=g)
+    mask = torch.zeros(len(lengths), T, dtype=torch.long)
+    for b, n in enumerate(lengths):
+        mask[b, :n] = 1
+    ids = ids.masked_fill(mask == 0, 0)
+    types = None
+    if type_vocab_size > 0:
+        types = torch.zeros_like(ids)
+        for b, n in enumerate(lengths):
+            types[b, n // 2 : n] = 1
+    return ids, mask, types
+
+
+def mlm_labels(ids: torch.Tensor, mask: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Labels on about half the real tokens, -100 elsewhere."""
+    g = torch.Generator().manual_seed(seed + 1000)
+    chosen = (torch.rand(ids.shape, generator=g) < 0.5) & mask.bool()
+    chosen[:, 0] |= mask[:, 0].bool()  # at least one scored token per row
+    return ids.masked_fill(~chosen, -100)
+
+
+def named_grads(model: torch.nn.Module) -> dict[str, torch.Tensor | None]:
+    """Gradients by parameter name; a tied parameter is listed once, under its first name."""
+    return {n: p.grad for n, p in model.named_parameters()}
+
+
+def is_key_bias(name: str) -> bool:
+    """key_proj.bias and pos_key_proj.bias: gradients made of cancelling terms.
+
+    Softmax ignores a constant added to a whole row of scores. A key bias b adds q_i . b to
+    every score of row i (content term), and a pos_key_proj bias adds q_i . b through c2p:
+    in exact arithmetic neither has any gradient through those terms. In float32 they come
+    out as the difference of large, nearly equal sums: noise of about 1e-7 x the key
+    weight's gradient, on both sides (the fp64 gradients of the two implementations agree
+    to 1e-12). Only p2c (k_j . Qr, which varies along a row) gives key_proj.bias a real
+    gradient, which can be smaller than the weight's by 1e3, so a comparison relative to the
+    bias's own largest entry measures the noise, not the code.
+    """
+    return name.endswith(("attention.self.key_proj.bias", "attention.self.pos_key_proj.bias"))
+
+
+def assert_model_grads_close(actual: dict, expected: dict, config: solution.DebertaV2Config, hint: str | None = None):
+    """Every gradient within 1e-5 relative (per parameter, to its largest entry), except the
+    key biases (see is_key_bias): those within 1e-5 x the largest gradient entry of the same
+    layer's key_proj.weight, the scale of their rounding noise."""
+    from mlab_tfs.testing.compare import Mismatch, assert_grads_close
+
+    keys = {n for n in expected if is_key_bias(n)}
+    assert_grads_close({k: v for k, v in actual.items() if k not in keys},
+                       {k: v for k, v in expected.items() if k not in keys}, rtol=1e-5, hint=hint)
+    for name in sorted(keys):
+        bound = 1e-5 * float(expected[name.rsplit(".", 2)[0] + ".key_proj.weight"].abs().max())
+        a, e = actual.get(name), expected[name]
+        if a is None or a.shape != e.shape or float((a - e).abs().max()) > bound:
+            err = "missing" if a is None else (
+                f"shape {tuple(a.shape)}" if a.shape != e.shape else f"off by {float((a - e).abs().max()):.3g}")
+            raise Mismatch(f"gradient of {name}: {err}, allowed {bound:.3g} (1e-5 x the key weight's gradient)"
+                           + (f"\n  hint: {hint}" if hint else ""))

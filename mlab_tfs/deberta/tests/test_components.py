@@ -1,0 +1,367 @@
+"""Exercises 1-6: relative positions, c2p and p2c, the attention and the encoder, each
+against transformers' own DeBERTa-v2 functions and modules (or an explicit formula)."""
+
+from __future__ import annotations
+
+import math
+from unittest import mock
+
+import pytest
+import torch
+from transformers.models.deberta_v2 import modeling_deberta_v2 as hf_mod
+
+from mlab_tfs.testing.compare import assert_close, assert_grads_close
+
+from .helpers import DEBERTA_CONFIGS, assert_model_grads_close, config_of, load_into, right_padded_batch
+
+def _call(fn, *args, what: str):
+    """Run the learner's function; turn gather's index errors into a diagnosis."""
+    try:
+        return fn(*args)
+    except RuntimeError as e:
+        message = str(e).lower()
+        if "index" in message and ("out of bounds" in message or "out of range" in message):
+            pytest.fail(
+                f"{what} raised {e!r}.\n  likely cause: a gather index outside the table. Relative distances run "
+                f"from -(T-1) to T-1 but the table has 2k rows: add k (att_span) and clamp to [0, 2k - 1] "
+                f"before gathering.", pytrace=False,
+            )
+        raise
+
+
+# ----------------------------------------------------------------------------- 1. log buckets
+
+
+@pytest.mark.exercise("log_buckets")
+@pytest.mark.parametrize("bucket_size,max_position", [(8, 32), (256, 512), (4, 20), (16, 20), (7, 100)])
+def test_make_log_bucket_position(deberta, bucket_size, max_position):
+    r = torch.arange(-3 * max_position, 3 * max_position + 1)
+    expected = hf_mod.make_log_bucket_position(r, bucket_size, max_position).long()
+    actual = deberta.make_log_bucket_position(r, bucket_size, max_position)
+    assert isinstance(actual, torch.Tensor) and actual.shape == r.shape, "return a tensor shaped like relative_pos"
+    mid = bucket_size // 2
+    a = r.abs().clamp_min(1).double()
+    log_part = lambda rounding, ratio=(max_position - 1) / mid: rounding(  # noqa: E731
+        torch.log(a / mid) / math.log(ratio) * (mid - 1)) + mid
+    near = r.abs() <= mid
+    mistakes = {
+        "floor instead of ceil": torch.where(near, r, (log_part(torch.floor) * r.sign()).long()),
+        "round instead of ceil": torch.where(near, r, (log_part(torch.round) * r.sign()).long()),
+        "forgetting the sign (far distances must keep the sign of r)": torch.where(near, r, log_part(torch.ceil).long()),
+        "log(max_position / mid) instead of log((max_position - 1) / mid)":
+            torch.where(near, r, (log_part(torch.ceil, max_position / mid) * r.sign()).long()),
+        "forgetting to add mid to the log part": torch.where(near, r, ((log_part(torch.ceil) - mid) * r.sign()).long()),
+    }
+    assert_close(actual.double(), expected.double(), name=f"make_log_bucket_position(r, {bucket_size}, {max_position})",
+                 atol=0, mistakes={k: v.double() for k, v in mistakes.items()},
+                 hint="|r| <= bucket_size // 2 stays r; beyond, sign(r) * (mid + ceil(log(|r|/mid) / "
+                      "log((max_position-1)/mid) * (mid-1)))")
+
+
+@pytest.mark.exercise("log_buckets")
+def test_log_bucket_worked_example(deberta):
+    """The example in GUIDE.md: bucket_size 8, max_position 32."""
+    r = torch.tensor([0, 1, 4, 5, 7, 8, 12, 13, 16, 31, -5, -13])
+    actual = deberta.make_log_bucket_position(r, 8, 32)
+    assert actual.long().tolist() == [0, 1, 4, 5, 5, 6, 6, 6, 7, 7, -5, -6], (
+        f"make_log_bucket_position({r.tolist()}, 8, 32) gave {actual.long().tolist()}; see the worked example in "
+        f"GUIDE.md#1-log-buckets"
+    )
+
+
+@pytest.mark.exercise("log_buckets")
+def test_log_buckets_of_an_integer_tensor_are_integers(deberta):
+    actual = deberta.make_log_bucket_position(torch.arange(-40, 41), 8, 32)
+    assert not actual.dtype.is_floating_point, (
+        f"return integer positions (the dtype of relative_pos), got {actual.dtype}: they index a table later"
+    )
+
+
+# ----------------------------------------------------------------------------- 2. relative positions
+
+
+@pytest.mark.exercise("relative_position")
+@pytest.mark.parametrize("q,k,buckets,max_pos", [(4, 4, -1, -1), (3, 5, -1, -1), (12, 12, 8, 32), (40, 40, 4, 20)])
+def test_build_relative_position(deberta, q, k, buckets, max_pos):
+    actual = deberta.build_relative_position(q, k, buckets, max_pos)
+    expected = hf_mod.build_relative_position(torch.zeros(1, q, 1), torch.zeros(1, k, 1), buckets, max_pos)[0]
+    assert isinstance(actual, torch.Tensor) and actual.dtype == torch.long, (
+        f"return a torch.long tensor (it is used as a gather index), got {getattr(actual, 'dtype', type(actual))}"
+    )
+    plain = torch.arange(q)[:, None] - torch.arange(k)[None, :]
+    mistakes = {"j - i instead of i - j (r[i, j] is the query's position minus the key's)": -expected,
+                "no bucketing (apply make_log_bucket_position when bucket_size > 0)": plain}
+    assert_close(actual.double(), expected.double(), name=f"build_relative_position({q}, {k}, {buckets}, {max_pos})",
+                 atol=0, mistakes={m: v.double() for m, v in mistakes.items()},
+                 hint="shape (query_size, key_size), r[i, j] = i - j")
+
+
+@pytest.mark.exercise("relative_position")
+def test_relative_position_worked_example(deberta):
+    assert deberta.build_relative_position(3, 3).tolist() == [[0, -1, -2], [1, 0, -1], [2, 1, 0]], (
+        "build_relative_position(3, 3) should be [[0, -1, -2], [1, 0, -1], [2, 1, 0]] (r[i, j] = i - j)"
+    )
+
+
+@pytest.mark.exercise("relative_position")
+def test_relative_position_device(deberta):
+    assert deberta.build_relative_position(2, 2, device="cpu").device.type == "cpu", "honour device="
+
+
+# ----------------------------------------------------------------------------- 3-4. c2p and p2c
+
+
+def _c2p_p2c_inputs(T=7, k=3, buckets=False, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(2, 3, T, 4, generator=g)
+    key = torch.randn(2, 3, T, 4, generator=g)
+    table = torch.randn(3, 2 * k, 4, generator=g)  # (nh, 2k, hs)
+    if buckets:
+        rel = hf_mod.build_relative_position(torch.zeros(1, T, 1), torch.zeros(1, T, 1), 2 * k, 64)[0]
+    else:
+        rel = torch.arange(T)[:, None] - torch.arange(T)[None, :]
+    return q, key, table, rel, k
+
+
+def _gathered(table, rel, k):
+    """table[h, clamp(rel[i, j] + k)] -> (nh, T, T, hs)."""
+    return table[:, (rel + k).clamp(0, 2 * k - 1)]
+
+
+@pytest.mark.exercise("c2p")
+@pytest.mark.parametrize("buckets", [False, True], ids=["plain", "log-buckets"])
+def test_c2p_scores(deberta, buckets):
+    q, _, pos_key, rel, k = _c2p_p2c_inputs(buckets=buckets)
+    actual = _call(deberta.c2p_scores, q, pos_key, rel, k, what="c2p_scores")
+    expected = torch.einsum("bhid,hijd->bhij", q, _gathered(pos_key, rel, k))
+    mistakes = {
+        "the distance j - i (use r = relative_pos as given: i - j)": torch.einsum("bhid,hijd->bhij", q, _gathered(pos_key, -rel, k)),
+        "clamping r without adding k first": torch.einsum("bhid,hijd->bhij", q, pos_key[:, rel.clamp(0, 2 * k - 1)]),
+        "gathering along the wrong dim (the distance is the last dim of q @ pos_key^T)":
+            torch.einsum("bhid,hijd->bhji", q, _gathered(pos_key, rel, k)),
+        "dividing by a scale (c2p_scores is unscaled; the attention divides)":
+            torch.einsum("bhid,hijd->bhij", q, _gathered(pos_key, rel, k)) / math.sqrt(4 * 3),
+    }
+    assert_close(actual, expected, name="c2p_scores", atol=1e-5, mistakes=mistakes,
+                 hint="(q @ pos_key^T) is (B, nh, T, 2k); gather dim=-1 at clamp(r + k, 0, 2k - 1)")
+
+
+@pytest.mark.exercise("c2p")
+def test_c2p_worked_example(deberta):
+    """GUIDE.md's 3-token example: k = 2, the gather index is clamp(r + 2, 0, 3)."""
+    q = torch.ones(1, 1, 3, 1)
+    pos_key = torch.tensor([10.0, 20.0, 30.0, 40.0])[None, :, None]  # (nh=1, 2k=4, hs=1)
+    rel = torch.tensor([[0, -1, -2], [1, 0, -1], [2, 1, 0]])
+    actual = _call(deberta.c2p_scores, q, pos_key, rel, 2, what="c2p_scores")
+    expected = [[30.0, 20.0, 10.0], [40.0, 30.0, 20.0], [40.0, 40.0, 30.0]]
+    assert actual.shape == (1, 1, 3, 3) and actual[0, 0].tolist() == expected, (
+        f"c2p_scores of the worked example gave {actual.squeeze().tolist()}, expected {expected}: index "
+        f"[[2, 1, 0], [3, 2, 1], [3, 3, 2]] = clamp(r + k, 0, 2k - 1) (GUIDE.md#3-content-to-position)"
+    )
+
+
+@pytest.mark.exercise("c2p")
+def test_c2p_gradients(deberta):
+    q, _, pos_key, rel, k = _c2p_p2c_inputs(seed=1)
+    grads = []
+    for fn in (lambda a, b: deberta.c2p_scores(a, b, rel, k),
+               lambda a, b: torch.einsum("bhid,hijd->bhij", a, _gathered(b, rel, k))):
+        a, b = q.clone().requires_grad_(), pos_key.clone().requires_grad_()
+        (fn(a, b) * torch.linspace(-1, 1, 49).reshape(7, 7)).sum().backward()
+        grads.append({"query": a.grad, "pos_key": b.grad})
+    assert_grads_close(grads[0], grads[1], hint="gather is differentiable; don't detach or index with Python loops over .item()")
+
+
+@pytest.mark.exercise("p2c")
+@pytest.mark.parametrize("buckets", [False, True], ids=["plain", "log-buckets"])
+def test_p2c_scores(deberta, buckets):
+    _, key, pos_query, rel, k = _c2p_p2c_inputs(buckets=buckets, seed=2)
+    actual = _call(deberta.p2c_scores, key, pos_query, rel, k, what="p2c_scores")
+    expected = torch.einsum("bhjd,hijd->bhij", key, _gathered(pos_query, rel, k))
+    mistakes = {
+        "gathering at +r instead of -r (the key's row reads the distance from the key's side, -r[j, i])":
+            torch.einsum("bhjd,hijd->bhij", key, _gathered(pos_query, -rel, k)),
+        "forgetting the final transpose (the gather gives (B, nh, key j, query i))":
+            torch.einsum("bhjd,hijd->bhji", key, _gathered(pos_query, rel, k)),
+        "c2p's formula (q . pos_query, gathered at +r) with the key in place of the query":
+            torch.einsum("bhid,hijd->bhij", key, _gathered(pos_query, rel, k)),
+    }
+    assert_close(actual, expected, name="p2c_scores", atol=1e-5, mistakes=mistakes,
+                 hint="key @ pos_query^T is (B, nh, T_key, 2k); gather dim=-1 at clamp(-r + k, 0, 2k - 1), "
+                      "then transpose the last two dims")
+
+
+@pytest.mark.exercise("p2c")
+def test_p2c_worked_example(deberta):
+    key = torch.tensor([1.0, 2.0, 3.0])[None, None, :, None]  # (1, 1, 3, 1): key j has value j + 1
+    pos_query = torch.tensor([10.0, 20.0, 30.0, 40.0])[None, :, None]
+    rel = torch.tensor([[0, -1, -2], [1, 0, -1], [2, 1, 0]])
+    actual = _call(deberta.p2c_scores, key, pos_query, rel, 2, what="p2c_scores")
+    expected = [[30.0, 40.0, 30.0], [40.0, 60.0, 60.0], [40.0, 80.0, 90.0]]
+    assert actual.shape == (1, 1, 3, 3) and actual[0, 0].tolist() == expected, (
+        f"p2c_scores of the worked example gave {actual.squeeze().tolist()}, expected {expected} "
+        f"(GUIDE.md#4-position-to-content)"
+    )
+
+
+# ----------------------------------------------------------------------------- 5. attention
+
+
+def _attention_inputs(hf, cfg, seed=0):
+    ids, mask, _ = right_padded_batch(cfg.vocab_size, [7, 4, 6], seed)
+    T = ids.shape[1]
+    keep = (mask[:, None, :, None] * mask[:, None, None, :]).bool()  # (B, 1, T, T)
+    x = torch.randn(3, T, cfg.hidden_size, generator=torch.Generator().manual_seed(seed)) * 2
+    rel = rel_emb = None
+    if cfg.relative_attention:
+        enc = hf.deberta.encoder
+        rel = hf_mod.build_relative_position(x, x, enc.position_buckets, enc.max_relative_positions)[0]
+        rel_emb = enc.get_rel_embedding().detach()
+    return x, keep, rel, rel_emb
+
+
+def _hf_self(hf_self, x, keep, rel, rel_emb):
+    return hf_self(x, keep, output_attentions=True, relative_pos=None if rel is None else rel[None],
+                   rel_embeddings=rel_emb)
+
+
+@pytest.mark.exercise("attention")
+@pytest.mark.parametrize("name", list(DEBERTA_CONFIGS))
+def test_attention_matches_transformers(deberta, hf_models, name):
+    hf = hf_models[name]
+    cfg = config_of(hf)
+    hf_self = hf.deberta.encoder.layer[1].attention.self
+    attn = load_into(deberta.DisentangledSelfAttention(cfg), hf, "deberta.encoder.layer.1.attention.self.")
+    x, keep, rel, rel_emb = _attention_inputs(hf, cfg)
+    context, probs = attn(x, keep, rel, rel_emb, True)
+    with torch.no_grad():
+        expected, expected_probs = _hf_self(hf_self, x, keep, rel, rel_emb)
+
+        def with_scale(fn):
+            def run():
+                with mock.patch.object(hf_mod, "scaled_size_sqrt", fn):
+                    return _hf_self(hf_self, x, keep, rel, rel_emb)[1]
+            return run
+
+        hs = cfg.head_dim
+        mistakes = {
+            "the scale sqrt(head size), without the (1 + number of position types) factor":
+                with_scale(lambda q, f: torch.sqrt(torch.tensor(float(hs)))),
+            "the scale sqrt(head size) * (1 + number of position types) (the factor goes inside the sqrt)":
+                with_scale(lambda q, f: torch.sqrt(torch.tensor(float(hs))) * f),
+            "no scale at all": with_scale(lambda q, f: torch.tensor(1.0)),
+        }
+    assert_close(probs, expected_probs, name=f"attention probabilities ({name})", atol=1e-6, mistakes=mistakes,
+                 hint="scores = (q k^T + c2p + p2c) / sqrt(hs * (1 + len(pos_att_type))), masked_fill where the "
+                      "mask is False with finfo.min, softmax over keys")
+    assert_close(context, expected, name=f"attention context ({name})", atol=1e-5,
+                 hint="probs @ v, heads merged back to (B, T, H) in the order they were split")
+
+
+@pytest.mark.exercise("attention")
+@pytest.mark.parametrize("name", ["v3", "c2p_embed_proj", "p2c_buckets_untied", "both_unshared"])
+def test_attention_parameters(deberta, hf_models, name):
+    cfg = config_of(hf_models[name])
+    ours = set(dict(deberta.DisentangledSelfAttention(cfg).named_parameters()))
+    theirs = set(dict(hf_models[name].deberta.encoder.layer[0].attention.self.named_parameters()))
+    assert ours == theirs, (
+        f"DisentangledSelfAttention({name}) should have parameters {sorted(theirs)}, has {sorted(ours)}: "
+        f"pos_key_proj only for c2p, pos_query_proj only for p2c, neither with share_att_key"
+    )
+
+
+@pytest.mark.exercise("attention")
+@pytest.mark.parametrize("name", ["v2_conv", "c2p_embed_proj", "p2c_buckets_untied", "both_unshared"])
+def test_attention_gradients(deberta, hf_models, name):
+    hf = hf_models[name]
+    cfg = config_of(hf)
+    hf_self = hf.deberta.encoder.layer[0].attention.self
+    attn = load_into(deberta.DisentangledSelfAttention(cfg), hf, "deberta.encoder.layer.0.attention.self.")
+    x, keep, rel, rel_emb = _attention_inputs(hf, cfg, seed=1)
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(5))
+    # The relative table gets a gradient too: it is shared by every layer.
+    ours_emb, hf_emb = rel_emb.clone().requires_grad_(), rel_emb.clone().requires_grad_()
+    hf_self.zero_grad()
+    (attn(x, keep, rel, ours_emb)[0] * g).sum().backward()
+    (_hf_self(hf_self, x, keep, rel, hf_emb)[0] * g).sum().backward()
+    prefix = lambda d: {f"encoder.layer.0.attention.self.{k}": v for k, v in d.items()}  # noqa: E731
+    assert_model_grads_close(prefix({n: p.grad for n, p in attn.named_parameters()}),
+                             prefix({n: p.grad for n, p in hf_self.named_parameters()}), cfg)
+    assert_close(ours_emb.grad, hf_emb.grad, name="d attention / d rel_embeddings", atol=1e-6,
+                 hint="project rel_embeddings with the key/query projections (share_att_key) or pos_key_proj/"
+                      "pos_query_proj, inside the graph")
+    hf_self.zero_grad()
+
+
+# ----------------------------------------------------------------------------- 6. encoder
+
+
+@pytest.mark.exercise("encoder")
+@pytest.mark.parametrize("name", list(DEBERTA_CONFIGS))
+def test_encoder_matches_transformers(deberta, hf_models, name):
+    hf = hf_models[name]
+    cfg = config_of(hf)
+    hf_enc = hf.deberta.encoder
+    enc = load_into(deberta.DebertaV2Encoder(cfg), hf, "deberta.encoder.")
+    ids, mask, _ = right_padded_batch(cfg.vocab_size, [9, 3, 6], seed=2)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(3, ids.shape[1], cfg.hidden_size, generator=g) * mask[..., None]  # embeddings are 0 at padding
+    with torch.no_grad():
+        out = enc(x, mask.bool(), True, True)
+        expected = hf_enc(x, mask, output_hidden_states=True, output_attentions=True)
+        T = ids.shape[1]
+
+        def keys_only():
+            return hf_enc(x, mask[:, None, :].expand(3, T, T), output_hidden_states=True).last_hidden_state
+
+        def unnormed_table():
+            saved = hf_enc.norm_rel_ebd
+            hf_enc.norm_rel_ebd = ["none"]
+            try:
+                return hf_enc(x, mask, output_hidden_states=True).last_hidden_state
+            finally:
+                hf_enc.norm_rel_ebd = saved
+
+        mistakes = {"masking padded keys only (padded queries must be masked too: keep = m_i & m_j)": keys_only}
+        if "layer_norm" in cfg.norm_rel_ebd:
+            mistakes["using the relative table without its LayerNorm (norm_rel_ebd='layer_norm')"] = unnormed_table
+    n = cfg.num_hidden_layers
+    assert out.hidden_states is not None and len(out.hidden_states) == n + 1, (
+        f"hidden_states should hold num_hidden_layers + 1 = {n + 1} tensors (the input, then each layer's output)"
+    )
+    assert_close(out.last_hidden_state, expected.last_hidden_state, name=f"encoder output ({name})", atol=1e-5,
+                 mistakes=mistakes, hint="the convolution (when conv_kernel_size > 0) runs once, after layer 0, on "
+                                         "the encoder's input: conv(input, layer_0_output, mask)")
+    for i, (a, e) in enumerate(zip(out.hidden_states, expected.hidden_states)):
+        assert_close(a, e, name=f"encoder hidden_states[{i}]", atol=1e-5)
+    assert out.attentions is not None and len(out.attentions) == n, f"attentions should hold {n} tensors"
+    for i, (a, e) in enumerate(zip(out.attentions, expected.attentions)):
+        assert_close(a, e, name=f"encoder attentions[{i}]", atol=1e-6)
+
+
+@pytest.mark.exercise("encoder")
+@pytest.mark.parametrize("name", ["v3", "c2p_embed_proj", "absolute_only"])
+def test_rel_embedding(deberta, hf_models, name):
+    hf = hf_models[name]
+    cfg = config_of(hf)
+    enc = load_into(deberta.DebertaV2Encoder(cfg), hf, "deberta.encoder.")
+    expected = hf.deberta.encoder.get_rel_embedding()
+    actual = enc.get_rel_embedding()
+    if expected is None:
+        assert actual is None, "without relative_attention, get_rel_embedding returns None"
+        return
+    assert_close(actual, expected, name="get_rel_embedding()", atol=1e-6,
+                 hint="rel_embeddings.weight, (2k, H), through self.LayerNorm when norm_rel_ebd is 'layer_norm'")
+
+
+@pytest.mark.exercise("encoder")
+def test_encoder_parameters(deberta, hf_models):
+    for name in ("v2_conv", "both_unshared", "absolute_only"):
+        cfg = config_of(hf_models[name])
+        ours = {n: tuple(p.shape) for n, p in deberta.DebertaV2Encoder(cfg).named_parameters()}
+        theirs = {n: tuple(p.shape) for n, p in hf_models[name].deberta.encoder.named_parameters()}
+        assert ours == theirs, (
+            f"DebertaV2Encoder({name}): parameters differ from transformers': missing "
+            f"{sorted(set(theirs) - set(ours))[:5]}, extra {sorted(set(ours) - set(theirs))[:5]}, shapes "
+            f"{[(k, ours[k], theirs[k]) for k in set(ours) & set(theirs) if ours[k] != theirs[k]][:3]}"
+        )

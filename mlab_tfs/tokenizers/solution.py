@@ -1,0 +1,520 @@
+"""Tokenizers from scratch: BERT's WordPiece and GPT-2's byte-level BPE, with BPE training.
+
+Pure Python (and the ``regex`` package for GPT-2's pattern). The tests hold both tokenizers
+equal, id for id, to transformers' tokenizers and tiktoken on the real vocabularies.
+
+    WordPiece (BERT)                         byte-level BPE (GPT-2)
+    1. clean_text                            6. bytes_to_unicode
+    2. basic_tokenize                        7. pretokenize
+    3. wordpiece                             8. bpe_merge
+    4. WordPieceTokenizer.tokenize/encode/   9. ByteLevelBPETokenizer.tokenize/encode/decode
+       decode                               10. ByteLevelBPETokenizer.train
+    5. WordPieceTokenizer.__call__ (batches)
+
+Vocabulary files, special tokens and input checks are in ``files.py``; the character classes
+(control, whitespace, punctuation, CJK, accents) in ``chars.py``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter, defaultdict
+from typing import Iterable, Mapping
+
+import regex
+
+from mlab_tfs.tokenizers.chars import is_accent, is_cjk_char, is_control, is_punctuation, is_whitespace, lower, nfd
+from mlab_tfs.tokenizers.files import (
+    BPEFiles,
+    WordPieceFiles,
+    check_ids,
+    describe,
+    instance_or_class_method,
+    require_text,
+)
+
+__all__ = [
+    "clean_text",
+    "basic_tokenize",
+    "wordpiece",
+    "truncate_pair",
+    "WordPieceTokenizer",
+    "bytes_to_unicode",
+    "GPT2_PATTERN",
+    "pretokenize",
+    "bpe_merge",
+    "ByteLevelBPETokenizer",
+]
+
+
+class _CharMap(dict):
+    """A str.translate table that fills itself: rule(ch) runs once per distinct character,
+    after which translate works at C speed. rule returns the replacement string."""
+
+    def __init__(self, rule):
+        super().__init__()
+        self.rule = rule
+
+    def __missing__(self, cp: int) -> str:
+        self[cp] = out = self.rule(chr(cp))
+        return out
+
+
+# ----------------------------------------------------------------------------------------
+# WordPiece (BERT)
+# ----------------------------------------------------------------------------------------
+
+
+def _clean_char(ch: str) -> str:
+    if ch == "\0" or ch == "\ufffd" or is_control(ch):
+        return ""  # NUL, the replacement character and invisible control/format characters go
+    if is_whitespace(ch):
+        return " "  # tabs, newlines, no-break spaces... all become one kind of space
+    if is_cjk_char(ch):
+        return f" {ch} "  # each ideograph is a word of its own
+    return ch
+
+
+_CLEAN = _CharMap(_clean_char)
+
+
+def clean_text(text: str) -> str:
+    """Drop control characters, turn whitespace into " ", put spaces around CJK ideographs."""
+    return text.translate(_CLEAN)
+
+
+_NO_ACCENTS = _CharMap(lambda ch: "" if is_accent(ch) else ch)
+_SPLIT_PUNCT = _CharMap(lambda ch: f" {ch} " if is_punctuation(ch) else ch)
+
+
+def basic_tokenize(text: str, lowercase: bool = True, strip_accents: bool | None = None) -> list[str]:
+    """BERT's basic step: clean, strip accents, lower-case, split on whitespace and punctuation.
+
+    The order is the fast tokenizer's: accents are stripped before lower-casing.
+    """
+    text = clean_text(text)
+    if lowercase if strip_accents is None else strip_accents:
+        if not text.isascii():  # ASCII has no accents: skip the normalisation
+            text = nfd(text).translate(_NO_ACCENTS)
+    if lowercase:
+        text = lower(text)
+    # Punctuation becomes a word of its own: surround it with spaces, then split on spaces.
+    return text.translate(_SPLIT_PUNCT).split()
+
+
+def wordpiece(word: str, vocab: Mapping[str, int], unk_token: str = "[UNK]", max_chars: int = 100) -> list[str]:
+    """Greedy longest-match-first: take the longest prefix in the vocabulary, then the longest
+    "##"-continuation of the rest, and so on. A word that cannot be covered is [UNK], whole."""
+    if len(word) > max_chars:
+        return [unk_token]  # checked first, so a 10 MB "word" costs nothing
+    pieces, start = [], 0
+    while start < len(word):
+        for end in range(len(word), start, -1):
+            piece = word[start:end] if start == 0 else "##" + word[start:end]
+            if piece in vocab:
+                break
+        else:
+            return [unk_token]
+        pieces.append(piece)
+        start = end
+    return pieces
+
+
+def truncate_pair(n_first: int, n_second: int | None, max_tokens: int, strategy: str = "longest_first") -> tuple[int, int | None]:
+    """How many tokens of each sequence to keep so that together they fit in max_tokens.
+
+    longest_first (the fast tokenizer's rule): if only the longer one needs cutting, cut it to
+    what is left; if both do, give each half (the second gets the odd one). only_first and
+    only_second cut just that sequence (a ValueError when that cannot be enough).
+    """
+    if n_second is None:
+        if strategy == "only_second":
+            raise ValueError("truncation='only_second' needs a text pair")
+        return min(n_first, max_tokens), None
+    if n_first + n_second <= max_tokens:
+        return n_first, n_second
+    if strategy == "only_first":
+        if n_second >= max_tokens:
+            raise ValueError(f"cannot truncate only the first sequence: the second alone has {n_second} tokens")
+        return max_tokens - n_second, n_second
+    if strategy == "only_second":
+        if n_first >= max_tokens:
+            raise ValueError(f"cannot truncate only the second sequence: the first alone has {n_first} tokens")
+        return n_first, max_tokens - n_first
+    short, long = sorted((n_first, n_second))
+    long = short if short > max_tokens else max(short, max_tokens - short)
+    if short + long > max_tokens:  # both must be cut
+        short, long = max_tokens // 2, max_tokens // 2 + max_tokens % 2
+    return (short, long) if n_first <= n_second else (long, short)
+
+
+_TRUNCATION = {True: "longest_first", "longest_first": "longest_first", "only_first": "only_first",
+               "only_second": "only_second", False: None, None: None, "do_not_truncate": None}
+_PADDING = {True: "longest", "longest": "longest", "max_length": "max_length", False: None, None: None,
+            "do_not_pad": None}
+
+
+class Encoding(dict):
+    """What WordPieceTokenizer(...) returns: a dict (input_ids, token_type_ids, attention_mask)
+    whose keys also read as attributes, like transformers' BatchEncoding."""
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class WordPieceTokenizer(WordPieceFiles):
+    """BERT's tokenizer. ``WordPieceTokenizer.from_pretrained(folder or vocab.txt)``."""
+
+    def tokenize(self, text: str) -> list[str]:
+        """Word pieces of text. Special tokens written in the text ("[SEP]") stay whole."""
+        require_text("text", text)
+        if not hasattr(self, "_cache"):
+            self._cache: dict[str, list[str]] = {}
+            specials = sorted(self.special_tokens, key=len, reverse=True)  # longest first
+            self._special_re = regex.compile("(" + "|".join(map(regex.escape, specials)) + ")")
+        tokens = []
+        # The odd entries of the split are the special tokens, matched in the raw text.
+        for i, part in enumerate(self._special_re.split(text)):
+            if i % 2:
+                tokens.append(part)
+                continue
+            for word in basic_tokenize(part, self.do_lower_case, self.strip_accents) if part else ():
+                pieces = self._cache.get(word)
+                if pieces is None:
+                    pieces = self._cache[word] = wordpiece(word, self.vocab, self.unk_token, self.max_input_chars_per_word)
+                tokens += pieces
+        return tokens
+
+    def encode(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True) -> list[int]:
+        """[CLS] text [SEP] (text_pair [SEP]) as ids; without the special tokens if asked."""
+        ids = self.convert_tokens_to_ids(self.tokenize(text))
+        if text_pair is None:
+            return [self.cls_token_id, *ids, self.sep_token_id] if add_special_tokens else ids
+        pair = self.convert_tokens_to_ids(self.tokenize(require_text("text_pair", text_pair)))
+        if not add_special_tokens:
+            return ids + pair
+        return [self.cls_token_id, *ids, self.sep_token_id, *pair, self.sep_token_id]
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
+        """Tokens joined by spaces, "##" pieces glued to the previous one, as the fast tokenizer
+        decodes: ".", ",", "!" and "?" also attach to the previous token. Lower-casing and
+        accent stripping cannot be undone."""
+        tokens = [self.ids_to_tokens[i] for i in check_ids("ids", ids, self.vocab_size)]
+        if skip_special_tokens:
+            tokens = [t for t in tokens if t not in self.special_tokens]
+        out = []
+        for i, token in enumerate(tokens):
+            if i and token.startswith("##"):
+                out.append(token[2:])
+            elif i and token not in (".", ",", "!", "?"):
+                out.append(" " + token)
+            else:
+                out.append(token)
+        return "".join(out)
+
+    def __call__(
+        self,
+        texts: str | list[str],
+        text_pairs: str | list[str] | None = None,
+        padding: bool | str = False,
+        truncation: bool | str = False,
+        max_length: int | None = None,
+        return_tensors: str | None = None,
+    ) -> Encoding:
+        """Model inputs for one text or a batch: input_ids, token_type_ids (0 for the first
+        text, 1 for the pair) and attention_mask (1 for tokens, 0 for padding).
+
+        padding: False, True / "longest" (to the longest in the batch) or "max_length".
+        truncation: False, True / "longest_first", "only_first" or "only_second".
+        max_length: the limit for both, special tokens included (default: model_max_length).
+        return_tensors: None (lists) or "pt" (torch tensors of shape (batch, seq)).
+        """
+        single = isinstance(texts, str)
+        batch = [texts] if single else texts
+        if not isinstance(batch, (list, tuple)) or not all(isinstance(t, str) for t in batch):
+            raise TypeError(f"texts must be a str or a list of str, got {describe(texts)}")
+        pairs = [text_pairs] if single and text_pairs is not None else text_pairs
+        if pairs is not None:
+            if isinstance(pairs, str) or not isinstance(pairs, (list, tuple)) or not all(isinstance(t, str) for t in pairs):
+                raise TypeError(f"text_pairs must be like texts (a str, or a list of str), got {describe(text_pairs)}")
+            if len(pairs) != len(batch):
+                raise ValueError(f"text_pairs must have one pair per text ({len(batch)}), got {len(pairs)}")
+        if padding not in _PADDING:
+            raise ValueError(f"padding must be False, True, 'longest' or 'max_length', got {padding!r}")
+        if truncation not in _TRUNCATION:
+            raise ValueError(f"truncation must be False, True, 'longest_first', 'only_first' or 'only_second', got {truncation!r}")
+        if return_tensors not in (None, "pt"):
+            raise ValueError(f"return_tensors must be None or 'pt', got {return_tensors!r}")
+        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
+            raise ValueError(f"max_length must be a positive int, got {describe(max_length)}")
+        strategy, pad = _TRUNCATION[truncation], _PADDING[padding]
+        limit = max_length if max_length is not None else self.model_max_length
+
+        rows = []
+        for i, text in enumerate(batch):
+            first = self.convert_tokens_to_ids(self.tokenize(text))
+            second = self.convert_tokens_to_ids(self.tokenize(pairs[i])) if pairs is not None else None
+            if strategy is not None:
+                n_special = 2 if second is None else 3
+                keep1, keep2 = truncate_pair(len(first), None if second is None else len(second),
+                                             max(limit - n_special, 0), strategy)
+                first = first[:keep1]
+                second = None if second is None else second[:keep2]
+            ids = [self.cls_token_id, *first, self.sep_token_id]
+            types = [0] * len(ids)
+            if second is not None:
+                ids += [*second, self.sep_token_id]
+                types += [1] * (len(second) + 1)
+            rows.append((ids, types))
+
+        target = None
+        if pad == "longest":
+            target = max(len(ids) for ids, _ in rows)
+        elif pad == "max_length":
+            target = limit
+        out = {"input_ids": [], "token_type_ids": [], "attention_mask": []}
+        for ids, types in rows:
+            n_pad = max(target - len(ids), 0) if target is not None else 0
+            out["input_ids"].append(ids + [self.pad_token_id] * n_pad)
+            out["token_type_ids"].append(types + [0] * n_pad)
+            out["attention_mask"].append([1] * len(ids) + [0] * n_pad)
+        if return_tensors == "pt":
+            import torch
+
+            lengths = {len(ids) for ids in out["input_ids"]}
+            if len(lengths) > 1:
+                raise ValueError(f"sequences of different lengths {sorted(lengths)} make no tensor: pass padding=True")
+            return Encoding({k: torch.tensor(v, dtype=torch.long) for k, v in out.items()})
+        return Encoding({k: v[0] for k, v in out.items()} if single else out)
+
+
+# ----------------------------------------------------------------------------------------
+# Byte-level BPE (GPT-2)
+# ----------------------------------------------------------------------------------------
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """A printable character for each of the 256 byte values.
+
+    Printable Latin-1 bytes stand for themselves; the other 68 (control bytes, space, a few
+    Latin-1 oddities) get the characters from U+0100 on, in byte order. So a space is "Ġ"
+    (U+0120) and a newline "Ċ" (U+010A): BPE tokens print as text, with no raw bytes.
+    """
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+_BYTE_TO_CHAR = bytes_to_unicode()
+_BYTES_TO_TEXT = {b: ch for b, ch in _BYTE_TO_CHAR.items()}  # translate table for latin-1 strings
+_TEXT_TO_BYTES = {ord(ch): b for b, ch in _BYTE_TO_CHAR.items()}
+
+# GPT-2's pre-tokenizer (Radford et al. 2019, from OpenAI's encoder.py): contractions, then
+# runs of letters, of digits, of other symbols, each with at most one leading space, then
+# whitespace. "\s+(?!\S)" leaves the last space of a run to start the next word.
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+_GPT2_RE = regex.compile(GPT2_PATTERN)
+
+
+def pretokenize(text: str) -> list[str]:
+    """Split text into GPT-2's words; BPE never merges across them. "".join(words) == text."""
+    return _GPT2_RE.findall(text)
+
+
+def bpe_merge(symbols: list[str], ranks: Mapping[tuple[str, str], int]) -> list[str]:
+    """Apply the merges to one word: repeatedly merge the adjacent pair of lowest rank
+    (leftmost first among equals) until no adjacent pair has a rank.
+
+    A heap of candidate pairs over a linked list of symbols: O(n log n) for a word of n
+    symbols, where rescanning all pairs after each merge would be O(n^2) on a huge word.
+    """
+    n = len(symbols)
+    if n < 2:
+        return list(symbols)
+    sym = list(symbols)
+    nxt = list(range(1, n + 1))  # nxt[i]: index of the symbol after i (n at the end)
+    prv = list(range(-1, n - 1))
+    heap = []
+    for i in range(n - 1):
+        rank = ranks.get((sym[i], sym[i + 1]))
+        if rank is not None:
+            heap.append((rank, i, sym[i], sym[i + 1]))
+    heapq.heapify(heap)
+    while heap:
+        rank, i, left, right = heapq.heappop(heap)
+        j = nxt[i] if sym[i] is not None else n
+        # Stale entry: a symbol of this pair was merged into something else since.
+        if j >= n or sym[i] != left or sym[j] != right:
+            continue
+        sym[i], sym[j] = left + right, None  # merge j into i, unlink j
+        nxt[i] = nxt[j]
+        if nxt[i] < n:
+            prv[nxt[i]] = i
+        if prv[i] >= 0:  # new candidate pairs with the neighbours
+            p = prv[i]
+            r = ranks.get((sym[p], sym[i]))
+            if r is not None:
+                heapq.heappush(heap, (r, p, sym[p], sym[i]))
+        if nxt[i] < n:
+            r = ranks.get((sym[i], sym[nxt[i]]))
+            if r is not None:
+                heapq.heappush(heap, (r, i, sym[i], sym[nxt[i]]))
+    return [s for s in sym if s is not None]
+
+
+def _special_re(allowed: Iterable[str]):
+    return regex.compile("(" + "|".join(map(regex.escape, sorted(allowed, key=len, reverse=True))) + ")")
+
+
+class ByteLevelBPETokenizer(BPEFiles):
+    """GPT-2's tokenizer. ``ByteLevelBPETokenizer.from_pretrained(folder)`` for a folder with
+    vocab.json + merges.txt (or encoder.json + vocab.bpe); ``ByteLevelBPETokenizer().train(...)``
+    to learn a vocabulary of your own."""
+
+    def _allowed(self, allowed_special: str | Iterable[str] | None) -> set[str]:
+        if allowed_special is None or allowed_special == "none":
+            return set()
+        if allowed_special == "all":
+            return set(self.special_tokens)
+        if isinstance(allowed_special, str) or not all(isinstance(t, str) for t in allowed_special):
+            raise TypeError(f"allowed_special must be 'all', 'none' or a set of str, got {describe(allowed_special)}")
+        unknown = set(allowed_special) - set(self.special_tokens)
+        if unknown:
+            raise ValueError(f"allowed_special has tokens that are not special tokens here: {sorted(unknown)}; "
+                             f"the special tokens are {sorted(self.special_tokens)}")
+        return set(allowed_special)
+
+    def _word_tokens(self, word: str) -> list[str]:
+        tokens = self.cache.get(word)
+        if tokens is None:
+            # UTF-8 bytes, each shown as its printable character, then the merges
+            chars = word.encode("utf-8").decode("latin-1").translate(_BYTES_TO_TEXT)
+            tokens = self.cache[word] = bpe_merge(list(chars), self.bpe_ranks)
+        return tokens
+
+    def tokenize(self, text: str, allowed_special: str | set[str] = "none") -> list[str]:
+        """BPE tokens as strings ("Ġworld" for " world"). Special tokens ("<|endoftext|>") are
+        matched in the text only if allowed: "all", or a set of them; otherwise they are text."""
+        require_text("text", text)
+        allowed = self._allowed(allowed_special)
+        parts = _special_re(allowed).split(text) if allowed else [text]
+        tokens = []
+        for i, part in enumerate(parts):  # odd parts: allowed special tokens
+            if i % 2:
+                tokens.append(part)
+            else:
+                for word in pretokenize(part):
+                    tokens += self._word_tokens(word)
+        return tokens
+
+    def encode(self, text: str, allowed_special: str | set[str] = "none") -> list[int]:
+        """Token ids of text; see tokenize for allowed_special."""
+        encoder = self.encoder
+        return [encoder[t] for t in self.tokenize(text, allowed_special)]
+
+    def decode(self, ids: list[int]) -> str:
+        """The text of ids. Ids can split a character's UTF-8 bytes; invalid bytes decode as
+        U+FFFD, as in transformers and tiktoken."""
+        ids = check_ids("ids", ids, self.vocab_size)
+        chars = "".join(self.decoder[i] for i in ids)
+        specials = [t for t in self.special_tokens if t in chars]
+        if specials:  # special tokens are text as they are, not byte characters
+            return "".join(p if i % 2 else p.translate(_TEXT_TO_BYTES).encode("latin-1").decode("utf-8", "replace")
+                           for i, p in enumerate(_special_re(specials).split(chars)))
+        return chars.translate(_TEXT_TO_BYTES).encode("latin-1").decode("utf-8", "replace")
+
+    @instance_or_class_method
+    def train(self, texts: str | Iterable[str], vocab_size: int, special_tokens: list[str] | None = None) -> ByteLevelBPETokenizer:
+        """Learn merges from texts until the vocabulary has vocab_size tokens (the 256 bytes,
+        the merges, then special_tokens). Replaces this tokenizer's vocabulary; returns self,
+        so ``tok = ByteLevelBPETokenizer().train(texts, 4096)`` reads well. Called on the class,
+        ``ByteLevelBPETokenizer.train(texts, 4096)`` trains a new tokenizer.
+
+        Each step merges the most frequent adjacent pair (ties: the smallest pair of ids),
+        counting pairs inside GPT-2's words. Pair counts are updated only for the words that
+        contain the merged pair, not recounted over the corpus.
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        special_tokens = list(special_tokens or [])
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 256 + len(special_tokens):
+            raise ValueError(f"vocab_size must be an int of at least 256 + {len(special_tokens)} special tokens, "
+                             f"got {describe(vocab_size)}")
+        counts = Counter()
+        for i, text in enumerate(texts):
+            counts.update(pretokenize(require_text(f"texts[{i}]", text)))
+        # Distinct words as lists of byte ids, each with its count.
+        words = [list(w.encode("utf-8")) for w in counts]
+        freqs = list(counts.values())
+        token_bytes = [bytes([b]) for b in range(256)]  # id -> the bytes it stands for
+        pair_counts: Counter = Counter()
+        where = defaultdict(set)  # pair -> ids of the words that contain it
+        for w, (word, freq) in enumerate(zip(words, freqs)):
+            for pair in zip(word, word[1:]):
+                pair_counts[pair] += freq
+                where[pair].add(w)
+        # Max-heap of (count, pair), lazily: an entry is stale when its count is not current.
+        heap = [(-c, pair) for pair, c in pair_counts.items()]
+        heapq.heapify(heap)
+        merges: list[tuple[int, int]] = []
+        ids_of: dict[bytes, int] = {b: i for i, b in enumerate(token_bytes)}
+        n_tokens = 256
+        while n_tokens < vocab_size - len(special_tokens) and heap:
+            neg, pair = heapq.heappop(heap)
+            if pair_counts.get(pair, 0) != -neg or -neg == 0:
+                continue
+            new_bytes = token_bytes[pair[0]] + token_bytes[pair[1]]
+            new = ids_of.get(new_bytes)
+            if new is None:  # two merges can spell the same bytes; they share one token
+                new = ids_of[new_bytes] = len(token_bytes)
+                token_bytes.append(new_bytes)
+                n_tokens += 1
+            merges.append(pair)
+            changed = set()
+            for w in where.pop(pair):
+                word, freq = words[w], freqs[w]
+                merged = _merge_ids(word, pair, new)
+                if len(merged) == len(word):
+                    continue
+                for p in zip(word, word[1:]):  # take the old word's pairs out...
+                    pair_counts[p] -= freq
+                    changed.add(p)
+                for p in zip(merged, merged[1:]):  # ...and put the new word's in
+                    pair_counts[p] += freq
+                    where[p].add(w)
+                    changed.add(p)
+                words[w] = merged
+            for p in changed:
+                if pair_counts[p] > 0:
+                    heapq.heappush(heap, (-pair_counts[p], p))
+                elif p in pair_counts:
+                    del pair_counts[p]
+        # As strings, the form vocab.json and merges.txt use.
+        as_text = [b.decode("latin-1").translate(_BYTES_TO_TEXT) for b in token_bytes]
+        encoder = {t: i for i, t in enumerate(as_text)}
+        specials = {t: len(encoder) + k for k, t in enumerate(special_tokens)}
+        BPEFiles.__init__(self, encoder, [(as_text[a], as_text[b]) for a, b in merges], specials)
+        return self
+
+
+def _merge_ids(word: list[int], pair: tuple[int, int], new: int) -> list[int]:
+    """word with every occurrence of pair (left to right, not overlapping) replaced by new."""
+    out, i, n = [], 0, len(word)
+    a, b = pair
+    while i < n:
+        if i < n - 1 and word[i] == a and word[i + 1] == b:
+            out.append(new)
+            i += 2
+        else:
+            out.append(word[i])
+            i += 1
+    return out

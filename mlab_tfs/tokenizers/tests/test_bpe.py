@@ -1,0 +1,276 @@
+"""Exercises 6-10: GPT-2's byte-level BPE, step by step, then against transformers'
+GPT2Tokenizer and tiktoken on the whole Shakespeare corpus and arbitrary Unicode; and BPE
+training, checked by loading what we save into transformers."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+
+from mlab_tfs import assets
+
+from .strategies import any_text, fuzz
+
+
+@pytest.fixture(scope="session")
+def gpt2(tok):
+    return tok.ByteLevelBPETokenizer.from_pretrained(assets.gpt2_vocab_dir())
+
+
+# --------------------------------------------------------------------------- 6. bytes_to_unicode
+
+
+@pytest.mark.exercise("bytes_to_unicode")
+def test_bytes_to_unicode(tok, gpt2_dir):
+    from transformers.convert_slow_tokenizer import bytes_to_unicode as reference
+
+    table = tok.bytes_to_unicode()
+    assert isinstance(table, dict) and sorted(table) == list(range(256)), "one entry per byte value 0..255"
+    assert len(set(table.values())) == 256, "every byte needs its own character, or decoding is ambiguous"
+    assert table[ord("A")] == "A" and table[ord("é".encode("latin-1"))] == "é", "printable bytes stand for themselves"
+    assert table[ord(" ")] == "Ġ" and table[ord("\n")] == "Ċ", (
+        f"space -> {table[32]!r}, newline -> {table[10]!r}: the 68 other bytes get chr(256), chr(257)... in byte order"
+    )
+    assert table == reference(), "differs from GPT-2's table"
+
+
+# --------------------------------------------------------------------------- 7. pretokenize
+
+
+@pytest.mark.exercise("pretokenize")
+@pytest.mark.parametrize("text, expected, hint", [
+    ("Hello world", ["Hello", " world"], "a word keeps the one space before it"),
+    ("I'm here, they'll see", ["I", "'m", " here", ",", " they", "'ll", " see"], "contractions split off"),
+    ("abc123 4.5", ["abc", "123", " 4", ".", "5"], "letters, digits and symbols are separate runs"),
+    ("a   b", ["a", "  ", " b"], "a run of spaces leaves its last space to the next word (\\s+(?!\\S))"),
+    ("end  \n", ["end", "  \n"], "trailing whitespace is one piece"),
+    ("héllo мир 中文", ["héllo", " мир", " 中文"], "\\p{L} is any letter, not just ASCII"),
+    ("!!! ?", ["!!!", " ?"], "symbols group with a leading space too"),
+])
+def test_pretokenize_examples(tok, text, expected, hint):
+    got = tok.pretokenize(text)
+    assert got == expected, f"pretokenize({text!r}) = {got}, expected {expected}\n  hint: {hint}"
+
+
+@pytest.mark.exercise("pretokenize")
+@fuzz
+@given(text=any_text)
+def test_pretokenize_matches_tiktoken_splits_and_covers_the_text(tok, text):
+    import regex
+    from tiktoken_ext.openai_public import r50k_pat_str
+
+    got = tok.pretokenize(text)
+    assert "".join(got) == text, "the pieces must cover the text exactly"
+    assert got == regex.findall(r50k_pat_str, text), "differs from tiktoken's form of GPT-2's pattern"
+
+
+# --------------------------------------------------------------------------- 8. bpe_merge
+
+TOY_RANKS = {("a", "b"): 0, ("ab", "c"): 1, ("c", "d"): 2, ("b", "c"): 3, ("a", "a"): 4}
+
+
+@pytest.mark.exercise("bpe_merge")
+@pytest.mark.parametrize("symbols, expected, hint", [
+    (list("abcd"), ["abc", "d"], "merge the pair of lowest rank first: ab (0), then abc (1); cd (2) is then gone"),
+    (list("bcd"), ["b", "cd"], "cd has rank 2, bc rank 3: the lower rank wins even though bc comes first"),
+    (list("aaa"), ["aa", "a"], "equal ranks: leftmost first, and a merged symbol is not merged again in the same pair"),
+    (list("aaaa"), ["aa", "aa"], "both non-overlapping pairs merge"),
+    (list("x"), ["x"], "a single symbol stays"),
+    ([], [], "nothing stays nothing"),
+    (list("xyz"), ["x", "y", "z"], "no ranked pair: unchanged"),
+])
+def test_bpe_merge_examples(tok, symbols, expected, hint):
+    got = tok.bpe_merge(symbols, TOY_RANKS)
+    assert got == expected, f"bpe_merge({symbols}) = {got}, expected {expected}\n  hint: {hint}"
+
+
+@pytest.mark.exercise("bpe_merge")
+def test_bpe_merge_on_gpt2(tok, gpt2):
+    table = tok.bytes_to_unicode()
+    symbols = [table[b] for b in " tokenization".encode()]
+    got = tok.bpe_merge(symbols, gpt2.bpe_ranks)
+    assert got == ["Ġtoken", "ization"], f"got {got} with GPT-2's merges"
+
+
+class _CountingRanks(dict):
+    lookups = 0
+
+    def get(self, key, default=None):
+        _CountingRanks.lookups += 1
+        return dict.get(self, key, default)
+
+
+@pytest.mark.solution_only
+def test_bpe_merge_work_grows_linearly_on_one_huge_word(tok, gpt2):
+    """GPT-2's regex makes a 10 MB run of letters one word. Rescanning every pair after each
+    merge is quadratic in its length; the heap over a linked list needs O(1) rank lookups per
+    merge. Counted, not timed: lookups for 4n symbols are about 4x those for n."""
+    ranks = _CountingRanks(gpt2.bpe_ranks)
+    table = tok.bytes_to_unicode()
+    counts = {}
+    for n in (2_000, 8_000):
+        word = [table[b] for b in ("abcdefghij" * (n // 10)).encode()]
+        _CountingRanks.lookups = 0
+        merged = tok.bpe_merge(word, ranks)
+        assert "".join(merged) == "".join(word)
+        counts[n] = _CountingRanks.lookups
+    ratio = counts[8_000] / counts[2_000]
+    assert ratio < 4.5, f"rank lookups grew {ratio:.1f}x for 4x the symbols ({counts}): quadratic merging?"
+
+
+# --------------------------------------------------------------------------- 9. encode / decode
+
+
+@pytest.mark.exercise("bpe_encode")
+@pytest.mark.parametrize("text", [
+    "Hello world", " Hello world", "Hello  world\n\n", "I'm here; they'll see 3.14159!", "héllo 中文 😀",
+    "", " ", "\t\n \n", "a" * 300, "👨\u200d👩\u200d👧", "<|endoftext|>",
+])
+def test_encode_matches_references(gpt2, hf_gpt2, tiktoken_gpt2, text):
+    got = gpt2.encode(text)
+    assert got == tiktoken_gpt2.encode_ordinary(text), f"{text!r}: yours {gpt2.tokenize(text)}"
+    if "<|endoftext|>" not in text:  # transformers always treats it as special
+        assert got == hf_gpt2(text)["input_ids"], f"{text!r}: yours {gpt2.tokenize(text)}, hf {hf_gpt2.tokenize(text)}"
+    assert gpt2.decode(got) == text
+
+
+@pytest.mark.exercise("bpe_encode")
+def test_tokenize_shows_byte_characters(gpt2, hf_gpt2):
+    text = "Hello world,\nhow are you?"
+    assert gpt2.tokenize(text) == hf_gpt2.tokenize(text) == ["Hello", "Ġworld", ",", "Ċ", "how", "Ġare", "Ġyou", "?"]
+
+
+@pytest.mark.exercise("bpe_encode")
+def test_special_tokens_only_where_allowed(gpt2, tiktoken_gpt2):
+    text = "end<|endoftext|>start"
+    plain = gpt2.encode(text)
+    assert 50256 not in plain and plain == tiktoken_gpt2.encode_ordinary(text), "not allowed: it is ordinary text"
+    for allowed in ("all", {"<|endoftext|>"}):
+        got = gpt2.encode(text, allowed_special=allowed)
+        assert got == tiktoken_gpt2.encode(text, allowed_special="all"), f"allowed_special={allowed!r}"
+        assert gpt2.decode(got) == text
+    with pytest.raises(ValueError, match="not special tokens"):
+        gpt2.encode(text, allowed_special={"<|im_start|>"})
+
+
+@pytest.mark.exercise("bpe_encode")
+def test_decode_partial_characters(gpt2, tiktoken_gpt2):
+    ids = gpt2.encode("😀")
+    assert len(ids) > 1, "an emoji is 4 UTF-8 bytes, more than one token"
+    assert gpt2.decode(ids[:1]) == tiktoken_gpt2.decode(ids[:1]), "invalid UTF-8 decodes to U+FFFD (errors='replace')"
+
+
+@pytest.mark.exercise("bpe_encode")
+def test_bad_input(gpt2):
+    with pytest.raises(TypeError, match="text must be a str, got list"):
+        gpt2.encode(["a list"])
+    with pytest.raises(ValueError, match=r"ids must be in \[0, 50257\).*got 50257"):
+        gpt2.decode([50257])
+    with pytest.raises(TypeError, match="got str"):
+        gpt2.decode(["hello"])
+
+
+@pytest.mark.exercise("bpe_encode")
+def test_whole_corpus_matches_transformers_and_tiktoken(gpt2, hf_gpt2, tiktoken_gpt2):
+    text = assets.shakespeare_text()
+    got = gpt2.encode(text)
+    expected = tiktoken_gpt2.encode_ordinary(text)
+    assert got == expected, f"{len(got)} tokens, tiktoken {len(expected)}; first difference at token " + str(
+        next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected))))
+    # transformers' pre-tokenizer splits the same way; its Rust backend directly, for speed
+    assert hf_gpt2._tokenizer.encode(text).ids == got
+    assert gpt2.decode(got) == text
+
+
+@pytest.mark.exercise("bpe_encode")
+@fuzz
+@given(text=any_text)
+def test_fuzz_matches_references_and_round_trips(gpt2, hf_gpt2, tiktoken_gpt2, text):
+    got = gpt2.encode(text)
+    assert got == tiktoken_gpt2.encode_ordinary(text), f"{text!r}: yours {gpt2.tokenize(text)}"
+    if "<|endoftext|>" not in text:
+        assert got == hf_gpt2(text)["input_ids"], f"{text!r}: yours {gpt2.tokenize(text)}"
+    assert gpt2.decode(got) == text, "decode(encode(s)) must give s back"
+
+
+# --------------------------------------------------------------------------- 10. training
+
+
+@pytest.mark.exercise("bpe_train")
+def test_train_small_worked_example(tok):
+    # Counts in "aaab aaab ab": (a,a) 4, (a,b) 3 and (" ", a) 2 -> merge a+a first (id 256).
+    bpe = tok.ByteLevelBPETokenizer().train(["aaab aaab ab"], 256 + 3)
+    assert bpe.merges[0] == ("a", "a"), f"first merge {bpe.merges[0]}: the most frequent pair is a a"
+    assert len(bpe.merges) == 3 and bpe.vocab_size == 259
+    assert bpe.encode("aaab") == [bpe.encoder[t] for t in bpe.tokenize("aaab")]
+    assert bpe.decode(bpe.encode("aaab aaab ab")) == "aaab aaab ab"
+
+
+@pytest.mark.exercise("bpe_train")
+def test_train_ties_are_deterministic(tok):
+    # Every pair occurs once: the tie goes to the smallest pair of ids, i.e. byte values.
+    bpe = tok.ByteLevelBPETokenizer().train(["dcba"], 257)
+    assert bpe.merges == [("b", "a")], f"got {bpe.merges}: among equal counts take the smallest (left id, right id)"
+    again = tok.ByteLevelBPETokenizer().train(["dcba"], 257)
+    assert again.merges == bpe.merges
+
+
+@pytest.mark.exercise("bpe_train")
+def test_train_matches_naive_recount(tok):
+    """The incremental counts must give the same merges as recounting every pair each step."""
+    from collections import Counter
+
+    import regex
+
+    text = assets.shakespeare_text()[:20_000]
+    bpe = tok.ByteLevelBPETokenizer().train([text], 256 + 60)
+    words = Counter(regex.findall(tok.GPT2_PATTERN, text))
+    seqs = {w: [bytes([b]) for b in w.encode()] for w in words}
+    table = tok.bytes_to_unicode()
+    ids = {bytes([b]): b for b in range(256)}
+    expected = []
+    for _ in range(60):
+        counts = Counter()
+        for w, seq in seqs.items():
+            for pair in zip(seq, seq[1:]):
+                counts[pair] += words[w]
+        best = max(counts, key=lambda p: (counts[p], -ids[p[0]], -ids[p[1]]))
+        ids.setdefault(best[0] + best[1], len(ids))
+        expected.append(tuple("".join(table[b] for b in part) for part in best))
+        for w, seq in seqs.items():
+            out, i = [], 0
+            while i < len(seq):
+                if i + 1 < len(seq) and (seq[i], seq[i + 1]) == best:
+                    out.append(seq[i] + seq[i + 1])
+                    i += 2
+                else:
+                    out.append(seq[i])
+                    i += 1
+            seqs[w] = out
+    assert bpe.merges == expected, "merges differ from the naive recount's: are pair counts updated for every changed word?"
+
+
+@pytest.mark.exercise("bpe_train")
+def test_trained_tokenizer_loads_in_transformers(tok, tmp_path):
+    from transformers import GPT2Tokenizer
+
+    text = assets.shakespeare_text()
+    train, held_out = text[: len(text) // 3], text[len(text) // 3 : len(text) // 3 + 100_000]
+    bpe = tok.ByteLevelBPETokenizer.train([train], 1000, special_tokens=["<|endoftext|>"])
+    assert bpe.vocab_size == 1000 and bpe.encoder["<|endoftext|>"] == 999
+    bpe.save_pretrained(tmp_path)
+    theirs = GPT2Tokenizer.from_pretrained(str(tmp_path))
+    ours_again = tok.ByteLevelBPETokenizer.from_pretrained(tmp_path)
+    for sample in (held_out, "héllo 中文 😀 <|endoftext|> x", "Unseen wörds!"):
+        expected = theirs(sample)["input_ids"]
+        assert bpe.encode(sample, allowed_special="all") == expected
+        assert ours_again.encode(sample, allowed_special="all") == expected
+        assert bpe.decode(expected) == sample
+
+
+@pytest.mark.exercise("bpe_train")
+def test_train_bad_input(tok):
+    with pytest.raises(ValueError, match="vocab_size must be an int of at least 256"):
+        tok.ByteLevelBPETokenizer().train(["text"], 100)
+    with pytest.raises(TypeError, match=r"texts\[1\] must be a str, got int"):
+        tok.ByteLevelBPETokenizer().train(["text", 5], 300)

@@ -1,0 +1,315 @@
+"""Exercises 1-5: BERT's WordPiece tokenizer, step by step, then against transformers on a
+real corpus and arbitrary Unicode.
+
+We match transformers' BertTokenizer, the fast (Rust-backed) one; test_fast_vs_legacy below
+pins down where its pure-Python BertTokenizerLegacy differs.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+from hypothesis import given
+
+from .strategies import any_text, fuzz
+
+
+@pytest.fixture(scope="session")
+def bert(tok, bert_vocab_dir):
+    return tok.WordPieceTokenizer.from_pretrained(bert_vocab_dir)
+
+
+# --------------------------------------------------------------------------- 1. clean_text
+
+
+@pytest.mark.exercise("clean_text")
+@pytest.mark.parametrize("text, expected, why", [
+    ("hello world", "hello world", "plain text is unchanged"),
+    ("a\tb\nc\r\nd", "a b c  d", "tab, newline and carriage return each become one space (\\r\\n is two)"),
+    ("a\u00a0b\u3000c", "a b c", "no-break and ideographic spaces (category Zs) become a space"),
+    ("zero\u200bwidth\ufeff", "zerowidth", "zero-width space and BOM are format characters (Cf): dropped"),
+    ("nul\x00bell\x07del\x7f", "nulbelldel", "control characters (Cc) are dropped"),
+    ("bad\ufffdbyte", "badbyte", "U+FFFD, the replacement character, is dropped"),
+    ("我爱你", " 我  爱  你 ", "each CJK ideograph gets a space on both sides"),
+    ("カタカナ한국", "カタカナ한국", "kana and hangul are not CJK ideographs: unchanged"),
+    ("Été", "Été", "cleaning does not touch accents or case"),
+])
+def test_clean_text_examples(tok, text, expected, why):
+    got = tok.clean_text(text)
+    assert got == expected, f"clean_text({text!r}) = {got!r}, expected {expected!r}: {why}"
+
+
+# --------------------------------------------------------------------------- 2. basic_tokenize
+
+
+@pytest.mark.exercise("basic_tokenize")
+@pytest.mark.parametrize("text, kwargs, expected, hint", [
+    ("Hello, World!", {}, ["hello", ",", "world", "!"], "lower-case, then split punctuation off"),
+    ("don't", {}, ["don", "'", "t"], "the apostrophe is punctuation too"),
+    ("a$b^c`d", {}, ["a", "$", "b", "^", "c", "`", "d"], "every ASCII symbol counts as punctuation (is_punctuation)"),
+    ("  many   spaces\t", {}, ["many", "spaces"], "split on whitespace, keep no empty words"),
+    ("Héllo Wörld", {}, ["hello", "world"], "uncased BERT strips accents: NFD, then drop the marks (is_accent)"),
+    ("Héllo", {"lowercase": False}, ["Héllo"], "cased: neither lower-case nor strip accents"),
+    ("Héllo", {"lowercase": True, "strip_accents": False}, ["héllo"], "strip_accents=False keeps them"),
+    ("Héllo", {"lowercase": False, "strip_accents": True}, ["Hello"], "strip_accents=True strips even when cased"),
+    ("ΟΔΟΣ", {}, ["οδοσ"], "lower-case one character at a time (chars.lower): no final sigma"),
+    ("東京tower", {}, ["東", "京", "tower"], "CJK ideographs become words (clean_text)"),
+    ("...", {}, [".", ".", "."], "each punctuation character is its own word"),
+])
+def test_basic_tokenize_examples(tok, text, kwargs, expected, hint):
+    got = tok.basic_tokenize(text, **kwargs)
+    assert got == expected, f"basic_tokenize({text!r}, {kwargs}) = {got}, expected {expected}\n  hint: {hint}"
+
+
+@pytest.mark.exercise("basic_tokenize")
+@fuzz
+@given(text=any_text)
+def test_basic_tokenize_matches_the_fast_normalizer(tok, hf_bert, text):
+    backend = hf_bert._tokenizer  # the Rust pipeline: normalizer, then pre-tokenizer
+    expected = [w for w, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text))]
+    got = tok.basic_tokenize(text)
+    assert got == expected, (
+        f"basic_tokenize({text!r}) = {got}, transformers gives {expected}\n"
+        "  hint: clean_text, then nfd + drop is_accent, then chars.lower, then split on whitespace and is_punctuation"
+    )
+
+
+# --------------------------------------------------------------------------- 3. wordpiece
+
+TOY_VOCAB = {t: i for i, t in enumerate(["[UNK]", "un", "##aff", "##able", "u", "##n", "##a", "a", "##ff", "##ffable"])}
+
+
+@pytest.mark.exercise("wordpiece")
+@pytest.mark.parametrize("word, expected, hint", [
+    ("unaffable", ["un", "##aff", "##able"], "longest prefix first: 'un', then the longest '##' piece"),
+    ("una", ["un", "##a"], "continuations carry the ## prefix"),
+    ("a", ["a"], "a whole word in the vocabulary is one piece"),
+    ("ab", ["[UNK]"], "if any part cannot be matched, the whole word is [UNK] (not 'a' + [UNK])"),
+    ("ff", ["[UNK]"], "'##ff' is in the vocabulary but 'ff' at the start of a word is not"),
+])
+def test_wordpiece_examples(tok, word, expected, hint):
+    got = tok.wordpiece(word, TOY_VOCAB)
+    assert got == expected, f"wordpiece({word!r}) = {got}, expected {expected}\n  hint: {hint}"
+
+
+@pytest.mark.exercise("wordpiece")
+def test_wordpiece_longest_match_is_greedy(tok):
+    # Greedy, no backtracking: "un" + "##affable" would cover the word, but the longest first
+    # piece is "una", after which "ffable" has no piece: the word is [UNK].
+    vocab = {"[UNK]": 0, "una": 1, "un": 2, "##affable": 3}
+    got = tok.wordpiece("unaffable", vocab)
+    assert got == ["[UNK]"], f"got {got}: take the longest match at each step and never go back (BERT's rule)"
+
+
+@pytest.mark.exercise("wordpiece")
+def test_wordpiece_long_words_are_unknown_without_matching(tok):
+    class Watching(dict):
+        lookups = 0
+
+        def __contains__(self, key):
+            Watching.lookups += 1
+            return dict.__contains__(self, key)
+
+    vocab = Watching({"[UNK]": 0, "a": 1, "##a": 2})
+    assert tok.wordpiece("a" * 100, vocab) == ["a"] + ["##a"] * 99
+    Watching.lookups = 0
+    assert tok.wordpiece("a" * 101, vocab, max_chars=100) == ["[UNK]"], "words over max_chars characters are [UNK]"
+    assert Watching.lookups == 0, (
+        f"a word over max_chars took {Watching.lookups} vocabulary lookups: check the length first, "
+        "so that a 10 MB word costs nothing (matching is quadratic in the word length)"
+    )
+
+
+# --------------------------------------------------------------------------- 4. encode / decode
+
+
+@pytest.mark.exercise("bert_encode")
+@pytest.mark.parametrize("text", [
+    "Hello, world!", "The quick brown fox jumps over the lazy dog.", "unaffable", "Ünïcödé ünd ÇJK: 東京",
+    "[CLS] already [SEP] special [MASK]!", "hello[MASK]world", "[mask] is not special", "x" * 101, "",
+    "   ", "a" + "\u0301" * 5, "emoji 😀 and 👍🏽",
+])
+def test_encode_matches_transformers(bert, hf_bert, text):
+    expected = hf_bert(text)["input_ids"]
+    got = bert.encode(text)
+    assert got == expected, (
+        f"encode({text!r}) = {got}\n  transformers: {expected}\n"
+        f"  your tokens {bert.tokenize(text)}\n  reference   {hf_bert.tokenize(text)}"
+    )
+    assert bert.encode(text, add_special_tokens=False) == expected[1:-1], "add_special_tokens=False: no [CLS]/[SEP]"
+
+
+@pytest.mark.exercise("bert_encode")
+def test_encode_pair(bert, hf_bert):
+    got = bert.encode("How old are you?", "I'm six.")
+    expected = hf_bert("How old are you?", "I'm six.")["input_ids"]
+    assert got == expected, f"pairs are [CLS] A [SEP] B [SEP]: got {got}, expected {expected}"
+
+
+@pytest.mark.exercise("bert_encode")
+@pytest.mark.parametrize("text", ["Hello, world! Don't panic.", "unaffable état", "a. b? c! d, e", "[MASK] x"])
+@pytest.mark.parametrize("skip", [False, True])
+def test_decode_matches_transformers(bert, hf_bert, text, skip):
+    ids = hf_bert(text)["input_ids"]
+    expected = hf_bert.decode(ids, skip_special_tokens=skip)
+    got = bert.decode(ids, skip_special_tokens=skip)
+    assert got == expected, (
+        f"decode = {got!r}, transformers gives {expected!r}\n"
+        "  hint: join with spaces, glue '##' pieces to the previous token, and '.', ',', '!', '?' too"
+    )
+
+
+@pytest.mark.exercise("bert_encode")
+def test_bad_input(bert):
+    with pytest.raises(TypeError, match="text must be a str, got bytes"):
+        bert.encode(b"bytes")
+    with pytest.raises(TypeError, match="got NoneType"):
+        bert.tokenize(None)
+    with pytest.raises(ValueError, match=r"ids must be in \[0, 30522\).*got 30522 at index 1"):
+        bert.decode([101, 30522])
+    with pytest.raises(ValueError, match="got -1"):
+        bert.decode([-1])
+
+
+@pytest.mark.exercise("bert_encode")
+def test_whole_corpus_matches_transformers(bert, hf_bert, shakespeare_lines):
+    """Every line of the 42 plays, id for id. The reference runs through its Rust backend in
+    one batch (what hf_bert(...) does line by line, without the Python overhead)."""
+    expected = [e.ids for e in hf_bert._tokenizer.encode_batch(shakespeare_lines)]
+    assert expected[:200] == hf_bert(shakespeare_lines[:200])["input_ids"]
+    bad = [i for i, line in enumerate(shakespeare_lines) if bert.encode(line) != expected[i]]
+    if bad:
+        line = shakespeare_lines[bad[0]]
+        pytest.fail(f"{len(bad)} of {len(shakespeare_lines)} lines differ; the first, {line!r}:\n"
+                    f"  yours {bert.tokenize(line)}\n  reference {hf_bert.tokenize(line)}")
+
+
+@pytest.mark.exercise("bert_encode")
+@fuzz
+@given(text=any_text)
+def test_fuzz_matches_transformers(bert, hf_bert, text):
+    assert bert.encode(text) == hf_bert(text)["input_ids"], (
+        f"{text!r}: yours {bert.tokenize(text)}, transformers {hf_bert.tokenize(text)}")
+
+
+@pytest.mark.exercise("bert_encode")
+def test_fast_vs_legacy(bert, hf_bert, hf_bert_legacy):
+    """Where transformers' two BERT tokenizers disagree, we follow the fast one. Each case is
+    a real difference between them (checked here), not just a difference from us."""
+    cases = {
+        # str.lower() gives the final sigma at the end of a word; the fast tokenizer lower-cases
+        # one character at a time.
+        "ΟΔΟΣ": (["ο", "##δ", "##ο", "##σ"], ["ο", "##δ", "##ος"]),
+        # U+2E43 is punctuation since Unicode 9; the fast tokenizer's tables are Unicode 8.0.
+        "a\u2e43b": (["[UNK]"], ["a", "[UNK]", "b"]),
+        # U+2B820..U+2B91F: CJK for the original BERT, not for the fast tokenizer (its range
+        # starts at U+2B920), so the character stays attached to the letters around it.
+        "a\U0002B820b": (["[UNK]"], ["a", "[UNK]", "b"]),
+    }
+    for text, (fast, legacy) in cases.items():
+        assert hf_bert.tokenize(text) == fast and hf_bert_legacy.tokenize(text) == legacy, text
+        assert bert.tokenize(text) == fast, f"{text!r}: we follow the fast tokenizer"
+    # decode: legacy cleans up " ' " and " n't" over the whole string; fast does not.
+    ids = hf_bert("don't")["input_ids"]
+    assert hf_bert.decode(ids) == "[CLS] don ' t [SEP]" == bert.decode(ids)
+    assert hf_bert_legacy.decode(ids) == "[CLS] don't [SEP]"
+
+
+# --------------------------------------------------------------------------- 5. batches
+
+
+@pytest.mark.exercise("bert_batch")
+@pytest.mark.parametrize("first, second, limit", [
+    (10, None, 4), (3, None, 8), (10, 2, 8), (2, 10, 8), (10, 10, 8), (10, 10, 7), (9, 4, 6), (3, 3, 100),
+])
+def test_truncate_pair_longest_first(tok, hf_bert, first, second, limit):
+    words_a, words_b = " ".join(["a"] * first), " ".join(["b"] * second) if second else None
+    ref = hf_bert(words_a, words_b, truncation=True, max_length=limit + (3 if second else 2))["input_ids"]
+    n_a, n_b = ref.count(1037), ref.count(1038)  # ids of "a" and "b"
+    got = tok.truncate_pair(first, second, limit)
+    assert got == (n_a, n_b if second else None), (
+        f"truncate_pair({first}, {second}, {limit}) = {got}, transformers keeps {(n_a, n_b)}\n"
+        "  hint: if cutting the longer one to what is left is enough, do that; otherwise each gets half "
+        "(the second gets the odd token)")
+
+
+@pytest.mark.exercise("bert_batch")
+@pytest.mark.parametrize("kwargs", [
+    {},
+    {"padding": True},
+    {"padding": "longest", "truncation": True, "max_length": 8},
+    {"padding": "max_length", "max_length": 12},
+    {"padding": "max_length", "truncation": True, "max_length": 6},
+    {"truncation": "only_second", "max_length": 20},
+    {"truncation": "only_first", "max_length": 16},
+    {"padding": True, "return_tensors": "pt"},
+])
+@pytest.mark.parametrize("pairs", [False, True])
+def test_call_matches_transformers(bert, hf_bert, kwargs, pairs):
+    texts = ["Hello, world!", "A much longer sentence, with some punctuation; and words.", "Short"]
+    text_pairs = ["First pair.", "x", "And the last pair is long, quite long indeed."] if pairs else None
+    if kwargs.get("truncation") == "only_second" and not pairs:
+        pytest.skip("only_second needs pairs")
+    got = bert(texts, text_pairs, **kwargs)
+    expected = hf_bert(texts, text_pairs, **kwargs)
+    for key in ("input_ids", "token_type_ids", "attention_mask"):
+        if kwargs.get("return_tensors") == "pt":
+            assert isinstance(got[key], torch.Tensor) and torch.equal(got[key], expected[key]), f"{key} with {kwargs}"
+        else:
+            assert got[key] == expected[key], f"{key} with {kwargs}:\n  yours {got[key]}\n  reference {expected[key]}"
+
+
+@pytest.mark.exercise("bert_batch")
+def test_call_single_text(bert, hf_bert):
+    got, expected = bert("Hello there!"), hf_bert("Hello there!")
+    assert got["input_ids"] == expected["input_ids"], "a single str gives flat lists, not a batch of one"
+    assert got["attention_mask"] == expected["attention_mask"] and got["token_type_ids"] == expected["token_type_ids"]
+    pt = bert("Hello there!", return_tensors="pt")
+    assert pt["input_ids"].shape == (1, len(expected["input_ids"])), "with return_tensors='pt' a single text is (1, T)"
+
+
+@pytest.mark.exercise("bert_batch")
+def test_call_bad_input(bert):
+    with pytest.raises(TypeError, match="texts must be a str or a list of str, got int"):
+        bert(3)
+    with pytest.raises(ValueError, match="one pair per text"):
+        bert(["a", "b"], ["c"])
+    with pytest.raises(ValueError, match="padding"):
+        bert(["a"], padding="left")
+    with pytest.raises(ValueError, match="different lengths"):
+        bert(["a", "b c d"], return_tensors="pt")
+
+
+@pytest.mark.solution_only
+def test_save_and_reload(bert, hf_bert, tmp_path, tok):
+    from transformers import BertTokenizer
+
+    bert.save_pretrained(tmp_path)
+    again = tok.WordPieceTokenizer.from_pretrained(tmp_path / "vocab.txt")
+    theirs = BertTokenizer.from_pretrained(str(tmp_path))
+    text = "Saving, loading: the same ids?"
+    assert again.encode(text) == bert.encode(text) == theirs(text)["input_ids"]
+
+
+def test_hugging_face_tokenizers_is_not_shadowed():
+    """This package is named tokenizers too: `import tokenizers` must still give Hugging Face's."""
+    import tokenizers
+
+    assert hasattr(tokenizers, "Tokenizer") and "mlab_tfs" not in (tokenizers.__file__ or "")
+    assert importlib.import_module("mlab_tfs.tokenizers").__name__ == "mlab_tfs.tokenizers"
+
+
+@pytest.mark.exercise("basic_tokenize")
+def test_basic_tokenize_on_every_code_point(tok, hf_bert):
+    """All 1.1 million code points, 4,000 at a time, space-separated: the character tables in
+    chars.py (and how you use them) agree with the fast tokenizer on every one."""
+    backend = hf_bert._tokenizer
+    bad = []
+    for start in range(0, 0x110000, 4000):
+        text = " ".join(chr(c) for c in range(start, min(start + 4000, 0x110000)) if not 0xD800 <= c <= 0xDFFF)
+        expected = [w for w, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text))]
+        if tok.basic_tokenize(text) != expected:
+            bad.append(hex(start))
+    assert not bad, f"basic_tokenize differs from transformers in the blocks starting at {bad[:10]}"
