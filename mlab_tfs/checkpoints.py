@@ -76,7 +76,8 @@ def read_state_dict(folder: Path) -> StateDict:
 
 def check_fits(model: torch.nn.Module, state_dict: StateDict, source: str) -> None:
     """Raise one CheckpointError listing every missing key, unexpected key and shape mismatch."""
-    expected = model.state_dict()
+    # Every name load_state_dict accepts: a tied parameter under both of its names too.
+    expected = {**dict(model.named_parameters(remove_duplicate=False)), **model.state_dict()}
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     mismatched = [
@@ -92,6 +93,33 @@ def check_fits(model: torch.nn.Module, state_dict: StateDict, source: str) -> No
                 lines.append(f"  {title} ({len(items)}):")
                 lines.extend(f"    {item}" for item in shown)
         raise CheckpointError("\n".join(lines))
+
+
+def save_tied_weights_once(model: torch.nn.Module, tied: dict[str, str]) -> None:
+    """Make ``model.state_dict()`` hold each tied parameter once.
+
+    tied maps an alias to its source, e.g. {"lm_head.weight": "transformer.wte.weight"}.
+    While the alias *is* the source (one Parameter), state_dict() leaves the alias out, as
+    safetensors refuses two names for one tensor (and so does transformers' Trainer when it
+    saves a checkpoint), and load_state_dict() takes the alias from the source, so a saved
+    state dict loads back into a tied model.
+    """
+
+    def is_tied(alias: str, source: str) -> bool:
+        return model.get_parameter(alias) is model.get_parameter(source)
+
+    def drop_aliases(module, state_dict, prefix, local_metadata) -> None:
+        for alias, source in tied.items():
+            if is_tied(alias, source) and prefix + source in state_dict:
+                state_dict.pop(prefix + alias, None)
+
+    def fill_aliases(module, state_dict, prefix, *args) -> None:
+        for alias, source in tied.items():
+            if is_tied(alias, source) and prefix + alias not in state_dict and prefix + source in state_dict:
+                state_dict[prefix + alias] = state_dict[prefix + source]
+
+    model.register_state_dict_post_hook(drop_aliases)
+    model.register_load_state_dict_pre_hook(fill_aliases)
 
 
 def save_safetensors(state_dict: StateDict, path: Path) -> None:

@@ -21,7 +21,7 @@ from einops import rearrange
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from mlab_tfs.checkpoints import PretrainedMixin, StateDict
+from mlab_tfs.checkpoints import PretrainedMixin, StateDict, save_tied_weights_once
 from mlab_tfs.inputs import (
     check_attention_mask,
     check_kv_cache,
@@ -489,6 +489,8 @@ class GPT2LMHeadModel(PretrainedMixin, nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.transformer.wte.weight  # one Parameter, two uses
+            # ...saved once, so that safetensors (and transformers' Trainer) can write it.
+            save_tied_weights_once(self, {"lm_head.weight": "transformer.wte.weight"})
         else:
             nn.init.normal_(self.lm_head.weight, mean=0.0, std=config.initializer_range)
 

@@ -136,3 +136,19 @@ def test_config_round_trips_through_transformers():
         ours = solution.GPT2Config(**overrides)
         theirs = transformers.GPT2Config(**ours.to_dict())
         assert solution.GPT2Config.from_dict(theirs.to_dict()) == ours
+
+
+@pytest.mark.solution_only
+def test_tied_head_is_saved_once(checkpoints, tmp_path):
+    """safetensors refuses two names for one tensor, and transformers' Trainer saves a plain
+    state_dict with it: the tied head must appear once and load back tied."""
+    model = solution.GPT2LMHeadModel.from_pretrained(checkpoints["base"])
+    state = model.state_dict()
+    assert "lm_head.weight" not in state and "transformer.wte.weight" in state
+    save_file(state, tmp_path / "plain.safetensors")
+    fresh = solution.GPT2LMHeadModel(model.config)
+    fresh.load_state_dict(load_file(tmp_path / "plain.safetensors"), strict=True)
+    assert fresh.lm_head.weight is fresh.transformer.wte.weight
+    assert torch.equal(fresh.lm_head.weight, model.lm_head.weight)
+    untied = solution.GPT2LMHeadModel.from_pretrained(checkpoints["untied_erf_gelu_inverse_layer_scale"])
+    assert "lm_head.weight" in untied.state_dict()
