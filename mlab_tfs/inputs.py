@@ -12,6 +12,12 @@ import torch
 Tensor = torch.Tensor
 
 
+def _check_values() -> bool:
+    """Range checks read values back from the device; under torch.compile they would break
+    the graph, so compiled code skips them (shapes and dtypes are still checked)."""
+    return not torch.compiler.is_compiling()
+
+
 def _describe(x: object) -> str:
     if isinstance(x, torch.Tensor):
         return f"a {x.dtype} tensor of shape {tuple(x.shape)}"
@@ -33,6 +39,8 @@ def check_token_ids(name: str, ids: object, vocab_size: int) -> Tensor:
         raise ValueError(f"{name} must have shape (batch, seq), got {_describe(ids)}")
     if ids.shape[1] == 0:
         raise ValueError(f"{name} must hold at least one token per row, got {_describe(ids)}")
+    if not _check_values():
+        return ids
     lo, hi = int(ids.min()), int(ids.max())
     if lo < 0 or hi >= vocab_size:
         bad = lo if lo < 0 else hi
@@ -53,7 +61,7 @@ def check_attention_mask(name: str, mask: object, shape: tuple[int, int]) -> Ten
         raise ValueError(
             f"{name} must have shape (batch, cached + new tokens) = {tuple(shape)}, got {_describe(mask)}"
         )
-    if mask.dtype != torch.bool and not bool(((mask == 0) | (mask == 1)).all()):
+    if mask.dtype != torch.bool and _check_values() and not bool(((mask == 0) | (mask == 1)).all()):
         raise ValueError(f"{name} must hold only 0 and 1 (1 = attend), got values {mask.unique().tolist()[:8]}")
     return mask.bool()
 
@@ -68,6 +76,8 @@ def check_position_ids(name: str, position_ids: object, shape: tuple[int, int], 
     batch, seq = shape
     if position_ids.dim() != 2 or position_ids.shape[1] != seq or position_ids.shape[0] not in (1, batch):
         raise ValueError(f"{name} must have shape ({batch}, {seq}) or (1, {seq}), got {_describe(position_ids)}")
+    if not _check_values():
+        return position_ids
     lo, hi = int(position_ids.min()), int(position_ids.max())
     if lo < 0 or hi >= max_positions:
         raise ValueError(f"{name} must be in [0, {max_positions}) (the model's position table), got {lo if lo < 0 else hi}")
@@ -81,6 +91,8 @@ def check_labels(name: str, labels: object, shape: tuple[int, ...], num_classes:
         raise ValueError(f"{name} must hold integer ids, got {_describe(labels)}")
     if tuple(labels.shape) != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {_describe(labels)}")
+    if not _check_values():
+        return labels
     bad = (labels != -100) & ((labels < 0) | (labels >= num_classes))
     if bool(bad.any()):
         where = tuple(bad.nonzero()[0].tolist())
@@ -134,6 +146,8 @@ def check_token_type_ids(name: str, token_type_ids: object, shape: tuple[int, in
     batch, seq = shape
     if token_type_ids.dim() != 2 or token_type_ids.shape[1] != seq or token_type_ids.shape[0] not in (1, batch):
         raise ValueError(f"{name} must have shape ({batch}, {seq}) or (1, {seq}), got {_describe(token_type_ids)}")
+    if not _check_values():
+        return token_type_ids
     lo, hi = int(token_type_ids.min()), int(token_type_ids.max())
     if lo < 0 or hi >= type_vocab_size:
         bad = lo if lo < 0 else hi

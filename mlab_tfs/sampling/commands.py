@@ -1,0 +1,93 @@
+"""``mlab-tfs filter-sample``: sample continuations and rank them by the model's own judgement.
+
+    mlab-tfs filter-sample --prompt "The food at the restaurant" -n 8
+    mlab-tfs filter-sample --model gpt2 --prompt "..." -n 16          # any GPT-2 folder or hub id
+    mlab-tfs filter-sample --model path/or/id --transformers           # any transformers causal LM
+
+Without --model it builds a tiny random GPT-2 with GPT-2's vocabulary (offline, gibberish
+text, a demonstration of the mechanics). Text goes through transformers' GPT2Tokenizer on
+OpenAI's vocabulary files from the offline assets, or the model folder's own tokenizer with
+--transformers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+BAD, GOOD = " -- and that was bad", " -- and that was good"
+
+
+def gpt2_tokenizer():
+    """transformers' GPT2Tokenizer on the GPT-2 vocabulary shipped with the offline assets."""
+    from transformers import GPT2Tokenizer
+
+    from mlab_tfs.assets import gpt2_vocab_dir
+
+    with tempfile.TemporaryDirectory(prefix="gpt2-vocab-") as tmp:
+        folder = Path(tmp)  # the tokenizer reads both files when it is built
+        shutil.copy(gpt2_vocab_dir() / "encoder.json", folder / "vocab.json")
+        shutil.copy(gpt2_vocab_dir() / "vocab.bpe", folder / "merges.txt")
+        return GPT2Tokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+
+
+def tiny_random_gpt2(seed: int = 0):
+    """A 2-layer random GPT-2 with the full 50257-token vocabulary, as our GPT2LMHeadModel."""
+    from mlab_tfs.gpt2 import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(n_positions=128, n_embd=32, n_layer=2, n_head=4)
+    return GPT2LMHeadModel(config).eval()
+
+
+def load(args: argparse.Namespace):
+    if args.model is None:
+        return tiny_random_gpt2(args.seed), gpt2_tokenizer()
+    if args.transformers:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        return AutoModelForCausalLM.from_pretrained(args.model).eval(), AutoTokenizer.from_pretrained(args.model)
+    from mlab_tfs.gpt2 import GPT2LMHeadModel
+
+    return GPT2LMHeadModel.from_pretrained(args.model), gpt2_tokenizer()
+
+
+def _filter_sample(args: argparse.Namespace) -> int:
+    from mlab_tfs.sampling.solution import filtered_sample
+
+    model, tok = load(args)
+    prompt = tok.encode(args.prompt)
+    if not prompt:
+        raise SystemExit("--prompt must not be empty")
+    with torch.no_grad():
+        result = filtered_sample(
+            model, prompt, args.n, tok.encode(args.bad), tok.encode(args.good), max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature, top_p=args.top_p, eos_token_id=tok.eos_token_id,
+            generator=torch.Generator().manual_seed(args.seed),
+        )
+    print(f"prompt: {args.prompt!r}")
+    print(f"score = log P({args.bad!r}) - log P({args.good!r}); lowest first\n")
+    for completion, score in zip(result.completions, result.scores.tolist()):
+        print(f"{score:+8.3f}  {tok.decode(completion)!r}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("filter-sample", help="sample continuations and rank them with the model as its own "
+                                                    "classifier (log P(bad suffix) - log P(good suffix))")
+    p.add_argument("--model", default=None, help="checkpoint folder or hub id (default: a tiny random GPT-2, offline)")
+    p.add_argument("--transformers", action="store_true",
+                   help="load --model with transformers' AutoModelForCausalLM and its own tokenizer")
+    p.add_argument("--prompt", default="The food at the restaurant")
+    p.add_argument("-n", type=int, default=8, help="how many continuations to sample")
+    p.add_argument("--max-new-tokens", type=int, default=20)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--bad", default=BAD)
+    p.add_argument("--good", default=GOOD)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_filter_sample)

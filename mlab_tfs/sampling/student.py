@@ -1,0 +1,438 @@
+"""Sampling from a language model: your version.
+
+Every function below that raises ``NotImplementedError`` is an exercise. Replace the
+``raise`` line with your code; the docstring says what goes in, what comes out and what
+usually goes wrong. The exercises, in order:
+
+     1. greedy_decode
+     2. apply_temperature, sample_token
+     3. top_k_filter
+     4. top_p_filter, min_p_filter
+     5. apply_repetition_penalty, apply_frequency_presence_penalty, no_repeat_ngram_filter,
+        process_logits
+     6. left_pad, position_ids_from_mask
+     7. generate (the KV cache loop)
+     8. expand_cache, reorder_cache, beam_search
+     9. combine_two_contexts, sample_two_contexts
+    10. score_suffix_naive, score_suffix, filtered_sample
+
+Each exercise has a section in ``mlab_tfs/sampling/GUIDE.md``; each stub's error message
+links to it. Check your progress with
+
+    mlab-tfs check sampling
+    pytest --impl=student mlab_tfs/sampling -k top_p
+
+The samplers must work with any causal LM that returns ``.logits`` and takes and returns a
+KV cache: the tests run them on our GPT-2 (``mlab_tfs.gpt2``, a tuple of (k, v) pairs) and
+on transformers' GPT2LMHeadModel (a ``DynamicCache``). Call models through the given
+``_forward`` helper and it handles the difference for you.
+
+Shapes: B batch, T prompt length (padded), L = T + tokens generated so far, V vocabulary,
+nb beams, N completions.
+
+The solution is in ``mlab_tfs/sampling/solution.py``; look only after you have tried.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F  # noqa: F401  (for your code)
+
+from mlab_tfs.sampling.solution import (  # given, not exercises  # noqa: F401
+    NEG_INF,
+    TWO_CONTEXT_MODES,
+    BeamSearchOutput,
+    FilteredSamples,
+    TokenIds,
+    _as_ids,
+    _check_prompt,
+    _check_sampling,
+    _eos_set,
+    _forward,
+    _n_positions,
+)
+
+Tensor = torch.Tensor
+
+
+# ---------------------------------------------------------------------------------------
+# 1. Greedy decoding
+# ---------------------------------------------------------------------------------------
+
+
+def greedy_decode(model: Any, input_ids: Tensor, max_new_tokens: int, eos_token_id: int | None = None) -> Tensor:
+    """The simplest decoder: no cache, no padding.
+
+    input_ids: (B, T), every entry a real token. Each step: run the *whole* sequence
+    through ``model(ids)``, take ``.logits[:, -1]`` (B, V) (the last position predicts the
+    next token), append its argmax. Returns (B, T + n), n <= max_new_tokens.
+
+    eos_token_id: a row that produced it is done; it keeps getting eos_token_id from then
+    on. Stop early when every row is done.
+
+    Pitfall: ``logits[:, 0]`` or ``logits.argmax()`` without ``dim=-1`` run fine and give
+    nonsense. Run under ``torch.no_grad()`` in your own experiments.
+    """
+    raise NotImplementedError("Exercise 1 (greedy decoding): see mlab_tfs/sampling/GUIDE.md#1-greedy-decoding")
+
+
+# ---------------------------------------------------------------------------------------
+# 2-5. Logits processors: (B, V) -> (B, V)
+# ---------------------------------------------------------------------------------------
+
+
+def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
+    """logits (B, V) divided by temperature. Raise ValueError (mentioning "temperature") if
+    temperature <= 0: greedy decoding is do_sample=False, not temperature 0."""
+    raise NotImplementedError(
+        "Exercise 2 (temperature and sampling): see mlab_tfs/sampling/GUIDE.md#2-temperature-and-sampling"
+    )
+
+
+def sample_token(logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One draw per row from softmax(logits): (B, V) -> (B,) long.
+
+    Use ``torch.multinomial(probs, 1, generator=generator)``: the same seeded generator must
+    give the same draws, and with generator=None the global seed decides (which is how the
+    tests compare with transformers' sampling). A -inf logit has probability 0 and is
+    never drawn. Softmax in float32.
+    """
+    raise NotImplementedError(
+        "Exercise 2 (temperature and sampling): see mlab_tfs/sampling/GUIDE.md#2-temperature-and-sampling"
+    )
+
+
+def top_k_filter(logits: Tensor, top_k: int, min_tokens_to_keep: int = 1) -> Tensor:
+    """Keep each row's top_k largest logits, set the rest to -inf. (B, V) -> (B, V).
+
+    - Ties with the k-th largest value are all kept (compare with it, as transformers does).
+    - top_k = 0 means no filtering; top_k > V keeps everything; keep at least
+      min_tokens_to_keep.
+    - top_k < 0: ValueError mentioning "top_k".
+    Hint: ``torch.topk(logits, k).values[..., -1:]`` is the k-th largest, shaped to broadcast.
+    """
+    raise NotImplementedError("Exercise 3 (top-k): see mlab_tfs/sampling/GUIDE.md#3-top-k")
+
+
+def top_p_filter(logits: Tensor, top_p: float, min_tokens_to_keep: int = 1) -> Tensor:
+    """Nucleus filtering: keep the smallest set of most likely tokens whose probability
+    reaches top_p; -inf for the others. (B, V) -> (B, V).
+
+    - The token that crosses top_p is kept (the kept mass must be >= top_p), and so is the
+      most likely token whatever top_p is (at least min_tokens_to_keep).
+    - top_p = 1 keeps everything; top_p outside (0, 1]: ValueError mentioning "top_p".
+    Hint: sort, softmax, cumsum; decide in sorted order; ``scatter`` the decision back to
+    vocabulary order. Sorting ascending and dropping tokens while the cumulative mass is
+    <= 1 - top_p is transformers' formulation and gives exactly its result.
+    """
+    raise NotImplementedError("Exercise 4 (top-p and min-p): see mlab_tfs/sampling/GUIDE.md#4-top-p-and-min-p")
+
+
+def min_p_filter(logits: Tensor, min_p: float, min_tokens_to_keep: int = 1) -> Tensor:
+    """Drop (-inf) tokens whose probability is below min_p * (the row's largest
+    probability). min_p outside [0, 1]: ValueError mentioning "min_p"."""
+    raise NotImplementedError("Exercise 4 (top-p and min-p): see mlab_tfs/sampling/GUIDE.md#4-top-p-and-min-p")
+
+
+def apply_repetition_penalty(logits: Tensor, input_ids: Tensor, penalty: float) -> Tensor:
+    """CTRL's repetition penalty. logits (B, V); input_ids (B, L), with -1 at padding.
+
+    For every token that occurs in the row (once or more: no counting), a positive logit is
+    divided by penalty and a negative one multiplied by it, so penalty > 1 always makes it
+    less likely. Ids < 0 are padding: ignore them.
+    Hint: a (B, V + 1) bool "seen" mask filled with ``scatter_``, padding sent to the spare
+    last column, which you then drop.
+    """
+    raise NotImplementedError(
+        "Exercise 5 (penalties and the order): see mlab_tfs/sampling/GUIDE.md#5-penalties-and-the-order"
+    )
+
+
+def apply_frequency_presence_penalty(
+    logits: Tensor, input_ids: Tensor, frequency_penalty: float, presence_penalty: float
+) -> Tensor:
+    """OpenAI's penalties: logit[j] - count[j] * frequency_penalty - (count[j] > 0) * presence_penalty,
+    where count[j] is how often token j occurs in the row of input_ids (B, L); ids < 0 are
+    ignored. generate passes only the generated tokens here."""
+    raise NotImplementedError(
+        "Exercise 5 (penalties and the order): see mlab_tfs/sampling/GUIDE.md#5-penalties-and-the-order"
+    )
+
+
+def no_repeat_ngram_filter(logits: Tensor, input_ids: Tensor, ngram_size: int) -> Tensor:
+    """Forbid (-inf) every token that would complete an n-gram already in the row.
+
+    input_ids (B, L). The next token completes the n-gram (last n - 1 tokens, next token).
+    For every earlier window of n tokens whose first n - 1 equal those last n - 1 tokens,
+    ban the window's last token. Windows containing ids < 0 (padding) never match. With
+    L < n nothing is banned. ngram_size <= 0: ValueError.
+    Hint: ``input_ids.unfold(1, n, 1)`` gives every window, (B, L - n + 1, n).
+    """
+    raise NotImplementedError(
+        "Exercise 5 (penalties and the order): see mlab_tfs/sampling/GUIDE.md#5-penalties-and-the-order"
+    )
+
+
+def process_logits(
+    logits: Tensor,
+    history: Tensor,
+    num_generated: int,
+    do_sample: bool = True,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    min_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    frequency_penalty: float = 0.0,
+    presence_penalty: float = 0.0,
+    no_repeat_ngram_size: int = 0,
+) -> Tensor:
+    """All processors, in transformers' order. logits (B, V) -> (B, V).
+
+    history (B, L): prompt and generated tokens, -1 at padding; its last num_generated
+    columns are the generated tokens (those are what frequency/presence count).
+
+    1. repetition penalty (if != 1), 2. frequency/presence (if either is set),
+    3. no-repeat n-gram (if > 0); then only when do_sample: 4. temperature (if != 1),
+    5. top-k (if > 0), 6. top-p (if < 1), 7. min-p (if not None).
+    Skip the ones that are switched off.
+    """
+    raise NotImplementedError(
+        "Exercise 5 (penalties and the order): see mlab_tfs/sampling/GUIDE.md#5-penalties-and-the-order"
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# 6. Batches of prompts of different lengths
+# ---------------------------------------------------------------------------------------
+
+
+def left_pad(sequences: Sequence[TokenIds], pad_token_id: int) -> tuple[Tensor, Tensor]:
+    """Prompts of different lengths (lists or 1-d tensors of ids) as one batch.
+
+    Returns (input_ids, attention_mask), both (B, T) long with T the longest prompt:
+    padding (pad_token_id, mask 0) on the *left*, so that every row's last real token is in
+    the last column, where the next-token logits are read. Empty input: ValueError.
+    """
+    raise NotImplementedError(
+        "Exercise 6 (batching with left padding): see mlab_tfs/sampling/GUIDE.md#6-batching-with-left-padding"
+    )
+
+
+def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
+    """(B, L) positions counted over real tokens: cumsum(mask) - 1, so each row's first
+    real token is at 0. Padding positions are masked anyway but must be valid (>= 0):
+    clamp them."""
+    raise NotImplementedError(
+        "Exercise 6 (batching with left padding): see mlab_tfs/sampling/GUIDE.md#6-batching-with-left-padding"
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# 7. generate
+# ---------------------------------------------------------------------------------------
+
+
+def generate(
+    model: Any,
+    input_ids: Tensor,
+    attention_mask: Tensor | None = None,
+    max_new_tokens: int = 20,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    min_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    frequency_penalty: float = 0.0,
+    presence_penalty: float = 0.0,
+    no_repeat_ngram_size: int = 0,
+    eos_token_id: int | Sequence[int] | None = None,
+    pad_token_id: int | None = None,
+    generator: torch.Generator | None = None,
+    use_cache: bool = True,
+) -> Tensor:
+    """Greedy decoding or sampling for a batch of left-padded prompts, on the KV cache.
+
+    input_ids, attention_mask: (B, T), left padding (mask 0). Returns (B, T + n).
+
+    1. Check the arguments with the given ``_check_prompt`` (returns the mask as long,
+       all ones when None) and ``_check_sampling``.
+    2. Run the prompt once: ``logits, past = _forward(model, ids, mask, positions)`` with
+       ``positions = position_ids_from_mask(mask)``.
+    3. Each step: ``process_logits`` on ``logits[:, -1]`` (history = the ids with -1 at
+       padding), then argmax or ``sample_token``; finished rows get the fill token
+       (pad_token_id, or the first eos when there is no pad id); append; extend the mask by
+       a column of ones; update which rows are finished (``torch.isin`` with the eos ids from
+       ``_eos_set``); stop when all are finished or after max_new_tokens tokens; otherwise run
+       ``_forward(model, nxt[:, None], mask, positions[:, -1:], past)``: one new token per
+       row against the cache.
+    use_cache=False: run the whole sequence each step instead (the same tokens).
+
+    Pitfalls: positions of the new token must continue each row's own count (the last
+    column of position_ids_from_mask of the extended mask), not the padded width; the mask
+    must cover cached and new tokens, (B, L).
+    """
+    raise NotImplementedError(
+        "Exercise 7 (the kv cache loop: generate): see mlab_tfs/sampling/GUIDE.md#7-the-kv-cache-loop-generate"
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# 8. Beam search
+# ---------------------------------------------------------------------------------------
+
+
+def expand_cache(past: Any, repeats: int) -> Any:
+    """Repeat every row of a KV cache ``repeats`` times along the batch: rows b, b, ..., b + 1, ...
+
+    past is either our tuple of (k, v) pairs, each (B, nh, P, hs) (return a new tuple, with
+    ``repeat_interleave(repeats, dim=0)``), or a transformers ``Cache`` object (call its
+    ``batch_repeat_interleave(repeats)``, which changes it in place, and return it).
+    Anything else: TypeError.
+    """
+    raise NotImplementedError("Exercise 8 (beam search): see mlab_tfs/sampling/GUIDE.md#8-beam-search")
+
+
+def reorder_cache(past: Any, index: Tensor) -> Any:
+    """Keep rows ``index`` of a KV cache, in that order: new row i = old row index[i].
+
+    Tuples: ``index_select(0, index)`` on every k and v, a new tuple. transformers' Cache:
+    ``past.reorder_cache(index)`` (in place), then return it.
+    """
+    raise NotImplementedError("Exercise 8 (beam search): see mlab_tfs/sampling/GUIDE.md#8-beam-search")
+
+
+def beam_search(
+    model: Any,
+    input_ids: Tensor,
+    num_beams: int = 4,
+    max_new_tokens: int = 20,
+    length_penalty: float = 1.0,
+    early_stopping: bool | str = False,
+    eos_token_id: int | Sequence[int] | None = None,
+    attention_mask: Tensor | None = None,
+    pad_token_id: int | None = None,
+    num_return_sequences: int = 1,
+) -> BeamSearchOutput:
+    """Beam search over the KV cache, batched, equal to transformers' beam search.
+
+    Returns ``BeamSearchOutput(sequences, sequences_scores)``: sequences
+    (B * num_return_sequences, T + n) best first per prompt, padded after a hypothesis's end
+    with pad_token_id (eos when pad_token_id is None or 0, as transformers does);
+    sequences_scores: sum of the new tokens' log-probabilities / n_new ** length_penalty.
+
+    The algorithm, per step (the guide walks through it):
+    - log_softmax the logits (B * nb, V), add each beam's running score, view (B, nb * V);
+      take the K = 2 * nb best (more with several eos ids): beam = idx // V, token = idx % V.
+    - A candidate *ends* if its token is eos or the sequence reached T + max_new_tokens.
+    - The next running beams: the nb best candidates that did not end.
+    - Ended candidates among the first nb join the finished pool (nb best kept) with score
+      candidate_score / new_len ** length_penalty, unless the pool is closed (early_stopping
+      True and full, or no running beam can beat the worst finished one).
+    - Reorder the cache by (beam + b * nb) and feed each beam's new token.
+    Start from the prompt run once, its last logits and cache repeated nb times, running
+    scores [0, -1e9, -1e9, ...] so the first step only expands beam 0.
+    """
+    raise NotImplementedError("Exercise 8 (beam search): see mlab_tfs/sampling/GUIDE.md#8-beam-search")
+
+
+# ---------------------------------------------------------------------------------------
+# 9. Two contexts
+# ---------------------------------------------------------------------------------------
+
+
+def combine_two_contexts(logits_a: Tensor, logits_b: Tensor, mode: str = "contrastive", gamma: float = 1.0) -> Tensor:
+    """Combine two contexts' next-token logits, each (B, V).
+
+    mode "contrastive": logits_a + gamma * (logits_a - logits_b).
+    mode "product": log_softmax(logits_a) + gamma * log_softmax(logits_b), so that
+    softmax of the result is p_a * p_b ** gamma, normalised.
+    Any other mode: ValueError mentioning "mode". gamma = 0 must give back context a.
+    """
+    raise NotImplementedError("Exercise 9 (two contexts): see mlab_tfs/sampling/GUIDE.md#9-two-contexts")
+
+
+def sample_two_contexts(
+    model: Any,
+    input_ids_a: Tensor,
+    input_ids_b: Tensor,
+    attention_mask_a: Tensor | None = None,
+    attention_mask_b: Tensor | None = None,
+    mode: str = "contrastive",
+    gamma: float = 1.0,
+    max_new_tokens: int = 20,
+    do_sample: bool = True,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    eos_token_id: int | Sequence[int] | None = None,
+    pad_token_id: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """One continuation per row from the combination of two contexts; the chosen token is
+    appended to both.
+
+    input_ids_a (B, Ta), input_ids_b (B, Tb), each left-padded with its mask. Left-pad both
+    to T = max(Ta, Tb) and stack them into one batch of 2B rows (a first), so every step is
+    *one* forward: the prompts once, then (2B, 1) against one cache. Each step: combine
+    ``last[:B]`` and ``last[B:]``, ``process_logits`` (history = the a rows), pick, append
+    the same token to both halves. Returns (B, Ta + n): context a and the new tokens, with
+    generate's eos/pad rules. With gamma = 0 it must give generate's tokens on context a
+    for the same seeded generator.
+    """
+    raise NotImplementedError("Exercise 9 (two contexts): see mlab_tfs/sampling/GUIDE.md#9-two-contexts")
+
+
+# ---------------------------------------------------------------------------------------
+# 10. Scoring a suffix
+# ---------------------------------------------------------------------------------------
+
+
+def score_suffix_naive(
+    model: Any, prompt_ids: TokenIds, completions: Sequence[TokenIds], suffix_ids: TokenIds
+) -> Tensor:
+    """log P(suffix | prompt + completion) for each completion, each full text in its own
+    forward. Returns (N,) float32: the sum over suffix tokens of log_softmax(logits) at the
+    position before each one. The reference for score_suffix. ``_as_ids`` turns lists and
+    (1, L) tensors into 1-d tensors."""
+    raise NotImplementedError("Exercise 10 (suffix scoring): see mlab_tfs/sampling/GUIDE.md#10-suffix-scoring")
+
+
+def score_suffix(model: Any, prompt_ids: TokenIds, completions: Sequence[TokenIds], suffix_ids: TokenIds) -> Tensor:
+    """The same scores with two forwards in all.
+
+    1. The prompt alone (batch 1): keep its last logits (they predict the first token after
+       it) and its cache; ``expand_cache`` it to N rows.
+    2. One batch of N rows [completion_i, suffix, right padding], width W = longest + S,
+       attention mask (N, P + W) (ones for the prompt and the real tokens), positions
+       P .. P + W - 1, on the expanded cache.
+    3. Logits at row position t predict row token t + 1; the prompt's last logits predict
+       row token 0. Prepend them, gather the S positions starting at len(completion_i),
+       sum the suffix tokens' log-probabilities.
+    prompt_ids and suffix_ids need >= 1 token (ValueError mentioning "suffix" or "prompt");
+    P + longest + S > n_positions: ValueError mentioning "n_positions".
+    """
+    raise NotImplementedError("Exercise 10 (suffix scoring): see mlab_tfs/sampling/GUIDE.md#10-suffix-scoring")
+
+
+def filtered_sample(
+    model: Any,
+    prompt_ids: TokenIds,
+    num_samples: int,
+    bad_suffix_ids: TokenIds,
+    good_suffix_ids: TokenIds,
+    max_new_tokens: int = 20,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    eos_token_id: int | None = None,
+    generator: torch.Generator | None = None,
+) -> FilteredSamples:
+    """Sample num_samples continuations of one prompt with ``generate`` (the prompt
+    repeated; pad with eos, or 0 without one), cut each at its first eos, then rank them:
+    score = score_suffix(bad) - score_suffix(good). Return ``FilteredSamples(completions,
+    scores)`` sorted by score, lowest (least "bad") first (``torch.argsort(..., stable=True)``)."""
+    raise NotImplementedError("Exercise 10 (suffix scoring): see mlab_tfs/sampling/GUIDE.md#10-suffix-scoring")

@@ -1,0 +1,237 @@
+"""Exercises 1, 6 and 7: greedy decoding, left-padded batches, and generate with a KV cache,
+token for token against transformers' generate, on our GPT-2 and on transformers' own."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mlab_tfs.sampling import solution
+from mlab_tfs.testing.compare import assert_close
+
+from .helpers import CountingModel, chi_square_p_value, padded_batch, prompts
+
+VOCAB = 97  # the base checkpoint
+
+
+def hf_greedy(hf_model, ids, mask=None, **kwargs):
+    kwargs.setdefault("pad_token_id", 0)
+    return hf_model.generate(ids, attention_mask=mask if mask is not None else torch.ones_like(ids),
+                             do_sample=False, **kwargs)
+
+
+def an_eos_that_fires(hf_model, ids, mask, max_new_tokens):
+    """A token that greedy decoding produces in the first rows but not at the same step in
+    all of them, so that rows stop at different times."""
+    out = hf_greedy(hf_model, ids, mask, max_new_tokens=max_new_tokens)[:, ids.shape[1]:]
+    return int(out[0, max_new_tokens // 3])
+
+
+def assert_tokens_equal(actual, expected, what, hint=None):
+    assert isinstance(actual, torch.Tensor), f"{what}: expected a tensor, got {type(actual).__name__}"
+    if actual.shape != expected.shape or not torch.equal(actual, expected):
+        lines = [f"{what}: token ids differ from the reference"]
+        if actual.shape != expected.shape:
+            lines.append(f"  shape {tuple(actual.shape)}, expected {tuple(expected.shape)}")
+        else:
+            rows, cols = (actual != expected).nonzero(as_tuple=True)
+            lines.append(f"  first difference at row {int(rows[0])}, column {int(cols[0])}")
+        lines.append(f"  got      {actual.tolist()}\n  expected {expected.tolist()}")
+        if hint:
+            lines.append(f"  hint: {hint}")
+        raise AssertionError("\n".join(lines))
+
+
+# ----------------------------------------------------------------------------- 1. greedy
+
+
+@pytest.mark.exercise("greedy")
+def test_greedy_decode_matches_transformers(sampling, model, hf_model):
+    ids = torch.stack(prompts(VOCAB, [6, 6], seed=1))
+    expected = hf_greedy(hf_model, ids, max_new_tokens=10, eos_token_id=None)
+    assert_tokens_equal(sampling.greedy_decode(model, ids, 10), expected, "greedy_decode",
+                        hint="at each step take argmax of logits[:, -1] (the last position) and append it")
+
+
+@pytest.mark.exercise("greedy")
+def test_greedy_decode_stops_at_eos(sampling, model, hf_model):
+    ids = torch.stack(prompts(VOCAB, [5, 5, 5], seed=2))
+    eos = an_eos_that_fires(hf_model, ids, None, 12)
+    expected = hf_greedy(hf_model, ids, max_new_tokens=12, eos_token_id=eos, pad_token_id=eos)
+    assert_tokens_equal(sampling.greedy_decode(model, ids, 12, eos_token_id=eos), expected,
+                        "greedy_decode with eos_token_id",
+                        hint="a row that produced eos gets eos from then on; stop when every row has")
+
+
+# ----------------------------------------------------------------------------- 6. batching
+
+
+@pytest.mark.exercise("batching")
+def test_left_pad(sampling):
+    ids, mask = sampling.left_pad([[5, 6, 7], [8], torch.tensor([9, 10])], pad_token_id=0)
+    assert_tokens_equal(ids, torch.tensor([[5, 6, 7], [0, 0, 8], [0, 9, 10]]), "left_pad input_ids",
+                        hint="pad on the left, so that every row's last token is in the last column")
+    assert_tokens_equal(mask, torch.tensor([[1, 1, 1], [0, 0, 1], [0, 1, 1]]), "left_pad attention_mask")
+
+
+@pytest.mark.exercise("batching")
+def test_position_ids_from_mask(sampling):
+    mask = torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1], [0, 0, 0, 1]])
+    pos = sampling.position_ids_from_mask(mask)
+    real = mask.bool()
+    expected = torch.tensor([[0, 1, 2, 3], [0, 0, 0, 1], [0, 0, 0, 0]])
+    assert pos.shape == mask.shape, f"position ids have the mask's shape {tuple(mask.shape)}, got {tuple(pos.shape)}"
+    assert torch.equal(pos[real], expected[real]), (
+        f"every row's first real token is at position 0: expected {expected.tolist()} at real tokens, got "
+        f"{pos.tolist()}. Hint: cumsum(mask) - 1"
+    )
+    assert int(pos.min()) >= 0, "padding positions must still be valid positions (>= 0): clamp them"
+
+
+@pytest.mark.exercise("batching")
+def test_last_logits_of_a_padded_batch_equal_each_prompt_alone(sampling, model):
+    ps = prompts(VOCAB, [7, 2, 5], seed=3)
+    ids, mask = sampling.left_pad(ps, pad_token_id=0)
+    pos = sampling.position_ids_from_mask(mask)
+    batched = model(ids, attention_mask=mask, position_ids=pos).logits[:, -1]
+    alone = torch.cat([model(p[None]).logits[:, -1] for p in ps])
+    assert_close(batched, alone, name="last-position logits of the padded batch", atol=1e-5,
+                 hint="pass both attention_mask and position_ids; with default positions padded rows are shifted")
+
+
+# ----------------------------------------------------------------------------- 7. generate
+
+
+@pytest.mark.exercise("kv_cache_loop")
+@pytest.mark.parametrize("name", ["base", "deep_narrow_heads"])
+def test_greedy_generate_matches_transformers_on_a_padded_batch(sampling, model_pairs, kind, name):
+    model, hf = model_pairs[name][kind], model_pairs[name]["hf"]
+    ids, mask = padded_batch(model.config.vocab_size, [6, 2, 9, 4], seed=4)
+    expected = hf_greedy(hf, ids, mask, max_new_tokens=12)
+    assert_tokens_equal(sampling.generate(model, ids, mask, max_new_tokens=12, pad_token_id=0), expected,
+                        "generate (greedy, left-padded)",
+                        hint="carry the attention mask forward (append a 1 per step) and give each row positions "
+                             "from its own mask: cumsum - 1, then the last one + 1")
+
+
+@pytest.mark.exercise("kv_cache_loop")
+def test_each_row_stops_at_eos_then_pads(sampling, model, hf_model):
+    ids, mask = padded_batch(VOCAB, [3, 8, 5, 6], seed=5)
+    eos = an_eos_that_fires(hf_model, ids, mask, 15)
+    expected = hf_greedy(hf_model, ids, mask, max_new_tokens=15, eos_token_id=eos, pad_token_id=0)
+    new = expected[:, ids.shape[1]:]
+    assert bool((new == eos).any()) and not bool((new == eos).all()), "test setup: eos must end some rows early"
+    out = sampling.generate(model, ids, mask, max_new_tokens=15, eos_token_id=eos, pad_token_id=0)
+    assert_tokens_equal(out, expected, "generate with eos_token_id",
+                        hint="a row is done once it produced eos (kept); after that it gets pad_token_id; stop "
+                             "the loop when every row is done")
+
+
+@pytest.mark.exercise("kv_cache_loop")
+def test_stops_early_when_all_rows_are_done(sampling, model, hf_model):
+    ids, mask = padded_batch(VOCAB, [4, 4], seed=6)
+    first = hf_greedy(hf_model, ids, mask, max_new_tokens=1)[:, -1]
+    out = sampling.generate(model, ids, mask, max_new_tokens=10, eos_token_id=first.tolist(), pad_token_id=0)
+    assert_tokens_equal(out, torch.cat([ids, first[:, None]], 1), "generate when every row ends at once",
+                        hint="eos_token_id may be a list; the loop ends as soon as every row has finished")
+
+
+@pytest.mark.exercise("kv_cache_loop")
+def test_batched_equals_each_prompt_alone(sampling, model):
+    ps = prompts(VOCAB, [5, 1, 8], seed=7)
+    ids, mask = sampling.left_pad(ps, pad_token_id=0)
+    batched = sampling.generate(model, ids, mask, max_new_tokens=9, pad_token_id=0)[:, ids.shape[1]:]
+    alone = torch.cat([sampling.generate(model, p[None], max_new_tokens=9)[:, len(p):] for p in ps])
+    assert_tokens_equal(batched, alone, "new tokens of the batch vs each prompt alone")
+
+
+@pytest.mark.exercise("kv_cache_loop")
+def test_cached_equals_uncached_and_runs_one_token_per_step(sampling, model):
+    ids, mask = padded_batch(VOCAB, [6, 3], seed=8)
+    counting = CountingModel(model)
+    cached = sampling.generate(counting, ids, mask, max_new_tokens=8, pad_token_id=0)
+    calls = counting.calls
+    assert calls[0] == tuple(ids.shape) and all(c == (2, 1) for c in calls[1:]) and len(calls) == 8, (
+        f"with the cache, the prompt runs once and each later step runs one token per row: expected forwards "
+        f"{[tuple(ids.shape)] + [(2, 1)] * 7}, got {calls}"
+    )
+    uncached = sampling.generate(model, ids, mask, max_new_tokens=8, pad_token_id=0, use_cache=False)
+    assert_tokens_equal(cached, uncached, "generate(use_cache=True) vs use_cache=False")
+
+
+@pytest.mark.exercise("kv_cache_loop")
+@pytest.mark.parametrize("kw", [
+    dict(temperature=0.7),
+    dict(temperature=1.3, top_k=10, top_p=0.8),
+    dict(min_p=0.1, repetition_penalty=1.5),
+    dict(no_repeat_ngram_size=2, repetition_penalty=0.7),
+], ids=["temperature", "top-k-top-p", "min-p-repetition", "ngram"])
+def test_sampling_equals_transformers_under_the_same_seed(sampling, model, hf_model, kw):
+    """Same processed distribution, same torch.multinomial, same global seed: the same tokens."""
+    ids, mask = padded_batch(VOCAB, [5, 2, 7], seed=9)
+    torch.manual_seed(5)
+    expected = hf_model.generate(ids, attention_mask=mask, max_new_tokens=12, do_sample=True, pad_token_id=0,
+                                 **{"top_k": 0, **kw})
+    torch.manual_seed(5)
+    out = sampling.generate(model, ids, mask, max_new_tokens=12, do_sample=True, pad_token_id=0, **kw)
+    assert_tokens_equal(out, expected, f"generate(do_sample=True, {kw})",
+                        hint="process the last logits in transformers' order, then torch.multinomial(softmax, 1)")
+
+
+@pytest.mark.exercise("kv_cache_loop")
+def test_seeded_generator_reproduces(sampling, model):
+    ids, mask = padded_batch(VOCAB, [4, 6], seed=10)
+    run = lambda seed: sampling.generate(model, ids, mask, max_new_tokens=10, do_sample=True, pad_token_id=0,  # noqa: E731
+                                         generator=torch.Generator().manual_seed(seed))
+    a, b, c = run(1), run(1), run(2)
+    assert torch.equal(a, b), "the same seeded torch.Generator must give the same tokens"
+    assert not torch.equal(a, c), "different seeds gave identical samples: is the generator passed to multinomial?"
+
+
+@pytest.mark.exercise("kv_cache_loop")
+def test_first_sampled_token_follows_the_processed_distribution(sampling, model):
+    """4000 rows with the same prompt, one step: the first new token fits softmax of the
+    processed logits (chi-square, p > 1e-3)."""
+    prompt = prompts(VOCAB, [5], seed=11)[0]
+    n = 4000
+    out = sampling.generate(model, prompt.expand(n, -1), max_new_tokens=1, do_sample=True, temperature=1.5,
+                            top_k=8, generator=torch.Generator().manual_seed(0))
+    counts = torch.bincount(out[:, -1], minlength=VOCAB)
+    logits = model(prompt[None]).logits[0, -1].float()
+    processed = solution.top_k_filter(logits[None] / 1.5, 8)[0]
+    probs = torch.softmax(processed, -1)
+    assert int(counts[probs == 0].sum()) == 0, "a token outside the top-k was sampled"
+    p = chi_square_p_value(counts, probs)
+    assert p > 1e-3, f"sampled first tokens don't fit the processed distribution: chi-square p-value {p:.2g}"
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+BAD = {
+    "temperature 0 while sampling": (dict(do_sample=True, temperature=0.0), "temperature"),
+    "negative temperature": (dict(do_sample=True, temperature=-1.0), "temperature"),
+    "top_p 0": (dict(do_sample=True, top_p=0.0), "top_p"),
+    "top_p above 1": (dict(do_sample=True, top_p=1.2), "top_p"),
+    "negative top_k": (dict(do_sample=True, top_k=-2), "top_k"),
+    "past n_positions": (dict(max_new_tokens=35), "n_positions"),
+    "padding without pad_token_id": (dict(pad_token_id=None), "pad_token_id"),
+}
+
+
+@pytest.mark.exercise("kv_cache_loop")
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_a_clear_error(sampling, model, case):
+    kwargs, word = BAD[case]
+    ids, mask = padded_batch(VOCAB, [6, 3], seed=12)  # 6 + 35 > n_positions = 40
+    kwargs = {"max_new_tokens": 5, "pad_token_id": 0, **kwargs}
+    with pytest.raises(ValueError, match=word):
+        sampling.generate(model, ids, mask, **kwargs)
+
+
+@pytest.mark.exercise("kv_cache_loop")
+def test_greedy_ignores_sampling_settings(sampling, model):
+    """temperature only matters when sampling: greedy with temperature=0 is not an error."""
+    ids = torch.stack(prompts(VOCAB, [4], seed=13))
+    a = sampling.generate(model, ids, max_new_tokens=4, temperature=0.0)
+    assert torch.equal(a, sampling.generate(model, ids, max_new_tokens=4))

@@ -1,0 +1,232 @@
+"""Exercises 2-5: logits processors against transformers' own, and sampling statistics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers.generation import logits_process as lp
+
+from mlab_tfs.testing.compare import assert_close
+
+from .helpers import chi_square_p_value
+
+V = 50
+
+
+def random_logits(seed: int, B: int = 6, scale: float = 3.0) -> torch.Tensor:
+    return torch.randn(B, V, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+def random_ids(seed: int, B: int = 6, L: int = 12, vocab: int = V) -> torch.Tensor:
+    # A small vocabulary of ids so that repeats (and repeated n-grams) are common.
+    return torch.randint(0, vocab, (B, L), generator=torch.Generator().manual_seed(seed))
+
+
+def assert_masking_equal(actual, expected, name, hint=None, mistakes=None):
+    """Masking processors must agree exactly: same -inf positions, same kept values."""
+    assert isinstance(actual, torch.Tensor) and actual.shape == expected.shape, (
+        f"{name}: expected a tensor of shape {tuple(expected.shape)}"
+    )
+    kept_a, kept_e = torch.isfinite(actual), torch.isfinite(expected)
+    if not torch.equal(kept_a, kept_e):
+        lines = [f"{name}: a different set of tokens is kept ({int(kept_a.sum())} kept, reference keeps {int(kept_e.sum())})"]
+        for what, cand in (mistakes or {}).items():
+            if torch.equal(kept_a, torch.isfinite(cand)):
+                lines.append(f"  likely cause: your output matches what {what} gives")
+                break
+        if hint:
+            lines.append(f"  hint: {hint}")
+        raise AssertionError("\n".join(lines))
+    assert bool((actual[~kept_a] == float("-inf")).all()), f"{name}: removed tokens must be set to -inf"
+    assert torch.equal(actual[kept_a], expected[kept_e]), f"{name}: kept logits must be left unchanged"
+
+
+# ----------------------------------------------------------------------------- 2. temperature
+
+
+@pytest.mark.exercise("temperature")
+@pytest.mark.parametrize("t", [0.3, 1.0, 2.5])
+def test_temperature_matches_transformers(sampling, t):
+    logits = random_logits(0)
+    expected = lp.TemperatureLogitsWarper(float(t))(None, logits.clone())
+    assert_close(sampling.apply_temperature(logits, t), expected, name="apply_temperature", atol=0,
+                 mistakes={"multiplying by the temperature": logits * t}, hint="divide the logits by the temperature")
+
+
+@pytest.mark.exercise("temperature")
+@pytest.mark.parametrize("t", [0.0, -1.0])
+def test_temperature_must_be_positive(sampling, t):
+    with pytest.raises(ValueError, match="temperature"):
+        sampling.apply_temperature(random_logits(0), t)
+
+
+@pytest.mark.exercise("temperature")
+def test_sample_token_follows_softmax(sampling):
+    """20000 draws from one row: the counts fit softmax(logits) (chi-square, p > 1e-3)."""
+    logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, float("-inf"), -3.0, 1.5])
+    n = 20_000
+    draws = sampling.sample_token(logits.expand(n, -1), torch.Generator().manual_seed(0))
+    assert draws.shape == (n,), f"sample_token returns one id per row: expected shape ({n},), got {tuple(draws.shape)}"
+    counts = torch.bincount(draws, minlength=len(logits))
+    probs = torch.softmax(logits, -1)
+    assert counts[5] == 0, "a token with logit -inf was drawn"
+    p = chi_square_p_value(counts, probs)
+    # A correct sampler fails this one time in a thousand (but the seed is fixed, so never).
+    assert p > 1e-3, (
+        f"the draws do not follow softmax(logits): chi-square p-value {p:.2g} (counts {counts.tolist()}, "
+        f"expected {(n * probs).round().tolist()}). Sample with torch.multinomial(softmax(logits), 1)"
+    )
+
+
+@pytest.mark.exercise("temperature")
+def test_sample_token_is_reproducible_with_a_generator(sampling):
+    logits = random_logits(1, B=64)
+    a = sampling.sample_token(logits, torch.Generator().manual_seed(3))
+    b = sampling.sample_token(logits, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b), "the same seeded generator must give the same draws: pass generator= to multinomial"
+
+
+# ----------------------------------------------------------------------------- 3. top-k
+
+
+@pytest.mark.exercise("top_k")
+@pytest.mark.parametrize("k", [1, 5, 49, 50, 80])
+def test_top_k_matches_transformers(sampling, k):
+    logits = random_logits(2)
+    logits[0, :10] = 1.25  # ties at the k-th value: all kept
+    expected = lp.TopKLogitsWarper(top_k=k)(None, logits.clone())
+    kth = torch.sort(logits, descending=True).values[:, min(k, V) - 1 : min(k, V)]
+    mistakes = {"keeping k - 1 tokens (< instead of <=)": logits.masked_fill(logits <= kth, float("-inf")),
+                "keeping the k smallest": logits.masked_fill(logits > -kth, float("-inf"))}
+    assert_masking_equal(sampling.top_k_filter(logits, k), expected, "top_k_filter", mistakes=mistakes,
+                         hint="keep logits >= the k-th largest (torch.topk(...).values[..., -1:]); k > V keeps all")
+
+
+@pytest.mark.exercise("top_k")
+def test_top_k_zero_keeps_everything_and_negative_is_refused(sampling):
+    logits = random_logits(3)
+    assert torch.equal(sampling.top_k_filter(logits, 0), logits), "top_k = 0 means no top-k filtering"
+    with pytest.raises(ValueError, match="top_k"):
+        sampling.top_k_filter(logits, -1)
+
+
+# ----------------------------------------------------------------------------- 4. top-p, min-p
+
+
+@pytest.mark.exercise("top_p")
+@pytest.mark.parametrize("p", [0.05, 0.3, 0.5, 0.9, 0.999, 1.0])
+@pytest.mark.parametrize("scale", [0.5, 4.0])
+def test_top_p_matches_transformers(sampling, p, scale):
+    logits = random_logits(4, scale=scale)
+    expected = lp.TopPLogitsWarper(top_p=p)(None, logits.clone())
+    probs = logits.softmax(-1)
+    s, order = probs.sort(descending=True, dim=-1)
+    drop_exclusive = (s.cumsum(-1) > p).scatter(-1, order, s.cumsum(-1) > p)
+    mistakes = {"dropping the token that crosses top_p (keep it: the kept mass must reach top_p)":
+                logits.masked_fill(drop_exclusive, float("-inf")),
+                "keeping only the tokens whose own probability is >= top_p":
+                logits.masked_fill(probs < p, float("-inf"))}
+    assert_masking_equal(sampling.top_p_filter(logits, p), expected, "top_p_filter", mistakes=mistakes,
+                         hint="sort, cumulate softmax probabilities, keep the smallest prefix whose mass reaches "
+                              "top_p (and always the most likely token), scatter the mask back to vocabulary order")
+
+
+@pytest.mark.exercise("top_p")
+@pytest.mark.parametrize("p", [0.0, -0.1, 1.5])
+def test_top_p_outside_0_1_is_refused(sampling, p):
+    with pytest.raises(ValueError, match="top_p"):
+        sampling.top_p_filter(random_logits(0), p)
+
+
+@pytest.mark.exercise("top_p")
+@pytest.mark.parametrize("min_p", [0.0, 0.05, 0.2, 0.9, 1.0])
+def test_min_p_matches_transformers(sampling, min_p):
+    logits = random_logits(5)
+    expected = lp.MinPLogitsWarper(min_p=min_p)(None, logits.clone())
+    assert_masking_equal(sampling.min_p_filter(logits, min_p), expected, "min_p_filter",
+                         hint="drop tokens with probability < min_p * (the largest probability in the row)")
+
+
+@pytest.mark.exercise("top_p")
+def test_filtered_sampling_statistics(sampling):
+    """Temperature, then top-k, then top-p: 20000 draws fit the processed distribution."""
+    logits = torch.tensor([[3.0, 2.5, 2.0, 1.0, 0.5, 0.0, -0.5, -2.0, 1.8, 0.2]])
+    processed = sampling.top_p_filter(sampling.top_k_filter(sampling.apply_temperature(logits, 0.7), 6), 0.9)
+    expected = lp.TopPLogitsWarper(0.9)(None, lp.TopKLogitsWarper(6)(None, lp.TemperatureLogitsWarper(0.7)(None, logits)))
+    assert_masking_equal(processed, expected, "top_p(top_k(temperature(logits)))")
+    n = 20_000
+    draws = sampling.sample_token(processed.expand(n, -1), torch.Generator().manual_seed(1))
+    counts = torch.bincount(draws, minlength=logits.shape[1])
+    probs = torch.softmax(expected[0], -1)
+    assert int(counts[probs == 0].sum()) == 0, "a filtered-out token was drawn"
+    p = chi_square_p_value(counts, probs)
+    assert p > 1e-3, f"draws do not fit the processed distribution: chi-square p-value {p:.2g}"
+
+
+# ----------------------------------------------------------------------------- 5. penalties
+
+
+@pytest.mark.exercise("penalties")
+@pytest.mark.parametrize("penalty", [0.5, 1.0, 1.3, 3.0])
+def test_repetition_penalty_matches_transformers(sampling, penalty):
+    logits, ids = random_logits(6), random_ids(6)
+    expected = lp.RepetitionPenaltyLogitsProcessor(penalty)(ids, logits.clone())
+    seen = torch.zeros_like(logits, dtype=torch.bool).scatter(1, ids, True)
+    mistakes = {"dividing every seen logit, negative ones too (multiply those: dividing a negative logit raises it)":
+                torch.where(seen, logits / penalty, logits)}
+    assert_close(sampling.apply_repetition_penalty(logits, ids, penalty), expected, name="apply_repetition_penalty",
+                 atol=0, mistakes=mistakes, hint="for tokens in input_ids: positive logit / penalty, negative * penalty")
+
+
+@pytest.mark.exercise("penalties")
+def test_repetition_penalty_ignores_padding(sampling):
+    logits, ids = random_logits(7, B=2), random_ids(7, B=2)
+    ids[0, :5] = -1  # -1 marks left padding
+    expected = lp.RepetitionPenaltyLogitsProcessor(1.5, prompt_ignore_length=torch.tensor([5, 0]))(
+        ids.clamp(min=0), logits.clone())
+    assert_close(sampling.apply_repetition_penalty(logits, ids, 1.5), expected, name="penalty with -1 padding", atol=0,
+                 hint="ids < 0 are padding: leave them out (e.g. scatter them into a spare column past V)")
+
+
+@pytest.mark.exercise("penalties")
+def test_frequency_and_presence_penalties(sampling):
+    logits = random_logits(8, B=2)
+    ids = torch.tensor([[3, 3, 3, 7, -1], [7, 1, 2, 2, 9]])
+    expected = logits.clone()
+    # OpenAI's definition: logit[j] - count[j] * frequency - (count[j] > 0) * presence.
+    expected[0, 3] -= 3 * 0.4 + 1.1
+    expected[0, 7] -= 1 * 0.4 + 1.1
+    for j, c in ((7, 1), (1, 1), (2, 2), (9, 1)):
+        expected[1, j] -= c * 0.4 + 1.1
+    assert_close(sampling.apply_frequency_presence_penalty(logits, ids, 0.4, 1.1), expected,
+                 name="apply_frequency_presence_penalty", atol=1e-6,
+                 hint="count each token (torch.bincount or scatter_add_), ignoring ids < 0")
+
+
+@pytest.mark.exercise("penalties")
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_no_repeat_ngram_matches_transformers(sampling, n):
+    logits, ids = random_logits(9), random_ids(9, L=30, vocab=4)  # 4 distinct ids: many repeated n-grams
+    expected = lp.NoRepeatNGramLogitsProcessor(n)(ids, logits.clone())
+    assert_masking_equal(sampling.no_repeat_ngram_filter(logits, ids, n), expected, "no_repeat_ngram_filter",
+                         hint="the last n - 1 tokens are the prefix; every earlier window of n tokens starting with "
+                              "that prefix bans its last token")
+
+
+@pytest.mark.exercise("penalties")
+def test_process_logits_order_matches_transformers(sampling):
+    """Penalties first, then temperature, top-k, top-p, min-p: transformers' LogitsProcessorList."""
+    logits, ids = random_logits(10), random_ids(10, L=15, vocab=10)
+    hf = lp.LogitsProcessorList([
+        lp.RepetitionPenaltyLogitsProcessor(1.4), lp.NoRepeatNGramLogitsProcessor(2),
+        lp.TemperatureLogitsWarper(0.8), lp.TopKLogitsWarper(20), lp.TopPLogitsWarper(0.9), lp.MinPLogitsWarper(0.05),
+    ])
+    kw = dict(temperature=0.8, top_k=20, top_p=0.9, min_p=0.05, repetition_penalty=1.4, no_repeat_ngram_size=2)
+    expected = hf(ids, logits.clone())
+    assert_masking_equal(sampling.process_logits(logits, ids, 0, do_sample=True, **kw), expected, "process_logits",
+                         hint="order: repetition penalty, frequency/presence, no-repeat n-gram, then (sampling "
+                              "only) temperature, top-k, top-p, min-p")
+    greedy = lp.LogitsProcessorList(hf[:2])(ids, logits.clone())
+    assert_masking_equal(sampling.process_logits(logits, ids, 0, do_sample=False, **kw), greedy,
+                         "process_logits(do_sample=False)",
+                         hint="without sampling only the penalties apply: the warpers don't change the argmax")

@@ -1,0 +1,87 @@
+"""Exercise 10: log P(suffix | prompt + completion) with the prompt's cache shared, and
+filtered sampling on top of it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mlab_tfs.testing.compare import assert_close
+
+from .helpers import CountingModel, prompts
+
+VOCAB = 97
+
+
+def naive(model, prompt, completions, suffix):
+    """Reference: each full text alone, sum of log-probabilities of the suffix tokens."""
+    out = []
+    for c in completions:
+        text = torch.cat([prompt, torch.as_tensor(c, dtype=torch.long), suffix])[None]
+        logp = torch.log_softmax(model(text).logits.float(), -1)[0]
+        L, S = text.shape[1], len(suffix)
+        out.append(sum(logp[t - 1, text[0, t]] for t in range(L - S, L)))
+    return torch.stack(out)
+
+
+@pytest.mark.exercise("suffix_scoring")
+def test_score_suffix_equals_naive_scoring(sampling, model):
+    prompt = prompts(VOCAB, [6], seed=40)[0]
+    completions = prompts(VOCAB, [3, 0, 9, 1, 5], seed=41)  # an empty completion too
+    suffix = prompts(VOCAB, [4], seed=42)[0]
+    expected = naive(model, prompt, completions, suffix)
+    assert_close(sampling.score_suffix(model, prompt, completions, suffix), expected, name="score_suffix", atol=1e-5,
+                 hint="the logits at position t predict token t + 1: the suffix's first token is predicted by the "
+                      "completion's last position (or the prompt's last, for an empty completion)")
+    assert_close(sampling.score_suffix_naive(model, prompt, completions, suffix), expected, name="score_suffix_naive",
+                 atol=1e-5)
+
+
+@pytest.mark.exercise("suffix_scoring")
+def test_prompt_runs_once_and_completions_in_one_batch(sampling, model):
+    prompt = prompts(VOCAB, [7], seed=43)[0]
+    completions = prompts(VOCAB, [2, 6, 4, 3], seed=44)
+    suffix = prompts(VOCAB, [3], seed=45)[0]
+    counting = CountingModel(model)
+    sampling.score_suffix(counting, prompt, completions, suffix)
+    assert counting.calls == [(1, 7), (4, 9)], (
+        f"expected two forwards: the prompt once (1, 7), then every completion + suffix in one padded batch "
+        f"(4, 6 + 3) on the prompt's cache expanded to 4 rows; got {counting.calls}"
+    )
+
+
+@pytest.mark.exercise("suffix_scoring")
+def test_score_suffix_input_checks(sampling, model):
+    prompt, suffix = torch.tensor([1, 2, 3]), torch.tensor([4])
+    with pytest.raises(ValueError, match="suffix"):
+        sampling.score_suffix(model, prompt, [[5]], torch.tensor([], dtype=torch.long))
+    with pytest.raises(ValueError, match="n_positions"):
+        sampling.score_suffix(model, prompt, [list(range(1, 40))], suffix)
+
+
+@pytest.mark.exercise("suffix_scoring")
+def test_filtered_sample_ranks_by_bad_minus_good(sampling, model):
+    prompt = prompts(VOCAB, [5], seed=46)[0]
+    bad, good = torch.tensor([7, 8, 9]), torch.tensor([7, 8, 10])
+    result = sampling.filtered_sample(model, prompt, 6, bad, good, max_new_tokens=5,
+                                      generator=torch.Generator().manual_seed(0))
+    assert len(result.completions) == 6 and result.scores.shape == (6,)
+    expected = naive(model, prompt, result.completions, bad) - naive(model, prompt, result.completions, good)
+    assert_close(result.scores, expected, name="filtered_sample scores", atol=1e-5,
+                 hint="score = log P(bad suffix) - log P(good suffix)")
+    assert bool((result.scores[1:] >= result.scores[:-1]).all()), "completions must be ordered lowest score first"
+    again = sampling.filtered_sample(model, prompt, 6, bad, good, max_new_tokens=5,
+                                     generator=torch.Generator().manual_seed(0))
+    assert again.completions == result.completions, "a seeded generator must reproduce the samples"
+
+
+@pytest.mark.solution_only
+def test_filter_sample_command(capsys):
+    from mlab_tfs.cli import main
+
+    assert main(["filter-sample", "-n", "3", "--max-new-tokens", "4", "--prompt", "The soup"]) == 0
+    out = capsys.readouterr().out
+    lines = [line.strip() for line in out.splitlines() if line.strip()[:1] in ("+", "-") and line.strip()[1:2].isdigit()]
+    assert "log P(' -- and that was bad')" in out and len(lines) == 3, out
+    scores = [float(line.split()[0]) for line in lines]
+    assert scores == sorted(scores), "the command prints the lowest score first"
