@@ -119,14 +119,16 @@ class GPT2Config:
 # ---------------------------------------------------------------------------------------
 
 
-class LayerNorm(nn.Module):
-    """Normalise the last dimension to mean 0, variance 1, then scale and shift."""
+class LayerNorm(nn.LayerNorm):
+    """Normalise the last dimension to mean 0, variance 1, then scale and shift.
+
+    nn.LayerNorm is the base only so that tools which find layer norms by type find this
+    one (transformers' Trainer keeps them out of weight decay); its constructor makes
+    ``weight`` (ones), ``bias`` (zeros) and ``eps``, and the forward is ours alone.
+    """
 
     def __init__(self, normalized_shape: int, eps: float = 1e-5):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(normalized_shape))
-        self.bias = nn.Parameter(torch.zeros(normalized_shape))
+        super().__init__(normalized_shape, eps=eps)
 
     def forward(self, x: Tensor) -> Tensor:  # (..., C) -> (..., C)
         # Statistics in fp32 even when the model runs in half precision.
@@ -481,6 +483,7 @@ class GPT2LMHeadModel(PretrainedMixin, nn.Module):
     config_class = GPT2Config
     hf_to_ours = staticmethod(from_hf_state_dict)
     ours_to_hf = staticmethod(to_hf_state_dict)
+    accepts_loss_kwargs = True  # tells transformers' Trainer to pass num_items_in_batch
 
     def __init__(self, config: GPT2Config):
         super().__init__()
@@ -504,8 +507,14 @@ class GPT2LMHeadModel(PretrainedMixin, nn.Module):
         use_cache: bool = False,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        num_items_in_batch: Tensor | int | None = None,
     ) -> CausalLMOutput:
-        """As GPT2Model.forward, plus logits (B, T, V) and, given labels (B, T), the loss."""
+        """As GPT2Model.forward, plus logits (B, T, V) and, given labels (B, T), the loss.
+
+        num_items_in_batch: transformers' Trainer passes the number of counted labels in the
+        whole accumulated batch; the loss is then this micro-batch's sum over that number,
+        so that gradient accumulation averages over tokens, not micro-batches.
+        """
         out = self.transformer(
             input_ids, attention_mask, position_ids, past_key_values, use_cache,
             output_hidden_states, output_attentions,
@@ -513,7 +522,11 @@ class GPT2LMHeadModel(PretrainedMixin, nn.Module):
         logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
         loss = None
         if labels is not None:
-            loss = lm_loss(logits, check_labels("labels", labels, tuple(input_ids.shape), self.config.vocab_size))
+            labels = check_labels("labels", labels, tuple(input_ids.shape), self.config.vocab_size)
+            loss = lm_loss(logits, labels)
+            if num_items_in_batch is not None:
+                counted = (labels[:, 1:] != -100).sum()  # the mean's denominator
+                loss = torch.where(counted > 0, loss * counted, torch.zeros_like(loss)) / num_items_in_batch
         return CausalLMOutput(
             loss=loss,
             logits=logits,

@@ -484,6 +484,7 @@ class GPT2LMHeadModel(PretrainedMixin, nn.Module):
     config_class = GPT2Config
     hf_to_ours = staticmethod(from_hf_state_dict)
     ours_to_hf = staticmethod(to_hf_state_dict)
+    accepts_loss_kwargs = True  # tells transformers' Trainer to pass num_items_in_batch
 
     def __init__(self, config: GPT2Config):
         """Store ``self.config`` and create ``self.transformer`` (GPT2Model) and
@@ -506,12 +507,18 @@ class GPT2LMHeadModel(PretrainedMixin, nn.Module):
         use_cache: bool = False,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        num_items_in_batch: Tensor | int | None = None,
     ) -> CausalLMOutput:
         """As GPT2Model.forward, plus the head and the loss.
 
         labels: None or (B, T), the input ids with -100 where no loss is wanted
             (check them with ``check_labels("labels", labels, tuple(input_ids.shape),
             self.config.vocab_size)``).
+
+        num_items_in_batch: passed by transformers' Trainer (the number of counted labels
+            in the whole accumulated batch); when given, the loss is this batch's *sum*
+            over that number: ``lm_loss(...) * (labels[:, 1:] != -100).sum() /
+            num_items_in_batch``. The tests don't need it; Trainer parity does.
 
         Returns ``CausalLMOutput(loss=..., logits=..., past_key_values=...,
         hidden_states=..., attentions=...)`` with logits (B, T, V) = lm_head of the last

@@ -62,3 +62,162 @@ def test_sdpa_falls_back_for_attention_patterns(checkpoints):
         b = sdpa(ids, output_attentions=True).attentions
     for i, (x, y) in enumerate(zip(a, b)):
         assert_close(y, x, name=f"sdpa attentions[{i}]", atol=0)
+
+
+# ---------------------------------------------------------------------------------------
+# Static KV cache (mlab_tfs.gpt2.fast): the same logits as a full pass and as the tuple cache
+# ---------------------------------------------------------------------------------------
+
+from mlab_tfs.gpt2 import fast  # noqa: E402
+
+
+def _static_steps(model, ids, mask, prefix, max_len):
+    """Logits of a prefill of `prefix` columns, then one column at a time through a static cache."""
+    B, T = ids.shape
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = fast.StaticKVCache.for_model(model, B, max_len)
+    cache.reset(mask)  # which columns are real, the later ones included
+    logits = [fast.static_forward(model, ids[:, :prefix], pos[:, :prefix], cache, torch.arange(prefix))]
+    for t in range(prefix, T):
+        logits.append(fast.static_forward(model, ids[:, t : t + 1], pos[:, t : t + 1], cache, torch.tensor([t])))
+    return torch.cat(logits, dim=1), cache
+
+
+@pytest.mark.parametrize("name", list(GPT2_CONFIGS))
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_static_cache_equals_full_pass_and_tuple_cache(checkpoints, name, attn):
+    model = solution.GPT2LMHeadModel.from_pretrained(checkpoints[name], attn_implementation=attn)
+    ids, mask, pos = left_padded_batch(model.config.vocab_size, [7, 3, 6], seed=8)
+    real = mask.bool()
+    with torch.no_grad():
+        full = model(ids, attention_mask=mask, position_ids=pos).logits
+        dynamic, past = _steps(model, ids, mask, prefix=3)
+        # A cache longer than the text: the unused columns must be masked out.
+        static, cache = _static_steps(model, ids, mask, prefix=3, max_len=ids.shape[1] + 5)
+    # Real tokens only: a padding query attends to nothing real, and its (unused) output
+    # averages over however many columns the cache has.
+    assert_close(static[real], full[real], name="static-cache logits vs a full pass", atol=1e-5)
+    assert_close(static[real], dynamic[real], name="static-cache logits vs the tuple cache", atol=1e-5)
+    for i, ((k, v), (ks, vs)) in enumerate(zip(past, cache.as_tuple(ids.shape[1]))):
+        r = real[:, None, :, None].expand_as(k)
+        assert_close(ks[r], k[r], name=f"static cache keys, layer {i}", atol=1e-6)
+        assert_close(vs[r], v[r], name=f"static cache values, layer {i}", atol=1e-6)
+
+
+def test_static_cache_reused_after_reset(checkpoints):
+    """A second batch through the same buffers sees nothing of the first."""
+    model = solution.GPT2LMHeadModel.from_pretrained(checkpoints["base"])
+    a, mask_a, _ = left_padded_batch(97, [6, 6], seed=1)
+    b, mask_b, pos_b = left_padded_batch(97, [6, 2], seed=2)
+    with torch.no_grad():
+        _, cache = _static_steps(model, a, mask_a, prefix=2, max_len=8)
+        cache.reset(mask_b)
+        fresh = fast.static_forward(model, b, pos_b, cache, torch.arange(6))
+        full = model(b, attention_mask=mask_b, position_ids=pos_b).logits
+    real = mask_b.bool()
+    assert_close(fresh[real], full[real], name="logits after reset", atol=1e-5)
+
+
+def test_static_cache_last_only(checkpoints):
+    model = solution.GPT2LMHeadModel.from_pretrained(checkpoints["base"])
+    ids, mask, pos = left_padded_batch(97, [5, 4], seed=3)
+    with torch.no_grad():
+        cache = fast.StaticKVCache.for_model(model, 2, 8)
+        cache.reset(mask)
+        last = fast.static_forward(model, ids, pos, cache, torch.arange(5), last_only=True)
+        full = model(ids, attention_mask=mask, position_ids=pos).logits
+    assert last.shape == (2, 1, 97)
+    assert_close(last, full[:, -1:], name="last_only logits", atol=1e-5)
+
+
+def test_static_cache_rejects_bad_shapes(checkpoints):
+    model = solution.GPT2LMHeadModel.from_pretrained(checkpoints["base"])  # n_positions 40
+    with pytest.raises(ValueError, match="max_len=41"):
+        fast.StaticKVCache.for_model(model, 1, 41)
+    with pytest.raises(ValueError, match="batch_size"):
+        fast.StaticKVCache(2, 0, 4, 8, 8)
+    cache = fast.StaticKVCache.for_model(model, 2, 8)
+    with pytest.raises(ValueError, match="attention_mask"):
+        cache.reset(torch.ones(3, 4))
+
+
+# ---------------------------------------------------------------------------------------
+# Fused layer norm and GELU (use_fused_ops): same outputs and gradients as hand-written
+# ---------------------------------------------------------------------------------------
+
+
+def _forward_backward(model, ids, mask, pos):
+    model.zero_grad(set_to_none=True)
+    labels = ids.masked_fill(mask == 0, -100)
+    out = model(ids, attention_mask=mask, position_ids=pos, labels=labels)
+    out.loss.backward()
+    return out, {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("name", list(GPT2_CONFIGS))
+def test_fused_ops_equal_hand_written(checkpoints, name):
+    model = solution.GPT2LMHeadModel.from_pretrained(checkpoints[name]).train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    ids, mask, pos = left_padded_batch(model.config.vocab_size, [6, 4], seed=9)
+    keys = list(model.state_dict())
+    ref, ref_grads = _forward_backward(model, ids, mask, pos)
+    with fast.fused_ops(model):
+        assert list(model.state_dict()) == keys, "fused ops must keep module names and weights"
+        ln = model.transformer.ln_f
+        assert ln.forward.__func__ is fast._fused_layer_norm_forward
+        if model.config.activation_function == "gelu_new":
+            assert model.transformer.h[0].mlp.act is not solution.gelu_new
+        out, out_grads = _forward_backward(model, ids, mask, pos)
+    assert "forward" not in model.transformer.ln_f.__dict__, "leaving fused_ops restores the hand-written path"
+    assert model.transformer.h[0].mlp.act is solution._activation(model.config.activation_function) or \
+        model.config.activation_function != "gelu_new"
+    assert_close(out.logits, ref.logits, name="fused-ops logits", atol=1e-5)
+    assert_close(out.loss, ref.loss, name="fused-ops loss", atol=1e-6)
+    assert_grads_close(out_grads, ref_grads, rtol=1e-5, what="fused-ops gradient")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_fused_layer_norm_and_gelu_components(dtype):
+    g = torch.Generator().manual_seed(0)
+    ln = solution.LayerNorm(16, eps=1e-5)
+    with torch.no_grad():
+        ln.weight.copy_(torch.randn(16, generator=g))
+        ln.bias.copy_(torch.randn(16, generator=g))
+    if dtype == torch.bfloat16:  # weights and input in bf16: the fused kernel's case on a GPU
+        ln = ln.to(dtype)
+    x = (torch.randn(3, 5, 16, generator=g) * 3 + 1).to(dtype).requires_grad_()
+    ref = ln(x)
+    ref_grads = torch.autograd.grad(ref.float().pow(2).sum(), [x, ln.weight, ln.bias])
+    mlp_holder = torch.nn.Module()
+    mlp_holder.ln, mlp_holder.act = ln, solution.gelu_new
+    with fast.fused_ops(mlp_holder):
+        out = ln(x)
+        out_grads = torch.autograd.grad(out.float().pow(2).sum(), [x, ln.weight, ln.bias])
+        y = mlp_holder.act(x)
+    assert out.dtype == ref.dtype == dtype
+    # bf16: one rounding of the output (2^-8 relative) apart; fp32/fp64: float rounding.
+    atol = 5e-2 if dtype == torch.bfloat16 else 1e-5
+    assert_close(out.float(), ref.float(), name=f"fused layer norm ({dtype})", atol=atol, rtol=1e-2 if dtype == torch.bfloat16 else 0)
+    if dtype != torch.bfloat16:
+        for n, a, e in zip(("input", "weight", "bias"), out_grads, ref_grads):
+            assert_close(a, e, name=f"fused layer norm gradient of {n}", atol=1e-4 * float(e.abs().max()))
+        assert_close(y, solution.gelu_new(x), name="F.gelu(tanh) vs gelu_new", atol=1e-6)
+    assert mlp_holder.act is solution.gelu_new
+
+
+def test_fused_ops_on_bert(tmp_path):
+    from mlab_tfs.bert import solution as bert
+    from mlab_tfs.testing.tiny import bert_checkpoint, padded_bert_batch
+
+    folder = bert_checkpoint(tmp_path / "bert", "base", seed=3)
+    model = bert.BertModel.from_pretrained(folder).eval()
+    ids, mask, types = padded_bert_batch(99, [7, 4], seed=2)
+    with torch.no_grad():
+        ref = model(ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+        with fast.fused_ops(model):
+            assert model.encoder.layer[0].intermediate.act is torch.nn.functional.gelu
+            out = model(ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+    assert model.encoder.layer[0].intermediate.act is bert.gelu
+    assert_close(out, ref, name="BERT with fused ops", atol=1e-5)

@@ -1,0 +1,255 @@
+"""Fast decoding for our GPT-2: a static KV cache and one compiled decode step.
+
+``generate_fast`` returns what ``generate`` returns (greedy: the same tokens; sampling:
+draws from the same distributions), but is built for a GPU:
+
+- the prompt runs once (the prefill) into a static KV cache
+  (``mlab_tfs.gpt2.fast.StaticKVCache``): fixed-size buffers written in place;
+- every later token is one call of a decode step whose shapes never change, so
+  ``torch.compile(mode="reduce-overhead")`` compiles it once and replays it as a CUDA
+  graph, one launch per token instead of hundreds of kernel launches (as in PyTorch's
+  gpt-fast);
+- the step reads nothing back to the host: token choice, per-row eos and padding all
+  happen on the device; whether every row has finished is checked only every
+  ``check_every`` steps, and the extra tokens are cut off at the end.
+
+Sampling draws with the exponential race (argmax of p / E, E ~ Exp(1), a form of the
+Gumbel-max trick), with the noise drawn outside the compiled step so that a
+``torch.Generator`` can still seed it; the draws follow generate's distribution but not
+its random stream. ``no_repeat_ngram_size`` is not supported here (use ``generate``).
+
+Shapes: B batch, T prompt length (padded), W = T + max_new_tokens, M cache columns, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+
+from mlab_tfs.gpt2.fast import StaticKVCache, static_forward
+from mlab_tfs.sampling.solution import (
+    _check_prompt,
+    _check_sampling,
+    _eos_set,
+    apply_frequency_presence_penalty,
+    apply_repetition_penalty,
+    apply_temperature,
+    min_p_filter,
+    position_ids_from_mask,
+    top_k_filter,
+    top_p_filter,
+)
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class _Options:
+    """What the decode step specialises on: Python constants, baked into the compiled graph."""
+
+    do_sample: bool
+    temperature: float
+    top_k: int
+    top_p: float
+    min_p: float | None
+    repetition_penalty: float
+    frequency_penalty: float
+    presence_penalty: float
+    fill: int | None
+
+    @property
+    def needs_history(self) -> bool:
+        return self.repetition_penalty != 1.0 or bool(self.frequency_penalty) or bool(self.presence_penalty)
+
+
+def _choose(logits: Tensor, opts: _Options, tokens: Tensor | None, key_mask: Tensor, newest: Tensor,
+            first_new: Tensor, noise: Tensor | None) -> Tensor:
+    """The next token of every row, (B, V) float32 -> (B,), with process_logits' processors
+    in its order, on fixed shapes.
+
+    tokens (B, W): the batch so far; columns after ``newest`` (1,) are not written yet, so
+    the penalties see only columns <= newest (and, for frequency/presence, >= first_new).
+    """
+    if opts.needs_history:
+        cols = torch.arange(tokens.shape[1], device=tokens.device)[None, :]  # (1, W)
+        written = cols <= newest
+        if opts.repetition_penalty != 1.0:
+            history = torch.where(written & key_mask[:, : tokens.shape[1]], tokens, -1)  # -1: ignored
+            logits = apply_repetition_penalty(logits, history, opts.repetition_penalty)
+        if opts.frequency_penalty or opts.presence_penalty:
+            generated = torch.where(written & (cols >= first_new), tokens, -1)
+            logits = apply_frequency_presence_penalty(logits, generated, opts.frequency_penalty, opts.presence_penalty)
+    if not opts.do_sample:
+        return logits.argmax(dim=-1)
+    if opts.temperature != 1.0:
+        logits = apply_temperature(logits, opts.temperature)
+    if opts.top_k:
+        logits = top_k_filter(logits, opts.top_k)
+    if opts.top_p < 1.0:
+        logits = top_p_filter(logits, opts.top_p)
+    if opts.min_p is not None:
+        logits = min_p_filter(logits, opts.min_p)
+    probs = torch.softmax(logits, dim=-1)
+    # argmax p_j / E_j with E_j ~ Exp(1) is a draw from p; filtered tokens have p_j = 0.
+    return (probs / noise.clamp_min(torch.finfo(noise.dtype).tiny)).argmax(dim=-1)
+
+
+def _finish(nxt: Tensor, unfinished: Tensor, eos: Tensor | None, fill: int | None) -> tuple[Tensor, Tensor]:
+    """generate's per-row stopping rule: finished rows get fill; a row stops at eos."""
+    if fill is not None:
+        nxt = torch.where(unfinished, nxt, fill)
+    if eos is not None:
+        unfinished = unfinished & ~torch.isin(nxt, eos)
+    return nxt, unfinished
+
+
+def _make_step(opts: _Options) -> Callable[..., tuple[Tensor, Tensor]]:
+    def decode_step(model, cache, token, position, cache_position, unfinished, eos, tokens, first_new, noise):
+        """One new token per row: token, position (B, 1); cache_position (1,) its cache
+        column. Returns the next tokens (B,) and the rows still running (B,)."""
+        logits = static_forward(model, token, position, cache, cache_position)[:, -1].float()  # (B, V)
+        nxt = _choose(logits, opts, tokens, cache.key_mask, cache_position, first_new, noise)
+        return _finish(nxt, unfinished, eos, opts.fill)
+
+    return decode_step
+
+
+# model -> {(batch, max_len): StaticKVCache, (options, compile settings): step}. Reused
+# across calls, so that a compiled step (guarded on the cache it was compiled with) is
+# compiled once, not once per call.
+_STATE: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+def _cache_for(model: Any, batch: int, max_len: int) -> StaticKVCache:
+    state = _STATE.setdefault(model, {})
+    w = model.lm_head.weight
+    key = ("cache", batch, max_len, w.dtype, w.device)
+    if key not in state:
+        cache = StaticKVCache.for_model(model, batch, max_len)
+        for t in cache.buffers():
+            torch._dynamo.mark_static_address(t)  # CUDA graphs: mutated in place at a fixed address
+        state[key] = cache
+    return state[key]
+
+
+def _step_for(model: Any, opts: _Options, compile: bool, compile_options: dict | None) -> Callable:
+    state = _STATE.setdefault(model, {})
+    settings = tuple(sorted((compile_options or {}).items()))
+    key = ("step", opts, compile, settings)
+    if key not in state:
+        step = _make_step(opts)
+        if compile:
+            on_gpu = model.lm_head.weight.is_cuda
+            kwargs = dict(fullgraph=True, dynamic=False, mode="reduce-overhead" if on_gpu else None)
+            kwargs.update(compile_options or {})
+            step = torch.compile(step, **kwargs)
+        state[key] = step
+    return state[key]
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+@torch.no_grad()
+def generate_fast(
+    model: Any,
+    input_ids: Tensor,
+    attention_mask: Tensor | None = None,
+    max_new_tokens: int = 20,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    min_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    frequency_penalty: float = 0.0,
+    presence_penalty: float = 0.0,
+    eos_token_id: int | Sequence[int] | None = None,
+    pad_token_id: int | None = None,
+    generator: torch.Generator | None = None,
+    compile: bool = True,
+    compile_options: dict | None = None,
+    check_every: int = 16,
+) -> Tensor:
+    """``generate`` for our GPT2LMHeadModel over a static KV cache, with a compiled decode step.
+
+    Arguments and result as ``mlab_tfs.sampling.generate``: input_ids, attention_mask
+    (B, T) left-padded; returns (B, T + n), each row stopping at its first eos (kept) and
+    padded with pad_token_id (eos when there is no pad id) after it.
+
+    compile: compile the decode step with torch.compile (fullgraph, static shapes; on a
+    GPU mode="reduce-overhead", i.e. CUDA graphs); compile_options: extra torch.compile
+    arguments (e.g. ``{"backend": "aot_eager"}``). The first call for a batch size and
+    length compiles; later calls with the same shapes reuse it. check_every: how many
+    steps between checks (one host sync each) whether every row has finished.
+    """
+    from mlab_tfs.gpt2.solution import GPT2LMHeadModel
+
+    if not isinstance(model, GPT2LMHeadModel):
+        raise TypeError(f"model must be mlab_tfs.gpt2's GPT2LMHeadModel (generate_fast runs its modules over a "
+                        f"static cache), got {type(model).__name__}; use mlab_tfs.sampling.generate for other models")
+    attention_mask = _check_prompt(model, input_ids, attention_mask, max_new_tokens, pad_token_id, eos_token_id)
+    _check_sampling(do_sample, temperature, top_k, top_p, min_p)
+    if not isinstance(check_every, int) or check_every < 1:
+        raise ValueError(f"check_every must be a positive int, got {check_every!r}")
+    if repetition_penalty <= 0:
+        raise ValueError(f"repetition_penalty must be > 0, got {repetition_penalty}")
+    device = input_ids.device
+    if model.lm_head.weight.device != device:
+        raise ValueError(f"input_ids are on {device} but the model is on {model.lm_head.weight.device}")
+    eos = _eos_set(eos_token_id, device)
+    fill = pad_token_id if pad_token_id is not None else (int(eos[0]) if eos is not None else None)
+    opts = _Options(do_sample, float(temperature), top_k, float(top_p), min_p, float(repetition_penalty),
+                    float(frequency_penalty), float(presence_penalty), fill)
+    B, T = input_ids.shape
+    W = T + max_new_tokens
+    # Rounded up so that prompts of nearby lengths share one cache (and one compiled step).
+    M = min(_round_up(W, 64), model.config.n_positions)
+    cache = _cache_for(model, B, M)
+    cache.reset(attention_mask)
+    step = _step_for(model, opts, compile, compile_options)
+    V = model.lm_head.out_features
+
+    tokens = torch.full((B, W), fill if fill is not None else 0, dtype=torch.long, device=device)
+    tokens[:, :T] = input_ids
+    history = tokens if opts.needs_history else None
+    first_new = torch.full((1,), T, dtype=torch.long, device=device)
+    noise = (lambda: torch.empty(B, V, device=device).exponential_(generator=generator)) if do_sample else (lambda: None)
+
+    # Prefill, eager: the prompt into cache columns 0..T-1.
+    prompt_positions = position_ids_from_mask(attention_mask)
+    logits = static_forward(model, input_ids, prompt_positions, cache, torch.arange(T, device=device),
+                            last_only=True)[:, -1].float()
+    cache_position = torch.full((1,), T - 1, dtype=torch.long, device=device)
+    nxt = _choose(logits, opts, history, cache.key_mask, cache_position, first_new, noise())
+    unfinished = torch.ones(B, dtype=torch.bool, device=device)
+    nxt, unfinished = _finish(nxt, unfinished, eos, fill)
+    tokens[:, T] = nxt
+
+    position = prompt_positions[:, -1:].clone()  # (B, 1): each row's last real position
+    computed = 1
+    for s in range(max_new_tokens - 1):
+        cache_position += 1  # in place on the device: the column of the token just chosen
+        position += 1
+        if compile:
+            torch.compiler.cudagraph_mark_step_begin()
+        nxt, unfinished = step(model, cache, nxt[:, None], position, cache_position, unfinished, eos,
+                               history, first_new, noise())
+        # Clones: a CUDA graph's outputs are overwritten by its next replay.
+        nxt, unfinished = nxt.clone(), unfinished.clone()
+        tokens[:, T + s + 1] = nxt
+        computed += 1
+        if eos is not None and computed % check_every == 0 and not bool(unfinished.any()):
+            break
+
+    # Cut where generate stops: when the last row produced its eos.
+    n = computed
+    if eos is not None:
+        is_eos = torch.isin(tokens[:, T : T + computed], eos)  # (B, computed)
+        stop = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1) + 1, computed)
+        n = int(stop.max())
+    return tokens[:, : T + n]

@@ -1,0 +1,120 @@
+"""``mlab-tfs train`` (our training loop) and ``mlab-tfs sample`` (the course's own model).
+
+    mlab-tfs train --config mlab_tfs/training/course_model.toml
+    mlab-tfs train --config my.toml --max-steps 100 --out runs/try --no-compile
+    torchrun --nproc-per-node 2 -m mlab_tfs.cli train --config my.toml     # data-parallel
+    mlab-tfs sample "ROMEO:"                                               # the shipped model
+    mlab-tfs sample "ROMEO:" --model runs/try/model -n 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+SHIPPED_MODEL = Path(__file__).resolve().parent / "model"
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    from mlab_tfs.training.loop import TrainConfig
+
+    group = parser.add_argument_group("settings (override the config file; defaults: the course model)")
+    for f in fields(TrainConfig):
+        kind = str(f.type)
+        if kind == "bool | None" or kind == "bool":
+            group.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None)
+        elif kind == "list[str]":
+            group.add_argument(_flag(f.name), nargs="+", default=None, metavar="PATH")
+        else:
+            convert = {"int": int, "float": float}.get(kind, str)
+            group.add_argument(_flag(f.name), type=convert, default=None, metavar=kind.split(" ")[0].upper())
+
+
+def _train(args: argparse.Namespace) -> int:
+    from mlab_tfs.training.loop import TrainConfig, config_from_dict, load_config, train
+
+    names = [f.name for f in fields(TrainConfig)]
+    overrides = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    cfg = load_config(args.config, overrides) if args.config else config_from_dict(overrides, "flags")
+    command = "mlab-tfs " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
+    train(cfg, resume=args.resume, command=command)
+    return 0
+
+
+def load_model_folder(folder: str | Path | None):
+    """(our GPT2LMHeadModel in fp32, our ByteLevelBPETokenizer) from an exported folder: one
+    with config.json, model.safetensors, vocab.json and merges.txt (or a run folder holding
+    such a folder as model/)."""
+    from mlab_tfs.gpt2 import GPT2LMHeadModel
+    from mlab_tfs.tokenizers import ByteLevelBPETokenizer
+
+    folder = Path(folder) if folder is not None else SHIPPED_MODEL
+    if not (folder / "config.json").is_file() and (folder / "model" / "config.json").is_file():
+        folder = folder / "model"
+    if not folder.is_dir():
+        hint = (" (the course model is not in this copy of the repository yet: train one with "
+                "`mlab-tfs train --config mlab_tfs/training/course_model.toml` and pass --model runs/shakespeare/model)"
+                if folder == SHIPPED_MODEL else "")
+        raise SystemExit(f"--model: no folder {folder}{hint}")
+    missing = [n for n in ("config.json", "model.safetensors", "vocab.json", "merges.txt") if not (folder / n).is_file()]
+    if missing:
+        raise SystemExit(f"--model: {folder} lacks {', '.join(missing)} (an `mlab-tfs train` run writes them to <out>/model)")
+    import torch
+
+    return GPT2LMHeadModel.from_pretrained(folder, dtype=torch.float32), ByteLevelBPETokenizer.from_pretrained(folder)
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from mlab_tfs.sampling import generate
+
+    model, tok = load_model_folder(args.model)
+    eot = tok.encoder.get("<|endoftext|>")
+    prompt = tok.encode(args.prompt) if args.prompt else [eot]
+    if not prompt or None in prompt:
+        raise SystemExit("the prompt is empty and the tokenizer has no <|endoftext|> to start from")
+    room = model.config.n_positions - len(prompt)
+    if room < 1:
+        raise SystemExit(f"the prompt is {len(prompt)} tokens; the model sees at most {model.config.n_positions}")
+    n_new = min(args.max_new_tokens, room)
+    g = torch.Generator().manual_seed(args.seed)
+    ids = torch.tensor([prompt] * args.n)
+    with torch.no_grad():
+        out = generate(model, ids, max_new_tokens=n_new, do_sample=True, temperature=args.temperature,
+                       top_k=args.top_k, top_p=args.top_p, eos_token_id=eot, pad_token_id=eot, generator=g)
+    for i, row in enumerate(out.tolist()):
+        if args.n > 1:
+            print(f"--- sample {i + 1} ---")
+        if eot is not None and eot in row[len(prompt):]:
+            row = row[: len(prompt) + row[len(prompt):].index(eot)]
+        print(tok.decode(row))
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a GPT-2 with the course's own loop (see mlab_tfs/training/GUIDE.md)",
+                              description="Train our GPT-2 from a config file (TOML or JSON) and/or flags. Flags win.")
+    p.add_argument("--config", default=None, help="a .toml or .json file of settings")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    _add_config_flags(p)
+    p.set_defaults(func=_train)
+
+    s = subparsers.add_parser("sample", help="write text with the course's Shakespeare GPT-2 (offline, CPU)")
+    s.add_argument("prompt", nargs="?", default="ROMEO:", help='where the text starts (default "ROMEO:")')
+    s.add_argument("--model", default=None,
+                   help="a folder written by mlab-tfs train (<out>/model); default: the shipped mlab_tfs/training/model")
+    s.add_argument("-n", type=int, default=1, help="how many samples")
+    s.add_argument("--max-new-tokens", type=int, default=200)
+    s.add_argument("--temperature", type=float, default=0.8)
+    s.add_argument("--top-k", type=int, default=40)
+    s.add_argument("--top-p", type=float, default=1.0)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_sample)

@@ -1,0 +1,150 @@
+"""The data side of ``mlab-tfs train``: text files in, fixed-length token blocks out.
+
+- Each document (file) is split once, deterministically: its last ``eval_fraction`` (cut at a
+  line break) is held out for evaluation, the rest is for training.
+- The tokenizer is our byte-level BPE trained on the training text only (so the held-out
+  text is really unseen), GPT-2's own vocabulary, or a folder with vocab.json + merges.txt.
+- Each part's documents are encoded, joined with ``<|endoftext|>`` and cut into
+  non-overlapping blocks of ``block_size`` tokens.
+- ``BlockOrder`` says which block goes where: an epoch is a seeded permutation of the
+  training blocks, and optimizer step s takes the next ``batch_size`` of them. The data
+  position is therefore a pure function of the step, which is what makes a resumed run (or
+  a run split over several processes) see exactly the blocks an uninterrupted one sees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mlab_tfs.assets import shakespeare_files, strip_gutenberg
+
+Tensor = torch.Tensor
+EOT = "<|endoftext|>"
+
+
+def corpus_files(paths: list[str] | None) -> list[Path]:
+    """The files of a corpus: each path is a text file or a folder (its *.txt files, sorted).
+    None or [] means the 42 Shakespeare plays of the offline assets."""
+    if not paths:
+        return shakespeare_files()
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(p.glob("*.txt"))
+            if not found:
+                raise FileNotFoundError(f"corpus folder {p} has no *.txt files")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"corpus path {p} is neither a file nor a folder")
+    return files
+
+
+def split_document(text: str, eval_fraction: float) -> tuple[str, str]:
+    """(train, held out): the held-out part is the last eval_fraction of the characters,
+    moved forward to the next line break so no line is cut in two."""
+    if eval_fraction <= 0:
+        return text, ""
+    cut = int(len(text) * (1 - eval_fraction))
+    newline = text.find("\n", cut)
+    cut = newline + 1 if newline != -1 else cut
+    return text[:cut], text[cut:]
+
+
+def read_corpus(paths: list[str] | None, eval_fraction: float) -> tuple[list[str], list[str]]:
+    """(training documents, held-out documents), one of each per file; Project Gutenberg
+    licence headers and footers removed."""
+    train, held_out = [], []
+    for f in corpus_files(paths):
+        text = strip_gutenberg(f.read_text(encoding="utf-8", errors="replace"))
+        a, b = split_document(text, eval_fraction)
+        train.append(a)
+        held_out.append(b)
+    return train, held_out
+
+
+def build_tokenizer(spec: str, train_docs: list[str], vocab_size: int):
+    """Our ByteLevelBPETokenizer: "bpe" trains one on train_docs (vocab_size tokens including
+    <|endoftext|>); "gpt2" is GPT-2's vocabulary from the offline assets; anything else is a
+    folder with vocab.json + merges.txt."""
+    from mlab_tfs.tokenizers import ByteLevelBPETokenizer
+
+    if spec == "bpe":
+        return ByteLevelBPETokenizer().train(train_docs, vocab_size, special_tokens=[EOT])
+    if spec == "gpt2":
+        from mlab_tfs.assets import gpt2_vocab_dir
+
+        return ByteLevelBPETokenizer.from_pretrained(gpt2_vocab_dir())
+    return ByteLevelBPETokenizer.from_pretrained(spec)
+
+
+def eot_id(tokenizer) -> int:
+    if EOT not in tokenizer.encoder:
+        raise ValueError(f"the tokenizer has no {EOT} token, which separates documents")
+    return tokenizer.encoder[EOT]
+
+
+def encode_documents(tokenizer, docs: list[str]) -> Tensor:
+    """All documents as one stream of ids, each followed by <|endoftext|>. (N,) long."""
+    eot = eot_id(tokenizer)
+    ids: list[int] = []
+    for doc in docs:
+        if doc:
+            ids += tokenizer.encode(doc)
+            ids.append(eot)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def to_blocks(ids: Tensor, block_size: int) -> Tensor:
+    """(N,) -> (N // block_size, block_size): non-overlapping blocks; the tail is dropped."""
+    n = len(ids) // block_size
+    return ids[: n * block_size].view(n, block_size)
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A short hash of the vocabulary and merges: a resumed run checks it has the same one."""
+    h = hashlib.sha256()
+    for token, i in sorted(tokenizer.encoder.items(), key=lambda kv: kv[1]):
+        h.update(f"{i}\t{token}\n".encode())
+    for a, b in tokenizer.merges:
+        h.update(f"{a} {b}\n".encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class BlockOrder:
+    """Which training blocks each optimizer step uses: epoch e is a permutation of the n
+    blocks drawn from a generator seeded with (seed, e); step s takes global positions
+    [s * batch_size, (s + 1) * batch_size) of the epochs laid end to end (an epoch's
+    leftover that does not fill a batch is skipped, so every batch has batch_size blocks)."""
+
+    n_blocks: int
+    batch_size: int
+    seed: int
+
+    def __post_init__(self) -> None:
+        if self.batch_size > self.n_blocks:
+            raise ValueError(f"{self.n_blocks} training blocks cannot fill one batch of {self.batch_size}")
+        self.steps_per_epoch = self.n_blocks // self.batch_size
+        self._cache: tuple[int, Tensor] | None = None
+
+    def permutation(self, epoch: int) -> Tensor:
+        if self._cache is None or self._cache[0] != epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._cache = (epoch, torch.randperm(self.n_blocks, generator=g))
+        return self._cache[1]
+
+    def position(self, step: int) -> tuple[int, int]:
+        """(epoch, index of the first block of this step within that epoch's permutation)."""
+        epoch, k = divmod(step, self.steps_per_epoch)
+        return epoch, k * self.batch_size
+
+    def batch(self, step: int) -> Tensor:
+        """The block indices of optimizer step ``step``: (batch_size,) long."""
+        epoch, start = self.position(step)
+        return self.permutation(epoch)[start : start + self.batch_size]

@@ -1,0 +1,84 @@
+"""Putting our models into transformers' ``Trainer``: the same weights in both, the same data.
+
+Trainer needs nothing special from a model: a ``forward`` that takes the batch's keys as
+keyword arguments (``input_ids``, ``attention_mask``, ``labels``) and returns an output whose
+``out["loss"]`` (or ``out[0]``) is the loss, and a ``state_dict()`` that safetensors can write
+(the tied head appears once in ours). These helpers build twin models and datasets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+Tensor = torch.Tensor
+
+
+def hf_gpt2_config(**kwargs: Any):
+    """A transformers GPT2Config with dropout off (so no random numbers are drawn) unless given."""
+    import transformers
+
+    kwargs = {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0, "bos_token_id": 0, "eos_token_id": 0,
+              **kwargs}
+    return transformers.GPT2Config(**kwargs)
+
+
+def twin_gpt2(seed: int = 0, **config: Any):
+    """(transformers' GPT2LMHeadModel, our GPT2LMHeadModel) with identical weights.
+
+    transformers' model is built under ``torch.manual_seed(seed)``; ours gets a copy of its
+    weights (names mapped, Conv1D weights transposed). Both in train mode, fp32, eager attention.
+    """
+    import transformers
+
+    from mlab_tfs.gpt2 import GPT2Config, GPT2LMHeadModel, from_hf_state_dict
+
+    hf_config = hf_gpt2_config(**config)
+    hf_config._attn_implementation = "eager"
+    torch.manual_seed(seed)
+    hf = transformers.GPT2LMHeadModel(hf_config).float().train()
+    ours = GPT2LMHeadModel(GPT2Config.from_dict(hf_config.to_dict())).train()
+    ours.load_state_dict(from_hf_state_dict({k: v.clone() for k, v in hf.state_dict().items()}, ours.config))
+    return hf, ours
+
+
+def copy_gpt2_weights(src, dst) -> None:
+    """Copy transformers' GPT2LMHeadModel ``src``'s weights into our GPT2LMHeadModel ``dst``."""
+    from mlab_tfs.gpt2 import from_hf_state_dict
+
+    dst.load_state_dict(from_hf_state_dict({k: v.detach().clone() for k, v in src.state_dict().items()}, dst.config))
+
+
+def hf_bpe_tokenizer(folder):
+    """transformers' GPT2TokenizerFast on a vocab.json + merges.txt our tokenizer wrote, with
+    <|endoftext|> as eos and pad (what DataCollatorForLanguageModeling needs)."""
+    from transformers import GPT2TokenizerFast
+
+    tok = GPT2TokenizerFast(vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt"),
+                            unk_token="<|endoftext|>", bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+    tok.pad_token = tok.eos_token
+    return tok
+
+
+class BlockDataset(torch.utils.data.Dataset):
+    """Fixed-length blocks of a token stream as Trainer features: {"input_ids": (T,) long}."""
+
+    def __init__(self, ids: list[int] | Tensor, block_size: int, n_blocks: int | None = None):
+        ids = torch.as_tensor(ids, dtype=torch.long)
+        n = len(ids) // block_size if n_blocks is None else n_blocks
+        if n < 1 or n * block_size > len(ids):
+            raise ValueError(f"the token stream has {len(ids)} tokens: too few for {n} blocks of {block_size}")
+        self.blocks = ids[: n * block_size].view(n, block_size)
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {"input_ids": self.blocks[i]}
+
+
+def causal_lm_collate(features: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """Stack equal-length blocks; the labels are the inputs (the model shifts them)."""
+    ids = torch.stack([f["input_ids"] for f in features])
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}

@@ -1,0 +1,641 @@
+"""``mlab-tfs train``: a plain PyTorch training loop for our GPT-2.
+
+One function, ``train(config)``, reads a corpus, tokenizes it, trains, evaluates, samples,
+checkpoints and finally exports a folder that ``mlab-tfs sample`` (and transformers) load.
+It runs as one process, or as several under ``torchrun`` (DistributedDataParallel: gloo on
+CPU, NCCL on GPUs). GUIDE.md explains every piece.
+
+Output folder (``config.out``):
+    log.jsonl            one JSON record per step (loss, lr, grad norm, tokens/s) and per eval
+    loss.png             the loss curves (needs matplotlib)
+    checkpoint.pt        model, optimizer, scheduler, step and data position, for --resume
+    rng-<rank>.pt        each process's random-number state at that checkpoint
+    tokenizer/           vocab.json + merges.txt the run tokenizes with
+    model/               config.json, model.safetensors (fp16), vocab.json, merges.txt, recipe.json
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import sys
+import time
+import tomllib
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mlab_tfs.checkpoints import CheckpointError
+from mlab_tfs.training import data as D
+
+Tensor = torch.Tensor
+
+
+# ---------------------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on. Defaults: the course model (see course_model.toml)."""
+
+    # data
+    corpus: list[str] = field(default_factory=list)  # files or folders of *.txt; [] = the Shakespeare plays
+    eval_fraction: float = 0.05  # the last 5% of each document is held out
+    tokenizer: str = "bpe"  # "bpe" (train our own), "gpt2" (GPT-2's vocabulary) or a folder
+    vocab_size: int = 4096  # for "bpe", including <|endoftext|>
+    # model
+    n_layer: int = 6
+    n_head: int = 8
+    n_embd: int = 256
+    n_positions: int = 256
+    dropout: float = 0.1
+    init_from: str | None = None  # start from a GPT-2 checkpoint folder instead of random weights
+    # optimisation
+    block_size: int = 256  # tokens per training sequence
+    batch_size: int = 64  # sequences per optimizer step, over all processes and accumulation steps
+    grad_accum: int = 1  # micro-batches per optimizer step (per process)
+    max_steps: int = 2000
+    lr: float = 1e-3  # peak learning rate, reached after warmup
+    min_lr: float = 1e-4  # where the cosine ends
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # max global gradient norm; 0 = no clipping
+    seed: int = 0
+    # evaluation, samples, checkpoints
+    eval_every: int = 250
+    eval_blocks: int = 64  # held-out blocks per evaluation (evenly spread); 0 = all
+    sample_prompt: str = "ROMEO:"
+    sample_tokens: int = 64
+    sample_temperature: float = 0.8
+    sample_top_k: int = 40
+    checkpoint_every: int = 250
+    # machine
+    device: str = "auto"  # "auto": cuda if there is one, else cpu
+    amp: bool | None = None  # bf16 autocast; None = on where there is a GPU
+    compile: bool | None = None  # torch.compile; None = on where there is a GPU
+    out: str = "runs/shakespeare"
+    progress: bool = True  # the tqdm bar
+
+
+# Fields whose change makes an old checkpoint meaningless for --resume.
+RESUME_FIXED = ("corpus", "eval_fraction", "tokenizer", "vocab_size", "n_layer", "n_head", "n_embd", "n_positions",
+                "dropout", "init_from", "block_size", "batch_size", "grad_accum", "seed")
+
+
+def _field_types() -> dict[str, str]:
+    return {f.name: str(f.type) for f in fields(TrainConfig)}
+
+
+def _check_type(name: str, value: Any) -> Any:
+    kind = _field_types()[name]
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+        "str | None": value is None or isinstance(value, str),
+        "bool | None": value is None or isinstance(value, bool),
+        "list[str]": isinstance(value, list) and all(isinstance(v, str) for v in value),
+    }[kind]
+    if not ok:
+        raise TypeError(f"config field {name} must be {kind}, got {type(value).__name__} {value!r}")
+    return float(value) if kind == "float" else value
+
+
+def config_from_dict(d: dict[str, Any], source: str = "config") -> TrainConfig:
+    """A TrainConfig from a dict; unknown keys and wrong types are errors."""
+    known = _field_types()
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise ValueError(f"{source} has unknown keys {unknown}; the known keys are {sorted(known)}")
+    if isinstance(d.get("corpus"), str):
+        d = {**d, "corpus": [d["corpus"]]}
+    return TrainConfig(**{k: _check_type(k, v) for k, v in d.items()})
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a .toml or .json config file; overrides (e.g. from command-line flags) win."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    if path.suffix == ".toml":
+        with path.open("rb") as f:
+            d = tomllib.load(f)
+    elif path.suffix == ".json":
+        d = json.loads(path.read_text())
+    else:
+        raise ValueError(f"config file must end in .toml or .json, got {path.name}")
+    if not isinstance(d, dict):
+        raise ValueError(f"config file {path} must hold a table/object of settings")
+    return config_from_dict({**d, **(overrides or {})}, source=f"config file {path}")
+
+
+def check_config(cfg: TrainConfig, world_size: int = 1) -> None:
+    """Every contradiction a config can hold, as one ValueError naming the fields."""
+    problems = []
+    for name in ("vocab_size", "n_layer", "n_head", "n_embd", "n_positions", "block_size", "batch_size",
+                 "grad_accum", "max_steps", "eval_every", "checkpoint_every", "sample_tokens"):
+        if getattr(cfg, name) < 1:
+            problems.append(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if problems:
+        raise ValueError("the config contradicts itself:\n  " + "\n  ".join(problems))
+    if cfg.n_embd % cfg.n_head:
+        problems.append(f"n_embd ({cfg.n_embd}) must be divisible by n_head ({cfg.n_head})")
+    if cfg.block_size > cfg.n_positions:
+        problems.append(f"block_size ({cfg.block_size}) must not exceed n_positions ({cfg.n_positions}): "
+                        "the model has no position embedding beyond that")
+    if cfg.block_size < 2:
+        problems.append(f"block_size must be >= 2 (one token predicts the next), got {cfg.block_size}")
+    per_step = cfg.grad_accum * world_size
+    if cfg.batch_size % per_step:
+        problems.append(f"batch_size ({cfg.batch_size}) must be divisible by grad_accum ({cfg.grad_accum}) "
+                        f"x processes ({world_size}) = {per_step}")
+    if not 0 < cfg.eval_fraction < 1:
+        problems.append(f"eval_fraction must be in (0, 1), got {cfg.eval_fraction}")
+    if cfg.tokenizer == "bpe" and cfg.vocab_size < 257:
+        problems.append(f"vocab_size must be >= 257 (256 bytes + <|endoftext|>) for tokenizer 'bpe', got {cfg.vocab_size}")
+    if not 0 <= cfg.dropout < 1:
+        problems.append(f"dropout must be in [0, 1), got {cfg.dropout}")
+    if cfg.lr <= 0 or cfg.min_lr < 0 or cfg.min_lr > cfg.lr:
+        problems.append(f"need 0 <= min_lr <= lr and lr > 0, got lr={cfg.lr}, min_lr={cfg.min_lr}")
+    if not 0 <= cfg.warmup_steps <= cfg.max_steps:
+        problems.append(f"warmup_steps ({cfg.warmup_steps}) must be in [0, max_steps={cfg.max_steps}]")
+    if cfg.weight_decay < 0 or cfg.grad_clip < 0:
+        problems.append(f"weight_decay and grad_clip must be >= 0, got {cfg.weight_decay}, {cfg.grad_clip}")
+    if not (0 <= cfg.beta1 < 1 and 0 <= cfg.beta2 < 1):
+        problems.append(f"beta1, beta2 must be in [0, 1), got {cfg.beta1}, {cfg.beta2}")
+    if cfg.eval_blocks < 0:
+        problems.append(f"eval_blocks must be >= 0 (0 = all), got {cfg.eval_blocks}")
+    if cfg.sample_temperature <= 0 or cfg.sample_top_k < 0:
+        problems.append(f"sample_temperature must be > 0 and sample_top_k >= 0, got "
+                        f"{cfg.sample_temperature}, {cfg.sample_top_k}")
+    if cfg.device not in ("auto", "cpu") and not cfg.device.startswith("cuda"):
+        problems.append(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {cfg.device!r}")
+    if problems:
+        raise ValueError("the config contradicts itself:\n  " + "\n  ".join(problems))
+
+
+# ---------------------------------------------------------------------------------------
+# The pieces of the loop
+# ---------------------------------------------------------------------------------------
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: decay the matrices of linear layers; not biases, layer norms or
+    embeddings (nor the head tied to the token embedding: it *is* that parameter)."""
+    embeddings = {id(m.weight) for m in model.modules() if type(m).__name__ == "Embedding" or isinstance(m, torch.nn.Embedding)}
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():  # each parameter once, even when tied
+        if not p.requires_grad:
+            continue
+        (decay if p.dim() >= 2 and id(p) not in embeddings else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def decayed_parameter_names(model: torch.nn.Module) -> list[str]:
+    """The names of the parameters param_groups decays (for tests and the guide)."""
+    decayed = {id(p) for p in param_groups(model, 1.0)[0]["params"]}
+    return [n for n, p in model.named_parameters() if id(p) in decayed]
+
+
+class WarmupCosine:
+    """The learning-rate multiplier of step s (0-based): linear warmup from 1/warmup to 1 over
+    ``warmup`` steps, then a half cosine from 1 down to min_ratio at the last step."""
+
+    def __init__(self, warmup: int, max_steps: int, min_ratio: float):
+        self.warmup, self.max_steps, self.min_ratio = warmup, max_steps, min_ratio
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        span = max(1, self.max_steps - 1 - self.warmup)
+        progress = min(1.0, (step - self.warmup) / span)
+        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    return cfg.lr * WarmupCosine(cfg.warmup_steps, cfg.max_steps, cfg.min_lr / cfg.lr)(step)
+
+
+def select_eval_blocks(blocks: Tensor, n: int) -> Tensor:
+    """n blocks spread evenly over the held-out stream (every play contributes), or all for n=0."""
+    if n == 0 or n >= len(blocks):
+        return blocks
+    return blocks[torch.linspace(0, len(blocks) - 1, n).round().long()]
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, blocks: Tensor, batch_size: int, device: torch.device | str = "cpu",
+             amp: bool = False) -> float:
+    """Mean next-token loss over blocks (every block has the same number of targets, so the
+    mean of per-batch means weighted by batch size is the mean over all tokens)."""
+    was_training = model.training
+    model.eval()
+    device = torch.device(device)
+    total, n = 0.0, 0
+    for i in range(0, len(blocks), batch_size):
+        x = blocks[i : i + batch_size].to(device)
+        with _autocast(device, amp):
+            loss = model(x, labels=x).loss
+        total += float(loss) * len(x)
+        n += len(x)
+    model.train(was_training)
+    return total / n
+
+
+def _autocast(device: torch.device, amp: bool):
+    if not amp:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    initialized_here: bool = False
+
+    @classmethod
+    def from_env(cls) -> "_Dist":
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        return cls(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", os.environ["RANK"])))
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            torch.distributed.barrier()
+
+
+def _device(cfg: TrainConfig, dist: _Dist) -> torch.device:
+    if cfg.device == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    else:
+        name = cfg.device
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device is {cfg.device!r} but torch sees no GPU")
+        return torch.device("cuda", dist.local_rank if dist.world_size > 1 else torch.device(name).index or 0)
+    return torch.device("cpu")
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)  # an interruption mid-write leaves the previous checkpoint whole
+
+
+class _Log:
+    """log.jsonl: append-only; on resume the records after the checkpoint are dropped."""
+
+    def __init__(self, path: Path, keep_until: int | None):
+        self.path = path
+        if keep_until is None:
+            path.write_text("")
+        else:
+            kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= keep_until] \
+                if path.exists() else []
+            path.write_text("".join(ln + "\n" for ln in kept))
+
+    def write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def records(self) -> list[dict[str, Any]]:
+        return [json.loads(ln) for ln in self.path.read_text().splitlines() if ln]
+
+
+_WARNED_PLOT = False
+
+
+def plot_losses(log_path: Path, png: Path) -> bool:
+    """Training loss per step and eval loss per evaluation, from log.jsonl. Needs matplotlib
+    (imported here, so the loop runs without it); returns whether a PNG was written."""
+    global _WARNED_PLOT
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        if not _WARNED_PLOT:
+            warnings.warn("matplotlib is not installed, so no loss.png: pip install matplotlib", stacklevel=2)
+            _WARNED_PLOT = True
+        return False
+    records = [json.loads(ln) for ln in log_path.read_text().splitlines() if ln]
+    train = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    ev = [(r["step"], r["eval_loss"]) for r in records if "eval_loss" in r]
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    if train:
+        ax.plot(*zip(*train), lw=0.8, label="train")
+    if ev:
+        ax.plot(*zip(*ev), "o-", ms=3, label="held-out")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+    return True
+
+
+def _sample(model, tokenizer, cfg: TrainConfig, device: torch.device, amp: bool) -> str:
+    from mlab_tfs.sampling import generate
+
+    prompt = tokenizer.encode(cfg.sample_prompt) or [D.eot_id(tokenizer)]
+    prompt = prompt[-(model.config.n_positions - 1):]
+    n_new = min(cfg.sample_tokens, model.config.n_positions - len(prompt))
+    # Its own generator: sampling must not move the training RNG, or a resumed run would differ.
+    g = torch.Generator(device=device).manual_seed(cfg.seed)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), _autocast(device, amp):
+        ids = generate(model, torch.tensor([prompt], device=device), max_new_tokens=n_new, do_sample=True,
+                       temperature=cfg.sample_temperature, top_k=cfg.sample_top_k, generator=g)
+    model.train(was_training)
+    return tokenizer.decode(ids[0].tolist())
+
+
+def export_model(model, tokenizer, folder: Path) -> None:
+    """config.json + fp16 model.safetensors (our GPT2LMHeadModel and transformers load both)
+    + the tokenizer's vocab.json and merges.txt."""
+    half = type(model)(model.config)  # a fresh copy, so the training model stays fp32
+    half.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    half.to(torch.float16).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+# ---------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------
+
+
+def prepare_data(cfg: TrainConfig, tokenizer=None):
+    """(tokenizer, training blocks (N, T), held-out blocks (M, T)), with clear errors when the
+    corpus cannot fill one batch or leaves no held-out block."""
+    train_docs, eval_docs = D.read_corpus(cfg.corpus, cfg.eval_fraction)
+    if tokenizer is None:
+        tokenizer = D.build_tokenizer(cfg.tokenizer, train_docs, cfg.vocab_size)
+    train_ids = D.encode_documents(tokenizer, train_docs)
+    eval_ids = D.encode_documents(tokenizer, eval_docs)
+    train_blocks = D.to_blocks(train_ids, cfg.block_size)
+    eval_blocks = D.to_blocks(eval_ids, cfg.block_size)
+    if len(train_blocks) < cfg.batch_size:
+        raise ValueError(
+            f"the corpus is too small for one batch: its training text is {len(train_ids)} tokens, "
+            f"{len(train_blocks)} blocks of block_size={cfg.block_size}, and one batch needs "
+            f"batch_size={cfg.batch_size} blocks ({cfg.batch_size * cfg.block_size} tokens); "
+            "give more text or lower batch_size / block_size")
+    if len(eval_blocks) < 1:
+        raise ValueError(
+            f"the held-out text ({len(eval_ids)} tokens, the last eval_fraction={cfg.eval_fraction} of each "
+            f"document) does not fill one block of block_size={cfg.block_size}; raise eval_fraction or give more text")
+    return tokenizer, train_blocks, eval_blocks
+
+
+def _build_model(cfg: TrainConfig, tokenizer, device: torch.device):
+    from mlab_tfs.gpt2 import GPT2Config, GPT2LMHeadModel
+
+    eot = D.eot_id(tokenizer)
+    if cfg.init_from:
+        model = GPT2LMHeadModel.from_pretrained(cfg.init_from, dtype=torch.float32)
+        mc = model.config
+        if mc.vocab_size != tokenizer.vocab_size or mc.n_positions < cfg.block_size:
+            raise CheckpointError(
+                f"init_from {cfg.init_from} is a model with vocab_size={mc.vocab_size}, n_positions={mc.n_positions}; "
+                f"this run's tokenizer has {tokenizer.vocab_size} tokens and block_size={cfg.block_size}")
+        mc.resid_pdrop = mc.embd_pdrop = mc.attn_pdrop = cfg.dropout
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = cfg.dropout
+        mc.attn_implementation = "sdpa"
+        for block in model.transformer.h:
+            block.attn.attn_implementation = "sdpa"
+    else:
+        config = GPT2Config(
+            vocab_size=tokenizer.vocab_size, n_positions=cfg.n_positions, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
+            n_head=cfg.n_head, resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
+            bos_token_id=eot, eos_token_id=eot, attn_implementation="sdpa",  # PyTorch's fused attention kernels
+        )
+        torch.manual_seed(cfg.seed)  # the same initial weights in every process
+        model = GPT2LMHeadModel(config)
+    return model.to(device).train()
+
+
+def train(cfg: TrainConfig, resume: bool = False, command: str | None = None,
+          stop_after: int | None = None) -> dict[str, Any]:
+    """Run (or, with resume, continue) a training run; returns a summary (see recipe.json).
+
+    stop_after=s ends the run right after step s as if the process had been killed there
+    (no final checkpoint, no export): for testing that resuming loses nothing.
+    """
+    dist = _Dist.from_env()
+    check_config(cfg, dist.world_size)  # before anything slow
+    device = _device(cfg, dist)
+    amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
+    use_compile = cfg.compile if cfg.compile is not None else device.type == "cuda"
+    out = Path(cfg.out)
+    ckpt_path = out / "checkpoint.pt"
+
+    state = None
+    if resume:
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if not isinstance(state, dict) or state.get("kind") != "mlab_tfs.training checkpoint":
+            raise CheckpointError(f"{ckpt_path} is not a checkpoint of mlab-tfs train")
+        old = state["config"]
+        changed = [f"{k}: checkpoint {old.get(k)!r}, now {getattr(cfg, k)!r}" for k in RESUME_FIXED
+                   if old.get(k) != getattr(cfg, k)]
+        if changed:
+            raise CheckpointError(f"the checkpoint {ckpt_path} is from another run; these settings differ:\n  "
+                                  + "\n  ".join(changed))
+        if state["world_size"] != dist.world_size:
+            raise CheckpointError(f"the checkpoint {ckpt_path} was written by {state['world_size']} processes; "
+                                  f"resume it with the same number (now {dist.world_size})")
+    elif ckpt_path.exists():
+        raise FileExistsError(f"{out} already holds a run's checkpoint: pass --resume to continue it, "
+                              "or choose another --out")
+
+    if dist.world_size > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.initialized_here = True
+    try:
+        return _train(cfg, dist, device, amp, use_compile, out, state, command, stop_after)
+    finally:
+        if dist.initialized_here:
+            torch.distributed.destroy_process_group()
+
+
+def _train(cfg, dist, device, amp, use_compile, out, state, command, stop_after) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from mlab_tfs.tokenizers import ByteLevelBPETokenizer
+
+    started = time.time()
+    main = dist.rank == 0
+    tok_dir = out / "tokenizer"
+    # The tokenizer is made once (rank 0), written, and every process reads the same files.
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        if state is None:
+            tokenizer, train_blocks, eval_blocks = prepare_data(cfg)
+            tokenizer.save_pretrained(tok_dir)
+    dist.barrier()
+    if state is not None or not main:
+        tokenizer, train_blocks, eval_blocks = prepare_data(cfg, ByteLevelBPETokenizer.from_pretrained(tok_dir))
+    fingerprint = D.tokenizer_fingerprint(tokenizer)
+    if state is not None and state["tokenizer"] != fingerprint:
+        raise CheckpointError(f"{tok_dir} is not the tokenizer the checkpoint was trained with")
+
+    model = _build_model(cfg, tokenizer, device)
+    if state is not None:
+        model.load_state_dict(state["model"])
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                                  fused=device.type == "cuda")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, WarmupCosine(cfg.warmup_steps, cfg.max_steps, cfg.min_lr / cfg.lr))
+    start = 0
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start = state["step"]
+        rng = torch.load(out / f"rng-{dist.rank}.pt", weights_only=False)
+        if rng["step"] != start:
+            raise CheckpointError(f"rng-{dist.rank}.pt is from step {rng['step']}, the checkpoint from step {start}")
+        _set_rng_state(rng["state"], device)
+    else:
+        torch.manual_seed(cfg.seed + dist.rank)  # dropout differs between processes, as their data does
+        random.seed(cfg.seed + dist.rank)
+
+    runner = torch.compile(model) if use_compile else model
+    if dist.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        runner = DDP(runner, device_ids=[device.index] if device.type == "cuda" else None)
+
+    order = D.BlockOrder(len(train_blocks), cfg.batch_size, cfg.seed)
+    micro = cfg.batch_size // (cfg.grad_accum * dist.world_size)
+    eval_set = select_eval_blocks(eval_blocks, cfg.eval_blocks)
+    tokens_per_step = cfg.batch_size * cfg.block_size
+    log = _Log(out / "log.jsonl", keep_until=start if state is not None else None) if main else None
+    n_params = sum(p.numel() for p in model.parameters())
+    if main:
+        print(f"{n_params / 1e6:.2f}M parameters, vocabulary {tokenizer.vocab_size}, {len(train_blocks)} training "
+              f"blocks and {len(eval_blocks)} held-out blocks of {cfg.block_size} tokens; device {device}, "
+              f"{dist.world_size} process(es), amp={amp}, compile={use_compile}", file=sys.stderr)
+
+    def checkpoint(step: int) -> None:
+        _save_atomic({"step": step, "state": _rng_state(device)}, out / f"rng-{dist.rank}.pt")
+        dist.barrier()  # every rng file is written before the checkpoint that refers to them
+        if main:
+            epoch, index = order.position(step)
+            _save_atomic({
+                "kind": "mlab_tfs.training checkpoint", "step": step, "config": asdict(cfg),
+                "world_size": dist.world_size, "tokenizer": fingerprint, "data_position": {"epoch": epoch, "index": index},
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            }, out / "checkpoint.pt")
+
+    last_eval = None
+    bar = tqdm(total=cfg.max_steps, initial=start, disable=not (cfg.progress and main), dynamic_ncols=True)
+    t_last = time.time()
+    for step in range(start, cfg.max_steps):
+        idx = order.batch(step)
+        loss_sum = torch.zeros((), device=device)
+        for a in range(cfg.grad_accum):
+            first = (a * dist.world_size + dist.rank) * micro
+            x = train_blocks[idx[first : first + micro]].to(device, non_blocking=True)
+            # Gradients are all-reduced only on the last micro-batch of the step.
+            sync = a == cfg.grad_accum - 1 or dist.world_size == 1
+            with (contextlib.nullcontext() if sync else runner.no_sync()):
+                with _autocast(device, amp):
+                    loss = runner(x, labels=x).loss / cfg.grad_accum
+                loss.backward()
+            loss_sum += loss.detach()
+        if dist.world_size > 1:  # the logged loss is the global batch's, as one process would see it
+            torch.distributed.all_reduce(loss_sum)
+            loss_sum /= dist.world_size
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        done = step + 1
+
+        loss_value = float(loss_sum)
+        now = time.time()
+        tok_s = tokens_per_step / max(now - t_last, 1e-9)
+        t_last = now
+        if main:
+            log.write({"step": done, "loss": loss_value, "lr": lr, "grad_norm": float(grad_norm),
+                       "tokens": done * tokens_per_step, "tokens_per_s": tok_s})
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{tok_s:,.0f}")
+        if done % cfg.eval_every == 0 or done == cfg.max_steps:
+            if main:
+                last_eval = evaluate(model, eval_set, micro, device, amp)
+                text = _sample(model, tokenizer, cfg, device, amp)
+                log.write({"step": done, "eval_loss": last_eval, "sample": text})
+                bar.write(f"step {done}: held-out loss {last_eval:.4f}\n{text}\n")
+                plot_losses(out / "log.jsonl", out / "loss.png")
+            t_last = time.time()  # evaluation time is not training throughput
+        if done % cfg.checkpoint_every == 0 and done < cfg.max_steps:
+            checkpoint(done)
+            t_last = time.time()
+        if stop_after is not None and done >= stop_after and done < cfg.max_steps:
+            bar.close()
+            return {"interrupted_at": done, "losses": [r["loss"] for r in log.records() if "loss" in r] if main else None}
+    bar.close()
+    checkpoint(cfg.max_steps)
+
+    summary: dict[str, Any] = {}
+    if main:
+        folder = out / "model"
+        export_model(model, tokenizer, folder)
+        # The number a later check can reproduce: fp16 weights as stored, fp32 on the CPU.
+        from mlab_tfs.gpt2 import GPT2LMHeadModel
+
+        stored = GPT2LMHeadModel.from_pretrained(folder, dtype=torch.float32)
+        final = evaluate(stored, eval_set.cpu(), micro, "cpu", amp=False)
+        summary = {
+            "command": command, "config": asdict(cfg), "final_eval_loss": final,
+            "final_eval_loss_note": "mean next-token loss (nats) on the held-out blocks below, fp16 weights as "
+                                    "stored, evaluated in fp32 on the CPU",
+            "eval_blocks": len(eval_set), "eval_tokens": len(eval_set) * cfg.block_size,
+            "last_training_eval_loss": last_eval, "steps": cfg.max_steps, "tokens": cfg.max_steps * tokens_per_step,
+            "wall_time_s": round(time.time() - started, 1), "parameters": n_params,
+            "vocab_size": tokenizer.vocab_size, "tokenizer_fingerprint": fingerprint,
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "processes": dist.world_size, "amp_bf16": amp, "compile": use_compile, "torch": torch.__version__,
+        }
+        (folder / "recipe.json").write_text(json.dumps(summary, indent=2) + "\n")
+        summary["losses"] = [r["loss"] for r in log.records() if "loss" in r]
+        plot_losses(out / "log.jsonl", out / "loss.png")
+        print(f"held-out loss {final:.4f} (fp16 weights, fp32 on CPU); model in {folder}", file=sys.stderr)
+    return summary

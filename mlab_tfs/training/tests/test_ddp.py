@@ -1,0 +1,71 @@
+"""The loop data-parallel over 2 gloo processes on this machine equals 1 process with the same
+global batch."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import asdict
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from mlab_tfs.training.loop import TrainConfig, train
+
+from .conftest import with_
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world_size: int, port: int, config: dict) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world_size))
+    torch.set_num_threads(1)  # two processes on a 2-core machine
+    train(TrainConfig(**config))
+
+
+@pytest.mark.solution_only
+def test_two_gloo_processes_equal_one(tiny_config, tmp_path):
+    """2 processes x 4 sequences vs 1 process x 2 micro-batches of 4: the same blocks in the
+    same micro-batches, so the same gradient up to summation order (all-reduce vs accumulation).
+    Losses within 1e-5 over 16 steps (dropout off: each process draws its own dropout masks)."""
+    cfg = with_(tiny_config, dropout=0.0, max_steps=16, checkpoint_every=100, eval_every=100)
+    single = train(with_(cfg, grad_accum=2, out=str(tmp_path / "one")))
+    ddp = with_(cfg, grad_accum=1, out=str(tmp_path / "two"))
+    mp.start_processes(_worker, args=(2, free_port(), asdict(ddp)), nprocs=2, join=True, start_method="spawn")
+    import json
+
+    records = [json.loads(ln) for ln in (tmp_path / "two" / "log.jsonl").read_text().splitlines()]
+    two = [r["loss"] for r in records if "loss" in r]
+    assert len(two) == 16
+    torch.testing.assert_close(torch.tensor(two), torch.tensor(single["losses"]), rtol=0, atol=1e-5)
+    recipe = json.loads((tmp_path / "two" / "model" / "recipe.json").read_text())
+    assert recipe["processes"] == 2
+    assert recipe["final_eval_loss"] == pytest.approx(single["final_eval_loss"], abs=1e-5)
+
+
+def _torchrun(out, *extra) -> list[float]:
+    import json
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+           "--master-port", str(free_port()), "-m", "mlab_tfs.training.trainer_ddp", str(out), *extra]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((out / "losses.json").read_text())
+
+
+@pytest.mark.solution_only
+def test_trainer_over_two_gloo_processes_matches_transformers(tmp_path):
+    """torchrun, 2 processes, transformers' Trainer (DistributedSampler, DDP over gloo): our
+    GPT-2 gives transformers' GPT-2's losses for 10 steps (1e-4, the issue's Trainer tolerance)."""
+    ours = _torchrun(tmp_path / "ours")
+    theirs = _torchrun(tmp_path / "hf", "--hf")
+    assert len(ours) == len(theirs) == 10
+    torch.testing.assert_close(torch.tensor(ours), torch.tensor(theirs), rtol=0, atol=1e-4)
