@@ -426,16 +426,18 @@ class GPT2Model(nn.Module):
         )
 
 
-def lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
+def lm_loss(logits: Tensor, labels: Tensor, num_items_in_batch: Tensor | int | None = None) -> Tensor:
     """Mean next-token cross-entropy: logits at t predict labels at t + 1; -100 is ignored.
 
-    logits: (B, T, V), labels: (B, T). Returns a scalar.
+    logits: (B, T, V), labels: (B, T). Returns a scalar. With num_items_in_batch (from
+    transformers' Trainer), the sum over this batch divided by that count instead.
     """
     shift_logits = logits[:, :-1].float()  # fp32 loss even for half-precision logits
     shift_labels = labels[:, 1:]
-    return F.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100
-    )
+    flat = (shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1))
+    if num_items_in_batch is None:
+        return F.cross_entropy(*flat, ignore_index=-100)
+    return F.cross_entropy(*flat, ignore_index=-100, reduction="sum") / num_items_in_batch
 
 
 # ---------------------------------------------------------------------------------------
@@ -523,10 +525,7 @@ class GPT2LMHeadModel(PretrainedMixin, nn.Module):
         loss = None
         if labels is not None:
             labels = check_labels("labels", labels, tuple(input_ids.shape), self.config.vocab_size)
-            loss = lm_loss(logits, labels)
-            if num_items_in_batch is not None:
-                counted = (labels[:, 1:] != -100).sum()  # the mean's denominator
-                loss = torch.where(counted > 0, loss * counted, torch.zeros_like(loss)) / num_items_in_batch
+            loss = lm_loss(logits, labels, num_items_in_batch)
         return CausalLMOutput(
             loss=loss,
             logits=logits,

@@ -415,11 +415,13 @@ class GPT2Model(nn.Module):
         raise NotImplementedError("Exercise 9 (model): see mlab_tfs/gpt2/GUIDE.md#9-model")
 
 
-def lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
+def lm_loss(logits: Tensor, labels: Tensor, num_items_in_batch: Tensor | int | None = None) -> Tensor:
     """Mean next-token cross-entropy.
 
     logits: (B, T, V). labels: (B, T) token ids, -100 where no loss is wanted.
     Returns a scalar: the mean over counted positions of -log p(labels[t + 1] | logits[t]).
+    num_items_in_batch: when given (transformers' Trainer does), return the *sum* over
+    counted positions divided by it instead (``reduction="sum"``).
 
     The logits at position t predict the token at t + 1, so drop the last logit and
     the first label before ``F.cross_entropy`` (flatten to (N, V) and (N,);
@@ -516,13 +518,11 @@ class GPT2LMHeadModel(PretrainedMixin, nn.Module):
             self.config.vocab_size)``).
 
         num_items_in_batch: passed by transformers' Trainer (the number of counted labels
-            in the whole accumulated batch); when given, the loss is this batch's *sum*
-            over that number: ``lm_loss(...) * (labels[:, 1:] != -100).sum() /
-            num_items_in_batch``. The tests don't need it; Trainer parity does.
+            in the whole accumulated batch); pass it on to ``lm_loss``.
 
         Returns ``CausalLMOutput(loss=..., logits=..., past_key_values=...,
         hidden_states=..., attentions=...)`` with logits (B, T, V) = lm_head of the last
-        hidden state, loss = ``lm_loss(logits, labels)`` when labels are given (else
+        hidden state, loss = ``lm_loss(logits, labels, num_items_in_batch)`` when labels are given (else
         None), and the other fields passed through from the transformer.
         """
         raise NotImplementedError("Exercise 9 (model): see mlab_tfs/gpt2/GUIDE.md#9-model")

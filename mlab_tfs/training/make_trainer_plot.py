@@ -37,7 +37,6 @@ def run(steps: int):
                 warnings.simplefilter("ignore")
                 trainer = transformers.Trainer(model=model, args=args, train_dataset=data,
                                                data_collator=causal_lm_collate)
-            trainer.model_accepts_loss_kwargs = False  # both report the batch mean (GUIDE.md#trainer)
             trainer.train()
             curves[name] = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return curves

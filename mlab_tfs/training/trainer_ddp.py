@@ -36,7 +36,6 @@ def main(argv: list[str]) -> None:
         warnings.simplefilter("ignore")
         trainer = transformers.Trainer(model=model, args=args, train_dataset=BlockDataset(ids, 32, 200),
                                        data_collator=causal_lm_collate)
-    trainer.model_accepts_loss_kwargs = False  # the batch mean for both models (see GUIDE.md#trainer)
     trainer.train()
     if trainer.is_world_process_zero():
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]

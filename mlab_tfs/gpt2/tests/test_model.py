@@ -113,6 +113,10 @@ def test_lm_loss(gpt2):
     }
     assert_close(gpt2.lm_loss(logits, labels), ForCausalLMLoss(logits, labels, vocab_size=11), name="lm_loss",
                  atol=1e-6, mistakes=mistakes, hint="cross_entropy(logits[:, :-1], labels[:, 1:], ignore_index=-100)")
+    # transformers' Trainer passes the label count of the whole accumulated batch.
+    assert_close(gpt2.lm_loss(logits, labels, 40), ForCausalLMLoss(logits, labels, vocab_size=11, num_items_in_batch=40),
+                 name="lm_loss with num_items_in_batch=40", atol=1e-6,
+                 hint="with num_items_in_batch: cross_entropy(..., reduction='sum') / num_items_in_batch")
 
 
 @pytest.mark.exercise("model")
