@@ -1,6 +1,6 @@
 """Every GPU benchmark of the course in one command, one table, one JSON file.
 
-    python benchmarks/run_all.py --out results.json          # one CUDA GPU, about 8 minutes
+    python benchmarks/run_all.py --out results.json          # one CUDA GPU, about 6 minutes
 
 Sections (each its own process with a time limit, so one failure or hang leaves the
 others' results; each writes its JSON as it goes, and this file is rewritten after every
@@ -31,8 +31,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 SECTIONS = {
-    "train": (["gpt2_train.py"], 240),
-    "generate": (["gpt2_generate.py"], 240),
+    "train": (["gpt2_train.py"], 200),
+    "generate": (["gpt2_generate.py"], 330),
     "suffix": (["sampling_suffix_scoring.py", "--device", "cuda", "-n", "64", "256", "--repeats", "2"], 100),
     "cpu": (["cpu_forward.py"], 300),
 }
