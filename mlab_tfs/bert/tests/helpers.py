@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from unittest import mock
 
 import torch
 
 from mlab_tfs.bert import solution
 from mlab_tfs.testing.compare import assert_close, assert_grads_close
+from mlab_tfs.testing.shortcuts import additive, no_shortcuts, shortcuts
 from mlab_tfs.testing.tiny import padded_bert_batch
 
 HEAD_OF_TARGET = {"model": "model", "mlm": "mlm", "classifier": "classifier"}
@@ -66,41 +66,6 @@ def batch(cfg, lengths=(7, 3, 5, 1), seed: int = 0):
     ids, mask, types = padded_bert_batch(cfg.vocab_size, list(lengths), cfg.type_vocab_size, cfg.pad_token_id or 0,
                                          seed)
     return ids, mask, types, mask.bool()
-
-
-def additive(keep: torch.Tensor) -> torch.Tensor:
-    """A bool keep-mask as the additive float mask transformers' eager attention takes."""
-    return torch.where(keep, 0.0, torch.finfo(torch.float32).min)
-
-
-class no_shortcuts:
-    """Patch functions so that calling them fails the test with a clear message."""
-
-    def __init__(self, *targets: tuple[object, str]):
-        self.patches = []
-        for owner, attr in targets:
-            def boom(*args, _name=f"{getattr(owner, '__name__', owner)}.{attr}", **kwargs):
-                raise AssertionError(f"no shortcut: this exercise is about writing {_name} yourself, don't call it")
-            self.patches.append(mock.patch.object(owner, attr, boom))
-
-    def __enter__(self):
-        for p in self.patches:
-            p.start()
-
-    def __exit__(self, *exc):
-        for p in self.patches:
-            p.stop()
-
-
-def shortcuts():
-    """Every library function the exercises ask you to write yourself."""
-    import torch.nn.functional as F
-    from torch import nn
-
-    return no_shortcuts(
-        (F, "layer_norm"), (torch, "layer_norm"), (F, "embedding"), (F, "gelu"),
-        (F, "scaled_dot_product_attention"), (nn.MultiheadAttention, "forward"),
-    )
 
 
 __all__ = ["assert_close", "assert_bert_grads_close", "batch", "config_of", "hf_grads_as_ours", "load_into",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from mlab_tfs.gpt2 import solution
+from mlab_tfs.testing.shortcuts import additive  # noqa: F401  (re-exported for the tests)
 
 TRANSPOSED = solution.TRANSPOSED
 
@@ -34,11 +35,6 @@ def hf_grads_as_ours(hf_model) -> dict[str, torch.Tensor | None]:
     if config.tie_word_embeddings:
         del grads["lm_head.weight"]
     return grads
-
-
-def additive(keep: torch.Tensor) -> torch.Tensor:
-    """A bool keep-mask as the additive float mask transformers' eager attention takes."""
-    return torch.where(keep, 0.0, torch.finfo(torch.float32).min)
 
 
 def keep_mask(attention_mask: torch.Tensor | None, q_len: int, k_len: int) -> torch.Tensor:

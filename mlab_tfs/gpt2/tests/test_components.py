@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from unittest import mock
 
 import pytest
 import torch
@@ -11,32 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlab_tfs.testing.compare import assert_close, assert_grads_close
+from mlab_tfs.testing.shortcuts import no_shortcuts
 from mlab_tfs.testing.tiny import hf_gpt2
 
 from .helpers import additive, config_of, keep_mask, load_into
-
-
-def forbid(*targets: tuple[object, str]):
-    """Patch functions so that calling them fails the test with a clear message."""
-    patches = []
-    for owner, attr in targets:
-        def boom(*args, _name=f"{getattr(owner, '__name__', owner)}.{attr}", **kwargs):
-            raise AssertionError(f"no shortcut: this exercise is about writing {_name} yourself, don't call it")
-        patches.append(mock.patch.object(owner, attr, boom))
-    return patches
-
-
-class no_shortcuts:
-    def __init__(self, *targets):
-        self.patches = forbid(*targets)
-
-    def __enter__(self):
-        for p in self.patches:
-            p.start()
-
-    def __exit__(self, *exc):
-        for p in self.patches:
-            p.stop()
 
 
 # ----------------------------------------------------------------------------- 1. layer norm
