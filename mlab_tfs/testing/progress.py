@@ -42,7 +42,7 @@ class Result:
         return "failing"
 
 
-@dataclass
+@dataclass(eq=False)  # pytest keeps plugins in sets: they must stay hashable
 class Collector:
     """A pytest plugin that files each test's outcome under its (part, exercise)."""
 
@@ -98,10 +98,14 @@ def run(parts: list[str], impl: str, verbose: bool = False) -> dict[tuple[str, s
     paths = [str(PACKAGE_DIR / part / "tests") for part in parts]
     args = [*paths, f"--impl={impl}", "-p", "no:cacheprovider", "-q", "--no-header", "-W", "ignore"]
     if verbose:
-        pytest.main(args, plugins=[collector])
+        code = pytest.main(args, plugins=[collector])
     else:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            pytest.main(args, plugins=[collector])
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            code = pytest.main(args, plugins=[collector])
+    if code in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
+        tail = "" if verbose else "\n".join(out.getvalue().splitlines()[-30:])
+        raise SystemExit(f"pytest could not run the tests (exit code {int(code)}):\n{tail}")
     return collector.results
 
 
