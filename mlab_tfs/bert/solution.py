@@ -22,7 +22,7 @@ from einops import rearrange
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from mlab_tfs.checkpoints import PretrainedMixin, StateDict
+from mlab_tfs.checkpoints import PretrainedMixin, StateDict, save_tied_weights_once
 from mlab_tfs.inputs import (
     check_attention_mask,
     check_classification_labels,
@@ -451,7 +451,7 @@ def to_hf_state_dict(state: StateDict, config: BertConfig, target: str = "model"
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     hf = dict(state)
     if target == "mlm" and config.tie_word_embeddings:
-        del hf[DECODER]  # transformers rebuilds it from the word embeddings
+        hf.pop(DECODER, None)  # transformers rebuilds it from the word embeddings
     elif target == "mlm":
         # Untied, transformers also ties decoder.bias to predictions.bias only once loaded: store both.
         hf["cls.predictions.decoder.bias"] = hf["cls.predictions.bias"]
@@ -607,6 +607,8 @@ class BertForMaskedLM(BertPreTrainedModel, nn.Module):
         if config.tie_word_embeddings:
             # One Parameter, two uses: its gradient is the sum of the lookup's and the decoder's.
             self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+            # ...saved once, so that safetensors (and transformers' Trainer) can write it.
+            save_tied_weights_once(self, {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight"})
 
     def forward(
         self,

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from mlab_tfs.checkpoints import CheckpointError, PretrainedMixin, StateDict
+from mlab_tfs.checkpoints import CheckpointError, PretrainedMixin, StateDict, save_tied_weights_once
 from mlab_tfs.inputs import check_attention_mask, check_labels, check_position_ids, check_token_ids
 from mlab_tfs.outputs import BaseModelOutput, MaskedLMOutput
 
@@ -891,6 +891,11 @@ class DebertaV2ForMaskedLM(_PreTrained, nn.Module):
             if config.tie_word_embeddings:
                 head.decoder.weight = self.deberta.embeddings.word_embeddings.weight  # one Parameter, two uses
                 head.decoder.bias = head.bias
+                # ...each saved once, so that safetensors (and transformers' Trainer) can write them.
+                save_tied_weights_once(self, {
+                    "cls.predictions.decoder.weight": "deberta.embeddings.word_embeddings.weight",
+                    "cls.predictions.decoder.bias": "cls.predictions.bias",
+                })
 
     def forward(
         self,

@@ -222,3 +222,21 @@ def test_untied_decoder_round_trips(tmp_path, checkpoint):
                                                              attn_implementation="eager")
     assert not info["missing_keys"] and not info["unexpected_keys"], info
     _compare(model, ref.eval(), "mlm", model.config, "(untied decoder)")
+
+
+@pytest.mark.solution_only
+def test_tied_decoder_is_saved_once(tmp_path):
+    """safetensors refuses two names for one tensor (and transformers' Trainer saves a plain
+    state_dict with it): the tied decoder weight appears once and loads back tied."""
+    from safetensors.torch import save_file
+
+    config = solution.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                 intermediate_size=32, max_position_embeddings=20)
+    model = solution.BertForMaskedLM(config)
+    state = model.state_dict()
+    assert "cls.predictions.decoder.weight" not in state
+    save_file(state, tmp_path / "plain.safetensors")
+    fresh = solution.BertForMaskedLM(config)
+    fresh.load_state_dict(load_file(tmp_path / "plain.safetensors"), strict=True)
+    assert fresh.cls.predictions.decoder.weight is fresh.bert.embeddings.word_embeddings.weight
+    assert torch.equal(fresh.cls.predictions.decoder.weight, model.cls.predictions.decoder.weight)

@@ -150,3 +150,20 @@ def test_config_round_trips_through_transformers():
         ours = solution.DebertaV2Config(**overrides)
         theirs = transformers.DebertaV2Config(**ours.to_dict())
         assert solution.DebertaV2Config.from_dict(theirs.to_dict()) == ours
+
+
+@pytest.mark.solution_only
+def test_tied_head_is_saved_once(tmp_path):
+    """safetensors refuses two names for one tensor (and transformers' Trainer saves a plain
+    state_dict with it): the tied decoder weight and bias appear once and load back tied."""
+    config = solution.DebertaV2Config(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                      intermediate_size=32, max_position_embeddings=20)
+    model = solution.DebertaV2ForMaskedLM(config)
+    state = model.state_dict()
+    assert "cls.predictions.decoder.weight" not in state and "cls.predictions.decoder.bias" not in state
+    save_file(state, tmp_path / "plain.safetensors")
+    fresh = solution.DebertaV2ForMaskedLM(config)
+    fresh.load_state_dict(load_file(tmp_path / "plain.safetensors"), strict=True)
+    head = fresh.cls.predictions
+    assert head.decoder.weight is fresh.deberta.embeddings.word_embeddings.weight and head.decoder.bias is head.bias
+    assert torch.equal(head.decoder.weight, model.cls.predictions.decoder.weight)
