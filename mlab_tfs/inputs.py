@@ -66,22 +66,29 @@ def check_attention_mask(name: str, mask: object, shape: tuple[int, int]) -> Ten
     return mask.bool()
 
 
+def _check_broadcast_ids(name: str, ids: object, shape: tuple[int, int], upper: int, table: str) -> Tensor:
+    """Integers in [0, upper), shaped (batch, seq), (1, seq) or (seq,); returned as 2-d."""
+    ids = require_tensor(name, ids)
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integers (torch.long), got {_describe(ids)}")
+    if ids.dim() == 1:
+        ids = ids[None]
+    batch, seq = shape
+    if ids.dim() != 2 or ids.shape[1] != seq or ids.shape[0] not in (1, batch):
+        raise ValueError(f"{name} must have shape ({batch}, {seq}) or (1, {seq}), got {_describe(ids)}")
+    if not _check_values():
+        return ids
+    lo, hi = int(ids.min()), int(ids.max())
+    if lo < 0 or hi >= upper:
+        bad = lo if lo < 0 else hi
+        where = tuple((ids == bad).nonzero()[0].tolist())
+        raise ValueError(f"{name} must be in [0, {upper}) ({table}), got {bad} at index {where}")
+    return ids
+
+
 def check_position_ids(name: str, position_ids: object, shape: tuple[int, int], max_positions: int) -> Tensor:
     """position_ids: integers in [0, max_positions), shaped (batch, seq), (1, seq) or (seq,)."""
-    position_ids = require_tensor(name, position_ids)
-    if position_ids.dtype.is_floating_point or position_ids.dtype.is_complex or position_ids.dtype == torch.bool:
-        raise ValueError(f"{name} must hold integers, got {_describe(position_ids)}")
-    if position_ids.dim() == 1:
-        position_ids = position_ids[None]
-    batch, seq = shape
-    if position_ids.dim() != 2 or position_ids.shape[1] != seq or position_ids.shape[0] not in (1, batch):
-        raise ValueError(f"{name} must have shape ({batch}, {seq}) or (1, {seq}), got {_describe(position_ids)}")
-    if not _check_values():
-        return position_ids
-    lo, hi = int(position_ids.min()), int(position_ids.max())
-    if lo < 0 or hi >= max_positions:
-        raise ValueError(f"{name} must be in [0, {max_positions}) (the model's position table), got {lo if lo < 0 else hi}")
-    return position_ids
+    return _check_broadcast_ids(name, position_ids, shape, max_positions, "the model's position table")
 
 
 def check_labels(name: str, labels: object, shape: tuple[int, ...], num_classes: int) -> Tensor:
@@ -138,24 +145,7 @@ def check_token_type_ids(name: str, token_type_ids: object, shape: tuple[int, in
 
     Returns them as (batch or 1, seq).
     """
-    token_type_ids = require_tensor(name, token_type_ids)
-    if token_type_ids.dtype.is_floating_point or token_type_ids.dtype.is_complex or token_type_ids.dtype == torch.bool:
-        raise ValueError(f"{name} must hold integer segment ids (torch.long), got {_describe(token_type_ids)}")
-    if token_type_ids.dim() == 1:
-        token_type_ids = token_type_ids[None]
-    batch, seq = shape
-    if token_type_ids.dim() != 2 or token_type_ids.shape[1] != seq or token_type_ids.shape[0] not in (1, batch):
-        raise ValueError(f"{name} must have shape ({batch}, {seq}) or (1, {seq}), got {_describe(token_type_ids)}")
-    if not _check_values():
-        return token_type_ids
-    lo, hi = int(token_type_ids.min()), int(token_type_ids.max())
-    if lo < 0 or hi >= type_vocab_size:
-        bad = lo if lo < 0 else hi
-        where = tuple((token_type_ids == bad).nonzero()[0].tolist())
-        raise ValueError(
-            f"{name} must be in [0, {type_vocab_size}) (the model's type_vocab_size), got {bad} at index {where}"
-        )
-    return token_type_ids
+    return _check_broadcast_ids(name, token_type_ids, shape, type_vocab_size, "the model's type_vocab_size")
 
 
 def check_classification_labels(name: str, labels: object, batch: int, num_labels: int, problem_type: str) -> Tensor:
