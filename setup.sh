@@ -2,7 +2,7 @@
 # One-command set-up: a virtual environment in .venv with PyTorch, the course package and
 # what the tests compare against, then your first `mlab-tfs check`.
 #
-#   PYTHON=python3.11 ./setup.sh     choose the interpreter (3.10 or newer)
+#   PYTHON=python3.11 ./setup.sh     choose the interpreter (3.11 or newer)
 #   TORCH_SPEC="torch==2.5.1" ...    choose the PyTorch to install when none is present
 #   ./setup.sh --no-check            set up only
 set -euo pipefail
