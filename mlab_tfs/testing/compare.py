@@ -162,3 +162,13 @@ def assert_grads_close(
 
 def grads(module: torch.nn.Module) -> dict[str, Tensor | None]:
     return {n: p.grad for n, p in module.named_parameters()}
+
+
+def assert_same_checkpoint(saved_file, original_file) -> None:
+    """Two safetensors files hold the same keys and bit-identical tensors."""
+    from safetensors.torch import load_file
+
+    saved, original = load_file(saved_file), load_file(original_file)
+    assert sorted(saved) == sorted(original), f"saved keys differ: {sorted(set(saved) ^ set(original))[:6]}"
+    for key in original:
+        assert torch.equal(saved[key], original[key]), f"{key} changed on the way through load and save"

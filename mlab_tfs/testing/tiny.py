@@ -30,6 +30,18 @@ GPT2_CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
+def edited_checkpoint(src: Path, dst: Path, edit) -> Path:
+    """A copy of the checkpoint folder src in dst, its tensors changed in place by edit(state)."""
+    from safetensors.torch import load_file, save_file
+
+    dst.mkdir()
+    (dst / "config.json").write_text((src / "config.json").read_text())
+    state = load_file(src / "model.safetensors")
+    edit(state)
+    save_file(state, dst / "model.safetensors", metadata={"format": "pt"})
+    return dst
+
+
 def randomize_(model: torch.nn.Module, seed: int, scale: float = 0.1) -> None:
     """Move layer-norm weights away from 1 and biases away from 0."""
     g = torch.Generator().manual_seed(seed)

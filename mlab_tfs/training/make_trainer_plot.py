@@ -15,7 +15,6 @@ from pathlib import Path
 
 
 def run(steps: int):
-    import torch
     import transformers
 
     from mlab_tfs.assets import shakespeare_text

@@ -12,8 +12,8 @@ from safetensors.torch import load_file, save_file
 
 from mlab_tfs.bert import solution
 from mlab_tfs.checkpoints import CheckpointError
-from mlab_tfs.testing.compare import assert_close
-from mlab_tfs.testing.tiny import BERT_CONFIGS, hf_bert
+from mlab_tfs.testing.compare import assert_close, assert_same_checkpoint
+from mlab_tfs.testing.tiny import BERT_CONFIGS, edited_checkpoint, hf_bert
 
 from .helpers import batch, config_of
 
@@ -93,10 +93,7 @@ def test_save_pretrained_loads_in_transformers(bert, checkpoint, name, target, t
         f"transformers reports {info}: save HF's names, in the layout of {CLASSES[target]}, and leave out the "
         f"tied decoder weight"
     )
-    saved, before = load_file(tmp_path / "model.safetensors"), load_file(original / "model.safetensors")
-    assert sorted(saved) == sorted(before), f"saved keys differ: {sorted(set(saved) ^ set(before))[:6]}"
-    for key in before:
-        assert torch.equal(saved[key], before[key]), f"{key} changed on the way through load and save"
+    assert_same_checkpoint(tmp_path / "model.safetensors", original / "model.safetensors")
     assert ref.config.num_labels == ours.config.num_labels and ref.config.problem_type == ours.config.problem_type
     _compare(ours, ref.eval(), target, ours.config, "(transformers loading our checkpoint)")
 
@@ -149,15 +146,6 @@ def test_head_missing_from_checkpoint_starts_fresh_with_a_warning(bert, checkpoi
     assert torch.equal(model.cls.predictions.bias, torch.zeros(99)), "a fresh MLM head's bias starts at zero"
 
 
-def _broken_checkpoint(src, dst, edit):
-    dst.mkdir()
-    (dst / "config.json").write_text((src / "config.json").read_text())
-    state = load_file(src / "model.safetensors")
-    edit(state)
-    save_file(state, dst / "model.safetensors", metadata={"format": "pt"})
-    return dst
-
-
 @pytest.mark.solution_only
 def test_missing_unexpected_and_mismatched_keys_are_listed(checkpoint, tmp_path):
     def edit(state):
@@ -165,7 +153,7 @@ def test_missing_unexpected_and_mismatched_keys_are_listed(checkpoint, tmp_path)
         state["embeddings.LayerNorm.weight"] = torch.ones(5)
         state["encoder.layer.0.attention.self.relative_key.weight"] = torch.ones(2)
 
-    folder = _broken_checkpoint(checkpoint("base", "model"), tmp_path / "broken", edit)
+    folder = edited_checkpoint(checkpoint("base", "model"), tmp_path / "broken", edit)
     with pytest.raises(CheckpointError) as info:
         solution.BertModel.from_pretrained(folder)
     message = str(info.value)
@@ -228,8 +216,6 @@ def test_untied_decoder_round_trips(tmp_path, checkpoint):
 def test_tied_decoder_is_saved_once(tmp_path):
     """safetensors refuses two names for one tensor (and transformers' Trainer saves a plain
     state_dict with it): the tied decoder weight appears once and loads back tied."""
-    from safetensors.torch import save_file
-
     config = solution.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                  intermediate_size=32, max_position_embeddings=20)
     model = solution.BertForMaskedLM(config)

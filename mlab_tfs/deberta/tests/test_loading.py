@@ -12,7 +12,8 @@ from safetensors.torch import load_file, save_file
 
 from mlab_tfs.checkpoints import CheckpointError
 from mlab_tfs.deberta import solution
-from mlab_tfs.testing.compare import assert_close
+from mlab_tfs.testing.compare import assert_close, assert_same_checkpoint
+from mlab_tfs.testing.tiny import edited_checkpoint
 
 from .helpers import DEBERTA_CONFIGS
 
@@ -32,11 +33,7 @@ def test_save_pretrained_loads_in_transformers(deberta, checkpoints, name, tmp_p
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], (
         f"transformers reports {info}"
     )
-    original = load_file(checkpoints[name] / "model.safetensors")
-    saved = load_file(tmp_path / "model.safetensors")
-    assert sorted(saved) == sorted(original), f"saved keys differ: {sorted(set(saved) ^ set(original))[:6]}"
-    for key in original:
-        assert torch.equal(saved[key], original[key]), f"{key} changed on the way through load and save"
+    assert_same_checkpoint(tmp_path / "model.safetensors", checkpoints[name] / "model.safetensors")
     ids = _ids(model.config.vocab_size, 1)
     with torch.no_grad():
         assert_close(hf.eval()(ids).logits, model(ids).logits, name="transformers' logits from our checkpoint", atol=1e-5)
@@ -81,26 +78,22 @@ def test_original_head_layout_asks_for_legacy_false(checkpoints, tmp_path, hf_mo
 
 def test_unused_absolute_positions_are_dropped(checkpoints, tmp_path, hf_models):
     """Some checkpoints store position_embeddings with position_biased_input=False; transformers ignores them."""
-    dst = tmp_path / "extra"
-    dst.mkdir()
-    (dst / "config.json").write_text((checkpoints["v2_conv"] / "config.json").read_text())
-    state = load_file(checkpoints["v2_conv"] / "model.safetensors")
-    state["deberta.embeddings.position_embeddings.weight"] = torch.zeros(24, 32)
-    save_file(state, dst / "model.safetensors", metadata={"format": "pt"})
+    def edit(state):
+        state["deberta.embeddings.position_embeddings.weight"] = torch.zeros(24, 32)
+
+    dst = edited_checkpoint(checkpoints["v2_conv"], tmp_path / "extra", edit)
     model = solution.DebertaV2ForMaskedLM.from_pretrained(dst)
     with torch.no_grad():
         assert_close(model(_ids(83)).logits, hf_models["v2_conv"](_ids(83)).logits, name="logits", atol=1e-5)
 
 
 def test_missing_and_mismatched_keys_are_listed(checkpoints, tmp_path):
-    dst = tmp_path / "broken"
-    dst.mkdir()
-    (dst / "config.json").write_text((checkpoints["v3"] / "config.json").read_text())
-    state = load_file(checkpoints["v3"] / "model.safetensors")
-    del state["deberta.encoder.layer.1.attention.self.value_proj.bias"]
-    state["deberta.encoder.rel_embeddings.weight"] = torch.zeros(10, 32)
-    state["deberta.encoder.layer.0.attention.self.pos_key_proj.weight"] = torch.zeros(32, 32)
-    save_file(state, dst / "model.safetensors", metadata={"format": "pt"})
+    def edit(state):
+        del state["deberta.encoder.layer.1.attention.self.value_proj.bias"]
+        state["deberta.encoder.rel_embeddings.weight"] = torch.zeros(10, 32)
+        state["deberta.encoder.layer.0.attention.self.pos_key_proj.weight"] = torch.zeros(32, 32)
+
+    dst = edited_checkpoint(checkpoints["v3"], tmp_path / "broken", edit)
     with pytest.raises(CheckpointError) as info:
         solution.DebertaV2ForMaskedLM.from_pretrained(dst)
     message = str(info.value)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from mlab_tfs.gpt2 import solution
 from mlab_tfs.testing import tiny

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from mlab_tfs.gpt2 import solution
-from mlab_tfs.testing.shortcuts import additive  # noqa: F401  (re-exported for the tests)
 
 TRANSPOSED = solution.TRANSPOSED
 

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlab_tfs.testing.compare import assert_close, assert_grads_close
-from mlab_tfs.testing.shortcuts import no_shortcuts
+from mlab_tfs.testing.shortcuts import additive, no_shortcuts
 from mlab_tfs.testing.tiny import hf_gpt2
 
-from .helpers import additive, config_of, keep_mask, load_into
+from .helpers import config_of, keep_mask, load_into
 
 
 # ----------------------------------------------------------------------------- 1. layer norm

@@ -11,8 +11,8 @@ from safetensors.torch import load_file, save_file
 
 from mlab_tfs.checkpoints import CheckpointError
 from mlab_tfs.gpt2 import solution
-from mlab_tfs.testing.compare import assert_close
-from mlab_tfs.testing.tiny import GPT2_CONFIGS, hf_gpt2
+from mlab_tfs.testing.compare import assert_close, assert_same_checkpoint
+from mlab_tfs.testing.tiny import GPT2_CONFIGS, edited_checkpoint, hf_gpt2
 
 from .test_model import CONFIGS
 
@@ -57,11 +57,7 @@ def test_save_pretrained_loads_in_transformers(gpt2, checkpoints, name, tmp_path
         f"transformers reports {info}: save HF's names, with Conv1D weights transposed back, and leave out the "
         f"tied lm_head.weight"
     )
-    original = load_file(checkpoints[name] / "model.safetensors")
-    saved = load_file(tmp_path / "model.safetensors")
-    assert sorted(saved) == sorted(original), f"saved keys differ: {sorted(set(saved) ^ set(original))[:6]}"
-    for key in original:
-        assert torch.equal(saved[key], original[key]), f"{key} changed on the way through load and save"
+    assert_same_checkpoint(tmp_path / "model.safetensors", checkpoints[name] / "model.safetensors")
     ids = _ids(model.config.vocab_size, 1)
     with torch.no_grad():
         assert_close(hf.eval()(ids).logits, model(ids).logits, name="transformers' logits from our checkpoint",
@@ -84,22 +80,13 @@ def test_loads_gpt2model_checkpoint_with_mask_buffers(gpt2, hf_base, tmp_path):
                      atol=1e-5, hint="add the 'transformer.' prefix where it is missing; skip attn.bias/masked_bias")
 
 
-def _broken_checkpoint(src, dst, edit):
-    dst.mkdir()
-    (dst / "config.json").write_text((src / "config.json").read_text())
-    state = load_file(src / "model.safetensors")
-    edit(state)
-    save_file(state, dst / "model.safetensors", metadata={"format": "pt"})
-    return dst
-
-
 def test_missing_and_mismatched_keys_are_listed(checkpoints, tmp_path):
     def edit(state):
         del state["transformer.h.1.mlp.c_fc.bias"]
         state["transformer.ln_f.weight"] = torch.ones(5)
         state["transformer.h.0.attn.q_proj.weight"] = torch.ones(2)
 
-    folder = _broken_checkpoint(checkpoints["base"], tmp_path / "broken", edit)
+    folder = edited_checkpoint(checkpoints["base"], tmp_path / "broken", edit)
     with pytest.raises(CheckpointError) as info:
         solution.GPT2LMHeadModel.from_pretrained(folder)
     message = str(info.value)
