@@ -596,6 +596,7 @@ class BertForMaskedLM(BertPreTrainedModel, nn.Module):
     head_prefixes = ("cls.",)
     hf_to_ours = staticmethod(lambda state, config: from_hf_state_dict(state, config, "mlm"))
     ours_to_hf = staticmethod(lambda state, config: to_hf_state_dict(state, config, "mlm"))
+    tied_weights = {DECODER: WORD_EMBEDDINGS}  # with tie_word_embeddings
 
     def __init__(self, config: BertConfig):
         super().__init__()
@@ -608,7 +609,7 @@ class BertForMaskedLM(BertPreTrainedModel, nn.Module):
             # One Parameter, two uses: its gradient is the sum of the lookup's and the decoder's.
             self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
             # ...saved once, so that safetensors (and transformers' Trainer) can write it.
-            save_tied_weights_once(self, {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight"})
+            save_tied_weights_once(self, self.tied_weights)
 
     def forward(
         self,

@@ -450,6 +450,7 @@ class BertForMaskedLM(BertPreTrainedModel, nn.Module):
     head_prefixes = ("cls.",)
     hf_to_ours = staticmethod(lambda state, config: from_hf_state_dict(state, config, "mlm"))
     ours_to_hf = staticmethod(lambda state, config: to_hf_state_dict(state, config, "mlm"))
+    tied_weights = {DECODER: WORD_EMBEDDINGS}  # with tie_word_embeddings
 
     def __init__(self, config: BertConfig):
         """Store ``self.config``; create ``bert`` = BertModel(config, add_pooling_layer=False)

@@ -875,6 +875,11 @@ class DebertaV2ForMaskedLM(_PreTrained, nn.Module):
 
     hf_to_ours = staticmethod(mlm_from_hf_state_dict)
     ours_to_hf = staticmethod(mlm_to_hf_state_dict)
+    # With legacy and tie_word_embeddings (transformers' _tied_weights_keys).
+    tied_weights = {
+        "cls.predictions.decoder.weight": "deberta.embeddings.word_embeddings.weight",
+        "cls.predictions.decoder.bias": "cls.predictions.bias",
+    }
 
     def __init__(self, config: DebertaV2Config):
         super().__init__()
@@ -892,10 +897,7 @@ class DebertaV2ForMaskedLM(_PreTrained, nn.Module):
                 head.decoder.weight = self.deberta.embeddings.word_embeddings.weight  # one Parameter, two uses
                 head.decoder.bias = head.bias
                 # ...each saved once, so that safetensors (and transformers' Trainer) can write them.
-                save_tied_weights_once(self, {
-                    "cls.predictions.decoder.weight": "deberta.embeddings.word_embeddings.weight",
-                    "cls.predictions.decoder.bias": "cls.predictions.bias",
-                })
+                save_tied_weights_once(self, self.tied_weights)
 
     def forward(
         self,

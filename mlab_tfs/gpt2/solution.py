@@ -485,6 +485,7 @@ class GPT2LMHeadModel(PretrainedMixin, nn.Module):
     config_class = GPT2Config
     hf_to_ours = staticmethod(from_hf_state_dict)
     ours_to_hf = staticmethod(to_hf_state_dict)
+    tied_weights = {"lm_head.weight": "transformer.wte.weight"}  # with tie_word_embeddings
     accepts_loss_kwargs = True  # tells transformers' Trainer to pass num_items_in_batch
 
     def __init__(self, config: GPT2Config):
@@ -495,7 +496,7 @@ class GPT2LMHeadModel(PretrainedMixin, nn.Module):
         if config.tie_word_embeddings:
             self.lm_head.weight = self.transformer.wte.weight  # one Parameter, two uses
             # ...saved once, so that safetensors (and transformers' Trainer) can write it.
-            save_tied_weights_once(self, {"lm_head.weight": "transformer.wte.weight"})
+            save_tied_weights_once(self, self.tied_weights)
         else:
             nn.init.normal_(self.lm_head.weight, mean=0.0, std=config.initializer_range)
 

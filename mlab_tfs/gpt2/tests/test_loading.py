@@ -105,7 +105,7 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
 
 def test_folder_without_weights(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_embd": 8, "n_head": 2}))
-    with pytest.raises(FileNotFoundError, match="no weights"):
+    with pytest.raises(CheckpointError, match="no weights"):
         solution.GPT2LMHeadModel.from_pretrained(tmp_path)
 
 
