@@ -23,6 +23,18 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from mlab_tfs.checkpoints import PretrainedMixin, StateDict, save_tied_weights_once
+from mlab_tfs.configs import (
+    ConfigError,
+    ConfigTypeError,
+    check_bool,
+    check_choice,
+    check_divisible,
+    check_float,
+    check_int,
+    check_probability,
+    check_token_id,
+    config_dict,
+)
 from mlab_tfs.inputs import (
     check_attention_mask,
     check_classification_labels,
@@ -67,28 +79,38 @@ class BertConfig:
     attn_implementation: str = "eager"
 
     def __post_init__(self) -> None:
+        """Check every field: ConfigError (a ValueError) naming it, ConfigTypeError for a wrong type."""
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                      "max_position_embeddings", "type_vocab_size", "num_labels"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"BertConfig.{name} must be a positive int, got {value!r}")
-        if self.hidden_size % self.num_attention_heads != 0:
-            raise ValueError(
-                f"BertConfig.hidden_size ({self.hidden_size}) must be divisible by "
-                f"num_attention_heads ({self.num_attention_heads})"
-            )
-        if self.hidden_act not in ACTIVATIONS:
-            raise ValueError(f"BertConfig.hidden_act must be one of {ACTIVATIONS}, got {self.hidden_act!r}")
+            check_int(self, name, minimum=1)
+        check_divisible(self, "hidden_size", "num_attention_heads")
+        check_choice(self, "hidden_act", ACTIVATIONS)
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            check_probability(self, name)
+        check_probability(self, "classifier_dropout", optional=True)
+        check_float(self, "layer_norm_eps", low=0.0, low_open=True)  # inside a sqrt: > 0
+        check_float(self, "initializer_range", low=0.0)
+        check_token_id(self, "pad_token_id", self.vocab_size)  # the embedding's padding row
+        check_bool(self, "tie_word_embeddings")
         if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
             raise ValueError(
                 f"BertConfig.attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, got {self.attn_implementation!r}"
             )
-        if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
-            raise ValueError(f"BertConfig.problem_type must be None or one of {PROBLEM_TYPES}, got {self.problem_type!r}")
+        check_choice(self, "problem_type", PROBLEM_TYPES, optional=True)
         if self.id2label is not None:
-            self.id2label = {int(k): v for k, v in self.id2label.items()}  # JSON keys are strings
-            if len(self.id2label) != self.num_labels:
-                raise ValueError(f"BertConfig.id2label has {len(self.id2label)} labels but num_labels={self.num_labels}")
+            if not isinstance(self.id2label, dict):
+                raise ConfigTypeError(f"BertConfig.id2label must be a dict of class id -> name or None, "
+                                      f"got {type(self.id2label).__name__}")
+            try:
+                self.id2label = {int(k): v for k, v in self.id2label.items()}  # JSON keys are strings
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"BertConfig.id2label keys must be class ids 0..num_labels-1, "
+                                  f"got {list(self.id2label)}") from e
+            if sorted(self.id2label) != list(range(self.num_labels)):
+                raise ConfigError(f"BertConfig.id2label must name the classes 0..{self.num_labels - 1} "
+                                  f"(num_labels={self.num_labels}), got ids {sorted(self.id2label)}")
+            if not all(isinstance(v, str) for v in self.id2label.values()):
+                raise ConfigTypeError(f"BertConfig.id2label names must be strings, got {list(self.id2label.values())}")
 
     @property
     def head_dim(self) -> int:
@@ -97,6 +119,7 @@ class BertConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "BertConfig":
         """Read a Hugging Face config.json's contents; fields we don't use are ignored."""
+        d = config_dict(cls.__name__, d)
         if d.get("model_type", "bert") != "bert":
             raise ValueError(
                 f"config has model_type {d['model_type']!r}; BERT loads checkpoints with model_type 'bert'"
