@@ -400,7 +400,7 @@ class PretrainedMixin:
                 continue
             if key not in field_names:
                 raise _unknown_keyword(cls, key, field_names + ["new_head", "dtype", "torch_dtype", "device",
-                                                                "device_map", *HUB_KWARGS])
+                                                                "device_map", "attn_implementation", *HUB_KWARGS])
             overrides[key] = value
 
         folder = resolve_checkpoint(name_or_path, **hub_kwargs)
