@@ -447,10 +447,13 @@ def from_hf_state_dict(hf_state: StateDict, config: BertConfig, target: str = "m
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     hf_state = dict(hf_state)
-    # Older checkpoints store the decoder's bias twice, as decoder.bias and predictions.bias.
     decoder_bias = hf_state.pop("cls.predictions.decoder.bias", None)
-    if decoder_bias is not None:
+    if decoder_bias is not None and config.tie_word_embeddings:
+        # Tied, it is a second copy of predictions.bias (older checkpoints store both).
         hf_state.setdefault("cls.predictions.bias", decoder_bias)
+    elif decoder_bias is not None:
+        # Untied, transformers' decoder adds its own bias; predictions.bias is then unused.
+        hf_state["cls.predictions.bias"] = decoder_bias
     full: StateDict = {}  # every key in the layout of the models with a head: bert.* / cls.* / classifier.*
     for key, value in hf_state.items():
         if key.endswith(("embeddings.position_ids", "embeddings.token_type_ids")):
