@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import torch
 
+from mlab_tfs.configs import ConfigError
 from mlab_tfs.durable import atomic_folder
 
 Tensor = torch.Tensor
@@ -139,10 +140,14 @@ def _download(repo_id: str, hub_kwargs: dict[str, Any]) -> Path:
         if isinstance(e, CheckpointError):
             raise
         raise FileNotFoundError(
-            f"name_or_path: {repo_id!r} is not a local folder, and the hub could not provide it "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            f"name_or_path: {repo_id!r} is not a local folder, and the hub could not provide it ({_first_line(e)})"
         ) from e
     raise FileNotFoundError(f"hub repo {repo_id!r} has none of {WEIGHT_FILES}")
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).splitlines()
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
@@ -189,7 +194,7 @@ def _load_pickle(path: Path) -> StateDict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated zip, a foreign pickle, an object weights_only refuses...
         raise CheckpointError(
-            f"{path} cannot be read as a torch state dict ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}): "
+            f"{path} cannot be read as a torch state dict ({_first_line(e)}): "
             f"the file is truncated, corrupted or not a state dict"
         ) from e
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
@@ -405,7 +410,11 @@ class PretrainedMixin:
 
         folder = resolve_checkpoint(name_or_path, **hub_kwargs)
         stored = read_config(folder)
-        config = cls.config_class.from_dict({**stored, **overrides})
+        try:
+            config = cls.config_class.from_dict({**stored, **overrides})
+        except ConfigError as e:  # say where the bad value came from
+            source = f"{folder / 'config.json'}" + (f" with the keywords {sorted(overrides)}" if overrides else "")
+            raise type(e)(f"{e} (reading {source})") from e
         state = read_state_dict(folder)
         if dtype == "auto":
             dtype = _auto_dtype(stored, state)

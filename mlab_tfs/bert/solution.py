@@ -10,7 +10,6 @@ hs = C // nh head size, I = intermediate_size, V vocabulary, L = num_labels.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -22,7 +21,7 @@ from einops import rearrange
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from mlab_tfs.checkpoints import PretrainedMixin, StateDict, save_tied_weights_once
+from mlab_tfs.checkpoints import PretrainedMixin, StateDict, read_config, save_tied_weights_once
 from mlab_tfs.configs import (
     ConfigError,
     ConfigTypeError,
@@ -144,7 +143,9 @@ class BertConfig:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> "BertConfig":
-        return cls.from_dict(json.loads((Path(folder) / "config.json").read_text()))
+        """The config of a checkpoint folder. CheckpointError naming config.json if it is
+        missing or not a JSON object; ConfigError naming the field for a bad value."""
+        return cls.from_dict(read_config(Path(folder)))
 
     def to_dict(self) -> dict[str, Any]:
         """A config.json that transformers' BertConfig reads back to the same model."""

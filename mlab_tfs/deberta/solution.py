@@ -23,7 +23,6 @@ so the relative table has 2k rows.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -34,7 +33,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from mlab_tfs.checkpoints import CheckpointError, PretrainedMixin, StateDict, save_tied_weights_once
+from mlab_tfs.checkpoints import CheckpointError, PretrainedMixin, StateDict, read_config, save_tied_weights_once
 from mlab_tfs.configs import (
     ConfigError,
     ConfigTypeError,
@@ -121,7 +120,9 @@ class DebertaV2Config:
                      "tie_word_embeddings"):
             check_bool(self, name)
         if not isinstance(self.norm_rel_ebd, str):
-            raise ConfigTypeError(f"DebertaV2Config.norm_rel_ebd must be 'none' or 'layer_norm', got {self.norm_rel_ebd!r}")
+            raise ConfigTypeError(
+                f"DebertaV2Config.norm_rel_ebd must be 'none' or 'layer_norm', got {self.norm_rel_ebd!r}"
+            )
         self.pos_att_type = _parse_pos_att_type(self.pos_att_type)
         norms = [x.strip() for x in str(self.norm_rel_ebd).lower().split("|")]
         if any(x not in REL_EMBEDDING_NORMS for x in norms):
@@ -202,7 +203,9 @@ class DebertaV2Config:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> "DebertaV2Config":
-        return cls.from_dict(json.loads((Path(folder) / "config.json").read_text()))
+        """The config of a checkpoint folder. CheckpointError naming config.json if it is
+        missing or not a JSON object; ConfigError naming the field for a bad value."""
+        return cls.from_dict(read_config(Path(folder)))
 
     def to_dict(self) -> dict[str, Any]:
         """A config.json that transformers' DebertaV2Config reads back to the same model."""

@@ -9,7 +9,6 @@ nh heads, hs = C // nh head size, V vocabulary.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -21,7 +20,7 @@ from einops import rearrange
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from mlab_tfs.checkpoints import PretrainedMixin, StateDict, save_tied_weights_once
+from mlab_tfs.checkpoints import PretrainedMixin, StateDict, read_config, save_tied_weights_once
 from mlab_tfs.configs import (
     check_bool,
     check_choice,
@@ -119,7 +118,9 @@ class GPT2Config:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> "GPT2Config":
-        return cls.from_dict(json.loads((Path(folder) / "config.json").read_text()))
+        """The config of a checkpoint folder. CheckpointError naming config.json if it is
+        missing or not a JSON object; ConfigError naming the field for a bad value."""
+        return cls.from_dict(read_config(Path(folder)))
 
     def to_dict(self) -> dict[str, Any]:
         """A config.json that transformers' GPT2Config reads back to the same model."""

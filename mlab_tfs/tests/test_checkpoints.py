@@ -368,3 +368,25 @@ def test_head_tied_by_hand_is_saved_tied(tmp_path):
     back = gpt2.GPT2LMHeadModel.from_pretrained(tmp_path)
     assert back.lm_head.weight is back.transformer.wte.weight
     assert torch.equal(back.lm_head.weight, model.transformer.wte.weight)
+
+
+@pytest.mark.parametrize("field,value", [("layer_norm_epsilon", -1), ("attn_pdrop", 2.0), ("n_head", "4"),
+                                         ("scale_attn_weights", 1)])
+def test_bad_value_in_config_json_names_the_field_and_the_file(field, value, folders, tmp_path):
+    folder = _copy(folders["gpt2"], tmp_path / "ckpt")
+    config = json.loads((folder / "config.json").read_text())
+    config[field] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=rf"GPT2Config\.{field} .*\(reading .*ckpt/config\.json\)"):
+        gpt2.GPT2LMHeadModel.from_pretrained(folder)
+    with pytest.raises(ValueError, match=rf"GPT2Config\.{field} .*with the keywords \['{field}'\]"):
+        gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"], **{field: value})
+
+
+@pytest.mark.parametrize("config_class", [gpt2.GPT2Config, bert.BertConfig, deberta.DebertaV2Config])
+def test_config_from_pretrained_names_an_unreadable_config_json(config_class, tmp_path):
+    with pytest.raises(CheckpointError, match=r"config\.json: missing"):
+        config_class.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text("not json")
+    with pytest.raises(CheckpointError, match=r"config\.json is not valid JSON"):
+        config_class.from_pretrained(tmp_path)
