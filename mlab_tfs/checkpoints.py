@@ -221,7 +221,8 @@ def read_state_dict(folder: Path) -> StateDict:
 
 
 def check_fits(model: torch.nn.Module, state_dict: StateDict, source: str) -> None:
-    """Raise one CheckpointError listing every missing key, unexpected key and shape mismatch."""
+    """Raise one CheckpointError listing every missing key, unexpected key and shape (or
+    integer/float) mismatch."""
     # Every name load_state_dict accepts: a tied parameter under both of its names too.
     expected = {**dict(model.named_parameters(remove_duplicate=False)), **model.state_dict()}
     missing = sorted(set(expected) - set(state_dict))
@@ -230,6 +231,12 @@ def check_fits(model: torch.nn.Module, state_dict: StateDict, source: str) -> No
         f"{k}: checkpoint {tuple(state_dict[k].shape)}, model {tuple(expected[k].shape)}"
         for k in sorted(set(expected) & set(state_dict))
         if state_dict[k].shape != expected[k].shape
+    ]
+    # load_state_dict would cast integers into a float parameter without a word.
+    mismatched += [
+        f"{k}: checkpoint dtype {state_dict[k].dtype}, model {expected[k].dtype}"
+        for k in sorted(set(expected) & set(state_dict))
+        if state_dict[k].is_floating_point() != expected[k].is_floating_point()
     ]
     if missing or unexpected or mismatched:
         lines = [f"the checkpoint {source} does not fit {type(model).__name__}:"]

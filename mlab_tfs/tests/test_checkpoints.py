@@ -390,3 +390,13 @@ def test_config_from_pretrained_names_an_unreadable_config_json(config_class, tm
     (tmp_path / "config.json").write_text("not json")
     with pytest.raises(CheckpointError, match=r"config\.json is not valid JSON"):
         config_class.from_pretrained(tmp_path)
+
+
+def test_integer_weights_are_a_mismatch(folders, tmp_path):
+    def edit(state):
+        state["transformer.ln_f.weight"] = state["transformer.ln_f.weight"].long()
+
+    folder = tiny.edited_checkpoint(folders["gpt2"], tmp_path / "ints", edit)
+    with pytest.raises(CheckpointError, match=r"transformer\.ln_f\.weight: checkpoint dtype torch\.int64, model "
+                                              r"torch\.float32"):
+        gpt2.GPT2LMHeadModel.from_pretrained(folder)
