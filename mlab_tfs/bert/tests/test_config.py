@@ -90,6 +90,7 @@ def _labels(name: str, config, ids):
     return torch.randint(0, L, (B,), generator=g)
 
 
+@pytest.mark.exercise("loading")
 @pytest.mark.parametrize("name", list(PARITY))
 def test_field_matches_transformers(bert, parity_folders, name):
     head, overrides = PARITY[name]
@@ -113,6 +114,7 @@ def test_field_matches_transformers(bert, parity_folders, name):
     assert_bert_grads_close(ours, hf_grads_as_ours(hf, ours, head), rtol=1e-4, what=f"gradient with {overrides}")
 
 
+@pytest.mark.exercise("loading")
 @pytest.mark.parametrize("classifier_dropout", [0.5, 0.0, None])
 def test_classifier_dropout_in_train_mode(bert, tmp_path, classifier_dropout):
     """The classifier's dropout is classifier_dropout (hidden_dropout_prob when None): with the

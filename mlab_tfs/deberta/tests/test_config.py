@@ -93,6 +93,7 @@ def parity_folders(tmp_path_factory):
             for i, (name, overrides) in enumerate(PARITY.items())}
 
 
+@pytest.mark.exercise("model")
 @pytest.mark.parametrize("name", list(PARITY))
 def test_field_matches_transformers(deberta, parity_folders, name):
     folder = parity_folders[name]

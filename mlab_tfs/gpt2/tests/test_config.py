@@ -71,6 +71,7 @@ def parity_folders(tmp_path_factory):
             for i, (name, overrides) in enumerate(PARITY.items())}
 
 
+@pytest.mark.exercise("loading")
 @pytest.mark.parametrize("attn", solution.ATTN_IMPLEMENTATIONS)
 @pytest.mark.parametrize("name", list(PARITY))
 def test_field_matches_transformers(gpt2, parity_folders, name, attn):
@@ -88,6 +89,7 @@ def test_field_matches_transformers(gpt2, parity_folders, name, attn):
                        what=f"gradient with {PARITY[name]} ({attn})")
 
 
+@pytest.mark.solution_only
 def test_activations_are_transformers_ones():
     """Every accepted name is one of transformers' ACT2FN, with its values to 1e-6."""
     from transformers.activations import ACT2FN
