@@ -122,6 +122,9 @@ def _download(repo_id: str, hub_kwargs: dict[str, Any]) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 
+    if os.environ.get("TRANSFORMERS_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
+        hub_kwargs = {**hub_kwargs, "local_files_only": True}  # as transformers: the cache only
+
     def get(filename: str) -> str:
         return hf_hub_download(repo_id, filename, **hub_kwargs)
 

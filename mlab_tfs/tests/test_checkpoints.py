@@ -178,6 +178,14 @@ def test_missing_local_path_fails_at_once(tmp_path, monkeypatch):
         gpt2.GPT2LMHeadModel.from_pretrained("")
 
 
+def test_hub_id_offline_is_a_clear_error_at_once(monkeypatch, tmp_path):
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(FileNotFoundError, match="'someone/no-such-model' is not a local folder, and the hub could not"):
+        gpt2.GPT2LMHeadModel.from_pretrained("someone/no-such-model", cache_dir=tmp_path)
+    assert time.perf_counter() - start < 1.0
+
+
 def _copy(src: Path, dst: Path) -> Path:
     dst.mkdir()
     for f in src.iterdir():
