@@ -141,3 +141,27 @@ def test_classifier_dropout_in_train_mode(bert, tmp_path, classifier_dropout):
     with torch.no_grad():
         evaluated = ours.eval()(ids, attention_mask=mask, token_type_ids=types).logits
     assert torch.equal(a, evaluated) == (classifier_dropout == 0.0), "dropout acts exactly when p > 0"
+
+
+BODY_DROPOUTS = {"hidden_dropout_prob": dict(hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.0),
+                 "attention_probs_dropout_prob": dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.3),
+                 "both": dict(hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.3)}
+
+
+@pytest.mark.exercise("loading")
+@pytest.mark.parametrize("name", list(BODY_DROPOUTS))
+def test_body_dropout_fields_in_train_mode(bert, tmp_path, name):
+    """Each dropout field drops where transformers' does (train mode, eager attention, the same
+    seed: the same masks drawn in the same order)."""
+    folder = tiny.bert_checkpoint(tmp_path, "base", head="mlm", **BODY_DROPOUTS[name])
+    hf = tiny.hf_bert(folder, "mlm").train()
+    ours = bert.BertForMaskedLM.from_pretrained(folder, attn_implementation="eager").train()
+    ids, mask, types, real = batch(ours.config, lengths=(7, 3, 5), seed=4)
+    kwargs = dict(attention_mask=mask, token_type_ids=types)
+    torch.manual_seed(11)
+    a = ours(ids, **kwargs).logits
+    torch.manual_seed(11)
+    b = hf(ids, **kwargs).logits
+    assert_close(a[real], b[real], name=f"train-mode logits with {BODY_DROPOUTS[name]}", atol=1e-5)
+    with torch.no_grad():
+        assert not torch.allclose(a, ours.eval()(ids, **kwargs).logits), "dropout should act in train mode"

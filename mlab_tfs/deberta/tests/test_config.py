@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import torch
 
 from mlab_tfs.deberta import solution
 from mlab_tfs.testing.compare import assert_close
@@ -112,3 +113,26 @@ def test_field_matches_transformers(deberta, parity_folders, name):
     out.loss.backward()
     ref.loss.backward()
     assert_model_grads_close(named_grads(ours), named_grads(hf), ours.config)
+
+
+DROPOUTS = {"hidden_dropout_prob": dict(hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.0),
+            "attention_probs_dropout_prob": dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.3),
+            "both_with_conv": dict(hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.3, conv_kernel_size=3)}
+
+
+@pytest.mark.exercise("model")
+@pytest.mark.parametrize("name", list(DROPOUTS))
+def test_dropout_fields_in_train_mode(deberta, tmp_path, name):
+    """Each dropout field drops where transformers' does (train mode, the same seed: the same
+    masks drawn in the same order)."""
+    folder = deberta_checkpoint(tmp_path, "v3", **{**BASE, **DROPOUTS[name]})
+    hf = hf_deberta(folder).train()
+    ours = deberta.DebertaV2ForMaskedLM.from_pretrained(folder).train()
+    ids, mask, _ = right_padded_batch(ours.config.vocab_size, [9, 5, 7], seed=3)
+    torch.manual_seed(11)
+    a = ours(ids, attention_mask=mask).logits
+    torch.manual_seed(11)
+    b = hf(ids, attention_mask=mask).logits
+    assert_close(a, b, name=f"train-mode logits with {DROPOUTS[name]}", atol=1e-5)
+    with torch.no_grad():
+        assert not torch.allclose(a, ours.eval()(ids, attention_mask=mask).logits), "dropout should act in train mode"

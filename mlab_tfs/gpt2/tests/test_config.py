@@ -97,3 +97,27 @@ def test_activations_are_transformers_ones():
     x = torch.linspace(-6, 6, 241)
     for name in solution.ACTIVATIONS:
         assert_close(solution._activation(name)(x), ACT2FN[name](x), name=f"activation {name}", atol=1e-6)
+
+
+DROPOUTS = {"resid_pdrop": dict(resid_pdrop=0.3, embd_pdrop=0.0, attn_pdrop=0.0),
+            "embd_pdrop": dict(resid_pdrop=0.0, embd_pdrop=0.3, attn_pdrop=0.0),
+            "attn_pdrop": dict(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.3),
+            "all": dict(resid_pdrop=0.1, embd_pdrop=0.2, attn_pdrop=0.3)}
+
+
+@pytest.mark.exercise("loading")
+@pytest.mark.parametrize("name", list(DROPOUTS))
+def test_dropout_fields_in_train_mode(gpt2, tmp_path, name):
+    """Each dropout field drops where transformers' does: train mode, eager attention on both
+    sides, the same seed, hence the same random masks drawn in the same order."""
+    folder = tiny.gpt2_checkpoint(tmp_path, "base", **DROPOUTS[name])
+    hf = tiny.hf_gpt2(folder).train()
+    ours = gpt2.GPT2LMHeadModel.from_pretrained(folder, attn_implementation="eager").train()
+    ids = torch.randint(0, 97, (2, 9), generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(11)
+    a = ours(ids).logits
+    torch.manual_seed(11)
+    b = hf(ids).logits
+    assert_close(a, b, name=f"train-mode logits with {DROPOUTS[name]}", atol=1e-5)
+    with torch.no_grad():
+        assert not torch.allclose(a, ours.eval()(ids).logits), "dropout should act in train mode"
