@@ -668,12 +668,13 @@ class DebertaV2Encoder(nn.Module):
 
 
 def _init_weights(model: nn.Module, config: DebertaV2Config) -> None:
-    """BERT's initialisation: N(0, initializer_range) weights, zero biases, layer norms at 1
-    and 0, the padding embedding at 0."""
+    """BERT's initialisation: N(0, initializer_range) weights (the convolution's too, as
+    transformers' PreTrainedModel._init_weights), zero biases, layer norms at 1 and 0, the
+    padding embedding at 0."""
     for module in model.modules():
-        if isinstance(module, (nn.Linear, Embedding)):
+        if isinstance(module, (nn.Linear, nn.Conv1d, Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=config.initializer_range)
-        if isinstance(module, nn.Linear) and module.bias is not None:
+        if isinstance(module, (nn.Linear, nn.Conv1d)) and module.bias is not None:
             nn.init.zeros_(module.bias)
         if isinstance(module, Embedding) and module.padding_idx is not None:
             with torch.no_grad():

@@ -28,3 +28,22 @@ BAD_VALUES: dict[str, list[Any]] = {
 def bad_cases(fields: dict[str, str]) -> list[tuple[str, Any]]:
     """[(field, bad value)] for every field of a {field: kind} table."""
     return [(name, value) for name, kind in fields.items() for value in BAD_VALUES[kind]]
+
+
+def assert_init_like(ours: dict, theirs: dict, rtol: float = 0.1) -> None:
+    """Fresh initialisations alike, name by name: tensors transformers fills with a constant
+    (layer norms, biases) equal; random ones with the same std (within rtol, relative) and
+    mean (within rtol x std). Random tensors of under 256 entries are too small to compare."""
+    import torch
+
+    for name, t in theirs.items():
+        assert name in ours, f"{name}: transformers has it, the model does not"
+        a, e = ours[name].detach().double(), t.detach().double()
+        assert a.shape == e.shape, f"{name}: shape {tuple(a.shape)}, transformers {tuple(e.shape)}"
+        if float(e.std()) == 0.0 or e.numel() == 1:
+            assert torch.equal(a, e), f"{name}: transformers initialises it to the constant {float(e.flatten()[0])}"
+        elif e.numel() >= 256:
+            sa, se = float(a.std()), float(e.std())
+            assert abs(sa - se) <= rtol * se, f"{name}: std {sa:.4g}, transformers {se:.4g}"
+            assert abs(float(a.mean()) - float(e.mean())) <= rtol * se, (
+                f"{name}: mean {float(a.mean()):.4g}, transformers {float(e.mean()):.4g}")

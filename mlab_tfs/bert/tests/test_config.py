@@ -11,7 +11,7 @@ import torch
 from mlab_tfs.bert import solution
 from mlab_tfs.testing import tiny
 from mlab_tfs.testing.compare import assert_close
-from mlab_tfs.testing.fields import bad_cases
+from mlab_tfs.testing.fields import assert_init_like, bad_cases
 
 from .helpers import assert_bert_grads_close, batch, hf_grads_as_ours
 
@@ -165,3 +165,22 @@ def test_body_dropout_fields_in_train_mode(bert, tmp_path, name):
     assert_close(a[real], b[real], name=f"train-mode logits with {BODY_DROPOUTS[name]}", atol=1e-5)
     with torch.no_grad():
         assert not torch.allclose(a, ours.eval()(ids, **kwargs).logits), "dropout should act in train mode"
+
+
+@pytest.mark.solution_only
+@pytest.mark.parametrize("head", ["mlm", "classifier"])
+def test_initializer_range_initialises_as_transformers(head):
+    import transformers
+
+    cfg = dict(vocab_size=300, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+               max_position_embeddings=64, type_vocab_size=8, initializer_range=0.37, num_labels=5, pad_token_id=3)
+    torch.manual_seed(0)
+    ours = (solution.BertForMaskedLM if head == "mlm" else solution.BertForSequenceClassification)(
+        solution.BertConfig(**cfg))
+    hf_cls = transformers.BertForMaskedLM if head == "mlm" else transformers.BertForSequenceClassification
+    theirs = hf_cls(transformers.BertConfig(**cfg)).state_dict()
+    theirs.pop("cls.predictions.decoder.bias", None)  # ours keeps it once, as cls.predictions.bias
+    theirs.pop("cls.predictions.decoder.weight", None)  # tied: saved once, as the word embeddings
+    assert_init_like(ours.state_dict(), theirs)
+    word = ours.bert.embeddings.word_embeddings.weight
+    assert torch.equal(word[3], torch.zeros(64)), "the padding row starts at zero, as in transformers"

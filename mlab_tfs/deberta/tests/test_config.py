@@ -10,7 +10,7 @@ import torch
 
 from mlab_tfs.deberta import solution
 from mlab_tfs.testing.compare import assert_close
-from mlab_tfs.testing.fields import bad_cases
+from mlab_tfs.testing.fields import assert_init_like, bad_cases
 
 from .helpers import (
     _COMMON,
@@ -136,3 +136,18 @@ def test_dropout_fields_in_train_mode(deberta, tmp_path, name):
     assert_close(a, b, name=f"train-mode logits with {DROPOUTS[name]}", atol=1e-5)
     with torch.no_grad():
         assert not torch.allclose(a, ours.eval()(ids, attention_mask=mask).logits), "dropout should act in train mode"
+
+
+@pytest.mark.solution_only
+@pytest.mark.parametrize("legacy", [True, False])
+def test_initializer_range_initialises_as_transformers(legacy):
+    import transformers
+
+    cfg = dict(vocab_size=300, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+               max_position_embeddings=64, type_vocab_size=3, initializer_range=0.37, relative_attention=True,
+               pos_att_type=["c2p", "p2c"], position_buckets=32, norm_rel_ebd="layer_norm", share_att_key=False,
+               position_biased_input=True, conv_kernel_size=3, legacy=legacy)
+    torch.manual_seed(0)
+    ours = solution.DebertaV2ForMaskedLM(solution.DebertaV2Config(**cfg))
+    theirs = transformers.DebertaV2ForMaskedLM(transformers.DebertaV2Config(**cfg)).state_dict()
+    assert_init_like(ours.state_dict(), {k: v for k, v in theirs.items() if not k.startswith("cls.predictions.decoder")})

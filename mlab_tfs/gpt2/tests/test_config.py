@@ -11,7 +11,7 @@ import torch
 from mlab_tfs.gpt2 import solution
 from mlab_tfs.testing import tiny
 from mlab_tfs.testing.compare import assert_close, assert_grads_close
-from mlab_tfs.testing.fields import bad_cases
+from mlab_tfs.testing.fields import assert_init_like, bad_cases
 
 from .helpers import hf_grads_as_ours
 
@@ -121,3 +121,17 @@ def test_dropout_fields_in_train_mode(gpt2, tmp_path, name):
     assert_close(a, b, name=f"train-mode logits with {DROPOUTS[name]}", atol=1e-5)
     with torch.no_grad():
         assert not torch.allclose(a, ours.eval()(ids).logits), "dropout should act in train mode"
+
+
+@pytest.mark.solution_only
+@pytest.mark.parametrize("initializer_range", [0.02, 0.37])
+def test_initializer_range_initialises_as_transformers(initializer_range):
+    import transformers
+
+    cfg = dict(vocab_size=500, n_positions=64, n_embd=64, n_layer=3, n_head=4, initializer_range=initializer_range,
+               bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)
+    ours = solution.GPT2LMHeadModel(solution.GPT2Config(**cfg))
+    theirs = transformers.GPT2LMHeadModel(transformers.GPT2Config(**cfg)).state_dict()
+    theirs = {k: v.t() if k.endswith(solution.TRANSPOSED) else v for k, v in theirs.items()}
+    assert_init_like(ours.state_dict(), {k: v for k, v in theirs.items() if k != "lm_head.weight"})
