@@ -395,6 +395,9 @@ class PretrainedMixin:
         """
         if not isinstance(new_head, bool):
             raise TypeError(f"new_head must be a bool, got {new_head!r}")
+        if new_head and not cls.head_prefixes:
+            raise ValueError(f"new_head=True: {cls.__name__} has no head that may start fresh; every weight must "
+                             f"come from the checkpoint")
         dtype = _parse_dtype("dtype", dtype)
         torch_dtype = _parse_dtype("torch_dtype", torch_dtype)
         if dtype is not None and torch_dtype is not None and dtype != torch_dtype:

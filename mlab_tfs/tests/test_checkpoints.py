@@ -141,6 +141,7 @@ def test_dtype_auto_reads_the_checkpoint(tmp_path):
     (dict(torch_dtype=3), "torch_dtype must be"), (dict(dtype=torch.float16, torch_dtype=torch.bfloat16), "disagree"),
     (dict(device="gpu9"), "device must name"), (dict(device_map="auto"), "device_map must name one device"),
     (dict(device="cpu", device_map="cpu"), "not both"), (dict(new_head="yes"), "new_head must be a bool"),
+    (dict(new_head=True), "GPT2LMHeadModel has no head that may start fresh"),
 ])
 def test_bad_dtype_or_device_is_refused(kwargs, match, folders):
     with pytest.raises((TypeError, ValueError), match=match):
