@@ -79,14 +79,17 @@ class CheckpointError(ValueError):
     fit the model it is loaded into. The message names the file or the keys."""
 
 
-def _is_local_looking(name: str | os.PathLike) -> bool:
-    """True if name can only mean a local path: a Path object, anything that is not a hub id
-    ("./x", "/x", "~/x", "a/b/c", "x/"), or one whose first part is a local folder."""
+def _local_only(name: str | os.PathLike) -> str | None:
+    """Why name can only mean a local path (None if it may be a hub id): a Path object,
+    anything that is not a hub id ("./x", "/x", "~/x", "a/b/c", "x/"), or "a/b" where the
+    folder a exists here."""
     if not isinstance(name, str):
-        return True
+        return "a path object"
     if name.startswith((".", "/", "~")) or "\\" in name or not _HUB_ID.match(name) or "--" in name or ".." in name:
-        return True
-    return "/" in name and Path(name.split("/", 1)[0]).is_dir()
+        return f"{name!r} is not a hub id of the form 'name' or 'namespace/name'"
+    if "/" in name and Path(name.split("/", 1)[0]).is_dir():
+        return f"the folder {name.split('/', 1)[0]!r} exists here, so {name!r} names a local path"
+    return None
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> Path:
@@ -110,11 +113,9 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> Pa
     if path.exists():
         raise NotADirectoryError(f"name_or_path must be a checkpoint folder (config.json + weights) or a hub id, "
                                  f"got the file {str(path)!r}")
-    if _is_local_looking(name_or_path):
-        raise FileNotFoundError(
-            f"name_or_path: no checkpoint folder at {str(path.absolute())!r} (and {os.fspath(name_or_path)!r} "
-            f"is not a hub id of the form 'name' or 'namespace/name')"
-        )
+    reason = _local_only(name_or_path)
+    if reason is not None:
+        raise FileNotFoundError(f"name_or_path: no checkpoint folder at {str(path.absolute())!r} ({reason})")
     return _download(str(name_or_path), hub_kwargs)
 
 
