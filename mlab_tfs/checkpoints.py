@@ -8,74 +8,225 @@ here once, by ``PretrainedMixin``.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import difflib
 import json
+import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+from mlab_tfs.configs import ConfigError
+from mlab_tfs.durable import atomic_folder
+
 Tensor = torch.Tensor
 StateDict = dict[str, Tensor]
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+# What an older save may have left that this save's model.safetensors replaces: dropped on
+# save, so a folder never holds two sets of weights.
+STALE_WEIGHTS = ("model.safetensors.index.json", "model-*-of-*.safetensors", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json", "pytorch_model-*-of-*.bin")
+
+# A hub repo id: "name" or "namespace/name", letters, digits, "-", "_", "." (huggingface_hub's
+# validate_repo_id), at most 96 characters each.
+_HUB_PART = r"[A-Za-z0-9](?:[A-Za-z0-9_.\-]{0,94}[A-Za-z0-9_])?"
+_HUB_ID = re.compile(rf"^(?:{_HUB_PART}/)?{_HUB_PART}$")
+
+# transformers' from_pretrained keywords this loader passes to the hub download.
+HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download")
+# ...and those it cannot honour: refused by name rather than silently dropped.
+UNSUPPORTED_KWARGS = {
+    "config": "the config is read from config.json; pass config fields as keywords instead",
+    "state_dict": "load the folder's weights, or call load_state_dict yourself",
+    "ignore_mismatched_sizes": "a checkpoint that does not fit is an error here",
+    "output_loading_info": "loading fails with a CheckpointError listing every key that does not fit",
+    "use_safetensors": "the folder's own weight file is read (model.safetensors first)",
+    "weights_only": "pickles are always read with weights_only=True",
+    "subfolder": "pass the subfolder's own path",
+    "variant": "weight variants are not supported",
+    "proxies": "configure the hub client instead",
+    "quantization_config": "quantisation is not supported",
+    "low_cpu_mem_usage": "not needed: the model is built once and loaded in place",
+    "max_memory": "device maps are not supported; pass device=",
+    "offload_folder": "offloading is not supported",
+    "offload_buffers": "offloading is not supported",
+    "offload_state_dict": "offloading is not supported",
+    "trust_remote_code": "no remote code is ever run",
+    "gguf_file": "GGUF files are not supported",
+    "from_tf": "TensorFlow checkpoints are not supported",
+    "from_flax": "Flax checkpoints are not supported",
+    "adapter_kwargs": "adapters are not supported",
+    "adapter_name": "adapters are not supported",
+    "generation_config": "generation settings are arguments of generate()",
+    "key_mapping": "the model's own name map is used",
+    "tp_plan": "tensor parallelism is not supported",
+    "tp_size": "tensor parallelism is not supported",
+    "device_mesh": "tensor parallelism is not supported",
+    "distributed_config": "tensor parallelism is not supported",
+    "use_kernels": "hub kernels are not supported",
+    "kernel_config": "hub kernels are not supported",
+    "experts_implementation": "these models have no experts",
+}
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that does not fit the model it is loaded into."""
+    """A checkpoint that cannot be read (a missing, truncated or corrupted file) or does not
+    fit the model it is loaded into. The message names the file or the keys."""
 
 
-def resolve_checkpoint(name_or_path: str | Path) -> Path:
-    """A local folder as it is, or a hub id downloaded to the local cache (needs network)."""
-    path = Path(name_or_path)
+def _local_only(name: str | os.PathLike) -> str | None:
+    """Why name can only mean a local path (None if it may be a hub id): a Path object,
+    anything that is not a hub id ("./x", "/x", "~/x", "a/b/c", "x/"), or "a/b" where the
+    folder a exists here."""
+    if not isinstance(name, str):
+        return "a path object"
+    if name.startswith((".", "/", "~")) or "\\" in name or not _HUB_ID.match(name) or "--" in name or ".." in name:
+        return f"{name!r} is not a hub id of the form 'name' or 'namespace/name'"
+    if "/" in name and Path(name.split("/", 1)[0]).is_dir():
+        return f"the folder {name.split('/', 1)[0]!r} exists here, so {name!r} names a local path"
+    return None
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> Path:
+    """The folder of a checkpoint: a local folder as it is, or a hub id ("gpt2",
+    "namespace/name") downloaded to the local cache (needs network; hub_kwargs go to
+    huggingface_hub's hf_hub_download: revision, cache_dir, token, local_files_only,
+    force_download).
+
+    Raises TypeError if name_or_path is not a str or path, NotADirectoryError if it is a
+    file, and FileNotFoundError at once (without asking the hub) for a local-looking path
+    that does not exist; FileNotFoundError too when the hub cannot provide the id.
+    """
+    if not isinstance(name_or_path, (str, os.PathLike)) or isinstance(name_or_path, bytes):
+        raise TypeError(f"name_or_path must be a str or os.PathLike (a folder or a hub id), "
+                        f"got {type(name_or_path).__name__}")
+    if isinstance(name_or_path, str) and not name_or_path.strip():
+        raise ValueError("name_or_path must be a checkpoint folder or a hub id, got an empty string")
+    path = Path(os.path.expanduser(os.fspath(name_or_path)))
     if path.is_dir():
         return path
-    if path.exists() or str(name_or_path).startswith((".", "/")):
-        raise FileNotFoundError(f"name_or_path must be a checkpoint folder or a hub id, got {str(name_or_path)!r}")
+    if path.exists():
+        raise NotADirectoryError(f"name_or_path must be a checkpoint folder (config.json + weights) or a hub id, "
+                                 f"got the file {str(path)!r}")
+    reason = _local_only(name_or_path)
+    if reason is not None:
+        raise FileNotFoundError(f"name_or_path: no checkpoint folder at {str(path.absolute())!r} ({reason})")
+    return _download(str(name_or_path), hub_kwargs)
+
+
+def _download(repo_id: str, hub_kwargs: dict[str, Any]) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 
-    folder = Path(hf_hub_download(str(name_or_path), "config.json")).parent
-    for name in WEIGHT_FILES:
-        try:
-            hf_hub_download(str(name_or_path), name)
-        except EntryNotFoundError:
-            continue
-        if name.endswith(".index.json"):
-            index = json.loads((folder / name).read_text())
-            for shard in sorted(set(index["weight_map"].values())):
-                hf_hub_download(str(name_or_path), shard)
-        return folder
-    raise FileNotFoundError(f"hub repo {name_or_path!r} has none of {WEIGHT_FILES}")
+    if os.environ.get("TRANSFORMERS_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
+        hub_kwargs = {**hub_kwargs, "local_files_only": True}  # as transformers: the cache only
+
+    def get(filename: str) -> str:
+        return hf_hub_download(repo_id, filename, **hub_kwargs)
+
+    try:
+        folder = Path(get("config.json")).parent
+        for name in WEIGHT_FILES:
+            try:
+                get(name)
+            except EntryNotFoundError:
+                continue
+            if name.endswith(".index.json"):
+                for shard in _shards(folder / name):
+                    get(shard)
+            return folder
+    except (OSError, ValueError) as e:  # no network, unknown repo, gated repo...
+        if isinstance(e, CheckpointError):
+            raise
+        raise FileNotFoundError(
+            f"name_or_path: {repo_id!r} is not a local folder, and the hub could not provide it ({_first_line(e)})"
+        ) from e
+    raise FileNotFoundError(f"hub repo {repo_id!r} has none of {WEIGHT_FILES}")
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).splitlines()
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object from path; a CheckpointError naming the file otherwise."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; {what}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e}): the file is corrupted or truncated") from e
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, got a {type(data).__name__}")
+    return data
 
 
 def read_config(folder: Path) -> dict[str, Any]:
-    path = Path(folder) / "config.json"
+    """The contents of folder/config.json. CheckpointError if it is missing, not JSON or not an object."""
+    return _read_json(Path(folder) / "config.json", "a checkpoint folder needs a config.json next to its weights")
+
+
+def _shards(index_path: Path) -> list[str]:
+    index = _read_json(index_path, "the index of a sharded checkpoint")
+    weight_map = index.get("weight_map")
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise CheckpointError(f"{index_path} must hold a 'weight_map' object of tensor name -> shard file")
+    return sorted(set(weight_map.values()))
+
+
+def _load_safetensors(path: Path) -> StateDict:
+    from safetensors.torch import load_file
+
     if not path.is_file():
-        raise FileNotFoundError(f"no config.json in {folder}")
-    return json.loads(path.read_text())
+        raise CheckpointError(f"{path}: missing (named by the checkpoint's index)")
+    try:
+        return load_file(path)
+    except Exception as e:  # safetensors raises its own error type for a bad header or a short file
+        raise CheckpointError(
+            f"{path} cannot be read as safetensors ({type(e).__name__}: {e}): the file is truncated or corrupted"
+        ) from e
+
+
+def _load_pickle(path: Path) -> StateDict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated zip, a foreign pickle, an object weights_only refuses...
+        raise CheckpointError(
+            f"{path} cannot be read as a torch state dict ({_first_line(e)}): "
+            f"the file is truncated, corrupted or not a state dict"
+        ) from e
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{path} must hold a dict of name -> tensor, got {type(state).__name__}")
+    return state
 
 
 def read_state_dict(folder: Path) -> StateDict:
-    """Every tensor of a checkpoint folder: safetensors (single or sharded) or a torch pickle."""
-    from safetensors.torch import load_file
+    """Every tensor of a checkpoint folder: safetensors (single or sharded) or a torch pickle.
 
+    Raises CheckpointError naming the file if there are no weights or a file cannot be read.
+    """
     folder = Path(folder)
     if (folder / "model.safetensors").is_file():
-        return load_file(folder / "model.safetensors")
+        return _load_safetensors(folder / "model.safetensors")
     if (folder / "model.safetensors.index.json").is_file():
-        index = json.loads((folder / "model.safetensors.index.json").read_text())
         state: StateDict = {}
-        for shard in sorted(set(index["weight_map"].values())):
-            state.update(load_file(folder / shard))
+        for shard in _shards(folder / "model.safetensors.index.json"):
+            state.update(_load_safetensors(folder / shard))
         return state
     if (folder / "pytorch_model.bin").is_file():
-        return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    raise FileNotFoundError(f"no weights in {folder}: looked for {', '.join(WEIGHT_FILES)}")
+        return _load_pickle(folder / "pytorch_model.bin")
+    raise CheckpointError(f"no weights in {folder}: looked for {', '.join(WEIGHT_FILES)}")
 
 
 def check_fits(model: torch.nn.Module, state_dict: StateDict, source: str) -> None:
-    """Raise one CheckpointError listing every missing key, unexpected key and shape mismatch."""
+    """Raise one CheckpointError listing every missing key, unexpected key and shape (or
+    integer/float) mismatch."""
     # Every name load_state_dict accepts: a tied parameter under both of its names too.
     expected = {**dict(model.named_parameters(remove_duplicate=False)), **model.state_dict()}
     missing = sorted(set(expected) - set(state_dict))
@@ -84,6 +235,12 @@ def check_fits(model: torch.nn.Module, state_dict: StateDict, source: str) -> No
         f"{k}: checkpoint {tuple(state_dict[k].shape)}, model {tuple(expected[k].shape)}"
         for k in sorted(set(expected) & set(state_dict))
         if state_dict[k].shape != expected[k].shape
+    ]
+    # load_state_dict would cast integers into a float parameter without a word.
+    mismatched += [
+        f"{k}: checkpoint dtype {state_dict[k].dtype}, model {expected[k].dtype}"
+        for k in sorted(set(expected) & set(state_dict))
+        if state_dict[k].is_floating_point() != expected[k].is_floating_point()
     ]
     if missing or unexpected or mismatched:
         lines = [f"the checkpoint {source} does not fit {type(model).__name__}:"]
@@ -130,42 +287,153 @@ def save_safetensors(state_dict: StateDict, path: Path) -> None:
     save_file(tensors, str(path), metadata={"format": "pt"})
 
 
+def _parse_dtype(name: str, value: object) -> torch.dtype | str | None:
+    """None, "auto", a floating torch.dtype, or its name ("float16", "bfloat16", "float32"...)."""
+    if value is None or value == "auto" or isinstance(value, torch.dtype) and value.is_floating_point:
+        return value
+    if isinstance(value, str) and isinstance(getattr(torch, value, None), torch.dtype):
+        dtype = getattr(torch, value)
+        if dtype.is_floating_point:
+            return dtype
+    raise ValueError(f"{name} must be None, 'auto', a floating torch.dtype or its name ('float16', 'bfloat16', "
+                     f"'float32'), got {value!r}")
+
+
+def _auto_dtype(config: dict[str, Any], state: StateDict) -> torch.dtype:
+    """dtype="auto", as transformers: config.json's dtype (or torch_dtype), else the first
+    floating tensor's (modeling_utils._get_dtype)."""
+    for key in ("dtype", "torch_dtype"):
+        stored = config.get(key)
+        if stored is not None:
+            parsed = _parse_dtype(f"config.json's {key}", stored)
+            if isinstance(parsed, torch.dtype):
+                return parsed
+    for tensor in state.values():
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.get_default_dtype()
+
+
+def _parse_device(device: object, device_map: object) -> torch.device | None:
+    """device= or transformers' device_map= for one device ("cpu", "cuda:0", 0, {"": "cuda"})."""
+    if device_map is not None:
+        if device is not None:
+            raise ValueError(f"pass device or device_map, not both (got device={device!r}, device_map={device_map!r})")
+        if isinstance(device_map, dict) and set(device_map) == {""}:
+            device_map = device_map[""]
+        if device_map == "auto" or isinstance(device_map, dict):
+            raise ValueError(f"device_map must name one device (e.g. 'cuda:0'); spreading a model over devices "
+                             f"is not supported, got {device_map!r}")
+        device = device_map
+    if device is None:
+        return None
+    if isinstance(device, bool) or not isinstance(device, (str, int, torch.device)):
+        raise TypeError(f"device must be a str, int or torch.device, got {type(device).__name__}")
+    try:
+        return torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"device must name a torch device (e.g. 'cpu', 'cuda:0'), got {device!r}") from e
+
+
+def _unknown_keyword(cls: type, key: str, known: list[str]) -> TypeError:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return TypeError(
+        f"{cls.__name__}.from_pretrained() got an unexpected keyword argument {key!r}{hint} "
+        f"(keywords: new_head, dtype, torch_dtype, device, device_map, {', '.join(HUB_KWARGS)}, "
+        f"or a field of {cls.config_class.__name__})"
+    )
+
+
 class PretrainedMixin:
     """``from_pretrained`` / ``save_pretrained`` for a model class that defines:
 
-    - ``config_class`` with ``from_dict(dict)`` and ``to_dict()``;
+    - ``config_class``: a dataclass with ``from_dict(dict)`` and ``to_dict()``;
     - ``hf_to_ours`` and ``ours_to_hf``: static methods (state_dict, config) -> state_dict
       that translate names (and transposes) between Hugging Face's layout and the model's;
     - optionally ``head_prefixes``: parameters a checkpoint may lack because it was saved
       from a model without this head (a BertModel loaded into BertForMaskedLM); they keep
-      their fresh initialisation, with a warning, as in transformers.
+      their fresh initialisation, with a warning, as in transformers;
+    - optionally ``tied_weights``: alias -> source parameter names that the config's
+      ``tie_word_embeddings`` makes one Parameter (transformers' ``_tied_weights_keys``).
     """
 
     config_class: type
     hf_to_ours: Callable[[StateDict, Any], StateDict]
     ours_to_hf: Callable[[StateDict, Any], StateDict]
     head_prefixes: tuple[str, ...] = ()
+    tied_weights: dict[str, str] = {}
 
     @classmethod
     def from_pretrained(
         cls,
-        name_or_path: str | Path,
+        name_or_path: str | os.PathLike,
         *,
         new_head: bool = False,
-        dtype: torch.dtype | None = None,
-        device: str | torch.device | None = None,
-        **config_overrides: Any,
+        dtype: torch.dtype | str | None = None,
+        torch_dtype: torch.dtype | str | None = None,
+        device: str | int | torch.device | None = None,
+        device_map: str | int | torch.device | dict | None = None,
+        **kwargs: Any,
     ):
         """Load a Hugging Face checkpoint: a local folder or a hub id (downloaded when online).
 
         new_head=True says you expect the checkpoint to lack this class's head (you are about
         to fine-tune a fresh one) and silences the warning about it.
-        Keyword arguments that are config fields override config.json (e.g. num_labels=3).
+        dtype (or transformers' older name torch_dtype): None keeps fp32; a floating
+        torch.dtype or its name ("float16", "bfloat16", "float32") casts every parameter;
+        "auto" takes config.json's dtype, else the weights' (transformers' modeling_utils).
+        device (or device_map naming one device): where the parameters go.
+        revision, cache_dir, token, local_files_only, force_download: passed to the hub download.
+        Other keywords must be fields of ``config_class`` and override config.json
+        (e.g. num_labels=3, attn_implementation="sdpa").
+
+        Raises TypeError for an unknown keyword (with the closest name) or one of
+        transformers' that this loader cannot honour; ValueError for a bad dtype or device;
+        FileNotFoundError for a local path that does not exist (at once, without the hub);
+        CheckpointError naming the file for a missing, truncated or corrupted config.json or
+        weight file, and listing every key that does not fit the model.
         """
-        folder = resolve_checkpoint(name_or_path)
-        config = cls.config_class.from_dict({**read_config(folder), **config_overrides})
+        if not isinstance(new_head, bool):
+            raise TypeError(f"new_head must be a bool, got {new_head!r}")
+        if new_head and not cls.head_prefixes:
+            raise ValueError(f"new_head=True: {cls.__name__} has no head that may start fresh; every weight must "
+                             f"come from the checkpoint")
+        dtype = _parse_dtype("dtype", dtype)
+        torch_dtype = _parse_dtype("torch_dtype", torch_dtype)
+        if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
+            raise ValueError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; pass one (dtype)")
+        dtype = dtype if dtype is not None else torch_dtype
+        target_device = _parse_device(device, device_map)
+
+        field_names = [f.name for f in dataclasses.fields(cls.config_class)]
+        hub_kwargs = {k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs}
+        overrides: dict[str, Any] = {}
+        for key, value in kwargs.items():
+            if key in UNSUPPORTED_KWARGS:
+                raise TypeError(f"{cls.__name__}.from_pretrained() does not support transformers' {key}= "
+                                f"({UNSUPPORTED_KWARGS[key]})")
+            if key == "attn_implementation" and key not in field_names:
+                if value not in (None, "eager"):
+                    raise ValueError(f"attn_implementation: {cls.__name__} has only the eager attention, got {value!r}")
+                continue
+            if key not in field_names:
+                raise _unknown_keyword(cls, key, field_names + ["new_head", "dtype", "torch_dtype", "device",
+                                                                "device_map", "attn_implementation", *HUB_KWARGS])
+            overrides[key] = value
+
+        folder = resolve_checkpoint(name_or_path, **hub_kwargs)
+        stored = read_config(folder)
+        try:
+            config = cls.config_class.from_dict({**stored, **overrides})
+        except ConfigError as e:  # say where the bad value came from
+            source = f"{folder / 'config.json'}" + (f" with the keywords {sorted(overrides)}" if overrides else "")
+            raise type(e)(f"{e} (reading {source})") from e
+        state = read_state_dict(folder)
+        if dtype == "auto":
+            dtype = _auto_dtype(stored, state)
         model = cls(config)
-        converted = cls.hf_to_ours(read_state_dict(folder), config)
+        converted = cls.hf_to_ours(state, config)
         fresh = model.state_dict()
         missing_head = sorted(k for k in fresh if cls.head_prefixes and k.startswith(cls.head_prefixes)
                               and k not in converted)
@@ -181,16 +449,49 @@ class PretrainedMixin:
         check_fits(model, converted, str(folder))
         model.load_state_dict(converted, strict=True)
         model.eval()  # as transformers does: dropout off until you call .train()
-        if dtype is not None or device is not None:
-            model.to(device=device, dtype=dtype)
+        if dtype is not None or target_device is not None:
+            model.to(device=target_device, dtype=dtype)
         return model
 
-    def save_pretrained(self, folder: str | Path) -> None:
-        """Write config.json and model.safetensors in the layout transformers loads."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        config = self.config.to_dict()  # type: ignore[attr-defined]
+    def weights_are_tied(self) -> bool | None:
+        """Whether every pair of ``tied_weights`` is one tensor right now (None if the model
+        has none of them). Decided from the parameters, not the config: a head untied by
+        hand (``model.lm_head.weight = nn.Parameter(...)``) is untied, as transformers sees it."""
+        pairs = []
+        for alias, source in self.tied_weights.items():
+            try:
+                pairs.append((self.get_parameter(alias), self.get_parameter(source)))  # type: ignore[attr-defined]
+            except AttributeError:  # this variant has no such head (DeBERTa's legacy=False)
+                continue
+        if not pairs:
+            return None
+        return all(a is s or (a.data_ptr() == s.data_ptr() and a.shape == s.shape) for a, s in pairs)
+
+    def save_pretrained(self, folder: str | os.PathLike) -> None:
+        """Write config.json and model.safetensors in the layout transformers loads.
+
+        All-or-nothing (mlab_tfs.durable.atomic_folder): a failure, full disk or kill at any
+        moment leaves the folder's previous checkpoint whole. Weight files of an older save
+        (shards, pytorch_model.bin) are dropped; other files in the folder (a tokenizer) are kept.
+        config.json's tie_word_embeddings says whether the head is tied *now*.
+        """
+        config = self.config  # type: ignore[attr-defined]
+        tied = self.weights_are_tied()
+        if tied is not None and getattr(config, "tie_word_embeddings", tied) != tied:
+            config = dataclasses.replace(config, tie_word_embeddings=tied)
+        hf_config = config.to_dict()
         # The architecture tells transformers' Auto classes which class to build.
-        config["architectures"] = [type(self).__name__]
-        (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        save_safetensors(self.ours_to_hf(self.state_dict(), self.config), folder / "model.safetensors")  # type: ignore[attr-defined]
+        hf_config["architectures"] = [type(self).__name__]
+        params = list(self.parameters())  # type: ignore[attr-defined]
+        if params:  # as transformers writes it; dtype="auto" reads it back
+            hf_config["dtype"] = str(params[0].dtype).removeprefix("torch.")
+        state = self.state_dict()  # type: ignore[attr-defined]
+        if tied is False:  # each alias under its own name, even one whose source it still is
+            for alias in self.tied_weights:
+                if alias not in state:
+                    with contextlib.suppress(AttributeError):
+                        state[alias] = self.get_parameter(alias).detach()  # type: ignore[attr-defined]
+        state = self.ours_to_hf(state, config)
+        with atomic_folder(folder, drop=STALE_WEIGHTS) as staging:
+            (staging / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
+            save_safetensors(state, staging / "model.safetensors")

@@ -31,12 +31,17 @@ def require_tensor(name: str, x: object) -> Tensor:
 
 
 def check_token_ids(name: str, ids: object, vocab_size: int) -> Tensor:
-    """ids: an integer (batch, seq) tensor with every value in [0, vocab_size)."""
+    """ids: an integer (batch, seq) tensor, batch and seq >= 1, with every value in [0, vocab_size).
+
+    Raises TypeError if ids is not a tensor, ValueError naming ``name`` otherwise.
+    """
     ids = require_tensor(name, ids)
     if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
         raise ValueError(f"{name} must hold integer token ids (torch.long), got {_describe(ids)}")
     if ids.dim() != 2:
         raise ValueError(f"{name} must have shape (batch, seq), got {_describe(ids)}")
+    if ids.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one sequence (batch size >= 1), got {_describe(ids)}")
     if ids.shape[1] == 0:
         raise ValueError(f"{name} must hold at least one token per row, got {_describe(ids)}")
     if not _check_values():

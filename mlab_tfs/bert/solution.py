@@ -10,7 +10,6 @@ hs = C // nh head size, I = intermediate_size, V vocabulary, L = num_labels.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -22,7 +21,19 @@ from einops import rearrange
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from mlab_tfs.checkpoints import PretrainedMixin, StateDict, save_tied_weights_once
+from mlab_tfs.checkpoints import PretrainedMixin, StateDict, read_config, save_tied_weights_once
+from mlab_tfs.configs import (
+    ConfigError,
+    ConfigTypeError,
+    check_bool,
+    check_choice,
+    check_divisible,
+    check_float,
+    check_int,
+    check_probability,
+    check_token_id,
+    config_dict,
+)
 from mlab_tfs.inputs import (
     check_attention_mask,
     check_classification_labels,
@@ -67,28 +78,38 @@ class BertConfig:
     attn_implementation: str = "eager"
 
     def __post_init__(self) -> None:
+        """Check every field: ConfigError (a ValueError) naming it, ConfigTypeError for a wrong type."""
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                      "max_position_embeddings", "type_vocab_size", "num_labels"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"BertConfig.{name} must be a positive int, got {value!r}")
-        if self.hidden_size % self.num_attention_heads != 0:
-            raise ValueError(
-                f"BertConfig.hidden_size ({self.hidden_size}) must be divisible by "
-                f"num_attention_heads ({self.num_attention_heads})"
-            )
-        if self.hidden_act not in ACTIVATIONS:
-            raise ValueError(f"BertConfig.hidden_act must be one of {ACTIVATIONS}, got {self.hidden_act!r}")
+            check_int(self, name, minimum=1)
+        check_divisible(self, "hidden_size", "num_attention_heads")
+        check_choice(self, "hidden_act", ACTIVATIONS)
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            check_probability(self, name)
+        check_probability(self, "classifier_dropout", optional=True)
+        check_float(self, "layer_norm_eps", low=0.0, low_open=True)  # inside a sqrt: > 0
+        check_float(self, "initializer_range", low=0.0)
+        check_token_id(self, "pad_token_id", self.vocab_size)  # the embedding's padding row
+        check_bool(self, "tie_word_embeddings")
         if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
             raise ValueError(
                 f"BertConfig.attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, got {self.attn_implementation!r}"
             )
-        if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
-            raise ValueError(f"BertConfig.problem_type must be None or one of {PROBLEM_TYPES}, got {self.problem_type!r}")
+        check_choice(self, "problem_type", PROBLEM_TYPES, optional=True)
         if self.id2label is not None:
-            self.id2label = {int(k): v for k, v in self.id2label.items()}  # JSON keys are strings
-            if len(self.id2label) != self.num_labels:
-                raise ValueError(f"BertConfig.id2label has {len(self.id2label)} labels but num_labels={self.num_labels}")
+            if not isinstance(self.id2label, dict):
+                raise ConfigTypeError(f"BertConfig.id2label must be a dict of class id -> name or None, "
+                                      f"got {type(self.id2label).__name__}")
+            try:
+                self.id2label = {int(k): v for k, v in self.id2label.items()}  # JSON keys are strings
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"BertConfig.id2label keys must be class ids 0..num_labels-1, "
+                                  f"got {list(self.id2label)}") from e
+            if sorted(self.id2label) != list(range(self.num_labels)):
+                raise ConfigError(f"BertConfig.id2label must name the classes 0..{self.num_labels - 1} "
+                                  f"(num_labels={self.num_labels}), got ids {sorted(self.id2label)}")
+            if not all(isinstance(v, str) for v in self.id2label.values()):
+                raise ConfigTypeError(f"BertConfig.id2label names must be strings, got {list(self.id2label.values())}")
 
     @property
     def head_dim(self) -> int:
@@ -97,6 +118,7 @@ class BertConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "BertConfig":
         """Read a Hugging Face config.json's contents; fields we don't use are ignored."""
+        d = config_dict(cls.__name__, d)
         if d.get("model_type", "bert") != "bert":
             raise ValueError(
                 f"config has model_type {d['model_type']!r}; BERT loads checkpoints with model_type 'bert'"
@@ -121,7 +143,9 @@ class BertConfig:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> "BertConfig":
-        return cls.from_dict(json.loads((Path(folder) / "config.json").read_text()))
+        """The config of a checkpoint folder. CheckpointError naming config.json if it is
+        missing or not a JSON object; ConfigError naming the field for a bad value."""
+        return cls.from_dict(read_config(Path(folder)))
 
     def to_dict(self) -> dict[str, Any]:
         """A config.json that transformers' BertConfig reads back to the same model."""
@@ -424,10 +448,13 @@ def from_hf_state_dict(hf_state: StateDict, config: BertConfig, target: str = "m
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     hf_state = dict(hf_state)
-    # Older checkpoints store the decoder's bias twice, as decoder.bias and predictions.bias.
     decoder_bias = hf_state.pop("cls.predictions.decoder.bias", None)
-    if decoder_bias is not None:
+    if decoder_bias is not None and config.tie_word_embeddings:
+        # Tied, it is a second copy of predictions.bias (older checkpoints store both).
         hf_state.setdefault("cls.predictions.bias", decoder_bias)
+    elif decoder_bias is not None:
+        # Untied, transformers' decoder adds its own bias; predictions.bias is then unused.
+        hf_state["cls.predictions.bias"] = decoder_bias
     full: StateDict = {}  # every key in the layout of the models with a head: bert.* / cls.* / classifier.*
     for key, value in hf_state.items():
         if key.endswith(("embeddings.position_ids", "embeddings.token_type_ids")):
@@ -596,6 +623,7 @@ class BertForMaskedLM(BertPreTrainedModel, nn.Module):
     head_prefixes = ("cls.",)
     hf_to_ours = staticmethod(lambda state, config: from_hf_state_dict(state, config, "mlm"))
     ours_to_hf = staticmethod(lambda state, config: to_hf_state_dict(state, config, "mlm"))
+    tied_weights = {DECODER: WORD_EMBEDDINGS}  # with tie_word_embeddings
 
     def __init__(self, config: BertConfig):
         super().__init__()
@@ -608,7 +636,7 @@ class BertForMaskedLM(BertPreTrainedModel, nn.Module):
             # One Parameter, two uses: its gradient is the sum of the lookup's and the decoder's.
             self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
             # ...saved once, so that safetensors (and transformers' Trainer) can write it.
-            save_tied_weights_once(self, {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight"})
+            save_tied_weights_once(self, self.tied_weights)
 
     def forward(
         self,

@@ -330,8 +330,10 @@ def from_hf_state_dict(hf_state: StateDict, config: BertConfig, target: str = "m
     Steps (see the guide's table):
     - drop the buffers ``embeddings.position_ids`` / ``embeddings.token_type_ids``;
     - rename ``LayerNorm.gamma``/``LayerNorm.beta`` (TF-converted checkpoints) to weight/bias;
-    - ``cls.predictions.decoder.bias``, where present, is the same as
-      ``cls.predictions.bias``: drop it (use it as the bias if that one is missing);
+    - ``cls.predictions.decoder.bias``, where present: with ``config.tie_word_embeddings``
+      it is the same as ``cls.predictions.bias``: drop it (use it as the bias if that one is
+      missing); untied, it is the bias transformers' decoder adds: use it as
+      ``cls.predictions.bias``;
     - put every key in the ``bert.`` / ``cls.`` / ``classifier.`` layout, then drop the keys
       the target doesn't use (the given ``UNUSED[target]`` prefixes) and, for "model",
       remove the ``bert.`` prefix;
@@ -450,6 +452,7 @@ class BertForMaskedLM(BertPreTrainedModel, nn.Module):
     head_prefixes = ("cls.",)
     hf_to_ours = staticmethod(lambda state, config: from_hf_state_dict(state, config, "mlm"))
     ours_to_hf = staticmethod(lambda state, config: to_hf_state_dict(state, config, "mlm"))
+    tied_weights = {DECODER: WORD_EMBEDDINGS}  # with tie_word_embeddings
 
     def __init__(self, config: BertConfig):
         """Store ``self.config``; create ``bert`` = BertModel(config, add_pooling_layer=False)

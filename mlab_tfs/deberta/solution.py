@@ -23,7 +23,6 @@ so the relative table has 2k rows.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -34,7 +33,19 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from mlab_tfs.checkpoints import CheckpointError, PretrainedMixin, StateDict, save_tied_weights_once
+from mlab_tfs.checkpoints import CheckpointError, PretrainedMixin, StateDict, read_config, save_tied_weights_once
+from mlab_tfs.configs import (
+    ConfigError,
+    ConfigTypeError,
+    check_bool,
+    check_choice,
+    check_divisible,
+    check_float,
+    check_int,
+    check_probability,
+    check_token_id,
+    config_dict,
+)
 from mlab_tfs.inputs import check_attention_mask, check_labels, check_position_ids, check_token_ids
 from mlab_tfs.outputs import BaseModelOutput, MaskedLMOutput
 
@@ -88,27 +99,29 @@ class DebertaV2Config:
     tie_word_embeddings: bool = True
 
     def __post_init__(self) -> None:
+        """Check every field: ConfigError (a ValueError) naming it, ConfigTypeError for a wrong type."""
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                     "max_position_embeddings"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"DebertaV2Config.{name} must be a positive int, got {value!r}")
-        if self.hidden_size % self.num_attention_heads != 0:
-            raise ValueError(
-                f"DebertaV2Config.hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
-                f"({self.num_attention_heads})"
-            )
-        if not isinstance(self.type_vocab_size, int) or self.type_vocab_size < 0:
-            raise ValueError(f"DebertaV2Config.type_vocab_size must be an int >= 0, got {self.type_vocab_size!r}")
-        if self.embedding_size is not None and (not isinstance(self.embedding_size, int) or self.embedding_size <= 0):
-            raise ValueError(f"DebertaV2Config.embedding_size must be a positive int or None, got {self.embedding_size!r}")
+                     "max_position_embeddings", "conv_groups"):
+            check_int(self, name, minimum=1)
+        check_divisible(self, "hidden_size", "num_attention_heads")
+        check_int(self, "type_vocab_size", minimum=0)  # 0: no token-type embeddings
+        check_int(self, "embedding_size", minimum=1, optional=True)
+        check_int(self, "conv_kernel_size", minimum=0)  # 0: no convolution
+        for name in ("max_relative_positions", "position_buckets"):  # < 1 means "unset"
+            check_int(self, name)
         for name in ("hidden_act", "conv_act"):
-            if getattr(self, name) not in ACTIVATIONS:
-                raise ValueError(f"DebertaV2Config.{name} must be one of {ACTIVATIONS}, got {getattr(self, name)!r}")
-        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
-            raise ValueError(
-                f"DebertaV2Config.pad_token_id must be in [0, vocab_size={self.vocab_size}) or None, "
-                f"got {self.pad_token_id}"
+            check_choice(self, name, ACTIVATIONS)
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            check_probability(self, name)
+        check_float(self, "layer_norm_eps", low=0.0, low_open=True)  # inside a sqrt: > 0
+        check_float(self, "initializer_range", low=0.0)
+        check_token_id(self, "pad_token_id", self.vocab_size)  # the embedding's padding row
+        for name in ("position_biased_input", "relative_attention", "share_att_key", "legacy",
+                     "tie_word_embeddings"):
+            check_bool(self, name)
+        if not isinstance(self.norm_rel_ebd, str):
+            raise ConfigTypeError(
+                f"DebertaV2Config.norm_rel_ebd must be 'none' or 'layer_norm', got {self.norm_rel_ebd!r}"
             )
         self.pos_att_type = _parse_pos_att_type(self.pos_att_type)
         norms = [x.strip() for x in str(self.norm_rel_ebd).lower().split("|")]
@@ -136,7 +149,7 @@ class DebertaV2Config:
                     f"DebertaV2Config.conv_kernel_size must be odd (the convolution keeps the length with padding "
                     f"(k - 1) // 2), got {self.conv_kernel_size}"
                 )
-            if self.conv_groups <= 0 or self.hidden_size % self.conv_groups != 0:
+            if self.hidden_size % self.conv_groups != 0:
                 raise ValueError(
                     f"DebertaV2Config.conv_groups ({self.conv_groups}) must divide hidden_size ({self.hidden_size})"
                 )
@@ -168,6 +181,7 @@ class DebertaV2Config:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DebertaV2Config":
         """Read a Hugging Face config.json's contents; fields we don't use are ignored."""
+        d = config_dict(cls.__name__, d)
         model_type = d.get("model_type", "deberta-v2")
         if model_type != "deberta-v2":
             extra = " (DeBERTa v1, model_type 'deberta', has a different attention)" if model_type == "deberta" else ""
@@ -189,7 +203,9 @@ class DebertaV2Config:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> "DebertaV2Config":
-        return cls.from_dict(json.loads((Path(folder) / "config.json").read_text()))
+        """The config of a checkpoint folder. CheckpointError naming config.json if it is
+        missing or not a JSON object; ConfigError naming the field for a bad value."""
+        return cls.from_dict(read_config(Path(folder)))
 
     def to_dict(self) -> dict[str, Any]:
         """A config.json that transformers' DebertaV2Config reads back to the same model."""
@@ -205,16 +221,19 @@ def _parse_pos_att_type(value: object) -> list[str]:
     tests write pos_att_type="None") mean nothing; anything else is a ValueError."""
     if value is None:
         return []
+    if not isinstance(value, (str, list, tuple)):
+        raise ConfigTypeError(f"DebertaV2Config.pos_att_type must be a list of 'c2p'/'p2c' or a string such as "
+                              f"'p2c|c2p', got {value!r}")
     items = value.lower().split("|") if isinstance(value, str) else list(value)
     out = []
     for item in items:
         if not isinstance(item, str):
-            raise ValueError(f"DebertaV2Config.pos_att_type entries must be strings, got {item!r}")
+            raise ConfigTypeError(f"DebertaV2Config.pos_att_type entries must be strings, got {item!r}")
         item = item.strip().lower()
         if item in ("", "none"):
             continue
         if item not in POS_ATT_TYPES:
-            raise ValueError(
+            raise ConfigError(
                 f"DebertaV2Config.pos_att_type must hold only {POS_ATT_TYPES} (as a list or 'p2c|c2p'), "
                 f"got {value!r}"
             )
@@ -649,12 +668,13 @@ class DebertaV2Encoder(nn.Module):
 
 
 def _init_weights(model: nn.Module, config: DebertaV2Config) -> None:
-    """BERT's initialisation: N(0, initializer_range) weights, zero biases, layer norms at 1
-    and 0, the padding embedding at 0."""
+    """BERT's initialisation: N(0, initializer_range) weights (the convolution's too, as
+    transformers' PreTrainedModel._init_weights), zero biases, layer norms at 1 and 0, the
+    padding embedding at 0."""
     for module in model.modules():
-        if isinstance(module, (nn.Linear, Embedding)):
+        if isinstance(module, (nn.Linear, nn.Conv1d, Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=config.initializer_range)
-        if isinstance(module, nn.Linear) and module.bias is not None:
+        if isinstance(module, (nn.Linear, nn.Conv1d)) and module.bias is not None:
             nn.init.zeros_(module.bias)
         if isinstance(module, Embedding) and module.padding_idx is not None:
             with torch.no_grad():
@@ -875,6 +895,11 @@ class DebertaV2ForMaskedLM(_PreTrained, nn.Module):
 
     hf_to_ours = staticmethod(mlm_from_hf_state_dict)
     ours_to_hf = staticmethod(mlm_to_hf_state_dict)
+    # With legacy and tie_word_embeddings (transformers' _tied_weights_keys).
+    tied_weights = {
+        "cls.predictions.decoder.weight": "deberta.embeddings.word_embeddings.weight",
+        "cls.predictions.decoder.bias": "cls.predictions.bias",
+    }
 
     def __init__(self, config: DebertaV2Config):
         super().__init__()
@@ -892,10 +917,7 @@ class DebertaV2ForMaskedLM(_PreTrained, nn.Module):
                 head.decoder.weight = self.deberta.embeddings.word_embeddings.weight  # one Parameter, two uses
                 head.decoder.bias = head.bias
                 # ...each saved once, so that safetensors (and transformers' Trainer) can write them.
-                save_tied_weights_once(self, {
-                    "cls.predictions.decoder.weight": "deberta.embeddings.word_embeddings.weight",
-                    "cls.predictions.decoder.bias": "cls.predictions.bias",
-                })
+                save_tied_weights_once(self, self.tied_weights)
 
     def forward(
         self,

@@ -9,7 +9,6 @@ nh heads, hs = C // nh head size, V vocabulary.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -21,7 +20,16 @@ from einops import rearrange
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from mlab_tfs.checkpoints import PretrainedMixin, StateDict, save_tied_weights_once
+from mlab_tfs.checkpoints import PretrainedMixin, StateDict, read_config, save_tied_weights_once
+from mlab_tfs.configs import (
+    check_bool,
+    check_choice,
+    check_divisible,
+    check_float,
+    check_int,
+    check_probability,
+    config_dict,
+)
 from mlab_tfs.inputs import (
     check_attention_mask,
     check_kv_cache,
@@ -65,18 +73,23 @@ class GPT2Config:
     attn_implementation: str = "eager"
 
     def __post_init__(self) -> None:
+        """Check every field: ConfigError (a ValueError) naming it, ConfigTypeError for a wrong type."""
         for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"GPT2Config.{name} must be a positive int, got {value!r}")
-        if self.n_embd % self.n_head != 0:
-            raise ValueError(
-                f"GPT2Config.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
-            )
-        if self.activation_function not in ACTIVATIONS:
-            raise ValueError(
-                f"GPT2Config.activation_function must be one of {ACTIVATIONS}, got {self.activation_function!r}"
-            )
+            check_int(self, name, minimum=1)
+        check_divisible(self, "n_embd", "n_head")
+        check_int(self, "n_inner", minimum=1, optional=True)
+        check_choice(self, "activation_function", ACTIVATIONS)
+        for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
+            check_probability(self, name)
+        check_float(self, "layer_norm_epsilon", low=0.0, low_open=True)  # inside a sqrt: > 0
+        check_float(self, "initializer_range", low=0.0)
+        for name in ("scale_attn_weights", "scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn",
+                     "tie_word_embeddings"):
+            check_bool(self, name)
+        # Not vocabulary-bounded: the model never reads them, and the default 50256 is
+        # OpenAI's <|endoftext|>, outside small test vocabularies.
+        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            check_int(self, name, minimum=0, optional=True)
         if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
             raise ValueError(
                 f"GPT2Config.attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, "
@@ -90,6 +103,7 @@ class GPT2Config:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "GPT2Config":
         """Read a Hugging Face config.json's contents; fields we don't use are ignored."""
+        d = config_dict(cls.__name__, d)
         if d.get("model_type", "gpt2") != "gpt2":
             raise ValueError(
                 f"config has model_type {d['model_type']!r}; GPT-2 loads checkpoints with model_type 'gpt2'"
@@ -104,7 +118,9 @@ class GPT2Config:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> "GPT2Config":
-        return cls.from_dict(json.loads((Path(folder) / "config.json").read_text()))
+        """The config of a checkpoint folder. CheckpointError naming config.json if it is
+        missing or not a JSON object; ConfigError naming the field for a bad value."""
+        return cls.from_dict(read_config(Path(folder)))
 
     def to_dict(self) -> dict[str, Any]:
         """A config.json that transformers' GPT2Config reads back to the same model."""
@@ -485,6 +501,7 @@ class GPT2LMHeadModel(PretrainedMixin, nn.Module):
     config_class = GPT2Config
     hf_to_ours = staticmethod(from_hf_state_dict)
     ours_to_hf = staticmethod(to_hf_state_dict)
+    tied_weights = {"lm_head.weight": "transformer.wte.weight"}  # with tie_word_embeddings
     accepts_loss_kwargs = True  # tells transformers' Trainer to pass num_items_in_batch
 
     def __init__(self, config: GPT2Config):
@@ -495,7 +512,7 @@ class GPT2LMHeadModel(PretrainedMixin, nn.Module):
         if config.tie_word_embeddings:
             self.lm_head.weight = self.transformer.wte.weight  # one Parameter, two uses
             # ...saved once, so that safetensors (and transformers' Trainer) can write it.
-            save_tied_weights_once(self, {"lm_head.weight": "transformer.wte.weight"})
+            save_tied_weights_once(self, self.tied_weights)
         else:
             nn.init.normal_(self.lm_head.weight, mean=0.0, std=config.initializer_range)
 

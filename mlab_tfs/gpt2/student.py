@@ -486,6 +486,7 @@ class GPT2LMHeadModel(PretrainedMixin, nn.Module):
     config_class = GPT2Config
     hf_to_ours = staticmethod(from_hf_state_dict)
     ours_to_hf = staticmethod(to_hf_state_dict)
+    tied_weights = {"lm_head.weight": "transformer.wte.weight"}  # with tie_word_embeddings
     accepts_loss_kwargs = True  # tells transformers' Trainer to pass num_items_in_batch
 
     def __init__(self, config: GPT2Config):

@@ -8,6 +8,7 @@ import pytest
 import torch
 import transformers
 from safetensors.torch import load_file, save_file
+from transformers.pytorch_utils import Conv1D
 
 from mlab_tfs.checkpoints import CheckpointError
 from mlab_tfs.gpt2 import solution
@@ -25,7 +26,12 @@ def _ids(vocab_size: int, seed: int = 0) -> torch.Tensor:
 def test_from_hf_state_dict_names_and_transposes(gpt2, hf_base, base_config):
     hf_state = hf_base.state_dict()
     actual = gpt2.from_hf_state_dict(hf_state, base_config)
-    expected = solution.from_hf_state_dict(hf_state, base_config)
+    # Independent of the solution: transformers' names, its Conv1D weights (in, out) transposed
+    # to nn.Linear's (out, in), and the tied head equal to the token embedding.
+    conv1d = {f"{name}.weight" for name, m in hf_base.named_modules() if isinstance(m, Conv1D)}
+    assert len(conv1d) == 4 * base_config.n_layer
+    expected = {k: v.t() if k in conv1d else v for k, v in hf_state.items()}
+    assert torch.equal(expected["lm_head.weight"], expected["transformer.wte.weight"])
     assert isinstance(actual, dict), f"from_hf_state_dict should return a dict, got {type(actual).__name__}"
     missing, extra = sorted(set(expected) - set(actual)), sorted(set(actual) - set(expected))
     assert not missing and not extra, f"keys differ from GPT2LMHeadModel's: missing {missing[:6]}, unexpected {extra[:6]}"
@@ -105,7 +111,7 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
 
 def test_folder_without_weights(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_embd": 8, "n_head": 2}))
-    with pytest.raises(FileNotFoundError, match="no weights"):
+    with pytest.raises(CheckpointError, match="no weights"):
         solution.GPT2LMHeadModel.from_pretrained(tmp_path)
 
 

@@ -1,0 +1,103 @@
+"""Checks on config fields, shared by every model's config dataclass.
+
+Each config checks every field where it is built (``__post_init__``), so that a bad value
+fails at once with the config class and the field named, instead of as NaN logits
+(``layer_norm_epsilon=-1``) or a torch error deep inside a layer (``dropout=2.0``).
+Type errors (a bool where an int is expected: ``True`` is an int to Python) raise
+``ConfigTypeError``, range errors ``ConfigError``; both are ValueErrors.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+
+class ConfigError(ValueError):
+    """A config field with a value the model cannot use."""
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """A config field of the wrong type (also a TypeError)."""
+
+
+def _where(owner: object, name: str) -> str:
+    return f"{type(owner).__name__}.{name}"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_int(owner: object, name: str, *, minimum: int | None = None, optional: bool = False) -> None:
+    """owner.<name> is an int (not a bool) >= minimum, or None if optional."""
+    value = getattr(owner, name)
+    if value is None and optional:
+        return
+    if not _is_int(value):
+        expected = "an int" + (" or None" if optional else "")
+        raise ConfigTypeError(f"{_where(owner, name)} must be {expected}, got {value!r} ({type(value).__name__})")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{_where(owner, name)} must be >= {minimum}, got {value}")
+
+
+def check_float(
+    owner: object, name: str, *, low: float, high: float | None = None, low_open: bool = False,
+    high_open: bool = True, optional: bool = False,
+) -> None:
+    """owner.<name> is a finite real number (an int is fine, a bool is not) in the given interval."""
+    value = getattr(owner, name)
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        expected = "a number" + (" or None" if optional else "")
+        raise ConfigTypeError(f"{_where(owner, name)} must be {expected}, got {value!r} ({type(value).__name__})")
+    interval = ("(" if low_open else "[") + f"{low:g}, " + ("inf)" if high is None else f"{high:g}" +
+                                                           (")" if high_open else "]"))
+    ok = math.isfinite(value) and (value > low if low_open else value >= low)
+    if high is not None:
+        ok = ok and (value < high if high_open else value <= high)
+    if not ok:
+        raise ConfigError(f"{_where(owner, name)} must be finite and in {interval}, got {value!r}")
+
+
+def check_probability(owner: object, name: str, *, optional: bool = False) -> None:
+    """A dropout probability: in [0, 1) (1 would drop everything)."""
+    check_float(owner, name, low=0.0, high=1.0, optional=optional)
+
+
+def check_bool(owner: object, name: str) -> None:
+    value = getattr(owner, name)
+    if not isinstance(value, bool):
+        raise ConfigTypeError(f"{_where(owner, name)} must be True or False, got {value!r} ({type(value).__name__})")
+
+
+def check_choice(owner: object, name: str, choices: Iterable[Any], *, optional: bool = False) -> None:
+    value = getattr(owner, name)
+    choices = tuple(choices)
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or value not in choices:
+        extra = " or None" if optional else ""
+        raise ConfigError(f"{_where(owner, name)} must be one of {choices}{extra}, got {value!r}")
+
+
+def check_token_id(owner: object, name: str, vocab_size: int) -> None:
+    """None, or an id in [0, vocab_size)."""
+    check_int(owner, name, minimum=0, optional=True)
+    value = getattr(owner, name)
+    if value is not None and value >= vocab_size:
+        raise ConfigError(f"{_where(owner, name)} must be in [0, vocab_size={vocab_size}) or None, got {value}")
+
+
+def check_divisible(owner: object, name: str, by: str) -> None:
+    value, divisor = getattr(owner, name), getattr(owner, by)
+    if value % divisor != 0:
+        raise ConfigError(f"{_where(owner, name)} ({value}) must be divisible by {by} ({divisor})")
+
+
+def config_dict(owner_name: str, d: object) -> dict[str, Any]:
+    """from_dict's argument: a dict with str keys (what config.json holds)."""
+    if not isinstance(d, dict):
+        raise TypeError(f"{owner_name}.from_dict needs a dict (a config.json's contents), got {type(d).__name__}")
+    return d

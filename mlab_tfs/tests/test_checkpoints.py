@@ -1,0 +1,411 @@
+"""from_pretrained / save_pretrained of every model (mlab_tfs.checkpoints): keywords checked,
+dtypes as transformers applies them, unreadable files named, saves all-or-nothing, and the
+tie of a head decided by the parameters."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from safetensors.torch import load_file
+from torch import nn
+
+from mlab_tfs.bert import solution as bert
+from mlab_tfs.checkpoints import CheckpointError
+from mlab_tfs.deberta import solution as deberta
+from mlab_tfs.deberta.tests.helpers import deberta_checkpoint
+from mlab_tfs.gpt2 import solution as gpt2
+from mlab_tfs.testing import tiny
+from mlab_tfs.testing.compare import assert_close
+
+# kind -> (our class, transformers' class, where the tied head and embedding live)
+KINDS = {
+    "gpt2": (gpt2.GPT2LMHeadModel, transformers.GPT2LMHeadModel, "lm_head.weight", "transformer.wte.weight"),
+    "bert": (bert.BertForMaskedLM, transformers.BertForMaskedLM, "cls.predictions.decoder.weight",
+             "bert.embeddings.word_embeddings.weight"),
+    "deberta": (deberta.DebertaV2ForMaskedLM, transformers.DebertaV2ForMaskedLM, "cls.predictions.decoder.weight",
+                "deberta.embeddings.word_embeddings.weight"),
+}
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """kind -> a tiny tied transformers checkpoint; "gpt2_other": a GPT-2 of another shape."""
+    root = tmp_path_factory.mktemp("ckpt")
+    return {
+        "gpt2": tiny.gpt2_checkpoint(root / "gpt2", "base"),
+        "gpt2_other": tiny.gpt2_checkpoint(root / "gpt2_other", "deep_narrow_heads", seed=1),
+        "bert": tiny.bert_checkpoint(root / "bert", "base", head="mlm"),
+        "deberta": deberta_checkpoint(root / "deberta", "v2_conv"),
+    }
+
+
+def _ids(vocab_size: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, vocab_size, (2, 7), generator=torch.Generator().manual_seed(seed))
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _assert_same_state(model: nn.Module, expected: dict[str, torch.Tensor]) -> None:
+    state = model.state_dict()
+    assert sorted(state) == sorted(expected)
+    for k, v in expected.items():
+        assert state[k].dtype == v.dtype and torch.equal(state[k], v), f"{k} differs"
+
+
+# ---------------------------------------------------------------------------------------
+# Keywords
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_misspelt_keyword_is_a_type_error_with_a_suggestion(kind, folders):
+    cls = KINDS[kind][0]
+    with pytest.raises(TypeError, match=r"'attn_implementaton'.*did you mean 'attn_implementation'"):
+        cls.from_pretrained(folders[kind], attn_implementaton="sdpa")
+    with pytest.raises(TypeError, match=r"'dtpye'.*did you mean 'dtype'"):
+        cls.from_pretrained(folders[kind], dtpye=torch.float16)
+    with pytest.raises(TypeError, match="'no_such_option'"):
+        cls.from_pretrained(folders[kind], no_such_option=1)
+
+
+@pytest.mark.parametrize("key,value", [("output_loading_info", True), ("ignore_mismatched_sizes", True),
+                                       ("quantization_config", {}), ("subfolder", "x"), ("config", None),
+                                       ("trust_remote_code", True), ("low_cpu_mem_usage", True)])
+def test_transformers_keywords_it_cannot_honour_are_refused(key, value, folders):
+    with pytest.raises(TypeError, match=f"does not support transformers' {key}="):
+        gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"], **{key: value})
+
+
+def test_config_field_keywords_override_config_json(folders):
+    model = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"], layer_norm_epsilon=0.25, attn_pdrop=0.0)
+    assert model.config.layer_norm_epsilon == 0.25 and model.transformer.ln_f.eps == 0.25
+    assert model.config.attn_pdrop == 0.0
+    with pytest.raises(ValueError, match="GPT2Config.layer_norm_epsilon"):
+        gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"], layer_norm_epsilon=-1.0)
+    # DeBERTa has only eager attention: that is accepted, another one refused.
+    deberta.DebertaV2ForMaskedLM.from_pretrained(folders["deberta"], attn_implementation="eager")
+    with pytest.raises(ValueError, match="only the eager attention"):
+        deberta.DebertaV2ForMaskedLM.from_pretrained(folders["deberta"], attn_implementation="flash_attention_2")
+
+
+# ---------------------------------------------------------------------------------------
+# dtype
+# ---------------------------------------------------------------------------------------
+
+DTYPES = [("dtype", torch.float16), ("dtype", "bfloat16"), ("torch_dtype", torch.bfloat16),
+          ("torch_dtype", "float16"), ("dtype", "float32"), ("dtype", "auto")]
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("key,dtype", DTYPES, ids=[f"{k}={d}" for k, d in DTYPES])
+def test_dtype_as_transformers_applies_it(kind, key, dtype, folders):
+    cls, hf_cls, _, _ = KINDS[kind]
+    ours = cls.from_pretrained(folders[kind], **{key: dtype})
+    theirs = hf_cls.from_pretrained(folders[kind], **{key: dtype})
+    expected = {k: v for k, v in theirs.state_dict().items() if v.is_floating_point()}
+    saved = cls.ours_to_hf(ours.state_dict(), ours.config)  # in transformers' layout
+    for k, v in saved.items():
+        assert v.dtype == expected[k].dtype, f"{k}: {v.dtype}, transformers {expected[k].dtype}"
+        assert torch.equal(v, expected[k]), f"{k} differs from transformers loaded with {key}={dtype!r}"
+
+
+def test_dtype_auto_reads_the_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(**tiny.GPT2_CONFIGS["base"], bos_token_id=0,
+                                                              eos_token_id=0)).half()
+    hf.save_pretrained(tmp_path)
+    assert {p.dtype for p in gpt2.GPT2LMHeadModel.from_pretrained(tmp_path, dtype="auto").parameters()} == {
+        torch.float16}
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["dtype"]  # without it, the weights' dtype
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert {p.dtype for p in gpt2.GPT2LMHeadModel.from_pretrained(tmp_path, dtype="auto").parameters()} == {
+        torch.float16}
+    assert {p.dtype for p in gpt2.GPT2LMHeadModel.from_pretrained(tmp_path).parameters()} == {torch.float32}
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(dtype="float17"), "dtype must be"), (dict(dtype=torch.int8), "dtype must be"),
+    (dict(torch_dtype=3), "torch_dtype must be"), (dict(dtype=torch.float16, torch_dtype=torch.bfloat16), "disagree"),
+    (dict(device="gpu9"), "device must name"), (dict(device_map="auto"), "device_map must name one device"),
+    (dict(device="cpu", device_map="cpu"), "not both"), (dict(new_head="yes"), "new_head must be a bool"),
+    (dict(new_head=True), "GPT2LMHeadModel has no head that may start fresh"),
+])
+def test_bad_dtype_or_device_is_refused(kwargs, match, folders):
+    with pytest.raises((TypeError, ValueError), match=match):
+        gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"], **kwargs)
+
+
+def test_device_map_naming_one_device(folders):
+    for device_map in ("cpu", {"": "cpu"}, torch.device("cpu")):
+        model = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"], device_map=device_map)
+        assert {p.device.type for p in model.parameters()} == {"cpu"}
+
+
+# ---------------------------------------------------------------------------------------
+# Paths and unreadable files
+# ---------------------------------------------------------------------------------------
+
+
+def test_missing_local_path_fails_at_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    names = ["./nope", "../nope", "nope/", "a/b/c", "/definitely/not/here", tmp_path / "nope", "~/no-such-ckpt-x",
+             "runs/ckpt", "has space", "a--b/c", "a\\b", "a/../b", str(tmp_path / "missing")]
+    for name in names:
+        start = time.perf_counter()
+        with pytest.raises(FileNotFoundError, match="no checkpoint folder"):
+            gpt2.GPT2LMHeadModel.from_pretrained(name)
+        assert time.perf_counter() - start < 1.0, f"{name!r} took {time.perf_counter() - start:.1f} s"
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(NotADirectoryError, match="file.txt"):
+        gpt2.GPT2LMHeadModel.from_pretrained("file.txt")
+    for bad in (123, None, b"gpt2"):
+        with pytest.raises(TypeError, match="name_or_path must be a str"):
+            gpt2.GPT2LMHeadModel.from_pretrained(bad)
+    with pytest.raises(ValueError, match="empty string"):
+        gpt2.GPT2LMHeadModel.from_pretrained("")
+
+
+def test_hub_id_offline_is_a_clear_error_at_once(monkeypatch, tmp_path):
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(FileNotFoundError, match="'someone/no-such-model' is not a local folder, and the hub could not"):
+        gpt2.GPT2LMHeadModel.from_pretrained("someone/no-such-model", cache_dir=tmp_path)
+    assert time.perf_counter() - start < 1.0
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    dst.mkdir()
+    for f in src.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(b"\x00\xff not a weight file" * 10)
+
+
+BROKEN = {
+    "truncated safetensors": ("model.safetensors", _truncate),
+    "garbage safetensors": ("model.safetensors", _garbage),
+    "config not JSON": ("config.json", lambda p: p.write_text('{"n_embd": 32,')),
+    "config not UTF-8": ("config.json", lambda p: p.write_bytes(b"\xff\xfe{}")),
+    "config a list": ("config.json", lambda p: p.write_text("[1, 2]")),
+    "config missing": ("config.json", lambda p: p.unlink()),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_unreadable_file_is_a_checkpoint_error_naming_it(case, folders, tmp_path):
+    name, damage = BROKEN[case]
+    folder = _copy(folders["gpt2"], tmp_path / "ckpt")
+    damage(folder / name)
+    with pytest.raises(CheckpointError, match=name.replace(".", r"\.")):
+        gpt2.GPT2LMHeadModel.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("case", ["truncated", "garbage", "a list"])
+def test_unreadable_pickle_is_a_checkpoint_error_naming_it(case, folders, tmp_path):
+    folder = _copy(folders["gpt2"], tmp_path / "ckpt")
+    (folder / "model.safetensors").unlink()
+    torch.save(load_file(folders["gpt2"] / "model.safetensors"), folder / "pytorch_model.bin")
+    if case == "truncated":
+        _truncate(folder / "pytorch_model.bin")
+    elif case == "garbage":
+        _garbage(folder / "pytorch_model.bin")
+    else:
+        torch.save([torch.zeros(2)], folder / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match=r"pytorch_model\.bin"):
+        gpt2.GPT2LMHeadModel.from_pretrained(folder)
+
+
+def test_sharded_checkpoint_with_a_missing_shard(folders, tmp_path):
+    folder = _copy(folders["gpt2"], tmp_path / "ckpt")
+    (folder / "model.safetensors").rename(folder / "model-00001-of-00002.safetensors")
+    weight_map = {k: "model-00001-of-00002.safetensors" for k in load_file(folder / "model-00001-of-00002.safetensors")}
+    weight_map["x"] = "model-00002-of-00002.safetensors"
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    with pytest.raises(CheckpointError, match=r"model-00002-of-00002\.safetensors: missing"):
+        gpt2.GPT2LMHeadModel.from_pretrained(folder)
+    (folder / "model.safetensors.index.json").write_text("{}")
+    with pytest.raises(CheckpointError, match=r"model\.safetensors\.index\.json must hold a 'weight_map'"):
+        gpt2.GPT2LMHeadModel.from_pretrained(folder)
+
+
+# ---------------------------------------------------------------------------------------
+# Durable saves
+# ---------------------------------------------------------------------------------------
+
+
+def _leftovers(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if p.name.endswith(".partial"))
+
+
+@pytest.fixture
+def saved_old(folders, tmp_path):
+    """A folder holding our save of the base GPT-2 and a tokenizer file of another writer."""
+    folder = tmp_path / "out"
+    old = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"])
+    old.save_pretrained(folder)
+    (folder / "vocab.json").write_text('{"a": 0}')
+    return folder, _state(old), (folder / "config.json").read_bytes()
+
+
+def _half_then_disk_full(tensors, filename, metadata=None):
+    from safetensors.torch import save
+
+    data = save(tensors, metadata=metadata)
+    Path(filename).write_bytes(data[: len(data) // 2])
+    raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("where", ["weights", "swap"])
+def test_failed_save_of_another_shape_leaves_the_old_checkpoint(where, saved_old, folders, monkeypatch):
+    folder, old_state, old_config = saved_old
+    other = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2_other"])
+    if where == "weights":  # the weight writer fails halfway, the disk full
+        monkeypatch.setattr("safetensors.torch.save_file", _half_then_disk_full)
+    else:  # both files written, the disk full when flushing them
+        def full(path):
+            raise OSError(28, "No space left on device")
+        monkeypatch.setattr("mlab_tfs.durable._fsync_file", full)
+    with pytest.raises(OSError, match="No space left"):
+        other.save_pretrained(folder)
+    monkeypatch.undo()
+    assert (folder / "config.json").read_bytes() == old_config
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "vocab.json"]
+    assert _leftovers(folder.parent) == []
+    _assert_same_state(gpt2.GPT2LMHeadModel.from_pretrained(folder), old_state)
+
+
+def test_save_replaces_stale_weights_and_keeps_other_files(saved_old, folders):
+    folder, _, _ = saved_old
+    for stale in ("model-00001-of-00002.safetensors", "model.safetensors.index.json", "pytorch_model.bin"):
+        (folder / stale).write_text("stale")
+    other = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2_other"])
+    other.save_pretrained(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "vocab.json"]
+    assert (folder / "vocab.json").read_text() == '{"a": 0}'
+    _assert_same_state(gpt2.GPT2LMHeadModel.from_pretrained(folder), _state(other))
+
+
+def test_save_killed_midway_leaves_the_old_checkpoint(saved_old, folders):
+    folder, old_state, old_config = saved_old
+    script = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        import safetensors.torch
+        from mlab_tfs.gpt2.solution import GPT2LMHeadModel
+
+        def half_then_hang(tensors, filename, metadata=None):
+            data = safetensors.torch.save(tensors, metadata=metadata)
+            Path(filename).write_bytes(data[: len(data) // 2])
+            print("halfway", flush=True)
+            time.sleep(60)
+
+        safetensors.torch.save_file = half_then_hang
+        GPT2LMHeadModel.from_pretrained({str(folders["gpt2_other"])!r}).save_pretrained({str(folder)!r})
+    """)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "halfway"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert (folder / "config.json").read_bytes() == old_config
+    _assert_same_state(gpt2.GPT2LMHeadModel.from_pretrained(folder), old_state)
+    assert len(_leftovers(folder.parent)) == 1  # the killed save's staging folder...
+    model = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2_other"])
+    model.save_pretrained(folder)  # ...which the next save removes
+    assert _leftovers(folder.parent) == []
+    _assert_same_state(gpt2.GPT2LMHeadModel.from_pretrained(folder), _state(model))
+
+
+# ---------------------------------------------------------------------------------------
+# Tying follows the parameters
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_head_untied_by_hand_is_saved_untied(kind, folders, tmp_path):
+    cls, hf_cls, head, embedding = KINDS[kind]
+    model = cls.from_pretrained(folders[kind])
+    module_name, _, attr = head.rpartition(".")
+    g = torch.Generator().manual_seed(3)
+    untied = nn.Parameter(model.get_parameter(head).detach() + torch.randn(model.get_parameter(head).shape,
+                                                                            generator=g))
+    setattr(model.get_submodule(module_name), attr, untied)
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["tie_word_embeddings"] is False
+    back = cls.from_pretrained(tmp_path)
+    assert back.get_parameter(head) is not back.get_parameter(embedding)
+    assert torch.equal(back.get_parameter(head), untied) and not torch.equal(untied, back.get_parameter(embedding))
+    assert torch.equal(back.get_parameter(embedding), model.get_parameter(embedding))
+    theirs = hf_cls.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    ids = _ids(model.config.vocab_size)
+    with torch.no_grad():
+        assert_close(theirs(ids).logits, model(ids).logits, name="transformers' logits of the untied save", atol=1e-5)
+        assert_close(back(ids).logits, model(ids).logits, name="logits of the untied save", atol=0)
+
+
+def test_head_tied_by_hand_is_saved_tied(tmp_path):
+    torch.manual_seed(0)
+    model = gpt2.GPT2LMHeadModel(gpt2.GPT2Config(**tiny.GPT2_CONFIGS["base"], tie_word_embeddings=False))
+    model.lm_head.weight = model.transformer.wte.weight
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["tie_word_embeddings"] is True
+    assert "lm_head.weight" not in load_file(tmp_path / "model.safetensors")
+    back = gpt2.GPT2LMHeadModel.from_pretrained(tmp_path)
+    assert back.lm_head.weight is back.transformer.wte.weight
+    assert torch.equal(back.lm_head.weight, model.transformer.wte.weight)
+
+
+@pytest.mark.parametrize("field,value", [("layer_norm_epsilon", -1), ("attn_pdrop", 2.0), ("n_head", "4"),
+                                         ("scale_attn_weights", 1)])
+def test_bad_value_in_config_json_names_the_field_and_the_file(field, value, folders, tmp_path):
+    folder = _copy(folders["gpt2"], tmp_path / "ckpt")
+    config = json.loads((folder / "config.json").read_text())
+    config[field] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=rf"GPT2Config\.{field} .*\(reading .*ckpt/config\.json\)"):
+        gpt2.GPT2LMHeadModel.from_pretrained(folder)
+    with pytest.raises(ValueError, match=rf"GPT2Config\.{field} .*with the keywords \['{field}'\]"):
+        gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"], **{field: value})
+
+
+@pytest.mark.parametrize("config_class", [gpt2.GPT2Config, bert.BertConfig, deberta.DebertaV2Config])
+def test_config_from_pretrained_names_an_unreadable_config_json(config_class, tmp_path):
+    with pytest.raises(CheckpointError, match=r"config\.json: missing"):
+        config_class.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text("not json")
+    with pytest.raises(CheckpointError, match=r"config\.json is not valid JSON"):
+        config_class.from_pretrained(tmp_path)
+
+
+def test_integer_weights_are_a_mismatch(folders, tmp_path):
+    def edit(state):
+        state["transformer.ln_f.weight"] = state["transformer.ln_f.weight"].long()
+
+    folder = tiny.edited_checkpoint(folders["gpt2"], tmp_path / "ints", edit)
+    with pytest.raises(CheckpointError, match=r"transformer\.ln_f\.weight: checkpoint dtype torch\.int64, model "
+                                              r"torch\.float32"):
+        gpt2.GPT2LMHeadModel.from_pretrained(folder)
