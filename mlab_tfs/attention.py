@@ -65,6 +65,15 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float, dro
     return y.masked_fill(~seen, 0.0)  # (B, nh, T, hs)
 
 
+def check_attn_implementation(attn_implementation: object, where: str = "attn_implementation") -> str:
+    """The name itself if it is one of ATTN_IMPLEMENTATIONS; else a ValueError naming
+    ``where`` and the choices. The attention layers call it at every forward, so a config
+    edited by hand to an unknown name fails instead of silently running one path."""
+    if not isinstance(attn_implementation, str) or attn_implementation not in ATTN_IMPLEMENTATIONS:
+        raise ValueError(f"{where} must be one of {ATTN_IMPLEMENTATIONS}, got {attn_implementation!r}")
+    return attn_implementation
+
+
 class AttnImplementationMixin:
     """``set_attn_implementation`` for a model whose attention layers read
     ``config.attn_implementation`` at every forward (one shared config object)."""
@@ -78,9 +87,5 @@ class AttnImplementationMixin:
         The two compute the same function (tested equal, gradients included). Raises a
         ValueError naming the argument and the choices for any other value.
         """
-        if not isinstance(attn_implementation, str) or attn_implementation not in ATTN_IMPLEMENTATIONS:
-            raise ValueError(
-                f"set_attn_implementation: attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, "
-                f"got {attn_implementation!r}"
-            )
+        check_attn_implementation(attn_implementation, "set_attn_implementation: attn_implementation")
         self.config.attn_implementation = attn_implementation

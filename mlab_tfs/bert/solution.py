@@ -21,7 +21,13 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from mlab_tfs.attention import ATTN_IMPLEMENTATIONS, AttnImplementationMixin, sdpa, sees_any_key
+from mlab_tfs.attention import (
+    ATTN_IMPLEMENTATIONS,
+    AttnImplementationMixin,
+    check_attn_implementation,
+    sdpa,
+    sees_any_key,
+)
 from mlab_tfs.checkpoints import PretrainedMixin, StateDict, save_tied_weights_once
 from mlab_tfs.inputs import (
     check_attention_mask,
@@ -255,7 +261,8 @@ class BertSelfAttention(nn.Module):
         q, k, v = (rearrange(lin(x), "b t (nh hs) -> b nh t hs", nh=self.num_attention_heads)
                    for lin in (self.query, self.key, self.value))
         pattern = None
-        if self.config.attn_implementation == "sdpa" and not output_attentions:
+        path = check_attn_implementation(self.config.attn_implementation, "config.attn_implementation")
+        if path == "sdpa" and not output_attentions:
             y = sdpa(q, k, v, mask, self.scale, self.dropout.p if self.training else 0.0)
         else:
             pattern = attention_pattern(q, k, mask, self.scale)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from mlab_tfs.attention import sdpa
+from mlab_tfs.attention import check_attn_implementation, sdpa
 from mlab_tfs.gpt2.solution import GPT2Attention, GPT2LMHeadModel, attention_pattern
 
 Tensor = torch.Tensor
@@ -100,7 +100,7 @@ def _static_attention(attn: GPT2Attention, x: Tensor, k_cache: Tensor, v_cache: 
     k_cache[:, :, cache_position] = k.to(k_cache.dtype)  # in place: (B, nh, M, hs)
     v_cache[:, :, cache_position] = v.to(v_cache.dtype)
     k, v = k_cache, v_cache
-    if attn.config.attn_implementation == "sdpa":
+    if check_attn_implementation(attn.config.attn_implementation, "config.attn_implementation") == "sdpa":
         # Queries that see no key (the prompts' left padding) output zeros, as in the full pass.
         y = sdpa(q, k, v, keep, attn.scale, attn.attn_dropout.p if attn.training else 0.0)
     else:

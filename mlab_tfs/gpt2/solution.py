@@ -24,6 +24,7 @@ from mlab_tfs.attention import (  # noqa: F401  (ATTN_IMPLEMENTATIONS, additive_
     ATTN_IMPLEMENTATIONS,
     AttnImplementationMixin,
     additive_mask,
+    check_attn_implementation,
     sdpa,
     sees_any_key,
 )
@@ -235,7 +236,8 @@ class GPT2Attention(nn.Module):
         present = (k, v) if use_cache else None
 
         pattern = None
-        if self.config.attn_implementation == "sdpa" and not output_attentions:
+        path = check_attn_implementation(self.config.attn_implementation, "config.attn_implementation")
+        if path == "sdpa" and not output_attentions:
             y = self._sdpa(q, k, v, attention_mask)
         else:
             if attention_mask is None:

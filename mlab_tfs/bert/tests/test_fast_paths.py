@@ -104,3 +104,11 @@ def test_set_attn_implementation(checkpoint):
     assert_close(eager, fused, name="classifier logits after set_attn_implementation('eager')", atol=1e-5)
     with pytest.raises(ValueError, match=r"attn_implementation must be one of \('eager', 'sdpa'\), got 'flash'"):
         model.set_attn_implementation("flash")
+
+
+def test_an_unknown_path_on_the_config_is_an_error_at_forward(checkpoint):
+    model = solution.BertModel.from_pretrained(checkpoint("base", "model"))
+    model.config.attn_implementation = "flex_attention"
+    with pytest.raises(ValueError, match=r"config.attn_implementation must be one of \('eager', 'sdpa'\), "
+                                         r"got 'flex_attention'"):
+        model(torch.zeros(1, 3, dtype=torch.long))

@@ -303,3 +303,16 @@ def test_memory_efficient_kernel_trains_with_padding_as_eager(checkpoints):
         results.append((loss.detach(), {n: p.grad for n, p in model.named_parameters()}))
     assert_close(results[1][0], results[0][0], name="memory-efficient kernel loss", atol=1e-5)
     assert_grads_close(results[1][1], results[0][1], rtol=1e-4)
+
+
+@pytest.mark.solution_only
+@pytest.mark.parametrize("runner", ["full", "static"])
+def test_an_unknown_path_on_the_config_is_an_error_at_forward(checkpoints, runner):
+    """Set by hand to a name no layer knows, config.attn_implementation fails loudly instead of
+    silently running one of the paths."""
+    model = solution.GPT2LMHeadModel.from_pretrained(checkpoints["base"])
+    model.config.attn_implementation = "flash_attention_2"
+    ids = torch.randint(0, 97, (len(LENGTHS), T), generator=torch.Generator().manual_seed(5))
+    with pytest.raises(ValueError, match=r"config.attn_implementation must be one of \('eager', 'sdpa'\), "
+                                         r"got 'flash_attention_2'"):
+        RUNNERS[runner](model, ids, None)
