@@ -23,7 +23,8 @@ def test_all_padding_sequence_equals_transformers_default(checkpoints, name):
     ours = solution.DebertaV2ForMaskedLM.from_pretrained(folder)
     hf = transformers.DebertaV2ForMaskedLM.from_pretrained(folder, dtype=torch.float32).eval()  # its default path
     assert hf.config._attn_implementation == "eager"
-    ids, mask, types = right_padded_batch(ours.config.vocab_size, [7, 3, 5], seed=21, type_vocab_size=ours.config.type_vocab_size)
+    cfg = ours.config
+    ids, mask, types = right_padded_batch(cfg.vocab_size, [7, 3, 5], seed=21, type_vocab_size=cfg.type_vocab_size)
     mask[1] = 0  # a sequence that is all padding
     ids[1] = 0
     kwargs = dict(attention_mask=mask, token_type_ids=None if types is None else types * mask)

@@ -51,7 +51,8 @@ def _later_changed(ids, mask, t, vocab_size, seed):
     """Every token after t replaced by another id, and (when padded) its padding bit redrawn."""
     g = torch.Generator().manual_seed(seed)
     new_ids = ids.clone()
-    new_ids[:, t + 1 :] = (ids[:, t + 1 :] + torch.randint(1, vocab_size, ids[:, t + 1 :].shape, generator=g)) % vocab_size
+    shift = torch.randint(1, vocab_size, ids[:, t + 1 :].shape, generator=g)  # never 0: a different id
+    new_ids[:, t + 1 :] = (ids[:, t + 1 :] + shift) % vocab_size
     new_mask = None
     if mask is not None:
         new_mask = mask.clone()
@@ -105,8 +106,9 @@ def _check_causal(model, runner, padding, seed=0):
     mask = _mask(padding)
     if mask is not None:
         ids = ids.masked_fill(mask == 0, 0)
-    targets = ids[:, 1:].masked_fill(torch.zeros_like(ids[:, 1:], dtype=torch.bool) if mask is None else mask[:, 1:] == 0, -100)
-    targets = torch.cat([targets, torch.full((len(LENGTHS), 1), -100)], dim=1)  # (B, T): the token after t
+    # targets[:, t]: the token after t, -100 on padding only (and after the last column).
+    targets = ids[:, 1:] if mask is None else ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+    targets = torch.cat([targets, torch.full((len(LENGTHS), 1), -100)], dim=1)  # (B, T)
 
     def logits_and_grads(i, m, t):
         model.zero_grad(set_to_none=True)
