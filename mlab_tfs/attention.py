@@ -36,9 +36,19 @@ def additive_mask(mask: Tensor, dtype: torch.dtype) -> Tensor:
     return torch.where(mask, zero, torch.finfo(dtype).min)
 
 
+def check_bool_mask(name: str, mask: Tensor | None) -> None:
+    """A TypeError naming the argument unless mask is None or a bool tensor (True = attend):
+    a float mask (0 / -inf, as some libraries pass) would otherwise be inverted bit-wise or
+    fail deep inside."""
+    if mask is not None and (not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool):
+        got = f"a tensor of dtype {mask.dtype}" if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise TypeError(f"{name} must be a bool tensor, True where a query may attend to a key; got {got}")
+
+
 def sees_any_key(mask: Tensor) -> Tensor:
     """mask: bool (..., T, S), True = query t may see key s. Returns bool (..., T, 1):
     True where the query sees at least one key. Queries where it is False get a zero output."""
+    check_bool_mask("mask", mask)
     return mask.any(dim=-1, keepdim=True)
 
 

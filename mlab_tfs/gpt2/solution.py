@@ -25,6 +25,7 @@ from mlab_tfs.attention import (  # noqa: F401  (ATTN_IMPLEMENTATIONS, additive_
     AttnImplementationMixin,
     additive_mask,
     check_attn_implementation,
+    check_bool_mask,
     sdpa,
     sees_any_key,
 )
@@ -173,9 +174,10 @@ def attention_pattern(q: Tensor, k: Tensor, mask: Tensor | None, scale: float) -
     scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, nh, T, S)
     if mask is None:
         return torch.softmax(scores, dim=-1)
+    seen = sees_any_key(mask)  # (B, 1, T, 1); checks that mask is bool
     scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
     pattern = torch.softmax(scores, dim=-1)
-    return pattern.masked_fill(~sees_any_key(mask), 0.0)  # zero rows: no future leak, no gradient
+    return pattern.masked_fill(~seen, 0.0)  # zero rows: no future leak, no gradient
 
 
 def causal_mask(q_len: int, k_len: int, device: torch.device | str | None = None) -> Tensor:
@@ -227,6 +229,7 @@ class GPT2Attention(nn.Module):
         Returns (output (B, T, C), present (k, v) if use_cache, pattern (B, nh, T, S) if
         output_attentions).
         """
+        check_bool_mask("GPT2Attention: attention_mask", attention_mask)
         C = x.shape[-1]
         q, k, v = self.c_attn(x).split(C, dim=-1)
         q, k, v = (rearrange(t, "b t (nh hs) -> b nh t hs", nh=self.n_head) for t in (q, k, v))

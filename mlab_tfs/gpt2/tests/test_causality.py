@@ -318,3 +318,15 @@ def test_an_unknown_path_on_the_config_is_an_error_at_forward(checkpoints, runne
     with pytest.raises(ValueError, match=r"config.attn_implementation must be one of \('eager', 'sdpa'\), "
                                          r"got 'flash_attention_2'"):
         RUNNERS[runner](model, ids, None)
+
+
+@pytest.mark.solution_only
+def test_attention_mask_of_the_layer_must_be_bool(checkpoints):
+    attn = solution.GPT2LMHeadModel.from_pretrained(checkpoints["base"]).transformer.h[0].attn
+    x = torch.randn(1, 3, 32)
+    additive = torch.zeros(1, 1, 3, 3)
+    with pytest.raises(TypeError, match="GPT2Attention: attention_mask must be a bool tensor.*got a tensor of dtype "
+                                        "torch.float32"):
+        attn(x, additive)
+    with pytest.raises(TypeError, match="mask must be a bool tensor"):
+        solution.attention_pattern(x[:, None], x[:, None], additive, 1.0)
