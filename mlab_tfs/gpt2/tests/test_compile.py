@@ -50,7 +50,9 @@ def test_compiled_equals_uncompiled_forward_and_backward(tiniest, attn):
                        hint="a guard for fully masked rows that does not hold under compile?")
 
 
-@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+# The default path only: each compile costs seconds, the eager path's static cache is tested
+# equal to sdpa's uncompiled (test_fast_paths.py), and sampling's tests compile the decode step.
+@pytest.mark.parametrize("attn", ["sdpa"])
 def test_compiled_static_cache_prefill_equals_uncompiled(tiniest, attn):
     model = solution.GPT2LMHeadModel.from_pretrained(tiniest, attn_implementation=attn)
     ids, kwargs = _batch()
