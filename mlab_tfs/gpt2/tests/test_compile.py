@@ -16,6 +16,8 @@ from mlab_tfs.gpt2 import fast, solution
 from mlab_tfs.testing import tiny
 from mlab_tfs.testing.compare import assert_close, assert_grads_close
 
+from .test_causality import _check_causal, _mask, _positions
+
 pytestmark = pytest.mark.solution_only
 
 TINIEST = dict(vocab_size=31, n_positions=16, n_embd=16, n_layer=1, n_head=2)
@@ -27,28 +29,36 @@ def tiniest(tmp_path_factory):
 
 
 def _batch():
-    ids, mask, pos = tiny.left_padded_batch(TINIEST["vocab_size"], [6, 3, 1], seed=6)
-    return ids, dict(attention_mask=mask, position_ids=pos, labels=ids.masked_fill(mask == 0, -100))
+    """The causality tests' left-padded batch (B = 3, T = 8), so that their check reuses the graph."""
+    mask = _mask("left")
+    ids = torch.randint(0, TINIEST["vocab_size"], mask.shape, generator=torch.Generator().manual_seed(6))
+    ids = ids.masked_fill(mask == 0, 0)
+    return ids, dict(attention_mask=mask, position_ids=_positions(mask)), ids.masked_fill(mask == 0, -100)
 
 
-def _loss_and_grads(model, forward, ids, kwargs):
+def _loss_and_grads(model, forward, ids, kwargs, labels):
+    """The loss outside the compiled graph: the same graph then serves the causality check."""
     model.zero_grad(set_to_none=True)
-    out = forward(ids, **kwargs)
-    out.loss.backward()
-    return out.logits.detach(), out.loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+    logits = forward(ids, **kwargs).logits
+    loss = solution.lm_loss(logits, labels)
+    loss.backward()
+    return logits.detach(), loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 def test_compiled_equals_uncompiled_forward_and_backward(tiniest, attn):
     model = solution.GPT2LMHeadModel.from_pretrained(tiniest, attn_implementation=attn)
-    ids, kwargs = _batch()
-    logits, loss, grads = _loss_and_grads(model, model, ids, kwargs)
+    ids, kwargs, labels = _batch()
+    logits, loss, grads = _loss_and_grads(model, model, ids, kwargs, labels)
     torch._dynamo.reset()
-    c_logits, c_loss, c_grads = _loss_and_grads(model, torch.compile(model, fullgraph=True), ids, kwargs)
+    compiled = torch.compile(model, fullgraph=True)
+    c_logits, c_loss, c_grads = _loss_and_grads(model, compiled, ids, kwargs, labels)
     assert_close(c_logits, logits, name=f"compiled logits ({attn}), padding positions included", atol=1e-5)
     assert_close(c_loss, loss, name=f"compiled loss ({attn})", atol=1e-5)
     assert_grads_close(c_grads, grads, rtol=1e-4, what=f"compiled gradient ({attn})",
                        hint="a guard for fully masked rows that does not hold under compile?")
+    # And causal: every later token changed, through the same compiled graph (same shapes).
+    _check_causal(model, lambda m, i, k: compiled(i, attention_mask=k, position_ids=_positions(k)).logits, "left")
 
 
 # The default path only: each compile costs seconds, the eager path's static cache is tested
@@ -56,7 +66,7 @@ def test_compiled_equals_uncompiled_forward_and_backward(tiniest, attn):
 @pytest.mark.parametrize("attn", ["sdpa"])
 def test_compiled_static_cache_prefill_equals_uncompiled(tiniest, attn):
     model = solution.GPT2LMHeadModel.from_pretrained(tiniest, attn_implementation=attn)
-    ids, kwargs = _batch()
+    ids, kwargs, _ = _batch()
     mask, pos = kwargs["attention_mask"], kwargs["position_ids"]
     outs = []
     torch._dynamo.reset()
