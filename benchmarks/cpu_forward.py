@@ -52,7 +52,7 @@ def models(kind: str, folder: str):
         load_hf = lambda attn: tiny.hf_bert(folder, attn_implementation=attn)  # noqa: E731
         out = lambda o: o.last_hidden_state  # noqa: E731
     result = {
-        "ours (eager attention)": Ours.from_pretrained(folder).eval(),
+        "ours (eager attention)": Ours.from_pretrained(folder, attn_implementation="eager").eval(),
         "ours (sdpa)": Ours.from_pretrained(folder, attn_implementation="sdpa").eval(),
         "ours (sdpa + fused ops)": use_fused_ops(Ours.from_pretrained(folder, attn_implementation="sdpa").eval()),
         "transformers (eager)": load_hf("eager"),

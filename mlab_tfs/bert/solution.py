@@ -19,8 +19,14 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from mlab_tfs.attention import (
+    ATTN_IMPLEMENTATIONS,
+    AttnImplementationMixin,
+    check_attn_implementation,
+    sdpa,
+    sees_any_key,
+)
 from mlab_tfs.checkpoints import PretrainedMixin, StateDict, read_config, save_tied_weights_once
 from mlab_tfs.configs import (
     ConfigError,
@@ -47,7 +53,6 @@ from mlab_tfs.outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifier
 Tensor = torch.Tensor
 
 ACTIVATIONS = ("gelu", "gelu_python", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish", "tanh")
-ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
 
@@ -74,8 +79,9 @@ class BertConfig:
     num_labels: int = 2
     id2label: dict[int, str] | None = None  # None: LABEL_0, LABEL_1, ...
     problem_type: str | None = None  # None: chosen from num_labels and the labels' dtype
-    # Not a Hugging Face field of BertConfig: which attention path to run.
-    attn_implementation: str = "eager"
+    # Which attention path runs: "sdpa" (transformers' default) or "eager" (hand-written);
+    # the same function. transformers keeps it as config._attn_implementation.
+    attn_implementation: str = "sdpa"
 
     def __post_init__(self) -> None:
         """Check every field: ConfigError (a ValueError) naming it, ConfigTypeError for a wrong type."""
@@ -264,7 +270,7 @@ class BertSelfAttention(nn.Module):
         self.key = nn.Linear(C, C)
         self.value = nn.Linear(C, C)
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
-        self.attn_implementation = config.attn_implementation
+        self.config = config  # the model's own: attn_implementation is read at every forward
 
     def forward(
         self, x: Tensor, mask: Tensor | None = None, output_attentions: bool = False
@@ -272,29 +278,24 @@ class BertSelfAttention(nn.Module):
         """x: (B, T, C); mask: bool (B, 1, 1, S), True = attend.
 
         Returns (heads merged (B, T, C), before the output projection; pattern (B, nh, T, S)
-        if output_attentions else None).
+        if output_attentions else None). A query that sees no key (all of an all-padding
+        sequence) outputs 0 and has a pattern row of 0 on both paths, as transformers'
+        default sdpa path (its eager path gives the row a uniform pattern instead).
         """
         q, k, v = (rearrange(lin(x), "b t (nh hs) -> b nh t hs", nh=self.num_attention_heads)
                    for lin in (self.query, self.key, self.value))
         pattern = None
-        if self.attn_implementation == "sdpa" and not output_attentions:
-            y = self._sdpa(q, k, v, mask)
+        path = check_attn_implementation(self.config.attn_implementation, "config.attn_implementation")
+        if path == "sdpa" and not output_attentions:
+            y = sdpa(q, k, v, mask, self.scale, self.dropout.p if self.training else 0.0)
         else:
             pattern = attention_pattern(q, k, mask, self.scale)
+            if mask is not None:
+                # A query that sees no key (every position of an all-padding sequence) outputs
+                # zero, as on transformers' default sdpa path, instead of a uniform average.
+                pattern = pattern.masked_fill(~sees_any_key(mask), 0.0)
             y = torch.matmul(self.dropout(pattern), v)  # (B, nh, T, hs)
         return rearrange(y, "b nh t hs -> b t (nh hs)"), pattern if output_attentions else None
-
-    def _sdpa(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
-        """The same attention through PyTorch's fused kernel (flash / memory-efficient)."""
-        dropout = self.dropout.p if self.training else 0.0
-        if mask is None:
-            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=self.scale)
-        bias = additive_mask(mask, q.dtype)  # the eager path's mask, so even all-padding rows agree
-        if not (torch.is_grad_enabled() and q.requires_grad):
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, scale=self.scale)
-        # Fused kernels' gradients through fully masked rows differ from eager; the math one agrees.
-        with sdpa_kernel([SDPBackend.MATH]):
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, scale=self.scale)
 
 
 class BertSelfOutput(nn.Module):
@@ -500,7 +501,7 @@ def _init_bert_weights(model: nn.Module, config: BertConfig) -> None:
                 module.weight[module.padding_idx].zero_()
 
 
-class BertPreTrainedModel(PretrainedMixin):
+class BertPreTrainedModel(AttnImplementationMixin, PretrainedMixin):
     """from_pretrained / save_pretrained for the BERT models (see mlab_tfs.checkpoints).
 
     A checkpoint without the model's head (MiniLM, a BertModel, into BertForMaskedLM or

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from mlab_tfs.gpt2.solution import GPT2Attention, GPT2LMHeadModel, additive_mask, attention_pattern
+from mlab_tfs.attention import check_attn_implementation, sdpa
+from mlab_tfs.gpt2.solution import GPT2Attention, GPT2LMHeadModel, attention_pattern
 
 Tensor = torch.Tensor
 
@@ -99,10 +100,9 @@ def _static_attention(attn: GPT2Attention, x: Tensor, k_cache: Tensor, v_cache: 
     k_cache[:, :, cache_position] = k.to(k_cache.dtype)  # in place: (B, nh, M, hs)
     v_cache[:, :, cache_position] = v.to(v_cache.dtype)
     k, v = k_cache, v_cache
-    if attn.attn_implementation == "sdpa":
-        dropout = attn.attn_dropout.p if attn.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=additive_mask(keep, q.dtype), dropout_p=dropout,
-                                           scale=attn.scale)
+    if check_attn_implementation(attn.config.attn_implementation, "config.attn_implementation") == "sdpa":
+        # Queries that see no key (the prompts' left padding) output zeros, as in the full pass.
+        y = sdpa(q, k, v, keep, attn.scale, attn.attn_dropout.p if attn.training else 0.0)
     else:
         if attn.upcast:
             pattern = attention_pattern(q.float(), k.float(), keep, attn.scale).to(v.dtype)

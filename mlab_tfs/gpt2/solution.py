@@ -18,8 +18,16 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from mlab_tfs.attention import (  # noqa: F401  (ATTN_IMPLEMENTATIONS, additive_mask: re-exported)
+    ATTN_IMPLEMENTATIONS,
+    AttnImplementationMixin,
+    additive_mask,
+    check_attn_implementation,
+    check_bool_mask,
+    sdpa,
+    sees_any_key,
+)
 from mlab_tfs.checkpoints import PretrainedMixin, StateDict, read_config, save_tied_weights_once
 from mlab_tfs.configs import (
     check_bool,
@@ -43,7 +51,6 @@ Tensor = torch.Tensor
 
 ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh", "gelu_python_tanh", "gelu", "gelu_python", "gelu_fast",
                "quick_gelu", "relu", "silu", "swish", "tanh")
-ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 
 
 @dataclass
@@ -69,8 +76,9 @@ class GPT2Config:
     bos_token_id: int | None = 50256
     eos_token_id: int | None = 50256
     pad_token_id: int | None = None
-    # Not a Hugging Face field of GPT2Config: which attention path to run.
-    attn_implementation: str = "eager"
+    # Which attention path runs: "sdpa" (transformers' default) or "eager" (hand-written);
+    # the same function. transformers keeps it as config._attn_implementation.
+    attn_implementation: str = "sdpa"
 
     def __post_init__(self) -> None:
         """Check every field: ConfigError (a ValueError) naming it, ConfigTypeError for a wrong type."""
@@ -170,23 +178,22 @@ def attention_pattern(q: Tensor, k: Tensor, mask: Tensor | None, scale: float) -
     """Softmax attention probabilities.
 
     q: (B, nh, T, hs), k: (B, nh, S, hs), mask: bool broadcastable to (B, nh, T, S),
-    True where query t may look at key s. Returns (B, nh, T, S).
+    True where query t may look at key s. Returns (B, nh, T, S): each row sums to 1,
+    except the rows of queries that may see no key (left padding), which are all 0.
+
+    Masked scores are filled with finfo.min, not -inf (a row of -inf is NaN) and not
+    added to it (in float16 a score plus finfo.min may round to -inf). A row with no
+    visible key would then be uniform over *all* keys, future ones included (transformers'
+    eager path returns that row): it is zeroed instead, as transformers' default sdpa
+    path does, so no output depends on a later token.
     """
     scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, nh, T, S)
-    if mask is not None:
-        scores = scores + additive_mask(mask, scores.dtype)
-    return torch.softmax(scores, dim=-1)
-
-
-def additive_mask(mask: Tensor, dtype: torch.dtype) -> Tensor:
-    """0 where allowed, finfo.min where masked.
-
-    finfo.min, not -inf: a fully masked row (a padding query) then gives a uniform
-    pattern instead of NaN, and NaNs would poison every gradient through it. Added, not
-    filled in, as transformers does, so gradients of such rows match its too.
-    """
-    zero = torch.zeros((), dtype=dtype, device=mask.device)
-    return torch.where(mask, zero, torch.finfo(dtype).min)
+    if mask is None:
+        return torch.softmax(scores, dim=-1)
+    seen = sees_any_key(mask)  # (B, 1, T, 1); checks that mask is bool
+    scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    pattern = torch.softmax(scores, dim=-1)
+    return pattern.masked_fill(~seen, 0.0)  # zero rows: no future leak, no gradient
 
 
 def causal_mask(q_len: int, k_len: int, device: torch.device | str | None = None) -> Tensor:
@@ -219,7 +226,9 @@ class GPT2Attention(nn.Module):
         if config.scale_attn_by_inverse_layer_idx:
             self.scale /= float(layer_idx + 1)
         self.upcast = config.reorder_and_upcast_attn
-        self.attn_implementation = config.attn_implementation
+        # The model's config object itself: attn_implementation is read at every forward,
+        # so set_attn_implementation (or config.attn_implementation = ...) takes effect.
+        self.config = config
 
     def forward(
         self,
@@ -236,6 +245,7 @@ class GPT2Attention(nn.Module):
         Returns (output (B, T, C), present (k, v) if use_cache, pattern (B, nh, T, S) if
         output_attentions).
         """
+        check_bool_mask("GPT2Attention: attention_mask", attention_mask)
         C = x.shape[-1]
         q, k, v = self.c_attn(x).split(C, dim=-1)
         q, k, v = (rearrange(t, "b t (nh hs) -> b nh t hs", nh=self.n_head) for t in (q, k, v))
@@ -245,7 +255,8 @@ class GPT2Attention(nn.Module):
         present = (k, v) if use_cache else None
 
         pattern = None
-        if self.attn_implementation == "sdpa" and not output_attentions:
+        path = check_attn_implementation(self.config.attn_implementation, "config.attn_implementation")
+        if path == "sdpa" and not output_attentions:
             y = self._sdpa(q, k, v, attention_mask)
         else:
             if attention_mask is None:
@@ -259,23 +270,17 @@ class GPT2Attention(nn.Module):
         return self.resid_dropout(self.c_proj(y)), present, pattern if output_attentions else None
 
     def _sdpa(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
-        """The same attention through PyTorch's fused kernel (flash / memory-efficient)."""
+        """The same attention through PyTorch's fused kernels (flash / memory-efficient /
+        math), queries that see no key zeroed as in attention_pattern (mlab_tfs.attention.sdpa)."""
         dropout = self.attn_dropout.p if self.training else 0.0
         T, S = q.shape[2], k.shape[2]
         if mask is None:  # causal only
             if T == S:  # no cache: the fused kernels' own causal masking
-                return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True, scale=self.scale)
+                return sdpa(q, k, v, None, self.scale, dropout, is_causal=True)
             if T == 1:  # one new token sees the whole cache
-                return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=self.scale)
+                return sdpa(q, k, v, None, self.scale, dropout)
             mask = causal_mask(T, S, q.device)[None, None]
-        # The additive mask of attention_pattern, so padding rows come out the same.
-        bias = additive_mask(mask, q.dtype)
-        if not (torch.is_grad_enabled() and q.requires_grad):
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, scale=self.scale)
-        # Fused kernels disagree with each other (and with eager) on the gradient through a
-        # fully masked padding row; the math kernel gives the hand-written path's gradient.
-        with sdpa_kernel([SDPBackend.MATH]):
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, scale=self.scale)
+        return sdpa(q, k, v, mask, self.scale, dropout)
 
 
 def gelu_new(x: Tensor) -> Tensor:
@@ -362,7 +367,7 @@ def _init_gpt2_weights(model: nn.Module, config: GPT2Config) -> None:
             nn.init.normal_(p, mean=0.0, std=config.initializer_range / math.sqrt(2 * config.n_layer))
 
 
-class GPT2Model(nn.Module):
+class GPT2Model(AttnImplementationMixin, nn.Module):
     """Token + position embeddings, n_layer blocks, final layer norm."""
 
     def __init__(self, config: GPT2Config):
@@ -495,7 +500,7 @@ def to_hf_state_dict(state: StateDict, config: GPT2Config) -> StateDict:
     return hf
 
 
-class GPT2LMHeadModel(PretrainedMixin, nn.Module):
+class GPT2LMHeadModel(AttnImplementationMixin, PretrainedMixin, nn.Module):
     """GPT2Model with a language-modelling head tied to the token embedding."""
 
     config_class = GPT2Config

@@ -6,7 +6,7 @@ what comes out, and what usually goes wrong. The exercises, in order:
 
      1. LayerNorm
      2. Embedding
-     3. attention_pattern (with its helper additive_mask)
+     3. attention_pattern
      4. causal_mask
      5. GPT2Attention
      6. gelu_new
@@ -54,6 +54,7 @@ import torch.nn.functional as F  # noqa: F401
 from einops import rearrange  # noqa: F401
 from torch import nn
 
+from mlab_tfs.attention import AttnImplementationMixin  # given: set_attn_implementation
 from mlab_tfs.checkpoints import PretrainedMixin, StateDict
 from mlab_tfs.gpt2.solution import GPT2Config, _init_gpt2_weights  # given, not exercises
 from mlab_tfs.inputs import (  # noqa: F401  (use them in GPT2Model.forward)
@@ -72,7 +73,6 @@ __all__ = [
     "LayerNorm",
     "Embedding",
     "attention_pattern",
-    "additive_mask",
     "causal_mask",
     "GPT2Attention",
     "gelu_new",
@@ -151,35 +151,28 @@ def attention_pattern(q: Tensor, k: Tensor, mask: Tensor | None, scale: float) -
     q: (B, nh, T, hs) queries. k: (B, nh, S, hs) keys.
     mask: None, or bool broadcastable to (B, nh, T, S); True where query t may look at
     key s. scale: multiplies the scores (1 / sqrt(hs) for GPT-2).
-    Returns (B, nh, T, S); every row (over s) sums to 1.
+    Returns (B, nh, T, S): every row (over s) sums to 1, except the row of a query that
+    may see no key at all, which is all 0.
 
-        scores = q @ k^T * scale              (B, nh, T, S)
-        scores = scores + additive_mask(mask)  where a mask is given
+        scores  = q @ k^T * scale                              (B, nh, T, S)
+        scores  = scores.masked_fill(~mask, finfo(dtype).min)   where a mask is given
         pattern = softmax(scores over s)
+        pattern = pattern.masked_fill(~mask.any(-1, keepdim=True), 0)
 
     Pitfalls (the tests diagnose them):
     - softmax over the *key* dimension, the last one (dim=-1): each query distributes
       its attention over the keys.
-    - mask with ``torch.finfo(scores.dtype).min``, not ``-inf``. A query that may see no
-      key at all (a left-padding position) gets a row of all -inf, softmax of which is
-      NaN, and that NaN reaches every gradient through ``pattern @ v`` even if the loss
-      ignores the position.
-    - *add* the mask to the scores (see ``additive_mask``) rather than
-      ``masked_fill``: transformers adds, and for a fully masked row the two give
-      different gradients.
-    """
-    raise NotImplementedError("Exercise 3 (attention pattern): see mlab_tfs/gpt2/GUIDE.md#3-attention-pattern")
-
-
-def additive_mask(mask: Tensor, dtype: torch.dtype) -> Tensor:
-    """A bool mask (True = allowed) as numbers to add to attention scores.
-
-    mask: bool, any shape. dtype: the dtype of the scores.
-    Returns a tensor of mask's shape and the given dtype: 0 where the mask is True,
-    ``torch.finfo(dtype).min`` where it is False.
-
-    Part of exercise 3: write it, then use it in ``attention_pattern``.
-    Hint: ``torch.where`` with a 0-dim zero of the right dtype and device.
+    - mask with ``torch.finfo(scores.dtype).min``, not ``-inf``: a query that may see no
+      key (a left-padding position) gets a row of all -inf, whose softmax is NaN, and
+      that NaN reaches every gradient through ``pattern @ v``.
+    - *fill* masked scores (``masked_fill``), don't add finfo.min: in float16 a score
+      of -16 or less plus finfo.min rounds to -inf, which is -inf masking again.
+    - finfo.min alone leaves that padding query's row *uniform over all keys*, the
+      later tokens included: its output then depends on the future, and in GPT-2 the
+      last padding position's logits predict the first real token, so the future leaks
+      into the loss. Zero the rows of queries that see no key (the last line above),
+      as transformers' default (sdpa) path does; with ``masked_fill`` no gradient
+      flows through them either.
     """
     raise NotImplementedError("Exercise 3 (attention pattern): see mlab_tfs/gpt2/GUIDE.md#3-attention-pattern")
 
@@ -221,8 +214,9 @@ class GPT2Attention(nn.Module):
           further divided by ``layer_idx + 1`` if ``config.scale_attn_by_inverse_layer_idx``.
 
         ``config.reorder_and_upcast_attn`` (compute the pattern in float32) only matters
-        in half precision. ``config.attn_implementation`` may say "sdpa": your version
-        can ignore it and always run the hand-written path.
+        in half precision. ``config.attn_implementation`` says "sdpa" by default (the
+        solution's path through ``F.scaled_dot_product_attention``): your version may
+        ignore it and always run the hand-written path, which computes the same function.
         """
         raise NotImplementedError("Exercise 5 (attention): see mlab_tfs/gpt2/GUIDE.md#5-attention")
 
@@ -340,7 +334,7 @@ class GPT2Block(nn.Module):
 # ---------------------------------------------------------------------------------------
 
 
-class GPT2Model(nn.Module):
+class GPT2Model(AttnImplementationMixin, nn.Module):
     """Token + position embeddings, n_layer blocks, final layer norm."""
 
     def __init__(self, config: GPT2Config):
@@ -479,7 +473,7 @@ def to_hf_state_dict(state: StateDict, config: GPT2Config) -> StateDict:
     raise NotImplementedError("Exercise 10 (loading): see mlab_tfs/gpt2/GUIDE.md#10-loading-weights")
 
 
-class GPT2LMHeadModel(PretrainedMixin, nn.Module):
+class GPT2LMHeadModel(AttnImplementationMixin, PretrainedMixin, nn.Module):
     """GPT2Model with a language-modelling head tied to the token embedding."""
 
     # Given: PretrainedMixin's from_pretrained / save_pretrained call these two.

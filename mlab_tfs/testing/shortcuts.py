@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mlab_tfs.attention import additive_mask
+
 
 class no_shortcuts:
     """Within the block, calling any of the given (owner, attribute) functions fails the test
@@ -38,5 +40,5 @@ def shortcuts() -> no_shortcuts:
 
 
 def additive(keep: torch.Tensor) -> torch.Tensor:
-    """A bool keep-mask as the additive float mask transformers' eager attention takes."""
-    return torch.where(keep, 0.0, torch.finfo(torch.float32).min)
+    """A bool keep-mask as the additive float32 mask transformers' eager attention takes."""
+    return additive_mask(keep, torch.float32)

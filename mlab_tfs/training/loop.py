@@ -434,9 +434,7 @@ def _build_model(cfg: TrainConfig, tokenizer, device: torch.device):
         for m in model.modules():
             if isinstance(m, torch.nn.Dropout):
                 m.p = cfg.dropout
-        mc.attn_implementation = "sdpa"
-        for block in model.transformer.h:
-            block.attn.attn_implementation = "sdpa"
+        model.set_attn_implementation("sdpa")
     else:
         config = GPT2Config(
             vocab_size=tokenizer.vocab_size, n_positions=cfg.n_positions, n_embd=cfg.n_embd, n_layer=cfg.n_layer,

@@ -14,7 +14,10 @@ HEAD_OF_TARGET = {"model": "model", "mlm": "mlm", "classifier": "classifier"}
 
 
 def config_of(hf_model) -> solution.BertConfig:
-    return solution.BertConfig.from_dict(hf_model.config.to_dict())
+    """Our config of a transformers BERT, on the hand-written attention path: the exercises'
+    tests forbid F.scaled_dot_product_attention (the sdpa path, the default, is tested in
+    test_fast_paths.py)."""
+    return solution.BertConfig.from_dict({**hf_model.config.to_dict(), "attn_implementation": "eager"})
 
 
 def load_into(module: torch.nn.Module, hf_model, target: str = "model", prefix: str = "") -> torch.nn.Module:

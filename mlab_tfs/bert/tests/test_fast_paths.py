@@ -9,7 +9,7 @@ from mlab_tfs.bert import solution
 from mlab_tfs.testing.compare import assert_close, assert_grads_close
 from mlab_tfs.testing.tiny import BERT_CONFIGS
 
-from .helpers import batch
+from .helpers import assert_bert_grads_close, batch, hf_grads_as_ours
 
 pytestmark = pytest.mark.solution_only
 
@@ -17,11 +17,11 @@ pytestmark = pytest.mark.solution_only
 @pytest.mark.parametrize("name", list(BERT_CONFIGS))
 def test_sdpa_equals_eager_outputs_and_gradients(checkpoint, name):
     folder = checkpoint(name, "mlm")
-    eager = solution.BertForMaskedLM.from_pretrained(folder)
-    sdpa = solution.BertForMaskedLM.from_pretrained(folder, attn_implementation="sdpa")
-    assert sdpa.config.attn_implementation == "sdpa"
+    eager = solution.BertForMaskedLM.from_pretrained(folder, attn_implementation="eager")
+    sdpa = solution.BertForMaskedLM.from_pretrained(folder)
+    assert sdpa.config.attn_implementation == "sdpa", "sdpa is the default, as in transformers"
     ids, mask, types, _ = batch(eager.config, seed=10)
-    mask[3] = 0  # an all-padding row: the finfo.min mask gives it the same uniform pattern on both paths
+    mask[3] = 0  # an all-padding row: its queries see no key, and output 0 on both paths
     labels = ids.masked_fill(mask == 0, -100)
     kwargs = dict(attention_mask=mask, token_type_ids=types, labels=labels)
     a, b = eager(ids, **kwargs), sdpa(ids, **kwargs)
@@ -35,10 +35,80 @@ def test_sdpa_equals_eager_outputs_and_gradients(checkpoint, name):
 
 def test_sdpa_falls_back_for_attention_patterns(checkpoint):
     folder = checkpoint("base", "model")
-    eager = solution.BertModel.from_pretrained(folder)
-    sdpa = solution.BertModel.from_pretrained(folder, attn_implementation="sdpa")
+    eager = solution.BertModel.from_pretrained(folder, attn_implementation="eager")
+    sdpa = solution.BertModel.from_pretrained(folder)
     ids = torch.randint(0, 99, (1, 6), generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
         for i, (x, y) in enumerate(zip(eager(ids, output_attentions=True).attentions,
                                        sdpa(ids, output_attentions=True).attentions)):
             assert_close(y, x, name=f"sdpa attentions[{i}]", atol=0)
+
+
+def _hf_mlm(folder, attn_implementation=None):
+    """transformers' BertForMaskedLM; without attn_implementation, its default path (sdpa)."""
+    import transformers
+
+    extra = {} if attn_implementation is None else dict(attn_implementation=attn_implementation)
+    model = transformers.BertForMaskedLM.from_pretrained(folder, dtype=torch.float32, **extra).eval()
+    assert attn_implementation is not None or model.config._attn_implementation == "sdpa"
+    return model
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_all_padding_sequence_equals_transformers_default(checkpoint, attn):
+    """A sequence that is all padding: each of its queries sees no key. Finite, and equal to
+    transformers' default from_pretrained model everywhere, gradients included."""
+    folder = checkpoint("base", "mlm")
+    ours = solution.BertForMaskedLM.from_pretrained(folder, attn_implementation=attn)
+    hf = _hf_mlm(folder)
+    ids, mask, types, _ = batch(ours.config, seed=11)
+    mask[1] = 0
+    kwargs = dict(attention_mask=mask, token_type_ids=types, labels=ids.masked_fill(mask == 0, -100))
+    out, expected = ours(ids, **kwargs), hf(ids, **kwargs)
+    assert bool(torch.isfinite(out.logits).all()), "non-finite logits with an all-padding sequence"
+    assert_close(out.logits, expected.logits, name=f"MLM logits ({attn}), the all-padding sequence included",
+                 atol=1e-5)
+    assert_close(out.loss, expected.loss, name=f"MLM loss ({attn})", atol=1e-5)
+    # Gradients through every position, padding included (the loss alone never reads padding).
+    g = torch.randn(out.logits.shape, generator=torch.Generator().manual_seed(12))
+    hf.zero_grad()
+    (out.logits * g).sum().backward()
+    (expected.logits * g).sum().backward()
+    assert_bert_grads_close(ours, hf_grads_as_ours(hf, ours, "mlm"), rtol=1e-4)
+
+
+def test_transformers_eager_path_differs_on_an_all_padding_sequence(checkpoint):
+    """Documents where transformers' paths differ: eager gives the all-padding sequence a
+    uniform pattern over its (padding) keys, the default sdpa path zeros; ours is the latter."""
+    folder = checkpoint("base", "mlm")
+    ours, default, eager = solution.BertForMaskedLM.from_pretrained(folder), _hf_mlm(folder), _hf_mlm(folder, "eager")
+    ids, mask, types, real = batch(ours.config, seed=13)
+    mask[2] = 0
+    kwargs = dict(attention_mask=mask, token_type_ids=types)
+    with torch.no_grad():
+        a, b, c = (m(ids, **kwargs).logits for m in (ours, default, eager))
+    assert_close(a, b, name="logits vs transformers' default", atol=1e-5)
+    assert_close(c[mask.bool()], b[mask.bool()], name="transformers' eager vs default at real tokens", atol=1e-5)
+    assert float((c[2] - b[2]).abs().max()) > 1e-3, "transformers' eager path now agrees on all-padding sequences"
+
+
+def test_set_attn_implementation(checkpoint):
+    model = solution.BertForSequenceClassification.from_pretrained(checkpoint("base", "classifier"))
+    assert model.config.attn_implementation == "sdpa"
+    ids, mask, types, _ = batch(model.config, seed=14)
+    with torch.no_grad():
+        fused = model(ids, attention_mask=mask, token_type_ids=types).logits
+        model.set_attn_implementation("eager")
+        assert all(layer.attention.self.config is model.config for layer in model.bert.encoder.layer)
+        eager = model(ids, attention_mask=mask, token_type_ids=types).logits
+    assert_close(eager, fused, name="classifier logits after set_attn_implementation('eager')", atol=1e-5)
+    with pytest.raises(ValueError, match=r"attn_implementation must be one of \('eager', 'sdpa'\), got 'flash'"):
+        model.set_attn_implementation("flash")
+
+
+def test_an_unknown_path_on_the_config_is_an_error_at_forward(checkpoint):
+    model = solution.BertModel.from_pretrained(checkpoint("base", "model"))
+    model.config.attn_implementation = "flex_attention"
+    with pytest.raises(ValueError, match=r"config.attn_implementation must be one of \('eager', 'sdpa'\), "
+                                         r"got 'flex_attention'"):
+        model(torch.zeros(1, 3, dtype=torch.long))

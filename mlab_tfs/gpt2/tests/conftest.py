@@ -36,3 +36,11 @@ def hf_base(base_ckpt):
 def base_config(base_ckpt):
     return solution.GPT2Config.from_pretrained(base_ckpt)
 
+
+
+@pytest.fixture(scope="session")
+def hf_default_base(base_ckpt):
+    """transformers' GPT-2 on its default attention path (sdpa), as from_pretrained gives it."""
+    from .helpers import hf_default
+
+    return hf_default(base_ckpt)

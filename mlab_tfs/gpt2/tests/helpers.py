@@ -42,3 +42,19 @@ def keep_mask(attention_mask: torch.Tensor | None, q_len: int, k_len: int) -> to
     if attention_mask is None:
         return causal
     return causal & attention_mask.bool()[:, None, None, :]
+
+
+def hf_default(folder):
+    """transformers' GPT2LMHeadModel as ``from_pretrained(folder)`` gives it: its default
+    attention path, "sdpa", whose padding queries (no visible key) output zeros. fp32, eval."""
+    import transformers
+
+    model = transformers.GPT2LMHeadModel.from_pretrained(folder, dtype=torch.float32).eval()
+    assert model.config._attn_implementation == "sdpa", "transformers' default GPT-2 attention path changed"
+    return model
+
+
+def zero_blind_rows(pattern: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """transformers' eager pattern with the rows of queries that see no key set to 0, which is
+    what its default sdpa path computes (the eager path leaves them uniform over all keys)."""
+    return pattern.masked_fill(~keep.any(-1, keepdim=True), 0.0)

@@ -13,7 +13,7 @@ from mlab_tfs.testing.compare import assert_close, assert_grads_close
 from mlab_tfs.testing.shortcuts import additive, no_shortcuts
 from mlab_tfs.testing.tiny import hf_gpt2
 
-from .helpers import config_of, keep_mask, load_into
+from .helpers import config_of, keep_mask, load_into, zero_blind_rows
 
 
 # ----------------------------------------------------------------------------- 1. layer norm
@@ -115,9 +115,16 @@ def _qk_mask(seed=0):
     return q, k, mask
 
 
+UNIFORM_ROW = ("leaving the row of a query that sees no key uniform over all keys, future ones included, as "
+               "finfo.min alone does (your padding queries read later tokens: zero the output of queries that see "
+               "no key)")
+
+
 def _pattern_reference(q, k, mask, scale):
+    """By hand: softmax over the allowed keys; a query that sees no key gets a row of zeros
+    (transformers' default sdpa path; its eager path leaves the uniform row)."""
     scores = q @ k.transpose(-1, -2) * scale
-    return torch.softmax(scores + additive(mask), dim=-1)
+    return zero_blind_rows(torch.softmax(scores + additive(mask), dim=-1), mask)
 
 
 @pytest.mark.exercise("attention_pattern")
@@ -127,16 +134,21 @@ def test_attention_pattern(gpt2):
     with no_shortcuts((F, "scaled_dot_product_attention")):
         actual = gpt2.attention_pattern(q, k, mask, scale)
     scores = q @ k.transpose(-1, -2)
+    zero = lambda p: zero_blind_rows(p, mask)  # noqa: E731  (each mistake, with the rule kept)
     mistakes = {
-        "forgetting the scale": torch.softmax(scores + additive(mask), -1),
-        "dividing by the head size instead of multiplying by scale": torch.softmax(scores / 8 + additive(mask), -1),
-        "a softmax over the queries (dim=-2) instead of the keys (dim=-1)": torch.softmax(scores * scale + additive(mask), -2),
-        "the mask inverted (True means attend)": torch.softmax(scores * scale + additive(~mask), -1),
+        UNIFORM_ROW: torch.softmax(scores * scale + additive(mask), -1),
+        "forgetting the scale": zero(torch.softmax(scores + additive(mask), -1)),
+        "dividing by the head size instead of multiplying by scale": zero(torch.softmax(scores / 8 + additive(mask), -1)),
+        "a softmax over the queries (dim=-2) instead of the keys (dim=-1)":
+            zero(torch.softmax(scores * scale + additive(mask), -2)),
+        "the mask inverted (True means attend)": zero_blind_rows(torch.softmax(scores * scale + additive(~mask), -1), ~mask),
         "masking with -inf (NaN in fully masked rows)": torch.softmax((scores * scale).masked_fill(~mask, -math.inf), -1),
-        "multiplying the scores by the mask instead of masking them out": torch.softmax(scores * scale * mask, -1),
+        "multiplying the scores by the mask instead of masking them out": zero(torch.softmax(scores * scale * mask, -1)),
     }
     assert_close(actual, _pattern_reference(q, k, mask, scale), name="attention_pattern(q, k, mask, scale)",
-                 atol=1e-6, mistakes=mistakes, hint="softmax over keys of q @ k^T * scale, masked where mask is False")
+                 atol=1e-6, mistakes=mistakes,
+                 hint="softmax over keys of q @ k^T * scale, masked where mask is False; rows of queries that see "
+                      "no key are all 0")
 
 
 @pytest.mark.exercise("attention_pattern")
@@ -148,6 +160,29 @@ def test_attention_pattern_without_mask(gpt2):
 
 
 @pytest.mark.exercise("attention_pattern")
+def test_attention_pattern_of_a_query_that_sees_no_key(gpt2):
+    """A left-padding query: causal keys 0..t, all padding. Its row is exactly 0, whatever the
+    keys hold, and no gradient flows through it."""
+    q, k, _ = _qk_mask(4)
+    pad = torch.tensor([[0, 0, 0, 1, 1, 1], [1, 1, 1, 1, 1, 1]], dtype=torch.bool)
+    keep = torch.ones(4, 6, dtype=torch.bool).tril(2)[None, None] & pad[:, None, None, :]  # (2, 1, 4, 6)
+    q = q.clone().requires_grad_()
+    pattern = gpt2.attention_pattern(q, k, keep, 0.35)
+    blind = ~keep.any(-1)  # (2, 1, 4): True for batch 0, query 0 only
+    assert blind.sum() == 1 and blind[0, 0, 0]
+    assert_close(pattern[0, :, 0], torch.zeros(3, 6), name="pattern row of a query that sees no key", atol=0,
+                 mistakes={UNIFORM_ROW: torch.full((3, 6), 1 / 6)},
+                 hint="pattern.masked_fill(~mask.any(-1, keepdim=True), 0): a query with no visible key attends to "
+                      "nothing")
+    (pattern * torch.randn(pattern.shape, generator=torch.Generator().manual_seed(6))).sum().backward()
+    assert_close(q.grad[0, :, 0], torch.zeros(3, 8), name="d pattern / dq at a query that sees no key", atol=0,
+                 hint="zero the row with masked_fill or torch.where (not by multiplying a NaN row by 0): nothing may "
+                      "flow back through a query that attends to nothing")
+    assert_close(pattern[~blind.expand(2, 3, 4)].detach(), _pattern_reference(q, k, keep, 0.35)[~blind.expand(2, 3, 4)],
+                 name="pattern rows of queries that see a key", atol=1e-6)
+
+
+@pytest.mark.exercise("attention_pattern")
 def test_attention_pattern_gradients_of_masked_rows(gpt2):
     q, k, mask = _qk_mask(2)
     g = torch.randn(2, 3, 4, 6, generator=torch.Generator().manual_seed(3))
@@ -156,10 +191,27 @@ def test_attention_pattern_gradients_of_masked_rows(gpt2):
         qq, kk = q.clone().requires_grad_(), k.clone().requires_grad_()
         (fn(qq, kk, mask, 0.3) * g).sum().backward()
         grads.append((qq.grad, kk.grad))
-    hint = ("add torch.finfo(dtype).min to masked scores (scores + mask_value), as transformers does, instead of "
-            "masked_fill: in a fully masked row the gradient then flows the same way as in transformers")
+    hint = ("fill masked scores with torch.finfo(dtype).min (not -inf: a fully masked row is then NaN, and its "
+            "backward NaN even after zeroing it) and zero the rows of queries that see no key with masked_fill")
     assert_close(grads[0][0], grads[1][0], name="d pattern / dq", atol=1e-6, hint=hint)
     assert_close(grads[0][1], grads[1][1], name="d pattern / dk", atol=1e-6, hint=hint)
+
+
+@pytest.mark.exercise("attention_pattern")
+def test_attention_pattern_in_float16_is_finite(gpt2):
+    """finfo.min *added* to a float16 score of -16 or less rounds to -inf: a fully masked row
+    of such scores is NaN after softmax. Filling (masked_fill) cannot overflow."""
+    q = torch.full((1, 1, 2, 4), 4.0, dtype=torch.float16)
+    k = torch.full((1, 1, 2, 4), -4.0, dtype=torch.float16)  # every score -64
+    keep = torch.tensor([[False, False], [True, False]])[None, None]  # query 0 sees no key
+    q.requires_grad_()
+    pattern = gpt2.attention_pattern(q, k, keep, 1.0)
+    expected = torch.tensor([[0.0, 0.0], [1.0, 0.0]], dtype=torch.float16)[None, None]
+    assert_close(pattern, expected, name="float16 pattern with scores of -64", atol=0,
+                 hint="masked_fill(~mask, finfo.min) rather than scores + finfo.min: -64 + finfo.min is -inf in "
+                      "float16")
+    pattern.float().sum().backward()
+    assert bool(torch.isfinite(q.grad).all()), f"float16 gradient through a fully masked row: {q.grad}"
 
 
 # ----------------------------------------------------------------------------- 4. causal mask
@@ -193,9 +245,10 @@ def test_causal_mask_device(gpt2):
 
 @pytest.mark.exercise("attention")
 @pytest.mark.parametrize("padded", [False, True], ids=["causal", "causal+padding"])
-def test_attention_matches_transformers(gpt2, hf_base, padded):
+def test_attention_matches_transformers(gpt2, hf_base, hf_default_base, padded):
+    """Against transformers' default (sdpa) attention; the pattern, which that path does not
+    return, against its eager path's with the rows of queries that see no key zeroed."""
     cfg = config_of(hf_base)
-    hf_attn = hf_base.transformer.h[1].attn
     attn = load_into(gpt2.GPT2Attention(cfg, layer_idx=1), hf_base, "transformer.h.1.attn.")
     torch.manual_seed(0)
     x = torch.randn(2, 5, cfg.n_embd)
@@ -203,11 +256,14 @@ def test_attention_matches_transformers(gpt2, hf_base, padded):
     keep = keep_mask(pad, 5, 5)
     with no_shortcuts((F, "scaled_dot_product_attention"), (nn.MultiheadAttention, "forward")):
         out, present, pattern = attn(x, keep, None, False, True)
-    expected, expected_pattern = hf_attn(x, attention_mask=additive(keep))
+    with torch.no_grad():
+        expected = hf_default_base.transformer.h[1].attn(x, attention_mask=keep)[0]
+        eager_out, eager_pattern = hf_base.transformer.h[1].attn(x, attention_mask=additive(keep))
     assert present is None, "with use_cache=False, return None as present"
-    assert_close(pattern, expected_pattern, name="attention pattern (output_attentions=True)", atol=1e-6,
+    assert_close(pattern, zero_blind_rows(eager_pattern, keep), name="attention pattern (output_attentions=True)",
+                 atol=1e-6, mistakes={UNIFORM_ROW: eager_pattern},
                  hint="split c_attn's output into q, k, v in that order, then heads: (B, T, C) -> (B, nh, T, hs)")
-    assert_close(out, expected, name="GPT2Attention output", atol=1e-5,
+    assert_close(out, expected, name="GPT2Attention output", atol=1e-5, mistakes={UNIFORM_ROW: eager_out},
                  hint="pattern @ v, heads merged back to (B, T, C) in the same order they were split, then c_proj")
 
 
@@ -223,19 +279,41 @@ def test_attention_without_mask_is_causal(gpt2, hf_base):
 
 
 @pytest.mark.exercise("attention")
-def test_attention_gradients(gpt2, hf_base):
+def test_attention_gradients(gpt2, hf_base, hf_default_base):
+    """Gradients with a padding query that sees no key, against transformers' default path."""
     cfg = config_of(hf_base)
-    hf_attn = hf_base.transformer.h[0].attn
+    hf_attn = hf_default_base.transformer.h[0].attn
     attn = load_into(gpt2.GPT2Attention(cfg, layer_idx=0), hf_base, "transformer.h.0.attn.")
     keep = keep_mask(torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]]), 4, 4)
     x = torch.randn(2, 4, cfg.n_embd, generator=torch.Generator().manual_seed(1))
     g = torch.randn(2, 4, cfg.n_embd, generator=torch.Generator().manual_seed(2))
     hf_attn.zero_grad()
     (attn(x, keep)[0] * g).sum().backward()
-    (hf_attn(x, attention_mask=additive(keep))[0] * g).sum().backward()
+    (hf_attn(x, attention_mask=keep)[0] * g).sum().backward()
     expected = {n: (p.grad.t() if n.endswith("weight") else p.grad) for n, p in hf_attn.named_parameters()}
-    assert_grads_close({n: p.grad for n, p in attn.named_parameters()}, expected)
+    assert_grads_close({n: p.grad for n, p in attn.named_parameters()}, expected, rtol=1e-5,
+                       hint="a query that sees no key (the padding query) must output zero and pass back no gradient")
     hf_attn.zero_grad()
+
+
+@pytest.mark.exercise("attention")
+def test_padding_query_reads_no_later_token(gpt2, hf_base):
+    """transformers' eager path gives a query that sees no key the mean of *every* value,
+    later tokens' included; here its output is exactly c_proj's bias whatever comes later."""
+    cfg = config_of(hf_base)
+    attn = load_into(gpt2.GPT2Attention(cfg, layer_idx=0), hf_base, "transformer.h.0.attn.")
+    keep = keep_mask(torch.tensor([[0, 0, 1, 1, 1]]), 5, 5)
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(1, 5, cfg.n_embd, generator=g)
+    changed = x.clone()
+    changed[:, 2:] = torch.randn(1, 3, cfg.n_embd, generator=g) * 3  # the later, real tokens
+    with torch.no_grad():
+        out, later = attn(x, keep)[0], attn(changed, keep)[0]
+        leaky = hf_base.transformer.h[0].attn(changed, attention_mask=additive(keep))[0]
+    bias = attn.c_proj.bias.detach().expand(2, cfg.n_embd)
+    assert_close(later[0, :2], bias, name="output of the padding queries after later tokens changed", atol=1e-6,
+                 mistakes={UNIFORM_ROW: leaky[0, :2]})
+    assert_close(later[0, :2], out[0, :2], name="padding queries' output, later tokens changed", atol=0)
 
 
 # ----------------------------------------------------------------------------- 6. GELU
@@ -278,23 +356,23 @@ def test_mlp_matches_transformers(gpt2, checkpoints):
 
 
 @pytest.mark.exercise("block")
-def test_block_matches_transformers(gpt2, hf_base):
+def test_block_matches_transformers(gpt2, hf_base, hf_default_base):
     cfg = config_of(hf_base)
-    hf_block = hf_base.transformer.h[1]
+    hf_block = hf_default_base.transformer.h[1]
     block = load_into(gpt2.GPT2Block(cfg, layer_idx=1), hf_base, "transformer.h.1.")
     x = torch.randn(2, 5, cfg.n_embd, generator=torch.Generator().manual_seed(0)) * 2
     keep = keep_mask(torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]]), 5, 5)
-    mask = additive(keep)
     with torch.no_grad():
         out, present, pattern = block(x, keep, None, False, False)
-        a = hf_block.attn(hf_block.ln_1(x), attention_mask=mask)[0]
-        h_post = hf_block.ln_1(x + hf_block.attn(x, attention_mask=mask)[0])
+        a = hf_block.attn(hf_block.ln_1(x), attention_mask=keep)[0]
+        h_post = hf_block.ln_1(x + hf_block.attn(x, attention_mask=keep)[0])
         mistakes = {
             "post-LN (x = ln(x + sublayer(x)); GPT-2 normalises before each sublayer)":
                 hf_block.ln_2(h_post + hf_block.mlp(h_post)),
             "forgetting the residual around attention": a + hf_block.mlp(hf_block.ln_2(a)),
             "forgetting the residual around the MLP": hf_block.mlp(hf_block.ln_2(x + a)),
+            UNIFORM_ROW: hf_base.transformer.h[1](x, attention_mask=additive(keep)),
         }
-        assert_close(out, hf_block(x, attention_mask=mask), name="GPT2Block output", atol=1e-5, mistakes=mistakes,
+        assert_close(out, hf_block(x, attention_mask=keep), name="GPT2Block output", atol=1e-5, mistakes=mistakes,
                      hint="x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))")
     assert present is None and pattern is None, "with use_cache=False and output_attentions=False return None for both"

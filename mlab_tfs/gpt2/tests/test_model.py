@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from mlab_tfs.testing.compare import assert_close, assert_grads_close
 from mlab_tfs.testing.tiny import GPT2_CONFIGS, hf_gpt2, left_padded_batch
 
-from .helpers import config_of, hf_grads_as_ours, load_into
+from .helpers import config_of, hf_default, hf_grads_as_ours, keep_mask, load_into, zero_blind_rows
 
 # The learner's model is checked on the first two configs; the others switch on config
 # options (untied head, erf GELU, per-layer attention scale, no scale) the guide leaves optional.
@@ -23,8 +23,9 @@ GRAD_RTOL = 1e-5  # per parameter, relative to its largest gradient entry
 
 
 def pair(gpt2, folder):
-    """(ours, transformers') from one checkpoint; ours loaded with the solution's name map."""
-    hf = hf_gpt2(folder)
+    """(ours, transformers' as from_pretrained(folder) gives it: its default sdpa path) from one
+    checkpoint; ours loaded with the solution's name map."""
+    hf = hf_default(folder)
     return load_into(gpt2.GPT2LMHeadModel(config_of(hf)), hf), hf
 
 
@@ -46,14 +47,20 @@ def test_logits_loss_and_gradients(gpt2, checkpoints, name, padded):
     out = model(ids, labels=labels, **kwargs)
     hf.zero_grad()
     expected = hf(ids, labels=labels, **kwargs)
+    # Every position, padding included: the last padding position's logits predict the first
+    # real token, whose label counts in the loss.
     assert_close(out.logits[real], expected.logits[real], name="logits (non-padded positions)", atol=ATOL,
                  hint="run exercises 1-8 first; then check wte + wpe, the blocks in order, ln_f, the tied head")
+    assert_close(out.logits, expected.logits, name="logits (padding positions included)", atol=ATOL,
+                 hint="a padding query sees no key: its attention output must be 0 (exercise 3), not a uniform "
+                      "average over every key, later tokens' included")
     assert_close(out.loss, expected.loss, name="loss", atol=ATOL)
     out.loss.backward()
     expected.loss.backward()
     assert_grads_close(
         {n: p.grad for n, p in model.named_parameters()}, hf_grads_as_ours(hf), rtol=GRAD_RTOL,
-        hint="gradients differ only on padded batches? Mask by adding finfo.min (exercise 3), not with -inf",
+        hint="gradients differ only on padded batches? Zero the pattern rows of queries that see no key, with "
+             "masked_fill (exercise 3)",
     )
     hf.zero_grad()
 
@@ -64,23 +71,22 @@ def test_hidden_states_and_attentions(gpt2, checkpoints):
     ids, kwargs, real = batch(model.config, padded=True, seed=1)
     with torch.no_grad():
         out = model(ids, output_hidden_states=True, output_attentions=True, **kwargs)
-        expected = hf(ids, output_hidden_states=True, output_attentions=True, **kwargs)
+        expected = hf(ids, output_hidden_states=True, **kwargs)
+        # transformers' sdpa path returns no patterns: its eager path's, whose rows differ at padding queries only.
+        eager_patterns = hf_gpt2(checkpoints["deep_narrow_heads"])(ids, output_attentions=True, **kwargs).attentions
     n = model.config.n_layer
     assert out.hidden_states is not None and len(out.hidden_states) == n + 1, (
         f"hidden_states should hold n_layer + 1 = {n + 1} tensors (the embeddings, then each block's output, "
         f"the last one after ln_f), got {None if out.hidden_states is None else len(out.hidden_states)}"
     )
     for i, (h, e) in enumerate(zip(out.hidden_states, expected.hidden_states)):
-        if h.shape != e.shape:
-            assert_close(h, e, name=f"hidden_states[{i}]")
-        assert_close(h[real], e[real], name=f"hidden_states[{i}]", atol=ATOL,
+        assert_close(h, e, name=f"hidden_states[{i}]", atol=ATOL,
                      hint="hidden_states[0] is the embedding output; the last entry is after ln_f")
     assert out.attentions is not None and len(out.attentions) == n, f"attentions should hold {n} tensors"
-    for i, (a, e) in enumerate(zip(out.attentions, expected.attentions)):
-        if a.shape != e.shape:
-            assert_close(a, e, name=f"attentions[{i}]", hint="each pattern is (B, nh, T, S)")
-        # Rows of real (non-padding) queries: (B, nh, T, S) -> (n_real, nh, S).
-        assert_close(a.transpose(1, 2)[real], e.transpose(1, 2)[real], name=f"attentions[{i}]", atol=1e-6)
+    keep = keep_mask(kwargs["attention_mask"], ids.shape[1], ids.shape[1])
+    for i, (a, e) in enumerate(zip(out.attentions, eager_patterns)):
+        assert_close(a, zero_blind_rows(e, keep), name=f"attentions[{i}]", atol=1e-6,
+                     hint="each pattern is (B, nh, T, S); rows of padding queries (they see no key) are all 0")
 
 
 @pytest.mark.exercise("model")

@@ -1,0 +1,101 @@
+"""Attention plumbing shared by the model parts: the choice of attention path, and the
+fused-kernel path with its rule for queries that may see no key.
+
+The rule, on every path (hand-written, ``F.scaled_dot_product_attention``, static cache,
+compiled): a query whose mask row is all False (a left-padding position in GPT-2, any
+position of an all-padding sequence in BERT) gets a zero attention output, and no
+gradient flows through it. That is what transformers' default path ("sdpa",
+``transformers/integrations/sdpa_attention.py``, which passes a bool mask to PyTorch's
+kernel, whose softmax gives such rows zeros) computes. Its "eager" path instead gives such a
+row a uniform pattern over *all* keys, later ones included, so in a causal model a
+padding position's output depends on future tokens; in GPT-2 the last padding
+position's logits predict the first real token, so that dependence reaches the loss.
+
+Shapes: B batch, nh heads, T queries, S keys, hs head size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
+
+
+def additive_mask(mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """A bool mask (True = allowed) as the float mask transformers' eager attention adds to
+    its scores: 0 where allowed, ``torch.finfo(dtype).min`` where masked. Same shape.
+
+    Adding it is not harmless in half precision: in float16 a score of -16 or less plus
+    finfo.min (-65504) rounds to -inf, and a row of -inf is NaN after softmax. The
+    attention paths here fill masked scores instead (``masked_fill``).
+    """
+    zero = torch.zeros((), dtype=dtype, device=mask.device)
+    return torch.where(mask, zero, torch.finfo(dtype).min)
+
+
+def check_bool_mask(name: str, mask: Tensor | None) -> None:
+    """A TypeError naming the argument unless mask is None or a bool tensor (True = attend):
+    a float mask (0 / -inf, as some libraries pass) would otherwise be inverted bit-wise or
+    fail deep inside."""
+    if mask is not None and (not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool):
+        got = f"a tensor of dtype {mask.dtype}" if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise TypeError(f"{name} must be a bool tensor, True where a query may attend to a key; got {got}")
+
+
+def sees_any_key(mask: Tensor) -> Tensor:
+    """mask: bool (..., T, S), True = query t may see key s. Returns bool (..., T, 1):
+    True where the query sees at least one key. Queries where it is False get a zero output."""
+    check_bool_mask("mask", mask)
+    return mask.any(dim=-1, keepdim=True)
+
+
+def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float, dropout_p: float = 0.0,
+         is_causal: bool = False) -> Tensor:
+    """``F.scaled_dot_product_attention`` with the zero-output rule for blind queries.
+
+    q: (B, nh, T, hs), k and v: (B, nh, S, hs); mask: None or bool broadcastable to
+    (B, nh, T, S), True = may attend; with ``is_causal`` (mask None) the kernel's own
+    causal mask. Returns (B, nh, T, hs).
+
+    A query that sees no key is given every key inside the kernel, so that no kernel
+    (math, memory-efficient, flash, cuDNN; eager or compiled) meets an empty row, whose
+    handling differs between them; its output is then set to zero. Its gradient is zero
+    too: the kernel's backward gets a zero output gradient for that row. So any kernel
+    may run, in training as well, and all of them agree with the hand-written path.
+    """
+    if mask is None:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal, scale=scale)
+    if is_causal:
+        raise ValueError("sdpa: pass either a mask or is_causal=True, not both")
+    seen = sees_any_key(mask)  # (B, 1, T, 1)
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~seen, dropout_p=dropout_p, scale=scale)
+    return y.masked_fill(~seen, 0.0)  # (B, nh, T, hs)
+
+
+def check_attn_implementation(attn_implementation: object, where: str = "attn_implementation") -> str:
+    """The name itself if it is one of ATTN_IMPLEMENTATIONS; else a ValueError naming
+    ``where`` and the choices. The attention layers call it at every forward, so a config
+    edited by hand to an unknown name fails instead of silently running one path."""
+    if not isinstance(attn_implementation, str) or attn_implementation not in ATTN_IMPLEMENTATIONS:
+        raise ValueError(f"{where} must be one of {ATTN_IMPLEMENTATIONS}, got {attn_implementation!r}")
+    return attn_implementation
+
+
+class AttnImplementationMixin:
+    """``set_attn_implementation`` for a model whose attention layers read
+    ``config.attn_implementation`` at every forward (one shared config object)."""
+
+    config: object
+
+    def set_attn_implementation(self, attn_implementation: str) -> None:
+        """Switch every attention layer to "eager" (the hand-written attention) or "sdpa"
+        (``F.scaled_dot_product_attention``), as transformers' method of the same name.
+
+        The two compute the same function (tested equal, gradients included). Raises a
+        ValueError naming the argument and the choices for any other value.
+        """
+        check_attn_implementation(attn_implementation, "set_attn_implementation: attn_implementation")
+        self.config.attn_implementation = attn_implementation
