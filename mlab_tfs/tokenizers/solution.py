@@ -245,7 +245,7 @@ class WordPieceTokenizer(WordPieceFiles):
         texts: str | list[str],
         text_pairs: str | list[str] | None = None,
         padding: bool | str = False,
-        truncation: bool | str = False,
+        truncation: bool | str | None = None,
         max_length: int | None = None,
         return_tensors: str | None = None,
     ) -> Encoding:
@@ -253,7 +253,9 @@ class WordPieceTokenizer(WordPieceFiles):
         text, 1 for the pair) and attention_mask (1 for tokens, 0 for padding).
 
         padding: False, True / "longest" (to the longest in the batch) or "max_length".
-        truncation: False, True / "longest_first", "only_first" or "only_second".
+        truncation: False, True / "longest_first", "only_first" or "only_second"; None (the
+            default) is "longest_first" when max_length is given without padding, else False,
+            as in transformers (``_get_padding_truncation_strategies``).
         max_length: the limit for both, special tokens included (default: model_max_length);
             an int, numpy int or 0-d tensor, at least 1.
         return_tensors: None (lists) or "pt" (torch tensors of shape (batch, seq)).
@@ -279,6 +281,8 @@ class WordPieceTokenizer(WordPieceFiles):
                 require_text("text_pairs" if single else f"text_pairs[{i}]", text)
         if padding not in _PADDING:
             raise ValueError(f"padding must be False, True, 'longest' or 'max_length', got {padding!r}")
+        if truncation is None:  # transformers' rule: max_length alone means "cut to it"
+            truncation = "longest_first" if max_length is not None and _PADDING.get(padding, 0) is None else False
         if truncation not in _TRUNCATION:
             raise ValueError(f"truncation must be False, True, 'longest_first', 'only_first' or 'only_second', got {truncation!r}")
         if return_tensors not in (None, "pt"):
@@ -286,6 +290,9 @@ class WordPieceTokenizer(WordPieceFiles):
         if max_length is not None:
             max_length = require_int("max_length", max_length, minimum=1)
         strategy, pad = _TRUNCATION[truncation], _PADDING[padding]
+        if pad == "longest" and strategy is None and max_length is not None:
+            warnings.warn("max_length is ignored when padding to the longest row without truncation: pass "
+                          "padding='max_length' to pad to it, or truncation=True to cut to it", stacklevel=2)
         limit = max_length if max_length is not None else self.model_max_length
         n_special = 2 if pairs is None else 3  # [CLS] A [SEP] (B [SEP])
         if strategy is not None and limit < n_special:

@@ -193,7 +193,7 @@ class WordPieceTokenizer(WordPieceFiles):
         texts: str | list[str],
         text_pairs: str | list[str] | None = None,
         padding: bool | str = False,
-        truncation: bool | str = False,
+        truncation: bool | str | None = None,
         max_length: int | None = None,
         return_tensors: str | None = None,
     ) -> Encoding:
@@ -205,9 +205,12 @@ class WordPieceTokenizer(WordPieceFiles):
         text_pairs: None, or the same shape as texts.
         truncation: False, True or "longest_first", "only_first", "only_second": cut the texts
             (not the special tokens) with truncate_pair so that each row has at most
-            ``max_length`` tokens, special tokens included.
+            ``max_length`` tokens, special tokens included. None (the default) means
+            "longest_first" if max_length is given and padding is off, else False (transformers'
+            rule: a max_length alone cuts).
         padding: False, True or "longest" (to the longest row), "max_length": append
-            [PAD] (mask 0, type 0) on the right.
+            [PAD] (mask 0, type 0) on the right. ("longest" with a max_length and no truncation
+            ignores max_length: say so with ``warnings.warn``.)
         max_length: default ``self.model_max_length`` where truncation or padding needs one.
             Check it with ``require_int("max_length", max_length, minimum=1)`` (it accepts
             numpy ints and 0-d tensors, refuses bools).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -414,6 +415,34 @@ def test_call_max_length_below_the_special_tokens(bert, hf_bert, pairs, max_leng
     # without truncation max_length only pads, and a row longer than it is not an error
     assert bert(["a a a a a"], pairs, padding="max_length", max_length=max_length)["input_ids"] == \
         hf_bert(["a a a a a"], pairs, padding="max_length", max_length=max_length)["input_ids"]
+
+
+@pytest.mark.exercise("bert_batch")
+@pytest.mark.parametrize("kwargs", [
+    {"max_length": 5},  # a max_length alone cuts, as in transformers
+    {"max_length": 5, "truncation": False},
+    {"max_length": 5, "padding": "max_length"},  # pads to 5; rows longer than 5 stay whole
+    {"max_length": 5, "padding": "max_length", "truncation": None},
+    {"max_length": 5, "truncation": "only_first"},
+    {"padding": "max_length", "max_length": 30},
+])
+def test_call_defaults_like_transformers(bert, hf_bert, kwargs):
+    texts = ["a " * 20, "b", "Hello, world!"]
+    got, expected = bert(texts, **kwargs), hf_bert(texts, **kwargs)
+    assert got["input_ids"] == expected["input_ids"], f"{kwargs}:\n  yours {got['input_ids']}\n  reference {expected['input_ids']}"
+    assert got["attention_mask"] == expected["attention_mask"]
+
+
+@pytest.mark.exercise("bert_batch")
+@pytest.mark.parametrize("padding", [True, "longest"])
+def test_call_warns_that_max_length_is_ignored(bert, hf_bert, padding):
+    texts = ["a " * 20, "b"]
+    with pytest.warns(UserWarning, match="max_length is ignored"):
+        got = bert(texts, padding=padding, max_length=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # transformers warns for padding=True only
+        expected = hf_bert(texts, padding=padding, max_length=5)["input_ids"]
+    assert got["input_ids"] == expected, "padded to the longest"
 
 
 @pytest.mark.exercise("bert_batch")
