@@ -283,11 +283,16 @@ def test_train_bad_input(tok):
 
 
 @pytest.mark.exercise("bpe_train")
-def test_train_ties_between_different_pairs(tok):
-    # "ba ab": the words "ba" and " ab" hold (b,a), (Ġ,a), (a,b) once each; the smallest pair
-    # of ids is (32, 97), the space and "a".
-    bpe = tok.ByteLevelBPETokenizer().train(["ba ab"], 257)
-    assert bpe.merges == [("Ġ", "a")], f"got {bpe.merges}: among equal counts take the smallest (left id, right id)"
+@pytest.mark.parametrize("text, first", [
+    # the words "ba" and " ab" hold (b,a), (Ġ,a), (a,b) once each: (32, 97) is the smallest
+    ("ba ab", ("Ġ", "a")),
+    # (97, 98) comes first in the text and has the smallest right id, but (32, 122) the smallest left id
+    ("ab zc", ("Ġ", "z")),
+])
+def test_train_ties_between_different_pairs(tok, text, first):
+    bpe = tok.ByteLevelBPETokenizer().train([text], 257)
+    assert bpe.merges == [first], (f"got {bpe.merges}: among equal counts take the smallest (left id, right id), "
+                                   "compared left id first")
 
 
 @pytest.mark.exercise("bpe_train")
