@@ -96,6 +96,8 @@ def check_ids(name: str, ids: object, vocab_size: int) -> list[int]:
 
 
 def require_bool(name: str, value: object, none_ok: bool = False) -> bool | None:
+    """value, checked: True or False (or None where ``none_ok``); TypeError naming the argument
+    otherwise (1 and "yes" are not options' values)."""
     if value is None and none_ok:
         return None
     if not isinstance(value, bool):

@@ -449,3 +449,23 @@ def test_decode_accepts_int_likes(gpt2):
         gpt2.decode([1, 3.0])
     with pytest.raises(TypeError, match="ids must be a list of int token ids"):
         gpt2.decode(torch.tensor([[1, 2]]))
+
+
+@pytest.mark.solution_only
+def test_vocabulary_checks(tok, tmp_path):
+    """The given vocabulary class refuses ids that would decode wrongly, with the reason."""
+    Bpe = tok.ByteLevelBPETokenizer
+    byte_ids = {ch: b for b, ch in tok.bytes_to_unicode().items()}
+    with pytest.raises(ValueError, match="special token '<s>' has the id 97, which is already the token 'a'"):
+        Bpe(byte_ids, [], {"<s>": 97})
+    with pytest.raises(ValueError, match="no token has the id 256"):
+        Bpe(byte_ids, [], {"<s>": 257})
+    with pytest.raises(ValueError, match=r"gives the id 5 to more than one token \(\['x', 'y'\]\)"):
+        Bpe({"x": 5, "y": 5}, [], {})
+    with pytest.raises(TypeError, match=r"special_tokens\['<s>'\] must be an int, got float 256.0"):
+        Bpe(byte_ids, [], {"<s>": 256.0})
+    assert Bpe(byte_ids, [], {"<s>": np.int64(256)}).special_tokens == {"<s>": 256}
+    Bpe(byte_ids, [("a", "b")], {"<s>": 256}).save_pretrained(tmp_path)
+    (tmp_path / "merges.txt").write_text("#version: 0.2\na b\nab\n")
+    with pytest.raises(ValueError, match=r"merges.txt, line 3: a merge is two tokens separated by one space, got 'ab'"):
+        Bpe.from_pretrained(tmp_path)
