@@ -269,6 +269,8 @@ class WordPieceTokenizer(WordPieceFiles):
         batch = [texts] if single else texts
         if not isinstance(batch, (list, tuple)) or not all(isinstance(t, str) for t in batch):
             raise TypeError(f"texts must be a str or a list of str, got {describe(texts)}")
+        if not batch:  # transformers fails on it with an IndexError
+            raise ValueError("texts is an empty list: pass at least one text")
         for i, text in enumerate(batch):
             require_text("texts" if single else f"texts[{i}]", text)
         pairs = [text_pairs] if single and text_pairs is not None else text_pairs

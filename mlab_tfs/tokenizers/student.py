@@ -217,8 +217,8 @@ class WordPieceTokenizer(WordPieceFiles):
         return_tensors: None or "pt": torch.long tensors of shape (batch, seq) (a single text
             gives a batch of one); ValueError if the rows have different lengths.
 
-        Bad arguments: TypeError for texts that are not str, ValueError for unknown
-        padding/truncation values and for pairs whose count differs from the texts'.
+        Bad arguments: TypeError for texts that are not str, ValueError for an empty list, for
+        unknown padding/truncation values and for pairs whose count differs from the texts'.
         Check each text with ``require_text`` too ("texts[i]", "text_pairs[i]"): it refuses
         lone surrogates. With truncation, a max_length below the special tokens' count (2, or
         3 with pairs) is a ValueError: the row cannot be cut that short (transformers returns

@@ -50,6 +50,11 @@ def test_bytes_to_unicode(tok, gpt2_dir):
     ("end  \n", ["end", "  \n"], "trailing whitespace is one piece"),
     ("héllo мир 中文", ["héllo", " мир", " 中文"], "\\p{L} is any letter, not just ASCII"),
     ("!!! ?", ["!!!", " ?"], "symbols group with a leading space too"),
+    ("", [], "nothing gives no words"),
+    ("   ", ["   "], "whitespace alone is one piece (\\s+ at the end of the text)"),
+    ("a ", ["a", " "], "a trailing space is a piece of its own"),
+    (" a", [" a"], "a leading space goes with the word"),
+    ("'s's", ["'s", "'s"], "contractions match before anything else"),
 ])
 def test_pretokenize_examples(tok, text, expected, hint):
     got = tok.pretokenize(text)
@@ -161,6 +166,7 @@ def test_special_tokens_only_where_allowed(gpt2, tiktoken_gpt2):
 
 @pytest.mark.exercise("bpe_encode")
 def test_decode_partial_characters(gpt2, tiktoken_gpt2):
+    assert gpt2.decode([]) == tiktoken_gpt2.decode([]) == "", "no ids, no text"
     ids = gpt2.encode("😀")
     assert len(ids) > 1, "an emoji is 4 UTF-8 bytes, more than one token"
     assert gpt2.decode(ids[:1]) == tiktoken_gpt2.decode(ids[:1]), "invalid UTF-8 decodes to U+FFFD (errors='replace')"

@@ -186,7 +186,8 @@ def test_encode_pair(bert, hf_bert):
 
 
 @pytest.mark.exercise("bert_encode")
-@pytest.mark.parametrize("text", ["Hello, world! Don't panic.", "unaffable état", "a. b? c! d, e", "[MASK] x"])
+@pytest.mark.parametrize("text", ["Hello, world! Don't panic.", "unaffable état", "a. b? c! d, e", "[MASK] x",
+                                  "", "[SEP][PAD]", "..", "##"])
 @pytest.mark.parametrize("skip", [False, True])
 def test_decode_matches_transformers(bert, hf_bert, text, skip):
     ids = hf_bert(text)["input_ids"]
@@ -196,6 +197,7 @@ def test_decode_matches_transformers(bert, hf_bert, text, skip):
         f"decode = {got!r}, transformers gives {expected!r}\n"
         "  hint: join with spaces, glue '##' pieces to the previous token, and '.', ',', '!', '?' too"
     )
+    assert bert.decode(ids[1:-1], skip_special_tokens=skip) == hf_bert.decode(ids[1:-1], skip_special_tokens=skip)
 
 
 @pytest.mark.exercise("bert_encode")
@@ -344,6 +346,9 @@ def test_call_bad_input(bert):
         bert(["a"], padding="left")
     with pytest.raises(ValueError, match="different lengths"):
         bert(["a", "b c d"], return_tensors="pt")
+    for padding in (False, True):
+        with pytest.raises(ValueError, match="texts is an empty list"):
+            bert([], padding=padding)
 
 
 @pytest.mark.solution_only
