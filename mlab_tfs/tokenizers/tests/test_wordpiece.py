@@ -287,6 +287,27 @@ def test_truncate_pair_odd_token_goes_to_the_longer(tok, first, second, limit, e
                              "cut to half, and the longer one keeps the odd token (the second, if equally long)")
 
 
+@pytest.mark.exercise("bert_batch")
+@pytest.mark.parametrize("strategy, first, second, limit", [
+    ("only_first", 5, 3, 4), ("only_first", 5, 3, 3), ("only_first", 5, 3, 2), ("only_first", 2, 3, 5),
+    ("only_second", 3, 5, 4), ("only_second", 3, 5, 3), ("only_second", 3, 0, 2),
+])
+def test_truncate_pair_only_one(tok, hf_bert, strategy, first, second, limit):
+    """Cut only one text; when even cutting it to nothing is not enough (the other alone fills
+    max_tokens), transformers raises "Sequence to truncate too short", and so do we (ValueError)."""
+    words_a, words_b = " ".join(["a"] * first), " ".join(["b"] * second)
+    try:
+        # a batch of one: a single call of transformers' drops an empty pair (see test_empty_pair)
+        ref = hf_bert([words_a], [words_b], truncation=strategy, max_length=limit + 3)["input_ids"][0]
+    except Exception as e:
+        assert "too short" in str(e)
+        with pytest.raises(ValueError, match=f"cannot truncate only the {strategy[5:]} sequence"):
+            tok.truncate_pair(first, second, limit, strategy)
+        return
+    got = tok.truncate_pair(first, second, limit, strategy)
+    assert got == (ref.count(1037), ref.count(1038)), f"truncate_pair({first}, {second}, {limit}, {strategy!r}) = {got}"
+
+
 @pytest.mark.solution_only
 def test_truncate_pair_arguments(tok):
     assert tok.truncate_pair(np.int64(10), torch.tensor(9), np.int32(7)) == (4, 3)
@@ -545,3 +566,14 @@ def test_wordpiece_max_chars_argument(tok):
     assert tok.wordpiece("aaa", TOY_VOCAB, max_chars=torch.tensor(2)) == ["[UNK]"]
     with pytest.raises(TypeError, match="max_chars must be an int, got bool True"):
         tok.wordpiece("aaa", TOY_VOCAB, max_chars=True)
+
+
+@pytest.mark.exercise("bert_batch")
+def test_empty_pair(bert, hf_bert):
+    """An empty text_pair is a pair with no tokens: [CLS] A [SEP] [SEP], as transformers gives for
+    a batch. For a single text transformers drops it ("if text_pair:"), silently; we do not."""
+    assert hf_bert(["a a a"], [""])["input_ids"] == [[101, 1037, 1037, 1037, 102, 102]]
+    assert hf_bert("a a a", "")["input_ids"] == [101, 1037, 1037, 1037, 102]
+    assert bert(["a a a"], [""])["input_ids"] == [[101, 1037, 1037, 1037, 102, 102]]
+    assert bert("a a a", "")["input_ids"] == bert.encode("a a a", "") == [101, 1037, 1037, 1037, 102, 102]
+    assert bert("a a a", "")["token_type_ids"] == [0, 0, 0, 0, 0, 1]
