@@ -284,7 +284,7 @@ class WordPieceTokenizer(WordPieceFiles):
         if padding not in _PADDING:
             raise ValueError(f"padding must be False, True, 'longest' or 'max_length', got {padding!r}")
         if truncation is None:  # transformers' rule: max_length alone means "cut to it"
-            truncation = "longest_first" if max_length is not None and _PADDING.get(padding, 0) is None else False
+            truncation = "longest_first" if max_length is not None and _PADDING[padding] is None else False
         if truncation not in _TRUNCATION:
             raise ValueError(f"truncation must be False, True, 'longest_first', 'only_first' or 'only_second', got {truncation!r}")
         if return_tensors not in (None, "pt"):

@@ -20,7 +20,8 @@ Each has a section in ``mlab_tfs/tokenizers/GUIDE.md``; each stub's message link
 Given, not exercises: the character classes in ``chars.py`` (is_control, is_whitespace,
 is_punctuation, is_cjk_char, is_accent, nfd, lower) and the vocabulary files in ``files.py``
 (the base classes below: from_pretrained, save_pretrained, vocab, encoder, merges, bpe_ranks,
-special tokens, convert_tokens_to_ids, and the input checks require_text and check_ids).
+special tokens, convert_tokens_to_ids, and the input checks require_text, require_int and
+check_ids).
 
 Rules: plain Python, ``unicodedata`` and ``regex``. Don't call transformers, tokenizers or
 tiktoken: they are what the tests compare you with. Import with absolute names
