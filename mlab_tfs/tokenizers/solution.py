@@ -433,7 +433,8 @@ class ByteLevelBPETokenizer(BPEFiles):
             return set()
         if allowed_special == "all":
             return set(self.special_tokens)
-        if isinstance(allowed_special, str) or not all(isinstance(t, str) for t in allowed_special):
+        if (isinstance(allowed_special, str) or not isinstance(allowed_special, Iterable)
+                or not all(isinstance(t, str) for t in allowed_special)):
             raise TypeError(f"allowed_special must be 'all', 'none' or a set of str, got {describe(allowed_special)}")
         unknown = set(allowed_special) - set(self.special_tokens)
         if unknown:

@@ -162,6 +162,10 @@ def test_special_tokens_only_where_allowed(gpt2, tiktoken_gpt2):
         assert gpt2.decode(got) == text
     with pytest.raises(ValueError, match="not special tokens"):
         gpt2.encode(text, allowed_special={"<|im_start|>"})
+    for bad in (5, "ALL", {1}):
+        with pytest.raises(TypeError, match="allowed_special must be 'all', 'none' or a set of str"):
+            gpt2.encode(text, allowed_special=bad)
+    assert gpt2.encode(text, allowed_special=["<|endoftext|>"]) == gpt2.encode(text, allowed_special="all")
 
 
 @pytest.mark.exercise("bpe_encode")
