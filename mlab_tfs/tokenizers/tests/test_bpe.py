@@ -325,8 +325,12 @@ def test_train_stops_at_vocab_size_exactly(tok, vocab_size, specials, merges):
 
 @pytest.mark.exercise("bpe_train")
 def test_train_warns_when_the_texts_run_out_of_pairs(tok):
-    with pytest.warns(UserWarning, match="no pair left to merge after 2 merges.*259 tokens, not vocab_size=299"):
+    with warnings.catch_warnings(record=True) as caught:  # (not pytest.warns: a stub's error must show as itself)
+        warnings.simplefilter("always")
         bpe = tok.ByteLevelBPETokenizer().train(["ab ab"], 299, special_tokens=["<s>"])
+    assert [str(w.message) for w in caught if issubclass(w.category, UserWarning)] == [
+        "train: the texts have no pair left to merge after 2 merges, so the vocabulary has 259 tokens, "
+        "not vocab_size=299"], "say (warnings.warn) that the vocabulary is smaller than asked"
     assert bpe.merges == [("a", "b"), ("Ġ", "ab")]
     assert bpe.vocab_size == 259 and bpe.special_tokens == {"<s>": 258}, "the special tokens follow the last merge"
 
