@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import given
+from hypothesis import strategies as st
 
 from mlab_tfs import assets
 
@@ -344,12 +345,14 @@ def trained_with_specials(tok):
     return tok.ByteLevelBPETokenizer.train([text], 400, special_tokens=specials), specials
 
 
-def _tiktoken_of(bpe, tok):
+@pytest.fixture(scope="module")
+def trained_tiktoken(tok, trained_with_specials):
     """tiktoken's Encoding for the same vocabulary: the ordinary tokens as bytes (ranks = ids),
     the special tokens apart, as tiktoken keeps them."""
     import tiktoken
     from tiktoken_ext.openai_public import r50k_pat_str
 
+    bpe, _ = trained_with_specials
     to_byte = {ch: b for b, ch in tok.bytes_to_unicode().items()}
     ranks = {bytes(to_byte[c] for c in t): i for t, i in bpe.encoder.items() if bpe.special_tokens.get(t) != i}
     return tiktoken.Encoding("trained", pat_str=r50k_pat_str, mergeable_ranks=ranks, special_tokens=bpe.special_tokens)
@@ -372,13 +375,30 @@ def test_special_tokens_get_ids_of_their_own(tok, trained_with_specials):
     "x!y<|pad|>z Ġ end<|endoftext|>", "!!", "Ġ Ġ", "", "   ", "<|pad|><|pad|>", "<|endoftext|>\n\nNext",
     "before<|endoftext|>after", " <|pad|> ", "héllo 中文!<|pad|>😀",
 ])
-def test_special_tokens_match_tiktoken(tok, trained_with_specials, text):
+def test_special_tokens_match_tiktoken(trained_with_specials, trained_tiktoken, text):
     bpe, specials = trained_with_specials
-    reference = _tiktoken_of(bpe, tok)
+    reference = trained_tiktoken
     non_overlapping = set(specials) - {"<|a|>b"}  # tiktoken does not prefer the longest of two
     assert bpe.encode(text, allowed_special=non_overlapping) == reference.encode(text, allowed_special=non_overlapping)
     assert bpe.encode(text) == reference.encode_ordinary(text)
     assert bpe.decode(bpe.encode(text, allowed_special="all")) == text
+
+
+@pytest.mark.exercise("bpe_train")
+@fuzz
+@given(pieces=st.lists(st.one_of(st.sampled_from(["<|endoftext|>", "<|pad|>", "!", "Ġ", "<|pad", "|>", " "]), any_text),
+                       max_size=8))
+def test_fuzz_special_tokens_match_tiktoken(trained_with_specials, trained_tiktoken, gpt2, tiktoken_gpt2, pieces):
+    text = "".join(pieces)
+    bpe, specials = trained_with_specials
+    reference = trained_tiktoken
+    non_overlapping = set(specials) - {"<|a|>b"}
+    got = bpe.encode(text, allowed_special=non_overlapping)
+    assert got == reference.encode(text, allowed_special=non_overlapping), f"{text!r}"
+    assert bpe.decode(got) == text
+    got = gpt2.encode(text, allowed_special="all")
+    assert got == tiktoken_gpt2.encode(text, allowed_special="all"), f"{text!r} with GPT-2's vocabulary"
+    assert gpt2.decode(got) == text
 
 
 @pytest.mark.exercise("bpe_train")
