@@ -467,21 +467,25 @@ class ByteLevelBPETokenizer(BPEFiles):
             if i % 2:
                 tokens.append(part)
             else:
-                for word in pretokenize(part):
-                    tokens += self._word_tokens(word)
+                tokens += self._text_tokens(part)
+        return tokens
+
+    def _text_tokens(self, text: str) -> list[str]:
+        tokens = []
+        for word in pretokenize(text):
+            tokens += self._word_tokens(word)
         return tokens
 
     def encode(self, text: str, allowed_special: str | set[str] = "none") -> list[int]:
         """Token ids of text; see tokenize for allowed_special. An allowed special token has
         its own id (``special_tokens``), even where its string is also an ordinary token; as
         tiktoken's Encoding.encode."""
-        encoder, ids = self.encoder, []
+        ids = []
         for i, part in enumerate(self._parts(text, allowed_special)):
             if i % 2:
                 ids.append(self.special_tokens[part])
             else:
-                for word in pretokenize(part):
-                    ids += [encoder[t] for t in self._word_tokens(word)]
+                ids += map(self.encoder.__getitem__, self._text_tokens(part))
         return ids
 
     def decode(self, ids: list[int]) -> str:
