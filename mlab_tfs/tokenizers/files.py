@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 from typing import Iterable
 
-from mlab_tfs.durable import atomic_folder
+from mlab_tfs import durable
 
 
 def describe(x: object) -> str:
@@ -239,7 +239,7 @@ class WordPieceFiles:
             "cls_token": self.cls_token, "mask_token": self.mask_token, "model_max_length": self.model_max_length,
             "max_input_chars_per_word": self.max_input_chars_per_word,
         }
-        with atomic_folder(folder, drop=STALE_TOKENIZER_FILES) as staging:
+        with durable.atomic_folder(folder, drop=STALE_TOKENIZER_FILES) as staging:
             (staging / "vocab.txt").write_text("".join(t + "\n" for t, _ in ordered), encoding="utf-8")
             (staging / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
         return [folder / "vocab.txt", folder / "tokenizer_config.json"]
@@ -323,7 +323,8 @@ class BPEFiles:
                              f"({sorted(t for t, v in self.encoder.items() if v == twice)})")
         for token, i in self.special_tokens.items():
             if self.decoder.get(i, token) != token:
-                raise ValueError(f"special token {token!r} has the id {i}, which is already the token {self.decoder[i]!r}")
+                raise ValueError(f"special token {token!r} has the id {i}, which is already the token "
+                                 f"{self.decoder[i]!r}")
             if token not in self.encoder:
                 self.encoder[token] = i
             self.decoder[i] = token
@@ -391,7 +392,7 @@ class BPEFiles:
         config = {"tokenizer_class": "GPT2Tokenizer", "added_tokens_decoder": added}
         if "<|endoftext|>" not in self.special_tokens:  # else transformers adds GPT-2's as a new token
             config.update(bos_token=None, eos_token=None, unk_token=None)
-        with atomic_folder(folder, drop=STALE_TOKENIZER_FILES + ("encoder.json", "vocab.bpe")) as staging:
+        with durable.atomic_folder(folder, drop=STALE_TOKENIZER_FILES + ("encoder.json", "vocab.bpe")) as staging:
             (staging / "vocab.json").write_text(json.dumps(ordered, ensure_ascii=False), encoding="utf-8")
             (staging / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
             (staging / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False),

@@ -455,7 +455,8 @@ def test_call_max_length_below_the_special_tokens(bert, hf_bert, pairs, max_leng
 def test_call_defaults_like_transformers(bert, hf_bert, kwargs):
     texts = ["a " * 20, "b", "Hello, world!"]
     got, expected = bert(texts, **kwargs), hf_bert(texts, **kwargs)
-    assert got["input_ids"] == expected["input_ids"], f"{kwargs}:\n  yours {got['input_ids']}\n  reference {expected['input_ids']}"
+    assert got["input_ids"] == expected["input_ids"], (
+        f"{kwargs}:\n  yours {got['input_ids']}\n  reference {expected['input_ids']}")
     assert got["attention_mask"] == expected["attention_mask"]
 
 
