@@ -18,6 +18,7 @@ Vocabulary files, special tokens and input checks are in ``files.py``; the chara
 from __future__ import annotations
 
 import heapq
+import warnings
 from collections import Counter, defaultdict
 from typing import Iterable, Mapping
 
@@ -30,6 +31,7 @@ from mlab_tfs.tokenizers.files import (
     check_ids,
     describe,
     instance_or_class_method,
+    require_int,
     require_text,
 )
 
@@ -65,34 +67,41 @@ class _CharMap(dict):
 # ----------------------------------------------------------------------------------------
 
 
-def _clean_char(ch: str) -> str:
+def _clean_char(ch: str, cjk: bool = True) -> str:
     if ch == "\0" or ch == "\ufffd" or is_control(ch):
         return ""  # NUL, the replacement character and invisible control/format characters go
     if is_whitespace(ch):
         return " "  # tabs, newlines, no-break spaces... all become one kind of space
-    if is_cjk_char(ch):
+    if cjk and is_cjk_char(ch):
         return f" {ch} "  # each ideograph is a word of its own
     return ch
 
 
-_CLEAN = _CharMap(_clean_char)
+_CLEAN = {True: _CharMap(_clean_char), False: _CharMap(lambda ch: _clean_char(ch, cjk=False))}
 
 
-def clean_text(text: str) -> str:
-    """Drop control characters, turn whitespace into " ", put spaces around CJK ideographs."""
-    return text.translate(_CLEAN)
+def clean_text(text: str, tokenize_chinese_chars: bool = True) -> str:
+    """Drop control characters, turn whitespace into " ", put spaces around CJK ideographs
+    (unless tokenize_chinese_chars is False: then they are letters like any other).
+
+    transformers: BertNormalizer(clean_text=True, handle_chinese_chars=tokenize_chinese_chars).
+    """
+    return text.translate(_CLEAN[bool(tokenize_chinese_chars)])
 
 
 _NO_ACCENTS = _CharMap(lambda ch: "" if is_accent(ch) else ch)
 _SPLIT_PUNCT = _CharMap(lambda ch: f" {ch} " if is_punctuation(ch) else ch)
 
 
-def basic_tokenize(text: str, lowercase: bool = True, strip_accents: bool | None = None) -> list[str]:
+def basic_tokenize(text: str, lowercase: bool = True, strip_accents: bool | None = None,
+                   tokenize_chinese_chars: bool = True) -> list[str]:
     """BERT's basic step: clean, strip accents, lower-case, split on whitespace and punctuation.
 
     The order is the fast tokenizer's: accents are stripped before lower-casing.
+    tokenize_chinese_chars=False keeps runs of CJK ideographs together as words (the fast
+    tokenizer's handle_chinese_chars=False).
     """
-    text = clean_text(text)
+    text = clean_text(text, tokenize_chinese_chars)
     if lowercase if strip_accents is None else strip_accents:
         if not text.isascii():  # ASCII has no accents: skip the normalisation
             text = nfd(text).translate(_NO_ACCENTS)
@@ -104,7 +113,12 @@ def basic_tokenize(text: str, lowercase: bool = True, strip_accents: bool | None
 
 def wordpiece(word: str, vocab: Mapping[str, int], unk_token: str = "[UNK]", max_chars: int = 100) -> list[str]:
     """Greedy longest-match-first: take the longest prefix in the vocabulary, then the longest
-    "##"-continuation of the rest, and so on. A word that cannot be covered is [UNK], whole."""
+    "##"-continuation of the rest, and so on. A word that cannot be covered is [UNK], whole,
+    and so is a word of more than max_chars characters (exactly max_chars is still matched).
+
+    transformers: tokenizers' WordPiece model (max_input_chars_per_word).
+    """
+    max_chars = require_int("max_chars", max_chars, minimum=1)
     if len(word) > max_chars:
         return [unk_token]  # checked first, so a 10 MB "word" costs nothing
     pieces, start = [], 0
@@ -123,10 +137,20 @@ def wordpiece(word: str, vocab: Mapping[str, int], unk_token: str = "[UNK]", max
 def truncate_pair(n_first: int, n_second: int | None, max_tokens: int, strategy: str = "longest_first") -> tuple[int, int | None]:
     """How many tokens of each sequence to keep so that together they fit in max_tokens.
 
-    longest_first (the fast tokenizer's rule): if only the longer one needs cutting, cut it to
-    what is left; if both do, give each half (the second gets the odd one). only_first and
+    longest_first (tokenizers' truncate_encodings, which transformers' fast tokenizers use): if
+    cutting only the longer one to what the shorter leaves is enough, do that; if both must be
+    cut, each gets max_tokens // 2 and the longer one the odd token (the second one when they
+    are equally long): (10, 9) in 7 -> (4, 3), (9, 10) in 7 -> (3, 4). only_first and
     only_second cut just that sequence (a ValueError when that cannot be enough).
+
+    Returns (kept of the first, kept of the second or None). TypeError for counts that are not
+    ints, ValueError for negative ones or an unknown strategy.
     """
+    n_first = require_int("n_first", n_first, minimum=0)
+    n_second = None if n_second is None else require_int("n_second", n_second, minimum=0)
+    max_tokens = require_int("max_tokens", max_tokens, minimum=0)
+    if strategy not in ("longest_first", "only_first", "only_second"):
+        raise ValueError(f"strategy must be 'longest_first', 'only_first' or 'only_second', got {strategy!r}")
     if n_second is None:
         if strategy == "only_second":
             raise ValueError("truncation='only_second' needs a text pair")
@@ -181,7 +205,8 @@ class WordPieceTokenizer(WordPieceFiles):
             if i % 2:
                 tokens.append(part)
                 continue
-            for word in basic_tokenize(part, self.do_lower_case, self.strip_accents) if part else ():
+            options = (self.do_lower_case, self.strip_accents, self.tokenize_chinese_chars)
+            for word in basic_tokenize(part, *options) if part else ():
                 pieces = self._cache.get(word)
                 if pieces is None:
                     pieces = self._cache[word] = wordpiece(word, self.vocab, self.unk_token, self.max_input_chars_per_word)
@@ -220,7 +245,7 @@ class WordPieceTokenizer(WordPieceFiles):
         texts: str | list[str],
         text_pairs: str | list[str] | None = None,
         padding: bool | str = False,
-        truncation: bool | str = False,
+        truncation: bool | str | None = None,
         max_length: int | None = None,
         return_tensors: str | None = None,
     ) -> Encoding:
@@ -228,39 +253,62 @@ class WordPieceTokenizer(WordPieceFiles):
         text, 1 for the pair) and attention_mask (1 for tokens, 0 for padding).
 
         padding: False, True / "longest" (to the longest in the batch) or "max_length".
-        truncation: False, True / "longest_first", "only_first" or "only_second".
-        max_length: the limit for both, special tokens included (default: model_max_length).
+        truncation: False, True / "longest_first", "only_first" or "only_second"; None (the
+            default) is "longest_first" when max_length is given without padding, else False,
+            as in transformers (``_get_padding_truncation_strategies``).
+        max_length: the limit for both, special tokens included (default: model_max_length);
+            an int, numpy int or 0-d tensor, at least 1.
         return_tensors: None (lists) or "pt" (torch tensors of shape (batch, seq)).
+
+        Truncating to a max_length below the special tokens' count ([CLS] and [SEP]: 2, 3 for
+        pairs) is a ValueError: transformers then returns the rows uncut, longer than max_length
+        (it logs an error); max_length equal to that count keeps only the special tokens.
+        TypeError for texts that are not str, ValueError for unknown options.
         """
         single = isinstance(texts, str)
         batch = [texts] if single else texts
         if not isinstance(batch, (list, tuple)) or not all(isinstance(t, str) for t in batch):
             raise TypeError(f"texts must be a str or a list of str, got {describe(texts)}")
+        if not batch:  # transformers fails on it with an IndexError
+            raise ValueError("texts is an empty list: pass at least one text")
+        for i, text in enumerate(batch):
+            require_text("texts" if single else f"texts[{i}]", text)
         pairs = [text_pairs] if single and text_pairs is not None else text_pairs
         if pairs is not None:
             if isinstance(pairs, str) or not isinstance(pairs, (list, tuple)) or not all(isinstance(t, str) for t in pairs):
                 raise TypeError(f"text_pairs must be like texts (a str, or a list of str), got {describe(text_pairs)}")
             if len(pairs) != len(batch):
                 raise ValueError(f"text_pairs must have one pair per text ({len(batch)}), got {len(pairs)}")
+            for i, text in enumerate(pairs):
+                require_text("text_pairs" if single else f"text_pairs[{i}]", text)
         if padding not in _PADDING:
             raise ValueError(f"padding must be False, True, 'longest' or 'max_length', got {padding!r}")
+        if truncation is None:  # transformers' rule: max_length alone means "cut to it"
+            truncation = "longest_first" if max_length is not None and _PADDING[padding] is None else False
         if truncation not in _TRUNCATION:
             raise ValueError(f"truncation must be False, True, 'longest_first', 'only_first' or 'only_second', got {truncation!r}")
         if return_tensors not in (None, "pt"):
             raise ValueError(f"return_tensors must be None or 'pt', got {return_tensors!r}")
-        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
-            raise ValueError(f"max_length must be a positive int, got {describe(max_length)}")
+        if max_length is not None:
+            max_length = require_int("max_length", max_length, minimum=1)
         strategy, pad = _TRUNCATION[truncation], _PADDING[padding]
+        if pad == "longest" and strategy is None and max_length is not None:
+            warnings.warn("max_length is ignored when padding to the longest row without truncation: pass "
+                          "padding='max_length' to pad to it, or truncation=True to cut to it", stacklevel=2)
         limit = max_length if max_length is not None else self.model_max_length
+        n_special = 2 if pairs is None else 3  # [CLS] A [SEP] (B [SEP])
+        if strategy is not None and limit < n_special:
+            raise ValueError(
+                f"max_length={limit} cannot be reached by truncation: every row keeps its {n_special} special tokens "
+                f"([CLS] and [SEP]{' twice' if n_special == 3 else ''}); pass max_length >= {n_special}")
 
         rows = []
         for i, text in enumerate(batch):
             first = self.convert_tokens_to_ids(self.tokenize(text))
             second = self.convert_tokens_to_ids(self.tokenize(pairs[i])) if pairs is not None else None
             if strategy is not None:
-                n_special = 2 if second is None else 3
                 keep1, keep2 = truncate_pair(len(first), None if second is None else len(second),
-                                             max(limit - n_special, 0), strategy)
+                                             limit - n_special, strategy)
                 first = first[:keep1]
                 second = None if second is None else second[:keep2]
             ids = [self.cls_token_id, *first, self.sep_token_id]
@@ -385,7 +433,8 @@ class ByteLevelBPETokenizer(BPEFiles):
             return set()
         if allowed_special == "all":
             return set(self.special_tokens)
-        if isinstance(allowed_special, str) or not all(isinstance(t, str) for t in allowed_special):
+        if (isinstance(allowed_special, str) or not isinstance(allowed_special, Iterable)
+                or not all(isinstance(t, str) for t in allowed_special)):
             raise TypeError(f"allowed_special must be 'all', 'none' or a set of str, got {describe(allowed_special)}")
         unknown = set(allowed_special) - set(self.special_tokens)
         if unknown:
@@ -401,36 +450,62 @@ class ByteLevelBPETokenizer(BPEFiles):
             tokens = self.cache[word] = bpe_merge(list(chars), self.bpe_ranks)
         return tokens
 
-    def tokenize(self, text: str, allowed_special: str | set[str] = "none") -> list[str]:
-        """BPE tokens as strings ("Ġworld" for " world"). Special tokens ("<|endoftext|>") are
-        matched in the text only if allowed: "all", or a set of them; otherwise they are text."""
+    def _parts(self, text: str, allowed_special: str | set[str]) -> list[str]:
+        """text split at the allowed special tokens: even entries are text, odd ones special tokens."""
         require_text("text", text)
         allowed = self._allowed(allowed_special)
-        parts = _special_re(allowed).split(text) if allowed else [text]
+        return _special_re(allowed).split(text) if allowed else [text]
+
+    def tokenize(self, text: str, allowed_special: str | set[str] = "none") -> list[str]:
+        """BPE tokens as strings ("Ġworld" for " world"). Special tokens ("<|endoftext|>") are
+        matched in the text only if allowed: "all", or a set of them; otherwise they are text.
+
+        ValueError for a text with lone surrogates (not Unicode text: no UTF-8 bytes).
+        """
         tokens = []
-        for i, part in enumerate(parts):  # odd parts: allowed special tokens
+        for i, part in enumerate(self._parts(text, allowed_special)):  # odd parts: allowed special tokens
             if i % 2:
                 tokens.append(part)
             else:
-                for word in pretokenize(part):
-                    tokens += self._word_tokens(word)
+                tokens += self._text_tokens(part)
+        return tokens
+
+    def _text_tokens(self, text: str) -> list[str]:
+        tokens = []
+        for word in pretokenize(text):
+            tokens += self._word_tokens(word)
         return tokens
 
     def encode(self, text: str, allowed_special: str | set[str] = "none") -> list[int]:
-        """Token ids of text; see tokenize for allowed_special."""
-        encoder = self.encoder
-        return [encoder[t] for t in self.tokenize(text, allowed_special)]
+        """Token ids of text; see tokenize for allowed_special. An allowed special token has
+        its own id (``special_tokens``), even where its string is also an ordinary token; as
+        tiktoken's Encoding.encode."""
+        ids = []
+        for i, part in enumerate(self._parts(text, allowed_special)):
+            if i % 2:
+                ids.append(self.special_tokens[part])
+            else:
+                ids += map(self.encoder.__getitem__, self._text_tokens(part))
+        return ids
 
     def decode(self, ids: list[int]) -> str:
-        """The text of ids. Ids can split a character's UTF-8 bytes; invalid bytes decode as
-        U+FFFD, as in transformers and tiktoken."""
+        """The text of ids: each id's bytes (a special token's are its text's UTF-8 bytes, an
+        ordinary token's those its characters stand for), joined and decoded as UTF-8. Ids can
+        split a character's bytes; invalid bytes decode as U+FFFD, as in tiktoken
+        (Encoding.decode) and transformers (errors="replace")."""
         ids = check_ids("ids", ids, self.vocab_size)
-        chars = "".join(self.decoder[i] for i in ids)
-        specials = [t for t in self.special_tokens if t in chars]
-        if specials:  # special tokens are text as they are, not byte characters
-            return "".join(p if i % 2 else p.translate(_TEXT_TO_BYTES).encode("latin-1").decode("utf-8", "replace")
-                           for i, p in enumerate(_special_re(specials).split(chars)))
-        return chars.translate(_TEXT_TO_BYTES).encode("latin-1").decode("utf-8", "replace")
+        table = self._id_bytes()
+        return b"".join([table[i] for i in ids]).decode("utf-8", "replace")
+
+    def _id_bytes(self) -> list[bytes]:
+        """id -> the bytes it stands for, built once per vocabulary."""
+        decoder, table = getattr(self, "_bytes_of", (None, None))
+        if decoder is not self.decoder:  # a new vocabulary (train, or a first call)
+            special = {i: t.encode("utf-8") for t, i in self.special_tokens.items()}
+            table = [special[i] if i in special else self.decoder[i].translate(_TEXT_TO_BYTES).encode("latin-1")
+                     for i in range(self.vocab_size)]
+            self._bytes_of = (self.decoder, table)
+        return table
 
     @instance_or_class_method
     def train(self, texts: str | Iterable[str], vocab_size: int, special_tokens: list[str] | None = None) -> ByteLevelBPETokenizer:
@@ -440,15 +515,39 @@ class ByteLevelBPETokenizer(BPEFiles):
         ``ByteLevelBPETokenizer.train(texts, 4096)`` trains a new tokenizer.
 
         Each step merges the most frequent adjacent pair (ties: the smallest pair of ids),
-        counting pairs inside GPT-2's words. Pair counts are updated only for the words that
-        contain the merged pair, not recounted over the corpus.
+        counting pairs inside GPT-2's words (Sennrich et al. 2016; Radford et al. 2019). Pair
+        counts are updated only for the words that contain the merged pair, not recounted.
+
+        special_tokens: distinct non-empty strings; they get the last ids, vocab_size - k .. -1,
+        in order, even one that is also an ordinary token ("!", or a learned "the"): a special
+        token's id is never what ordinary text encodes to (tiktoken's rule).
+        vocab_size: an int (numpy ints and 0-d tensors too), at least 256 + len(special_tokens).
+        If the texts run out of pairs first, training stops there with a UserWarning and the
+        vocabulary is smaller; the special tokens then follow the last merge.
+
+        TypeError for texts that are not str (or lone surrogates: ValueError), special_tokens
+        that is not a list of str, a vocab_size that is not an int; ValueError for repeated
+        special tokens or a vocab_size too small.
         """
         if isinstance(texts, str):
             texts = [texts]
-        special_tokens = list(special_tokens or [])
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 256 + len(special_tokens):
-            raise ValueError(f"vocab_size must be an int of at least 256 + {len(special_tokens)} special tokens, "
-                             f"got {describe(vocab_size)}")
+        if isinstance(texts, bytes) or not isinstance(texts, Iterable):
+            raise TypeError(f"texts must be a str or an iterable of str, got {describe(texts)}")
+        if special_tokens is None:
+            special_tokens = []
+        if isinstance(special_tokens, str) or not isinstance(special_tokens, (list, tuple)):
+            raise TypeError(f"special_tokens must be a list of str, got {describe(special_tokens)}")
+        special_tokens = list(special_tokens)
+        for i, token in enumerate(special_tokens):
+            if not require_text(f"special_tokens[{i}]", token):
+                raise ValueError(f"special_tokens[{i}] is the empty string, which cannot be matched in a text")
+            if token in special_tokens[:i]:
+                raise ValueError(f"special_tokens has {token!r} twice (at {special_tokens.index(token)} and {i}): "
+                                 "each special token needs one id")
+        vocab_size = require_int("vocab_size", vocab_size)
+        if vocab_size < 256 + len(special_tokens):
+            raise ValueError(f"vocab_size must be an int of at least 256 (the bytes) + {len(special_tokens)} special "
+                             f"tokens, got {vocab_size}")
         counts = Counter()
         for i, text in enumerate(texts):
             counts.update(pretokenize(require_text(f"texts[{i}]", text)))
@@ -498,10 +597,13 @@ class ByteLevelBPETokenizer(BPEFiles):
                     heapq.heappush(heap, (-pair_counts[p], p))
                 elif p in pair_counts:
                     del pair_counts[p]
+        if n_tokens < vocab_size - len(special_tokens):
+            warnings.warn(f"train: the texts have no pair left to merge after {len(merges)} merges, so the vocabulary "
+                          f"has {n_tokens + len(special_tokens)} tokens, not vocab_size={vocab_size}", stacklevel=2)
         # As strings, the form vocab.json and merges.txt use.
         as_text = [b.decode("latin-1").translate(_BYTES_TO_TEXT) for b in token_bytes]
         encoder = {t: i for i, t in enumerate(as_text)}
-        specials = {t: len(encoder) + k for k, t in enumerate(special_tokens)}
+        specials = {t: len(encoder) + k for k, t in enumerate(special_tokens)}  # fresh ids, after the merges
         BPEFiles.__init__(self, encoder, [(as_text[a], as_text[b]) for a, b in merges], specials)
         return self
 

@@ -20,7 +20,8 @@ Each has a section in ``mlab_tfs/tokenizers/GUIDE.md``; each stub's message link
 Given, not exercises: the character classes in ``chars.py`` (is_control, is_whitespace,
 is_punctuation, is_cjk_char, is_accent, nfd, lower) and the vocabulary files in ``files.py``
 (the base classes below: from_pretrained, save_pretrained, vocab, encoder, merges, bpe_ranks,
-special tokens, convert_tokens_to_ids, and the input checks require_text and check_ids).
+special tokens, convert_tokens_to_ids, and the input checks require_text, require_int and
+check_ids).
 
 Rules: plain Python, ``unicodedata`` and ``regex``. Don't call transformers, tokenizers or
 tiktoken: they are what the tests compare you with. Import with absolute names
@@ -33,6 +34,7 @@ The solution is in ``mlab_tfs/tokenizers/solution.py``; look only after you have
 from __future__ import annotations
 
 import heapq  # noqa: F401  (imported for your code)
+import warnings  # noqa: F401  (train warns when the texts run out of pairs)
 from collections import Counter, defaultdict  # noqa: F401
 from typing import Iterable, Mapping
 
@@ -53,6 +55,7 @@ from mlab_tfs.tokenizers.files import (  # noqa: F401
     check_ids,
     describe,
     instance_or_class_method,
+    require_int,
     require_text,
 )
 from mlab_tfs.tokenizers.solution import GPT2_PATTERN, Encoding  # given, not exercises
@@ -77,13 +80,15 @@ __all__ = [
 # ----------------------------------------------------------------------------------------
 
 
-def clean_text(text: str) -> str:
+def clean_text(text: str, tokenize_chinese_chars: bool = True) -> str:
     """BERT's first pass over the raw text, character by character:
 
     - drop NUL ("\\0"), the replacement character "\\ufffd" and every ``is_control`` character
       (zero-width spaces, BOMs, escape codes...);
     - turn every ``is_whitespace`` character (tab, newline, no-break space...) into " ";
-    - put a space on both sides of every ``is_cjk_char`` ideograph: "我爱" -> " 我  爱 ".
+    - if ``tokenize_chinese_chars`` (the default), put a space on both sides of every
+      ``is_cjk_char`` ideograph: "我爱" -> " 我  爱 ". If False, leave them as they are:
+      "我爱" stays one word (transformers: ``BertNormalizer(handle_chinese_chars=False)``).
 
     Returns the new string; everything else is unchanged (case and accents come later).
 
@@ -93,10 +98,11 @@ def clean_text(text: str) -> str:
     raise NotImplementedError("Exercise 1 (clean text): see mlab_tfs/tokenizers/GUIDE.md#1-cleaning-the-text")
 
 
-def basic_tokenize(text: str, lowercase: bool = True, strip_accents: bool | None = None) -> list[str]:
+def basic_tokenize(text: str, lowercase: bool = True, strip_accents: bool | None = None,
+                   tokenize_chinese_chars: bool = True) -> list[str]:
     """BERT's basic tokenizer: text -> words, before WordPiece.
 
-    1. ``clean_text(text)``.
+    1. ``clean_text(text, tokenize_chinese_chars)``.
     2. Strip accents when ``strip_accents`` is True, or when it is None and ``lowercase`` is
        True (uncased BERT): ``nfd(text)`` splits "é" into "e" + a combining accent, then drop
        every character for which ``is_accent`` is true.
@@ -120,7 +126,8 @@ def wordpiece(word: str, vocab: Mapping[str, int], unk_token: str = "[UNK]", max
     and so on to the end. "unaffable" -> ["un", "##aff", "##able"].
 
     Returns ``[unk_token]`` (one token for the whole word) if some position has no piece at
-    all, or if the word is longer than ``max_chars`` characters.
+    all, or if the word is longer than ``max_chars`` characters (a word of exactly
+    ``max_chars`` is still matched).
 
     Pitfalls: check the length first (a 10 MB "word" must not be searched); no
     backtracking (BERT's rule, even if another split would work); only continuations get "##".
@@ -136,11 +143,12 @@ def truncate_pair(n_first: int, n_second: int | None, max_tokens: int, strategy:
     strategy:
     - "longest_first" (transformers' fast rule): if the two fit, keep both. Otherwise, if
       cutting only the longer one to ``max_tokens - shorter`` is enough, do that; if not, both
-      get ``max_tokens // 2`` and the second gets the odd token (``+ max_tokens % 2``).
+      get ``max_tokens // 2`` and the *longer* one gets the odd token (``+ max_tokens % 2``);
+      when they are equally long, the second gets it.
     - "only_first" / "only_second": cut only that one; ValueError if that cannot be enough
       (or "only_second" without a pair).
 
-    Example: (10, 2, 8) -> (6, 2); (10, 10, 7) -> (3, 4).
+    Example: (10, 2, 8) -> (6, 2); (10, 9, 7) -> (4, 3); (9, 10, 7) -> (3, 4); (10, 10, 7) -> (3, 4).
     """
     raise NotImplementedError("Exercise 5 (batches): see mlab_tfs/tokenizers/GUIDE.md#5-batches-truncation-and-padding")
 
@@ -159,6 +167,7 @@ class WordPieceTokenizer(WordPieceFiles):
         whole and are not cleaned or lower-cased: split them out of the raw text first, then
         basic_tokenize + wordpiece the parts between them.
 
+        Pass ``self.tokenize_chinese_chars`` on to basic_tokenize with the other options.
         Raise TypeError (``require_text("text", text)``) when text is not a str.
         Hint: cache wordpiece's result per word in a dict; words repeat a lot.
         """
@@ -185,7 +194,7 @@ class WordPieceTokenizer(WordPieceFiles):
         texts: str | list[str],
         text_pairs: str | list[str] | None = None,
         padding: bool | str = False,
-        truncation: bool | str = False,
+        truncation: bool | str | None = None,
         max_length: int | None = None,
         return_tensors: str | None = None,
     ) -> Encoding:
@@ -197,15 +206,24 @@ class WordPieceTokenizer(WordPieceFiles):
         text_pairs: None, or the same shape as texts.
         truncation: False, True or "longest_first", "only_first", "only_second": cut the texts
             (not the special tokens) with truncate_pair so that each row has at most
-            ``max_length`` tokens, special tokens included.
+            ``max_length`` tokens, special tokens included. None (the default) means
+            "longest_first" if max_length is given and padding is off, else False (transformers'
+            rule: a max_length alone cuts).
         padding: False, True or "longest" (to the longest row), "max_length": append
-            [PAD] (mask 0, type 0) on the right.
+            [PAD] (mask 0, type 0) on the right. ("longest" with a max_length and no truncation
+            ignores max_length: say so with ``warnings.warn``.)
         max_length: default ``self.model_max_length`` where truncation or padding needs one.
+            Check it with ``require_int("max_length", max_length, minimum=1)`` (it accepts
+            numpy ints and 0-d tensors, refuses bools).
         return_tensors: None or "pt": torch.long tensors of shape (batch, seq) (a single text
             gives a batch of one); ValueError if the rows have different lengths.
 
-        Bad arguments: TypeError for texts that are not str, ValueError for unknown
-        padding/truncation values and for pairs whose count differs from the texts'.
+        Bad arguments: TypeError for texts that are not str, ValueError for an empty list, for
+        unknown padding/truncation values and for pairs whose count differs from the texts'.
+        Check each text with ``require_text`` too ("texts[i]", "text_pairs[i]"): it refuses
+        lone surrogates. With truncation, a max_length below the special tokens' count (2, or
+        3 with pairs) is a ValueError: the row cannot be cut that short (transformers returns
+        it uncut). A max_length of exactly that count keeps only [CLS] and [SEP].
         """
         raise NotImplementedError("Exercise 5 (batches): see mlab_tfs/tokenizers/GUIDE.md#5-batches-truncation-and-padding")
 
@@ -257,7 +275,11 @@ class ByteLevelBPETokenizer(BPEFiles):
     ``save_pretrained(folder)``, ``self.encoder`` (token string -> id), ``self.decoder``
     (id -> token string), ``self.merges`` (list of pairs), ``self.bpe_ranks`` (pair -> rank),
     ``self.special_tokens`` (token -> id), ``self.cache`` (an empty dict for you), ``vocab_size``.
-    ``ByteLevelBPETokenizer()`` with no arguments has the 256 bytes and no merges (to train)."""
+    ``ByteLevelBPETokenizer()`` with no arguments has the 256 bytes and no merges (to train).
+
+    A special token has an id of its own, which ordinary text never encodes to, even when its
+    string is also an ordinary token ("!" is the byte 0x21's token; ``encoder["!"]`` is 33,
+    ``special_tokens["!"]`` another id). ``decoder`` maps both ids."""
 
     _allowed = _SolutionBPE._allowed  # given: allowed_special -> the set of allowed special tokens
 
@@ -269,19 +291,24 @@ class ByteLevelBPETokenizer(BPEFiles):
         2. pretokenize the rest; for each word: its UTF-8 bytes, each as its bytes_to_unicode
            character, then bpe_merge with ``self.bpe_ranks``.
 
-        Not allowed, "<|endoftext|>" is ordinary text. TypeError (require_text) for non-str.
+        Not allowed, "<|endoftext|>" is ordinary text. ``require_text("text", text)`` checks
+        the text: TypeError for non-str, ValueError for lone surrogates (no UTF-8 bytes).
         Hint: cache each word's tokens in ``self.cache``; that is most of the speed.
         """
         raise NotImplementedError("Exercise 9 (GPT-2 encode and decode): see mlab_tfs/tokenizers/GUIDE.md#9-gpt-2-encode-and-decode")
 
     def encode(self, text: str, allowed_special: str | set[str] = "none") -> list[int]:
-        """The ids of ``tokenize(text, allowed_special)`` (``self.encoder``)."""
+        """The ids of ``tokenize(text, allowed_special)``: ``self.encoder`` for the BPE tokens,
+        ``self.special_tokens`` for the allowed special tokens. (Split the text as tokenize
+        does: a special "!" and an ordinary "!" are the same string with different ids.)"""
         raise NotImplementedError("Exercise 9 (GPT-2 encode and decode): see mlab_tfs/tokenizers/GUIDE.md#9-gpt-2-encode-and-decode")
 
     def decode(self, ids: list[int]) -> str:
-        """The text of ``ids``: concatenate the token strings, map each character back to its
-        byte, decode the bytes as UTF-8 with ``errors="replace"`` (ids may cut a character's
-        bytes apart). Special tokens are text as they are. ``decode(encode(s)) == s``.
+        """The text of ``ids``: each id's bytes, joined, decoded as UTF-8 with ``errors="replace"``
+        (ids may cut a character's bytes apart). An ordinary token's bytes: map each character
+        of ``self.decoder[id]`` back to its byte. A special token's id (a value of
+        ``self.special_tokens``) stands for its text as it is: ``token.encode("utf-8")``.
+        ``decode(encode(s)) == s``, as tiktoken's decode.
         ValueError for ids outside [0, vocab_size): ``check_ids("ids", ids, self.vocab_size)``.
         """
         raise NotImplementedError("Exercise 9 (GPT-2 encode and decode): see mlab_tfs/tokenizers/GUIDE.md#9-gpt-2-encode-and-decode")
@@ -300,7 +327,15 @@ class ByteLevelBPETokenizer(BPEFiles):
            give it a new id, rewrite the words that hold it, and update the counts of only the
            pairs in those words (take the old word's pairs out, put the new word's in).
 
-        ValueError if vocab_size < 256 + len(special_tokens); TypeError for texts that are not str.
+        4. Stop when the merges and the special tokens fill ``vocab_size`` exactly; if no pair is
+           left before that, stop there with a ``warnings.warn`` (the vocabulary is then smaller).
+        5. The special tokens get the ids after the last merge, in their order: a fresh id each,
+           even one whose string is already a token ("!", a learned "the").
+
+        ``vocab_size``: ``require_int("vocab_size", vocab_size)``; ValueError if it is below
+        256 + len(special_tokens). ``special_tokens``: a list of distinct non-empty str
+        (TypeError / ValueError naming it otherwise). TypeError for texts that are not str
+        (``require_text(f"texts[{i}]", text)``).
         Hint: a heap of (-count, pair) with stale entries skipped finds the best pair fast.
         """
         raise NotImplementedError("Exercise 10 (training BPE): see mlab_tfs/tokenizers/GUIDE.md#10-training-bpe")

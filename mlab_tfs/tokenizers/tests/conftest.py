@@ -27,7 +27,12 @@ def hf_bert(bert_vocab_dir):
     """transformers' BertTokenizer: the fast (Rust-backed) one, which we match."""
     from transformers import BertTokenizer
 
-    return BertTokenizer.from_pretrained(str(bert_vocab_dir))
+    tokenizer = BertTokenizer.from_pretrained(str(bert_vocab_dir))
+    # The checkpoint's tokenizer.json pads to 128: the tests that call the Rust backend
+    # directly want what tokenizer(text) gives, whichever test ran before them.
+    tokenizer._tokenizer.no_padding()
+    tokenizer._tokenizer.no_truncation()
+    return tokenizer
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,13 @@ training, checked by loading what we save into transformers."""
 
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 import pytest
+import torch
 from hypothesis import given
+from hypothesis import strategies as st
 
 from mlab_tfs import assets
 
@@ -46,6 +51,11 @@ def test_bytes_to_unicode(tok, gpt2_dir):
     ("end  \n", ["end", "  \n"], "trailing whitespace is one piece"),
     ("héllo мир 中文", ["héllo", " мир", " 中文"], "\\p{L} is any letter, not just ASCII"),
     ("!!! ?", ["!!!", " ?"], "symbols group with a leading space too"),
+    ("", [], "nothing gives no words"),
+    ("   ", ["   "], "whitespace alone is one piece (\\s+ at the end of the text)"),
+    ("a ", ["a", " "], "a trailing space is a piece of its own"),
+    (" a", [" a"], "a leading space goes with the word"),
+    ("'s's", ["'s", "'s"], "contractions match before anything else"),
 ])
 def test_pretokenize_examples(tok, text, expected, hint):
     got = tok.pretokenize(text)
@@ -125,6 +135,8 @@ def test_bpe_merge_work_grows_linearly_on_one_huge_word(tok, gpt2):
 @pytest.mark.parametrize("text", [
     "Hello world", " Hello world", "Hello  world\n\n", "I'm here; they'll see 3.14159!", "héllo 中文 😀",
     "", " ", "\t\n \n", "a" * 300, "👨\u200d👩\u200d👧", "<|endoftext|>",
+    # equal-rank ties: the same pair at several places merges leftmost first
+    "aaaaaaa", "!!!!!!!!!", "\n\n\n\n\n", "      x", "ababababa", "x<|endoftext|>y", " <|endoftext|> ",
 ])
 def test_encode_matches_references(gpt2, hf_gpt2, tiktoken_gpt2, text):
     got = gpt2.encode(text)
@@ -151,10 +163,15 @@ def test_special_tokens_only_where_allowed(gpt2, tiktoken_gpt2):
         assert gpt2.decode(got) == text
     with pytest.raises(ValueError, match="not special tokens"):
         gpt2.encode(text, allowed_special={"<|im_start|>"})
+    for bad in (5, "ALL", {1}):
+        with pytest.raises(TypeError, match="allowed_special must be 'all', 'none' or a set of str"):
+            gpt2.encode(text, allowed_special=bad)
+    assert gpt2.encode(text, allowed_special=["<|endoftext|>"]) == gpt2.encode(text, allowed_special="all")
 
 
 @pytest.mark.exercise("bpe_encode")
 def test_decode_partial_characters(gpt2, tiktoken_gpt2):
+    assert gpt2.decode([]) == tiktoken_gpt2.decode([]) == "", "no ids, no text"
     ids = gpt2.encode("😀")
     assert len(ids) > 1, "an emoji is 4 UTF-8 bytes, more than one token"
     assert gpt2.decode(ids[:1]) == tiktoken_gpt2.decode(ids[:1]), "invalid UTF-8 decodes to U+FFFD (errors='replace')"
@@ -274,3 +291,216 @@ def test_train_bad_input(tok):
         tok.ByteLevelBPETokenizer().train(["text"], 100)
     with pytest.raises(TypeError, match=r"texts\[1\] must be a str, got int"):
         tok.ByteLevelBPETokenizer().train(["text", 5], 300)
+
+
+@pytest.mark.exercise("bpe_train")
+@pytest.mark.parametrize("text, first", [
+    # the words "ba" and " ab" hold (b,a), (Ġ,a), (a,b) once each: (32, 97) is the smallest
+    ("ba ab", ("Ġ", "a")),
+    # (97, 98) comes first in the text and has the smallest right id, but (32, 122) the smallest left id
+    ("ab zc", ("Ġ", "z")),
+])
+def test_train_ties_between_different_pairs(tok, text, first):
+    bpe = tok.ByteLevelBPETokenizer().train([text], 257)
+    assert bpe.merges == [first], (f"got {bpe.merges}: among equal counts take the smallest (left id, right id), "
+                                   "compared left id first")
+
+
+@pytest.mark.exercise("bpe_train")
+@pytest.mark.parametrize("vocab_size, specials, merges", [
+    (256, [], []),  # the bytes alone: no merge
+    (257, [], [("a", "b")]),
+    (258, [], [("a", "b"), ("Ġ", "ab")]),  # exactly every pair there is
+    (258, ["<s>"], [("a", "b")]),  # the special token takes the last id
+    (259, ["<s>"], [("a", "b"), ("Ġ", "ab")]),
+])
+def test_train_stops_at_vocab_size_exactly(tok, vocab_size, specials, merges):
+    # "ab ab" is the words "ab" and " ab": a+b (twice), then Ġ+ab (once), then nothing.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # reaching vocab_size exactly is no reason to warn
+        bpe = tok.ByteLevelBPETokenizer().train(["ab ab"], vocab_size, special_tokens=specials)
+    assert bpe.merges == merges, f"vocab_size={vocab_size}, special tokens {specials}: merges {bpe.merges}"
+    assert bpe.vocab_size == vocab_size
+    assert bpe.special_tokens == {t: vocab_size - len(specials) + k for k, t in enumerate(specials)}
+
+
+@pytest.mark.exercise("bpe_train")
+def test_train_warns_when_the_texts_run_out_of_pairs(tok):
+    with warnings.catch_warnings(record=True) as caught:  # (not pytest.warns: a stub's error must show as itself)
+        warnings.simplefilter("always")
+        bpe = tok.ByteLevelBPETokenizer().train(["ab ab"], 299, special_tokens=["<s>"])
+    assert [str(w.message) for w in caught if issubclass(w.category, UserWarning)] == [
+        "train: the texts have no pair left to merge after 2 merges, so the vocabulary has 259 tokens, "
+        "not vocab_size=299"], "say (warnings.warn) that the vocabulary is smaller than asked"
+    assert bpe.merges == [("a", "b"), ("Ġ", "ab")]
+    assert bpe.vocab_size == 259 and bpe.special_tokens == {"<s>": 258}, "the special tokens follow the last merge"
+
+
+@pytest.fixture(scope="module")
+def trained_with_specials(tok):
+    """A vocabulary with special tokens that overlap ("<|a|>", "<|a|>b") and special tokens
+    that are also ordinary tokens: "!" is the byte 0x21's token, "Ġ" the space's."""
+    text = assets.shakespeare_text()[:20_000]
+    specials = ["<|endoftext|>", "<|pad|>", "<|a|>", "<|a|>b", "!", "Ġ"]
+    return tok.ByteLevelBPETokenizer.train([text], 400, special_tokens=specials), specials
+
+
+@pytest.fixture(scope="module")
+def trained_tiktoken(tok, trained_with_specials):
+    """tiktoken's Encoding for the same vocabulary: the ordinary tokens as bytes (ranks = ids),
+    the special tokens apart, as tiktoken keeps them."""
+    import tiktoken
+    from tiktoken_ext.openai_public import r50k_pat_str
+
+    bpe, _ = trained_with_specials
+    to_byte = {ch: b for b, ch in tok.bytes_to_unicode().items()}
+    ranks = {bytes(to_byte[c] for c in t): i for t, i in bpe.encoder.items() if bpe.special_tokens.get(t) != i}
+    return tiktoken.Encoding("trained", pat_str=r50k_pat_str, mergeable_ranks=ranks, special_tokens=bpe.special_tokens)
+
+
+@pytest.mark.exercise("bpe_train")
+def test_special_tokens_get_ids_of_their_own(tok, trained_with_specials):
+    bpe, specials = trained_with_specials
+    assert bpe.special_tokens == {t: 394 + k for k, t in enumerate(specials)}, "the last ids, in order"
+    assert bpe.vocab_size == 400 and len(bpe.decoder) == 400 and sorted(bpe.decoder) == list(range(400))
+    assert bpe.encoder["!"] == 33 and bpe.encoder["Ġ"] == 32, "the bytes keep their ids"
+    assert bpe.encode("!") == [33] and bpe.encode("!", allowed_special="all") == [398]
+    assert bpe.encode(" ") == [32] and bpe.encode("Ġ", allowed_special={"Ġ"}) == [399]
+    assert bpe.decode([398, 33, 399, 32]) == "!!Ġ ", "a special id decodes as its text, a byte's id as the byte"
+    assert bpe.decode(bpe.encode(" the end", allowed_special="all")) == " the end", "spaces are not 'Ġ'"
+
+
+@pytest.mark.exercise("bpe_train")
+@pytest.mark.parametrize("text", [
+    "x!y<|pad|>z Ġ end<|endoftext|>", "!!", "Ġ Ġ", "", "   ", "<|pad|><|pad|>", "<|endoftext|>\n\nNext",
+    "before<|endoftext|>after", " <|pad|> ", "héllo 中文!<|pad|>😀",
+])
+def test_special_tokens_match_tiktoken(trained_with_specials, trained_tiktoken, text):
+    bpe, specials = trained_with_specials
+    reference = trained_tiktoken
+    non_overlapping = set(specials) - {"<|a|>b"}  # tiktoken does not prefer the longest of two
+    assert bpe.encode(text, allowed_special=non_overlapping) == reference.encode(text, allowed_special=non_overlapping)
+    assert bpe.encode(text) == reference.encode_ordinary(text)
+    assert bpe.decode(bpe.encode(text, allowed_special="all")) == text
+
+
+@pytest.mark.exercise("bpe_train")
+@fuzz
+@given(pieces=st.lists(st.one_of(st.sampled_from(["<|endoftext|>", "<|pad|>", "!", "Ġ", "<|pad", "|>", " "]), any_text),
+                       max_size=8))
+def test_fuzz_special_tokens_match_tiktoken(trained_with_specials, trained_tiktoken, gpt2, tiktoken_gpt2, pieces):
+    text = "".join(pieces)
+    bpe, specials = trained_with_specials
+    reference = trained_tiktoken
+    non_overlapping = set(specials) - {"<|a|>b"}
+    got = bpe.encode(text, allowed_special=non_overlapping)
+    assert got == reference.encode(text, allowed_special=non_overlapping), f"{text!r}"
+    assert bpe.decode(got) == text
+    got = gpt2.encode(text, allowed_special="all")
+    assert got == tiktoken_gpt2.encode(text, allowed_special="all"), f"{text!r} with GPT-2's vocabulary"
+    assert gpt2.decode(got) == text
+
+
+@pytest.mark.exercise("bpe_train")
+def test_special_tokens_survive_save_and_load(tok, trained_with_specials, tmp_path):
+    from transformers import GPT2Tokenizer
+
+    bpe, specials = trained_with_specials
+    with pytest.warns(UserWarning, match=r"special tokens \['!', 'Ġ'\] are also ordinary tokens"):
+        bpe.save_pretrained(tmp_path)
+    again = tok.ByteLevelBPETokenizer.from_pretrained(tmp_path)
+    assert again.special_tokens == bpe.special_tokens and again.encoder == bpe.encoder
+    assert again.merges == bpe.merges and again.vocab_size == 400
+    text = "x!y<|a|>b<|a|>Ġ end<|endoftext|><|pad|><|a|><|a|>bb"
+    for allowed in ("all", {"<|a|>"}, {"<|pad|>", "<|a|>b"}, "none"):
+        assert again.encode(text, allowed_special=allowed) == bpe.encode(text, allowed_special=allowed), allowed
+    # transformers matches the longest special token first, as we do ...
+    assert bpe.encode("<|a|><|a|>b<|a|>bb", allowed_special="all") == [396, 397, 397, 98]
+    # ... and gives every special token that is not also an ordinary token the same id.
+    theirs = GPT2Tokenizer.from_pretrained(str(tmp_path))
+    sample = "x<|pad|>y<|a|>b<|a|> end<|endoftext|>\n<|a|><|a|>bb"
+    assert theirs(sample)["input_ids"] == bpe.encode(sample, allowed_special="all")
+
+
+@pytest.mark.exercise("bpe_train")
+def test_train_special_token_errors(tok):
+    bpe = tok.ByteLevelBPETokenizer()
+    with pytest.raises(ValueError, match=r"special_tokens has '<s>' twice \(at 0 and 2\)"):
+        bpe.train(["text"], 300, special_tokens=["<s>", "<p>", "<s>"])
+    with pytest.raises(ValueError, match=r"special_tokens\[1\] is the empty string"):
+        bpe.train(["text"], 300, special_tokens=["<s>", ""])
+    with pytest.raises(TypeError, match="special_tokens must be a list of str, got str"):
+        bpe.train(["text"], 300, special_tokens="<|endoftext|>")
+    with pytest.raises(TypeError, match=r"special_tokens\[0\] must be a str, got int"):
+        bpe.train(["text"], 300, special_tokens=[5])
+    too_small = r"vocab_size must be an int of at least 256 \(the bytes\) \+ 2 special tokens, got 257"
+    with pytest.raises(ValueError, match=too_small):
+        bpe.train(["text"], 257, special_tokens=["<s>", "<p>"])
+
+
+@pytest.mark.exercise("bpe_train")
+@pytest.mark.parametrize("vocab_size", [np.int64(260), np.int32(260), torch.tensor(260)])
+def test_train_accepts_int_likes(tok, vocab_size):
+    bpe = tok.ByteLevelBPETokenizer().train(["aaab aaab ab"], vocab_size)
+    assert bpe.vocab_size == 260 and type(bpe.vocab_size) is int
+
+
+@pytest.mark.exercise("bpe_train")
+@pytest.mark.parametrize("vocab_size, got", [
+    (True, "bool True"), (260.0, "float 260.0"), ("260", "str '260'"), (torch.tensor([260]), "Tensor"),
+    (torch.tensor(260.0), "Tensor"), (None, "NoneType"),
+])
+def test_train_refuses_what_is_not_an_int(tok, vocab_size, got):
+    with pytest.raises(TypeError, match=f"vocab_size must be an int, got {got}"):
+        tok.ByteLevelBPETokenizer().train(["aaab"], vocab_size)
+
+
+@pytest.mark.exercise("bpe_encode")
+@pytest.mark.parametrize("text, index, cp", [("a\ud800b", 1, "D800"), ("\udfff", 0, "DFFF"), ("x \ud83d\ude00", 2, "D83D")])
+def test_lone_surrogates_are_refused(gpt2, hf_gpt2, tiktoken_gpt2, text, index, cp):
+    """A str with surrogate code points is not Unicode text: it has no UTF-8 bytes to tokenize.
+    transformers refuses it; tiktoken quietly replaces it with U+FFFD. We refuse it, clearly."""
+    with pytest.raises(TypeError):
+        hf_gpt2(text)
+    repaired = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")  # what the error suggests
+    assert gpt2.encode(repaired) == tiktoken_gpt2.encode_ordinary(text), "the repair gives tiktoken's ids"
+    for call in (gpt2.encode, gpt2.tokenize):
+        with pytest.raises(ValueError, match=f"text has a lone surrogate U\\+{cp} at index {index}"):
+            call(text)
+    with pytest.raises(ValueError, match=r"texts\[1\] has a lone surrogate"):
+        type(gpt2)().train(["fine", text], 260)
+
+
+@pytest.mark.exercise("bpe_encode")
+def test_decode_accepts_int_likes(gpt2):
+    ids = gpt2.encode("Hello world")
+    expected = gpt2.decode(ids)
+    assert expected == "Hello world"
+    for form in (np.array(ids), torch.tensor(ids), [np.int64(i) for i in ids], [torch.tensor(i) for i in ids], tuple(ids)):
+        assert gpt2.decode(form) == expected, type(form)
+    with pytest.raises(TypeError, match="got bool True at index 0"):
+        gpt2.decode([True])
+    with pytest.raises(TypeError, match="got float 3.0 at index 1"):
+        gpt2.decode([1, 3.0])
+    with pytest.raises(TypeError, match="ids must be a list of int token ids"):
+        gpt2.decode(torch.tensor([[1, 2]]))
+
+
+@pytest.mark.solution_only
+def test_vocabulary_checks(tok, tmp_path):
+    """The given vocabulary class refuses ids that would decode wrongly, with the reason."""
+    Bpe = tok.ByteLevelBPETokenizer
+    byte_ids = {ch: b for b, ch in tok.bytes_to_unicode().items()}
+    with pytest.raises(ValueError, match="special token '<s>' has the id 97, which is already the token 'a'"):
+        Bpe(byte_ids, [], {"<s>": 97})
+    with pytest.raises(ValueError, match="no token has the id 256"):
+        Bpe(byte_ids, [], {"<s>": 257})
+    with pytest.raises(ValueError, match=r"gives the id 5 to more than one token \(\['x', 'y'\]\)"):
+        Bpe({"x": 5, "y": 5}, [], {})
+    with pytest.raises(TypeError, match=r"special_tokens\['<s>'\] must be an int, got float 256.0"):
+        Bpe(byte_ids, [], {"<s>": 256.0})
+    assert Bpe(byte_ids, [], {"<s>": np.int64(256)}).special_tokens == {"<s>": 256}
+    Bpe(byte_ids, [("a", "b")], {"<s>": 256}).save_pretrained(tmp_path)
+    (tmp_path / "merges.txt").write_text("#version: 0.2\na b\nab\n")
+    with pytest.raises(ValueError, match=r"merges.txt, line 3: a merge is two tokens separated by one space, got 'ab'"):
+        Bpe.from_pretrained(tmp_path)

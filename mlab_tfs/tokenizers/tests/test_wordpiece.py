@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import importlib
 
+import json
+import warnings
+
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
+from hypothesis import strategies as st
 
 from .strategies import any_text, fuzz
 
@@ -41,6 +46,14 @@ def test_clean_text_examples(tok, text, expected, why):
     assert got == expected, f"clean_text({text!r}) = {got!r}, expected {expected!r}: {why}"
 
 
+@pytest.mark.exercise("clean_text")
+@pytest.mark.parametrize("text, expected", [("我爱你", "我爱你"), ("東京\ttower", "東京 tower"), ("a\u200b中", "a中")])
+def test_clean_text_without_chinese_chars(tok, text, expected):
+    got = tok.clean_text(text, tokenize_chinese_chars=False)
+    assert got == expected, (f"clean_text({text!r}, tokenize_chinese_chars=False) = {got!r}, expected {expected!r}: "
+                             "no spaces around CJK ideographs, the rest of the cleaning as usual")
+
+
 # --------------------------------------------------------------------------- 2. basic_tokenize
 
 
@@ -57,10 +70,30 @@ def test_clean_text_examples(tok, text, expected, why):
     ("ΟΔΟΣ", {}, ["οδοσ"], "lower-case one character at a time (chars.lower): no final sigma"),
     ("東京tower", {}, ["東", "京", "tower"], "CJK ideographs become words (clean_text)"),
     ("...", {}, [".", ".", "."], "each punctuation character is its own word"),
+    ("東京tower", {"tokenize_chinese_chars": False}, ["東京tower"], "tokenize_chinese_chars=False: CJK stays in words"),
+    ("我爱你, 東京!", {"tokenize_chinese_chars": False}, ["我爱你", ",", "東京", "!"], "punctuation still splits"),
 ])
 def test_basic_tokenize_examples(tok, text, kwargs, expected, hint):
     got = tok.basic_tokenize(text, **kwargs)
     assert got == expected, f"basic_tokenize({text!r}, {kwargs}) = {got}, expected {expected}\n  hint: {hint}"
+
+
+CJK_TEXT = st.lists(st.one_of(st.sampled_from(["中", "文", "東京", "我爱你", "\U00020000", "\uf900", "カナ", " ", "a", "!"]),
+                              any_text), max_size=8).map("".join)
+
+
+@pytest.mark.exercise("basic_tokenize")
+@fuzz
+@given(text=CJK_TEXT)
+def test_basic_tokenize_without_chinese_chars_matches_the_fast_normalizer(tok, text):
+    from tokenizers import normalizers, pre_tokenizers
+
+    normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=False, strip_accents=None,
+                                            lowercase=True)
+    expected = [w for w, _ in pre_tokenizers.BertPreTokenizer().pre_tokenize_str(normalizer.normalize_str(text))]
+    got = tok.basic_tokenize(text, tokenize_chinese_chars=False)
+    assert got == expected, (f"basic_tokenize({text!r}, tokenize_chinese_chars=False) = {got}, transformers gives "
+                             f"{expected}\n  hint: pass tokenize_chinese_chars on to clean_text")
 
 
 @pytest.mark.exercise("basic_tokenize")
@@ -130,6 +163,10 @@ def test_wordpiece_long_words_are_unknown_without_matching(tok):
     "Hello, world!", "The quick brown fox jumps over the lazy dog.", "unaffable", "Ünïcödé ünd ÇJK: 東京",
     "[CLS] already [SEP] special [MASK]!", "hello[MASK]world", "[mask] is not special", "x" * 101, "",
     "   ", "a" + "\u0301" * 5, "emoji 😀 and 👍🏽",
+    # max_input_chars_per_word (100): a word of exactly 100 characters is matched, 101 is [UNK]
+    "x" * 100, "ab" * 50, "ab" * 50 + "a", "é" * 100 + " ok", "\t \n\u3000",
+    # special tokens next to text, to each other, and alone
+    "[SEP][SEP]x[MASK]", "[CLS]", "a[UNK]b", "[PAD] [PAD]", "[MASK].", "x[SEP]",
 ])
 def test_encode_matches_transformers(bert, hf_bert, text):
     expected = hf_bert(text)["input_ids"]
@@ -149,7 +186,8 @@ def test_encode_pair(bert, hf_bert):
 
 
 @pytest.mark.exercise("bert_encode")
-@pytest.mark.parametrize("text", ["Hello, world! Don't panic.", "unaffable état", "a. b? c! d, e", "[MASK] x"])
+@pytest.mark.parametrize("text", ["Hello, world! Don't panic.", "unaffable état", "a. b? c! d, e", "[MASK] x",
+                                  "", "[SEP][PAD]", "..", "##"])
 @pytest.mark.parametrize("skip", [False, True])
 def test_decode_matches_transformers(bert, hf_bert, text, skip):
     ids = hf_bert(text)["input_ids"]
@@ -159,6 +197,7 @@ def test_decode_matches_transformers(bert, hf_bert, text, skip):
         f"decode = {got!r}, transformers gives {expected!r}\n"
         "  hint: join with spaces, glue '##' pieces to the previous token, and '.', ',', '!', '?' too"
     )
+    assert bert.decode(ids[1:-1], skip_special_tokens=skip) == hf_bert.decode(ids[1:-1], skip_special_tokens=skip)
 
 
 @pytest.mark.exercise("bert_encode")
@@ -223,6 +262,9 @@ def test_fast_vs_legacy(bert, hf_bert, hf_bert_legacy):
 @pytest.mark.exercise("bert_batch")
 @pytest.mark.parametrize("first, second, limit", [
     (10, None, 4), (3, None, 8), (10, 2, 8), (2, 10, 8), (10, 10, 8), (10, 10, 7), (9, 4, 6), (3, 3, 100),
+    (10, 9, 7), (9, 10, 7), (11, 8, 5), (8, 11, 5),  # both cut: the odd token goes to the longer
+    (5, 2, 7), (7, None, 7), (6, 2, 7), (8, None, 7),  # exactly full, and one over
+    (1, 10, 1), (10, 1, 1), (10, 10, 0), (4, 6, 0), (4, None, 0),  # nothing or almost nothing left
 ])
 def test_truncate_pair_longest_first(tok, hf_bert, first, second, limit):
     words_a, words_b = " ".join(["a"] * first), " ".join(["b"] * second) if second else None
@@ -232,7 +274,52 @@ def test_truncate_pair_longest_first(tok, hf_bert, first, second, limit):
     assert got == (n_a, n_b if second else None), (
         f"truncate_pair({first}, {second}, {limit}) = {got}, transformers keeps {(n_a, n_b)}\n"
         "  hint: if cutting the longer one to what is left is enough, do that; otherwise each gets half "
-        "(the second gets the odd token)")
+        "(the longer one gets the odd token; the second one if they are equally long)")
+
+
+@pytest.mark.exercise("bert_batch")
+@pytest.mark.parametrize("first, second, limit, expected", [
+    (10, 9, 7, (4, 3)), (9, 10, 7, (3, 4)), (10, 10, 7, (3, 4)), (10, 2, 8, (6, 2)), (2, 10, 8, (2, 6)),
+])
+def test_truncate_pair_odd_token_goes_to_the_longer(tok, first, second, limit, expected):
+    got = tok.truncate_pair(first, second, limit)
+    assert got == expected, (f"truncate_pair({first}, {second}, {limit}) = {got}, expected {expected}: both are "
+                             "cut to half, and the longer one keeps the odd token (the second, if equally long)")
+
+
+@pytest.mark.exercise("bert_batch")
+@pytest.mark.parametrize("strategy, first, second, limit", [
+    ("only_first", 5, 3, 4), ("only_first", 5, 3, 3), ("only_first", 5, 3, 2), ("only_first", 2, 3, 5),
+    ("only_second", 3, 5, 4), ("only_second", 3, 5, 3), ("only_second", 3, 0, 2),
+])
+def test_truncate_pair_only_one(tok, hf_bert, strategy, first, second, limit):
+    """Cut only one text; when even cutting it to nothing is not enough (the other alone fills
+    max_tokens), transformers raises "Sequence to truncate too short", and so do we (ValueError)."""
+    words_a, words_b = " ".join(["a"] * first), " ".join(["b"] * second)
+    try:
+        # a batch of one: a single call of transformers' drops an empty pair (see test_empty_pair)
+        ref = hf_bert([words_a], [words_b], truncation=strategy, max_length=limit + 3)["input_ids"][0]
+    except Exception as e:
+        assert "too short" in str(e)
+        with pytest.raises(ValueError, match=f"cannot truncate only the {strategy[5:]} sequence"):
+            tok.truncate_pair(first, second, limit, strategy)
+        return
+    got = tok.truncate_pair(first, second, limit, strategy)
+    assert got == (ref.count(1037), ref.count(1038)), f"truncate_pair({first}, {second}, {limit}, {strategy!r}) = {got}"
+
+
+@pytest.mark.solution_only
+def test_truncate_pair_arguments(tok):
+    assert tok.truncate_pair(np.int64(10), torch.tensor(9), np.int32(7)) == (4, 3)
+    for kwargs, error, match in [
+        ({"n_first": True}, TypeError, "n_first must be an int, got bool True"),
+        ({"n_second": 2.0}, TypeError, "n_second must be an int, got float 2.0"),
+        ({"max_tokens": "7"}, TypeError, "max_tokens must be an int, got str '7'"),
+        ({"max_tokens": -1}, ValueError, "max_tokens must be at least 0, got -1"),
+        ({"strategy": "longest"}, ValueError, "strategy must be 'longest_first', 'only_first' or 'only_second'"),
+    ]:
+        with pytest.raises(error, match=match):
+            tok.truncate_pair(**{"n_first": 10, "n_second": 9, "max_tokens": 7, **kwargs})
 
 
 @pytest.mark.exercise("bert_batch")
@@ -280,6 +367,9 @@ def test_call_bad_input(bert):
         bert(["a"], padding="left")
     with pytest.raises(ValueError, match="different lengths"):
         bert(["a", "b c d"], return_tensors="pt")
+    for padding in (False, True):
+        with pytest.raises(ValueError, match="texts is an empty list"):
+            bert([], padding=padding)
 
 
 @pytest.mark.solution_only
@@ -313,3 +403,180 @@ def test_basic_tokenize_on_every_code_point(tok, hf_bert):
         if tok.basic_tokenize(text) != expected:
             bad.append(hex(start))
     assert not bad, f"basic_tokenize differs from transformers in the blocks starting at {bad[:10]}"
+
+
+# --------------------------------------------------------------------------- boundaries and options
+
+
+@pytest.mark.exercise("bert_batch")
+@pytest.mark.parametrize("texts, pairs, max_length", [
+    (["Hello, world!"], None, 6),  # exactly its length ([CLS] hello , world ! [SEP]): nothing cut, nothing padded
+    (["Hello, world!"], None, 5),  # one under
+    (["Hello, world!"], None, 2),  # only [CLS] [SEP] are left
+    (["Hello, world!"], ["Yes."], 8),  # exactly: [CLS] hello , world ! [SEP] yes . [SEP]
+    (["Hello, world!"], ["Yes."], 7),
+    (["Hello, world!"], ["Yes."], 3),  # [CLS] [SEP] [SEP]
+    ([""], [""], 3),
+    (["", "   "], None, 2),
+])
+@pytest.mark.parametrize("padding", [False, "max_length"])
+def test_call_max_length_boundaries(bert, hf_bert, texts, pairs, max_length, padding):
+    kwargs = {"truncation": True, "max_length": max_length, "padding": padding}
+    got, expected = bert(texts, pairs, **kwargs), hf_bert(texts, pairs, **kwargs)
+    for key in ("input_ids", "token_type_ids", "attention_mask"):
+        assert got[key] == expected[key], f"{key} with {kwargs}:\n  yours {got[key]}\n  reference {expected[key]}"
+    assert all(len(row) <= max_length for row in got["input_ids"])
+
+
+@pytest.mark.exercise("bert_batch")
+@pytest.mark.parametrize("pairs, max_length", [(None, 1), (["b b b"], 2), (["b b b"], 1)])
+def test_call_max_length_below_the_special_tokens(bert, hf_bert, pairs, max_length):
+    """transformers returns the rows uncut, longer than max_length (with a logged error); a
+    silent surprise: we refuse."""
+    expected = hf_bert(["a a a a a"], pairs, truncation=True, max_length=max_length)["input_ids"]
+    assert len(expected[0]) > max_length + 4, "transformers does not cut at all"
+    n_special = 2 if pairs is None else 3
+    with pytest.raises(ValueError, match=f"max_length={max_length} cannot be reached.*{n_special} special tokens"):
+        bert(["a a a a a"], pairs, truncation=True, max_length=max_length)
+    # without truncation max_length only pads, and a row longer than it is not an error
+    assert bert(["a a a a a"], pairs, padding="max_length", max_length=max_length)["input_ids"] == \
+        hf_bert(["a a a a a"], pairs, padding="max_length", max_length=max_length)["input_ids"]
+
+
+@pytest.mark.exercise("bert_batch")
+@pytest.mark.parametrize("kwargs", [
+    {"max_length": 5},  # a max_length alone cuts, as in transformers
+    {"max_length": 5, "truncation": False},
+    {"max_length": 5, "padding": "max_length"},  # pads to 5; rows longer than 5 stay whole
+    {"max_length": 5, "padding": "max_length", "truncation": None},
+    {"max_length": 5, "truncation": "only_first"},
+    {"padding": "max_length", "max_length": 30},
+])
+def test_call_defaults_like_transformers(bert, hf_bert, kwargs):
+    texts = ["a " * 20, "b", "Hello, world!"]
+    got, expected = bert(texts, **kwargs), hf_bert(texts, **kwargs)
+    assert got["input_ids"] == expected["input_ids"], (
+        f"{kwargs}:\n  yours {got['input_ids']}\n  reference {expected['input_ids']}")
+    assert got["attention_mask"] == expected["attention_mask"]
+
+
+@pytest.mark.exercise("bert_batch")
+@pytest.mark.parametrize("padding", [True, "longest"])
+def test_call_warns_that_max_length_is_ignored(bert, hf_bert, padding):
+    texts = ["a " * 20, "b"]
+    with warnings.catch_warnings(record=True) as caught:  # (not pytest.warns: a stub's error must show as itself)
+        warnings.simplefilter("always")
+        got = bert(texts, padding=padding, max_length=5)
+    assert any("max_length is ignored" in str(w.message) for w in caught), "warn that max_length is ignored"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # transformers warns for padding=True only
+        expected = hf_bert(texts, padding=padding, max_length=5)["input_ids"]
+    assert got["input_ids"] == expected, "padded to the longest"
+
+
+@pytest.mark.exercise("bert_batch")
+@pytest.mark.parametrize("max_length", [np.int64(8), np.int32(8), torch.tensor(8), np.array(8)])
+def test_call_max_length_int_likes(bert, hf_bert, max_length):
+    texts = ["A much longer sentence, with some punctuation; and words.", "Short"]
+    got = bert(texts, truncation=True, padding="max_length", max_length=max_length)
+    assert got["input_ids"] == hf_bert(texts, truncation=True, padding="max_length", max_length=8)["input_ids"]
+
+
+@pytest.mark.exercise("bert_batch")
+@pytest.mark.parametrize("max_length, error, match", [
+    (True, TypeError, "max_length must be an int, got bool True"),
+    (8.0, TypeError, "max_length must be an int, got float 8.0"),
+    ("8", TypeError, "max_length must be an int, got str '8'"),
+    (torch.tensor([8]), TypeError, "max_length must be an int, got Tensor"),
+    (0, ValueError, "max_length must be at least 1, got 0"),
+])
+def test_call_max_length_refused(bert, max_length, error, match):
+    with pytest.raises(error, match=match):
+        bert(["a b c"], truncation=True, max_length=max_length)
+
+
+@pytest.mark.exercise("bert_encode")
+@pytest.mark.parametrize("text", ["我爱你", "東京tower 中文abc", "日本語のテキスト、漢字とかな", "a中b文c", "\U00020000\U00020001x"])
+def test_tokenize_chinese_chars_false_matches_transformers(tok, bert_vocab_dir, text, tmp_path):
+    from transformers import BertTokenizer
+
+    ours = tok.WordPieceTokenizer.from_pretrained(bert_vocab_dir, tokenize_chinese_chars=False)
+    theirs = BertTokenizer.from_pretrained(str(bert_vocab_dir), tokenize_chinese_chars=False)
+    assert ours.encode(text) == theirs(text)["input_ids"], (
+        f"tokenize_chinese_chars=False: yours {ours.tokenize(text)}, transformers {theirs.tokenize(text)}")
+    assert ours.encode(text) != tok.WordPieceTokenizer.from_pretrained(bert_vocab_dir).encode(text)
+    ours.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "tokenizer_config.json").read_text())["tokenize_chinese_chars"] is False
+    assert tok.WordPieceTokenizer.from_pretrained(tmp_path).encode(text) == ours.encode(text)
+    assert BertTokenizer.from_pretrained(str(tmp_path))(text)["input_ids"] == ours.encode(text)
+
+
+@pytest.mark.exercise("bert_encode")
+@pytest.mark.parametrize("text, index, cp", [("a\ud800b", 1, "D800"), ("\udfff", 0, "DFFF")])
+def test_lone_surrogates_are_refused(bert, hf_bert, text, index, cp):
+    """No UTF-8 bytes, not Unicode text: transformers refuses it (a TypeError from its Rust
+    binding); we say what and where."""
+    with pytest.raises(TypeError):
+        hf_bert(text)
+    with pytest.raises(ValueError, match=f"text has a lone surrogate U\\+{cp} at index {index}"):
+        bert.encode(text)
+    with pytest.raises(ValueError, match=r"texts\[1\] has a lone surrogate"):
+        bert(["fine", text])
+    with pytest.raises(ValueError, match=r"text_pairs\[0\] has a lone surrogate"):
+        bert(["fine"], [text])
+
+
+@pytest.mark.exercise("bert_encode")
+def test_decode_accepts_int_likes(bert):
+    ids = bert.encode("Hello, world!")
+    expected = bert.decode(ids)
+    for form in (np.array(ids), torch.tensor(ids), [np.int64(i) for i in ids], [torch.tensor(i) for i in ids]):
+        assert bert.decode(form) == expected, type(form)
+    with pytest.raises(TypeError, match="got bool False at index 0"):
+        bert.decode([False])
+
+
+@pytest.mark.solution_only
+def test_options_are_checked(tok, bert_vocab_dir, tmp_path):
+    load = tok.WordPieceTokenizer.from_pretrained
+    assert load(bert_vocab_dir, max_input_chars_per_word=np.int64(5)).max_input_chars_per_word == 5
+    assert load(bert_vocab_dir, model_max_length=torch.tensor(64)).model_max_length == 64
+    for kwargs, error, match in [
+        ({"tokenize_chinese_chars": "no"}, TypeError, "tokenize_chinese_chars must be True or False, got str 'no'"),
+        ({"do_lower_case": 1}, TypeError, "do_lower_case must be True or False, got int 1"),
+        ({"strip_accents": "yes"}, TypeError, "strip_accents must be True or False or None"),
+        ({"max_input_chars_per_word": True}, TypeError, "max_input_chars_per_word must be an int, got bool"),
+        ({"max_input_chars_per_word": 0}, ValueError, "max_input_chars_per_word must be at least 1, got 0"),
+        ({"model_max_length": 512.0}, TypeError, "model_max_length must be an int, got float"),
+        ({"mask_token": None}, TypeError, "mask_token must be a non-empty str, got NoneType"),
+    ]:
+        with pytest.raises(error, match=match):
+            load(bert_vocab_dir, **kwargs)
+    small = load(bert_vocab_dir, max_input_chars_per_word=5)
+    assert small.tokenize("abcde abcdef") == ["abc", "##de", "[UNK]"], "exactly max_input_chars_per_word is matched"
+    small.save_pretrained(tmp_path)
+    assert load(tmp_path).max_input_chars_per_word == 5, "saved and loaded back"
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    for option, value in (("do_basic_tokenize", False), ("never_split", ["[X]"])):
+        (tmp_path / "tokenizer_config.json").write_text(json.dumps({**config, option: value}))
+        with pytest.raises(ValueError, match=f"{option}=.* is not supported"):
+            load(tmp_path)
+
+
+@pytest.mark.solution_only
+def test_wordpiece_max_chars_argument(tok):
+    assert tok.wordpiece("aaa", TOY_VOCAB, max_chars=np.int64(3)) == ["a", "##a", "##a"]
+    assert tok.wordpiece("aaa", TOY_VOCAB, max_chars=torch.tensor(2)) == ["[UNK]"]
+    with pytest.raises(TypeError, match="max_chars must be an int, got bool True"):
+        tok.wordpiece("aaa", TOY_VOCAB, max_chars=True)
+
+
+@pytest.mark.exercise("bert_batch")
+def test_empty_pair(bert, hf_bert):
+    """An empty text_pair is a pair with no tokens: [CLS] A [SEP] [SEP], as transformers gives for
+    a batch. For a single text transformers drops it ("if text_pair:"), silently; we do not."""
+    assert hf_bert(["a a a"], [""])["input_ids"] == [[101, 1037, 1037, 1037, 102, 102]]
+    assert hf_bert("a a a", "")["input_ids"] == [101, 1037, 1037, 1037, 102]
+    assert bert(["a a a"], [""])["input_ids"] == [[101, 1037, 1037, 1037, 102, 102]]
+    assert bert("a a a", "")["input_ids"] == bert.encode("a a a", "") == [101, 1037, 1037, 1037, 102, 102]
+    assert bert("a a a", "")["token_type_ids"] == [0, 0, 0, 0, 0, 1]
