@@ -125,3 +125,56 @@ def test_padded_beams_without_pad_id_pad_with_eos(sampling, model, hf_model):
     assert_tokens_equal(ours.sequences, out.sequences, "beam_search without pad_token_id")
     with pytest.raises(ValueError, match="pad_token_id"):
         sampling.beam_search(model, ids, 3, 8, 1.0, False, None, attention_mask=mask)
+
+
+# Prompts and an eos (70) on which beams finish early and the three early_stopping rules
+# give three different results (with length_penalty 1; True differs from the others with 2).
+FIRING = dict(lengths=[4, 6], seed=21, eos=70, max_new_tokens=8)
+
+
+def firing_batch():
+    return padded_batch(VOCAB, FIRING["lengths"], seed=FIRING["seed"])
+
+
+@pytest.mark.exercise("beam_search")
+def test_the_early_stopping_rules_differ_on_these_prompts(hf_model):
+    """The setup of the test below: hypotheses finish, and each rule changes the result, so
+    treating "never" like False (or True like False) cannot pass it."""
+    ids, mask = firing_batch()
+    runs = {es: hf_beams(hf_model, ids, mask, 2, FIRING["max_new_tokens"], 1.0, es, FIRING["eos"], 2)
+            for es in (True, False, "never")}
+    for es, (seqs, _) in runs.items():
+        assert bool((seqs[:, ids.shape[1]:] == FIRING["eos"]).any()), f"early_stopping={es}: no hypothesis finished"
+    differ = lambda a, b: a[0].shape != b[0].shape or not torch.equal(a[0], b[0]) or not torch.allclose(a[1], b[1])  # noqa: E731
+    assert differ(runs[True], runs[False]) and differ(runs["never"], runs[False]) and differ(runs[True], runs["never"])
+
+
+@pytest.mark.exercise("beam_search")
+@pytest.mark.parametrize("early_stopping", [True, False, "never"], ids=str)
+@pytest.mark.parametrize("length_penalty", [1.0, 2.0, -0.5])
+def test_finished_hypotheses_under_every_early_stopping_rule(sampling, model, hf_model, early_stopping, length_penalty):
+    ids, mask = firing_batch()
+    num_beams = 2
+    n, eos = FIRING["max_new_tokens"], FIRING["eos"]
+    expected, scores = hf_beams(hf_model, ids, mask, num_beams, n, length_penalty, early_stopping, eos, num_beams)
+    out = sampling.beam_search(model, ids, num_beams, n, length_penalty, early_stopping, eos, attention_mask=mask,
+                               pad_token_id=0, num_return_sequences=num_beams)
+    hint = {True: "True: a prompt is done once num_beams hypotheses have finished",
+            False: "False: done when the best running beam, scored at its current length, cannot beat the worst "
+                   "finished one",
+            "never": "'never' (length_penalty > 0): the best running beam is scored at the longest possible length"}
+    what = f"beam_search(early_stopping={early_stopping!r}, length_penalty={length_penalty}, num_beams={num_beams})"
+    assert_tokens_equal(out.sequences, expected, what, hint=hint[early_stopping])
+    assert_close(out.sequences_scores, scores, name=f"{what} scores", atol=SCORE_ATOL, rtol=SCORE_RTOL,
+                 hint="a finished hypothesis scores sum_logprobs / new_tokens ** length_penalty (eos counted)")
+
+
+@pytest.mark.exercise("beam_search")
+def test_a_list_of_eos_ids(sampling, model, hf_model):
+    """Several eos ids: more candidates per step ((1 + n_eos) * num_beams), any of them ends a beam."""
+    ids, mask = firing_batch()
+    expected, scores = hf_beams(hf_model, ids, mask, 3, 8, 1.0, False, [70, 81], 3)
+    out = sampling.beam_search(model, ids, 3, 8, 1.0, False, [70, 81], attention_mask=mask, pad_token_id=0,
+                               num_return_sequences=3)
+    assert_tokens_equal(out.sequences, expected, "beam_search with eos_token_id=[70, 81]")
+    assert_close(out.sequences_scores, scores, name="beam_search scores, two eos ids", atol=SCORE_ATOL, rtol=SCORE_RTOL)
