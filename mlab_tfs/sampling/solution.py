@@ -523,12 +523,12 @@ def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
 
 def _eos_set(eos_token_id: int | Sequence[int] | None, device: torch.device | None,
              vocab_size: int | None = None) -> Tensor | None:
-    """The eos ids as a 1-d long tensor on device: one id, or a list, tuple or 1-d tensor of
-    ids (each in [0, vocab_size)); None or an empty list: None (no eos)."""
+    """The eos ids as a 1-d long tensor on device: one id, or a list, tuple, 1-d tensor or
+    numpy array of ids (each in [0, vocab_size)); None or an empty list: None (no eos)."""
     if eos_token_id is None:
         return None
-    if isinstance(eos_token_id, (list, tuple)) or (isinstance(eos_token_id, torch.Tensor) and eos_token_id.dim() == 1):
-        values = eos_token_id.tolist() if isinstance(eos_token_id, torch.Tensor) else list(eos_token_id)
+    if isinstance(eos_token_id, (list, tuple)) or (hasattr(eos_token_id, "ndim") and eos_token_id.ndim == 1):
+        values = list(eos_token_id)  # a 1-d tensor or numpy array gives 0-d elements, which check_int takes
         ids = [check_int(f"eos_token_id[{i}]", v) for i, v in enumerate(values)]
     else:
         ids = [check_int("eos_token_id", eos_token_id)]
