@@ -178,3 +178,19 @@ def test_a_list_of_eos_ids(sampling, model, hf_model):
                                num_return_sequences=3)
     assert_tokens_equal(out.sequences, expected, "beam_search with eos_token_id=[70, 81]")
     assert_close(out.sequences_scores, scores, name="beam_search scores, two eos ids", atol=SCORE_ATOL, rtol=SCORE_RTOL)
+
+
+@pytest.mark.exercise("beam_search")
+@pytest.mark.parametrize("num_beams", [2, 3])
+def test_early_stopping_true_closes_a_full_pool(sampling, model, hf_model, num_beams):
+    """Three prompts; with early_stopping=True a prompt whose num_beams hypotheses have all
+    finished takes no more, even better ones, while the other prompts run on (a pool that
+    keeps accepting them gives other sequences here)."""
+    ids, mask = padded_batch(VOCAB, [4, 6, 5], seed=20)
+    expected, scores = hf_beams(hf_model, ids, mask, num_beams, 8, 1.0, True, 81, num_beams)
+    out = sampling.beam_search(model, ids, num_beams, 8, 1.0, True, 81, attention_mask=mask, pad_token_id=0,
+                               num_return_sequences=num_beams)
+    hint = "once a prompt has num_beams finished hypotheses (early_stopping=True) its pool is closed"
+    assert_tokens_equal(out.sequences, expected, "beam_search(early_stopping=True), one pool full early", hint=hint)
+    assert_close(out.sequences_scores, scores, name="scores, early_stopping=True", atol=SCORE_ATOL, rtol=SCORE_RTOL,
+                 hint=hint)
