@@ -194,3 +194,36 @@ def test_early_stopping_true_closes_a_full_pool(sampling, model, hf_model, num_b
     assert_tokens_equal(out.sequences, expected, "beam_search(early_stopping=True), one pool full early", hint=hint)
     assert_close(out.sequences_scores, scores, name="scores, early_stopping=True", atol=SCORE_ATOL, rtol=SCORE_RTOL,
                  hint=hint)
+
+
+@pytest.fixture(scope="module")
+def twin_eos_models(checkpoints, tmp_path_factory):
+    """The base checkpoint with token 81's embedding made a near copy of token 70's (the
+    tokens it predicts most): with eos_token_id=[70, 81] both eos ids are among every beam's
+    top two, so more than num_beams of the best 2 * num_beams candidates end at once."""
+    from mlab_tfs.gpt2.solution import GPT2LMHeadModel
+    from mlab_tfs.testing import tiny
+
+    def edit(state):
+        wte = state[next(k for k in state if k.endswith("wte.weight"))]
+        noise = torch.randn(wte.shape[1], generator=torch.Generator().manual_seed(0))
+        wte[81] = wte[70] * 1.01 + 0.02 * noise
+
+    folder = tiny.edited_checkpoint(checkpoints["base"], tmp_path_factory.mktemp("twin") / "base", edit)
+    return {"ours": GPT2LMHeadModel.from_pretrained(folder), "hf": tiny.hf_gpt2(folder)}
+
+
+@pytest.mark.exercise("beam_search")
+@pytest.mark.parametrize("length_penalty, early_stopping", [(2.0, "never"), (3.0, False)], ids=str)
+def test_more_candidates_with_several_eos_ids(sampling, twin_eos_models, kind, length_penalty, early_stopping):
+    """transformers keeps (1 + number of eos ids) * num_beams candidates per step, so that
+    num_beams remain even when every beam's best tokens are eos; with 2 * num_beams the
+    beams would run out of live candidates here."""
+    ids, mask = padded_batch(VOCAB, [4, 6], seed=21)
+    expected, scores = hf_beams(twin_eos_models["hf"], ids, mask, 3, 8, length_penalty, early_stopping, [70, 81], 3)
+    out = sampling.beam_search(twin_eos_models[kind], ids, 3, 8, length_penalty, early_stopping, [70, 81],
+                               attention_mask=mask, pad_token_id=0, num_return_sequences=3)
+    hint = "keep K = max(2, 1 + len(eos ids)) * num_beams candidates per step"
+    assert_tokens_equal(out.sequences, expected, "beam_search with two near-tied eos ids", hint=hint)
+    assert_close(out.sequences_scores, scores, name="scores with two near-tied eos ids", atol=SCORE_ATOL,
+                 rtol=SCORE_RTOL, hint=hint)
