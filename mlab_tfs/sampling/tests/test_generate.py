@@ -320,3 +320,13 @@ def test_greedy_with_penalties_matches_transformers(sampling, model, hf_model, k
     ids = torch.stack(prompts(VOCAB, [6, 6], seed=18, low=1))
     expected = hf_greedy(hf_model, ids, max_new_tokens=14, **kw)
     assert_tokens_equal(sampling.generate(model, ids, max_new_tokens=14, **kw), expected, f"greedy generate with {kw}")
+
+
+@pytest.mark.exercise("batching")
+def test_left_pad_of_equal_lengths_and_of_one_prompt(sampling):
+    ids, mask = sampling.left_pad([[3, 4], [5, 6]], pad_token_id=9)
+    assert_tokens_equal(ids, torch.tensor([[3, 4], [5, 6]]), "left_pad of prompts of one length (no padding)")
+    assert_tokens_equal(mask, torch.ones(2, 2, dtype=torch.long), "left_pad mask without padding")
+    ids, mask = sampling.left_pad([torch.tensor([7])], pad_token_id=0)
+    assert_tokens_equal(ids, torch.tensor([[7]]), "left_pad of one one-token prompt")
+    assert_tokens_equal(mask, torch.tensor([[1]]), "left_pad mask of one one-token prompt")

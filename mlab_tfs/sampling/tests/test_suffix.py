@@ -109,3 +109,21 @@ def test_filtered_sample_cuts_each_completion_before_its_eos(sampling, model):
     scores = naive(model, prompt, result.completions, torch.tensor([7, 8])) - naive(
         model, prompt, result.completions, torch.tensor([7, 9]))
     assert_close(result.scores, scores, name="filtered_sample scores with eos", atol=1e-5)
+
+
+@pytest.mark.exercise("suffix_scoring")
+def test_one_token_suffix_and_the_n_positions_boundary(sampling, model):
+    """S = 1 (only the last completion position predicts it); prompt + completion + suffix
+    filling n_positions exactly is allowed, one token more is not."""
+    n = model.config.n_positions
+    prompt = prompts(VOCAB, [5], seed=48)[0]
+    completions = prompts(VOCAB, [n - 5 - 1, 0, 3], seed=49)  # the longest fills n_positions with S = 1
+    suffix = torch.tensor([11])
+    expected = naive(model, prompt, completions, suffix)
+    assert_close(sampling.score_suffix(model, prompt, completions, suffix), expected, name="score_suffix, S = 1, full",
+                 atol=1e-5)
+    assert_close(sampling.score_suffix_naive(model, prompt, completions, suffix), expected,
+                 name="score_suffix_naive, S = 1, full", atol=1e-5)
+    for fn in (sampling.score_suffix, sampling.score_suffix_naive):
+        with pytest.raises(ValueError, match="n_positions"):
+            fn(model, prompt, completions, torch.tensor([11, 12]))
