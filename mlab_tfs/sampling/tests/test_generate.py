@@ -258,7 +258,7 @@ def test_max_new_tokens_zero_is_refused_as_transformers_does(sampling, model, hf
 @pytest.mark.exercise("kv_cache_loop")
 def test_one_new_token_and_the_last_allowed_position(sampling, model, hf_model):
     """max_new_tokens = 1 gives one column; T + max_new_tokens = n_positions is allowed, one more is not."""
-    ids, mask = padded_batch(VOCAB, [6, 3], seed=15)
+    ids, mask = padded_batch(VOCAB, [32, 25], seed=15)  # long prompts: few steps up to n_positions = 40
     assert_tokens_equal(sampling.generate(model, ids, mask, max_new_tokens=1, pad_token_id=0),
                         hf_greedy(hf_model, ids, mask, max_new_tokens=1), "generate(max_new_tokens=1)")
     room = model.config.n_positions - ids.shape[1]
