@@ -197,3 +197,154 @@ def check_classification_labels(name: str, labels: object, batch: int, num_label
         return labels
     raise ValueError(f"problem_type must be regression, single_label_classification or multi_label_classification, "
                      f"got {problem_type!r}")
+
+
+# ---------------------------------------------------------------------------------------
+# Plain arguments: counts, numbers, devices, id sequences
+# ---------------------------------------------------------------------------------------
+
+
+def _is_bool(x: object) -> bool:
+    import numpy as np
+
+    return isinstance(x, (bool, np.bool_)) or (isinstance(x, torch.Tensor) and x.dtype == torch.bool)
+
+
+def _is_scalar(x: object) -> bool:
+    return isinstance(x, (int, float, complex, str)) or (hasattr(x, "ndim") and getattr(x, "ndim") == 0)
+
+
+def check_int(name: str, value: object, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer argument, returned as a Python int.
+
+    Accepted: a Python int, a numpy integer, a 0-d integer tensor (or numpy array).
+    TypeError for anything else, bools included (True is not a count) and floats
+    (2.0 is refused rather than truncated); ValueError outside [minimum, maximum].
+    """
+    import numpy as np
+
+    ok = not _is_bool(value) and (
+        isinstance(value, (int, np.integer))
+        or (isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 0
+            and not (value.dtype.is_floating_point or value.dtype.is_complex
+                     if isinstance(value, torch.Tensor) else value.dtype.kind not in "iu"))
+    )
+    if not ok:
+        raise TypeError(f"{name} must be an int, got {_describe(value)}" + (f" ({value!r})" if _is_scalar(value) else ""))
+    out = int(value)
+    if (minimum is not None and out < minimum) or (maximum is not None and out > maximum):
+        lo = "-inf" if minimum is None else minimum
+        hi = "inf" if maximum is None else maximum
+        raise ValueError(f"{name} must be an int in [{lo}, {hi}], got {out}")
+    return out
+
+
+def check_number(
+    name: str, value: object, *, minimum: float | None = None, maximum: float | None = None,
+    min_inclusive: bool = True, max_inclusive: bool = True,
+) -> float:
+    """A finite real argument, returned as a Python float.
+
+    Accepted: a Python int or float, a numpy number, a 0-d real tensor (or numpy array).
+    TypeError for anything else (bools included); ValueError for NaN, +-inf, or a value
+    outside the range (each end inclusive unless told otherwise).
+    """
+    import math
+
+    import numpy as np
+
+    ok = not _is_bool(value) and (
+        isinstance(value, (int, float, np.integer, np.floating))
+        or (isinstance(value, torch.Tensor) and value.ndim == 0 and not value.dtype.is_complex)
+        or (isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf")
+    )
+    if not ok:
+        raise TypeError(f"{name} must be a real number, got {_describe(value)}" + (f" ({value!r})" if _is_scalar(value) else ""))
+    out = float(value)
+    if not math.isfinite(out):
+        raise ValueError(f"{name} must be a finite number, got {out}")
+    below = minimum is not None and (out < minimum if min_inclusive else out <= minimum)
+    above = maximum is not None and (out > maximum if max_inclusive else out >= maximum)
+    if below or above:
+        lo = "(-inf" if minimum is None else ("[" if min_inclusive else "(") + f"{minimum:g}"
+        hi = "inf)" if maximum is None else f"{maximum:g}" + ("]" if max_inclusive else ")")
+        raise ValueError(f"{name} must be in {lo}, {hi}, got {out:g}")
+    return out
+
+
+def check_bool(name: str, value: object) -> bool:
+    """A flag: a Python bool or numpy bool (1, "yes" and None are refused: TypeError)."""
+    import numpy as np
+
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {_describe(value)} ({value!r})")
+    return bool(value)
+
+
+def same_device(a: torch.device | str, b: torch.device | str) -> bool:
+    """Equal devices, "cuda" meaning the current CUDA device."""
+    a, b = torch.device(a), torch.device(b)
+    if a.type != b.type:
+        return False
+    if a.index is None or b.index is None:
+        # Only then ask which device is current: compiled code never gets here (tensors know their index).
+        current = torch.cuda.current_device() if a.type == "cuda" and torch.cuda.is_available() else None
+        return current is None or (a.index if a.index is not None else current) == (
+            b.index if b.index is not None else current)
+    return a.index == b.index
+
+
+def check_device(name: str, x: Tensor, device: torch.device | None, what: str = "the model") -> Tensor:
+    """x must already be on device (nothing is moved silently): ValueError naming both devices."""
+    if device is not None and not same_device(x.device, device):
+        raise ValueError(f"{name} is on {x.device} but {what} is on {torch.device(device)}: move it there first "
+                         f"(e.g. {name}.to({str(torch.device(device))!r}))")
+    return x
+
+
+def as_int_tensor(name: str, ids: object, device: torch.device | None, what: str = "the model") -> Tensor:
+    """Integer ids as a long tensor on device.
+
+    Lists and tuples (nested for 2-d) become a tensor on device; a tensor (or numpy
+    array) must hold integers, and a tensor must already be on device (check_device).
+    Bools, floats and ragged lists are refused with a ValueError naming the argument.
+    """
+    import numpy as np
+
+    if isinstance(ids, torch.Tensor):
+        t = check_device(name, ids, device, what)
+    elif isinstance(ids, (list, tuple, np.ndarray, range)):
+        try:
+            t = torch.as_tensor(ids if not isinstance(ids, range) else list(ids))
+        except (ValueError, TypeError, RuntimeError) as e:
+            raise ValueError(f"{name} must be a rectangular sequence of integer ids, got a {type(ids).__name__} "
+                             f"that is not ({e})") from None
+        if t.numel() == 0:
+            t = t.long()  # [] has no values to infer a dtype from
+        t = t.to(device) if device is not None else t
+    else:
+        raise TypeError(f"{name} must be a list, tuple or tensor of integer ids, got {_describe(ids)}")
+    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer token ids, got {_describe(t)}")
+    return t.long()
+
+
+def check_id_range(
+    name: str, ids: Tensor, upper: int | None, *, allow: int | None = None, what: str = "the vocabulary size",
+    noun: str = "token ids",
+) -> Tensor:
+    """Every id in [0, upper) (or equal to allow, e.g. -1 for ignored padding): ValueError
+    naming the first bad id and where it is. Skipped under torch.compile."""
+    if ids.numel() == 0 or not _check_values():
+        return ids
+    bad = ids < 0
+    if upper is not None:
+        bad |= ids >= upper
+    if allow is not None:
+        bad &= ids != allow
+    if bool(bad.any()):
+        where = tuple(bad.nonzero()[0].tolist())
+        rule = f"[0, {upper}) ({what})" if upper is not None else ">= 0"
+        extra = f" or {allow}" if allow is not None else ""
+        raise ValueError(f"{name} must be {noun} in {rule}{extra}, got {int(ids[where])} at index {where}")
+    return ids

@@ -30,10 +30,11 @@ from typing import Any, Callable, Sequence
 import torch
 
 from mlab_tfs.gpt2.fast import StaticKVCache, static_forward
+from mlab_tfs.inputs import check_bool, check_int
 from mlab_tfs.sampling.solution import (
+    _check_generator,
     _check_prompt,
     _check_sampling,
-    _eos_set,
     apply_frequency_presence_penalty,
     apply_repetition_penalty,
     apply_temperature,
@@ -185,26 +186,30 @@ def generate_fast(
     GPU mode="reduce-overhead", i.e. CUDA graphs); compile_options: extra torch.compile
     arguments (e.g. ``{"backend": "aot_eager"}``). The first call for a batch size and
     length compiles; later calls with the same shapes reuse it. check_every: how many
-    steps between checks (one host sync each) whether every row has finished.
+    steps between checks (one host sync each) whether every row has finished (an int >= 1).
+    Every argument is checked as generate checks it (lists placed on the model's device, a
+    tensor or generator elsewhere a ValueError naming it and both devices).
     """
     from mlab_tfs.gpt2.solution import GPT2LMHeadModel
 
     if not isinstance(model, GPT2LMHeadModel):
         raise TypeError(f"model must be mlab_tfs.gpt2's GPT2LMHeadModel (generate_fast runs its modules over a "
                         f"static cache), got {type(model).__name__}; use mlab_tfs.sampling.generate for other models")
-    attention_mask = _check_prompt(model, input_ids, attention_mask, max_new_tokens, pad_token_id, eos_token_id)
-    _check_sampling(do_sample, temperature, top_k, top_p, min_p)
-    if not isinstance(check_every, int) or check_every < 1:
-        raise ValueError(f"check_every must be a positive int, got {check_every!r}")
-    if repetition_penalty <= 0:
-        raise ValueError(f"repetition_penalty must be > 0, got {repetition_penalty}")
+    p = _check_prompt(model, input_ids, attention_mask, max_new_tokens, pad_token_id, eos_token_id)
+    o = _check_sampling(do_sample, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty,
+                        presence_penalty)
+    compile = check_bool("compile", compile)
+    if compile_options is not None and not isinstance(compile_options, dict):
+        raise TypeError(f"compile_options must be a dict of torch.compile arguments or None, got "
+                        f"{type(compile_options).__name__}")
+    check_every = check_int("check_every", check_every, minimum=1)
+    input_ids, attention_mask, max_new_tokens, pad_token_id, eos = p
     device = input_ids.device
-    if model.lm_head.weight.device != device:
-        raise ValueError(f"input_ids are on {device} but the model is on {model.lm_head.weight.device}")
-    eos = _eos_set(eos_token_id, device)
+    _check_generator(generator, device)
     fill = pad_token_id if pad_token_id is not None else (int(eos[0]) if eos is not None else None)
-    opts = _Options(do_sample, float(temperature), top_k, float(top_p), min_p, float(repetition_penalty),
-                    float(frequency_penalty), float(presence_penalty), fill)
+    opts = _Options(o["do_sample"], o["temperature"], o["top_k"], o["top_p"], o["min_p"], o["repetition_penalty"],
+                    o["frequency_penalty"], o["presence_penalty"], fill)
+    do_sample = opts.do_sample
     B, T = input_ids.shape
     W = T + max_new_tokens
     # Rounded up so that prompts of nearby lengths share one cache (and one compiled step).

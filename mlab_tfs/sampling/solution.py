@@ -5,6 +5,18 @@ KV cache: our ``mlab_tfs.gpt2.GPT2LMHeadModel`` (a tuple of ``(k, v)`` pairs, pa
 ``past_key_values=``) and transformers' causal LMs (a ``Cache`` object; transformers 5 names
 the argument and the output field ``cache``, older versions ``past_key_values``).
 
+Arguments, everywhere in this module:
+
+- Devices. Token ids and masks may be lists or tuples: they are placed on the model's
+  device (for the logits processors, on the logits' device). A tensor (or a
+  ``torch.Generator``) on another device is a ValueError naming the argument and both
+  devices: nothing is moved silently.
+- Numbers. Counts (top_k, num_beams, max_new_tokens, ids...) take a Python int, a numpy
+  integer or a 0-d integer tensor; bools and floats are a TypeError. Real arguments
+  (temperature, top_p, penalties, gamma...) must be finite and in range: NaN, inf or a
+  value out of range is a ValueError naming the argument. Flags must be bools.
+- An empty batch is a ValueError naming input_ids.
+
 Shapes: B batch, T prompt length (padded), L = T + tokens generated so far, V vocabulary,
 nb beams, N completions.
 """
@@ -12,10 +24,23 @@ nb beams, N completions.
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from mlab_tfs.inputs import (
+    _check_values,
+    _describe,
+    as_int_tensor,
+    check_bool,
+    check_device,
+    check_id_range,
+    check_int,
+    check_number,
+    same_device,
+)
 
 Tensor = torch.Tensor
 TokenIds = Sequence[int] | Tensor
@@ -68,13 +93,54 @@ def _vocab_size(model: Any) -> int | None:
     return value if isinstance(value, int) else None
 
 
+def _model_device(model: Any) -> torch.device | None:
+    """Where the model's weights are (its first parameter, else buffer); None if it has none."""
+    for tensors in ("parameters", "buffers"):
+        try:
+            return next(getattr(model, tensors)()).device
+        except (AttributeError, StopIteration, TypeError):
+            continue
+    return None
+
+
+def _check_generator(generator: object, device: torch.device | None, what: str = "the model") -> None:
+    """generator: None or a torch.Generator on device (torch draws on the generator's device)."""
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {_describe(generator)}")
+    if device is not None and not same_device(generator.device, device):
+        raise ValueError(f"generator is on {generator.device} but {what} is on {device}: create it there, "
+                         f"torch.Generator(device={str(device)!r})")
+
+
+def _cache_device(past: Any) -> torch.device | None:
+    if isinstance(past, (tuple, list)) and past and isinstance(past[0], (tuple, list)) and past[0]:
+        first = past[0][0]
+        return first.device if isinstance(first, torch.Tensor) else None
+    layers = getattr(past, "layers", None)
+    keys = getattr(layers[0], "keys", None) if layers else None
+    return keys.device if isinstance(keys, torch.Tensor) else None
+
+
+def _cache_rows(past: Any) -> int | None:
+    if isinstance(past, (tuple, list)) and past and isinstance(past[0], (tuple, list)) and past[0]:
+        first = past[0][0]
+        return first.shape[0] if isinstance(first, torch.Tensor) else None
+    layers = getattr(past, "layers", None)
+    keys = getattr(layers[0], "keys", None) if layers else None
+    return keys.shape[0] if isinstance(keys, torch.Tensor) and keys.dim() == 4 else None
+
+
 def expand_cache(past: Any, repeats: int) -> Any:
     """Repeat every row of a KV cache ``repeats`` times along the batch: row b becomes rows
     b * repeats .. b * repeats + repeats - 1 (``repeat_interleave``).
 
     Works on our tuple of (k, v) pairs (returns a new tuple) and on transformers' Cache
-    objects (changed in place, and returned).
+    objects (changed in place, and returned). repeats: an int >= 1 (else TypeError or
+    ValueError); past of another kind: TypeError.
     """
+    repeats = check_int("repeats", repeats, minimum=1)
     if isinstance(past, (tuple, list)):
         return tuple((k.repeat_interleave(repeats, dim=0), v.repeat_interleave(repeats, dim=0)) for k, v in past)
     if hasattr(past, "batch_repeat_interleave"):
@@ -83,15 +149,33 @@ def expand_cache(past: Any, repeats: int) -> Any:
     raise TypeError(f"past must be a tuple of (key, value) pairs or a transformers Cache, got {type(past).__name__}")
 
 
-def reorder_cache(past: Any, index: Tensor) -> Any:
-    """Keep rows ``index`` (1-d, long) of a KV cache, in that order: new row i is old row
-    index[i]. Tuples give a new tuple; transformers' Cache objects change in place."""
+def _cache_index(past: Any, index: object) -> Tensor:
+    """reorder_cache's index, checked: 1-d integer row ids in [0, rows), a list placed on the
+    cache's device, a tensor already there (else ValueError naming index)."""
+    index = as_int_tensor("index", index, _cache_device(past), what="the cache")
+    if index.dim() != 1:
+        raise ValueError(f"index must be 1-d (one old row per new row), got {_describe(index)}")
+    rows = _cache_rows(past)
+    if rows is not None:
+        check_id_range("index", index, rows, what="the cache's rows", noun="row indices")
+    return index
+
+
+def reorder_cache(past: Any, index: Tensor | Sequence[int]) -> Any:
+    """Keep rows ``index`` (1-d ids, a list or a long tensor) of a KV cache, in that order:
+    new row i is old row index[i]. Tuples give a new tuple; transformers' Cache objects
+    change in place.
+
+    index: a list is placed on the cache's device; a tensor on another device, a float
+    index or a row outside [0, rows): ValueError naming index. past of another kind: TypeError.
+    """
+    if not (isinstance(past, (tuple, list)) or hasattr(past, "reorder_cache")):
+        raise TypeError(f"past must be a tuple of (key, value) pairs or a transformers Cache, got {type(past).__name__}")
+    index = _cache_index(past, index)
     if isinstance(past, (tuple, list)):
-        return tuple((k.index_select(0, index.to(k.device)), v.index_select(0, index.to(v.device))) for k, v in past)
-    if hasattr(past, "reorder_cache"):
-        past.reorder_cache(index)
-        return past
-    raise TypeError(f"past must be a tuple of (key, value) pairs or a transformers Cache, got {type(past).__name__}")
+        return tuple((k.index_select(0, index), v.index_select(0, index)) for k, v in past)
+    past.reorder_cache(index)
+    return past
 
 
 # ---------------------------------------------------------------------------------------
@@ -102,12 +186,17 @@ def reorder_cache(past: Any, index: Tensor) -> Any:
 @torch.no_grad()
 def greedy_decode(model: Any, input_ids: Tensor, max_new_tokens: int, eos_token_id: int | None = None) -> Tensor:
     """The simplest decoder: no cache, no padding. Each step runs the whole sequence and
-    appends the most likely next token. input_ids (B, T), all rows real tokens.
+    appends the most likely next token. input_ids (B, T), all rows real tokens (a tensor on
+    the model's device, or nested lists).
 
-    Returns (B, T + n): each row stops at eos (kept) and is followed by eos after that; the
-    loop ends when every row has stopped or after max_new_tokens.
+    Returns (B, T + n), 1 <= n <= max_new_tokens: each row stops at eos (kept) and is
+    followed by eos after that; the loop ends when every row has stopped or after
+    max_new_tokens. max_new_tokens: an int >= 1 (transformers' rule); eos_token_id: one id
+    in [0, V) or None. Bad arguments: TypeError or ValueError naming them.
     """
-    ids = input_ids
+    if eos_token_id is not None:
+        eos_token_id = check_int("eos_token_id", eos_token_id)
+    ids = _check_prompt(model, input_ids, None, max_new_tokens, None, eos_token_id).input_ids
     done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
     for _ in range(max_new_tokens):
         logits = model(ids).logits[:, -1].float()  # (B, V): only the last position predicts the next token
@@ -126,24 +215,67 @@ def greedy_decode(model: Any, input_ids: Tensor, max_new_tokens: int, eos_token_
 # ---------------------------------------------------------------------------------------
 
 
+def _check_logits(logits: object, name: str = "logits") -> Tensor:
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (batch, vocab), got {_describe(logits)}")
+    if logits.dim() != 2 or not logits.dtype.is_floating_point:
+        raise ValueError(f"{name} must be a float tensor of shape (batch, vocab), got {_describe(logits)}")
+    return logits
+
+
+def _check_history(name: str, input_ids: object, logits: Tensor) -> Tensor:
+    """Token ids (B, L) for a processor: on the logits' device (lists are put there), as many
+    rows as logits, every id < V; negative ids are padding, which the processors ignore."""
+    ids = as_int_tensor(name, input_ids, logits.device, what="logits")
+    if ids.dim() != 2 or ids.shape[0] != logits.shape[0]:
+        raise ValueError(f"{name} must have shape (batch={logits.shape[0]}, length) like logits, got {_describe(ids)}")
+    if _check_values() and ids.numel() and int(ids.max()) >= logits.shape[-1]:
+        where = tuple((ids == ids.max()).nonzero()[0].tolist())
+        raise ValueError(f"{name} must be token ids < {logits.shape[-1]} (the logits' vocabulary; negative ids are "
+                         f"padding), got {int(ids.max())} at index {where}")
+    return ids
+
+
+def _min_tokens(min_tokens_to_keep: object) -> int:
+    return check_int("min_tokens_to_keep", min_tokens_to_keep, minimum=1)
+
+
 def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
-    """logits / temperature: below 1 sharpens the distribution, above 1 flattens it."""
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0 when sampling (use do_sample=False for greedy), got {temperature}")
+    """logits (B, V) / temperature: below 1 sharpens the distribution, above 1 flattens it
+    (transformers' TemperatureLogitsWarper). temperature: finite and > 0, else ValueError."""
+    _check_logits(logits)
+    temperature = check_number("temperature", temperature, minimum=0.0, min_inclusive=False)
     return logits / temperature
 
 
 def sample_token(logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """One draw per row from softmax(logits): (B, V) -> (B,). -inf logits are never drawn."""
+    """One draw per row from softmax(logits): (B, V) -> (B,) long, with torch.multinomial
+    (the generator's stream, or the global one). -inf logits are never drawn.
+
+    A row with a NaN or +inf logit, or with every logit -inf, has no distribution to draw
+    from: ValueError naming logits. generator: on the logits' device, else ValueError.
+    """
+    _check_logits(logits)
+    _check_generator(generator, logits.device, what="logits")
     probs = torch.softmax(logits.float(), dim=-1)
+    if _check_values():
+        bad = ~torch.isfinite(probs).all(dim=-1)  # NaN/+inf logits, or a row that is all -inf
+        if bool(bad.any()):
+            row = int(bad.nonzero()[0])
+            raise ValueError(f"logits row {row} has no distribution to sample from (NaN or +inf logits, or every "
+                             f"logit -inf): {logits[row, :8].tolist()}...")
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
 
 
 def top_k_filter(logits: Tensor, top_k: int, min_tokens_to_keep: int = 1) -> Tensor:
-    """Keep the top_k largest logits of each row (ties with the k-th all kept), -inf elsewhere.
-    top_k = 0 keeps everything."""
-    if top_k < 0:
-        raise ValueError(f"top_k must be >= 0 (0 = no top-k filtering), got {top_k}")
+    """Keep the top_k largest logits of each row (ties with the k-th all kept), -inf elsewhere
+    (transformers' TopKLogitsWarper). top_k = 0 keeps everything, top_k >= V too.
+
+    top_k: an int >= 0; min_tokens_to_keep: an int >= 1 (TypeError or ValueError otherwise).
+    """
+    _check_logits(logits)
+    top_k = check_int("top_k", top_k, minimum=0)
+    min_tokens_to_keep = _min_tokens(min_tokens_to_keep)
     if top_k == 0:
         return logits
     k = min(max(top_k, min_tokens_to_keep), logits.shape[-1])
@@ -153,9 +285,16 @@ def top_k_filter(logits: Tensor, top_k: int, min_tokens_to_keep: int = 1) -> Ten
 
 def top_p_filter(logits: Tensor, top_p: float, min_tokens_to_keep: int = 1) -> Tensor:
     """Nucleus filtering (Holtzman et al. 2019): keep the smallest set of most likely tokens
-    whose probabilities sum to at least top_p; -inf elsewhere. top_p = 1 keeps everything."""
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    whose probabilities sum to at least top_p; -inf elsewhere. As transformers'
+    TopPLogitsWarper, token for token: the set that sums exactly to top_p is enough, and
+    top_p = 0 keeps only the most likely token (min_tokens_to_keep of them). top_p = 1
+    keeps everything (transformers' generate leaves the warper out then).
+
+    top_p: finite, in [0, 1]; min_tokens_to_keep: an int >= 1 (else TypeError or ValueError).
+    """
+    _check_logits(logits)
+    top_p = check_number("top_p", top_p, minimum=0.0, maximum=1.0)
+    min_tokens_to_keep = _min_tokens(min_tokens_to_keep)
     if top_p == 1:
         return logits
     sorted_logits, order = torch.sort(logits, dim=-1)  # ascending
@@ -169,10 +308,12 @@ def top_p_filter(logits: Tensor, top_p: float, min_tokens_to_keep: int = 1) -> T
 
 
 def min_p_filter(logits: Tensor, min_p: float, min_tokens_to_keep: int = 1) -> Tensor:
-    """Min-p filtering (Nguyen et al. 2024): drop tokens whose probability is below
-    min_p times the most likely token's probability."""
-    if not 0 <= min_p <= 1:
-        raise ValueError(f"min_p must be in [0, 1], got {min_p}")
+    """Min-p filtering (Nguyen et al. 2024; transformers' MinPLogitsWarper): drop tokens
+    whose probability is below min_p times the most likely token's probability (a token
+    exactly at the threshold stays). min_p: finite, in [0, 1]; min_tokens_to_keep >= 1."""
+    _check_logits(logits)
+    min_p = check_number("min_p", min_p, minimum=0.0, maximum=1.0)
+    min_tokens_to_keep = _min_tokens(min_tokens_to_keep)
     probs = torch.softmax(logits, dim=-1)
     drop = probs < min_p * probs.amax(dim=-1, keepdim=True)
     keep = torch.topk(probs, min(min_tokens_to_keep, probs.shape[-1]), dim=-1).indices
@@ -188,10 +329,13 @@ def _seen(input_ids: Tensor, vocab_size: int) -> Tensor:
 
 
 def apply_repetition_penalty(logits: Tensor, input_ids: Tensor, penalty: float) -> Tensor:
-    """CTRL's repetition penalty (Keskar et al. 2019): for every token already in the row,
-    divide a positive logit by penalty, multiply a negative one. Negative ids are ignored."""
-    if not penalty > 0:
-        raise ValueError(f"repetition_penalty must be > 0, got {penalty}")
+    """CTRL's repetition penalty (Keskar et al. 2019; transformers'
+    RepetitionPenaltyLogitsProcessor): for every token already in the row, divide a positive
+    logit by penalty, multiply a negative one. logits (B, V); input_ids (B, L), negative
+    ids (padding) ignored. penalty: finite and > 0, else ValueError."""
+    _check_logits(logits)
+    input_ids = _check_history("input_ids", input_ids, logits)
+    penalty = check_number("repetition_penalty", penalty, minimum=0.0, min_inclusive=False)
     penalised = torch.where(logits < 0, logits * penalty, logits / penalty)
     return torch.where(_seen(input_ids, logits.shape[-1]), penalised, logits)
 
@@ -200,7 +344,12 @@ def apply_frequency_presence_penalty(
     logits: Tensor, input_ids: Tensor, frequency_penalty: float, presence_penalty: float
 ) -> Tensor:
     """OpenAI's penalties: logit[j] -= count[j] * frequency_penalty + (count[j] > 0) * presence_penalty,
-    counting token j in input_ids (B, L) (the generated tokens); negative ids are ignored."""
+    counting token j in input_ids (B, L) (the generated tokens); negative ids are ignored.
+    Both penalties: finite numbers (negative ones encourage repetition), else ValueError."""
+    _check_logits(logits)
+    input_ids = _check_history("input_ids", input_ids, logits)
+    frequency_penalty = check_number("frequency_penalty", frequency_penalty)
+    presence_penalty = check_number("presence_penalty", presence_penalty)
     V = logits.shape[-1]
     ids = torch.where(input_ids < 0, V, input_ids.clamp(max=V))
     counts = torch.zeros(logits.shape[0], V + 1, dtype=logits.dtype, device=logits.device)
@@ -210,11 +359,13 @@ def apply_frequency_presence_penalty(
 
 
 def no_repeat_ngram_filter(logits: Tensor, input_ids: Tensor, ngram_size: int) -> Tensor:
-    """Forbid any token that would repeat an n-gram already in the row: if the last n - 1
-    tokens occurred before, followed by token x, x gets -inf. Windows with negative ids
-    (padding) never match."""
-    if ngram_size <= 0:
-        raise ValueError(f"no_repeat_ngram_size must be a positive int, got {ngram_size}")
+    """Forbid any token that would repeat an n-gram already in the row (transformers'
+    NoRepeatNGramLogitsProcessor): if the last n - 1 tokens occurred before, followed by
+    token x, x gets -inf. Windows with negative ids (padding) never match; with fewer than
+    n tokens nothing is banned. ngram_size: an int >= 1, else TypeError or ValueError."""
+    _check_logits(logits)
+    input_ids = _check_history("input_ids", input_ids, logits)
+    ngram_size = check_int("no_repeat_ngram_size", ngram_size, minimum=1)
     B, L = input_ids.shape
     if L < ngram_size:
         return logits
@@ -225,6 +376,42 @@ def no_repeat_ngram_filter(logits: Tensor, input_ids: Tensor, ngram_size: int) -
     banned = torch.zeros(B, V + 1, dtype=torch.bool, device=logits.device)
     banned.scatter_(1, torch.where(match, windows[..., -1].clamp(max=V), V), True)
     return logits.masked_fill(banned[:, :V], NEG_INF)
+
+
+def _check_sampling(
+    do_sample: bool, temperature: float, top_k: int, top_p: float, min_p: float | None,
+    repetition_penalty: float = 1.0, frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
+    no_repeat_ngram_size: int = 0, warn_unused: bool = True,
+) -> dict[str, Any]:
+    """Check every argument of process_logits; return them normalised (Python bools, ints and
+    floats) as process_logits' keyword arguments.
+
+    Ranges: temperature finite and > 0 (with do_sample=False it is unused and 0 is
+    accepted); top_k int >= 0; top_p in [0, 1]; min_p None or in [0, 1];
+    repetition_penalty > 0; frequency and presence penalties finite; no_repeat_ngram_size
+    int >= 0 (0 = off). With do_sample=False, warns (UserWarning) about sampling settings
+    that have no effect, as transformers does.
+    """
+    do_sample = check_bool("do_sample", do_sample)
+    temperature = check_number("temperature", temperature, minimum=0.0, min_inclusive=not do_sample)
+    opts = dict(
+        do_sample=do_sample,
+        temperature=temperature,
+        top_k=check_int("top_k", top_k, minimum=0),
+        top_p=check_number("top_p", top_p, minimum=0.0, maximum=1.0),
+        min_p=None if min_p is None else check_number("min_p", min_p, minimum=0.0, maximum=1.0),
+        repetition_penalty=check_number("repetition_penalty", repetition_penalty, minimum=0.0, min_inclusive=False),
+        frequency_penalty=check_number("frequency_penalty", frequency_penalty),
+        presence_penalty=check_number("presence_penalty", presence_penalty),
+        no_repeat_ngram_size=check_int("no_repeat_ngram_size", no_repeat_ngram_size, minimum=0),
+    )
+    if not do_sample and warn_unused:
+        unused = [f"{k}={opts[k]}" for k, off in (("temperature", 1.0), ("top_k", 0), ("top_p", 1.0), ("min_p", None))
+                  if opts[k] != off]
+        if unused:
+            warnings.warn(f"do_sample=False: {', '.join(unused)} only apply when sampling and have no effect",
+                          UserWarning, stacklevel=3)
+    return opts
 
 
 def process_logits(
@@ -243,27 +430,33 @@ def process_logits(
 ) -> Tensor:
     """All processors in the order transformers' generate applies them.
 
-    logits (B, V); history (B, L): prompt and generated tokens, -1 at padding; the last
-    num_generated columns are the generated ones. Penalties first (they act on raw logits,
-    and apply in greedy decoding too); then, when sampling only, temperature, top-k,
-    top-p and min-p.
+    logits (B, V); history (B, L): prompt and generated tokens, -1 at padding (a tensor on
+    the logits' device, or lists); the last num_generated (an int in [0, L]) columns are
+    the generated ones. Penalties first (they act on raw logits, and apply in greedy
+    decoding too); then, when sampling only, temperature, top-k, top-p and min-p. Every
+    argument is checked as _check_sampling says (ValueError or TypeError naming it).
     """
-    if repetition_penalty != 1.0:
-        logits = apply_repetition_penalty(logits, history, repetition_penalty)
-    if frequency_penalty or presence_penalty:
+    _check_logits(logits)
+    history = _check_history("history", history, logits)
+    num_generated = check_int("num_generated", num_generated, minimum=0, maximum=history.shape[1])
+    o = _check_sampling(do_sample, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty,
+                        presence_penalty, no_repeat_ngram_size, warn_unused=False)
+    if o["repetition_penalty"] != 1.0:
+        logits = apply_repetition_penalty(logits, history, o["repetition_penalty"])
+    if o["frequency_penalty"] or o["presence_penalty"]:
         generated = history[:, history.shape[1] - num_generated :]
-        logits = apply_frequency_presence_penalty(logits, generated, frequency_penalty, presence_penalty)
-    if no_repeat_ngram_size:
-        logits = no_repeat_ngram_filter(logits, history, no_repeat_ngram_size)
-    if do_sample:
-        if temperature != 1.0:
-            logits = apply_temperature(logits, temperature)
-        if top_k:
-            logits = top_k_filter(logits, top_k)
-        if top_p < 1.0:
-            logits = top_p_filter(logits, top_p)
-        if min_p is not None:
-            logits = min_p_filter(logits, min_p)
+        logits = apply_frequency_presence_penalty(logits, generated, o["frequency_penalty"], o["presence_penalty"])
+    if o["no_repeat_ngram_size"]:
+        logits = no_repeat_ngram_filter(logits, history, o["no_repeat_ngram_size"])
+    if o["do_sample"]:
+        if o["temperature"] != 1.0:
+            logits = apply_temperature(logits, o["temperature"])
+        if o["top_k"]:
+            logits = top_k_filter(logits, o["top_k"])
+        if o["top_p"] < 1.0:
+            logits = top_p_filter(logits, o["top_p"])
+        if o["min_p"] is not None:
+            logits = min_p_filter(logits, o["min_p"])
     return logits
 
 
@@ -272,15 +465,34 @@ def process_logits(
 # ---------------------------------------------------------------------------------------
 
 
-def left_pad(sequences: Sequence[TokenIds], pad_token_id: int) -> tuple[Tensor, Tensor]:
+def left_pad(
+    sequences: Sequence[TokenIds], pad_token_id: int, device: torch.device | str | None = None
+) -> tuple[Tensor, Tensor]:
     """Prompts of different lengths as one batch, padded on the left so that every row's
-    last column is its last real token. Returns input_ids and attention_mask, both (B, T) long."""
-    rows = [torch.as_tensor(s, dtype=torch.long).reshape(-1) for s in sequences]
-    if not rows or any(len(r) == 0 for r in rows):
-        raise ValueError("sequences must be a non-empty list of non-empty token id sequences")
+    last column is its last real token. Returns input_ids and attention_mask, both (B, T) long.
+
+    sequences: a non-empty list of non-empty 1-d id sequences (lists, tuples or tensors);
+    pad_token_id: an int >= 0. The batch goes on device; by default on the device of the
+    tensors among sequences (CPU for lists). A tensor on another device: ValueError naming
+    it and both devices.
+    """
+    pad_token_id = check_int("pad_token_id", pad_token_id, minimum=0)
+    if isinstance(sequences, (str, bytes, torch.Tensor)) or not isinstance(sequences, Sequence):
+        if not (isinstance(sequences, torch.Tensor) and sequences.dim() == 2):
+            raise TypeError(f"sequences must be a list of token id sequences, got {_describe(sequences)}")
+    if device is None:
+        devices = [s.device for s in sequences if isinstance(s, torch.Tensor)]
+        device = devices[0] if devices else torch.device("cpu")
+    device = torch.device(device)
+    rows = [as_int_tensor(f"sequences[{i}]", s, device, what="the batch") for i, s in enumerate(sequences)]
+    if not rows:
+        raise ValueError("sequences must hold at least one sequence, got an empty list")
+    for i, r in enumerate(rows):
+        if r.dim() != 1 or len(r) == 0:
+            raise ValueError(f"sequences[{i}] must be a non-empty 1-d sequence of token ids, got {_describe(r)}")
     T = max(len(r) for r in rows)
-    ids = torch.full((len(rows), T), pad_token_id, dtype=torch.long)
-    mask = torch.zeros(len(rows), T, dtype=torch.long)
+    ids = torch.full((len(rows), T), pad_token_id, dtype=torch.long, device=device)
+    mask = torch.zeros(len(rows), T, dtype=torch.long, device=device)
     for b, r in enumerate(rows):
         ids[b, T - len(r) :] = r
         mask[b, T - len(r) :] = 1
@@ -289,8 +501,19 @@ def left_pad(sequences: Sequence[TokenIds], pad_token_id: int) -> tuple[Tensor, 
 
 def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
     """Positions counted over real tokens: cumsum(mask) - 1, so every row's first real token
-    is at position 0. Padding gets position 0 (any valid position would do: it is masked)."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    is at position 0. Padding gets position 0 (any valid position would do: it is masked).
+
+    attention_mask (B, L) of 0 and 1 (bool, integer or float; lists too): long (B, L) on
+    its device. Other values: ValueError naming attention_mask.
+    """
+    mask = torch.as_tensor(attention_mask) if isinstance(attention_mask, (list, tuple)) else attention_mask
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"attention_mask must be a tensor of 0 and 1, got {_describe(attention_mask)}")
+    if mask.dim() < 1 or mask.dtype.is_complex:
+        raise ValueError(f"attention_mask must be a (batch, length) tensor of 0 and 1, got {_describe(mask)}")
+    if mask.dtype != torch.bool and _check_values() and not bool(((mask == 0) | (mask == 1)).all()):
+        raise ValueError(f"attention_mask must hold only 0 and 1 (1 = real token), got {mask.unique().tolist()[:8]}")
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -298,67 +521,89 @@ def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------------------
 
 
-def _eos_set(eos_token_id: int | Sequence[int] | None, device: torch.device) -> Tensor | None:
+def _eos_set(eos_token_id: int | Sequence[int] | None, device: torch.device | None,
+             vocab_size: int | None = None) -> Tensor | None:
+    """The eos ids as a 1-d long tensor on device: one id, or a list, tuple, 1-d tensor or
+    numpy array of ids (each in [0, vocab_size)); None or an empty list: None (no eos)."""
     if eos_token_id is None:
         return None
-    ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+    if isinstance(eos_token_id, (list, tuple)) or (hasattr(eos_token_id, "ndim") and eos_token_id.ndim == 1):
+        values = list(eos_token_id)  # a 1-d tensor or numpy array gives 0-d elements, which check_int takes
+        ids = [check_int(f"eos_token_id[{i}]", v) for i, v in enumerate(values)]
+    else:
+        ids = [check_int("eos_token_id", eos_token_id)]
     if not ids:
         return None
+    for i, v in enumerate(ids):
+        if v < 0 or (vocab_size is not None and v >= vocab_size):
+            raise ValueError(f"eos_token_id must be token ids in [0, {vocab_size}) (the vocabulary size), got "
+                             f"{eos_token_id!r}")
     return torch.tensor(ids, dtype=torch.long, device=device)
+
+
+class _Prompt(NamedTuple):
+    """What _check_prompt returns: the arguments every decoder shares, checked."""
+
+    input_ids: Tensor  # (B, T) long, on the model's device
+    attention_mask: Tensor  # (B, T) long, 1 = real token
+    max_new_tokens: int
+    pad_token_id: int | None
+    eos: Tensor | None  # (n_eos,) long on the model's device; None without eos
 
 
 def _check_prompt(
     model: Any, input_ids: Tensor, attention_mask: Tensor | None, max_new_tokens: int,
     pad_token_id: int | None, eos_token_id: int | Sequence[int] | None, eos_pads: bool = False,
-) -> Tensor:
-    """Validate the arguments every decoder shares; return the attention mask (B, T) long.
+    name: str = "input_ids", mask_name: str = "attention_mask",
+) -> _Prompt:
+    """Validate the arguments every decoder shares and return them normalised (a _Prompt).
 
-    A padded batch needs pad_token_id (or, with eos_pads, an eos id to pad with)."""
-    if not isinstance(input_ids, torch.Tensor):
-        raise TypeError(f"input_ids must be a torch.Tensor of shape (batch, seq), got {type(input_ids).__name__}")
-    if input_ids.dim() != 2 or input_ids.shape[1] == 0:
-        raise ValueError(f"input_ids must have shape (batch, seq) with seq >= 1, got {tuple(input_ids.shape)}")
-    if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
-        raise ValueError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
-    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+    input_ids (B, T), B >= 1 and T >= 1, integer ids in [0, V): a tensor on the model's
+    device, or nested lists (placed there). attention_mask: None (all ones) or (B, T) of
+    0 and 1 with the padding on the left. max_new_tokens: an int >= 1 with T +
+    max_new_tokens <= n_positions. A padded batch needs pad_token_id (or, with eos_pads,
+    an eos id to pad with). Errors name the argument (TypeError or ValueError).
+    """
+    device, vocab = _model_device(model), _vocab_size(model)
+    ids = as_int_tensor(name, input_ids, device)
+    if ids.dim() != 2 or ids.shape[1] == 0:
+        raise ValueError(f"{name} must have shape (batch, seq) with seq >= 1, got {tuple(ids.shape)}")
+    if ids.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(ids.shape)}): give at least one prompt")
+    check_id_range(name, ids, vocab)
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, minimum=1)
     n_positions = _n_positions(model)
-    if n_positions is not None and input_ids.shape[1] + max_new_tokens > n_positions:
+    if n_positions is not None and ids.shape[1] + max_new_tokens > n_positions:
         raise ValueError(
-            f"max_new_tokens={max_new_tokens} after a prompt of {input_ids.shape[1]} tokens makes "
-            f"{input_ids.shape[1] + max_new_tokens} positions, but the model has n_positions={n_positions}"
+            f"max_new_tokens={max_new_tokens} after a prompt of {ids.shape[1]} tokens makes "
+            f"{ids.shape[1] + max_new_tokens} positions, but the model has n_positions={n_positions}"
         )
     if attention_mask is None:
-        attention_mask = torch.ones_like(input_ids)
-    if tuple(attention_mask.shape) != tuple(input_ids.shape):
-        raise ValueError(
-            f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(attention_mask.shape)}"
-        )
-    attention_mask = attention_mask.long()
-    if bool((attention_mask[:, -1] == 0).any()):
-        raise ValueError("attention_mask has padding in the last column: pad prompts on the left, not the right")
-    if bool((attention_mask == 0).any()) and pad_token_id is None and not (eos_pads and eos_token_id is not None):
+        mask = torch.ones_like(ids)
+    else:
+        mask = torch.as_tensor(attention_mask, device=ids.device) if isinstance(attention_mask, (list, tuple)) \
+            else attention_mask
+        if not isinstance(mask, torch.Tensor):
+            raise TypeError(f"{mask_name} must be a tensor of 0 and 1, got {_describe(attention_mask)}")
+        check_device(mask_name, mask, ids.device)
+        if tuple(mask.shape) != tuple(ids.shape):
+            raise ValueError(f"{mask_name} must have the shape of {name} {tuple(ids.shape)}, got {tuple(mask.shape)}")
+        if mask.dtype.is_complex or (mask.dtype != torch.bool and not bool(((mask == 0) | (mask == 1)).all())):
+            raise ValueError(f"{mask_name} must hold only 0 and 1 (1 = real token), got {_describe(mask)}")
+        mask = mask.long()
+        if bool((mask[:, -1] == 0).any()):
+            raise ValueError(f"{mask_name} has padding in the last column: pad prompts on the left, not the right")
+    if pad_token_id is not None:
+        pad_token_id = check_int("pad_token_id", pad_token_id)
+        if pad_token_id < 0 or (vocab is not None and pad_token_id >= vocab):
+            raise ValueError(f"pad_token_id must be a token id in [0, {vocab}), got {pad_token_id}")
+    eos = _eos_set(eos_token_id, ids.device, vocab)
+    if bool((mask == 0).any()) and pad_token_id is None and not (eos_pads and eos is not None):
         raise ValueError(
             "the batch is padded (attention_mask has zeros) but pad_token_id is None: pass pad_token_id, "
             "the id that fills finished sequences"
         )
-    for name, value in (("pad_token_id", pad_token_id), ("eos_token_id", eos_token_id)):
-        values = [] if value is None else [value] if isinstance(value, int) else list(value)
-        vocab = _vocab_size(model)
-        if any(not isinstance(v, int) or v < 0 or (vocab is not None and v >= vocab) for v in values):
-            raise ValueError(f"{name} must be a token id in [0, {vocab}), got {value!r}")
-    return attention_mask
-
-
-def _check_sampling(do_sample: bool, temperature: float, top_k: int, top_p: float, min_p: float | None) -> None:
-    if do_sample and not (isinstance(temperature, (int, float)) and temperature > 0):
-        raise ValueError(f"temperature must be > 0 when sampling (for greedy decoding pass do_sample=False), got {temperature}")
-    if not isinstance(top_k, int) or top_k < 0:
-        raise ValueError(f"top_k must be an int >= 0 (0 = no top-k filtering), got {top_k!r}")
-    if not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
-        raise ValueError(f"top_p must be in (0, 1] (1 = no nucleus filtering), got {top_p!r}")
-    if min_p is not None and not 0 <= min_p <= 1:
-        raise ValueError(f"min_p must be in [0, 1], got {min_p!r}")
+    return _Prompt(ids, mask, max_new_tokens, pad_token_id, eos)
 
 
 @torch.no_grad()
@@ -381,32 +626,33 @@ def generate(
     generator: torch.Generator | None = None,
     use_cache: bool = True,
 ) -> Tensor:
-    """Greedy decoding or sampling for a batch of left-padded prompts.
+    """Greedy decoding or sampling for a batch of left-padded prompts (transformers'
+    GenerationMixin.generate with do_sample and the same processors, token for token).
 
-    input_ids, attention_mask: (B, T), padding on the left (attention_mask 0 there).
-    Returns (B, T + n): the prompts and n <= max_new_tokens new tokens. Each row stops at
-    its first eos token (kept) and holds pad_token_id after it (eos when there is no pad
-    id); the loop ends when every row has stopped. With use_cache (the default) the
-    prompt runs once and every later step runs one new token against the KV cache;
-    use_cache=False reruns the whole sequence each step (the same tokens, slower).
+    input_ids, attention_mask: (B, T), padding on the left (attention_mask 0 there); lists
+    are placed on the model's device, a tensor on another device is a ValueError.
+    Returns (B, T + n), 1 <= n <= max_new_tokens: the prompts and the new tokens. Each row
+    stops at its first eos token (kept; eos_token_id may be one id or several) and holds
+    pad_token_id after it (eos when there is no pad id); the loop ends when every row has
+    stopped. With use_cache (the default) the prompt runs once and every later step runs
+    one new token against the KV cache; use_cache=False reruns the whole sequence each
+    step (the same tokens, slower). Argument checks: _check_prompt and _check_sampling.
     """
-    attention_mask = _check_prompt(model, input_ids, attention_mask, max_new_tokens, pad_token_id, eos_token_id)
-    _check_sampling(do_sample, temperature, top_k, top_p, min_p)
-    eos = _eos_set(eos_token_id, input_ids.device)
-    fill = pad_token_id if pad_token_id is not None else (int(eos[0]) if eos is not None else None)
-    B, T = input_ids.shape
-    ids, mask = input_ids, attention_mask
-    history = input_ids.masked_fill(attention_mask == 0, -1)  # what the penalties see: no padding
-    unfinished = torch.ones(B, dtype=torch.bool, device=input_ids.device)
+    p = _check_prompt(model, input_ids, attention_mask, max_new_tokens, pad_token_id, eos_token_id)
+    opts = _check_sampling(do_sample, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty,
+                           presence_penalty, no_repeat_ngram_size)
+    use_cache = check_bool("use_cache", use_cache)
+    ids, mask, eos = p.input_ids, p.attention_mask, p.eos
+    _check_generator(generator, ids.device)
+    fill = p.pad_token_id if p.pad_token_id is not None else (int(eos[0]) if eos is not None else None)
+    B, T = ids.shape
+    history = ids.masked_fill(mask == 0, -1)  # what the penalties see: no padding
+    unfinished = torch.ones(B, dtype=torch.bool, device=ids.device)
 
     logits, past = _forward(model, ids, mask, position_ids_from_mask(mask))
-    for step in range(max_new_tokens):
-        scores = process_logits(
-            logits[:, -1], history, step, do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
-            min_p=min_p, repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
-            presence_penalty=presence_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
-        )
-        nxt = sample_token(scores, generator) if do_sample else scores.argmax(dim=-1)  # (B,)
+    for step in range(p.max_new_tokens):
+        scores = process_logits(logits[:, -1], history, step, **opts)
+        nxt = sample_token(scores, generator) if opts["do_sample"] else scores.argmax(dim=-1)  # (B,)
         if fill is not None:
             nxt = torch.where(unfinished, nxt, fill)  # finished rows only get padding
         ids = torch.cat([ids, nxt[:, None]], dim=1)
@@ -414,7 +660,7 @@ def generate(
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         if eos is not None:
             unfinished = unfinished & ~torch.isin(nxt, eos)
-        if not bool(unfinished.any()) or step == max_new_tokens - 1:
+        if not bool(unfinished.any()) or step == p.max_new_tokens - 1:
             break
         positions = position_ids_from_mask(mask)
         if use_cache:  # one new token per row; positions continue from each row's last real one
@@ -469,19 +715,27 @@ def beam_search(
 
     early_stopping: True stops a prompt once num_beams hypotheses are finished; False
     stops when the best running beam, at its current length, cannot beat the worst
-    finished one; "never" keeps going while it could at the longest length.
+    finished one; "never" keeps going while it could at the longest length (with
+    length_penalty > 0; at the current length otherwise). The rules of transformers'
+    beam search (generation/utils.py, _beam_search), token for token and score for score.
+
+    Arguments: input_ids and attention_mask as generate's (lists are placed on the model's
+    device); num_beams an int >= 1; num_return_sequences an int in [1, num_beams];
+    length_penalty finite; early_stopping a bool or "never" (1, 0 or other strings:
+    TypeError or ValueError).
     """
     # As in transformers, beams that end early are padded with eos when there is no pad id.
-    attention_mask = _check_prompt(model, input_ids, attention_mask, max_new_tokens, pad_token_id, eos_token_id,
-                                   eos_pads=True)
-    if not isinstance(num_beams, int) or num_beams < 1:
-        raise ValueError(f"num_beams must be a positive int, got {num_beams!r}")
-    if not 1 <= num_return_sequences <= num_beams:
-        raise ValueError(f"num_return_sequences must be in [1, num_beams={num_beams}], got {num_return_sequences}")
-    if early_stopping not in (True, False, "never"):
-        raise ValueError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
+    p = _check_prompt(model, input_ids, attention_mask, max_new_tokens, pad_token_id, eos_token_id, eos_pads=True)
+    num_beams = check_int("num_beams", num_beams, minimum=1)
+    num_return_sequences = check_int("num_return_sequences", num_return_sequences, minimum=1, maximum=num_beams)
+    length_penalty = check_number("length_penalty", length_penalty)
+    if isinstance(early_stopping, str):
+        if early_stopping != "never":
+            raise ValueError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
+    else:
+        early_stopping = check_bool("early_stopping", early_stopping)  # 1 or 0 would read as False below
+    input_ids, attention_mask, max_new_tokens, pad_token_id, eos = p
     device = input_ids.device
-    eos = _eos_set(eos_token_id, device)
     B, T = input_ids.shape
     nb = num_beams
     max_len = T + max_new_tokens
@@ -575,7 +829,15 @@ def combine_two_contexts(logits_a: Tensor, logits_b: Tensor, mode: str = "contra
     (Ho & Salimans 2022; Sanchez et al. 2023 for language models): push away from what
     context b predicts. product: log_softmax(a) + gamma * log_softmax(b), the logits of a
     product of experts p_a * p_b ** gamma (Hinton 2002). gamma = 0 gives context a alone.
+    gamma: any finite number (ValueError for NaN or inf); the logits: same shape and device.
     """
+    _check_logits(logits_a, "logits_a")
+    _check_logits(logits_b, "logits_b")
+    if logits_a.shape != logits_b.shape:
+        raise ValueError(f"logits_a and logits_b must have one shape (batch, vocab), got {tuple(logits_a.shape)} "
+                         f"and {tuple(logits_b.shape)}")
+    check_device("logits_b", logits_b, logits_a.device, what="logits_a")
+    gamma = check_number("gamma", gamma)
     if mode == "contrastive":
         return logits_a + gamma * (logits_a - logits_b)
     if mode == "product":
@@ -607,13 +869,19 @@ def sample_two_contexts(
     input_ids_a (B, Ta), input_ids_b (B, Tb), left-padded with their masks. Both contexts
     run in one batch of 2B rows (padded to a common length), so each step is one forward
     over one new token per row against one KV cache. Returns (B, Ta + n): context a and
-    the new tokens, with generate's eos and padding rules.
+    the new tokens, with generate's eos and padding rules and argument checks (each
+    context's errors name input_ids_a or input_ids_b).
     """
     if mode not in TWO_CONTEXT_MODES:
         raise ValueError(f"mode must be one of {TWO_CONTEXT_MODES}, got {mode!r}")
-    mask_a = _check_prompt(model, input_ids_a, attention_mask_a, max_new_tokens, pad_token_id, eos_token_id)
-    mask_b = _check_prompt(model, input_ids_b, attention_mask_b, max_new_tokens, pad_token_id, eos_token_id)
-    _check_sampling(do_sample, temperature, top_k, top_p, None)
+    gamma = check_number("gamma", gamma)
+    a = _check_prompt(model, input_ids_a, attention_mask_a, max_new_tokens, pad_token_id, eos_token_id,
+                      name="input_ids_a", mask_name="attention_mask_a")
+    b = _check_prompt(model, input_ids_b, attention_mask_b, max_new_tokens, pad_token_id, eos_token_id,
+                      name="input_ids_b", mask_name="attention_mask_b")
+    opts = _check_sampling(do_sample, temperature, top_k, top_p, None)
+    input_ids_a, input_ids_b, mask_a, mask_b = a.input_ids, b.input_ids, a.attention_mask, b.attention_mask
+    _check_generator(generator, input_ids_a.device)
     if input_ids_a.shape[0] != input_ids_b.shape[0]:
         raise ValueError(f"input_ids_a and input_ids_b must hold as many rows, got {input_ids_a.shape[0]} and {input_ids_b.shape[0]}")
     B, Ta = input_ids_a.shape
@@ -622,19 +890,15 @@ def sample_two_contexts(
     # Both contexts in one left-padded batch: rows 0..B-1 are a, rows B..2B-1 are b.
     ids = torch.cat([F.pad(input_ids_a, (T - Ta, 0)), F.pad(input_ids_b, (T - Tb, 0))], dim=0)
     mask = torch.cat([F.pad(mask_a, (T - Ta, 0)), F.pad(mask_b, (T - Tb, 0))], dim=0)
-    n_positions = _n_positions(model)
-    if n_positions is not None and T + max_new_tokens > n_positions:
-        raise ValueError(f"max_new_tokens={max_new_tokens} after {T} context tokens passes n_positions={n_positions}")
-    eos = _eos_set(eos_token_id, ids.device)
-    fill = pad_token_id if pad_token_id is not None else (int(eos[0]) if eos is not None else None)
+    eos, max_new_tokens = a.eos, a.max_new_tokens
+    fill = a.pad_token_id if a.pad_token_id is not None else (int(eos[0]) if eos is not None else None)
     out = input_ids_a
     unfinished = torch.ones(B, dtype=torch.bool, device=ids.device)
     logits, past = _forward(model, ids, mask, position_ids_from_mask(mask))
     for step in range(max_new_tokens):
         last = logits[:, -1]
-        scores = process_logits(combine_two_contexts(last[:B], last[B:], mode, gamma), out, step,
-                                do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p)
-        nxt = sample_token(scores, generator) if do_sample else scores.argmax(dim=-1)
+        scores = process_logits(combine_two_contexts(last[:B], last[B:], mode, gamma), out, step, **opts)
+        nxt = sample_token(scores, generator) if opts["do_sample"] else scores.argmax(dim=-1)
         if fill is not None:
             nxt = torch.where(unfinished, nxt, fill)
         out = torch.cat([out, nxt[:, None]], dim=1)
@@ -653,13 +917,40 @@ def sample_two_contexts(
 # ---------------------------------------------------------------------------------------
 
 
-def _as_ids(name: str, ids: TokenIds) -> Tensor:
-    t = torch.as_tensor(ids, dtype=torch.long) if not isinstance(ids, torch.Tensor) else ids.long()
+def _as_ids(name: str, ids: TokenIds, device: torch.device | None = None, vocab_size: int | None = None) -> Tensor:
+    """1-d token ids (a list, tuple, 1-d or (1, L) tensor) as a long tensor on device, each
+    id in [0, vocab_size); errors name the argument."""
+    t = as_int_tensor(name, ids, device)
     if t.dim() == 2 and t.shape[0] == 1:
         t = t[0]
     if t.dim() != 1:
         raise ValueError(f"{name} must be a 1-d sequence of token ids, got shape {tuple(t.shape)}")
-    return t
+    return check_id_range(name, t, vocab_size)
+
+
+def _suffix_inputs(
+    model: Any, prompt_ids: TokenIds, completions: Sequence[TokenIds], suffix_ids: TokenIds
+) -> tuple[Tensor, list[Tensor], Tensor]:
+    """The checked inputs of score_suffix: prompt (P,), N >= 1 completions (each (C_i,),
+    possibly empty) and suffix (S,), long, on the model's device, with P >= 1, S >= 1 and
+    P + longest + S <= n_positions."""
+    device, vocab = _model_device(model), _vocab_size(model)
+    prompt = _as_ids("prompt_ids", prompt_ids, device, vocab)
+    suffix = _as_ids("suffix_ids", suffix_ids, device, vocab)
+    if len(prompt) == 0 or len(suffix) == 0:
+        raise ValueError(f"prompt_ids and suffix_ids must each hold at least one token, got {len(prompt)} and "
+                         f"{len(suffix)}")
+    if isinstance(completions, (str, bytes)) or not isinstance(completions, (Sequence, torch.Tensor)):
+        raise TypeError(f"completions must be a list of token id sequences, got {_describe(completions)}")
+    rows = [_as_ids(f"completions[{i}]", c, device, vocab) for i, c in enumerate(completions)]
+    if not rows:
+        raise ValueError("completions must hold at least one completion, got none")
+    n_positions = _n_positions(model)
+    longest = max(len(r) for r in rows)
+    if n_positions is not None and len(prompt) + longest + len(suffix) > n_positions:
+        raise ValueError(f"prompt + longest completion + suffix is {len(prompt) + longest + len(suffix)} tokens, "
+                         f"past n_positions={n_positions}")
+    return prompt, rows, suffix
 
 
 def _suffix_log_probs(logits: Tensor, targets: Tensor) -> Tensor:
@@ -671,13 +962,13 @@ def score_suffix_naive(
     model: Any, prompt_ids: TokenIds, completions: Sequence[TokenIds], suffix_ids: TokenIds
 ) -> Tensor:
     """log P(suffix | prompt + completion) for each completion, one full forward per text.
-    The reference for score_suffix. Returns (N,) float32."""
-    prompt, suffix = _as_ids("prompt_ids", prompt_ids), _as_ids("suffix_ids", suffix_ids)
+    The reference for score_suffix: the same arguments and checks. Returns (N,) float32."""
+    prompt, rows, suffix = _suffix_inputs(model, prompt_ids, completions, suffix_ids)
     scores = []
-    for c in completions:
-        text = torch.cat([prompt, _as_ids("completions[i]", c).to(prompt.device), suffix.to(prompt.device)])[None]
+    S = len(suffix)
+    for r in rows:
+        text = torch.cat([prompt, r, suffix])[None]
         logits = model(text).logits  # (1, L, V)
-        S = len(suffix)
         scores.append(_suffix_log_probs(logits[:, -S - 1 : -1], text[:, -S:]))
     return torch.cat(scores)
 
@@ -688,20 +979,14 @@ def score_suffix(model: Any, prompt_ids: TokenIds, completions: Sequence[TokenId
     The prompt runs once (batch 1) and its KV cache is repeated N times rather than
     recomputed. Completions and suffix then run as one right-padded batch of N rows,
     [completion_i, suffix, padding], with positions continuing after the prompt.
-    prompt_ids, suffix_ids: 1-d ids (at least one token each); completions: N sequences of
-    ids, any lengths (empty allowed). Returns (N,) float32.
+    prompt_ids, suffix_ids: 1-d ids (at least one token each); completions: N >= 1
+    sequences of ids, any lengths (empty allowed). Lists are placed on the model's device;
+    a tensor elsewhere, an id outside [0, V), or prompt + completion + suffix past
+    n_positions: ValueError naming the argument. Returns (N,) float32.
     """
-    prompt, suffix = _as_ids("prompt_ids", prompt_ids), _as_ids("suffix_ids", suffix_ids)
-    if len(prompt) == 0 or len(suffix) == 0:
-        raise ValueError("prompt_ids and suffix_ids must each hold at least one token")
-    rows = [_as_ids(f"completions[{i}]", c).to(prompt.device) for i, c in enumerate(completions)]
-    if not rows:
-        raise ValueError("completions must hold at least one completion")
+    prompt, rows, suffix = _suffix_inputs(model, prompt_ids, completions, suffix_ids)
     P, S, N = len(prompt), len(suffix), len(rows)
-    n_positions = _n_positions(model)
     longest = max(len(r) for r in rows)
-    if n_positions is not None and P + longest + S > n_positions:
-        raise ValueError(f"prompt + longest completion + suffix is {P + longest + S} tokens, past n_positions={n_positions}")
 
     prompt_logits, past = _forward(model, prompt[None], None, None)  # (1, P, V)
     past = expand_cache(past, N)
@@ -747,10 +1032,23 @@ def filtered_sample(
 ) -> FilteredSamples:
     """Sample num_samples continuations of one prompt and rank them by how the model itself
     judges them: score = log P(bad suffix | text) - log P(good suffix | text), lowest first
-    (the language model as its own classifier, as in Redwood Research's filtering work)."""
-    prompt = _as_ids("prompt_ids", prompt_ids)
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be a positive int, got {num_samples}")
+    (the language model as its own classifier, as in Redwood Research's filtering work).
+
+    prompt_ids and the suffixes: 1-d ids (lists are placed on the model's device);
+    num_samples: an int >= 1; eos_token_id: one id or None; the sampling arguments and
+    generator as generate's (the generator on the model's device). Every argument is
+    checked before anything is sampled.
+    """
+    device, vocab = _model_device(model), _vocab_size(model)
+    prompt = _as_ids("prompt_ids", prompt_ids, device, vocab)
+    num_samples = check_int("num_samples", num_samples, minimum=1)
+    if eos_token_id is not None:
+        eos_token_id = check_int("eos_token_id", eos_token_id)
+    for name, suffix in (("bad_suffix_ids", bad_suffix_ids), ("good_suffix_ids", good_suffix_ids)):
+        if len(_as_ids(name, suffix, device, vocab)) == 0:
+            raise ValueError(f"{name} must hold at least one token")
+    if len(prompt) == 0:
+        raise ValueError("prompt_ids must hold at least one token")
     batch = prompt[None].expand(num_samples, -1)
     pad = eos_token_id if eos_token_id is not None else 0
     out = generate(model, batch, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,

@@ -27,6 +27,12 @@ KV cache: the tests run them on our GPT-2 (``mlab_tfs.gpt2``, a tuple of (k, v) 
 on transformers' GPT2LMHeadModel (a ``DynamicCache``). Call models through the given
 ``_forward`` helper and it handles the difference for you.
 
+Arguments are checked with the given helpers (``_check_prompt``, ``_check_sampling``,
+``check_number``, ``check_int``...): lists of ids go on the model's device, a tensor on
+another device is a ValueError naming it, NaN or out-of-range numbers are a ValueError
+naming the argument, and bools or floats where an int belongs are a TypeError. Each stub
+says which helper to call; the checks are given, not part of the exercise.
+
 Shapes: B batch, T prompt length (padded), L = T + tokens generated so far, V vocabulary,
 nb beams, N completions.
 
@@ -40,6 +46,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F  # noqa: F401  (for your code)
 
+from mlab_tfs.inputs import as_int_tensor, check_bool, check_device, check_int, check_number  # given  # noqa: F401
 from mlab_tfs.sampling.solution import (  # given, not exercises  # noqa: F401
     NEG_INF,
     TWO_CONTEXT_MODES,
@@ -47,11 +54,17 @@ from mlab_tfs.sampling.solution import (  # given, not exercises  # noqa: F401
     FilteredSamples,
     TokenIds,
     _as_ids,
+    _cache_index,
+    _check_generator,
+    _check_history,
+    _check_logits,
     _check_prompt,
     _check_sampling,
     _eos_set,
     _forward,
+    _model_device,
     _n_positions,
+    _suffix_inputs,
 )
 
 Tensor = torch.Tensor
@@ -72,6 +85,11 @@ def greedy_decode(model: Any, input_ids: Tensor, max_new_tokens: int, eos_token_
     eos_token_id: a row that produced it is done; it keeps getting eos_token_id from then
     on. Stop early when every row is done.
 
+    Checks (given): ``eos_token_id = check_int("eos_token_id", eos_token_id)`` when it is not
+    None, then ``ids = _check_prompt(model, input_ids, None, max_new_tokens, None,
+    eos_token_id).input_ids``: lists become a tensor on the model's device, and a bad
+    prompt, max_new_tokens < 1 or an eos outside the vocabulary is a clear error.
+
     Pitfall: ``logits[:, 0]`` or ``logits.argmax()`` without ``dim=-1`` run fine and give
     nonsense. Run under ``torch.no_grad()`` in your own experiments.
     """
@@ -84,8 +102,11 @@ def greedy_decode(model: Any, input_ids: Tensor, max_new_tokens: int, eos_token_
 
 
 def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
-    """logits (B, V) divided by temperature. Raise ValueError (mentioning "temperature") if
-    temperature <= 0: greedy decoding is do_sample=False, not temperature 0."""
+    """logits (B, V) divided by temperature.
+
+    Check first: ``temperature = check_number("temperature", temperature, minimum=0.0,
+    min_inclusive=False)`` raises the ValueError for temperature <= 0, NaN or inf (greedy
+    decoding is do_sample=False, not temperature 0)."""
     raise NotImplementedError(
         "Exercise 2 (temperature and sampling): see mlab_tfs/sampling/GUIDE.md#2-temperature-and-sampling"
     )
@@ -98,6 +119,10 @@ def sample_token(logits: Tensor, generator: torch.Generator | None = None) -> Te
     give the same draws, and with generator=None the global seed decides (which is how the
     tests compare with transformers' sampling). A -inf logit has probability 0 and is
     never drawn. Softmax in float32.
+
+    Checks: ``_check_generator(generator, logits.device, what="logits")``; a row whose
+    softmax is not finite (a NaN or +inf logit, or every logit -inf) is a ValueError naming
+    logits (torch.multinomial would fail with a bare error).
     """
     raise NotImplementedError(
         "Exercise 2 (temperature and sampling): see mlab_tfs/sampling/GUIDE.md#2-temperature-and-sampling"
@@ -110,7 +135,8 @@ def top_k_filter(logits: Tensor, top_k: int, min_tokens_to_keep: int = 1) -> Ten
     - Ties with the k-th largest value are all kept (compare with it, as transformers does).
     - top_k = 0 means no filtering; top_k > V keeps everything; keep at least
       min_tokens_to_keep.
-    - top_k < 0: ValueError mentioning "top_k".
+    - Check both with ``check_int`` (top_k >= 0, min_tokens_to_keep >= 1): top_k < 0 is a
+      ValueError, top_k = 2.0 or True a TypeError, each naming the argument.
     Hint: ``torch.topk(logits, k).values[..., -1:]`` is the k-th largest, shaped to broadcast.
     """
     raise NotImplementedError("Exercise 3 (top-k): see mlab_tfs/sampling/GUIDE.md#3-top-k")
@@ -121,8 +147,11 @@ def top_p_filter(logits: Tensor, top_p: float, min_tokens_to_keep: int = 1) -> T
     reaches top_p; -inf for the others. (B, V) -> (B, V).
 
     - The token that crosses top_p is kept (the kept mass must be >= top_p), and so is the
-      most likely token whatever top_p is (at least min_tokens_to_keep).
-    - top_p = 1 keeps everything; top_p outside (0, 1]: ValueError mentioning "top_p".
+      most likely token whatever top_p is (at least min_tokens_to_keep). A set summing
+      exactly to top_p is enough: four tokens of probability 1/4 and top_p = 0.5 keep two.
+    - top_p = 1 keeps everything; top_p = 0 keeps only the most likely token (as
+      transformers); check with ``check_number("top_p", top_p, minimum=0.0, maximum=1.0)``
+      (NaN or outside [0, 1]: ValueError) and min_tokens_to_keep with ``check_int`` (>= 1).
     Hint: sort, softmax, cumsum; decide in sorted order; ``scatter`` the decision back to
     vocabulary order. Sorting ascending and dropping tokens while the cumulative mass is
     <= 1 - top_p is transformers' formulation and gives exactly its result.
@@ -132,7 +161,9 @@ def top_p_filter(logits: Tensor, top_p: float, min_tokens_to_keep: int = 1) -> T
 
 def min_p_filter(logits: Tensor, min_p: float, min_tokens_to_keep: int = 1) -> Tensor:
     """Drop (-inf) tokens whose probability is below min_p * (the row's largest
-    probability). min_p outside [0, 1]: ValueError mentioning "min_p"."""
+    probability); a token exactly at the threshold stays. Check min_p with ``check_number``
+    (NaN or outside [0, 1]: ValueError mentioning "min_p"), min_tokens_to_keep with
+    ``check_int`` (>= 1)."""
     raise NotImplementedError("Exercise 4 (top-p and min-p): see mlab_tfs/sampling/GUIDE.md#4-top-p-and-min-p")
 
 
@@ -144,6 +175,9 @@ def apply_repetition_penalty(logits: Tensor, input_ids: Tensor, penalty: float) 
     less likely. Ids < 0 are padding: ignore them.
     Hint: a (B, V + 1) bool "seen" mask filled with ``scatter_``, padding sent to the spare
     last column, which you then drop.
+    Checks: ``input_ids = _check_history("input_ids", input_ids, logits)`` (lists go on the
+    logits' device; ids >= V are an error) and ``check_number("repetition_penalty", penalty,
+    minimum=0.0, min_inclusive=False)``.
     """
     raise NotImplementedError(
         "Exercise 5 (penalties and the order): see mlab_tfs/sampling/GUIDE.md#5-penalties-and-the-order"
@@ -155,7 +189,9 @@ def apply_frequency_presence_penalty(
 ) -> Tensor:
     """OpenAI's penalties: logit[j] - count[j] * frequency_penalty - (count[j] > 0) * presence_penalty,
     where count[j] is how often token j occurs in the row of input_ids (B, L); ids < 0 are
-    ignored. generate passes only the generated tokens here."""
+    ignored. generate passes only the generated tokens here. Checks:
+    ``_check_history("input_ids", ...)`` and ``check_number`` on each penalty (any finite
+    value; NaN or inf: ValueError)."""
     raise NotImplementedError(
         "Exercise 5 (penalties and the order): see mlab_tfs/sampling/GUIDE.md#5-penalties-and-the-order"
     )
@@ -167,7 +203,9 @@ def no_repeat_ngram_filter(logits: Tensor, input_ids: Tensor, ngram_size: int) -
     input_ids (B, L). The next token completes the n-gram (last n - 1 tokens, next token).
     For every earlier window of n tokens whose first n - 1 equal those last n - 1 tokens,
     ban the window's last token. Windows containing ids < 0 (padding) never match. With
-    L < n nothing is banned. ngram_size <= 0: ValueError.
+    L < n nothing is banned; with L == n the whole row is the one earlier window.
+    Checks: ``_check_history("input_ids", ...)``, ``check_int("no_repeat_ngram_size",
+    ngram_size, minimum=1)``.
     Hint: ``input_ids.unfold(1, n, 1)`` gives every window, (B, L - n + 1, n).
     """
     raise NotImplementedError(
@@ -198,6 +236,13 @@ def process_logits(
     3. no-repeat n-gram (if > 0); then only when do_sample: 4. temperature (if != 1),
     5. top-k (if > 0), 6. top-p (if < 1), 7. min-p (if not None).
     Skip the ones that are switched off.
+
+    Check everything first, switched off or not (a NaN top_p must not pass silently):
+    ``history = _check_history("history", history, logits)``, ``num_generated =
+    check_int("num_generated", num_generated, minimum=0, maximum=history.shape[1])`` and
+    ``o = _check_sampling(do_sample, temperature, top_k, top_p, min_p, repetition_penalty,
+    frequency_penalty, presence_penalty, no_repeat_ngram_size, warn_unused=False)``, a dict
+    of the checked values by name (Python ints and floats: use those).
     """
     raise NotImplementedError(
         "Exercise 5 (penalties and the order): see mlab_tfs/sampling/GUIDE.md#5-penalties-and-the-order"
@@ -209,12 +254,20 @@ def process_logits(
 # ---------------------------------------------------------------------------------------
 
 
-def left_pad(sequences: Sequence[TokenIds], pad_token_id: int) -> tuple[Tensor, Tensor]:
+def left_pad(
+    sequences: Sequence[TokenIds], pad_token_id: int, device: torch.device | str | None = None
+) -> tuple[Tensor, Tensor]:
     """Prompts of different lengths (lists or 1-d tensors of ids) as one batch.
 
     Returns (input_ids, attention_mask), both (B, T) long with T the longest prompt:
     padding (pad_token_id, mask 0) on the *left*, so that every row's last real token is in
-    the last column, where the next-token logits are read. Empty input: ValueError.
+    the last column, where the next-token logits are read.
+
+    Both go on device; by default the device of the tensors among sequences (CPU for
+    lists). Checks: ``check_int("pad_token_id", pad_token_id, minimum=0)``; each row through
+    ``as_int_tensor(f"sequences[{i}]", s, device, what="the batch")`` (from mlab_tfs.inputs:
+    floats refused, a tensor on another device a ValueError); no rows, or an empty row:
+    ValueError naming sequences.
     """
     raise NotImplementedError(
         "Exercise 6 (batching with left padding): see mlab_tfs/sampling/GUIDE.md#6-batching-with-left-padding"
@@ -224,7 +277,8 @@ def left_pad(sequences: Sequence[TokenIds], pad_token_id: int) -> tuple[Tensor, 
 def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
     """(B, L) positions counted over real tokens: cumsum(mask) - 1, so each row's first
     real token is at 0. Padding positions are masked anyway but must be valid (>= 0):
-    clamp them."""
+    clamp them. A list is turned into a tensor; values other than 0 and 1: ValueError
+    naming attention_mask."""
     raise NotImplementedError(
         "Exercise 6 (batching with left padding): see mlab_tfs/sampling/GUIDE.md#6-batching-with-left-padding"
     )
@@ -258,15 +312,21 @@ def generate(
 
     input_ids, attention_mask: (B, T), left padding (mask 0). Returns (B, T + n).
 
-    1. Check the arguments with the given ``_check_prompt`` (returns the mask as long,
-       all ones when None) and ``_check_sampling``.
+    1. Check the arguments with the given helpers: ``p = _check_prompt(model, input_ids,
+       attention_mask, max_new_tokens, pad_token_id, eos_token_id)`` returns
+       ``p.input_ids`` (lists put on the model's device), ``p.attention_mask`` (long, all
+       ones when None), ``p.max_new_tokens``, ``p.pad_token_id`` and ``p.eos`` (the eos ids
+       as a tensor, or None); ``opts = _check_sampling(do_sample, temperature, top_k, top_p,
+       min_p, repetition_penalty, frequency_penalty, presence_penalty,
+       no_repeat_ngram_size)`` returns process_logits' keyword arguments, checked;
+       ``check_bool("use_cache", use_cache)``; ``_check_generator(generator, device)``.
     2. Run the prompt once: ``logits, past = _forward(model, ids, mask, positions)`` with
        ``positions = position_ids_from_mask(mask)``.
-    3. Each step: ``process_logits`` on ``logits[:, -1]`` (history = the ids with -1 at
-       padding), then argmax or ``sample_token``; finished rows get the fill token
-       (pad_token_id, or the first eos when there is no pad id); append; extend the mask by
-       a column of ones; update which rows are finished (``torch.isin`` with the eos ids from
-       ``_eos_set``); stop when all are finished or after max_new_tokens tokens; otherwise run
+    3. Each step: ``process_logits(logits[:, -1], history, step, **opts)`` (history = the
+       ids with -1 at padding), then argmax or ``sample_token``; finished rows get the fill
+       token (pad_token_id, or the first eos when there is no pad id); append; extend the
+       mask by a column of ones; update which rows are finished (``torch.isin`` with
+       ``p.eos``); stop when all are finished or after max_new_tokens tokens; otherwise run
        ``_forward(model, nxt[:, None], mask, positions[:, -1:], past)``: one new token per
        row against the cache.
     use_cache=False: run the whole sequence each step instead (the same tokens).
@@ -291,16 +351,19 @@ def expand_cache(past: Any, repeats: int) -> Any:
     past is either our tuple of (k, v) pairs, each (B, nh, P, hs) (return a new tuple, with
     ``repeat_interleave(repeats, dim=0)``), or a transformers ``Cache`` object (call its
     ``batch_repeat_interleave(repeats)``, which changes it in place, and return it).
-    Anything else: TypeError.
+    Anything else: TypeError. Check ``repeats = check_int("repeats", repeats, minimum=1)``.
     """
     raise NotImplementedError("Exercise 8 (beam search): see mlab_tfs/sampling/GUIDE.md#8-beam-search")
 
 
-def reorder_cache(past: Any, index: Tensor) -> Any:
+def reorder_cache(past: Any, index: Tensor | Sequence[int]) -> Any:
     """Keep rows ``index`` of a KV cache, in that order: new row i = old row index[i].
 
     Tuples: ``index_select(0, index)`` on every k and v, a new tuple. transformers' Cache:
-    ``past.reorder_cache(index)`` (in place), then return it.
+    ``past.reorder_cache(index)`` (in place), then return it. Anything else: TypeError.
+    First ``index = _cache_index(past, index)``: a list becomes a long tensor on the
+    cache's device; a float index, a row out of range or a tensor on another device is a
+    ValueError naming index.
     """
     raise NotImplementedError("Exercise 8 (beam search): see mlab_tfs/sampling/GUIDE.md#8-beam-search")
 
@@ -335,6 +398,11 @@ def beam_search(
     - Reorder the cache by (beam + b * nb) and feed each beam's new token.
     Start from the prompt run once, its last logits and cache repeated nb times, running
     scores [0, -1e9, -1e9, ...] so the first step only expands beam 0.
+
+    Checks (given): ``p = _check_prompt(..., eos_pads=True)`` (see generate);
+    ``check_int`` for num_beams (>= 1) and num_return_sequences (in [1, num_beams]),
+    ``check_number`` for length_penalty (finite); early_stopping must be "never" or a bool
+    (``check_bool``: 1 and 0 are refused, since ``1 is True`` is False).
     """
     raise NotImplementedError("Exercise 8 (beam search): see mlab_tfs/sampling/GUIDE.md#8-beam-search")
 
@@ -351,6 +419,9 @@ def combine_two_contexts(logits_a: Tensor, logits_b: Tensor, mode: str = "contra
     mode "product": log_softmax(logits_a) + gamma * log_softmax(logits_b), so that
     softmax of the result is p_a * p_b ** gamma, normalised.
     Any other mode: ValueError mentioning "mode". gamma = 0 must give back context a.
+    Checks: ``_check_logits`` on both, same shape (ValueError naming logits_b) and device
+    (``check_device("logits_b", logits_b, logits_a.device, what="logits_a")``),
+    ``gamma = check_number("gamma", gamma)`` (any finite number).
     """
     raise NotImplementedError("Exercise 9 (two contexts): see mlab_tfs/sampling/GUIDE.md#9-two-contexts")
 
@@ -382,6 +453,10 @@ def sample_two_contexts(
     the same token to both halves. Returns (B, Ta + n): context a and the new tokens, with
     generate's eos/pad rules. With gamma = 0 it must give generate's tokens on context a
     for the same seeded generator.
+
+    Checks: the mode, ``check_number("gamma", gamma)``, ``_check_prompt`` on each context
+    with ``name="input_ids_a", mask_name="attention_mask_a"`` (and _b), ``opts =
+    _check_sampling(do_sample, temperature, top_k, top_p, None)``, ``_check_generator``.
     """
     raise NotImplementedError("Exercise 9 (two contexts): see mlab_tfs/sampling/GUIDE.md#9-two-contexts")
 
@@ -396,8 +471,9 @@ def score_suffix_naive(
 ) -> Tensor:
     """log P(suffix | prompt + completion) for each completion, each full text in its own
     forward. Returns (N,) float32: the sum over suffix tokens of log_softmax(logits) at the
-    position before each one. The reference for score_suffix. ``_as_ids`` turns lists and
-    (1, L) tensors into 1-d tensors."""
+    position before each one. The reference for score_suffix. Start with ``prompt, rows,
+    suffix = _suffix_inputs(model, prompt_ids, completions, suffix_ids)``: 1-d long tensors
+    on the model's device, checked (the errors score_suffix documents)."""
     raise NotImplementedError("Exercise 10 (suffix scoring): see mlab_tfs/sampling/GUIDE.md#10-suffix-scoring")
 
 
@@ -412,8 +488,10 @@ def score_suffix(model: Any, prompt_ids: TokenIds, completions: Sequence[TokenId
     3. Logits at row position t predict row token t + 1; the prompt's last logits predict
        row token 0. Prepend them, gather the S positions starting at len(completion_i),
        sum the suffix tokens' log-probabilities.
-    prompt_ids and suffix_ids need >= 1 token (ValueError mentioning "suffix" or "prompt");
-    P + longest + S > n_positions: ValueError mentioning "n_positions".
+    Start with ``prompt, rows, suffix = _suffix_inputs(model, prompt_ids, completions,
+    suffix_ids)``: it places lists on the model's device and raises the ValueErrors
+    (prompt_ids or suffix_ids empty, no completions, ids outside the vocabulary, tensors on
+    another device, P + longest + S > n_positions).
     """
     raise NotImplementedError("Exercise 10 (suffix scoring): see mlab_tfs/sampling/GUIDE.md#10-suffix-scoring")
 
@@ -434,5 +512,9 @@ def filtered_sample(
     """Sample num_samples continuations of one prompt with ``generate`` (the prompt
     repeated; pad with eos, or 0 without one), cut each at its first eos, then rank them:
     score = score_suffix(bad) - score_suffix(good). Return ``FilteredSamples(completions,
-    scores)`` sorted by score, lowest (least "bad") first (``torch.argsort(..., stable=True)``)."""
+    scores)`` sorted by score, lowest (least "bad") first (``torch.argsort(..., stable=True)``).
+
+    Check everything before sampling: ``_as_ids(name, ids, _model_device(model))`` for the
+    prompt and both suffixes (each non-empty: ValueError naming it), ``check_int`` for
+    num_samples (>= 1) and eos_token_id (one id); generate checks the rest."""
     raise NotImplementedError("Exercise 10 (suffix scoring): see mlab_tfs/sampling/GUIDE.md#10-suffix-scoring")

@@ -125,3 +125,105 @@ def test_padded_beams_without_pad_id_pad_with_eos(sampling, model, hf_model):
     assert_tokens_equal(ours.sequences, out.sequences, "beam_search without pad_token_id")
     with pytest.raises(ValueError, match="pad_token_id"):
         sampling.beam_search(model, ids, 3, 8, 1.0, False, None, attention_mask=mask)
+
+
+# Prompts and an eos (70) on which beams finish early and the three early_stopping rules
+# give three different results (with length_penalty 1; True differs from the others with 2).
+FIRING = dict(lengths=[4, 6], seed=21, eos=70, max_new_tokens=8)
+
+
+def firing_batch():
+    return padded_batch(VOCAB, FIRING["lengths"], seed=FIRING["seed"])
+
+
+@pytest.mark.exercise("beam_search")
+def test_the_early_stopping_rules_differ_on_these_prompts(hf_model):
+    """The setup of the test below: hypotheses finish, and each rule changes the result, so
+    treating "never" like False (or True like False) cannot pass it."""
+    ids, mask = firing_batch()
+    runs = {es: hf_beams(hf_model, ids, mask, 2, FIRING["max_new_tokens"], 1.0, es, FIRING["eos"], 2)
+            for es in (True, False, "never")}
+    for es, (seqs, _) in runs.items():
+        assert bool((seqs[:, ids.shape[1]:] == FIRING["eos"]).any()), f"early_stopping={es}: no hypothesis finished"
+    differ = lambda a, b: a[0].shape != b[0].shape or not torch.equal(a[0], b[0]) or not torch.allclose(a[1], b[1])  # noqa: E731
+    assert differ(runs[True], runs[False]) and differ(runs["never"], runs[False]) and differ(runs[True], runs["never"])
+
+
+@pytest.mark.exercise("beam_search")
+@pytest.mark.parametrize("early_stopping", [True, False, "never"], ids=str)
+@pytest.mark.parametrize("length_penalty", [1.0, 2.0, -0.5])
+def test_finished_hypotheses_under_every_early_stopping_rule(sampling, model, hf_model, early_stopping, length_penalty):
+    ids, mask = firing_batch()
+    num_beams = 2
+    n, eos = FIRING["max_new_tokens"], FIRING["eos"]
+    expected, scores = hf_beams(hf_model, ids, mask, num_beams, n, length_penalty, early_stopping, eos, num_beams)
+    out = sampling.beam_search(model, ids, num_beams, n, length_penalty, early_stopping, eos, attention_mask=mask,
+                               pad_token_id=0, num_return_sequences=num_beams)
+    hint = {True: "True: a prompt is done once num_beams hypotheses have finished",
+            False: "False: done when the best running beam, scored at its current length, cannot beat the worst "
+                   "finished one",
+            "never": "'never' (length_penalty > 0): the best running beam is scored at the longest possible length"}
+    what = f"beam_search(early_stopping={early_stopping!r}, length_penalty={length_penalty}, num_beams={num_beams})"
+    assert_tokens_equal(out.sequences, expected, what, hint=hint[early_stopping])
+    assert_close(out.sequences_scores, scores, name=f"{what} scores", atol=SCORE_ATOL, rtol=SCORE_RTOL,
+                 hint="a finished hypothesis scores sum_logprobs / new_tokens ** length_penalty (eos counted)")
+
+
+@pytest.mark.exercise("beam_search")
+def test_a_list_of_eos_ids(sampling, model, hf_model):
+    """Several eos ids: more candidates per step ((1 + n_eos) * num_beams), any of them ends a beam."""
+    ids, mask = firing_batch()
+    expected, scores = hf_beams(hf_model, ids, mask, 3, 8, 1.0, False, [70, 81], 3)
+    out = sampling.beam_search(model, ids, 3, 8, 1.0, False, [70, 81], attention_mask=mask, pad_token_id=0,
+                               num_return_sequences=3)
+    assert_tokens_equal(out.sequences, expected, "beam_search with eos_token_id=[70, 81]")
+    assert_close(out.sequences_scores, scores, name="beam_search scores, two eos ids", atol=SCORE_ATOL, rtol=SCORE_RTOL)
+
+
+@pytest.mark.exercise("beam_search")
+@pytest.mark.parametrize("num_beams", [2, 3])
+def test_early_stopping_true_closes_a_full_pool(sampling, model, hf_model, num_beams):
+    """Three prompts; with early_stopping=True a prompt whose num_beams hypotheses have all
+    finished takes no more, even better ones, while the other prompts run on (a pool that
+    keeps accepting them gives other sequences here)."""
+    ids, mask = padded_batch(VOCAB, [4, 6, 5], seed=20)
+    expected, scores = hf_beams(hf_model, ids, mask, num_beams, 8, 1.0, True, 81, num_beams)
+    out = sampling.beam_search(model, ids, num_beams, 8, 1.0, True, 81, attention_mask=mask, pad_token_id=0,
+                               num_return_sequences=num_beams)
+    hint = "once a prompt has num_beams finished hypotheses (early_stopping=True) its pool is closed"
+    assert_tokens_equal(out.sequences, expected, "beam_search(early_stopping=True), one pool full early", hint=hint)
+    assert_close(out.sequences_scores, scores, name="scores, early_stopping=True", atol=SCORE_ATOL, rtol=SCORE_RTOL,
+                 hint=hint)
+
+
+@pytest.fixture(scope="module")
+def twin_eos_models(checkpoints, tmp_path_factory):
+    """The base checkpoint with token 81's embedding made a near copy of token 70's (the
+    tokens it predicts most): with eos_token_id=[70, 81] both eos ids are among every beam's
+    top two, so more than num_beams of the best 2 * num_beams candidates end at once."""
+    from mlab_tfs.gpt2.solution import GPT2LMHeadModel
+    from mlab_tfs.testing import tiny
+
+    def edit(state):
+        wte = state[next(k for k in state if k.endswith("wte.weight"))]
+        noise = torch.randn(wte.shape[1], generator=torch.Generator().manual_seed(0))
+        wte[81] = wte[70] * 1.01 + 0.02 * noise
+
+    folder = tiny.edited_checkpoint(checkpoints["base"], tmp_path_factory.mktemp("twin") / "base", edit)
+    return {"ours": GPT2LMHeadModel.from_pretrained(folder), "hf": tiny.hf_gpt2(folder)}
+
+
+@pytest.mark.exercise("beam_search")
+@pytest.mark.parametrize("length_penalty, early_stopping", [(2.0, "never"), (3.0, False)], ids=str)
+def test_more_candidates_with_several_eos_ids(sampling, twin_eos_models, kind, length_penalty, early_stopping):
+    """transformers keeps (1 + number of eos ids) * num_beams candidates per step, so that
+    num_beams remain even when every beam's best tokens are eos; with 2 * num_beams the
+    beams would run out of live candidates here."""
+    ids, mask = padded_batch(VOCAB, [4, 6], seed=21)
+    expected, scores = hf_beams(twin_eos_models["hf"], ids, mask, 3, 8, length_penalty, early_stopping, [70, 81], 3)
+    out = sampling.beam_search(twin_eos_models[kind], ids, 3, 8, length_penalty, early_stopping, [70, 81],
+                               attention_mask=mask, pad_token_id=0, num_return_sequences=3)
+    hint = "keep K = max(2, 1 + len(eos ids)) * num_beams candidates per step"
+    assert_tokens_equal(out.sequences, expected, "beam_search with two near-tied eos ids", hint=hint)
+    assert_close(out.sequences_scores, scores, name="scores with two near-tied eos ids", atol=SCORE_ATOL,
+                 rtol=SCORE_RTOL, hint=hint)

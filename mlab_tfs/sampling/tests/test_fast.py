@@ -142,3 +142,50 @@ def test_bad_arguments(model_pairs):
         generate_fast(ours, ids, mask, pad_token_id=0, max_new_tokens=40)
     with pytest.raises(ValueError, match="temperature"):
         generate_fast(ours, ids, mask, pad_token_id=0, do_sample=True, temperature=0)
+
+
+@pytest.mark.parametrize("check_every", [1, 3, 16])
+def test_output_keeps_the_eos_when_every_row_finishes(model_pairs, check_every):
+    """Every row ends (the last one at step 2): generate_fast stops where generate does, with
+    the last eos kept, whichever step the finished check runs at."""
+    model = model_pairs["base"]["ours"]
+    ids, mask = padded_batch(97, [5, 3, 4], seed=17)
+    free = solution.generate(model, ids, mask, max_new_tokens=3, pad_token_id=0)[:, ids.shape[1]:]
+    eos = [int(free[0, 0]), int(free[1, 1]), int(free[2, 0])]  # every row ends within two tokens
+    expected = solution.generate(model, ids, mask, max_new_tokens=10, eos_token_id=eos, pad_token_id=0)
+    assert expected.shape[1] <= ids.shape[1] + 2 and bool(torch.isin(expected[:, -1], torch.tensor(eos + [0])).all())
+    assert bool(torch.isin(expected[:, -1], torch.tensor(eos)).any()), "test setup: the last column holds an eos"
+    got = generate_fast(model, ids, mask, max_new_tokens=10, eos_token_id=eos, pad_token_id=0, compile=False,
+                        check_every=check_every)
+    assert_tokens_equal(got, expected, f"generate_fast when every row finishes (check_every={check_every})",
+                        hint="cut after the step at which the last row produced its eos: that eos stays")
+
+
+@pytest.mark.parametrize("kwargs, error, word", [
+    (dict(temperature=float("nan"), do_sample=True), ValueError, "temperature"),
+    (dict(top_p=float("nan"), do_sample=True), ValueError, "top_p"), (dict(top_k=-1), ValueError, "top_k"),
+    (dict(min_p=1.5), ValueError, "min_p"), (dict(repetition_penalty=float("inf")), ValueError, "repetition_penalty"),
+    (dict(frequency_penalty=float("nan")), ValueError, "frequency_penalty"),
+    (dict(presence_penalty=float("-inf")), ValueError, "presence_penalty"),
+    (dict(max_new_tokens=0), ValueError, "max_new_tokens"), (dict(max_new_tokens=2.0), TypeError, "max_new_tokens"),
+    (dict(eos_token_id=97), ValueError, "eos_token_id"), (dict(check_every=1.5), TypeError, "check_every"),
+    (dict(check_every=True), TypeError, "check_every"), (dict(compile=1), TypeError, "compile"),
+    (dict(compile_options="aot_eager"), TypeError, "compile_options"), (dict(generator=3), TypeError, "generator"),
+], ids=str)
+def test_bad_numbers_and_flags_are_refused_by_name(model_pairs, kwargs, error, word):
+    ours = model_pairs["base"]["ours"]
+    ids, mask = padded_batch(97, [4, 2], seed=1)
+    with pytest.raises(error, match=word):
+        generate_fast(ours, ids, mask, **{"pad_token_id": 0, "compile": False, **kwargs})
+
+
+def test_lists_empty_batches_and_devices(model_pairs):
+    ours = model_pairs["base"]["ours"]
+    ids, mask = padded_batch(97, [4, 2], seed=1)
+    expected = generate_fast(ours, ids, mask, max_new_tokens=5, pad_token_id=0, compile=False)
+    got = generate_fast(ours, ids.tolist(), mask.tolist(), max_new_tokens=5, pad_token_id=0, compile=False)
+    assert_tokens_equal(got, expected, "generate_fast from lists")
+    with pytest.raises(ValueError, match="input_ids"):
+        generate_fast(ours, torch.zeros(0, 3, dtype=torch.long), max_new_tokens=2, compile=False)
+    with pytest.raises(ValueError, match="input_ids is on meta but the model is on cpu"):
+        generate_fast(ours, torch.empty(2, 4, dtype=torch.long, device="meta"), mask, pad_token_id=0, compile=False)

@@ -211,7 +211,8 @@ def test_first_sampled_token_follows_the_processed_distribution(sampling, model)
 BAD = {
     "temperature 0 while sampling": (dict(do_sample=True, temperature=0.0), "temperature"),
     "negative temperature": (dict(do_sample=True, temperature=-1.0), "temperature"),
-    "top_p 0": (dict(do_sample=True, top_p=0.0), "top_p"),
+    "top_p below 0": (dict(do_sample=True, top_p=-0.1), "top_p"),
+    "top_p NaN": (dict(do_sample=True, top_p=float("nan")), "top_p"),
     "top_p above 1": (dict(do_sample=True, top_p=1.2), "top_p"),
     "negative top_k": (dict(do_sample=True, top_k=-2), "top_k"),
     "past n_positions": (dict(max_new_tokens=35), "n_positions"),
@@ -231,7 +232,101 @@ def test_bad_input_is_a_clear_error(sampling, model, case):
 
 @pytest.mark.exercise("kv_cache_loop")
 def test_greedy_ignores_sampling_settings(sampling, model):
-    """temperature only matters when sampling: greedy with temperature=0 is not an error."""
+    """temperature only matters when sampling: greedy with temperature=0 is not an error, but
+    it is not silent either: a warning names what has no effect, as transformers warns."""
     ids = torch.stack(prompts(VOCAB, [4], seed=13))
-    a = sampling.generate(model, ids, max_new_tokens=4, temperature=0.0)
+    with pytest.warns(UserWarning, match="temperature"):
+        a = sampling.generate(model, ids, max_new_tokens=4, temperature=0.0)
     assert torch.equal(a, sampling.generate(model, ids, max_new_tokens=4))
+
+
+# ----------------------------------------------------------------------------- stop conditions and boundaries
+
+
+@pytest.mark.exercise("kv_cache_loop")
+def test_max_new_tokens_zero_is_refused_as_transformers_does(sampling, model, hf_model):
+    ids, mask = padded_batch(VOCAB, [4, 2], seed=14)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        hf_greedy(hf_model, ids, mask, max_new_tokens=0)
+    for call in (lambda: sampling.generate(model, ids, mask, max_new_tokens=0, pad_token_id=0),
+                 lambda: sampling.greedy_decode(model, ids[:1], 0),
+                 lambda: sampling.beam_search(model, ids, 2, 0, attention_mask=mask, pad_token_id=0)):
+        with pytest.raises(ValueError, match="max_new_tokens"):
+            call()
+
+
+@pytest.mark.exercise("kv_cache_loop")
+def test_one_new_token_and_the_last_allowed_position(sampling, model, hf_model):
+    """max_new_tokens = 1 gives one column; T + max_new_tokens = n_positions is allowed, one more is not."""
+    ids, mask = padded_batch(VOCAB, [32, 25], seed=15)  # long prompts: few steps up to n_positions = 40
+    assert_tokens_equal(sampling.generate(model, ids, mask, max_new_tokens=1, pad_token_id=0),
+                        hf_greedy(hf_model, ids, mask, max_new_tokens=1), "generate(max_new_tokens=1)")
+    room = model.config.n_positions - ids.shape[1]
+    out = sampling.generate(model, ids, mask, max_new_tokens=room, pad_token_id=0)
+    assert_tokens_equal(out, hf_greedy(hf_model, ids, mask, max_new_tokens=room), f"generate up to n_positions ({room} new)")
+    with pytest.raises(ValueError, match="n_positions"):
+        sampling.generate(model, ids, mask, max_new_tokens=room + 1, pad_token_id=0)
+
+
+@pytest.mark.exercise("kv_cache_loop")
+def test_a_list_of_eos_ids_each_ending_other_rows(sampling, model, hf_model):
+    ids, mask = padded_batch(VOCAB, [3, 8, 5, 6], seed=5)
+    free = hf_greedy(hf_model, ids, mask, max_new_tokens=12)[:, ids.shape[1]:]
+    first = int(free[0, 0])
+    second = next(int(t) for row in free[1:] for t in row if int(t) != first)
+    eos = [first, second]
+    expected = hf_greedy(hf_model, ids, mask, max_new_tokens=12, eos_token_id=eos, pad_token_id=0)
+    new = expected[:, ids.shape[1]:]
+    ended_by = [{int(t) for t in row if int(t) in eos} for row in new]
+    assert {first} in ended_by and {second} in ended_by, "test setup: some rows end at each of the two eos ids"
+    out = sampling.generate(model, ids, mask, max_new_tokens=12, eos_token_id=eos, pad_token_id=0)
+    assert_tokens_equal(out, expected, f"generate with eos_token_id={eos}",
+                        hint="a row stops at the first token that is any of the eos ids (torch.isin)")
+
+
+@pytest.mark.exercise("greedy")
+def test_greedy_decode_keeps_the_eos_when_every_row_finishes(sampling, model, hf_model):
+    """Every row ends (at different steps): the output stops at the last row's eos, kept."""
+    ids = torch.stack(prompts(VOCAB, [5, 5], seed=16))
+    free = hf_greedy(hf_model, ids, max_new_tokens=6)[:, ids.shape[1]:]
+    both = [int(t) for t in free[0] if bool((free[1] == t).any())]
+    assert both, "test setup: a token both rows produce"
+    eos = both[0]
+    expected = hf_greedy(hf_model, ids, max_new_tokens=6, eos_token_id=eos, pad_token_id=eos)
+    assert expected.shape[1] < ids.shape[1] + 6 or bool((expected[:, -1] == eos).all()), "test setup"
+    assert_tokens_equal(sampling.greedy_decode(model, ids, 6, eos_token_id=eos), expected,
+                        f"greedy_decode(eos_token_id={eos})", hint="the eos is kept; stop once every row has one")
+
+
+@pytest.mark.exercise("kv_cache_loop")
+def test_top_p_zero_samples_the_greedy_token_as_transformers_does(sampling, model, hf_model):
+    ids, mask = padded_batch(VOCAB, [5, 2, 7], seed=17)
+    torch.manual_seed(7)
+    expected = hf_model.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=True, top_p=0.0, top_k=0,
+                                 pad_token_id=0)
+    assert_tokens_equal(expected, hf_greedy(hf_model, ids, mask, max_new_tokens=8), "setup: top_p=0 is greedy")
+    out = sampling.generate(model, ids, mask, max_new_tokens=8, do_sample=True, top_p=0.0, pad_token_id=0,
+                            generator=torch.Generator().manual_seed(7))
+    assert_tokens_equal(out, expected, "generate(do_sample=True, top_p=0)",
+                        hint="top_p = 0 keeps only the most likely token (min_tokens_to_keep), as transformers")
+
+
+@pytest.mark.exercise("kv_cache_loop")
+@pytest.mark.parametrize("kw", [dict(repetition_penalty=1.8), dict(repetition_penalty=0.6),
+                                dict(no_repeat_ngram_size=1), dict(no_repeat_ngram_size=2, repetition_penalty=1.3)],
+                         ids=str)
+def test_greedy_with_penalties_matches_transformers(sampling, model, hf_model, kw):
+    """Penalties apply in greedy decoding too (an unpadded batch: transformers penalises pad ids)."""
+    ids = torch.stack(prompts(VOCAB, [6, 6], seed=18, low=1))
+    expected = hf_greedy(hf_model, ids, max_new_tokens=14, **kw)
+    assert_tokens_equal(sampling.generate(model, ids, max_new_tokens=14, **kw), expected, f"greedy generate with {kw}")
+
+
+@pytest.mark.exercise("batching")
+def test_left_pad_of_equal_lengths_and_of_one_prompt(sampling):
+    ids, mask = sampling.left_pad([[3, 4], [5, 6]], pad_token_id=9)
+    assert_tokens_equal(ids, torch.tensor([[3, 4], [5, 6]]), "left_pad of prompts of one length (no padding)")
+    assert_tokens_equal(mask, torch.ones(2, 2, dtype=torch.long), "left_pad mask without padding")
+    ids, mask = sampling.left_pad([torch.tensor([7])], pad_token_id=0)
+    assert_tokens_equal(ids, torch.tensor([[7]]), "left_pad of one one-token prompt")
+    assert_tokens_equal(mask, torch.tensor([[1]]), "left_pad mask of one one-token prompt")

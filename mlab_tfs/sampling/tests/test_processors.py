@@ -132,7 +132,7 @@ def test_top_p_matches_transformers(sampling, p, scale):
 
 
 @pytest.mark.exercise("top_p")
-@pytest.mark.parametrize("p", [0.0, -0.1, 1.5])
+@pytest.mark.parametrize("p", [-0.1, 1.5, float("nan"), float("inf")])
 def test_top_p_outside_0_1_is_refused(sampling, p):
     with pytest.raises(ValueError, match="top_p"):
         sampling.top_p_filter(random_logits(0), p)
@@ -230,3 +230,142 @@ def test_process_logits_order_matches_transformers(sampling):
     assert_masking_equal(sampling.process_logits(logits, ids, 0, do_sample=False, **kw), greedy,
                          "process_logits(do_sample=False)",
                          hint="without sampling only the penalties apply: the warpers don't change the argmax")
+
+
+# ----------------------------------------------------------------------------- boundaries and ties
+
+
+def kept(logits):
+    return torch.isfinite(logits)
+
+
+@pytest.mark.exercise("top_p")
+@pytest.mark.parametrize("p, n_kept", [(0.25, 1), (0.5, 2), (0.75, 3), (0.7500001, 4), (0.4999999, 2)])
+def test_top_p_keeps_a_set_that_sums_exactly_to_top_p(sampling, p, n_kept):
+    """Four equal logits: probabilities exactly 1/4, cumulative sums exactly 1/4, 1/2, 3/4, 1.
+    A set summing exactly to top_p is enough (transformers drops while cum <= 1 - top_p);
+    dropping only while cum < 1 - top_p keeps one token too many."""
+    logits = torch.tensor([[0.0, 0.0, 0.0, 0.0, float("-inf"), float("-inf")]])
+    expected = lp.TopPLogitsWarper(p)(None, logits.clone())
+    assert int(kept(expected).sum()) == n_kept, "test setup: transformers' count"
+    got = sampling.top_p_filter(logits, p)
+    assert int(kept(got).sum()) == n_kept, (
+        f"top_p_filter(top_p={p}) on four tokens of probability 1/4 keeps {int(kept(got).sum())}, transformers "
+        f"keeps {n_kept}: the kept set may sum exactly to top_p (drop while cum <= 1 - top_p, ascending)")
+    assert torch.equal(got[kept(got)], logits[kept(got)]) and not bool(kept(got)[0, 4:].any())
+
+
+@pytest.mark.exercise("top_p")
+def test_top_p_at_exact_cumulative_boundaries_matches_transformers(sampling):
+    """Distinct logits, top_p set to exactly 1 - (cumulative probability of the j smallest),
+    as float32 computes it: at each such boundary the j-th smallest token goes."""
+    logits = random_logits(11, B=1, scale=1.5)
+    cum = torch.sort(logits, dim=-1).values.softmax(-1).cumsum(-1)[0]  # ascending, as transformers
+    for j in (V - 2, V - 4, V - 10, V // 2):
+        p = 1.0 - float(cum[j])  # exact: cum[j] is a float32, 1 - cum[j] is exact in float64
+        expected = lp.TopPLogitsWarper(p)(None, logits.clone())
+        got = sampling.top_p_filter(logits, p)
+        assert int(kept(expected).sum()) == V - 1 - j, "test setup: the boundary token is dropped"
+        assert_masking_equal(got, expected, f"top_p_filter at the exact boundary top_p = 1 - cum[{j}]",
+                             hint="drop tokens while the ascending cumulative probability is <= 1 - top_p")
+
+
+@pytest.mark.exercise("top_p")
+@pytest.mark.parametrize("min_tokens_to_keep", [1, 3])
+def test_top_p_zero_keeps_only_the_most_likely_token(sampling, min_tokens_to_keep):
+    """top_p = 0 is allowed, as in transformers: it keeps min_tokens_to_keep tokens, the best."""
+    logits = random_logits(12)
+    expected = lp.TopPLogitsWarper(0.0, min_tokens_to_keep=min_tokens_to_keep)(None, logits.clone())
+    got = sampling.top_p_filter(logits, 0.0, min_tokens_to_keep)
+    assert_masking_equal(got, expected, f"top_p_filter(top_p=0, min_tokens_to_keep={min_tokens_to_keep})")
+    assert bool((kept(got).sum(-1) == min_tokens_to_keep).all())
+    assert bool(kept(got).gather(1, logits.argmax(-1, keepdim=True)).all()), "the most likely token must stay"
+
+
+@pytest.mark.exercise("top_p")
+@pytest.mark.parametrize("p", [0.3, 0.9])
+def test_top_p_min_tokens_to_keep_matches_transformers(sampling, p):
+    logits = random_logits(13, scale=6.0)  # peaked: few tokens reach p
+    for m in (1, 2, 5):
+        expected = lp.TopPLogitsWarper(p, min_tokens_to_keep=m)(None, logits.clone())
+        assert_masking_equal(sampling.top_p_filter(logits, p, m), expected, f"top_p_filter(min_tokens_to_keep={m})")
+
+
+@pytest.mark.exercise("top_k")
+def test_top_k_keeps_every_tie_of_the_kth_value(sampling):
+    logits = torch.tensor([[3.0, 2.0, 2.0, 2.0, 1.0, 0.5], [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]])
+    for k, expected_kept in ((1, [[1, 0, 0, 0, 0, 0], [1] * 6]), (2, [[1, 1, 1, 1, 0, 0], [1] * 6]),
+                             (4, [[1, 1, 1, 1, 0, 0], [1] * 6]), (5, [[1, 1, 1, 1, 1, 0], [1] * 6])):
+        hf = lp.TopKLogitsWarper(k)(None, logits.clone())
+        assert kept(hf).int().tolist() == expected_kept, "test setup: transformers keeps ties"
+        assert_masking_equal(sampling.top_k_filter(logits, k), hf, f"top_k_filter(k={k}) with ties at the k-th",
+                             hint="mask only logits strictly below the k-th largest: ties with it stay")
+
+
+@pytest.mark.exercise("top_k")
+def test_top_k_min_tokens_to_keep_matches_transformers(sampling):
+    logits = random_logits(14)
+    for k, m in ((2, 5), (5, 2), (3, 3)):
+        expected = lp.TopKLogitsWarper(k, min_tokens_to_keep=m)(None, logits.clone())
+        assert_masking_equal(sampling.top_k_filter(logits, k, m), expected, f"top_k_filter(k={k}, min_tokens_to_keep={m})")
+
+
+@pytest.mark.exercise("top_p")
+def test_min_p_keeps_a_token_exactly_at_the_threshold(sampling):
+    """Two tied best tokens: with min_p = 1 the threshold is exactly their probability, and a
+    token at the threshold stays (transformers drops probs < min_p * top)."""
+    logits = torch.tensor([[1.0, 1.0, 0.0, -1.0], [2.0, 0.0, 0.0, 0.0]])
+    expected = lp.MinPLogitsWarper(1.0)(None, logits.clone())
+    assert kept(expected).int().tolist() == [[1, 1, 0, 0], [1, 0, 0, 0]], "test setup"
+    assert_masking_equal(sampling.min_p_filter(logits, 1.0), expected, "min_p_filter(min_p=1) with a tie at the top",
+                         hint="drop tokens whose probability is strictly below min_p * top probability")
+    for m in (2, 3):
+        expected = lp.MinPLogitsWarper(0.9, min_tokens_to_keep=m)(None, logits.clone())
+        assert_masking_equal(sampling.min_p_filter(logits, 0.9, m), expected, f"min_p_filter(min_tokens_to_keep={m})")
+
+
+@pytest.mark.exercise("penalties")
+def test_repetition_penalty_on_negative_zero_and_positive_logits(sampling):
+    """Hand values: seen tokens 0 (-2.0), 1 (0.0), 2 (3.0); token 3 unseen."""
+    logits = torch.tensor([[-2.0, 0.0, 3.0, 1.0]])
+    ids = torch.tensor([[2, 0, 1, 0]])
+    expected = torch.tensor([[-4.0, 0.0, 1.5, 1.0]])
+    assert_close(lp.RepetitionPenaltyLogitsProcessor(2.0)(ids, logits.clone()), expected, name="setup", atol=0)
+    assert_close(sampling.apply_repetition_penalty(logits, ids, 2.0), expected, name="apply_repetition_penalty(2.0)",
+                 atol=0, hint="negative logits are multiplied by the penalty, positive ones divided; once per token")
+    assert_close(sampling.apply_repetition_penalty(logits, ids, 0.5), torch.tensor([[-1.0, 0.0, 6.0, 1.0]]),
+                 name="apply_repetition_penalty(0.5)", atol=0)
+
+
+@pytest.mark.exercise("penalties")
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_no_repeat_ngram_at_the_length_boundary(sampling, n):
+    """Rows of n - 1, n and n + 1 tokens that repeat one id: bans exactly as transformers'."""
+    logits = torch.zeros(1, 6)
+    for L in (n - 1, n, n + 1):
+        if L == 0:
+            continue
+        ids = torch.full((1, L), 4)
+        expected = lp.NoRepeatNGramLogitsProcessor(n)(ids, logits.clone())
+        # A row of L >= n copies of token 4 has already ended with the n-gram (4, ..., 4): 4 is banned.
+        assert kept(expected)[0, 4].item() == (L < n), "test setup"
+        assert_masking_equal(sampling.no_repeat_ngram_filter(logits, ids, n), expected,
+                             f"no_repeat_ngram_filter(n={n}) on {L} copies of one token",
+                             hint="with L >= n tokens the last window (the whole row when L == n) counts too")
+    ids = torch.tensor([[1, 2, 3, 1, 2]])  # the n-gram starting at the last n - 1 tokens occurred at the start
+    expected = lp.NoRepeatNGramLogitsProcessor(n)(ids, logits.clone())
+    assert_masking_equal(sampling.no_repeat_ngram_filter(logits, ids, n), expected, f"no_repeat_ngram_filter(n={n})")
+
+
+@pytest.mark.exercise("penalties")
+def test_frequency_presence_count_only_the_generated_tokens(sampling):
+    """process_logits passes only the last num_generated columns of history to the
+    frequency/presence penalties (OpenAI counts the completion, not the prompt)."""
+    logits = torch.zeros(1, 6)
+    history = torch.tensor([[-1, 3, 3, 2, 3, 5, 5]])  # prompt [pad, 3, 3, 2], generated [3, 5, 5]
+    got = sampling.process_logits(logits, history, 3, do_sample=False, frequency_penalty=0.5, presence_penalty=1.0)
+    expected = torch.tensor([[0.0, 0.0, 0.0, -1.5, 0.0, -2.0]])  # 3: 1 * 0.5 + 1; 5: 2 * 0.5 + 1; 2: prompt only
+    assert_close(got, expected, name="process_logits frequency/presence penalties", atol=0,
+                 hint="count only history[:, L - num_generated:], the generated tokens")
+    assert_close(sampling.process_logits(logits, history, 0, do_sample=False, frequency_penalty=0.5), logits,
+                 name="no generated tokens yet: nothing to penalise", atol=0)

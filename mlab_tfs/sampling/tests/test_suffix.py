@@ -85,3 +85,45 @@ def test_filter_sample_command(capsys):
     assert "log P(' -- and that was bad')" in out and len(lines) == 3, out
     scores = [float(line.split()[0]) for line in lines]
     assert scores == sorted(scores), "the command prints the lowest score first"
+
+
+@pytest.mark.exercise("suffix_scoring")
+def test_filtered_sample_cuts_each_completion_before_its_eos(sampling, model):
+    """The completions are generate's rows (same seed), each cut before its first eos (eos
+    and the padding after it removed), then scored and sorted."""
+    prompt = prompts(VOCAB, [5], seed=47)[0]
+    kw = dict(max_new_tokens=6, temperature=1.5)
+    rows = sampling.generate(model, prompt.expand(8, -1), do_sample=True, pad_token_id=0,
+                             generator=torch.Generator().manual_seed(3), **kw)[:, 5:]
+    eos = int(rows[0, 2])  # fires in row 0 at least, after two tokens
+    rows = sampling.generate(model, prompt.expand(8, -1), do_sample=True, eos_token_id=eos, pad_token_id=eos,
+                             generator=torch.Generator().manual_seed(3), **kw)[:, 5:].tolist()
+    expected = sorted((r[: r.index(eos)] if eos in r else r) for r in rows)
+    assert any(eos in r for r in rows) and any(len(c) < 6 for c in expected), "test setup: eos fires"
+    result = sampling.filtered_sample(model, prompt, 8, [7, 8], [7, 9], eos_token_id=eos,
+                                      generator=torch.Generator().manual_seed(3), **kw)
+    assert sorted(result.completions) == expected, (
+        f"completions must be the sampled rows cut before their first eos: got {result.completions}, "
+        f"expected (in some order) {expected}")
+    assert all(eos not in c for c in result.completions)
+    scores = naive(model, prompt, result.completions, torch.tensor([7, 8])) - naive(
+        model, prompt, result.completions, torch.tensor([7, 9]))
+    assert_close(result.scores, scores, name="filtered_sample scores with eos", atol=1e-5)
+
+
+@pytest.mark.exercise("suffix_scoring")
+def test_one_token_suffix_and_the_n_positions_boundary(sampling, model):
+    """S = 1 (only the last completion position predicts it); prompt + completion + suffix
+    filling n_positions exactly is allowed, one token more is not."""
+    n = model.config.n_positions
+    prompt = prompts(VOCAB, [5], seed=48)[0]
+    completions = prompts(VOCAB, [n - 5 - 1, 0, 3], seed=49)  # the longest fills n_positions with S = 1
+    suffix = torch.tensor([11])
+    expected = naive(model, prompt, completions, suffix)
+    assert_close(sampling.score_suffix(model, prompt, completions, suffix), expected, name="score_suffix, S = 1, full",
+                 atol=1e-5)
+    assert_close(sampling.score_suffix_naive(model, prompt, completions, suffix), expected,
+                 name="score_suffix_naive, S = 1, full", atol=1e-5)
+    for fn in (sampling.score_suffix, sampling.score_suffix_naive):
+        with pytest.raises(ValueError, match="n_positions"):
+            fn(model, prompt, completions, torch.tensor([11, 12]))

@@ -47,10 +47,11 @@ def test_product_of_experts_statistics(sampling):
 
 @pytest.mark.exercise("two_contexts")
 @pytest.mark.parametrize("mode", ["contrastive", "product"])
-def test_gamma_zero_is_plain_sampling_from_context_a(sampling, model, mode):
+@pytest.mark.parametrize("eos", [None, [9, 6]], ids=["no-eos", "eos-list"])
+def test_gamma_zero_is_plain_sampling_from_context_a(sampling, model, mode, eos):
     ids_a, mask_a = padded_batch(VOCAB, [5, 3], seed=30)
     ids_b, mask_b = padded_batch(VOCAB, [8, 6], seed=31)
-    kw = dict(max_new_tokens=10, do_sample=True, temperature=0.9, top_k=20, pad_token_id=0)
+    kw = dict(max_new_tokens=10, do_sample=True, temperature=0.9, top_k=20, pad_token_id=0, eos_token_id=eos)
     out = sampling.sample_two_contexts(model, ids_a, ids_b, mask_a, mask_b, mode=mode, gamma=0.0,
                                        generator=torch.Generator().manual_seed(4), **kw)
     plain = sampling.generate(model, ids_a, mask_a, generator=torch.Generator().manual_seed(4), **kw)
