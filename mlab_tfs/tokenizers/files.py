@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterable
 
 from mlab_tfs import durable
+from mlab_tfs.inputs import check_bool, check_int
 
 
 def describe(x: object) -> str:
@@ -65,14 +66,9 @@ def require_int(name: str, value: object, minimum: int | None = None) -> int:
     """value as a Python int: an int, a numpy integer or a 0-d integer tensor.
 
     TypeError naming the argument for anything else (bools, floats, strings, tensors of more
-    than one element); ValueError if it is below ``minimum``.
+    than one element); ValueError if it is below ``minimum``. (``mlab_tfs.inputs.check_int``.)
     """
-    out = _int_or_none(value)
-    if out is None:
-        raise TypeError(f"{name} must be an int, got {describe(value)}")
-    if minimum is not None and out < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {out}")
-    return out
+    return check_int(name, value, minimum=minimum)
 
 
 def check_ids(name: str, ids: object, vocab_size: int) -> list[int]:
@@ -97,12 +93,13 @@ def check_ids(name: str, ids: object, vocab_size: int) -> list[int]:
 
 def require_bool(name: str, value: object, none_ok: bool = False) -> bool | None:
     """value, checked: True or False (or None where ``none_ok``); TypeError naming the argument
-    otherwise (1 and "yes" are not options' values)."""
+    otherwise (1 and "yes" are not options' values). (``mlab_tfs.inputs.check_bool``.)"""
     if value is None and none_ok:
         return None
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False{' or None' if none_ok else ''}, got {describe(value)}")
-    return value
+    try:
+        return check_bool(name, value)
+    except TypeError as e:
+        raise TypeError(str(e).replace("True or False", "True, False or None") if none_ok else str(e)) from None
 
 
 class instance_or_class_method:
