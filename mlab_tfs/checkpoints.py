@@ -287,16 +287,21 @@ def save_safetensors(state_dict: StateDict, path: Path) -> None:
     save_file(tensors, str(path), metadata={"format": "pt"})
 
 
+# The dtypes a model computes in. torch's float8 types are floating too, but have no matmul
+# (transformers refuses them as well): a model cast to one could not run.
+MODEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
 def _parse_dtype(name: str, value: object) -> torch.dtype | str | None:
-    """None, "auto", a floating torch.dtype, or its name ("float16", "bfloat16", "float32"...)."""
-    if value is None or value == "auto" or isinstance(value, torch.dtype) and value.is_floating_point:
+    """None, "auto", one of MODEL_DTYPES, or its name ("float16", "half", "bfloat16", "float32", "float", "float64")."""
+    if value is None or isinstance(value, str) and value == "auto":
         return value
     if isinstance(value, str) and isinstance(getattr(torch, value, None), torch.dtype):
-        dtype = getattr(torch, value)
-        if dtype.is_floating_point:
-            return dtype
-    raise ValueError(f"{name} must be None, 'auto', a floating torch.dtype or its name ('float16', 'bfloat16', "
-                     f"'float32'), got {value!r}")
+        value = getattr(torch, value)
+    if isinstance(value, torch.dtype) and value in MODEL_DTYPES:
+        return value
+    raise ValueError(f"{name} must be None, 'auto', one of {[str(d) for d in MODEL_DTYPES]} or its name "
+                     f"('float16', 'bfloat16', 'float32'), got {value!r}")
 
 
 def _auto_dtype(config: dict[str, Any], state: StateDict) -> torch.dtype:
@@ -330,9 +335,17 @@ def _parse_device(device: object, device_map: object) -> torch.device | None:
     if isinstance(device, bool) or not isinstance(device, (str, int, torch.device)):
         raise TypeError(f"device must be a str, int or torch.device, got {type(device).__name__}")
     try:
-        return torch.device(device)
+        parsed = torch.device(device)
     except RuntimeError as e:
-        raise ValueError(f"device must name a torch device (e.g. 'cpu', 'cuda:0'), got {device!r}") from e
+        raise ValueError(f"device must name an available torch device (e.g. 'cpu', 'cuda:0'), got {device!r} "
+                         f"({_first_line(e)})") from e
+    if parsed.type == "meta":
+        raise ValueError("device='meta' holds no values: the checkpoint's weights would be dropped")
+    try:  # before reading any weights: a missing GPU fails here, naming the argument
+        torch.empty(0, device=parsed)
+    except (RuntimeError, AssertionError) as e:  # torch says "not compiled with CUDA" with an AssertionError
+        raise ValueError(f"device {device!r} is not available here ({_first_line(e)})") from e
+    return parsed
 
 
 def _unknown_keyword(cls: type, key: str, known: list[str]) -> TypeError:
@@ -380,16 +393,19 @@ class PretrainedMixin:
 
         new_head=True says you expect the checkpoint to lack this class's head (you are about
         to fine-tune a fresh one) and silences the warning about it.
-        dtype (or transformers' older name torch_dtype): None keeps fp32; a floating
-        torch.dtype or its name ("float16", "bfloat16", "float32") casts every parameter;
-        "auto" takes config.json's dtype, else the weights' (transformers' modeling_utils).
-        device (or device_map naming one device): where the parameters go.
+        dtype (or transformers' older name torch_dtype): None keeps fp32; torch.float16,
+        bfloat16, float32 or float64, or its name ("float16", "half", "bfloat16", "float32",
+        "float64") casts every parameter; "auto" takes config.json's dtype, else the weights'
+        (transformers' modeling_utils). float8 types are refused (no matmul), as transformers does.
+        device (or device_map naming one device): where the parameters go; checked before
+        any weight is read (a missing GPU is a ValueError naming it; "meta" is refused).
         revision, cache_dir, token, local_files_only, force_download: passed to the hub download.
         Other keywords must be fields of ``config_class`` and override config.json
         (e.g. num_labels=3, attn_implementation="sdpa").
 
         Raises TypeError for an unknown keyword (with the closest name) or one of
-        transformers' that this loader cannot honour; ValueError for a bad dtype or device;
+        transformers' that this loader cannot honour; ValueError for a bad dtype or an unknown or
+        unavailable device;
         FileNotFoundError for a local path that does not exist (at once, without the hub);
         CheckpointError naming the file for a missing, truncated or corrupted config.json or
         weight file, and listing every key that does not fit the model.
@@ -413,6 +429,8 @@ class PretrainedMixin:
             if key in UNSUPPORTED_KWARGS:
                 raise TypeError(f"{cls.__name__}.from_pretrained() does not support transformers' {key}= "
                                 f"({UNSUPPORTED_KWARGS[key]})")
+            if key == "attn_implementation" and value is None:  # transformers' "the default"
+                continue
             if key == "attn_implementation" and key not in field_names:
                 if value not in (None, "eager"):
                     raise ValueError(f"attn_implementation: {cls.__name__} has only the eager attention, got {value!r}")

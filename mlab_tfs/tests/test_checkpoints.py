@@ -139,13 +139,45 @@ def test_dtype_auto_reads_the_checkpoint(tmp_path):
 @pytest.mark.parametrize("kwargs,match", [
     (dict(dtype="float17"), "dtype must be"), (dict(dtype=torch.int8), "dtype must be"),
     (dict(torch_dtype=3), "torch_dtype must be"), (dict(dtype=torch.float16, torch_dtype=torch.bfloat16), "disagree"),
-    (dict(device="gpu9"), "device must name"), (dict(device_map="auto"), "device_map must name one device"),
+    (dict(device="gpu9"), "device must name an available torch device"), (dict(device_map="auto"), "device_map must name one device"),
     (dict(device="cpu", device_map="cpu"), "not both"), (dict(new_head="yes"), "new_head must be a bool"),
     (dict(new_head=True), "GPT2LMHeadModel has no head that may start fresh"),
+    # float8 is floating but has no matmul: refused, as transformers refuses it.
+    (dict(dtype=torch.float8_e4m3fn), "dtype must be"), (dict(dtype="float8_e5m2"), "dtype must be"),
+    (dict(dtype="torch.float16"), "dtype must be"), (dict(dtype="complex64"), "dtype must be"),
+    (dict(device="meta"), "weights would be dropped"), (dict(device_map="meta"), "weights would be dropped"),
 ])
 def test_bad_dtype_or_device_is_refused(kwargs, match, folders):
     with pytest.raises((TypeError, ValueError), match=match):
         gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"], **kwargs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("kwargs", [dict(device="cuda"), dict(device=0), dict(device_map="cuda:0")])
+def test_unavailable_device_is_a_value_error_naming_it(kwargs, folders):
+    # Not torch's bare AssertionError from model.to(), after all the weights were read.
+    with pytest.raises(ValueError, match=r"device (must name an available torch device|.* is not available here)"):
+        gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"], **kwargs)
+
+
+@pytest.mark.parametrize("name,dtype", [("half", torch.float16), ("float", torch.float32), ("double", torch.float64),
+                                        ("float64", torch.float64), (torch.float64, torch.float64)])
+def test_dtype_names_torch_knows(name, dtype, folders):
+    """torch's aliases, as transformers takes them; float64 logits equal transformers' in float64."""
+    ours = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"], dtype=name)
+    assert {p.dtype for p in ours.parameters()} == {dtype}
+    if dtype == torch.float64:
+        theirs = transformers.GPT2LMHeadModel.from_pretrained(folders["gpt2"], dtype=name).eval()
+        ids = _ids(ours.config.vocab_size)
+        assert ours(ids).logits.dtype == torch.float64
+        assert_close(ours(ids).logits, theirs(ids).logits, name="float64 logits", atol=1e-12, rtol=1e-12)
+
+
+def test_attn_implementation_none_is_the_default(folders):
+    """transformers reads attn_implementation=None as "the default"; so does this loader."""
+    for kind in KINDS:
+        model = KINDS[kind][0].from_pretrained(folders[kind], attn_implementation=None)
+        assert getattr(model.config, "attn_implementation", "eager") == "eager"
 
 
 def test_device_map_naming_one_device(folders):
