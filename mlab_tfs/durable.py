@@ -153,6 +153,22 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(a), None, str(b))
 
 
+def _cwd_inside(folder: Path) -> str | None:
+    """The working directory if it is folder or inside it (it would follow the old folder)."""
+    try:
+        cwd = os.getcwd()
+    except FileNotFoundError:
+        return None
+    return cwd if cwd == str(folder) or cwd.startswith(str(folder) + os.sep) else None
+
+
+def _follow(cwd: str | None) -> None:
+    """After a swap, move the working directory from the old folder to the same path in the new one."""
+    if cwd is not None:
+        with contextlib.suppress(OSError):  # a subfolder this save dropped: stay where the path leads
+            os.chdir(cwd)
+
+
 @contextlib.contextmanager
 def atomic_folder(folder: str | os.PathLike, drop: Iterable[str] = ()) -> Iterator[Path]:
     """Yield an empty staging folder; on a clean exit it becomes ``folder`` in one step.
@@ -163,11 +179,18 @@ def atomic_folder(folder: str | os.PathLike, drop: Iterable[str] = ()) -> Iterat
     older save that this one replaces). If the block raises, ``folder`` is untouched and the
     staging folder is removed.
 
-    Raises NotADirectoryError if ``folder`` exists and is not a folder.
+    A process whose working directory is ``folder`` (or inside it) keeps working there: it
+    is moved into the new folder, not left in the old one, which is deleted.
+
+    Raises TypeError if ``folder`` is not a str or path, ValueError if it is empty,
+    NotADirectoryError if it exists and is not a folder.
     """
-    folder = Path(folder)
-    if folder.is_symlink():
-        folder = Path(os.path.realpath(folder))
+    if not isinstance(folder, (str, os.PathLike)) or isinstance(folder, bytes):
+        raise TypeError(f"folder must be a str or os.PathLike, got {type(folder).__name__}")
+    if not os.fspath(folder).strip():
+        raise ValueError("folder must name a folder, got an empty string")
+    # Absolute and normalised: "." and "x/.." have no name of their own to stage beside.
+    folder = Path(os.path.realpath(folder) if Path(folder).is_symlink() else os.path.abspath(folder))
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"cannot save into {folder}: it exists and is not a folder")
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -196,14 +219,17 @@ def atomic_folder(folder: str | os.PathLike, drop: Iterable[str] = ()) -> Iterat
                 if not p.is_symlink():
                     _fsync_file(p)
             _fsync_dir(Path(root))
+        cwd = _cwd_inside(folder)
         if not folder.exists():
             os.rename(staging, folder)
         elif _exchange(staging, folder):
+            _follow(cwd)
             _remove(staging)  # now holds the old contents
         else:
             old = _partial_name(folder)
             os.rename(folder, old)
             os.rename(staging, folder)
+            _follow(cwd)
             _remove(old)
     except BaseException:
         _remove(staging)
