@@ -97,7 +97,10 @@ def check_position_ids(name: str, position_ids: object, shape: tuple[int, int], 
 
 
 def check_labels(name: str, labels: object, shape: tuple[int, ...], num_classes: int) -> Tensor:
-    """labels: class ids in [0, num_classes) or -100 (ignored), shaped like the inputs."""
+    """labels: class ids in [0, num_classes) or -100 (ignored), shaped like the inputs.
+
+    Any integer dtype is taken and returned as torch.long: cross_entropy accepts only long
+    targets and would fail on int32 deep inside the loss."""
     labels = require_tensor(name, labels)
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise ValueError(f"{name} must hold integer ids, got {_describe(labels)}")
@@ -111,7 +114,7 @@ def check_labels(name: str, labels: object, shape: tuple[int, ...], num_classes:
         raise ValueError(
             f"{name} must be in [0, {num_classes}) or -100 (ignored), got {int(labels[where])} at index {where}"
         )
-    return labels
+    return labels.long()
 
 
 def check_kv_cache(
@@ -156,7 +159,8 @@ def check_token_type_ids(name: str, token_type_ids: object, shape: tuple[int, in
 def check_classification_labels(name: str, labels: object, batch: int, num_labels: int, problem_type: str) -> Tensor:
     """Sequence-classification labels, as transformers' problem types expect them.
 
-    - "single_label_classification": integer class ids in [0, num_labels) or -100, shape (batch,);
+    - "single_label_classification": integer class ids in [0, num_labels) or -100, shape (batch,),
+      returned as torch.long;
     - "regression": numbers, shape (batch,) or (batch, 1) for one label, (batch, num_labels) otherwise;
     - "multi_label_classification": targets in [0, 1], shape (batch, num_labels).
     """
@@ -179,7 +183,7 @@ def check_classification_labels(name: str, labels: object, batch: int, num_label
                 f"{name} must be in [0, {num_labels}) (num_labels) or -100 (ignored), got {int(labels[where])} "
                 f"at index {where}"
             )
-        return labels
+        return labels.long()  # any integer dtype: cross_entropy takes only long targets
     if problem_type == "regression":
         shapes = [(batch,), (batch, 1)] if num_labels == 1 else [(batch, num_labels)]
         if tuple(labels.shape) not in shapes:
