@@ -358,6 +358,16 @@ def _unknown_keyword(cls: type, key: str, known: list[str]) -> TypeError:
     )
 
 
+def _differing_tied_weights(tied: dict[str, str], state: StateDict) -> list[tuple[str, str]]:
+    """The (alias, source) pairs that a checkpoint holds both of, with different values.
+
+    Tying them would silently keep one and drop the other; transformers' tie_weights leaves
+    such a pair untied. Pickled checkpoints often hold both names for one tensor: equal, tied."""
+    return [(alias, source) for alias, source in tied.items()
+            if alias in state and source in state and not (state[alias].shape == state[source].shape
+                                                           and torch.equal(state[alias], state[source]))]
+
+
 class PretrainedMixin:
     """``from_pretrained`` / ``save_pretrained`` for a model class that defines:
 
@@ -400,6 +410,8 @@ class PretrainedMixin:
         device (or device_map naming one device): where the parameters go; checked before
         any weight is read (a missing GPU is a ValueError naming it; "meta" is refused).
         revision, cache_dir, token, local_files_only, force_download: passed to the hub download.
+        A config that ties the head to the embedding while the file holds the head with other
+        values loads untied, with a warning (transformers' tie_weights does the same).
         Other keywords must be fields of ``config_class`` and override config.json
         (e.g. num_labels=3, attn_implementation="sdpa").
 
@@ -450,8 +462,23 @@ class PretrainedMixin:
         state = read_state_dict(folder)
         if dtype == "auto":
             dtype = _auto_dtype(stored, state)
-        model = cls(config)
+        # Read in the checkpoint's own names: the conversion of a tied config makes the head
+        # the embedding. (These models name their tied pair as transformers does.)
+        differing = _differing_tied_weights(cls.tied_weights, state) if getattr(
+            config, "tie_word_embeddings", False) else []
+        if differing:  # the config is wrong about this checkpoint: load it untied, as transformers does
+            warnings.warn(
+                f"{folder / 'config.json'} says tie_word_embeddings=True, but the checkpoint holds "
+                f"{', '.join(f'{a} and {s}' for a, s in differing)} with different values: they are loaded "
+                f"untied (as transformers does); set tie_word_embeddings=False in the config to silence this",
+                stacklevel=2,
+            )
+            config = dataclasses.replace(config, tie_word_embeddings=False)
+            for alias, source in cls.tied_weights.items():
+                if alias not in state and source in state:  # a pair held once (DeBERTa's bias): equal, as tied
+                    state[alias] = state[source]
         converted = cls.hf_to_ours(state, config)
+        model = cls(config)
         fresh = model.state_dict()
         missing_head = sorted(k for k in fresh if cls.head_prefixes and k.startswith(cls.head_prefixes)
                               and k not in converted)

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 import transformers
+import safetensors.torch
 from safetensors.torch import load_file
 from torch import nn
 
@@ -375,6 +378,43 @@ def test_save_killed_midway_leaves_the_old_checkpoint(saved_old, folders):
 # ---------------------------------------------------------------------------------------
 # Tying follows the parameters
 # ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("fmt", ["safetensors", "pickle"])
+def test_tied_config_with_a_different_head_in_the_file_loads_untied(kind, fmt, folders, tmp_path):
+    """config.json says tied, but the file holds the head with its own values: transformers
+    (tie_weights) leaves the pair untied and loads both; tying would silently drop one."""
+    cls, hf_cls, head, embedding = KINDS[kind]
+    state = load_file(folders[kind] / "model.safetensors")
+    assert head not in state  # saved tied: once
+    g = torch.Generator().manual_seed(5)
+    state[head] = state[embedding] + torch.randn(state[embedding].shape, generator=g)
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "config.json").write_bytes((folders[kind] / "config.json").read_bytes())
+    if fmt == "safetensors":
+        safetensors.torch.save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    else:
+        torch.save(state, folder / "pytorch_model.bin")
+    with pytest.warns(UserWarning, match=f"{re.escape(head)} and {re.escape(embedding)} with different values"):
+        ours = cls.from_pretrained(folder)
+    assert ours.get_parameter(head) is not ours.get_parameter(embedding)
+    assert torch.equal(ours.get_parameter(head), state[head])
+    assert torch.equal(ours.get_parameter(embedding), state[embedding])
+    theirs = hf_cls.from_pretrained(folder, attn_implementation="eager").eval()
+    assert theirs.get_parameter(head) is not theirs.get_parameter(embedding)
+    ids = _ids(ours.config.vocab_size)
+    with torch.no_grad():
+        assert_close(ours(ids).logits, theirs(ids).logits, name="logits of a checkpoint whose head differs", atol=1e-5)
+    # Both names for one tensor (as pickles hold them): tied, without a warning.
+    state[head] = state[embedding]
+    torch.save(state, folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink(missing_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = cls.from_pretrained(folder)
+    assert again.get_parameter(head) is again.get_parameter(embedding)
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
