@@ -24,6 +24,15 @@ def _describe(x: object) -> str:
     return f"a {type(x).__name__}"
 
 
+# Indexing a table with these selects rows as a mask instead of looking ids up (torch reads
+# uint8 as a legacy bool mask), so a matching shape would give a silently wrong result.
+MASK_DTYPES = (torch.bool, torch.uint8)
+
+
+def _mask_note(ids: Tensor) -> str:
+    return ": a uint8 tensor indexes as a mask, not as ids; convert with .long()" if ids.dtype == torch.uint8 else ""
+
+
 def require_tensor(name: str, x: object) -> Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {_describe(x)}")
@@ -36,8 +45,8 @@ def check_token_ids(name: str, ids: object, vocab_size: int) -> Tensor:
     Raises TypeError if ids is not a tensor, ValueError naming ``name`` otherwise.
     """
     ids = require_tensor(name, ids)
-    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
-        raise ValueError(f"{name} must hold integer token ids (torch.long), got {_describe(ids)}")
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype in MASK_DTYPES:
+        raise ValueError(f"{name} must hold integer token ids (torch.long), got {_describe(ids)}{_mask_note(ids)}")
     if ids.dim() != 2:
         raise ValueError(f"{name} must have shape (batch, seq), got {_describe(ids)}")
     if ids.shape[0] == 0:
@@ -74,8 +83,8 @@ def check_attention_mask(name: str, mask: object, shape: tuple[int, int]) -> Ten
 def _check_broadcast_ids(name: str, ids: object, shape: tuple[int, int], upper: int, table: str) -> Tensor:
     """Integers in [0, upper), shaped (batch, seq), (1, seq) or (seq,); returned as 2-d."""
     ids = require_tensor(name, ids)
-    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
-        raise ValueError(f"{name} must hold integers (torch.long), got {_describe(ids)}")
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype in MASK_DTYPES:
+        raise ValueError(f"{name} must hold integers (torch.long), got {_describe(ids)}{_mask_note(ids)}")
     if ids.dim() == 1:
         ids = ids[None]
     batch, seq = shape

@@ -89,3 +89,18 @@ def test_labels_of_any_integer_dtype_give_the_long_loss(name, dtype):
     labels = torch.tensor([1, 0]) if name == "BertForSequenceClassification" else torch.tensor([[3, 1, 4, 1], [5, 9, 2, 6]])
     expected = model(ids, labels=labels).loss
     assert torch.equal(model(ids, labels=labels.to(dtype)).loss, expected)
+
+
+@pytest.mark.parametrize("argument", ["input_ids", "token_type_ids", "position_ids"])
+def test_uint8_ids_are_refused_not_read_as_a_mask(argument):
+    """torch indexes a table with a uint8 tensor as a boolean mask; transformers' embedding
+    refuses uint8 too. int32 ids look up the same rows as long ones."""
+    model = MODELS["BertModel"].eval()
+    ids = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 0]])
+    kwargs = {"input_ids": ids, argument: (ids % 2) if argument != "position_ids" else torch.arange(4).repeat(2, 1)}
+    kwargs[argument] = kwargs[argument].to(torch.uint8)
+    with pytest.raises(ValueError, match=f"{argument} must hold integer.*uint8 tensor indexes as a mask"):
+        model(**kwargs)
+    kwargs[argument] = kwargs[argument].int()
+    expected = model(**{k: v.long() for k, v in kwargs.items()}).last_hidden_state
+    assert torch.equal(model(**kwargs).last_hidden_state, expected)
