@@ -383,6 +383,14 @@ class PretrainedMixin:
 
     config_class: type
     hf_to_ours: Callable[[StateDict, Any], StateDict]
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        # A config checks its fields when built; one changed since (config.n_head = 5) is
+        # checked again here, where the model is built from it, naming the field.
+        config = args[0] if args else kwargs.get("config")
+        if dataclasses.is_dataclass(config) and hasattr(config, "__post_init__"):
+            config.__post_init__()
+        return super().__new__(cls)
     ours_to_hf: Callable[[StateDict, Any], StateDict]
     head_prefixes: tuple[str, ...] = ()
     tied_weights: dict[str, str] = {}

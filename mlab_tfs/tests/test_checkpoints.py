@@ -481,3 +481,23 @@ def test_integer_weights_are_a_mismatch(folders, tmp_path):
     with pytest.raises(CheckpointError, match=r"transformer\.ln_f\.weight: checkpoint dtype torch\.int64, model "
                                               r"torch\.float32"):
         gpt2.GPT2LMHeadModel.from_pretrained(folder)
+
+
+# ---------------------------------------------------------------------------------------
+# A config changed after it was built
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind,field,value", [("gpt2", "layer_norm_epsilon", -1.0), ("gpt2", "n_head", 0),
+                                              ("bert", "hidden_dropout_prob", 2.0), ("bert", "vocab_size", "99"),
+                                              ("deberta", "layer_norm_eps", 0.0), ("deberta", "conv_kernel_size", 2)])
+def test_config_changed_after_it_was_built_is_checked_by_the_model(kind, field, value, folders):
+    """config.layer_norm_epsilon = -1 then Model(config): NaN logits, unless the model checks it."""
+    cls = KINDS[kind][0]
+    config = cls.from_pretrained(folders[kind]).config
+    good = getattr(config, field)
+    setattr(config, field, value)
+    with pytest.raises(ValueError, match=rf"{type(config).__name__}\.{field}"):
+        cls(config)
+    setattr(config, field, good)
+    assert isinstance(cls(config), cls)
