@@ -464,7 +464,9 @@ class PretrainedMixin:
         stored = read_config(folder)
         try:
             config = cls.config_class.from_dict({**stored, **overrides})
-        except ConfigError as e:  # say where the bad value came from
+        except ValueError as e:  # a bad field or a model_type of another model: say where it came from
+            if not isinstance(e, ConfigError) and type(e) is not ValueError:
+                raise
             source = f"{folder / 'config.json'}" + (f" with the keywords {sorted(overrides)}" if overrides else "")
             raise type(e)(f"{e} (reading {source})") from e
         state = read_state_dict(folder)

@@ -501,3 +501,9 @@ def test_config_changed_after_it_was_built_is_checked_by_the_model(kind, field, 
         cls(config)
     setattr(config, field, good)
     assert isinstance(cls(config), cls)
+
+
+@pytest.mark.parametrize("kind,other", [("gpt2", "bert"), ("bert", "deberta"), ("deberta", "gpt2")])
+def test_checkpoint_of_another_model_names_its_config_json(kind, other, folders):
+    with pytest.raises(ValueError, match=rf"model_type .*\(reading {re.escape(str(folders[other] / 'config.json'))}\)"):
+        KINDS[kind][0].from_pretrained(folders[other])
