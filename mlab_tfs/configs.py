@@ -10,6 +10,7 @@ Type errors (a bool where an int is expected: ``True`` is an int to Python) rais
 from __future__ import annotations
 
 import math
+import struct
 from typing import Any, Iterable
 
 
@@ -30,6 +31,11 @@ def _where(owner: object, name: str) -> str:
 INT_MAX = 2**63 - 1
 # The largest finite float32: a larger value (an eps, an init std) becomes inf in an fp32 model.
 FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _as_float32(value: float) -> float:
+    """value rounded to float32 (what it becomes in an fp32 model); |value| <= FLOAT32_MAX."""
+    return struct.unpack("f", struct.pack("f", value))[0]
 
 
 def _is_int(value: Any) -> bool:
@@ -65,6 +71,8 @@ def check_float(
     interval = ("(" if low_open else "[") + f"{low:g}, " + ("inf)" if high is None else f"{high:g}" +
                                                            (")" if high_open else "]"))
     ok = math.isfinite(value) and abs(value) <= FLOAT32_MAX and (value > low if low_open else value >= low)
+    if ok and low_open and _as_float32(value) <= low:  # an eps of 1e-300 is 0 in float32: no longer > 0
+        ok = False
     if high is not None:
         ok = ok and (value < high if high_open else value <= high)
     if not ok:

@@ -19,7 +19,7 @@ BAD_VALUES: dict[str, list[Any]] = {
     "int": [1.5, True, "1", None, HUGE_INT, -HUGE_INT - 1],
     "probability": [-0.1, 1.0, 2.0, NAN, INF, True, "0.1", None],
     "optional_probability": [-0.1, 1.0, 2.0, NAN, True, "0.1"],
-    "positive_float": [0.0, -1.0, NAN, INF, True, "1e-5", None, HUGE_FLOAT],
+    "positive_float": [0.0, -1.0, NAN, INF, True, "1e-5", None, HUGE_FLOAT, 1e-300],  # 1e-300: 0 in float32
     "non_negative_float": [-0.01, NAN, INF, True, "0.02", None, HUGE_FLOAT],
     "bool": [1, 0, "True", None, 1.0],
     "choice": ["no_such_value", None, 3, ""],
