@@ -113,6 +113,11 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> Pa
     if path.exists():
         raise NotADirectoryError(f"name_or_path must be a checkpoint folder (config.json + weights) or a hub id, "
                                  f"got the file {str(path)!r}")
+    aside = sorted(path.parent.glob(f".{path.name}.*.old.partial")) if path.name and path.parent.is_dir() else []
+    if aside:  # mlab_tfs.durable's two-rename swap, killed between its renames
+        raise FileNotFoundError(f"name_or_path: no checkpoint folder at {str(path.absolute())!r}: a save into it was "
+                                f"interrupted; its previous contents are in {str(aside[0])!r} (the next save into "
+                                f"the folder puts them back)")
     reason = _local_only(name_or_path)
     if reason is not None:
         raise FileNotFoundError(f"name_or_path: no checkpoint folder at {str(path.absolute())!r} ({reason})")

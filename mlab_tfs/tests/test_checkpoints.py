@@ -507,3 +507,17 @@ def test_config_changed_after_it_was_built_is_checked_by_the_model(kind, field, 
 def test_checkpoint_of_another_model_names_its_config_json(kind, other, folders):
     with pytest.raises(ValueError, match=rf"model_type .*\(reading {re.escape(str(folders[other] / 'config.json'))}\)"):
         KINDS[kind][0].from_pretrained(folders[other])
+
+
+def test_folder_of_an_interrupted_swap_names_where_its_contents_are(folders, tmp_path, monkeypatch):
+    """A save killed between the two renames of the fallback swap leaves the folder missing and
+    its old contents aside: loading says so at once (no hub lookup), and the next save restores them."""
+    aside = _copy(folders["gpt2"], tmp_path / ".ckpt.999999999-0a1b2c3d.old.partial")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"a save into it was interrupted.*old\.partial"):
+        gpt2.GPT2LMHeadModel.from_pretrained("ckpt")  # a hub-id-like name: still no hub lookup
+    model = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2_other"])
+    (aside / "vocab.json").write_text('{"a": 0}')
+    model.save_pretrained("ckpt")
+    assert not aside.exists() and (tmp_path / "ckpt" / "vocab.json").read_text() == '{"a": 0}'
+    _assert_same_state(gpt2.GPT2LMHeadModel.from_pretrained("ckpt"), _state(model))
