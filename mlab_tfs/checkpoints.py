@@ -447,7 +447,9 @@ class PretrainedMixin:
         dtype = dtype if dtype is not None else torch_dtype
         target_device = _parse_device(device, device_map)
 
+        # Fields, and transformers' generic names of them (GPT-2's hidden_size for n_embd).
         field_names = [f.name for f in dataclasses.fields(cls.config_class)]
+        field_names += list(getattr(cls.config_class, "attribute_map", {}))
         hub_kwargs = {k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs}
         overrides: dict[str, Any] = {}
         for key, value in kwargs.items():
