@@ -496,7 +496,8 @@ class PretrainedMixin:
                     state[alias] = state[source]
         converted = cls.hf_to_ours(state, config)
         model = cls(config)
-        fresh = model.state_dict()
+        # Every name a fresh head answers to: a tied alias (DeBERTa's decoder.bias) too.
+        fresh = {**{k: p.detach() for k, p in model.named_parameters(remove_duplicate=False)}, **model.state_dict()}
         missing_head = sorted(k for k in fresh if cls.head_prefixes and k.startswith(cls.head_prefixes)
                               and k not in converted)
         if missing_head and not new_head:

@@ -521,3 +521,24 @@ def test_folder_of_an_interrupted_swap_names_where_its_contents_are(folders, tmp
     model.save_pretrained("ckpt")
     assert not aside.exists() and (tmp_path / "ckpt" / "vocab.json").read_text() == '{"a": 0}'
     _assert_same_state(gpt2.GPT2LMHeadModel.from_pretrained("ckpt"), _state(model))
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_deberta_mlm_from_a_base_model_checkpoint_starts_a_fresh_head(legacy, tmp_path):
+    """As BertForMaskedLM from a BertModel checkpoint, and as transformers does: the body
+    loads, the MLM head starts fresh with a warning (silenced by new_head=True)."""
+    hf_mlm = transformers.DebertaV2ForMaskedLM.from_pretrained(deberta_checkpoint(tmp_path / "mlm", "v2_conv",
+                                                                                  legacy=legacy))
+    hf_mlm.deberta.save_pretrained(tmp_path / "base")
+    with pytest.warns(UserWarning, match="no weights for DebertaV2ForMaskedLM's head"):
+        ours = deberta.DebertaV2ForMaskedLM.from_pretrained(tmp_path / "base")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        deberta.DebertaV2ForMaskedLM.from_pretrained(tmp_path / "base", new_head=True)
+    theirs = transformers.DebertaV2Model.from_pretrained(tmp_path / "base").eval()
+    ids = _ids(ours.config.vocab_size)
+    with torch.no_grad():
+        assert_close(ours.deberta(ids).last_hidden_state, theirs(ids).last_hidden_state,
+                     name="body of DebertaV2ForMaskedLM from a DebertaV2Model checkpoint", atol=1e-5)
+    if legacy:  # the tied decoder reads the loaded embeddings
+        assert ours.cls.predictions.decoder.weight is ours.deberta.embeddings.word_embeddings.weight
