@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import functools
 import json
 import os
 import re
@@ -266,22 +267,25 @@ def save_tied_weights_once(model: torch.nn.Module, tied: dict[str, str]) -> None
     saves a checkpoint), and load_state_dict() takes the alias from the source, so a saved
     state dict loads back into a tied model.
     """
+    # Module-level functions bound with partial (not closures), so the model still pickles.
+    model.register_state_dict_post_hook(functools.partial(_drop_tied_aliases, tied=dict(tied)))
+    model.register_load_state_dict_pre_hook(functools.partial(_fill_tied_aliases, tied=dict(tied)))
 
-    def is_tied(alias: str, source: str) -> bool:
-        return model.get_parameter(alias) is model.get_parameter(source)
 
-    def drop_aliases(module, state_dict, prefix, local_metadata) -> None:
-        for alias, source in tied.items():
-            if is_tied(alias, source) and prefix + source in state_dict:
-                state_dict.pop(prefix + alias, None)
+def _is_tied(model: torch.nn.Module, alias: str, source: str) -> bool:
+    return model.get_parameter(alias) is model.get_parameter(source)
 
-    def fill_aliases(module, state_dict, prefix, *args) -> None:
-        for alias, source in tied.items():
-            if is_tied(alias, source) and prefix + alias not in state_dict and prefix + source in state_dict:
-                state_dict[prefix + alias] = state_dict[prefix + source]
 
-    model.register_state_dict_post_hook(drop_aliases)
-    model.register_load_state_dict_pre_hook(fill_aliases)
+def _drop_tied_aliases(module, state_dict, prefix, local_metadata, *, tied: dict[str, str]) -> None:
+    for alias, source in tied.items():
+        if _is_tied(module, alias, source) and prefix + source in state_dict:
+            state_dict.pop(prefix + alias, None)
+
+
+def _fill_tied_aliases(module, state_dict, prefix, *args, tied: dict[str, str]) -> None:
+    for alias, source in tied.items():
+        if _is_tied(module, alias, source) and prefix + alias not in state_dict and prefix + source in state_dict:
+            state_dict[prefix + alias] = state_dict[prefix + source]
 
 
 def save_safetensors(state_dict: StateDict, path: Path) -> None:

@@ -542,3 +542,17 @@ def test_deberta_mlm_from_a_base_model_checkpoint_starts_a_fresh_head(legacy, tm
                      name="body of DebertaV2ForMaskedLM from a DebertaV2Model checkpoint", atol=1e-5)
     if legacy:  # the tied decoder reads the loaded embeddings
         assert ours.cls.predictions.decoder.weight is ours.deberta.embeddings.word_embeddings.weight
+
+
+# DeBERTa's activations are lambdas, which do not pickle whatever the loader does.
+@pytest.mark.parametrize("kind", ["gpt2", "bert"])
+def test_a_tied_model_pickles_whole(kind, folders, tmp_path):
+    """torch.save(model) (and multiprocessing) pickle the model: the tying hooks must pickle
+    too, and the copy keeps one tied Parameter and the same state dict."""
+    cls, _, head, embedding = KINDS[kind]
+    model = cls.from_pretrained(folders[kind])
+    torch.save(model, tmp_path / "model.pt")
+    back = torch.load(tmp_path / "model.pt", weights_only=False)
+    assert back.get_parameter(head) is back.get_parameter(embedding)
+    _assert_same_state(back, _state(model))
+    assert head not in back.state_dict()
