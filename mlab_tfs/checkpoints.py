@@ -333,8 +333,8 @@ def _parse_device(device: object, device_map: object) -> torch.device | None:
     if device_map is not None:
         if device is not None:
             raise ValueError(f"pass device or device_map, not both (got device={device!r}, device_map={device_map!r})")
-        if isinstance(device_map, dict) and set(device_map) == {""}:
-            device_map = device_map[""]
+        if isinstance(device_map, dict) and len({repr(v) for v in device_map.values()}) == 1:
+            device_map = next(iter(device_map.values()))  # {"": "cuda:0"}, or every module on one device
         if device_map == "auto" or isinstance(device_map, dict):
             raise ValueError(f"device_map must name one device (e.g. 'cuda:0'); spreading a model over devices "
                              f"is not supported, got {device_map!r}")

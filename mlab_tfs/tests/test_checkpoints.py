@@ -143,6 +143,7 @@ def test_dtype_auto_reads_the_checkpoint(tmp_path):
     (dict(dtype="float17"), "dtype must be"), (dict(dtype=torch.int8), "dtype must be"),
     (dict(torch_dtype=3), "torch_dtype must be"), (dict(dtype=torch.float16, torch_dtype=torch.bfloat16), "disagree"),
     (dict(device="gpu9"), "device must name an available torch device"), (dict(device_map="auto"), "device_map must name one device"),
+    (dict(device_map={"transformer": "cpu", "lm_head": "cuda:0"}), "device_map must name one device"),
     (dict(device="cpu", device_map="cpu"), "not both"), (dict(new_head="yes"), "new_head must be a bool"),
     (dict(new_head=True), "GPT2LMHeadModel has no head that may start fresh"),
     # float8 is floating but has no matmul: refused, as transformers refuses it.
@@ -184,7 +185,7 @@ def test_attn_implementation_none_is_the_default(folders):
 
 
 def test_device_map_naming_one_device(folders):
-    for device_map in ("cpu", {"": "cpu"}, torch.device("cpu")):
+    for device_map in ("cpu", {"": "cpu"}, torch.device("cpu"), {"transformer": "cpu", "lm_head": "cpu"}):
         model = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"], device_map=device_map)
         assert {p.device.type for p in model.parameters()} == {"cpu"}
 
