@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import functools
 import json
 import os
 import re
@@ -113,6 +114,11 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> Pa
     if path.exists():
         raise NotADirectoryError(f"name_or_path must be a checkpoint folder (config.json + weights) or a hub id, "
                                  f"got the file {str(path)!r}")
+    aside = sorted(path.parent.glob(f".{path.name}.*.old.partial")) if path.name and path.parent.is_dir() else []
+    if aside:  # mlab_tfs.durable's two-rename swap, killed between its renames
+        raise FileNotFoundError(f"name_or_path: no checkpoint folder at {str(path.absolute())!r}: a save into it was "
+                                f"interrupted; its previous contents are in {str(aside[0])!r} (the next save into "
+                                f"the folder puts them back)")
     reason = _local_only(name_or_path)
     if reason is not None:
         raise FileNotFoundError(f"name_or_path: no checkpoint folder at {str(path.absolute())!r} ({reason})")
@@ -261,22 +267,25 @@ def save_tied_weights_once(model: torch.nn.Module, tied: dict[str, str]) -> None
     saves a checkpoint), and load_state_dict() takes the alias from the source, so a saved
     state dict loads back into a tied model.
     """
+    # Module-level functions bound with partial (not closures), so the model still pickles.
+    model.register_state_dict_post_hook(functools.partial(_drop_tied_aliases, tied=dict(tied)))
+    model.register_load_state_dict_pre_hook(functools.partial(_fill_tied_aliases, tied=dict(tied)))
 
-    def is_tied(alias: str, source: str) -> bool:
-        return model.get_parameter(alias) is model.get_parameter(source)
 
-    def drop_aliases(module, state_dict, prefix, local_metadata) -> None:
-        for alias, source in tied.items():
-            if is_tied(alias, source) and prefix + source in state_dict:
-                state_dict.pop(prefix + alias, None)
+def _is_tied(model: torch.nn.Module, alias: str, source: str) -> bool:
+    return model.get_parameter(alias) is model.get_parameter(source)
 
-    def fill_aliases(module, state_dict, prefix, *args) -> None:
-        for alias, source in tied.items():
-            if is_tied(alias, source) and prefix + alias not in state_dict and prefix + source in state_dict:
-                state_dict[prefix + alias] = state_dict[prefix + source]
 
-    model.register_state_dict_post_hook(drop_aliases)
-    model.register_load_state_dict_pre_hook(fill_aliases)
+def _drop_tied_aliases(module, state_dict, prefix, local_metadata, *, tied: dict[str, str]) -> None:
+    for alias, source in tied.items():
+        if _is_tied(module, alias, source) and prefix + source in state_dict:
+            state_dict.pop(prefix + alias, None)
+
+
+def _fill_tied_aliases(module, state_dict, prefix, *args, tied: dict[str, str]) -> None:
+    for alias, source in tied.items():
+        if _is_tied(module, alias, source) and prefix + alias not in state_dict and prefix + source in state_dict:
+            state_dict[prefix + alias] = state_dict[prefix + source]
 
 
 def save_safetensors(state_dict: StateDict, path: Path) -> None:
@@ -287,16 +296,21 @@ def save_safetensors(state_dict: StateDict, path: Path) -> None:
     save_file(tensors, str(path), metadata={"format": "pt"})
 
 
+# The dtypes a model computes in. torch's float8 types are floating too, but have no matmul
+# (transformers refuses them as well): a model cast to one could not run.
+MODEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
 def _parse_dtype(name: str, value: object) -> torch.dtype | str | None:
-    """None, "auto", a floating torch.dtype, or its name ("float16", "bfloat16", "float32"...)."""
-    if value is None or value == "auto" or isinstance(value, torch.dtype) and value.is_floating_point:
+    """None, "auto", one of MODEL_DTYPES, or its name ("float16", "half", "bfloat16", "float32", "float", "float64")."""
+    if value is None or isinstance(value, str) and value == "auto":
         return value
     if isinstance(value, str) and isinstance(getattr(torch, value, None), torch.dtype):
-        dtype = getattr(torch, value)
-        if dtype.is_floating_point:
-            return dtype
-    raise ValueError(f"{name} must be None, 'auto', a floating torch.dtype or its name ('float16', 'bfloat16', "
-                     f"'float32'), got {value!r}")
+        value = getattr(torch, value)
+    if isinstance(value, torch.dtype) and value in MODEL_DTYPES:
+        return value
+    raise ValueError(f"{name} must be None, 'auto', one of {[str(d) for d in MODEL_DTYPES]} or its name "
+                     f"('float16', 'bfloat16', 'float32'), got {value!r}")
 
 
 def _auto_dtype(config: dict[str, Any], state: StateDict) -> torch.dtype:
@@ -319,8 +333,8 @@ def _parse_device(device: object, device_map: object) -> torch.device | None:
     if device_map is not None:
         if device is not None:
             raise ValueError(f"pass device or device_map, not both (got device={device!r}, device_map={device_map!r})")
-        if isinstance(device_map, dict) and set(device_map) == {""}:
-            device_map = device_map[""]
+        if isinstance(device_map, dict) and len({repr(v) for v in device_map.values()}) == 1:
+            device_map = next(iter(device_map.values()))  # {"": "cuda:0"}, or every module on one device
         if device_map == "auto" or isinstance(device_map, dict):
             raise ValueError(f"device_map must name one device (e.g. 'cuda:0'); spreading a model over devices "
                              f"is not supported, got {device_map!r}")
@@ -330,9 +344,17 @@ def _parse_device(device: object, device_map: object) -> torch.device | None:
     if isinstance(device, bool) or not isinstance(device, (str, int, torch.device)):
         raise TypeError(f"device must be a str, int or torch.device, got {type(device).__name__}")
     try:
-        return torch.device(device)
+        parsed = torch.device(device)
     except RuntimeError as e:
-        raise ValueError(f"device must name a torch device (e.g. 'cpu', 'cuda:0'), got {device!r}") from e
+        raise ValueError(f"device must name an available torch device (e.g. 'cpu', 'cuda:0'), got {device!r} "
+                         f"({_first_line(e)})") from e
+    if parsed.type == "meta":
+        raise ValueError("device='meta' holds no values: the checkpoint's weights would be dropped")
+    try:  # before reading any weights: a missing GPU fails here, naming the argument
+        torch.empty(0, device=parsed)
+    except (RuntimeError, AssertionError) as e:  # torch says "not compiled with CUDA" with an AssertionError
+        raise ValueError(f"device {device!r} is not available here ({_first_line(e)})") from e
+    return parsed
 
 
 def _unknown_keyword(cls: type, key: str, known: list[str]) -> TypeError:
@@ -343,6 +365,16 @@ def _unknown_keyword(cls: type, key: str, known: list[str]) -> TypeError:
         f"(keywords: new_head, dtype, torch_dtype, device, device_map, {', '.join(HUB_KWARGS)}, "
         f"or a field of {cls.config_class.__name__})"
     )
+
+
+def _differing_tied_weights(tied: dict[str, str], state: StateDict) -> list[tuple[str, str]]:
+    """The (alias, source) pairs that a checkpoint holds both of, with different values.
+
+    Tying them would silently keep one and drop the other; transformers' tie_weights leaves
+    such a pair untied. Pickled checkpoints often hold both names for one tensor: equal, tied."""
+    return [(alias, source) for alias, source in tied.items()
+            if alias in state and source in state and not (state[alias].shape == state[source].shape
+                                                           and torch.equal(state[alias], state[source]))]
 
 
 class PretrainedMixin:
@@ -360,6 +392,14 @@ class PretrainedMixin:
 
     config_class: type
     hf_to_ours: Callable[[StateDict, Any], StateDict]
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        # A config checks its fields when built; one changed since (config.n_head = 5) is
+        # checked again here, where the model is built from it, naming the field.
+        config = args[0] if args else kwargs.get("config")
+        if dataclasses.is_dataclass(config) and hasattr(config, "__post_init__"):
+            config.__post_init__()
+        return super().__new__(cls)
     ours_to_hf: Callable[[StateDict, Any], StateDict]
     head_prefixes: tuple[str, ...] = ()
     tied_weights: dict[str, str] = {}
@@ -380,16 +420,21 @@ class PretrainedMixin:
 
         new_head=True says you expect the checkpoint to lack this class's head (you are about
         to fine-tune a fresh one) and silences the warning about it.
-        dtype (or transformers' older name torch_dtype): None keeps fp32; a floating
-        torch.dtype or its name ("float16", "bfloat16", "float32") casts every parameter;
-        "auto" takes config.json's dtype, else the weights' (transformers' modeling_utils).
-        device (or device_map naming one device): where the parameters go.
+        dtype (or transformers' older name torch_dtype): None keeps fp32; torch.float16,
+        bfloat16, float32 or float64, or its name ("float16", "half", "bfloat16", "float32",
+        "float64") casts every parameter; "auto" takes config.json's dtype, else the weights'
+        (transformers' modeling_utils). float8 types are refused (no matmul), as transformers does.
+        device (or device_map naming one device): where the parameters go; checked before
+        any weight is read (a missing GPU is a ValueError naming it; "meta" is refused).
         revision, cache_dir, token, local_files_only, force_download: passed to the hub download.
+        A config that ties the head to the embedding while the file holds the head with other
+        values loads untied, with a warning (transformers' tie_weights does the same).
         Other keywords must be fields of ``config_class`` and override config.json
         (e.g. num_labels=3, attn_implementation="sdpa").
 
         Raises TypeError for an unknown keyword (with the closest name) or one of
-        transformers' that this loader cannot honour; ValueError for a bad dtype or device;
+        transformers' that this loader cannot honour; ValueError for a bad dtype or an unknown or
+        unavailable device;
         FileNotFoundError for a local path that does not exist (at once, without the hub);
         CheckpointError naming the file for a missing, truncated or corrupted config.json or
         weight file, and listing every key that does not fit the model.
@@ -406,13 +451,17 @@ class PretrainedMixin:
         dtype = dtype if dtype is not None else torch_dtype
         target_device = _parse_device(device, device_map)
 
+        # Fields, and transformers' generic names of them (GPT-2's hidden_size for n_embd).
         field_names = [f.name for f in dataclasses.fields(cls.config_class)]
+        field_names += list(getattr(cls.config_class, "attribute_map", {}))
         hub_kwargs = {k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs}
         overrides: dict[str, Any] = {}
         for key, value in kwargs.items():
             if key in UNSUPPORTED_KWARGS:
                 raise TypeError(f"{cls.__name__}.from_pretrained() does not support transformers' {key}= "
                                 f"({UNSUPPORTED_KWARGS[key]})")
+            if key == "attn_implementation" and value is None:  # transformers' "the default"
+                continue
             if key == "attn_implementation" and key not in field_names:
                 if value not in (None, "eager"):
                     raise ValueError(f"attn_implementation: {cls.__name__} has only the eager attention, got {value!r}")
@@ -426,15 +475,33 @@ class PretrainedMixin:
         stored = read_config(folder)
         try:
             config = cls.config_class.from_dict({**stored, **overrides})
-        except ConfigError as e:  # say where the bad value came from
+        except ValueError as e:  # a bad field or a model_type of another model: say where it came from
+            if not isinstance(e, ConfigError) and type(e) is not ValueError:
+                raise
             source = f"{folder / 'config.json'}" + (f" with the keywords {sorted(overrides)}" if overrides else "")
             raise type(e)(f"{e} (reading {source})") from e
         state = read_state_dict(folder)
         if dtype == "auto":
             dtype = _auto_dtype(stored, state)
-        model = cls(config)
+        # Read in the checkpoint's own names: the conversion of a tied config makes the head
+        # the embedding. (These models name their tied pair as transformers does.)
+        differing = _differing_tied_weights(cls.tied_weights, state) if getattr(
+            config, "tie_word_embeddings", False) else []
+        if differing:  # the config is wrong about this checkpoint: load it untied, as transformers does
+            warnings.warn(
+                f"{folder / 'config.json'} says tie_word_embeddings=True, but the checkpoint holds "
+                f"{', '.join(f'{a} and {s}' for a, s in differing)} with different values: they are loaded "
+                f"untied (as transformers does); set tie_word_embeddings=False in the config to silence this",
+                stacklevel=2,
+            )
+            config = dataclasses.replace(config, tie_word_embeddings=False)
+            for alias, source in cls.tied_weights.items():
+                if alias not in state and source in state:  # a pair held once (DeBERTa's bias): equal, as tied
+                    state[alias] = state[source]
         converted = cls.hf_to_ours(state, config)
-        fresh = model.state_dict()
+        model = cls(config)
+        # Every name a fresh head answers to: a tied alias (DeBERTa's decoder.bias) too.
+        fresh = {**{k: p.detach() for k, p in model.named_parameters(remove_duplicate=False)}, **model.state_dict()}
         missing_head = sorted(k for k in fresh if cls.head_prefixes and k.startswith(cls.head_prefixes)
                               and k not in converted)
         if missing_head and not new_head:

@@ -10,6 +10,7 @@ Type errors (a bool where an int is expected: ``True`` is an int to Python) rais
 from __future__ import annotations
 
 import math
+import struct
 from typing import Any, Iterable
 
 
@@ -25,12 +26,24 @@ def _where(owner: object, name: str) -> str:
     return f"{type(owner).__name__}.{name}"
 
 
+# The largest value torch can hold in a size or an index (int64); beyond it torch fails
+# deep inside with an unnamed overflow.
+INT_MAX = 2**63 - 1
+# The largest finite float32: a larger value (an eps, an init std) becomes inf in an fp32 model.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _as_float32(value: float) -> float:
+    """value rounded to float32 (what it becomes in an fp32 model); |value| <= FLOAT32_MAX."""
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_int(owner: object, name: str, *, minimum: int | None = None, optional: bool = False) -> None:
-    """owner.<name> is an int (not a bool) >= minimum, or None if optional."""
+    """owner.<name> is an int (not a bool) in [minimum, INT_MAX], or None if optional."""
     value = getattr(owner, name)
     if value is None and optional:
         return
@@ -39,13 +52,16 @@ def check_int(owner: object, name: str, *, minimum: int | None = None, optional:
         raise ConfigTypeError(f"{_where(owner, name)} must be {expected}, got {value!r} ({type(value).__name__})")
     if minimum is not None and value < minimum:
         raise ConfigError(f"{_where(owner, name)} must be >= {minimum}, got {value}")
+    if abs(value) > INT_MAX:
+        raise ConfigError(f"{_where(owner, name)} must fit in int64 (at most {INT_MAX} in size), got {value}")
 
 
 def check_float(
     owner: object, name: str, *, low: float, high: float | None = None, low_open: bool = False,
     high_open: bool = True, optional: bool = False,
 ) -> None:
-    """owner.<name> is a finite real number (an int is fine, a bool is not) in the given interval."""
+    """owner.<name> is a real number (an int is fine, a bool is not) in the given interval,
+    finite in float32 (the models' default dtype: a larger value would become inf there)."""
     value = getattr(owner, name)
     if value is None and optional:
         return
@@ -54,11 +70,13 @@ def check_float(
         raise ConfigTypeError(f"{_where(owner, name)} must be {expected}, got {value!r} ({type(value).__name__})")
     interval = ("(" if low_open else "[") + f"{low:g}, " + ("inf)" if high is None else f"{high:g}" +
                                                            (")" if high_open else "]"))
-    ok = math.isfinite(value) and (value > low if low_open else value >= low)
+    ok = math.isfinite(value) and abs(value) <= FLOAT32_MAX and (value > low if low_open else value >= low)
+    if ok and low_open and _as_float32(value) <= low:  # an eps of 1e-300 is 0 in float32: no longer > 0
+        ok = False
     if high is not None:
         ok = ok and (value < high if high_open else value <= high)
     if not ok:
-        raise ConfigError(f"{_where(owner, name)} must be finite and in {interval}, got {value!r}")
+        raise ConfigError(f"{_where(owner, name)} must be finite (in float32) and in {interval}, got {value!r}")
 
 
 def check_probability(owner: object, name: str, *, optional: bool = False) -> None:

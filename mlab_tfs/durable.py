@@ -12,9 +12,10 @@ Two primitives, used by every writer in the package (checkpoints, tokenizers, tr
 
 On Linux the swap is ``renameat2(RENAME_EXCHANGE)``, atomic; elsewhere it is two renames,
 with a window of two system calls in which ``folder`` is missing (the old contents then
-sit in a hidden sibling). Leftovers of a killed save are hidden siblings named
-``.<name>.<pid>-<random>.partial``; the next save into the same folder removes those
-whose process is gone.
+sit in a hidden sibling ``.<name>.<pid>-<random>.old.partial``; if the save is killed
+there, the next save into the folder puts them back first). Leftovers of a killed save are
+hidden siblings named ``.<name>.<pid>-<random>.partial``; the next save into the same
+folder removes those whose process is gone.
 """
 
 from __future__ import annotations
@@ -34,8 +35,12 @@ __all__ = ["atomic_file", "atomic_folder", "write_text_atomic", "write_bytes_ato
 _SUFFIX = ".partial"
 
 
-def _partial_name(target: Path) -> Path:
-    return target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}{_SUFFIX}")
+# The marker of a folder's previous contents, moved aside by the two-rename swap.
+_OLD = ".old"
+
+
+def _partial_name(target: Path, marker: str = "") -> Path:
+    return target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}{marker}{_SUFFIX}")
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -77,17 +82,24 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _remove_stale_partials(target: Path) -> None:
-    """Remove what killed saves into ``target`` left behind (their process is gone)."""
+    """Remove what killed saves into ``target`` left behind (their process is gone).
+
+    A save killed between the two renames of the fallback swap leaves ``target`` missing and
+    its previous contents in a hidden ``.old`` sibling: those are put back, not removed."""
     prefix = f".{target.name}."
     if not target.parent.is_dir():
         return
-    for entry in target.parent.iterdir():
+    entries = sorted(target.parent.iterdir(), key=lambda e: not e.name.endswith(_OLD + _SUFFIX))  # .old first
+    for entry in entries:
         name = entry.name
         if not (name.startswith(prefix) and name.endswith(_SUFFIX)):
             continue
         pid_part = name[len(prefix):-len(_SUFFIX)].split("-", 1)[0]
         if pid_part.isdigit() and not _pid_alive(int(pid_part)):
-            _remove(entry)
+            if name.endswith(_OLD + _SUFFIX) and not os.path.lexists(target):
+                os.rename(entry, target)  # the whole previous state, as it was before the killed save
+            else:
+                _remove(entry)
 
 
 @contextlib.contextmanager
@@ -153,6 +165,22 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(a), None, str(b))
 
 
+def _cwd_inside(folder: Path) -> str | None:
+    """The working directory if it is folder or inside it (it would follow the old folder)."""
+    try:
+        cwd = os.getcwd()
+    except FileNotFoundError:
+        return None
+    return cwd if cwd == str(folder) or cwd.startswith(str(folder) + os.sep) else None
+
+
+def _follow(cwd: str | None) -> None:
+    """After a swap, move the working directory from the old folder to the same path in the new one."""
+    if cwd is not None:
+        with contextlib.suppress(OSError):  # a subfolder this save dropped: stay where the path leads
+            os.chdir(cwd)
+
+
 @contextlib.contextmanager
 def atomic_folder(folder: str | os.PathLike, drop: Iterable[str] = ()) -> Iterator[Path]:
     """Yield an empty staging folder; on a clean exit it becomes ``folder`` in one step.
@@ -163,11 +191,18 @@ def atomic_folder(folder: str | os.PathLike, drop: Iterable[str] = ()) -> Iterat
     older save that this one replaces). If the block raises, ``folder`` is untouched and the
     staging folder is removed.
 
-    Raises NotADirectoryError if ``folder`` exists and is not a folder.
+    A process whose working directory is ``folder`` (or inside it) keeps working there: it
+    is moved into the new folder, not left in the old one, which is deleted.
+
+    Raises TypeError if ``folder`` is not a str or path, ValueError if it is empty,
+    NotADirectoryError if it exists and is not a folder.
     """
-    folder = Path(folder)
-    if folder.is_symlink():
-        folder = Path(os.path.realpath(folder))
+    if not isinstance(folder, (str, os.PathLike)) or isinstance(folder, bytes):
+        raise TypeError(f"folder must be a str or os.PathLike, got {type(folder).__name__}")
+    if not os.fspath(folder).strip():
+        raise ValueError("folder must name a folder, got an empty string")
+    # Absolute and normalised: "." and "x/.." have no name of their own to stage beside.
+    folder = Path(os.path.realpath(folder) if Path(folder).is_symlink() else os.path.abspath(folder))
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"cannot save into {folder}: it exists and is not a folder")
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -196,14 +231,17 @@ def atomic_folder(folder: str | os.PathLike, drop: Iterable[str] = ()) -> Iterat
                 if not p.is_symlink():
                     _fsync_file(p)
             _fsync_dir(Path(root))
+        cwd = _cwd_inside(folder)
         if not folder.exists():
             os.rename(staging, folder)
         elif _exchange(staging, folder):
+            _follow(cwd)
             _remove(staging)  # now holds the old contents
         else:
-            old = _partial_name(folder)
+            old = _partial_name(folder, _OLD)
             os.rename(folder, old)
             os.rename(staging, folder)
+            _follow(cwd)
             _remove(old)
     except BaseException:
         _remove(staging)

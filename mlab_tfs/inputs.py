@@ -24,6 +24,15 @@ def _describe(x: object) -> str:
     return f"a {type(x).__name__}"
 
 
+# Indexing a table with these selects rows as a mask instead of looking ids up (torch reads
+# uint8 as a legacy bool mask), so a matching shape would give a silently wrong result.
+MASK_DTYPES = (torch.bool, torch.uint8)
+
+
+def _mask_note(ids: Tensor) -> str:
+    return ": a uint8 tensor indexes as a mask, not as ids; convert with .long()" if ids.dtype == torch.uint8 else ""
+
+
 def require_tensor(name: str, x: object) -> Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {_describe(x)}")
@@ -36,8 +45,8 @@ def check_token_ids(name: str, ids: object, vocab_size: int) -> Tensor:
     Raises TypeError if ids is not a tensor, ValueError naming ``name`` otherwise.
     """
     ids = require_tensor(name, ids)
-    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
-        raise ValueError(f"{name} must hold integer token ids (torch.long), got {_describe(ids)}")
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype in MASK_DTYPES:
+        raise ValueError(f"{name} must hold integer token ids (torch.long), got {_describe(ids)}{_mask_note(ids)}")
     if ids.dim() != 2:
         raise ValueError(f"{name} must have shape (batch, seq), got {_describe(ids)}")
     if ids.shape[0] == 0:
@@ -74,8 +83,8 @@ def check_attention_mask(name: str, mask: object, shape: tuple[int, int]) -> Ten
 def _check_broadcast_ids(name: str, ids: object, shape: tuple[int, int], upper: int, table: str) -> Tensor:
     """Integers in [0, upper), shaped (batch, seq), (1, seq) or (seq,); returned as 2-d."""
     ids = require_tensor(name, ids)
-    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
-        raise ValueError(f"{name} must hold integers (torch.long), got {_describe(ids)}")
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype in MASK_DTYPES:
+        raise ValueError(f"{name} must hold integers (torch.long), got {_describe(ids)}{_mask_note(ids)}")
     if ids.dim() == 1:
         ids = ids[None]
     batch, seq = shape
@@ -97,7 +106,10 @@ def check_position_ids(name: str, position_ids: object, shape: tuple[int, int], 
 
 
 def check_labels(name: str, labels: object, shape: tuple[int, ...], num_classes: int) -> Tensor:
-    """labels: class ids in [0, num_classes) or -100 (ignored), shaped like the inputs."""
+    """labels: class ids in [0, num_classes) or -100 (ignored), shaped like the inputs.
+
+    Any integer dtype is taken and returned as torch.long: cross_entropy accepts only long
+    targets and would fail on int32 deep inside the loss."""
     labels = require_tensor(name, labels)
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise ValueError(f"{name} must hold integer ids, got {_describe(labels)}")
@@ -111,7 +123,7 @@ def check_labels(name: str, labels: object, shape: tuple[int, ...], num_classes:
         raise ValueError(
             f"{name} must be in [0, {num_classes}) or -100 (ignored), got {int(labels[where])} at index {where}"
         )
-    return labels
+    return labels.long()
 
 
 def check_kv_cache(
@@ -156,7 +168,8 @@ def check_token_type_ids(name: str, token_type_ids: object, shape: tuple[int, in
 def check_classification_labels(name: str, labels: object, batch: int, num_labels: int, problem_type: str) -> Tensor:
     """Sequence-classification labels, as transformers' problem types expect them.
 
-    - "single_label_classification": integer class ids in [0, num_labels) or -100, shape (batch,);
+    - "single_label_classification": integer class ids in [0, num_labels) or -100, shape (batch,),
+      returned as torch.long;
     - "regression": numbers, shape (batch,) or (batch, 1) for one label, (batch, num_labels) otherwise;
     - "multi_label_classification": targets in [0, 1], shape (batch, num_labels).
     """
@@ -179,7 +192,7 @@ def check_classification_labels(name: str, labels: object, batch: int, num_label
                 f"{name} must be in [0, {num_labels}) (num_labels) or -100 (ignored), got {int(labels[where])} "
                 f"at index {where}"
             )
-        return labels
+        return labels.long()  # any integer dtype: cross_entropy takes only long targets
     if problem_type == "regression":
         shapes = [(batch,), (batch, 1)] if num_labels == 1 else [(batch, num_labels)]
         if tuple(labels.shape) not in shapes:

@@ -500,7 +500,8 @@ class BertForSequenceClassification(BertPreTrainedModel, nn.Module):
     """BertModel, then dropout and a linear classifier on the pooled [CLS] vector."""
 
     target = "classifier"
-    head_prefixes = ("classifier.",)
+    # transformers' BertForMaskedLM has no pooler: fine-tuning from one starts it fresh too.
+    head_prefixes = ("classifier.", "bert.pooler.")
     hf_to_ours = staticmethod(lambda state, config: from_hf_state_dict(state, config, "classifier"))
     ours_to_hf = staticmethod(lambda state, config: to_hf_state_dict(state, config, "classifier"))
 

@@ -870,7 +870,7 @@ def mlm_from_hf_state_dict(hf_state: StateDict, config: DebertaV2Config) -> Stat
         if key.startswith("mask_predictions."):
             continue  # DeBERTa-v3's replaced-token-detection head, unused for MLM (transformers drops it too)
         if key.startswith(("embeddings.", "encoder.")):
-            key = "deberta." + key  # a DebertaV2Model checkpoint: the head will be reported missing
+            key = "deberta." + key  # a DebertaV2Model checkpoint: the head starts fresh, with a warning
         out[key] = value
     out = _drop_unused(out, config, "deberta.")
     if config.legacy and config.tie_word_embeddings:
@@ -895,6 +895,8 @@ class DebertaV2ForMaskedLM(_PreTrained, nn.Module):
 
     hf_to_ours = staticmethod(mlm_from_hf_state_dict)
     ours_to_hf = staticmethod(mlm_to_hf_state_dict)
+    # A DebertaV2Model checkpoint has no MLM head: it starts fresh, with a warning, as in transformers.
+    head_prefixes = ("cls.", "lm_predictions.")
     # With legacy and tie_word_embeddings (transformers' _tied_weights_keys).
     tied_weights = {
         "cls.predictions.decoder.weight": "deberta.embeddings.word_embeddings.weight",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -79,6 +79,11 @@ class GPT2Config:
     # Which attention path runs: "sdpa" (transformers' default) or "eager" (hand-written);
     # the same function. transformers keeps it as config._attn_implementation.
     attn_implementation: str = "sdpa"
+    # transformers' GPT2Config.attribute_map: the generic names it reads as GPT-2's own.
+    attribute_map: ClassVar[dict[str, str]] = {
+        "hidden_size": "n_embd", "max_position_embeddings": "n_positions",
+        "num_attention_heads": "n_head", "num_hidden_layers": "n_layer",
+    }
 
     def __post_init__(self) -> None:
         """Check every field: ConfigError (a ValueError) naming it, ConfigTypeError for a wrong type."""
@@ -120,6 +125,9 @@ class GPT2Config:
             raise ValueError("config has add_cross_attention=True; this GPT-2 has no cross-attention")
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in d.items() if k in known}
+        for alias, name in cls.attribute_map.items():  # the generic name wins, as in transformers
+            if alias in d:
+                kwargs[name] = d[alias]
         if "_attn_implementation" in d and "attn_implementation" not in d and d["_attn_implementation"]:
             kwargs["attn_implementation"] = d["_attn_implementation"]
         return cls(**kwargs)

@@ -6,22 +6,25 @@ import math
 from typing import Any
 
 NAN, INF = math.nan, math.inf
+# Past int64 torch cannot size a tensor (it fails with an unnamed overflow); past float32's
+# largest value a float field becomes inf in an fp32 model.
+HUGE_INT, HUGE_FLOAT = 2**63, 1e39
 
 # kind -> values a field of that kind must refuse. Bools are refused wherever a number is
 # asked for: Python counts True as 1, which would hide a swapped argument.
 BAD_VALUES: dict[str, list[Any]] = {
-    "positive_int": [0, -1, 2.0, True, "4", None],
-    "optional_positive_int": [0, -3, 2.5, True, "4"],
-    "non_negative_int": [-1, 1.0, False, "0", None],
-    "int": [1.5, True, "1", None],
+    "positive_int": [0, -1, 2.0, True, "4", None, HUGE_INT, 10**30],
+    "optional_positive_int": [0, -3, 2.5, True, "4", HUGE_INT],
+    "non_negative_int": [-1, 1.0, False, "0", None, HUGE_INT],
+    "int": [1.5, True, "1", None, HUGE_INT, -HUGE_INT - 1],
     "probability": [-0.1, 1.0, 2.0, NAN, INF, True, "0.1", None],
     "optional_probability": [-0.1, 1.0, 2.0, NAN, True, "0.1"],
-    "positive_float": [0.0, -1.0, NAN, INF, True, "1e-5", None],
-    "non_negative_float": [-0.01, NAN, INF, True, "0.02", None],
+    "positive_float": [0.0, -1.0, NAN, INF, True, "1e-5", None, HUGE_FLOAT, 1e-300],  # 1e-300: 0 in float32
+    "non_negative_float": [-0.01, NAN, INF, True, "0.02", None, HUGE_FLOAT],
     "bool": [1, 0, "True", None, 1.0],
     "choice": ["no_such_value", None, 3, ""],
     "optional_choice": ["no_such_value", 3, ""],
-    "token_id": [-1, 1.5, True, "0"],  # plus vocab_size, where the id indexes the vocabulary
+    "token_id": [-1, 1.5, True, "0", HUGE_INT],  # plus vocab_size, where the id indexes the vocabulary
 }
 
 

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 import transformers
+import safetensors.torch
 from safetensors.torch import load_file
 from torch import nn
 
@@ -139,17 +142,50 @@ def test_dtype_auto_reads_the_checkpoint(tmp_path):
 @pytest.mark.parametrize("kwargs,match", [
     (dict(dtype="float17"), "dtype must be"), (dict(dtype=torch.int8), "dtype must be"),
     (dict(torch_dtype=3), "torch_dtype must be"), (dict(dtype=torch.float16, torch_dtype=torch.bfloat16), "disagree"),
-    (dict(device="gpu9"), "device must name"), (dict(device_map="auto"), "device_map must name one device"),
+    (dict(device="gpu9"), "device must name an available torch device"), (dict(device_map="auto"), "device_map must name one device"),
+    (dict(device_map={"transformer": "cpu", "lm_head": "cuda:0"}), "device_map must name one device"),
     (dict(device="cpu", device_map="cpu"), "not both"), (dict(new_head="yes"), "new_head must be a bool"),
     (dict(new_head=True), "GPT2LMHeadModel has no head that may start fresh"),
+    # float8 is floating but has no matmul: refused, as transformers refuses it.
+    (dict(dtype=torch.float8_e4m3fn), "dtype must be"), (dict(dtype="float8_e5m2"), "dtype must be"),
+    (dict(dtype="torch.float16"), "dtype must be"), (dict(dtype="complex64"), "dtype must be"),
+    (dict(device="meta"), "weights would be dropped"), (dict(device_map="meta"), "weights would be dropped"),
 ])
 def test_bad_dtype_or_device_is_refused(kwargs, match, folders):
     with pytest.raises((TypeError, ValueError), match=match):
         gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"], **kwargs)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("kwargs", [dict(device="cuda"), dict(device=0), dict(device_map="cuda:0")])
+def test_unavailable_device_is_a_value_error_naming_it(kwargs, folders):
+    # Not torch's bare AssertionError from model.to(), after all the weights were read.
+    with pytest.raises(ValueError, match=r"device (must name an available torch device|.* is not available here)"):
+        gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"], **kwargs)
+
+
+@pytest.mark.parametrize("name,dtype", [("half", torch.float16), ("float", torch.float32), ("double", torch.float64),
+                                        ("float64", torch.float64), (torch.float64, torch.float64)])
+def test_dtype_names_torch_knows(name, dtype, folders):
+    """torch's aliases, as transformers takes them; float64 logits equal transformers' in float64."""
+    ours = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"], dtype=name)
+    assert {p.dtype for p in ours.parameters()} == {dtype}
+    if dtype == torch.float64:
+        theirs = transformers.GPT2LMHeadModel.from_pretrained(folders["gpt2"], dtype=name).eval()
+        ids = _ids(ours.config.vocab_size)
+        assert ours(ids).logits.dtype == torch.float64
+        assert_close(ours(ids).logits, theirs(ids).logits, name="float64 logits", atol=1e-12, rtol=1e-12)
+
+
+def test_attn_implementation_none_is_the_default(folders):
+    """transformers reads attn_implementation=None as "the default"; so does this loader."""
+    for kind in KINDS:
+        model = KINDS[kind][0].from_pretrained(folders[kind], attn_implementation=None)
+        assert getattr(model.config, "attn_implementation", "eager") == "eager"
+
+
 def test_device_map_naming_one_device(folders):
-    for device_map in ("cpu", {"": "cpu"}, torch.device("cpu")):
+    for device_map in ("cpu", {"": "cpu"}, torch.device("cpu"), {"transformer": "cpu", "lm_head": "cpu"}):
         model = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"], device_map=device_map)
         assert {p.device.type for p in model.parameters()} == {"cpu"}
 
@@ -346,6 +382,43 @@ def test_save_killed_midway_leaves_the_old_checkpoint(saved_old, folders):
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("fmt", ["safetensors", "pickle"])
+def test_tied_config_with_a_different_head_in_the_file_loads_untied(kind, fmt, folders, tmp_path):
+    """config.json says tied, but the file holds the head with its own values: transformers
+    (tie_weights) leaves the pair untied and loads both; tying would silently drop one."""
+    cls, hf_cls, head, embedding = KINDS[kind]
+    state = load_file(folders[kind] / "model.safetensors")
+    assert head not in state  # saved tied: once
+    g = torch.Generator().manual_seed(5)
+    state[head] = state[embedding] + torch.randn(state[embedding].shape, generator=g)
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "config.json").write_bytes((folders[kind] / "config.json").read_bytes())
+    if fmt == "safetensors":
+        safetensors.torch.save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    else:
+        torch.save(state, folder / "pytorch_model.bin")
+    with pytest.warns(UserWarning, match=f"{re.escape(head)} and {re.escape(embedding)} with different values"):
+        ours = cls.from_pretrained(folder)
+    assert ours.get_parameter(head) is not ours.get_parameter(embedding)
+    assert torch.equal(ours.get_parameter(head), state[head])
+    assert torch.equal(ours.get_parameter(embedding), state[embedding])
+    theirs = hf_cls.from_pretrained(folder, attn_implementation="eager").eval()
+    assert theirs.get_parameter(head) is not theirs.get_parameter(embedding)
+    ids = _ids(ours.config.vocab_size)
+    with torch.no_grad():
+        assert_close(ours(ids).logits, theirs(ids).logits, name="logits of a checkpoint whose head differs", atol=1e-5)
+    # Both names for one tensor (as pickles hold them): tied, without a warning.
+    state[head] = state[embedding]
+    torch.save(state, folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink(missing_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = cls.from_pretrained(folder)
+    assert again.get_parameter(head) is again.get_parameter(embedding)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
 def test_head_untied_by_hand_is_saved_untied(kind, folders, tmp_path):
     cls, hf_cls, head, embedding = KINDS[kind]
     model = cls.from_pretrained(folders[kind])
@@ -409,3 +482,78 @@ def test_integer_weights_are_a_mismatch(folders, tmp_path):
     with pytest.raises(CheckpointError, match=r"transformer\.ln_f\.weight: checkpoint dtype torch\.int64, model "
                                               r"torch\.float32"):
         gpt2.GPT2LMHeadModel.from_pretrained(folder)
+
+
+# ---------------------------------------------------------------------------------------
+# A config changed after it was built
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind,field,value", [("gpt2", "layer_norm_epsilon", -1.0), ("gpt2", "n_head", 0),
+                                              ("bert", "hidden_dropout_prob", 2.0), ("bert", "vocab_size", "99"),
+                                              ("deberta", "layer_norm_eps", 0.0), ("deberta", "conv_kernel_size", 2)])
+def test_config_changed_after_it_was_built_is_checked_by_the_model(kind, field, value, folders):
+    """config.layer_norm_epsilon = -1 then Model(config): NaN logits, unless the model checks it."""
+    cls = KINDS[kind][0]
+    config = cls.from_pretrained(folders[kind]).config
+    good = getattr(config, field)
+    setattr(config, field, value)
+    with pytest.raises(ValueError, match=rf"{type(config).__name__}\.{field}"):
+        cls(config)
+    setattr(config, field, good)
+    assert isinstance(cls(config), cls)
+
+
+@pytest.mark.parametrize("kind,other", [("gpt2", "bert"), ("bert", "deberta"), ("deberta", "gpt2")])
+def test_checkpoint_of_another_model_names_its_config_json(kind, other, folders):
+    with pytest.raises(ValueError, match=rf"model_type .*\(reading {re.escape(str(folders[other] / 'config.json'))}\)"):
+        KINDS[kind][0].from_pretrained(folders[other])
+
+
+def test_folder_of_an_interrupted_swap_names_where_its_contents_are(folders, tmp_path, monkeypatch):
+    """A save killed between the two renames of the fallback swap leaves the folder missing and
+    its old contents aside: loading says so at once (no hub lookup), and the next save restores them."""
+    aside = _copy(folders["gpt2"], tmp_path / ".ckpt.999999999-0a1b2c3d.old.partial")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"a save into it was interrupted.*old\.partial"):
+        gpt2.GPT2LMHeadModel.from_pretrained("ckpt")  # a hub-id-like name: still no hub lookup
+    model = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2_other"])
+    (aside / "vocab.json").write_text('{"a": 0}')
+    model.save_pretrained("ckpt")
+    assert not aside.exists() and (tmp_path / "ckpt" / "vocab.json").read_text() == '{"a": 0}'
+    _assert_same_state(gpt2.GPT2LMHeadModel.from_pretrained("ckpt"), _state(model))
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_deberta_mlm_from_a_base_model_checkpoint_starts_a_fresh_head(legacy, tmp_path):
+    """As BertForMaskedLM from a BertModel checkpoint, and as transformers does: the body
+    loads, the MLM head starts fresh with a warning (silenced by new_head=True)."""
+    hf_mlm = transformers.DebertaV2ForMaskedLM.from_pretrained(deberta_checkpoint(tmp_path / "mlm", "v2_conv",
+                                                                                  legacy=legacy))
+    hf_mlm.deberta.save_pretrained(tmp_path / "base")
+    with pytest.warns(UserWarning, match="no weights for DebertaV2ForMaskedLM's head"):
+        ours = deberta.DebertaV2ForMaskedLM.from_pretrained(tmp_path / "base")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        deberta.DebertaV2ForMaskedLM.from_pretrained(tmp_path / "base", new_head=True)
+    theirs = transformers.DebertaV2Model.from_pretrained(tmp_path / "base").eval()
+    ids = _ids(ours.config.vocab_size)
+    with torch.no_grad():
+        assert_close(ours.deberta(ids).last_hidden_state, theirs(ids).last_hidden_state,
+                     name="body of DebertaV2ForMaskedLM from a DebertaV2Model checkpoint", atol=1e-5)
+    if legacy:  # the tied decoder reads the loaded embeddings
+        assert ours.cls.predictions.decoder.weight is ours.deberta.embeddings.word_embeddings.weight
+
+
+# DeBERTa's activations are lambdas, which do not pickle whatever the loader does.
+@pytest.mark.parametrize("kind", ["gpt2", "bert"])
+def test_a_tied_model_pickles_whole(kind, folders, tmp_path):
+    """torch.save(model) (and multiprocessing) pickle the model: the tying hooks must pickle
+    too, and the copy keeps one tied Parameter and the same state dict."""
+    cls, _, head, embedding = KINDS[kind]
+    model = cls.from_pretrained(folders[kind])
+    torch.save(model, tmp_path / "model.pt")
+    back = torch.load(tmp_path / "model.pt", weights_only=False)
+    assert back.get_parameter(head) is back.get_parameter(embedding)
+    _assert_same_state(back, _state(model))
+    assert head not in back.state_dict()

@@ -114,3 +114,67 @@ def test_killed_save_leaves_old_state_and_next_save_cleans_up(tmp_path):
     with atomic_folder(folder) as staging:
         (staging / "config.json").write_text("newer config")
     assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("bad,error", [(None, TypeError), (3, TypeError), (b"x", TypeError), ("", ValueError),
+                                       ("  ", ValueError)])
+def test_atomic_folder_refuses_a_non_path(bad, error):
+    with pytest.raises(error, match="folder must"):
+        with atomic_folder(bad):
+            pass
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
+def test_atomic_folder_into_the_working_directory(tmp_path, monkeypatch, exchange):
+    """"." is a folder like any other, and the working directory follows the swap: relative
+    writes after the save land in the new folder, not in the deleted old one."""
+    if not exchange:
+        monkeypatch.setattr(durable, "_exchange", lambda a, b: False)
+    folder = tmp_path / "run"
+    (folder / "logs").mkdir(parents=True)
+    monkeypatch.chdir(folder / "logs")
+    with atomic_folder("..") as staging:
+        (staging / "config.json").write_text("1")
+    assert os.getcwd() == str(folder / "logs")
+    Path("after.txt").write_text("kept")
+    monkeypatch.chdir(folder)
+    with atomic_folder(".") as staging:
+        (staging / "config.json").write_text("2")
+    Path("after2.txt").write_text("kept")
+    assert sorted(p.name for p in folder.iterdir()) == ["after2.txt", "config.json", "logs"]
+    assert (folder / "config.json").read_text() == "2"
+    assert (folder / "logs" / "after.txt").read_text() == "kept"
+    assert _leftovers(tmp_path) == []
+
+
+def test_save_killed_between_the_two_renames_leaves_the_old_state_restorable(tmp_path):
+    """Without renameat2 the swap is two renames; killed between them, the folder is missing
+    and its old contents sit in a hidden sibling: the next save puts them back (carrying the
+    files it does not write) instead of deleting them as leftovers."""
+    folder = tmp_path / "ckpt"
+    with atomic_folder(folder) as staging:
+        (staging / "config.json").write_text("old config")
+        (staging / "tokenizer.json").write_text("old tokenizer")
+    script = textwrap.dedent(f"""
+        import os, signal
+        from mlab_tfs import durable
+        durable._exchange = lambda a, b: False
+        real_rename, calls = os.rename, []
+        def rename(a, b):
+            calls.append(a)
+            if len(calls) == 2:  # the old folder is aside, the new one not yet in place
+                os.kill(os.getpid(), signal.SIGKILL)
+            real_rename(a, b)
+        os.rename = rename
+        with durable.atomic_folder({str(folder)!r}) as staging:
+            (staging / "config.json").write_text("new config")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert not folder.exists()
+    assert [name.endswith(".old.partial") for name in _leftovers(tmp_path)].count(True) == 1
+    with atomic_folder(folder) as staging:
+        (staging / "config.json").write_text("newer config")
+    assert (folder / "config.json").read_text() == "newer config"
+    assert (folder / "tokenizer.json").read_text() == "old tokenizer"  # carried over from the restored state
+    assert _leftovers(tmp_path) == []

@@ -73,3 +73,34 @@ def test_every_model_refuses_negative_labels_other_than_minus_100(name, bad):
         [[1, -100, 3], [4, bad, 6]])
     with pytest.raises(ValueError, match=f"labels must be in .* or -100.*got {bad}"):
         MODELS[name].eval()(ids, labels=labels)
+
+
+# uint8 and int16 labels mean multi-label targets to a sequence classifier (transformers' rule).
+INTEGER_LABELS = [(name, dtype) for name in ("GPT2LMHeadModel", "BertForMaskedLM", "DebertaV2ForMaskedLM")
+                  for dtype in (torch.int32, torch.int16, torch.uint8)] + [("BertForSequenceClassification", torch.int32)]
+
+
+@pytest.mark.parametrize("name,dtype", INTEGER_LABELS, ids=repr)
+def test_labels_of_any_integer_dtype_give_the_long_loss(name, dtype):
+    """cross_entropy takes only long targets: int32 labels (transformers' problem-type rule
+    counts them as class ids) give the loss of the same ids as torch.long, not a torch error."""
+    model = MODELS[name].eval()
+    ids = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
+    labels = torch.tensor([1, 0]) if name == "BertForSequenceClassification" else torch.tensor([[3, 1, 4, 1], [5, 9, 2, 6]])
+    expected = model(ids, labels=labels).loss
+    assert torch.equal(model(ids, labels=labels.to(dtype)).loss, expected)
+
+
+@pytest.mark.parametrize("argument", ["input_ids", "token_type_ids", "position_ids"])
+def test_uint8_ids_are_refused_not_read_as_a_mask(argument):
+    """torch indexes a table with a uint8 tensor as a boolean mask; transformers' embedding
+    refuses uint8 too. int32 ids look up the same rows as long ones."""
+    model = MODELS["BertModel"].eval()
+    ids = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 0]])
+    kwargs = {"input_ids": ids, argument: (ids % 2) if argument != "position_ids" else torch.arange(4).repeat(2, 1)}
+    kwargs[argument] = kwargs[argument].to(torch.uint8)
+    with pytest.raises(ValueError, match=f"{argument} must hold integer.*uint8 tensor indexes as a mask"):
+        model(**kwargs)
+    kwargs[argument] = kwargs[argument].int()
+    expected = model(**{k: v.long() for k, v in kwargs.items()}).last_hidden_state
+    assert torch.equal(model(**kwargs).last_hidden_state, expected)

@@ -23,7 +23,8 @@ HF_CLASSES = {"model": transformers.BertModel, "mlm": transformers.BertForMasked
               "classifier": transformers.BertForSequenceClassification}
 # (checkpoint layout, our target) pairs that load: a checkpoint's body fits any target.
 LAYOUTS = [("model", "model"), ("mlm", "model"), ("pretraining", "model"), ("classifier", "model"),
-           ("mlm", "mlm"), ("pretraining", "mlm"), ("classifier", "classifier"), ("pretraining", "classifier")]
+           ("mlm", "mlm"), ("pretraining", "mlm"), ("classifier", "classifier"), ("pretraining", "classifier"),
+           ("mlm", "classifier")]
 
 
 def _compare(ours, ref, target: str, cfg, what: str, pooled: bool = True):
@@ -73,14 +74,16 @@ def test_from_pretrained_matches_transformers(bert, checkpoint, layout, target):
     folder = checkpoint("deep_narrow_heads", layout)
     # A BertForMaskedLM checkpoint has no pooler, a BertForPreTraining one no classifier: loading
     # them asks for new_head=True, which starts that head fresh.
-    no_pooler = layout == "mlm" and target == "model"
+    # Fine-tuning a classifier from a BertForMaskedLM checkpoint starts both the pooler and the
+    # classifier fresh, as transformers does.
+    no_pooler = layout == "mlm" and target in ("model", "classifier")
     new_head = no_pooler or (layout == "pretraining" and target == "classifier")
     ours = getattr(bert, CLASSES[target]).from_pretrained(folder, new_head=new_head)
     assert not ours.training, "from_pretrained returns the model in eval mode, as transformers does"
     # transformers loads the same folder into the class that matches the target (with its warnings
     # about unused keys: the pre-training heads, the pooler).
     ref = HF_CLASSES[target].from_pretrained(folder, attn_implementation="eager").eval()
-    if layout == "pretraining" and target == "classifier":
+    if layout in ("pretraining", "mlm") and target == "classifier":
         # Neither checkpoint has a classifier: compare the body only.
         ours, ref = ours.bert, ref.bert
         target = "model"

@@ -135,3 +135,31 @@ def test_initializer_range_initialises_as_transformers(initializer_range):
     theirs = transformers.GPT2LMHeadModel(transformers.GPT2Config(**cfg)).state_dict()
     theirs = {k: v.t() if k.endswith(solution.TRANSPOSED) else v for k, v in theirs.items()}
     assert_init_like(ours.state_dict(), {k: v for k, v in theirs.items() if k != "lm_head.weight"})
+
+
+@pytest.mark.solution_only
+def test_generic_field_names_are_read_as_transformers_does():
+    """transformers' GPT2Config.attribute_map: hidden_size is n_embd, and so on; the generic
+    name wins over GPT-2's own when a config.json holds both."""
+    import transformers
+
+    d = {"hidden_size": 64, "n_embd": 32, "num_attention_heads": 4, "num_hidden_layers": 3,
+         "max_position_embeddings": 77, "vocab_size": 50}
+    ours, theirs = solution.GPT2Config.from_dict(d), transformers.GPT2Config.from_dict(d)
+    assert (ours.n_embd, ours.n_head, ours.n_layer, ours.n_positions) == (
+        theirs.n_embd, theirs.n_head, theirs.n_layer, theirs.n_positions) == (64, 4, 3, 77)
+
+
+@pytest.mark.solution_only
+def test_generic_field_name_as_a_from_pretrained_keyword(tmp_path):
+    """num_attention_heads=2 re-splits the same weights into two heads, in both libraries."""
+    folder = tiny.gpt2_checkpoint(tmp_path / "ckpt", "base")  # 4 heads
+    import transformers
+
+    ours = solution.GPT2LMHeadModel.from_pretrained(folder, num_attention_heads=2)
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(folder, num_attention_heads=2,
+                                                          attn_implementation="eager").eval()
+    assert ours.config.n_head == theirs.config.n_head == 2
+    ids = torch.randint(0, 97, (2, 9), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert_close(ours(ids).logits, theirs(ids).logits, name="logits with num_attention_heads=2", atol=1e-5)
