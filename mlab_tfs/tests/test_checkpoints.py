@@ -181,7 +181,10 @@ def test_attn_implementation_none_is_the_default(folders):
     """transformers reads attn_implementation=None as "the default"; so does this loader."""
     for kind in KINDS:
         model = KINDS[kind][0].from_pretrained(folders[kind], attn_implementation=None)
-        assert getattr(model.config, "attn_implementation", "eager") == "eager"
+        default = KINDS[kind][0].from_pretrained(folders[kind])
+        expected = {"gpt2": "sdpa", "bert": "sdpa", "deberta": "eager"}[kind]  # transformers' defaults
+        assert getattr(default.config, "attn_implementation", "eager") == expected
+        assert getattr(model.config, "attn_implementation", "eager") == expected
 
 
 def test_device_map_naming_one_device(folders):
