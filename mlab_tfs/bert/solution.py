@@ -249,11 +249,17 @@ def attention_pattern(q: Tensor, k: Tensor, mask: Tensor | None, scale: float) -
     """Softmax attention probabilities.
 
     q: (B, nh, T, hs), k: (B, nh, S, hs), mask: bool broadcastable to (B, nh, T, S),
-    True where query t may look at key s. Returns (B, nh, T, S).
+    True where query t may look at key s. Returns (B, nh, T, S); the row of a query that
+    sees no key (an all-padding sequence) is uniform, as on transformers' eager path.
+
+    The masked scores are *filled* with finfo.min: in float32 that equals adding
+    additive_mask(mask) (transformers' eager path), but in float16 a score of -16 or less
+    plus finfo.min (-65504) rounds to -inf, and a row of -inf is NaN, in the forward and,
+    even after BertSelfAttention zeroes the row, in the backward.
     """
     scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, nh, T, S)
     if mask is not None:
-        scores = scores + additive_mask(mask, scores.dtype)
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
     return torch.softmax(scores, dim=-1)
 
 
