@@ -142,8 +142,11 @@ def test_attention_pattern(gpt2):
         "a softmax over the queries (dim=-2) instead of the keys (dim=-1)":
             zero(torch.softmax(scores * scale + additive(mask), -2)),
         "the mask inverted (True means attend)": zero_blind_rows(torch.softmax(scores * scale + additive(~mask), -1), ~mask),
-        "masking with -inf (NaN in fully masked rows)": torch.softmax((scores * scale).masked_fill(~mask, -math.inf), -1),
+        "masking with -inf, or masking after the softmax and renormalising (either way NaN in the row of a query "
+        "that sees no key)": torch.softmax((scores * scale).masked_fill(~mask, -math.inf), -1),
         "multiplying the scores by the mask instead of masking them out": zero(torch.softmax(scores * scale * mask, -1)),
+        "masking after the softmax (the weights left no longer sum to 1: mask the scores, then softmax)":
+            torch.softmax(scores * scale, -1).masked_fill(~mask, 0.0),
     }
     assert_close(actual, _pattern_reference(q, k, mask, scale), name="attention_pattern(q, k, mask, scale)",
                  atol=1e-6, mistakes=mistakes,
@@ -191,8 +194,8 @@ def test_attention_pattern_gradients_of_masked_rows(gpt2):
         qq, kk = q.clone().requires_grad_(), k.clone().requires_grad_()
         (fn(qq, kk, mask, 0.3) * g).sum().backward()
         grads.append((qq.grad, kk.grad))
-    hint = ("fill masked scores with torch.finfo(dtype).min (not -inf: a fully masked row is then NaN, and its "
-            "backward NaN even after zeroing it) and zero the rows of queries that see no key with masked_fill")
+    hint = ("fill masked scores with torch.finfo(dtype).min (an added -inf mask makes a fully masked row NaN, and "
+            "its backward NaN even after zeroing it) and zero the rows of queries that see no key with masked_fill")
     assert_close(grads[0][0], grads[1][0], name="d pattern / dq", atol=1e-6, hint=hint)
     assert_close(grads[0][1], grads[1][1], name="d pattern / dk", atol=1e-6, hint=hint)
 
@@ -208,10 +211,18 @@ def test_attention_pattern_in_float16_is_finite(gpt2):
     pattern = gpt2.attention_pattern(q, k, keep, 1.0)
     expected = torch.tensor([[0.0, 0.0], [1.0, 0.0]], dtype=torch.float16)[None, None]
     assert_close(pattern, expected, name="float16 pattern with scores of -64", atol=0,
+                 mistakes={UNIFORM_ROW: torch.tensor([[0.5, 0.5], [1.0, 0.0]], dtype=torch.float16)[None, None],
+                           "masking after the softmax (mask the scores, then softmax)":
+                               torch.tensor([[0.0, 0.0], [0.5, 0.0]], dtype=torch.float16)[None, None]},
                  hint="masked_fill(~mask, finfo.min) rather than scores + finfo.min: -64 + finfo.min is -inf in "
                       "float16")
     pattern.float().sum().backward()
-    assert bool(torch.isfinite(q.grad).all()), f"float16 gradient through a fully masked row: {q.grad}"
+    assert bool(torch.isfinite(q.grad).all()), (
+        f"float16 gradient through a fully masked row is not finite: {q.grad.flatten().tolist()}. The pattern is "
+        "right, so the row was zeroed after a NaN softmax: finfo.min *added* to a float16 score of -16 or less is "
+        "-inf (as is an added -inf mask), and the softmax's backward through that row reaches q. Fill the masked "
+        "scores instead: scores.masked_fill(~mask, torch.finfo(scores.dtype).min)"
+    )
 
 
 # ----------------------------------------------------------------------------- 4. causal mask
