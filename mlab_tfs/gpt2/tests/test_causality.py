@@ -223,6 +223,37 @@ def test_left_padded_loss_and_gradients_equal_transformers_default_not_eager(che
     assert worst > 1e-2, f"transformers' eager gradients now agree with its default ({worst:.3g})"
 
 
+@pytest.mark.solution_only
+def test_train_mode_padded_loss_and_gradients_equal_transformers_default_under_the_same_seed(tmp_path):
+    """Dropout on (embeddings, attention pattern, residuals), left padding and a hole in the
+    middle: the same seed draws the same masks on both sides, so ours (either path) gives
+    transformers' default train-mode loss and gradients; the rows of queries that see no key
+    stay zero through the attention dropout."""
+    from mlab_tfs.testing import tiny
+
+    from .helpers import hf_grads_as_ours
+
+    folder = tiny.gpt2_checkpoint(tmp_path, "base", seed=8, resid_pdrop=0.1, embd_pdrop=0.2, attn_pdrop=0.3)
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1, 1, 1], [0, 1, 1, 0, 1, 1, 0, 1], [1] * T])
+    ids = torch.randint(0, 97, mask.shape, generator=torch.Generator().manual_seed(9)).masked_fill(mask == 0, 0)
+    kwargs = dict(attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                  labels=ids.masked_fill(mask == 0, -100))
+    hf = hf_default(folder).train()
+    torch.manual_seed(10)
+    expected = hf(ids, **kwargs).loss
+    expected.backward()
+    for attn in ("eager", "sdpa"):
+        ours = solution.GPT2LMHeadModel.from_pretrained(folder, attn_implementation=attn).train()
+        torch.manual_seed(10)
+        loss = ours(ids, **kwargs).loss
+        loss.backward()
+        assert_close(loss, expected, name=f"train-mode loss ({attn}) vs transformers' default", atol=1e-5)
+        assert_grads_close({n: p.grad for n, p in ours.named_parameters()}, hf_grads_as_ours(hf), rtol=1e-4,
+                           what=f"train-mode gradient ({attn})")
+        with torch.no_grad():
+            assert float((loss - ours.eval()(ids, **kwargs).loss).abs()) > 1e-3, "dropout should act in train mode"
+
+
 # ---------------------------------------------------------------------------------------
 # Choosing the path: one value on the config, read at forward time
 # ---------------------------------------------------------------------------------------
