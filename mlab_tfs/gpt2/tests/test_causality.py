@@ -27,9 +27,16 @@ LEAK_HINT = ("a later token changed this: a padding query that sees no key must 
              "a uniform average over every key, later ones included; and the causal mask must hold on every path")
 
 
+# Not the padding a tokenizer makes, but any mask the model accepts: holes in the middle, a row
+# that is all padding, a first column of padding under a real one.
+HOLES = torch.tensor([[1, 0, 1, 1, 0, 0, 1, 1], [0] * T, [0, 1, 0, 1, 1, 0, 1, 0]])
+
+
 def _mask(padding: str) -> torch.Tensor | None:
     if padding == "none":
         return None
+    if padding == "holes":
+        return HOLES.clone()
     mask = torch.zeros(len(LENGTHS), T, dtype=torch.long)
     for b, n in enumerate(LENGTHS):
         if padding == "left":
@@ -146,6 +153,34 @@ def test_no_output_depends_on_a_later_token_with_a_cache(gpt2, checkpoints, attn
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 def test_no_output_depends_on_a_later_token_with_a_static_cache(checkpoints, attn, padding):
     _check_causal(_model(solution, checkpoints["base"], attn), _static, padding)
+
+
+@pytest.mark.solution_only
+@pytest.mark.parametrize("runner", list(RUNNERS))
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_no_output_depends_on_a_later_token_with_holes_in_the_mask(checkpoints, attn, runner):
+    _check_causal(_model(solution, checkpoints["base"], attn), RUNNERS[runner], "holes")
+
+
+@pytest.mark.solution_only
+@pytest.mark.parametrize("runner", list(RUNNERS))
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_a_mask_with_holes_equals_transformers_default(checkpoints, attn, runner):
+    """Logits at every position (padding included), loss and gradients, through each runner."""
+    from .helpers import hf_grads_as_ours
+
+    mask = _mask("holes")
+    ids = torch.randint(0, 97, mask.shape, generator=torch.Generator().manual_seed(7))
+    labels = ids.masked_fill(mask == 0, -100)
+    hf = hf_default(checkpoints["base"])
+    expected = hf(ids, attention_mask=mask, position_ids=_positions(mask))
+    solution.lm_loss(expected.logits, labels).backward()
+    model = _model(solution, checkpoints["base"], attn)
+    logits = RUNNERS[runner](model, ids, mask)
+    solution.lm_loss(logits, labels).backward()
+    assert_close(logits, expected.logits, name=f"logits ({runner}, {attn}) with holes in the mask", atol=1e-5)
+    assert_grads_close({n: p.grad for n, p in model.named_parameters()}, hf_grads_as_ours(hf), rtol=1e-4,
+                       what=f"gradient ({runner}, {attn}) with holes in the mask")
 
 
 @pytest.mark.solution_only
