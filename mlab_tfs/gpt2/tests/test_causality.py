@@ -396,3 +396,39 @@ def test_attention_mask_of_the_layer_must_be_bool(checkpoints):
         attn(x, additive)
     with pytest.raises(TypeError, match="mask must be a bool tensor"):
         solution.attention_pattern(x[:, None], x[:, None], additive, 1.0)
+
+
+@pytest.mark.solution_only
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_half_precision_with_padding_is_finite_and_equals_transformers_default(checkpoints, attn, dtype):
+    """Every query -3 and every key +3 in each coordinate: each score is -9 * hs * hs**-0.5 = -25.5,
+    and finfo.min added to it is -inf in float16 (transformers' eager path gives NaN here).
+    Logits and every gradient finite; logits equal to transformers' default model in the same
+    dtype (float16 within 1e-3, bfloat16 within 1e-2: a few units in the last place of logits
+    below 1)."""
+    import transformers
+
+    folder = checkpoints["base"]
+    models = [solution.GPT2LMHeadModel.from_pretrained(folder, attn_implementation=attn, dtype=dtype),
+              transformers.GPT2LMHeadModel.from_pretrained(folder, dtype=dtype).eval()]
+    C = models[0].config.n_embd
+    for model in models:
+        with torch.no_grad():
+            for block in model.transformer.h:
+                w, b = block.attn.c_attn.weight, block.attn.c_attn.bias  # q and k: the first 2C outputs
+                out_dim = 0 if w.shape[0] == 3 * C else 1  # ours is (3C, C), transformers' Conv1D (C, 3C)
+                w.narrow(out_dim, 0, 2 * C).zero_()
+                b[:C], b[C:2 * C] = -3.0, 3.0
+    mask = _mask("holes")
+    ids = torch.randint(0, 97, mask.shape, generator=torch.Generator().manual_seed(8))
+    kwargs = dict(attention_mask=mask, position_ids=_positions(mask), labels=ids.masked_fill(mask == 0, -100))
+    out = models[0](ids, **kwargs)
+    out.loss.backward()
+    with torch.no_grad():
+        expected = models[1](ids, **{k: v for k, v in kwargs.items() if k != "labels"}).logits
+    assert bool(torch.isfinite(out.logits).all()), f"non-finite {dtype} logits with padding ({attn})"
+    bad = [n for n, p in models[0].named_parameters() if not bool(torch.isfinite(p.grad).all())]
+    assert not bad, f"non-finite {dtype} gradients ({attn}) for {bad}"
+    assert_close(out.logits.float(), expected.float(), name=f"{dtype} logits ({attn}) vs transformers' default",
+                 atol=1e-3 if dtype == torch.float16 else 1e-2)
