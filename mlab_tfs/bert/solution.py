@@ -24,6 +24,7 @@ from mlab_tfs.attention import (
     ATTN_IMPLEMENTATIONS,
     AttnImplementationMixin,
     check_attn_implementation,
+    check_bool_mask,
     sdpa,
     sees_any_key,
 )
@@ -255,8 +256,10 @@ def attention_pattern(q: Tensor, k: Tensor, mask: Tensor | None, scale: float) -
     The masked scores are *filled* with finfo.min: in float32 that equals adding
     additive_mask(mask) (transformers' eager path), but in float16 a score of -16 or less
     plus finfo.min (-65504) rounds to -inf, and a row of -inf is NaN, in the forward and,
-    even after BertSelfAttention zeroes the row, in the backward.
+    even after BertSelfAttention zeroes the row, in the backward. A mask that is not bool is a
+    TypeError naming it.
     """
+    check_bool_mask("attention_pattern: mask", mask)
     scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, nh, T, S)
     if mask is not None:
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
@@ -286,8 +289,11 @@ class BertSelfAttention(nn.Module):
         Returns (heads merged (B, T, C), before the output projection; pattern (B, nh, T, S)
         if output_attentions else None). A query that sees no key (all of an all-padding
         sequence) outputs 0 and has a pattern row of 0 on both paths, as transformers'
-        default sdpa path (its eager path gives the row a uniform pattern instead).
+        default sdpa path (its eager path gives the row a uniform pattern instead). A mask
+        that is not bool (transformers' additive float mask, a 0/1 integer one) is a
+        TypeError naming it.
         """
+        check_bool_mask("BertSelfAttention: mask", mask)
         q, k, v = (rearrange(lin(x), "b t (nh hs) -> b nh t hs", nh=self.num_attention_heads)
                    for lin in (self.query, self.key, self.value))
         pattern = None

@@ -139,3 +139,17 @@ def test_all_padding_sequence_in_float16_is_zero_with_finite_gradients(checkpoin
     grads = {"x": x.grad, **{n: p.grad for n, p in layer.named_parameters()}}
     bad = [n for n, t in grads.items() if not bool(torch.isfinite(t).all())]
     assert not bad, f"non-finite float16 gradients ({attn}) for {bad}"
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.long])
+def test_the_attention_layer_refuses_a_mask_that_is_not_bool(checkpoint, attn, dtype):
+    """transformers' additive float mask, or a 0/1 integer one, would be inverted bit-wise
+    (~1 is -2) or fail deep inside; it is a TypeError naming the argument on both paths."""
+    model = solution.BertModel.from_pretrained(checkpoint("base", "model"), attn_implementation=attn)
+    mask = torch.ones(1, 1, 1, 4, dtype=dtype)
+    with pytest.raises(TypeError, match=rf"BertSelfAttention: mask must be a bool tensor.*got a tensor of dtype "
+                                        rf"{dtype}"):
+        model.encoder.layer[0].attention.self(torch.randn(1, 4, model.config.hidden_size), mask)
+    with pytest.raises(TypeError, match="attention_pattern: mask must be a bool tensor"):
+        solution.attention_pattern(torch.randn(1, 1, 4, 8), torch.randn(1, 1, 4, 8), mask, 1.0)
