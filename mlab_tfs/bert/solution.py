@@ -20,9 +20,10 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from mlab_tfs.attention import (
+from mlab_tfs.attention import (  # noqa: F401  (additive_mask: exercise 3's reference, re-exported)
     ATTN_IMPLEMENTATIONS,
     AttnImplementationMixin,
+    additive_mask,
     check_attn_implementation,
     check_bool_mask,
     sdpa,
@@ -225,16 +226,6 @@ class BertEmbeddings(nn.Module):
         x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
         x = x + self.position_embeddings(position_ids)
         return self.dropout(self.LayerNorm(x))
-
-
-def additive_mask(mask: Tensor, dtype: torch.dtype) -> Tensor:
-    """0 where allowed, finfo.min where masked.
-
-    finfo.min, not -inf: a row with nothing to attend to (an all-padding sequence) then
-    gives a uniform pattern instead of NaN. Added to the scores, as transformers does.
-    """
-    zero = torch.zeros((), dtype=dtype, device=mask.device)
-    return torch.where(mask, zero, torch.finfo(dtype).min)
 
 
 def padding_mask(attention_mask: Tensor) -> Tensor:
