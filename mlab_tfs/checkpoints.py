@@ -413,8 +413,10 @@ class PretrainedMixin:
             if key in UNSUPPORTED_KWARGS:
                 raise TypeError(f"{cls.__name__}.from_pretrained() does not support transformers' {key}= "
                                 f"({UNSUPPORTED_KWARGS[key]})")
+            if key == "attn_implementation" and value is None:
+                continue  # as in transformers: None is the default path
             if key == "attn_implementation" and key not in field_names:
-                if value not in (None, "eager"):
+                if value != "eager":
                     raise ValueError(f"attn_implementation: {cls.__name__} has only the eager attention, got {value!r}")
                 continue
             if key not in field_names:

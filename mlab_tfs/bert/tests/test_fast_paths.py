@@ -93,8 +93,9 @@ def test_transformers_eager_path_differs_on_an_all_padding_sequence(checkpoint):
 
 
 def test_set_attn_implementation(checkpoint):
-    model = solution.BertForSequenceClassification.from_pretrained(checkpoint("base", "classifier"))
-    assert model.config.attn_implementation == "sdpa"
+    model = solution.BertForSequenceClassification.from_pretrained(checkpoint("base", "classifier"),
+                                                                   attn_implementation=None)
+    assert model.config.attn_implementation == "sdpa", "attn_implementation=None is the default, as in transformers"
     ids, mask, types, _ = batch(model.config, seed=14)
     with torch.no_grad():
         fused = model(ids, attention_mask=mask, token_type_ids=types).logits

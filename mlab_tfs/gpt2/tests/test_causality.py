@@ -316,6 +316,8 @@ def test_attn_implementation_defaults_to_sdpa_and_switches_after_loading(checkpo
     assert_close(eager, fused, name="eager logits after switching", atol=1e-5)
     loaded = solution.GPT2LMHeadModel.from_pretrained(checkpoints["base"], attn_implementation="eager")
     assert loaded.config.attn_implementation == "eager"
+    default = solution.GPT2LMHeadModel.from_pretrained(checkpoints["base"], attn_implementation=None)
+    assert default.config.attn_implementation == "sdpa", "attn_implementation=None is the default, as in transformers"
 
 
 @pytest.mark.solution_only
