@@ -147,6 +147,10 @@ def test_attention_pattern(gpt2):
         "multiplying the scores by the mask instead of masking them out": zero(torch.softmax(scores * scale * mask, -1)),
         "masking after the softmax (the weights left no longer sum to 1: mask the scores, then softmax)":
             torch.softmax(scores * scale, -1).masked_fill(~mask, 0.0),
+        "zeroing the rows of queries whose own key is masked (a padding position that sees earlier keys keeps "
+        "its row: zero only queries that see no key, ~mask.any(-1))":
+            zero(torch.softmax(scores * scale + additive(mask), -1)).masked_fill(
+                ~mask.diagonal(offset=2, dim1=-2, dim2=-1)[..., None], 0.0),
     }
     assert_close(actual, _pattern_reference(q, k, mask, scale), name="attention_pattern(q, k, mask, scale)",
                  atol=1e-6, mistakes=mistakes,
@@ -181,8 +185,12 @@ def test_attention_pattern_of_a_query_that_sees_no_key(gpt2):
     assert_close(q.grad[0, :, 0], torch.zeros(3, 8), name="d pattern / dq at a query that sees no key", atol=0,
                  hint="zero the row with masked_fill or torch.where (not by multiplying a NaN row by 0): nothing may "
                       "flow back through a query that attends to nothing")
-    assert_close(pattern[~blind.expand(2, 3, 4)].detach(), _pattern_reference(q, k, keep, 0.35)[~blind.expand(2, 3, 4)],
-                 name="pattern rows of queries that see a key", atol=1e-6)
+    seen = ~blind.expand(2, 3, 4)
+    reference = _pattern_reference(q, k, keep, 0.35)
+    first_key = reference.masked_fill(~keep[..., :1], 0.0)  # every row of the left-padded sequence zeroed
+    assert_close(pattern[seen].detach(), reference[seen], name="pattern rows of queries that see a key", atol=1e-6,
+                 mistakes={"zeroing every query whose first key is padding (in a left-padded row that is every "
+                           "query, real ones too: zero only queries that see no key, ~mask.any(-1))": first_key[seen]})
 
 
 @pytest.mark.exercise("attention_pattern")
