@@ -101,3 +101,22 @@ def test_compiled_step_through_a_tuple_cache_equals_uncompiled(tiniest, attn):
         full = model(ids, attention_mask=mask, position_ids=pos).logits
     assert_close(outs[1], outs[0], name=f"compiled logits through the cache ({attn})", atol=1e-5)
     assert_close(outs[1], full[:, 5:], name=f"compiled logits through the cache ({attn}) vs a full pass", atol=1e-5)
+
+
+def test_set_attn_implementation_after_compiling_is_read_by_the_compiled_model(tiniest):
+    """The compiled model guards on config.attn_implementation: after a switch it is traced again
+    (same logits), and a name no layer knows fails as uncompiled instead of silently running the
+    path traced before. backend="eager": the guards are dynamo's; code generation adds seconds."""
+    model = solution.GPT2LMHeadModel.from_pretrained(tiniest)
+    ids, kwargs, _ = _batch()
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend="eager")
+    with torch.no_grad():
+        fused = compiled(ids, **kwargs).logits
+        compiled.set_attn_implementation("eager")
+        assert model.config.attn_implementation == "eager"
+        assert_close(compiled(ids, **kwargs).logits, fused, name="compiled logits after switching to eager",
+                     atol=1e-5)
+        model.config.attn_implementation = "flash_attention_2"
+        with pytest.raises(ValueError, match=r"config.attn_implementation must be one of \('eager', 'sdpa'\)"):
+            compiled(ids, **kwargs)
