@@ -57,8 +57,14 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float, dro
     """``F.scaled_dot_product_attention`` with the zero-output rule for blind queries.
 
     q: (B, nh, T, hs), k and v: (B, nh, S, hs); mask: None or bool broadcastable to
-    (B, nh, T, S), True = may attend; with ``is_causal`` (mask None) the kernel's own
-    causal mask. Returns (B, nh, T, hs).
+    (B, nh, T, S) (its last two dims (T or 1, S)), True = may attend. ``is_causal`` (mask
+    None): query t sees keys 0 .. S - T + t, the queries being the last T of the S
+    positions (a KV cache holds the first S - T), as ``gpt2.solution.causal_mask``; with
+    T == S the kernel's own causal masking. Returns (B, nh, T, hs).
+
+    Raises ValueError for a mask whose last two dims are not (T or 1, S), for both a mask
+    and ``is_causal``, and for ``is_causal`` with more queries than keys; TypeError for a
+    mask that is not bool.
 
     A query that sees no key is given every key inside the kernel, so that no kernel
     (math, memory-efficient, flash, cuDNN; eager or compiled) meets an empty row, whose
@@ -66,10 +72,21 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float, dro
     too: the kernel's backward gets a zero output gradient for that row. So any kernel
     may run, in training as well, and all of them agree with the hand-written path.
     """
+    T, S = q.shape[-2], k.shape[-2]
+    if mask is not None and is_causal:
+        raise ValueError("sdpa: pass either a mask or is_causal=True, not both")
+    if mask is None and is_causal and T != S:
+        if T > S:
+            raise ValueError(f"sdpa: is_causal with {T} queries but {S} keys; the queries are the last keys")
+        # The kernel's is_causal aligns query 0 with key 0 (top left); with a cache, query t
+        # sits at position S - T + t.
+        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
     if mask is None:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal, scale=scale)
-    if is_causal:
-        raise ValueError("sdpa: pass either a mask or is_causal=True, not both")
+    check_bool_mask("mask", mask)
+    if mask.dim() < 2 or mask.shape[-1] != S or mask.shape[-2] not in (1, T):
+        raise ValueError(f"sdpa: mask must end in (T or 1, S) = ({T} or 1, {S}) for {T} queries and {S} keys, "
+                         f"got shape {tuple(mask.shape)}")
     seen = sees_any_key(mask)  # (B, 1, T, 1)
     y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~seen, dropout_p=dropout_p, scale=scale)
     return y.masked_fill(~seen, 0.0)  # (B, nh, T, hs)

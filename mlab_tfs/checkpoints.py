@@ -463,7 +463,7 @@ class PretrainedMixin:
             if key == "attn_implementation" and value is None:  # transformers' "the default"
                 continue
             if key == "attn_implementation" and key not in field_names:
-                if value not in (None, "eager"):
+                if value != "eager":
                     raise ValueError(f"attn_implementation: {cls.__name__} has only the eager attention, got {value!r}")
                 continue
             if key not in field_names:

@@ -20,10 +20,12 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from mlab_tfs.attention import (
+from mlab_tfs.attention import (  # noqa: F401  (additive_mask: exercise 3's reference, re-exported)
     ATTN_IMPLEMENTATIONS,
     AttnImplementationMixin,
+    additive_mask,
     check_attn_implementation,
+    check_bool_mask,
     sdpa,
     sees_any_key,
 )
@@ -226,16 +228,6 @@ class BertEmbeddings(nn.Module):
         return self.dropout(self.LayerNorm(x))
 
 
-def additive_mask(mask: Tensor, dtype: torch.dtype) -> Tensor:
-    """0 where allowed, finfo.min where masked.
-
-    finfo.min, not -inf: a row with nothing to attend to (an all-padding sequence) then
-    gives a uniform pattern instead of NaN. Added to the scores, as transformers does.
-    """
-    zero = torch.zeros((), dtype=dtype, device=mask.device)
-    return torch.where(mask, zero, torch.finfo(dtype).min)
-
-
 def padding_mask(attention_mask: Tensor) -> Tensor:
     """attention_mask (B, S), 1 = real token -> bool (B, 1, 1, S), True where a key may be seen.
 
@@ -249,11 +241,19 @@ def attention_pattern(q: Tensor, k: Tensor, mask: Tensor | None, scale: float) -
     """Softmax attention probabilities.
 
     q: (B, nh, T, hs), k: (B, nh, S, hs), mask: bool broadcastable to (B, nh, T, S),
-    True where query t may look at key s. Returns (B, nh, T, S).
+    True where query t may look at key s. Returns (B, nh, T, S); the row of a query that
+    sees no key (an all-padding sequence) is uniform, as on transformers' eager path.
+
+    The masked scores are *filled* with finfo.min: in float32 that equals adding
+    additive_mask(mask) (transformers' eager path), but in float16 a score of -16 or less
+    plus finfo.min (-65504) rounds to -inf, and a row of -inf is NaN, in the forward and,
+    even after BertSelfAttention zeroes the row, in the backward. A mask that is not bool is a
+    TypeError naming it.
     """
+    check_bool_mask("attention_pattern: mask", mask)
     scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, nh, T, S)
     if mask is not None:
-        scores = scores + additive_mask(mask, scores.dtype)
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
     return torch.softmax(scores, dim=-1)
 
 
@@ -280,8 +280,11 @@ class BertSelfAttention(nn.Module):
         Returns (heads merged (B, T, C), before the output projection; pattern (B, nh, T, S)
         if output_attentions else None). A query that sees no key (all of an all-padding
         sequence) outputs 0 and has a pattern row of 0 on both paths, as transformers'
-        default sdpa path (its eager path gives the row a uniform pattern instead).
+        default sdpa path (its eager path gives the row a uniform pattern instead). A mask
+        that is not bool (transformers' additive float mask, a 0/1 integer one) is a
+        TypeError naming it.
         """
+        check_bool_mask("BertSelfAttention: mask", mask)
         q, k, v = (rearrange(lin(x), "b t (nh hs) -> b nh t hs", nh=self.num_attention_heads)
                    for lin in (self.query, self.key, self.value))
         pattern = None

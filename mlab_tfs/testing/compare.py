@@ -25,7 +25,8 @@ def _fmt_shape(t: Tensor) -> str:
 
 
 def _close(a: Tensor, b: Tensor, atol: float, rtol: float) -> bool:
-    return a.shape == b.shape and bool(torch.isclose(a, b, atol=atol, rtol=rtol).all())
+    # equal_nan: a mistake that gives NaN (masking with -inf) is recognised by where its NaNs are.
+    return a.shape == b.shape and bool(torch.isclose(a, b, atol=atol, rtol=rtol, equal_nan=True).all())
 
 
 def _guess(actual: Tensor, expected: Tensor, atol: float, rtol: float) -> str | None:

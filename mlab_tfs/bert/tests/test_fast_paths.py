@@ -93,8 +93,9 @@ def test_transformers_eager_path_differs_on_an_all_padding_sequence(checkpoint):
 
 
 def test_set_attn_implementation(checkpoint):
-    model = solution.BertForSequenceClassification.from_pretrained(checkpoint("base", "classifier"))
-    assert model.config.attn_implementation == "sdpa"
+    model = solution.BertForSequenceClassification.from_pretrained(checkpoint("base", "classifier"),
+                                                                   attn_implementation=None)
+    assert model.config.attn_implementation == "sdpa", "attn_implementation=None is the default, as in transformers"
     ids, mask, types, _ = batch(model.config, seed=14)
     with torch.no_grad():
         fused = model(ids, attention_mask=mask, token_type_ids=types).logits
@@ -112,3 +113,44 @@ def test_an_unknown_path_on_the_config_is_an_error_at_forward(checkpoint):
     with pytest.raises(ValueError, match=r"config.attn_implementation must be one of \('eager', 'sdpa'\), "
                                          r"got 'flex_attention'"):
         model(torch.zeros(1, 3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_all_padding_sequence_in_float16_is_zero_with_finite_gradients(checkpoint, attn):
+    """float16, every score of an all-padding sequence -18: finfo.min *added* to them rounds to
+    -inf (a NaN softmax row, NaN gradients even with the row zeroed afterwards). Its queries'
+    outputs are exactly 0 and pass back exactly 0; the real sequence's gradients stay finite."""
+    model = solution.BertModel.from_pretrained(checkpoint("base", "model"), attn_implementation=attn,
+                                               dtype=torch.float16)
+    layer = model.encoder.layer[0].attention.self
+    C = model.config.hidden_size
+    with torch.no_grad():  # q = -3 and k = 3 in every coordinate: each score is -9 * hs * hs**-0.5 = -18
+        for lin, b in ((layer.query, -3.0), (layer.key, 3.0)):
+            lin.weight.zero_()
+            lin.bias.fill_(b)
+    x = torch.randn(2, 5, C, generator=torch.Generator().manual_seed(15)).half().requires_grad_()
+    mask = solution.padding_mask(torch.tensor([[1, 1, 1, 0, 0], [0, 0, 0, 0, 0]]))
+    y, _ = layer(x, mask)
+    g = torch.randn(y.shape, generator=torch.Generator().manual_seed(16)).half()
+    (y.float() * g).sum().backward()
+    assert_close(y[1], torch.zeros(5, C, dtype=torch.float16), name=f"float16 outputs of the all-padding sequence "
+                 f"({attn})", atol=0, hint="fill masked scores with finfo.min (masked_fill), don't add it")
+    assert_close(x.grad[1], torch.zeros(5, C, dtype=torch.float16), name="float16 gradient of the all-padding "
+                 "sequence's input", atol=0)
+    grads = {"x": x.grad, **{n: p.grad for n, p in layer.named_parameters()}}
+    bad = [n for n, t in grads.items() if not bool(torch.isfinite(t).all())]
+    assert not bad, f"non-finite float16 gradients ({attn}) for {bad}"
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.long])
+def test_the_attention_layer_refuses_a_mask_that_is_not_bool(checkpoint, attn, dtype):
+    """transformers' additive float mask, or a 0/1 integer one, would be inverted bit-wise
+    (~1 is -2) or fail deep inside; it is a TypeError naming the argument on both paths."""
+    model = solution.BertModel.from_pretrained(checkpoint("base", "model"), attn_implementation=attn)
+    mask = torch.ones(1, 1, 1, 4, dtype=dtype)
+    with pytest.raises(TypeError, match=rf"BertSelfAttention: mask must be a bool tensor.*got a tensor of dtype "
+                                        rf"{dtype}"):
+        model.encoder.layer[0].attention.self(torch.randn(1, 4, model.config.hidden_size), mask)
+    with pytest.raises(TypeError, match="attention_pattern: mask must be a bool tensor"):
+        solution.attention_pattern(torch.randn(1, 1, 4, 8), torch.randn(1, 1, 4, 8), mask, 1.0)

@@ -27,9 +27,16 @@ LEAK_HINT = ("a later token changed this: a padding query that sees no key must 
              "a uniform average over every key, later ones included; and the causal mask must hold on every path")
 
 
+# Not the padding a tokenizer makes, but any mask the model accepts: holes in the middle, a row
+# that is all padding, a first column of padding under a real one.
+HOLES = torch.tensor([[1, 0, 1, 1, 0, 0, 1, 1], [0] * T, [0, 1, 0, 1, 1, 0, 1, 0]])
+
+
 def _mask(padding: str) -> torch.Tensor | None:
     if padding == "none":
         return None
+    if padding == "holes":
+        return HOLES.clone()
     mask = torch.zeros(len(LENGTHS), T, dtype=torch.long)
     for b, n in enumerate(LENGTHS):
         if padding == "left":
@@ -150,6 +157,34 @@ def test_no_output_depends_on_a_later_token_with_a_static_cache(checkpoints, att
 
 @pytest.mark.solution_only
 @pytest.mark.parametrize("runner", list(RUNNERS))
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_no_output_depends_on_a_later_token_with_holes_in_the_mask(checkpoints, attn, runner):
+    _check_causal(_model(solution, checkpoints["base"], attn), RUNNERS[runner], "holes")
+
+
+@pytest.mark.solution_only
+@pytest.mark.parametrize("runner", list(RUNNERS))
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_a_mask_with_holes_equals_transformers_default(checkpoints, attn, runner):
+    """Logits at every position (padding included), loss and gradients, through each runner."""
+    from .helpers import hf_grads_as_ours
+
+    mask = _mask("holes")
+    ids = torch.randint(0, 97, mask.shape, generator=torch.Generator().manual_seed(7))
+    labels = ids.masked_fill(mask == 0, -100)
+    hf = hf_default(checkpoints["base"])
+    expected = hf(ids, attention_mask=mask, position_ids=_positions(mask))
+    solution.lm_loss(expected.logits, labels).backward()
+    model = _model(solution, checkpoints["base"], attn)
+    logits = RUNNERS[runner](model, ids, mask)
+    solution.lm_loss(logits, labels).backward()
+    assert_close(logits, expected.logits, name=f"logits ({runner}, {attn}) with holes in the mask", atol=1e-5)
+    assert_grads_close({n: p.grad for n, p in model.named_parameters()}, hf_grads_as_ours(hf), rtol=1e-4,
+                       what=f"gradient ({runner}, {attn}) with holes in the mask")
+
+
+@pytest.mark.solution_only
+@pytest.mark.parametrize("runner", list(RUNNERS))
 def test_every_path_gives_the_same_padded_logits(checkpoints, runner):
     """eager == sdpa == cache == static cache, padding positions included (left padding)."""
     mask = _mask("left")
@@ -223,6 +258,37 @@ def test_left_padded_loss_and_gradients_equal_transformers_default_not_eager(che
     assert worst > 1e-2, f"transformers' eager gradients now agree with its default ({worst:.3g})"
 
 
+@pytest.mark.solution_only
+def test_train_mode_padded_loss_and_gradients_equal_transformers_default_under_the_same_seed(tmp_path):
+    """Dropout on (embeddings, attention pattern, residuals), left padding and a hole in the
+    middle: the same seed draws the same masks on both sides, so ours (either path) gives
+    transformers' default train-mode loss and gradients; the rows of queries that see no key
+    stay zero through the attention dropout."""
+    from mlab_tfs.testing import tiny
+
+    from .helpers import hf_grads_as_ours
+
+    folder = tiny.gpt2_checkpoint(tmp_path, "base", seed=8, resid_pdrop=0.1, embd_pdrop=0.2, attn_pdrop=0.3)
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1, 1, 1], [0, 1, 1, 0, 1, 1, 0, 1], [1] * T])
+    ids = torch.randint(0, 97, mask.shape, generator=torch.Generator().manual_seed(9)).masked_fill(mask == 0, 0)
+    kwargs = dict(attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                  labels=ids.masked_fill(mask == 0, -100))
+    hf = hf_default(folder).train()
+    torch.manual_seed(10)
+    expected = hf(ids, **kwargs).loss
+    expected.backward()
+    for attn in ("eager", "sdpa"):
+        ours = solution.GPT2LMHeadModel.from_pretrained(folder, attn_implementation=attn).train()
+        torch.manual_seed(10)
+        loss = ours(ids, **kwargs).loss
+        loss.backward()
+        assert_close(loss, expected, name=f"train-mode loss ({attn}) vs transformers' default", atol=1e-5)
+        assert_grads_close({n: p.grad for n, p in ours.named_parameters()}, hf_grads_as_ours(hf), rtol=1e-4,
+                           what=f"train-mode gradient ({attn})")
+        with torch.no_grad():
+            assert float((loss - ours.eval()(ids, **kwargs).loss).abs()) > 1e-3, "dropout should act in train mode"
+
+
 # ---------------------------------------------------------------------------------------
 # Choosing the path: one value on the config, read at forward time
 # ---------------------------------------------------------------------------------------
@@ -250,6 +316,8 @@ def test_attn_implementation_defaults_to_sdpa_and_switches_after_loading(checkpo
     assert_close(eager, fused, name="eager logits after switching", atol=1e-5)
     loaded = solution.GPT2LMHeadModel.from_pretrained(checkpoints["base"], attn_implementation="eager")
     assert loaded.config.attn_implementation == "eager"
+    default = solution.GPT2LMHeadModel.from_pretrained(checkpoints["base"], attn_implementation=None)
+    assert default.config.attn_implementation == "sdpa", "attn_implementation=None is the default, as in transformers"
 
 
 @pytest.mark.solution_only
@@ -330,3 +398,39 @@ def test_attention_mask_of_the_layer_must_be_bool(checkpoints):
         attn(x, additive)
     with pytest.raises(TypeError, match="mask must be a bool tensor"):
         solution.attention_pattern(x[:, None], x[:, None], additive, 1.0)
+
+
+@pytest.mark.solution_only
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_half_precision_with_padding_is_finite_and_equals_transformers_default(checkpoints, attn, dtype):
+    """Every query -3 and every key +3 in each coordinate: each score is -9 * hs * hs**-0.5 = -25.5,
+    and finfo.min added to it is -inf in float16 (transformers' eager path gives NaN here).
+    Logits and every gradient finite; logits equal to transformers' default model in the same
+    dtype (float16 within 1e-3, bfloat16 within 1e-2: a few units in the last place of logits
+    below 1)."""
+    import transformers
+
+    folder = checkpoints["base"]
+    models = [solution.GPT2LMHeadModel.from_pretrained(folder, attn_implementation=attn, dtype=dtype),
+              transformers.GPT2LMHeadModel.from_pretrained(folder, dtype=dtype).eval()]
+    C = models[0].config.n_embd
+    for model in models:
+        with torch.no_grad():
+            for block in model.transformer.h:
+                w, b = block.attn.c_attn.weight, block.attn.c_attn.bias  # q and k: the first 2C outputs
+                out_dim = 0 if w.shape[0] == 3 * C else 1  # ours is (3C, C), transformers' Conv1D (C, 3C)
+                w.narrow(out_dim, 0, 2 * C).zero_()
+                b[:C], b[C:2 * C] = -3.0, 3.0
+    mask = _mask("holes")
+    ids = torch.randint(0, 97, mask.shape, generator=torch.Generator().manual_seed(8))
+    kwargs = dict(attention_mask=mask, position_ids=_positions(mask), labels=ids.masked_fill(mask == 0, -100))
+    out = models[0](ids, **kwargs)
+    out.loss.backward()
+    with torch.no_grad():
+        expected = models[1](ids, **{k: v for k, v in kwargs.items() if k != "labels"}).logits
+    assert bool(torch.isfinite(out.logits).all()), f"non-finite {dtype} logits with padding ({attn})"
+    bad = [n for n, p in models[0].named_parameters() if not bool(torch.isfinite(p.grad).all())]
+    assert not bad, f"non-finite {dtype} gradients ({attn}) for {bad}"
+    assert_close(out.logits.float(), expected.float(), name=f"{dtype} logits ({attn}) vs transformers' default",
+                 atol=1e-3 if dtype == torch.float16 else 1e-2)

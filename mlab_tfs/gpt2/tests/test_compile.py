@@ -79,3 +79,44 @@ def test_compiled_static_cache_prefill_equals_uncompiled(tiniest, attn):
     with torch.no_grad():
         full = model(ids, attention_mask=mask, position_ids=pos).logits
     assert_close(outs[1], full, name=f"compiled static-cache logits ({attn}) vs a full pass", atol=1e-5)
+
+
+
+# The step through the cache only, forward only: each further graph (the prefix, a backward)
+# costs seconds on a CPU, and training does not go through the cache.
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_compiled_step_through_a_tuple_cache_equals_uncompiled(tiniest, attn):
+    """3 columns after a cached 5-column prefix, with left padding and holes (new columns whose
+    first keys are padding): compiled logits equal to uncompiled and to the full pass, padding
+    positions included."""
+    model = solution.GPT2LMHeadModel.from_pretrained(tiniest, attn_implementation=attn)
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1, 1, 1], [0, 1, 0, 1, 1, 0, 1, 1], [1] * 8])
+    ids = torch.randint(0, TINIEST["vocab_size"], mask.shape, generator=torch.Generator().manual_seed(7))
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    torch._dynamo.reset()
+    with torch.no_grad():
+        cache = model(ids[:, :5], attention_mask=mask[:, :5], position_ids=pos[:, :5], use_cache=True).past_key_values
+        outs = [forward(ids[:, 5:], attention_mask=mask, position_ids=pos[:, 5:], past_key_values=cache).logits
+                for forward in (model, torch.compile(model, fullgraph=True))]
+        full = model(ids, attention_mask=mask, position_ids=pos).logits
+    assert_close(outs[1], outs[0], name=f"compiled logits through the cache ({attn})", atol=1e-5)
+    assert_close(outs[1], full[:, 5:], name=f"compiled logits through the cache ({attn}) vs a full pass", atol=1e-5)
+
+
+def test_set_attn_implementation_after_compiling_is_read_by_the_compiled_model(tiniest):
+    """The compiled model guards on config.attn_implementation: after a switch it is traced again
+    (same logits), and a name no layer knows fails as uncompiled instead of silently running the
+    path traced before. backend="eager": the guards are dynamo's; code generation adds seconds."""
+    model = solution.GPT2LMHeadModel.from_pretrained(tiniest)
+    ids, kwargs, _ = _batch()
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend="eager")
+    with torch.no_grad():
+        fused = compiled(ids, **kwargs).logits
+        compiled.set_attn_implementation("eager")
+        assert model.config.attn_implementation == "eager"
+        assert_close(compiled(ids, **kwargs).logits, fused, name="compiled logits after switching to eager",
+                     atol=1e-5)
+        model.config.attn_implementation = "flash_attention_2"
+        with pytest.raises(ValueError, match=r"config.attn_implementation must be one of \('eager', 'sdpa'\)"):
+            compiled(ids, **kwargs)

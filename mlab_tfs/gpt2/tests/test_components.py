@@ -142,8 +142,15 @@ def test_attention_pattern(gpt2):
         "a softmax over the queries (dim=-2) instead of the keys (dim=-1)":
             zero(torch.softmax(scores * scale + additive(mask), -2)),
         "the mask inverted (True means attend)": zero_blind_rows(torch.softmax(scores * scale + additive(~mask), -1), ~mask),
-        "masking with -inf (NaN in fully masked rows)": torch.softmax((scores * scale).masked_fill(~mask, -math.inf), -1),
+        "masking with -inf, or masking after the softmax and renormalising (either way NaN in the row of a query "
+        "that sees no key)": torch.softmax((scores * scale).masked_fill(~mask, -math.inf), -1),
         "multiplying the scores by the mask instead of masking them out": zero(torch.softmax(scores * scale * mask, -1)),
+        "masking after the softmax (the weights left no longer sum to 1: mask the scores, then softmax)":
+            torch.softmax(scores * scale, -1).masked_fill(~mask, 0.0),
+        "zeroing the rows of queries whose own key is masked (a padding position that sees earlier keys keeps "
+        "its row: zero only queries that see no key, ~mask.any(-1))":
+            zero(torch.softmax(scores * scale + additive(mask), -1)).masked_fill(
+                ~mask.diagonal(offset=2, dim1=-2, dim2=-1)[..., None], 0.0),
     }
     assert_close(actual, _pattern_reference(q, k, mask, scale), name="attention_pattern(q, k, mask, scale)",
                  atol=1e-6, mistakes=mistakes,
@@ -178,8 +185,12 @@ def test_attention_pattern_of_a_query_that_sees_no_key(gpt2):
     assert_close(q.grad[0, :, 0], torch.zeros(3, 8), name="d pattern / dq at a query that sees no key", atol=0,
                  hint="zero the row with masked_fill or torch.where (not by multiplying a NaN row by 0): nothing may "
                       "flow back through a query that attends to nothing")
-    assert_close(pattern[~blind.expand(2, 3, 4)].detach(), _pattern_reference(q, k, keep, 0.35)[~blind.expand(2, 3, 4)],
-                 name="pattern rows of queries that see a key", atol=1e-6)
+    seen = ~blind.expand(2, 3, 4)
+    reference = _pattern_reference(q, k, keep, 0.35)
+    first_key = reference.masked_fill(~keep[..., :1], 0.0)  # every row of the left-padded sequence zeroed
+    assert_close(pattern[seen].detach(), reference[seen], name="pattern rows of queries that see a key", atol=1e-6,
+                 mistakes={"zeroing every query whose first key is padding (in a left-padded row that is every "
+                           "query, real ones too: zero only queries that see no key, ~mask.any(-1))": first_key[seen]})
 
 
 @pytest.mark.exercise("attention_pattern")
@@ -191,8 +202,8 @@ def test_attention_pattern_gradients_of_masked_rows(gpt2):
         qq, kk = q.clone().requires_grad_(), k.clone().requires_grad_()
         (fn(qq, kk, mask, 0.3) * g).sum().backward()
         grads.append((qq.grad, kk.grad))
-    hint = ("fill masked scores with torch.finfo(dtype).min (not -inf: a fully masked row is then NaN, and its "
-            "backward NaN even after zeroing it) and zero the rows of queries that see no key with masked_fill")
+    hint = ("fill masked scores with torch.finfo(dtype).min (an added -inf mask makes a fully masked row NaN, and "
+            "its backward NaN even after zeroing it) and zero the rows of queries that see no key with masked_fill")
     assert_close(grads[0][0], grads[1][0], name="d pattern / dq", atol=1e-6, hint=hint)
     assert_close(grads[0][1], grads[1][1], name="d pattern / dk", atol=1e-6, hint=hint)
 
@@ -208,10 +219,18 @@ def test_attention_pattern_in_float16_is_finite(gpt2):
     pattern = gpt2.attention_pattern(q, k, keep, 1.0)
     expected = torch.tensor([[0.0, 0.0], [1.0, 0.0]], dtype=torch.float16)[None, None]
     assert_close(pattern, expected, name="float16 pattern with scores of -64", atol=0,
+                 mistakes={UNIFORM_ROW: torch.tensor([[0.5, 0.5], [1.0, 0.0]], dtype=torch.float16)[None, None],
+                           "masking after the softmax (mask the scores, then softmax)":
+                               torch.tensor([[0.0, 0.0], [0.5, 0.0]], dtype=torch.float16)[None, None]},
                  hint="masked_fill(~mask, finfo.min) rather than scores + finfo.min: -64 + finfo.min is -inf in "
                       "float16")
     pattern.float().sum().backward()
-    assert bool(torch.isfinite(q.grad).all()), f"float16 gradient through a fully masked row: {q.grad}"
+    assert bool(torch.isfinite(q.grad).all()), (
+        f"float16 gradient through a fully masked row is not finite: {q.grad.flatten().tolist()}. The pattern is "
+        "right, so the row was zeroed after a NaN softmax: finfo.min *added* to a float16 score of -16 or less is "
+        "-inf (as is an added -inf mask), and the softmax's backward through that row reaches q. Fill the masked "
+        "scores instead: scores.masked_fill(~mask, torch.finfo(scores.dtype).min)"
+    )
 
 
 # ----------------------------------------------------------------------------- 4. causal mask
