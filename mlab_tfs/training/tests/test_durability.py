@@ -226,3 +226,26 @@ def test_resume_names_every_difference_at_once(stopped_at_4):
         train(with_(cfg, lr=0.01, n_embd=64, seed=7), resume=True)
     with pytest.raises(ValueError, match=r"max_steps=3, but the checkpoint in .* is at step 4"):
         train(with_(cfg, max_steps=3), resume=True)
+
+
+def test_the_logged_held_out_loss_is_the_mean_over_its_tokens(reference):
+    """The run's last evaluation (step 12: 11 held-out blocks in batches of 8, so 8 + 3),
+    recomputed by hand from the final checkpoint's fp32 weights (1e-6)."""
+    from mlab_tfs.gpt2 import GPT2LMHeadModel
+    from mlab_tfs.tokenizers import ByteLevelBPETokenizer
+    from mlab_tfs.training.loop import prepare_data, select_eval_blocks
+
+    from .test_accounting import hand_mean_loss
+
+    _, out = reference
+    state = torch.load(out / "checkpoint" / "state.pt", weights_only=True)
+    assert state["step"] == 12
+    model = GPT2LMHeadModel.from_pretrained(out / "model", dtype=torch.float32)
+    model.load_state_dict(state["model"])
+    cfg = TrainConfig(**state["config"])
+    _, _, held_out = prepare_data(cfg, ByteLevelBPETokenizer.from_pretrained(out / "tokenizer"))
+    blocks = select_eval_blocks(held_out, 11)
+    assert len(blocks) == 11 and len(blocks) % (cfg.batch_size // cfg.grad_accum) == 3
+    logged = [r["eval_loss"] for r in read_log(out / "log.jsonl") if "eval_loss" in r]
+    assert [r["step"] for r in read_log(out / "log.jsonl") if "eval_loss" in r] == [6, 12]
+    assert logged[-1] == pytest.approx(hand_mean_loss(model, blocks), abs=1e-6)
