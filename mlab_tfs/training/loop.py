@@ -6,12 +6,19 @@ It runs as one process, or as several under ``torchrun`` (DistributedDataParalle
 CPU, NCCL on GPUs). GUIDE.md explains every piece.
 
 Output folder (``config.out``):
+    run.lock             flock-ed by the run using the folder (a second run is refused)
     log.jsonl            one JSON record per step (loss, lr, grad norm, tokens/s) and per eval
     loss.png             the loss curves (needs matplotlib)
-    checkpoint.pt        model, optimizer, scheduler, step and data position, for --resume
-    rng-<rank>.pt        each process's random-number state at that checkpoint
+    checkpoint/          for --resume, written as one unit (mlab_tfs.durable.atomic_folder):
+      state.pt           model, optimizer, step, data position, log position, config
+      rng-<rank>.pt      every process's random-number state at that step
     tokenizer/           vocab.json + merges.txt the run tokenizes with
     model/               config.json, model.safetensors (fp16), vocab.json, merges.txt, recipe.json
+
+Every file is written atomically (mlab_tfs.durable), except log.jsonl, which is appended one
+whole line per write; a checkpoint records the log's length, and a resumed run cuts the log
+back to it. Checkpoints of the earlier layout (checkpoint.pt + rng-<rank>.pt beside it) are
+not resumed: --resume says so.
 """
 
 from __future__ import annotations
