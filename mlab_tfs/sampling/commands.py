@@ -65,6 +65,9 @@ def _filter_sample(args: argparse.Namespace) -> int:
     prompt = tok.encode(args.prompt)
     if not prompt:
         raise ValueError("--prompt must not be empty (it gives the text to continue)")
+    for flag, text in (("--bad", args.bad), ("--good", args.good)):
+        if not tok.encode(text):
+            raise ValueError(f"{flag} must not be empty (its log-probability is the score)")
     with torch.no_grad():
         result = filtered_sample(
             model, prompt, args.n, tok.encode(args.bad), tok.encode(args.good), max_new_tokens=args.max_new_tokens,

@@ -34,6 +34,7 @@ def one_line_error(capsys, argv) -> str:
     (["filter-sample", "--top-p", "0"], "mlab-tfs filter-sample: error: argument --top-p: expected a finite number in (0, 1], got '0'"),
     (["filter-sample", "--temperature", "inf"], "mlab-tfs filter-sample: error: argument --temperature: expected a finite number"),
     (["filter-sample", "--prompt", ""], "mlab-tfs filter-sample: error: --prompt must not be empty"),
+    (["filter-sample", "--bad", ""], "mlab-tfs filter-sample: error: --bad must not be empty"),
     (["demo", "bert", "-k", "0", "query"], "mlab-tfs demo bert: error: argument -k: expected an integer in [1, inf), got '0'"),
     (["demo", "bert"], "mlab-tfs demo bert: error: the following arguments are required: QUERY"),
     (["train", "--lr", "nan"], "mlab-tfs train: error: bad settings: lr must be a finite number, got nan"),

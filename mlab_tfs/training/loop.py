@@ -24,6 +24,7 @@ not resumed: --resume says so.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import os
@@ -760,7 +761,17 @@ def train(cfg: TrainConfig, resume: bool = False, command: str | None = None,
     finally:
         lock.release()
         if dist.initialized_here:
-            torch.distributed.destroy_process_group()
+            _end_process_group()
+
+
+def _end_process_group() -> None:
+    """Destroy the process group while the interpreter is whole, and so that its gloo threads
+    are joined here: the DDP wrapper (freed only by the garbage collector: it has reference
+    cycles) goes first, so the group's last reference is the registry's, whose release lets
+    the threads finish. Left to the interpreter's exit, a gloo thread still releasing a
+    collective's Python-owned tensors is stopped inside a destructor: SIGABRT."""
+    gc.collect()
+    torch.distributed.destroy_process_group()
 
 
 def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, stop_after) -> dict[str, Any]:
