@@ -839,17 +839,27 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
         # One folder, one writer: the state, every rank's random state and the log position
         # of the same step appear together or not at all.
         rng = dist.gather_to_rank0(_rng_state(device))
+        failed = None
         if main:
             epoch, index = order.position(step)
-            with atomic_folder(out / "checkpoint", drop=["rng-*.pt"]) as staging:
-                torch.save({
-                    "kind": CHECKPOINT_KIND, "step": step, "config": asdict(cfg), "world_size": dist.world_size,
-                    "tokenizer": fingerprint, "train_blocks": len(train_blocks),
-                    "data_position": {"epoch": epoch, "index": index}, "log_position": log.position(),
-                    "resumed": resumed, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                }, staging / "state.pt")
-                for r, rng_state in enumerate(rng):
-                    torch.save({"step": step, "rank": r, "state": rng_state}, staging / f"rng-{r}.pt")
+            try:
+                with atomic_folder(out / "checkpoint", drop=["rng-*.pt"]) as staging:
+                    torch.save({
+                        "kind": CHECKPOINT_KIND, "step": step, "config": asdict(cfg), "world_size": dist.world_size,
+                        "tokenizer": fingerprint, "train_blocks": len(train_blocks),
+                        "data_position": {"epoch": epoch, "index": index}, "log_position": log.position(),
+                        "resumed": resumed, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    }, staging / "state.pt")
+                    for r, rng_state in enumerate(rng):
+                        torch.save({"step": step, "rank": r, "state": rng_state}, staging / f"rng-{r}.pt")
+            except Exception as e:
+                failed = e
+        # Every rank stops if the save failed, rather than wait for rank 0 at the next step.
+        verdict = dist.from_rank0(None if failed is None else f"{type(failed).__name__}: {failed}")
+        if failed is not None:
+            raise failed
+        if verdict is not None:
+            raise OSError(f"rank 0 could not write the step-{step} checkpoint ({verdict}); the previous one is whole")
 
     last_eval = None
     bar = tqdm(total=cfg.max_steps, initial=start, disable=not (cfg.progress and main), dynamic_ncols=True)
