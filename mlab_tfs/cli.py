@@ -4,6 +4,15 @@
 with a module ``mlab_tfs/<part>/commands.py`` that defines ``register(subparsers)``: it adds
 its parsers and sets ``func`` on each (a function of the parsed args returning an exit code).
 Demos go under ``mlab-tfs demo <part>``: add them to ``demo_subparsers(subparsers)``.
+
+Errors. A user error ends the command with one line on stderr, ``mlab-tfs <cmd>: error:
+<message>``, and exit status 2, without a traceback. User errors are: what argparse refuses
+(a missing or malformed argument; the type helpers below refuse NaN, infinities and
+out-of-range numbers there), and ValueError (CheckpointError included), TypeError and OSError
+(a missing file, a folder in use, a full disk) raised while the command runs: they are how
+the package reports bad input. Any other exception is a bug and keeps its traceback. Ctrl-C
+prints ``mlab-tfs <cmd>: interrupted`` and exits 130. ``--debug`` (before or after the
+command) or ``MLAB_TFS_DEBUG=1`` shows the traceback of a user error too.
 """
 
 from __future__ import annotations
@@ -11,13 +20,69 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import math
+import os
 import sys
+from collections.abc import Callable
 
 from mlab_tfs.testing.exercises import COURSE_ORDER, PARTS
 
 
+USER_ERRORS = (ValueError, TypeError, OSError)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser with one-line errors: ``<prog>: error: <message>``, exit status 2
+    (argparse's own prints the usage first). Subcommand parsers get this class too."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def number(kind: type = float, low: float | None = None, high: float | None = None, low_open: bool = False,
+           high_open: bool = False) -> Callable[[str], int | float]:
+    """An argparse ``type=`` that reads an int or a finite float in [low, high] (an open end
+    with low_open / high_open) and refuses anything else with a message naming the range."""
+    lo = "(" if low_open or low is None else "["
+    hi = ")" if high_open or high is None else "]"
+    wanted = f"{'an integer' if kind is int else 'a finite number'}" + (
+        f" in {lo}{low if low is not None else '-inf'}, {high if high is not None else 'inf'}{hi}"
+        if low is not None or high is not None else "")
+
+    def convert(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        if not math.isfinite(value) or (low is not None and (value < low or (low_open and value == low))) or \
+                (high is not None and (value > high or (high_open and value == high))):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in its messages
+    return convert
+
+
+def _one_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return " ".join(lines) or type(e).__name__
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser):
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield parser
+    for action in subs:
+        for child in dict.fromkeys(action.choices.values()):  # aliases share one parser
+            yield from _leaf_parsers(child)
+
+
 def _check(args: argparse.Namespace) -> int:
     from mlab_tfs.testing.progress import check
+
+    unknown = [p for p in args.parts if p not in PARTS]
+    if unknown:
+        raise ValueError(f"unknown part {', '.join(unknown)}; the parts are {', '.join(PARTS)}")
 
     all_passed = check(args.parts, solution=args.solution, verbose=args.verbose)
     return 1 if args.strict and not all_passed else 0
@@ -33,7 +98,8 @@ def demo_subparsers(subparsers: argparse._SubParsersAction) -> argparse._SubPars
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlab-tfs", description="MLAB Transformers From Scratch")
+    parser = ArgumentParser(prog="mlab-tfs", description="MLAB Transformers From Scratch")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (also MLAB_TFS_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     check = sub.add_parser("check", help="run the tests of your implementation and show your progress")
@@ -48,17 +114,39 @@ def build_parser() -> argparse.ArgumentParser:
         name = f"mlab_tfs.{part}.commands"
         if importlib.util.find_spec(f"mlab_tfs.{part}") and importlib.util.find_spec(name):
             importlib.import_module(name).register(sub)
+    for leaf in _leaf_parsers(parser):  # every command knows its name and takes --debug
+        leaf.set_defaults(_prog=leaf.prog)
+        if "--debug" not in leaf._option_string_actions:
+            leaf.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``mlab-tfs`` command; returns its exit status. A user error raises
+    SystemExit(2) after one line on stderr (see the module docstring)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "check":
-        unknown = [p for p in args.parts if p not in PARTS]
-        if unknown:
-            parser.error(f"unknown part {', '.join(unknown)}; the parts are {', '.join(PARTS)}")
-    return int(args.func(args) or 0)
+    prog = getattr(args, "_prog", parser.prog)
+    debug = args.debug or os.environ.get("MLAB_TFS_DEBUG", "") not in ("", "0")
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as e:
+        if debug:
+            raise
+        print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except SystemExit as e:
+        if isinstance(e.code, str):  # raise SystemExit("message"): a user error too
+            if debug:
+                raise
+            print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
+            raise SystemExit(2) from None
+        raise
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{prog}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from mlab_tfs.cli import number
+
 BAD, GOOD = " -- and that was bad", " -- and that was good"
 
 
@@ -62,7 +64,10 @@ def _filter_sample(args: argparse.Namespace) -> int:
     model, tok = load(args)
     prompt = tok.encode(args.prompt)
     if not prompt:
-        raise SystemExit("--prompt must not be empty")
+        raise ValueError("--prompt must not be empty (it gives the text to continue)")
+    for flag, text in (("--bad", args.bad), ("--good", args.good)):
+        if not tok.encode(text):
+            raise ValueError(f"{flag} must not be empty (its log-probability is the score)")
     with torch.no_grad():
         result = filtered_sample(
             model, prompt, args.n, tok.encode(args.bad), tok.encode(args.good), max_new_tokens=args.max_new_tokens,
@@ -83,11 +88,11 @@ def register(subparsers) -> None:
     p.add_argument("--transformers", action="store_true",
                    help="load --model with transformers' AutoModelForCausalLM and its own tokenizer")
     p.add_argument("--prompt", default="The food at the restaurant")
-    p.add_argument("-n", type=int, default=8, help="how many continuations to sample")
-    p.add_argument("--max-new-tokens", type=int, default=20)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("-n", type=number(int, 1), default=8, help="how many continuations to sample")
+    p.add_argument("--max-new-tokens", type=number(int, 1), default=20)
+    p.add_argument("--temperature", type=number(float, 0, low_open=True), default=1.0)
+    p.add_argument("--top-p", type=number(float, 0, 1, low_open=True), default=1.0)
     p.add_argument("--bad", default=BAD)
     p.add_argument("--good", default=GOOD)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=0)
     p.set_defaults(func=_filter_sample)

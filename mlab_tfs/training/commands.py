@@ -15,6 +15,8 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from mlab_tfs.cli import number
+
 SHIPPED_MODEL = Path(__file__).resolve().parent / "model"
 
 
@@ -33,7 +35,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         elif kind == "list[str]":
             group.add_argument(_flag(f.name), nargs="+", default=None, metavar="PATH")
         else:
-            convert = {"int": int, "float": float}.get(kind, str)
+            # Ranges are check_config's (one place for them); here only the conversion.
+            convert = {"int": int, "int | None": int, "float": float}.get(kind, str)
             group.add_argument(_flag(f.name), type=convert, default=None, metavar=kind.split(" ")[0].upper())
 
 
@@ -62,10 +65,10 @@ def load_model_folder(folder: str | Path | None):
         hint = (" (the course model is not in this copy of the repository yet: train one with "
                 "`mlab-tfs train --config mlab_tfs/training/course_model.toml` and pass --model runs/shakespeare/model)"
                 if folder == SHIPPED_MODEL else "")
-        raise SystemExit(f"--model: no folder {folder}{hint}")
+        raise FileNotFoundError(f"--model: no folder {folder}{hint}")
     missing = [n for n in ("config.json", "model.safetensors", "vocab.json", "merges.txt") if not (folder / n).is_file()]
     if missing:
-        raise SystemExit(f"--model: {folder} lacks {', '.join(missing)} (an `mlab-tfs train` run writes them to <out>/model)")
+        raise FileNotFoundError(f"--model: {folder} lacks {', '.join(missing)} (an `mlab-tfs train` run writes them to <out>/model)")
     import torch
 
     return GPT2LMHeadModel.from_pretrained(folder, dtype=torch.float32), ByteLevelBPETokenizer.from_pretrained(folder)
@@ -80,10 +83,11 @@ def _sample(args: argparse.Namespace) -> int:
     eot = tok.encoder.get("<|endoftext|>")
     prompt = tok.encode(args.prompt) if args.prompt else [eot]
     if not prompt or None in prompt:
-        raise SystemExit("the prompt is empty and the tokenizer has no <|endoftext|> to start from")
+        raise ValueError("the prompt is empty and the tokenizer has no <|endoftext|> to start from")
     room = model.config.n_positions - len(prompt)
     if room < 1:
-        raise SystemExit(f"the prompt is {len(prompt)} tokens; the model sees at most {model.config.n_positions}")
+        raise ValueError(f"the prompt is {len(prompt)} tokens; the model sees at most {model.config.n_positions}, "
+                         "and one more is needed for a new token")
     n_new = min(args.max_new_tokens, room)
     g = torch.Generator().manual_seed(args.seed)
     ids = torch.tensor([prompt] * args.n)
@@ -111,10 +115,10 @@ def register(subparsers) -> None:
     s.add_argument("prompt", nargs="?", default="ROMEO:", help='where the text starts (default "ROMEO:")')
     s.add_argument("--model", default=None,
                    help="a folder written by mlab-tfs train (<out>/model); default: the shipped mlab_tfs/training/model")
-    s.add_argument("-n", type=int, default=1, help="how many samples")
-    s.add_argument("--max-new-tokens", type=int, default=200)
-    s.add_argument("--temperature", type=float, default=0.8)
-    s.add_argument("--top-k", type=int, default=40)
-    s.add_argument("--top-p", type=float, default=1.0)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("-n", type=number(int, 1), default=1, help="how many samples")
+    s.add_argument("--max-new-tokens", type=number(int, 1), default=200)
+    s.add_argument("--temperature", type=number(float, 0, low_open=True), default=0.8)
+    s.add_argument("--top-k", type=number(int, 0), default=40, help="0: no top-k")
+    s.add_argument("--top-p", type=number(float, 0, 1, low_open=True), default=1.0)
+    s.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=0)
     s.set_defaults(func=_sample)

@@ -6,32 +6,42 @@ It runs as one process, or as several under ``torchrun`` (DistributedDataParalle
 CPU, NCCL on GPUs). GUIDE.md explains every piece.
 
 Output folder (``config.out``):
+    run.lock             flock-ed by the run using the folder (a second run is refused)
     log.jsonl            one JSON record per step (loss, lr, grad norm, tokens/s) and per eval
     loss.png             the loss curves (needs matplotlib)
-    checkpoint.pt        model, optimizer, scheduler, step and data position, for --resume
-    rng-<rank>.pt        each process's random-number state at that checkpoint
+    checkpoint/          for --resume, written as one unit (mlab_tfs.durable.atomic_folder):
+      state.pt           model, optimizer, step, data position, log position, config
+      rng-<rank>.pt      every process's random-number state at that step
     tokenizer/           vocab.json + merges.txt the run tokenizes with
     model/               config.json, model.safetensors (fp16), vocab.json, merges.txt, recipe.json
+
+Every file is written atomically (mlab_tfs.durable), except log.jsonl, which is appended one
+whole line per write; a checkpoint records the log's length, and a resumed run cuts the log
+back to it. Checkpoints of the earlier layout (checkpoint.pt + rng-<rank>.pt beside it) are
+not resumed: --resume says so.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import os
 import random
+import re
 import sys
 import time
 import tomllib
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mlab_tfs.checkpoints import CheckpointError
+from mlab_tfs.durable import atomic_file, atomic_folder, write_bytes_atomic, write_text_atomic
 from mlab_tfs.training import data as D
 
 Tensor = torch.Tensor
@@ -65,7 +75,7 @@ class TrainConfig:
     max_steps: int = 2000
     lr: float = 1e-3  # peak learning rate, reached after warmup
     min_lr: float = 1e-4  # where the cosine ends
-    warmup_steps: int = 100
+    warmup_steps: int | None = None  # None: min(100, max_steps // 10), see resolve_config
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
@@ -87,33 +97,49 @@ class TrainConfig:
     progress: bool = True  # the tqdm bar
 
 
-# Fields whose change makes an old checkpoint meaningless for --resume.
-RESUME_FIXED = ("corpus", "eval_fraction", "tokenizer", "vocab_size", "n_layer", "n_head", "n_embd", "n_positions",
-                "dropout", "init_from", "block_size", "batch_size", "grad_accum", "seed")
+DEFAULT_WARMUP = 100  # warmup_steps=None means min(DEFAULT_WARMUP, max_steps // 10)
+
+# Settings a resumed run may change: how long it goes on, what it reports and where it runs.
+# They do not change what the checkpoint's state means; recipe.json records every change
+# under "resumed". Every other setting must equal the checkpoint's (see resume_changes).
+RESUME_MAY_CHANGE = ("max_steps", "eval_every", "eval_blocks", "sample_prompt", "sample_tokens",
+                     "sample_temperature", "sample_top_k", "checkpoint_every", "device", "amp", "compile", "out",
+                     "progress")
+RESUME_FIXED = tuple(f.name for f in fields(TrainConfig) if f.name not in RESUME_MAY_CHANGE)
 
 
 def _field_types() -> dict[str, str]:
     return {f.name: str(f.type) for f in fields(TrainConfig)}
 
 
-def _check_type(name: str, value: Any) -> Any:
-    kind = _field_types()[name]
-    ok = {
-        "int": isinstance(value, int) and not isinstance(value, bool),
-        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+def _type_ok(kind: str, value: Any) -> bool:
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    return {
+        "int": is_int,
+        "int | None": value is None or is_int,
+        "float": is_int or isinstance(value, float),
         "str": isinstance(value, str),
         "bool": isinstance(value, bool),
         "str | None": value is None or isinstance(value, str),
         "bool | None": value is None or isinstance(value, bool),
         "list[str]": isinstance(value, list) and all(isinstance(v, str) for v in value),
     }[kind]
-    if not ok:
+
+
+def _check_type(name: str, value: Any) -> Any:
+    kind = _field_types()[name]
+    if not _type_ok(kind, value):
         raise TypeError(f"config field {name} must be {kind}, got {type(value).__name__} {value!r}")
     return float(value) if kind == "float" else value
 
 
 def config_from_dict(d: dict[str, Any], source: str = "config") -> TrainConfig:
-    """A TrainConfig from a dict; unknown keys and wrong types are errors."""
+    """A TrainConfig from a dict; unknown keys and wrong types are errors.
+
+    Raises ValueError (unknown keys, naming them and the known ones) or TypeError (a value
+    of the wrong type, naming the field, the type expected and the value given)."""
+    if not isinstance(d, dict):
+        raise TypeError(f"{source} must be a dict of settings, got {type(d).__name__}")
     known = _field_types()
     unknown = sorted(set(d) - set(known))
     if unknown:
@@ -124,31 +150,67 @@ def config_from_dict(d: dict[str, Any], source: str = "config") -> TrainConfig:
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a .toml or .json config file; overrides (e.g. from command-line flags) win."""
+    """Read a .toml or .json config file; overrides (e.g. from command-line flags) win.
+
+    Raises FileNotFoundError (no such file), ValueError (another suffix, unreadable TOML or
+    JSON, unknown keys) or TypeError (a value of the wrong type)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
-    if path.suffix == ".toml":
-        with path.open("rb") as f:
-            d = tomllib.load(f)
-    elif path.suffix == ".json":
-        d = json.loads(path.read_text())
-    else:
-        raise ValueError(f"config file must end in .toml or .json, got {path.name}")
+    try:
+        if path.suffix == ".toml":
+            with path.open("rb") as f:
+                d = tomllib.load(f)
+        elif path.suffix == ".json":
+            d = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            raise ValueError(f"config file must end in .toml or .json, got {path.name}")
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"config file {path} is not valid {path.suffix[1:].upper()}: {e}") from None
     if not isinstance(d, dict):
         raise ValueError(f"config file {path} must hold a table/object of settings")
     return config_from_dict({**d, **(overrides or {})}, source=f"config file {path}")
 
 
+def resolve_config(cfg: TrainConfig) -> TrainConfig:
+    """The config with the defaults that depend on other settings filled in: warmup_steps=None
+    becomes min(DEFAULT_WARMUP, max_steps // 10), so a short run gets a proportionate warmup
+    (2000 steps: 100, the course's; 30 steps: 3). Raises what check_config raises."""
+    check_config(cfg)
+    if cfg.warmup_steps is None:
+        cfg = replace(cfg, warmup_steps=min(DEFAULT_WARMUP, cfg.max_steps // 10))
+    return cfg
+
+
 def check_config(cfg: TrainConfig, world_size: int = 1) -> None:
-    """Every contradiction a config can hold, as one ValueError naming the fields."""
+    """Check every setting before any work is done.
+
+    Raises TypeError if cfg is not a TrainConfig or a setting has the wrong type (all of
+    them named); then ValueError naming every setting out of range or contradicting another
+    (NaN and infinity are out of every range); then FileNotFoundError / NotADirectoryError
+    for a corpus, tokenizer, init_from or out path that cannot be used."""
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(cfg).__name__}")
+    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+        raise ValueError(f"world_size must be an int >= 1, got {world_size!r}")
+    kinds = _field_types()
+    wrong = [f"{n} must be {k}, got {type(getattr(cfg, n)).__name__} {getattr(cfg, n)!r}"
+             for n, k in kinds.items() if not _type_ok(k, getattr(cfg, n))]
+    if wrong:
+        raise TypeError("config settings of the wrong type: " + "; ".join(wrong))
+
     problems = []
+    for name, kind in kinds.items():
+        if kind == "float" and not math.isfinite(getattr(cfg, name)):
+            problems.append(f"{name} must be a finite number, got {getattr(cfg, name)}")
+    if problems:  # the range checks below would only repeat these
+        raise ValueError("bad settings: " + "; ".join(problems))
     for name in ("vocab_size", "n_layer", "n_head", "n_embd", "n_positions", "block_size", "batch_size",
                  "grad_accum", "max_steps", "eval_every", "checkpoint_every", "sample_tokens"):
         if getattr(cfg, name) < 1:
             problems.append(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    if problems:
-        raise ValueError("the config contradicts itself:\n  " + "\n  ".join(problems))
+    if problems:  # the contradictions below divide by some of these
+        raise ValueError("bad settings: " + "; ".join(problems))
     if cfg.n_embd % cfg.n_head:
         problems.append(f"n_embd ({cfg.n_embd}) must be divisible by n_head ({cfg.n_head})")
     if cfg.block_size > cfg.n_positions:
@@ -168,21 +230,39 @@ def check_config(cfg: TrainConfig, world_size: int = 1) -> None:
         problems.append(f"dropout must be in [0, 1), got {cfg.dropout}")
     if cfg.lr <= 0 or cfg.min_lr < 0 or cfg.min_lr > cfg.lr:
         problems.append(f"need 0 <= min_lr <= lr and lr > 0, got lr={cfg.lr}, min_lr={cfg.min_lr}")
-    if not 0 <= cfg.warmup_steps <= cfg.max_steps:
-        problems.append(f"warmup_steps ({cfg.warmup_steps}) must be in [0, max_steps={cfg.max_steps}]")
+    if cfg.warmup_steps is not None and not 0 <= cfg.warmup_steps <= cfg.max_steps:
+        problems.append(f"warmup_steps ({cfg.warmup_steps}) must be in [0, max_steps={cfg.max_steps}] "
+                        "(or unset: min(100, max_steps // 10))")
     if cfg.weight_decay < 0 or cfg.grad_clip < 0:
         problems.append(f"weight_decay and grad_clip must be >= 0, got {cfg.weight_decay}, {cfg.grad_clip}")
     if not (0 <= cfg.beta1 < 1 and 0 <= cfg.beta2 < 1):
         problems.append(f"beta1, beta2 must be in [0, 1), got {cfg.beta1}, {cfg.beta2}")
+    if not 0 <= cfg.seed < 2**32:
+        problems.append(f"seed must be in [0, 2**32), got {cfg.seed}")
     if cfg.eval_blocks < 0:
         problems.append(f"eval_blocks must be >= 0 (0 = all), got {cfg.eval_blocks}")
     if cfg.sample_temperature <= 0 or cfg.sample_top_k < 0:
         problems.append(f"sample_temperature must be > 0 and sample_top_k >= 0, got "
                         f"{cfg.sample_temperature}, {cfg.sample_top_k}")
-    if cfg.device not in ("auto", "cpu") and not cfg.device.startswith("cuda"):
+    if cfg.device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", cfg.device):
         problems.append(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {cfg.device!r}")
+    if not cfg.out.strip():
+        problems.append("out must name a folder, got an empty string")
+    if cfg.tokenizer == "" or (cfg.init_from is not None and cfg.init_from == ""):
+        problems.append("tokenizer and init_from must not be empty strings (init_from: leave it unset)")
     if problems:
-        raise ValueError("the config contradicts itself:\n  " + "\n  ".join(problems))
+        raise ValueError("bad settings: " + "; ".join(problems))
+
+    D.corpus_files(cfg.corpus)  # FileNotFoundError naming a path that is neither file nor folder
+    if cfg.tokenizer not in ("bpe", "gpt2"):
+        missing = [n for n in ("vocab.json", "merges.txt") if not (Path(cfg.tokenizer) / n).is_file()]
+        if missing:
+            raise FileNotFoundError(f"tokenizer must be 'bpe', 'gpt2' or a folder with vocab.json and merges.txt; "
+                                    f"{cfg.tokenizer} has no {' or '.join(missing)}")
+    if cfg.init_from is not None and not (Path(cfg.init_from) / "config.json").is_file():
+        raise FileNotFoundError(f"init_from must be a model folder with config.json; {cfg.init_from} has none")
+    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        raise NotADirectoryError(f"out must be a folder, but {cfg.out} is a file")
 
 
 # ---------------------------------------------------------------------------------------
@@ -224,6 +304,8 @@ class WarmupCosine:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
+    """The learning rate optimizer step ``step`` (0-based) uses: cfg.lr x WarmupCosine."""
+    cfg = resolve_config(cfg)
     return cfg.lr * WarmupCosine(cfg.warmup_steps, cfg.max_steps, cfg.min_lr / cfg.lr)(step)
 
 
@@ -237,8 +319,19 @@ def select_eval_blocks(blocks: Tensor, n: int) -> Tensor:
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, blocks: Tensor, batch_size: int, device: torch.device | str = "cpu",
              amp: bool = False) -> float:
-    """Mean next-token loss over blocks (every block has the same number of targets, so the
-    mean of per-batch means weighted by batch size is the mean over all tokens)."""
+    """Mean next-token loss (nats per predicted token) over ``blocks`` (M, T) long, in batches
+    of ``batch_size`` blocks; the last batch may be shorter. Every block has T - 1 targets,
+    so the per-batch means weighted by their number of blocks give the mean over all tokens.
+
+    Raises TypeError / ValueError for blocks that are not a non-empty (M, T >= 2) integer
+    tensor, or a batch_size that is not an int >= 1."""
+    if not isinstance(blocks, torch.Tensor) or blocks.dim() != 2 or blocks.dtype not in (torch.long, torch.int):
+        raise TypeError(f"blocks must be a (M, T) long tensor of token ids, got "
+                        f"{type(blocks).__name__} {getattr(blocks, 'shape', '')} {getattr(blocks, 'dtype', '')}")
+    if len(blocks) == 0 or blocks.shape[1] < 2:
+        raise ValueError(f"blocks must hold at least one block of >= 2 tokens, got shape {tuple(blocks.shape)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     was_training = model.training
     model.eval()
     device = torch.device(device)
@@ -277,6 +370,22 @@ class _Dist:
         if self.world_size > 1:
             torch.distributed.barrier()
 
+    def from_rank0(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank (pickled; gloo and NCCL)."""
+        if self.world_size == 1:
+            return obj
+        box = [obj]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather_to_rank0(self, obj: Any) -> list[Any] | None:
+        """[rank 0's obj, rank 1's, ...] on rank 0, None elsewhere."""
+        if self.world_size == 1:
+            return [obj]
+        boxes = [None] * self.world_size if self.rank == 0 else None
+        torch.distributed.gather_object(obj, boxes, dst=0)
+        return boxes
+
 
 def _device(cfg: TrainConfig, dist: _Dist) -> torch.device:
     if cfg.device == "auto":
@@ -304,30 +413,106 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)  # an interruption mid-write leaves the previous checkpoint whole
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a log.jsonl, in order. A last line cut short (the process was killed
+    while appending it) is left out; a damaged line anywhere else raises ValueError naming it."""
+    path = Path(path)
+    lines = path.read_bytes().split(b"\n")
+    records = []
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if i == len(lines):  # no newline after it: an append that never finished
+                break
+            raise ValueError(f"{path}, line {i}: not a JSON record: {line[:80]!r}") from None
+    return records
 
 
 class _Log:
-    """log.jsonl: append-only; on resume the records after the checkpoint are dropped."""
+    """log.jsonl, append-only: one JSON line per record, each appended by a single write.
 
-    def __init__(self, path: Path, keep_until: int | None):
+    A checkpoint records ``position()`` (bytes and records written so far); a resumed run cuts
+    the log back to that position, so the records of the steps it redoes appear once and a
+    line torn by a kill after the checkpoint is gone."""
+
+    def __init__(self, path: Path, resume_at: dict[str, int] | None):
         self.path = path
-        if keep_until is None:
-            path.write_text("")
+        if resume_at is None:
+            write_text_atomic(path, "")
+            self.n_records = 0
+            return
+        data = path.read_bytes() if path.exists() else b""
+        if len(data) < resume_at["bytes"]:
+            warnings.warn(f"{path} has {len(data)} bytes, less than the {resume_at['bytes']} it had at the "
+                          "checkpoint: its earlier records are lost; the run goes on from the checkpoint", stacklevel=2)
+            data = data[: data.rfind(b"\n") + 1]  # whole lines only
         else:
-            kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= keep_until] \
-                if path.exists() else []
-            path.write_text("".join(ln + "\n" for ln in kept))
+            data = data[: resume_at["bytes"]]
+        write_bytes_atomic(path, data)
+        self.n_records = data.count(b"\n")
+
+    def position(self) -> dict[str, int]:
+        return {"bytes": self.path.stat().st_size, "records": self.n_records}
 
     def write(self, record: dict[str, Any]) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        with self.path.open("ab") as f:
+            f.write((json.dumps(record) + "\n").encode())
+        self.n_records += 1
 
     def records(self) -> list[dict[str, Any]]:
-        return [json.loads(ln) for ln in self.path.read_text().splitlines() if ln]
+        return read_log(self.path)
+
+
+class RunFolderInUse(FileExistsError):
+    """Another process is running ``mlab-tfs train`` into the same output folder."""
+
+
+class RunLock:
+    """An exclusive ``fcntl.flock`` on ``<out>/run.lock``, held for the whole run (rank 0).
+
+    A second run into the same folder is refused at once with RunFolderInUse naming the
+    folder and the holder's pid. The operating system drops the lock when the holder's
+    process ends, however it ends (exit, exception, kill -9), so there is no stale lock to
+    clean up. The file itself stays; only the lock on it counts. (No-op without fcntl.)"""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.path = self.folder / "run.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        try:
+            import fcntl
+        except ImportError:  # not a POSIX system: no lock
+            return self
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunFolderInUse(f"{self.folder} is in use by another mlab-tfs train run (pid {holder}); "
+                                 "wait for it to end or choose another --out") from None
+        # The holder's pid, for the message above; written in place (the lock is on this inode).
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 _WARNED_PLOT = False
@@ -347,7 +532,7 @@ def plot_losses(log_path: Path, png: Path) -> bool:
             warnings.warn("matplotlib is not installed, so no loss.png: pip install matplotlib", stacklevel=2)
             _WARNED_PLOT = True
         return False
-    records = [json.loads(ln) for ln in log_path.read_text().splitlines() if ln]
+    records = read_log(log_path)
     train = [(r["step"], r["loss"]) for r in records if "loss" in r]
     ev = [(r["step"], r["eval_loss"]) for r in records if "eval_loss" in r]
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
@@ -360,7 +545,8 @@ def plot_losses(log_path: Path, png: Path) -> bool:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(png)
+    with atomic_file(png) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return True
 
@@ -446,52 +632,147 @@ def _build_model(cfg: TrainConfig, tokenizer, device: torch.device):
     return model.to(device).train()
 
 
+CHECKPOINT_KIND = "mlab_tfs.training checkpoint"
+
+
+def resume_changes(old: dict[str, Any], new: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """The settings a resume changes, {field: (checkpoint's value, new value)}, all of them in
+    RESUME_MAY_CHANGE. ``old`` is the config a checkpoint recorded (resolved), ``new`` the
+    resolved config of the resumed run.
+
+    Raises CheckpointError naming every other setting that differs, as ``field: old -> new``."""
+    fixed = [f"{k}: {old.get(k)!r} -> {getattr(new, k)!r}" for k in RESUME_FIXED if old.get(k) != getattr(new, k)]
+    if fixed:
+        raise CheckpointError("the checkpoint is from a run with other settings, which --resume cannot change: "
+                              + "; ".join(fixed) + " (only " + ", ".join(RESUME_MAY_CHANGE) + " may change)")
+    return {k: (old.get(k), getattr(new, k)) for k in RESUME_MAY_CHANGE if old.get(k) != getattr(new, k)}
+
+
+def _read_checkpoint(out: Path) -> dict[str, Any]:
+    state_path = out / "checkpoint" / "state.pt"
+    if not state_path.is_file():
+        if (out / "checkpoint.pt").is_file():
+            raise CheckpointError(f"{out / 'checkpoint.pt'} was written by an older mlab-tfs train, whose "
+                                  "checkpoints this version does not resume; start the run again in another --out")
+        raise FileNotFoundError(f"--resume: no checkpoint in {out} (no {state_path})")
+    try:
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a damaged file of any kind: one clear message
+        raise CheckpointError(f"{state_path} cannot be read: {type(e).__name__}: {e}") from e
+    if not isinstance(state, dict) or state.get("kind") != CHECKPOINT_KIND:
+        raise CheckpointError(f"{state_path} is not a checkpoint of mlab-tfs train")
+    return state
+
+
+def _resumed_config(cfg: TrainConfig, state: dict[str, Any]) -> tuple[TrainConfig, dict[str, tuple[Any, Any]]]:
+    """(the resolved config the resumed run uses, what it changes); raises what resume_changes raises."""
+    old = state["config"]
+    if cfg.warmup_steps is None:  # unset: the warmup the run started with, not one scaled to a new max_steps
+        cfg = replace(cfg, warmup_steps=old["warmup_steps"])
+    cfg = resolve_config(cfg)
+    changes = resume_changes(old, cfg)
+    if cfg.max_steps < state["step"]:
+        raise ValueError(f"max_steps={cfg.max_steps}, but the checkpoint in {cfg.out} is at step {state['step']}: "
+                         "a resumed run can only go on")
+    return cfg, changes
+
+
+def _open_run(out: Path, cfg: TrainConfig, resume: bool, world_size: int) -> dict[str, Any] | None:
+    """Rank 0's checks of the output folder: the checkpoint to resume, or None for a new run."""
+    if not resume:
+        for old in (out / "checkpoint", out / "checkpoint.pt"):
+            if old.exists():
+                raise FileExistsError(f"{out} already holds a run's checkpoint ({old.name}): pass --resume to "
+                                      "continue it, or choose another --out")
+        return None
+    state = _read_checkpoint(out)
+    _resumed_config(cfg, state)
+    if state["world_size"] != world_size:
+        raise CheckpointError(f"the checkpoint in {out} was written by {state['world_size']} processes; "
+                              f"resume it with the same number (now {world_size})")
+    return state
+
+
+def _picklable(e: BaseException) -> bool:
+    import pickle
+
+    try:
+        return type(pickle.loads(pickle.dumps(e))) is type(e)
+    except Exception:
+        return False
+
+
 def train(cfg: TrainConfig, resume: bool = False, command: str | None = None,
           stop_after: int | None = None) -> dict[str, Any]:
-    """Run (or, with resume, continue) a training run; returns a summary (see recipe.json).
+    """Run (or, with resume, continue) a training run; returns a summary (see recipe.json)
+    plus "losses", the training loss of every step (nats per token).
+
+    Before any work, raises: what check_config raises for a bad setting; RunFolderInUse if
+    another run holds ``cfg.out``; FileExistsError for a new run into a folder that holds a
+    checkpoint. With resume: FileNotFoundError without a checkpoint; CheckpointError for a
+    checkpoint of another run (every differing setting named, ``field: old -> new``; only
+    RESUME_MAY_CHANGE may change, and recipe.json records those changes under "resumed") or
+    of another number of processes.
 
     stop_after=s ends the run right after step s as if the process had been killed there
     (no final checkpoint, no export): for testing that resuming loses nothing.
     """
+    if not isinstance(resume, bool):
+        raise TypeError(f"resume must be a bool, got {type(resume).__name__} {resume!r}")
+    if command is not None and not isinstance(command, str):
+        raise TypeError(f"command must be a str or None, got {type(command).__name__}")
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
+        raise ValueError(f"stop_after must be None or an int >= 1, got {stop_after!r}")
     dist = _Dist.from_env()
     check_config(cfg, dist.world_size)  # before anything slow
     device = _device(cfg, dist)
     amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
     use_compile = cfg.compile if cfg.compile is not None else device.type == "cuda"
     out = Path(cfg.out)
-    ckpt_path = out / "checkpoint.pt"
-
-    state = None
-    if resume:
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if not isinstance(state, dict) or state.get("kind") != "mlab_tfs.training checkpoint":
-            raise CheckpointError(f"{ckpt_path} is not a checkpoint of mlab-tfs train")
-        old = state["config"]
-        changed = [f"{k}: checkpoint {old.get(k)!r}, now {getattr(cfg, k)!r}" for k in RESUME_FIXED
-                   if old.get(k) != getattr(cfg, k)]
-        if changed:
-            raise CheckpointError(f"the checkpoint {ckpt_path} is from another run; these settings differ:\n  "
-                                  + "\n  ".join(changed))
-        if state["world_size"] != dist.world_size:
-            raise CheckpointError(f"the checkpoint {ckpt_path} was written by {state['world_size']} processes; "
-                                  f"resume it with the same number (now {dist.world_size})")
-    elif ckpt_path.exists():
-        raise FileExistsError(f"{out} already holds a run's checkpoint: pass --resume to continue it, "
-                              "or choose another --out")
 
     if dist.world_size > 1 and not torch.distributed.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # NCCL's object collectives use the current device
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
         dist.initialized_here = True
+    lock = RunLock(out)
     try:
-        return _train(cfg, dist, device, amp, use_compile, out, state, command, stop_after)
+        # Rank 0 takes the folder and checks the checkpoint; every rank learns its verdict, so
+        # that no process trains alone or waits for one that gave up.
+        verdict = None
+        if dist.rank == 0:
+            try:
+                lock.acquire()
+                state = _open_run(out, cfg, resume, dist.world_size)
+            except Exception as e:
+                verdict = e
+        shared = dist.from_rank0(verdict if verdict is None or _picklable(verdict)
+                                 else RuntimeError(f"{type(verdict).__name__}: {verdict}"))
+        if verdict is not None:
+            raise verdict
+        if shared is not None:
+            raise shared
+        if dist.rank != 0:
+            state = _read_checkpoint(out) if resume else None
+        cfg, changes = _resumed_config(cfg, state) if state is not None else (resolve_config(cfg), {})
+        return _train(cfg, dist, device, amp, use_compile, out, state, changes, command, stop_after)
     finally:
+        lock.release()
         if dist.initialized_here:
-            torch.distributed.destroy_process_group()
+            _end_process_group()
 
 
-def _train(cfg, dist, device, amp, use_compile, out, state, command, stop_after) -> dict[str, Any]:
+def _end_process_group() -> None:
+    """Destroy the process group while the interpreter is whole, and so that its gloo threads
+    are joined here: the DDP wrapper (freed only by the garbage collector: it has reference
+    cycles) goes first, so the group's last reference is the registry's, whose release lets
+    the threads finish. Left to the interpreter's exit, a gloo thread still releasing a
+    collective's Python-owned tensors is stopped inside a destructor: SIGABRT."""
+    gc.collect()
+    torch.distributed.destroy_process_group()
+
+
+def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, stop_after) -> dict[str, Any]:
     from tqdm import tqdm
 
     from mlab_tfs.tokenizers import ByteLevelBPETokenizer
@@ -500,34 +781,38 @@ def _train(cfg, dist, device, amp, use_compile, out, state, command, stop_after)
     main = dist.rank == 0
     tok_dir = out / "tokenizer"
     # The tokenizer is made once (rank 0), written, and every process reads the same files.
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        if state is None:
-            tokenizer, train_blocks, eval_blocks = prepare_data(cfg)
-            tokenizer.save_pretrained(tok_dir)
+    if main and state is None:
+        tokenizer, train_blocks, eval_blocks = prepare_data(cfg)
+        with atomic_folder(tok_dir) as staging:
+            tokenizer.save_pretrained(staging)
     dist.barrier()
     if state is not None or not main:
         tokenizer, train_blocks, eval_blocks = prepare_data(cfg, ByteLevelBPETokenizer.from_pretrained(tok_dir))
     fingerprint = D.tokenizer_fingerprint(tokenizer)
-    if state is not None and state["tokenizer"] != fingerprint:
-        raise CheckpointError(f"{tok_dir} is not the tokenizer the checkpoint was trained with")
+    order = D.BlockOrder(len(train_blocks), cfg.batch_size, cfg.seed)
+    start = state["step"] if state is not None else 0
+    if state is not None:
+        if state["tokenizer"] != fingerprint:
+            raise CheckpointError(f"{tok_dir} is not the tokenizer the checkpoint was trained with")
+        epoch, index = order.position(start)
+        if state["train_blocks"] != len(train_blocks) or state["data_position"] != {"epoch": epoch, "index": index}:
+            raise CheckpointError(f"the corpus changed since the checkpoint: it had {state['train_blocks']} training "
+                                  f"blocks, now {len(train_blocks)}, so step {start} would not read the same data")
 
     model = _build_model(cfg, tokenizer, device)
-    if state is not None:
-        model.load_state_dict(state["model"])
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
                                   fused=device.type == "cuda")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, WarmupCosine(cfg.warmup_steps, cfg.max_steps, cfg.min_lr / cfg.lr))
-    start = 0
+    schedule = WarmupCosine(cfg.warmup_steps, cfg.max_steps, cfg.min_lr / cfg.lr)
+    resumed = list(state["resumed"]) if state is not None else []
     if state is not None:
+        model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start = state["step"]
-        rng = torch.load(out / f"rng-{dist.rank}.pt", weights_only=False)
+        rng_path = out / "checkpoint" / f"rng-{dist.rank}.pt"
+        rng = torch.load(rng_path, weights_only=True)
         if rng["step"] != start:
-            raise CheckpointError(f"rng-{dist.rank}.pt is from step {rng['step']}, the checkpoint from step {start}")
+            raise CheckpointError(f"{rng_path} is from step {rng['step']}, the checkpoint from step {start}")
         _set_rng_state(rng["state"], device)
+        resumed.append({"step": start, "changed": {k: list(v) for k, v in changes.items()}})
     else:
         torch.manual_seed(cfg.seed + dist.rank)  # dropout differs between processes, as their data does
         random.seed(cfg.seed + dist.rank)
@@ -538,11 +823,10 @@ def _train(cfg, dist, device, amp, use_compile, out, state, command, stop_after)
 
         runner = DDP(runner, device_ids=[device.index] if device.type == "cuda" else None)
 
-    order = D.BlockOrder(len(train_blocks), cfg.batch_size, cfg.seed)
     micro = cfg.batch_size // (cfg.grad_accum * dist.world_size)
     eval_set = select_eval_blocks(eval_blocks, cfg.eval_blocks)
     tokens_per_step = cfg.batch_size * cfg.block_size
-    log = _Log(out / "log.jsonl", keep_until=start if state is not None else None) if main else None
+    log = _Log(out / "log.jsonl", resume_at=state["log_position"] if state is not None else None) if main else None
     n_params = sum(p.numel() for p in model.parameters())
     if main:
         print(f"{n_params / 1e6:.2f}M parameters, vocabulary {tokenizer.vocab_size}, {len(train_blocks)} training "
@@ -550,20 +834,38 @@ def _train(cfg, dist, device, amp, use_compile, out, state, command, stop_after)
               f"{dist.world_size} process(es), amp={amp}, compile={use_compile}", file=sys.stderr)
 
     def checkpoint(step: int) -> None:
-        _save_atomic({"step": step, "state": _rng_state(device)}, out / f"rng-{dist.rank}.pt")
-        dist.barrier()  # every rng file is written before the checkpoint that refers to them
+        # One folder, one writer: the state, every rank's random state and the log position
+        # of the same step appear together or not at all.
+        rng = dist.gather_to_rank0(_rng_state(device))
+        failed = None
         if main:
             epoch, index = order.position(step)
-            _save_atomic({
-                "kind": "mlab_tfs.training checkpoint", "step": step, "config": asdict(cfg),
-                "world_size": dist.world_size, "tokenizer": fingerprint, "data_position": {"epoch": epoch, "index": index},
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            }, out / "checkpoint.pt")
+            try:
+                with atomic_folder(out / "checkpoint", drop=["rng-*.pt"]) as staging:
+                    torch.save({
+                        "kind": CHECKPOINT_KIND, "step": step, "config": asdict(cfg), "world_size": dist.world_size,
+                        "tokenizer": fingerprint, "train_blocks": len(train_blocks),
+                        "data_position": {"epoch": epoch, "index": index}, "log_position": log.position(),
+                        "resumed": resumed, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    }, staging / "state.pt")
+                    for r, rng_state in enumerate(rng):
+                        torch.save({"step": step, "rank": r, "state": rng_state}, staging / f"rng-{r}.pt")
+            except Exception as e:
+                failed = e
+        # Every rank stops if the save failed, rather than wait for rank 0 at the next step.
+        verdict = dist.from_rank0(None if failed is None else f"{type(failed).__name__}: {failed}")
+        if failed is not None:
+            raise failed
+        if verdict is not None:
+            raise OSError(f"rank 0 could not write the step-{step} checkpoint ({verdict}); the previous one is whole")
 
     last_eval = None
     bar = tqdm(total=cfg.max_steps, initial=start, disable=not (cfg.progress and main), dynamic_ncols=True)
     t_last = time.time()
     for step in range(start, cfg.max_steps):
+        lr = cfg.lr * schedule(step)
+        for group in optimizer.param_groups:  # the schedule is a function of the step alone
+            group["lr"] = lr
         idx = order.batch(step)
         loss_sum = torch.zeros((), device=device)
         for a in range(cfg.grad_accum):
@@ -580,9 +882,7 @@ def _train(cfg, dist, device, amp, use_compile, out, state, command, stop_after)
             torch.distributed.all_reduce(loss_sum)
             loss_sum /= dist.world_size
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
-        lr = scheduler.get_last_lr()[0]
         optimizer.step()
-        scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         done = step + 1
 
@@ -615,24 +915,26 @@ def _train(cfg, dist, device, amp, use_compile, out, state, command, stop_after)
     summary: dict[str, Any] = {}
     if main:
         folder = out / "model"
-        export_model(model, tokenizer, folder)
-        # The number a later check can reproduce: fp16 weights as stored, fp32 on the CPU.
         from mlab_tfs.gpt2 import GPT2LMHeadModel
 
-        stored = GPT2LMHeadModel.from_pretrained(folder, dtype=torch.float32)
-        final = evaluate(stored, eval_set.cpu(), micro, "cpu", amp=False)
-        summary = {
-            "command": command, "config": asdict(cfg), "final_eval_loss": final,
-            "final_eval_loss_note": "mean next-token loss (nats) on the held-out blocks below, fp16 weights as "
-                                    "stored, evaluated in fp32 on the CPU",
-            "eval_blocks": len(eval_set), "eval_tokens": len(eval_set) * cfg.block_size,
-            "last_training_eval_loss": last_eval, "steps": cfg.max_steps, "tokens": cfg.max_steps * tokens_per_step,
-            "wall_time_s": round(time.time() - started, 1), "parameters": n_params,
-            "vocab_size": tokenizer.vocab_size, "tokenizer_fingerprint": fingerprint,
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "processes": dist.world_size, "amp_bf16": amp, "compile": use_compile, "torch": torch.__version__,
-        }
-        (folder / "recipe.json").write_text(json.dumps(summary, indent=2) + "\n")
+        with atomic_folder(folder) as staging:  # weights, tokenizer and recipe: one unit
+            export_model(model, tokenizer, staging)
+            # The number a later check can reproduce: fp16 weights as stored, fp32 on the CPU.
+            stored = GPT2LMHeadModel.from_pretrained(staging, dtype=torch.float32)
+            final = evaluate(stored, eval_set.cpu(), micro, "cpu", amp=False)
+            summary = {
+                "command": command, "config": asdict(cfg), "final_eval_loss": final,
+                "final_eval_loss_note": "mean next-token loss (nats) on the held-out blocks below, fp16 weights as "
+                                        "stored, evaluated in fp32 on the CPU",
+                "eval_blocks": len(eval_set), "eval_tokens": len(eval_set) * cfg.block_size,
+                "last_training_eval_loss": last_eval, "steps": cfg.max_steps,
+                "tokens": cfg.max_steps * tokens_per_step, "resumed": resumed,
+                "wall_time_s": round(time.time() - started, 1), "parameters": n_params,
+                "vocab_size": tokenizer.vocab_size, "tokenizer_fingerprint": fingerprint,
+                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                "processes": dist.world_size, "amp_bf16": amp, "compile": use_compile, "torch": torch.__version__,
+            }
+            write_text_atomic(staging / "recipe.json", json.dumps(summary, indent=2) + "\n")
         summary["losses"] = [r["loss"] for r in log.records() if "loss" in r]
         plot_losses(out / "log.jsonl", out / "loss.png")
         print(f"held-out loss {final:.4f} (fp16 weights, fp32 on CPU); model in {folder}", file=sys.stderr)

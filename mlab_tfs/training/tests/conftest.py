@@ -19,15 +19,19 @@ def small_corpus(tmp_path_factory):
     return folder
 
 
+def tiny(corpus, out, **changes) -> TrainConfig:
+    """A run of a few seconds: 2 layers of width 32 on 32-token blocks, BPE vocabulary of 300."""
+    return replace(TrainConfig(
+        corpus=[str(corpus)], vocab_size=300, n_layer=2, n_head=2, n_embd=32, n_positions=64, block_size=32,
+        batch_size=8, grad_accum=1, max_steps=24, warmup_steps=4, lr=3e-3, min_lr=3e-4, eval_every=8,
+        checkpoint_every=8, eval_blocks=8, sample_tokens=8, out=str(out), progress=False,
+        amp=False, compile=False, device="cpu",
+    ), **changes)
+
+
 @pytest.fixture
 def tiny_config(small_corpus, tmp_path):
-    """A run of a few seconds: 2 layers of width 32 on 32-token blocks, BPE vocabulary of 300."""
-    return TrainConfig(
-        corpus=[str(small_corpus)], vocab_size=300, n_layer=2, n_head=2, n_embd=32, n_positions=64, block_size=32,
-        batch_size=8, grad_accum=1, max_steps=24, warmup_steps=4, lr=3e-3, min_lr=3e-4, eval_every=8,
-        checkpoint_every=8, eval_blocks=8, sample_tokens=8, out=str(tmp_path / "run"), progress=False,
-        amp=False, compile=False, device="cpu",
-    )
+    return tiny(small_corpus, tmp_path / "run")
 
 
 def with_(cfg: TrainConfig, **changes) -> TrainConfig:

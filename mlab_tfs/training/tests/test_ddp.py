@@ -54,8 +54,10 @@ def _torchrun(out, *extra) -> list[float]:
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(free_port()), "-m", "mlab_tfs.training.trainer_ddp", str(out), *extra]
+    # --standalone: torchrun's own rendezvous binds a free port itself (no race for a port
+    # chosen here and bound later, which another test could take in between).
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "mlab_tfs.training.trainer_ddp", str(out), *extra]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((out / "losses.json").read_text())

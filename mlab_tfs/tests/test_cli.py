@@ -1,0 +1,93 @@
+"""`mlab-tfs`: a user error is one line on stderr and exit status 2 for every command; a bug
+keeps its traceback; --debug / MLAB_TFS_DEBUG=1 show the traceback of user errors too."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlab_tfs.cli import main
+
+
+def one_line_error(capsys, argv) -> str:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["nope"], "mlab-tfs: error: argument command: invalid choice: 'nope'"),
+    (["check", "nopart"], "mlab-tfs check: error: unknown part nopart; the parts are "),
+    (["sample", "-n", "0"], "mlab-tfs sample: error: argument -n: expected an integer in [1, inf), got '0'"),
+    (["sample", "--max-new-tokens", "x"], "mlab-tfs sample: error: argument --max-new-tokens: expected an integer"),
+    (["sample", "--temperature", "nan"], "mlab-tfs sample: error: argument --temperature: expected a finite number in (0, inf), got 'nan'"),
+    (["sample", "--temperature=-1"], "mlab-tfs sample: error: argument --temperature: expected a finite number in (0, inf), got '-1'"),
+    (["sample", "--top-p", "1.5"], "mlab-tfs sample: error: argument --top-p: expected a finite number in (0, 1], got '1.5'"),
+    (["sample", "--top-k=-1"], "mlab-tfs sample: error: argument --top-k: expected an integer in [0, inf), got '-1'"),
+    (["sample", "--seed=-1"], "mlab-tfs sample: error: argument --seed: expected an integer in [0, "),
+    (["filter-sample", "-n", "0"], "mlab-tfs filter-sample: error: argument -n: expected an integer in [1, inf), got '0'"),
+    (["filter-sample", "--top-p", "0"], "mlab-tfs filter-sample: error: argument --top-p: expected a finite number in (0, 1], got '0'"),
+    (["filter-sample", "--temperature", "inf"], "mlab-tfs filter-sample: error: argument --temperature: expected a finite number"),
+    (["filter-sample", "--prompt", ""], "mlab-tfs filter-sample: error: --prompt must not be empty"),
+    (["filter-sample", "--bad", ""], "mlab-tfs filter-sample: error: --bad must not be empty"),
+    (["demo", "bert", "-k", "0", "query"], "mlab-tfs demo bert: error: argument -k: expected an integer in [1, inf), got '0'"),
+    (["demo", "bert"], "mlab-tfs demo bert: error: the following arguments are required: QUERY"),
+    (["train", "--lr", "nan"], "mlab-tfs train: error: bad settings: lr must be a finite number, got nan"),
+    (["train", "--lr", "abc"], "mlab-tfs train: error: argument --lr: invalid float value: 'abc'"),
+    (["train", "--config", "missing.toml"], "mlab-tfs train: error: config file missing.toml does not exist"),
+])
+def test_a_user_error_is_one_line_and_status_2(capsys, argv, expected):
+    assert one_line_error(capsys, argv).startswith(expected)
+
+
+def test_errors_raised_while_a_command_runs(capsys, tmp_path):
+    line = one_line_error(capsys, ["sample", "--model", str(tmp_path / "none")])
+    assert line == f"mlab-tfs sample: error: --model: no folder {tmp_path / 'none'}"
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    line = one_line_error(capsys, ["sample", "--model", str(tmp_path / "m")])
+    assert line.endswith("lacks model.safetensors, vocab.json, merges.txt (an `mlab-tfs train` run writes them to <out>/model)")
+    line = one_line_error(capsys, ["train", "--out", str(tmp_path / "run"), "--resume"])
+    assert line == f"mlab-tfs train: error: --resume: no checkpoint in {tmp_path / 'run'} (no {tmp_path / 'run' / 'checkpoint' / 'state.pt'})"
+    bad = tmp_path / "bad.toml"
+    bad.write_text("lr = [")
+    assert one_line_error(capsys, ["train", "--config", str(bad)]).startswith(
+        f"mlab-tfs train: error: config file {bad} is not valid TOML: ")
+
+
+@pytest.mark.parametrize("where", ["before", "after", "env"])
+def test_debug_shows_the_traceback(tmp_path, monkeypatch, where):
+    argv = ["sample", "--model", str(tmp_path / "none")]
+    if where == "before":
+        argv = ["--debug", *argv]
+    elif where == "after":
+        argv = [*argv, "--debug"]
+    else:
+        monkeypatch.setenv("MLAB_TFS_DEBUG", "1")
+    with pytest.raises(FileNotFoundError, match="--model: no folder"):
+        main(argv)
+
+
+def test_a_bug_keeps_its_traceback_and_ctrl_c_is_one_line(monkeypatch, capsys):
+    import mlab_tfs.training.commands as commands
+
+    def broken(args):
+        raise RuntimeError("an internal mistake")
+
+    monkeypatch.setattr(commands, "_sample", broken)
+    with pytest.raises(RuntimeError, match="an internal mistake"):
+        main(["sample"])
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "_sample", interrupted)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(["sample"])
+    assert e.value.code == 130 and capsys.readouterr().err == "mlab-tfs sample: interrupted\n"
