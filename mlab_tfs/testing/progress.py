@@ -104,8 +104,10 @@ def run(parts: list[str], impl: str, verbose: bool = False) -> dict[tuple[str, s
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
             code = pytest.main(args, plugins=[collector])
     if code in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
-        tail = "" if verbose else "\n".join(out.getvalue().splitlines()[-30:])
-        raise SystemExit(f"pytest could not run the tests (exit code {int(code)}):\n{tail}")
+        if not verbose:  # what pytest said (a syntax error in student.py, say), then the one-line verdict
+            print("\n".join(out.getvalue().splitlines()[-30:]), file=sys.stderr)
+        raise SystemExit(f"pytest could not run the tests (exit code {int(code)}): its last lines are above; "
+                         "`mlab-tfs check -v` shows all of its output")
     return collector.results
 
 
