@@ -713,6 +713,10 @@ def beam_search(
     sum_logprob / new_len ** length_penalty, continues the best num_beams others and
     reorders the cache to follow them.
 
+    num_beams=1 is greedy decoding, as in transformers' generate: the most likely token
+    each step, the prompt done at its first eos, padded with pad_token_id (eos if None)
+    after it; its score is still sum_logprob / new_len ** length_penalty.
+
     early_stopping: True stops a prompt once num_beams hypotheses are finished; False
     stops when the best running beam, at its current length, cannot beat the worst
     finished one; "never" keeps going while it could at the longest length (with
@@ -739,10 +743,15 @@ def beam_search(
     B, T = input_ids.shape
     nb = num_beams
     max_len = T + max_new_tokens
-    K = max(2, 1 + (len(eos) if eos is not None else 0)) * nb  # candidates kept per step
-    # What follows a hypothesis that ended early, as in transformers (whose test is
-    # `pad_token_id or eos`: a pad id of 0 falls back to eos there too).
-    fill = pad_token_id if pad_token_id else (int(eos[0]) if eos is not None else -1)
+    # Candidates kept per step. One beam is greedy decoding, as transformers' generate runs
+    # num_beams=1: only the best token, which ends the prompt when it is eos.
+    K = 1 if nb == 1 else max(2, 1 + (len(eos) if eos is not None else 0)) * nb
+    # What follows a hypothesis that ended early, as in transformers (whose beam search tests
+    # `pad_token_id or eos`: a pad id of 0 falls back to eos there too; greedy tests `is None`).
+    if nb == 1:
+        fill = pad_token_id if pad_token_id is not None else (int(eos[0]) if eos is not None else -1)
+    else:
+        fill = pad_token_id if pad_token_id else (int(eos[0]) if eos is not None else -1)
 
     # The prompt runs once; its cache is then repeated for the beams.
     logits, past = _forward(model, input_ids, attention_mask, position_ids_from_mask(attention_mask))

@@ -398,6 +398,8 @@ def beam_search(
     - Reorder the cache by (beam + b * nb) and feed each beam's new token.
     Start from the prompt run once, its last logits and cache repeated nb times, running
     scores [0, -1e9, -1e9, ...] so the first step only expands beam 0.
+    num_beams=1 is greedy decoding, as transformers' generate runs it: K = 1 (the best token
+    alone, which ends the prompt when it is eos), padding with pad_token_id (eos when None).
 
     Checks (given): ``p = _check_prompt(..., eos_pads=True)`` (see generate);
     ``check_int`` for num_beams (>= 1) and num_return_sequences (in [1, num_beams]),
