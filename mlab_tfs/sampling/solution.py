@@ -220,6 +220,8 @@ def _check_logits(logits: object, name: str = "logits") -> Tensor:
         raise TypeError(f"{name} must be a torch.Tensor of shape (batch, vocab), got {_describe(logits)}")
     if logits.dim() != 2 or not logits.dtype.is_floating_point:
         raise ValueError(f"{name} must be a float tensor of shape (batch, vocab), got {_describe(logits)}")
+    if logits.shape[-1] == 0:  # no token to keep or draw: torch would fail deep inside (amax, multinomial)
+        raise ValueError(f"{name} must hold at least one token per row (vocab >= 1), got {_describe(logits)}")
     return logits
 
 

@@ -210,6 +210,23 @@ def test_sample_token_refuses_rows_without_a_distribution(sampling, row):
         sampling.sample_token(logits, torch.Generator().manual_seed(0))
 
 
+@pytest.mark.exercise("temperature")
+def test_processors_refuse_logits_without_a_vocabulary(sampling):
+    """(B, 0) logits: nothing to keep or draw; torch's amax and multinomial fail with bare errors."""
+    empty = torch.zeros(2, 0)
+    calls = {
+        "sample_token": lambda: sampling.sample_token(empty),
+        "min_p_filter": lambda: sampling.min_p_filter(empty, 0.1),
+        "top_p_filter": lambda: sampling.top_p_filter(empty, 0.5),
+        "top_k_filter": lambda: sampling.top_k_filter(empty, 2),
+        "apply_temperature": lambda: sampling.apply_temperature(empty, 0.5),
+        "process_logits": lambda: sampling.process_logits(empty, [[], []], 0),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match=r"logits must hold at least one token per row .*shape \(2, 0\)"):
+            call()
+
+
 @pytest.mark.exercise("two_contexts")
 def test_combine_two_contexts_refuses_bad_gamma_and_shapes(sampling):
     a, b = torch.zeros(2, 5), torch.ones(2, 5)
