@@ -141,7 +141,9 @@ def truncate_pair(n_first: int, n_second: int | None, max_tokens: int, strategy:
     cutting only the longer one to what the shorter leaves is enough, do that; if both must be
     cut, each gets max_tokens // 2 and the longer one the odd token (the second one when they
     are equally long): (10, 9) in 7 -> (4, 3), (9, 10) in 7 -> (3, 4). only_first and
-    only_second cut just that sequence (a ValueError when that cannot be enough).
+    only_second cut just that sequence (a ValueError when that cannot be enough, or for
+    only_second without a pair that does not fit). max_tokens = 0 keeps nothing of either,
+    whatever the strategy: (5, 3) in 0 -> (0, 0), as tokenizers' truncate_encodings does.
 
     Returns (kept of the first, kept of the second or None). TypeError for counts that are not
     ints, ValueError for negative ones or an unknown strategy.
@@ -151,9 +153,12 @@ def truncate_pair(n_first: int, n_second: int | None, max_tokens: int, strategy:
     max_tokens = require_int("max_tokens", max_tokens, minimum=0)
     if strategy not in ("longest_first", "only_first", "only_second"):
         raise ValueError(f"strategy must be 'longest_first', 'only_first' or 'only_second', got {strategy!r}")
+    if max_tokens == 0:  # tokenizers' truncate_encodings, whatever the strategy: nothing of either text
+        return 0, None if n_second is None else 0
     if n_second is None:
-        if strategy == "only_second":
-            raise ValueError("truncation='only_second' needs a text pair")
+        if strategy == "only_second" and n_first > max_tokens:
+            raise ValueError(f"truncation='only_second' needs a text pair: the text alone has {n_first} tokens, "
+                             f"past max_tokens={max_tokens}")
         return min(n_first, max_tokens), None
     if n_first + n_second <= max_tokens:
         return n_first, n_second

@@ -146,7 +146,8 @@ def truncate_pair(n_first: int, n_second: int | None, max_tokens: int, strategy:
       get ``max_tokens // 2`` and the *longer* one gets the odd token (``+ max_tokens % 2``);
       when they are equally long, the second gets it.
     - "only_first" / "only_second": cut only that one; ValueError if that cannot be enough
-      (or "only_second" without a pair).
+      (or "only_second" without a pair, when the text alone does not fit).
+    - max_tokens = 0, whatever the strategy: keep nothing, (0, 0) or (0, None).
 
     Example: (10, 2, 8) -> (6, 2); (10, 9, 7) -> (4, 3); (9, 10, 7) -> (3, 4); (10, 10, 7) -> (3, 4).
     """

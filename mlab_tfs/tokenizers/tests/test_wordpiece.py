@@ -308,6 +308,40 @@ def test_truncate_pair_only_one(tok, hf_bert, strategy, first, second, limit):
     assert got == (ref.count(1037), ref.count(1038)), f"truncate_pair({first}, {second}, {limit}, {strategy!r}) = {got}"
 
 
+@pytest.mark.exercise("bert_batch")
+@pytest.mark.parametrize("strategy", ["only_first", "only_second", "longest_first"])
+@pytest.mark.parametrize("max_length", [2, 3, 4, 8, 20])
+@pytest.mark.parametrize("pair", [None, "b b b", ""], ids=["single", "pair", "empty-pair"])
+def test_call_truncation_boundaries_match_transformers(bert, hf_bert, strategy, max_length, pair):
+    """Five tokens (and a pair of three, or none): max_length at the special tokens' count keeps
+    only them whatever the strategy; only_second without a pair is an error only when the text
+    does not fit (transformers: "Second sequence not provided"); below the count is our ValueError."""
+    pairs = None if pair is None else [pair]
+    n_special = 2 if pair is None else 3
+    try:
+        expected = hf_bert(["a a a a a"], pairs, truncation=strategy, max_length=max_length)["input_ids"]
+    except Exception as e:  # transformers' Rust truncation error
+        assert "Second sequence not provided" in str(e) or "too short" in str(e)
+        with pytest.raises(ValueError, match="cannot truncate only|needs a text pair"):
+            bert(["a a a a a"], pairs, truncation=strategy, max_length=max_length)
+        return
+    if max_length < n_special:  # transformers returns the rows uncut, longer than max_length
+        with pytest.raises(ValueError, match=f"max_length={max_length} cannot be reached"):
+            bert(["a a a a a"], pairs, truncation=strategy, max_length=max_length)
+        return
+    got = bert(["a a a a a"], pairs, truncation=strategy, max_length=max_length)["input_ids"]
+    assert got == expected, f"truncation={strategy!r}, max_length={max_length}, pair={pair!r}"
+
+
+@pytest.mark.exercise("bert_batch")
+@pytest.mark.parametrize("args, expected", [
+    ((5, 3, 0, "only_first"), (0, 0)), ((5, 3, 0, "only_second"), (0, 0)), ((5, None, 0, "only_second"), (0, None)),
+    ((5, None, 6, "only_second"), (5, None)), ((5, None, 5, "only_second"), (5, None)),
+])
+def test_truncate_pair_zero_budget_and_only_second_alone(tok, args, expected):
+    assert tok.truncate_pair(*args) == expected, f"truncate_pair{args}"
+
+
 @pytest.mark.solution_only
 def test_truncate_pair_arguments(tok):
     assert tok.truncate_pair(np.int64(10), torch.tensor(9), np.int32(7)) == (4, 3)
@@ -337,8 +371,6 @@ def test_truncate_pair_arguments(tok):
 def test_call_matches_transformers(bert, hf_bert, kwargs, pairs):
     texts = ["Hello, world!", "A much longer sentence, with some punctuation; and words.", "Short"]
     text_pairs = ["First pair.", "x", "And the last pair is long, quite long indeed."] if pairs else None
-    if kwargs.get("truncation") == "only_second" and not pairs:
-        pytest.skip("only_second needs pairs")
     got = bert(texts, text_pairs, **kwargs)
     expected = hf_bert(texts, text_pairs, **kwargs)
     for key in ("input_ids", "token_type_ids", "attention_mask"):
