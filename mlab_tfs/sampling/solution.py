@@ -501,14 +501,21 @@ def left_pad(
     return ids, mask
 
 
+def _is_array_like(x: object) -> bool:
+    """Lists, tuples and numpy arrays: taken as the tensor they spell (ids are, by as_int_tensor)."""
+    import numpy as np
+
+    return isinstance(x, (list, tuple, np.ndarray))
+
+
 def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
     """Positions counted over real tokens: cumsum(mask) - 1, so every row's first real token
     is at position 0. Padding gets position 0 (any valid position would do: it is masked).
 
-    attention_mask (B, L) of 0 and 1 (bool, integer or float; lists too): long (B, L) on
+    attention_mask (B, L) of 0 and 1 (bool, integer or float; lists or numpy too): long (B, L) on
     its device. Other values: ValueError naming attention_mask.
     """
-    mask = torch.as_tensor(attention_mask) if isinstance(attention_mask, (list, tuple)) else attention_mask
+    mask = torch.as_tensor(attention_mask) if _is_array_like(attention_mask) else attention_mask
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"attention_mask must be a tensor of 0 and 1, got {_describe(attention_mask)}")
     if mask.dim() < 1 or mask.dtype.is_complex:
@@ -583,7 +590,7 @@ def _check_prompt(
     if attention_mask is None:
         mask = torch.ones_like(ids)
     else:
-        mask = torch.as_tensor(attention_mask, device=ids.device) if isinstance(attention_mask, (list, tuple)) \
+        mask = torch.as_tensor(attention_mask, device=ids.device) if _is_array_like(attention_mask) \
             else attention_mask
         if not isinstance(mask, torch.Tensor):
             raise TypeError(f"{mask_name} must be a tensor of 0 and 1, got {_describe(attention_mask)}")

@@ -277,7 +277,7 @@ def left_pad(
 def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
     """(B, L) positions counted over real tokens: cumsum(mask) - 1, so each row's first
     real token is at 0. Padding positions are masked anyway but must be valid (>= 0):
-    clamp them. A list is turned into a tensor; values other than 0 and 1: ValueError
+    clamp them. A list or numpy array is turned into a tensor; values other than 0 and 1: ValueError
     naming attention_mask."""
     raise NotImplementedError(
         "Exercise 6 (batching with left padding): see mlab_tfs/sampling/GUIDE.md#6-batching-with-left-padding"

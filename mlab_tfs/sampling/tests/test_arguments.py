@@ -292,6 +292,8 @@ def test_lists_and_tuples_equal_tensors(sampling, model):
     L, M = ids.tolist(), tuple(map(tuple, mask.tolist()))
     expected = sampling.generate(model, ids, mask, max_new_tokens=4, pad_token_id=0)
     assert_tokens_equal(sampling.generate(model, L, M, max_new_tokens=4, pad_token_id=0), expected, "generate(lists)")
+    assert_tokens_equal(sampling.generate(model, ids.numpy(), mask.numpy(), max_new_tokens=4, pad_token_id=0), expected,
+                        "generate(numpy arrays)")
     beams = sampling.beam_search(model, ids, 2, 4, attention_mask=mask, pad_token_id=0)
     got = sampling.beam_search(model, L, 2, 4, attention_mask=M, pad_token_id=0)
     assert_tokens_equal(got.sequences, beams.sequences, "beam_search(lists)")
@@ -302,6 +304,8 @@ def test_lists_and_tuples_equal_tensors(sampling, model):
 
 @pytest.mark.exercise("batching")
 def test_left_pad_checks_and_devices(sampling):
+    # A numpy mask (what a tokenizer may return) is the tensor it spells.
+    assert sampling.position_ids_from_mask(np.array([[0, 1, 1], [1, 1, 1]])).tolist() == [[0, 0, 1], [0, 1, 2]]
     ids, mask = sampling.left_pad([(5, 6), np.array([7])], 0, device="cpu")
     assert_tokens_equal(ids, torch.tensor([[5, 6], [0, 7]]), "left_pad of a tuple and a numpy array")
     for seqs, pad, error, word in (([], 0, ValueError, "sequences"), ([[1], []], 0, ValueError, r"sequences\[1\]"),
