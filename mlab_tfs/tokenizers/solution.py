@@ -31,6 +31,7 @@ from mlab_tfs.tokenizers.files import (
     check_ids,
     describe,
     instance_or_class_method,
+    require_bool,
     require_int,
     require_text,
 )
@@ -85,8 +86,10 @@ def clean_text(text: str, tokenize_chinese_chars: bool = True) -> str:
     (unless tokenize_chinese_chars is False: then they are letters like any other).
 
     transformers: BertNormalizer(clean_text=True, handle_chinese_chars=tokenize_chinese_chars).
+    TypeError for a text that is not a str or a flag that is not a bool ("no" is not False).
     """
-    return text.translate(_CLEAN[bool(tokenize_chinese_chars)])
+    require_text("text", text)
+    return text.translate(_CLEAN[require_bool("tokenize_chinese_chars", tokenize_chinese_chars)])
 
 
 _NO_ACCENTS = _CharMap(lambda ch: "" if is_accent(ch) else ch)
@@ -99,8 +102,11 @@ def basic_tokenize(text: str, lowercase: bool = True, strip_accents: bool | None
 
     The order is the fast tokenizer's: accents are stripped before lower-casing.
     tokenize_chinese_chars=False keeps runs of CJK ideographs together as words (the fast
-    tokenizer's handle_chinese_chars=False).
+    tokenizer's handle_chinese_chars=False). TypeError for a text that is not a str, or flags
+    that are not bools (strip_accents may be None).
     """
+    lowercase = require_bool("lowercase", lowercase)
+    strip_accents = require_bool("strip_accents", strip_accents, none_ok=True)
     text = clean_text(text, tokenize_chinese_chars)
     if lowercase if strip_accents is None else strip_accents:
         if not text.isascii():  # ASCII has no accents: skip the normalisation
@@ -219,7 +225,9 @@ class WordPieceTokenizer(WordPieceFiles):
         return tokens
 
     def encode(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True) -> list[int]:
-        """[CLS] text [SEP] (text_pair [SEP]) as ids; without the special tokens if asked."""
+        """[CLS] text [SEP] (text_pair [SEP]) as ids; without the special tokens if asked.
+        add_special_tokens: a bool (TypeError otherwise: 0 or "no" are not False)."""
+        add_special_tokens = require_bool("add_special_tokens", add_special_tokens)
         ids = self.convert_tokens_to_ids(self.tokenize(text))
         if text_pair is None:
             return [self.cls_token_id, *ids, self.sep_token_id] if add_special_tokens else ids
@@ -231,9 +239,9 @@ class WordPieceTokenizer(WordPieceFiles):
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
         """Tokens joined by spaces, "##" pieces glued to the previous one, as the fast tokenizer
         decodes: ".", ",", "!" and "?" also attach to the previous token. Lower-casing and
-        accent stripping cannot be undone."""
+        accent stripping cannot be undone. skip_special_tokens: a bool (TypeError otherwise)."""
         tokens = [self.ids_to_tokens[i] for i in check_ids("ids", ids, self.vocab_size)]
-        if skip_special_tokens:
+        if require_bool("skip_special_tokens", skip_special_tokens):
             tokens = [t for t in tokens if t not in self.special_tokens]
         out = []
         for i, token in enumerate(tokens):

@@ -343,6 +343,26 @@ def test_truncate_pair_zero_budget_and_only_second_alone(tok, args, expected):
 
 
 @pytest.mark.solution_only
+def test_flags_and_texts_are_checked_by_name(tok, bert):
+    """A flag that is not a bool would be read by truthiness ("no" skips the special tokens);
+    a text that is not a str would fail inside str.translate."""
+    for call, match in [
+        (lambda: bert.decode([101, 7592, 102], skip_special_tokens="no"), "skip_special_tokens must be True or False"),
+        (lambda: bert.encode("hello", add_special_tokens=0), "add_special_tokens must be True or False"),
+        (lambda: tok.clean_text("中", tokenize_chinese_chars="no"), "tokenize_chinese_chars must be True or False"),
+        (lambda: tok.basic_tokenize("AB", lowercase=None), "lowercase must be True or False"),
+        (lambda: tok.basic_tokenize("AB", strip_accents=1), "strip_accents must be True, False or None"),
+        (lambda: tok.clean_text(5), "text must be a str, got int 5"),
+        (lambda: tok.basic_tokenize(None), "text must be a str, got NoneType"),
+    ]:
+        with pytest.raises(TypeError, match=match):
+            call()
+    # numpy bools are bools: the same ids as the Python flags
+    assert bert.encode("hello", add_special_tokens=np.bool_(False)) == [7592]
+    assert bert.decode([101, 7592, 102], skip_special_tokens=np.bool_(True)) == "hello"
+
+
+@pytest.mark.solution_only
 def test_truncate_pair_arguments(tok):
     assert tok.truncate_pair(np.int64(10), torch.tensor(9), np.int32(7)) == (4, 3)
     for kwargs, error, match in [
