@@ -318,14 +318,24 @@ def check_device(name: str, x: Tensor, device: torch.device | None, what: str = 
 def as_int_tensor(name: str, ids: object, device: torch.device | None, what: str = "the model") -> Tensor:
     """Integer ids as a long tensor on device.
 
-    Lists and tuples (nested for 2-d) become a tensor on device; a tensor (or numpy
-    array) must hold integers, and a tensor must already be on device (check_device).
+    Lists and tuples (nested for 2-d) become a tensor on device; so does a list of
+    equal-length tensors (the rows, stacked; each must already be on device). A tensor (or
+    numpy array) must hold integers, and a tensor must already be on device (check_device).
     Bools, floats and ragged lists are refused with a ValueError naming the argument.
     """
     import numpy as np
 
     if isinstance(ids, torch.Tensor):
         t = check_device(name, ids, device, what)
+    elif isinstance(ids, (list, tuple)) and ids and all(isinstance(r, torch.Tensor) for r in ids):
+        for i, r in enumerate(ids):
+            check_device(f"{name}[{i}]", r, device, what)
+        shapes = {tuple(r.shape) for r in ids}
+        if len(shapes) > 1:
+            raise ValueError(f"{name} must be a rectangular sequence of integer ids, got rows of shapes "
+                             f"{sorted(shapes)}")
+        t = torch.stack(list(ids))
+        t = t.to(device) if device is not None else t
     elif isinstance(ids, (list, tuple, np.ndarray, range)):
         try:
             t = torch.as_tensor(ids if not isinstance(ids, range) else list(ids))

@@ -294,6 +294,8 @@ def test_lists_and_tuples_equal_tensors(sampling, model):
     assert_tokens_equal(sampling.generate(model, L, M, max_new_tokens=4, pad_token_id=0), expected, "generate(lists)")
     assert_tokens_equal(sampling.generate(model, ids.numpy(), mask.numpy(), max_new_tokens=4, pad_token_id=0), expected,
                         "generate(numpy arrays)")
+    assert_tokens_equal(sampling.generate(model, list(ids), mask, max_new_tokens=4, pad_token_id=0), expected,
+                        "generate(a list of row tensors)")
     beams = sampling.beam_search(model, ids, 2, 4, attention_mask=mask, pad_token_id=0)
     got = sampling.beam_search(model, L, 2, 4, attention_mask=M, pad_token_id=0)
     assert_tokens_equal(got.sequences, beams.sequences, "beam_search(lists)")
@@ -332,6 +334,7 @@ def test_tensors_on_another_device_are_refused_naming_both_devices(sampling, our
         "input_ids": lambda: sampling.generate(ours, _meta(ids), mask, max_new_tokens=2, pad_token_id=0),
         "attention_mask": lambda: sampling.generate(ours, ids, _meta(mask), max_new_tokens=2, pad_token_id=0),
         "input_ids ": lambda: sampling.greedy_decode(ours, _meta(ids), 2),
+        "input_ids\\[1\\]": lambda: sampling.greedy_decode(ours, [ids[0], _meta(ids[1])], 2),
         " input_ids": lambda: sampling.beam_search(ours, _meta(ids), 2, 2, attention_mask=mask, pad_token_id=0),
         "input_ids_b": lambda: sampling.sample_two_contexts(ours, ids, _meta(ids), mask, mask, max_new_tokens=2,
                                                             pad_token_id=0),
