@@ -273,7 +273,11 @@ def check_number(
     )
     if not ok:
         raise TypeError(f"{name} must be a real number, got {_describe(value)}" + (f" ({value!r})" if _is_scalar(value) else ""))
-    out = float(value)
+    try:
+        out = float(value)
+    except OverflowError:  # an int past float's range: as infinite as inf
+        raise ValueError(f"{name} must be a finite number, got an int of {len(str(abs(int(value))))} digits "
+                         "(too large for a float)") from None
     if not math.isfinite(out):
         raise ValueError(f"{name} must be a finite number, got {out}")
     below = minimum is not None and (out < minimum if min_inclusive else out <= minimum)

@@ -85,6 +85,16 @@ def test_generate_accepts_numpy_and_0d_tensor_numbers(sampling, ours):
         assert_tokens_equal(draw(kw), expected, f"generate with {({k: type(v).__name__ for k, v in kw.items()})}")
 
 
+@pytest.mark.exercise("kv_cache_loop")
+def test_ints_past_float_range_are_refused_by_name(sampling, ours):
+    """float(10**400) raises OverflowError: such an int is as infinite as inf, a ValueError naming it."""
+    for arg in ("temperature", "top_p", "repetition_penalty", "frequency_penalty"):
+        with pytest.raises(ValueError, match=f"{arg} must be a finite number, got an int of 401 digits"):
+            sampling.generate(ours, [[1, 2]], max_new_tokens=2, do_sample=True, **{arg: -(10**400)})
+    with pytest.raises(ValueError, match="length_penalty must be a finite number, got an int of 401 digits"):
+        sampling.beam_search(ours, [[1, 2]], 2, 2, length_penalty=10**400)
+
+
 BEAM_BAD = [
     ("num_beams", 0, ValueError), ("num_beams", 2.0, TypeError), ("num_beams", True, TypeError),
     ("num_return_sequences", 0, ValueError), ("num_return_sequences", 4, ValueError),
