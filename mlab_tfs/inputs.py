@@ -227,6 +227,12 @@ def _is_scalar(x: object) -> bool:
     return isinstance(x, (int, float, complex, str)) or (hasattr(x, "ndim") and getattr(x, "ndim") == 0)
 
 
+def _check_readable(name: str, value: object) -> None:
+    """A 0-d tensor whose value can be read: not a meta tensor (shape only, no data)."""
+    if isinstance(value, torch.Tensor) and value.is_meta:
+        raise ValueError(f"{name} is a tensor on the meta device, which holds no value: pass a number")
+
+
 def check_int(name: str, value: object, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """An integer argument, returned as a Python int.
 
@@ -244,6 +250,7 @@ def check_int(name: str, value: object, *, minimum: int | None = None, maximum: 
     )
     if not ok:
         raise TypeError(f"{name} must be an int, got {_describe(value)}" + (f" ({value!r})" if _is_scalar(value) else ""))
+    _check_readable(name, value)
     out = int(value)
     if (minimum is not None and out < minimum) or (maximum is not None and out > maximum):
         lo = "-inf" if minimum is None else minimum
@@ -273,6 +280,7 @@ def check_number(
     )
     if not ok:
         raise TypeError(f"{name} must be a real number, got {_describe(value)}" + (f" ({value!r})" if _is_scalar(value) else ""))
+    _check_readable(name, value)
     try:
         out = float(value)
     except OverflowError:  # an int past float's range: as infinite as inf

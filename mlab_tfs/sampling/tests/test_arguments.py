@@ -86,13 +86,18 @@ def test_generate_accepts_numpy_and_0d_tensor_numbers(sampling, ours):
 
 
 @pytest.mark.exercise("kv_cache_loop")
-def test_ints_past_float_range_are_refused_by_name(sampling, ours):
-    """float(10**400) raises OverflowError: such an int is as infinite as inf, a ValueError naming it."""
+def test_numbers_without_a_float_value_are_refused_by_name(sampling, ours):
+    """float(10**400) raises OverflowError (such an int is as infinite as inf) and a meta tensor has no value: ValueErrors naming them."""
     for arg in ("temperature", "top_p", "repetition_penalty", "frequency_penalty"):
         with pytest.raises(ValueError, match=f"{arg} must be a finite number, got an int of 401 digits"):
             sampling.generate(ours, [[1, 2]], max_new_tokens=2, do_sample=True, **{arg: -(10**400)})
     with pytest.raises(ValueError, match="length_penalty must be a finite number, got an int of 401 digits"):
         sampling.beam_search(ours, [[1, 2]], 2, 2, length_penalty=10**400)
+    # A 0-d meta tensor has no value to read (torch's .item() would fail inside).
+    with pytest.raises(ValueError, match="top_p is a tensor on the meta device"):
+        sampling.generate(ours, [[1, 2]], max_new_tokens=2, do_sample=True, top_p=torch.tensor(0.5, device="meta"))
+    with pytest.raises(ValueError, match=r"eos_token_id\[0\] is a tensor on the meta device"):
+        sampling.generate(ours, [[1, 2]], max_new_tokens=2, eos_token_id=torch.tensor([5], device="meta"))
 
 
 BEAM_BAD = [
