@@ -87,7 +87,8 @@ def test_generate_accepts_numpy_and_0d_tensor_numbers(sampling, ours):
 
 @pytest.mark.exercise("kv_cache_loop")
 def test_numbers_without_a_float_value_are_refused_by_name(sampling, ours):
-    """float(10**400) raises OverflowError (such an int is as infinite as inf) and a meta tensor has no value: ValueErrors naming them."""
+    """float(10**400) raises OverflowError (such an int is as infinite as inf), and a meta tensor
+    has no value to read: ValueErrors naming the argument."""
     for arg in ("temperature", "top_p", "repetition_penalty", "frequency_penalty"):
         with pytest.raises(ValueError, match=f"{arg} must be a finite number, got an int of 401 digits"):
             sampling.generate(ours, [[1, 2]], max_new_tokens=2, do_sample=True, **{arg: -(10**400)})
