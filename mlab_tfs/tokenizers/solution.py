@@ -320,8 +320,13 @@ class WordPieceTokenizer(WordPieceFiles):
             first = self.convert_tokens_to_ids(self.tokenize(text))
             second = self.convert_tokens_to_ids(self.tokenize(pairs[i])) if pairs is not None else None
             if strategy is not None:
-                keep1, keep2 = truncate_pair(len(first), None if second is None else len(second),
-                                             limit - n_special, strategy)
+                try:
+                    keep1, keep2 = truncate_pair(len(first), None if second is None else len(second),
+                                                 limit - n_special, strategy)
+                except ValueError as e:  # say which row and which settings
+                    where = "texts" if single else f"texts[{i}]"
+                    raise ValueError(f"{where} cannot be cut to max_length={limit} with truncation={strategy!r}: "
+                                     f"{e}") from None
                 first = first[:keep1]
                 second = None if second is None else second[:keep2]
             ids = [self.cls_token_id, *first, self.sep_token_id]

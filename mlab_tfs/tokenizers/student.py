@@ -230,7 +230,11 @@ class WordPieceTokenizer(WordPieceFiles):
         Check each text with ``require_text`` too ("texts[i]", "text_pairs[i]"): it refuses
         lone surrogates. With truncation, a max_length below the special tokens' count (2, or
         3 with pairs) is a ValueError: the row cannot be cut that short (transformers returns
-        it uncut). A max_length of exactly that count keeps only [CLS] and [SEP].
+        it uncut). A max_length of exactly that count keeps only [CLS] and [SEP]. When
+        truncate_pair raises (only_first/only_second cannot be enough), raise a ValueError
+        that names the row and the settings, then says why:
+        ``f"texts[{i}] cannot be cut to max_length={max_length} with truncation={strategy!r}: {e}"``
+        ("texts" instead of "texts[i]" for a single text).
         """
         raise NotImplementedError("Exercise 5 (batches): see mlab_tfs/tokenizers/GUIDE.md#5-batches-truncation-and-padding")
 
