@@ -1045,7 +1045,7 @@ def filtered_sample(
     temperature: float = 1.0,
     top_k: int = 0,
     top_p: float = 1.0,
-    eos_token_id: int | None = None,
+    eos_token_id: int | Sequence[int] | None = None,
     generator: torch.Generator | None = None,
 ) -> FilteredSamples:
     """Sample num_samples continuations of one prompt and rank them by how the model itself
@@ -1053,29 +1053,28 @@ def filtered_sample(
     (the language model as its own classifier, as in Redwood Research's filtering work).
 
     prompt_ids and the suffixes: 1-d ids (lists are placed on the model's device);
-    num_samples: an int >= 1; eos_token_id: one id or None; the sampling arguments and
-    generator as generate's (the generator on the model's device). Every argument is
-    checked before anything is sampled.
+    num_samples: an int >= 1; eos_token_id: one id, several (each completion is cut at the
+    first of them) or None; the sampling arguments and generator as generate's (the
+    generator on the model's device). Every argument is checked before anything is sampled.
     """
     device, vocab = _model_device(model), _vocab_size(model)
     prompt = _as_ids("prompt_ids", prompt_ids, device, vocab)
     num_samples = check_int("num_samples", num_samples, minimum=1)
-    if eos_token_id is not None:
-        eos_token_id = check_int("eos_token_id", eos_token_id)
+    eos = _eos_set(eos_token_id, device, vocab)
+    eos_ids = set() if eos is None else set(eos.tolist())
     for name, suffix in (("bad_suffix_ids", bad_suffix_ids), ("good_suffix_ids", good_suffix_ids)):
         if len(_as_ids(name, suffix, device, vocab)) == 0:
             raise ValueError(f"{name} must hold at least one token")
     if len(prompt) == 0:
         raise ValueError("prompt_ids must hold at least one token")
     batch = prompt[None].expand(num_samples, -1)
-    pad = eos_token_id if eos_token_id is not None else 0
+    pad = int(eos[0]) if eos is not None else 0
     out = generate(model, batch, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
-                   top_k=top_k, top_p=top_p, eos_token_id=eos_token_id, pad_token_id=pad, generator=generator)
+                   top_k=top_k, top_p=top_p, eos_token_id=eos, pad_token_id=pad, generator=generator)
     completions = []
     for row in out[:, len(prompt) :].tolist():
-        if eos_token_id is not None and eos_token_id in row:
-            row = row[: row.index(eos_token_id)]
-        completions.append(row)
+        ends = [j for j, t in enumerate(row) if t in eos_ids]
+        completions.append(row[: ends[0]] if ends else row)
     scores = score_suffix(model, prompt, completions, bad_suffix_ids) - score_suffix(
         model, prompt, completions, good_suffix_ids
     )

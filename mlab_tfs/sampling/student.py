@@ -508,15 +508,17 @@ def filtered_sample(
     temperature: float = 1.0,
     top_k: int = 0,
     top_p: float = 1.0,
-    eos_token_id: int | None = None,
+    eos_token_id: int | Sequence[int] | None = None,
     generator: torch.Generator | None = None,
 ) -> FilteredSamples:
     """Sample num_samples continuations of one prompt with ``generate`` (the prompt
-    repeated; pad with eos, or 0 without one), cut each at its first eos, then rank them:
+    repeated; pad with the (first) eos, or 0 without one), cut each at its first eos (the
+    first of any eos id, when eos_token_id is a list), then rank them:
     score = score_suffix(bad) - score_suffix(good). Return ``FilteredSamples(completions,
     scores)`` sorted by score, lowest (least "bad") first (``torch.argsort(..., stable=True)``).
 
     Check everything before sampling: ``_as_ids(name, ids, _model_device(model))`` for the
     prompt and both suffixes (each non-empty: ValueError naming it), ``check_int`` for
-    num_samples (>= 1) and eos_token_id (one id); generate checks the rest."""
+    num_samples (>= 1), ``_eos_set(eos_token_id, device, vocab)`` for the eos ids (one id or
+    several; None without); generate checks the rest."""
     raise NotImplementedError("Exercise 10 (suffix scoring): see mlab_tfs/sampling/GUIDE.md#10-suffix-scoring")

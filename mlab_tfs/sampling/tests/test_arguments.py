@@ -122,7 +122,7 @@ def test_beam_search_refuses_bad_arguments_by_name(sampling, ours, arg, value, e
 @pytest.mark.exercise("greedy")
 @pytest.mark.parametrize("arg, value, error", [
     ("max_new_tokens", -1, ValueError), ("max_new_tokens", 0, ValueError), ("max_new_tokens", 2.5, TypeError),
-    ("eos_token_id", -1, ValueError), ("eos_token_id", VOCAB, ValueError), ("eos_token_id", [1, 2], TypeError),
+    ("eos_token_id", -1, ValueError), ("eos_token_id", VOCAB, ValueError), ("eos_token_id", [1, 2.5], TypeError),
     ("eos_token_id", 1.0, TypeError),
 ], ids=str)
 def test_greedy_decode_refuses_bad_arguments_by_name(sampling, ours, arg, value, error):
@@ -149,7 +149,7 @@ def test_sample_two_contexts_refuses_bad_arguments_by_name(sampling, ours, arg, 
 @pytest.mark.exercise("suffix_scoring")
 @pytest.mark.parametrize("arg, value, error", [
     ("num_samples", 0, ValueError), ("num_samples", 2.0, TypeError), ("num_samples", True, TypeError),
-    ("eos_token_id", [1, 2], TypeError), ("temperature", NAN, ValueError), ("top_p", -1.0, ValueError),
+    ("eos_token_id", [1, 2.5], TypeError), ("temperature", NAN, ValueError), ("top_p", -1.0, ValueError),
     ("max_new_tokens", -1, ValueError), ("bad_suffix_ids", [], ValueError), ("good_suffix_ids", [1.5], ValueError),
 ], ids=str)
 def test_filtered_sample_refuses_bad_arguments_by_name(sampling, ours, arg, value, error):
