@@ -227,6 +227,12 @@ def _is_scalar(x: object) -> bool:
     return isinstance(x, (int, float, complex, str)) or (hasattr(x, "ndim") and getattr(x, "ndim") == 0)
 
 
+def _check_readable(name: str, value: object) -> None:
+    """A 0-d tensor whose value can be read: not a meta tensor (shape only, no data)."""
+    if isinstance(value, torch.Tensor) and value.is_meta:
+        raise ValueError(f"{name} is a tensor on the meta device, which holds no value: pass a number")
+
+
 def check_int(name: str, value: object, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """An integer argument, returned as a Python int.
 
@@ -244,6 +250,7 @@ def check_int(name: str, value: object, *, minimum: int | None = None, maximum: 
     )
     if not ok:
         raise TypeError(f"{name} must be an int, got {_describe(value)}" + (f" ({value!r})" if _is_scalar(value) else ""))
+    _check_readable(name, value)
     out = int(value)
     if (minimum is not None and out < minimum) or (maximum is not None and out > maximum):
         lo = "-inf" if minimum is None else minimum
@@ -273,7 +280,12 @@ def check_number(
     )
     if not ok:
         raise TypeError(f"{name} must be a real number, got {_describe(value)}" + (f" ({value!r})" if _is_scalar(value) else ""))
-    out = float(value)
+    _check_readable(name, value)
+    try:
+        out = float(value)
+    except OverflowError:  # an int past float's range: as infinite as inf
+        raise ValueError(f"{name} must be a finite number, got an int of {len(str(abs(int(value))))} digits "
+                         "(too large for a float)") from None
     if not math.isfinite(out):
         raise ValueError(f"{name} must be a finite number, got {out}")
     below = minimum is not None and (out < minimum if min_inclusive else out <= minimum)
@@ -318,14 +330,24 @@ def check_device(name: str, x: Tensor, device: torch.device | None, what: str = 
 def as_int_tensor(name: str, ids: object, device: torch.device | None, what: str = "the model") -> Tensor:
     """Integer ids as a long tensor on device.
 
-    Lists and tuples (nested for 2-d) become a tensor on device; a tensor (or numpy
-    array) must hold integers, and a tensor must already be on device (check_device).
+    Lists and tuples (nested for 2-d) become a tensor on device; so does a list of
+    equal-length tensors (the rows, stacked; each must already be on device). A tensor (or
+    numpy array) must hold integers, and a tensor must already be on device (check_device).
     Bools, floats and ragged lists are refused with a ValueError naming the argument.
     """
     import numpy as np
 
     if isinstance(ids, torch.Tensor):
         t = check_device(name, ids, device, what)
+    elif isinstance(ids, (list, tuple)) and ids and all(isinstance(r, torch.Tensor) for r in ids):
+        for i, r in enumerate(ids):
+            check_device(f"{name}[{i}]", r, device, what)
+        shapes = {tuple(r.shape) for r in ids}
+        if len(shapes) > 1:
+            raise ValueError(f"{name} must be a rectangular sequence of integer ids, got rows of shapes "
+                             f"{sorted(shapes)}")
+        t = torch.stack(list(ids))
+        t = t.to(device) if device is not None else t
     elif isinstance(ids, (list, tuple, np.ndarray, range)):
         try:
             t = torch.as_tensor(ids if not isinstance(ids, range) else list(ids))

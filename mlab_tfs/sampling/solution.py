@@ -220,6 +220,8 @@ def _check_logits(logits: object, name: str = "logits") -> Tensor:
         raise TypeError(f"{name} must be a torch.Tensor of shape (batch, vocab), got {_describe(logits)}")
     if logits.dim() != 2 or not logits.dtype.is_floating_point:
         raise ValueError(f"{name} must be a float tensor of shape (batch, vocab), got {_describe(logits)}")
+    if logits.shape[-1] == 0:  # no token to keep or draw: torch would fail deep inside (amax, multinomial)
+        raise ValueError(f"{name} must hold at least one token per row (vocab >= 1), got {_describe(logits)}")
     return logits
 
 
@@ -499,14 +501,21 @@ def left_pad(
     return ids, mask
 
 
+def _is_array_like(x: object) -> bool:
+    """Lists, tuples and numpy arrays: taken as the tensor they spell (ids are, by as_int_tensor)."""
+    import numpy as np
+
+    return isinstance(x, (list, tuple, np.ndarray))
+
+
 def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
     """Positions counted over real tokens: cumsum(mask) - 1, so every row's first real token
     is at position 0. Padding gets position 0 (any valid position would do: it is masked).
 
-    attention_mask (B, L) of 0 and 1 (bool, integer or float; lists too): long (B, L) on
+    attention_mask (B, L) of 0 and 1 (bool, integer or float; lists or numpy too): long (B, L) on
     its device. Other values: ValueError naming attention_mask.
     """
-    mask = torch.as_tensor(attention_mask) if isinstance(attention_mask, (list, tuple)) else attention_mask
+    mask = torch.as_tensor(attention_mask) if _is_array_like(attention_mask) else attention_mask
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"attention_mask must be a tensor of 0 and 1, got {_describe(attention_mask)}")
     if mask.dim() < 1 or mask.dtype.is_complex:
@@ -581,7 +590,7 @@ def _check_prompt(
     if attention_mask is None:
         mask = torch.ones_like(ids)
     else:
-        mask = torch.as_tensor(attention_mask, device=ids.device) if isinstance(attention_mask, (list, tuple)) \
+        mask = torch.as_tensor(attention_mask, device=ids.device) if _is_array_like(attention_mask) \
             else attention_mask
         if not isinstance(mask, torch.Tensor):
             raise TypeError(f"{mask_name} must be a tensor of 0 and 1, got {_describe(attention_mask)}")
@@ -713,6 +722,10 @@ def beam_search(
     sum_logprob / new_len ** length_penalty, continues the best num_beams others and
     reorders the cache to follow them.
 
+    num_beams=1 is greedy decoding, as in transformers' generate: the most likely token
+    each step, the prompt done at its first eos, padded with pad_token_id (eos if None)
+    after it; its score is still sum_logprob / new_len ** length_penalty.
+
     early_stopping: True stops a prompt once num_beams hypotheses are finished; False
     stops when the best running beam, at its current length, cannot beat the worst
     finished one; "never" keeps going while it could at the longest length (with
@@ -739,10 +752,15 @@ def beam_search(
     B, T = input_ids.shape
     nb = num_beams
     max_len = T + max_new_tokens
-    K = max(2, 1 + (len(eos) if eos is not None else 0)) * nb  # candidates kept per step
-    # What follows a hypothesis that ended early, as in transformers (whose test is
-    # `pad_token_id or eos`: a pad id of 0 falls back to eos there too).
-    fill = pad_token_id if pad_token_id else (int(eos[0]) if eos is not None else -1)
+    # Candidates kept per step. One beam is greedy decoding, as transformers' generate runs
+    # num_beams=1: only the best token, which ends the prompt when it is eos.
+    K = 1 if nb == 1 else max(2, 1 + (len(eos) if eos is not None else 0)) * nb
+    # What follows a hypothesis that ended early, as in transformers (whose beam search tests
+    # `pad_token_id or eos`: a pad id of 0 falls back to eos there too; greedy tests `is None`).
+    if nb == 1:
+        fill = pad_token_id if pad_token_id is not None else (int(eos[0]) if eos is not None else -1)
+    else:
+        fill = pad_token_id if pad_token_id else (int(eos[0]) if eos is not None else -1)
 
     # The prompt runs once; its cache is then repeated for the beams.
     logits, past = _forward(model, input_ids, attention_mask, position_ids_from_mask(attention_mask))
@@ -1027,7 +1045,7 @@ def filtered_sample(
     temperature: float = 1.0,
     top_k: int = 0,
     top_p: float = 1.0,
-    eos_token_id: int | None = None,
+    eos_token_id: int | Sequence[int] | None = None,
     generator: torch.Generator | None = None,
 ) -> FilteredSamples:
     """Sample num_samples continuations of one prompt and rank them by how the model itself
@@ -1035,29 +1053,28 @@ def filtered_sample(
     (the language model as its own classifier, as in Redwood Research's filtering work).
 
     prompt_ids and the suffixes: 1-d ids (lists are placed on the model's device);
-    num_samples: an int >= 1; eos_token_id: one id or None; the sampling arguments and
-    generator as generate's (the generator on the model's device). Every argument is
-    checked before anything is sampled.
+    num_samples: an int >= 1; eos_token_id: one id, several (each completion is cut at the
+    first of them) or None; the sampling arguments and generator as generate's (the
+    generator on the model's device). Every argument is checked before anything is sampled.
     """
     device, vocab = _model_device(model), _vocab_size(model)
     prompt = _as_ids("prompt_ids", prompt_ids, device, vocab)
     num_samples = check_int("num_samples", num_samples, minimum=1)
-    if eos_token_id is not None:
-        eos_token_id = check_int("eos_token_id", eos_token_id)
+    eos = _eos_set(eos_token_id, device, vocab)
+    eos_ids = set() if eos is None else set(eos.tolist())
     for name, suffix in (("bad_suffix_ids", bad_suffix_ids), ("good_suffix_ids", good_suffix_ids)):
         if len(_as_ids(name, suffix, device, vocab)) == 0:
             raise ValueError(f"{name} must hold at least one token")
     if len(prompt) == 0:
         raise ValueError("prompt_ids must hold at least one token")
     batch = prompt[None].expand(num_samples, -1)
-    pad = eos_token_id if eos_token_id is not None else 0
+    pad = int(eos[0]) if eos is not None else 0
     out = generate(model, batch, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
-                   top_k=top_k, top_p=top_p, eos_token_id=eos_token_id, pad_token_id=pad, generator=generator)
+                   top_k=top_k, top_p=top_p, eos_token_id=eos, pad_token_id=pad, generator=generator)
     completions = []
     for row in out[:, len(prompt) :].tolist():
-        if eos_token_id is not None and eos_token_id in row:
-            row = row[: row.index(eos_token_id)]
-        completions.append(row)
+        ends = [j for j, t in enumerate(row) if t in eos_ids]
+        completions.append(row[: ends[0]] if ends else row)
     scores = score_suffix(model, prompt, completions, bad_suffix_ids) - score_suffix(
         model, prompt, completions, good_suffix_ids
     )

@@ -277,7 +277,7 @@ def left_pad(
 def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
     """(B, L) positions counted over real tokens: cumsum(mask) - 1, so each row's first
     real token is at 0. Padding positions are masked anyway but must be valid (>= 0):
-    clamp them. A list is turned into a tensor; values other than 0 and 1: ValueError
+    clamp them. A list or numpy array is turned into a tensor; values other than 0 and 1: ValueError
     naming attention_mask."""
     raise NotImplementedError(
         "Exercise 6 (batching with left padding): see mlab_tfs/sampling/GUIDE.md#6-batching-with-left-padding"
@@ -398,6 +398,8 @@ def beam_search(
     - Reorder the cache by (beam + b * nb) and feed each beam's new token.
     Start from the prompt run once, its last logits and cache repeated nb times, running
     scores [0, -1e9, -1e9, ...] so the first step only expands beam 0.
+    num_beams=1 is greedy decoding, as transformers' generate runs it: K = 1 (the best token
+    alone, which ends the prompt when it is eos), padding with pad_token_id (eos when None).
 
     Checks (given): ``p = _check_prompt(..., eos_pads=True)`` (see generate);
     ``check_int`` for num_beams (>= 1) and num_return_sequences (in [1, num_beams]),
@@ -506,15 +508,17 @@ def filtered_sample(
     temperature: float = 1.0,
     top_k: int = 0,
     top_p: float = 1.0,
-    eos_token_id: int | None = None,
+    eos_token_id: int | Sequence[int] | None = None,
     generator: torch.Generator | None = None,
 ) -> FilteredSamples:
     """Sample num_samples continuations of one prompt with ``generate`` (the prompt
-    repeated; pad with eos, or 0 without one), cut each at its first eos, then rank them:
+    repeated; pad with the (first) eos, or 0 without one), cut each at its first eos (the
+    first of any eos id, when eos_token_id is a list), then rank them:
     score = score_suffix(bad) - score_suffix(good). Return ``FilteredSamples(completions,
     scores)`` sorted by score, lowest (least "bad") first (``torch.argsort(..., stable=True)``).
 
     Check everything before sampling: ``_as_ids(name, ids, _model_device(model))`` for the
     prompt and both suffixes (each non-empty: ValueError naming it), ``check_int`` for
-    num_samples (>= 1) and eos_token_id (one id); generate checks the rest."""
+    num_samples (>= 1), ``_eos_set(eos_token_id, device, vocab)`` for the eos ids (one id or
+    several; None without); generate checks the rest."""
     raise NotImplementedError("Exercise 10 (suffix scoring): see mlab_tfs/sampling/GUIDE.md#10-suffix-scoring")

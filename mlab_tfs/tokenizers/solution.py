@@ -31,6 +31,7 @@ from mlab_tfs.tokenizers.files import (
     check_ids,
     describe,
     instance_or_class_method,
+    require_bool,
     require_int,
     require_text,
 )
@@ -85,8 +86,10 @@ def clean_text(text: str, tokenize_chinese_chars: bool = True) -> str:
     (unless tokenize_chinese_chars is False: then they are letters like any other).
 
     transformers: BertNormalizer(clean_text=True, handle_chinese_chars=tokenize_chinese_chars).
+    TypeError for a text that is not a str or a flag that is not a bool ("no" is not False).
     """
-    return text.translate(_CLEAN[bool(tokenize_chinese_chars)])
+    require_text("text", text)
+    return text.translate(_CLEAN[require_bool("tokenize_chinese_chars", tokenize_chinese_chars)])
 
 
 _NO_ACCENTS = _CharMap(lambda ch: "" if is_accent(ch) else ch)
@@ -99,8 +102,11 @@ def basic_tokenize(text: str, lowercase: bool = True, strip_accents: bool | None
 
     The order is the fast tokenizer's: accents are stripped before lower-casing.
     tokenize_chinese_chars=False keeps runs of CJK ideographs together as words (the fast
-    tokenizer's handle_chinese_chars=False).
+    tokenizer's handle_chinese_chars=False). TypeError for a text that is not a str, or flags
+    that are not bools (strip_accents may be None).
     """
+    lowercase = require_bool("lowercase", lowercase)
+    strip_accents = require_bool("strip_accents", strip_accents, none_ok=True)
     text = clean_text(text, tokenize_chinese_chars)
     if lowercase if strip_accents is None else strip_accents:
         if not text.isascii():  # ASCII has no accents: skip the normalisation
@@ -141,7 +147,9 @@ def truncate_pair(n_first: int, n_second: int | None, max_tokens: int, strategy:
     cutting only the longer one to what the shorter leaves is enough, do that; if both must be
     cut, each gets max_tokens // 2 and the longer one the odd token (the second one when they
     are equally long): (10, 9) in 7 -> (4, 3), (9, 10) in 7 -> (3, 4). only_first and
-    only_second cut just that sequence (a ValueError when that cannot be enough).
+    only_second cut just that sequence (a ValueError when that cannot be enough, or for
+    only_second without a pair that does not fit). max_tokens = 0 keeps nothing of either,
+    whatever the strategy: (5, 3) in 0 -> (0, 0), as tokenizers' truncate_encodings does.
 
     Returns (kept of the first, kept of the second or None). TypeError for counts that are not
     ints, ValueError for negative ones or an unknown strategy.
@@ -151,9 +159,12 @@ def truncate_pair(n_first: int, n_second: int | None, max_tokens: int, strategy:
     max_tokens = require_int("max_tokens", max_tokens, minimum=0)
     if strategy not in ("longest_first", "only_first", "only_second"):
         raise ValueError(f"strategy must be 'longest_first', 'only_first' or 'only_second', got {strategy!r}")
+    if max_tokens == 0:  # tokenizers' truncate_encodings, whatever the strategy: nothing of either text
+        return 0, None if n_second is None else 0
     if n_second is None:
-        if strategy == "only_second":
-            raise ValueError("truncation='only_second' needs a text pair")
+        if strategy == "only_second" and n_first > max_tokens:
+            raise ValueError(f"truncation='only_second' needs a text pair: the text alone has {n_first} tokens, "
+                             f"past max_tokens={max_tokens}")
         return min(n_first, max_tokens), None
     if n_first + n_second <= max_tokens:
         return n_first, n_second
@@ -214,7 +225,9 @@ class WordPieceTokenizer(WordPieceFiles):
         return tokens
 
     def encode(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True) -> list[int]:
-        """[CLS] text [SEP] (text_pair [SEP]) as ids; without the special tokens if asked."""
+        """[CLS] text [SEP] (text_pair [SEP]) as ids; without the special tokens if asked.
+        add_special_tokens: a bool (TypeError otherwise: 0 or "no" are not False)."""
+        add_special_tokens = require_bool("add_special_tokens", add_special_tokens)
         ids = self.convert_tokens_to_ids(self.tokenize(text))
         if text_pair is None:
             return [self.cls_token_id, *ids, self.sep_token_id] if add_special_tokens else ids
@@ -226,9 +239,9 @@ class WordPieceTokenizer(WordPieceFiles):
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
         """Tokens joined by spaces, "##" pieces glued to the previous one, as the fast tokenizer
         decodes: ".", ",", "!" and "?" also attach to the previous token. Lower-casing and
-        accent stripping cannot be undone."""
+        accent stripping cannot be undone. skip_special_tokens: a bool (TypeError otherwise)."""
         tokens = [self.ids_to_tokens[i] for i in check_ids("ids", ids, self.vocab_size)]
-        if skip_special_tokens:
+        if require_bool("skip_special_tokens", skip_special_tokens):
             tokens = [t for t in tokens if t not in self.special_tokens]
         out = []
         for i, token in enumerate(tokens):
@@ -307,8 +320,13 @@ class WordPieceTokenizer(WordPieceFiles):
             first = self.convert_tokens_to_ids(self.tokenize(text))
             second = self.convert_tokens_to_ids(self.tokenize(pairs[i])) if pairs is not None else None
             if strategy is not None:
-                keep1, keep2 = truncate_pair(len(first), None if second is None else len(second),
-                                             limit - n_special, strategy)
+                try:
+                    keep1, keep2 = truncate_pair(len(first), None if second is None else len(second),
+                                                 limit - n_special, strategy)
+                except ValueError as e:  # say which row and which settings
+                    where = "texts" if single else f"texts[{i}]"
+                    raise ValueError(f"{where} cannot be cut to max_length={limit} with truncation={strategy!r}: "
+                                     f"{e}") from None
                 first = first[:keep1]
                 second = None if second is None else second[:keep2]
             ids = [self.cls_token_id, *first, self.sep_token_id]

@@ -55,6 +55,7 @@ from mlab_tfs.tokenizers.files import (  # noqa: F401
     check_ids,
     describe,
     instance_or_class_method,
+    require_bool,
     require_int,
     require_text,
 )
@@ -91,6 +92,8 @@ def clean_text(text: str, tokenize_chinese_chars: bool = True) -> str:
       "我爱" stays one word (transformers: ``BertNormalizer(handle_chinese_chars=False)``).
 
     Returns the new string; everything else is unchanged (case and accents come later).
+    Checks (given): ``require_text("text", text)`` and ``require_bool("tokenize_chinese_chars",
+    ...)``: a non-str text or a flag like "no" is a TypeError, not a silent True.
 
     Pitfall: test is_control before is_whitespace; a few characters (U+001C...) are both,
     and BERT drops them. "\\r\\n" becomes two spaces, which is fine: splitting ignores runs.
@@ -110,7 +113,8 @@ def basic_tokenize(text: str, lowercase: bool = True, strip_accents: bool | None
     4. Split on whitespace, then split every ``is_punctuation`` character off as a word of its
        own: "Hello, world!" -> ["hello", ",", "world", "!"].
 
-    Returns the list of words, no empty strings.
+    Returns the list of words, no empty strings. Checks (given): ``require_bool`` for
+    lowercase and strip_accents (``none_ok=True``); clean_text checks the text.
 
     Hint: surrounding punctuation with spaces and calling ``.split()`` does step 4 in one go.
     Speed (optional): ``str.translate`` with a dict from code point to replacement runs in C.
@@ -146,7 +150,8 @@ def truncate_pair(n_first: int, n_second: int | None, max_tokens: int, strategy:
       get ``max_tokens // 2`` and the *longer* one gets the odd token (``+ max_tokens % 2``);
       when they are equally long, the second gets it.
     - "only_first" / "only_second": cut only that one; ValueError if that cannot be enough
-      (or "only_second" without a pair).
+      (or "only_second" without a pair, when the text alone does not fit).
+    - max_tokens = 0, whatever the strategy: keep nothing, (0, 0) or (0, None).
 
     Example: (10, 2, 8) -> (6, 2); (10, 9, 7) -> (4, 3); (9, 10, 7) -> (3, 4); (10, 10, 7) -> (3, 4).
     """
@@ -175,7 +180,8 @@ class WordPieceTokenizer(WordPieceFiles):
 
     def encode(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True) -> list[int]:
         """Ids of ``[CLS] text [SEP]``, or ``[CLS] text [SEP] text_pair [SEP]``; without [CLS]
-        and [SEP] when ``add_special_tokens`` is False. Unknown pieces are [UNK]'s id."""
+        and [SEP] when ``add_special_tokens`` is False. Unknown pieces are [UNK]'s id.
+        Check the flag with ``require_bool("add_special_tokens", add_special_tokens)``."""
         raise NotImplementedError("Exercise 4 (encode and decode): see mlab_tfs/tokenizers/GUIDE.md#4-encode-and-decode")
 
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
@@ -185,7 +191,8 @@ class WordPieceTokenizer(WordPieceFiles):
         ``skip_special_tokens`` drops [CLS], [SEP], [PAD]... first.
 
         [CLS] hello , world ! -> "[CLS] hello, world!"; don ' t -> "don ' t".
-        Raise ValueError for ids outside [0, vocab_size): ``check_ids("ids", ids, self.vocab_size)``.
+        Raise ValueError for ids outside [0, vocab_size): ``check_ids("ids", ids, self.vocab_size)``;
+        check the flag with ``require_bool("skip_special_tokens", skip_special_tokens)``.
         """
         raise NotImplementedError("Exercise 4 (encode and decode): see mlab_tfs/tokenizers/GUIDE.md#4-encode-and-decode")
 
@@ -223,7 +230,11 @@ class WordPieceTokenizer(WordPieceFiles):
         Check each text with ``require_text`` too ("texts[i]", "text_pairs[i]"): it refuses
         lone surrogates. With truncation, a max_length below the special tokens' count (2, or
         3 with pairs) is a ValueError: the row cannot be cut that short (transformers returns
-        it uncut). A max_length of exactly that count keeps only [CLS] and [SEP].
+        it uncut). A max_length of exactly that count keeps only [CLS] and [SEP]. When
+        truncate_pair raises (only_first/only_second cannot be enough), raise a ValueError
+        that names the row and the settings, then says why:
+        ``f"texts[{i}] cannot be cut to max_length={max_length} with truncation={strategy!r}: {e}"``
+        ("texts" instead of "texts[i]" for a single text).
         """
         raise NotImplementedError("Exercise 5 (batches): see mlab_tfs/tokenizers/GUIDE.md#5-batches-truncation-and-padding")
 

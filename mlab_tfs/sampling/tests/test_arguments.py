@@ -85,6 +85,22 @@ def test_generate_accepts_numpy_and_0d_tensor_numbers(sampling, ours):
         assert_tokens_equal(draw(kw), expected, f"generate with {({k: type(v).__name__ for k, v in kw.items()})}")
 
 
+@pytest.mark.exercise("kv_cache_loop")
+def test_numbers_without_a_float_value_are_refused_by_name(sampling, ours):
+    """float(10**400) raises OverflowError (such an int is as infinite as inf), and a meta tensor
+    has no value to read: ValueErrors naming the argument."""
+    for arg in ("temperature", "top_p", "repetition_penalty", "frequency_penalty"):
+        with pytest.raises(ValueError, match=f"{arg} must be a finite number, got an int of 401 digits"):
+            sampling.generate(ours, [[1, 2]], max_new_tokens=2, do_sample=True, **{arg: -(10**400)})
+    with pytest.raises(ValueError, match="length_penalty must be a finite number, got an int of 401 digits"):
+        sampling.beam_search(ours, [[1, 2]], 2, 2, length_penalty=10**400)
+    # A 0-d meta tensor has no value to read (torch's .item() would fail inside).
+    with pytest.raises(ValueError, match="top_p is a tensor on the meta device"):
+        sampling.generate(ours, [[1, 2]], max_new_tokens=2, do_sample=True, top_p=torch.tensor(0.5, device="meta"))
+    with pytest.raises(ValueError, match=r"eos_token_id\[0\] is a tensor on the meta device"):
+        sampling.generate(ours, [[1, 2]], max_new_tokens=2, eos_token_id=torch.tensor([5], device="meta"))
+
+
 BEAM_BAD = [
     ("num_beams", 0, ValueError), ("num_beams", 2.0, TypeError), ("num_beams", True, TypeError),
     ("num_return_sequences", 0, ValueError), ("num_return_sequences", 4, ValueError),
@@ -106,7 +122,7 @@ def test_beam_search_refuses_bad_arguments_by_name(sampling, ours, arg, value, e
 @pytest.mark.exercise("greedy")
 @pytest.mark.parametrize("arg, value, error", [
     ("max_new_tokens", -1, ValueError), ("max_new_tokens", 0, ValueError), ("max_new_tokens", 2.5, TypeError),
-    ("eos_token_id", -1, ValueError), ("eos_token_id", VOCAB, ValueError), ("eos_token_id", [1, 2], TypeError),
+    ("eos_token_id", -1, ValueError), ("eos_token_id", VOCAB, ValueError), ("eos_token_id", [1, 2.5], TypeError),
     ("eos_token_id", 1.0, TypeError),
 ], ids=str)
 def test_greedy_decode_refuses_bad_arguments_by_name(sampling, ours, arg, value, error):
@@ -133,7 +149,7 @@ def test_sample_two_contexts_refuses_bad_arguments_by_name(sampling, ours, arg, 
 @pytest.mark.exercise("suffix_scoring")
 @pytest.mark.parametrize("arg, value, error", [
     ("num_samples", 0, ValueError), ("num_samples", 2.0, TypeError), ("num_samples", True, TypeError),
-    ("eos_token_id", [1, 2], TypeError), ("temperature", NAN, ValueError), ("top_p", -1.0, ValueError),
+    ("eos_token_id", [1, 2.5], TypeError), ("temperature", NAN, ValueError), ("top_p", -1.0, ValueError),
     ("max_new_tokens", -1, ValueError), ("bad_suffix_ids", [], ValueError), ("good_suffix_ids", [1.5], ValueError),
 ], ids=str)
 def test_filtered_sample_refuses_bad_arguments_by_name(sampling, ours, arg, value, error):
@@ -210,6 +226,23 @@ def test_sample_token_refuses_rows_without_a_distribution(sampling, row):
         sampling.sample_token(logits, torch.Generator().manual_seed(0))
 
 
+@pytest.mark.exercise("temperature")
+def test_processors_refuse_logits_without_a_vocabulary(sampling):
+    """(B, 0) logits: nothing to keep or draw; torch's amax and multinomial fail with bare errors."""
+    empty = torch.zeros(2, 0)
+    calls = {
+        "sample_token": lambda: sampling.sample_token(empty),
+        "min_p_filter": lambda: sampling.min_p_filter(empty, 0.1),
+        "top_p_filter": lambda: sampling.top_p_filter(empty, 0.5),
+        "top_k_filter": lambda: sampling.top_k_filter(empty, 2),
+        "apply_temperature": lambda: sampling.apply_temperature(empty, 0.5),
+        "process_logits": lambda: sampling.process_logits(empty, [[], []], 0),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match=r"logits must hold at least one token per row .*shape \(2, 0\)"):
+            call()
+
+
 @pytest.mark.exercise("two_contexts")
 def test_combine_two_contexts_refuses_bad_gamma_and_shapes(sampling):
     a, b = torch.zeros(2, 5), torch.ones(2, 5)
@@ -275,6 +308,10 @@ def test_lists_and_tuples_equal_tensors(sampling, model):
     L, M = ids.tolist(), tuple(map(tuple, mask.tolist()))
     expected = sampling.generate(model, ids, mask, max_new_tokens=4, pad_token_id=0)
     assert_tokens_equal(sampling.generate(model, L, M, max_new_tokens=4, pad_token_id=0), expected, "generate(lists)")
+    assert_tokens_equal(sampling.generate(model, ids.numpy(), mask.numpy(), max_new_tokens=4, pad_token_id=0), expected,
+                        "generate(numpy arrays)")
+    assert_tokens_equal(sampling.generate(model, list(ids), mask, max_new_tokens=4, pad_token_id=0), expected,
+                        "generate(a list of row tensors)")
     beams = sampling.beam_search(model, ids, 2, 4, attention_mask=mask, pad_token_id=0)
     got = sampling.beam_search(model, L, 2, 4, attention_mask=M, pad_token_id=0)
     assert_tokens_equal(got.sequences, beams.sequences, "beam_search(lists)")
@@ -285,6 +322,8 @@ def test_lists_and_tuples_equal_tensors(sampling, model):
 
 @pytest.mark.exercise("batching")
 def test_left_pad_checks_and_devices(sampling):
+    # A numpy mask (what a tokenizer may return) is the tensor it spells.
+    assert sampling.position_ids_from_mask(np.array([[0, 1, 1], [1, 1, 1]])).tolist() == [[0, 0, 1], [0, 1, 2]]
     ids, mask = sampling.left_pad([(5, 6), np.array([7])], 0, device="cpu")
     assert_tokens_equal(ids, torch.tensor([[5, 6], [0, 7]]), "left_pad of a tuple and a numpy array")
     for seqs, pad, error, word in (([], 0, ValueError, "sequences"), ([[1], []], 0, ValueError, r"sequences\[1\]"),
@@ -311,6 +350,7 @@ def test_tensors_on_another_device_are_refused_naming_both_devices(sampling, our
         "input_ids": lambda: sampling.generate(ours, _meta(ids), mask, max_new_tokens=2, pad_token_id=0),
         "attention_mask": lambda: sampling.generate(ours, ids, _meta(mask), max_new_tokens=2, pad_token_id=0),
         "input_ids ": lambda: sampling.greedy_decode(ours, _meta(ids), 2),
+        "input_ids\\[1\\]": lambda: sampling.greedy_decode(ours, [ids[0], _meta(ids[1])], 2),
         " input_ids": lambda: sampling.beam_search(ours, _meta(ids), 2, 2, attention_mask=mask, pad_token_id=0),
         "input_ids_b": lambda: sampling.sample_two_contexts(ours, ids, _meta(ids), mask, mask, max_new_tokens=2,
                                                             pad_token_id=0),

@@ -85,6 +85,34 @@ def test_one_beam_is_greedy(sampling, model):
     assert_tokens_equal(out.sequences, greedy, "beam_search with num_beams=1 vs greedy generate")
 
 
+@pytest.mark.exercise("beam_search")
+@pytest.mark.parametrize("lengths, seed, eos, pad, max_new, length_penalty, early_stopping, expected", [
+    # The best token is eos at once; a lone beam that kept a finished pool would go on
+    # (9, 9, 9, 9, 70 scores better per token) where greedy stops.
+    ([2, 2], 11, [70, 81], 0, 5, 1.0, "never", [[58, 64, 70], [49, 60, 70]]),
+    ([1], 75, 70, None, 8, 2.0, "never", [[57, 70]]),
+], ids=["eos-list-pad0", "eos-no-pad"])
+def test_one_beam_stops_at_eos_as_transformers(sampling, model, hf_model, lengths, seed, eos, pad, max_new,
+                                               length_penalty, early_stopping, expected):
+    """num_beams=1 is transformers' greedy search: done at the first eos, padded with pad_token_id."""
+    ids, mask = padded_batch(VOCAB, lengths, seed=seed)
+    kwargs = dict(num_beams=1, max_new_tokens=max_new, length_penalty=length_penalty, early_stopping=early_stopping,
+                  eos_token_id=eos, pad_token_id=pad)
+    reference = hf_model.generate(ids, attention_mask=mask, do_sample=False, **kwargs)
+    assert reference.tolist() == expected
+    out = sampling.beam_search(model, ids, attention_mask=mask, **kwargs)
+    hint = "with one beam keep K = 1 candidate: the best token, which ends the prompt when it is eos"
+    assert_tokens_equal(out.sequences, reference, "beam_search(num_beams=1) vs transformers' generate", hint=hint)
+    # The score of the greedy sequence: its log-probability over new_len ** length_penalty.
+    T = ids.shape[1]
+    log_probs = torch.log_softmax(hf_model(reference, attention_mask=torch.cat(
+        [mask, torch.ones(len(lengths), reference.shape[1] - T, dtype=mask.dtype)], 1)).logits.float(), -1)
+    new = reference[:, T:]
+    expected_scores = log_probs[:, T - 1 : -1].gather(-1, new[..., None])[..., 0].sum(-1) / new.shape[1] ** length_penalty
+    assert_close(out.sequences_scores, expected_scores, name="beam_search(num_beams=1) sequences_scores",
+                 atol=SCORE_ATOL, rtol=SCORE_RTOL, hint=hint)
+
+
 def _tuple_cache(B=3, n_layer=2, seed=0):
     g = torch.Generator().manual_seed(seed)
     return tuple((torch.randn(B, 2, 4, 3, generator=g), torch.randn(B, 2, 4, 3, generator=g)) for _ in range(n_layer))

@@ -112,6 +112,28 @@ def test_filtered_sample_cuts_each_completion_before_its_eos(sampling, model):
 
 
 @pytest.mark.exercise("suffix_scoring")
+def test_filtered_sample_cuts_at_the_first_of_several_eos_ids(sampling, model):
+    """eos_token_id as a list, as generate takes it: each completion ends before the first of
+    them; the rows are generate's with the same list (padded with the first id)."""
+    prompt = prompts(VOCAB, [5], seed=47)[0]
+    kw = dict(max_new_tokens=6, temperature=1.5)
+    rows = sampling.generate(model, prompt.expand(8, -1), do_sample=True, pad_token_id=0,
+                             generator=torch.Generator().manual_seed(3), **kw)[:, 5:]
+    eos = [int(rows[0, 3]), int(rows[1, 1])]  # two ids, each firing in some row
+    rows = sampling.generate(model, prompt.expand(8, -1), do_sample=True, eos_token_id=eos, pad_token_id=eos[0],
+                             generator=torch.Generator().manual_seed(3), **kw)[:, 5:].tolist()
+    cut = lambda r: r[: min([r.index(e) for e in eos if e in r], default=len(r))]  # noqa: E731
+    expected = sorted(cut(r) for r in rows)
+    assert eos[0] != eos[1] and all(any(e in r for r in rows) for e in eos), "test setup: two eos ids, both fire"
+    result = sampling.filtered_sample(model, prompt, 8, [7, 8], [7, 9], eos_token_id=eos,
+                                      generator=torch.Generator().manual_seed(3), **kw)
+    assert sorted(result.completions) == expected, (
+        f"completions must be cut before the first of the eos ids {eos}: got {result.completions}, "
+        f"expected (in some order) {expected}")
+    assert not any(e in c for c in result.completions for e in eos)
+
+
+@pytest.mark.exercise("suffix_scoring")
 def test_one_token_suffix_and_the_n_positions_boundary(sampling, model):
     """S = 1 (only the last completion position predicts it); prompt + completion + suffix
     filling n_positions exactly is allowed, one token more is not."""

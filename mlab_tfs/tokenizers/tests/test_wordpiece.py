@@ -308,6 +308,61 @@ def test_truncate_pair_only_one(tok, hf_bert, strategy, first, second, limit):
     assert got == (ref.count(1037), ref.count(1038)), f"truncate_pair({first}, {second}, {limit}, {strategy!r}) = {got}"
 
 
+@pytest.mark.exercise("bert_batch")
+@pytest.mark.parametrize("strategy", ["only_first", "only_second", "longest_first"])
+@pytest.mark.parametrize("max_length", [2, 3, 4, 8, 20])
+@pytest.mark.parametrize("pair", [None, "b b b", ""], ids=["single", "pair", "empty-pair"])
+def test_call_truncation_boundaries_match_transformers(bert, hf_bert, strategy, max_length, pair):
+    """Five tokens (and a pair of three, or none): max_length at the special tokens' count keeps
+    only them whatever the strategy; only_second without a pair is an error only when the text
+    does not fit (transformers: "Second sequence not provided"); below the count is our ValueError."""
+    pairs = None if pair is None else [pair]
+    n_special = 2 if pair is None else 3
+    try:
+        expected = hf_bert(["a a a a a"], pairs, truncation=strategy, max_length=max_length)["input_ids"]
+    except Exception as e:  # transformers' Rust truncation error
+        assert "Second sequence not provided" in str(e) or "too short" in str(e)
+        with pytest.raises(ValueError, match=rf"texts\[0\] cannot be cut to max_length={max_length} with "
+                                             rf"truncation='{strategy}': (cannot truncate only|.* needs a text pair)"):
+            bert(["a a a a a"], pairs, truncation=strategy, max_length=max_length)
+        return
+    if max_length < n_special:  # transformers returns the rows uncut, longer than max_length
+        with pytest.raises(ValueError, match=f"max_length={max_length} cannot be reached"):
+            bert(["a a a a a"], pairs, truncation=strategy, max_length=max_length)
+        return
+    got = bert(["a a a a a"], pairs, truncation=strategy, max_length=max_length)["input_ids"]
+    assert got == expected, f"truncation={strategy!r}, max_length={max_length}, pair={pair!r}"
+
+
+@pytest.mark.exercise("bert_batch")
+@pytest.mark.parametrize("args, expected", [
+    ((5, 3, 0, "only_first"), (0, 0)), ((5, 3, 0, "only_second"), (0, 0)), ((5, None, 0, "only_second"), (0, None)),
+    ((5, None, 6, "only_second"), (5, None)), ((5, None, 5, "only_second"), (5, None)),
+])
+def test_truncate_pair_zero_budget_and_only_second_alone(tok, args, expected):
+    assert tok.truncate_pair(*args) == expected, f"truncate_pair{args}"
+
+
+@pytest.mark.solution_only
+def test_flags_and_texts_are_checked_by_name(tok, bert):
+    """A flag that is not a bool would be read by truthiness ("no" skips the special tokens);
+    a text that is not a str would fail inside str.translate."""
+    for call, match in [
+        (lambda: bert.decode([101, 7592, 102], skip_special_tokens="no"), "skip_special_tokens must be True or False"),
+        (lambda: bert.encode("hello", add_special_tokens=0), "add_special_tokens must be True or False"),
+        (lambda: tok.clean_text("中", tokenize_chinese_chars="no"), "tokenize_chinese_chars must be True or False"),
+        (lambda: tok.basic_tokenize("AB", lowercase=None), "lowercase must be True or False"),
+        (lambda: tok.basic_tokenize("AB", strip_accents=1), "strip_accents must be True, False or None"),
+        (lambda: tok.clean_text(5), "text must be a str, got int 5"),
+        (lambda: tok.basic_tokenize(None), "text must be a str, got NoneType"),
+    ]:
+        with pytest.raises(TypeError, match=match):
+            call()
+    # numpy bools are bools: the same ids as the Python flags
+    assert bert.encode("hello", add_special_tokens=np.bool_(False)) == [7592]
+    assert bert.decode([101, 7592, 102], skip_special_tokens=np.bool_(True)) == "hello"
+
+
 @pytest.mark.solution_only
 def test_truncate_pair_arguments(tok):
     assert tok.truncate_pair(np.int64(10), torch.tensor(9), np.int32(7)) == (4, 3)
@@ -337,8 +392,6 @@ def test_truncate_pair_arguments(tok):
 def test_call_matches_transformers(bert, hf_bert, kwargs, pairs):
     texts = ["Hello, world!", "A much longer sentence, with some punctuation; and words.", "Short"]
     text_pairs = ["First pair.", "x", "And the last pair is long, quite long indeed."] if pairs else None
-    if kwargs.get("truncation") == "only_second" and not pairs:
-        pytest.skip("only_second needs pairs")
     got = bert(texts, text_pairs, **kwargs)
     expected = hf_bert(texts, text_pairs, **kwargs)
     for key in ("input_ids", "token_type_ids", "attention_mask"):
