@@ -125,8 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run one ``mlab-tfs`` command; returns its exit status. A user error raises
     SystemExit(2) after one line on stderr (see the module docstring)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     prog = getattr(args, "_prog", parser.prog)
+    if extra:  # named by the command they were given to, as its other errors are
+        print(f"{prog}: error: unrecognized arguments: {' '.join(extra)}", file=sys.stderr)
+        raise SystemExit(2)
     debug = args.debug or os.environ.get("MLAB_TFS_DEBUG", "") not in ("", "0")
     try:
         return int(args.func(args) or 0)

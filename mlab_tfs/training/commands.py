@@ -45,7 +45,7 @@ def _train(args: argparse.Namespace) -> int:
 
     names = [f.name for f in fields(TrainConfig)]
     overrides = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-    cfg = load_config(args.config, overrides) if args.config else config_from_dict(overrides, "flags")
+    cfg = load_config(args.config, overrides) if args.config is not None else config_from_dict(overrides, "flags")
     command = "mlab-tfs " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
     train(cfg, resume=args.resume, command=command)
     return 0
