@@ -40,6 +40,11 @@ def one_line_error(capsys, argv) -> str:
     (["train", "--lr", "nan"], "mlab-tfs train: error: bad settings: lr must be a finite number, got nan"),
     (["train", "--lr", "abc"], "mlab-tfs train: error: argument --lr: invalid float value: 'abc'"),
     (["train", "--config", "missing.toml"], "mlab-tfs train: error: config file missing.toml does not exist"),
+    (["train", "--config", ""], "mlab-tfs train: error: config file must be a path to a .toml or .json file, got ''"),
+    (["train", "--corpus", ""], "mlab-tfs train: error: bad settings: corpus paths must not be empty strings, got ['']"),
+    (["train", "--learning-rate", "3"], "mlab-tfs train: error: unrecognized arguments: --learning-rate 3"),
+    (["sample", "a", "b"], "mlab-tfs sample: error: unrecognized arguments: b"),
+    (["check", "--bogus"], "mlab-tfs check: error: unrecognized arguments: --bogus"),
 ])
 def test_a_user_error_is_one_line_and_status_2(capsys, argv, expected):
     assert one_line_error(capsys, argv).startswith(expected)
@@ -54,6 +59,8 @@ def test_errors_raised_while_a_command_runs(capsys, tmp_path):
     assert line.endswith("lacks model.safetensors, vocab.json, merges.txt (an `mlab-tfs train` run writes them to <out>/model)")
     line = one_line_error(capsys, ["train", "--out", str(tmp_path / "run"), "--resume"])
     assert line == f"mlab-tfs train: error: --resume: no checkpoint in {tmp_path / 'run'} (no {tmp_path / 'run' / 'checkpoint' / 'state.pt'})"
+    line = one_line_error(capsys, ["train", "--config", str(tmp_path)])
+    assert line == f"mlab-tfs train: error: config file {tmp_path} is a folder, not a .toml or .json file"
     bad = tmp_path / "bad.toml"
     bad.write_text("lr = [")
     assert one_line_error(capsys, ["train", "--config", str(bad)]).startswith(
