@@ -98,3 +98,28 @@ def test_a_bug_keeps_its_traceback_and_ctrl_c_is_one_line(monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         main(["sample"])
     assert e.value.code == 130 and capsys.readouterr().err == "mlab-tfs sample: interrupted\n"
+
+
+def test_sample_refuses_a_tokenizer_that_does_not_fit_the_model(capsys, tmp_path):
+    """A vocab.json lacking a byte's token would fail on the first text with that byte (a
+    KeyError deep in encode); one from another run gives ids the embedding has no row for."""
+    import json
+
+    from mlab_tfs.gpt2 import GPT2Config, GPT2LMHeadModel
+    from mlab_tfs.tokenizers import ByteLevelBPETokenizer
+
+    tok = ByteLevelBPETokenizer().train(["to be or not to be"], 260, special_tokens=["<|endoftext|>"])
+    for name, vocab_size in (("small", 100), ("fits", 260)):
+        GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_positions=16, n_embd=8, n_layer=1, n_head=2)) \
+            .save_pretrained(tmp_path / name)
+        tok.save_pretrained(tmp_path / name)
+    line = one_line_error(capsys, ["sample", "--model", str(tmp_path / "small")])
+    assert line == (f"mlab-tfs sample: error: --model: the tokenizer in {tmp_path / 'small'} has ids up to 259, but "
+                    "the model has vocab_size=100: they are not from the same run")
+    vocab_file = tmp_path / "fits" / "vocab.json"
+    vocab = json.loads(vocab_file.read_text())
+    vocab["R?"] = vocab.pop("R")  # byte 0x52's token renamed: the ids stay 0..n-1
+    vocab_file.write_text(json.dumps(vocab))
+    line = one_line_error(capsys, ["sample", "--model", str(tmp_path / "fits")])
+    assert line == (f"mlab-tfs sample: error: --model: {vocab_file} lacks the tokens of 1 of the 256 bytes (first 'R'), "
+                    "so it cannot encode every text; it is not a byte-level BPE vocabulary")
