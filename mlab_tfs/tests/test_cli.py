@@ -90,6 +90,12 @@ def test_a_bug_keeps_its_traceback_and_ctrl_c_is_one_line(monkeypatch, capsys):
     with pytest.raises(RuntimeError, match="an internal mistake"):
         main(["sample"])
 
+    def too_big(args):
+        raise MemoryError
+
+    monkeypatch.setattr(commands, "_sample", too_big)
+    assert one_line_error(capsys, ["sample"]) == "mlab-tfs sample: error: out of memory (MemoryError); ask for less"
+
     def interrupted(args):
         raise KeyboardInterrupt
 
