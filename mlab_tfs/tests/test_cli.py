@@ -59,6 +59,7 @@ def test_errors_raised_while_a_command_runs(capsys, tmp_path):
     assert line.endswith("lacks model.safetensors, vocab.json, merges.txt (an `mlab-tfs train` run writes them to <out>/model)")
     line = one_line_error(capsys, ["train", "--out", str(tmp_path / "run"), "--resume"])
     assert line == f"mlab-tfs train: error: --resume: no checkpoint in {tmp_path / 'run'} (no {tmp_path / 'run' / 'checkpoint' / 'state.pt'})"
+    assert not (tmp_path / "run").exists()  # refused without creating the folder
     line = one_line_error(capsys, ["train", "--config", str(tmp_path)])
     assert line == f"mlab-tfs train: error: config file {tmp_path} is a folder, not a .toml or .json file"
     bad = tmp_path / "bad.toml"

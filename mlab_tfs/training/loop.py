@@ -774,6 +774,8 @@ def train(cfg: TrainConfig, resume: bool = False, command: str | None = None,
     amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
     use_compile = cfg.compile if cfg.compile is not None else device.type == "cuda"
     out = Path(cfg.out)
+    if resume and not out.is_dir():  # refused before the lock would create the folder
+        raise FileNotFoundError(f"--resume: no checkpoint in {out} (no {out / 'checkpoint' / 'state.pt'})")
 
     if dist.world_size > 1 and not torch.distributed.is_initialized():
         if device.type == "cuda":
