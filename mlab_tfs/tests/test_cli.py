@@ -130,3 +130,18 @@ def test_sample_refuses_a_tokenizer_that_does_not_fit_the_model(capsys, tmp_path
     line = one_line_error(capsys, ["sample", "--model", str(tmp_path / "fits")])
     assert line == (f"mlab-tfs sample: error: --model: {vocab_file} lacks the tokens of 1 of the 256 bytes (first 'R'), "
                     "so it cannot encode every text; it is not a byte-level BPE vocabulary")
+
+
+def test_filter_sample_names_a_model_folder_it_cannot_use(capsys, tmp_path):
+    """A path that is no folder is named as such (not transformers' message about hub ids); a
+    model smaller than GPT-2's vocabulary, which filter-sample encodes with, is refused before
+    its ids would index past the embedding."""
+    from mlab_tfs.gpt2 import GPT2Config, GPT2LMHeadModel
+
+    line = one_line_error(capsys, ["filter-sample", "--transformers", "--model", str(tmp_path / "none")])
+    assert line == f"mlab-tfs filter-sample: error: --model: no folder {tmp_path / 'none'}"
+    GPT2LMHeadModel(GPT2Config(vocab_size=300, n_positions=16, n_embd=8, n_layer=1, n_head=2)).save_pretrained(tmp_path)
+    line = one_line_error(capsys, ["filter-sample", "--model", str(tmp_path), "-n", "2"])
+    assert line == (f"mlab-tfs filter-sample: error: --model {tmp_path} has vocab_size=300, fewer than the 50257 tokens "
+                    "of GPT-2's vocabulary, which filter-sample encodes with; pass --transformers to use the folder's "
+                    "own tokenizer")
