@@ -440,7 +440,8 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
 def _kept_log(path: Path, resume_at: dict[str, int], warn: bool = False) -> bytes:
     """The part of log.jsonl a run resumed at ``resume_at`` keeps: its first resume_at["bytes"]
     bytes (what was written up to the checkpoint), or, if the file is shorter (it was cut or
-    replaced), its whole lines. Raises ValueError naming a kept line that is not a JSON record:
+    replaced) or ends in zero bytes (unwritten when the machine went down), its whole lines
+    before that, with a warning. Raises ValueError naming a kept line that is not a JSON record:
     the run would fail at its first evaluation otherwise."""
     data = path.read_bytes() if path.exists() else b""
     if len(data) < resume_at["bytes"]:
@@ -450,6 +451,15 @@ def _kept_log(path: Path, resume_at: dict[str, int], warn: bool = False) -> byte
         data = data[: data.rfind(b"\n") + 1]  # whole lines only
     else:
         data = data[: resume_at["bytes"]]
+    zeros = data.find(b"\x00")
+    if zeros >= 0 and not data[zeros:].strip(b"\x00\n"):
+        # Zeros from here on: appends the file system had not written when the machine went
+        # down (the log is not synced, the checkpoint is); what is lost is said, not refused.
+        data = data[: data.rfind(b"\n", 0, zeros) + 1]
+        kept = data.count(b"\n")
+        if warn:
+            warnings.warn(f"{path} ends in zero bytes (a crash before they were written): its records after "
+                          f"the first {kept} are lost; the run goes on from the checkpoint", stacklevel=3)
     for i, line in enumerate(data.split(b"\n"), start=1):
         try:
             if line.strip():

@@ -309,3 +309,25 @@ def test_a_damaged_checkpoint_or_log_is_refused_before_any_work(stopped_at_4, da
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("mlab-tfs train: error: ") and re.search(message, err[0]), err
     assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "run.lock"} == before
+
+
+def test_a_log_ending_in_zeros_after_a_crash_loses_those_records_only(stopped_at_4, tmp_path):
+    """The machine went down after the step-4 checkpoint (synced) but before the log's last
+    two appends reached the disk: they read as zero bytes. The resume warns, keeps steps 1-2,
+    and its steps 5-12 equal those of a resume from an intact copy exactly."""
+    import shutil
+
+    intact, damaged = tmp_path / "intact", tmp_path / "damaged"
+    shutil.copytree(stopped_at_4.out, intact)
+    shutil.copytree(stopped_at_4.out, damaged)
+    log = damaged / "log.jsonl"
+    data = log.read_bytes()
+    assert [r["step"] for r in read_log(log)] == [1, 2, 3, 4]
+    second = data.index(b"\n", data.index(b"\n") + 1) + 1  # the end of the second record
+    log.write_bytes(data[:second] + b"\0" * (len(data) - second))
+    with pytest.warns(UserWarning, match=r"log.jsonl ends in zero bytes .*its records after the first 2 are lost"):
+        train(with_(stopped_at_4, out=str(damaged)), resume=True)
+    train(with_(stopped_at_4, out=str(intact)), resume=True)
+    assert b"\0" not in log.read_bytes()
+    assert [r["step"] for r in read_log(log) if "loss" in r] == [1, 2, *range(5, 13)]
+    assert losses(damaged)[2:] == losses(intact)[4:]
