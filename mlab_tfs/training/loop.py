@@ -267,8 +267,11 @@ def check_config(cfg: TrainConfig, world_size: int = 1) -> None:
                                     f"{cfg.tokenizer} has no {' or '.join(missing)}")
     if cfg.init_from is not None and not (Path(cfg.init_from) / "config.json").is_file():
         raise FileNotFoundError(f"init_from must be a model folder with config.json; {cfg.init_from} has none")
-    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
-        raise NotADirectoryError(f"out must be a folder, but {cfg.out} is a file")
+    out = Path(cfg.out)
+    nearest = next((p for p in (out, *out.parents) if p.exists()), None)  # the folder is made inside it
+    if nearest is not None and not nearest.is_dir():
+        raise NotADirectoryError(f"out must be a folder, but {nearest if nearest == out else f'{nearest} (in {out})'} "
+                                 "is a file")
 
 
 # ---------------------------------------------------------------------------------------
