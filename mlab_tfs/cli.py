@@ -10,7 +10,8 @@ Errors. A user error ends the command with one line on stderr, ``mlab-tfs <cmd>:
 (a missing or malformed argument; the type helpers below refuse NaN, infinities and
 out-of-range numbers there), and ValueError (CheckpointError included), TypeError and OSError
 (a missing file, a folder in use, a full disk) raised while the command runs: they are how
-the package reports bad input. Any other exception is a bug and keeps its traceback. Ctrl-C
+the package reports bad input. MemoryError (a request larger than the machine: ``sample -n
+10**12``) is one line too. Any other exception is a bug and keeps its traceback. Ctrl-C
 prints ``mlab-tfs <cmd>: interrupted`` and exits 130. ``--debug`` (before or after the
 command) or ``MLAB_TFS_DEBUG=1`` shows the traceback of a user error too.
 """
@@ -125,8 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run one ``mlab-tfs`` command; returns its exit status. A user error raises
     SystemExit(2) after one line on stderr (see the module docstring)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     prog = getattr(args, "_prog", parser.prog)
+    if extra:  # named by the command they were given to, as its other errors are
+        print(f"{prog}: error: unrecognized arguments: {' '.join(extra)}", file=sys.stderr)
+        raise SystemExit(2)
     debug = args.debug or os.environ.get("MLAB_TFS_DEBUG", "") not in ("", "0")
     try:
         return int(args.func(args) or 0)
@@ -134,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except MemoryError as e:  # asked for more than the machine has (-n 10**12): not a bug of the code
+        if debug:
+            raise
+        print(f"{prog}: error: out of memory ({type(e).__name__}{': ' + _one_line(e) if str(e) else ''}); "
+              "ask for less", file=sys.stderr)
         raise SystemExit(2) from None
     except SystemExit as e:
         if isinstance(e.code, str):  # raise SystemExit("message"): a user error too

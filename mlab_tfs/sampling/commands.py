@@ -52,10 +52,18 @@ def load(args: argparse.Namespace):
     if args.transformers:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        # A path that names no folder is a typo, not a hub id (offline, transformers' message is about repo ids).
+        if (Path(args.model).is_absolute() or args.model.startswith(".")) and not Path(args.model).is_dir():
+            raise FileNotFoundError(f"--model: no folder {args.model}")
         return AutoModelForCausalLM.from_pretrained(args.model).eval(), AutoTokenizer.from_pretrained(args.model)
     from mlab_tfs.gpt2 import GPT2LMHeadModel
 
-    return GPT2LMHeadModel.from_pretrained(args.model), gpt2_tokenizer()
+    model, tok = GPT2LMHeadModel.from_pretrained(args.model), gpt2_tokenizer()
+    if model.config.vocab_size < len(tok):
+        raise ValueError(f"--model {args.model} has vocab_size={model.config.vocab_size}, fewer than the "
+                         f"{len(tok)} tokens of GPT-2's vocabulary, which filter-sample encodes with; "
+                         "pass --transformers to use the folder's own tokenizer")
+    return model, tok
 
 
 def _filter_sample(args: argparse.Namespace) -> int:

@@ -40,6 +40,11 @@ def one_line_error(capsys, argv) -> str:
     (["train", "--lr", "nan"], "mlab-tfs train: error: bad settings: lr must be a finite number, got nan"),
     (["train", "--lr", "abc"], "mlab-tfs train: error: argument --lr: invalid float value: 'abc'"),
     (["train", "--config", "missing.toml"], "mlab-tfs train: error: config file missing.toml does not exist"),
+    (["train", "--config", ""], "mlab-tfs train: error: config file must be a path to a .toml or .json file, got ''"),
+    (["train", "--corpus", ""], "mlab-tfs train: error: bad settings: corpus paths must not be empty strings, got ['']"),
+    (["train", "--learning-rate", "3"], "mlab-tfs train: error: unrecognized arguments: --learning-rate 3"),
+    (["sample", "a", "b"], "mlab-tfs sample: error: unrecognized arguments: b"),
+    (["check", "--bogus"], "mlab-tfs check: error: unrecognized arguments: --bogus"),
 ])
 def test_a_user_error_is_one_line_and_status_2(capsys, argv, expected):
     assert one_line_error(capsys, argv).startswith(expected)
@@ -54,6 +59,9 @@ def test_errors_raised_while_a_command_runs(capsys, tmp_path):
     assert line.endswith("lacks model.safetensors, vocab.json, merges.txt (an `mlab-tfs train` run writes them to <out>/model)")
     line = one_line_error(capsys, ["train", "--out", str(tmp_path / "run"), "--resume"])
     assert line == f"mlab-tfs train: error: --resume: no checkpoint in {tmp_path / 'run'} (no {tmp_path / 'run' / 'checkpoint' / 'state.pt'})"
+    assert not (tmp_path / "run").exists()  # refused without creating the folder
+    line = one_line_error(capsys, ["train", "--config", str(tmp_path)])
+    assert line == f"mlab-tfs train: error: config file {tmp_path} is a folder, not a .toml or .json file"
     bad = tmp_path / "bad.toml"
     bad.write_text("lr = [")
     assert one_line_error(capsys, ["train", "--config", str(bad)]).startswith(
@@ -83,6 +91,12 @@ def test_a_bug_keeps_its_traceback_and_ctrl_c_is_one_line(monkeypatch, capsys):
     with pytest.raises(RuntimeError, match="an internal mistake"):
         main(["sample"])
 
+    def too_big(args):
+        raise MemoryError
+
+    monkeypatch.setattr(commands, "_sample", too_big)
+    assert one_line_error(capsys, ["sample"]) == "mlab-tfs sample: error: out of memory (MemoryError); ask for less"
+
     def interrupted(args):
         raise KeyboardInterrupt
 
@@ -91,3 +105,43 @@ def test_a_bug_keeps_its_traceback_and_ctrl_c_is_one_line(monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         main(["sample"])
     assert e.value.code == 130 and capsys.readouterr().err == "mlab-tfs sample: interrupted\n"
+
+
+def test_sample_refuses_a_tokenizer_that_does_not_fit_the_model(capsys, tmp_path):
+    """A vocab.json lacking a byte's token would fail on the first text with that byte (a
+    KeyError deep in encode); one from another run gives ids the embedding has no row for."""
+    import json
+
+    from mlab_tfs.gpt2 import GPT2Config, GPT2LMHeadModel
+    from mlab_tfs.tokenizers import ByteLevelBPETokenizer
+
+    tok = ByteLevelBPETokenizer().train(["to be or not to be"], 260, special_tokens=["<|endoftext|>"])
+    for name, vocab_size in (("small", 100), ("fits", 260)):
+        GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_positions=16, n_embd=8, n_layer=1, n_head=2)) \
+            .save_pretrained(tmp_path / name)
+        tok.save_pretrained(tmp_path / name)
+    line = one_line_error(capsys, ["sample", "--model", str(tmp_path / "small")])
+    assert line == (f"mlab-tfs sample: error: --model: the tokenizer in {tmp_path / 'small'} has ids up to 259, but "
+                    "the model has vocab_size=100: they are not from the same run")
+    vocab_file = tmp_path / "fits" / "vocab.json"
+    vocab = json.loads(vocab_file.read_text())
+    vocab["R?"] = vocab.pop("R")  # byte 0x52's token renamed: the ids stay 0..n-1
+    vocab_file.write_text(json.dumps(vocab))
+    line = one_line_error(capsys, ["sample", "--model", str(tmp_path / "fits")])
+    assert line == (f"mlab-tfs sample: error: --model: {vocab_file} lacks the tokens of 1 of the 256 bytes (first 'R'), "
+                    "so it cannot encode every text; it is not a byte-level BPE vocabulary")
+
+
+def test_filter_sample_names_a_model_folder_it_cannot_use(capsys, tmp_path):
+    """A path that is no folder is named as such (not transformers' message about hub ids); a
+    model smaller than GPT-2's vocabulary, which filter-sample encodes with, is refused before
+    its ids would index past the embedding."""
+    from mlab_tfs.gpt2 import GPT2Config, GPT2LMHeadModel
+
+    line = one_line_error(capsys, ["filter-sample", "--transformers", "--model", str(tmp_path / "none")])
+    assert line == f"mlab-tfs filter-sample: error: --model: no folder {tmp_path / 'none'}"
+    GPT2LMHeadModel(GPT2Config(vocab_size=300, n_positions=16, n_embd=8, n_layer=1, n_head=2)).save_pretrained(tmp_path)
+    line = one_line_error(capsys, ["filter-sample", "--model", str(tmp_path), "-n", "2"])
+    assert line == (f"mlab-tfs filter-sample: error: --model {tmp_path} has vocab_size=300, fewer than the 50257 tokens "
+                    "of GPT-2's vocabulary, which filter-sample encodes with; pass --transformers to use the folder's "
+                    "own tokenizer")

@@ -45,7 +45,7 @@ def _train(args: argparse.Namespace) -> int:
 
     names = [f.name for f in fields(TrainConfig)]
     overrides = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-    cfg = load_config(args.config, overrides) if args.config else config_from_dict(overrides, "flags")
+    cfg = load_config(args.config, overrides) if args.config is not None else config_from_dict(overrides, "flags")
     command = "mlab-tfs " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
     train(cfg, resume=args.resume, command=command)
     return 0
@@ -54,7 +54,10 @@ def _train(args: argparse.Namespace) -> int:
 def load_model_folder(folder: str | Path | None):
     """(our GPT2LMHeadModel in fp32, our ByteLevelBPETokenizer) from an exported folder: one
     with config.json, model.safetensors, vocab.json and merges.txt (or a run folder holding
-    such a folder as model/)."""
+    such a folder as model/).
+
+    Raises FileNotFoundError for a missing folder or file, ValueError for a vocabulary that
+    lacks a byte's token or has ids beyond the model's vocab_size."""
     from mlab_tfs.gpt2 import GPT2LMHeadModel
     from mlab_tfs.tokenizers import ByteLevelBPETokenizer
 
@@ -71,7 +74,20 @@ def load_model_folder(folder: str | Path | None):
         raise FileNotFoundError(f"--model: {folder} lacks {', '.join(missing)} (an `mlab-tfs train` run writes them to <out>/model)")
     import torch
 
-    return GPT2LMHeadModel.from_pretrained(folder, dtype=torch.float32), ByteLevelBPETokenizer.from_pretrained(folder)
+    from mlab_tfs.tokenizers import bytes_to_unicode
+
+    model = GPT2LMHeadModel.from_pretrained(folder, dtype=torch.float32)
+    tok = ByteLevelBPETokenizer.from_pretrained(folder)
+    # A byte-level BPE encodes any text only if every byte has a token; and every id it gives
+    # must have a row in the model's embedding.
+    lacking = [c for c in bytes_to_unicode().values() if c not in tok.encoder]
+    if lacking:
+        raise ValueError(f"--model: {folder / 'vocab.json'} lacks the tokens of {len(lacking)} of the 256 bytes "
+                         f"(first {lacking[0]!r}), so it cannot encode every text; it is not a byte-level BPE vocabulary")
+    if max(tok.encoder.values()) >= model.config.vocab_size:
+        raise ValueError(f"--model: the tokenizer in {folder} has ids up to {max(tok.encoder.values())}, but the model "
+                         f"has vocab_size={model.config.vocab_size}: they are not from the same run")
+    return model, tok
 
 
 def _sample(args: argparse.Namespace) -> int:

@@ -154,7 +154,11 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
 
     Raises FileNotFoundError (no such file), ValueError (another suffix, unreadable TOML or
     JSON, unknown keys) or TypeError (a value of the wrong type)."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise FileNotFoundError(f"config file must be a path to a .toml or .json file, got {path!r}")
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"config file {path} is a folder, not a .toml or .json file")
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
     try:
@@ -248,6 +252,8 @@ def check_config(cfg: TrainConfig, world_size: int = 1) -> None:
         problems.append(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {cfg.device!r}")
     if not cfg.out.strip():
         problems.append("out must name a folder, got an empty string")
+    if any(not p.strip() for p in cfg.corpus):  # Path("") is the current folder: never what was meant
+        problems.append(f"corpus paths must not be empty strings, got {cfg.corpus!r} ([] = the Shakespeare plays)")
     if cfg.tokenizer == "" or (cfg.init_from is not None and cfg.init_from == ""):
         problems.append("tokenizer and init_from must not be empty strings (init_from: leave it unset)")
     if problems:
@@ -261,8 +267,11 @@ def check_config(cfg: TrainConfig, world_size: int = 1) -> None:
                                     f"{cfg.tokenizer} has no {' or '.join(missing)}")
     if cfg.init_from is not None and not (Path(cfg.init_from) / "config.json").is_file():
         raise FileNotFoundError(f"init_from must be a model folder with config.json; {cfg.init_from} has none")
-    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
-        raise NotADirectoryError(f"out must be a folder, but {cfg.out} is a file")
+    out = Path(cfg.out)
+    nearest = next((p for p in (out, *out.parents) if p.exists()), None)  # the folder is made inside it
+    if nearest is not None and not nearest.is_dir():
+        raise NotADirectoryError(f"out must be a folder, but {nearest if nearest == out else f'{nearest} (in {out})'} "
+                                 "is a file")
 
 
 # ---------------------------------------------------------------------------------------
@@ -431,6 +440,39 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+def _kept_log(path: Path, resume_at: dict[str, int], warn: bool = False) -> bytes:
+    """The part of log.jsonl a run resumed at ``resume_at`` keeps: its first resume_at["bytes"]
+    bytes (what was written up to the checkpoint), or, if the file is shorter (it was cut or
+    replaced) or ends in zero bytes (unwritten when the machine went down), its whole lines
+    before that, with a warning. Raises ValueError naming a kept line that is not a JSON record:
+    the run would fail at its first evaluation otherwise."""
+    data = path.read_bytes() if path.exists() else b""
+    if len(data) < resume_at["bytes"]:
+        if warn:
+            warnings.warn(f"{path} has {len(data)} bytes, less than the {resume_at['bytes']} it had at the "
+                          "checkpoint: its earlier records are lost; the run goes on from the checkpoint", stacklevel=3)
+        data = data[: data.rfind(b"\n") + 1]  # whole lines only
+    else:
+        data = data[: resume_at["bytes"]]
+    zeros = data.find(b"\x00")
+    if zeros >= 0 and not data[zeros:].strip(b"\x00\n"):
+        # Zeros from here on: appends the file system had not written when the machine went
+        # down (the log is not synced, the checkpoint is); what is lost is said, not refused.
+        data = data[: data.rfind(b"\n", 0, zeros) + 1]
+        kept = data.count(b"\n")
+        if warn:
+            warnings.warn(f"{path} ends in zero bytes (a crash before they were written): its records after "
+                          f"the first {kept} are lost; the run goes on from the checkpoint", stacklevel=3)
+    for i, line in enumerate(data.split(b"\n"), start=1):
+        try:
+            if line.strip():
+                json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ValueError(f"{path}, line {i}, before the checkpoint's position, is not a JSON record: "
+                             f"{line[:80]!r}; move the log aside to resume without its earlier records") from None
+    return data
+
+
 class _Log:
     """log.jsonl, append-only: one JSON line per record, each appended by a single write.
 
@@ -444,13 +486,7 @@ class _Log:
             write_text_atomic(path, "")
             self.n_records = 0
             return
-        data = path.read_bytes() if path.exists() else b""
-        if len(data) < resume_at["bytes"]:
-            warnings.warn(f"{path} has {len(data)} bytes, less than the {resume_at['bytes']} it had at the "
-                          "checkpoint: its earlier records are lost; the run goes on from the checkpoint", stacklevel=2)
-            data = data[: data.rfind(b"\n") + 1]  # whole lines only
-        else:
-            data = data[: resume_at["bytes"]]
+        data = _kept_log(path, resume_at, warn=True)
         write_bytes_atomic(path, data)
         self.n_records = data.count(b"\n")
 
@@ -655,13 +691,32 @@ def _read_checkpoint(out: Path) -> dict[str, Any]:
             raise CheckpointError(f"{out / 'checkpoint.pt'} was written by an older mlab-tfs train, whose "
                                   "checkpoints this version does not resume; start the run again in another --out")
         raise FileNotFoundError(f"--resume: no checkpoint in {out} (no {state_path})")
-    try:
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a damaged file of any kind: one clear message
-        raise CheckpointError(f"{state_path} cannot be read: {type(e).__name__}: {e}") from e
+    state = _load_checkpoint_file(state_path)
     if not isinstance(state, dict) or state.get("kind") != CHECKPOINT_KIND:
         raise CheckpointError(f"{state_path} is not a checkpoint of mlab-tfs train")
     return state
+
+
+def _load_checkpoint_file(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a damaged file of any kind: one clear message (torch's first line)
+        first = next((ln for ln in str(e).splitlines() if ln.strip()), "")
+        raise CheckpointError(f"{path} cannot be read ({type(e).__name__}: {first}); the checkpoint is "
+                              "damaged: start the run again in another --out") from e
+
+
+def _read_rng(out: Path, rank: int, step: int) -> dict[str, Any]:
+    """Rank ``rank``'s random state in the checkpoint of ``out``, which must be from ``step``."""
+    path = out / "checkpoint" / f"rng-{rank}.pt"
+    if not path.is_file():
+        raise CheckpointError(f"the checkpoint in {out} lacks {path.name} (the random state of rank {rank}); "
+                              "it is damaged: start the run again in another --out")
+    rng = _load_checkpoint_file(path)
+    if not isinstance(rng, dict) or not isinstance(rng.get("state"), dict) or rng.get("step") != step:
+        found = rng.get("step") if isinstance(rng, dict) else type(rng).__name__
+        raise CheckpointError(f"{path} is from step {found}, the checkpoint from step {step}")
+    return rng["state"]
 
 
 def _resumed_config(cfg: TrainConfig, state: dict[str, Any]) -> tuple[TrainConfig, dict[str, tuple[Any, Any]]]:
@@ -690,6 +745,9 @@ def _open_run(out: Path, cfg: TrainConfig, resume: bool, world_size: int) -> dic
     if state["world_size"] != world_size:
         raise CheckpointError(f"the checkpoint in {out} was written by {state['world_size']} processes; "
                               f"resume it with the same number (now {world_size})")
+    for rank in range(world_size):
+        _read_rng(out, rank, state["step"])
+    _kept_log(out / "log.jsonl", state["log_position"])
     return state
 
 
@@ -729,6 +787,8 @@ def train(cfg: TrainConfig, resume: bool = False, command: str | None = None,
     amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
     use_compile = cfg.compile if cfg.compile is not None else device.type == "cuda"
     out = Path(cfg.out)
+    if resume and not out.is_dir():  # refused before the lock would create the folder
+        raise FileNotFoundError(f"--resume: no checkpoint in {out} (no {out / 'checkpoint' / 'state.pt'})")
 
     if dist.world_size > 1 and not torch.distributed.is_initialized():
         if device.type == "cuda":
@@ -807,11 +867,7 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        rng_path = out / "checkpoint" / f"rng-{dist.rank}.pt"
-        rng = torch.load(rng_path, weights_only=True)
-        if rng["step"] != start:
-            raise CheckpointError(f"{rng_path} is from step {rng['step']}, the checkpoint from step {start}")
-        _set_rng_state(rng["state"], device)
+        _set_rng_state(_read_rng(out, dist.rank, start), device)
         resumed.append({"step": start, "changed": {k: list(v) for k, v in changes.items()}})
     else:
         torch.manual_seed(cfg.seed + dist.rank)  # dropout differs between processes, as their data does

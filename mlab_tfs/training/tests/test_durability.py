@@ -249,3 +249,85 @@ def test_the_logged_held_out_loss_is_the_mean_over_its_tokens(reference):
     logged = [r["eval_loss"] for r in read_log(out / "log.jsonl") if "eval_loss" in r]
     assert [r["step"] for r in read_log(out / "log.jsonl") if "eval_loss" in r] == [6, 12]
     assert logged[-1] == pytest.approx(hand_mean_loss(model, blocks), abs=1e-6)
+
+
+# --- a damaged checkpoint or log: refused before any work, one line at the command -------------
+
+def _damage_rng_missing(out):
+    (out / "checkpoint" / "rng-0.pt").unlink()
+
+
+def _damage_rng_garbage(out):
+    (out / "checkpoint" / "rng-0.pt").write_bytes(b"x")
+
+
+def _damage_rng_other_step(out):
+    path = out / "checkpoint" / "rng-0.pt"
+    torch.save({**torch.load(path, weights_only=True), "step": 3}, path)
+
+
+def _damage_state_garbage(out):
+    (out / "checkpoint" / "state.pt").write_bytes(b"garbage")
+
+
+def _damage_log_before_position(out):
+    log = out / "log.jsonl"
+    log.write_bytes(b"garbage\n" + log.read_bytes()[8:])  # same length, first record overwritten
+
+
+DAMAGE = {
+    "rng missing": (_damage_rng_missing, r"the checkpoint in .*run lacks rng-0.pt \(the random state of rank 0\)"),
+    "rng garbage": (_damage_rng_garbage, r"checkpoint/rng-0.pt cannot be read \(UnpicklingError: .*\); the checkpoint "
+                                         r"is damaged"),
+    "rng other step": (_damage_rng_other_step, r"checkpoint/rng-0.pt is from step 3, the checkpoint from step 4"),
+    "state garbage": (_damage_state_garbage, r"checkpoint/state.pt cannot be read \(UnpicklingError: "),
+    "log garbage": (_damage_log_before_position, r"log.jsonl, line 1, before the checkpoint's position, is not a JSON "
+                                                 r"record: b'garbage'; move the log aside"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_a_damaged_checkpoint_or_log_is_refused_before_any_work(stopped_at_4, damage, tmp_path, capsys):
+    """Each damage is named in one line (exit status 2 at the command, no traceback), before
+    the log is cut back or anything else in the folder changes."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(stopped_at_4.out, out)
+    harm, message = DAMAGE[damage]
+    harm(out)
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "run.lock"}
+    cfg = with_(stopped_at_4, out=str(out))
+    with pytest.raises((CheckpointError, ValueError), match=message):
+        train(cfg, resume=True)
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps(asdict(cfg)))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        cli_main(["train", "--config", str(config), "--resume"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("mlab-tfs train: error: ") and re.search(message, err[0]), err
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "run.lock"} == before
+
+
+def test_a_log_ending_in_zeros_after_a_crash_loses_those_records_only(stopped_at_4, tmp_path):
+    """The machine went down after the step-4 checkpoint (synced) but before the log's last
+    two appends reached the disk: they read as zero bytes. The resume warns, keeps steps 1-2,
+    and its steps 5-12 equal those of a resume from an intact copy exactly."""
+    import shutil
+
+    intact, damaged = tmp_path / "intact", tmp_path / "damaged"
+    shutil.copytree(stopped_at_4.out, intact)
+    shutil.copytree(stopped_at_4.out, damaged)
+    log = damaged / "log.jsonl"
+    data = log.read_bytes()
+    assert [r["step"] for r in read_log(log)] == [1, 2, 3, 4]
+    second = data.index(b"\n", data.index(b"\n") + 1) + 1  # the end of the second record
+    log.write_bytes(data[:second] + b"\0" * (len(data) - second))
+    with pytest.warns(UserWarning, match=r"log.jsonl ends in zero bytes .*its records after the first 2 are lost"):
+        train(with_(stopped_at_4, out=str(damaged)), resume=True)
+    train(with_(stopped_at_4, out=str(intact)), resume=True)
+    assert b"\0" not in log.read_bytes()
+    assert [r["step"] for r in read_log(log) if "loss" in r] == [1, 2, *range(5, 13)]
+    assert losses(damaged)[2:] == losses(intact)[4:]

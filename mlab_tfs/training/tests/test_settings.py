@@ -86,6 +86,8 @@ def test_paths_that_cannot_be_used(tiny_config, tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(NotADirectoryError, match=r"out must be a folder, but .*file is a file"):
         check_config(with_(tiny_config, out=str(tmp_path / "file")))
+    with pytest.raises(NotADirectoryError, match=rf"out must be a folder, but {tmp_path / 'file'} \(in .*file/a/b\) is a file"):
+        check_config(with_(tiny_config, out=str(tmp_path / "file" / "a" / "b")))
     with pytest.raises(TypeError, match="config must be a TrainConfig, got dict"):
         check_config({"lr": 0.1})
     with pytest.raises(TypeError, match="resume must be a bool, got str"):
