@@ -13,7 +13,7 @@ out-of-range numbers there), and ValueError (CheckpointError included), TypeErro
 the package reports bad input. MemoryError (a request larger than the machine: ``sample -n
 10**12``) is one line too. Any other exception is a bug and keeps its traceback. Ctrl-C
 prints ``mlab-tfs <cmd>: interrupted`` and exits 130. ``--debug`` (before or after the
-command) or ``MLAB_TFS_DEBUG=1`` shows the traceback of a user error too.
+command) or ``MLAB_TFS_DEBUG=1`` (or true/yes/on; 0, false, no, off and unset mean off) shows the traceback of a user error too.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra:  # named by the command they were given to, as its other errors are
         print(f"{prog}: error: unrecognized arguments: {' '.join(extra)}", file=sys.stderr)
         raise SystemExit(2)
-    debug = args.debug or os.environ.get("MLAB_TFS_DEBUG", "") not in ("", "0")
+    debug = args.debug or os.environ.get("MLAB_TFS_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
     try:
         return int(args.func(args) or 0)
     except USER_ERRORS as e:

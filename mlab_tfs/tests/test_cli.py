@@ -81,6 +81,22 @@ def test_debug_shows_the_traceback(tmp_path, monkeypatch, where):
         main(argv)
 
 
+@pytest.mark.parametrize("value, shows", [("1", True), ("true", True), ("YES", True), ("on", True),
+                                          ("0", False), ("false", False), ("no", False), ("off", False), ("", False)])
+def test_debug_variable_reads_its_value(tmp_path, monkeypatch, capsys, value, shows):
+    """MLAB_TFS_DEBUG=false means off, not "set, so on"."""
+    monkeypatch.setenv("MLAB_TFS_DEBUG", value)
+    argv = ["sample", "--model", str(tmp_path / "none")]
+    if shows:
+        with pytest.raises(FileNotFoundError, match="--model: no folder"):
+            main(argv)
+    else:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        assert capsys.readouterr().err.count("\n") == 1
+
+
 def test_a_bug_keeps_its_traceback_and_ctrl_c_is_one_line(monkeypatch, capsys):
     import mlab_tfs.training.commands as commands
 
