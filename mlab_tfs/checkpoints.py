@@ -392,6 +392,9 @@ class PretrainedMixin:
 
     config_class: type
     hf_to_ours: Callable[[StateDict, Any], StateDict]
+    ours_to_hf: Callable[[StateDict, Any], StateDict]
+    head_prefixes: tuple[str, ...] = ()
+    tied_weights: dict[str, str] = {}
 
     def __new__(cls, *args: Any, **kwargs: Any):
         # A config checks its fields when built; one changed since (config.n_head = 5) is
@@ -400,9 +403,6 @@ class PretrainedMixin:
         if dataclasses.is_dataclass(config) and hasattr(config, "__post_init__"):
             config.__post_init__()
         return super().__new__(cls)
-    ours_to_hf: Callable[[StateDict, Any], StateDict]
-    head_prefixes: tuple[str, ...] = ()
-    tied_weights: dict[str, str] = {}
 
     @classmethod
     def from_pretrained(

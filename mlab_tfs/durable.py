@@ -24,6 +24,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import fnmatch
+import functools
 import os
 import secrets
 import shutil
@@ -146,13 +147,18 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one system call (Linux renameat2 RENAME_EXCHANGE). False if unsupported."""
+@functools.cache
+def _renameat2():
+    """libc's renameat2, or None: looked up once (find_library runs ldconfig, too slow for every save)."""
     libc_name = ctypes.util.find_library("c")
     if libc_name is None:
-        return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
+        return None
+    return getattr(ctypes.CDLL(libc_name, use_errno=True), "renameat2", None)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one system call (Linux renameat2 RENAME_EXCHANGE). False if unsupported."""
+    renameat2 = _renameat2()
     if renameat2 is None:
         return False
     AT_FDCWD, RENAME_EXCHANGE = -100, 2
