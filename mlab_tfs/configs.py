@@ -9,9 +9,10 @@ Type errors (a bool where an int is expected: ``True`` is an int to Python) rais
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import struct
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 
 class ConfigError(ValueError):
@@ -119,3 +120,74 @@ def config_dict(owner_name: str, d: object) -> dict[str, Any]:
     if not isinstance(d, dict):
         raise TypeError(f"{owner_name}.from_dict needs a dict (a config.json's contents), got {type(d).__name__}")
     return d
+
+
+class ConfigMixin:
+    """config.json reading and writing for a config dataclass, shared by every model.
+
+    A class sets:
+    - ``model_type``: what config.json's "model_type" must be (another is a ValueError);
+    - ``architectures``: written to config.json, so transformers' Auto classes know the model;
+    - ``attribute_map``: transformers' generic names read as the class's own fields
+      (``hidden_size`` -> ``n_embd`` for GPT-2); the generic name wins, as in transformers;
+    - ``unsupported``: field -> the only value this implementation runs (``{"add_cross_attention":
+      False}``): config.json holding another is a ValueError, and to_dict writes it;
+    - ``not_written``: fields left out of config.json (``attn_implementation``, which
+      transformers keeps as a loading option, not a stored field).
+
+    ``from_dict`` ignores keys that are not fields (config.json holds many); ``_from_dict``
+    and ``_to_dict`` are the places for a class's own conversions.
+    """
+
+    model_type: ClassVar[str] = ""
+    architectures: ClassVar[tuple[str, ...]] = ()
+    attribute_map: ClassVar[dict[str, str]] = {}
+    unsupported: ClassVar[dict[str, Any]] = {}
+    not_written: ClassVar[tuple[str, ...]] = ("attn_implementation",)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        """A config from a Hugging Face config.json's contents. ValueError for another
+        model_type or an unsupported setting; ConfigError naming a field with a bad value."""
+        d = config_dict(cls.__name__, d)
+        model_type = d.get("model_type", cls.model_type)
+        if model_type != cls.model_type:
+            raise ValueError(f"config has model_type {model_type!r}; {cls.__name__} reads checkpoints with "
+                             f"model_type {cls.model_type!r}{cls._model_type_hint(model_type)}")
+        for name, value in cls.unsupported.items():
+            if name in d and d[name] != value and not (value is False and not d[name]):
+                raise ValueError(f"config has {name}={d[name]!r}; this implementation supports only "
+                                 f"{name}={value!r}")
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        kwargs = {k: v for k, v in d.items() if k in known}
+        for alias, name in cls.attribute_map.items():
+            if alias in d:
+                kwargs[name] = d[alias]
+        if "attn_implementation" in known and "attn_implementation" not in d and d.get("_attn_implementation"):
+            kwargs["attn_implementation"] = d["_attn_implementation"]  # transformers' private name
+        cls._from_dict(d, kwargs)
+        return cls(**kwargs)
+
+    @classmethod
+    def _model_type_hint(cls, model_type: str) -> str:
+        """Extra words for the wrong-model_type error (" (DeBERTa v1 ...)")."""
+        return ""
+
+    @classmethod
+    def _from_dict(cls, d: dict[str, Any], kwargs: dict[str, Any]) -> None:
+        """Adjust the constructor's keywords ``kwargs`` read from config.json ``d``, in place."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A config.json that transformers' config class of this model_type reads back to the same model."""
+        d = dataclasses.asdict(self)  # type: ignore[call-overload]
+        for name in self.not_written:
+            d.pop(name, None)
+        d.update(self.unsupported)
+        d["model_type"] = self.model_type
+        if self.architectures:
+            d["architectures"] = list(self.architectures)
+        self._to_dict(d)
+        return d
+
+    def _to_dict(self, d: dict[str, Any]) -> None:
+        """Adjust the config.json dict ``d`` in place."""

@@ -3,7 +3,8 @@
 They behave like transformers' ``ModelOutput`` where the rest of the ecosystem relies on
 it: attribute access (``out.logits``), string keys (``out["loss"]``) and integer
 indexing over the fields that are set (``out[0]`` is the loss when there is one, as
-transformers' ``Trainer`` expects).
+transformers' ``Trainer`` expects), and iteration over the keys of the fields that are set,
+as a dict (``transformers/utils/generic.py``: ``ModelOutput`` is an OrderedDict).
 """
 
 from __future__ import annotations
@@ -36,7 +37,13 @@ class ModelOutput:
         return key in self.keys()
 
     def __iter__(self):
-        return iter(self.to_tuple())
+        return iter(self.keys())
+
+    def values(self) -> list[Any]:
+        return list(self.to_tuple())
+
+    def items(self) -> list[tuple[str, Any]]:
+        return list(zip(self.keys(), self.to_tuple()))
 
     def __len__(self) -> int:
         return len(self.keys())
