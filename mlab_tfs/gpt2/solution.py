@@ -172,14 +172,24 @@ class LayerNorm(nn.LayerNorm):
 
 
 class Embedding(nn.Module):
-    """A lookup table: row i of ``weight`` is the vector for id i."""
+    """A lookup table: row i of ``weight`` is the vector for id i.
 
-    def __init__(self, num_embeddings: int, embedding_dim: int):
+    With ``padding_idx``, the row of the padding id gets no gradient (as torch's
+    nn.Embedding(padding_idx=...), which transformers' BERT and DeBERTa use for their word
+    embeddings).
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None):
         super().__init__()
+        self.padding_idx = padding_idx
         self.weight = nn.Parameter(torch.randn(num_embeddings, embedding_dim))
 
     def forward(self, ids: Tensor) -> Tensor:  # (...) -> (..., D)
-        return self.weight[ids]
+        out = self.weight[ids]
+        if self.padding_idx is not None:
+            # Same values, but no gradient flows back into the padding row.
+            out = torch.where((ids == self.padding_idx)[..., None], out.detach(), out)
+        return out
 
 
 def attention_pattern(q: Tensor, k: Tensor, mask: Tensor | None, scale: float) -> Tensor:

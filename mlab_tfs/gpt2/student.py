@@ -129,9 +129,14 @@ class LayerNorm(nn.Module):
 class Embedding(nn.Module):
     """A lookup table: row i of ``weight`` is the vector for id i."""
 
-    def __init__(self, num_embeddings: int, embedding_dim: int):
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None):
         """One ``nn.Parameter`` named ``weight`` of shape (num_embeddings, embedding_dim),
-        initialised from a standard normal (GPT2LMHeadModel re-initialises it later).
+        initialised from a standard normal (GPT2LMHeadModel re-initialises it later), and
+        ``self.padding_idx`` stored as given.
+
+        padding_idx: GPT-2 passes None. BERT and DeBERTa reuse this class with their pad
+        token's id: that row then gets *no gradient*, as in torch's
+        ``nn.Embedding(padding_idx=...)``, so training never moves the padding vector.
         """
         raise NotImplementedError("Exercise 2 (embedding): see mlab_tfs/gpt2/GUIDE.md#2-embedding")
 
@@ -141,6 +146,9 @@ class Embedding(nn.Module):
 
         Hint: this is one line of indexing, and autograd handles the gradient (rows that
         appear twice accumulate). No one-hot matmul needed.
+
+        With ``padding_idx`` set, positions holding that id must pass no gradient back to
+        ``weight``: same values, but ``torch.where(is_pad[..., None], out.detach(), out)``.
         """
         raise NotImplementedError("Exercise 2 (embedding): see mlab_tfs/gpt2/GUIDE.md#2-embedding")
 

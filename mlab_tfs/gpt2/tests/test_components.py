@@ -102,6 +102,25 @@ def test_embedding(gpt2):
                  hint="each row's gradient is the number of times its id was looked up")
 
 
+@pytest.mark.exercise("embedding")
+def test_embedding_padding_idx_gets_no_gradient(gpt2):
+    """BERT and DeBERTa build their word embeddings with this class and their pad id."""
+    torch.manual_seed(0)
+    emb = gpt2.Embedding(7, 4, padding_idx=2)
+    assert emb.padding_idx == 2, "Embedding should store padding_idx as self.padding_idx"
+    ids = torch.tensor([[2, 3, 2], [0, 2, 3]])
+    out = emb(ids)
+    assert_close(out, emb.weight.detach()[ids], name="Embedding(ids) with padding_idx", atol=0,
+                 hint="padding_idx changes only the gradient, not the values looked up")
+    out.sum().backward()
+    expected = torch.bincount(ids.flatten(), minlength=7).float()[:, None].expand(7, 4).clone()
+    expected[2] = 0.0
+    assert_close(emb.weight.grad, expected, name="Embedding.weight.grad with padding_idx=2", atol=0,
+                 hint="the padding row must get no gradient (torch's nn.Embedding(padding_idx=...)): "
+                      "use the detached rows where ids == padding_idx")
+    assert gpt2.Embedding(5, 3).padding_idx is None, "Embedding's padding_idx defaults to None"
+
+
 # ----------------------------------------------------------------------------- 3. attention pattern
 
 
