@@ -71,7 +71,7 @@ def test_compiled_static_cache_prefill_equals_uncompiled(tiniest, attn):
     outs = []
     torch._dynamo.reset()
     for forward in (fast.static_forward, torch.compile(fast.static_forward, fullgraph=True)):
-        cache = fast.StaticKVCache.for_model(model, ids.shape[0], ids.shape[1] + 2)
+        cache = solution.KVCache.for_model(model, ids.shape[0], ids.shape[1] + 2)
         cache.reset(mask)
         with torch.no_grad():
             outs.append(forward(model, ids, pos, cache, torch.arange(ids.shape[1])))
@@ -96,7 +96,9 @@ def test_compiled_step_through_a_tuple_cache_equals_uncompiled(tiniest, attn):
     torch._dynamo.reset()
     with torch.no_grad():
         cache = model(ids[:, :5], attention_mask=mask[:, :5], position_ids=pos[:, :5], use_cache=True).past_key_values
-        outs = [forward(ids[:, 5:], attention_mask=mask, position_ids=pos[:, 5:], past_key_values=cache).logits
+        # A KVCache is updated in place: each run gets the prefix as a legacy tuple (wrapped in a new cache).
+        legacy = cache.to_legacy_cache()
+        outs = [forward(ids[:, 5:], attention_mask=mask, position_ids=pos[:, 5:], past_key_values=legacy).logits
                 for forward in (model, torch.compile(model, fullgraph=True))]
         full = model(ids, attention_mask=mask, position_ids=pos).logits
     assert_close(outs[1], outs[0], name=f"compiled logits through the cache ({attn})", atol=1e-5)
