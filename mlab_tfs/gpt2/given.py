@@ -93,6 +93,18 @@ class GPT2Config(ConfigMixin):
         return self.n_embd // self.n_head
 
 
+# Module paths -> TransformerLens's hook names (``transformer.h.0.ln_1.hook_normalized`` ->
+# ``blocks.0.ln1.hook_normalized``, ``transformer.ln_f.hook_normalized`` ->
+# ``ln_final.hook_normalized``), whatever the root class: GPT2Model's and
+# GPT2LMHeadModel's ``hook_name_rules``.
+GPT2_HOOK_NAMES = (
+    (r"^transformer\.", ""),
+    (r"^h\.(\d+)\.", r"blocks.\1."),
+    (r"\.ln_(\d)\.", r".ln\1."),
+    (r"^ln_f\.", "ln_final."),
+)
+
+
 def init_gpt2_weights(model: nn.Module, config: GPT2Config) -> None:
     """GPT-2's initialisation (transformers' ``GPT2PreTrainedModel._init_weights``): N(0,
     initializer_range) weights of every Linear and Embedding, zero Linear biases, and every

@@ -27,7 +27,7 @@ from mlab_tfs.attention import (  # noqa: F401  (ATTN_IMPLEMENTATIONS, additive_
     sees_any_key,
 )
 from mlab_tfs.checkpoints import PretrainedMixin, StateDict, save_tied_weights_once
-from mlab_tfs.gpt2.given import GPT2Config, KVCacheBase, init_gpt2_weights  # noqa: F401  (re-exported)
+from mlab_tfs.gpt2.given import GPT2_HOOK_NAMES, GPT2Config, KVCacheBase, init_gpt2_weights  # noqa: F401  (re-exported)
 from mlab_tfs.hooks import HookedRootModule, HookPoint, capture
 from mlab_tfs.inputs import (
     check_attention_mask,
@@ -315,16 +315,6 @@ class GPT2Block(nn.Module):
 # ---------------------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------------------
-
-# Module paths -> TransformerLens's hook names (``transformer.h.0.ln_1.hook_normalized`` ->
-# ``blocks.0.ln1.hook_normalized``), whatever the root class.
-GPT2_HOOK_NAMES = (
-    (r"^transformer\.", ""),
-    (r"^h\.(\d+)\.", r"blocks.\1."),
-    (r"\.ln_(\d)\.", r".ln\1."),
-    (r"^ln_f\.", "ln_final."),
-)
-
 
 class GPT2Model(AttnImplementationMixin, HookedRootModule, nn.Module):
     """Token + position embeddings, n_layer blocks, final layer norm (transformers'
