@@ -17,15 +17,8 @@ from torch import nn
 
 from mlab_tfs.activations import ACTIVATIONS
 from mlab_tfs.attention import ATTN_IMPLEMENTATIONS
-from mlab_tfs.configs import (
-    ConfigMixin,
-    check_bool,
-    check_choice,
-    check_divisible,
-    check_float,
-    check_int,
-    check_probability,
-)
+from mlab_tfs.configs import ConfigMixin, check_bool, check_choice, check_divisible, check_float, check_int
+from mlab_tfs.configs import check_probability
 from mlab_tfs.inputs import _check_values, _describe, check_attention_mask, check_int as check_int_argument, require_tensor
 
 Tensor = torch.Tensor

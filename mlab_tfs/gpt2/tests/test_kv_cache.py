@@ -265,3 +265,45 @@ def test_cache_position_boundaries(gpt2, checkpoints):
         gpt2.KVCache.static(2, 0, 4, 8, 8)
     with pytest.raises(ValueError, match="attention_mask"):
         cache.reset(torch.ones(3, 4))
+
+
+@pytest.mark.exercise("kv_cache")
+def test_static_cache_takes_the_padding_mask_either_way(gpt2, checkpoints):
+    """The prompts' padding given to reset(mask), or as attention_mask (B, L <= M) at each call
+    over a cache reset without one: the same logits, those of a full pass."""
+    model, _ = pair(gpt2, checkpoints["base"])
+    ids, mask, pos = left_padded_batch(97, [6, 2, 4], seed=11)
+    with torch.no_grad():
+        full = model(ids, attention_mask=mask, position_ids=pos).logits
+        by_reset = gpt2.KVCache.for_model(model, 3, 9)
+        by_reset.reset(mask)
+        a = model(ids, position_ids=pos, past_key_values=by_reset, cache_position=torch.arange(6)).logits
+        by_mask = gpt2.KVCache.for_model(model, 3, 9)
+        by_mask.reset()
+        b = model(ids, attention_mask=mask, position_ids=pos, past_key_values=by_mask,
+                  cache_position=torch.arange(6)).logits
+        with pytest.raises(ValueError, match="attention_mask"):
+            model(ids, attention_mask=torch.ones(3, 10), position_ids=pos, past_key_values=by_mask,
+                  cache_position=torch.arange(6))  # longer than the cache's 9 columns
+    assert_close(a, full, name="static logits, padding from reset(mask)", atol=1e-5)
+    assert_close(b, full, name="static logits, padding as attention_mask", atol=1e-5,
+                 hint="with a static cache the mask is cache.static_mask(cache_position, attention_mask)")
+
+
+@pytest.mark.exercise("kv_cache")
+def test_a_cache_elsewhere_or_half_written_is_refused(gpt2, checkpoints):
+    model, _ = pair(gpt2, checkpoints["base"])
+    ids = torch.randint(0, 97, (2, 3), generator=torch.Generator().manual_seed(12))
+    meta = tuple((torch.empty(2, 4, 3, 8, device="meta"),) * 2 for _ in range(2))
+    with pytest.raises(ValueError, match=r"past_key_values\[0\]\[0\] is on meta but input_ids is on cpu"):
+        model(ids, past_key_values=meta)
+    half = gpt2.KVCache(2)
+    half.update(0, torch.zeros(2, 4, 3, 8), torch.zeros(2, 4, 3, 8))
+    with pytest.raises(ValueError, match="only 1 of the KVCache's 2 layers"):
+        model(ids, past_key_values=half)
+    with pytest.raises(ValueError, match="n_layer must be a positive int"):
+        gpt2.KVCache(0)
+    with pytest.raises(IndexError, match="holds nothing yet"):
+        gpt2.KVCache(2)[0]
+    with pytest.raises(ValueError, match="past_key_values\\[1\\] must be a key and a value of one shape"):
+        gpt2.KVCache.from_legacy_cache(((torch.zeros(1, 1, 2, 2),) * 2, (torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 3, 2))))
