@@ -19,7 +19,8 @@ from mlab_tfs.activations import ACTIVATIONS
 from mlab_tfs.attention import ATTN_IMPLEMENTATIONS
 from mlab_tfs.configs import ConfigMixin, check_bool, check_choice, check_divisible, check_float, check_int
 from mlab_tfs.configs import check_probability
-from mlab_tfs.inputs import _check_values, _describe, check_attention_mask, check_int as check_int_argument, require_tensor
+from mlab_tfs.inputs import _check_values, _describe, check_attention_mask, require_tensor
+from mlab_tfs.inputs import check_int as check_int_argument
 
 Tensor = torch.Tensor
 
@@ -266,7 +267,8 @@ class KVCacheBase(nn.Module):
     def __getitem__(self, layer_idx: int) -> tuple[Tensor, Tensor]:
         """Layer ``layer_idx``'s (k, v): dynamic (B, nh, S, hs), static the whole (B, nh, M, hs) buffers.
         IndexError for a layer outside [0, n_layer) or one that holds nothing yet."""
-        if isinstance(layer_idx, bool) or not isinstance(layer_idx, int) or not -self.n_layer <= layer_idx < self.n_layer:
+        n = self.n_layer
+        if isinstance(layer_idx, bool) or not isinstance(layer_idx, int) or not -n <= layer_idx < n:
             raise IndexError(f"KVCache has {self.n_layer} layers; got layer index {layer_idx!r}")
         k, v = self.keys[layer_idx], self.values[layer_idx]
         if k is None:

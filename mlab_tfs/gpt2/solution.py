@@ -1,7 +1,15 @@
 """GPT-2 from scratch: the solution.
 
 Module names mirror Hugging Face's ``GPT2LMHeadModel`` (``transformer.h.0.attn.c_attn``...)
-so that loading a checkpoint is a name map plus a list of weights to transpose.
+so that loading a checkpoint is a name map plus a list of weights to transpose. Hook points
+(``mlab_tfs.hooks``) sit at TransformerLens's places under its names (``blocks.0.attn.hook_pattern``...):
+the layers return tensors only, and ``output_attentions`` / ``output_hidden_states`` are read
+through the hook points. One ``KVCache`` (dynamic or static) is what every attention layer
+reads and writes, on every cached path (eager decoding, beam search, the compiled static step).
+
+LayerNorm, Embedding, attention_pattern and causal_mask are the building blocks BERT and
+DeBERTa reuse. What is given rather than an exercise (the config, the init, the cache's
+bookkeeping) is in ``mlab_tfs.gpt2.given``.
 
 Shapes: B batch, T new tokens, P cached tokens, S = P + T keys, C = n_embd,
 nh heads, hs = C // nh head size, V vocabulary.

@@ -65,7 +65,8 @@ from torch import nn
 from mlab_tfs.activations import get_activation  # noqa: F401  (the other activations, for GPT2MLP)
 from mlab_tfs.attention import AttnImplementationMixin  # given: set_attn_implementation
 from mlab_tfs.checkpoints import PretrainedMixin, StateDict
-from mlab_tfs.gpt2.given import GPT2_HOOK_NAMES, GPT2Config, KVCacheBase, init_gpt2_weights  # noqa: F401  (given, not exercises)
+# Given, not exercises: the config, the hook-name rules, the cache's bookkeeping, the init.
+from mlab_tfs.gpt2.given import GPT2_HOOK_NAMES, GPT2Config, KVCacheBase, init_gpt2_weights  # noqa: F401
 from mlab_tfs.hooks import HookedRootModule, HookPoint, capture  # noqa: F401  (given: hook points)
 from mlab_tfs.inputs import (  # noqa: F401  (use them in GPT2Model.forward)
     check_attention_mask,
