@@ -15,7 +15,9 @@ import torch
 from mlab_tfs.testing.compare import assert_close
 from mlab_tfs.testing.tiny import hf_gpt2, left_padded_batch
 
-from .helpers import keep_mask, zero_blind_rows
+from mlab_tfs.hooks import capture
+
+from .helpers import config_of, hook_point, keep_mask, load_into, zero_blind_rows
 from .test_model import pair
 
 ATOL = 1e-5
@@ -43,6 +45,99 @@ def _named(name: str) -> str:
     owner = ("LayerNorm" if ".ln" in name else "GPT2Attention" if ".attn." in name else
              "GPT2MLP" if ".mlp." in name else "GPT2Block" if name.startswith("blocks.") else "GPT2Model")
     return f"call self.{leaf}(...) in {owner}.forward (the docstring says where)"
+
+
+# ------------------------------------------------------------------------- each layer's own points
+
+
+def _seen(module, names, *args):
+    """module(*args) with every named hook point recorded: (output, {name: value})."""
+    points = [hook_point(module, n) for n in names]
+    with capture(points) as values:
+        out = module(*args)
+    for n, v in zip(names, values):
+        where = type(module).__name__
+        assert v is not None, f"{where}.{n} never ran: call self.{n}(...) in {where}.forward (the docstring says where)"
+    return out, dict(zip(names, values))
+
+
+@pytest.mark.exercise("layer_norm")
+def test_layer_norm_hook_points(gpt2):
+    g = torch.Generator().manual_seed(0)
+    ln = gpt2.LayerNorm(8, eps=1e-3)
+    with torch.no_grad():
+        ln.weight.copy_(torch.randn(8, generator=g))
+        ln.bias.copy_(torch.randn(8, generator=g))
+    x = torch.randn(2, 3, 8, generator=g) * 2 + 1
+    out, seen = _seen(ln, ["hook_scale", "hook_normalized"], x)
+    scale = torch.sqrt(x.var(-1, keepdim=True, unbiased=False) + 1e-3)
+    normalized = (x - x.mean(-1, keepdim=True)) / scale
+    assert_close(seen["hook_scale"], scale, name="LayerNorm.hook_scale", atol=1e-6,
+                 hint="hook_scale is sqrt(var + eps), shape (..., 1)")
+    assert_close(seen["hook_normalized"], normalized, name="LayerNorm.hook_normalized", atol=1e-6,
+                 mistakes={"hook_normalized taken after weight and bias": out.detach()})
+
+
+@pytest.mark.exercise("attention")
+def test_attention_hook_points(gpt2, hf_base):
+    cfg = config_of(hf_base)
+    attn = load_into(gpt2.GPT2Attention(cfg, layer_idx=1), hf_base, "transformer.h.1.attn.")
+    x = torch.randn(2, 5, cfg.n_embd, generator=torch.Generator().manual_seed(1))
+    keep = keep_mask(torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]]), 5, 5)
+    with torch.no_grad():
+        out, seen = _seen(attn, ["hook_q", "hook_k", "hook_v", "hook_attn_scores", "hook_pattern", "hook_z"], x, keep)
+        q, k, v = (t.reshape(2, 5, cfg.n_head, cfg.head_dim) for t in attn.c_attn(x).split(cfg.n_embd, dim=-1))
+    for name, want in (("hook_q", q), ("hook_k", k), ("hook_v", v)):
+        assert_close(seen[name], want, name=f"GPT2Attention.{name}", atol=1e-6,
+                     hint=f"{name} is (B, T, nh, hs): after splitting heads, before moving the head dimension forward")
+    pattern = seen["hook_pattern"]
+    assert_close(seen["hook_z"], (pattern @ v.transpose(1, 2)).transpose(1, 2), name="GPT2Attention.hook_z",
+                 atol=1e-6, hint="hook_z is pattern @ v, (B, T, nh, hs), before the heads are merged")
+    assert_close(out, attn.c_proj(seen["hook_z"].reshape(2, 5, cfg.n_embd)), name="output = c_proj(hook_z merged)",
+                 atol=1e-6)
+    scores = seen["hook_attn_scores"]
+    assert_close(scores.masked_fill(~keep, 0), (q.transpose(1, 2) @ k.permute(0, 2, 3, 1) * attn.scale).masked_fill(~keep, 0),
+                 name="GPT2Attention.hook_attn_scores (allowed entries)", atol=1e-5,
+                 hint="hook_attn_scores: the scaled scores, before the softmax (pass it to attention_pattern)")
+    assert bool((scores[~keep.expand_as(scores)] == torch.finfo(scores.dtype).min).all()), (
+        "hook_attn_scores: masked entries should be finfo.min (filled before the hook is called)")
+
+
+@pytest.mark.exercise("mlp")
+def test_mlp_hook_points(gpt2, hf_base):
+    cfg = config_of(hf_base)
+    mlp = load_into(gpt2.GPT2MLP(cfg), hf_base, "transformer.h.0.mlp.")
+    x = torch.randn(2, 4, cfg.n_embd, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        out, seen = _seen(mlp, ["hook_pre", "hook_post"], x)
+        pre = mlp.c_fc(x)
+    assert_close(seen["hook_pre"], pre, name="GPT2MLP.hook_pre", atol=1e-6, hint="hook_pre is c_fc's output")
+    assert_close(seen["hook_post"], hf_base.transformer.h[0].mlp.act(pre), name="GPT2MLP.hook_post", atol=1e-6,
+                 mistakes={"hook_post taken before the activation": pre})
+    assert_close(out, mlp.c_proj(seen["hook_post"]), name="output = c_proj(hook_post)", atol=1e-6)
+
+
+@pytest.mark.exercise("block")
+def test_block_hook_points(gpt2, hf_base):
+    cfg = config_of(hf_base)
+    block = load_into(gpt2.GPT2Block(cfg, layer_idx=0), hf_base, "transformer.h.0.")
+    x = torch.randn(2, 4, cfg.n_embd, generator=torch.Generator().manual_seed(3))
+    names = ["hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out", "hook_resid_post"]
+    with torch.no_grad():
+        out, seen = _seen(block, names, x)
+        attn_out = block.attn(block.ln_1(x))
+        mid = x + attn_out
+    assert_close(seen["hook_resid_pre"], x, name="GPT2Block.hook_resid_pre", atol=0, hint="the block's input")
+    assert_close(seen["hook_attn_out"], attn_out, name="GPT2Block.hook_attn_out", atol=1e-6,
+                 mistakes={"hook_attn_out taken after adding the residual": mid},
+                 hint="hook_attn_out is the attention branch's output, before it is added")
+    assert_close(seen["hook_resid_mid"], mid, name="GPT2Block.hook_resid_mid", atol=1e-6)
+    assert_close(seen["hook_mlp_out"], out - mid, name="GPT2Block.hook_mlp_out", atol=1e-5)
+    assert_close(seen["hook_resid_post"], out, name="GPT2Block.hook_resid_post", atol=0,
+                 hint="hook_resid_post is the block's output")
+
+
+# ------------------------------------------------------------------------- the whole model
 
 
 @pytest.mark.exercise("model")
