@@ -127,15 +127,32 @@ def check_labels(name: str, labels: object, shape: tuple[int, ...], num_classes:
 
 
 def check_kv_cache(
-    name: str, past: object, *, n_layer: int, batch: int, n_head: int, head_dim: int
+    name: str, past: object, *, n_layer: int, batch: int, n_head: int, head_dim: int,
+    device: torch.device | None = None,
 ) -> int:
-    """past: one (key, value) pair per layer, each (batch, n_head, cached, head_dim).
+    """past: a KV cache for a model of n_layer layers, n_head heads of head_dim, run on a batch
+    of ``batch`` rows: a tuple of one (key, value) pair per layer, each (batch, n_head,
+    cached, head_dim), or a cache object (``mlab_tfs.gpt2.solution.KVCache``, dynamic or
+    static). With ``device``, every tensor must be there.
 
-    Returns the number of cached positions.
+    Returns the number of cached positions: 0 for an empty cache, max_len for a static one
+    (whose written columns cache_position names). TypeError / ValueError naming
+    ``name``, the entry and what was expected otherwise.
     """
-    if not isinstance(past, (tuple, list)):
-        raise TypeError(f"{name} must be a tuple of (key, value) pairs, one per layer, got {_describe(past)}")
-    if len(past) != n_layer:
+    if hasattr(past, "is_static") and hasattr(past, "keys") and hasattr(past, "n_layer"):
+        if past.n_layer != n_layer:
+            raise ValueError(f"{name} is a KVCache of {past.n_layer} layers; the model has {n_layer}")
+        layers = [(k, v) for k, v in zip(past.keys, past.values) if k is not None]
+        if not layers:
+            return 0
+        if len(layers) != n_layer:
+            raise ValueError(f"{name}: only {len(layers)} of the KVCache's {n_layer} layers hold keys "
+                             f"(a forward pass stopped half-way?); reset it or start a new one")
+        past = layers
+    elif not isinstance(past, (tuple, list)):
+        raise TypeError(f"{name} must be a KVCache or a tuple of (key, value) pairs, one per layer, "
+                        f"got {_describe(past)}")
+    elif len(past) != n_layer:
         raise ValueError(f"{name} must hold {n_layer} layers (one per block), got {len(past)}")
     cached = None
     for i, layer in enumerate(past):
@@ -148,6 +165,8 @@ def check_kv_cache(
                     f"{name}[{i}][{j}] must have shape (batch={batch}, n_head={n_head}, cached, "
                     f"head_dim={head_dim}), got {_describe(t)}"
                 )
+            if device is not None and not same_device(t.device, device):
+                raise ValueError(f"{name}[{i}][{j}] is on {t.device} but input_ids is on {device}")
             if cached is None:
                 cached = t.shape[2]
             elif t.shape[2] != cached:
@@ -155,6 +174,46 @@ def check_kv_cache(
                     f"{name}[{i}][{j}] caches {t.shape[2]} positions but earlier entries cache {cached}"
                 )
     return int(cached)
+
+
+def _is_static(past: object) -> bool:
+    return bool(getattr(past, "is_static", False))
+
+
+def check_cache_position(name: str, cache_position: object, length: int, cache: object, cached: int) -> Tensor:
+    """The cache columns of ``length`` new tokens: a 1-d integer tensor of that length.
+
+    With a static cache (``cache.is_static``) it is required and its values must lie in
+    [0, max_len) and increase; with a dynamic one (or none) it must be cached .. cached +
+    length - 1, where the new keys go. The values are not read under torch.compile. Returns
+    it as torch.long. TypeError / ValueError naming ``name`` otherwise.
+    """
+    static = _is_static(cache)
+    if cache_position is None:
+        raise ValueError(f"{name} is required with a static KVCache: the ({length},) cache columns the new "
+                         f"tokens are written to, e.g. torch.arange(start, start + {length})")
+    t = require_tensor(name, cache_position)
+    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype in MASK_DTYPES:
+        raise TypeError(f"{name} must hold integer cache columns (torch.long), got {_describe(t)}")
+    if tuple(t.shape) != (length,):
+        raise ValueError(f"{name} must have shape ({length},), one cache column per new token, got {_describe(t)}")
+    t = t.long()
+    if not _check_values() or length == 0:
+        return t
+    if static:
+        M = cache.key_mask.shape[1]
+        lo, hi = int(t.min()), int(t.max())
+        if lo < 0 or hi >= M:
+            raise ValueError(f"{name} must be in [0, max_len={M}) (the static cache's columns), got "
+                             f"{lo if lo < 0 else hi}")
+        if length > 1 and not bool((t[1:] > t[:-1]).all()):
+            raise ValueError(f"{name} must increase (new tokens go to later columns), got {t.tolist()[:8]}")
+    else:
+        expected = torch.arange(cached, cached + length, device=t.device)
+        if not torch.equal(t, expected):
+            raise ValueError(f"{name} must be {cached} .. {cached + length - 1} for a dynamic cache holding "
+                             f"{cached} positions (the new keys are appended), got {t.tolist()[:8]}")
+    return t
 
 
 def check_token_type_ids(name: str, token_type_ids: object, shape: tuple[int, int], type_vocab_size: int) -> Tensor:

@@ -15,7 +15,12 @@ from typing import Any
 import torch
 
 Tensor = torch.Tensor
-KVCache = tuple[tuple[Tensor, Tensor], ...]
+# A KV cache as older transformers passed it: one (key, value) pair per layer, each
+# (batch, heads, cached positions, head size).
+LegacyKVCache = tuple[tuple[Tensor, Tensor], ...]
+# What a model's past_key_values is: its cache object (mlab_tfs.gpt2.solution.KVCache,
+# updated in place, as transformers' Cache) or, as input, a LegacyKVCache.
+PastKeyValues = Any
 
 
 @dataclass
@@ -53,7 +58,7 @@ class ModelOutput:
 class BaseModelOutput(ModelOutput):
     last_hidden_state: Tensor | None = None
     pooler_output: Tensor | None = None
-    past_key_values: KVCache | None = None
+    past_key_values: PastKeyValues | None = None
     hidden_states: tuple[Tensor, ...] | None = None
     attentions: tuple[Tensor, ...] | None = None
 
@@ -62,7 +67,7 @@ class BaseModelOutput(ModelOutput):
 class CausalLMOutput(ModelOutput):
     loss: Tensor | None = None
     logits: Tensor | None = None
-    past_key_values: KVCache | None = None
+    past_key_values: PastKeyValues | None = None
     hidden_states: tuple[Tensor, ...] | None = None
     attentions: tuple[Tensor, ...] | None = None
 

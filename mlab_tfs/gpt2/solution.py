@@ -1,7 +1,15 @@
 """GPT-2 from scratch: the solution.
 
 Module names mirror Hugging Face's ``GPT2LMHeadModel`` (``transformer.h.0.attn.c_attn``...)
-so that loading a checkpoint is a name map plus a list of weights to transpose.
+so that loading a checkpoint is a name map plus a list of weights to transpose. Hook points
+(``mlab_tfs.hooks``) sit at TransformerLens's places under its names (``blocks.0.attn.hook_pattern``...):
+the layers return tensors only, and ``output_attentions`` / ``output_hidden_states`` are read
+through the hook points. One ``KVCache`` (dynamic or static) is what every attention layer
+reads and writes, on every cached path (eager decoding, beam search, the compiled static step).
+
+LayerNorm, Embedding, attention_pattern and causal_mask are the building blocks BERT and
+DeBERTa reuse. What is given rather than an exercise (the config, the init, the cache's
+bookkeeping) is in ``mlab_tfs.gpt2.given``.
 
 Shapes: B batch, T new tokens, P cached tokens, S = P + T keys, C = n_embd,
 nh heads, hs = C // nh head size, V vocabulary.
@@ -9,16 +17,14 @@ nh heads, hs = C // nh head size, V vocabulary.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from mlab_tfs.activations import gelu_new, get_activation  # noqa: F401  (gelu_new: re-exported)
 from mlab_tfs.attention import (  # noqa: F401  (ATTN_IMPLEMENTATIONS, additive_mask: re-exported)
     ATTN_IMPLEMENTATIONS,
     AttnImplementationMixin,
@@ -28,123 +34,20 @@ from mlab_tfs.attention import (  # noqa: F401  (ATTN_IMPLEMENTATIONS, additive_
     sdpa,
     sees_any_key,
 )
-from mlab_tfs.checkpoints import PretrainedMixin, StateDict, read_config, save_tied_weights_once
-from mlab_tfs.configs import (
-    check_bool,
-    check_choice,
-    check_divisible,
-    check_float,
-    check_int,
-    check_probability,
-    config_dict,
-)
+from mlab_tfs.checkpoints import PretrainedMixin, StateDict, save_tied_weights_once
+from mlab_tfs.gpt2.given import GPT2_HOOK_NAMES, GPT2Config, KVCacheBase, init_gpt2_weights  # noqa: F401  (re-exported)
+from mlab_tfs.hooks import HookedRootModule, HookPoint, capture
 from mlab_tfs.inputs import (
     check_attention_mask,
+    check_cache_position,
     check_kv_cache,
     check_labels,
     check_position_ids,
     check_token_ids,
 )
-from mlab_tfs.outputs import BaseModelOutput, CausalLMOutput, KVCache
+from mlab_tfs.outputs import BaseModelOutput, CausalLMOutput, PastKeyValues
 
 Tensor = torch.Tensor
-
-ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh", "gelu_python_tanh", "gelu", "gelu_python", "gelu_fast",
-               "quick_gelu", "relu", "silu", "swish", "tanh")
-
-
-@dataclass
-class GPT2Config:
-    """The fields of transformers' GPT2Config that change the computation, with its defaults."""
-
-    vocab_size: int = 50257
-    n_positions: int = 1024
-    n_embd: int = 768
-    n_layer: int = 12
-    n_head: int = 12
-    n_inner: int | None = None  # MLP width; None means 4 * n_embd
-    activation_function: str = "gelu_new"
-    resid_pdrop: float = 0.1
-    embd_pdrop: float = 0.1
-    attn_pdrop: float = 0.1
-    layer_norm_epsilon: float = 1e-5
-    initializer_range: float = 0.02
-    scale_attn_weights: bool = True
-    scale_attn_by_inverse_layer_idx: bool = False
-    reorder_and_upcast_attn: bool = False
-    tie_word_embeddings: bool = True
-    bos_token_id: int | None = 50256
-    eos_token_id: int | None = 50256
-    pad_token_id: int | None = None
-    # Which attention path runs: "sdpa" (transformers' default) or "eager" (hand-written);
-    # the same function. transformers keeps it as config._attn_implementation.
-    attn_implementation: str = "sdpa"
-    # transformers' GPT2Config.attribute_map: the generic names it reads as GPT-2's own.
-    attribute_map: ClassVar[dict[str, str]] = {
-        "hidden_size": "n_embd", "max_position_embeddings": "n_positions",
-        "num_attention_heads": "n_head", "num_hidden_layers": "n_layer",
-    }
-
-    def __post_init__(self) -> None:
-        """Check every field: ConfigError (a ValueError) naming it, ConfigTypeError for a wrong type."""
-        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
-            check_int(self, name, minimum=1)
-        check_divisible(self, "n_embd", "n_head")
-        check_int(self, "n_inner", minimum=1, optional=True)
-        check_choice(self, "activation_function", ACTIVATIONS)
-        for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
-            check_probability(self, name)
-        check_float(self, "layer_norm_epsilon", low=0.0, low_open=True)  # inside a sqrt: > 0
-        check_float(self, "initializer_range", low=0.0)
-        for name in ("scale_attn_weights", "scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn",
-                     "tie_word_embeddings"):
-            check_bool(self, name)
-        # Not vocabulary-bounded: the model never reads them, and the default 50256 is
-        # OpenAI's <|endoftext|>, outside small test vocabularies.
-        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
-            check_int(self, name, minimum=0, optional=True)
-        if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
-            raise ValueError(
-                f"GPT2Config.attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, "
-                f"got {self.attn_implementation!r}"
-            )
-
-    @property
-    def head_dim(self) -> int:
-        return self.n_embd // self.n_head
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GPT2Config":
-        """Read a Hugging Face config.json's contents; fields we don't use are ignored."""
-        d = config_dict(cls.__name__, d)
-        if d.get("model_type", "gpt2") != "gpt2":
-            raise ValueError(
-                f"config has model_type {d['model_type']!r}; GPT-2 loads checkpoints with model_type 'gpt2'"
-            )
-        if d.get("add_cross_attention"):
-            raise ValueError("config has add_cross_attention=True; this GPT-2 has no cross-attention")
-        known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in d.items() if k in known}
-        for alias, name in cls.attribute_map.items():  # the generic name wins, as in transformers
-            if alias in d:
-                kwargs[name] = d[alias]
-        if "_attn_implementation" in d and "attn_implementation" not in d and d["_attn_implementation"]:
-            kwargs["attn_implementation"] = d["_attn_implementation"]
-        return cls(**kwargs)
-
-    @classmethod
-    def from_pretrained(cls, folder: str | Path) -> "GPT2Config":
-        """The config of a checkpoint folder. CheckpointError naming config.json if it is
-        missing or not a JSON object; ConfigError naming the field for a bad value."""
-        return cls.from_dict(read_config(Path(folder)))
-
-    def to_dict(self) -> dict[str, Any]:
-        """A config.json that transformers' GPT2Config reads back to the same model."""
-        d = asdict(self)
-        d.pop("attn_implementation")
-        d.update(model_type="gpt2", architectures=["GPT2LMHeadModel"], add_cross_attention=False)
-        return d
-
 
 # ---------------------------------------------------------------------------------------
 # Building blocks
@@ -152,22 +55,33 @@ class GPT2Config:
 
 
 class LayerNorm(nn.LayerNorm):
-    """Normalise the last dimension to mean 0, variance 1, then scale and shift.
+    """Normalise the last dimension to mean 0, variance 1, then scale and shift (Ba et al.
+    2016; transformers' GPT-2, BERT and DeBERTa use ``nn.LayerNorm``).
 
     nn.LayerNorm is the base only so that tools which find layer norms by type find this
     one (transformers' Trainer keeps them out of weight decay); its constructor makes
     ``weight`` (ones), ``bias`` (zeros) and ``eps``, and the forward is ours alone.
+
+    Precision: statistics in float32 for float16 / bfloat16 input, in the input's dtype
+    otherwise (float64 stays float64); the result is cast back to the input's dtype.
+
+    Hook points (TransformerLens's ``LayerNormPre`` names): ``hook_scale`` (..., 1) =
+    sqrt(var + eps), and ``hook_normalized`` (..., C) = (x - mean) / scale, *before* the
+    weight and bias (TransformerLens's unfolded ``LayerNorm`` hooks after them). Both in
+    the statistics' dtype.
     """
 
     def __init__(self, normalized_shape: int, eps: float = 1e-5):
         super().__init__(normalized_shape, eps=eps)
+        self.hook_scale = HookPoint()  # (..., 1)
+        self.hook_normalized = HookPoint()  # (..., C)
 
     def forward(self, x: Tensor) -> Tensor:  # (..., C) -> (..., C)
-        # Statistics in fp32 even when the model runs in half precision.
         x32 = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
         mean = x32.mean(dim=-1, keepdim=True)
         var = (x32 - mean).pow(2).mean(dim=-1, keepdim=True)  # biased, as in the paper
-        x_hat = (x32 - mean) / torch.sqrt(var + self.eps)  # eps inside the sqrt
+        scale = self.hook_scale(torch.sqrt(var + self.eps))  # eps inside the sqrt
+        x_hat = self.hook_normalized((x32 - mean) / scale)
         return (x_hat * self.weight + self.bias).to(x.dtype)
 
 
@@ -192,12 +106,15 @@ class Embedding(nn.Module):
         return out
 
 
-def attention_pattern(q: Tensor, k: Tensor, mask: Tensor | None, scale: float) -> Tensor:
-    """Softmax attention probabilities.
+def attention_pattern(q: Tensor, k: Tensor, mask: Tensor | None, scale: float,
+                      scores_hook: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """Softmax attention probabilities (Vaswani et al. 2017, eq. 1).
 
     q: (B, nh, T, hs), k: (B, nh, S, hs), mask: bool broadcastable to (B, nh, T, S),
     True where query t may look at key s. Returns (B, nh, T, S): each row sums to 1,
     except the rows of queries that may see no key (left padding), which are all 0.
+    scores_hook: called on the scaled, masked scores (B, nh, T, S) before the softmax and
+    its result used instead (an attention layer passes its ``hook_attn_scores``).
 
     Masked scores are filled with finfo.min, not -inf (a row of -inf is NaN) and not
     added to it (in float16 a score plus finfo.min may round to -inf). A row with no
@@ -206,11 +123,15 @@ def attention_pattern(q: Tensor, k: Tensor, mask: Tensor | None, scale: float) -
     path does, so no output depends on a later token.
     """
     scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, nh, T, S)
-    if mask is None:
-        return torch.softmax(scores, dim=-1)
-    seen = sees_any_key(mask)  # (B, 1, T, 1); checks that mask is bool
-    scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    seen = None
+    if mask is not None:
+        seen = sees_any_key(mask)  # (B, 1, T, 1); checks that mask is bool
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    if scores_hook is not None:
+        scores = scores_hook(scores)
     pattern = torch.softmax(scores, dim=-1)
+    if seen is None:
+        return pattern
     return pattern.masked_fill(~seen, 0.0)  # zero rows: no future leak, no gradient
 
 
@@ -229,11 +150,55 @@ def causal_mask(q_len: int, k_len: int, device: torch.device | str | None = None
     return k_pos <= q_pos
 
 
+class KVCache(KVCacheBase):
+    """The keys and values of every layer, kept between forward passes, so that a new token
+    attends to the earlier ones without recomputing them (transformers' ``DynamicCache``
+    and ``StaticCache`` in one class; ``transformers/cache_utils.py``).
+
+    ``KVCache(n_layer)`` is dynamic; ``KVCache.static(...)`` / ``KVCache.for_model(model,
+    batch_size, max_len)`` static. The rest of the interface (``get_seq_length``,
+    ``reorder_cache``, ``batch_repeat_interleave``, ``reset``, legacy tuples) is given in
+    ``mlab_tfs.gpt2.given.KVCacheBase``.
+    """
+
+    def update(self, layer_idx: int, k: Tensor, v: Tensor, cache_position: Tensor | None = None
+               ) -> tuple[Tensor, Tensor]:
+        """Add layer ``layer_idx``'s new keys and values, each (B, nh, T, hs), and return
+        all of that layer's (k, v) to attend to.
+
+        Dynamic: appended after the cached ones along the sequence (dim 2); returns
+        (B, nh, S + T, hs). Static: written in place into columns ``cache_position`` (T,)
+        long of the buffers (cast to their dtype); returns the whole (B, nh, M, hs)
+        buffers (the mask hides unwritten columns).
+        """
+        if self.is_static:
+            k_buf, v_buf = self.keys[layer_idx], self.values[layer_idx]
+            k_buf[:, :, cache_position] = k.to(k_buf.dtype)  # in place: same address every step
+            v_buf[:, :, cache_position] = v.to(v_buf.dtype)
+            return k_buf, v_buf
+        if self._keys[layer_idx] is not None:
+            k = torch.cat([self._keys[layer_idx], k], dim=2)  # (B, nh, S + T, hs)
+            v = torch.cat([self._values[layer_idx], v], dim=2)
+        self._keys[layer_idx], self._values[layer_idx] = k, v
+        return k, v
+
+
 class GPT2Attention(nn.Module):
-    """Causal multi-head self-attention, with an optional KV cache."""
+    """Causal multi-head self-attention (Radford et al. 2019; transformers'
+    ``models/gpt2/modeling_gpt2.py`` ``GPT2Attention``), reading and writing a KVCache.
+
+    Hook points (TransformerLens's names and shapes): ``hook_q``, ``hook_k``, ``hook_v``
+    (B, T, nh, hs), the new positions only (before the cache is updated);
+    ``hook_attn_scores`` (B, nh, T, S) scaled and masked (masked entries finfo.min, where
+    TransformerLens has -inf); ``hook_pattern`` (B, nh, T, S) after the softmax, before
+    dropout; ``hook_z`` (B, T, nh, hs), the heads' outputs before they are merged. A hook on
+    ``hook_attn_scores`` or ``hook_pattern`` runs the hand-written path for that call: the
+    fused sdpa kernel never forms the pattern.
+    """
 
     def __init__(self, config: GPT2Config, layer_idx: int = 0):
         super().__init__()
+        self.layer_idx = layer_idx  # which of the cache's layers this one reads and writes
         self.n_head = config.n_head
         self.head_dim = config.head_dim
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)  # q, k, v in one matmul
@@ -247,45 +212,44 @@ class GPT2Attention(nn.Module):
         # The model's config object itself: attn_implementation is read at every forward,
         # so set_attn_implementation (or config.attn_implementation = ...) takes effect.
         self.config = config
+        self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()  # (B, T, nh, hs)
+        self.hook_attn_scores, self.hook_pattern = HookPoint(), HookPoint()  # (B, nh, T, S)
+        self.hook_z = HookPoint()  # (B, T, nh, hs)
 
     def forward(
         self,
         x: Tensor,
         attention_mask: Tensor | None = None,
-        layer_past: tuple[Tensor, Tensor] | None = None,
-        use_cache: bool = False,
-        output_attentions: bool = False,
-    ) -> tuple[Tensor, tuple[Tensor, Tensor] | None, Tensor | None]:
-        """x: (B, T, C); attention_mask: bool (B, 1, T, S), True = attend (causal and
-        padding combined), or None for the causal mask alone; layer_past: cached (k, v),
-        each (B, nh, P, hs).
-
-        Returns (output (B, T, C), present (k, v) if use_cache, pattern (B, nh, T, S) if
-        output_attentions).
+        past_key_values: KVCache | None = None,
+        cache_position: Tensor | None = None,
+    ) -> Tensor:
+        """x: (B, T, C); attention_mask: bool (B or 1, 1, T, S), True = attend (causal and
+        padding combined), or None for the causal mask alone; past_key_values: the KVCache
+        this layer reads and updates at ``layer_idx``, cache_position (T,) long its columns
+        (static mode). Returns (B, T, C). TypeError for a mask that is not bool.
         """
         check_bool_mask("GPT2Attention: attention_mask", attention_mask)
         C = x.shape[-1]
         q, k, v = self.c_attn(x).split(C, dim=-1)
-        q, k, v = (rearrange(t, "b t (nh hs) -> b nh t hs", nh=self.n_head) for t in (q, k, v))
-        if layer_past is not None:
-            k = torch.cat([layer_past[0], k], dim=2)  # (B, nh, S, hs)
-            v = torch.cat([layer_past[1], v], dim=2)
-        present = (k, v) if use_cache else None
+        q, k, v = (rearrange(t, "b t (nh hs) -> b t nh hs", nh=self.n_head) for t in (q, k, v))
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        if past_key_values is not None:
+            k, v = past_key_values.update(self.layer_idx, k, v, cache_position)  # (B, nh, S, hs)
 
-        pattern = None
         path = check_attn_implementation(self.config.attn_implementation, "config.attn_implementation")
-        if path == "sdpa" and not output_attentions:
+        if path == "sdpa" and not (self.hook_attn_scores.has_hooks or self.hook_pattern.has_hooks):
             y = self._sdpa(q, k, v, attention_mask)
         else:
             if attention_mask is None:
                 attention_mask = causal_mask(q.shape[2], k.shape[2], q.device)[None, None]
             if self.upcast:  # fp32 scores and softmax, for half-precision stability
-                pattern = attention_pattern(q.float(), k.float(), attention_mask, self.scale).to(v.dtype)
-            else:
-                pattern = attention_pattern(q, k, attention_mask, self.scale)
+                q, k = q.float(), k.float()
+            pattern = attention_pattern(q, k, attention_mask, self.scale, self.hook_attn_scores).to(v.dtype)
+            pattern = self.hook_pattern(pattern)
             y = torch.matmul(self.attn_dropout(pattern), v)  # (B, nh, T, hs)
-        y = rearrange(y, "b nh t hs -> b t (nh hs)")
-        return self.resid_dropout(self.c_proj(y)), present, pattern if output_attentions else None
+        z = self.hook_z(y.transpose(1, 2))  # (B, T, nh, hs)
+        return self.resid_dropout(self.c_proj(rearrange(z, "b t nh hs -> b t (nh hs)")))
 
     def _sdpa(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
         """The same attention through PyTorch's fused kernels (flash / memory-efficient /
@@ -301,167 +265,164 @@ class GPT2Attention(nn.Module):
         return sdpa(q, k, v, mask, self.scale, dropout)
 
 
-def gelu_new(x: Tensor) -> Tensor:
-    """GELU, tanh approximation (Hendrycks & Gimpel 2016), as in OpenAI's GPT-2."""
-    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
-
-
-def _activation(name: str):
-    """The other activations a transformers GPT-2 config may name."""
-    if name in ("gelu_new", "gelu_pytorch_tanh", "gelu_python_tanh"):
-        return gelu_new
-    if name in ("gelu", "gelu_python"):  # exact GELU, with erf
-        return lambda x: x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
-    if name == "gelu_fast":
-        return lambda x: 0.5 * x * (1.0 + torch.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
-    if name == "quick_gelu":
-        return lambda x: x * torch.sigmoid(1.702 * x)
-    if name == "relu":
-        return torch.relu
-    if name in ("silu", "swish"):
-        return lambda x: x * torch.sigmoid(x)
-    if name == "tanh":
-        return torch.tanh
-    raise ValueError(f"unknown activation_function {name!r}; expected one of {ACTIVATIONS}")
-
-
 class GPT2MLP(nn.Module):
-    """Position-wise feed-forward: C -> n_inner -> C."""
+    """Position-wise feed-forward: C -> n_inner -> C, the activation named by
+    ``config.activation_function`` (``mlab_tfs.activations``).
+
+    Hook points: ``hook_pre`` (B, T, n_inner) before the activation, ``hook_post`` after it.
+    """
 
     def __init__(self, config: GPT2Config):
         super().__init__()
         inner = config.n_inner if config.n_inner is not None else 4 * config.n_embd
         self.c_fc = nn.Linear(config.n_embd, inner)
         self.c_proj = nn.Linear(inner, config.n_embd)
-        self.act = _activation(config.activation_function)
+        self.act = get_activation(config.activation_function)
         self.dropout = nn.Dropout(config.resid_pdrop)
+        self.hook_pre, self.hook_post = HookPoint(), HookPoint()  # (B, T, n_inner)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, C) -> (B, T, C)
-        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+        h = self.hook_post(self.act(self.hook_pre(self.c_fc(x))))
+        return self.dropout(self.c_proj(h))
 
 
 class GPT2Block(nn.Module):
-    """Pre-LN transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+    """Pre-LN transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x)).
+
+    Hook points, each (B, T, C): ``hook_resid_pre`` (the input), ``hook_attn_out`` and
+    ``hook_mlp_out`` (what each branch adds to the residual stream: after its output
+    projection, bias and dropout), ``hook_resid_mid`` (between the branches) and
+    ``hook_resid_post`` (the output).
+    """
 
     def __init__(self, config: GPT2Config, layer_idx: int = 0):
         super().__init__()
+        # Built in the order the forward reaches them, which is hook_dict's order.
+        self.hook_resid_pre = HookPoint()
         self.ln_1 = LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.attn = GPT2Attention(config, layer_idx)
+        self.hook_attn_out, self.hook_resid_mid = HookPoint(), HookPoint()
         self.ln_2 = LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = GPT2MLP(config)
+        self.hook_mlp_out, self.hook_resid_post = HookPoint(), HookPoint()
 
     def forward(
         self,
         x: Tensor,
         attention_mask: Tensor | None = None,
-        layer_past: tuple[Tensor, Tensor] | None = None,
-        use_cache: bool = False,
-        output_attentions: bool = False,
-    ) -> tuple[Tensor, tuple[Tensor, Tensor] | None, Tensor | None]:
-        """Same arguments and returns as GPT2Attention.forward, output (B, T, C)."""
-        a, present, pattern = self.attn(self.ln_1(x), attention_mask, layer_past, use_cache, output_attentions)
-        x = x + a
-        x = x + self.mlp(self.ln_2(x))
-        return x, present, pattern
+        past_key_values: KVCache | None = None,
+        cache_position: Tensor | None = None,
+    ) -> Tensor:
+        """Same arguments as GPT2Attention.forward; x (B, T, C) -> (B, T, C)."""
+        x = self.hook_resid_pre(x)
+        x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(self.ln_1(x), attention_mask, past_key_values,
+                                                                 cache_position)))
+        return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(self.ln_2(x))))
 
 
 # ---------------------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------------------
 
+class GPT2Model(AttnImplementationMixin, HookedRootModule, nn.Module):
+    """Token + position embeddings, n_layer blocks, final layer norm (transformers'
+    ``GPT2Model``).
 
-def _init_gpt2_weights(model: nn.Module, config: GPT2Config) -> None:
-    """GPT-2's initialisation: N(0, initializer_range) weights, zero biases, layer norms at
-    1 and 0, and the residual projections scaled down by sqrt(2 * n_layer)."""
-    for module in model.modules():
-        # By name, so that a learner's own Embedding class is initialised too.
-        if isinstance(module, nn.Linear) or type(module).__name__ == "Embedding":
-            nn.init.normal_(module.weight, mean=0.0, std=config.initializer_range)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-    for name, p in model.named_parameters():
-        if name.endswith("c_proj.weight"):
-            # 2 residual branches per block add up over depth (Radford et al. 2019).
-            nn.init.normal_(p, mean=0.0, std=config.initializer_range / math.sqrt(2 * config.n_layer))
+    Hook points (TransformerLens's names): ``hook_embed`` and ``hook_pos_embed`` (B, T, C),
+    the token and position embeddings; ``blocks.{i}.*`` (GPT2Block, GPT2Attention, GPT2MLP,
+    LayerNorm list theirs, ``ln_1`` / ``ln_2`` named ``ln1`` / ``ln2``); ``ln_final.*``.
+    ``run_with_cache`` / ``run_with_hooks`` (mlab_tfs.hooks) reach them by those names.
+    """
 
-
-class GPT2Model(AttnImplementationMixin, nn.Module):
-    """Token + position embeddings, n_layer blocks, final layer norm."""
+    hook_name_rules = GPT2_HOOK_NAMES
 
     def __init__(self, config: GPT2Config):
         super().__init__()
         self.config = config
         self.wte = Embedding(config.vocab_size, config.n_embd)
         self.wpe = Embedding(config.n_positions, config.n_embd)
+        self.hook_embed, self.hook_pos_embed = HookPoint(), HookPoint()  # (B, T, C)
         self.drop = nn.Dropout(config.embd_pdrop)
         self.h = nn.ModuleList([GPT2Block(config, i) for i in range(config.n_layer)])
         self.ln_f = LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
-        _init_gpt2_weights(self, config)
+        init_gpt2_weights(self, config)
 
     def forward(
         self,
         input_ids: Tensor,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
-        past_key_values: KVCache | None = None,
+        past_key_values: PastKeyValues | None = None,
         use_cache: bool = False,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        cache_position: Tensor | None = None,
     ) -> BaseModelOutput:
-        """input_ids: (B, T); attention_mask: (B, P + T), 1 = real token; position_ids: (B, T).
+        """input_ids: (B, T); attention_mask: (B, P + T), 1 = real token (static cache: (B, L),
+        L <= M, combined with the cache's key_mask); position_ids: (B, T) or (1, T);
+        past_key_values: None, a KVCache (updated in place) or a legacy tuple of (k, v) pairs;
+        use_cache: return the cache; cache_position: (T,) long, the cache columns of the new
+        tokens (required by a static cache; for a dynamic one P .. P + T - 1).
 
-        Returns last_hidden_state (B, T, C) and, on request, past_key_values,
-        hidden_states (n_layer + 1 of (B, T, C)) and attentions (n_layer of (B, nh, T, S)).
+        Returns last_hidden_state (B, T, C) and, on request, past_key_values (the KVCache),
+        hidden_states (n_layer + 1 of (B, T, C): each block's input, then ln_f's output, as
+        transformers) and attentions (n_layer of (B, nh, T, S), each block's hook_pattern;
+        asking for them runs the hand-written attention for this call).
+
+        ValueError / TypeError naming the argument for ids outside the vocabulary, a cache
+        that does not fit the model or the batch, masks, positions or cache positions of the
+        wrong shape, and more than n_positions positions.
         """
         cfg = self.config
         check_token_ids("input_ids", input_ids, cfg.vocab_size)
         B, T = input_ids.shape
+        cache = KVCache.for_forward(past_key_values, use_cache, cfg.n_layer)
         P = 0
-        if past_key_values is not None:
-            P = check_kv_cache(
-                "past_key_values", past_key_values, n_layer=cfg.n_layer, batch=B, n_head=cfg.n_head,
-                head_dim=cfg.head_dim,
-            )
+        if cache is not None:
+            P = check_kv_cache("past_key_values", cache, n_layer=cfg.n_layer, batch=B, n_head=cfg.n_head,
+                               head_dim=cfg.head_dim, device=input_ids.device)
+        static = cache is not None and cache.is_static
+        if static and P > cfg.n_positions:  # check_kv_cache returns a static cache's max_len
+            raise ValueError(f"past_key_values is a static KVCache of max_len={P} columns, but the model has "
+                             f"n_positions={cfg.n_positions}: build it with KVCache.for_model")
+        if cache_position is not None or static:
+            cache_position = check_cache_position("cache_position", cache_position, T, cache, P)
         if position_ids is None:
-            if P + T > cfg.n_positions:
-                raise ValueError(
-                    f"input_ids has {T} tokens after {P} cached ones: {P + T} positions, "
-                    f"but the model has n_positions={cfg.n_positions}"
-                )
-            # As in transformers: positions continue from the cache, whatever the mask says.
-            position_ids = torch.arange(P, P + T, device=input_ids.device)[None]  # (1, T)
+            if static:
+                position_ids = cache_position[None]  # (1, T); < M <= n_positions
+            else:
+                if P + T > cfg.n_positions:
+                    raise ValueError(
+                        f"input_ids has {T} tokens after {P} cached ones: {P + T} positions, "
+                        f"but the model has n_positions={cfg.n_positions}"
+                    )
+                # As in transformers: positions continue from the cache, whatever the mask says.
+                position_ids = torch.arange(P, P + T, device=input_ids.device)[None]  # (1, T)
         else:
             position_ids = check_position_ids("position_ids", position_ids, (B, T), cfg.n_positions)
 
         # keep[b, 0, t, s]: may query t attend to key s? Causal, and not padding.
-        # Without padding, None: the attention layers apply the causal mask themselves
-        # (and the fused kernels can use their built-in causal masking).
+        # Without padding or a static cache, None: the attention layers apply the causal
+        # mask themselves (and the fused kernels can use their built-in causal masking).
         keep = None
-        if attention_mask is not None:
+        if static:
+            keep = cache.static_mask(cache_position, attention_mask)  # (B, 1, T, M)
+        elif attention_mask is not None:
             pad = check_attention_mask("attention_mask", attention_mask, (B, P + T))
             keep = causal_mask(T, P + T, device=input_ids.device)[None, None] & pad[:, None, None, :]  # (B, 1, T, S)
 
-        x = self.drop(self.wte(input_ids) + self.wpe(position_ids))  # (B, T, C)
-        hidden_states: list[Tensor] = []
-        attentions: list[Tensor] = []
-        presents: list[tuple[Tensor, Tensor]] = []
-        for i, block in enumerate(self.h):
-            if output_hidden_states:
-                hidden_states.append(x)
-            layer_past = past_key_values[i] if past_key_values is not None else None
-            x, present, pattern = block(x, keep, layer_past, use_cache, output_attentions)
-            if use_cache:
-                presents.append(present)
-            if output_attentions:
-                attentions.append(pattern)
-        x = self.ln_f(x)
-        if output_hidden_states:
-            hidden_states.append(x)  # as in transformers, the last entry is after ln_f
+        with capture([b.hook_resid_pre for b in self.h] if output_hidden_states else []) as hidden, \
+                capture([b.attn.hook_pattern for b in self.h] if output_attentions else []) as patterns:
+            x = self.drop(self.hook_embed(self.wte(input_ids)) + self.hook_pos_embed(self.wpe(position_ids)))
+            for block in self.h:
+                x = block(x, keep, cache, cache_position)  # (B, T, C)
+            x = self.ln_f(x)
         return BaseModelOutput(
             last_hidden_state=x,
-            past_key_values=tuple(presents) if use_cache else None,
-            hidden_states=tuple(hidden_states) if output_hidden_states else None,
-            attentions=tuple(attentions) if output_attentions else None,
+            past_key_values=cache if use_cache else None,
+            # As in transformers, the last entry is after ln_f.
+            hidden_states=(*hidden, x) if output_hidden_states else None,
+            attentions=tuple(patterns) if output_attentions else None,
         )
 
 
@@ -518,8 +479,11 @@ def to_hf_state_dict(state: StateDict, config: GPT2Config) -> StateDict:
     return hf
 
 
-class GPT2LMHeadModel(AttnImplementationMixin, PretrainedMixin, nn.Module):
-    """GPT2Model with a language-modelling head tied to the token embedding."""
+class GPT2LMHeadModel(AttnImplementationMixin, HookedRootModule, PretrainedMixin, nn.Module):
+    """GPT2Model with a language-modelling head tied to the token embedding (transformers'
+    ``GPT2LMHeadModel``). Hook names as GPT2Model's (the ``transformer.`` prefix dropped)."""
+
+    hook_name_rules = GPT2_HOOK_NAMES
 
     config_class = GPT2Config
     hf_to_ours = staticmethod(from_hf_state_dict)
@@ -544,12 +508,13 @@ class GPT2LMHeadModel(AttnImplementationMixin, PretrainedMixin, nn.Module):
         input_ids: Tensor,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
-        past_key_values: KVCache | None = None,
+        past_key_values: PastKeyValues | None = None,
         labels: Tensor | None = None,
         use_cache: bool = False,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
         num_items_in_batch: Tensor | int | None = None,
+        cache_position: Tensor | None = None,
     ) -> CausalLMOutput:
         """As GPT2Model.forward, plus logits (B, T, V) and, given labels (B, T), the loss.
 
@@ -559,7 +524,7 @@ class GPT2LMHeadModel(AttnImplementationMixin, PretrainedMixin, nn.Module):
         """
         out = self.transformer(
             input_ids, attention_mask, position_ids, past_key_values, use_cache,
-            output_hidden_states, output_attentions,
+            output_hidden_states, output_attentions, cache_position,
         )
         logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
         loss = None

@@ -14,7 +14,7 @@ what comes out, and what usually goes wrong. The exercises, in order:
      8. GPT2Block
      9. GPT2Model, lm_loss, GPT2LMHeadModel
     10. from_hf_state_dict, to_hf_state_dict
-    11. the KV cache (inside GPT2Attention.forward and GPT2Model.forward)
+    11. the KV cache: KVCache.update, and passing the cache through the model
 
 Work top to bottom: later pieces are built from earlier ones (the block uses your layer
 norm, attention and MLP), so a bug in an early piece shows up again in later tests.
@@ -39,6 +39,13 @@ Module names must mirror Hugging Face's (``transformer.h.0.attn.c_attn``...): th
 docstrings of the ``__init__`` methods give the names. That is what makes loading a real
 checkpoint (exercise 10) a short name map.
 
+Hook points (``HookPoint``, from mlab_tfs.hooks) are identity modules that name an
+activation so that ``model.run_with_cache`` / ``run_with_hooks`` can read or replace it
+(TransformerLens's convention; the guide's "Hook points" section). Each ``__init__``
+docstring lists the ones to create, and each ``forward`` docstring says where to call
+them: ``x = self.hook_name(x)``. The model's ``output_attentions`` and
+``output_hidden_states`` are read through them, so the layers return tensors only.
+
 Shapes: B batch, T new tokens, P cached tokens, S = P + T keys, C = n_embd,
 nh heads, hs = C // nh head size, V vocabulary.
 
@@ -48,28 +55,34 @@ The solution is in ``mlab_tfs/gpt2/solution.py``; look only after you have tried
 from __future__ import annotations
 
 import math  # noqa: F401  (imported for your code)
+from typing import Callable
 
 import torch
 import torch.nn.functional as F  # noqa: F401
 from einops import rearrange  # noqa: F401
 from torch import nn
 
+from mlab_tfs.activations import get_activation  # noqa: F401  (the other activations, for GPT2MLP)
 from mlab_tfs.attention import AttnImplementationMixin  # given: set_attn_implementation
 from mlab_tfs.checkpoints import PretrainedMixin, StateDict
-from mlab_tfs.gpt2.solution import GPT2Config, _init_gpt2_weights  # given, not exercises
+# Given, not exercises: the config, the hook-name rules, the cache's bookkeeping, the init.
+from mlab_tfs.gpt2.given import GPT2_HOOK_NAMES, GPT2Config, KVCacheBase, init_gpt2_weights  # noqa: F401
+from mlab_tfs.hooks import HookedRootModule, HookPoint, capture  # noqa: F401  (given: hook points)
 from mlab_tfs.inputs import (  # noqa: F401  (use them in GPT2Model.forward)
     check_attention_mask,
+    check_cache_position,
     check_kv_cache,
     check_labels,
     check_position_ids,
     check_token_ids,
 )
-from mlab_tfs.outputs import BaseModelOutput, CausalLMOutput, KVCache
+from mlab_tfs.outputs import BaseModelOutput, CausalLMOutput, PastKeyValues
 
 Tensor = torch.Tensor
 
 __all__ = [
     "GPT2Config",
+    "KVCache",
     "LayerNorm",
     "Embedding",
     "attention_pattern",
@@ -103,6 +116,8 @@ class LayerNorm(nn.Module):
         gain, initialised to ones) and ``self.bias`` (the shift, initialised to zeros).
         These names are the ones in Hugging Face checkpoints (``ln_1.weight``...).
         Remember ``super().__init__()`` first.
+
+        Hook points: ``self.hook_scale = HookPoint()`` and ``self.hook_normalized = HookPoint()``.
         """
         raise NotImplementedError("Exercise 1 (layer norm): see mlab_tfs/gpt2/GUIDE.md#1-layer-norm")
 
@@ -112,7 +127,11 @@ class LayerNorm(nn.Module):
             y = (x - mean) / sqrt(var + eps) * weight + bias
 
         with mean and var taken over the last dimension only (keepdim=True so they
-        broadcast back).
+        broadcast back). Call the hook points on the way, TransformerLens's meanings:
+
+            scale = self.hook_scale(torch.sqrt(var + eps))          # (..., 1)
+            x_hat = self.hook_normalized((x - mean) / scale)         # (..., C), before weight and bias
+            return x_hat * weight + bias
 
         Pitfalls (the tests diagnose both):
         - ``var`` is the *biased* variance, the mean of squared deviations (divide by C,
@@ -120,8 +139,13 @@ class LayerNorm(nn.Module):
           ``unbiased=False`` / ``correction=0`` or compute it by hand.
         - ``eps`` goes *inside* the square root: ``sqrt(var + eps)``, not ``std + eps``.
 
-        Hint: computing the statistics in float32 (``x.float()``) and casting the result
-        back to ``x.dtype`` keeps half-precision models stable.
+        - ``hook_normalized`` is taken *before* the weight and bias (as TransformerLens's
+          ``LayerNormPre``), not on the output.
+
+        Precision: compute the statistics in float32 (``x.float()``) for float16 / bfloat16
+        input, in the input's own dtype otherwise (float64 stays float64), and cast the
+        result back to ``x.dtype``: half-precision models stay stable, and BERT and
+        DeBERTa, which reuse this class, get one precision rule.
         """
         raise NotImplementedError("Exercise 1 (layer norm): see mlab_tfs/gpt2/GUIDE.md#1-layer-norm")
 
@@ -153,17 +177,21 @@ class Embedding(nn.Module):
         raise NotImplementedError("Exercise 2 (embedding): see mlab_tfs/gpt2/GUIDE.md#2-embedding")
 
 
-def attention_pattern(q: Tensor, k: Tensor, mask: Tensor | None, scale: float) -> Tensor:
-    """Softmax attention probabilities.
+def attention_pattern(q: Tensor, k: Tensor, mask: Tensor | None, scale: float,
+                      scores_hook: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """Softmax attention probabilities (Vaswani et al. 2017, eq. 1).
 
     q: (B, nh, T, hs) queries. k: (B, nh, S, hs) keys.
     mask: None, or bool broadcastable to (B, nh, T, S); True where query t may look at
     key s. scale: multiplies the scores (1 / sqrt(hs) for GPT-2).
+    scores_hook: None, or a function (an attention layer passes its ``hook_attn_scores``)
+    called on the scaled, masked scores just before the softmax; use what it returns.
     Returns (B, nh, T, S): every row (over s) sums to 1, except the row of a query that
     may see no key at all, which is all 0.
 
         scores  = q @ k^T * scale                              (B, nh, T, S)
         scores  = scores.masked_fill(~mask, finfo(dtype).min)   where a mask is given
+        scores  = scores_hook(scores)                           where a hook is given
         pattern = softmax(scores over s)
         pattern = pattern.masked_fill(~mask.any(-1, keepdim=True), 0)
 
@@ -206,8 +234,45 @@ def causal_mask(q_len: int, k_len: int, device: torch.device | str | None = None
     raise NotImplementedError("Exercise 4 (causal mask): see mlab_tfs/gpt2/GUIDE.md#4-causal-mask")
 
 
+class KVCache(KVCacheBase):
+    """The keys and values of every layer, kept between forward passes (exercise 11).
+
+    Given (in ``mlab_tfs.gpt2.given.KVCacheBase``): ``KVCache(n_layer)`` makes a dynamic
+    cache, whose ``self.keys[i]`` / ``self.values[i]`` are None until layer i first writes;
+    ``KVCache.static(...)`` / ``KVCache.for_model(model, batch_size, max_len)`` make a static
+    one (``self.is_static``), whose ``self.keys[i]`` / ``self.values[i]`` are preallocated
+    (B, nh, M, hs) buffers and ``self.key_mask`` (B, M) says which columns are real tokens;
+    ``get_seq_length``, ``reset``, ``reorder_cache``, ``batch_repeat_interleave``,
+    ``for_forward``, ``static_mask`` and the legacy-tuple conversions. You write ``update``,
+    which every attention layer calls.
+    """
+
+    def update(self, layer_idx: int, k: Tensor, v: Tensor, cache_position: Tensor | None = None
+               ) -> tuple[Tensor, Tensor]:
+        """Add layer ``layer_idx``'s new keys and values and return all of that layer's (k, v).
+
+        k, v: (B, nh, T, hs), the T new positions. cache_position: (T,) long, the columns
+        they go to (static mode only; the dynamic mode appends).
+
+        Dynamic (``not self.is_static``): if the layer holds nothing yet (``self.keys[layer_idx]
+        is None``) store k and v; else concatenate the cached ones *in front of* the new ones
+        along the sequence dimension (dim 2) and store the result. In both cases write it to
+        ``self.keys[layer_idx]`` / ``self.values[layer_idx]`` (lists) and return it: (B, nh, S, hs).
+
+        Static: write k and v in place into the layer's buffers at those columns,
+        ``buf[:, :, cache_position] = k.to(buf.dtype)``, and return the whole buffers
+        (B, nh, M, hs). In place, not a new tensor: a compiled decode step (a CUDA graph)
+        reads the buffers at a fixed address. The model's mask hides the columns not yet
+        written.
+
+        Pitfall: ``torch.cat([new, cached])`` runs and gives wrong logits: the cached keys
+        are the earlier positions and come first.
+        """
+        raise NotImplementedError("Exercise 11 (kv cache): see mlab_tfs/gpt2/GUIDE.md#11-kv-cache")
+
+
 class GPT2Attention(nn.Module):
-    """Causal multi-head self-attention, with an optional KV cache."""
+    """Causal multi-head self-attention, reading and writing a KVCache."""
 
     def __init__(self, config: GPT2Config, layer_idx: int = 0):
         """Layers and constants of one attention layer.
@@ -217,9 +282,12 @@ class GPT2Attention(nn.Module):
         - ``self.c_proj = nn.Linear(C, C)``: the output projection;
         - ``self.attn_dropout`` (p = config.attn_pdrop, on the pattern) and
           ``self.resid_dropout`` (p = config.resid_pdrop, on the output): ``nn.Dropout``;
-        - ``self.n_head`` and ``self.head_dim`` (``config.head_dim`` = C // nh);
+        - ``self.n_head``, ``self.head_dim`` (``config.head_dim`` = C // nh) and
+          ``self.layer_idx = layer_idx`` (which of the cache's layers is this one's);
         - the score scale: ``head_dim ** -0.5`` if ``config.scale_attn_weights`` else 1.0,
-          further divided by ``layer_idx + 1`` if ``config.scale_attn_by_inverse_layer_idx``.
+          further divided by ``layer_idx + 1`` if ``config.scale_attn_by_inverse_layer_idx``;
+        - hook points, each ``HookPoint()``: ``self.hook_q``, ``self.hook_k``, ``self.hook_v``,
+          ``self.hook_attn_scores``, ``self.hook_pattern``, ``self.hook_z``.
 
         ``config.reorder_and_upcast_attn`` (compute the pattern in float32) only matters
         in half precision. ``config.attn_implementation`` says "sdpa" by default (the
@@ -232,43 +300,44 @@ class GPT2Attention(nn.Module):
         self,
         x: Tensor,
         attention_mask: Tensor | None = None,
-        layer_past: tuple[Tensor, Tensor] | None = None,
-        use_cache: bool = False,
-        output_attentions: bool = False,
-    ) -> tuple[Tensor, tuple[Tensor, Tensor] | None, Tensor | None]:
-        """Attention of T new tokens over themselves (and over P cached tokens).
+        past_key_values: KVCache | None = None,
+        cache_position: Tensor | None = None,
+    ) -> Tensor:
+        """Attention of T new tokens over themselves (and over the cached ones).
 
         x: (B, T, C), the (layer-normed) residual stream.
         attention_mask: bool (B or 1, 1, T, S), True = may attend. GPT2Model builds it,
             causal and padding combined; pass it straight to ``attention_pattern``.
             None means the causal mask alone: build it with ``causal_mask(T, S)``
             (this layer is always causal).
-        layer_past, use_cache: exercise 11 (KV cache). ``layer_past`` is this layer's
-            cached (k, v), each (B, nh, P, hs).
-        output_attentions: return the pattern too.
+        past_key_values, cache_position: exercise 11. When a KVCache is given, after
+            computing this call's k and v (B, nh, T, hs), replace them by
+            ``past_key_values.update(self.layer_idx, k, v, cache_position)``: the keys and
+            values of every position so far, (B, nh, S, hs).
 
-        Returns a 3-tuple (output, present, pattern):
-        - output: (B, T, C);
-        - present: the (k, v) to cache, each (B, nh, S, hs), if use_cache, else None;
-        - pattern: (B, nh, T, S) if output_attentions, else None.
+        Returns the output (B, T, C): one tensor.
 
-        Steps: c_attn -> split into q, k, v (each (B, T, C)) -> split heads
-        (B, T, C) -> (B, nh, T, hs) -> ``attention_pattern`` -> attn_dropout ->
-        pattern @ v -> merge heads back to (B, T, C) -> c_proj -> resid_dropout.
+        Steps, with the hook points in their places (TransformerLens's shapes):
+        c_attn -> split into q, k, v (each (B, T, C)) -> split heads (B, T, nh, hs) ->
+        ``q = self.hook_q(q)`` (and k, v) -> move heads forward (B, nh, T, hs) -> the cache ->
+        ``attention_pattern(q, k, mask, scale, self.hook_attn_scores)`` ->
+        ``self.hook_pattern(pattern)`` -> attn_dropout -> pattern @ v (B, nh, T, hs) ->
+        back to (B, T, nh, hs) -> ``self.hook_z(z)`` -> merge heads (B, T, C) -> c_proj ->
+        resid_dropout.
 
-        Pitfalls:
+        Pitfalls (the tests diagnose them):
         - c_attn's output is [q | k | v] along the last dim, each C wide; *within* each,
           head h owns columns h*hs .. (h+1)*hs. Split q/k/v first, then heads:
-          ``rearrange(t, "b t (nh hs) -> b nh t hs", nh=...)``. Splitting in another
+          ``rearrange(t, "b t (nh hs) -> b t nh hs", nh=...)``. Splitting in another
           order runs fine and gives wrong numbers.
         - merge heads with the inverse rearrange, not a bare ``.view`` of a
           (B, nh, T, hs) tensor (that interleaves tokens and heads).
+        - ``hook_pattern`` sees the pattern after the softmax and *before* dropout;
+          ``hook_q/k/v`` see this call's new positions only, before the cache update.
 
         KV cache (exercise 11): you may leave it for later, e.g. begin with
-        ``if layer_past is not None or use_cache: raise NotImplementedError(
+        ``if past_key_values is not None: raise NotImplementedError(
         "Exercise 11 (kv cache): see mlab_tfs/gpt2/GUIDE.md#11-kv-cache")``.
-        When you get there: concatenate the cached k and v in front of the new ones on
-        the sequence dimension (dim 2), and return the concatenated (k, v) as present.
         """
         raise NotImplementedError("Exercise 5 (attention): see mlab_tfs/gpt2/GUIDE.md#5-attention")
 
@@ -290,20 +359,24 @@ class GPT2MLP(nn.Module):
     """Position-wise feed-forward: C -> n_inner -> C."""
 
     def __init__(self, config: GPT2Config):
-        """Create ``self.c_fc = nn.Linear(C, inner)``, ``self.c_proj = nn.Linear(inner, C)``
-        and ``self.dropout = nn.Dropout(config.resid_pdrop)``.
+        """Create ``self.c_fc = nn.Linear(C, inner)``, ``self.c_proj = nn.Linear(inner, C)``,
+        ``self.dropout = nn.Dropout(config.resid_pdrop)`` and the hook points
+        ``self.hook_pre = HookPoint()`` and ``self.hook_post = HookPoint()``.
 
         inner = ``config.n_inner``, or 4 * C when that is None.
 
         The activation is named by ``config.activation_function``; GPT-2 checkpoints
-        say "gelu_new" (some say "gelu_pytorch_tanh", the same function): use your
-        ``gelu_new`` for those. For other names you may raise a ValueError, or borrow
-        ``mlab_tfs.gpt2.solution._activation(name)``.
+        say "gelu_new" (some say "gelu_pytorch_tanh", the same function). Take it from the
+        given table with your own GELU in it:
+        ``self.act = get_activation(config.activation_function, own={"gelu_new": gelu_new})``
+        (every alias of gelu_new then runs yours; the other names get the table's function).
         """
         raise NotImplementedError("Exercise 7 (mlp): see mlab_tfs/gpt2/GUIDE.md#7-mlp")
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, C) -> (B, T, C)
-        """x: (B, T, C). Returns (B, T, C): c_fc, activation, c_proj, dropout."""
+        """x: (B, T, C). Returns (B, T, C): c_fc, ``hook_pre``, activation, ``hook_post``,
+        c_proj, dropout. (``hook_pre`` is the input of the activation, (B, T, inner);
+        ``hook_post`` its output.)"""
         raise NotImplementedError("Exercise 7 (mlp): see mlab_tfs/gpt2/GUIDE.md#7-mlp")
 
 
@@ -313,6 +386,11 @@ class GPT2Block(nn.Module):
     def __init__(self, config: GPT2Config, layer_idx: int = 0):
         """Create ``ln_1``, ``attn`` (GPT2Attention, given layer_idx), ``ln_2`` and ``mlp``
         (GPT2MLP). Both layer norms use ``eps=config.layer_norm_epsilon``.
+
+        Hook points, each ``HookPoint()``: ``hook_resid_pre``, ``hook_attn_out``,
+        ``hook_resid_mid``, ``hook_mlp_out``, ``hook_resid_post``. Create them in the order
+        the forward uses them (hook_resid_pre, ln_1, attn, hook_attn_out, hook_resid_mid,
+        ln_2, mlp, hook_mlp_out, hook_resid_post): ``model.hook_dict`` lists them in that order.
         """
         raise NotImplementedError("Exercise 8 (block): see mlab_tfs/gpt2/GUIDE.md#8-block")
 
@@ -320,14 +398,17 @@ class GPT2Block(nn.Module):
         self,
         x: Tensor,
         attention_mask: Tensor | None = None,
-        layer_past: tuple[Tensor, Tensor] | None = None,
-        use_cache: bool = False,
-        output_attentions: bool = False,
-    ) -> tuple[Tensor, tuple[Tensor, Tensor] | None, Tensor | None]:
-        """Same arguments as GPT2Attention.forward; x is the residual stream (B, T, C).
+        past_key_values: KVCache | None = None,
+        cache_position: Tensor | None = None,
+    ) -> Tensor:
+        """Same arguments as GPT2Attention.forward (pass the mask and the cache on to it);
+        x is the residual stream (B, T, C). Returns x after the block, (B, T, C):
 
-        Returns (x after the block (B, T, C), present, pattern), passing the attention
-        layer's present and pattern through.
+            x = self.hook_resid_pre(x)
+            x = self.hook_resid_mid(x + self.hook_attn_out(attn(ln_1(x), ...)))
+            x = self.hook_resid_post(x + self.hook_mlp_out(mlp(ln_2(x))))
+
+        ``hook_attn_out`` / ``hook_mlp_out`` are what each branch adds to the residual stream.
 
         Pitfall: GPT-2 is *pre*-LN. The layer norm is applied to the input of each
         branch, and the un-normed x is what the branch output is added to:
@@ -341,19 +422,21 @@ class GPT2Block(nn.Module):
 # The model
 # ---------------------------------------------------------------------------------------
 
-
-class GPT2Model(AttnImplementationMixin, nn.Module):
+class GPT2Model(AttnImplementationMixin, HookedRootModule, nn.Module):
     """Token + position embeddings, n_layer blocks, final layer norm."""
+
+    hook_name_rules = GPT2_HOOK_NAMES  # given: run_with_cache, run_with_hooks, hook_dict
 
     def __init__(self, config: GPT2Config):
         """Store ``self.config`` and create:
         - ``wte``: Embedding(vocab_size, C), the token embedding;
         - ``wpe``: Embedding(n_positions, C), the learned position embedding;
+        - ``hook_embed`` and ``hook_pos_embed``: HookPoint()s, for the two embeddings;
         - ``drop``: nn.Dropout(config.embd_pdrop);
         - ``h``: nn.ModuleList of n_layer GPT2Blocks (block i gets layer_idx=i);
         - ``ln_f``: the final LayerNorm (eps=config.layer_norm_epsilon).
 
-        Last, initialise as GPT-2 does with the given ``_init_gpt2_weights(self, config)``:
+        Last, initialise as GPT-2 does with the given ``init_gpt2_weights(self, config)``:
         N(0, initializer_range) weights, zero biases, and every ``c_proj.weight`` drawn
         with std initializer_range / sqrt(2 * n_layer): each block adds two branches to
         the residual stream, and this keeps its variance from growing with depth.
@@ -365,10 +448,11 @@ class GPT2Model(AttnImplementationMixin, nn.Module):
         input_ids: Tensor,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
-        past_key_values: KVCache | None = None,
+        past_key_values: PastKeyValues | None = None,
         use_cache: bool = False,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        cache_position: Tensor | None = None,
     ) -> BaseModelOutput:
         """The transformer without its head.
 
@@ -376,26 +460,31 @@ class GPT2Model(AttnImplementationMixin, nn.Module):
         attention_mask: None or (B, P + T), 1 = real token, 0 = padding; it covers the
             cached tokens and the new ones.
         position_ids: None or (B, T) / (1, T) / (T,): which row of wpe each new token gets.
-        past_key_values, use_cache: exercise 11 (KV cache). The cache is a tuple of
-            n_layer (k, v) pairs, each (B, nh, P, hs).
-        output_hidden_states, output_attentions: collect those too.
+        past_key_values, use_cache, cache_position: exercise 11 (KV cache).
+        output_hidden_states, output_attentions: collect those too (below).
 
         Returns ``BaseModelOutput(last_hidden_state=..., past_key_values=...,
         hidden_states=..., attentions=...)`` (from mlab_tfs.outputs) with
         - last_hidden_state: (B, T, C), after ln_f;
-        - past_key_values: tuple of n_layer presents if use_cache, else None;
-        - hidden_states: if asked, n_layer + 1 tensors (B, T, C): the input of each block,
-          then the output of ln_f (not of the last block), as transformers returns them;
-        - attentions: if asked, n_layer patterns (B, nh, T, S).
+        - past_key_values: the KVCache if use_cache, else None;
+        - hidden_states: if asked, n_layer + 1 tensors (B, T, C): the input of each block
+          (its ``hook_resid_pre``), then the output of ln_f (not of the last block), as
+          transformers returns them;
+        - attentions: if asked, n_layer patterns (B, nh, T, S): each block's ``attn.hook_pattern``.
+
+        Gather the last two through the hook points with the given ``capture``: inside
+        ``with capture(points) as values:`` the list ``values`` receives what passes through
+        each point (pass ``[]`` when not asked), e.g.
+
+            with capture([b.attn.hook_pattern for b in self.h] if output_attentions else []) as patterns:
+                ... embeddings, blocks, ln_f ...
 
         Start with the given input checks, so bad input fails with a clear message:
 
             cfg = self.config
             check_token_ids("input_ids", input_ids, cfg.vocab_size)
             B, T = input_ids.shape
-            P = 0  # or, when past_key_values is given:
-            P = check_kv_cache("past_key_values", past_key_values, n_layer=cfg.n_layer,
-                               batch=B, n_head=cfg.n_head, head_dim=cfg.head_dim)
+            P = 0  # exercise 11 replaces this line
             # when position_ids is given (returns it as (B or 1, T)):
             position_ids = check_position_ids("position_ids", position_ids, (B, T), cfg.n_positions)
             # when attention_mask is given (returns it as bool (B, P + T)):
@@ -408,11 +497,26 @@ class GPT2Model(AttnImplementationMixin, nn.Module):
 
         Then: combine ``causal_mask(T, P + T)`` with the padding mask into one bool mask
         (B or 1, 1, T, S) (padding masks *keys*: index it as ``pad[:, None, None, :]``),
-        embed (wte + wpe, then drop), run the blocks, apply ln_f.
+        embed (``hook_embed(wte(ids)) + hook_pos_embed(wpe(positions))``, then drop), run
+        the blocks, apply ln_f.
 
         KV cache (exercise 11): you may leave it for later, e.g. with
         ``if past_key_values is not None or use_cache: raise NotImplementedError(
-        "Exercise 11 (kv cache): see mlab_tfs/gpt2/GUIDE.md#11-kv-cache")``.
+        "Exercise 11 (kv cache): see mlab_tfs/gpt2/GUIDE.md#11-kv-cache")``. When you get
+        there (the guide's section 11 walks through it):
+
+            cache = KVCache.for_forward(past_key_values, use_cache, cfg.n_layer)  # or None
+            if cache is not None:
+                P = check_kv_cache("past_key_values", cache, n_layer=cfg.n_layer, batch=B,
+                                   n_head=cfg.n_head, head_dim=cfg.head_dim, device=input_ids.device)
+            if cache_position is not None or (cache is not None and cache.is_static):
+                cache_position = check_cache_position("cache_position", cache_position, T, cache, P)
+
+        pass ``cache`` and ``cache_position`` to every block, and return ``cache`` as
+        past_key_values when use_cache. A *static* cache (``cache.is_static``) brings its
+        own mask and positions: the mask is ``cache.static_mask(cache_position,
+        attention_mask)`` (B, 1, T, M) and, when position_ids is None, the positions are
+        ``cache_position[None]``.
         """
         raise NotImplementedError("Exercise 9 (model): see mlab_tfs/gpt2/GUIDE.md#9-model")
 
@@ -481,8 +585,10 @@ def to_hf_state_dict(state: StateDict, config: GPT2Config) -> StateDict:
     raise NotImplementedError("Exercise 10 (loading): see mlab_tfs/gpt2/GUIDE.md#10-loading-weights")
 
 
-class GPT2LMHeadModel(AttnImplementationMixin, PretrainedMixin, nn.Module):
+class GPT2LMHeadModel(AttnImplementationMixin, HookedRootModule, PretrainedMixin, nn.Module):
     """GPT2Model with a language-modelling head tied to the token embedding."""
+
+    hook_name_rules = GPT2_HOOK_NAMES  # given: the same hook names as GPT2Model's
 
     # Given: PretrainedMixin's from_pretrained / save_pretrained call these two.
     config_class = GPT2Config
@@ -507,12 +613,13 @@ class GPT2LMHeadModel(AttnImplementationMixin, PretrainedMixin, nn.Module):
         input_ids: Tensor,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
-        past_key_values: KVCache | None = None,
+        past_key_values: PastKeyValues | None = None,
         labels: Tensor | None = None,
         use_cache: bool = False,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
         num_items_in_batch: Tensor | int | None = None,
+        cache_position: Tensor | None = None,
     ) -> CausalLMOutput:
         """As GPT2Model.forward, plus the head and the loss.
 
@@ -526,6 +633,7 @@ class GPT2LMHeadModel(AttnImplementationMixin, PretrainedMixin, nn.Module):
         Returns ``CausalLMOutput(loss=..., logits=..., past_key_values=...,
         hidden_states=..., attentions=...)`` with logits (B, T, V) = lm_head of the last
         hidden state, loss = ``lm_loss(logits, labels, num_items_in_batch)`` when labels are given (else
-        None), and the other fields passed through from the transformer.
+        None), and the other fields passed through from the transformer (pass it every
+        argument it takes, cache_position included).
         """
         raise NotImplementedError("Exercise 9 (model): see mlab_tfs/gpt2/GUIDE.md#9-model")

@@ -4,7 +4,7 @@
 draws from the same distributions), but is built for a GPU:
 
 - the prompt runs once (the prefill) into a static KV cache
-  (``mlab_tfs.gpt2.fast.StaticKVCache``): fixed-size buffers written in place;
+  (``mlab_tfs.gpt2.solution.KVCache.static``): fixed-size buffers written in place;
 - every later token is one call of a decode step whose shapes never change, so
   ``torch.compile(mode="reduce-overhead")`` compiles it once and replays it as a CUDA
   graph, one launch per token instead of hundreds of kernel launches (as in PyTorch's
@@ -29,7 +29,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from mlab_tfs.gpt2.fast import StaticKVCache, static_forward
+from mlab_tfs.gpt2.fast import static_forward
+from mlab_tfs.gpt2.solution import KVCache
 from mlab_tfs.inputs import check_bool, check_int
 from mlab_tfs.sampling.solution import (
     _check_generator,
@@ -118,18 +119,18 @@ def _make_step(opts: _Options) -> Callable[..., tuple[Tensor, Tensor]]:
     return decode_step
 
 
-# model -> {(batch, max_len): StaticKVCache, (options, compile settings): step}. Reused
+# model -> {(batch, max_len): static KVCache, (options, compile settings): step}. Reused
 # across calls, so that a compiled step (guarded on the cache it was compiled with) is
 # compiled once, not once per call.
 _STATE: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
 
-def _cache_for(model: Any, batch: int, max_len: int) -> StaticKVCache:
+def _cache_for(model: Any, batch: int, max_len: int) -> KVCache:
     state = _STATE.setdefault(model, {})
     w = model.lm_head.weight
     key = ("cache", batch, max_len, w.dtype, w.device)
     if key not in state:
-        cache = StaticKVCache.for_model(model, batch, max_len)
+        cache = KVCache.for_model(model, batch, max_len)
         for t in cache.buffers():
             torch._dynamo.mark_static_address(t)  # CUDA graphs: mutated in place at a fixed address
         state[key] = cache

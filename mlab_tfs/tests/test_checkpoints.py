@@ -468,13 +468,13 @@ def test_bad_value_in_config_json_names_the_field_and_the_file(field, value, fol
         gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"], **{field: value})
 
 
-@pytest.mark.parametrize("config_class", [gpt2.GPT2Config, bert.BertConfig, deberta.DebertaV2Config])
-def test_config_from_pretrained_names_an_unreadable_config_json(config_class, tmp_path):
+@pytest.mark.parametrize("model_class", [gpt2.GPT2LMHeadModel, bert.BertModel, deberta.DebertaV2Model])
+def test_from_pretrained_names_an_unreadable_config_json(model_class, tmp_path):
     with pytest.raises(CheckpointError, match=r"config\.json: missing"):
-        config_class.from_pretrained(tmp_path)
+        model_class.from_pretrained(tmp_path)
     (tmp_path / "config.json").write_text("not json")
     with pytest.raises(CheckpointError, match=r"config\.json is not valid JSON"):
-        config_class.from_pretrained(tmp_path)
+        model_class.from_pretrained(tmp_path)
 
 
 def test_integer_weights_are_a_mismatch(folders, tmp_path):

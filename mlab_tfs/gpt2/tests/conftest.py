@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mlab_tfs.checkpoints import read_config
 from mlab_tfs.gpt2 import solution
 from mlab_tfs.testing import tiny
 from mlab_tfs.testing.plugin import load_impl
@@ -34,7 +35,7 @@ def hf_base(base_ckpt):
 
 @pytest.fixture(scope="session")
 def base_config(base_ckpt):
-    return solution.GPT2Config.from_pretrained(base_ckpt)
+    return solution.GPT2Config.from_dict(read_config(base_ckpt))
 
 
 

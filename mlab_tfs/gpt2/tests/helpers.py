@@ -58,3 +58,23 @@ def zero_blind_rows(pattern: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """transformers' eager pattern with the rows of queries that see no key set to 0, which is
     what its default sdpa path computes (the eager path leaves them uniform over all keys)."""
     return pattern.masked_fill(~keep.any(-1, keepdim=True), 0.0)
+
+
+def hook_point(module: torch.nn.Module, name: str):
+    """module.<name>, which must be a HookPoint the layer's __init__ created."""
+    from mlab_tfs.hooks import HookPoint
+
+    point = getattr(module, name, None)
+    assert isinstance(point, HookPoint), (
+        f"{type(module).__name__} has no hook point {name!r}: create it in __init__ with "
+        f"self.{name} = HookPoint() (from mlab_tfs.hooks), as the docstring lists"
+    )
+    return point
+
+
+def returns_tensor(out, what: str) -> torch.Tensor:
+    assert isinstance(out, torch.Tensor), (
+        f"{what} must return one tensor (B, T, C), got {type(out).__name__}: the layers return tensors only; "
+        f"attention patterns and hidden states are read through hook points"
+    )
+    return out

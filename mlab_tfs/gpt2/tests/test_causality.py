@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mlab_tfs.checkpoints import read_config
 from mlab_tfs.gpt2 import solution
 from mlab_tfs.testing.compare import assert_close, assert_grads_close
 
@@ -91,7 +92,7 @@ def _static(model, ids, mask):
     """One prefill through a static cache with more columns than the text."""
     from mlab_tfs.gpt2 import fast
 
-    cache = fast.StaticKVCache.for_model(model, ids.shape[0], T + 3)
+    cache = solution.KVCache.for_model(model, ids.shape[0], T + 3)
     cache.reset(torch.ones_like(ids) if mask is None else mask)
     return fast.static_forward(model, ids, _positions(mask), cache, torch.arange(T))
 
@@ -100,7 +101,7 @@ RUNNERS = {"full": _full, "cached": _cached, "static": _static}
 
 
 def _model(gpt2, folder, attn):
-    cfg = solution.GPT2Config.from_pretrained(folder)
+    cfg = solution.GPT2Config.from_dict(read_config(folder))
     cfg.attn_implementation = attn
     hf = hf_default(folder)
     return load_into(gpt2.GPT2LMHeadModel(cfg), hf)

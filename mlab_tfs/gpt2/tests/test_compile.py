@@ -71,7 +71,7 @@ def test_compiled_static_cache_prefill_equals_uncompiled(tiniest, attn):
     outs = []
     torch._dynamo.reset()
     for forward in (fast.static_forward, torch.compile(fast.static_forward, fullgraph=True)):
-        cache = fast.StaticKVCache.for_model(model, ids.shape[0], ids.shape[1] + 2)
+        cache = solution.KVCache.for_model(model, ids.shape[0], ids.shape[1] + 2)
         cache.reset(mask)
         with torch.no_grad():
             outs.append(forward(model, ids, pos, cache, torch.arange(ids.shape[1])))
@@ -96,7 +96,9 @@ def test_compiled_step_through_a_tuple_cache_equals_uncompiled(tiniest, attn):
     torch._dynamo.reset()
     with torch.no_grad():
         cache = model(ids[:, :5], attention_mask=mask[:, :5], position_ids=pos[:, :5], use_cache=True).past_key_values
-        outs = [forward(ids[:, 5:], attention_mask=mask, position_ids=pos[:, 5:], past_key_values=cache).logits
+        # A KVCache is updated in place: each run gets the prefix as a legacy tuple (wrapped in a new cache).
+        legacy = cache.to_legacy_cache()
+        outs = [forward(ids[:, 5:], attention_mask=mask, position_ids=pos[:, 5:], past_key_values=legacy).logits
                 for forward in (model, torch.compile(model, fullgraph=True))]
         full = model(ids, attention_mask=mask, position_ids=pos).logits
     assert_close(outs[1], outs[0], name=f"compiled logits through the cache ({attn})", atol=1e-5)
@@ -120,3 +122,52 @@ def test_set_attn_implementation_after_compiling_is_read_by_the_compiled_model(t
         model.config.attn_implementation = "flash_attention_2"
         with pytest.raises(ValueError, match=r"config.attn_implementation must be one of \('eager', 'sdpa'\)"):
             compiled(ids, **kwargs)
+
+
+def test_static_decode_step_is_one_graph(tiniest):
+    """The decode step over a static KVCache traces to one graph, no break (what CUDA graphs
+    need): the model's value-reading checks are skipped while compiling, and the cache's
+    update is an in-place write. torch._dynamo.explain traces without generating code."""
+    model = solution.GPT2LMHeadModel.from_pretrained(tiniest)
+    ids, kwargs, _ = _batch()
+    cache = solution.KVCache.for_model(model, ids.shape[0], ids.shape[1] + 2)
+    cache.reset(kwargs["attention_mask"])
+    torch._dynamo.reset()
+    with torch.no_grad():
+        fast.static_forward(model, ids, kwargs["position_ids"], cache, torch.arange(ids.shape[1]))
+        step = (ids[:, -1:], kwargs["position_ids"][:, -1:] + 1, cache, torch.tensor([ids.shape[1]]))
+        explained = torch._dynamo.explain(fast.static_forward)(model, *step)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1, (
+        f"the static decode step is {explained.graph_count} graphs with {explained.graph_break_count} breaks: "
+        f"{[str(b.reason) for b in explained.break_reasons][:3]}"
+    )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: CUDA graphs (mode='reduce-overhead')")
+def test_static_decode_replayed_as_a_cuda_graph_equals_uncompiled(tiniest):
+    """Four decode steps of the compiled, CUDA-graph step over one static KVCache: the same
+    logits as the uncompiled steps and as a full pass (padding included)."""
+    model = solution.GPT2LMHeadModel.from_pretrained(tiniest).cuda()
+    ids, kwargs, _ = _batch()
+    mask, pos = kwargs["attention_mask"].cuda(), kwargs["position_ids"].cuda()
+    ids = ids.cuda()
+    T0 = ids.shape[1] - 4
+    torch._dynamo.reset()
+    compiled = torch.compile(fast.static_forward, fullgraph=True, mode="reduce-overhead")
+    runs = []
+    for forward in (fast.static_forward, compiled):
+        cache = solution.KVCache.for_model(model, ids.shape[0], ids.shape[1])
+        for t in cache.buffers():
+            torch._dynamo.mark_static_address(t)
+        cache.reset(mask)
+        with torch.no_grad():
+            logits = [fast.static_forward(model, ids[:, :T0], pos[:, :T0], cache, torch.arange(T0, device="cuda"))]
+            for t in range(T0, ids.shape[1]):
+                torch.compiler.cudagraph_mark_step_begin()
+                step = forward(model, ids[:, t : t + 1], pos[:, t : t + 1], cache, torch.tensor([t], device="cuda"))
+                logits.append(step.clone())  # a CUDA graph's output is overwritten by its next replay
+        runs.append(torch.cat(logits, dim=1))
+    with torch.no_grad():
+        full = model(ids, attention_mask=mask, position_ids=pos).logits
+    assert_close(runs[1].cpu(), runs[0].cpu(), name="CUDA-graph decode logits vs uncompiled", atol=1e-5)
+    assert_close(runs[1].cpu(), full.cpu(), name="CUDA-graph decode logits vs a full pass", atol=1e-5)

@@ -13,7 +13,9 @@ from mlab_tfs.testing.compare import assert_close, assert_grads_close
 from mlab_tfs.testing.shortcuts import additive, no_shortcuts
 from mlab_tfs.testing.tiny import hf_gpt2
 
-from .helpers import config_of, keep_mask, load_into, zero_blind_rows
+from mlab_tfs.hooks import capture
+
+from .helpers import config_of, hook_point, keep_mask, load_into, returns_tensor, zero_blind_rows
 
 
 # ----------------------------------------------------------------------------- 1. layer norm
@@ -293,12 +295,14 @@ def test_attention_matches_transformers(gpt2, hf_base, hf_default_base, padded):
     pad = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]]) if padded else None
     keep = keep_mask(pad, 5, 5)
     with no_shortcuts((F, "scaled_dot_product_attention"), (nn.MultiheadAttention, "forward")):
-        out, present, pattern = attn(x, keep, None, False, True)
+        with capture([hook_point(attn, "hook_pattern")]) as seen:
+            out = returns_tensor(attn(x, keep), "GPT2Attention.forward")
+    pattern = seen[0]
+    assert pattern is not None, "hook_pattern never ran: call self.hook_pattern(pattern) after the softmax"
     with torch.no_grad():
         expected = hf_default_base.transformer.h[1].attn(x, attention_mask=keep)[0]
         eager_out, eager_pattern = hf_base.transformer.h[1].attn(x, attention_mask=additive(keep))
-    assert present is None, "with use_cache=False, return None as present"
-    assert_close(pattern, zero_blind_rows(eager_pattern, keep), name="attention pattern (output_attentions=True)",
+    assert_close(pattern, zero_blind_rows(eager_pattern, keep), name="attention pattern (hook_pattern)",
                  atol=1e-6, mistakes={UNIFORM_ROW: eager_pattern},
                  hint="split c_attn's output into q, k, v in that order, then heads: (B, T, C) -> (B, nh, T, hs)")
     assert_close(out, expected, name="GPT2Attention output", atol=1e-5, mistakes={UNIFORM_ROW: eager_out},
@@ -312,7 +316,7 @@ def test_attention_without_mask_is_causal(gpt2, hf_base):
     x = torch.randn(2, 6, cfg.n_embd, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         expected = hf_base.transformer.h[0].attn(x, attention_mask=additive(keep_mask(None, 6, 6)))[0]
-        assert_close(attn(x)[0], expected, name="GPT2Attention output with attention_mask=None", atol=1e-5,
+        assert_close(attn(x), expected, name="GPT2Attention output with attention_mask=None", atol=1e-5,
                      hint="attention_mask=None means causal only: build causal_mask(T, S) when none is given")
 
 
@@ -326,7 +330,7 @@ def test_attention_gradients(gpt2, hf_base, hf_default_base):
     x = torch.randn(2, 4, cfg.n_embd, generator=torch.Generator().manual_seed(1))
     g = torch.randn(2, 4, cfg.n_embd, generator=torch.Generator().manual_seed(2))
     hf_attn.zero_grad()
-    (attn(x, keep)[0] * g).sum().backward()
+    (attn(x, keep) * g).sum().backward()
     (hf_attn(x, attention_mask=keep)[0] * g).sum().backward()
     expected = {n: (p.grad.t() if n.endswith("weight") else p.grad) for n, p in hf_attn.named_parameters()}
     assert_grads_close({n: p.grad for n, p in attn.named_parameters()}, expected, rtol=1e-5,
@@ -346,7 +350,7 @@ def test_padding_query_reads_no_later_token(gpt2, hf_base):
     changed = x.clone()
     changed[:, 2:] = torch.randn(1, 3, cfg.n_embd, generator=g) * 3  # the later, real tokens
     with torch.no_grad():
-        out, later = attn(x, keep)[0], attn(changed, keep)[0]
+        out, later = attn(x, keep), attn(changed, keep)
         leaky = hf_base.transformer.h[0].attn(changed, attention_mask=additive(keep))[0]
     bias = attn.c_proj.bias.detach().expand(2, cfg.n_embd)
     assert_close(later[0, :2], bias, name="output of the padding queries after later tokens changed", atol=1e-6,
@@ -401,7 +405,7 @@ def test_block_matches_transformers(gpt2, hf_base, hf_default_base):
     x = torch.randn(2, 5, cfg.n_embd, generator=torch.Generator().manual_seed(0)) * 2
     keep = keep_mask(torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]]), 5, 5)
     with torch.no_grad():
-        out, present, pattern = block(x, keep, None, False, False)
+        out = returns_tensor(block(x, keep), "GPT2Block.forward")
         a = hf_block.attn(hf_block.ln_1(x), attention_mask=keep)[0]
         h_post = hf_block.ln_1(x + hf_block.attn(x, attention_mask=keep)[0])
         mistakes = {
@@ -413,4 +417,3 @@ def test_block_matches_transformers(gpt2, hf_base, hf_default_base):
         }
         assert_close(out, hf_block(x, attention_mask=keep), name="GPT2Block output", atol=1e-5, mistakes=mistakes,
                      hint="x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))")
-    assert present is None and pattern is None, "with use_cache=False and output_attentions=False return None for both"

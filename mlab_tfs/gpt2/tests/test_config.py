@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 import torch
 
+from mlab_tfs import activations
 from mlab_tfs.gpt2 import solution
 from mlab_tfs.testing import tiny
 from mlab_tfs.testing.compare import assert_close, assert_grads_close
@@ -58,7 +59,7 @@ PARITY = {
     "n_inner": dict(n_inner=21),
     "layer_norm_epsilon": dict(layer_norm_epsilon=0.5),
     "untied": dict(tie_word_embeddings=False),
-    **{f"activation_{name}": dict(activation_function=name) for name in solution.ACTIVATIONS},
+    **{f"activation_{name}": dict(activation_function=name) for name in activations.ACTIVATIONS},
 }
 
 
@@ -95,8 +96,8 @@ def test_activations_are_transformers_ones():
     from transformers.activations import ACT2FN
 
     x = torch.linspace(-6, 6, 241)
-    for name in solution.ACTIVATIONS:
-        assert_close(solution._activation(name)(x), ACT2FN[name](x), name=f"activation {name}", atol=1e-6)
+    for name in activations.ACTIVATIONS:
+        assert_close(activations.get_activation(name)(x), ACT2FN[name](x), name=f"activation {name}", atol=1e-6)
 
 
 DROPOUTS = {"resid_pdrop": dict(resid_pdrop=0.3, embd_pdrop=0.0, attn_pdrop=0.0),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mlab_tfs import activations
 from mlab_tfs.gpt2 import solution
 from mlab_tfs.testing.compare import assert_close, assert_grads_close
 from mlab_tfs.testing.tiny import GPT2_CONFIGS, left_padded_batch
@@ -67,7 +68,8 @@ def test_sdpa_falls_back_for_attention_patterns(checkpoints):
 
 
 # ---------------------------------------------------------------------------------------
-# Static KV cache (mlab_tfs.gpt2.fast): the same logits as a full pass and as the tuple cache
+# Static KV cache (KVCache.static, fast.static_forward): the same logits as a full pass and as
+# the dynamic cache
 # ---------------------------------------------------------------------------------------
 
 from mlab_tfs.gpt2 import fast  # noqa: E402
@@ -77,7 +79,7 @@ def _static_steps(model, ids, mask, prefix, max_len):
     """Logits of a prefill of `prefix` columns, then one column at a time through a static cache."""
     B, T = ids.shape
     pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)  # left_padded_batch's positions, padding at 1
-    cache = fast.StaticKVCache.for_model(model, B, max_len)
+    cache = solution.KVCache.for_model(model, B, max_len)
     cache.reset(mask)  # which columns are real, the later ones included
     logits = [fast.static_forward(model, ids[:, :prefix], pos[:, :prefix], cache, torch.arange(prefix))]
     for t in range(prefix, T):
@@ -87,7 +89,7 @@ def _static_steps(model, ids, mask, prefix, max_len):
 
 @pytest.mark.parametrize("name", list(GPT2_CONFIGS))
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
-def test_static_cache_equals_full_pass_and_tuple_cache(checkpoints, name, attn):
+def test_static_cache_equals_full_pass_and_dynamic_cache(checkpoints, name, attn):
     model = solution.GPT2LMHeadModel.from_pretrained(checkpoints[name], attn_implementation=attn)
     ids, mask, pos = left_padded_batch(model.config.vocab_size, [7, 3, 6], seed=8)
     real = mask.bool()
@@ -99,8 +101,9 @@ def test_static_cache_equals_full_pass_and_tuple_cache(checkpoints, name, attn):
     # Padding positions included: a padding query sees no key and outputs 0, however many
     # columns the cache has.
     assert_close(static, full, name="static-cache logits vs a full pass", atol=1e-5)
-    assert_close(static, dynamic, name="static-cache logits vs the tuple cache", atol=1e-5)
-    for i, ((k, v), (ks, vs)) in enumerate(zip(past, cache.as_tuple(ids.shape[1]))):
+    assert_close(static, dynamic, name="static-cache logits vs the dynamic cache", atol=1e-5)
+    assert cache.get_seq_length() == ids.shape[1], "a static cache counts the columns written"
+    for i, ((k, v), (ks, vs)) in enumerate(zip(past.to_legacy_cache(), cache.to_legacy_cache())):
         r = real[:, None, :, None].expand_as(k)
         assert_close(ks[r], k[r], name=f"static cache keys, layer {i}", atol=1e-6)
         assert_close(vs[r], v[r], name=f"static cache values, layer {i}", atol=1e-6)
@@ -123,7 +126,7 @@ def test_static_cache_last_only(checkpoints):
     model = solution.GPT2LMHeadModel.from_pretrained(checkpoints["base"])
     ids, mask, pos = left_padded_batch(97, [5, 4], seed=3)
     with torch.no_grad():
-        cache = fast.StaticKVCache.for_model(model, 2, 8)
+        cache = solution.KVCache.for_model(model, 2, 8)
         cache.reset(mask)
         last = fast.static_forward(model, ids, pos, cache, torch.arange(5), last_only=True)
         full = model(ids, attention_mask=mask, position_ids=pos).logits
@@ -134,10 +137,10 @@ def test_static_cache_last_only(checkpoints):
 def test_static_cache_rejects_bad_shapes(checkpoints):
     model = solution.GPT2LMHeadModel.from_pretrained(checkpoints["base"])  # n_positions 40
     with pytest.raises(ValueError, match="max_len=41"):
-        fast.StaticKVCache.for_model(model, 1, 41)
+        solution.KVCache.for_model(model, 1, 41)
     with pytest.raises(ValueError, match="batch_size"):
-        fast.StaticKVCache(2, 0, 4, 8, 8)
-    cache = fast.StaticKVCache.for_model(model, 2, 8)
+        solution.KVCache.static(2, 0, 4, 8, 8)
+    cache = solution.KVCache.for_model(model, 2, 8)
     with pytest.raises(ValueError, match="attention_mask"):
         cache.reset(torch.ones(3, 4))
 
@@ -172,7 +175,7 @@ def test_fused_ops_equal_hand_written(checkpoints, name):
             assert model.transformer.h[0].mlp.act is not solution.gelu_new
         out, out_grads = _forward_backward(model, ids, mask, pos)
     assert "forward" not in model.transformer.ln_f.__dict__, "leaving fused_ops restores the hand-written path"
-    assert model.transformer.h[0].mlp.act is solution._activation(model.config.activation_function) or \
+    assert model.transformer.h[0].mlp.act is activations.get_activation(model.config.activation_function) or \
         model.config.activation_function != "gelu_new"
     assert_close(out.logits, ref.logits, name="fused-ops logits", atol=1e-5)
     assert_close(out.loss, ref.loss, name="fused-ops loss", atol=1e-6)

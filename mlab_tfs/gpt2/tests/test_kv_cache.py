@@ -1,4 +1,6 @@
-"""Exercise 11: incremental decoding through past_key_values equals one full pass."""
+"""Exercise 11: the KV cache object. Incremental decoding through it (dynamic mode) and over
+preallocated buffers (static mode) equals one full pass; reorder_cache / batch_repeat_interleave
+follow beam search's rows; cache_position is checked at its boundaries."""
 
 from __future__ import annotations
 
@@ -11,24 +13,93 @@ from mlab_tfs.testing.tiny import left_padded_batch
 from .test_model import LEARNER_CONFIGS, pair
 
 CACHE_HINT = (
-    "concatenate the cached k and v with the new ones along the sequence dim (dim 2), let positions "
-    "continue from the cache length, and let the causal mask put the new queries after the cached keys"
+    "KVCache.update (dynamic): concatenate the cached k and v with the new ones along the sequence dim (dim 2) "
+    "and store them; let positions continue from the cache length, and let the causal mask put the new queries "
+    "after the cached keys"
+)
+STATIC_HINT = (
+    "KVCache.update (static): write k and v into columns cache_position of the layer's buffers, in place "
+    "(buf[:, :, cache_position] = k), and return the whole buffers; the model masks them with "
+    "cache.static_mask(cache_position, attention_mask) and takes positions from cache_position"
 )
 
 
+def _positions(mask):
+    return (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+
+
 def _steps(model, ids, mask=None, prefix=3):
-    """Logits of a prefix pass, then one token at a time through the cache, concatenated."""
+    """Logits of a prefix pass, then one token at a time through the cache, concatenated;
+    and the cache (the object the first pass returned, updated in place)."""
     B, T = ids.shape
-    pos = None if mask is None else (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+    pos = None if mask is None else _positions(mask)
     kw = lambda end: {} if mask is None else dict(attention_mask=mask[:, :end], position_ids=pos[:, end - 1 : end])  # noqa: E731
     first = model(ids[:, :prefix], use_cache=True,
                   **({} if mask is None else dict(attention_mask=mask[:, :prefix], position_ids=pos[:, :prefix])))
     logits, past = [first.logits], first.past_key_values
     for t in range(prefix, T):
         out = model(ids[:, t : t + 1], past_key_values=past, use_cache=True, **kw(t + 1))
+        assert out.past_key_values is past, "with a KVCache given, use_cache=True returns that object, updated in place"
         logits.append(out.logits)
-        past = out.past_key_values
     return torch.cat(logits, dim=1), past
+
+
+def _static_steps(gpt2, model, ids, mask, prefix, max_len):
+    """A prefill of `prefix` columns, then one column at a time, through a static cache."""
+    B, T = ids.shape
+    pos = _positions(mask)
+    cache = gpt2.KVCache.for_model(model, B, max_len)
+    cache.reset(mask)  # which columns are real; later ones are new tokens
+    logits = [model(ids[:, :prefix], position_ids=pos[:, :prefix], past_key_values=cache,
+                    cache_position=torch.arange(prefix), use_cache=True).logits]
+    for t in range(prefix, T):
+        logits.append(model(ids[:, t : t + 1], position_ids=pos[:, t : t + 1], past_key_values=cache,
+                            cache_position=torch.tensor([t]), use_cache=True).logits)
+    return torch.cat(logits, dim=1), cache
+
+
+# ------------------------------------------------------------------------- the object alone
+
+
+@pytest.mark.exercise("kv_cache")
+def test_dynamic_update_concatenates(gpt2):
+    g = torch.Generator().manual_seed(0)
+    cache = gpt2.KVCache(2)
+    assert not cache.is_static and len(cache) == 2 and cache.get_seq_length() == 0
+    k1, v1 = torch.randn(2, 3, 4, 5, generator=g), torch.randn(2, 3, 4, 5, generator=g)
+    k2, v2 = torch.randn(2, 3, 1, 5, generator=g), torch.randn(2, 3, 1, 5, generator=g)
+    ka, va = cache.update(1, k1, v1)
+    assert_close(ka, k1, name="update of an empty layer returns its keys", atol=0, hint=CACHE_HINT)
+    assert_close(va, v1, name="update of an empty layer returns its values", atol=0)
+    assert cache.keys[0] is None, "update(1, ...) must leave layer 0 alone"
+    kb, vb = cache.update(1, k2, v2)
+    assert_close(kb, torch.cat([k1, k2], dim=2), name="keys after a second update", atol=0,
+                 mistakes={"new keys put before the cached ones": torch.cat([k2, k1], dim=2)}, hint=CACHE_HINT)
+    assert_close(vb, torch.cat([v1, v2], dim=2), name="values after a second update", atol=0, hint=CACHE_HINT)
+    assert cache.get_seq_length(1) == 5 and cache[1][0] is kb, "the cache keeps what update returned"
+
+
+@pytest.mark.exercise("kv_cache")
+def test_static_update_writes_in_place(gpt2):
+    g = torch.Generator().manual_seed(1)
+    cache = gpt2.KVCache.static(2, batch_size=2, n_head=3, max_len=6, head_dim=4)
+    assert cache.is_static
+    buffers = [cache.keys[1].data_ptr(), cache.values[1].data_ptr()]
+    k, v = torch.randn(2, 3, 2, 4, generator=g), torch.randn(2, 3, 2, 4, generator=g)
+    ka, va = cache.update(1, k, v, torch.tensor([2, 3]))
+    assert ka.shape == (2, 3, 6, 4), f"static update returns the whole (B, nh, M, hs) buffer, got {tuple(ka.shape)}"
+    assert [ka.data_ptr(), va.data_ptr()] == buffers, "static update writes into the buffers in place (same address)"
+    expected_k, expected_v = torch.zeros(2, 3, 6, 4), torch.zeros(2, 3, 6, 4)
+    expected_k[:, :, 2:4], expected_v[:, :, 2:4] = k, v
+    assert_close(ka, expected_k, name="static keys after writing columns 2 and 3", atol=0, hint=STATIC_HINT)
+    assert_close(va, expected_v, name="static values after writing columns 2 and 3", atol=0, hint=STATIC_HINT)
+    assert_close(cache.keys[0], torch.zeros(2, 3, 6, 4), name="layer 0 (not written)", atol=0)
+    assert cache.get_seq_length(1) == 2
+    cache.reset()
+    assert cache.get_seq_length(1) == 0 and not cache.keys[1].any(), "reset zeroes the buffers"
+
+
+# ------------------------------------------------------------------------- through the model
 
 
 @pytest.mark.exercise("kv_cache")
@@ -38,8 +109,10 @@ def test_incremental_equals_full_pass(gpt2, checkpoints, name):
     ids = torch.randint(0, model.config.vocab_size, (2, 9), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         full = model(ids).logits
-        stepped, _ = _steps(model, ids)
-    assert_close(stepped, full, name="logits decoded through past_key_values", atol=1e-5, hint=CACHE_HINT)
+        stepped, past = _steps(model, ids)
+    assert isinstance(past, gpt2.KVCache), f"use_cache=True returns the KVCache, got {type(past).__name__}"
+    assert past.get_seq_length() == 9
+    assert_close(stepped, full, name="logits decoded through the KVCache", atol=1e-5, hint=CACHE_HINT)
 
 
 @pytest.mark.exercise("kv_cache")
@@ -55,6 +128,19 @@ def test_incremental_with_left_padding(gpt2, checkpoints):
 
 
 @pytest.mark.exercise("kv_cache")
+def test_legacy_tuple_is_accepted_and_left_unchanged(gpt2, checkpoints):
+    model, _ = pair(gpt2, checkpoints["base"])
+    ids = torch.randint(0, 97, (2, 6), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        legacy = model(ids[:, :4], use_cache=True).past_key_values.to_legacy_cache()
+        out = model(ids[:, 4:], past_key_values=legacy, use_cache=True)
+        full = model(ids).logits
+    assert all(k.shape[2] == 4 for k, _ in legacy), "a legacy tuple passed in is not changed"
+    assert isinstance(out.past_key_values, gpt2.KVCache) and out.past_key_values.get_seq_length() == 6
+    assert_close(out.logits, full[:, 4:], name="logits after a legacy tuple cache", atol=1e-5)
+
+
+@pytest.mark.exercise("kv_cache")
 def test_cache_holds_transformers_keys_and_values(gpt2, checkpoints):
     model, hf = pair(gpt2, checkpoints["deep_narrow_heads"])
     ids = torch.randint(0, model.config.vocab_size, (2, 5), generator=torch.Generator().manual_seed(2))
@@ -62,7 +148,7 @@ def test_cache_holds_transformers_keys_and_values(gpt2, checkpoints):
         past = model(ids, use_cache=True).past_key_values
         expected = hf(ids, use_cache=True).past_key_values
     n = model.config.n_layer
-    assert isinstance(past, tuple) and len(past) == n, f"past_key_values should be a tuple of {n} (k, v) pairs"
+    assert len(past) == n, f"the cache should hold {n} layers"
     for i in range(n):
         layer = expected.layers[i]
         assert_close(past[i][0], layer.keys, name=f"past_key_values[{i}][0] (keys)", atol=1e-5,
@@ -71,17 +157,153 @@ def test_cache_holds_transformers_keys_and_values(gpt2, checkpoints):
 
 
 @pytest.mark.exercise("kv_cache")
+@pytest.mark.parametrize("name", LEARNER_CONFIGS)
+def test_static_equals_dynamic_and_full_pass(gpt2, checkpoints, name):
+    model, _ = pair(gpt2, checkpoints[name])
+    ids, mask, pos = left_padded_batch(model.config.vocab_size, [7, 3, 6], seed=8)
+    with torch.no_grad():
+        full = model(ids, attention_mask=mask, position_ids=pos).logits
+        dynamic, past = _steps(model, ids, mask, prefix=3)
+        # More columns than the text: the unwritten ones must be masked out.
+        static, cache = _static_steps(gpt2, model, ids, mask, prefix=3, max_len=ids.shape[1] + 5)
+    assert_close(static, full, name="static-cache logits vs a full pass (padding included)", atol=1e-5,
+                 hint=STATIC_HINT)
+    assert_close(static, dynamic, name="static-cache logits vs the dynamic cache", atol=1e-5, hint=STATIC_HINT)
+    real = mask.bool()[:, None, :, None]
+    for i in range(model.config.n_layer):
+        k, v = past[i]
+        ks, vs = (t[:, :, : ids.shape[1]] for t in cache[i])
+        assert_close(ks[real.expand_as(k)], k[real.expand_as(k)], name=f"static keys, layer {i}", atol=1e-6)
+        assert_close(vs[real.expand_as(v)], v[real.expand_as(v)], name=f"static values, layer {i}", atol=1e-6)
+
+
+@pytest.mark.exercise("kv_cache")
+def test_reorder_and_repeat_follow_the_rows(gpt2, checkpoints):
+    """Beam search's two moves, dynamic and static, with left padding: after repeating rows
+    and reordering them, the next step's logits are those of the same rows run from scratch."""
+    model, _ = pair(gpt2, checkpoints["base"])
+    ids, mask, pos = left_padded_batch(97, [5, 3], seed=3)
+    order = torch.tensor([3, 0, 0, 2])  # rows of the 4 repeated ones
+    nxt = torch.randint(0, 97, (4, 1), generator=torch.Generator().manual_seed(5))
+    rows = torch.tensor([0, 0, 1, 1])[order]
+    full_ids = torch.cat([ids[rows], nxt], dim=1)
+    full_mask = torch.cat([mask[rows], torch.ones(4, 1, dtype=mask.dtype)], dim=1)
+    with torch.no_grad():
+        expected = model(full_ids, attention_mask=full_mask, position_ids=_positions(full_mask)).logits[:, -1:]
+        dynamic = model(ids, attention_mask=mask, position_ids=pos, use_cache=True).past_key_values
+        dynamic.batch_repeat_interleave(2)
+        dynamic.reorder_cache(order)
+        got = model(nxt, attention_mask=full_mask, position_ids=_positions(full_mask)[:, -1:],
+                    past_key_values=dynamic).logits
+        assert_close(got, expected, name="dynamic cache after batch_repeat_interleave(2) and reorder_cache", atol=1e-5)
+        static = gpt2.KVCache.for_model(model, 2, 8)
+        static.reset(mask)
+        model(ids, position_ids=pos, past_key_values=static, cache_position=torch.arange(5))
+        static.batch_repeat_interleave(2)
+        static.reorder_cache(order)
+        got = model(nxt, position_ids=_positions(full_mask)[:, -1:], past_key_values=static,
+                    cache_position=torch.tensor([5])).logits
+        assert_close(got, expected, name="static cache after batch_repeat_interleave(2) and reorder_cache", atol=1e-5)
+    with pytest.raises(ValueError, match="beam_idx"):
+        dynamic.reorder_cache(torch.tensor([0, 4]))
+    with pytest.raises(TypeError, match="beam_idx"):
+        dynamic.reorder_cache(torch.tensor([0.0, 1.0]))
+
+
+# ------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.exercise("kv_cache")
 def test_cache_that_does_not_fit_is_refused(gpt2, checkpoints):
     model, _ = pair(gpt2, checkpoints["base"])
     ids = torch.randint(0, 97, (2, 4), generator=torch.Generator().manual_seed(3))
-    past = model(ids, use_cache=True).past_key_values
+    legacy = model(ids, use_cache=True).past_key_values.to_legacy_cache()
     step = ids[:, :1]
     with pytest.raises(ValueError, match="past_key_values"):
-        model(step, past_key_values=past[:1])  # one layer missing
+        model(step, past_key_values=legacy[:1])  # one layer missing
     with pytest.raises(ValueError, match="past_key_values"):
-        model(step[:1], past_key_values=past)  # batch of 1 against a cache of 2
+        model(step[:1], past_key_values=legacy)  # batch of 1 against a cache of 2
+    with pytest.raises(ValueError, match="past_key_values"):
+        model(step, past_key_values=gpt2.KVCache(1))  # a cache for another depth
+    with pytest.raises(TypeError, match="past_key_values"):
+        model(step, past_key_values={"k": 1})
     with pytest.raises(ValueError, match="attention_mask"):
-        model(step, past_key_values=past, attention_mask=torch.ones(2, 1))  # must cover 4 + 1
+        model(step, past_key_values=legacy, attention_mask=torch.ones(2, 1))  # must cover 4 + 1
     long = torch.zeros(2, 37, dtype=torch.long)
     with pytest.raises(ValueError, match="n_positions"):
-        model(long, past_key_values=past)  # 4 cached + 37 new > 40 positions
+        model(long, past_key_values=legacy)  # 4 cached + 37 new > 40 positions
+
+
+@pytest.mark.exercise("kv_cache")
+def test_cache_position_boundaries(gpt2, checkpoints):
+    model, _ = pair(gpt2, checkpoints["base"])
+    ids = torch.randint(0, 97, (2, 3), generator=torch.Generator().manual_seed(6))
+    cache = gpt2.KVCache.for_model(model, 2, 8)
+    with torch.no_grad():
+        # The last column is allowed; one beyond it, a negative one, a decreasing pair are not.
+        model(ids[:, :1], past_key_values=cache, cache_position=torch.tensor([7]))
+        for bad, match in ((torch.tensor([8]), "max_len=8"), (torch.tensor([-1]), "cache_position"),
+                           (torch.tensor([2, 1]), "increase")):
+            with pytest.raises(ValueError, match=match):
+                model(ids[:, : len(bad)], past_key_values=cache, cache_position=bad)
+        with pytest.raises(ValueError, match="cache_position is required"):
+            model(ids, past_key_values=cache)
+        with pytest.raises(ValueError, match=r"cache_position must have shape \(3,\)"):
+            model(ids, past_key_values=cache, cache_position=torch.arange(2))
+        with pytest.raises(TypeError, match="cache_position"):
+            model(ids, past_key_values=cache, cache_position=torch.arange(3.0))
+        # Dynamic: cache_position must be where the new keys go, P .. P + T - 1.
+        dynamic = model(ids[:, :2], use_cache=True).past_key_values
+        with pytest.raises(ValueError, match=r"cache_position must be 2 \.\. 2"):
+            model(ids[:, 2:], past_key_values=dynamic, cache_position=torch.tensor([1]))
+        a = model(ids[:, 2:], past_key_values=dynamic.to_legacy_cache(), cache_position=torch.tensor([2])).logits
+        b = model(ids[:, 2:], past_key_values=dynamic.to_legacy_cache()).logits
+    assert_close(a, b, name="logits with cache_position = P vs without", atol=0)
+    with pytest.raises(ValueError, match="max_len=41"):
+        gpt2.KVCache.for_model(model, 1, 41)  # n_positions is 40
+    with pytest.raises(ValueError, match="batch_size"):
+        gpt2.KVCache.static(2, 0, 4, 8, 8)
+    with pytest.raises(ValueError, match="attention_mask"):
+        cache.reset(torch.ones(3, 4))
+
+
+@pytest.mark.exercise("kv_cache")
+def test_static_cache_takes_the_padding_mask_either_way(gpt2, checkpoints):
+    """The prompts' padding given to reset(mask), or as attention_mask (B, L <= M) at each call
+    over a cache reset without one: the same logits, those of a full pass."""
+    model, _ = pair(gpt2, checkpoints["base"])
+    ids, mask, pos = left_padded_batch(97, [6, 2, 4], seed=11)
+    with torch.no_grad():
+        full = model(ids, attention_mask=mask, position_ids=pos).logits
+        by_reset = gpt2.KVCache.for_model(model, 3, 9)
+        by_reset.reset(mask)
+        a = model(ids, position_ids=pos, past_key_values=by_reset, cache_position=torch.arange(6)).logits
+        by_mask = gpt2.KVCache.for_model(model, 3, 9)
+        by_mask.reset()
+        b = model(ids, attention_mask=mask, position_ids=pos, past_key_values=by_mask,
+                  cache_position=torch.arange(6)).logits
+        with pytest.raises(ValueError, match="attention_mask"):
+            model(ids, attention_mask=torch.ones(3, 10), position_ids=pos, past_key_values=by_mask,
+                  cache_position=torch.arange(6))  # longer than the cache's 9 columns
+    assert_close(a, full, name="static logits, padding from reset(mask)", atol=1e-5)
+    assert_close(b, full, name="static logits, padding as attention_mask", atol=1e-5,
+                 hint="with a static cache the mask is cache.static_mask(cache_position, attention_mask)")
+
+
+@pytest.mark.exercise("kv_cache")
+def test_a_cache_elsewhere_or_half_written_is_refused(gpt2, checkpoints):
+    model, _ = pair(gpt2, checkpoints["base"])
+    ids = torch.randint(0, 97, (2, 3), generator=torch.Generator().manual_seed(12))
+    meta = tuple((torch.empty(2, 4, 3, 8, device="meta"),) * 2 for _ in range(2))
+    with pytest.raises(ValueError, match=r"past_key_values\[0\]\[0\] is on meta but input_ids is on cpu"):
+        model(ids, past_key_values=meta)
+    half = gpt2.KVCache(2)
+    half.update(0, torch.zeros(2, 4, 3, 8), torch.zeros(2, 4, 3, 8))
+    with pytest.raises(ValueError, match="only 1 of the KVCache's 2 layers"):
+        model(ids, past_key_values=half)
+    with pytest.raises(ValueError, match="n_layer must be a positive int"):
+        gpt2.KVCache(0)
+    with pytest.raises(IndexError, match="holds nothing yet"):
+        gpt2.KVCache(2)[0]
+    with pytest.raises(ValueError, match="past_key_values\\[1\\] must be a key and a value of one shape"):
+        gpt2.KVCache.from_legacy_cache(((torch.zeros(1, 1, 2, 2),) * 2, (torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 3, 2))))

@@ -1,0 +1,360 @@
+"""What the GPT-2 part gives the learner: the config, the weight initialisation and the
+bookkeeping of the KV cache. ``solution.py`` and ``student.py`` both import it, so the
+learner's model and the solution share these lines exactly.
+
+Shapes: B batch, nh heads, S cached positions, M = max_len static cache columns,
+hs = n_embd // nh head size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Sequence
+
+import torch
+from torch import nn
+
+from mlab_tfs.activations import ACTIVATIONS
+from mlab_tfs.attention import ATTN_IMPLEMENTATIONS
+from mlab_tfs.configs import ConfigMixin, check_bool, check_choice, check_divisible, check_float, check_int
+from mlab_tfs.configs import check_probability
+from mlab_tfs.inputs import _check_values, _describe, check_attention_mask, require_tensor
+from mlab_tfs.inputs import check_int as check_int_argument
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class GPT2Config(ConfigMixin):
+    """The fields of transformers' GPT2Config that change the computation, with its defaults
+    (``transformers/models/gpt2/configuration_gpt2.py``)."""
+
+    vocab_size: int = 50257
+    n_positions: int = 1024
+    n_embd: int = 768
+    n_layer: int = 12
+    n_head: int = 12
+    n_inner: int | None = None  # MLP width; None means 4 * n_embd
+    activation_function: str = "gelu_new"
+    resid_pdrop: float = 0.1
+    embd_pdrop: float = 0.1
+    attn_pdrop: float = 0.1
+    layer_norm_epsilon: float = 1e-5
+    initializer_range: float = 0.02
+    scale_attn_weights: bool = True
+    scale_attn_by_inverse_layer_idx: bool = False
+    reorder_and_upcast_attn: bool = False
+    tie_word_embeddings: bool = True
+    bos_token_id: int | None = 50256
+    eos_token_id: int | None = 50256
+    pad_token_id: int | None = None
+    # Which attention path runs: "sdpa" (transformers' default) or "eager" (hand-written);
+    # the same function. transformers keeps it as config._attn_implementation.
+    attn_implementation: str = "sdpa"
+
+    model_type: ClassVar[str] = "gpt2"
+    architectures: ClassVar[tuple[str, ...]] = ("GPT2LMHeadModel",)
+    # transformers' GPT2Config.attribute_map: the generic names it reads as GPT-2's own.
+    attribute_map: ClassVar[dict[str, str]] = {
+        "hidden_size": "n_embd", "max_position_embeddings": "n_positions",
+        "num_attention_heads": "n_head", "num_hidden_layers": "n_layer",
+    }
+    unsupported: ClassVar[dict[str, Any]] = {"add_cross_attention": False}  # no cross-attention here
+
+    def __post_init__(self) -> None:
+        """Check every field: ConfigError (a ValueError) naming it, ConfigTypeError for a wrong type."""
+        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
+            check_int(self, name, minimum=1)
+        check_divisible(self, "n_embd", "n_head")
+        check_int(self, "n_inner", minimum=1, optional=True)
+        check_choice(self, "activation_function", ACTIVATIONS)
+        for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
+            check_probability(self, name)
+        check_float(self, "layer_norm_epsilon", low=0.0, low_open=True)  # inside a sqrt: > 0
+        check_float(self, "initializer_range", low=0.0)
+        for name in ("scale_attn_weights", "scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn",
+                     "tie_word_embeddings"):
+            check_bool(self, name)
+        # Not vocabulary-bounded: the model never reads them, and the default 50256 is
+        # OpenAI's <|endoftext|>, outside small test vocabularies.
+        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            check_int(self, name, minimum=0, optional=True)
+        check_choice(self, "attn_implementation", ATTN_IMPLEMENTATIONS)
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+
+# Module paths -> TransformerLens's hook names (``transformer.h.0.ln_1.hook_normalized`` ->
+# ``blocks.0.ln1.hook_normalized``, ``transformer.ln_f.hook_normalized`` ->
+# ``ln_final.hook_normalized``), whatever the root class: GPT2Model's and
+# GPT2LMHeadModel's ``hook_name_rules``.
+GPT2_HOOK_NAMES = (
+    (r"^transformer\.", ""),
+    (r"^h\.(\d+)\.", r"blocks.\1."),
+    (r"\.ln_(\d)\.", r".ln\1."),
+    (r"^ln_f\.", "ln_final."),
+)
+
+
+def init_gpt2_weights(model: nn.Module, config: GPT2Config) -> None:
+    """GPT-2's initialisation (transformers' ``GPT2PreTrainedModel._init_weights``): N(0,
+    initializer_range) weights of every Linear and Embedding, zero Linear biases, and every
+    ``c_proj.weight`` (the residual projections) drawn with std initializer_range /
+    sqrt(2 * n_layer): each block adds two branches to the residual stream (Radford et al.
+    2019). Layer norms keep their ones and zeros. In place; returns None."""
+    for module in model.modules():
+        # By name, so that a learner's own Embedding class is initialised too.
+        if isinstance(module, nn.Linear) or type(module).__name__ == "Embedding":
+            nn.init.normal_(module.weight, mean=0.0, std=config.initializer_range)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+    for name, p in model.named_parameters():
+        if name.endswith("c_proj.weight"):
+            nn.init.normal_(p, mean=0.0, std=config.initializer_range / math.sqrt(2 * config.n_layer))
+
+
+def _positive(where: str, **values: object) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{where}: {name} must be a positive int, got {value!r}")
+
+
+class KVCacheBase(nn.Module):
+    """The bookkeeping of the KV cache; ``KVCache`` (the exercise) adds ``update``.
+
+    Two modes, one object that every attention layer reads and writes by its layer index:
+
+    - dynamic (``KVCache(n_layer)``): ``keys[i]`` / ``values[i]`` are (B, nh, S, hs), None
+      until layer i first writes; each update concatenates the new positions (the eager
+      decoding loop, beam search). transformers' ``DynamicCache``.
+    - static (``KVCache.static(...)`` / ``KVCache.for_model(...)``): preallocated (B, nh, M,
+      hs) buffers, written in place at ``cache_position``, plus ``key_mask`` (B, M), True
+      where a column holds a real token (False on the prompts' left padding). Every step
+      then has the same shapes, so a decode step compiles once and replays as a CUDA graph
+      (PyTorch's gpt-fast; transformers' ``StaticCache``). Module buffers, not plain
+      attributes: torch.compile treats buffers as static addresses, which CUDA graphs need.
+
+    ``reorder_cache`` and ``batch_repeat_interleave`` are transformers' Cache method names
+    (in place), so beam search treats this cache as it treats transformers'.
+    """
+
+    def __init__(self, n_layer: int):
+        super().__init__()
+        _positive("KVCache", n_layer=n_layer)
+        self.n_layer = n_layer
+        self.is_static = False
+        self._keys: list[Tensor | None] = [None] * n_layer
+        self._values: list[Tensor | None] = [None] * n_layer
+
+    # -- construction ------------------------------------------------------------------
+
+    @classmethod
+    def static(cls, n_layer: int, batch_size: int, n_head: int, max_len: int, head_dim: int,
+               dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Any:
+        """A static cache: zeroed (batch_size, n_head, max_len, head_dim) key and value
+        buffers per layer and ``key_mask`` (batch_size, max_len), all True until ``reset``.
+        ValueError naming a size that is not a positive int."""
+        _positive("KVCache.static", n_layer=n_layer, batch_size=batch_size, n_head=n_head, max_len=max_len,
+                  head_dim=head_dim)
+        cache = cls(n_layer)
+        cache.is_static = True
+        cache.max_len = max_len
+        shape = (batch_size, n_head, max_len, head_dim)
+        for i in range(n_layer):
+            cache.register_buffer(f"k{i}", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+            cache.register_buffer(f"v{i}", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        cache.register_buffer("key_mask", torch.ones(batch_size, max_len, dtype=torch.bool, device=device),
+                              persistent=False)
+        return cache
+
+    @classmethod
+    def for_model(cls, model: nn.Module, batch_size: int, max_len: int) -> Any:
+        """A static cache shaped for a GPT-2 ``model`` (GPT2LMHeadModel or GPT2Model), in the
+        dtype and on the device of its weights. ValueError when max_len exceeds n_positions
+        (the position table has no row beyond it)."""
+        cfg = model.config
+        if isinstance(max_len, int) and not isinstance(max_len, bool) and max_len > cfg.n_positions:
+            raise ValueError(f"KVCache.for_model: max_len={max_len} is more than the model's "
+                             f"n_positions={cfg.n_positions}")
+        w = next(model.parameters())
+        return cls.static(cfg.n_layer, batch_size, cfg.n_head, max_len, cfg.head_dim, dtype=w.dtype,
+                          device=w.device)
+
+    @classmethod
+    def from_legacy_cache(cls, past: Sequence[tuple[Tensor, Tensor]]) -> Any:
+        """A dynamic cache holding ``past``: one (k, v) pair per layer, each (B, nh, S, hs),
+        as older transformers and this course's earlier models passed them. The tensors are
+        taken, not copied (an update concatenates into new ones). TypeError / ValueError naming
+        ``past_key_values`` for anything else."""
+        if not isinstance(past, (tuple, list)) or len(past) == 0:
+            raise TypeError(f"past_key_values must be a KVCache or a non-empty tuple of (key, value) pairs, "
+                            f"one per layer, got {_describe(past)}")
+        cache = cls(len(past))
+        for i, layer in enumerate(past):
+            if not isinstance(layer, (tuple, list)) or len(layer) != 2:
+                raise ValueError(f"past_key_values[{i}] must be a (key, value) pair, got {_describe(layer)}")
+            k, v = (require_tensor(f"past_key_values[{i}][{j}]", t) for j, t in enumerate(layer))
+            if k.dim() != 4 or k.shape != v.shape:
+                raise ValueError(f"past_key_values[{i}] must be a key and a value of one shape (B, nh, S, hs), "
+                                 f"got {_describe(k)} and {_describe(v)}")
+            cache._keys[i], cache._values[i] = k, v
+        return cache
+
+    @classmethod
+    def for_forward(cls, past_key_values: object, use_cache: bool, n_layer: int) -> Any:
+        """The cache a model's forward hands its layers: ``past_key_values`` itself if it is a
+        KVCache (updated in place, as transformers 5's Cache), a legacy tuple wrapped in a new
+        dynamic cache (the tuple is not changed), a new dynamic cache when only ``use_cache``
+        is set, else None. TypeError naming past_key_values for anything else."""
+        if past_key_values is None:
+            return cls(n_layer) if use_cache else None
+        if isinstance(past_key_values, KVCacheBase):
+            return past_key_values
+        if isinstance(past_key_values, (tuple, list)):
+            return cls.from_legacy_cache(past_key_values)
+        raise TypeError(f"past_key_values must be a KVCache, a tuple of (key, value) pairs or None, "
+                        f"got {_describe(past_key_values)}")
+
+    def static_mask(self, cache_position: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """The attention mask of T new tokens over a static cache: bool (B, 1, T, M), True where
+        query t (at column cache_position[t]) may see column m: m <= cache_position[t]
+        (causal) and column m holds a real token (``key_mask``, and ``attention_mask`` where
+        given: (B, L), L <= M, 1 = real, over the first L columns). ValueError naming
+        attention_mask for another shape or values other than 0/1."""
+        B, M = self.key_mask.shape
+        causal = torch.arange(M, device=cache_position.device)[None, :] <= cache_position[:, None]  # (T, M)
+        real = self.key_mask
+        if attention_mask is not None:
+            t = require_tensor("attention_mask", attention_mask)
+            L = t.shape[-1] if t.dim() == 2 and t.shape[-1] <= M else M  # a bad shape fails the check below
+            pad = check_attention_mask("attention_mask", t, (B, L))
+            real = torch.cat([real[:, :L] & pad, real[:, L:]], dim=1)  # (B, M)
+        return causal[None, None] & real[:, None, None, :]
+
+    # -- what the attention reads ------------------------------------------------------
+
+    @property
+    def keys(self) -> list[Tensor | None]:
+        """Per layer: dynamic, the cached keys (B, nh, S, hs) or None; static, the buffer (B, nh, M, hs)."""
+        if self.is_static:
+            return [getattr(self, f"k{i}") for i in range(self.n_layer)]
+        return self._keys
+
+    @property
+    def values(self) -> list[Tensor | None]:
+        """Per layer: as ``keys``, for the values."""
+        if self.is_static:
+            return [getattr(self, f"v{i}") for i in range(self.n_layer)]
+        return self._values
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        """How many positions layer ``layer_idx`` holds. Static: the columns written since the
+        last reset, counted as transformers' StaticCache counts them (non-zero key rows of
+        batch row 0, head 0); it reads the buffer, so call it outside compiled code."""
+        k = self.keys[layer_idx]
+        if k is None:
+            return 0
+        if self.is_static:
+            return int(k[0, 0].any(dim=-1).sum())
+        return k.shape[2]
+
+    def __len__(self) -> int:
+        return self.n_layer
+
+    def __getitem__(self, layer_idx: int) -> tuple[Tensor, Tensor]:
+        """Layer ``layer_idx``'s (k, v): dynamic (B, nh, S, hs), static the whole (B, nh, M, hs) buffers.
+        IndexError for a layer outside [0, n_layer) or one that holds nothing yet."""
+        n = self.n_layer
+        if isinstance(layer_idx, bool) or not isinstance(layer_idx, int) or not -n <= layer_idx < n:
+            raise IndexError(f"KVCache has {self.n_layer} layers; got layer index {layer_idx!r}")
+        k, v = self.keys[layer_idx], self.values[layer_idx]
+        if k is None:
+            raise IndexError(f"KVCache layer {layer_idx} holds nothing yet (no forward pass has written it)")
+        return k, v
+
+    def to_legacy_cache(self) -> tuple[tuple[Tensor, Tensor], ...]:
+        """One (k, v) pair per layer, each (B, nh, S, hs); static: the first get_seq_length()
+        columns (views of the buffers). ValueError for a dynamic cache that holds nothing yet."""
+        if self.is_static:
+            S = self.get_seq_length()
+            return tuple((k[:, :, :S], v[:, :, :S]) for k, v in zip(self.keys, self.values))
+        if any(k is None for k in self._keys):
+            raise ValueError("KVCache.to_legacy_cache: the cache holds nothing yet (run a forward pass with it)")
+        return tuple(zip(self._keys, self._values))  # type: ignore[arg-type]
+
+    # -- static mode -------------------------------------------------------------------
+
+    def reset(self, attention_mask: Tensor | None = None) -> None:
+        """Empty the cache for a new batch. Static: zero the buffers and set ``key_mask`` from
+        the prompt mask (B, L), L <= max_len, 1 = real token: columns < L follow it, every
+        later column is a real new token. Dynamic: drop every layer's tensors (the mask is
+        then not used; passing one is a ValueError). ValueError naming attention_mask for a
+        wrong shape or values other than 0/1."""
+        if not self.is_static:
+            if attention_mask is not None:
+                raise ValueError("KVCache.reset: attention_mask is for a static cache; a dynamic cache takes "
+                                 "the mask at each forward")
+            self._keys = [None] * self.n_layer
+            self._values = [None] * self.n_layer
+            return
+        for t in (*self.keys, *self.values):
+            t.zero_()
+        self.key_mask.fill_(True)
+        if attention_mask is not None:
+            B, M = self.key_mask.shape
+            t = require_tensor("attention_mask", attention_mask)
+            if t.dim() != 2 or t.shape[0] != B or t.shape[1] > M:
+                raise ValueError(f"attention_mask must have shape (batch_size={B}, at most max_len={M}) for "
+                                 f"this static cache, got {_describe(t)}")
+            mask = check_attention_mask("attention_mask", t, tuple(t.shape))
+            self.key_mask[:, : t.shape[1]].copy_(mask)
+
+    # -- beam search (transformers' Cache methods, in place) ----------------------------
+
+    def reorder_cache(self, beam_idx: Tensor) -> None:
+        """Keep rows ``beam_idx`` (1-d long, on the cache's device) of every layer, in that
+        order: row b becomes old row beam_idx[b]. In place. TypeError / ValueError naming
+        beam_idx for a non-integer, non-1-d or out-of-range index."""
+        beam_idx = require_tensor("beam_idx", beam_idx)
+        if beam_idx.dtype.is_floating_point or beam_idx.dtype.is_complex or beam_idx.dtype == torch.bool:
+            raise TypeError(f"beam_idx must hold integer row indices (torch.long), got {_describe(beam_idx)}")
+        if beam_idx.dim() != 1:
+            raise ValueError(f"beam_idx must be 1-d (one source row per new row), got {_describe(beam_idx)}")
+        rows = self._rows()
+        if rows is not None and _check_values() and beam_idx.numel() and (
+                int(beam_idx.min()) < 0 or int(beam_idx.max()) >= rows):
+            raise ValueError(f"beam_idx must be in [0, {rows}) (the cache's rows), got values "
+                             f"{beam_idx.unique().tolist()[:8]}")
+        self._map_rows(lambda t: t.index_select(0, beam_idx.to(t.device)))
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        """Repeat every row ``repeats`` times (row b -> rows b*repeats .. b*repeats + repeats - 1),
+        as for the beams of one prompt. In place; a static cache gets new, larger buffers (a
+        step compiled for the old ones is compiled again)."""
+        repeats = check_int_argument("repeats", repeats, minimum=1)
+        self._map_rows(lambda t: t.repeat_interleave(repeats, dim=0))
+
+    def _rows(self) -> int | None:
+        k = self.keys[0]
+        return None if k is None else k.shape[0]
+
+    def _map_rows(self, fn) -> None:
+        if not self.is_static:
+            self._keys = [None if k is None else fn(k) for k in self._keys]
+            self._values = [None if v is None else fn(v) for v in self._values]
+            return
+        for name in [*(f"k{i}" for i in range(self.n_layer)), *(f"v{i}" for i in range(self.n_layer)), "key_mask"]:
+            old, new = getattr(self, name), fn(getattr(self, name))
+            if new.shape == old.shape:
+                old.copy_(new)  # same address: a CUDA graph captured on it stays valid
+            else:
+                self.register_buffer(name, new.contiguous(), persistent=False)
+
+    def extra_repr(self) -> str:
+        if self.is_static:
+            B, nh, M, hs = self.k0.shape
+            return f"static, n_layer={self.n_layer}, batch_size={B}, n_head={nh}, max_len={M}, head_dim={hs}"
+        return f"dynamic, n_layer={self.n_layer}, cached={self.get_seq_length()}"
