@@ -8,7 +8,7 @@ from mlab_tfs.testing.exercises import Exercise
 PART = "bert"
 
 EXERCISES = [
-    Exercise("embeddings", "Embeddings (word, position, token type)", "1-embeddings"),
+    Exercise("embeddings", "Embeddings", "1-embeddings"),
     Exercise("padding_mask", "Padding mask", "2-padding-mask"),
     Exercise("attention", "Attention", "3-attention"),
     Exercise("mlp", "MLP (erf GELU)", "4-mlp"),

@@ -95,8 +95,8 @@ class BertEmbeddings(nn.Module):
         """input_ids (B, T); token_type_ids and position_ids (B or 1, T). Returns (B, T, C)."""
         w = self.hook_embed(self.word_embeddings(input_ids))  # (B, T, C)
         # Broadcast rows made (B, T, C), as TransformerLens's hooks see them (a view: no copy).
-        t = self.hook_token_type_embed(self.token_type_embeddings(token_type_ids).expand_as(w))
         p = self.hook_pos_embed(self.position_embeddings(position_ids).expand_as(w))
+        t = self.hook_token_type_embed(self.token_type_embeddings(token_type_ids).expand_as(w))
         return self.dropout(self.LayerNorm(w + t + p))  # transformers' order of the sums
 
 

@@ -106,8 +106,8 @@ class BertEmbeddings(nn.Module):
         """input_ids (B, T); token_type_ids and position_ids (B, T) or (1, T).
         Returns dropout(LayerNorm(word + token_type + position)), (B, T, C).
 
-        Each lookup passes through its hook point as (B, T, C): ``hook_embed(word)``,
-        ``hook_token_type_embed(types.expand_as(word))``, ``hook_pos_embed(pos.expand_as(word))``
+        Each lookup passes through its hook point as (B, T, C), in this order: ``hook_embed(word)``,
+        ``hook_pos_embed(pos.expand_as(word))``, ``hook_token_type_embed(types.expand_as(word))``
         (a (1, T, C) lookup broadcast to the batch, as TransformerLens's hooks see it).
         Sum in transformers' order, (word + token_type) + position: float sums depend on it.
         """

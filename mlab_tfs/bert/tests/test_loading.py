@@ -1,4 +1,4 @@
-"""Exercise 11: loading Hugging Face BERT checkpoints in their layouts, and saving ones transformers loads."""
+"""Exercise 10: loading Hugging Face BERT checkpoints in their layouts, and saving ones transformers loads."""
 
 from __future__ import annotations
 
