@@ -10,9 +10,10 @@ import math
 import pytest
 import torch
 
+from mlab_tfs.testing import tiny
 from mlab_tfs.testing.compare import assert_close
 
-from .helpers import additive, batch, config_of, load_into
+from .helpers import additive, assert_bert_grads_close, batch, config_of, hf_grads_as_ours, load_into
 
 ATOL = 1e-5  # fp32
 
@@ -97,23 +98,29 @@ def test_every_hook_point_is_reached(cached):
 
 @pytest.mark.exercise("model")
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
-def test_run_with_cache_equals_transformers_hidden_states_and_attentions(bert, hf, attn):
+def test_run_with_cache_equals_transformers_hidden_states_and_attentions(bert, hf, checkpoint, attn):
     """hidden_states[0] = hook_full_embed, hidden_states[i + 1] = blocks.{i}.hook_normalized_resid_post
     (post-LN: the block's output is the normalized residual), attentions[i] = blocks.{i}.attn.hook_pattern;
-    padded batch, every position."""
+    padded batch, every position. Ours on each path against transformers' on the same path
+    (its sdpa path gives no attentions: those come from its eager path)."""
     model, ref = _model(bert, hf, "deep_narrow_heads", attn=attn)
     ids, mask, types, real = batch(model.config, seed=4)
+    kw = dict(attention_mask=mask, token_type_ids=types)
     with torch.no_grad():
-        out, cache = model.run_with_cache(ids, attention_mask=mask, token_type_ids=types)
-        expected = ref(ids, attention_mask=mask, token_type_ids=types, output_hidden_states=True,
-                       output_attentions=True)
+        out, cache = model.run_with_cache(ids, **kw)  # a hook on hook_pattern: the hand-written path
+        # Without pattern or score hooks the configured path runs (the fused kernel for "sdpa").
+        _, states = model.run_with_cache(ids, names_filter=lambda n: "resid" in n or n == "hook_full_embed", **kw)
+        expected = ref(ids, **kw, output_hidden_states=True, output_attentions=True)
+        if attn == "sdpa":
+            fused = tiny.hf_bert(checkpoint("deep_narrow_heads", "model"), "model", "sdpa")
+            expected.hidden_states = fused(ids, **kw, output_hidden_states=True).hidden_states
     n = model.config.num_hidden_layers
-    assert_close(cache["hook_full_embed"], expected.hidden_states[0], name="hook_full_embed vs hidden_states[0]",
+    assert_close(states["hook_full_embed"], expected.hidden_states[0], name="hook_full_embed vs hidden_states[0]",
                  atol=ATOL, hint="hook_full_embed is BertModel's: the embeddings' output, as block 0 receives it")
     for i in range(n):
-        assert_close(cache[f"blocks.{i}.hook_normalized_resid_post"], expected.hidden_states[i + 1],
+        assert_close(states[f"blocks.{i}.hook_normalized_resid_post"], expected.hidden_states[i + 1],
                      name=f"blocks.{i}.hook_normalized_resid_post vs hidden_states[{i + 1}]", atol=ATOL,
-                     mistakes={f"blocks.{i}.hook_resid_post (before ln2)": cache[f"blocks.{i}.hook_resid_post"]},
+                     mistakes={f"blocks.{i}.hook_resid_post (before ln2)": states[f"blocks.{i}.hook_resid_post"]},
                      hint="hook_normalized_resid_post is the block's output, after its last layer norm")
         assert_close(cache[f"blocks.{i}.attn.hook_pattern"], expected.attentions[i],
                      name=f"blocks.{i}.attn.hook_pattern vs attentions[{i}]", atol=ATOL,
@@ -405,3 +412,23 @@ def test_a_replacement_at_every_hook_point_takes_effect(bert, hf):
     assert not ignored, (f"replacing the activation at {ignored} changed nothing: use the hook point's return value "
                          f"(x = self.{ignored[0].rsplit('.', 1)[-1]}(x)) in "
                          f"{WHERE[ignored[0].rsplit('.', 1)[-1]]}.forward")
+
+
+@pytest.mark.exercise("model")
+def test_gradients_flow_through_hidden_states_and_attentions(bert, hf):
+    """output_hidden_states / output_attentions are gathered from the hook points without
+    detaching: a loss on them backpropagates as transformers' does (1e-5 relative)."""
+    model, ref = _model(bert, hf, "base")
+    ids, mask, types, real = batch(model.config, seed=10)
+    kw = dict(attention_mask=mask, token_type_ids=types, output_hidden_states=True, output_attentions=True)
+    ref.zero_grad()
+    losses = []
+    for m in (model, ref):
+        out = m(ids, **kw)
+        loss = (out.hidden_states[1] * real[..., None]).pow(2).sum() + out.attentions[0][:, :, :, 0].sum()
+        loss.backward()
+        losses.append(loss.detach())
+    assert_close(losses[0], losses[1], name="loss on hidden_states[1] and attentions[0]", atol=1e-4)
+    assert_bert_grads_close(model, hf_grads_as_ours(ref, model, "model"), rtol=1e-5,
+                            hint="keep the captured values attached to the graph (no .detach())")
+    ref.zero_grad()
