@@ -85,11 +85,12 @@ class BertEmbeddings(nn.Module):
         self.word_embeddings = Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
         self.position_embeddings = Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = Embedding(config.type_vocab_size, config.hidden_size)
-        self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        # Hook points built in the order the forward reaches them (hook_dict lists them so).
         self.hook_embed = HookPoint()  # (B, T, C)
         self.hook_pos_embed = HookPoint()  # (B, T, C)
         self.hook_token_type_embed = HookPoint()  # (B, T, C)
+        self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor, position_ids: Tensor) -> Tensor:
         """input_ids (B, T); token_type_ids and position_ids (B or 1, T). Returns (B, T, C)."""
@@ -179,10 +180,10 @@ class BertSelfOutput(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.hook_attn_out = HookPoint()  # (B, T, C)
         self.hook_resid_mid = HookPoint()  # (B, T, C)
+        self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)  # after the hooks: forward order
 
     def forward(self, y: Tensor, x: Tensor) -> Tensor:  # y: attention heads (B, T, C), x: block input (B, T, C)
         attn_out = self.hook_attn_out(self.dropout(self.dense(y)))
@@ -226,10 +227,10 @@ class BertOutput(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.hook_mlp_out = HookPoint()  # (B, T, C)
         self.hook_resid_post = HookPoint()  # (B, T, C)
+        self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)  # after the hooks: forward order
 
     def forward(self, h: Tensor, x: Tensor) -> Tensor:  # h: (B, T, I), x: the MLP's input (B, T, C)
         mlp_out = self.hook_mlp_out(self.dropout(self.dense(h)))

@@ -95,10 +95,12 @@ class BertEmbeddings(nn.Module):
         - ``word_embeddings``: Embedding(vocab_size, C, padding_idx=config.pad_token_id);
         - ``position_embeddings``: Embedding(max_position_embeddings, C);
         - ``token_type_embeddings``: Embedding(type_vocab_size, C);
+        - hook points ``hook_embed``, ``hook_pos_embed``, ``hook_token_type_embed``;
         - ``LayerNorm``: LayerNorm(C, eps=config.layer_norm_eps) (capital L, as in checkpoints;
           pass the eps: BERT's 1e-12 is not the class default 1e-5);
-        - ``dropout``: nn.Dropout(config.hidden_dropout_prob);
-        - hook points ``hook_embed``, ``hook_pos_embed``, ``hook_token_type_embed``.
+        - ``dropout``: nn.Dropout(config.hidden_dropout_prob).
+        Build the hook points in the order the forward reaches them (your layer norm's own
+        come after these): ``model.hook_dict`` lists them in construction order.
         """
         raise NotImplementedError("Exercise 1 (embeddings): see mlab_tfs/bert/GUIDE.md#1-embeddings")
 
@@ -170,9 +172,9 @@ class BertSelfOutput(nn.Module):
     """Output projection, dropout, then the post-LN residual: LayerNorm(dense(y) + x)."""
 
     def __init__(self, config: BertConfig):
-        """Create ``dense`` (nn.Linear(C, C)), ``LayerNorm`` (eps=config.layer_norm_eps),
-        ``dropout`` (config.hidden_dropout_prob) and hook points ``hook_attn_out``,
-        ``hook_resid_mid``."""
+        """Create ``dense`` (nn.Linear(C, C)), ``dropout`` (config.hidden_dropout_prob), hook
+        points ``hook_attn_out``, ``hook_resid_mid`` and then ``LayerNorm``
+        (eps=config.layer_norm_eps): construction order is the hook points' order."""
         raise NotImplementedError("Exercise 3 (attention): see mlab_tfs/bert/GUIDE.md#3-attention")
 
     def forward(self, y: Tensor, x: Tensor) -> Tensor:
@@ -223,8 +225,8 @@ class BertOutput(nn.Module):
     """Second half of the MLP: I -> C, dropout, then the post-LN residual."""
 
     def __init__(self, config: BertConfig):
-        """Create ``dense`` = nn.Linear(I, C), ``LayerNorm``, ``dropout`` (hidden_dropout_prob)
-        and hook points ``hook_mlp_out``, ``hook_resid_post``."""
+        """Create ``dense`` = nn.Linear(I, C), ``dropout`` (hidden_dropout_prob), hook points
+        ``hook_mlp_out``, ``hook_resid_post`` and then ``LayerNorm`` (eps=config.layer_norm_eps)."""
         raise NotImplementedError("Exercise 4 (mlp): see mlab_tfs/bert/GUIDE.md#4-mlp")
 
     def forward(self, h: Tensor, x: Tensor) -> Tensor:
