@@ -292,8 +292,9 @@ def from_hf_state_dict(hf_state: StateDict, config: BertConfig, target: str = "m
     """A Hugging Face BERT state dict (BertModel, BertForMaskedLM, BertForPreTraining or
     BertForSequenceClassification, with or without the ``bert.`` prefix) as the state
     dict of our BertModel (target "model"), BertForMaskedLM ("mlm") or
-    BertForSequenceClassification ("classifier"). Keys that don't fit are left for
-    the loader to report."""
+    BertForSequenceClassification ("classifier"), the layouts of transformers'
+    ``modeling_bert.py``. Keys that don't fit are left for the loader to report; another
+    target is a ValueError naming it. Each model class passes its own target (hf_to_ours)."""
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     hf_state = dict(hf_state)
@@ -322,7 +323,8 @@ def from_hf_state_dict(hf_state: StateDict, config: BertConfig, target: str = "m
 
 
 def to_hf_state_dict(state: StateDict, config: BertConfig, target: str = "model") -> StateDict:
-    """Our state dict in the layout transformers' matching class saves."""
+    """Our state dict (of the model that ``target`` names) in the layout transformers'
+    matching class saves; another target is a ValueError naming it."""
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     hf = dict(state)
