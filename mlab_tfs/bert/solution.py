@@ -4,44 +4,61 @@ Module names mirror Hugging Face's ``BertModel`` (``embeddings.word_embeddings``
 ``encoder.layer.0.attention.self.query``...), so loading a checkpoint is a name map:
 no transposes (BERT uses plain linear layers), only prefixes and the tied MLM decoder.
 
+BERT reuses GPT-2's layer norm, embedding and attention pattern (``mlab_tfs.gpt2.solution``,
+one precision rule: statistics in fp32 for half inputs) and the activation table
+(``mlab_tfs.activations``); what is BERT's own is here. The config, the weight
+initialisation and the pretrained base class are in ``mlab_tfs.bert.given``.
+
+Hook points carry TransformerLens's ``HookedEncoder`` names (``transformer_lens/
+HookedEncoder.py``, ``components/bert_embed.py``, ``components/bert_block.py``):
+
+- ``embed.hook_embed``, ``embed.hook_pos_embed``, ``embed.hook_token_type_embed`` (B, T, C):
+  the three lookups; ``embed.ln.hook_scale`` / ``hook_normalized``: the embedding layer norm;
+  ``hook_full_embed`` (B, T, C): what enters block 0 (after the layer norm and dropout).
+- per block ``blocks.{i}.``: ``hook_resid_pre`` (B, T, C); ``attn.hook_q/hook_k/hook_v``
+  (B, T, nh, hs); ``attn.hook_attn_scores`` (B, nh, T, S) scaled, masked entries at
+  finfo.min (TransformerLens: -inf); ``attn.hook_pattern`` (B, nh, T, S) after softmax,
+  before dropout; ``attn.hook_z`` (B, T, nh, hs) before the heads merge; ``hook_attn_out``
+  (B, T, C) after the output projection, its bias and dropout: what is added to the
+  residual; ``hook_resid_mid`` = resid_pre + attn_out; ``ln1.*``; ``mlp.hook_pre`` (B, T, I)
+  before the activation, ``mlp.hook_post`` after; ``hook_mlp_out`` (B, T, C) what is added
+  to the residual; ``hook_resid_post``; ``ln2.*``; ``hook_normalized_resid_post`` (B, T, C).
+
+Post-LN changes what the residual stream is (as in TransformerLens's BertBlock): the
+layer norm comes *after* each residual add, so the MLP reads ln1(resid_mid), not resid_mid,
+``hook_resid_post`` = ln1(resid_mid) + mlp_out (not resid_mid + mlp_out), and what the
+next block receives is the *normalized* ``hook_normalized_resid_post`` = ln2(resid_post).
+So transformers' ``hidden_states[0]`` is ``hook_full_embed`` and ``hidden_states[i + 1]``
+is ``blocks.{i}.hook_normalized_resid_post`` (= ``blocks.{i+1}.hook_resid_pre``).
+A layer norm's ``hook_normalized`` is (x - mean) / scale *before* its weight and bias, as
+TransformerLens's folded LayerNormPre (its unfolded LayerNorm hooks after them).
+
 Shapes: B batch, T tokens (queries), S = T keys, C = hidden_size, nh heads,
 hs = C // nh head size, I = intermediate_size, V vocabulary, L = num_labels.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from mlab_tfs.attention import (  # noqa: F401  (additive_mask: exercise 3's reference, re-exported)
-    ATTN_IMPLEMENTATIONS,
-    AttnImplementationMixin,
-    additive_mask,
-    check_attn_implementation,
-    check_bool_mask,
-    sdpa,
-    sees_any_key,
+from mlab_tfs.activations import gelu, get_activation  # noqa: F401  (gelu: exercise 4's reference)
+from mlab_tfs.attention import check_attn_implementation, check_bool_mask, sdpa, sees_any_key
+from mlab_tfs.bert.given import (  # noqa: F401  (re-exported: the part's givens)
+    DECODER,
+    PROBLEM_TYPES,
+    TARGETS,
+    UNUSED,
+    WORD_EMBEDDINGS,
+    BertConfig,
+    BertPreTrainedModel,
+    init_bert_weights,
 )
-from mlab_tfs.checkpoints import PretrainedMixin, StateDict, read_config, save_tied_weights_once
-from mlab_tfs.configs import (
-    ConfigError,
-    ConfigTypeError,
-    check_bool,
-    check_choice,
-    check_divisible,
-    check_float,
-    check_int,
-    check_probability,
-    check_token_id,
-    config_dict,
-)
+from mlab_tfs.checkpoints import StateDict, save_tied_weights_once
+from mlab_tfs.gpt2.solution import Embedding, LayerNorm, attention_pattern  # the GPT-2 exercises
+from mlab_tfs.hooks import HookPoint, capture
 from mlab_tfs.inputs import (
     check_attention_mask,
     check_classification_labels,
@@ -54,178 +71,34 @@ from mlab_tfs.outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifier
 
 Tensor = torch.Tensor
 
-ACTIVATIONS = ("gelu", "gelu_python", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish", "tanh")
-PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
-
-
-@dataclass
-class BertConfig:
-    """The fields of transformers' BertConfig that change the computation, with its defaults."""
-
-    vocab_size: int = 30522
-    hidden_size: int = 768
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    hidden_act: str = "gelu"  # the exact, erf GELU
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    initializer_range: float = 0.02
-    layer_norm_eps: float = 1e-12
-    pad_token_id: int | None = 0
-    classifier_dropout: float | None = None  # None: hidden_dropout_prob
-    tie_word_embeddings: bool = True
-    # Sequence classification (fields of transformers' PreTrainedConfig).
-    num_labels: int = 2
-    id2label: dict[int, str] | None = None  # None: LABEL_0, LABEL_1, ...
-    problem_type: str | None = None  # None: chosen from num_labels and the labels' dtype
-    # Which attention path runs: "sdpa" (transformers' default) or "eager" (hand-written);
-    # the same function. transformers keeps it as config._attn_implementation.
-    attn_implementation: str = "sdpa"
-
-    def __post_init__(self) -> None:
-        """Check every field: ConfigError (a ValueError) naming it, ConfigTypeError for a wrong type."""
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                     "max_position_embeddings", "type_vocab_size", "num_labels"):
-            check_int(self, name, minimum=1)
-        check_divisible(self, "hidden_size", "num_attention_heads")
-        check_choice(self, "hidden_act", ACTIVATIONS)
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            check_probability(self, name)
-        check_probability(self, "classifier_dropout", optional=True)
-        check_float(self, "layer_norm_eps", low=0.0, low_open=True)  # inside a sqrt: > 0
-        check_float(self, "initializer_range", low=0.0)
-        check_token_id(self, "pad_token_id", self.vocab_size)  # the embedding's padding row
-        check_bool(self, "tie_word_embeddings")
-        if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
-            raise ValueError(
-                f"BertConfig.attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, got {self.attn_implementation!r}"
-            )
-        check_choice(self, "problem_type", PROBLEM_TYPES, optional=True)
-        if self.id2label is not None:
-            if not isinstance(self.id2label, dict):
-                raise ConfigTypeError(f"BertConfig.id2label must be a dict of class id -> name or None, "
-                                      f"got {type(self.id2label).__name__}")
-            try:
-                self.id2label = {int(k): v for k, v in self.id2label.items()}  # JSON keys are strings
-            except (TypeError, ValueError) as e:
-                raise ConfigError(f"BertConfig.id2label keys must be class ids 0..num_labels-1, "
-                                  f"got {list(self.id2label)}") from e
-            if sorted(self.id2label) != list(range(self.num_labels)):
-                raise ConfigError(f"BertConfig.id2label must name the classes 0..{self.num_labels - 1} "
-                                  f"(num_labels={self.num_labels}), got ids {sorted(self.id2label)}")
-            if not all(isinstance(v, str) for v in self.id2label.values()):
-                raise ConfigTypeError(f"BertConfig.id2label names must be strings, got {list(self.id2label.values())}")
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "BertConfig":
-        """Read a Hugging Face config.json's contents; fields we don't use are ignored."""
-        d = config_dict(cls.__name__, d)
-        if d.get("model_type", "bert") != "bert":
-            raise ValueError(
-                f"config has model_type {d['model_type']!r}; BERT loads checkpoints with model_type 'bert'"
-            )
-        if d.get("is_decoder") or d.get("add_cross_attention"):
-            raise ValueError("config has is_decoder or add_cross_attention set; this BERT is an encoder only")
-        if d.get("position_embedding_type", "absolute") != "absolute":
-            raise ValueError(
-                f"config has position_embedding_type {d['position_embedding_type']!r}; "
-                "this BERT has absolute position embeddings only"
-            )
-        known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in d.items() if k in known}
-        # transformers stores the number of labels as the size of id2label.
-        if "num_labels" not in d and d.get("id2label"):
-            kwargs["num_labels"] = len(d["id2label"])
-        if "num_labels" in d and d.get("id2label") and len(d["id2label"]) != d["num_labels"]:
-            kwargs.pop("id2label")  # an override of num_labels wins over the stored label names
-        if "_attn_implementation" in d and "attn_implementation" not in d and d["_attn_implementation"]:
-            kwargs["attn_implementation"] = d["_attn_implementation"]
-        return cls(**kwargs)
-
-    @classmethod
-    def from_pretrained(cls, folder: str | Path) -> "BertConfig":
-        """The config of a checkpoint folder. CheckpointError naming config.json if it is
-        missing or not a JSON object; ConfigError naming the field for a bad value."""
-        return cls.from_dict(read_config(Path(folder)))
-
-    def to_dict(self) -> dict[str, Any]:
-        """A config.json that transformers' BertConfig reads back to the same model."""
-        d = asdict(self)
-        d.pop("attn_implementation")
-        d.pop("num_labels")  # transformers derives it from id2label
-        id2label = self.id2label or {i: f"LABEL_{i}" for i in range(self.num_labels)}
-        d["id2label"] = {str(i): name for i, name in id2label.items()}
-        d["label2id"] = {name: i for i, name in id2label.items()}
-        d.update(model_type="bert", architectures=["BertModel"], is_decoder=False, add_cross_attention=False,
-                 position_embedding_type="absolute")
-        return d
-
 
 # ---------------------------------------------------------------------------------------
 # Building blocks
 # ---------------------------------------------------------------------------------------
 
 
-class LayerNorm(nn.Module):
-    """Normalise the last dimension to mean 0, variance 1, then scale and shift."""
-
-    def __init__(self, normalized_shape: int, eps: float = 1e-12):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(normalized_shape))
-        self.bias = nn.Parameter(torch.zeros(normalized_shape))
-
-    def forward(self, x: Tensor) -> Tensor:  # (..., C) -> (..., C)
-        x32 = x.float()  # statistics in fp32 even when the model runs in half precision
-        mean = x32.mean(dim=-1, keepdim=True)
-        var = (x32 - mean).pow(2).mean(dim=-1, keepdim=True)  # biased, as in the paper
-        x_hat = (x32 - mean) / torch.sqrt(var + self.eps)  # eps inside the sqrt
-        return (x_hat * self.weight + self.bias).to(x.dtype)
-
-
-class Embedding(nn.Module):
-    """A lookup table: row i of ``weight`` is the vector for id i.
-
-    With ``padding_idx``, the row of the padding id gets no gradient (as torch's
-    nn.Embedding(padding_idx=...), which transformers' BERT uses for its word embeddings).
-    """
-
-    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None):
-        super().__init__()
-        self.padding_idx = padding_idx
-        self.weight = nn.Parameter(torch.randn(num_embeddings, embedding_dim))
-
-    def forward(self, ids: Tensor) -> Tensor:  # (...) -> (..., D)
-        out = self.weight[ids]
-        if self.padding_idx is not None:
-            # Same values, but no gradient flows back into the padding row.
-            out = torch.where((ids == self.padding_idx)[..., None], out.detach(), out)
-        return out
-
-
 class BertEmbeddings(nn.Module):
-    """word + position + token type embeddings, then layer norm and dropout."""
+    """word + token type + position embeddings, then layer norm and dropout."""
 
     def __init__(self, config: BertConfig):
         super().__init__()
         self.word_embeddings = Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
         self.position_embeddings = Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = Embedding(config.type_vocab_size, config.hidden_size)
+        # Hook points built in the order the forward reaches them (hook_dict lists them so).
+        self.hook_embed = HookPoint()  # (B, T, C)
+        self.hook_pos_embed = HookPoint()  # (B, T, C)
+        self.hook_token_type_embed = HookPoint()  # (B, T, C)
         self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor, position_ids: Tensor) -> Tensor:
         """input_ids (B, T); token_type_ids and position_ids (B or 1, T). Returns (B, T, C)."""
-        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
-        x = x + self.position_embeddings(position_ids)
-        return self.dropout(self.LayerNorm(x))
+        w = self.hook_embed(self.word_embeddings(input_ids))  # (B, T, C)
+        # Broadcast rows made (B, T, C), as TransformerLens's hooks see them (a view: no copy).
+        p = self.hook_pos_embed(self.position_embeddings(position_ids).expand_as(w))
+        t = self.hook_token_type_embed(self.token_type_embeddings(token_type_ids).expand_as(w))
+        return self.dropout(self.LayerNorm(w + t + p))  # transformers' order of the sums
 
 
 def padding_mask(attention_mask: Tensor) -> Tensor:
@@ -237,28 +110,14 @@ def padding_mask(attention_mask: Tensor) -> Tensor:
     return attention_mask.bool()[:, None, None, :]
 
 
-def attention_pattern(q: Tensor, k: Tensor, mask: Tensor | None, scale: float) -> Tensor:
-    """Softmax attention probabilities.
-
-    q: (B, nh, T, hs), k: (B, nh, S, hs), mask: bool broadcastable to (B, nh, T, S),
-    True where query t may look at key s. Returns (B, nh, T, S); the row of a query that
-    sees no key (an all-padding sequence) is uniform, as on transformers' eager path.
-
-    The masked scores are *filled* with finfo.min: in float32 that equals adding
-    additive_mask(mask) (transformers' eager path), but in float16 a score of -16 or less
-    plus finfo.min (-65504) rounds to -inf, and a row of -inf is NaN, in the forward and,
-    even after BertSelfAttention zeroes the row, in the backward. A mask that is not bool is a
-    TypeError naming it.
-    """
-    check_bool_mask("attention_pattern: mask", mask)
-    scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, nh, T, S)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    return torch.softmax(scores, dim=-1)
-
-
 class BertSelfAttention(nn.Module):
-    """Bidirectional multi-head self-attention: separate query, key and value projections."""
+    """Bidirectional multi-head self-attention: separate query, key and value projections.
+
+    Hook points: hook_q, hook_k, hook_v, hook_z (B, T, nh, hs); hook_attn_scores and
+    hook_pattern (B, nh, T, S). The fused kernel (attn_implementation "sdpa") forms no
+    pattern: a hook on hook_attn_scores or hook_pattern (output_attentions too) runs the
+    hand-written path for that call.
+    """
 
     def __init__(self, config: BertConfig):
         super().__init__()
@@ -271,47 +130,64 @@ class BertSelfAttention(nn.Module):
         self.value = nn.Linear(C, C)
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
         self.config = config  # the model's own: attn_implementation is read at every forward
+        self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()  # (B, T, nh, hs)
+        self.hook_attn_scores = HookPoint()  # (B, nh, T, S)
+        self.hook_pattern = HookPoint()  # (B, nh, T, S)
+        self.hook_z = HookPoint()  # (B, T, nh, hs)
 
-    def forward(
-        self, x: Tensor, mask: Tensor | None = None, output_attentions: bool = False
-    ) -> tuple[Tensor, Tensor | None]:
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """x: (B, T, C); mask: bool (B, 1, 1, S), True = attend.
 
-        Returns (heads merged (B, T, C), before the output projection; pattern (B, nh, T, S)
-        if output_attentions else None). A query that sees no key (all of an all-padding
-        sequence) outputs 0 and has a pattern row of 0 on both paths, as transformers'
-        default sdpa path (its eager path gives the row a uniform pattern instead). A mask
-        that is not bool (transformers' additive float mask, a 0/1 integer one) is a
-        TypeError naming it.
+        Returns the heads merged (B, T, C), before the output projection. A query that sees
+        no key (all of an all-padding sequence) outputs 0 (pattern row 0) on both paths, as
+        transformers' default sdpa path (its eager path gives the row a uniform pattern
+        instead). A mask that is not bool (transformers' additive float mask, a 0/1 integer
+        one) is a TypeError naming it; an unknown config.attn_implementation a ValueError.
         """
         check_bool_mask("BertSelfAttention: mask", mask)
-        q, k, v = (rearrange(lin(x), "b t (nh hs) -> b nh t hs", nh=self.num_attention_heads)
-                   for lin in (self.query, self.key, self.value))
-        pattern = None
+        q, k, v = (hook(rearrange(lin(x), "b t (nh hs) -> b t nh hs", nh=self.num_attention_heads))
+                   for lin, hook in ((self.query, self.hook_q), (self.key, self.hook_k), (self.value, self.hook_v)))
+        q, k, v = (rearrange(t, "b t nh hs -> b nh t hs") for t in (q, k, v))
         path = check_attn_implementation(self.config.attn_implementation, "config.attn_implementation")
-        if path == "sdpa" and not output_attentions:
+        if path == "sdpa" and not (self.hook_attn_scores.has_hooks or self.hook_pattern.has_hooks):
             y = sdpa(q, k, v, mask, self.scale, self.dropout.p if self.training else 0.0)
         else:
-            pattern = attention_pattern(q, k, mask, self.scale)
-            if mask is not None:
-                # A query that sees no key (every position of an all-padding sequence) outputs
-                # zero, as on transformers' default sdpa path, instead of a uniform average.
-                pattern = pattern.masked_fill(~sees_any_key(mask), 0.0)
+            pattern = self.hook_pattern(self.pattern(q, k, mask))  # (B, nh, T, S)
             y = torch.matmul(self.dropout(pattern), v)  # (B, nh, T, hs)
-        return rearrange(y, "b nh t hs -> b t (nh hs)"), pattern if output_attentions else None
+        z = self.hook_z(rearrange(y, "b nh t hs -> b t nh hs"))
+        return rearrange(z, "b t nh hs -> b t (nh hs)")
+
+    def pattern(self, q: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:
+        """The attention pattern (B, nh, T, S) of q (B, nh, T, hs), k (B, nh, S, hs): GPT-2's
+        attention_pattern, unless a hook sits on hook_attn_scores; then the scores, scaled
+        and masked (finfo.min), pass through it before the softmax, and the rows of queries
+        that see no key stay 0 (attention_pattern's rule)."""
+        if not self.hook_attn_scores.has_hooks:
+            return attention_pattern(q, k, mask, self.scale)
+        scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale
+        if mask is not None:
+            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        pattern = torch.softmax(self.hook_attn_scores(scores), dim=-1)
+        return pattern if mask is None else pattern.masked_fill(~sees_any_key(mask), 0.0)
 
 
 class BertSelfOutput(nn.Module):
-    """Output projection, dropout, then the post-LN residual: LayerNorm(x + dense(y))."""
+    """Output projection, dropout, then the post-LN residual: LayerNorm(x + dense(y)).
+
+    Hook points: hook_attn_out (what is added to the residual), hook_resid_mid (the sum,
+    before the layer norm); the layer norm is TransformerLens's ``ln1``."""
 
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.hook_attn_out = HookPoint()  # (B, T, C)
+        self.hook_resid_mid = HookPoint()  # (B, T, C)
+        self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)  # after the hooks: forward order
 
     def forward(self, y: Tensor, x: Tensor) -> Tensor:  # y: attention heads (B, T, C), x: block input (B, T, C)
-        return self.LayerNorm(self.dropout(self.dense(y)) + x)
+        attn_out = self.hook_attn_out(self.dropout(self.dense(y)))
+        return self.LayerNorm(self.hook_resid_mid(attn_out + x))
 
 
 class BertAttention(nn.Module):
@@ -322,74 +198,63 @@ class BertAttention(nn.Module):
         self.self = BertSelfAttention(config)
         self.output = BertSelfOutput(config)
 
-    def forward(
-        self, x: Tensor, mask: Tensor | None = None, output_attentions: bool = False
-    ) -> tuple[Tensor, Tensor | None]:
-        """x: (B, T, C). Returns (LayerNorm(x + attention(x)) (B, T, C), pattern or None)."""
-        y, pattern = self.self(x, mask, output_attentions)
-        return self.output(y, x), pattern
-
-
-def gelu(x: Tensor) -> Tensor:
-    """The exact GELU, x * Phi(x) with Phi the standard normal CDF (Hendrycks & Gimpel 2016)."""
-    return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
-
-
-def _activation(name: str):
-    """The activation a config's hidden_act names; BERT checkpoints say "gelu" (erf)."""
-    if name in ("gelu", "gelu_python"):
-        return gelu
-    if name in ("gelu_new", "gelu_pytorch_tanh"):
-        return lambda x: 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
-    if name == "relu":
-        return torch.relu
-    if name in ("silu", "swish"):
-        return lambda x: x * torch.sigmoid(x)
-    if name == "tanh":
-        return torch.tanh
-    raise ValueError(f"unknown hidden_act {name!r}; expected one of {ACTIVATIONS}")
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """x: (B, T, C); mask: bool (B, 1, 1, S). Returns LayerNorm(x + attention(x)), (B, T, C)."""
+        return self.output(self.self(x, mask), x)
 
 
 class BertIntermediate(nn.Module):
-    """First half of the MLP: C -> I, then the activation."""
+    """First half of the MLP: C -> I, then the activation. Hook points: hook_pre (before the
+    activation), hook_post (after), both (B, T, I): TransformerLens's ``mlp.*``."""
 
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.act = _activation(config.hidden_act)
+        self.act = get_activation(config.hidden_act)
+        self.hook_pre = HookPoint()  # (B, T, I)
+        self.hook_post = HookPoint()  # (B, T, I)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, C) -> (B, T, I)
-        return self.act(self.dense(x))
+        return self.hook_post(self.act(self.hook_pre(self.dense(x))))
 
 
 class BertOutput(nn.Module):
-    """Second half of the MLP: I -> C, dropout, then the post-LN residual."""
+    """Second half of the MLP: I -> C, dropout, then the post-LN residual.
+
+    Hook points: hook_mlp_out (what is added to the residual), hook_resid_post (the sum,
+    before the layer norm); the layer norm is TransformerLens's ``ln2``."""
 
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.hook_mlp_out = HookPoint()  # (B, T, C)
+        self.hook_resid_post = HookPoint()  # (B, T, C)
+        self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)  # after the hooks: forward order
 
     def forward(self, h: Tensor, x: Tensor) -> Tensor:  # h: (B, T, I), x: the MLP's input (B, T, C)
-        return self.LayerNorm(self.dropout(self.dense(h)) + x)
+        mlp_out = self.hook_mlp_out(self.dropout(self.dense(h)))
+        return self.LayerNorm(self.hook_resid_post(mlp_out + x))
 
 
 class BertLayer(nn.Module):
-    """Post-LN transformer block: x = LN(x + attn(x)); x = LN(x + mlp(x))."""
+    """Post-LN transformer block: x = LN(x + attn(x)); x = LN(x + mlp(x)).
+
+    Hook points: hook_resid_pre (the block's input) and hook_normalized_resid_post (its
+    output, the next block's input), (B, T, C)."""
 
     def __init__(self, config: BertConfig):
         super().__init__()
+        self.hook_resid_pre = HookPoint()  # (B, T, C); built first so hook_dict lists the block in order
         self.attention = BertAttention(config)
         self.intermediate = BertIntermediate(config)
         self.output = BertOutput(config)
+        self.hook_normalized_resid_post = HookPoint()  # (B, T, C)
 
-    def forward(
-        self, x: Tensor, mask: Tensor | None = None, output_attentions: bool = False
-    ) -> tuple[Tensor, Tensor | None]:
-        """x: (B, T, C). Returns (block output (B, T, C), pattern or None)."""
-        x, pattern = self.attention(x, mask, output_attentions)
-        return self.output(self.intermediate(x), x), pattern
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """x: (B, T, C); mask: bool (B, 1, 1, S). Returns the block output (B, T, C)."""
+        x = self.attention(self.hook_resid_pre(x), mask)  # ln1(resid_mid)
+        return self.hook_normalized_resid_post(self.output(self.intermediate(x), x))
 
 
 class BertEncoder(nn.Module):
@@ -399,21 +264,12 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList([BertLayer(config) for _ in range(config.num_hidden_layers)])
 
-    def forward(
-        self, x: Tensor, mask: Tensor | None = None, output_hidden_states: bool = False,
-        output_attentions: bool = False,
-    ) -> tuple[Tensor, tuple[Tensor, ...] | None, tuple[Tensor, ...] | None]:
-        """x: (B, T, C), the embeddings. Returns (last layer's output (B, T, C),
-        hidden_states: the embeddings then every layer's output (num_hidden_layers + 1) or None,
-        attentions: one (B, nh, T, S) per layer or None)."""
-        hidden_states = [x]
-        attentions = []
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """x: the embeddings (B, T, C); mask: bool (B, 1, 1, S). Returns the last layer's
+        output (B, T, C)."""
         for layer in self.layer:
-            x, pattern = layer(x, mask, output_attentions)
-            hidden_states.append(x)
-            attentions.append(pattern)
-        return (x, tuple(hidden_states) if output_hidden_states else None,
-                tuple(attentions) if output_attentions else None)
+            x = layer(x, mask)
+        return x
 
 
 class BertPooler(nn.Module):
@@ -431,24 +287,14 @@ class BertPooler(nn.Module):
 # Hugging Face checkpoints
 # ---------------------------------------------------------------------------------------
 
-# Which model a state dict belongs to; each has its own layout.
-TARGETS = ("model", "mlm", "classifier")
-# Keys of other heads that a checkpoint may carry and a target simply doesn't use.
-UNUSED = {
-    "model": ("cls.", "classifier."),  # a BertModel is the body of any BERT checkpoint
-    "mlm": ("bert.pooler.", "cls.seq_relationship.", "classifier."),  # BertForMaskedLM has no pooler
-    "classifier": ("cls.",),  # the pre-training heads of a checkpoint fine-tuned from
-}
-DECODER = "cls.predictions.decoder.weight"
-WORD_EMBEDDINGS = "bert.embeddings.word_embeddings.weight"
-
 
 def from_hf_state_dict(hf_state: StateDict, config: BertConfig, target: str = "model") -> StateDict:
     """A Hugging Face BERT state dict (BertModel, BertForMaskedLM, BertForPreTraining or
     BertForSequenceClassification, with or without the ``bert.`` prefix) as the state
     dict of our BertModel (target "model"), BertForMaskedLM ("mlm") or
-    BertForSequenceClassification ("classifier"). Keys that don't fit are left for
-    the loader to report."""
+    BertForSequenceClassification ("classifier"), the layouts of transformers'
+    ``modeling_bert.py``. Keys that don't fit are left for the loader to report; another
+    target is a ValueError naming it. Each model class passes its own target (hf_to_ours)."""
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     hf_state = dict(hf_state)
@@ -477,7 +323,8 @@ def from_hf_state_dict(hf_state: StateDict, config: BertConfig, target: str = "m
 
 
 def to_hf_state_dict(state: StateDict, config: BertConfig, target: str = "model") -> StateDict:
-    """Our state dict in the layout transformers' matching class saves."""
+    """Our state dict (of the model that ``target`` names) in the layout transformers'
+    matching class saves; another target is a ValueError naming it."""
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     hf = dict(state)
@@ -489,42 +336,18 @@ def to_hf_state_dict(state: StateDict, config: BertConfig, target: str = "model"
     return hf
 
 
-def _init_bert_weights(model: nn.Module, config: BertConfig) -> None:
-    """BERT's initialisation: N(0, initializer_range) weights, zero biases, layer norms
-    at 1 and 0, the padding id's embedding at zero."""
-    for module in model.modules():
-        # Embeddings recognised by class name, so this also initialises student.py's.
-        is_embedding = type(module).__name__ == "Embedding"
-        if isinstance(module, nn.Linear) or is_embedding:
-            nn.init.normal_(module.weight, mean=0.0, std=config.initializer_range)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-        if is_embedding and getattr(module, "padding_idx", None) is not None:
-            with torch.no_grad():
-                module.weight[module.padding_idx].zero_()
-
-
-class BertPreTrainedModel(AttnImplementationMixin, PretrainedMixin):
-    """from_pretrained / save_pretrained for the BERT models (see mlab_tfs.checkpoints).
-
-    A checkpoint without the model's head (MiniLM, a BertModel, into BertForMaskedLM or
-    BertForSequenceClassification) loads with that head freshly initialised and a warning,
-    as in transformers; ``new_head=True`` says you expect it. Every other key must fit.
-    """
-
-    config_class = BertConfig
-    head_prefixes: tuple[str, ...] = ()  # keys a fresh head may supply
-
-
 # ---------------------------------------------------------------------------------------
 # The models
 # ---------------------------------------------------------------------------------------
 
 
 class BertModel(BertPreTrainedModel, nn.Module):
-    """Embeddings, num_hidden_layers post-LN blocks and (optionally) the pooler."""
+    """Embeddings, num_hidden_layers post-LN blocks and (optionally) the pooler.
 
-    target = "model"
+    Hook point hook_full_embed (B, T, C): the embeddings as they enter block 0. The others
+    sit in the layers (see the module docstring for the list and their meanings).
+    """
+
     head_prefixes = ("pooler.",)
     hf_to_ours = staticmethod(lambda state, config: from_hf_state_dict(state, config, "model"))
     ours_to_hf = staticmethod(lambda state, config: to_hf_state_dict(state, config, "model"))
@@ -533,9 +356,10 @@ class BertModel(BertPreTrainedModel, nn.Module):
         super().__init__()
         self.config = config
         self.embeddings = BertEmbeddings(config)
+        self.hook_full_embed = HookPoint()  # (B, T, C)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
-        _init_bert_weights(self, config)
+        init_bert_weights(self, config)
 
     def forward(
         self,
@@ -543,7 +367,6 @@ class BertModel(BertPreTrainedModel, nn.Module):
         attention_mask: Tensor | None = None,
         token_type_ids: Tensor | None = None,
         position_ids: Tensor | None = None,
-        labels: Tensor | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
     ) -> BaseModelOutput:
@@ -551,13 +374,13 @@ class BertModel(BertPreTrainedModel, nn.Module):
         position_ids (B, T), (1, T) or (T,).
 
         Returns last_hidden_state (B, T, C), pooler_output (B, C) (with a pooler) and, on
-        request, hidden_states (num_hidden_layers + 1 of (B, T, C)) and attentions
-        (num_hidden_layers of (B, nh, T, T)).
+        request, hidden_states (num_hidden_layers + 1 of (B, T, C): hook_full_embed, then
+        each block's hook_normalized_resid_post) and attentions (num_hidden_layers of
+        (B, nh, T, T): each block's attn.hook_pattern, before dropout; the hand-written
+        path runs for that call), as transformers' BertModel (modeling_bert.py).
+        ValueError / TypeError naming the argument for bad ids, masks, or more tokens than
+        max_position_embeddings.
         """
-        if labels is not None:
-            raise ValueError(
-                "labels: BertModel has no head to compute a loss; use BertForMaskedLM or BertForSequenceClassification"
-            )
         cfg = self.config
         check_token_ids("input_ids", input_ids, cfg.vocab_size)
         B, T = input_ids.shape
@@ -578,13 +401,18 @@ class BertModel(BertPreTrainedModel, nn.Module):
         if attention_mask is not None:
             mask = padding_mask(check_attention_mask("attention_mask", attention_mask, (B, T)))  # (B, 1, 1, T)
 
-        x = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, C)
-        x, hidden_states, attentions = self.encoder(x, mask, output_hidden_states, output_attentions)
+        layers = self.encoder.layer
+        states = [self.hook_full_embed] + [layer.hook_normalized_resid_post for layer in layers]
+        patterns = [layer.attention.self.hook_pattern for layer in layers]
+        with capture((states if output_hidden_states else []) + (patterns if output_attentions else [])) as seen:
+            x = self.hook_full_embed(self.embeddings(input_ids, token_type_ids, position_ids))  # (B, T, C)
+            x = self.encoder(x, mask)
+        n = len(states) if output_hidden_states else 0
         return BaseModelOutput(
             last_hidden_state=x,
             pooler_output=self.pooler(x) if self.pooler is not None else None,
-            hidden_states=hidden_states,
-            attentions=attentions,
+            hidden_states=tuple(seen[:n]) if output_hidden_states else None,
+            attentions=tuple(seen[n:]) if output_attentions else None,
         )
 
 
@@ -594,7 +422,7 @@ class BertPredictionHeadTransform(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.act = _activation(config.hidden_act)
+        self.act = get_activation(config.hidden_act)
         self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -621,9 +449,9 @@ def mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 class BertForMaskedLM(BertPreTrainedModel, nn.Module):
-    """BertModel (no pooler) with the masked-language-modelling head."""
+    """BertModel (no pooler) with the masked-language-modelling head. Hook names are the
+    BertModel's (the ``bert.`` prefix dropped), plus ``mlm_head.ln.*``."""
 
-    target = "mlm"
     head_prefixes = ("cls.",)
     hf_to_ours = staticmethod(lambda state, config: from_hf_state_dict(state, config, "mlm"))
     ours_to_hf = staticmethod(lambda state, config: to_hf_state_dict(state, config, "mlm"))
@@ -635,7 +463,7 @@ class BertForMaskedLM(BertPreTrainedModel, nn.Module):
         self.bert = BertModel(config, add_pooling_layer=False)
         # HF's head sits at cls.predictions; a ModuleDict gives that name without another class.
         self.cls = nn.ModuleDict(dict(predictions=BertLMPredictionHead(config)))
-        _init_bert_weights(self.cls, config)
+        init_bert_weights(self.cls, config)
         if config.tie_word_embeddings:
             # One Parameter, two uses: its gradient is the sum of the lookup's and the decoder's.
             self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
@@ -692,9 +520,9 @@ def classification_loss(logits: Tensor, labels: Tensor, problem_type: str) -> Te
 
 
 class BertForSequenceClassification(BertPreTrainedModel, nn.Module):
-    """BertModel, then dropout and a linear classifier on the pooled [CLS] vector."""
+    """BertModel, then dropout and a linear classifier on the pooled [CLS] vector. Hook
+    names are the BertModel's (the ``bert.`` prefix dropped)."""
 
-    target = "classifier"
     # transformers' BertForMaskedLM has no pooler: fine-tuning from one starts it fresh too.
     head_prefixes = ("classifier.", "bert.pooler.")
     hf_to_ours = staticmethod(lambda state, config: from_hf_state_dict(state, config, "classifier"))
@@ -708,7 +536,7 @@ class BertForSequenceClassification(BertPreTrainedModel, nn.Module):
         p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = nn.Dropout(p)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        _init_bert_weights(self.classifier, config)
+        init_bert_weights(self.classifier, config)
 
     def forward(
         self,

@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 import torch
 
+from mlab_tfs.activations import ACTIVATIONS
 from mlab_tfs.bert import solution
 from mlab_tfs.testing import tiny
 from mlab_tfs.testing.compare import assert_close
@@ -55,7 +56,7 @@ def test_from_dict_refuses_what_it_does_not_implement():
 
 # name -> (head, overrides). Values far from the defaults so that ignoring one shows.
 PARITY = {
-    **{f"hidden_act_{a}": ("mlm", dict(hidden_act=a)) for a in solution.ACTIVATIONS},
+    **{f"hidden_act_{a}": ("mlm", dict(hidden_act=a)) for a in ACTIVATIONS},
     "layer_norm_eps": ("mlm", dict(layer_norm_eps=0.3)),
     "pad_token_id": ("mlm", dict(pad_token_id=5)),  # the padding row gets no gradient
     "pad_token_id_none": ("mlm", dict(pad_token_id=None)),

@@ -1,4 +1,4 @@
-"""Exercises 9 and 10: the masked-LM head and the sequence classifier, outputs, losses, gradients."""
+"""Exercises 8 and 9: the masked-LM head and the sequence classifier, outputs, losses, gradients."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def pair(bert, hf, name, cls_name, head):
     return load_into(getattr(bert, cls_name)(config_of(ref)), ref, target), ref
 
 
-# ----------------------------------------------------------------------------- 9. MLM head
+# ----------------------------------------------------------------------------- 8. MLM head
 
 
 @pytest.mark.exercise("mlm_head")
@@ -103,7 +103,7 @@ def test_masked_lm_logits_loss_and_gradients(bert, hf, name):
     ref.zero_grad()
 
 
-# ----------------------------------------------------------------------------- 10. classifier
+# ----------------------------------------------------------------------------- 9. classifier
 
 
 @pytest.mark.exercise("classifier")

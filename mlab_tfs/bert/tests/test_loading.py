@@ -1,4 +1,4 @@
-"""Exercise 11: loading Hugging Face BERT checkpoints in their layouts, and saving ones transformers loads."""
+"""Exercise 10: loading Hugging Face BERT checkpoints in their layouts, and saving ones transformers loads."""
 
 from __future__ import annotations
 
@@ -202,7 +202,7 @@ def test_config_refuses_what_it_does_not_implement():
         solution.BertConfig(problem_type="ranking")
     with pytest.raises(ValueError, match="position_embedding_type"):
         solution.BertConfig.from_dict({"model_type": "bert", "position_embedding_type": "relative_key"})
-    with pytest.raises(ValueError, match="encoder only"):
+    with pytest.raises(ValueError, match="is_decoder=True; this implementation supports only is_decoder=False"):
         solution.BertConfig.from_dict({"model_type": "bert", "is_decoder": True})
 
 

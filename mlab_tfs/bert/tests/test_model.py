@@ -1,4 +1,4 @@
-"""Exercises 7 and 8: BertModel against transformers' BertModel, outputs and gradients."""
+"""Exercises 6 and 7: BertModel against transformers' BertModel, outputs and gradients."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_hidden_states_and_gradients(bert, hf, name):
     assert out.pooler_output is None, "BertModel(config, add_pooling_layer=False) has no pooler: pooler_output is None"
     assert_close(out.last_hidden_state[real], expected.last_hidden_state[real],
                  name="last_hidden_state (non-padded positions)", atol=ATOL,
-                 hint="run exercises 1-6 first; then check the embeddings' inputs (token types, positions 0..T-1) "
+                 hint="run exercises 1-5 (and GPT-2's 1-3) first; then check the embeddings' inputs (token types, positions 0..T-1) "
                       "and that the padding mask reaches every layer")
     # Backpropagate from real positions only (padding outputs are never used).
     g = torch.randn(expected.last_hidden_state.shape, generator=torch.Generator().manual_seed(1)) * real[..., None]
@@ -88,7 +88,7 @@ def test_output_fields(bert, hf):
     assert torch.equal(out[0], out.last_hidden_state) and torch.equal(out["last_hidden_state"], out[0])
 
 
-# ----------------------------------------------------------------------------- 8. pooler
+# ----------------------------------------------------------------------------- 7. pooler
 
 
 @pytest.mark.exercise("pooler")
@@ -141,7 +141,6 @@ BAD_INPUTS = {
                                 "position_ids"),
     "position_ids wrong shape": (lambda: dict(input_ids=_ids(1, 2), position_ids=torch.tensor([[0, 1, 2]])),
                                  "position_ids"),
-    "labels for a model without a head": (lambda: dict(input_ids=_ids(1, 2), labels=_ids(1, 2)), "labels"),
 }
 
 
@@ -157,3 +156,11 @@ def test_bad_input_is_a_clear_error(base_model, case):
 def test_non_tensor_input_is_a_type_error(base_model):
     with pytest.raises(TypeError, match="input_ids"):
         base_model([[1, 2, 3]])
+
+
+@pytest.mark.exercise("model")
+def test_bert_model_takes_no_labels(base_model):
+    """BertModel has no head, so no loss: labels is not an argument (transformers' BertModel
+    has none either), and passing it is Python's TypeError naming it."""
+    with pytest.raises(TypeError, match="labels"):
+        base_model(_ids(1, 2), labels=_ids(1, 2))
