@@ -10,6 +10,8 @@ import pytest
 import torch
 from transformers.models.deberta_v2 import modeling_deberta_v2 as hf_mod
 
+from mlab_tfs.hooks import capture
+from mlab_tfs.outputs import BaseModelOutput
 from mlab_tfs.testing.compare import assert_close, assert_grads_close
 
 from .helpers import DEBERTA_CONFIGS, assert_model_grads_close, config_of, load_into, right_padded_batch
@@ -233,7 +235,9 @@ def test_attention_matches_transformers(deberta, hf_models, name):
     hf_self = hf.deberta.encoder.layer[1].attention.self
     attn = load_into(deberta.DisentangledSelfAttention(cfg), hf, "deberta.encoder.layer.1.attention.self.")
     x, keep, rel, rel_emb = _attention_inputs(hf, cfg)
-    context, probs = attn(x, keep, rel, rel_emb, True)
+    with capture([attn.hook_pattern]) as pattern:
+        context = attn(x, keep, rel, rel_emb)
+    probs = pattern[0]
     with torch.no_grad():
         expected, expected_probs = _hf_self(hf_self, x, keep, rel, rel_emb)
 
@@ -282,7 +286,7 @@ def test_attention_gradients(deberta, hf_models, name):
     # The relative table gets a gradient too: it is shared by every layer.
     ours_emb, hf_emb = rel_emb.clone().requires_grad_(), rel_emb.clone().requires_grad_()
     hf_self.zero_grad()
-    (attn(x, keep, rel, ours_emb)[0] * g).sum().backward()
+    (attn(x, keep, rel, ours_emb) * g).sum().backward()
     (_hf_self(hf_self, x, keep, rel, hf_emb)[0] * g).sum().backward()
     prefix = lambda d: {f"encoder.layer.0.attention.self.{k}": v for k, v in d.items()}  # noqa: E731
     assert_model_grads_close(prefix({n: p.grad for n, p in attn.named_parameters()}),
@@ -296,6 +300,18 @@ def test_attention_gradients(deberta, hf_models, name):
 # ----------------------------------------------------------------------------- 6. encoder
 
 
+def _run_encoder(enc, x, mask):
+    """The encoder's output, and its hidden states and attentions read from the given layers'
+    hook points (the model gathers them the same way)."""
+    layers = list(enc.layer)
+    last = enc.conv.hook_out if len(layers) == 1 and hasattr(enc, "conv") else layers[-1].hook_normalized_resid_post
+    with capture([layer.hook_resid_pre for layer in layers] + [last]) as hidden, \
+            capture([layer.attention.self.hook_pattern for layer in layers]) as patterns:
+        out = enc(x, mask)
+    assert isinstance(out, torch.Tensor), f"DebertaV2Encoder.forward returns a tensor (B, T, H), got {type(out)}"
+    return BaseModelOutput(last_hidden_state=out, hidden_states=tuple(hidden), attentions=tuple(patterns))
+
+
 @pytest.mark.exercise("encoder")
 @pytest.mark.parametrize("name", list(DEBERTA_CONFIGS))
 def test_encoder_matches_transformers(deberta, hf_models, name):
@@ -307,7 +323,7 @@ def test_encoder_matches_transformers(deberta, hf_models, name):
     g = torch.Generator().manual_seed(3)
     x = torch.randn(3, ids.shape[1], cfg.hidden_size, generator=g) * mask[..., None]  # embeddings are 0 at padding
     with torch.no_grad():
-        out = enc(x, mask.bool(), True, True)
+        out = _run_encoder(enc, x, mask.bool())
         expected = hf_enc(x, mask, output_hidden_states=True, output_attentions=True)
         T = ids.shape[1]
 
@@ -326,15 +342,11 @@ def test_encoder_matches_transformers(deberta, hf_models, name):
         if "layer_norm" in cfg.norm_rel_ebd:
             mistakes["using the relative table without its LayerNorm (norm_rel_ebd='layer_norm')"] = unnormed_table
     n = cfg.num_hidden_layers
-    assert out.hidden_states is not None and len(out.hidden_states) == n + 1, (
-        f"hidden_states should hold num_hidden_layers + 1 = {n + 1} tensors (the input, then each layer's output)"
-    )
     assert_close(out.last_hidden_state, expected.last_hidden_state, name=f"encoder output ({name})", atol=1e-5,
                  mistakes=mistakes, hint="the convolution (when conv_kernel_size > 0) runs once, after layer 0, on "
                                          "the encoder's input: conv(input, layer_0_output, mask)")
     for i, (a, e) in enumerate(zip(out.hidden_states, expected.hidden_states)):
         assert_close(a, e, name=f"encoder hidden_states[{i}]", atol=1e-5)
-    assert out.attentions is not None and len(out.attentions) == n, f"attentions should hold {n} tensors"
     for i, (a, e) in enumerate(zip(out.attentions, expected.attentions)):
         assert_close(a, e, name=f"encoder attentions[{i}]", atol=1e-6)
 
@@ -365,3 +377,161 @@ def test_encoder_parameters(deberta, hf_models):
             f"{sorted(set(theirs) - set(ours))[:5]}, extra {sorted(set(ours) - set(theirs))[:5]}, shapes "
             f"{[(k, ours[k], theirs[k]) for k in set(ours) & set(theirs) if ours[k] != theirs[k]][:3]}"
         )
+
+
+# ----------------------------------------------------------------------------- 6. embeddings
+
+
+def _embedding_inputs(cfg, seed=0):
+    ids, mask, types = right_padded_batch(cfg.vocab_size, [9, 4, 7], seed, cfg.type_vocab_size)
+    positions = torch.arange(ids.shape[1])[None] if cfg.position_biased_input else None
+    return ids, types, positions, mask.bool()
+
+
+@pytest.mark.exercise("embeddings")
+@pytest.mark.parametrize("name", list(DEBERTA_CONFIGS))
+def test_embeddings_match_transformers(deberta, hf_models, name):
+    hf = hf_models[name]
+    cfg = config_of(hf)
+    hf_emb = hf.deberta.embeddings
+    emb = load_into(deberta.DebertaV2Embeddings(cfg), hf, "deberta.embeddings.")
+    ids, types, positions, mask = _embedding_inputs(cfg, seed=3)
+    with torch.no_grad():
+        actual = emb(ids, types, positions, mask)
+        expected = hf_emb(input_ids=ids, token_type_ids=types, mask=mask)
+
+        def before_norm():  # LayerNorm(x * mask): padding rows become the norm's bias, not 0
+            x = hf_emb.word_embeddings(ids)
+            if hf_emb.position_embeddings is not None:
+                x = x + hf_emb.position_embeddings(positions)
+            if hf_emb.token_type_embeddings is not None:
+                x = x + hf_emb.token_type_embeddings(types)
+            if hf_emb.embed_proj is not None:
+                x = hf_emb.embed_proj(x)
+            return hf_emb.LayerNorm(x * mask[..., None])
+
+        mistakes = {"no mask multiply (padding rows must come out exactly 0)": hf_emb(input_ids=ids, token_type_ids=types),
+                    "multiplying by the mask before the LayerNorm instead of after": before_norm}
+        if types is not None:
+            mistakes["ignoring token_type_ids (add token_type_embeddings(token_type_ids))"] = hf_emb(
+                input_ids=ids, mask=mask)
+    assert isinstance(actual, torch.Tensor) and actual.shape == (*ids.shape, cfg.hidden_size), (
+        f"DebertaV2Embeddings returns (B, T, H) = {(*ids.shape, cfg.hidden_size)}, got "
+        f"{getattr(actual, 'shape', type(actual))}"
+    )
+    assert_close(actual, expected, name=f"embeddings ({name})", atol=1e-5, mistakes=mistakes,
+                 hint="word (+ position if position_biased_input) (+ token type if there is a table), embed_proj if "
+                      "E != H, LayerNorm, times the mask, dropout")
+    assert bool((actual[~mask] == 0).all()), "padding positions of the embeddings must be exactly 0"
+
+
+@pytest.mark.exercise("embeddings")
+def test_embeddings_explicit_positions_and_default_types(deberta, hf_models):
+    """Per-sequence position_ids (B, T) are used as given; token_type_ids=None means type 0."""
+    hf = hf_models["c2p_embed_proj"]
+    cfg = config_of(hf)
+    emb = load_into(deberta.DebertaV2Embeddings(cfg), hf, "deberta.embeddings.")
+    ids, _, _, mask = _embedding_inputs(cfg, seed=4)
+    positions = torch.stack([torch.arange(ids.shape[1]).flip(0), torch.arange(ids.shape[1]) + 3,
+                             torch.zeros(ids.shape[1], dtype=torch.long)])  # (B, T), all < 24
+    with torch.no_grad():
+        actual = emb(ids, None, positions, mask)
+        expected = hf.deberta.embeddings(input_ids=ids, position_ids=positions, mask=mask)
+        default = hf.deberta.embeddings(input_ids=ids, mask=mask)
+    assert_close(actual, expected, name="embeddings with position_ids (B, T)", atol=1e-5,
+                 mistakes={"ignoring position_ids (using 0..T-1)": default},
+                 hint="look the absolute positions up at position_ids, not at arange(T)")
+
+
+@pytest.mark.exercise("embeddings")
+@pytest.mark.parametrize("name", ["v3", "c2p_embed_proj", "absolute_only"])
+def test_embeddings_parameters(deberta, hf_models, name):
+    cfg = config_of(hf_models[name])
+    ours = {n: tuple(p.shape) for n, p in deberta.DebertaV2Embeddings(cfg).named_parameters()}
+    theirs = {n: tuple(p.shape) for n, p in hf_models[name].deberta.embeddings.named_parameters()}
+    assert ours == theirs, (
+        f"DebertaV2Embeddings({name}) should have parameters {sorted(theirs.items())}, has {sorted(ours.items())}: "
+        f"position_embeddings only with position_biased_input, token_type_embeddings only with type_vocab_size > 0, "
+        f"embed_proj (no bias) only when embedding_size != hidden_size"
+    )
+
+
+@pytest.mark.exercise("embeddings")
+@pytest.mark.parametrize("name", ["v2_conv", "c2p_embed_proj"])
+def test_embeddings_gradients(deberta, hf_models, name):
+    hf = hf_models[name]
+    cfg = config_of(hf)
+    hf_emb = hf.deberta.embeddings
+    emb = load_into(deberta.DebertaV2Embeddings(cfg), hf, "deberta.embeddings.")
+    ids, types, positions, mask = _embedding_inputs(cfg, seed=5)
+    ids[0, 0] = cfg.pad_token_id  # a padding id at a real position: its row still gets no gradient
+    g = torch.randn(*ids.shape, cfg.hidden_size, generator=torch.Generator().manual_seed(6))
+    hf_emb.zero_grad()
+    (emb(ids, types, positions, mask) * g).sum().backward()
+    (hf_emb(input_ids=ids, token_type_ids=types, mask=mask) * g).sum().backward()
+    assert_grads_close({n: p.grad for n, p in emb.named_parameters()},
+                       {n: p.grad for n, p in hf_emb.named_parameters()},
+                       hint="the word table's padding_idx row gets no gradient (Embedding(..., padding_idx=pad_token_id))")
+    hf_emb.zero_grad()
+
+
+# ----------------------------------------------------------------------------- 8. MLM heads
+
+
+def _head_input(cfg, seed=0):
+    return torch.randn(3, 5, cfg.hidden_size, generator=torch.Generator().manual_seed(seed)) * 2
+
+
+@pytest.mark.exercise("mlm_heads")
+@pytest.mark.parametrize("name", [n for n, c in DEBERTA_CONFIGS.items() if c.get("legacy", True)])
+def test_legacy_head_matches_transformers(deberta, hf_models, name):
+    hf = hf_models[name]
+    cfg = config_of(hf)
+    head = load_into(deberta.LegacyDebertaV2OnlyMLMHead(cfg), hf, "cls.")
+    h = _head_input(cfg, seed=7)
+    with torch.no_grad():
+        t = hf.cls.predictions.transform
+        mistakes = {"LayerNorm before the activation (dense, act, LayerNorm is the order)":
+                    hf.cls.predictions.decoder(t.transform_act_fn(t.LayerNorm(t.dense(h))))}
+        actual, expected = head(h), hf.cls(h)
+    assert_close(actual, expected, name=f"legacy MLM head logits ({name})", atol=1e-5, mistakes=mistakes,
+                 hint="decoder(LayerNorm(act(dense(h)))); dense is H -> E, the decoder E -> V")
+
+
+@pytest.mark.exercise("mlm_heads")
+def test_original_head_matches_transformers(deberta, hf_models):
+    hf = hf_models["v3"]
+    cfg = config_of(hf)
+    head = load_into(deberta.DebertaV2OnlyMLMHead(cfg), hf, "lm_predictions.")
+    h = _head_input(cfg, seed=8)
+    words = hf.deberta.embeddings.word_embeddings
+    with torch.no_grad():
+        lm = hf.lm_predictions.lm_head
+        x = lm.LayerNorm(lm.transform_act_fn(lm.dense(h)))
+        mistakes = {"forgetting the bias (h @ word_embeddings^T + bias)": x @ words.weight.t(),
+                    "LayerNorm before the activation": lm.transform_act_fn(lm.LayerNorm(lm.dense(h))) @ words.weight.t()
+                    + lm.bias}
+        expected = hf.lm_predictions(h, words)
+    ours_words = words.weight.detach().clone().requires_grad_()
+    actual = head(h, ours_words)
+    assert_close(actual, expected, name="original MLM head logits (v3)", atol=1e-5, mistakes=mistakes,
+                 hint="LayerNorm(act(dense(h))) @ word_embeddings^T + bias")
+    g = torch.randn(actual.shape, generator=torch.Generator().manual_seed(9))
+    hf_words = words.weight.detach().clone().requires_grad_()
+    (actual * g).sum().backward()
+    (torch.matmul(x, hf_words.t()) * g).sum().backward()
+    assert_close(ours_words.grad, hf_words.grad, name="d logits / d word_embeddings", atol=1e-5,
+                 hint="multiply by the word table inside the graph: it is trained through the head too")
+
+
+@pytest.mark.exercise("mlm_heads")
+@pytest.mark.parametrize("name,legacy", [("v3", False), ("c2p_embed_proj", True), ("p2c_buckets_untied", True)])
+def test_head_parameters(deberta, hf_models, name, legacy):
+    cfg = config_of(hf_models[name])
+    head = deberta.LegacyDebertaV2OnlyMLMHead(cfg) if legacy else deberta.DebertaV2OnlyMLMHead(cfg)
+    hf_head = hf_models[name].cls if legacy else hf_models[name].lm_predictions
+    ours = {n: tuple(p.shape) for n, p in head.named_parameters(remove_duplicate=False)}
+    theirs = {n: tuple(p.shape) for n, p in hf_head.named_parameters(remove_duplicate=False)}
+    assert ours == theirs, (
+        f"{type(head).__name__}({name}) should have parameters {sorted(theirs.items())}, has {sorted(ours.items())}"
+    )
