@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers.models.deberta_v2 import modeling_deberta_v2 as hf_mod
 
-from mlab_tfs.hooks import capture
+from mlab_tfs.hooks import HookPoint, capture
 from mlab_tfs.outputs import BaseModelOutput
 from mlab_tfs.testing.compare import assert_close, assert_grads_close
 
@@ -222,6 +222,15 @@ def _attention_inputs(hf, cfg, seed=0):
     return x, keep, rel, rel_emb
 
 
+def _point(module, name):
+    """A hook point of the learner's module, or a failure that says which one to create."""
+    point = getattr(module, name, None)
+    if not isinstance(point, HookPoint):
+        pytest.fail(f"{type(module).__name__} has no hook point {name!r}: create self.{name} = HookPoint() in "
+                    f"__init__ and pass the activation through it in forward", pytrace=False)
+    return point
+
+
 def _hf_self(hf_self, x, keep, rel, rel_emb):
     return hf_self(x, keep, output_attentions=True, relative_pos=None if rel is None else rel[None],
                    rel_embeddings=rel_emb)
@@ -235,9 +244,14 @@ def test_attention_matches_transformers(deberta, hf_models, name):
     hf_self = hf.deberta.encoder.layer[1].attention.self
     attn = load_into(deberta.DisentangledSelfAttention(cfg), hf, "deberta.encoder.layer.1.attention.self.")
     x, keep, rel, rel_emb = _attention_inputs(hf, cfg)
-    with capture([attn.hook_pattern]) as pattern:
+    with capture([_point(attn, "hook_pattern")]) as pattern:
         context = attn(x, keep, rel, rel_emb)
+    assert isinstance(context, torch.Tensor), (
+        f"DisentangledSelfAttention.forward returns the context (B, T, H) only, got {type(context).__name__}: the "
+        f"model reads the probabilities from your hook_pattern"
+    )
     probs = pattern[0]
+    assert probs is not None, "nothing passed through hook_pattern: call self.hook_pattern(probs) after the softmax"
     with torch.no_grad():
         expected, expected_probs = _hf_self(hf_self, x, keep, rel, rel_emb)
 
