@@ -42,6 +42,7 @@ from mlab_tfs.configs import (
 )
 from mlab_tfs.hooks import HookedRootModule, HookPoint, capture
 from mlab_tfs.inputs import check_attention_mask, check_labels, check_position_ids, check_token_ids
+from mlab_tfs.inputs import check_bool as check_flag  # (configs.check_bool checks a config field)
 from mlab_tfs.outputs import BaseModelOutput, MaskedLMOutput
 
 Tensor = torch.Tensor
@@ -513,8 +514,9 @@ class DebertaV2Model(HookedRootModule, DebertaV2PreTrainedModel, nn.Module):
     Post-LN: ``hidden_states[0]`` is ``hook_full_embed``, and ``hidden_states[i + 1]`` is
     ``blocks.{i}.hook_normalized_resid_post`` (except after the convolution, which replaces
     layer 0's output: ``hidden_states[1]`` is ``conv.hook_out``); ``attentions[i]`` is
-    ``blocks.{i}.attn.hook_pattern``. DeBERTa has one attention path, the hand-written one, so
-    hooks never change which path runs.
+    ``blocks.{i}.attn.hook_pattern`` (before the attention dropout; transformers' are after it,
+    the same in eval mode). DeBERTa has one attention path, the hand-written one, so hooks never
+    change which path runs.
     """
 
     parts: ClassVar[DebertaV2Parts]
@@ -551,6 +553,8 @@ class DebertaV2Model(HookedRootModule, DebertaV2PreTrainedModel, nn.Module):
         token_type_ids, position_ids, mask = _check_inputs(
             self.config, input_ids, attention_mask, token_type_ids, position_ids
         )
+        output_hidden_states = check_flag("output_hidden_states", output_hidden_states)
+        output_attentions = check_flag("output_attentions", output_attentions)
         layers = list(self.encoder.layer)
         last = self.encoder.conv.hook_out if len(layers) == 1 and hasattr(self.encoder, "conv") else (
             layers[-1].hook_normalized_resid_post)

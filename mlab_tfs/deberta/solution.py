@@ -141,8 +141,9 @@ class DisentangledSelfAttention(nn.Module):
     ``hook_c2p_scores`` / ``hook_p2c_scores`` (B, nh, T, T), each relative term divided by
     the scale (present only when the config uses that term); ``hook_attn_scores`` (B, nh, T, T)
     the total c2c + c2p + p2c, scaled, with masked entries at finfo.min (TransformerLens
-    writes -inf); ``hook_pattern`` (B, nh, T, T) after the softmax, before dropout. DeBERTa has
-    one attention path, this one, with or without hooks.
+    writes -inf); ``hook_pattern`` (B, nh, T, T) after the softmax, before dropout
+    (transformers' output_attentions are after its dropout: the same in eval mode). DeBERTa
+    has one attention path, this one, with or without hooks.
     """
 
     def __init__(self, config: DebertaV2Config):

@@ -14,7 +14,14 @@ from mlab_tfs.hooks import HookPoint, capture
 from mlab_tfs.outputs import BaseModelOutput
 from mlab_tfs.testing.compare import assert_close, assert_grads_close
 
-from .helpers import DEBERTA_CONFIGS, assert_model_grads_close, config_of, load_into, right_padded_batch
+from .helpers import (
+    DEBERTA_CONFIGS,
+    assert_attention_points,
+    assert_model_grads_close,
+    config_of,
+    load_into,
+    right_padded_batch,
+)
 
 def _call(fn, *args, what: str):
     """Run the learner's function; turn gather's index errors into a diagnosis."""
@@ -274,6 +281,33 @@ def test_attention_matches_transformers(deberta, hf_models, name):
                       "mask is False with finfo.min, softmax over keys")
     assert_close(context, expected, name=f"attention context ({name})", atol=1e-5,
                  hint="probs @ v, heads merged back to (B, T, H) in the order they were split")
+
+
+ATTENTION_POINTS = ("hook_q", "hook_k", "hook_v", "hook_c2p_scores", "hook_p2c_scores", "hook_attn_scores",
+                    "hook_pattern", "hook_z")
+
+
+@pytest.mark.exercise("attention")
+@pytest.mark.parametrize("name", ["v3", "c2p_embed_proj", "p2c_buckets_untied", "absolute_only"])
+def test_attention_hook_points(deberta, hf_models, name):
+    """Every hook point of the attention holds its value (by hand from transformers' module),
+    and the relative ones exist only with the term they name."""
+    hf = hf_models[name]
+    cfg = config_of(hf)
+    attn = load_into(deberta.DisentangledSelfAttention(cfg), hf, "deberta.encoder.layer.0.attention.self.")
+    x, keep, rel, rel_emb = _attention_inputs(hf, cfg, seed=4)
+    terms = cfg.pos_att_type if cfg.relative_attention else []
+    wanted = [p for p in ATTENTION_POINTS if not p.endswith("_scores") or p == "hook_attn_scores" or p[5:8] in terms]
+    unwanted = sorted(set(ATTENTION_POINTS) - set(wanted))
+    assert not [p for p in unwanted if isinstance(getattr(attn, p, None), HookPoint)], (
+        f"{name}: pos_att_type is {cfg.pos_att_type}, so DisentangledSelfAttention has none of {unwanted}: create "
+        f"hook_c2p_scores / hook_p2c_scores only for the terms the config uses"
+    )
+    with torch.no_grad(), capture([_point(attn, p) for p in wanted]) as values:
+        attn(x, keep, rel, rel_emb)
+    mask = keep[:, 0].diagonal(dim1=-2, dim2=-1)  # (B, T): a token is real when it may see itself
+    assert_attention_points(dict(zip(wanted, values)), hf.deberta.encoder.layer[0].attention.self, cfg, x, rel_emb,
+                            mask, where="attention.")
 
 
 @pytest.mark.exercise("attention")
@@ -549,3 +583,55 @@ def test_head_parameters(deberta, hf_models, name, legacy):
     assert ours == theirs, (
         f"{type(head).__name__}({name}) should have parameters {sorted(theirs.items())}, has {sorted(ours.items())}"
     )
+
+
+@pytest.mark.exercise("embeddings")
+@pytest.mark.parametrize("name", ["c2p_embed_proj", "v3"])
+def test_embeddings_hook_points(deberta, hf_models, name):
+    """hook_embed / hook_pos_embed / hook_token_type_embed: the lookups (B or 1, T, E), present
+    only with their table; hook_full_embed: the output."""
+    hf = hf_models[name]
+    cfg = config_of(hf)
+    hf_emb = hf.deberta.embeddings
+    emb = load_into(deberta.DebertaV2Embeddings(cfg), hf, "deberta.embeddings.")
+    ids, types, positions, mask = _embedding_inputs(cfg, seed=8)
+    expected = {"hook_embed": hf_emb.word_embeddings(ids)}
+    if cfg.position_biased_input:
+        expected["hook_pos_embed"] = hf_emb.position_embeddings(positions)
+    if cfg.type_vocab_size > 0:
+        expected["hook_token_type_embed"] = hf_emb.token_type_embeddings(types)
+    absent = {"hook_embed", "hook_pos_embed", "hook_token_type_embed"} - set(expected)
+    assert not [p for p in absent if isinstance(getattr(emb, p, None), HookPoint)], (
+        f"{name} has no table for {sorted(absent)}: create those hook points only with their table")
+    with torch.no_grad(), capture([_point(emb, p) for p in [*expected, "hook_full_embed"]]) as values:
+        out = emb(ids, types, positions, mask)
+    for (point, value), actual in zip(expected.items(), values):
+        assert_close(actual, value.detach(), name=f"embeddings.{point}", atol=0,
+                     hint="each hook point holds its table's lookup, before the sum")
+    assert values[-1] is out, "hook_full_embed is the embeddings' output: return what passes through it"
+
+
+@pytest.mark.exercise("encoder")
+@pytest.mark.parametrize("name", ["v3", "c2p_embed_proj"])
+def test_encoder_passes_the_table_through_its_hook_point(deberta, hf_models, name):
+    """hook_rel_embeddings holds the table the layers read (layer-normed when norm_rel_ebd), and
+    a table edited there reaches every layer: the same as transformers with the edited table."""
+    hf = hf_models[name]
+    cfg = config_of(hf)
+    hf_enc = hf.deberta.encoder
+    enc = load_into(deberta.DebertaV2Encoder(cfg), hf, "deberta.encoder.")
+    ids, mask, _ = right_padded_batch(cfg.vocab_size, [6, 4], seed=9)
+    x = torch.randn(2, ids.shape[1], cfg.hidden_size, generator=torch.Generator().manual_seed(10)) * mask[..., None]
+    point = _point(enc, "hook_rel_embeddings")
+    with torch.no_grad(), capture([point]) as table:
+        enc(x, mask.bool())
+    assert_close(table[0], hf_enc.get_rel_embedding(), name="encoder.hook_rel_embeddings", atol=1e-6,
+                 hint="pass get_rel_embedding()'s table through hook_rel_embeddings once, before the layers")
+    handle = point.add_hook(lambda t, hook: t.flip(0))
+    try:
+        with torch.no_grad(), mock.patch.object(hf_enc, "get_rel_embedding", lambda: table[0].flip(0)):
+            actual, expected = enc(x, mask.bool()), hf_enc(x, mask).last_hidden_state
+    finally:
+        handle.remove()
+    assert_close(actual, expected, name="encoder output with the table reversed at hook_rel_embeddings", atol=1e-5,
+                 hint="every layer reads the table that came out of hook_rel_embeddings")

@@ -6,15 +6,12 @@ DeBERTa's own relative-attention points."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
-from transformers.models.deberta_v2 import modeling_deberta_v2 as hf_mod
 
 from mlab_tfs.testing.compare import assert_close
 
-from .helpers import right_padded_batch
+from .helpers import assert_attention_points, right_padded_batch
 
 pytestmark = pytest.mark.exercise("model")
 
@@ -124,62 +121,23 @@ def test_cache_of_the_base_model(models, checkpoints):
 # ----------------------------------------------------------------------------- hand values
 
 
-def _scale(cfg):
-    return math.sqrt(cfg.head_dim * (1 + len(cfg.pos_att_type)))
-
-
 @pytest.mark.parametrize("name", ["v3", "both_unshared", "p2c_buckets_untied", "c2p_embed_proj"])
 def test_attention_points_by_hand(models, hf_models, name):
-    """hook_q/k/v: the projections of hook_resid_pre, split into heads; c2p and p2c: the
-    formulas of the paper with the relative table of hook_rel_embeddings; hook_attn_scores:
-    content + c2p + p2c over the scale, finfo.min where masked; hook_z = pattern @ v."""
+    """hook_rel_embeddings: transformers' table; per layer, the attention's points from
+    hook_resid_pre by hand (assert_attention_points)."""
     model, hf = models[name], hf_models[name]
     cfg = model.config
     ids, kwargs = _batch(cfg, seed=5)
-    mask = kwargs["attention_mask"].bool()
     with torch.no_grad():
         _, cache = model.run_with_cache(ids, **kwargs)
-    nh, k, T = cfg.num_attention_heads, cfg.att_span, ids.shape[1]
-    rel = hf_mod.build_relative_position(ids[..., None], ids[..., None], cfg.position_buckets, cfg.max_relative)[0]
-    index = (rel + k).clamp(0, 2 * k - 1)  # (T, T): the table row of (i, j)
-    p2c_index = (-rel.T + k).clamp(0, 2 * k - 1)  # p2c reads row -r(j, i) + k for the pair (i, j)
-    keep = mask[:, None, :, None] & mask[:, None, None, :]
-    with torch.no_grad():
         assert_close(cache["hook_rel_embeddings"], hf.deberta.encoder.get_rel_embedding(),
                      name="hook_rel_embeddings", atol=1e-6)
         for i in range(cfg.num_hidden_layers):
-            hf_self = hf.deberta.encoder.layer[i].attention.self
-            x = cache[f"blocks.{i}.hook_resid_pre"]
-            q, kk, v = (_heads(proj(x), nh) for proj in (hf_self.query_proj, hf_self.key_proj, hf_self.value_proj))
-            for point, value in (("hook_q", q), ("hook_k", kk), ("hook_v", v)):
-                assert_close(cache[f"blocks.{i}.attn.{point}"], value, name=f"blocks.{i}.attn.{point}", atol=ATOL)
-            total = torch.einsum("bihd,bjhd->bhij", q, kk) / _scale(cfg)
-            table = cache["hook_rel_embeddings"][: 2 * k]
-            if "c2p" in cfg.pos_att_type:
-                pos_key = _heads((hf_self.key_proj if cfg.share_att_key else hf_self.pos_key_proj)(table)[None], nh)[0]
-                c2p = torch.einsum("bihd,ijhd->bhij", q, pos_key[index]) / _scale(cfg)  # (B, nh, T, T)
-                assert_close(cache[f"blocks.{i}.attn.hook_c2p_scores"], c2p, name=f"blocks.{i}.attn.hook_c2p_scores",
-                             atol=ATOL)
-                total = total + c2p
-            if "p2c" in cfg.pos_att_type:
-                pos_query = _heads((hf_self.query_proj if cfg.share_att_key else hf_self.pos_query_proj)(table)[None],
-                                   nh)[0]
-                p2c = torch.einsum("bjhd,ijhd->bhij", kk, pos_query[p2c_index]) / _scale(cfg)
-                assert_close(cache[f"blocks.{i}.attn.hook_p2c_scores"], p2c, name=f"blocks.{i}.attn.hook_p2c_scores",
-                             atol=ATOL)
-                total = total + p2c
-            scores = cache[f"blocks.{i}.attn.hook_attn_scores"]
-            assert_close(torch.where(keep, scores, 0.0), torch.where(keep, total, 0.0),
-                         name=f"blocks.{i}.attn.hook_attn_scores (unmasked entries)", atol=ATOL)
-            assert bool((scores[~keep.expand_as(scores)] == torch.finfo(scores.dtype).min).all()), (
-                "masked entries of hook_attn_scores are torch.finfo(dtype).min")
-            pattern = cache[f"blocks.{i}.attn.hook_pattern"]
-            assert_close(pattern, torch.softmax(scores, -1), name=f"blocks.{i}.attn.hook_pattern", atol=1e-6)
-            # A real query gives padded keys exactly zero weight.
-            real_query_pad_key = mask[:, None, :, None] & ~mask[:, None, None, :]
-            assert bool((pattern[real_query_pad_key.expand_as(pattern)] == 0).all())
-            assert_close(cache[f"blocks.{i}.attn.hook_z"], torch.einsum("bhij,bjhd->bihd", pattern, v),
-                         name=f"blocks.{i}.attn.hook_z", atol=ATOL)
+            prefix = f"blocks.{i}.attn."
+            points = {k.removeprefix(prefix): v for k, v in cache.items() if k.startswith(prefix)}
+            assert_attention_points(points, hf.deberta.encoder.layer[i].attention.self, cfg,
+                                    cache[f"blocks.{i}.hook_resid_pre"], cache["hook_rel_embeddings"],
+                                    kwargs["attention_mask"].bool(), where=prefix)
 
 
 def test_block_points_by_hand(models, hf_models):

@@ -165,6 +165,21 @@ def test_non_tensor_input_is_a_type_error(models):
 
 
 @pytest.mark.exercise("model")
+@pytest.mark.parametrize("flag", ["output_attentions", "output_hidden_states"])
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_output_flags_must_be_bools(models, flag, value):
+    with pytest.raises(TypeError, match=flag):
+        models["v3"](_ids(1, 3), **{flag: value})
+
+
+@pytest.mark.exercise("model")
+def test_the_base_model_takes_no_labels(models):
+    """transformers' DebertaV2Model has no labels argument (no head to score them): neither has ours."""
+    with pytest.raises(TypeError, match="labels"):
+        models["v3"].deberta(_ids(1, 3), labels=_ids(1, 3))
+
+
+@pytest.mark.exercise("model")
 def test_long_input_is_fine_without_absolute_positions(models):
     out = models["v3"](_ids(1, 40))  # max_position_embeddings is 24, but v3 has no absolute positions
     assert out.logits.shape == (1, 40, 83)
