@@ -197,7 +197,10 @@ class DisentangledSelfAttention(nn.Module):
             scores = scores + self.disentangled_attention_bias(q, k, relative_pos, self.pos_dropout(rel_embeddings))
 
         # masked_fill (not an added mask), as transformers does: a padding query's row is all
-        # finfo.min, a uniform softmax, and masked scores get exactly zero gradient.
+        # finfo.min, a uniform softmax, and masked scores get exactly zero gradient. (GPT-2's
+        # attention_pattern forms q k^T alone and zeroes such rows; here the scores carry the
+        # relative terms, and the uniform rows keep hidden states equal to transformers' at
+        # padding too: no real position reads them.)
         scores = self.hook_attn_scores(scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min))
         probs = self.hook_pattern(torch.softmax(scores, dim=-1))
         z = self.hook_z(rearrange(torch.matmul(self.dropout(probs), v), "b nh t hs -> b t nh hs"))

@@ -322,3 +322,36 @@ def test_a_hook_returning_a_wrong_shape_or_type_is_refused(models):
     with pytest.raises(TypeError, match=r"hook_rel_embeddings"):
         model.run_with_hooks(ids, fwd_hooks=[("hook_rel_embeddings", lambda t, hook: t.tolist())])
     assert _no_hooks_left(model) == []
+
+
+# ----------------------------------------------------------------------------- padding
+
+
+@pytest.mark.parametrize("name", ["v2_conv", "c2p_embed_proj"])
+def test_no_real_position_reads_padding(models, name):
+    """An encoder reads both ways, but never the padding: other ids and token types at padded
+    positions leave every hook value of every real position exactly as it was (the padded keys
+    get weight 0, the convolution reads zeroed embeddings), and the logits too."""
+    model = models[name]
+    cfg = model.config
+    ids, kwargs = _batch(cfg, seed=15)
+    pad = kwargs["attention_mask"] == 0
+    other_ids = ids.masked_fill(pad, 7)
+    other = dict(kwargs, token_type_ids=None if kwargs["token_type_ids"] is None
+                 else kwargs["token_type_ids"].masked_fill(pad, 1))
+    with torch.no_grad():
+        out, cache = model.run_with_cache(ids, **kwargs)
+        out2, cache2 = model.run_with_cache(other_ids, **other)
+    real = ~pad
+    B, T = ids.shape
+    compared = 0
+    for point, value in cache.items():
+        if value.shape[:2] == (B, T):  # (B, T, ...): a row per position
+            a, b = value[real], cache2[point][real]
+        elif value.dim() == 4 and value.shape[0] == B and value.shape[2:] == (T, T):  # (B, nh, T, T): real queries
+            a, b = value.transpose(1, 2)[real], cache2[point].transpose(1, 2)[real]
+        else:  # the relative table: no position
+            a, b = value, cache2[point]
+        assert torch.equal(a, b), f"{point} at a real position changed when only padding changed"
+        compared += 1
+    assert compared == len(cache) and torch.equal(out.logits[real], out2.logits[real])
