@@ -614,7 +614,7 @@ def mlm_to_hf_state_dict(state: StateDict, config: DebertaV2Config) -> StateDict
     return {k: v for k, v in state.items() if not (tied and k in TIED_DECODER)}
 
 
-def masked_lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
+def mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:
     """Mean cross-entropy over the positions whose label is not -100, no shift (MLM predicts
     the token at its own position; transformers' DebertaV2ForMaskedLM). logits (B, T, V) in
     any float dtype (the loss is taken in fp32), labels (B, T) long. Returns a scalar."""
@@ -669,7 +669,7 @@ class DebertaV2ForMaskedLM(HookedRootModule, DebertaV2PreTrainedModel, nn.Module
         output_attentions: bool = False,
     ) -> MaskedLMOutput:
         """As DebertaV2Model.forward, plus logits (B, T, V) and, given labels (B, T) (-100 =
-        not scored), masked_lm_loss of them."""
+        not scored), mlm_loss of them."""
         out = self.deberta(
             input_ids, attention_mask, token_type_ids, position_ids,
             output_hidden_states=output_hidden_states, output_attentions=output_attentions,
@@ -682,5 +682,5 @@ class DebertaV2ForMaskedLM(HookedRootModule, DebertaV2PreTrainedModel, nn.Module
         loss = None
         if labels is not None:
             labels = check_labels("labels", labels, tuple(input_ids.shape), self.config.vocab_size)
-            loss = masked_lm_loss(logits, labels)
+            loss = mlm_loss(logits, labels)
         return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)

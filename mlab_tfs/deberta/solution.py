@@ -44,7 +44,7 @@ from mlab_tfs.deberta.given import (  # noqa: F401  (re-exported: the part's pub
     DebertaV2PreTrainedModel,
     DebertaV2SelfOutput,
     init_deberta_weights,
-    masked_lm_loss,
+    mlm_loss,
     mlm_from_hf_state_dict,
     mlm_to_hf_state_dict,
     model_from_hf_state_dict,

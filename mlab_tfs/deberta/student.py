@@ -64,7 +64,7 @@ from mlab_tfs.deberta.given import (  # noqa: F401  (given, not exercises)
     DebertaV2PreTrainedModel,
     DebertaV2SelfOutput,
     init_deberta_weights,
-    masked_lm_loss,
+    mlm_loss,
     mlm_from_hf_state_dict,
     mlm_to_hf_state_dict,
     model_from_hf_state_dict,
