@@ -228,10 +228,11 @@ class DebertaV2Parts:
     """The classes a DeBERTa is built from: the exercises and the GPT-2 pieces they reuse.
 
     ``solution.PARTS`` holds the solution's; ``student.PARTS`` the learner's. The given classes
-    below build what they need from here, so one given model runs either.
+    below build what they need from here, so one given model runs either. (The exercise
+    classes use their own file's LayerNorm and Embedding, GPT-2's, the same classes.)
 
-    - layer_norm: ``LayerNorm(normalized_shape, eps)`` (GPT-2's);
-    - embedding: ``Embedding(num_embeddings, embedding_dim, padding_idx=None)`` (GPT-2's);
+    - layer_norm: ``LayerNorm(normalized_shape, eps)`` (GPT-2's), for the given residual blocks
+      and the convolution;
     - embeddings: ``DebertaV2Embeddings(config)``;
     - attention: ``DisentangledSelfAttention(config)``;
     - encoder: ``DebertaV2Encoder(config, parts)``;
@@ -240,7 +241,6 @@ class DebertaV2Parts:
     """
 
     layer_norm: type[nn.Module]
-    embedding: type[nn.Module]
     embeddings: type[nn.Module]
     attention: type[nn.Module]
     encoder: type[nn.Module]

@@ -416,8 +416,8 @@ class DebertaV2OnlyMLMHead(nn.Module):
 # ---------------------------------------------------------------------------------------
 
 PARTS = DebertaV2Parts(
-    layer_norm=LayerNorm, embedding=Embedding, embeddings=DebertaV2Embeddings, attention=DisentangledSelfAttention,
-    encoder=DebertaV2Encoder, legacy_mlm_head=LegacyDebertaV2OnlyMLMHead, mlm_head=DebertaV2OnlyMLMHead,
+    layer_norm=LayerNorm, embeddings=DebertaV2Embeddings, attention=DisentangledSelfAttention, encoder=DebertaV2Encoder,
+    legacy_mlm_head=LegacyDebertaV2OnlyMLMHead, mlm_head=DebertaV2OnlyMLMHead,
 )
 
 
