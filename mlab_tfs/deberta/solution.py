@@ -315,12 +315,12 @@ class DebertaV2Encoder(nn.Module):
         rel = self.rel_embeddings.weight
         return self.LayerNorm(rel) if self.norm_rel_ebd else rel
 
-    def forward(self, hidden_states: Tensor, input_mask: Tensor) -> Tensor:
-        """hidden_states: the embeddings (B, T, H); input_mask: (B, T) bool, True = real token.
+    def forward(self, hidden_states: Tensor, attention_mask: Tensor) -> Tensor:
+        """hidden_states: the embeddings (B, T, H); attention_mask: (B, T) bool, True = real token.
         Returns the last layer's output (B, T, H)."""
         T = hidden_states.shape[1]
         # Query i may attend to key j when both are real tokens: padding rows are masked too.
-        keep = input_mask[:, None, :, None] & input_mask[:, None, None, :]  # (B, 1, T, T)
+        keep = attention_mask[:, None, :, None] & attention_mask[:, None, None, :]  # (B, 1, T, T)
         relative_pos = rel_embeddings = None
         if self.relative_attention:
             relative_pos = build_relative_position(
@@ -331,7 +331,7 @@ class DebertaV2Encoder(nn.Module):
         for i, layer in enumerate(self.layer):
             x = layer(x, keep, relative_pos, rel_embeddings)
             if i == 0 and hasattr(self, "conv"):
-                x = self.conv(hidden_states, x, input_mask)
+                x = self.conv(hidden_states, x, attention_mask)
         return x
 
 

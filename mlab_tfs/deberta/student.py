@@ -343,18 +343,18 @@ class DebertaV2Encoder(nn.Module):
         when norm_rel_ebd asks for it. None without relative attention."""
         raise NotImplementedError("Exercise 7 (encoder): see mlab_tfs/deberta/GUIDE.md#7-encoder")
 
-    def forward(self, hidden_states: Tensor, input_mask: Tensor) -> Tensor:
-        """hidden_states: the embeddings (B, T, H); input_mask: (B, T) bool, True = real token.
+    def forward(self, hidden_states: Tensor, attention_mask: Tensor) -> Tensor:
+        """hidden_states: the embeddings (B, T, H); attention_mask: (B, T) bool, True = real token.
         Returns the last layer's output (B, T, H): a tensor (the model gathers hidden_states
         and attentions from the hook points).
 
-        1. The 2-d mask: keep[b, 0, i, j] = input_mask[b, i] & input_mask[b, j], (B, 1, T, T).
+        1. The 2-d mask: keep[b, 0, i, j] = attention_mask[b, i] & attention_mask[b, j], (B, 1, T, T).
            Padding *queries* are masked too (their rows come out uniform), as transformers does.
         2. With relative attention, once for all layers: relative_pos =
            build_relative_position(T, T, position_buckets, max_relative_positions, device) and
            rel_embeddings = self.hook_rel_embeddings(self.get_rel_embedding()).
         3. Run the layers: ``x = layer(x, keep, relative_pos, rel_embeddings)``. After layer 0
-           only, if there is a conv: ``x = self.conv(hidden_states, x, input_mask)`` (the
+           only, if there is a conv: ``x = self.conv(hidden_states, x, attention_mask)`` (the
            encoder's *input*, then the layer's output).
         """
         raise NotImplementedError("Exercise 7 (encoder): see mlab_tfs/deberta/GUIDE.md#7-encoder")
