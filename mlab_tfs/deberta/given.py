@@ -461,6 +461,15 @@ def _parts_of(model: nn.Module, parts: DebertaV2Parts | None) -> DebertaV2Parts:
     return parts
 
 
+def _pattern_point(attention: nn.Module) -> HookPoint:
+    """The attention's hook_pattern, where output_attentions is read."""
+    point = getattr(attention, "hook_pattern", None)
+    if not isinstance(point, HookPoint):
+        raise TypeError(f"output_attentions=True reads the attention probabilities at {type(attention).__name__}."
+                        f"hook_pattern, a HookPoint; this attention has {point!r} there (see GUIDE.md, exercise 5)")
+    return point
+
+
 class DebertaV2PreTrainedModel(PretrainedMixin):
     """from_pretrained / save_pretrained for the DeBERTa models (transformers' base class name)."""
 
@@ -559,7 +568,7 @@ class DebertaV2Model(HookedRootModule, DebertaV2PreTrainedModel, nn.Module):
         last = self.encoder.conv.hook_out if len(layers) == 1 and hasattr(self.encoder, "conv") else (
             layers[-1].hook_normalized_resid_post)
         hidden_points = [layer.hook_resid_pre for layer in layers] + [last] if output_hidden_states else []
-        pattern_points = [layer.attention.self.hook_pattern for layer in layers] if output_attentions else []
+        pattern_points = [_pattern_point(layer.attention.self) for layer in layers] if output_attentions else []
         with capture(hidden_points) as hidden, capture(pattern_points) as patterns:
             x = self.embeddings(input_ids, token_type_ids, position_ids, mask)  # (B, T, H)
             x = self.encoder(x, mask)
