@@ -70,7 +70,7 @@ from mlab_tfs.deberta.given import (  # noqa: F401  (given, not exercises)
     model_from_hf_state_dict,
     model_to_hf_state_dict,
 )
-from mlab_tfs.gpt2.student import Embedding, LayerNorm  # your own GPT-2 pieces
+from mlab_tfs.gpt2.student import Embedding, LayerNorm  # noqa: F401  (your own GPT-2 pieces)
 from mlab_tfs.hooks import HookPoint  # noqa: F401  (an identity module that names an activation)
 
 Tensor = torch.Tensor

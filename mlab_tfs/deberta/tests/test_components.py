@@ -458,7 +458,8 @@ def test_embeddings_match_transformers(deberta, hf_models, name):
                 x = hf_emb.embed_proj(x)
             return hf_emb.LayerNorm(x * mask[..., None])
 
-        mistakes = {"no mask multiply (padding rows must come out exactly 0)": hf_emb(input_ids=ids, token_type_ids=types),
+        mistakes = {"no mask multiply (padding rows must come out exactly 0)":
+                    hf_emb(input_ids=ids, token_type_ids=types),
                     "multiplying by the mask before the LayerNorm instead of after": before_norm}
         if types is not None:
             mistakes["ignoring token_type_ids (add token_type_embeddings(token_type_ids))"] = hf_emb(
@@ -519,7 +520,8 @@ def test_embeddings_gradients(deberta, hf_models, name):
     (hf_emb(input_ids=ids, token_type_ids=types, mask=mask) * g).sum().backward()
     assert_grads_close({n: p.grad for n, p in emb.named_parameters()},
                        {n: p.grad for n, p in hf_emb.named_parameters()},
-                       hint="the word table's padding_idx row gets no gradient (Embedding(..., padding_idx=pad_token_id))")
+                       hint="the word table's padding_idx row gets no gradient "
+                            "(Embedding(..., padding_idx=pad_token_id))")
     hf_emb.zero_grad()
 
 
