@@ -263,12 +263,19 @@ class DebertaV2Embeddings(nn.Module):
         self.hook_full_embed = HookPoint()
 
     def forward(
-        self, input_ids: Tensor, token_type_ids: Tensor | None, position_ids: Tensor | None, mask: Tensor
+        self,
+        input_ids: Tensor,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        mask: Tensor | None = None,
     ) -> Tensor:
-        """input_ids (B, T); token_type_ids (B, T) or None (all type 0); position_ids (B or 1, T),
-        None without absolute positions; mask (B, T) bool, True = real token. Returns (B, T, H)."""
+        """input_ids (B, T); token_type_ids (B, T) or None (all type 0); position_ids (B or 1, T)
+        or None (0..T-1), read only with absolute positions; mask (B, T) bool, True = real token,
+        or None (all real). Returns (B, T, H)."""
         x = self.hook_embed(self.word_embeddings(input_ids))  # (B, T, E)
         if self.position_biased_input:
+            if position_ids is None:
+                position_ids = torch.arange(input_ids.shape[1], device=input_ids.device)[None]  # (1, T)
             x = x + self.hook_pos_embed(self.position_embeddings(position_ids))
         if hasattr(self, "token_type_embeddings"):
             if token_type_ids is None:
@@ -277,7 +284,8 @@ class DebertaV2Embeddings(nn.Module):
         if hasattr(self, "embed_proj"):
             x = self.embed_proj(x)  # (B, T, H)
         x = self.LayerNorm(x)
-        x = x * mask[..., None].to(x.dtype)  # padding positions start at exactly 0
+        if mask is not None:
+            x = x * mask[..., None].to(x.dtype)  # padding positions start at exactly 0
         return self.hook_full_embed(self.dropout(x))
 
 

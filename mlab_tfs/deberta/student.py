@@ -295,11 +295,15 @@ class DebertaV2Embeddings(nn.Module):
         raise NotImplementedError("Exercise 6 (embeddings): see mlab_tfs/deberta/GUIDE.md#6-embeddings")
 
     def forward(
-        self, input_ids: Tensor, token_type_ids: Tensor | None, position_ids: Tensor | None, mask: Tensor
+        self,
+        input_ids: Tensor,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        mask: Tensor | None = None,
     ) -> Tensor:
         """input_ids (B, T); token_type_ids (B, T) or None (then all type 0); position_ids
-        (B or 1, T), None without absolute positions; mask (B, T) bool, True = real token.
-        Returns (B, T, H).
+        (B or 1, T) or None (then 0..T-1), read only with absolute positions; mask (B, T) bool,
+        True = real token, or None (all real: no multiply). Returns (B, T, H).
 
         x = hook_embed(word vectors)                      (B, T, E)
           + hook_pos_embed(position vectors)              if position_biased_input

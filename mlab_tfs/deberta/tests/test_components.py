@@ -493,6 +493,19 @@ def test_embeddings_explicit_positions_and_default_types(deberta, hf_models):
 
 
 @pytest.mark.exercise("embeddings")
+@pytest.mark.parametrize("name", ["c2p_embed_proj", "v3"])
+def test_embeddings_defaults(deberta, hf_models, name):
+    """emb(input_ids) alone: types 0, positions 0..T-1, every token real (transformers' defaults)."""
+    hf = hf_models[name]
+    cfg = config_of(hf)
+    emb = load_into(deberta.DebertaV2Embeddings(cfg), hf, "deberta.embeddings.")
+    ids = torch.randint(0, cfg.vocab_size, (2, 6), generator=torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        assert_close(emb(ids), hf.deberta.embeddings(input_ids=ids), name=f"embeddings(input_ids) ({name})",
+                     atol=1e-5, hint="token_type_ids=None: type 0; position_ids=None: 0..T-1; mask=None: no multiply")
+
+
+@pytest.mark.exercise("embeddings")
 @pytest.mark.parametrize("name", ["v3", "c2p_embed_proj", "absolute_only"])
 def test_embeddings_parameters(deberta, hf_models, name):
     cfg = config_of(hf_models[name])
