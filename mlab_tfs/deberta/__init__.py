@@ -1,12 +1,15 @@
-"""DeBERTa-v2/v3 from scratch. ``mlab_tfs.deberta`` is the solution; your version lives in ``student.py``."""
+"""DeBERTa-v2/v3 from scratch. ``mlab_tfs.deberta`` is the solution; your version lives in ``student.py``;
+what the part gives both lives in ``given.py``."""
 
 from mlab_tfs.deberta.solution import (
+    PARTS,
     DebertaV2Config,
     DebertaV2Embeddings,
     DebertaV2Encoder,
     DebertaV2ForMaskedLM,
     DebertaV2Layer,
     DebertaV2Model,
+    DebertaV2Parts,
     DisentangledSelfAttention,
     build_relative_position,
     c2p_scores,
@@ -19,12 +22,14 @@ from mlab_tfs.deberta.solution import (
 )
 
 __all__ = [
+    "PARTS",
     "DebertaV2Config",
     "DebertaV2Embeddings",
     "DebertaV2Encoder",
     "DebertaV2ForMaskedLM",
     "DebertaV2Layer",
     "DebertaV2Model",
+    "DebertaV2Parts",
     "DisentangledSelfAttention",
     "build_relative_position",
     "c2p_scores",

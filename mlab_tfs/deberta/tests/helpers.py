@@ -8,6 +8,7 @@ least once; all but one use relative attention (transformers' own tiny tests tur
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +149,59 @@ def assert_model_grads_close(actual: dict, expected: dict, config: solution.Debe
                 f"shape {tuple(a.shape)}" if a.shape != e.shape else f"off by {float((a - e).abs().max()):.3g}")
             raise Mismatch(f"gradient of {name}: {err}, allowed {bound:.3g} (1e-5 x the key weight's gradient)"
                            + (f"\n  hint: {hint}" if hint else ""))
+
+
+def assert_attention_points(points: dict, hf_self, cfg: solution.DebertaV2Config, x: torch.Tensor,
+                            table: torch.Tensor | None, mask: torch.Tensor, where: str = "") -> None:
+    """The hook points of one DisentangledSelfAttention (``points``: short name -> value) by hand,
+    from transformers' module ``hf_self`` with the same weights, its input x (B, T, H), the
+    relative table (2k, H) and the padding mask (B, T) bool: hook_q/k/v the projections split
+    into (B, T, nh, hs); hook_c2p_scores = q_i . Kr[clamp(r(i, j) + k)] / scale and
+    hook_p2c_scores = k_j . Qr[clamp(-r(j, i) + k)] / scale (Kr, Qr: the table through the
+    key/query projections, or pos_key_proj/pos_query_proj); hook_attn_scores their sum with the
+    content term, finfo.min where masked; hook_pattern its softmax; hook_z = pattern @ v."""
+    from transformers.models.deberta_v2 import modeling_deberta_v2 as hf_mod
+
+    from mlab_tfs.testing.compare import assert_close
+
+    heads = lambda t: t.reshape(*t.shape[:-1], cfg.num_attention_heads, cfg.head_dim)  # noqa: E731
+    shape_hint = "hook_q/k/v/z are (batch, pos, head, d_head): split H into (nh, hs) before moving the heads forward"
+    T, k = x.shape[1], cfg.att_span
+    scale = math.sqrt(cfg.head_dim * (1 + len(cfg.pos_att_type)))
+    keep = mask[:, None, :, None] & mask[:, None, None, :]  # (B, 1, T, T)
+    q, key, v = (heads(proj(x)) for proj in (hf_self.query_proj, hf_self.key_proj, hf_self.value_proj))
+    for name, value in (("hook_q", q), ("hook_k", key), ("hook_v", v)):
+        assert name in points, f"nothing passed through {where}{name}"
+        assert_close(points[name], value, name=where + name, atol=1e-5, hint=shape_hint)
+    total = torch.einsum("bihd,bjhd->bhij", q, key) / scale  # content -> content
+    terms = [t for t in ("c2p", "p2c") if cfg.relative_attention and t in cfg.pos_att_type]
+    if terms:
+        rel = hf_mod.build_relative_position(x, x, cfg.position_buckets, cfg.max_relative)[0]  # (T, T)
+        table = table[: 2 * k]
+    for term in terms:
+        if term == "c2p":
+            proj = hf_self.key_proj if cfg.share_att_key else hf_self.pos_key_proj
+            row = (rel + k).clamp(0, 2 * k - 1)  # (T, T): the table row of the pair (i, j)
+            value = torch.einsum("bihd,ijhd->bhij", q, heads(proj(table))[row]) / scale
+        else:
+            proj = hf_self.query_proj if cfg.share_att_key else hf_self.pos_query_proj
+            row = (-rel.T + k).clamp(0, 2 * k - 1)  # p2c reads row -r(j, i) + k for the pair (i, j)
+            value = torch.einsum("bjhd,ijhd->bhij", key, heads(proj(table))[row]) / scale
+        assert f"hook_{term}_scores" in points, f"nothing passed through {where}hook_{term}_scores"
+        assert_close(points[f"hook_{term}_scores"], value, name=f"{where}hook_{term}_scores", atol=1e-5,
+                     hint=f"hook_{term}_scores is the {term} term divided by the scale, before it is added")
+        total = total + value
+    scores = points["hook_attn_scores"]
+    assert_close(torch.where(keep, scores, 0.0), torch.where(keep, total, 0.0),
+                 name=f"{where}hook_attn_scores (unmasked entries)", atol=1e-5,
+                 hint="hook_attn_scores: (q k^T + c2p + p2c) / scale, after the masked_fill")
+    assert bool((scores[~keep.expand_as(scores)] == torch.finfo(scores.dtype).min).all()), (
+        f"masked entries of {where}hook_attn_scores must be torch.finfo(dtype).min (pass the scores through it after "
+        f"the masked_fill)")
+    pattern = points["hook_pattern"]
+    assert_close(pattern, torch.softmax(scores, -1), name=f"{where}hook_pattern", atol=1e-6,
+                 hint="hook_pattern: the softmax of the masked scores, before dropout")
+    real_query_pad_key = (mask[:, None, :, None] & ~mask[:, None, None, :]).expand_as(pattern)
+    assert bool((pattern[real_query_pad_key] == 0).all()), "a real query must give padded keys exactly zero weight"
+    assert_close(points["hook_z"], torch.einsum("bhij,bjhd->bihd", pattern, v), name=f"{where}hook_z", atol=1e-5,
+                 hint=shape_hint)

@@ -10,9 +10,18 @@ import pytest
 import torch
 from transformers.models.deberta_v2 import modeling_deberta_v2 as hf_mod
 
+from mlab_tfs.hooks import HookPoint, capture
+from mlab_tfs.outputs import BaseModelOutput
 from mlab_tfs.testing.compare import assert_close, assert_grads_close
 
-from .helpers import DEBERTA_CONFIGS, assert_model_grads_close, config_of, load_into, right_padded_batch
+from .helpers import (
+    DEBERTA_CONFIGS,
+    assert_attention_points,
+    assert_model_grads_close,
+    config_of,
+    load_into,
+    right_padded_batch,
+)
 
 def _call(fn, *args, what: str):
     """Run the learner's function; turn gather's index errors into a diagnosis."""
@@ -220,6 +229,15 @@ def _attention_inputs(hf, cfg, seed=0):
     return x, keep, rel, rel_emb
 
 
+def _point(module, name):
+    """A hook point of the learner's module, or a failure that says which one to create."""
+    point = getattr(module, name, None)
+    if not isinstance(point, HookPoint):
+        pytest.fail(f"{type(module).__name__} has no hook point {name!r}: create self.{name} = HookPoint() in "
+                    f"__init__ and pass the activation through it in forward", pytrace=False)
+    return point
+
+
 def _hf_self(hf_self, x, keep, rel, rel_emb):
     return hf_self(x, keep, output_attentions=True, relative_pos=None if rel is None else rel[None],
                    rel_embeddings=rel_emb)
@@ -233,7 +251,14 @@ def test_attention_matches_transformers(deberta, hf_models, name):
     hf_self = hf.deberta.encoder.layer[1].attention.self
     attn = load_into(deberta.DisentangledSelfAttention(cfg), hf, "deberta.encoder.layer.1.attention.self.")
     x, keep, rel, rel_emb = _attention_inputs(hf, cfg)
-    context, probs = attn(x, keep, rel, rel_emb, True)
+    with capture([_point(attn, "hook_pattern")]) as pattern:
+        context = attn(x, keep, rel, rel_emb)
+    assert isinstance(context, torch.Tensor), (
+        f"DisentangledSelfAttention.forward returns the context (B, T, H) only, got {type(context).__name__}: the "
+        f"model reads the probabilities from your hook_pattern"
+    )
+    probs = pattern[0]
+    assert probs is not None, "nothing passed through hook_pattern: call self.hook_pattern(probs) after the softmax"
     with torch.no_grad():
         expected, expected_probs = _hf_self(hf_self, x, keep, rel, rel_emb)
 
@@ -256,6 +281,33 @@ def test_attention_matches_transformers(deberta, hf_models, name):
                       "mask is False with finfo.min, softmax over keys")
     assert_close(context, expected, name=f"attention context ({name})", atol=1e-5,
                  hint="probs @ v, heads merged back to (B, T, H) in the order they were split")
+
+
+ATTENTION_POINTS = ("hook_q", "hook_k", "hook_v", "hook_c2p_scores", "hook_p2c_scores", "hook_attn_scores",
+                    "hook_pattern", "hook_z")
+
+
+@pytest.mark.exercise("attention")
+@pytest.mark.parametrize("name", ["v3", "c2p_embed_proj", "p2c_buckets_untied", "absolute_only"])
+def test_attention_hook_points(deberta, hf_models, name):
+    """Every hook point of the attention holds its value (by hand from transformers' module),
+    and the relative ones exist only with the term they name."""
+    hf = hf_models[name]
+    cfg = config_of(hf)
+    attn = load_into(deberta.DisentangledSelfAttention(cfg), hf, "deberta.encoder.layer.0.attention.self.")
+    x, keep, rel, rel_emb = _attention_inputs(hf, cfg, seed=4)
+    terms = cfg.pos_att_type if cfg.relative_attention else []
+    wanted = [p for p in ATTENTION_POINTS if not p.endswith("_scores") or p == "hook_attn_scores" or p[5:8] in terms]
+    unwanted = sorted(set(ATTENTION_POINTS) - set(wanted))
+    assert not [p for p in unwanted if isinstance(getattr(attn, p, None), HookPoint)], (
+        f"{name}: pos_att_type is {cfg.pos_att_type}, so DisentangledSelfAttention has none of {unwanted}: create "
+        f"hook_c2p_scores / hook_p2c_scores only for the terms the config uses"
+    )
+    with torch.no_grad(), capture([_point(attn, p) for p in wanted]) as values:
+        attn(x, keep, rel, rel_emb)
+    mask = keep[:, 0].diagonal(dim1=-2, dim2=-1)  # (B, T): a token is real when it may see itself
+    assert_attention_points(dict(zip(wanted, values)), hf.deberta.encoder.layer[0].attention.self, cfg, x, rel_emb,
+                            mask, where="attention.")
 
 
 @pytest.mark.exercise("attention")
@@ -282,7 +334,7 @@ def test_attention_gradients(deberta, hf_models, name):
     # The relative table gets a gradient too: it is shared by every layer.
     ours_emb, hf_emb = rel_emb.clone().requires_grad_(), rel_emb.clone().requires_grad_()
     hf_self.zero_grad()
-    (attn(x, keep, rel, ours_emb)[0] * g).sum().backward()
+    (attn(x, keep, rel, ours_emb) * g).sum().backward()
     (_hf_self(hf_self, x, keep, rel, hf_emb)[0] * g).sum().backward()
     prefix = lambda d: {f"encoder.layer.0.attention.self.{k}": v for k, v in d.items()}  # noqa: E731
     assert_model_grads_close(prefix({n: p.grad for n, p in attn.named_parameters()}),
@@ -296,6 +348,18 @@ def test_attention_gradients(deberta, hf_models, name):
 # ----------------------------------------------------------------------------- 6. encoder
 
 
+def _run_encoder(enc, x, mask):
+    """The encoder's output, and its hidden states and attentions read from the given layers'
+    hook points (the model gathers them the same way)."""
+    layers = list(enc.layer)
+    last = enc.conv.hook_out if len(layers) == 1 and hasattr(enc, "conv") else layers[-1].hook_normalized_resid_post
+    with capture([layer.hook_resid_pre for layer in layers] + [last]) as hidden, \
+            capture([layer.attention.self.hook_pattern for layer in layers]) as patterns:
+        out = enc(x, mask)
+    assert isinstance(out, torch.Tensor), f"DebertaV2Encoder.forward returns a tensor (B, T, H), got {type(out)}"
+    return BaseModelOutput(last_hidden_state=out, hidden_states=tuple(hidden), attentions=tuple(patterns))
+
+
 @pytest.mark.exercise("encoder")
 @pytest.mark.parametrize("name", list(DEBERTA_CONFIGS))
 def test_encoder_matches_transformers(deberta, hf_models, name):
@@ -307,7 +371,7 @@ def test_encoder_matches_transformers(deberta, hf_models, name):
     g = torch.Generator().manual_seed(3)
     x = torch.randn(3, ids.shape[1], cfg.hidden_size, generator=g) * mask[..., None]  # embeddings are 0 at padding
     with torch.no_grad():
-        out = enc(x, mask.bool(), True, True)
+        out = _run_encoder(enc, x, mask.bool())
         expected = hf_enc(x, mask, output_hidden_states=True, output_attentions=True)
         T = ids.shape[1]
 
@@ -326,15 +390,11 @@ def test_encoder_matches_transformers(deberta, hf_models, name):
         if "layer_norm" in cfg.norm_rel_ebd:
             mistakes["using the relative table without its LayerNorm (norm_rel_ebd='layer_norm')"] = unnormed_table
     n = cfg.num_hidden_layers
-    assert out.hidden_states is not None and len(out.hidden_states) == n + 1, (
-        f"hidden_states should hold num_hidden_layers + 1 = {n + 1} tensors (the input, then each layer's output)"
-    )
     assert_close(out.last_hidden_state, expected.last_hidden_state, name=f"encoder output ({name})", atol=1e-5,
                  mistakes=mistakes, hint="the convolution (when conv_kernel_size > 0) runs once, after layer 0, on "
                                          "the encoder's input: conv(input, layer_0_output, mask)")
     for i, (a, e) in enumerate(zip(out.hidden_states, expected.hidden_states)):
         assert_close(a, e, name=f"encoder hidden_states[{i}]", atol=1e-5)
-    assert out.attentions is not None and len(out.attentions) == n, f"attentions should hold {n} tensors"
     for i, (a, e) in enumerate(zip(out.attentions, expected.attentions)):
         assert_close(a, e, name=f"encoder attentions[{i}]", atol=1e-6)
 
@@ -365,3 +425,228 @@ def test_encoder_parameters(deberta, hf_models):
             f"{sorted(set(theirs) - set(ours))[:5]}, extra {sorted(set(ours) - set(theirs))[:5]}, shapes "
             f"{[(k, ours[k], theirs[k]) for k in set(ours) & set(theirs) if ours[k] != theirs[k]][:3]}"
         )
+
+
+# ----------------------------------------------------------------------------- 6. embeddings
+
+
+def _embedding_inputs(cfg, seed=0):
+    ids, mask, types = right_padded_batch(cfg.vocab_size, [9, 4, 7], seed, cfg.type_vocab_size)
+    positions = torch.arange(ids.shape[1])[None] if cfg.position_biased_input else None
+    return ids, types, positions, mask.bool()
+
+
+@pytest.mark.exercise("embeddings")
+@pytest.mark.parametrize("name", list(DEBERTA_CONFIGS))
+def test_embeddings_match_transformers(deberta, hf_models, name):
+    hf = hf_models[name]
+    cfg = config_of(hf)
+    hf_emb = hf.deberta.embeddings
+    emb = load_into(deberta.DebertaV2Embeddings(cfg), hf, "deberta.embeddings.")
+    ids, types, positions, mask = _embedding_inputs(cfg, seed=3)
+    with torch.no_grad():
+        actual = emb(ids, types, positions, mask)
+        expected = hf_emb(input_ids=ids, token_type_ids=types, mask=mask)
+
+        def before_norm():  # LayerNorm(x * mask): padding rows become the norm's bias, not 0
+            x = hf_emb.word_embeddings(ids)
+            if hf_emb.position_embeddings is not None:
+                x = x + hf_emb.position_embeddings(positions)
+            if hf_emb.token_type_embeddings is not None:
+                x = x + hf_emb.token_type_embeddings(types)
+            if hf_emb.embed_proj is not None:
+                x = hf_emb.embed_proj(x)
+            return hf_emb.LayerNorm(x * mask[..., None])
+
+        mistakes = {"no mask multiply (padding rows must come out exactly 0)":
+                    hf_emb(input_ids=ids, token_type_ids=types),
+                    "multiplying by the mask before the LayerNorm instead of after": before_norm}
+        if types is not None:
+            mistakes["ignoring token_type_ids (add token_type_embeddings(token_type_ids))"] = hf_emb(
+                input_ids=ids, mask=mask)
+    assert isinstance(actual, torch.Tensor) and actual.shape == (*ids.shape, cfg.hidden_size), (
+        f"DebertaV2Embeddings returns (B, T, H) = {(*ids.shape, cfg.hidden_size)}, got "
+        f"{getattr(actual, 'shape', type(actual))}"
+    )
+    assert_close(actual, expected, name=f"embeddings ({name})", atol=1e-5, mistakes=mistakes,
+                 hint="word (+ position if position_biased_input) (+ token type if there is a table), embed_proj if "
+                      "E != H, LayerNorm, times the mask, dropout")
+    assert bool((actual[~mask] == 0).all()), "padding positions of the embeddings must be exactly 0"
+
+
+@pytest.mark.exercise("embeddings")
+def test_embeddings_explicit_positions_and_default_types(deberta, hf_models):
+    """Per-sequence position_ids (B, T) are used as given; token_type_ids=None means type 0."""
+    hf = hf_models["c2p_embed_proj"]
+    cfg = config_of(hf)
+    emb = load_into(deberta.DebertaV2Embeddings(cfg), hf, "deberta.embeddings.")
+    ids, _, _, mask = _embedding_inputs(cfg, seed=4)
+    positions = torch.stack([torch.arange(ids.shape[1]).flip(0), torch.arange(ids.shape[1]) + 3,
+                             torch.zeros(ids.shape[1], dtype=torch.long)])  # (B, T), all < 24
+    with torch.no_grad():
+        actual = emb(ids, None, positions, mask)
+        expected = hf.deberta.embeddings(input_ids=ids, position_ids=positions, mask=mask)
+        default = hf.deberta.embeddings(input_ids=ids, mask=mask)
+    assert_close(actual, expected, name="embeddings with position_ids (B, T)", atol=1e-5,
+                 mistakes={"ignoring position_ids (using 0..T-1)": default},
+                 hint="look the absolute positions up at position_ids, not at arange(T)")
+
+
+@pytest.mark.exercise("embeddings")
+@pytest.mark.parametrize("name", ["c2p_embed_proj", "v3"])
+def test_embeddings_defaults(deberta, hf_models, name):
+    """emb(input_ids) alone: types 0, positions 0..T-1, every token real (transformers' defaults)."""
+    hf = hf_models[name]
+    cfg = config_of(hf)
+    emb = load_into(deberta.DebertaV2Embeddings(cfg), hf, "deberta.embeddings.")
+    ids = torch.randint(0, cfg.vocab_size, (2, 6), generator=torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        assert_close(emb(ids), hf.deberta.embeddings(input_ids=ids), name=f"embeddings(input_ids) ({name})",
+                     atol=1e-5, hint="token_type_ids=None: type 0; position_ids=None: 0..T-1; mask=None: no multiply")
+
+
+@pytest.mark.exercise("embeddings")
+@pytest.mark.parametrize("name", ["v3", "c2p_embed_proj", "absolute_only"])
+def test_embeddings_parameters(deberta, hf_models, name):
+    cfg = config_of(hf_models[name])
+    ours = {n: tuple(p.shape) for n, p in deberta.DebertaV2Embeddings(cfg).named_parameters()}
+    theirs = {n: tuple(p.shape) for n, p in hf_models[name].deberta.embeddings.named_parameters()}
+    assert ours == theirs, (
+        f"DebertaV2Embeddings({name}) should have parameters {sorted(theirs.items())}, has {sorted(ours.items())}: "
+        f"position_embeddings only with position_biased_input, token_type_embeddings only with type_vocab_size > 0, "
+        f"embed_proj (no bias) only when embedding_size != hidden_size"
+    )
+
+
+@pytest.mark.exercise("embeddings")
+@pytest.mark.parametrize("name", ["v2_conv", "c2p_embed_proj"])
+def test_embeddings_gradients(deberta, hf_models, name):
+    hf = hf_models[name]
+    cfg = config_of(hf)
+    hf_emb = hf.deberta.embeddings
+    emb = load_into(deberta.DebertaV2Embeddings(cfg), hf, "deberta.embeddings.")
+    ids, types, positions, mask = _embedding_inputs(cfg, seed=5)
+    ids[0, 0] = cfg.pad_token_id  # a padding id at a real position: its row still gets no gradient
+    g = torch.randn(*ids.shape, cfg.hidden_size, generator=torch.Generator().manual_seed(6))
+    hf_emb.zero_grad()
+    (emb(ids, types, positions, mask) * g).sum().backward()
+    (hf_emb(input_ids=ids, token_type_ids=types, mask=mask) * g).sum().backward()
+    assert_grads_close({n: p.grad for n, p in emb.named_parameters()},
+                       {n: p.grad for n, p in hf_emb.named_parameters()},
+                       hint="the word table's padding_idx row gets no gradient "
+                            "(Embedding(..., padding_idx=pad_token_id))")
+    hf_emb.zero_grad()
+
+
+# ----------------------------------------------------------------------------- 8. MLM heads
+
+
+def _head_input(cfg, seed=0):
+    return torch.randn(3, 5, cfg.hidden_size, generator=torch.Generator().manual_seed(seed)) * 2
+
+
+@pytest.mark.exercise("mlm_heads")
+@pytest.mark.parametrize("name", [n for n, c in DEBERTA_CONFIGS.items() if c.get("legacy", True)])
+def test_legacy_head_matches_transformers(deberta, hf_models, name):
+    hf = hf_models[name]
+    cfg = config_of(hf)
+    head = load_into(deberta.LegacyDebertaV2OnlyMLMHead(cfg), hf, "cls.")
+    h = _head_input(cfg, seed=7)
+    with torch.no_grad():
+        t = hf.cls.predictions.transform
+        mistakes = {"LayerNorm before the activation (dense, act, LayerNorm is the order)":
+                    hf.cls.predictions.decoder(t.transform_act_fn(t.LayerNorm(t.dense(h))))}
+        actual, expected = head(h), hf.cls(h)
+    assert_close(actual, expected, name=f"legacy MLM head logits ({name})", atol=1e-5, mistakes=mistakes,
+                 hint="decoder(LayerNorm(act(dense(h)))); dense is H -> E, the decoder E -> V")
+
+
+@pytest.mark.exercise("mlm_heads")
+def test_original_head_matches_transformers(deberta, hf_models):
+    hf = hf_models["v3"]
+    cfg = config_of(hf)
+    head = load_into(deberta.DebertaV2OnlyMLMHead(cfg), hf, "lm_predictions.")
+    h = _head_input(cfg, seed=8)
+    words = hf.deberta.embeddings.word_embeddings
+    with torch.no_grad():
+        lm = hf.lm_predictions.lm_head
+        x = lm.LayerNorm(lm.transform_act_fn(lm.dense(h)))
+        mistakes = {"forgetting the bias (h @ word_embeddings^T + bias)": x @ words.weight.t(),
+                    "LayerNorm before the activation": lm.transform_act_fn(lm.LayerNorm(lm.dense(h))) @ words.weight.t()
+                    + lm.bias}
+        expected = hf.lm_predictions(h, words)
+    ours_words = words.weight.detach().clone().requires_grad_()
+    actual = head(h, ours_words)
+    assert_close(actual, expected, name="original MLM head logits (v3)", atol=1e-5, mistakes=mistakes,
+                 hint="LayerNorm(act(dense(h))) @ word_embeddings^T + bias")
+    g = torch.randn(actual.shape, generator=torch.Generator().manual_seed(9))
+    hf_words = words.weight.detach().clone().requires_grad_()
+    (actual * g).sum().backward()
+    (torch.matmul(x, hf_words.t()) * g).sum().backward()
+    assert_close(ours_words.grad, hf_words.grad, name="d logits / d word_embeddings", atol=1e-5,
+                 hint="multiply by the word table inside the graph: it is trained through the head too")
+
+
+@pytest.mark.exercise("mlm_heads")
+@pytest.mark.parametrize("name,legacy", [("v3", False), ("c2p_embed_proj", True), ("p2c_buckets_untied", True)])
+def test_head_parameters(deberta, hf_models, name, legacy):
+    cfg = config_of(hf_models[name])
+    head = deberta.LegacyDebertaV2OnlyMLMHead(cfg) if legacy else deberta.DebertaV2OnlyMLMHead(cfg)
+    hf_head = hf_models[name].cls if legacy else hf_models[name].lm_predictions
+    ours = {n: tuple(p.shape) for n, p in head.named_parameters(remove_duplicate=False)}
+    theirs = {n: tuple(p.shape) for n, p in hf_head.named_parameters(remove_duplicate=False)}
+    assert ours == theirs, (
+        f"{type(head).__name__}({name}) should have parameters {sorted(theirs.items())}, has {sorted(ours.items())}"
+    )
+
+
+@pytest.mark.exercise("embeddings")
+@pytest.mark.parametrize("name", ["c2p_embed_proj", "v3"])
+def test_embeddings_hook_points(deberta, hf_models, name):
+    """hook_embed / hook_pos_embed / hook_token_type_embed: the lookups (B or 1, T, E), present
+    only with their table; hook_full_embed: the output."""
+    hf = hf_models[name]
+    cfg = config_of(hf)
+    hf_emb = hf.deberta.embeddings
+    emb = load_into(deberta.DebertaV2Embeddings(cfg), hf, "deberta.embeddings.")
+    ids, types, positions, mask = _embedding_inputs(cfg, seed=8)
+    expected = {"hook_embed": hf_emb.word_embeddings(ids)}
+    if cfg.position_biased_input:
+        expected["hook_pos_embed"] = hf_emb.position_embeddings(positions)
+    if cfg.type_vocab_size > 0:
+        expected["hook_token_type_embed"] = hf_emb.token_type_embeddings(types)
+    absent = {"hook_embed", "hook_pos_embed", "hook_token_type_embed"} - set(expected)
+    assert not [p for p in absent if isinstance(getattr(emb, p, None), HookPoint)], (
+        f"{name} has no table for {sorted(absent)}: create those hook points only with their table")
+    with torch.no_grad(), capture([_point(emb, p) for p in [*expected, "hook_full_embed"]]) as values:
+        out = emb(ids, types, positions, mask)
+    for (point, value), actual in zip(expected.items(), values):
+        assert_close(actual, value.detach(), name=f"embeddings.{point}", atol=0,
+                     hint="each hook point holds its table's lookup, before the sum")
+    assert values[-1] is out, "hook_full_embed is the embeddings' output: return what passes through it"
+
+
+@pytest.mark.exercise("encoder")
+@pytest.mark.parametrize("name", ["v3", "c2p_embed_proj"])
+def test_encoder_passes_the_table_through_its_hook_point(deberta, hf_models, name):
+    """hook_rel_embeddings holds the table the layers read (layer-normed when norm_rel_ebd), and
+    a table edited there reaches every layer: the same as transformers with the edited table."""
+    hf = hf_models[name]
+    cfg = config_of(hf)
+    hf_enc = hf.deberta.encoder
+    enc = load_into(deberta.DebertaV2Encoder(cfg), hf, "deberta.encoder.")
+    ids, mask, _ = right_padded_batch(cfg.vocab_size, [6, 4], seed=9)
+    x = torch.randn(2, ids.shape[1], cfg.hidden_size, generator=torch.Generator().manual_seed(10)) * mask[..., None]
+    point = _point(enc, "hook_rel_embeddings")
+    with torch.no_grad(), capture([point]) as table:
+        enc(x, mask.bool())
+    assert_close(table[0], hf_enc.get_rel_embedding(), name="encoder.hook_rel_embeddings", atol=1e-6,
+                 hint="pass get_rel_embedding()'s table through hook_rel_embeddings once, before the layers")
+    handle = point.add_hook(lambda t, hook: t.flip(0))
+    try:
+        with torch.no_grad(), mock.patch.object(hf_enc, "get_rel_embedding", lambda: table[0].flip(0)):
+            actual, expected = enc(x, mask.bool()), hf_enc(x, mask).last_hidden_state
+    finally:
+        handle.remove()
+    assert_close(actual, expected, name="encoder output with the table reversed at hook_rel_embeddings", atol=1e-5,
+                 hint="every layer reads the table that came out of hook_rel_embeddings")

@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 import torch
 
+from mlab_tfs.activations import ACTIVATIONS
 from mlab_tfs.deberta import solution
 from mlab_tfs.testing.compare import assert_close
 from mlab_tfs.testing.fields import assert_init_like, bad_cases
@@ -64,7 +65,7 @@ BASE = dict(_COMMON, relative_attention=True, pos_att_type="p2c|c2p", position_b
             share_att_key=True, norm_rel_ebd="none", position_biased_input=False, type_vocab_size=0,
             initializer_range=0.1, legacy=True)
 PARITY = {
-    **{f"hidden_act_{a}": dict(hidden_act=a) for a in solution.ACTIVATIONS},
+    **{f"hidden_act_{a}": dict(hidden_act=a) for a in ACTIVATIONS},
     **{f"conv_act_{a}": dict(conv_kernel_size=3, conv_act=a) for a in ("gelu", "relu", "tanh", "quick_gelu")},
     "conv_groups": dict(conv_kernel_size=5, conv_groups=4),
     "layer_norm_eps": dict(layer_norm_eps=0.3),

@@ -165,6 +165,39 @@ def test_non_tensor_input_is_a_type_error(models):
 
 
 @pytest.mark.exercise("model")
+@pytest.mark.parametrize("flag", ["output_attentions", "output_hidden_states"])
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_output_flags_must_be_bools(models, flag, value):
+    with pytest.raises(TypeError, match=flag):
+        models["v3"](_ids(1, 3), **{flag: value})
+
+
+@pytest.mark.exercise("model")
+def test_the_base_model_takes_no_labels(models):
+    """transformers' DebertaV2Model has no labels argument (no head to score them): neither has ours."""
+    with pytest.raises(TypeError, match="labels"):
+        models["v3"].deberta(_ids(1, 3), labels=_ids(1, 3))
+
+
+@pytest.mark.exercise("model")
 def test_long_input_is_fine_without_absolute_positions(models):
     out = models["v3"](_ids(1, 40))  # max_position_embeddings is 24, but v3 has no absolute positions
     assert out.logits.shape == (1, 40, 83)
+
+
+@pytest.mark.exercise("model")
+def test_float64_stays_float64(deberta, checkpoints):
+    """GPT-2's precision rule: layer norms compute in the input's dtype (fp32 statistics only for
+    fp16/bf16), so a float64 model equals transformers' float64 one to float64 rounding, not
+    to float32's (a layer norm that downcasts to fp32 is off by about 5e-8 here)."""
+    import transformers
+
+    model = deberta.DebertaV2ForMaskedLM.from_pretrained(checkpoints["v2_conv"], dtype=torch.float64)
+    hf = transformers.DebertaV2ForMaskedLM.from_pretrained(checkpoints["v2_conv"], dtype=torch.float64).eval()
+    ids, kwargs, _ = _batch(model.config, seed=4)
+    with torch.no_grad():
+        out = model(ids, **kwargs).logits
+        expected = hf(ids, **kwargs).logits
+    assert out.dtype == torch.float64
+    assert_close(out, expected, name="float64 logits", atol=1e-10,
+                 hint="keep float64 in float64: statistics in fp32 only for half-precision inputs")
