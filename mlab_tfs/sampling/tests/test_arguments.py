@@ -253,7 +253,7 @@ def test_combine_two_contexts_refuses_bad_gamma_and_shapes(sampling):
         sampling.combine_two_contexts(a, torch.ones(2, 6), "product", 1.0)
 
 
-@pytest.mark.exercise("beam_search")
+@pytest.mark.exercise("kv_cache_loop")
 def test_cache_helpers_refuse_bad_rows(sampling):
     past = tuple((torch.zeros(3, 2, 4, 5), torch.zeros(3, 2, 4, 5)) for _ in range(2))
     for repeats, error in ((0, ValueError), (2.0, TypeError), (True, TypeError)):

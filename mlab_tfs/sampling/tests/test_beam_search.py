@@ -125,7 +125,7 @@ def _as_dynamic(past):
     return cache
 
 
-@pytest.mark.exercise("beam_search")
+@pytest.mark.exercise("kv_cache_loop")
 @pytest.mark.parametrize("form", ["tuple", "DynamicCache"])
 def test_reorder_and_expand_cache(sampling, form):
     past = _tuple_cache()
