@@ -165,6 +165,12 @@ def sample_token(logits: Tensor, generator: torch.Generator | None = None) -> Te
     """
     check_logits(logits)
     check_generator(generator, logits.device, what="logits")
+    return _draw(logits, generator)
+
+
+def _draw(logits: Tensor, generator: torch.Generator | None) -> Tensor:
+    """sample_token after its argument checks: the values are still checked (a model can
+    produce NaN), the arguments not."""
     probs = torch.softmax(logits.float(), dim=-1)
     if _check_values():
         bad = ~torch.isfinite(probs).all(dim=-1)  # NaN/+inf logits, or a row that is all -inf
@@ -363,7 +369,7 @@ def _process(logits: Tensor, history: Tensor | None, generated: Tensor | None, o
 
 def _choose(scores: Tensor, o: SamplingOptions, generator: torch.Generator | None) -> Tensor:
     """The next token of every row from processed scores (B, V): a draw, or the argmax."""
-    return sample_token(scores, generator) if o.do_sample else scores.argmax(dim=-1)
+    return _draw(scores, generator) if o.do_sample else scores.argmax(dim=-1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -686,11 +692,15 @@ def combine_two_contexts(logits_a: Tensor, logits_b: Tensor, mode: str = "contra
                          f"and {tuple(logits_b.shape)}")
     check_device("logits_b", logits_b, logits_a.device, what="logits_a")
     gamma = check_number("gamma", gamma)
+    if mode not in TWO_CONTEXT_MODES:
+        raise ValueError(f"mode must be one of {TWO_CONTEXT_MODES}, got {mode!r}")
+    return _combine(logits_a, logits_b, mode, gamma)
+
+
+def _combine(logits_a: Tensor, logits_b: Tensor, mode: str, gamma: float) -> Tensor:
     if mode == "contrastive":
         return logits_a + gamma * (logits_a - logits_b)
-    if mode == "product":
-        return F.log_softmax(logits_a, dim=-1) + gamma * F.log_softmax(logits_b, dim=-1)
-    raise ValueError(f"mode must be one of {TWO_CONTEXT_MODES}, got {mode!r}")
+    return F.log_softmax(logits_a, dim=-1) + gamma * F.log_softmax(logits_b, dim=-1)  # product
 
 
 @torch.no_grad()
@@ -752,7 +762,7 @@ def sample_two_contexts(
     logits, past = lm_forward(model, ids, mask, position_ids_from_mask(mask))
     for step in range(max_new_tokens):
         last = logits[:, -1]
-        scores = _process(combine_two_contexts(last[:B], last[B:], mode, gamma), history, history[:, Ta:], opts)
+        scores = _process(_combine(last[:B], last[B:], mode, gamma), history, history[:, Ta:], opts)
         nxt = _choose(scores, opts, generator)
         if fill is not None:
             nxt = torch.where(unfinished, nxt, fill)
