@@ -5,8 +5,8 @@ Both ``solution.py`` and ``student.py`` import these; none of them is an exercis
 - ``lm_forward`` runs any causal LM with the cache on: our GPT-2 (``past_key_values=``, a
   ``KVCache`` object or a legacy tuple of (k, v) pairs) and transformers' causal LMs (a
   ``Cache``; transformers 5 names the argument and the output field ``cache``).
-- ``cache_rows``, ``cache_device``, ``cache_index`` and ``copy_cache`` read and copy any of
-  those caches: a tuple of (k, v) pairs, an object whose ``__getitem__(i)`` gives layer i's
+- ``first_keys``, ``cache_rows``, ``cache_device`` and ``cache_index`` read any of those
+  caches: a tuple of (k, v) pairs, an object whose ``__getitem__(i)`` gives layer i's
   (k, v) (our KVCache), or one with ``.layers[i].keys`` (transformers' Cache).
 - ``check_prompt``, ``check_logits``, ``check_history``, ``check_generator``, ``eos_set``,
   ``as_ids`` and ``suffix_inputs`` check arguments: ValueError or TypeError naming the
@@ -15,7 +15,6 @@ Both ``solution.py`` and ``student.py`` import these; none of them is an exercis
 
 from __future__ import annotations
 
-import copy
 import inspect
 from typing import Any, NamedTuple, Sequence
 
@@ -57,6 +56,7 @@ def lm_forward(
 
 
 def model_n_positions(model: Any) -> int | None:
+    """The model's longest sequence (config.n_positions or max_position_embeddings); None if unknown."""
     config = getattr(model, "config", None)
     for name in ("n_positions", "max_position_embeddings"):
         value = getattr(config, name, None)
@@ -66,6 +66,7 @@ def model_n_positions(model: Any) -> int | None:
 
 
 def model_vocab_size(model: Any) -> int | None:
+    """config.vocab_size, V; None if the model has no such config."""
     value = getattr(getattr(model, "config", None), "vocab_size", None)
     return value if isinstance(value, int) else None
 
@@ -132,6 +133,8 @@ def cache_index(past: Any, index: object) -> Tensor:
 
 
 def check_logits(logits: object, name: str = "logits") -> Tensor:
+    """logits: a float tensor (B, V) with V >= 1, returned as it is; else TypeError (not a
+    tensor) or ValueError (shape, dtype, no vocabulary) naming it."""
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (batch, vocab), got {_describe(logits)}")
     if logits.dim() != 2 or not logits.dtype.is_floating_point:
