@@ -20,7 +20,7 @@ from mlab_tfs.sampling.options import FIELDS, SamplingOptions
 from mlab_tfs.testing.compare import assert_close
 
 from .helpers import padded_batch, prompts
-from .test_arguments import GENERATE_BAD
+from .test_arguments import GENERATE_BAD, of
 from .test_beam_search import SCORE_ATOL, SCORE_RTOL
 from .test_generate import assert_tokens_equal
 
@@ -95,8 +95,10 @@ def test_min_tokens_to_keep_reaches_the_filters(sampling, model):
         assert kept.tolist() == [2, 2, 2], f"process_logits with {o} kept {kept.tolist()} tokens per row, not 2"
 
 
-@pytest.mark.exercise("kv_cache_loop")
-@pytest.mark.parametrize("call", ["process_logits", "generate", "sample_two_contexts", "filtered_sample"])
+@pytest.mark.parametrize("call", [of("penalties", "process_logits", id="process_logits"),
+                                  of("kv_cache_loop", "generate", id="generate"),
+                                  of("two_contexts", "sample_two_contexts", id="sample_two_contexts"),
+                                  of("suffix_scoring", "filtered_sample", id="filtered_sample")])
 def test_a_conflicting_keyword_is_an_error_naming_both(sampling, model, call):
     ids = torch.stack(prompts(VOCAB, [4], seed=1))
     o = SamplingOptions(do_sample=True, top_k=5)
@@ -171,8 +173,7 @@ def test_eager_loops_check_the_options_once(sampling, model, monkeypatch):
         assert per_length[0][0]["check_history"] == 0, f"{name} checks a history inside its loop"
 
 
-@pytest.mark.exercise("kv_cache_loop")
-def test_fast_takes_options_or_keywords_alike(sampling, model_pairs):
+def test_fast_takes_options_or_keywords_alike(model_pairs):  # the solution's fast path: not an exercise
     from mlab_tfs.sampling.fast import generate_fast
 
     model = model_pairs["base"]["ours"]
