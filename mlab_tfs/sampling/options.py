@@ -111,10 +111,25 @@ def resolve_options(options: SamplingOptions | None, defaults: dict[str, Any] | 
     if not isinstance(options, SamplingOptions):
         raise TypeError(f"options must be a mlab_tfs.sampling.SamplingOptions or None, got {type(options).__name__}")
     if given:
-        merged = dataclasses.replace(options, **given)  # checks and normalises the keywords
+        try:
+            merged = dataclasses.replace(options, **given)  # checks and normalises the keywords
+        except (TypeError, ValueError):
+            # A keyword that is bad only together with options (do_sample=True against options'
+            # temperature=0) is first of all a conflict; one that is bad alone keeps its own error.
+            if all(_same(given[n], getattr(options, n)) for n in given):
+                raise
+            merged = None
         clashes = [f"options.{n}={getattr(options, n)!r} and {n}={given[n]!r}" for n in given
-                   if getattr(merged, n) != getattr(options, n)]
+                   if (not _same(given[n], getattr(options, n)) if merged is None
+                       else getattr(merged, n) != getattr(options, n))]
         if clashes:
             raise ValueError(f"conflicting sampling settings: {'; '.join(clashes)}: pass each setting once, in "
                              f"options or as a keyword (dataclasses.replace(options, ...) makes a changed copy)")
     return options
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError, RuntimeError):  # a tensor of several values, say
+        return False

@@ -250,3 +250,23 @@ def test_beam_search_refuses_beam_sampling_and_warns_about_unused_settings(sampl
         sampling.beam_search(model, ids, 2, 3, options=SamplingOptions(top_k=4))
     messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     assert any("top_k=4" in m for m in messages), f"beam search with top_k=4 should warn it has no effect: {messages}"
+
+
+def test_resolve_options_cases():
+    """The given resolve_options: defaults, keywords over them, agreement and conflicts."""
+    from mlab_tfs.sampling.options import resolve_options
+
+    assert resolve_options(None) == SamplingOptions()
+    assert resolve_options(None, dict(do_sample=True)) == SamplingOptions(do_sample=True)
+    assert resolve_options(None, dict(do_sample=True), do_sample=False, top_k=None) == SamplingOptions()
+    o = SamplingOptions(temperature=0.0, top_k=4)
+    assert resolve_options(o, dict(do_sample=True)) is o  # options win over the function's defaults
+    assert resolve_options(o, top_k=np.int64(4), temperature=None) is o
+    # Bad only together with options (sampling at temperature 0): a conflict, named as one.
+    with pytest.raises(ValueError, match=r"options\.do_sample=False and do_sample=True"):
+        resolve_options(o, do_sample=True)
+    # Bad alone, even if it equals options' value: its own error.
+    with pytest.raises(TypeError, match="top_k"):
+        resolve_options(o, top_k=4.0)
+    with pytest.raises(TypeError, match="options must be a mlab_tfs.sampling.SamplingOptions"):
+        resolve_options({"top_k": 4})
