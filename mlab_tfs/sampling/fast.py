@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, Unpack
 
 import torch
 
 from mlab_tfs.gpt2.fast import StaticKVCache, static_forward
 from mlab_tfs.inputs import check_bool, check_int
 from mlab_tfs.sampling.given import check_generator, check_prompt
-from mlab_tfs.sampling.options import SamplingOptions, resolve_options
+from mlab_tfs.sampling.options import SamplingKeywords, SamplingOptions, resolve_options
 from mlab_tfs.sampling.solution import _process, position_ids_from_mask
 
 Tensor = torch.Tensor
@@ -145,14 +145,7 @@ def generate_fast(
     compile: bool = True,
     compile_options: dict | None = None,
     check_every: int = 16,
-    do_sample: bool | None = None,
-    temperature: float | None = None,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    min_p: float | None = None,
-    repetition_penalty: float | None = None,
-    frequency_penalty: float | None = None,
-    presence_penalty: float | None = None,
+    **sampling: Unpack[SamplingKeywords],
 ) -> Tensor:
     """``generate`` for our GPT2LMHeadModel over a static KV cache, with a compiled decode step.
 
@@ -167,7 +160,7 @@ def generate_fast(
     steps between checks (one host sync each) whether every row has finished (an int >= 1).
     Every argument is checked as generate checks it (lists placed on the model's device, a
     tensor or generator elsewhere a ValueError naming it and both devices); options and
-    the sampling keywords as generate's, except options.no_repeat_ngram_size > 0, which is
+    ``**sampling`` as generate's, except options.no_repeat_ngram_size > 0, which is
     a ValueError (not supported on the static path).
     """
     from mlab_tfs.gpt2.solution import GPT2LMHeadModel
@@ -176,9 +169,7 @@ def generate_fast(
         raise TypeError(f"model must be mlab_tfs.gpt2's GPT2LMHeadModel (generate_fast runs its modules over a "
                         f"static cache), got {type(model).__name__}; use mlab_tfs.sampling.generate for other models")
     p = check_prompt(model, input_ids, attention_mask, max_new_tokens, pad_token_id, eos_token_id)
-    o = resolve_options(options, do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                        repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
-                        presence_penalty=presence_penalty)
+    o = resolve_options(options, **sampling)
     if o.no_repeat_ngram_size:
         raise ValueError(f"options.no_repeat_ngram_size={o.no_repeat_ngram_size}: generate_fast does not support "
                          "no-repeat n-grams (their windows change shape every step); use generate")

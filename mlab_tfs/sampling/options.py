@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from mlab_tfs.inputs import check_bool, check_int, check_number
 
@@ -91,20 +91,38 @@ class SamplingOptions:
 FIELDS = tuple(f.name for f in dataclasses.fields(SamplingOptions))
 
 
-def resolve_options(options: SamplingOptions | None, defaults: dict[str, Any] | None = None,
+class SamplingKeywords(TypedDict, total=False):
+    """SamplingOptions' fields as keyword arguments of the decoders (``**sampling``); None
+    means "not given". The types and ranges are SamplingOptions'."""
+
+    do_sample: bool | None
+    temperature: float | None
+    top_k: int | None
+    top_p: float | None
+    min_p: float | None
+    repetition_penalty: float | None
+    frequency_penalty: float | None
+    presence_penalty: float | None
+    no_repeat_ngram_size: int | None
+    min_tokens_to_keep: int | None
+
+
+def resolve_options(options: SamplingOptions | None, defaults: dict[str, Any] | None = None, /,
                     **keywords: Any) -> SamplingOptions:
     """The options of one call, from ``options=`` and/or the options' fields passed as keywords.
 
-    keywords: field name -> value, None meaning "not given". Without options, the given
-    keywords over ``defaults`` (the function's own defaults, e.g. do_sample=True for
-    process_logits) build a SamplingOptions (checked: errors name the field). With options,
-    a keyword that is also given must agree with the options' field (after normalisation:
-    top_k=np.int64(5) agrees with 5); a disagreement is a ValueError naming both.
-    options of another type: TypeError.
+    keywords: field name -> value, None meaning "not given"; any other name is a TypeError
+    naming it (a decoder's ``**sampling`` takes only SamplingOptions' fields). Without
+    options, the given keywords over ``defaults`` (the function's own defaults, e.g.
+    do_sample=True for process_logits) build a SamplingOptions (checked: errors name the
+    field). With options, a keyword that is also given must agree with the options' field
+    (after normalisation: top_k=np.int64(5) agrees with 5); a disagreement is a ValueError
+    naming both. options of another type: TypeError.
     """
-    unknown = set(keywords) - set(FIELDS)
-    if unknown:  # a programming error of this package, not of the caller
-        raise TypeError(f"resolve_options: not SamplingOptions fields: {sorted(unknown)}")
+    unknown = sorted(set(keywords) - set(FIELDS))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}: "
+                        f"besides its own arguments, a decoder takes only SamplingOptions' fields ({', '.join(FIELDS)})")
     given = {name: value for name, value in keywords.items() if value is not None}
     if options is None:
         return SamplingOptions(**{**(defaults or {}), **given})

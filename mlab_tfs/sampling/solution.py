@@ -30,7 +30,7 @@ nb beams, N completions.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Sequence, Unpack
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +55,7 @@ from mlab_tfs.sampling.given import (  # the givens, shared with student.py
     model_vocab_size,
     suffix_inputs,
 )
-from mlab_tfs.sampling.options import SamplingOptions, resolve_options
+from mlab_tfs.sampling.options import SamplingKeywords, SamplingOptions, resolve_options
 
 Tensor = torch.Tensor
 
@@ -316,35 +316,24 @@ def process_logits(
     history: Tensor,
     num_generated: int,
     options: SamplingOptions | None = None,
-    *,
-    do_sample: bool | None = None,
-    temperature: float | None = None,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    min_p: float | None = None,
-    repetition_penalty: float | None = None,
-    frequency_penalty: float | None = None,
-    presence_penalty: float | None = None,
-    no_repeat_ngram_size: int | None = None,
+    **sampling: Unpack[SamplingKeywords],
 ) -> Tensor:
     """All processors in the order transformers' generate applies them
     (generation/utils.py, _get_logits_processor).
 
     logits (B, V); history (B, L): prompt and generated tokens, -1 at padding (a tensor on
     the logits' device, or lists); the last num_generated (an int in [0, L]) columns are
-    the generated ones. options: a SamplingOptions, or None to build one from the keywords
-    (None = not given; here do_sample defaults to True). A keyword that disagrees with
-    options is a ValueError naming both. Penalties first (they act on raw logits, and apply
+    the generated ones. options: a SamplingOptions, or None to build one from
+    ``**sampling``, its fields as keywords (None = not given; here do_sample defaults to
+    True). A keyword that disagrees with options is a ValueError naming both; one that is
+    no field, a TypeError naming it. Penalties first (they act on raw logits, and apply
     in greedy decoding too); then, when sampling only, temperature, top-k, top-p and min-p.
     Bad values: ValueError or TypeError naming the field (SamplingOptions' checks).
     """
     check_logits(logits)
     history = check_history("history", history, logits)
     num_generated = check_int("num_generated", num_generated, minimum=0, maximum=history.shape[1])
-    o = resolve_options(options, dict(do_sample=True), do_sample=do_sample, temperature=temperature, top_k=top_k,
-                        top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty,
-                        frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
-                        no_repeat_ngram_size=no_repeat_ngram_size)
+    o = resolve_options(options, dict(do_sample=True), **sampling)
     return _process(logits, history, history[:, history.shape[1] - num_generated :], o)
 
 
@@ -446,15 +435,7 @@ def generate(
     pad_token_id: int | None = None,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
-    do_sample: bool | None = None,
-    temperature: float | None = None,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    min_p: float | None = None,
-    repetition_penalty: float | None = None,
-    frequency_penalty: float | None = None,
-    presence_penalty: float | None = None,
-    no_repeat_ngram_size: int | None = None,
+    **sampling: Unpack[SamplingKeywords],
 ) -> Tensor:
     """Greedy decoding or sampling for a batch of left-padded prompts (transformers'
     GenerationMixin.generate with do_sample and the same processors, token for token).
@@ -468,16 +449,14 @@ def generate(
     one new token against the KV cache; use_cache=False reruns the whole sequence each
     step (the same tokens, slower).
 
-    options: how tokens are chosen, a SamplingOptions; or None to build one from the
-    keywords do_sample ... no_repeat_ngram_size (None = not given; do_sample defaults to
-    False, greedy). A keyword that disagrees with options: ValueError naming both. With
+    options: how tokens are chosen, a SamplingOptions; or None to build one from
+    ``**sampling``, its fields as keywords (``do_sample=True, top_k=5``; None = not given;
+    do_sample defaults to False, greedy); another name there is a TypeError naming it. A keyword that disagrees with options: ValueError naming both. With
     do_sample=False, sampling-only settings that are on give a UserWarning (transformers').
     Argument checks: check_prompt and SamplingOptions, once, before the loop.
     """
     p = check_prompt(model, input_ids, attention_mask, max_new_tokens, pad_token_id, eos_token_id)
-    opts = resolve_options(options, do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
-                           min_p=min_p, repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
-                           presence_penalty=presence_penalty, no_repeat_ngram_size=no_repeat_ngram_size)
+    opts = resolve_options(options, **sampling)
     opts.warn_unused(stacklevel=3)  # the caller of generate, through torch.no_grad's wrapper
     use_cache = check_bool("use_cache", use_cache)
     ids, mask, eos = p.input_ids, p.attention_mask, p.eos
@@ -718,10 +697,7 @@ def sample_two_contexts(
     eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int | None = None,
     generator: torch.Generator | None = None,
-    do_sample: bool | None = None,
-    temperature: float | None = None,
-    top_k: int | None = None,
-    top_p: float | None = None,
+    **sampling: Unpack[SamplingKeywords],
 ) -> Tensor:
     """One continuation per row, drawn from combine_two_contexts of context a's and b's
     next-token logits; the chosen token is appended to both contexts.
@@ -730,9 +706,8 @@ def sample_two_contexts(
     run in one batch of 2B rows (padded to a common length), so each step is one forward
     over one new token per row against one KV cache. Returns (B, Ta + n): context a and
     the new tokens, with generate's eos and padding rules and argument checks (each
-    context's errors name input_ids_a or input_ids_b). options, or the keywords do_sample,
-    temperature, top_k, top_p (None = not given; do_sample defaults to True): as generate's;
-    the penalties of options read context a's tokens.
+    context's errors name input_ids_a or input_ids_b). options or ``**sampling`` as
+    generate's (do_sample defaults to True here); the penalties read context a's tokens.
     """
     if mode not in TWO_CONTEXT_MODES:
         raise ValueError(f"mode must be one of {TWO_CONTEXT_MODES}, got {mode!r}")
@@ -741,8 +716,7 @@ def sample_two_contexts(
                       name="input_ids_a", mask_name="attention_mask_a")
     b = check_prompt(model, input_ids_b, attention_mask_b, max_new_tokens, pad_token_id, eos_token_id,
                       name="input_ids_b", mask_name="attention_mask_b")
-    opts = resolve_options(options, dict(do_sample=True), do_sample=do_sample, temperature=temperature, top_k=top_k,
-                           top_p=top_p)
+    opts = resolve_options(options, dict(do_sample=True), **sampling)
     opts.warn_unused(stacklevel=3)
     input_ids_a, input_ids_b, mask_a, mask_b = a.input_ids, b.input_ids, a.attention_mask, b.attention_mask
     check_generator(generator, input_ids_a.device)
@@ -853,9 +827,7 @@ def filtered_sample(
     *,
     eos_token_id: int | Sequence[int] | None = None,
     generator: torch.Generator | None = None,
-    temperature: float | None = None,
-    top_k: int | None = None,
-    top_p: float | None = None,
+    **sampling: Unpack[SamplingKeywords],
 ) -> FilteredSamples:
     """Sample num_samples continuations of one prompt and rank them by how the model itself
     judges them: score = log P(bad suffix | text) - log P(good suffix | text), lowest first
@@ -863,8 +835,7 @@ def filtered_sample(
 
     prompt_ids and the suffixes: 1-d ids (lists are placed on the model's device);
     num_samples: an int >= 1; eos_token_id: one id, several (each completion is cut at the
-    first of them) or None; options (or the keywords temperature, top_k, top_p; None = not
-    given) and generator as generate's, the generator on the model's device. It samples:
+    first of them) or None; options (or ``**sampling``) and generator as generate's, the generator on the model's device. It samples:
     options.do_sample=False is a ValueError. Every argument is checked before anything is
     sampled. Each score_suffix call runs the prompt afresh: no cache is shared between them.
     """
@@ -878,7 +849,7 @@ def filtered_sample(
             raise ValueError(f"{name} must hold at least one token")
     if len(prompt) == 0:
         raise ValueError("prompt_ids must hold at least one token")
-    opts = resolve_options(options, dict(do_sample=True), temperature=temperature, top_k=top_k, top_p=top_p)
+    opts = resolve_options(options, dict(do_sample=True), **sampling)
     if not opts.do_sample:
         raise ValueError("filtered_sample samples: options.do_sample must be True (greedy decoding would give "
                          f"{num_samples} identical completions)")

@@ -32,8 +32,9 @@ and it handles the difference for you.
 
 How tokens are chosen is one ``SamplingOptions`` (``mlab_tfs/sampling/options.py``, given):
 a frozen dataclass whose fields are checked when it is made. The decoders take
-``options=`` or its fields as keywords; the given ``resolve_options`` turns either into one
-checked SamplingOptions (and refuses a keyword that disagrees with options).
+``options=`` or its fields as keywords (``**sampling``: ``generate(model, ids, do_sample=True,
+top_k=5)``); the given ``resolve_options`` turns either into one checked SamplingOptions (and
+refuses a keyword that disagrees with options, or one that is no field).
 
 Arguments are checked with the given helpers (``check_prompt``, ``resolve_options``,
 ``check_number``, ``check_int``...): lists of ids go on the model's device, a tensor on
@@ -49,7 +50,7 @@ The solution is in ``mlab_tfs/sampling/solution.py``; look only after you have t
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Sequence, Unpack
 
 import torch
 import torch.nn.functional as F  # noqa: F401  (for your code)
@@ -73,7 +74,7 @@ from mlab_tfs.sampling.given import (  # given, not exercises  # noqa: F401
     model_n_positions,
     suffix_inputs,
 )
-from mlab_tfs.sampling.options import SamplingOptions, resolve_options  # given  # noqa: F401
+from mlab_tfs.sampling.options import SamplingKeywords, SamplingOptions, resolve_options  # given  # noqa: F401
 
 Tensor = torch.Tensor
 
@@ -226,16 +227,7 @@ def process_logits(
     history: Tensor,
     num_generated: int,
     options: SamplingOptions | None = None,
-    *,
-    do_sample: bool | None = None,
-    temperature: float | None = None,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    min_p: float | None = None,
-    repetition_penalty: float | None = None,
-    frequency_penalty: float | None = None,
-    presence_penalty: float | None = None,
-    no_repeat_ngram_size: int | None = None,
+    **sampling: Unpack[SamplingKeywords],
 ) -> Tensor:
     """All processors, in transformers' order. logits (B, V) -> (B, V).
 
@@ -247,13 +239,12 @@ def process_logits(
     5. top-k (if > 0), 6. top-p (if < 1), 7. min-p (if not None); top-k, top-p and min-p
     keep at least ``o.min_tokens_to_keep`` tokens. Skip the ones that are switched off.
 
-    The settings come as ``options`` (a SamplingOptions) or as the keywords (None = not
-    given; do_sample defaults to True here). Check everything first, switched off or not
+    The settings come as ``options`` (a SamplingOptions) or as its fields in ``**sampling``
+    (None = not given; do_sample defaults to True here). Check everything first, switched off or not
     (a NaN top_p must not pass silently): ``history = check_history("history", history,
     logits)``, ``num_generated = check_int("num_generated", num_generated, minimum=0,
     maximum=history.shape[1])`` and ``o = resolve_options(options, dict(do_sample=True),
-    do_sample=do_sample, temperature=temperature, ...)`` (every keyword), a checked
-    SamplingOptions: read ``o.top_k``, ``o.temperature``... (Python ints and floats).
+    **sampling)``, a checked SamplingOptions: read ``o.top_k``, ``o.temperature``... (Python ints and floats).
     """
     raise NotImplementedError(
         "Exercise 5 (penalties and the order): see mlab_tfs/sampling/GUIDE.md#5-penalties-and-the-order"
@@ -311,15 +302,7 @@ def generate(
     pad_token_id: int | None = None,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
-    do_sample: bool | None = None,
-    temperature: float | None = None,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    min_p: float | None = None,
-    repetition_penalty: float | None = None,
-    frequency_penalty: float | None = None,
-    presence_penalty: float | None = None,
-    no_repeat_ngram_size: int | None = None,
+    **sampling: Unpack[SamplingKeywords],
 ) -> Tensor:
     """Greedy decoding or sampling for a batch of left-padded prompts, on the KV cache.
 
@@ -329,9 +312,8 @@ def generate(
        attention_mask, max_new_tokens, pad_token_id, eos_token_id)`` returns
        ``p.input_ids`` (lists put on the model's device), ``p.attention_mask`` (long, all
        ones when None), ``p.max_new_tokens``, ``p.pad_token_id`` and ``p.eos`` (the eos ids
-       as a tensor, or None); ``opts = resolve_options(options, do_sample=do_sample,
-       temperature=temperature, ...)`` (every sampling keyword; do_sample defaults to
-       False, greedy) gives one checked SamplingOptions, then ``opts.warn_unused(3)`` warns
+       as a tensor, or None); ``opts = resolve_options(options, **sampling)`` (do_sample
+       defaults to False, greedy) gives one checked SamplingOptions, then ``opts.warn_unused(3)`` warns
        about sampling settings that greedy decoding ignores; ``check_bool("use_cache",
        use_cache)``; ``check_generator(generator, device)``. Check once, before the loop.
     2. Run the prompt once: ``logits, past = lm_forward(model, ids, mask, positions)`` with
@@ -476,10 +458,7 @@ def sample_two_contexts(
     eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int | None = None,
     generator: torch.Generator | None = None,
-    do_sample: bool | None = None,
-    temperature: float | None = None,
-    top_k: int | None = None,
-    top_p: float | None = None,
+    **sampling: Unpack[SamplingKeywords],
 ) -> Tensor:
     """One continuation per row from the combination of two contexts; the chosen token is
     appended to both.
@@ -495,8 +474,7 @@ def sample_two_contexts(
 
     Checks: the mode, ``check_number("gamma", gamma)``, ``check_prompt`` on each context
     with ``name="input_ids_a", mask_name="attention_mask_a"`` (and _b), ``opts =
-    resolve_options(options, dict(do_sample=True), do_sample=do_sample,
-    temperature=temperature, top_k=top_k, top_p=top_p)``, ``check_generator``.
+    resolve_options(options, dict(do_sample=True), **sampling)``, ``check_generator``.
 
     Optional: skip this exercise if you like; the rest of the part does not need it.
     """
@@ -549,9 +527,7 @@ def filtered_sample(
     *,
     eos_token_id: int | Sequence[int] | None = None,
     generator: torch.Generator | None = None,
-    temperature: float | None = None,
-    top_k: int | None = None,
-    top_p: float | None = None,
+    **sampling: Unpack[SamplingKeywords],
 ) -> FilteredSamples:
     """Sample num_samples continuations of one prompt with ``generate`` (the prompt
     repeated; pad with the (first) eos, or 0 without one), cut each at its first eos (the
@@ -563,7 +539,7 @@ def filtered_sample(
     prompt and both suffixes (each non-empty: ValueError naming it), ``check_int`` for
     num_samples (>= 1), ``eos_set(eos_token_id, device, vocab)`` for the eos ids (one id or
     several; None without), ``opts = resolve_options(options, dict(do_sample=True),
-    temperature=temperature, top_k=top_k, top_p=top_p)`` (``opts.do_sample`` False is a
+    **sampling)`` (``opts.do_sample`` False is a
     ValueError: this samples), then ``generate(..., options=opts, ...)``; generate checks
     the rest."""
     raise NotImplementedError("Exercise 10 (suffix scoring): see mlab_tfs/sampling/GUIDE.md#10-suffix-scoring")

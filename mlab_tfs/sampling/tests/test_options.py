@@ -270,3 +270,17 @@ def test_resolve_options_cases():
         resolve_options(o, top_k=4.0)
     with pytest.raises(TypeError, match="options must be a mlab_tfs.sampling.SamplingOptions"):
         resolve_options({"top_k": 4})
+
+
+@pytest.mark.parametrize("call", [of("penalties", "process_logits", id="process_logits"),
+                                  of("kv_cache_loop", "generate", id="generate")])
+def test_a_keyword_that_is_no_option_is_a_type_error_naming_it(sampling, model, call):
+    ids = torch.stack(prompts(VOCAB, [4], seed=1))
+    run = {"process_logits": lambda **kw: sampling.process_logits(torch.zeros(1, VOCAB), ids, 0, **kw),
+           "generate": lambda **kw: sampling.generate(model, ids, max_new_tokens=2, **kw)}[call]
+    with pytest.raises(TypeError, match="'top_kk'"):
+        run(top_kk=5)
+    with pytest.raises(TypeError, match="'optoins'"):
+        run(optoins=SamplingOptions())
+    # min_tokens_to_keep, a field without a keyword before, is one now.
+    assert run(min_tokens_to_keep=2, do_sample=True) is not None
