@@ -506,6 +506,7 @@ def beam_search(
     pad_token_id: int | None = None,
     num_return_sequences: int = 1,
     options: SamplingOptions | None = None,
+    **sampling: Unpack[SamplingKeywords],
 ) -> BeamSearchOutput:
     """Beam search over a KV cache, batched, with transformers' rules for finished beams.
 
@@ -531,7 +532,8 @@ def beam_search(
     length_penalty finite; early_stopping a bool or "never" (1, 0 or other strings:
     TypeError or ValueError).
 
-    options: None, or a SamplingOptions whose penalties (repetition, frequency/presence,
+    options (or ``**sampling``, its fields as keywords, as generate's): None, or a
+    SamplingOptions whose penalties (repetition, frequency/presence,
     no-repeat n-gram) apply as in transformers' beam search: to each step's
     log-probabilities, before the beam scores are added (with num_beams=1, greedy: to the
     logits, before the log-softmax). do_sample=True (beam sampling) is a ValueError; the
@@ -547,7 +549,7 @@ def beam_search(
             raise ValueError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
     else:
         early_stopping = check_bool("early_stopping", early_stopping)  # 1 or 0 would read as False below
-    opts = resolve_options(options)
+    opts = resolve_options(options, **sampling)
     if opts.do_sample:
         raise ValueError("options.do_sample=True asks for beam sampling, which beam_search does not do: pass "
                          "do_sample=False (beam search), or use generate to sample")
@@ -835,8 +837,8 @@ def filtered_sample(
 
     prompt_ids and the suffixes: 1-d ids (lists are placed on the model's device);
     num_samples: an int >= 1; eos_token_id: one id, several (each completion is cut at the
-    first of them) or None; options (or ``**sampling``) and generator as generate's, the generator on the model's device. It samples:
-    options.do_sample=False is a ValueError. Every argument is checked before anything is
+    first of them) or None; options (or ``**sampling``) and generator as generate's, the
+    generator on the model's device. It samples: options.do_sample=False is a ValueError. Every argument is checked before anything is
     sampled. Each score_suffix call runs the prompt afresh: no cache is shared between them.
     """
     device, vocab = model_device(model), model_vocab_size(model)

@@ -386,6 +386,7 @@ def beam_search(
     pad_token_id: int | None = None,
     num_return_sequences: int = 1,
     options: SamplingOptions | None = None,
+    **sampling: Unpack[SamplingKeywords],
 ) -> BeamSearchOutput:
     """Beam search over the KV cache, batched, equal to transformers' beam search.
 
@@ -413,7 +414,7 @@ def beam_search(
     ``check_number`` for length_penalty (finite); early_stopping must be "never" or a bool
     (``check_bool``: 1 and 0 are refused, since ``1 is True`` is False).
 
-    options (the penalties, as transformers): ``opts = resolve_options(options)``;
+    options (the penalties, as transformers): ``opts = resolve_options(options, **sampling)``;
     ``opts.do_sample`` is a ValueError (no beam sampling here); when a penalty is on, apply
     ``process_logits(log_probs, history, new_len, opts)`` to each step's log-probabilities
     (B * nb, V) before adding the running scores, history being each beam's tokens with -1

@@ -284,3 +284,16 @@ def test_a_keyword_that_is_no_option_is_a_type_error_naming_it(sampling, model, 
         run(optoins=SamplingOptions())
     # min_tokens_to_keep, a field without a keyword before, is one now.
     assert run(min_tokens_to_keep=2, do_sample=True) is not None
+
+
+@pytest.mark.exercise("beam_search")
+def test_beam_search_takes_options_or_keywords_alike(sampling, model):
+    ids, mask = padded_batch(VOCAB, [5, 2, 7], seed=20)
+    run = lambda **kw: sampling.beam_search(model, ids, 3, 8, eos_token_id=5, attention_mask=mask,  # noqa: E731
+                                            pad_token_id=0, **kw)
+    expected = run(repetition_penalty=1.4, no_repeat_ngram_size=2)
+    got = run(options=SamplingOptions(repetition_penalty=1.4, no_repeat_ngram_size=2))
+    assert_tokens_equal(got.sequences, expected.sequences, "beam_search(options=...) vs keywords")
+    assert_close(got.sequences_scores, expected.sequences_scores, name="beam scores, options vs keywords", atol=0)
+    with pytest.raises(ValueError, match=r"options\.repetition_penalty=1\.4 and repetition_penalty=1\.1"):
+        run(options=SamplingOptions(repetition_penalty=1.4), repetition_penalty=1.1)
