@@ -121,8 +121,9 @@ def resolve_options(options: SamplingOptions | None, defaults: dict[str, Any] | 
     """
     unknown = sorted(set(keywords) - set(FIELDS))
     if unknown:
-        raise TypeError(f"unexpected keyword argument{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}: "
-                        f"besides its own arguments, a decoder takes only SamplingOptions' fields ({', '.join(FIELDS)})")
+        names = ", ".join(map(repr, unknown))
+        raise TypeError(f"unexpected keyword argument{'s' if len(unknown) > 1 else ''} {names}: besides its own "
+                        f"arguments, a decoder takes only SamplingOptions' fields ({', '.join(FIELDS)})")
     given = {name: value for name, value in keywords.items() if value is not None}
     if options is None:
         return SamplingOptions(**{**(defaults or {}), **given})

@@ -451,8 +451,9 @@ def generate(
 
     options: how tokens are chosen, a SamplingOptions; or None to build one from
     ``**sampling``, its fields as keywords (``do_sample=True, top_k=5``; None = not given;
-    do_sample defaults to False, greedy); another name there is a TypeError naming it. A keyword that disagrees with options: ValueError naming both. With
-    do_sample=False, sampling-only settings that are on give a UserWarning (transformers').
+    do_sample defaults to False, greedy); another name there is a TypeError naming it. A
+    keyword that disagrees with options: ValueError naming both. With do_sample=False,
+    sampling-only settings that are on give a UserWarning (transformers').
     Argument checks: check_prompt and SamplingOptions, once, before the loop.
     """
     p = check_prompt(model, input_ids, attention_mask, max_new_tokens, pad_token_id, eos_token_id)
@@ -536,8 +537,9 @@ def beam_search(
     SamplingOptions whose penalties (repetition, frequency/presence,
     no-repeat n-gram) apply as in transformers' beam search: to each step's
     log-probabilities, before the beam scores are added (with num_beams=1, greedy: to the
-    logits, before the log-softmax). do_sample=True (beam sampling) is a ValueError; the
-    sampling-only settings warn that they have no effect, as in generate.
+    logits, before the log-softmax; its score is then that of the processed distribution).
+    do_sample=True (beam sampling) is a ValueError; the sampling-only settings warn that
+    they have no effect, as in generate.
     """
     # As in transformers, beams that end early are padded with eos when there is no pad id.
     p = check_prompt(model, input_ids, attention_mask, max_new_tokens, pad_token_id, eos_token_id, eos_pads=True)
@@ -554,8 +556,8 @@ def beam_search(
         raise ValueError("options.do_sample=True asks for beam sampling, which beam_search does not do: pass "
                          "do_sample=False (beam search), or use generate to sample")
     opts.warn_unused(stacklevel=3)
-    penalised = opts.repetition_penalty != 1.0 or opts.frequency_penalty or opts.presence_penalty or \
-        opts.no_repeat_ngram_size
+    penalised = bool(opts.repetition_penalty != 1.0 or opts.frequency_penalty or opts.presence_penalty
+                     or opts.no_repeat_ngram_size)
     input_ids, attention_mask, max_new_tokens, pad_token_id, eos = p
     device = input_ids.device
     B, T = input_ids.shape
@@ -838,8 +840,9 @@ def filtered_sample(
     prompt_ids and the suffixes: 1-d ids (lists are placed on the model's device);
     num_samples: an int >= 1; eos_token_id: one id, several (each completion is cut at the
     first of them) or None; options (or ``**sampling``) and generator as generate's, the
-    generator on the model's device. It samples: options.do_sample=False is a ValueError. Every argument is checked before anything is
-    sampled. Each score_suffix call runs the prompt afresh: no cache is shared between them.
+    generator on the model's device. It samples: options.do_sample=False is a ValueError.
+    Every argument is checked before anything is sampled. Each score_suffix call runs the
+    prompt afresh: no cache is shared between them.
     """
     device, vocab = model_device(model), model_vocab_size(model)
     prompt = as_ids("prompt_ids", prompt_ids, device, vocab)
