@@ -7,7 +7,7 @@ For each batch size (default 1, 8, 64; prompts of 256 random tokens, 256 new tok
 eos off so every row runs to the end):
 
 - transformers: ``model.generate(do_sample=False)`` with its default (dynamic) cache;
-- ours, generate: ``mlab_tfs.sampling.generate``, the eager loop over the tuple KV cache;
+- ours, generate: ``mlab_tfs.sampling.generate``, the eager loop over the model's dynamic KV cache;
 - ours, generate_fast: ``mlab_tfs.sampling.fast.generate_fast``, a static KV cache and a
   decode step compiled with torch.compile(mode="reduce-overhead") (CUDA graphs).
 

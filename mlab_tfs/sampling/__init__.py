@@ -1,5 +1,6 @@
 """Sampling from a language model. ``mlab_tfs.sampling`` is the solution; your version lives in ``student.py``."""
 
+from mlab_tfs.sampling.options import SamplingOptions
 from mlab_tfs.sampling.solution import (
     BeamSearchOutput,
     FilteredSamples,
@@ -29,6 +30,7 @@ from mlab_tfs.sampling.solution import (
 __all__ = [
     "BeamSearchOutput",
     "FilteredSamples",
+    "SamplingOptions",
     "apply_frequency_presence_penalty",
     "apply_repetition_penalty",
     "apply_temperature",

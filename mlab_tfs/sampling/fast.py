@@ -16,7 +16,8 @@ draws from the same distributions), but is built for a GPU:
 Sampling draws with the exponential race (argmax of p / E, E ~ Exp(1), a form of the
 Gumbel-max trick), with the noise drawn outside the compiled step so that a
 ``torch.Generator`` can still seed it; the draws follow generate's distribution but not
-its random stream. ``no_repeat_ngram_size`` is not supported here (use ``generate``).
+its random stream. The options are generate's ``SamplingOptions`` (or its fields as
+keywords), checked once; ``no_repeat_ngram_size`` is not supported here (use ``generate``).
 
 Shapes: B batch, T prompt length (padded), W = T + max_new_tokens, M cache columns, V vocabulary.
 """
@@ -25,25 +26,16 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, Unpack
 
 import torch
 
 from mlab_tfs.gpt2.fast import static_forward
 from mlab_tfs.gpt2.solution import KVCache
 from mlab_tfs.inputs import check_bool, check_int
-from mlab_tfs.sampling.solution import (
-    _check_generator,
-    _check_prompt,
-    _check_sampling,
-    apply_frequency_presence_penalty,
-    apply_repetition_penalty,
-    apply_temperature,
-    min_p_filter,
-    position_ids_from_mask,
-    top_k_filter,
-    top_p_filter,
-)
+from mlab_tfs.sampling.given import check_generator, check_prompt
+from mlab_tfs.sampling.options import SamplingKeywords, SamplingOptions, resolve_options
+from mlab_tfs.sampling.solution import _process, position_ids_from_mask
 
 Tensor = torch.Tensor
 
@@ -52,48 +44,32 @@ Tensor = torch.Tensor
 class _Options:
     """What the decode step specialises on: Python constants, baked into the compiled graph."""
 
-    do_sample: bool
-    temperature: float
-    top_k: int
-    top_p: float
-    min_p: float | None
-    repetition_penalty: float
-    frequency_penalty: float
-    presence_penalty: float
+    sampling: SamplingOptions  # checked once, in generate_fast
     fill: int | None
 
     @property
     def needs_history(self) -> bool:
-        return self.repetition_penalty != 1.0 or bool(self.frequency_penalty) or bool(self.presence_penalty)
+        o = self.sampling
+        return o.repetition_penalty != 1.0 or bool(o.frequency_penalty) or bool(o.presence_penalty)
 
 
 def _choose(logits: Tensor, opts: _Options, tokens: Tensor | None, key_mask: Tensor, newest: Tensor,
             first_new: Tensor, noise: Tensor | None) -> Tensor:
     """The next token of every row, (B, V) float32 -> (B,), with process_logits' processors
-    in its order, on fixed shapes.
+    (its unchecked kernels) in its order, on fixed shapes.
 
     tokens (B, W): the batch so far; columns after ``newest`` (1,) are not written yet, so
     the penalties see only columns <= newest (and, for frequency/presence, >= first_new).
     """
+    history = generated = None
     if opts.needs_history:
         cols = torch.arange(tokens.shape[1], device=tokens.device)[None, :]  # (1, W)
         written = cols <= newest
-        if opts.repetition_penalty != 1.0:
-            history = torch.where(written & key_mask[:, : tokens.shape[1]], tokens, -1)  # -1: ignored
-            logits = apply_repetition_penalty(logits, history, opts.repetition_penalty)
-        if opts.frequency_penalty or opts.presence_penalty:
-            generated = torch.where(written & (cols >= first_new), tokens, -1)
-            logits = apply_frequency_presence_penalty(logits, generated, opts.frequency_penalty, opts.presence_penalty)
-    if not opts.do_sample:
+        history = torch.where(written & key_mask[:, : tokens.shape[1]], tokens, -1)  # -1: ignored
+        generated = torch.where(written & (cols >= first_new), tokens, -1)
+    logits = _process(logits, history, generated, opts.sampling)
+    if not opts.sampling.do_sample:
         return logits.argmax(dim=-1)
-    if opts.temperature != 1.0:
-        logits = apply_temperature(logits, opts.temperature)
-    if opts.top_k:
-        logits = top_k_filter(logits, opts.top_k)
-    if opts.top_p < 1.0:
-        logits = top_p_filter(logits, opts.top_p)
-    if opts.min_p is not None:
-        logits = min_p_filter(logits, opts.min_p)
     probs = torch.softmax(logits, dim=-1)
     # argmax p_j / E_j with E_j ~ Exp(1) is a draw from p; filtered tokens have p_j = 0.
     return (probs / noise.clamp_min(torch.finfo(noise.dtype).tiny)).argmax(dim=-1)
@@ -162,20 +138,15 @@ def generate_fast(
     input_ids: Tensor,
     attention_mask: Tensor | None = None,
     max_new_tokens: int = 20,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    min_p: float | None = None,
-    repetition_penalty: float = 1.0,
-    frequency_penalty: float = 0.0,
-    presence_penalty: float = 0.0,
+    options: SamplingOptions | None = None,
+    *,
     eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int | None = None,
     generator: torch.Generator | None = None,
     compile: bool = True,
     compile_options: dict | None = None,
     check_every: int = 16,
+    **sampling: Unpack[SamplingKeywords],
 ) -> Tensor:
     """``generate`` for our GPT2LMHeadModel over a static KV cache, with a compiled decode step.
 
@@ -189,16 +160,21 @@ def generate_fast(
     length compiles; later calls with the same shapes reuse it. check_every: how many
     steps between checks (one host sync each) whether every row has finished (an int >= 1).
     Every argument is checked as generate checks it (lists placed on the model's device, a
-    tensor or generator elsewhere a ValueError naming it and both devices).
+    tensor or generator elsewhere a ValueError naming it and both devices); options and
+    ``**sampling`` as generate's, except options.no_repeat_ngram_size > 0, which is
+    a ValueError (not supported on the static path).
     """
     from mlab_tfs.gpt2.solution import GPT2LMHeadModel
 
     if not isinstance(model, GPT2LMHeadModel):
         raise TypeError(f"model must be mlab_tfs.gpt2's GPT2LMHeadModel (generate_fast runs its modules over a "
                         f"static cache), got {type(model).__name__}; use mlab_tfs.sampling.generate for other models")
-    p = _check_prompt(model, input_ids, attention_mask, max_new_tokens, pad_token_id, eos_token_id)
-    o = _check_sampling(do_sample, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty,
-                        presence_penalty)
+    p = check_prompt(model, input_ids, attention_mask, max_new_tokens, pad_token_id, eos_token_id)
+    o = resolve_options(options, **sampling)
+    if o.no_repeat_ngram_size:
+        raise ValueError(f"options.no_repeat_ngram_size={o.no_repeat_ngram_size}: generate_fast does not support "
+                         "no-repeat n-grams (their windows change shape every step); use generate")
+    o.warn_unused(stacklevel=3)
     compile = check_bool("compile", compile)
     if compile_options is not None and not isinstance(compile_options, dict):
         raise TypeError(f"compile_options must be a dict of torch.compile arguments or None, got "
@@ -206,11 +182,10 @@ def generate_fast(
     check_every = check_int("check_every", check_every, minimum=1)
     input_ids, attention_mask, max_new_tokens, pad_token_id, eos = p
     device = input_ids.device
-    _check_generator(generator, device)
+    check_generator(generator, device)
     fill = pad_token_id if pad_token_id is not None else (int(eos[0]) if eos is not None else None)
-    opts = _Options(o["do_sample"], o["temperature"], o["top_k"], o["top_p"], o["min_p"], o["repetition_penalty"],
-                    o["frequency_penalty"], o["presence_penalty"], fill)
-    do_sample = opts.do_sample
+    opts = _Options(o, fill)
+    do_sample = opts.sampling.do_sample
     B, T = input_ids.shape
     W = T + max_new_tokens
     # Rounded up so that prompts of nearby lengths share one cache (and one compiled step).

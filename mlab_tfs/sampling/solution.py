@@ -1,9 +1,16 @@
 """Sampling from a language model: the solution.
 
 Everything here works with any causal LM that returns ``.logits`` and takes and returns a
-KV cache: our ``mlab_tfs.gpt2.GPT2LMHeadModel`` (a tuple of ``(k, v)`` pairs, passed as
-``past_key_values=``) and transformers' causal LMs (a ``Cache`` object; transformers 5 names
-the argument and the output field ``cache``, older versions ``past_key_values``).
+KV cache: our ``mlab_tfs.gpt2.GPT2LMHeadModel`` (its ``KVCache``, or a legacy tuple of
+``(k, v)`` pairs, passed as ``past_key_values=``) and transformers' causal LMs (a ``Cache``
+object; transformers 5 names the argument and the output field ``cache``). Caches that a
+forward updates in place (ours, transformers 5's DynamicCache) are never used again
+after another forward has moved on from them.
+
+How tokens are chosen is one ``SamplingOptions`` object (mlab_tfs/sampling/options.py):
+``process_logits``, ``generate``, ``beam_search``, ``sample_two_contexts`` and
+``filtered_sample`` take ``options=``, or its fields as keywords (which build it). The
+decoding loops check it once, then call the processors without checking again.
 
 Arguments, everywhere in this module:
 
@@ -23,121 +30,47 @@ nb beams, N completions.
 
 from __future__ import annotations
 
-import inspect
-import warnings
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Sequence, Unpack
 
 import torch
 import torch.nn.functional as F
 
-from mlab_tfs.inputs import (
-    _check_values,
-    _describe,
-    as_int_tensor,
-    check_bool,
-    check_device,
-    check_id_range,
-    check_int,
-    check_number,
-    same_device,
+from mlab_tfs.inputs import _check_values, _describe, as_int_tensor, check_bool, check_device, check_int, check_number
+from mlab_tfs.sampling.given import (  # the givens, shared with student.py
+    NEG_INF,
+    TWO_CONTEXT_MODES,
+    BeamSearchOutput,
+    FilteredSamples,
+    TokenIds,
+    as_ids,
+    cache_index,
+    check_generator,
+    check_history,
+    check_logits,
+    check_prompt,
+    eos_set,
+    is_array_like,
+    lm_forward,
+    model_device,
+    model_vocab_size,
+    suffix_inputs,
 )
+from mlab_tfs.sampling.options import SamplingKeywords, SamplingOptions, resolve_options
 
 Tensor = torch.Tensor
-TokenIds = Sequence[int] | Tensor
-
-NEG_INF = float("-inf")
 
 # ---------------------------------------------------------------------------------------
-# Talking to a model: our GPT-2 or any transformers causal LM
+# The KV cache's rows: tuples of (k, v) pairs, our KVCache, transformers' Cache
 # ---------------------------------------------------------------------------------------
-
-
-def _cache_argument(model: Any) -> str:
-    """The name under which forward takes the cache: ``past_key_values`` (ours, older
-    transformers) or ``cache`` (transformers 5, where the old name is deprecated)."""
-    try:
-        params = inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return "past_key_values"
-    if "past_key_values" in params:
-        return "past_key_values"
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def _forward(
-    model: Any, input_ids: Tensor, attention_mask: Tensor | None, position_ids: Tensor | None, past: Any = None
-) -> tuple[Tensor, Any]:
-    """One forward pass with the cache on: (logits (B, T, V) in float32, the new cache)."""
-    kwargs: dict[str, Any] = dict(attention_mask=attention_mask, position_ids=position_ids, use_cache=True)
-    if past is not None:
-        kwargs[_cache_argument(model)] = past
-    out = model(input_ids, **kwargs)
-    # Read ``cache`` first: on transformers 5 outputs ``past_key_values`` is a deprecated alias.
-    cache = getattr(out, "cache", None)
-    if cache is None:
-        cache = getattr(out, "past_key_values", None)
-    return out.logits.float(), cache
-
-
-def _n_positions(model: Any) -> int | None:
-    config = getattr(model, "config", None)
-    for name in ("n_positions", "max_position_embeddings"):
-        value = getattr(config, name, None)
-        if isinstance(value, int):
-            return value
-    return None
-
-
-def _vocab_size(model: Any) -> int | None:
-    value = getattr(getattr(model, "config", None), "vocab_size", None)
-    return value if isinstance(value, int) else None
-
-
-def _model_device(model: Any) -> torch.device | None:
-    """Where the model's weights are (its first parameter, else buffer); None if it has none."""
-    for tensors in ("parameters", "buffers"):
-        try:
-            return next(getattr(model, tensors)()).device
-        except (AttributeError, StopIteration, TypeError):
-            continue
-    return None
-
-
-def _check_generator(generator: object, device: torch.device | None, what: str = "the model") -> None:
-    """generator: None or a torch.Generator on device (torch draws on the generator's device)."""
-    if generator is None:
-        return
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {_describe(generator)}")
-    if device is not None and not same_device(generator.device, device):
-        raise ValueError(f"generator is on {generator.device} but {what} is on {device}: create it there, "
-                         f"torch.Generator(device={str(device)!r})")
-
-
-def _cache_device(past: Any) -> torch.device | None:
-    if isinstance(past, (tuple, list)) and past and isinstance(past[0], (tuple, list)) and past[0]:
-        first = past[0][0]
-        return first.device if isinstance(first, torch.Tensor) else None
-    layers = getattr(past, "layers", None)
-    keys = getattr(layers[0], "keys", None) if layers else None
-    return keys.device if isinstance(keys, torch.Tensor) else None
-
-
-def _cache_rows(past: Any) -> int | None:
-    if isinstance(past, (tuple, list)) and past and isinstance(past[0], (tuple, list)) and past[0]:
-        first = past[0][0]
-        return first.shape[0] if isinstance(first, torch.Tensor) else None
-    layers = getattr(past, "layers", None)
-    keys = getattr(layers[0], "keys", None) if layers else None
-    return keys.shape[0] if isinstance(keys, torch.Tensor) and keys.dim() == 4 else None
 
 
 def expand_cache(past: Any, repeats: int) -> Any:
     """Repeat every row of a KV cache ``repeats`` times along the batch: row b becomes rows
     b * repeats .. b * repeats + repeats - 1 (``repeat_interleave``).
 
-    Works on our tuple of (k, v) pairs (returns a new tuple) and on transformers' Cache
-    objects (changed in place, and returned). repeats: an int >= 1 (else TypeError or
+    Works on a tuple of (k, v) pairs (returns a new tuple) and on any cache object with
+    transformers' Cache method ``batch_repeat_interleave`` (our KVCache, transformers'
+    DynamicCache: changed in place, and returned). repeats: an int >= 1 (else TypeError or
     ValueError); past of another kind: TypeError.
     """
     repeats = check_int("repeats", repeats, minimum=1)
@@ -146,32 +79,23 @@ def expand_cache(past: Any, repeats: int) -> Any:
     if hasattr(past, "batch_repeat_interleave"):
         past.batch_repeat_interleave(repeats)
         return past
-    raise TypeError(f"past must be a tuple of (key, value) pairs or a transformers Cache, got {type(past).__name__}")
-
-
-def _cache_index(past: Any, index: object) -> Tensor:
-    """reorder_cache's index, checked: 1-d integer row ids in [0, rows), a list placed on the
-    cache's device, a tensor already there (else ValueError naming index)."""
-    index = as_int_tensor("index", index, _cache_device(past), what="the cache")
-    if index.dim() != 1:
-        raise ValueError(f"index must be 1-d (one old row per new row), got {_describe(index)}")
-    rows = _cache_rows(past)
-    if rows is not None:
-        check_id_range("index", index, rows, what="the cache's rows", noun="row indices")
-    return index
+    raise TypeError(f"past must be a tuple of (key, value) pairs or a cache with batch_repeat_interleave (a KVCache, "
+                    f"a transformers Cache), got {type(past).__name__}")
 
 
 def reorder_cache(past: Any, index: Tensor | Sequence[int]) -> Any:
     """Keep rows ``index`` (1-d ids, a list or a long tensor) of a KV cache, in that order:
-    new row i is old row index[i]. Tuples give a new tuple; transformers' Cache objects
-    change in place.
+    new row i is old row index[i]. Tuples give a new tuple; a cache object with transformers'
+    Cache method ``reorder_cache`` (our KVCache, transformers' DynamicCache) changes in
+    place, and is returned.
 
     index: a list is placed on the cache's device; a tensor on another device, a float
     index or a row outside [0, rows): ValueError naming index. past of another kind: TypeError.
     """
     if not (isinstance(past, (tuple, list)) or hasattr(past, "reorder_cache")):
-        raise TypeError(f"past must be a tuple of (key, value) pairs or a transformers Cache, got {type(past).__name__}")
-    index = _cache_index(past, index)
+        raise TypeError(f"past must be a tuple of (key, value) pairs or a cache with reorder_cache (a KVCache, a "
+                        f"transformers Cache), got {type(past).__name__}")
+    index = cache_index(past, index)
     if isinstance(past, (tuple, list)):
         return tuple((k.index_select(0, index), v.index_select(0, index)) for k, v in past)
     past.reorder_cache(index)
@@ -196,7 +120,7 @@ def greedy_decode(model: Any, input_ids: Tensor, max_new_tokens: int, eos_token_
     """
     if eos_token_id is not None:
         eos_token_id = check_int("eos_token_id", eos_token_id)
-    ids = _check_prompt(model, input_ids, None, max_new_tokens, None, eos_token_id).input_ids
+    ids = check_prompt(model, input_ids, None, max_new_tokens, None, eos_token_id).input_ids
     done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
     for _ in range(max_new_tokens):
         logits = model(ids).logits[:, -1].float()  # (B, V): only the last position predicts the next token
@@ -215,37 +139,19 @@ def greedy_decode(model: Any, input_ids: Tensor, max_new_tokens: int, eos_token_
 # ---------------------------------------------------------------------------------------
 
 
-def _check_logits(logits: object, name: str = "logits") -> Tensor:
-    if not isinstance(logits, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (batch, vocab), got {_describe(logits)}")
-    if logits.dim() != 2 or not logits.dtype.is_floating_point:
-        raise ValueError(f"{name} must be a float tensor of shape (batch, vocab), got {_describe(logits)}")
-    if logits.shape[-1] == 0:  # no token to keep or draw: torch would fail deep inside (amax, multinomial)
-        raise ValueError(f"{name} must hold at least one token per row (vocab >= 1), got {_describe(logits)}")
-    return logits
-
-
-def _check_history(name: str, input_ids: object, logits: Tensor) -> Tensor:
-    """Token ids (B, L) for a processor: on the logits' device (lists are put there), as many
-    rows as logits, every id < V; negative ids are padding, which the processors ignore."""
-    ids = as_int_tensor(name, input_ids, logits.device, what="logits")
-    if ids.dim() != 2 or ids.shape[0] != logits.shape[0]:
-        raise ValueError(f"{name} must have shape (batch={logits.shape[0]}, length) like logits, got {_describe(ids)}")
-    if _check_values() and ids.numel() and int(ids.max()) >= logits.shape[-1]:
-        where = tuple((ids == ids.max()).nonzero()[0].tolist())
-        raise ValueError(f"{name} must be token ids < {logits.shape[-1]} (the logits' vocabulary; negative ids are "
-                         f"padding), got {int(ids.max())} at index {where}")
-    return ids
-
 
 def _min_tokens(min_tokens_to_keep: object) -> int:
     return check_int("min_tokens_to_keep", min_tokens_to_keep, minimum=1)
 
 
+# Each processor is its checks, then an unchecked kernel (the _name below it): a decoding
+# loop checks its options once and calls the kernels at every step.
+
+
 def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
     """logits (B, V) / temperature: below 1 sharpens the distribution, above 1 flattens it
     (transformers' TemperatureLogitsWarper). temperature: finite and > 0, else ValueError."""
-    _check_logits(logits)
+    check_logits(logits)
     temperature = check_number("temperature", temperature, minimum=0.0, min_inclusive=False)
     return logits / temperature
 
@@ -257,8 +163,14 @@ def sample_token(logits: Tensor, generator: torch.Generator | None = None) -> Te
     A row with a NaN or +inf logit, or with every logit -inf, has no distribution to draw
     from: ValueError naming logits. generator: on the logits' device, else ValueError.
     """
-    _check_logits(logits)
-    _check_generator(generator, logits.device, what="logits")
+    check_logits(logits)
+    check_generator(generator, logits.device, what="logits")
+    return _draw(logits, generator)
+
+
+def _draw(logits: Tensor, generator: torch.Generator | None) -> Tensor:
+    """sample_token after its argument checks: the values are still checked (a model can
+    produce NaN), the arguments not."""
     probs = torch.softmax(logits.float(), dim=-1)
     if _check_values():
         bad = ~torch.isfinite(probs).all(dim=-1)  # NaN/+inf logits, or a row that is all -inf
@@ -275,9 +187,11 @@ def top_k_filter(logits: Tensor, top_k: int, min_tokens_to_keep: int = 1) -> Ten
 
     top_k: an int >= 0; min_tokens_to_keep: an int >= 1 (TypeError or ValueError otherwise).
     """
-    _check_logits(logits)
-    top_k = check_int("top_k", top_k, minimum=0)
-    min_tokens_to_keep = _min_tokens(min_tokens_to_keep)
+    check_logits(logits)
+    return _top_k(logits, check_int("top_k", top_k, minimum=0), _min_tokens(min_tokens_to_keep))
+
+
+def _top_k(logits: Tensor, top_k: int, min_tokens_to_keep: int) -> Tensor:
     if top_k == 0:
         return logits
     k = min(max(top_k, min_tokens_to_keep), logits.shape[-1])
@@ -294,9 +208,12 @@ def top_p_filter(logits: Tensor, top_p: float, min_tokens_to_keep: int = 1) -> T
 
     top_p: finite, in [0, 1]; min_tokens_to_keep: an int >= 1 (else TypeError or ValueError).
     """
-    _check_logits(logits)
+    check_logits(logits)
     top_p = check_number("top_p", top_p, minimum=0.0, maximum=1.0)
-    min_tokens_to_keep = _min_tokens(min_tokens_to_keep)
+    return _top_p(logits, top_p, _min_tokens(min_tokens_to_keep))
+
+
+def _top_p(logits: Tensor, top_p: float, min_tokens_to_keep: int) -> Tensor:
     if top_p == 1:
         return logits
     sorted_logits, order = torch.sort(logits, dim=-1)  # ascending
@@ -313,9 +230,12 @@ def min_p_filter(logits: Tensor, min_p: float, min_tokens_to_keep: int = 1) -> T
     """Min-p filtering (Nguyen et al. 2024; transformers' MinPLogitsWarper): drop tokens
     whose probability is below min_p times the most likely token's probability (a token
     exactly at the threshold stays). min_p: finite, in [0, 1]; min_tokens_to_keep >= 1."""
-    _check_logits(logits)
+    check_logits(logits)
     min_p = check_number("min_p", min_p, minimum=0.0, maximum=1.0)
-    min_tokens_to_keep = _min_tokens(min_tokens_to_keep)
+    return _min_p(logits, min_p, _min_tokens(min_tokens_to_keep))
+
+
+def _min_p(logits: Tensor, min_p: float, min_tokens_to_keep: int) -> Tensor:
     probs = torch.softmax(logits, dim=-1)
     drop = probs < min_p * probs.amax(dim=-1, keepdim=True)
     keep = torch.topk(probs, min(min_tokens_to_keep, probs.shape[-1]), dim=-1).indices
@@ -335,9 +255,13 @@ def apply_repetition_penalty(logits: Tensor, input_ids: Tensor, penalty: float) 
     RepetitionPenaltyLogitsProcessor): for every token already in the row, divide a positive
     logit by penalty, multiply a negative one. logits (B, V); input_ids (B, L), negative
     ids (padding) ignored. penalty: finite and > 0, else ValueError."""
-    _check_logits(logits)
-    input_ids = _check_history("input_ids", input_ids, logits)
+    check_logits(logits)
+    input_ids = check_history("input_ids", input_ids, logits)
     penalty = check_number("repetition_penalty", penalty, minimum=0.0, min_inclusive=False)
+    return _repetition_penalty(logits, input_ids, penalty)
+
+
+def _repetition_penalty(logits: Tensor, input_ids: Tensor, penalty: float) -> Tensor:
     penalised = torch.where(logits < 0, logits * penalty, logits / penalty)
     return torch.where(_seen(input_ids, logits.shape[-1]), penalised, logits)
 
@@ -348,16 +272,20 @@ def apply_frequency_presence_penalty(
     """OpenAI's penalties: logit[j] -= count[j] * frequency_penalty + (count[j] > 0) * presence_penalty,
     counting token j in input_ids (B, L) (the generated tokens); negative ids are ignored.
     Both penalties: finite numbers (negative ones encourage repetition), else ValueError."""
-    _check_logits(logits)
-    input_ids = _check_history("input_ids", input_ids, logits)
+    check_logits(logits)
+    input_ids = check_history("input_ids", input_ids, logits)
     frequency_penalty = check_number("frequency_penalty", frequency_penalty)
     presence_penalty = check_number("presence_penalty", presence_penalty)
+    return _frequency_presence_penalty(logits, input_ids, frequency_penalty, presence_penalty)
+
+
+def _frequency_presence_penalty(logits: Tensor, input_ids: Tensor, frequency: float, presence: float) -> Tensor:
     V = logits.shape[-1]
     ids = torch.where(input_ids < 0, V, input_ids.clamp(max=V))
     counts = torch.zeros(logits.shape[0], V + 1, dtype=logits.dtype, device=logits.device)
     counts.scatter_add_(1, ids, torch.ones_like(ids, dtype=logits.dtype))
     counts = counts[:, :V]
-    return logits - counts * frequency_penalty - (counts > 0).to(logits.dtype) * presence_penalty
+    return logits - counts * frequency - (counts > 0).to(logits.dtype) * presence
 
 
 def no_repeat_ngram_filter(logits: Tensor, input_ids: Tensor, ngram_size: int) -> Tensor:
@@ -365,9 +293,12 @@ def no_repeat_ngram_filter(logits: Tensor, input_ids: Tensor, ngram_size: int) -
     NoRepeatNGramLogitsProcessor): if the last n - 1 tokens occurred before, followed by
     token x, x gets -inf. Windows with negative ids (padding) never match; with fewer than
     n tokens nothing is banned. ngram_size: an int >= 1, else TypeError or ValueError."""
-    _check_logits(logits)
-    input_ids = _check_history("input_ids", input_ids, logits)
-    ngram_size = check_int("no_repeat_ngram_size", ngram_size, minimum=1)
+    check_logits(logits)
+    input_ids = check_history("input_ids", input_ids, logits)
+    return _no_repeat_ngram(logits, input_ids, check_int("no_repeat_ngram_size", ngram_size, minimum=1))
+
+
+def _no_repeat_ngram(logits: Tensor, input_ids: Tensor, ngram_size: int) -> Tensor:
     B, L = input_ids.shape
     if L < ngram_size:
         return logits
@@ -380,86 +311,54 @@ def no_repeat_ngram_filter(logits: Tensor, input_ids: Tensor, ngram_size: int) -
     return logits.masked_fill(banned[:, :V], NEG_INF)
 
 
-def _check_sampling(
-    do_sample: bool, temperature: float, top_k: int, top_p: float, min_p: float | None,
-    repetition_penalty: float = 1.0, frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
-    no_repeat_ngram_size: int = 0, warn_unused: bool = True,
-) -> dict[str, Any]:
-    """Check every argument of process_logits; return them normalised (Python bools, ints and
-    floats) as process_logits' keyword arguments.
-
-    Ranges: temperature finite and > 0 (with do_sample=False it is unused and 0 is
-    accepted); top_k int >= 0; top_p in [0, 1]; min_p None or in [0, 1];
-    repetition_penalty > 0; frequency and presence penalties finite; no_repeat_ngram_size
-    int >= 0 (0 = off). With do_sample=False, warns (UserWarning) about sampling settings
-    that have no effect, as transformers does.
-    """
-    do_sample = check_bool("do_sample", do_sample)
-    temperature = check_number("temperature", temperature, minimum=0.0, min_inclusive=not do_sample)
-    opts = dict(
-        do_sample=do_sample,
-        temperature=temperature,
-        top_k=check_int("top_k", top_k, minimum=0),
-        top_p=check_number("top_p", top_p, minimum=0.0, maximum=1.0),
-        min_p=None if min_p is None else check_number("min_p", min_p, minimum=0.0, maximum=1.0),
-        repetition_penalty=check_number("repetition_penalty", repetition_penalty, minimum=0.0, min_inclusive=False),
-        frequency_penalty=check_number("frequency_penalty", frequency_penalty),
-        presence_penalty=check_number("presence_penalty", presence_penalty),
-        no_repeat_ngram_size=check_int("no_repeat_ngram_size", no_repeat_ngram_size, minimum=0),
-    )
-    if not do_sample and warn_unused:
-        unused = [f"{k}={opts[k]}" for k, off in (("temperature", 1.0), ("top_k", 0), ("top_p", 1.0), ("min_p", None))
-                  if opts[k] != off]
-        if unused:
-            warnings.warn(f"do_sample=False: {', '.join(unused)} only apply when sampling and have no effect",
-                          UserWarning, stacklevel=3)
-    return opts
-
-
 def process_logits(
     logits: Tensor,
     history: Tensor,
     num_generated: int,
-    do_sample: bool = True,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    min_p: float | None = None,
-    repetition_penalty: float = 1.0,
-    frequency_penalty: float = 0.0,
-    presence_penalty: float = 0.0,
-    no_repeat_ngram_size: int = 0,
+    options: SamplingOptions | None = None,
+    **sampling: Unpack[SamplingKeywords],
 ) -> Tensor:
-    """All processors in the order transformers' generate applies them.
+    """All processors in the order transformers' generate applies them
+    (generation/utils.py, _get_logits_processor).
 
     logits (B, V); history (B, L): prompt and generated tokens, -1 at padding (a tensor on
     the logits' device, or lists); the last num_generated (an int in [0, L]) columns are
-    the generated ones. Penalties first (they act on raw logits, and apply in greedy
-    decoding too); then, when sampling only, temperature, top-k, top-p and min-p. Every
-    argument is checked as _check_sampling says (ValueError or TypeError naming it).
+    the generated ones. options: a SamplingOptions, or None to build one from
+    ``**sampling``, its fields as keywords (None = not given; here do_sample defaults to
+    True). A keyword that disagrees with options is a ValueError naming both; one that is
+    no field, a TypeError naming it. Penalties first (they act on raw logits, and apply
+    in greedy decoding too); then, when sampling only, temperature, top-k, top-p and min-p.
+    Bad values: ValueError or TypeError naming the field (SamplingOptions' checks).
     """
-    _check_logits(logits)
-    history = _check_history("history", history, logits)
+    check_logits(logits)
+    history = check_history("history", history, logits)
     num_generated = check_int("num_generated", num_generated, minimum=0, maximum=history.shape[1])
-    o = _check_sampling(do_sample, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty,
-                        presence_penalty, no_repeat_ngram_size, warn_unused=False)
-    if o["repetition_penalty"] != 1.0:
-        logits = apply_repetition_penalty(logits, history, o["repetition_penalty"])
-    if o["frequency_penalty"] or o["presence_penalty"]:
-        generated = history[:, history.shape[1] - num_generated :]
-        logits = apply_frequency_presence_penalty(logits, generated, o["frequency_penalty"], o["presence_penalty"])
-    if o["no_repeat_ngram_size"]:
-        logits = no_repeat_ngram_filter(logits, history, o["no_repeat_ngram_size"])
-    if o["do_sample"]:
-        if o["temperature"] != 1.0:
-            logits = apply_temperature(logits, o["temperature"])
-        if o["top_k"]:
-            logits = top_k_filter(logits, o["top_k"])
-        if o["top_p"] < 1.0:
-            logits = top_p_filter(logits, o["top_p"])
-        if o["min_p"] is not None:
-            logits = min_p_filter(logits, o["min_p"])
+    o = resolve_options(options, dict(do_sample=True), **sampling)
+    return _process(logits, history, history[:, history.shape[1] - num_generated :], o)
+
+
+def _process(logits: Tensor, history: Tensor | None, generated: Tensor | None, o: SamplingOptions) -> Tensor:
+    """process_logits without checks, for loops whose arguments are checked once: history
+    (B, L) and generated (B, G) ids, -1 ignored (either may be None when no penalty reads it)."""
+    if o.repetition_penalty != 1.0:
+        logits = _repetition_penalty(logits, history, o.repetition_penalty)
+    if o.frequency_penalty or o.presence_penalty:
+        logits = _frequency_presence_penalty(logits, generated, o.frequency_penalty, o.presence_penalty)
+    if o.no_repeat_ngram_size:
+        logits = _no_repeat_ngram(logits, history, o.no_repeat_ngram_size)
+    if o.do_sample:
+        if o.temperature != 1.0:
+            logits = logits / o.temperature
+        logits = _top_k(logits, o.top_k, o.min_tokens_to_keep)
+        logits = _top_p(logits, o.top_p, o.min_tokens_to_keep)
+        if o.min_p is not None:
+            logits = _min_p(logits, o.min_p, o.min_tokens_to_keep)
     return logits
+
+
+def _choose(scores: Tensor, o: SamplingOptions, generator: torch.Generator | None) -> Tensor:
+    """The next token of every row from processed scores (B, V): a draw, or the argmax."""
+    return _draw(scores, generator) if o.do_sample else scores.argmax(dim=-1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -501,12 +400,6 @@ def left_pad(
     return ids, mask
 
 
-def _is_array_like(x: object) -> bool:
-    """Lists, tuples and numpy arrays: taken as the tensor they spell (ids are, by as_int_tensor)."""
-    import numpy as np
-
-    return isinstance(x, (list, tuple, np.ndarray))
-
 
 def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
     """Positions counted over real tokens: cumsum(mask) - 1, so every row's first real token
@@ -515,7 +408,7 @@ def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
     attention_mask (B, L) of 0 and 1 (bool, integer or float; lists or numpy too): long (B, L) on
     its device. Other values: ValueError naming attention_mask.
     """
-    mask = torch.as_tensor(attention_mask) if _is_array_like(attention_mask) else attention_mask
+    mask = torch.as_tensor(attention_mask) if is_array_like(attention_mask) else attention_mask
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"attention_mask must be a tensor of 0 and 1, got {_describe(attention_mask)}")
     if mask.dim() < 1 or mask.dtype.is_complex:
@@ -530,110 +423,19 @@ def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------------------
 
 
-def _eos_set(eos_token_id: int | Sequence[int] | None, device: torch.device | None,
-             vocab_size: int | None = None) -> Tensor | None:
-    """The eos ids as a 1-d long tensor on device: one id, or a list, tuple, 1-d tensor or
-    numpy array of ids (each in [0, vocab_size)); None or an empty list: None (no eos)."""
-    if eos_token_id is None:
-        return None
-    if isinstance(eos_token_id, (list, tuple)) or (hasattr(eos_token_id, "ndim") and eos_token_id.ndim == 1):
-        values = list(eos_token_id)  # a 1-d tensor or numpy array gives 0-d elements, which check_int takes
-        ids = [check_int(f"eos_token_id[{i}]", v) for i, v in enumerate(values)]
-    else:
-        ids = [check_int("eos_token_id", eos_token_id)]
-    if not ids:
-        return None
-    for i, v in enumerate(ids):
-        if v < 0 or (vocab_size is not None and v >= vocab_size):
-            raise ValueError(f"eos_token_id must be token ids in [0, {vocab_size}) (the vocabulary size), got "
-                             f"{eos_token_id!r}")
-    return torch.tensor(ids, dtype=torch.long, device=device)
-
-
-class _Prompt(NamedTuple):
-    """What _check_prompt returns: the arguments every decoder shares, checked."""
-
-    input_ids: Tensor  # (B, T) long, on the model's device
-    attention_mask: Tensor  # (B, T) long, 1 = real token
-    max_new_tokens: int
-    pad_token_id: int | None
-    eos: Tensor | None  # (n_eos,) long on the model's device; None without eos
-
-
-def _check_prompt(
-    model: Any, input_ids: Tensor, attention_mask: Tensor | None, max_new_tokens: int,
-    pad_token_id: int | None, eos_token_id: int | Sequence[int] | None, eos_pads: bool = False,
-    name: str = "input_ids", mask_name: str = "attention_mask",
-) -> _Prompt:
-    """Validate the arguments every decoder shares and return them normalised (a _Prompt).
-
-    input_ids (B, T), B >= 1 and T >= 1, integer ids in [0, V): a tensor on the model's
-    device, or nested lists (placed there). attention_mask: None (all ones) or (B, T) of
-    0 and 1 with the padding on the left. max_new_tokens: an int >= 1 with T +
-    max_new_tokens <= n_positions. A padded batch needs pad_token_id (or, with eos_pads,
-    an eos id to pad with). Errors name the argument (TypeError or ValueError).
-    """
-    device, vocab = _model_device(model), _vocab_size(model)
-    ids = as_int_tensor(name, input_ids, device)
-    if ids.dim() != 2 or ids.shape[1] == 0:
-        raise ValueError(f"{name} must have shape (batch, seq) with seq >= 1, got {tuple(ids.shape)}")
-    if ids.shape[0] == 0:
-        raise ValueError(f"{name} is an empty batch (shape {tuple(ids.shape)}): give at least one prompt")
-    check_id_range(name, ids, vocab)
-    max_new_tokens = check_int("max_new_tokens", max_new_tokens, minimum=1)
-    n_positions = _n_positions(model)
-    if n_positions is not None and ids.shape[1] + max_new_tokens > n_positions:
-        raise ValueError(
-            f"max_new_tokens={max_new_tokens} after a prompt of {ids.shape[1]} tokens makes "
-            f"{ids.shape[1] + max_new_tokens} positions, but the model has n_positions={n_positions}"
-        )
-    if attention_mask is None:
-        mask = torch.ones_like(ids)
-    else:
-        mask = torch.as_tensor(attention_mask, device=ids.device) if _is_array_like(attention_mask) \
-            else attention_mask
-        if not isinstance(mask, torch.Tensor):
-            raise TypeError(f"{mask_name} must be a tensor of 0 and 1, got {_describe(attention_mask)}")
-        check_device(mask_name, mask, ids.device)
-        if tuple(mask.shape) != tuple(ids.shape):
-            raise ValueError(f"{mask_name} must have the shape of {name} {tuple(ids.shape)}, got {tuple(mask.shape)}")
-        if mask.dtype.is_complex or (mask.dtype != torch.bool and not bool(((mask == 0) | (mask == 1)).all())):
-            raise ValueError(f"{mask_name} must hold only 0 and 1 (1 = real token), got {_describe(mask)}")
-        mask = mask.long()
-        if bool((mask[:, -1] == 0).any()):
-            raise ValueError(f"{mask_name} has padding in the last column: pad prompts on the left, not the right")
-    if pad_token_id is not None:
-        pad_token_id = check_int("pad_token_id", pad_token_id)
-        if pad_token_id < 0 or (vocab is not None and pad_token_id >= vocab):
-            raise ValueError(f"pad_token_id must be a token id in [0, {vocab}), got {pad_token_id}")
-    eos = _eos_set(eos_token_id, ids.device, vocab)
-    if bool((mask == 0).any()) and pad_token_id is None and not (eos_pads and eos is not None):
-        raise ValueError(
-            "the batch is padded (attention_mask has zeros) but pad_token_id is None: pass pad_token_id, "
-            "the id that fills finished sequences"
-        )
-    return _Prompt(ids, mask, max_new_tokens, pad_token_id, eos)
-
-
 @torch.no_grad()
 def generate(
     model: Any,
     input_ids: Tensor,
     attention_mask: Tensor | None = None,
     max_new_tokens: int = 20,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    min_p: float | None = None,
-    repetition_penalty: float = 1.0,
-    frequency_penalty: float = 0.0,
-    presence_penalty: float = 0.0,
-    no_repeat_ngram_size: int = 0,
+    options: SamplingOptions | None = None,
+    *,
     eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int | None = None,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
+    **sampling: Unpack[SamplingKeywords],
 ) -> Tensor:
     """Greedy decoding or sampling for a batch of left-padded prompts (transformers'
     GenerationMixin.generate with do_sample and the same processors, token for token).
@@ -645,23 +447,30 @@ def generate(
     pad_token_id after it (eos when there is no pad id); the loop ends when every row has
     stopped. With use_cache (the default) the prompt runs once and every later step runs
     one new token against the KV cache; use_cache=False reruns the whole sequence each
-    step (the same tokens, slower). Argument checks: _check_prompt and _check_sampling.
+    step (the same tokens, slower).
+
+    options: how tokens are chosen, a SamplingOptions; or None to build one from
+    ``**sampling``, its fields as keywords (``do_sample=True, top_k=5``; None = not given;
+    do_sample defaults to False, greedy); another name there is a TypeError naming it. A
+    keyword that disagrees with options: ValueError naming both. With do_sample=False,
+    sampling-only settings that are on give a UserWarning (transformers').
+    Argument checks: check_prompt and SamplingOptions, once, before the loop.
     """
-    p = _check_prompt(model, input_ids, attention_mask, max_new_tokens, pad_token_id, eos_token_id)
-    opts = _check_sampling(do_sample, temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty,
-                           presence_penalty, no_repeat_ngram_size)
+    p = check_prompt(model, input_ids, attention_mask, max_new_tokens, pad_token_id, eos_token_id)
+    opts = resolve_options(options, **sampling)
+    opts.warn_unused(stacklevel=3)  # the caller of generate, through torch.no_grad's wrapper
     use_cache = check_bool("use_cache", use_cache)
     ids, mask, eos = p.input_ids, p.attention_mask, p.eos
-    _check_generator(generator, ids.device)
+    check_generator(generator, ids.device)
     fill = p.pad_token_id if p.pad_token_id is not None else (int(eos[0]) if eos is not None else None)
     B, T = ids.shape
     history = ids.masked_fill(mask == 0, -1)  # what the penalties see: no padding
     unfinished = torch.ones(B, dtype=torch.bool, device=ids.device)
 
-    logits, past = _forward(model, ids, mask, position_ids_from_mask(mask))
+    logits, past = lm_forward(model, ids, mask, position_ids_from_mask(mask))
     for step in range(p.max_new_tokens):
-        scores = process_logits(logits[:, -1], history, step, **opts)
-        nxt = sample_token(scores, generator) if opts["do_sample"] else scores.argmax(dim=-1)  # (B,)
+        scores = _process(logits[:, -1], history, history[:, T:], opts)  # checked once, above
+        nxt = _choose(scores, opts, generator)  # (B,)
         if fill is not None:
             nxt = torch.where(unfinished, nxt, fill)  # finished rows only get padding
         ids = torch.cat([ids, nxt[:, None]], dim=1)
@@ -673,9 +482,9 @@ def generate(
             break
         positions = position_ids_from_mask(mask)
         if use_cache:  # one new token per row; positions continue from each row's last real one
-            logits, past = _forward(model, nxt[:, None], mask, positions[:, -1:], past)
+            logits, past = lm_forward(model, nxt[:, None], mask, positions[:, -1:], past)
         else:
-            logits, _ = _forward(model, ids, mask, positions)
+            logits, _ = lm_forward(model, ids, mask, positions)
     return ids
 
 
@@ -683,21 +492,6 @@ def generate(
 # 8. Beam search
 # ---------------------------------------------------------------------------------------
 
-
-class BeamSearchOutput(NamedTuple):
-    """sequences (B * num_return_sequences, T + n), best first for each prompt;
-    sequences_scores (B * num_return_sequences,): sum of log-probabilities of the new
-    tokens divided by (number of new tokens) ** length_penalty."""
-
-    sequences: Tensor
-    sequences_scores: Tensor
-
-    @property
-    def scores(self) -> Tensor:
-        return self.sequences_scores
-
-    def __getitem__(self, key):  # out["sequences"] too, as with transformers' outputs
-        return getattr(self, key) if isinstance(key, str) else tuple.__getitem__(self, key)
 
 
 @torch.no_grad()
@@ -712,6 +506,8 @@ def beam_search(
     attention_mask: Tensor | None = None,
     pad_token_id: int | None = None,
     num_return_sequences: int = 1,
+    options: SamplingOptions | None = None,
+    **sampling: Unpack[SamplingKeywords],
 ) -> BeamSearchOutput:
     """Beam search over a KV cache, batched, with transformers' rules for finished beams.
 
@@ -736,9 +532,17 @@ def beam_search(
     device); num_beams an int >= 1; num_return_sequences an int in [1, num_beams];
     length_penalty finite; early_stopping a bool or "never" (1, 0 or other strings:
     TypeError or ValueError).
+
+    options (or ``**sampling``, its fields as keywords, as generate's): None, or a
+    SamplingOptions whose penalties (repetition, frequency/presence,
+    no-repeat n-gram) apply as in transformers' beam search: to each step's
+    log-probabilities, before the beam scores are added (with num_beams=1, greedy: to the
+    logits, before the log-softmax; its score is then that of the processed distribution).
+    do_sample=True (beam sampling) is a ValueError; the sampling-only settings warn that
+    they have no effect, as in generate.
     """
     # As in transformers, beams that end early are padded with eos when there is no pad id.
-    p = _check_prompt(model, input_ids, attention_mask, max_new_tokens, pad_token_id, eos_token_id, eos_pads=True)
+    p = check_prompt(model, input_ids, attention_mask, max_new_tokens, pad_token_id, eos_token_id, eos_pads=True)
     num_beams = check_int("num_beams", num_beams, minimum=1)
     num_return_sequences = check_int("num_return_sequences", num_return_sequences, minimum=1, maximum=num_beams)
     length_penalty = check_number("length_penalty", length_penalty)
@@ -747,6 +551,13 @@ def beam_search(
             raise ValueError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
     else:
         early_stopping = check_bool("early_stopping", early_stopping)  # 1 or 0 would read as False below
+    opts = resolve_options(options, **sampling)
+    if opts.do_sample:
+        raise ValueError("options.do_sample=True asks for beam sampling, which beam_search does not do: pass "
+                         "do_sample=False (beam search), or use generate to sample")
+    opts.warn_unused(stacklevel=3)
+    penalised = bool(opts.repetition_penalty != 1.0 or opts.frequency_penalty or opts.presence_penalty
+                     or opts.no_repeat_ngram_size)
     input_ids, attention_mask, max_new_tokens, pad_token_id, eos = p
     device = input_ids.device
     B, T = input_ids.shape
@@ -763,10 +574,11 @@ def beam_search(
         fill = pad_token_id if pad_token_id else (int(eos[0]) if eos is not None else -1)
 
     # The prompt runs once; its cache is then repeated for the beams.
-    logits, past = _forward(model, input_ids, attention_mask, position_ids_from_mask(attention_mask))
+    logits, past = lm_forward(model, input_ids, attention_mask, position_ids_from_mask(attention_mask))
     logits = logits[:, -1].repeat_interleave(nb, dim=0)  # (B * nb, V)
     past = expand_cache(past, nb)
     mask = attention_mask.repeat_interleave(nb, dim=0)  # (B * nb, T)
+    prompt_history = input_ids.masked_fill(attention_mask == 0, -1).repeat_interleave(nb, dim=0)  # no padding
     V = logits.shape[-1]
 
     running = torch.full((B, nb, max_len), fill, dtype=torch.long, device=device)
@@ -783,7 +595,15 @@ def beam_search(
 
     cur = T
     while True:
-        log_probs = F.log_softmax(logits, dim=-1).view(B, nb, V) + running_scores[:, :, None]
+        if penalised:
+            generated = running[:, :, T:cur].reshape(B * nb, cur - T)
+            history = torch.cat([prompt_history, generated], dim=1)  # (B * nb, cur)
+            if nb == 1:  # greedy: the processors see the logits, as in transformers' _sample
+                logits = _process(logits, history, generated, opts)
+        log_probs = F.log_softmax(logits, dim=-1)  # (B * nb, V)
+        if penalised and nb > 1:  # transformers' _beam_search processes the log-probabilities
+            log_probs = _process(log_probs, history, generated, opts)
+        log_probs = log_probs.view(B, nb, V) + running_scores[:, :, None]
         cand_scores, flat_idx = torch.topk(log_probs.view(B, nb * V), K)  # (B, K)
         src, tok = flat_idx // V, flat_idx % V
         cand = running.gather(1, src[:, :, None].expand(-1, -1, max_len)).clone()  # (B, K, max_len)
@@ -825,7 +645,7 @@ def beam_search(
         past = reorder_cache(past, (beam_src + batch_offset).view(-1))
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         nxt = running[:, :, cur - 1].reshape(-1, 1)  # (B * nb, 1)
-        logits, past = _forward(model, nxt, mask, position_ids_from_mask(mask)[:, -1:], past)
+        logits, past = lm_forward(model, nxt, mask, position_ids_from_mask(mask)[:, -1:], past)
         logits = logits[:, -1]
 
     r = num_return_sequences
@@ -837,7 +657,6 @@ def beam_search(
 # 9. Two contexts, one continuation
 # ---------------------------------------------------------------------------------------
 
-TWO_CONTEXT_MODES = ("contrastive", "product")
 
 
 def combine_two_contexts(logits_a: Tensor, logits_b: Tensor, mode: str = "contrastive", gamma: float = 1.0) -> Tensor:
@@ -849,18 +668,22 @@ def combine_two_contexts(logits_a: Tensor, logits_b: Tensor, mode: str = "contra
     product of experts p_a * p_b ** gamma (Hinton 2002). gamma = 0 gives context a alone.
     gamma: any finite number (ValueError for NaN or inf); the logits: same shape and device.
     """
-    _check_logits(logits_a, "logits_a")
-    _check_logits(logits_b, "logits_b")
+    check_logits(logits_a, "logits_a")
+    check_logits(logits_b, "logits_b")
     if logits_a.shape != logits_b.shape:
         raise ValueError(f"logits_a and logits_b must have one shape (batch, vocab), got {tuple(logits_a.shape)} "
                          f"and {tuple(logits_b.shape)}")
     check_device("logits_b", logits_b, logits_a.device, what="logits_a")
     gamma = check_number("gamma", gamma)
+    if mode not in TWO_CONTEXT_MODES:
+        raise ValueError(f"mode must be one of {TWO_CONTEXT_MODES}, got {mode!r}")
+    return _combine(logits_a, logits_b, mode, gamma)
+
+
+def _combine(logits_a: Tensor, logits_b: Tensor, mode: str, gamma: float) -> Tensor:
     if mode == "contrastive":
         return logits_a + gamma * (logits_a - logits_b)
-    if mode == "product":
-        return F.log_softmax(logits_a, dim=-1) + gamma * F.log_softmax(logits_b, dim=-1)
-    raise ValueError(f"mode must be one of {TWO_CONTEXT_MODES}, got {mode!r}")
+    return F.log_softmax(logits_a, dim=-1) + gamma * F.log_softmax(logits_b, dim=-1)  # product
 
 
 @torch.no_grad()
@@ -873,13 +696,12 @@ def sample_two_contexts(
     mode: str = "contrastive",
     gamma: float = 1.0,
     max_new_tokens: int = 20,
-    do_sample: bool = True,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
+    options: SamplingOptions | None = None,
+    *,
     eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int | None = None,
     generator: torch.Generator | None = None,
+    **sampling: Unpack[SamplingKeywords],
 ) -> Tensor:
     """One continuation per row, drawn from combine_two_contexts of context a's and b's
     next-token logits; the chosen token is appended to both contexts.
@@ -888,18 +710,20 @@ def sample_two_contexts(
     run in one batch of 2B rows (padded to a common length), so each step is one forward
     over one new token per row against one KV cache. Returns (B, Ta + n): context a and
     the new tokens, with generate's eos and padding rules and argument checks (each
-    context's errors name input_ids_a or input_ids_b).
+    context's errors name input_ids_a or input_ids_b). options or ``**sampling`` as
+    generate's (do_sample defaults to True here); the penalties read context a's tokens.
     """
     if mode not in TWO_CONTEXT_MODES:
         raise ValueError(f"mode must be one of {TWO_CONTEXT_MODES}, got {mode!r}")
     gamma = check_number("gamma", gamma)
-    a = _check_prompt(model, input_ids_a, attention_mask_a, max_new_tokens, pad_token_id, eos_token_id,
+    a = check_prompt(model, input_ids_a, attention_mask_a, max_new_tokens, pad_token_id, eos_token_id,
                       name="input_ids_a", mask_name="attention_mask_a")
-    b = _check_prompt(model, input_ids_b, attention_mask_b, max_new_tokens, pad_token_id, eos_token_id,
+    b = check_prompt(model, input_ids_b, attention_mask_b, max_new_tokens, pad_token_id, eos_token_id,
                       name="input_ids_b", mask_name="attention_mask_b")
-    opts = _check_sampling(do_sample, temperature, top_k, top_p, None)
+    opts = resolve_options(options, dict(do_sample=True), **sampling)
+    opts.warn_unused(stacklevel=3)
     input_ids_a, input_ids_b, mask_a, mask_b = a.input_ids, b.input_ids, a.attention_mask, b.attention_mask
-    _check_generator(generator, input_ids_a.device)
+    check_generator(generator, input_ids_a.device)
     if input_ids_a.shape[0] != input_ids_b.shape[0]:
         raise ValueError(f"input_ids_a and input_ids_b must hold as many rows, got {input_ids_a.shape[0]} and {input_ids_b.shape[0]}")
     B, Ta = input_ids_a.shape
@@ -911,22 +735,24 @@ def sample_two_contexts(
     eos, max_new_tokens = a.eos, a.max_new_tokens
     fill = a.pad_token_id if a.pad_token_id is not None else (int(eos[0]) if eos is not None else None)
     out = input_ids_a
+    history = input_ids_a.masked_fill(mask_a == 0, -1)  # what the penalties see: context a, no padding
     unfinished = torch.ones(B, dtype=torch.bool, device=ids.device)
-    logits, past = _forward(model, ids, mask, position_ids_from_mask(mask))
+    logits, past = lm_forward(model, ids, mask, position_ids_from_mask(mask))
     for step in range(max_new_tokens):
         last = logits[:, -1]
-        scores = process_logits(combine_two_contexts(last[:B], last[B:], mode, gamma), out, step, **opts)
-        nxt = sample_token(scores, generator) if opts["do_sample"] else scores.argmax(dim=-1)
+        scores = _process(_combine(last[:B], last[B:], mode, gamma), history, history[:, Ta:], opts)
+        nxt = _choose(scores, opts, generator)
         if fill is not None:
             nxt = torch.where(unfinished, nxt, fill)
         out = torch.cat([out, nxt[:, None]], dim=1)
+        history = torch.cat([history, nxt[:, None]], dim=1)
         if eos is not None:
             unfinished = unfinished & ~torch.isin(nxt, eos)
         if not bool(unfinished.any()) or step == max_new_tokens - 1:
             break
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         both = torch.cat([nxt, nxt])[:, None]  # (2B, 1): the same token continues both contexts
-        logits, past = _forward(model, both, mask, position_ids_from_mask(mask)[:, -1:], past)
+        logits, past = lm_forward(model, both, mask, position_ids_from_mask(mask)[:, -1:], past)
     return out
 
 
@@ -934,41 +760,6 @@ def sample_two_contexts(
 # 10. Scoring a suffix after many completions
 # ---------------------------------------------------------------------------------------
 
-
-def _as_ids(name: str, ids: TokenIds, device: torch.device | None = None, vocab_size: int | None = None) -> Tensor:
-    """1-d token ids (a list, tuple, 1-d or (1, L) tensor) as a long tensor on device, each
-    id in [0, vocab_size); errors name the argument."""
-    t = as_int_tensor(name, ids, device)
-    if t.dim() == 2 and t.shape[0] == 1:
-        t = t[0]
-    if t.dim() != 1:
-        raise ValueError(f"{name} must be a 1-d sequence of token ids, got shape {tuple(t.shape)}")
-    return check_id_range(name, t, vocab_size)
-
-
-def _suffix_inputs(
-    model: Any, prompt_ids: TokenIds, completions: Sequence[TokenIds], suffix_ids: TokenIds
-) -> tuple[Tensor, list[Tensor], Tensor]:
-    """The checked inputs of score_suffix: prompt (P,), N >= 1 completions (each (C_i,),
-    possibly empty) and suffix (S,), long, on the model's device, with P >= 1, S >= 1 and
-    P + longest + S <= n_positions."""
-    device, vocab = _model_device(model), _vocab_size(model)
-    prompt = _as_ids("prompt_ids", prompt_ids, device, vocab)
-    suffix = _as_ids("suffix_ids", suffix_ids, device, vocab)
-    if len(prompt) == 0 or len(suffix) == 0:
-        raise ValueError(f"prompt_ids and suffix_ids must each hold at least one token, got {len(prompt)} and "
-                         f"{len(suffix)}")
-    if isinstance(completions, (str, bytes)) or not isinstance(completions, (Sequence, torch.Tensor)):
-        raise TypeError(f"completions must be a list of token id sequences, got {_describe(completions)}")
-    rows = [_as_ids(f"completions[{i}]", c, device, vocab) for i, c in enumerate(completions)]
-    if not rows:
-        raise ValueError("completions must hold at least one completion, got none")
-    n_positions = _n_positions(model)
-    longest = max(len(r) for r in rows)
-    if n_positions is not None and len(prompt) + longest + len(suffix) > n_positions:
-        raise ValueError(f"prompt + longest completion + suffix is {len(prompt) + longest + len(suffix)} tokens, "
-                         f"past n_positions={n_positions}")
-    return prompt, rows, suffix
 
 
 def _suffix_log_probs(logits: Tensor, targets: Tensor) -> Tensor:
@@ -981,7 +772,7 @@ def score_suffix_naive(
 ) -> Tensor:
     """log P(suffix | prompt + completion) for each completion, one full forward per text.
     The reference for score_suffix: the same arguments and checks. Returns (N,) float32."""
-    prompt, rows, suffix = _suffix_inputs(model, prompt_ids, completions, suffix_ids)
+    prompt, rows, suffix = suffix_inputs(model, prompt_ids, completions, suffix_ids)
     scores = []
     S = len(suffix)
     for r in rows:
@@ -1002,11 +793,11 @@ def score_suffix(model: Any, prompt_ids: TokenIds, completions: Sequence[TokenId
     a tensor elsewhere, an id outside [0, V), or prompt + completion + suffix past
     n_positions: ValueError naming the argument. Returns (N,) float32.
     """
-    prompt, rows, suffix = _suffix_inputs(model, prompt_ids, completions, suffix_ids)
+    prompt, rows, suffix = suffix_inputs(model, prompt_ids, completions, suffix_ids)
     P, S, N = len(prompt), len(suffix), len(rows)
     longest = max(len(r) for r in rows)
 
-    prompt_logits, past = _forward(model, prompt[None], None, None)  # (1, P, V)
+    prompt_logits, past = lm_forward(model, prompt[None], None, None)  # (1, P, V)
     past = expand_cache(past, N)
 
     W = longest + S
@@ -1018,7 +809,7 @@ def score_suffix(model: Any, prompt_ids: TokenIds, completions: Sequence[TokenId
         ids[i, : len(r) + S] = torch.cat([r, suffix])
         mask[i, P : P + len(r) + S] = 1
     positions = (P + torch.arange(W, device=prompt.device))[None].expand(N, W)
-    logits, _ = _forward(model, ids, mask, positions, past)  # (N, W, V)
+    logits, _ = lm_forward(model, ids, mask, positions, past)  # (N, W, V)
 
     # Row position t predicts the token at t + 1; the prompt's last position predicts row token 0.
     logits = torch.cat([prompt_logits[:, -1:].expand(N, 1, -1), logits], dim=1)  # (N, W + 1, V)
@@ -1027,12 +818,6 @@ def score_suffix(model: Any, prompt_ids: TokenIds, completions: Sequence[TokenId
     return _suffix_log_probs(suffix_logits, suffix[None].expand(N, S))
 
 
-class FilteredSamples(NamedTuple):
-    """completions: N lists of new token ids (eos and padding removed), ordered by score,
-    best (lowest) first; scores (N,): log P(bad suffix) - log P(good suffix), same order."""
-
-    completions: list[list[int]]
-    scores: Tensor
 
 
 def filtered_sample(
@@ -1042,11 +827,11 @@ def filtered_sample(
     bad_suffix_ids: TokenIds,
     good_suffix_ids: TokenIds,
     max_new_tokens: int = 20,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
+    options: SamplingOptions | None = None,
+    *,
     eos_token_id: int | Sequence[int] | None = None,
     generator: torch.Generator | None = None,
+    **sampling: Unpack[SamplingKeywords],
 ) -> FilteredSamples:
     """Sample num_samples continuations of one prompt and rank them by how the model itself
     judges them: score = log P(bad suffix | text) - log P(good suffix | text), lowest first
@@ -1054,23 +839,29 @@ def filtered_sample(
 
     prompt_ids and the suffixes: 1-d ids (lists are placed on the model's device);
     num_samples: an int >= 1; eos_token_id: one id, several (each completion is cut at the
-    first of them) or None; the sampling arguments and generator as generate's (the
-    generator on the model's device). Every argument is checked before anything is sampled.
+    first of them) or None; options (or ``**sampling``) and generator as generate's, the
+    generator on the model's device. It samples: options.do_sample=False is a ValueError.
+    Every argument is checked before anything is sampled. Each score_suffix call runs the
+    prompt afresh: no cache is shared between them.
     """
-    device, vocab = _model_device(model), _vocab_size(model)
-    prompt = _as_ids("prompt_ids", prompt_ids, device, vocab)
+    device, vocab = model_device(model), model_vocab_size(model)
+    prompt = as_ids("prompt_ids", prompt_ids, device, vocab)
     num_samples = check_int("num_samples", num_samples, minimum=1)
-    eos = _eos_set(eos_token_id, device, vocab)
+    eos = eos_set(eos_token_id, device, vocab)
     eos_ids = set() if eos is None else set(eos.tolist())
     for name, suffix in (("bad_suffix_ids", bad_suffix_ids), ("good_suffix_ids", good_suffix_ids)):
-        if len(_as_ids(name, suffix, device, vocab)) == 0:
+        if len(as_ids(name, suffix, device, vocab)) == 0:
             raise ValueError(f"{name} must hold at least one token")
     if len(prompt) == 0:
         raise ValueError("prompt_ids must hold at least one token")
+    opts = resolve_options(options, dict(do_sample=True), **sampling)
+    if not opts.do_sample:
+        raise ValueError("filtered_sample samples: options.do_sample must be True (greedy decoding would give "
+                         f"{num_samples} identical completions)")
     batch = prompt[None].expand(num_samples, -1)
     pad = int(eos[0]) if eos is not None else 0
-    out = generate(model, batch, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
-                   top_k=top_k, top_p=top_p, eos_token_id=eos, pad_token_id=pad, generator=generator)
+    out = generate(model, batch, max_new_tokens=max_new_tokens, options=opts, eos_token_id=eos, pad_token_id=pad,
+                   generator=generator)
     completions = []
     for row in out[:, len(prompt) :].tolist():
         ends = [j for j, t in enumerate(row) if t in eos_ids]

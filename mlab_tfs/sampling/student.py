@@ -11,10 +11,13 @@ usually goes wrong. The exercises, in order:
      5. apply_repetition_penalty, apply_frequency_presence_penalty, no_repeat_ngram_filter,
         process_logits
      6. left_pad, position_ids_from_mask
-     7. generate (the KV cache loop)
-     8. expand_cache, reorder_cache, beam_search
-     9. combine_two_contexts, sample_two_contexts
+     7. generate (the KV cache loop), expand_cache, reorder_cache
+     8. beam_search                                      (optional)
+     9. combine_two_contexts, sample_two_contexts        (optional)
     10. score_suffix_naive, score_suffix, filtered_sample
+
+Exercises 8 and 9 are optional: ``mlab-tfs check`` shows them, but an optional exercise
+you have not started does not count against completing the part.
 
 Each exercise has a section in ``mlab_tfs/sampling/GUIDE.md``; each stub's error message
 links to it. Check your progress with
@@ -23,11 +26,17 @@ links to it. Check your progress with
     pytest --impl=student mlab_tfs/sampling -k top_p
 
 The samplers must work with any causal LM that returns ``.logits`` and takes and returns a
-KV cache: the tests run them on our GPT-2 (``mlab_tfs.gpt2``, a tuple of (k, v) pairs) and
-on transformers' GPT2LMHeadModel (a ``DynamicCache``). Call models through the given
-``_forward`` helper and it handles the difference for you.
+KV cache: the tests run them on our GPT-2 (``mlab_tfs.gpt2``) and on transformers'
+GPT2LMHeadModel (a ``DynamicCache``). Call models through the given ``lm_forward`` helper
+and it handles the difference for you.
 
-Arguments are checked with the given helpers (``_check_prompt``, ``_check_sampling``,
+How tokens are chosen is one ``SamplingOptions`` (``mlab_tfs/sampling/options.py``, given):
+a frozen dataclass whose fields are checked when it is made. The decoders take
+``options=`` or its fields as keywords (``**sampling``: ``generate(model, ids, do_sample=True,
+top_k=5)``); the given ``resolve_options`` turns either into one checked SamplingOptions (and
+refuses a keyword that disagrees with options, or one that is no field).
+
+Arguments are checked with the given helpers (``check_prompt``, ``resolve_options``,
 ``check_number``, ``check_int``...): lists of ids go on the model's device, a tensor on
 another device is a ValueError naming it, NaN or out-of-range numbers are a ValueError
 naming the argument, and bools or floats where an int belongs are a TypeError. Each stub
@@ -41,31 +50,31 @@ The solution is in ``mlab_tfs/sampling/solution.py``; look only after you have t
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Sequence, Unpack
 
 import torch
 import torch.nn.functional as F  # noqa: F401  (for your code)
 
 from mlab_tfs.inputs import as_int_tensor, check_bool, check_device, check_int, check_number  # given  # noqa: F401
-from mlab_tfs.sampling.solution import (  # given, not exercises  # noqa: F401
+from mlab_tfs.sampling.given import (  # given, not exercises  # noqa: F401
     NEG_INF,
     TWO_CONTEXT_MODES,
     BeamSearchOutput,
     FilteredSamples,
     TokenIds,
-    _as_ids,
-    _cache_index,
-    _check_generator,
-    _check_history,
-    _check_logits,
-    _check_prompt,
-    _check_sampling,
-    _eos_set,
-    _forward,
-    _model_device,
-    _n_positions,
-    _suffix_inputs,
+    as_ids,
+    cache_index,
+    check_generator,
+    check_history,
+    check_logits,
+    check_prompt,
+    eos_set,
+    lm_forward,
+    model_device,
+    model_n_positions,
+    suffix_inputs,
 )
+from mlab_tfs.sampling.options import SamplingKeywords, SamplingOptions, resolve_options  # given  # noqa: F401
 
 Tensor = torch.Tensor
 
@@ -86,7 +95,7 @@ def greedy_decode(model: Any, input_ids: Tensor, max_new_tokens: int, eos_token_
     on. Stop early when every row is done.
 
     Checks (given): ``eos_token_id = check_int("eos_token_id", eos_token_id)`` when it is not
-    None, then ``ids = _check_prompt(model, input_ids, None, max_new_tokens, None,
+    None, then ``ids = check_prompt(model, input_ids, None, max_new_tokens, None,
     eos_token_id).input_ids``: lists become a tensor on the model's device, and a bad
     prompt, max_new_tokens < 1 or an eos outside the vocabulary is a clear error.
 
@@ -120,7 +129,7 @@ def sample_token(logits: Tensor, generator: torch.Generator | None = None) -> Te
     tests compare with transformers' sampling). A -inf logit has probability 0 and is
     never drawn. Softmax in float32.
 
-    Checks: ``_check_generator(generator, logits.device, what="logits")``; a row whose
+    Checks: ``check_generator(generator, logits.device, what="logits")``; a row whose
     softmax is not finite (a NaN or +inf logit, or every logit -inf) is a ValueError naming
     logits (torch.multinomial would fail with a bare error).
     """
@@ -175,7 +184,7 @@ def apply_repetition_penalty(logits: Tensor, input_ids: Tensor, penalty: float) 
     less likely. Ids < 0 are padding: ignore them.
     Hint: a (B, V + 1) bool "seen" mask filled with ``scatter_``, padding sent to the spare
     last column, which you then drop.
-    Checks: ``input_ids = _check_history("input_ids", input_ids, logits)`` (lists go on the
+    Checks: ``input_ids = check_history("input_ids", input_ids, logits)`` (lists go on the
     logits' device; ids >= V are an error) and ``check_number("repetition_penalty", penalty,
     minimum=0.0, min_inclusive=False)``.
     """
@@ -190,7 +199,7 @@ def apply_frequency_presence_penalty(
     """OpenAI's penalties: logit[j] - count[j] * frequency_penalty - (count[j] > 0) * presence_penalty,
     where count[j] is how often token j occurs in the row of input_ids (B, L); ids < 0 are
     ignored. generate passes only the generated tokens here. Checks:
-    ``_check_history("input_ids", ...)`` and ``check_number`` on each penalty (any finite
+    ``check_history("input_ids", ...)`` and ``check_number`` on each penalty (any finite
     value; NaN or inf: ValueError)."""
     raise NotImplementedError(
         "Exercise 5 (penalties and the order): see mlab_tfs/sampling/GUIDE.md#5-penalties-and-the-order"
@@ -204,7 +213,7 @@ def no_repeat_ngram_filter(logits: Tensor, input_ids: Tensor, ngram_size: int) -
     For every earlier window of n tokens whose first n - 1 equal those last n - 1 tokens,
     ban the window's last token. Windows containing ids < 0 (padding) never match. With
     L < n nothing is banned; with L == n the whole row is the one earlier window.
-    Checks: ``_check_history("input_ids", ...)``, ``check_int("no_repeat_ngram_size",
+    Checks: ``check_history("input_ids", ...)``, ``check_int("no_repeat_ngram_size",
     ngram_size, minimum=1)``.
     Hint: ``input_ids.unfold(1, n, 1)`` gives every window, (B, L - n + 1, n).
     """
@@ -217,15 +226,8 @@ def process_logits(
     logits: Tensor,
     history: Tensor,
     num_generated: int,
-    do_sample: bool = True,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    min_p: float | None = None,
-    repetition_penalty: float = 1.0,
-    frequency_penalty: float = 0.0,
-    presence_penalty: float = 0.0,
-    no_repeat_ngram_size: int = 0,
+    options: SamplingOptions | None = None,
+    **sampling: Unpack[SamplingKeywords],
 ) -> Tensor:
     """All processors, in transformers' order. logits (B, V) -> (B, V).
 
@@ -234,15 +236,15 @@ def process_logits(
 
     1. repetition penalty (if != 1), 2. frequency/presence (if either is set),
     3. no-repeat n-gram (if > 0); then only when do_sample: 4. temperature (if != 1),
-    5. top-k (if > 0), 6. top-p (if < 1), 7. min-p (if not None).
-    Skip the ones that are switched off.
+    5. top-k (if > 0), 6. top-p (if < 1), 7. min-p (if not None); top-k, top-p and min-p
+    keep at least ``o.min_tokens_to_keep`` tokens. Skip the ones that are switched off.
 
-    Check everything first, switched off or not (a NaN top_p must not pass silently):
-    ``history = _check_history("history", history, logits)``, ``num_generated =
-    check_int("num_generated", num_generated, minimum=0, maximum=history.shape[1])`` and
-    ``o = _check_sampling(do_sample, temperature, top_k, top_p, min_p, repetition_penalty,
-    frequency_penalty, presence_penalty, no_repeat_ngram_size, warn_unused=False)``, a dict
-    of the checked values by name (Python ints and floats: use those).
+    The settings come as ``options`` (a SamplingOptions) or as its fields in ``**sampling``
+    (None = not given; do_sample defaults to True here). Check everything first, switched off or not
+    (a NaN top_p must not pass silently): ``history = check_history("history", history,
+    logits)``, ``num_generated = check_int("num_generated", num_generated, minimum=0,
+    maximum=history.shape[1])`` and ``o = resolve_options(options, dict(do_sample=True),
+    **sampling)``, a checked SamplingOptions: read ``o.top_k``, ``o.temperature``... (Python ints and floats).
     """
     raise NotImplementedError(
         "Exercise 5 (penalties and the order): see mlab_tfs/sampling/GUIDE.md#5-penalties-and-the-order"
@@ -294,40 +296,35 @@ def generate(
     input_ids: Tensor,
     attention_mask: Tensor | None = None,
     max_new_tokens: int = 20,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    min_p: float | None = None,
-    repetition_penalty: float = 1.0,
-    frequency_penalty: float = 0.0,
-    presence_penalty: float = 0.0,
-    no_repeat_ngram_size: int = 0,
+    options: SamplingOptions | None = None,
+    *,
     eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int | None = None,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
+    **sampling: Unpack[SamplingKeywords],
 ) -> Tensor:
     """Greedy decoding or sampling for a batch of left-padded prompts, on the KV cache.
 
     input_ids, attention_mask: (B, T), left padding (mask 0). Returns (B, T + n).
 
-    1. Check the arguments with the given helpers: ``p = _check_prompt(model, input_ids,
+    1. Check the arguments with the given helpers: ``p = check_prompt(model, input_ids,
        attention_mask, max_new_tokens, pad_token_id, eos_token_id)`` returns
        ``p.input_ids`` (lists put on the model's device), ``p.attention_mask`` (long, all
        ones when None), ``p.max_new_tokens``, ``p.pad_token_id`` and ``p.eos`` (the eos ids
-       as a tensor, or None); ``opts = _check_sampling(do_sample, temperature, top_k, top_p,
-       min_p, repetition_penalty, frequency_penalty, presence_penalty,
-       no_repeat_ngram_size)`` returns process_logits' keyword arguments, checked;
-       ``check_bool("use_cache", use_cache)``; ``_check_generator(generator, device)``.
-    2. Run the prompt once: ``logits, past = _forward(model, ids, mask, positions)`` with
+       as a tensor, or None); ``opts = resolve_options(options, **sampling)`` (do_sample
+       defaults to False, greedy) gives one checked SamplingOptions, then ``opts.warn_unused(3)`` warns
+       about sampling settings that greedy decoding ignores; ``check_bool("use_cache",
+       use_cache)``; ``check_generator(generator, device)``. Check once, before the loop.
+    2. Run the prompt once: ``logits, past = lm_forward(model, ids, mask, positions)`` with
        ``positions = position_ids_from_mask(mask)``.
-    3. Each step: ``process_logits(logits[:, -1], history, step, **opts)`` (history = the
-       ids with -1 at padding), then argmax or ``sample_token``; finished rows get the fill
+    3. Each step: ``process_logits(logits[:, -1], history, step, opts)`` (history = the
+       ids with -1 at padding; options already checked are not checked again), then
+       argmax or ``sample_token`` (``opts.do_sample``); finished rows get the fill
        token (pad_token_id, or the first eos when there is no pad id); append; extend the
        mask by a column of ones; update which rows are finished (``torch.isin`` with
        ``p.eos``); stop when all are finished or after max_new_tokens tokens; otherwise run
-       ``_forward(model, nxt[:, None], mask, positions[:, -1:], past)``: one new token per
+       ``lm_forward(model, nxt[:, None], mask, positions[:, -1:], past)``: one new token per
        row against the cache.
     use_cache=False: run the whole sequence each step instead (the same tokens).
 
@@ -340,32 +337,41 @@ def generate(
     )
 
 
-# ---------------------------------------------------------------------------------------
-# 8. Beam search
-# ---------------------------------------------------------------------------------------
-
-
 def expand_cache(past: Any, repeats: int) -> Any:
     """Repeat every row of a KV cache ``repeats`` times along the batch: rows b, b, ..., b + 1, ...
 
-    past is either our tuple of (k, v) pairs, each (B, nh, P, hs) (return a new tuple, with
-    ``repeat_interleave(repeats, dim=0)``), or a transformers ``Cache`` object (call its
-    ``batch_repeat_interleave(repeats)``, which changes it in place, and return it).
-    Anything else: TypeError. Check ``repeats = check_int("repeats", repeats, minimum=1)``.
+    past is either a tuple of (k, v) pairs, each (B, nh, P, hs) (return a new tuple, with
+    ``repeat_interleave(repeats, dim=0)``), or a cache object with transformers' Cache
+    method ``batch_repeat_interleave`` (our GPT-2's KVCache, transformers' DynamicCache:
+    call ``past.batch_repeat_interleave(repeats)``, which changes it in place, and return
+    it). Test for the method, not the class. Anything else: TypeError. Check ``repeats =
+    check_int("repeats", repeats, minimum=1)``.
+
+    score_suffix (exercise 10) and beam_search (exercise 8) use it.
     """
-    raise NotImplementedError("Exercise 8 (beam search): see mlab_tfs/sampling/GUIDE.md#8-beam-search")
+    raise NotImplementedError(
+        "Exercise 7 (the kv cache loop: generate): see mlab_tfs/sampling/GUIDE.md#7-the-kv-cache-loop-generate"
+    )
 
 
 def reorder_cache(past: Any, index: Tensor | Sequence[int]) -> Any:
     """Keep rows ``index`` of a KV cache, in that order: new row i = old row index[i].
 
-    Tuples: ``index_select(0, index)`` on every k and v, a new tuple. transformers' Cache:
+    Tuples: ``index_select(0, index)`` on every k and v, a new tuple. A cache object with
+    transformers' Cache method ``reorder_cache`` (our KVCache, transformers' DynamicCache):
     ``past.reorder_cache(index)`` (in place), then return it. Anything else: TypeError.
-    First ``index = _cache_index(past, index)``: a list becomes a long tensor on the
+    First ``index = cache_index(past, index)``: a list becomes a long tensor on the
     cache's device; a float index, a row out of range or a tensor on another device is a
     ValueError naming index.
     """
-    raise NotImplementedError("Exercise 8 (beam search): see mlab_tfs/sampling/GUIDE.md#8-beam-search")
+    raise NotImplementedError(
+        "Exercise 7 (the kv cache loop: generate): see mlab_tfs/sampling/GUIDE.md#7-the-kv-cache-loop-generate"
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# 8. Beam search
+# ---------------------------------------------------------------------------------------
 
 
 def beam_search(
@@ -379,6 +385,8 @@ def beam_search(
     attention_mask: Tensor | None = None,
     pad_token_id: int | None = None,
     num_return_sequences: int = 1,
+    options: SamplingOptions | None = None,
+    **sampling: Unpack[SamplingKeywords],
 ) -> BeamSearchOutput:
     """Beam search over the KV cache, batched, equal to transformers' beam search.
 
@@ -401,10 +409,19 @@ def beam_search(
     num_beams=1 is greedy decoding, as transformers' generate runs it: K = 1 (the best token
     alone, which ends the prompt when it is eos), padding with pad_token_id (eos when None).
 
-    Checks (given): ``p = _check_prompt(..., eos_pads=True)`` (see generate);
+    Checks (given): ``p = check_prompt(..., eos_pads=True)`` (see generate);
     ``check_int`` for num_beams (>= 1) and num_return_sequences (in [1, num_beams]),
     ``check_number`` for length_penalty (finite); early_stopping must be "never" or a bool
     (``check_bool``: 1 and 0 are refused, since ``1 is True`` is False).
+
+    options (the penalties, as transformers): ``opts = resolve_options(options, **sampling)``;
+    ``opts.do_sample`` is a ValueError (no beam sampling here); when a penalty is on, apply
+    ``process_logits(log_probs, history, new_len, opts)`` to each step's log-probabilities
+    (B * nb, V) before adding the running scores, history being each beam's tokens with -1
+    at the prompt's padding (num_beams=1: to the logits, before the log-softmax, as greedy
+    decoding does).
+
+    Optional: skip this exercise if you like; the rest of the part does not need it.
     """
     raise NotImplementedError("Exercise 8 (beam search): see mlab_tfs/sampling/GUIDE.md#8-beam-search")
 
@@ -421,7 +438,7 @@ def combine_two_contexts(logits_a: Tensor, logits_b: Tensor, mode: str = "contra
     mode "product": log_softmax(logits_a) + gamma * log_softmax(logits_b), so that
     softmax of the result is p_a * p_b ** gamma, normalised.
     Any other mode: ValueError mentioning "mode". gamma = 0 must give back context a.
-    Checks: ``_check_logits`` on both, same shape (ValueError naming logits_b) and device
+    Checks: ``check_logits`` on both, same shape (ValueError naming logits_b) and device
     (``check_device("logits_b", logits_b, logits_a.device, what="logits_a")``),
     ``gamma = check_number("gamma", gamma)`` (any finite number).
     """
@@ -437,13 +454,12 @@ def sample_two_contexts(
     mode: str = "contrastive",
     gamma: float = 1.0,
     max_new_tokens: int = 20,
-    do_sample: bool = True,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
+    options: SamplingOptions | None = None,
+    *,
     eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int | None = None,
     generator: torch.Generator | None = None,
+    **sampling: Unpack[SamplingKeywords],
 ) -> Tensor:
     """One continuation per row from the combination of two contexts; the chosen token is
     appended to both.
@@ -451,14 +467,17 @@ def sample_two_contexts(
     input_ids_a (B, Ta), input_ids_b (B, Tb), each left-padded with its mask. Left-pad both
     to T = max(Ta, Tb) and stack them into one batch of 2B rows (a first), so every step is
     *one* forward: the prompts once, then (2B, 1) against one cache. Each step: combine
-    ``last[:B]`` and ``last[B:]``, ``process_logits`` (history = the a rows), pick, append
+    ``last[:B]`` and ``last[B:]``, ``process_logits`` (history = the a rows, -1 at their
+    padding; ``num_generated`` = tokens appended so far), pick, append
     the same token to both halves. Returns (B, Ta + n): context a and the new tokens, with
     generate's eos/pad rules. With gamma = 0 it must give generate's tokens on context a
     for the same seeded generator.
 
-    Checks: the mode, ``check_number("gamma", gamma)``, ``_check_prompt`` on each context
+    Checks: the mode, ``check_number("gamma", gamma)``, ``check_prompt`` on each context
     with ``name="input_ids_a", mask_name="attention_mask_a"`` (and _b), ``opts =
-    _check_sampling(do_sample, temperature, top_k, top_p, None)``, ``_check_generator``.
+    resolve_options(options, dict(do_sample=True), **sampling)``, ``check_generator``.
+
+    Optional: skip this exercise if you like; the rest of the part does not need it.
     """
     raise NotImplementedError("Exercise 9 (two contexts): see mlab_tfs/sampling/GUIDE.md#9-two-contexts")
 
@@ -474,7 +493,7 @@ def score_suffix_naive(
     """log P(suffix | prompt + completion) for each completion, each full text in its own
     forward. Returns (N,) float32: the sum over suffix tokens of log_softmax(logits) at the
     position before each one. The reference for score_suffix. Start with ``prompt, rows,
-    suffix = _suffix_inputs(model, prompt_ids, completions, suffix_ids)``: 1-d long tensors
+    suffix = suffix_inputs(model, prompt_ids, completions, suffix_ids)``: 1-d long tensors
     on the model's device, checked (the errors score_suffix documents)."""
     raise NotImplementedError("Exercise 10 (suffix scoring): see mlab_tfs/sampling/GUIDE.md#10-suffix-scoring")
 
@@ -490,7 +509,7 @@ def score_suffix(model: Any, prompt_ids: TokenIds, completions: Sequence[TokenId
     3. Logits at row position t predict row token t + 1; the prompt's last logits predict
        row token 0. Prepend them, gather the S positions starting at len(completion_i),
        sum the suffix tokens' log-probabilities.
-    Start with ``prompt, rows, suffix = _suffix_inputs(model, prompt_ids, completions,
+    Start with ``prompt, rows, suffix = suffix_inputs(model, prompt_ids, completions,
     suffix_ids)``: it places lists on the model's device and raises the ValueErrors
     (prompt_ids or suffix_ids empty, no completions, ids outside the vocabulary, tensors on
     another device, P + longest + S > n_positions).
@@ -505,11 +524,11 @@ def filtered_sample(
     bad_suffix_ids: TokenIds,
     good_suffix_ids: TokenIds,
     max_new_tokens: int = 20,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
+    options: SamplingOptions | None = None,
+    *,
     eos_token_id: int | Sequence[int] | None = None,
     generator: torch.Generator | None = None,
+    **sampling: Unpack[SamplingKeywords],
 ) -> FilteredSamples:
     """Sample num_samples continuations of one prompt with ``generate`` (the prompt
     repeated; pad with the (first) eos, or 0 without one), cut each at its first eos (the
@@ -517,8 +536,11 @@ def filtered_sample(
     score = score_suffix(bad) - score_suffix(good). Return ``FilteredSamples(completions,
     scores)`` sorted by score, lowest (least "bad") first (``torch.argsort(..., stable=True)``).
 
-    Check everything before sampling: ``_as_ids(name, ids, _model_device(model))`` for the
+    Check everything before sampling: ``as_ids(name, ids, model_device(model))`` for the
     prompt and both suffixes (each non-empty: ValueError naming it), ``check_int`` for
-    num_samples (>= 1), ``_eos_set(eos_token_id, device, vocab)`` for the eos ids (one id or
-    several; None without); generate checks the rest."""
+    num_samples (>= 1), ``eos_set(eos_token_id, device, vocab)`` for the eos ids (one id or
+    several; None without), ``opts = resolve_options(options, dict(do_sample=True),
+    **sampling)`` (``opts.do_sample`` False is a
+    ValueError: this samples), then ``generate(..., options=opts, ...)``; generate checks
+    the rest."""
     raise NotImplementedError("Exercise 10 (suffix scoring): see mlab_tfs/sampling/GUIDE.md#10-suffix-scoring")

@@ -17,6 +17,7 @@ class Exercise:
     name: str  # the name tests use in @pytest.mark.exercise(...)
     title: str  # what the progress table shows
     section: str  # the anchor of its section in the part's GUIDE.md
+    optional: bool = False  # shown as optional; not started, it does not count against completing the part
 
     def guide_link(self, part: str) -> str:
         return f"mlab_tfs/{part}/GUIDE.md#{self.section}"

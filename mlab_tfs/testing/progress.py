@@ -121,8 +121,17 @@ def _paint(text: str, status: str) -> str:
 MARKS = {"passed": "✓ passed", "failing": "✗ failing", "not started": "· not started", "no tests": "- no tests"}
 
 
+def counts_against(ex: Exercise, result: Result) -> bool:
+    """Whether an exercise keeps its part from being complete: any that has not passed,
+    except an optional one not started (or without tests)."""
+    if result.status == "passed":
+        return False
+    return not (ex.optional and result.status in ("not started", "no tests"))
+
+
 def report(parts: list[str], impl: str, results: dict[tuple[str, str], Result]) -> bool:
-    """Print one table per part; return True when every exercise passed."""
+    """Print one table per part; return True when every exercise passed (optional ones
+    not started do not count). "Next" is the first exercise that counts against it."""
     all_passed = True
     first: tuple[str, Exercise, Result] | None = None
     for part in parts:
@@ -131,13 +140,17 @@ def report(parts: list[str], impl: str, results: dict[tuple[str, str], Result]) 
         for i, ex in enumerate(exercises(part), start=1):
             result = results.get((part, ex.name), Result())
             done = f"{result.passed}/{result.total}"
-            print(f"  {i:>2}  {ex.title:<34} {done:>7}   {_paint(MARKS[result.status], result.status)}")
-            if result.status != "passed":
+            title = f"{ex.title} (optional)" if ex.optional else ex.title
+            print(f"  {i:>2}  {title:<34} {done:>7}   {_paint(MARKS[result.status], result.status)}")
+            if counts_against(ex, result):
                 all_passed = False
                 if first is None:
                     first = (part, ex, result)
     if first is None:
-        print("\nAll exercises pass.")
+        skipped = [ex.title for part in parts for ex in exercises(part)
+                   if results.get((part, ex.name), Result()).status != "passed"]
+        print("\nAll exercises pass." if not skipped else
+              f"\nAll required exercises pass (optional, not started: {', '.join(skipped)}).")
         return all_passed
     part, ex, result = first
     print(f"\nNext: {ex.title} — {ex.guide_link(part)}")

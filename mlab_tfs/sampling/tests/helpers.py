@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mlab_tfs.sampling import solution
+from mlab_tfs.sampling import given, solution
 
 
 def prompts(vocab_size: int, lengths: list[int], seed: int = 0, low: int = 1) -> list[torch.Tensor]:
@@ -46,7 +46,7 @@ class CountingModel(torch.nn.Module):
         self.calls.append(tuple(input_ids.shape))
         kwargs = dict(attention_mask=attention_mask, position_ids=position_ids, use_cache=use_cache)
         if past_key_values is not None:
-            kwargs[solution._cache_argument(self.model)] = past_key_values
+            kwargs[given.cache_argument(self.model)] = past_key_values
         out = self.model(input_ids, **kwargs)
         cache = getattr(out, "cache", None)
         if cache is None:

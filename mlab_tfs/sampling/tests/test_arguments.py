@@ -26,6 +26,13 @@ def ours(model_pairs):
     return model_pairs["base"]["ours"]
 
 
+def of(exercise: str, *values, id: str):
+    """A parameter of a test that belongs to one exercise: its failure is that exercise's
+    (so that a test over several decoders does not hold an earlier exercise back on a later,
+    or optional, one)."""
+    return pytest.param(*values, marks=pytest.mark.exercise(exercise), id=id)
+
+
 def logits_and_ids(B=2, V=VOCAB, L=6, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(B, V, generator=g), torch.randint(0, V, (B, L), generator=g)
@@ -92,13 +99,17 @@ def test_numbers_without_a_float_value_are_refused_by_name(sampling, ours):
     for arg in ("temperature", "top_p", "repetition_penalty", "frequency_penalty"):
         with pytest.raises(ValueError, match=f"{arg} must be a finite number, got an int of 401 digits"):
             sampling.generate(ours, [[1, 2]], max_new_tokens=2, do_sample=True, **{arg: -(10**400)})
-    with pytest.raises(ValueError, match="length_penalty must be a finite number, got an int of 401 digits"):
-        sampling.beam_search(ours, [[1, 2]], 2, 2, length_penalty=10**400)
     # A 0-d meta tensor has no value to read (torch's .item() would fail inside).
     with pytest.raises(ValueError, match="top_p is a tensor on the meta device"):
         sampling.generate(ours, [[1, 2]], max_new_tokens=2, do_sample=True, top_p=torch.tensor(0.5, device="meta"))
     with pytest.raises(ValueError, match=r"eos_token_id\[0\] is a tensor on the meta device"):
         sampling.generate(ours, [[1, 2]], max_new_tokens=2, eos_token_id=torch.tensor([5], device="meta"))
+
+
+@pytest.mark.exercise("beam_search")
+def test_beam_search_refuses_a_length_penalty_without_a_float_value(sampling, ours):
+    with pytest.raises(ValueError, match="length_penalty must be a finite number, got an int of 401 digits"):
+        sampling.beam_search(ours, [[1, 2]], 2, 2, length_penalty=10**400)
 
 
 BEAM_BAD = [
@@ -226,21 +237,21 @@ def test_sample_token_refuses_rows_without_a_distribution(sampling, row):
         sampling.sample_token(logits, torch.Generator().manual_seed(0))
 
 
-@pytest.mark.exercise("temperature")
-def test_processors_refuse_logits_without_a_vocabulary(sampling):
+NO_VOCABULARY = [
+    of("temperature", lambda s, e: s.sample_token(e), id="sample_token"),
+    of("temperature", lambda s, e: s.apply_temperature(e, 0.5), id="apply_temperature"),
+    of("top_k", lambda s, e: s.top_k_filter(e, 2), id="top_k_filter"),
+    of("top_p", lambda s, e: s.top_p_filter(e, 0.5), id="top_p_filter"),
+    of("top_p", lambda s, e: s.min_p_filter(e, 0.1), id="min_p_filter"),
+    of("penalties", lambda s, e: s.process_logits(e, [[], []], 0), id="process_logits"),
+]
+
+
+@pytest.mark.parametrize("call", NO_VOCABULARY)
+def test_processors_refuse_logits_without_a_vocabulary(sampling, call):
     """(B, 0) logits: nothing to keep or draw; torch's amax and multinomial fail with bare errors."""
-    empty = torch.zeros(2, 0)
-    calls = {
-        "sample_token": lambda: sampling.sample_token(empty),
-        "min_p_filter": lambda: sampling.min_p_filter(empty, 0.1),
-        "top_p_filter": lambda: sampling.top_p_filter(empty, 0.5),
-        "top_k_filter": lambda: sampling.top_k_filter(empty, 2),
-        "apply_temperature": lambda: sampling.apply_temperature(empty, 0.5),
-        "process_logits": lambda: sampling.process_logits(empty, [[], []], 0),
-    }
-    for name, call in calls.items():
-        with pytest.raises(ValueError, match=r"logits must hold at least one token per row .*shape \(2, 0\)"):
-            call()
+    with pytest.raises(ValueError, match=r"logits must hold at least one token per row .*shape \(2, 0\)"):
+        call(sampling, torch.zeros(2, 0))
 
 
 @pytest.mark.exercise("two_contexts")
@@ -253,7 +264,7 @@ def test_combine_two_contexts_refuses_bad_gamma_and_shapes(sampling):
         sampling.combine_two_contexts(a, torch.ones(2, 6), "product", 1.0)
 
 
-@pytest.mark.exercise("beam_search")
+@pytest.mark.exercise("kv_cache_loop")
 def test_cache_helpers_refuse_bad_rows(sampling):
     past = tuple((torch.zeros(3, 2, 4, 5), torch.zeros(3, 2, 4, 5)) for _ in range(2))
     for repeats, error in ((0, ValueError), (2.0, TypeError), (True, TypeError)):
@@ -269,18 +280,18 @@ def test_cache_helpers_refuse_bad_rows(sampling):
 # ----------------------------------------------------------------------------- ids: forms, empty batches
 
 
-@pytest.mark.exercise("kv_cache_loop")
-def test_empty_batch_is_refused_by_name(sampling, ours):
-    empty = torch.zeros(0, 4, dtype=torch.long)
-    calls = {
-        "generate": lambda: sampling.generate(ours, empty, max_new_tokens=2),
-        "greedy_decode": lambda: sampling.greedy_decode(ours, empty, 2),
-        "beam_search": lambda: sampling.beam_search(ours, empty, 2, 2),
-        "sample_two_contexts": lambda: sampling.sample_two_contexts(ours, empty, empty, max_new_tokens=2),
-    }
-    for name, call in calls.items():
-        with pytest.raises(ValueError, match="input_ids"):
-            call()
+EMPTY_BATCH = [
+    of("kv_cache_loop", lambda s, m, e: s.generate(m, e, max_new_tokens=2), id="generate"),
+    of("greedy", lambda s, m, e: s.greedy_decode(m, e, 2), id="greedy_decode"),
+    of("beam_search", lambda s, m, e: s.beam_search(m, e, 2, 2), id="beam_search"),
+    of("two_contexts", lambda s, m, e: s.sample_two_contexts(m, e, e, max_new_tokens=2), id="sample_two_contexts"),
+]
+
+
+@pytest.mark.parametrize("call", EMPTY_BATCH)
+def test_empty_batch_is_refused_by_name(sampling, ours, call):
+    with pytest.raises(ValueError, match="input_ids"):
+        call(sampling, ours, torch.zeros(0, 4, dtype=torch.long))
 
 
 @pytest.mark.exercise("kv_cache_loop")
@@ -312,12 +323,22 @@ def test_lists_and_tuples_equal_tensors(sampling, model):
                         "generate(numpy arrays)")
     assert_tokens_equal(sampling.generate(model, list(ids), mask, max_new_tokens=4, pad_token_id=0), expected,
                         "generate(a list of row tensors)")
-    beams = sampling.beam_search(model, ids, 2, 4, attention_mask=mask, pad_token_id=0)
-    got = sampling.beam_search(model, L, 2, 4, attention_mask=M, pad_token_id=0)
-    assert_tokens_equal(got.sequences, beams.sequences, "beam_search(lists)")
+
+
+@pytest.mark.exercise("greedy")
+def test_greedy_decode_takes_lists(sampling, model):
     plain = torch.stack(prompts(VOCAB, [4, 4], seed=8))
     assert_tokens_equal(sampling.greedy_decode(model, tuple(plain.tolist()), 3), sampling.greedy_decode(model, plain, 3),
                         "greedy_decode(tuple of lists)")
+
+
+@pytest.mark.exercise("beam_search")
+def test_beam_search_takes_lists(sampling, model):
+    ids, mask = padded_batch(VOCAB, [5, 3], seed=7)
+    L, M = ids.tolist(), tuple(map(tuple, mask.tolist()))
+    beams = sampling.beam_search(model, ids, 2, 4, attention_mask=mask, pad_token_id=0)
+    got = sampling.beam_search(model, L, 2, 4, attention_mask=M, pad_token_id=0)
+    assert_tokens_equal(got.sequences, beams.sequences, "beam_search(lists)")
 
 
 @pytest.mark.exercise("batching")
@@ -342,29 +363,47 @@ def _meta(t):
     return torch.empty(t.shape, dtype=t.dtype, device="meta")
 
 
-@pytest.mark.exercise("kv_cache_loop")
-def test_tensors_on_another_device_are_refused_naming_both_devices(sampling, ours):
+ELSEWHERE = r"is on meta but the model is on cpu"
+# (exercise, the call on (sampling, model, ids, mask), the argument its error names)
+ON_ANOTHER_DEVICE = [
+    of("kv_cache_loop", lambda s, m, i, k: s.generate(m, _meta(i), k, max_new_tokens=2, pad_token_id=0), "input_ids",
+       id="generate-input_ids"),
+    of("kv_cache_loop", lambda s, m, i, k: s.generate(m, i, _meta(k), max_new_tokens=2, pad_token_id=0),
+       "attention_mask", id="generate-attention_mask"),
+    of("greedy", lambda s, m, i, k: s.greedy_decode(m, _meta(i), 2), "input_ids", id="greedy_decode"),
+    of("greedy", lambda s, m, i, k: s.greedy_decode(m, [i[0], _meta(i[1])], 2), "input_ids\\[1\\]",
+       id="greedy_decode-row"),
+    of("beam_search", lambda s, m, i, k: s.beam_search(m, _meta(i), 2, 2, attention_mask=k, pad_token_id=0),
+       "input_ids", id="beam_search"),
+    of("two_contexts", lambda s, m, i, k: s.sample_two_contexts(m, i, _meta(i), k, k, max_new_tokens=2,
+                                                                 pad_token_id=0), "input_ids_b", id="two_contexts"),
+    of("suffix_scoring", lambda s, m, i, k: s.score_suffix(m, _meta(i[0]), [[1]], [2]), "prompt_ids",
+       id="score_suffix"),
+    of("suffix_scoring", lambda s, m, i, k: s.score_suffix_naive(m, [1, 2], [[1], _meta(i[0])], [2]),
+       "completions\\[1\\]", id="score_suffix_naive"),
+    of("suffix_scoring", lambda s, m, i, k: s.filtered_sample(m, [1, 2], 2, _meta(i[0]), [3], max_new_tokens=2),
+       "suffix_ids", id="filtered_sample"),
+]
+
+
+@pytest.mark.parametrize("call, name", ON_ANOTHER_DEVICE)
+def test_tensors_on_another_device_are_refused_naming_both_devices(sampling, ours, call, name):
     ids, mask = padded_batch(VOCAB, [5, 3], seed=9)
-    elsewhere = r"on meta but the model is on cpu"
-    cases = {
-        "input_ids": lambda: sampling.generate(ours, _meta(ids), mask, max_new_tokens=2, pad_token_id=0),
-        "attention_mask": lambda: sampling.generate(ours, ids, _meta(mask), max_new_tokens=2, pad_token_id=0),
-        "input_ids ": lambda: sampling.greedy_decode(ours, _meta(ids), 2),
-        "input_ids\\[1\\]": lambda: sampling.greedy_decode(ours, [ids[0], _meta(ids[1])], 2),
-        " input_ids": lambda: sampling.beam_search(ours, _meta(ids), 2, 2, attention_mask=mask, pad_token_id=0),
-        "input_ids_b": lambda: sampling.sample_two_contexts(ours, ids, _meta(ids), mask, mask, max_new_tokens=2,
-                                                            pad_token_id=0),
-        "prompt_ids": lambda: sampling.score_suffix(ours, _meta(ids[0]), [[1]], [2]),
-        "completions\\[1\\]": lambda: sampling.score_suffix_naive(ours, [1, 2], [[1], _meta(ids[0])], [2]),
-        "suffix_ids": lambda: sampling.filtered_sample(ours, [1, 2], 2, _meta(ids[0]), [3], max_new_tokens=2),
-    }
-    for name, call in cases.items():
-        with pytest.raises(ValueError, match=f"{name.strip()} is {elsewhere}"):
-            call()
+    with pytest.raises(ValueError, match=f"{name} {ELSEWHERE}"):
+        call(sampling, ours, ids, mask)
+
+
+@pytest.mark.exercise("penalties")
+def test_processors_refuse_ids_on_another_device(sampling):
     logits, hist = logits_and_ids()
     with pytest.raises(ValueError, match="input_ids is on meta but logits is on cpu"):
         sampling.apply_repetition_penalty(logits, _meta(hist), 1.2)
     with pytest.raises(ValueError, match="history is on meta but logits is on cpu"):
         sampling.process_logits(logits, _meta(hist), 0)
+
+
+@pytest.mark.exercise("two_contexts")
+def test_combine_two_contexts_refuses_logits_on_another_device(sampling):
+    logits, _ = logits_and_ids()
     with pytest.raises(ValueError, match="logits_b is on meta"):
         sampling.combine_two_contexts(logits, _meta(logits), "contrastive", 1.0)

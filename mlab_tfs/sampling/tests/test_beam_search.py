@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import DynamicCache
 
 from mlab_tfs.testing.compare import assert_close
 
@@ -111,35 +110,6 @@ def test_one_beam_stops_at_eos_as_transformers(sampling, model, hf_model, length
     expected_scores = log_probs[:, T - 1 : -1].gather(-1, new[..., None])[..., 0].sum(-1) / new.shape[1] ** length_penalty
     assert_close(out.sequences_scores, expected_scores, name="beam_search(num_beams=1) sequences_scores",
                  atol=SCORE_ATOL, rtol=SCORE_RTOL, hint=hint)
-
-
-def _tuple_cache(B=3, n_layer=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return tuple((torch.randn(B, 2, 4, 3, generator=g), torch.randn(B, 2, 4, 3, generator=g)) for _ in range(n_layer))
-
-
-def _as_dynamic(past):
-    cache = DynamicCache()
-    for i, (k, v) in enumerate(past):
-        cache.update(k.clone(), v.clone(), i)
-    return cache
-
-
-@pytest.mark.exercise("beam_search")
-@pytest.mark.parametrize("form", ["tuple", "DynamicCache"])
-def test_reorder_and_expand_cache(sampling, form):
-    past = _tuple_cache()
-    make = (lambda p: p) if form == "tuple" else _as_dynamic
-    index = torch.tensor([2, 0, 0, 1])
-    reordered = sampling.reorder_cache(make(past), index)
-    expanded = sampling.expand_cache(make(past), 2)
-    for i, (k, v) in enumerate(past):
-        got_k = reordered[i][0] if form == "tuple" else reordered.layers[i].keys
-        got_v = expanded[i][1] if form == "tuple" else expanded.layers[i].values
-        assert_close(got_k, k[index], name=f"reorder_cache: layer {i} keys", atol=0,
-                     hint="new row i is old row index[i]: index_select along the batch dim (0)")
-        assert_close(got_v, v.repeat_interleave(2, dim=0), name=f"expand_cache: layer {i} values", atol=0,
-                     hint="each row repeated in place (rows b, b, b+1, b+1...): repeat_interleave, not repeat")
 
 
 @pytest.mark.exercise("beam_search")

@@ -10,6 +10,7 @@ import torch
 from mlab_tfs.gpt2.solution import GPT2LMHeadModel
 from mlab_tfs.sampling import solution
 from mlab_tfs.sampling.fast import _Options, _choose, generate_fast
+from mlab_tfs.sampling.options import SamplingOptions
 
 from .helpers import chi_square_p_value, padded_batch
 from .test_generate import assert_tokens_equal
@@ -108,7 +109,7 @@ def test_sampling_follows_the_processed_distribution():
     g = torch.Generator().manual_seed(0)
     V, n = 12, 20000
     logits = torch.randn(1, V, generator=g).expand(n, V) * 2
-    opts = _Options(True, 0.8, 6, 1.0, None, 1.0, 0.0, 0.0, None)
+    opts = _Options(SamplingOptions(do_sample=True, temperature=0.8, top_k=6), None)
     noise = torch.empty(n, V).exponential_(generator=g)
     draws = _choose(logits, opts, None, torch.ones(n, V, dtype=torch.bool), torch.zeros(1), torch.zeros(1), noise)
     probs = torch.softmax(solution.top_k_filter(logits[:1] / 0.8, 6), dim=-1)[0]
