@@ -436,7 +436,8 @@ def _check_inputs(
 HOOK_NAME_RULES = (
     (r"^deberta\.", ""),
     (r"^embeddings\.LayerNorm\.", "embed.ln."),
-    (r"^embeddings\.", ""),
+    (r"^embeddings\.hook_full_embed$", "hook_full_embed"),
+    (r"^embeddings\.", "embed."),  # TransformerLens's HookedEncoder: embed.hook_embed, as BERT's
     (r"^encoder\.layer\.(\d+)\.attention\.self\.", r"blocks.\1.attn."),
     (r"^encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.", r"blocks.\1.ln1."),
     (r"^encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"blocks.\1.ln2."),
@@ -508,8 +509,8 @@ class DebertaV2Model(HookedRootModule, DebertaV2PreTrainedModel, nn.Module):
     attribute: ``solution.DebertaV2Model`` and ``student.DebertaV2Model`` set their own).
 
     Hook points (``model.hook_dict`` lists them; TransformerLens's names where the concept
-    exists): ``hook_embed`` (B, T, E) the word embeddings, ``hook_pos_embed`` (B or 1, T, E)
-    with position_biased_input, ``hook_token_type_embed`` (B, T, E) with token types,
+    exists): ``embed.hook_embed`` (B, T, E) the word embeddings, ``embed.hook_pos_embed`` (B or 1, T, E)
+    with position_biased_input, ``embed.hook_token_type_embed`` (B, T, E) with token types,
     ``embed.ln.hook_normalized``, ``hook_full_embed`` (B, T, H) the embeddings' output;
     ``hook_rel_embeddings`` (2k, H) the relative table every layer reads (after its layer
     norm, ``ln_rel``); per layer i, ``blocks.{i}.hook_resid_pre``, ``blocks.{i}.attn.hook_q``

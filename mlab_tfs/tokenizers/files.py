@@ -277,6 +277,22 @@ class WordPieceFiles:
         return [self.ids_to_tokens[i] for i in ids]
 
 
+# GPT-2's pre-tokenizer: words with their leading space, numbers, punctuation runs and
+# whitespace (OpenAI's gpt-2 encoder.py; tiktoken's "gpt2" pattern).
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+class Encoding(dict):
+    """What WordPieceTokenizer(...) returns: a dict (input_ids, token_type_ids, attention_mask)
+    whose keys also read as attributes, like transformers' BatchEncoding."""
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
 class BPEFiles:
     """A byte-level BPE vocabulary: ``encoder`` (token string -> id, vocab.json or OpenAI's
     encoder.json), the ranked ``merges`` (merges.txt or vocab.bpe) and the special tokens.
@@ -289,6 +305,23 @@ class BPEFiles:
     token, ``decoder`` maps both ids, ``special_tokens`` says which id is the special one.
     ``decoder`` (id -> token string) covers every id in [0, vocab_size).
     """
+
+    def _allowed(self, allowed_special: str | Iterable[str] | None) -> set[str]:
+        """allowed_special ("all", "none"/None, or a set of special tokens) as the set of
+        special tokens a text may contain whole (tiktoken's argument). TypeError for another
+        type; ValueError naming tokens that are not special tokens here."""
+        if allowed_special is None or allowed_special == "none":
+            return set()
+        if allowed_special == "all":
+            return set(self.special_tokens)
+        if (isinstance(allowed_special, str) or not isinstance(allowed_special, Iterable)
+                or not all(isinstance(t, str) for t in allowed_special)):
+            raise TypeError(f"allowed_special must be 'all', 'none' or a set of str, got {describe(allowed_special)}")
+        unknown = set(allowed_special) - set(self.special_tokens)
+        if unknown:
+            raise ValueError(f"allowed_special has tokens that are not special tokens here: {sorted(unknown)}; "
+                             f"the special tokens are {sorted(self.special_tokens)}")
+        return set(allowed_special)
 
     def __init__(
         self,

@@ -25,8 +25,10 @@ from typing import Iterable, Mapping
 import regex
 
 from mlab_tfs.tokenizers.chars import is_accent, is_cjk_char, is_control, is_punctuation, is_whitespace, lower, nfd
-from mlab_tfs.tokenizers.files import (
+from mlab_tfs.tokenizers.files import (  # noqa: F401  (GPT2_PATTERN, Encoding: re-exported)
+    GPT2_PATTERN,
     BPEFiles,
+    Encoding,
     WordPieceFiles,
     check_ids,
     describe,
@@ -187,17 +189,6 @@ _TRUNCATION = {True: "longest_first", "longest_first": "longest_first", "only_fi
                "only_second": "only_second", False: None, None: None, "do_not_truncate": None}
 _PADDING = {True: "longest", "longest": "longest", "max_length": "max_length", False: None, None: None,
             "do_not_pad": None}
-
-
-class Encoding(dict):
-    """What WordPieceTokenizer(...) returns: a dict (input_ids, token_type_ids, attention_mask)
-    whose keys also read as attributes, like transformers' BatchEncoding."""
-
-    def __getattr__(self, name: str):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
 
 
 class WordPieceTokenizer(WordPieceFiles):
@@ -387,7 +378,6 @@ _TEXT_TO_BYTES = {ord(ch): b for b, ch in _BYTE_TO_CHAR.items()}
 # GPT-2's pre-tokenizer (Radford et al. 2019, from OpenAI's encoder.py): contractions, then
 # runs of letters, of digits, of other symbols, each with at most one leading space, then
 # whitespace. "\s+(?!\S)" leaves the last space of a run to start the next word.
-GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 _GPT2_RE = regex.compile(GPT2_PATTERN)
 
 
@@ -445,20 +435,6 @@ class ByteLevelBPETokenizer(BPEFiles):
     """GPT-2's tokenizer. ``ByteLevelBPETokenizer.from_pretrained(folder)`` for a folder with
     vocab.json + merges.txt (or encoder.json + vocab.bpe); ``ByteLevelBPETokenizer().train(...)``
     to learn a vocabulary of your own."""
-
-    def _allowed(self, allowed_special: str | Iterable[str] | None) -> set[str]:
-        if allowed_special is None or allowed_special == "none":
-            return set()
-        if allowed_special == "all":
-            return set(self.special_tokens)
-        if (isinstance(allowed_special, str) or not isinstance(allowed_special, Iterable)
-                or not all(isinstance(t, str) for t in allowed_special)):
-            raise TypeError(f"allowed_special must be 'all', 'none' or a set of str, got {describe(allowed_special)}")
-        unknown = set(allowed_special) - set(self.special_tokens)
-        if unknown:
-            raise ValueError(f"allowed_special has tokens that are not special tokens here: {sorted(unknown)}; "
-                             f"the special tokens are {sorted(self.special_tokens)}")
-        return set(allowed_special)
 
     def _word_tokens(self, word: str) -> list[str]:
         tokens = self.cache.get(word)

@@ -49,8 +49,10 @@ from mlab_tfs.tokenizers.chars import (  # noqa: F401  (given: use them)
     lower,
     nfd,
 )
-from mlab_tfs.tokenizers.files import (  # noqa: F401
+from mlab_tfs.tokenizers.files import (  # noqa: F401  (given: GPT2_PATTERN, Encoding, the file classes)
+    GPT2_PATTERN,
     BPEFiles,
+    Encoding,
     WordPieceFiles,
     check_ids,
     describe,
@@ -59,8 +61,6 @@ from mlab_tfs.tokenizers.files import (  # noqa: F401
     require_int,
     require_text,
 )
-from mlab_tfs.tokenizers.solution import GPT2_PATTERN, Encoding  # given, not exercises
-from mlab_tfs.tokenizers.solution import ByteLevelBPETokenizer as _SolutionBPE
 
 __all__ = [
     "clean_text",
@@ -291,8 +291,6 @@ class ByteLevelBPETokenizer(BPEFiles):
     A special token has an id of its own, which ordinary text never encodes to, even when its
     string is also an ordinary token ("!" is the byte 0x21's token; ``encoder["!"]`` is 33,
     ``special_tokens["!"]`` another id). ``decoder`` maps both ids."""
-
-    _allowed = _SolutionBPE._allowed  # given: allowed_special -> the set of allowed special tokens
 
     def tokenize(self, text: str, allowed_special: str | set[str] = "none") -> list[str]:
         """BPE tokens as strings: "Hello world" -> ["Hello", "Ġworld"].

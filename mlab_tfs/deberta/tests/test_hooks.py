@@ -43,11 +43,11 @@ def test_hook_names_are_transformer_lens_names(models):
                  "attn.hook_pattern", "attn.hook_z", "hook_attn_out", "hook_resid_mid", "mlp.hook_pre",
                  "mlp.hook_post", "hook_mlp_out", "hook_resid_post", "hook_normalized_resid_post"]
     for name, extra_top, extra_block in [
-        ("v2_conv", ["hook_embed", "hook_token_type_embed", "hook_full_embed", "hook_rel_embeddings", "conv.hook_out"],
+        ("v2_conv", ["embed.hook_embed", "embed.hook_token_type_embed", "hook_full_embed", "hook_rel_embeddings", "conv.hook_out"],
          ["attn.hook_c2p_scores", "attn.hook_p2c_scores"]),
-        ("c2p_embed_proj", ["hook_embed", "hook_pos_embed", "hook_token_type_embed", "hook_full_embed",
+        ("c2p_embed_proj", ["embed.hook_embed", "embed.hook_pos_embed", "embed.hook_token_type_embed", "hook_full_embed",
                             "hook_rel_embeddings"], ["attn.hook_c2p_scores"]),
-        ("absolute_only", ["hook_embed", "hook_pos_embed", "hook_token_type_embed", "hook_full_embed"], []),
+        ("absolute_only", ["embed.hook_embed", "embed.hook_pos_embed", "embed.hook_token_type_embed", "hook_full_embed"], []),
     ]:
         model = models[name]
         names = {n for n in model.hook_dict if ".ln" not in n and not n.startswith(("embed.ln", "ln_rel", "mlm_head"))}
@@ -150,11 +150,11 @@ def test_block_points_by_hand(models, hf_models):
     with torch.no_grad():
         _, cache = model.run_with_cache(ids, **kwargs)
         emb = hf.deberta.embeddings
-        assert_close(cache["hook_embed"], emb.word_embeddings(ids), name="hook_embed", atol=0)
-        assert_close(cache["hook_pos_embed"], emb.position_embeddings(torch.arange(ids.shape[1]))[None],
-                     name="hook_pos_embed", atol=0)
-        assert_close(cache["hook_token_type_embed"], emb.token_type_embeddings(kwargs["token_type_ids"]),
-                     name="hook_token_type_embed", atol=0)
+        assert_close(cache["embed.hook_embed"], emb.word_embeddings(ids), name="embed.hook_embed", atol=0)
+        assert_close(cache["embed.hook_pos_embed"], emb.position_embeddings(torch.arange(ids.shape[1]))[None],
+                     name="embed.hook_pos_embed", atol=0)
+        assert_close(cache["embed.hook_token_type_embed"], emb.token_type_embeddings(kwargs["token_type_ids"]),
+                     name="embed.hook_token_type_embed", atol=0)
         for i in range(cfg.num_hidden_layers):
             layer = hf.deberta.encoder.layer[i]
             b = lambda p: cache[f"blocks.{i}.{p}"]  # noqa: E731
