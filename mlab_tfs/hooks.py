@@ -224,10 +224,15 @@ class HookedRootModule:
 
     A class sets ``hook_name_rules``: regex substitutions, applied in order, that turn a
     module path (``transformer.h.0.ln_1.hook_normalized``) into its hook name
-    (``blocks.0.ln1.hook_normalized``).
+    (``blocks.0.ln1.hook_normalized``). ``hook_dict`` lists the points in the order the
+    modules were built, which is the order the forward pass reaches them when each module
+    builds its parts in that order; a model whose checkpoint layout builds them otherwise
+    (DeBERTa's encoder holds the layers before the relative table the layers read, and the
+    convolution run after layer 0) sets ``hook_order``, a sort key over hook names.
     """
 
     hook_name_rules: ClassVar[tuple[tuple[str, str], ...]] = ()
+    hook_order: ClassVar[Callable[[str], Any] | None] = None
 
     @classmethod
     def hook_name(cls, module_path: str) -> str:
@@ -238,12 +243,16 @@ class HookedRootModule:
 
     @property
     def hook_dict(self) -> dict[str, HookPoint]:
-        """Every hook point by name, in the order the modules were built."""
+        """Every hook point by name, in the order the forward pass reaches them (the order
+        the modules were built, sorted by ``hook_order`` where the class sets one)."""
         points: dict[str, HookPoint] = {}
         for path, module in self.named_modules():  # type: ignore[attr-defined]
             if isinstance(module, HookPoint):
                 module.name = self.hook_name(path)
                 points[module.name] = module
+        key = type(self).hook_order
+        if key is not None:
+            points = dict(sorted(points.items(), key=lambda item: key(item[0])))  # stable: ties keep build order
         return points
 
     @contextlib.contextmanager

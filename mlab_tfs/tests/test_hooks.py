@@ -296,3 +296,13 @@ def test_a_compiled_model_runs_hooks_added_after_compiling(toy):
             compiled(x)
         assert seen == NAMES
         torch.testing.assert_close(compiled(x), plain, rtol=0, atol=0)
+
+
+def test_hook_order_sorts_hook_dict_and_the_cache(toy):
+    class Reordered(Toy):
+        hook_order = staticmethod(lambda name: 0 if name.startswith("blocks.1.") else 1)  # stable within ties
+
+    model = Reordered()
+    expected = NAMES[3:] + NAMES[:3]
+    assert list(model.hook_dict) == expected
+    assert list(model.run_with_cache(torch.randn(2, 3))[1]) == expected

@@ -59,6 +59,32 @@ def test_hook_names_are_transformer_lens_names(models):
     assert base_names <= set(models["v3"].hook_dict) and "blocks.0.attn.hook_pattern" in base_names
 
 
+def _forward_order(model, ids, **kwargs):
+    """The hook names in the order one forward pass reaches them (each once)."""
+    order = []
+    with torch.no_grad(), model.hooks([(lambda n: True, lambda a, hook: order.append(hook.name))]):
+        model(ids, **kwargs)
+    return order
+
+
+@pytest.mark.parametrize("name", ["v3", "v2_conv", "c2p_embed_proj", "p2c_buckets_untied", "both_unshared",
+                                  "absolute_only"])
+def test_hook_dict_lists_the_points_in_forward_order(models, name):
+    """hook_dict (and run_with_cache's cache) in the order the forward reaches the points, as
+    TransformerLens's: the relative table's points before layer 0 (the encoder builds the
+    table after its layers), the convolution's right after layer 0, a layer's relative terms
+    after hook_q/k/v, and hook_attn_out / hook_resid_mid before ln1 (each output block builds
+    its layer norm first)."""
+    model = models[name]
+    ids, kwargs = _batch(model.config, seed=2)
+    order = _forward_order(model, ids, **kwargs)
+    assert len(order) == len(set(order)), f"{name}: a hook point ran twice in one forward: {order}"
+    assert order == list(model.hook_dict), (f"{name}: hook_dict {list(model.hook_dict)} is not the forward's "
+                                            f"order {order}")
+    _, cache = model.run_with_cache(ids, **kwargs)
+    assert list(cache) == order
+
+
 def test_layer_norm_points_when_layer_norm_has_them(models):
     """Every layer norm's hook_normalized under its TransformerLens-style name: (x - mean) /
     sqrt(var + eps), before weight and bias. (They come with GPT-2's LayerNorm.)"""
