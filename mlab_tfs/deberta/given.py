@@ -542,7 +542,7 @@ class DebertaV2Model(HookedRootModule, DebertaV2PreTrainedModel, nn.Module):
     attribute: ``solution.DebertaV2Model`` and ``student.DebertaV2Model`` set their own).
 
     Hook points (``model.hook_dict`` lists them; TransformerLens's names where the concept
-    exists): ``embed.hook_embed`` (B, T, E) the word embeddings, ``embed.hook_pos_embed`` (B or 1, T, E)
+    exists): ``embed.hook_embed`` (B, T, E) the word embeddings, ``embed.hook_pos_embed`` (B, T, E)
     with position_biased_input, ``embed.hook_token_type_embed`` (B, T, E) with token types,
     ``embed.ln.hook_normalized``, ``hook_full_embed`` (B, T, H) the embeddings' output;
     ``hook_rel_embeddings`` (2k, H) the relative table every layer reads (after its layer

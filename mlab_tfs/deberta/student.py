@@ -306,7 +306,8 @@ class DebertaV2Embeddings(nn.Module):
         True = real token, or None (all real: no multiply). Returns (B, T, H).
 
         x = hook_embed(word vectors)                      (B, T, E)
-          + hook_pos_embed(position vectors)              if position_biased_input
+          + hook_pos_embed(position vectors)              if position_biased_input: (B, T, E),
+                                                          a (1, T, E) lookup .expand_as(word vectors)
           + hook_token_type_embed(token-type vectors)     if there is a token-type table
         x = embed_proj(x)                                  if E != H: (B, T, H)
         x = LayerNorm(x), times the mask (padding rows become exactly 0), dropout, hook_full_embed.
