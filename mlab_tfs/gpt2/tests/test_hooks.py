@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from mlab_tfs.testing.compare import assert_close
+from mlab_tfs.testing.compare import assert_close, assert_grads_close
 from mlab_tfs.testing.tiny import hf_gpt2, left_padded_batch
 
 from mlab_tfs.hooks import capture
@@ -333,6 +333,45 @@ def test_zero_ablating_a_head_equals_zeroing_its_projection_rows(gpt2, checkpoin
     assert_close(got, expected, name=f"logits with head {h} of block 1 zero-ablated ({attn})", atol=ATOL,
                  hint="hook_z is (B, T, nh, hs): head h is z[:, :, h]; its replacement must be what gets merged")
     assert (got - untouched).abs().max() > 1e-3, "the ablation changed nothing: the hook's return value was not used"
+
+
+@pytest.mark.exercise("model")
+@pytest.mark.parametrize("point, qkv", [("hook_q", 0), ("hook_k", 1), ("hook_v", 2)])
+def test_an_ablation_in_place_equals_zeroing_the_projection_in_transformers(gpt2, checkpoints, point, qkv):
+    """TransformerLens's idiom, ``x[:, :, h] = 0`` and no return, on q, k or v of head h, with
+    gradients: the logits and every gradient outside that projection equal transformers'
+    model with head h's columns of c_attn zeroed. (q, k, v are split from one matmul: an
+    edit in place of such a view fails in PyTorch, so the hook gets a copy.)"""
+    from .helpers import hf_grads_as_ours
+
+    model, hf = _model(gpt2, checkpoints, "eager")
+    ids, kwargs, _ = _batch(model.config.vocab_size, seed=12)
+    C, hs, h = model.config.n_embd, model.config.head_dim, 1
+
+    def ablate(x, hook):
+        x[:, :, h] = 0.0
+
+    real = kwargs["attention_mask"].bool()
+    # Scored where transformers' eager path is exact: the logits read from real positions
+    # (at left padding, its uniform pattern over all keys sees the future).
+    labels = ids.masked_fill(~real, -100)
+    labels[:, 1:] = labels[:, 1:].masked_fill(~real[:, :-1], -100)
+    out = model.run_with_hooks(ids, fwd_hooks=[(f"blocks.0.attn.{point}", ablate)], labels=labels, **kwargs)
+    out.loss.backward()
+    hf.set_attn_implementation("eager")
+    with torch.no_grad():
+        cols = slice(qkv * C + h * hs, qkv * C + (h + 1) * hs)
+        hf.transformer.h[0].attn.c_attn.weight[:, cols] = 0.0
+        hf.transformer.h[0].attn.c_attn.bias[cols] = 0.0
+    expected = hf(ids, labels=labels, **kwargs)
+    expected.loss.backward()
+    assert_close(out.logits[real], expected.logits[real], name=f"logits with {point} of head {h} zeroed in place",
+                 atol=ATOL)
+    assert (out.loss - expected.loss).abs() < ATOL, f"loss {out.loss.item()} vs transformers' {expected.loss.item()}"
+    # c_attn of block 0 differs by construction: its zeroed columns still get gradients in transformers.
+    ours = {n: p.grad for n, p in model.named_parameters() if not n.startswith("transformer.h.0.attn.c_attn")}
+    theirs = {n: g for n, g in hf_grads_as_ours(hf).items() if not n.startswith("transformer.h.0.attn.c_attn")}
+    assert_grads_close(ours, theirs, rtol=1e-4, what=f"gradient with {point} of head {h} zeroed in place")
 
 
 @pytest.mark.exercise("model")
