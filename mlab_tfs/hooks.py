@@ -294,6 +294,10 @@ class HookedRootModule:
         fwd_hooks: ``[(name, fn), ...]``, ``fn(activation, hook)`` returning a replacement
         tensor of the same shape or None. Unknown names are a ValueError naming the closest
         ones. Returns the model's output.
+
+        On ``torch.compile(model)`` this is the wrapped model's method, so it runs the model
+        uncompiled; ``with model.hooks(fwd_hooks): compiled(...)`` runs the compiled one
+        (compiled again for the hooks, see HookPoint).
         """
         with self.hooks(fwd_hooks):
             return self(input_ids, **forward_kwargs)  # type: ignore[operator]
