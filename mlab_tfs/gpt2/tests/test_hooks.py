@@ -499,3 +499,28 @@ def test_hooks_under_fused_ops(checkpoints):
     assert list(fused) == list(ref)
     for name in ref:
         assert_close(fused[name], ref[name], name=f"{name} under fused ops", atol=1e-5)
+
+
+@pytest.mark.solution_only
+def test_a_compiled_block_runs_hooks_added_after_compiling(checkpoints):
+    """A block compiled without hooks, then called inside ``model.hooks``: the hooks run (the
+    compiled code guards on the hook points' hooks and compiles again) and the output equals
+    the uncompiled hooked block's; once the hooks are off, the first graph's output again.
+    (PyTorch does not guard on forward hooks: kept there, the hooks were skipped silently.)
+    One block rather than the model: the same code, compiled in a fraction of the time."""
+    from mlab_tfs.gpt2 import solution
+
+    model = solution.GPT2LMHeadModel.from_pretrained(checkpoints["base"]).eval()
+    block = model.transformer.h[1]
+    x = torch.randn(2, 5, model.config.n_embd, generator=torch.Generator().manual_seed(13))
+    compiled = torch.compile(block, backend="eager")  # dynamo's guards, no code generation: fast
+    hooks = [("blocks.1.attn.hook_z", lambda z, hook: z * 0), ("blocks.1.attn.hook_pattern", lambda p, hook: None)]
+    with torch.no_grad():
+        plain = compiled(x)
+        with model.hooks(hooks):
+            want = block(x)
+            got = compiled(x)
+        again = compiled(x)
+    assert_close(got, want, name="compiled block under hooks", atol=ATOL)
+    assert (got - plain).abs().max() > 1e-3, "the hooks were skipped by the compiled block"
+    assert_close(again, block(x), name="compiled block after the hooks are off", atol=ATOL)
