@@ -48,10 +48,12 @@ class HookPoint(nn.Module):
     on module hooks by default, ``torch._dynamo.config.skip_nnmodule_hook_guards``).
     """
 
+    _fns: tuple[Callable[[Tensor], Tensor], ...] = ()  # also for a HookPoint unpickled from before it had them
+
     def __init__(self) -> None:
         super().__init__()
         self.name: str | None = None
-        self._fns: tuple[Callable[[Tensor], Tensor], ...] = ()
+        self._fns = ()
 
     def forward(self, x: Tensor) -> Tensor:
         for run in self._fns:  # empty without hooks: one attribute read, nothing in a compiled graph

@@ -191,9 +191,10 @@ class GPT2Attention(nn.Module):
     (B, T, nh, hs), the new positions only (before the cache is updated);
     ``hook_attn_scores`` (B, nh, T, S) scaled and masked (masked entries finfo.min, where
     TransformerLens has -inf); ``hook_pattern`` (B, nh, T, S) after the softmax, before
-    dropout; ``hook_z`` (B, T, nh, hs), the heads' outputs before they are merged. A hook on
-    ``hook_attn_scores`` or ``hook_pattern`` runs the hand-written path for that call: the
-    fused sdpa kernel never forms the pattern.
+    dropout (S: the P + T cached and new positions; over a static cache its M columns, the
+    unwritten ones at 0); ``hook_z`` (B, T, nh, hs), the heads' outputs before they are
+    merged. A hook on ``hook_attn_scores`` or ``hook_pattern`` runs the hand-written path for
+    that call: the fused sdpa kernel never forms the pattern.
     """
 
     def __init__(self, config: GPT2Config, layer_idx: int = 0):

@@ -524,3 +524,35 @@ def test_a_compiled_block_runs_hooks_added_after_compiling(checkpoints):
     assert_close(got, want, name="compiled block under hooks", atol=ATOL)
     assert (got - plain).abs().max() > 1e-3, "the hooks were skipped by the compiled block"
     assert_close(again, block(x), name="compiled block after the hooks are off", atol=ATOL)
+
+
+def _up_to(name, value, t):
+    """The part of a cached activation that belongs to positions 0..t (queries and keys)."""
+    if name.endswith(("hook_pattern", "hook_attn_scores")):
+        return value[:, :, : t + 1, : t + 1]  # (B, nh, T, S)
+    return value[:, : t + 1]  # (B, T, ...)
+
+
+@pytest.mark.exercise("model")
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+@pytest.mark.parametrize("padded", [False, True])
+def test_no_hook_value_depends_on_a_later_token(gpt2, checkpoints, attn, padded):
+    """Causality on every path to every hook point: replacing the tokens after t leaves every
+    cached activation at positions <= t as it was (left padding included: a padding query
+    sees no key and outputs 0, it does not look ahead)."""
+    model, _ = _model(gpt2, checkpoints, attn)
+    ids, kwargs, _ = _batch(model.config.vocab_size, seed=14)
+    if not padded:
+        kwargs = {}
+    T = ids.shape[1]
+    g = torch.Generator().manual_seed(15)
+    with torch.no_grad():
+        _, base = model.run_with_cache(ids, **kwargs)
+        for t in range(T - 1):
+            changed = ids.clone()
+            changed[:, t + 1 :] = torch.randint(1, model.config.vocab_size, (ids.shape[0], T - t - 1), generator=g)
+            _, cache = model.run_with_cache(changed, **kwargs)
+            for name, value in base.items():
+                assert_close(_up_to(name, cache[name], t), _up_to(name, value, t), atol=1e-6,
+                             name=f"{name} at positions <= {t} after the later tokens changed ({attn})",
+                             hint="a value at position t must not read a later token: mask every path")
