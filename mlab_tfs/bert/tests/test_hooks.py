@@ -319,6 +319,31 @@ def test_zero_ablating_a_head_through_hook_z_equals_the_edit_by_hand(bert, hf, a
 
 
 @pytest.mark.exercise("model")
+def test_editing_one_row_of_the_broadcast_position_embedding_in_place(bert, hf, checkpoint):
+    """embed.hook_pos_embed is one (1, T, C) lookup broadcast to (B, T, C): TransformerLens's
+    idiom ``x[0] = 0`` (no return) edits sequence 0 only, and equals transformers with the
+    position table zeroed for that sequence and left as it is for the others. (Without the
+    copy a hook gets, the write lands in the one row every sequence shares: all are edited.)"""
+    model, ref = _model(bert, hf, "base")
+    ids, mask, types, real = batch(model.config, seed=16)
+
+    def zero_first(x, hook):
+        x[0] = 0.0
+
+    kwargs = dict(attention_mask=mask, token_type_ids=types)
+    out = model.run_with_hooks(ids, fwd_hooks=[("embed.hook_pos_embed", zero_first)], **kwargs).last_hidden_state
+    out.sum().backward()  # the edit keeps the graph intact
+    with torch.no_grad():
+        others = ref(ids[1:], attention_mask=mask[1:], token_type_ids=types[1:]).last_hidden_state
+        ref = tiny.hf_bert(checkpoint("base", "model"), "model")  # a fresh copy: the shared one stays intact
+        ref.embeddings.position_embeddings.weight.zero_()
+        first = ref(ids[:1], attention_mask=mask[:1], token_type_ids=types[:1]).last_hidden_state
+    assert_close(out[0][real[0]], first[0][real[0]], name="sequence 0 with its position embeddings zeroed",
+                 atol=ATOL)
+    assert_close(out[1:][real[1:]], others[real[1:]], name="the other sequences, untouched", atol=ATOL)
+
+
+@pytest.mark.exercise("model")
 def test_patching_the_residual_stream_equals_running_the_rest_by_hand(bert, hf):
     model, ref = _model(bert, hf, "deep_narrow_heads")
     ids, mask, types, _ = batch(model.config, seed=7)
