@@ -414,7 +414,9 @@ class GPT2Model(AttnImplementationMixin, HookedRootModule, nn.Module):
 
         with capture([b.hook_resid_pre for b in self.h] if output_hidden_states else []) as hidden, \
                 capture([b.attn.hook_pattern for b in self.h] if output_attentions else []) as patterns:
-            x = self.drop(self.hook_embed(self.wte(input_ids)) + self.hook_pos_embed(self.wpe(position_ids)))
+            tok = self.hook_embed(self.wte(input_ids))  # (B, T, C)
+            # Positions shared by the batch, (1, T), made (B, T, C) as TransformerLens's hook sees them (a view).
+            x = self.drop(tok + self.hook_pos_embed(self.wpe(position_ids).expand_as(tok)))
             for block in self.h:
                 x = block(x, keep, cache, cache_position)  # (B, T, C)
             x = self.ln_f(x)

@@ -497,7 +497,8 @@ class GPT2Model(AttnImplementationMixin, HookedRootModule, nn.Module):
 
         Then: combine ``causal_mask(T, P + T)`` with the padding mask into one bool mask
         (B or 1, 1, T, S) (padding masks *keys*: index it as ``pad[:, None, None, :]``),
-        embed (``hook_embed(wte(ids)) + hook_pos_embed(wpe(positions))``, then drop), run
+        embed (``hook_embed(wte(ids)) + hook_pos_embed(wpe(positions))``, then drop; both
+        hook points see (B, T, C): ``.expand_as`` the (1, T, C) lookup of shared positions), run
         the blocks, apply ln_f.
 
         KV cache (exercise 11): you may leave it for later, e.g. with

@@ -238,6 +238,28 @@ def test_every_hook_point_by_hand(gpt2, checkpoints):
 
 
 @pytest.mark.exercise("model")
+def test_hook_pos_embed_has_a_row_per_sequence_without_position_ids(gpt2, checkpoints):
+    """Without position_ids the positions 0..T-1 are shared by the batch; hook_pos_embed is
+    still (B, T, C), as documented and as TransformerLens's, and an edit of one sequence's
+    rows (in place) changes that sequence only: the others equal the model without the hook."""
+    model, _ = _model(gpt2, checkpoints)
+    ids = torch.randint(0, model.config.vocab_size, (3, 6), generator=torch.Generator().manual_seed(17))
+    with torch.no_grad():
+        _, cache = model.run_with_cache(ids, names_filter="hook_pos_embed")
+        expected = model.transformer.wpe.weight[torch.arange(6)].expand(3, 6, -1)
+        assert_close(cache["hook_pos_embed"], expected, name="hook_pos_embed without position_ids", atol=0,
+                     hint="expand the (1, T, C) lookup to (B, T, C): .expand_as(the token embeddings)")
+
+        def zero_first(x, hook):
+            x[0] = 0.0
+
+        out = model.run_with_hooks(ids, fwd_hooks=[("hook_pos_embed", zero_first)]).logits
+        plain = model(ids).logits
+    assert_close(out[1:], plain[1:], name="logits of the sequences whose positions were not edited", atol=0)
+    assert (out[0] - plain[0]).abs().max() > 1e-3, "editing sequence 0's position embeddings changed nothing"
+
+
+@pytest.mark.exercise("model")
 def test_hook_names_are_transformerlens_ones(gpt2, checkpoints):
     model, _ = _model(gpt2, checkpoints)
     per_block = ["hook_resid_pre", "ln1.hook_scale", "ln1.hook_normalized", "attn.hook_q", "attn.hook_k",
