@@ -108,6 +108,14 @@ class HookPoint(nn.Module):
         self._fns = (*self._fns, run)
         return HookHandle(self, run)
 
+    def layer(self) -> int:
+        """The block index in this point's name (``blocks.3.attn.hook_z`` -> 3), as
+        TransformerLens's ``HookPoint.layer()``; ValueError for a point outside the blocks."""
+        match = re.match(r"blocks\.(\d+)\.", self.name or "")
+        if match is None:
+            raise ValueError(f"hook point {self.name!r} is not inside a block (blocks.<i>....): it has no layer")
+        return int(match[1])
+
     def extra_repr(self) -> str:
         return repr(self.name) if self.name else ""
 

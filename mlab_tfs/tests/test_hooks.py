@@ -306,3 +306,12 @@ def test_hook_order_sorts_hook_dict_and_the_cache(toy):
     expected = NAMES[3:] + NAMES[:3]
     assert list(model.hook_dict) == expected
     assert list(model.run_with_cache(torch.randn(2, 3))[1]) == expected
+
+
+def test_layer_of_a_hook_point(toy):
+    seen = []
+    toy.run_with_hooks(torch.randn(2, 3), fwd_hooks=[(lambda n: n.endswith("hook_post"),
+                                                       lambda a, hook: seen.append(hook.layer()))])
+    assert seen == [0, 1]
+    with pytest.raises(ValueError, match=r"hook point 'hook_embed' is not inside a block"):
+        toy.hook_dict["hook_embed"].layer()
