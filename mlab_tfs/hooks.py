@@ -165,6 +165,9 @@ def _name_matcher(names_filter: NamesFilter, known: Sequence[str], where: str) -
     ValueError listing the closest ones (a typo would otherwise cache or hook nothing)."""
     if names_filter is None:
         return lambda name: True
+    if isinstance(names_filter, nn.Module):  # callable, but no filter: it would accept every name
+        raise TypeError(f"{where} must be None, a hook name, a list of hook names or a function name -> bool, "
+                        f"got the module {type(names_filter).__name__} (pass its name, e.g. point.name)")
     if callable(names_filter):
         return name_predicate(names_filter, where)
     if isinstance(names_filter, str):
@@ -281,7 +284,15 @@ class HookedRootModule:
                     raise TypeError(f"fwd_hooks entries must be (hook name, fn) pairs, got {pair!r}")
                 name, fn = pair
                 hook_caller(fn, f"fwd_hooks: the hook for {name!r}")
-                if isinstance(name, str):
+                if isinstance(name, HookPoint):  # the point itself, if it is one of this model's
+                    if not any(p is name for p in points.values()):
+                        raise ValueError(f"fwd_hooks: the HookPoint {name.name!r} is not one of this model's "
+                                         f"hook points (model.hook_dict lists them)")
+                    targets = [name]
+                elif isinstance(name, nn.Module):
+                    raise TypeError(f"fwd_hooks: a hook name must be a str, a HookPoint of this model or a "
+                                    f"function name -> bool, got the module {type(name).__name__}")
+                elif isinstance(name, str):
                     unknown_name([name], known, "fwd_hooks")
                     targets = [points[name]]
                 elif callable(name):

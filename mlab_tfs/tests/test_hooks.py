@@ -315,3 +315,20 @@ def test_layer_of_a_hook_point(toy):
     assert seen == [0, 1]
     with pytest.raises(ValueError, match=r"hook point 'hook_embed' is not inside a block"):
         toy.hook_dict["hook_embed"].layer()
+
+
+def test_a_module_as_a_name_is_the_point_itself_or_an_error(toy):
+    """A module is callable, so it would pass for a filter accepting every name: a HookPoint of
+    the model is taken as that point, any other module is a TypeError."""
+    x = torch.randn(2, 3)
+    point = toy.body.h[0].hook_post
+    seen = []
+    toy.run_with_hooks(x, fwd_hooks=[(point, lambda a, hook: seen.append(hook.name))])
+    assert seen == ["blocks.0.mlp.hook_post"]
+    with pytest.raises(ValueError, match="is not one of this model's hook points"):
+        toy.run_with_hooks(x, fwd_hooks=[(HookPoint(), lambda a, hook: None)])
+    with pytest.raises(TypeError, match="got the module Linear"):
+        toy.run_with_hooks(x, fwd_hooks=[(toy.body.h[0].lin, lambda a, hook: None)])
+    with pytest.raises(TypeError, match="names_filter must be .* got the module HookPoint"):
+        toy.run_with_cache(x, names_filter=point)
+    assert not any(p.has_hooks for p in toy.hook_dict.values())
