@@ -272,7 +272,9 @@ class HookedRootModule:
     def hooks(self, fwd_hooks: Sequence[tuple[str | Callable[[str], bool], HookFn]] = ()) -> Iterator[Any]:
         """``with model.hooks([(name, fn), ...]):`` runs the forwards inside the block with
         the hooks on, and removes them on exit, also on error. A name may be a function
-        name -> bool, which hooks every point it accepts (TransformerLens's filter)."""
+        name -> bool, which hooks every point it accepts (TransformerLens's filter), or one of
+        the model's HookPoints itself. Nested blocks add their hooks after the outer ones'
+        (each hook sees the replacement of those before it)."""
         points = self.hook_dict
         known = list(points)
         if isinstance(fwd_hooks, (str, bytes)) or not isinstance(fwd_hooks, (list, tuple)):
