@@ -201,7 +201,10 @@ class DisentangledSelfAttention(nn.Module):
         # attention_pattern forms q k^T alone and zeroes such rows; here the scores carry the
         # relative terms, and the uniform rows keep hidden states equal to transformers' at
         # padding too: no real position reads them.)
-        scores = self.hook_attn_scores(scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min))
+        masked = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+        scores = self.hook_attn_scores(masked)
+        if scores is not masked:  # edited by a hook: what was masked stays masked
+            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
         probs = self.hook_pattern(torch.softmax(scores, dim=-1))
         z = self.hook_z(rearrange(torch.matmul(self.dropout(probs), v), "b nh t hs -> b t nh hs"))
         return rearrange(z, "b t nh hs -> b t (nh hs)")

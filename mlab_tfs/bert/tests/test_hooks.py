@@ -457,3 +457,27 @@ def test_gradients_flow_through_hidden_states_and_attentions(bert, hf):
     assert_bert_grads_close(model, hf_grads_as_ours(ref, model, "model"), rtol=1e-5,
                             hint="keep the captured values attached to the graph (no .detach())")
     ref.zero_grad()
+
+
+@pytest.mark.exercise("attention")
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_an_edit_of_the_scores_cannot_unmask_a_padding_key(bert, hf, attn):
+    """hook_attn_scores replaced by zeros in every layer: each real query attends uniformly to
+    the real keys of its sequence, never to padding (masked entries are masked again after
+    the hook), and an all-padding sequence's rows stay 0."""
+    model, _ = _model(bert, hf, "base", attn=attn)
+    ids, mask, types, _ = batch(model.config, seed=19)
+    mask = mask.clone()
+    mask[-1] = 0  # a sequence of padding only: its queries see no key
+    n = model.config.num_hidden_layers
+    hooks = [(f"blocks.{i}.attn.hook_attn_scores", lambda s, hook: torch.zeros_like(s)) for i in range(n)]
+    with torch.no_grad(), model.hooks(hooks):
+        _, cache = model.run_with_cache(ids, names_filter=lambda name: name.endswith("hook_pattern"),
+                                        attention_mask=mask, token_type_ids=types)
+    keys = mask.bool()[:, None, None, :]  # (B, 1, 1, T)
+    uniform = (keys / keys.sum(-1, keepdim=True).clamp(min=1)).expand(-1, model.config.num_attention_heads,
+                                                                      ids.shape[1], -1)
+    for i in range(n):
+        assert_close(cache[f"blocks.{i}.attn.hook_pattern"], uniform, atol=1e-6,
+                     name=f"blocks.{i}.attn.hook_pattern with the scores set to 0",
+                     hint="mask what hook_attn_scores returns again: an edit must not unmask a padding key")

@@ -381,3 +381,26 @@ def test_no_real_position_reads_padding(models, name):
         assert torch.equal(a, b), f"{point} at a real position changed when only padding changed"
         compared += 1
     assert compared == len(cache) and torch.equal(out.logits[real], out2.logits[real])
+
+
+def test_an_edit_of_the_scores_cannot_unmask_a_padding_key(models):
+    """hook_attn_scores replaced by zeros in every layer: a real query attends uniformly to the
+    real keys of its sequence and never to padding (masked entries are masked again after the
+    hook); a padding query's row stays uniform over every key, DeBERTa's rule (no real position
+    reads it)."""
+    model = models["v3"]
+    ids, kwargs = _batch(model.config, seed=20)
+    n = model.config.num_hidden_layers
+    hooks = [(f"blocks.{i}.attn.hook_attn_scores", lambda s, hook: torch.zeros_like(s)) for i in range(n)]
+    with torch.no_grad(), model.hooks(hooks):
+        _, cache = model.run_with_cache(ids, names_filter=lambda name: name.endswith("hook_pattern"), **kwargs)
+    real = kwargs["attention_mask"].bool()
+    T = ids.shape[1]
+    keys = real[:, None, None, :].expand(-1, 1, T, -1)  # (B, 1, T, T)
+    keys = torch.where(real[:, None, :, None], keys, torch.ones_like(keys))  # padding queries: all keys
+    uniform = keys / keys.sum(-1, keepdim=True)
+    for i in range(n):
+        pattern = cache[f"blocks.{i}.attn.hook_pattern"]
+        assert_close(pattern, uniform.expand_as(pattern), atol=1e-6,
+                     name=f"blocks.{i}.attn.hook_pattern with the scores set to 0",
+                     hint="mask what hook_attn_scores returns again: an edit must not unmask a padding key")

@@ -578,3 +578,33 @@ def test_no_hook_value_depends_on_a_later_token(gpt2, checkpoints, attn, padded)
                 assert_close(_up_to(name, cache[name], t), _up_to(name, value, t), atol=1e-6,
                              name=f"{name} at positions <= {t} after the later tokens changed ({attn})",
                              hint="a value at position t must not read a later token: mask every path")
+
+
+@pytest.mark.exercise("attention_pattern")
+@pytest.mark.parametrize("edit", ["zeros", "mean over the batch"])
+def test_an_edit_of_the_scores_cannot_unmask_a_key(gpt2, checkpoints, edit):
+    """hook_attn_scores replaced by zeros (uniform attention) or by its mean over the batch
+    (finfo.min rows sum to -inf): the pattern is still causal and blind to padding, uniform
+    over the keys each query may see, and finite, with finite gradients. Masked entries are
+    masked again after the hook; otherwise zeros give every query the later tokens too."""
+    model, _ = _model(gpt2, checkpoints, "eager")
+    ids, kwargs, mask = _batch(model.config.vocab_size, seed=18)
+    fn = (lambda s, hook: torch.zeros_like(s)) if edit == "zeros" else (
+        lambda s, hook: s.mean(0, keepdim=True).expand_as(s).clone())
+    names = [f"blocks.{i}.attn.hook_attn_scores" for i in range(model.config.n_layer)]
+    with model.hooks([(n, fn) for n in names]):
+        out, cache = model.run_with_cache(ids, names_filter=lambda n: n.endswith("hook_pattern"), labels=ids,
+                                          **kwargs)
+    out.loss.backward()
+    T = ids.shape[1]
+    keep = keep_mask(mask, T, T)  # (B, 1, T, T)
+    for i in range(model.config.n_layer):
+        pattern = cache[f"blocks.{i}.attn.hook_pattern"]
+        if edit == "zeros":
+            uniform = zero_blind_rows(keep / keep.sum(-1, keepdim=True).clamp(min=1), keep).expand_as(pattern)
+            assert_close(pattern, uniform, name=f"blocks.{i}.attn.hook_pattern with the scores set to 0",
+                         atol=1e-6, hint="mask the scores again after scores_hook: the hook may edit masked entries")
+        assert bool((pattern.masked_select(~keep.expand_as(pattern)) == 0).all()), (
+            f"blocks.{i}: the edited scores let a query attend to a later token or to padding")
+    assert all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in model.parameters()), \
+        "non-finite gradients after editing the scores"
