@@ -15,7 +15,8 @@ activation, which it may edit in place; returning a tensor (same shape, dtype an
 replaces the activation, returning None keeps the copy (with the edits, if any).
 
 With no hook registered a HookPoint costs one identity call, nothing under
-``torch.compile``; a model compiled before a hook is added compiles again with it. Attention layers run their hand-written path whenever a hook sits on
+``torch.compile``; a model compiled before a hook is added compiles again with it.
+Attention layers run their hand-written path whenever a hook sits on
 ``hook_attn_scores`` or ``hook_pattern``: the fused kernel never forms the pattern.
 """
 

@@ -475,7 +475,8 @@ def hook_order(name: str) -> tuple[int, int, int, int]:
     block = re.fullmatch(r"blocks\.(\d+)\.(.+)", name)
     if block:
         rest = block[2]
-        return (2, int(block[1]), 0, BLOCK_HOOK_ORDER.index(rest) if rest in BLOCK_HOOK_ORDER else len(BLOCK_HOOK_ORDER))
+        rank = BLOCK_HOOK_ORDER.index(rest) if rest in BLOCK_HOOK_ORDER else len(BLOCK_HOOK_ORDER)
+        return (2, int(block[1]), 0, rank)
     if name in EMBED_HOOK_ORDER:
         return (0, 0, 0, EMBED_HOOK_ORDER.index(name))
     if name.startswith("ln_rel."):

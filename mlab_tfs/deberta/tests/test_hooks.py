@@ -177,7 +177,8 @@ def test_block_points_by_hand(models, hf_models):
         _, cache = model.run_with_cache(ids, **kwargs)
         emb = hf.deberta.embeddings
         assert_close(cache["embed.hook_embed"], emb.word_embeddings(ids), name="embed.hook_embed", atol=0)
-        assert_close(cache["embed.hook_pos_embed"], emb.position_embeddings(torch.arange(ids.shape[1])).expand(*ids.shape, -1),
+        positions = emb.position_embeddings(torch.arange(ids.shape[1])).expand(*ids.shape, -1)  # (B, T, E)
+        assert_close(cache["embed.hook_pos_embed"], positions,
                      name="embed.hook_pos_embed", atol=0)
         assert_close(cache["embed.hook_token_type_embed"], emb.token_type_embeddings(kwargs["token_type_ids"]),
                      name="embed.hook_token_type_embed", atol=0)
