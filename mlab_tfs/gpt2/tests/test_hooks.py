@@ -580,7 +580,7 @@ def test_no_hook_value_depends_on_a_later_token(gpt2, checkpoints, attn, padded)
                              hint="a value at position t must not read a later token: mask every path")
 
 
-@pytest.mark.exercise("attention_pattern")
+@pytest.mark.exercise("model")
 @pytest.mark.parametrize("edit", ["zeros", "mean over the batch"])
 def test_an_edit_of_the_scores_cannot_unmask_a_key(gpt2, checkpoints, edit):
     """hook_attn_scores replaced by zeros (uniform attention) or by its mean over the batch
