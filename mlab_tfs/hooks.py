@@ -8,11 +8,15 @@ so analysis code written for TransformerLens reads our models. Our modules keep
 transformers' names (``transformer.h.0.attn``) so that checkpoints load by a name map;
 each model class maps its module paths to hook names with ``hook_name_rules``.
 
-A hook is ``fn(activation, hook)``: ``hook`` is the HookPoint (``hook.name`` its name);
-returning a tensor replaces the activation (same shape), returning None keeps it.
+A hook is ``fn(activation, hook)``, called as TransformerLens calls it
+(``fn(activation, hook=point)``; ``fn(activation, point)`` for a function without a ``hook``
+keyword): ``hook`` is the HookPoint (``hook.name`` its name). It gets a copy of the
+activation, which it may edit in place; returning a tensor (same shape, dtype and device)
+replaces the activation, returning None keeps the copy (with the edits, if any).
 
 With no hook registered a HookPoint costs one identity call, nothing under
-``torch.compile``. Attention layers run their hand-written path whenever a hook sits on
+``torch.compile``; a model compiled before a hook is added compiles again with it.
+Attention layers run their hand-written path whenever a hook sits on
 ``hook_attn_scores`` or ``hook_pattern``: the fused kernel never forms the pattern.
 """
 
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import inspect
 import re
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence, Union
 
@@ -33,48 +38,127 @@ NamesFilter = Union[None, str, Sequence[str], Callable[[str], bool]]
 
 class HookPoint(nn.Module):
     """An identity module that names an activation: ``forward(x)`` returns ``x``, after
-    any hook added with ``add_hook`` has had the chance to read or replace it.
+    the hooks added with ``add_hook`` have had the chance to read or replace it (in the
+    order they were added, each seeing the previous one's replacement).
 
     ``name`` is set by the model that holds it (its TransformerLens-style name).
+
+    The hooks live in a tuple that ``forward`` reads, not in PyTorch's forward-hook dict:
+    torch.compile guards on the tuple, so a model compiled without hooks compiles again
+    when one is added (and runs it) instead of silently skipping it (PyTorch does not guard
+    on module hooks by default, ``torch._dynamo.config.skip_nnmodule_hook_guards``).
     """
+
+    _fns: tuple[Callable[[Tensor], Tensor], ...] = ()  # also for a HookPoint unpickled from before it had them
 
     def __init__(self) -> None:
         super().__init__()
         self.name: str | None = None
+        self._fns = ()
 
     def forward(self, x: Tensor) -> Tensor:
+        for run in self._fns:  # empty without hooks: one attribute read, nothing in a compiled graph
+            x = run(x)
         return x
 
     @property
     def has_hooks(self) -> bool:
-        """True while any forward hook is registered here (then a fused path that would
-        skip this activation must not run)."""
-        return bool(self._forward_hooks) or bool(self._forward_pre_hooks)
+        """True while any hook is registered here (add_hook's, or a PyTorch forward hook such as
+        ``capture``'s): then a fused path that would skip this activation must not run."""
+        return bool(self._fns) or bool(self._forward_hooks) or bool(self._forward_pre_hooks)
 
-    def add_hook(self, fn: HookFn) -> torch.utils.hooks.RemovableHandle:
-        """Register ``fn(activation, hook)``; a tensor it returns replaces the activation
-        and must have the activation's shape (ValueError naming the hook otherwise).
-        Returns the handle whose ``remove()`` takes the hook off again."""
-        if not callable(fn):
-            raise TypeError(f"hook for {self.name!r} must be callable as fn(activation, hook), "
-                            f"got {type(fn).__name__}")
+    def add_hook(self, fn: HookFn, copy: bool = True) -> "HookHandle":
+        """Register ``fn(activation, hook)``; a tensor it returns replaces the activation.
 
-        def run(module: nn.Module, inputs: tuple[Any, ...], output: Tensor) -> Tensor | None:
-            new = fn(output, self)
+        ``fn`` is called as TransformerLens calls it, ``fn(activation, hook=self)``, or, if it
+        takes no ``hook`` keyword, ``fn(activation, self)``; a function that takes neither
+        is a TypeError naming the hook point. A replacement must have the activation's shape
+        (ValueError), dtype (TypeError) and device (ValueError), each naming the hook point.
+
+        copy: give ``fn`` a copy of the activation, so that an edit in place
+        (``activation[:, :, head] = 0``) changes what flows on and nothing else: not a
+        tensor autograd saved for the backward pass, not another hook point's value sharing
+        its memory (blocks.0.hook_resid_post is blocks.1.hook_resid_pre), not a view that
+        PyTorch refuses to edit (the heads split from one matmul, a broadcast embedding).
+        An edited copy replaces the activation even if ``fn`` returns None. False saves the
+        copy for a hook that only reads (``run_with_cache``).
+
+        Returns the handle whose ``remove()`` takes the hook off again.
+        """
+        call = hook_caller(fn, f"the hook for {self.name!r}")
+
+        def run(output: Tensor) -> Tensor:
+            given = output.clone() if copy else output
+            new = call(given, self)
             if new is None:
-                return None
+                return given
             if not isinstance(new, torch.Tensor):
                 raise TypeError(f"hook on {self.name!r} returned {type(new).__name__}; a hook returns a tensor "
                                 f"of shape {tuple(output.shape)} to replace the activation, or None to keep it")
             if new.shape != output.shape:
                 raise ValueError(f"hook on {self.name!r} returned shape {tuple(new.shape)}; the activation "
                                  f"has shape {tuple(output.shape)} and a replacement must too")
+            if new.dtype != output.dtype:
+                raise TypeError(f"hook on {self.name!r} returned a {new.dtype} tensor; the activation is "
+                                f"{output.dtype} and a replacement must be too (return it .to(activation.dtype))")
+            if new.device != output.device:
+                raise ValueError(f"hook on {self.name!r} returned a tensor on {new.device}; the activation is "
+                                 f"on {output.device} and a replacement must be too")
             return new
 
-        return self.register_forward_hook(run)
+        self._fns = (*self._fns, run)
+        return HookHandle(self, run)
+
+    def layer(self) -> int:
+        """The block index in this point's name (``blocks.3.attn.hook_z`` -> 3), as
+        TransformerLens's ``HookPoint.layer()``; ValueError for a point outside the blocks."""
+        match = re.match(r"blocks\.(\d+)\.", self.name or "")
+        if match is None:
+            raise ValueError(f"hook point {self.name!r} is not inside a block (blocks.<i>....): it has no layer")
+        return int(match[1])
 
     def extra_repr(self) -> str:
         return repr(self.name) if self.name else ""
+
+
+class HookHandle:
+    """What ``HookPoint.add_hook`` returns: ``remove()`` takes the hook off (again: a no-op);
+    usable as ``with point.add_hook(fn):``."""
+
+    def __init__(self, point: HookPoint, run: Callable[[Tensor], Tensor]) -> None:
+        self.point, self.run = point, run
+
+    def remove(self) -> None:
+        self.point._fns = tuple(f for f in self.point._fns if f is not self.run)
+
+    def __enter__(self) -> "HookHandle":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+def hook_caller(fn: object, where: str) -> Callable[[Tensor, HookPoint], Any]:
+    """How to call the hook function ``fn`` with (activation, hook point): as TransformerLens
+    does, ``fn(activation, hook=point)``, when it takes a ``hook`` keyword, else with two
+    positional arguments. TypeError naming ``where`` if ``fn`` is not callable or takes
+    neither form (checked here, before any forward pass, not deep inside one)."""
+    if not callable(fn):
+        raise TypeError(f"{where} must be callable as fn(activation, hook), got {type(fn).__name__}")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins have no signature: call them positionally
+        return lambda activation, point: fn(activation, point)
+    for args, kwargs, call in (((None,), {"hook": None}, lambda activation, point: fn(activation, hook=point)),
+                               ((None, None), {}, lambda activation, point: fn(activation, point))):
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError:
+            continue
+        return call
+    raise TypeError(f"{where} must take two arguments, fn(activation, hook) (TransformerLens calls it as "
+                    f"fn(activation, hook=hook_point)); {getattr(fn, '__name__', type(fn).__name__)} has signature "
+                    f"{signature}")
 
 
 def _name_matcher(names_filter: NamesFilter, known: Sequence[str], where: str) -> Callable[[str], bool]:
@@ -82,18 +166,37 @@ def _name_matcher(names_filter: NamesFilter, known: Sequence[str], where: str) -
     ValueError listing the closest ones (a typo would otherwise cache or hook nothing)."""
     if names_filter is None:
         return lambda name: True
+    if isinstance(names_filter, nn.Module):  # callable, but no filter: it would accept every name
+        raise TypeError(f"{where} must be None, a hook name, a list of hook names or a function name -> bool, "
+                        f"got the module {type(names_filter).__name__} (pass its name, e.g. point.name)")
     if callable(names_filter):
-        return names_filter
+        return name_predicate(names_filter, where)
     if isinstance(names_filter, str):
         wanted = [names_filter]
-    elif isinstance(names_filter, (list, tuple, set, frozenset)) and all(isinstance(n, str) for n in names_filter):
+    elif isinstance(names_filter, (list, tuple, set, frozenset)):
         wanted = list(names_filter)
+        for i, n in enumerate(wanted):
+            if not isinstance(n, str):
+                raise TypeError(f"{where} must list hook names (str); entry {i} is {type(n).__name__} {n!r}")
     else:
         raise TypeError(f"{where} must be None, a hook name, a list of hook names or a function name -> bool, "
                         f"got {type(names_filter).__name__}")
     unknown_name(wanted, known, where)
     wanted_set = set(wanted)
     return lambda name: name in wanted_set
+
+
+def name_predicate(fn: Callable[[str], bool], where: str) -> Callable[[str], bool]:
+    """``fn`` itself, after checking that it can be called with one argument, a hook name
+    (TypeError naming ``where`` otherwise, instead of an error from inside a forward pass)."""
+    try:
+        inspect.signature(fn).bind("")
+    except TypeError:
+        raise TypeError(f"{where}: a filter function takes one argument, a hook name, and returns a bool; "
+                        f"{getattr(fn, '__name__', type(fn).__name__)} has signature {inspect.signature(fn)}") from None
+    except ValueError:  # no signature to check (some builtins)
+        pass
+    return fn
 
 
 def unknown_name(wanted: Iterable[str], known: Sequence[str], where: str) -> None:
@@ -135,10 +238,15 @@ class HookedRootModule:
 
     A class sets ``hook_name_rules``: regex substitutions, applied in order, that turn a
     module path (``transformer.h.0.ln_1.hook_normalized``) into its hook name
-    (``blocks.0.ln1.hook_normalized``).
+    (``blocks.0.ln1.hook_normalized``). ``hook_dict`` lists the points in the order the
+    modules were built, which is the order the forward pass reaches them when each module
+    builds its parts in that order; a model whose checkpoint layout builds them otherwise
+    (DeBERTa's encoder holds the layers before the relative table the layers read, and the
+    convolution run after layer 0) sets ``hook_order``, a sort key over hook names.
     """
 
     hook_name_rules: ClassVar[tuple[tuple[str, str], ...]] = ()
+    hook_order: ClassVar[Callable[[str], Any] | None] = None
 
     @classmethod
     def hook_name(cls, module_path: str) -> str:
@@ -149,19 +257,25 @@ class HookedRootModule:
 
     @property
     def hook_dict(self) -> dict[str, HookPoint]:
-        """Every hook point by name, in the order the modules were built."""
+        """Every hook point by name, in the order the forward pass reaches them (the order
+        the modules were built, sorted by ``hook_order`` where the class sets one)."""
         points: dict[str, HookPoint] = {}
         for path, module in self.named_modules():  # type: ignore[attr-defined]
             if isinstance(module, HookPoint):
                 module.name = self.hook_name(path)
                 points[module.name] = module
+        key = type(self).hook_order
+        if key is not None:
+            points = dict(sorted(points.items(), key=lambda item: key(item[0])))  # stable: ties keep build order
         return points
 
     @contextlib.contextmanager
     def hooks(self, fwd_hooks: Sequence[tuple[str | Callable[[str], bool], HookFn]] = ()) -> Iterator[Any]:
         """``with model.hooks([(name, fn), ...]):`` runs the forwards inside the block with
         the hooks on, and removes them on exit, also on error. A name may be a function
-        name -> bool, which hooks every point it accepts (TransformerLens's filter)."""
+        name -> bool, which hooks every point it accepts (TransformerLens's filter), or one of
+        the model's HookPoints itself. Nested blocks add their hooks after the outer ones'
+        (each hook sees the replacement of those before it)."""
         points = self.hook_dict
         known = list(points)
         if isinstance(fwd_hooks, (str, bytes)) or not isinstance(fwd_hooks, (list, tuple)):
@@ -172,14 +286,21 @@ class HookedRootModule:
                 if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
                     raise TypeError(f"fwd_hooks entries must be (hook name, fn) pairs, got {pair!r}")
                 name, fn = pair
-                if not callable(fn):
-                    raise TypeError(f"fwd_hooks: the hook for {name!r} must be callable as fn(activation, hook), "
-                                    f"got {type(fn).__name__}")
-                if isinstance(name, str):
+                hook_caller(fn, f"fwd_hooks: the hook for {name!r}")
+                if isinstance(name, HookPoint):  # the point itself, if it is one of this model's
+                    if not any(p is name for p in points.values()):
+                        raise ValueError(f"fwd_hooks: the HookPoint {name.name!r} is not one of this model's "
+                                         f"hook points (model.hook_dict lists them)")
+                    targets = [name]
+                elif isinstance(name, nn.Module):
+                    raise TypeError(f"fwd_hooks: a hook name must be a str, a HookPoint of this model or a "
+                                    f"function name -> bool, got the module {type(name).__name__}")
+                elif isinstance(name, str):
                     unknown_name([name], known, "fwd_hooks")
                     targets = [points[name]]
                 elif callable(name):
-                    targets = [p for n, p in points.items() if name(n)]
+                    accepts = name_predicate(name, "fwd_hooks")
+                    targets = [p for n, p in points.items() if accepts(n)]
                 else:
                     raise TypeError(f"fwd_hooks: a hook name must be a str or a function name -> bool, "
                                     f"got {type(name).__name__}")
@@ -197,6 +318,10 @@ class HookedRootModule:
         fwd_hooks: ``[(name, fn), ...]``, ``fn(activation, hook)`` returning a replacement
         tensor of the same shape or None. Unknown names are a ValueError naming the closest
         ones. Returns the model's output.
+
+        On ``torch.compile(model)`` this is the wrapped model's method, so it runs the model
+        uncompiled; ``with model.hooks(fwd_hooks): compiled(...)`` runs the compiled one
+        (compiled again for the hooks, see HookPoint).
         """
         with self.hooks(fwd_hooks):
             return self(input_ids, **forward_kwargs)  # type: ignore[operator]
@@ -216,6 +341,13 @@ class HookedRootModule:
         def store(activation: Tensor, hook: HookPoint) -> None:
             cache[hook.name] = activation.detach()
 
-        with self.hooks([(name, store) for name in points if keep(name)]):
+        # No copy: store only reads. Hooks already on (``with model.hooks(...)``) ran first, so
+        # the cache holds their edits; the edits of other hooks touch copies, never these values.
+        handles = []
+        try:
+            handles = [p.add_hook(store, copy=False) for name, p in points.items() if keep(name)]
             output = self(input_ids, **forward_kwargs)  # type: ignore[operator]
+        finally:
+            for h in handles:
+                h.remove()
         return output, {name: cache[name] for name in points if name in cache}

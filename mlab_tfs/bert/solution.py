@@ -160,15 +160,18 @@ class BertSelfAttention(nn.Module):
     def pattern(self, q: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:
         """The attention pattern (B, nh, T, S) of q (B, nh, T, hs), k (B, nh, S, hs): GPT-2's
         attention_pattern, unless a hook sits on hook_attn_scores; then the scores, scaled
-        and masked (finfo.min), pass through it before the softmax, and the rows of queries
-        that see no key stay 0 (attention_pattern's rule)."""
+        and masked (finfo.min), pass through it before the softmax and are masked again (an
+        edit cannot unmask a padding key), and the pattern is 0 at every masked key (so the
+        rows of queries that see no key are 0, attention_pattern's rule)."""
         if not self.hook_attn_scores.has_hooks:
             return attention_pattern(q, k, mask, self.scale)
         scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale
         if mask is not None:
             scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-        pattern = torch.softmax(self.hook_attn_scores(scores), dim=-1)
-        return pattern if mask is None else pattern.masked_fill(~sees_any_key(mask), 0.0)
+        if mask is None:
+            return torch.softmax(self.hook_attn_scores(scores), dim=-1)
+        scores = self.hook_attn_scores(scores).masked_fill(~mask, torch.finfo(scores.dtype).min)  # stays masked
+        return torch.softmax(scores, dim=-1).masked_fill(~mask, 0.0)  # padding keys, and blind rows, at 0
 
 
 class BertSelfOutput(nn.Module):

@@ -162,8 +162,9 @@ class BertSelfAttention(nn.Module):
         False): your GPT-2 ``attention_pattern(q, k, mask, self.scale)``. With one, the
         scores must pass through it *before* the softmax, so form them yourself:
         ``q @ k^T * scale``, masked scores filled with ``torch.finfo(dtype).min``, then
-        ``hook_attn_scores``, softmax over keys, and rows of queries that see no key set to
-        0 (``sees_any_key(mask)``), as attention_pattern does.
+        ``hook_attn_scores``, masked again (an edit must not unmask a padding key), softmax
+        over keys, then the pattern set to 0 wherever the mask is False (padding keys, and so
+        the rows of queries that see no key, as attention_pattern's rule).
         """
         raise NotImplementedError("Exercise 3 (attention): see mlab_tfs/bert/GUIDE.md#3-attention")
 

@@ -18,6 +18,7 @@ V vocabulary, k = att_span, so the relative table has 2k rows.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -454,6 +455,39 @@ HOOK_NAME_RULES = (
 )
 
 
+# The order in which a layer's forward pass reaches its hook points (as in
+# TransformerLens's BertBlock, plus DeBERTa's relative terms).
+BLOCK_HOOK_ORDER = (
+    "hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_c2p_scores", "attn.hook_p2c_scores",
+    "attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z", "hook_attn_out", "hook_resid_mid",
+    "ln1.hook_scale", "ln1.hook_normalized", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out", "hook_resid_post",
+    "ln2.hook_scale", "ln2.hook_normalized", "hook_normalized_resid_post",
+)
+EMBED_HOOK_ORDER = ("embed.hook_embed", "embed.hook_pos_embed", "embed.hook_token_type_embed", "embed.ln.hook_scale",
+                    "embed.ln.hook_normalized", "hook_full_embed")
+
+
+def hook_order(name: str) -> tuple[int, int, int, int]:
+    """Sort key of a hook name in forward order (``HookedRootModule.hook_order``): the
+    embeddings, the relative table (its layer norm, then ``hook_rel_embeddings``), the layers
+    (the convolution right after layer 0, which it follows), the MLM head. The modules keep
+    transformers' layout, which builds the table and the convolution after the layers."""
+    block = re.fullmatch(r"blocks\.(\d+)\.(.+)", name)
+    if block:
+        rest = block[2]
+        rank = BLOCK_HOOK_ORDER.index(rest) if rest in BLOCK_HOOK_ORDER else len(BLOCK_HOOK_ORDER)
+        return (2, int(block[1]), 0, rank)
+    if name in EMBED_HOOK_ORDER:
+        return (0, 0, 0, EMBED_HOOK_ORDER.index(name))
+    if name.startswith("ln_rel."):
+        return (1, 0, 0, 0)
+    if name == "hook_rel_embeddings":
+        return (1, 0, 0, 1)
+    if name.startswith("conv."):
+        return (2, 0, 1, 0)
+    return (3, 0, 0, 0)  # the MLM head's layer norm
+
+
 def _parts_of(model: nn.Module, parts: DebertaV2Parts | None) -> DebertaV2Parts:
     parts = parts if parts is not None else getattr(type(model), "parts", None)
     if not isinstance(parts, DebertaV2Parts):
@@ -509,7 +543,7 @@ class DebertaV2Model(HookedRootModule, DebertaV2PreTrainedModel, nn.Module):
     attribute: ``solution.DebertaV2Model`` and ``student.DebertaV2Model`` set their own).
 
     Hook points (``model.hook_dict`` lists them; TransformerLens's names where the concept
-    exists): ``embed.hook_embed`` (B, T, E) the word embeddings, ``embed.hook_pos_embed`` (B or 1, T, E)
+    exists): ``embed.hook_embed`` (B, T, E) the word embeddings, ``embed.hook_pos_embed`` (B, T, E)
     with position_biased_input, ``embed.hook_token_type_embed`` (B, T, E) with token types,
     ``embed.ln.hook_normalized``, ``hook_full_embed`` (B, T, H) the embeddings' output;
     ``hook_rel_embeddings`` (2k, H) the relative table every layer reads (after its layer
@@ -531,6 +565,7 @@ class DebertaV2Model(HookedRootModule, DebertaV2PreTrainedModel, nn.Module):
 
     parts: ClassVar[DebertaV2Parts]
     hook_name_rules = HOOK_NAME_RULES
+    hook_order = staticmethod(hook_order)
     hf_to_ours = staticmethod(model_from_hf_state_dict)
     ours_to_hf = staticmethod(model_to_hf_state_dict)
 
@@ -638,6 +673,7 @@ class DebertaV2ForMaskedLM(HookedRootModule, DebertaV2PreTrainedModel, nn.Module
 
     parts: ClassVar[DebertaV2Parts]
     hook_name_rules = HOOK_NAME_RULES
+    hook_order = staticmethod(hook_order)
     hf_to_ours = staticmethod(mlm_from_hf_state_dict)
     ours_to_hf = staticmethod(mlm_to_hf_state_dict)
     # A DebertaV2Model checkpoint has no MLM head: it starts fresh, with a warning, as in transformers.

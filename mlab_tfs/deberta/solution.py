@@ -201,7 +201,10 @@ class DisentangledSelfAttention(nn.Module):
         # attention_pattern forms q k^T alone and zeroes such rows; here the scores carry the
         # relative terms, and the uniform rows keep hidden states equal to transformers' at
         # padding too: no real position reads them.)
-        scores = self.hook_attn_scores(scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min))
+        masked = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+        scores = self.hook_attn_scores(masked)
+        if scores is not masked:  # edited by a hook: what was masked stays masked
+            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
         probs = self.hook_pattern(torch.softmax(scores, dim=-1))
         z = self.hook_z(rearrange(torch.matmul(self.dropout(probs), v), "b nh t hs -> b t nh hs"))
         return rearrange(z, "b t nh hs -> b t (nh hs)")
@@ -239,7 +242,7 @@ class DebertaV2Embeddings(nn.Module):
     and zeroed at padding (transformers' DebertaV2Embeddings). v3 has no absolute positions
     (position_biased_input=False); embed_proj exists only when embedding_size != hidden_size.
 
-    Hook points: ``hook_embed`` (B, T, E) the word vectors, ``hook_pos_embed`` (B or 1, T, E)
+    Hook points: ``hook_embed`` (B, T, E) the word vectors, ``hook_pos_embed`` (B, T, E)
     with position_biased_input, ``hook_token_type_embed`` (B, T, E) with type_vocab_size > 0,
     ``hook_full_embed`` (B, T, H) the output (hidden_states[0]).
     """
@@ -276,7 +279,8 @@ class DebertaV2Embeddings(nn.Module):
         if self.position_biased_input:
             if position_ids is None:
                 position_ids = torch.arange(input_ids.shape[1], device=input_ids.device)[None]  # (1, T)
-            x = x + self.hook_pos_embed(self.position_embeddings(position_ids))
+            # Broadcast rows made (B, T, E), as BERT's and TransformerLens's hooks see them (a view).
+            x = x + self.hook_pos_embed(self.position_embeddings(position_ids).expand_as(x))
         if hasattr(self, "token_type_embeddings"):
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(input_ids)

@@ -235,8 +235,9 @@ class DisentangledSelfAttention(nn.Module):
            scores = q @ k^T / scale.
         3. With relative attention: scores += disentangled_attention_bias(q, k, relative_pos,
            pos_dropout(rel_embeddings)).
-        4. scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min) -> hook_attn_scores;
-           softmax over the keys (dim=-1) -> hook_pattern; dropout, @ v, to (B, T, nh, hs)
+        4. scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min) -> hook_attn_scores,
+           whose result is masked the same way again (an edit must not unmask a padding
+           key); softmax over the keys (dim=-1) -> hook_pattern; dropout, @ v, to (B, T, nh, hs)
            -> hook_z; heads merged back to (B, T, H).
 
         Pitfalls: the scale has the (1 + number of position types) factor *inside* the sqrt;
@@ -306,7 +307,8 @@ class DebertaV2Embeddings(nn.Module):
         True = real token, or None (all real: no multiply). Returns (B, T, H).
 
         x = hook_embed(word vectors)                      (B, T, E)
-          + hook_pos_embed(position vectors)              if position_biased_input
+          + hook_pos_embed(position vectors)              if position_biased_input: (B, T, E),
+                                                          a (1, T, E) lookup .expand_as(word vectors)
           + hook_token_type_embed(token-type vectors)     if there is a token-type table
         x = embed_proj(x)                                  if E != H: (B, T, H)
         x = LayerNorm(x), times the mask (padding rows become exactly 0), dropout, hook_full_embed.

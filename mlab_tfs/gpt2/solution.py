@@ -114,7 +114,8 @@ def attention_pattern(q: Tensor, k: Tensor, mask: Tensor | None, scale: float,
     True where query t may look at key s. Returns (B, nh, T, S): each row sums to 1,
     except the rows of queries that may see no key (left padding), which are all 0.
     scores_hook: called on the scaled, masked scores (B, nh, T, S) before the softmax and
-    its result used instead (an attention layer passes its ``hook_attn_scores``).
+    its result used instead (an attention layer passes its ``hook_attn_scores``), masked
+    again: an edit of the scores cannot unmask a key (a later token, padding).
 
     Masked scores are filled with finfo.min, not -inf (a row of -inf is NaN) and not
     added to it (in float16 a score plus finfo.min may round to -inf). A row with no
@@ -128,7 +129,13 @@ def attention_pattern(q: Tensor, k: Tensor, mask: Tensor | None, scale: float,
         seen = sees_any_key(mask)  # (B, 1, T, 1); checks that mask is bool
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
     if scores_hook is not None:
-        scores = scores_hook(scores)
+        hooked = scores_hook(scores)
+        if hooked is not scores and mask is not None:
+            # Edited by a hook: what was masked stays masked, and stays at 0 in the pattern
+            # even if the edit left a query no finite score (all -inf: a tie with the masked).
+            hooked = hooked.masked_fill(~mask, torch.finfo(hooked.dtype).min)
+            return torch.softmax(hooked, dim=-1).masked_fill(~mask, 0.0)
+        scores = hooked
     pattern = torch.softmax(scores, dim=-1)
     if seen is None:
         return pattern
@@ -191,9 +198,10 @@ class GPT2Attention(nn.Module):
     (B, T, nh, hs), the new positions only (before the cache is updated);
     ``hook_attn_scores`` (B, nh, T, S) scaled and masked (masked entries finfo.min, where
     TransformerLens has -inf); ``hook_pattern`` (B, nh, T, S) after the softmax, before
-    dropout; ``hook_z`` (B, T, nh, hs), the heads' outputs before they are merged. A hook on
-    ``hook_attn_scores`` or ``hook_pattern`` runs the hand-written path for that call: the
-    fused sdpa kernel never forms the pattern.
+    dropout (S: the P + T cached and new positions; over a static cache its M columns, the
+    unwritten ones at 0); ``hook_z`` (B, T, nh, hs), the heads' outputs before they are
+    merged. A hook on ``hook_attn_scores`` or ``hook_pattern`` runs the hand-written path for
+    that call: the fused sdpa kernel never forms the pattern.
     """
 
     def __init__(self, config: GPT2Config, layer_idx: int = 0):
@@ -413,7 +421,9 @@ class GPT2Model(AttnImplementationMixin, HookedRootModule, nn.Module):
 
         with capture([b.hook_resid_pre for b in self.h] if output_hidden_states else []) as hidden, \
                 capture([b.attn.hook_pattern for b in self.h] if output_attentions else []) as patterns:
-            x = self.drop(self.hook_embed(self.wte(input_ids)) + self.hook_pos_embed(self.wpe(position_ids)))
+            tok = self.hook_embed(self.wte(input_ids))  # (B, T, C)
+            # Positions shared by the batch, (1, T), made (B, T, C) as TransformerLens's hook sees them (a view).
+            x = self.drop(tok + self.hook_pos_embed(self.wpe(position_ids).expand_as(tok)))
             for block in self.h:
                 x = block(x, keep, cache, cache_position)  # (B, T, C)
             x = self.ln_f(x)

@@ -185,13 +185,17 @@ def attention_pattern(q: Tensor, k: Tensor, mask: Tensor | None, scale: float,
     mask: None, or bool broadcastable to (B, nh, T, S); True where query t may look at
     key s. scale: multiplies the scores (1 / sqrt(hs) for GPT-2).
     scores_hook: None, or a function (an attention layer passes its ``hook_attn_scores``)
-    called on the scaled, masked scores just before the softmax; use what it returns.
+    called on the scaled, masked scores just before the softmax; use what it returns,
+    masked again (an edit of the scores must not unmask a later key or padding).
     Returns (B, nh, T, S): every row (over s) sums to 1, except the row of a query that
     may see no key at all, which is all 0.
 
         scores  = q @ k^T * scale                              (B, nh, T, S)
         scores  = scores.masked_fill(~mask, finfo(dtype).min)   where a mask is given
         scores  = scores_hook(scores)                           where a hook is given
+        scores  = scores.masked_fill(~mask, finfo(dtype).min)   again, where both are given
+                  (then also zero the pattern's masked entries: an edit may leave a query
+                  no finite score, which softmax would spread over the masked keys)
         pattern = softmax(scores over s)
         pattern = pattern.masked_fill(~mask.any(-1, keepdim=True), 0)
 
@@ -497,7 +501,8 @@ class GPT2Model(AttnImplementationMixin, HookedRootModule, nn.Module):
 
         Then: combine ``causal_mask(T, P + T)`` with the padding mask into one bool mask
         (B or 1, 1, T, S) (padding masks *keys*: index it as ``pad[:, None, None, :]``),
-        embed (``hook_embed(wte(ids)) + hook_pos_embed(wpe(positions))``, then drop), run
+        embed (``hook_embed(wte(ids)) + hook_pos_embed(wpe(positions))``, then drop; both
+        hook points see (B, T, C): ``.expand_as`` the (1, T, C) lookup of shared positions), run
         the blocks, apply ln_f.
 
         KV cache (exercise 11): you may leave it for later, e.g. with

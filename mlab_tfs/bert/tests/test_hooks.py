@@ -319,6 +319,31 @@ def test_zero_ablating_a_head_through_hook_z_equals_the_edit_by_hand(bert, hf, a
 
 
 @pytest.mark.exercise("model")
+def test_editing_one_row_of_the_broadcast_position_embedding_in_place(bert, hf, checkpoint):
+    """embed.hook_pos_embed is one (1, T, C) lookup broadcast to (B, T, C): TransformerLens's
+    idiom ``x[0] = 0`` (no return) edits sequence 0 only, and equals transformers with the
+    position table zeroed for that sequence and left as it is for the others. (Without the
+    copy a hook gets, the write lands in the one row every sequence shares: all are edited.)"""
+    model, ref = _model(bert, hf, "base")
+    ids, mask, types, real = batch(model.config, seed=16)
+
+    def zero_first(x, hook):
+        x[0] = 0.0
+
+    kwargs = dict(attention_mask=mask, token_type_ids=types)
+    out = model.run_with_hooks(ids, fwd_hooks=[("embed.hook_pos_embed", zero_first)], **kwargs).last_hidden_state
+    out.sum().backward()  # the edit keeps the graph intact
+    with torch.no_grad():
+        others = ref(ids[1:], attention_mask=mask[1:], token_type_ids=types[1:]).last_hidden_state
+        ref = tiny.hf_bert(checkpoint("base", "model"), "model")  # a fresh copy: the shared one stays intact
+        ref.embeddings.position_embeddings.weight.zero_()
+        first = ref(ids[:1], attention_mask=mask[:1], token_type_ids=types[:1]).last_hidden_state
+    assert_close(out[0][real[0]], first[0][real[0]], name="sequence 0 with its position embeddings zeroed",
+                 atol=ATOL)
+    assert_close(out[1:][real[1:]], others[real[1:]], name="the other sequences, untouched", atol=ATOL)
+
+
+@pytest.mark.exercise("model")
 def test_patching_the_residual_stream_equals_running_the_rest_by_hand(bert, hf):
     model, ref = _model(bert, hf, "deep_narrow_heads")
     ids, mask, types, _ = batch(model.config, seed=7)
@@ -432,3 +457,27 @@ def test_gradients_flow_through_hidden_states_and_attentions(bert, hf):
     assert_bert_grads_close(model, hf_grads_as_ours(ref, model, "model"), rtol=1e-5,
                             hint="keep the captured values attached to the graph (no .detach())")
     ref.zero_grad()
+
+
+@pytest.mark.exercise("attention")
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_an_edit_of_the_scores_cannot_unmask_a_padding_key(bert, hf, attn):
+    """hook_attn_scores replaced by zeros in every layer: each real query attends uniformly to
+    the real keys of its sequence, never to padding (masked entries are masked again after
+    the hook), and an all-padding sequence's rows stay 0."""
+    model, _ = _model(bert, hf, "base", attn=attn)
+    ids, mask, types, _ = batch(model.config, seed=19)
+    mask = mask.clone()
+    mask[-1] = 0  # a sequence of padding only: its queries see no key
+    n = model.config.num_hidden_layers
+    hooks = [(f"blocks.{i}.attn.hook_attn_scores", lambda s, hook: torch.zeros_like(s)) for i in range(n)]
+    with torch.no_grad(), model.hooks(hooks):
+        _, cache = model.run_with_cache(ids, names_filter=lambda name: name.endswith("hook_pattern"),
+                                        attention_mask=mask, token_type_ids=types)
+    keys = mask.bool()[:, None, None, :]  # (B, 1, 1, T)
+    uniform = (keys / keys.sum(-1, keepdim=True).clamp(min=1)).expand(-1, model.config.num_attention_heads,
+                                                                      ids.shape[1], -1)
+    for i in range(n):
+        assert_close(cache[f"blocks.{i}.attn.hook_pattern"], uniform, atol=1e-6,
+                     name=f"blocks.{i}.attn.hook_pattern with the scores set to 0",
+                     hint="mask what hook_attn_scores returns again: an edit must not unmask a padding key")

@@ -603,7 +603,7 @@ def test_head_parameters(deberta, hf_models, name, legacy):
 @pytest.mark.exercise("embeddings")
 @pytest.mark.parametrize("name", ["c2p_embed_proj", "v3"])
 def test_embeddings_hook_points(deberta, hf_models, name):
-    """hook_embed / hook_pos_embed / hook_token_type_embed: the lookups (B or 1, T, E), present
+    """hook_embed / hook_pos_embed / hook_token_type_embed: the lookups (B, T, E), present
     only with their table; hook_full_embed: the output."""
     hf = hf_models[name]
     cfg = config_of(hf)
@@ -612,7 +612,8 @@ def test_embeddings_hook_points(deberta, hf_models, name):
     ids, types, positions, mask = _embedding_inputs(cfg, seed=8)
     expected = {"hook_embed": hf_emb.word_embeddings(ids)}
     if cfg.position_biased_input:
-        expected["hook_pos_embed"] = hf_emb.position_embeddings(positions)
+        # (B, T, E) even for positions shared by the batch, as BERT's and TransformerLens's
+        expected["hook_pos_embed"] = hf_emb.position_embeddings(positions).expand(*ids.shape, -1)
     if cfg.type_vocab_size > 0:
         expected["hook_token_type_embed"] = hf_emb.token_type_embeddings(types)
     absent = {"hook_embed", "hook_pos_embed", "hook_token_type_embed"} - set(expected)

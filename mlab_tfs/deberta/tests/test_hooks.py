@@ -59,6 +59,32 @@ def test_hook_names_are_transformer_lens_names(models):
     assert base_names <= set(models["v3"].hook_dict) and "blocks.0.attn.hook_pattern" in base_names
 
 
+def _forward_order(model, ids, **kwargs):
+    """The hook names in the order one forward pass reaches them (each once)."""
+    order = []
+    with torch.no_grad(), model.hooks([(lambda n: True, lambda a, hook: order.append(hook.name))]):
+        model(ids, **kwargs)
+    return order
+
+
+@pytest.mark.parametrize("name", ["v3", "v2_conv", "c2p_embed_proj", "p2c_buckets_untied", "both_unshared",
+                                  "absolute_only"])
+def test_hook_dict_lists_the_points_in_forward_order(models, name):
+    """hook_dict (and run_with_cache's cache) in the order the forward reaches the points, as
+    TransformerLens's: the relative table's points before layer 0 (the encoder builds the
+    table after its layers), the convolution's right after layer 0, a layer's relative terms
+    after hook_q/k/v, and hook_attn_out / hook_resid_mid before ln1 (each output block builds
+    its layer norm first)."""
+    model = models[name]
+    ids, kwargs = _batch(model.config, seed=2)
+    order = _forward_order(model, ids, **kwargs)
+    assert len(order) == len(set(order)), f"{name}: a hook point ran twice in one forward: {order}"
+    assert order == list(model.hook_dict), (f"{name}: hook_dict {list(model.hook_dict)} is not the forward's "
+                                            f"order {order}")
+    _, cache = model.run_with_cache(ids, **kwargs)
+    assert list(cache) == order
+
+
 def test_layer_norm_points_when_layer_norm_has_them(models):
     """Every layer norm's hook_normalized under its TransformerLens-style name: (x - mean) /
     sqrt(var + eps), before weight and bias. (They come with GPT-2's LayerNorm.)"""
@@ -151,7 +177,8 @@ def test_block_points_by_hand(models, hf_models):
         _, cache = model.run_with_cache(ids, **kwargs)
         emb = hf.deberta.embeddings
         assert_close(cache["embed.hook_embed"], emb.word_embeddings(ids), name="embed.hook_embed", atol=0)
-        assert_close(cache["embed.hook_pos_embed"], emb.position_embeddings(torch.arange(ids.shape[1]))[None],
+        positions = emb.position_embeddings(torch.arange(ids.shape[1])).expand(*ids.shape, -1)  # (B, T, E)
+        assert_close(cache["embed.hook_pos_embed"], positions,
                      name="embed.hook_pos_embed", atol=0)
         assert_close(cache["embed.hook_token_type_embed"], emb.token_type_embeddings(kwargs["token_type_ids"]),
                      name="embed.hook_token_type_embed", atol=0)
@@ -355,3 +382,26 @@ def test_no_real_position_reads_padding(models, name):
         assert torch.equal(a, b), f"{point} at a real position changed when only padding changed"
         compared += 1
     assert compared == len(cache) and torch.equal(out.logits[real], out2.logits[real])
+
+
+def test_an_edit_of_the_scores_cannot_unmask_a_padding_key(models):
+    """hook_attn_scores replaced by zeros in every layer: a real query attends uniformly to the
+    real keys of its sequence and never to padding (masked entries are masked again after the
+    hook); a padding query's row stays uniform over every key, DeBERTa's rule (no real position
+    reads it)."""
+    model = models["v3"]
+    ids, kwargs = _batch(model.config, seed=20)
+    n = model.config.num_hidden_layers
+    hooks = [(f"blocks.{i}.attn.hook_attn_scores", lambda s, hook: torch.zeros_like(s)) for i in range(n)]
+    with torch.no_grad(), model.hooks(hooks):
+        _, cache = model.run_with_cache(ids, names_filter=lambda name: name.endswith("hook_pattern"), **kwargs)
+    real = kwargs["attention_mask"].bool()
+    T = ids.shape[1]
+    keys = real[:, None, None, :].expand(-1, 1, T, -1)  # (B, 1, T, T)
+    keys = torch.where(real[:, None, :, None], keys, torch.ones_like(keys))  # padding queries: all keys
+    uniform = keys / keys.sum(-1, keepdim=True)
+    for i in range(n):
+        pattern = cache[f"blocks.{i}.attn.hook_pattern"]
+        assert_close(pattern, uniform.expand_as(pattern), atol=1e-6,
+                     name=f"blocks.{i}.attn.hook_pattern with the scores set to 0",
+                     hint="mask what hook_attn_scores returns again: an edit must not unmask a padding key")

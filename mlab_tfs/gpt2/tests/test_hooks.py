@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from mlab_tfs.testing.compare import assert_close
+from mlab_tfs.testing.compare import assert_close, assert_grads_close
 from mlab_tfs.testing.tiny import hf_gpt2, left_padded_batch
 
 from mlab_tfs.hooks import capture
@@ -238,6 +238,28 @@ def test_every_hook_point_by_hand(gpt2, checkpoints):
 
 
 @pytest.mark.exercise("model")
+def test_hook_pos_embed_has_a_row_per_sequence_without_position_ids(gpt2, checkpoints):
+    """Without position_ids the positions 0..T-1 are shared by the batch; hook_pos_embed is
+    still (B, T, C), as documented and as TransformerLens's, and an edit of one sequence's
+    rows (in place) changes that sequence only: the others equal the model without the hook."""
+    model, _ = _model(gpt2, checkpoints)
+    ids = torch.randint(0, model.config.vocab_size, (3, 6), generator=torch.Generator().manual_seed(17))
+    with torch.no_grad():
+        _, cache = model.run_with_cache(ids, names_filter="hook_pos_embed")
+        expected = model.transformer.wpe.weight[torch.arange(6)].expand(3, 6, -1)
+        assert_close(cache["hook_pos_embed"], expected, name="hook_pos_embed without position_ids", atol=0,
+                     hint="expand the (1, T, C) lookup to (B, T, C): .expand_as(the token embeddings)")
+
+        def zero_first(x, hook):
+            x[0] = 0.0
+
+        out = model.run_with_hooks(ids, fwd_hooks=[("hook_pos_embed", zero_first)]).logits
+        plain = model(ids).logits
+    assert_close(out[1:], plain[1:], name="logits of the sequences whose positions were not edited", atol=0)
+    assert (out[0] - plain[0]).abs().max() > 1e-3, "editing sequence 0's position embeddings changed nothing"
+
+
+@pytest.mark.exercise("model")
 def test_hook_names_are_transformerlens_ones(gpt2, checkpoints):
     model, _ = _model(gpt2, checkpoints)
     per_block = ["hook_resid_pre", "ln1.hook_scale", "ln1.hook_normalized", "attn.hook_q", "attn.hook_k",
@@ -333,6 +355,45 @@ def test_zero_ablating_a_head_equals_zeroing_its_projection_rows(gpt2, checkpoin
     assert_close(got, expected, name=f"logits with head {h} of block 1 zero-ablated ({attn})", atol=ATOL,
                  hint="hook_z is (B, T, nh, hs): head h is z[:, :, h]; its replacement must be what gets merged")
     assert (got - untouched).abs().max() > 1e-3, "the ablation changed nothing: the hook's return value was not used"
+
+
+@pytest.mark.exercise("model")
+@pytest.mark.parametrize("point, qkv", [("hook_q", 0), ("hook_k", 1), ("hook_v", 2)])
+def test_an_ablation_in_place_equals_zeroing_the_projection_in_transformers(gpt2, checkpoints, point, qkv):
+    """TransformerLens's idiom, ``x[:, :, h] = 0`` and no return, on q, k or v of head h, with
+    gradients: the logits and every gradient outside that projection equal transformers'
+    model with head h's columns of c_attn zeroed. (q, k, v are split from one matmul: an
+    edit in place of such a view fails in PyTorch, so the hook gets a copy.)"""
+    from .helpers import hf_grads_as_ours
+
+    model, hf = _model(gpt2, checkpoints, "eager")
+    ids, kwargs, _ = _batch(model.config.vocab_size, seed=12)
+    C, hs, h = model.config.n_embd, model.config.head_dim, 1
+
+    def ablate(x, hook):
+        x[:, :, h] = 0.0
+
+    real = kwargs["attention_mask"].bool()
+    # Scored where transformers' eager path is exact: the logits read from real positions
+    # (at left padding, its uniform pattern over all keys sees the future).
+    labels = ids.masked_fill(~real, -100)
+    labels[:, 1:] = labels[:, 1:].masked_fill(~real[:, :-1], -100)
+    out = model.run_with_hooks(ids, fwd_hooks=[(f"blocks.0.attn.{point}", ablate)], labels=labels, **kwargs)
+    out.loss.backward()
+    hf.set_attn_implementation("eager")
+    with torch.no_grad():
+        cols = slice(qkv * C + h * hs, qkv * C + (h + 1) * hs)
+        hf.transformer.h[0].attn.c_attn.weight[:, cols] = 0.0
+        hf.transformer.h[0].attn.c_attn.bias[cols] = 0.0
+    expected = hf(ids, labels=labels, **kwargs)
+    expected.loss.backward()
+    assert_close(out.logits[real], expected.logits[real], name=f"logits with {point} of head {h} zeroed in place",
+                 atol=ATOL)
+    assert (out.loss - expected.loss).abs() < ATOL, f"loss {out.loss.item()} vs transformers' {expected.loss.item()}"
+    # c_attn of block 0 differs by construction: its zeroed columns still get gradients in transformers.
+    ours = {n: p.grad for n, p in model.named_parameters() if not n.startswith("transformer.h.0.attn.c_attn")}
+    theirs = {n: g for n, g in hf_grads_as_ours(hf).items() if not n.startswith("transformer.h.0.attn.c_attn")}
+    assert_grads_close(ours, theirs, rtol=1e-4, what=f"gradient with {point} of head {h} zeroed in place")
 
 
 @pytest.mark.exercise("model")
@@ -460,3 +521,90 @@ def test_hooks_under_fused_ops(checkpoints):
     assert list(fused) == list(ref)
     for name in ref:
         assert_close(fused[name], ref[name], name=f"{name} under fused ops", atol=1e-5)
+
+
+@pytest.mark.solution_only
+def test_a_compiled_block_runs_hooks_added_after_compiling(checkpoints):
+    """A block compiled without hooks, then called inside ``model.hooks``: the hooks run (the
+    compiled code guards on the hook points' hooks and compiles again) and the output equals
+    the uncompiled hooked block's; once the hooks are off, the first graph's output again.
+    (PyTorch does not guard on forward hooks: kept there, the hooks were skipped silently.)
+    One block rather than the model: the same code, compiled in a fraction of the time."""
+    from mlab_tfs.gpt2 import solution
+
+    model = solution.GPT2LMHeadModel.from_pretrained(checkpoints["base"]).eval()
+    block = model.transformer.h[1]
+    x = torch.randn(2, 5, model.config.n_embd, generator=torch.Generator().manual_seed(13))
+    compiled = torch.compile(block, backend="eager")  # dynamo's guards, no code generation: fast
+    hooks = [("blocks.1.attn.hook_z", lambda z, hook: z * 0), ("blocks.1.attn.hook_pattern", lambda p, hook: None)]
+    with torch.no_grad():
+        plain = compiled(x)
+        with model.hooks(hooks):
+            want = block(x)
+            got = compiled(x)
+        again = compiled(x)
+    assert_close(got, want, name="compiled block under hooks", atol=ATOL)
+    assert (got - plain).abs().max() > 1e-3, "the hooks were skipped by the compiled block"
+    assert_close(again, block(x), name="compiled block after the hooks are off", atol=ATOL)
+
+
+def _up_to(name, value, t):
+    """The part of a cached activation that belongs to positions 0..t (queries and keys)."""
+    if name.endswith(("hook_pattern", "hook_attn_scores")):
+        return value[:, :, : t + 1, : t + 1]  # (B, nh, T, S)
+    return value[:, : t + 1]  # (B, T, ...)
+
+
+@pytest.mark.exercise("model")
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+@pytest.mark.parametrize("padded", [False, True])
+def test_no_hook_value_depends_on_a_later_token(gpt2, checkpoints, attn, padded):
+    """Causality on every path to every hook point: replacing the tokens after t leaves every
+    cached activation at positions <= t as it was (left padding included: a padding query
+    sees no key and outputs 0, it does not look ahead)."""
+    model, _ = _model(gpt2, checkpoints, attn)
+    ids, kwargs, _ = _batch(model.config.vocab_size, seed=14)
+    if not padded:
+        kwargs = {}
+    T = ids.shape[1]
+    g = torch.Generator().manual_seed(15)
+    with torch.no_grad():
+        _, base = model.run_with_cache(ids, **kwargs)
+        for t in range(T - 1):
+            changed = ids.clone()
+            changed[:, t + 1 :] = torch.randint(1, model.config.vocab_size, (ids.shape[0], T - t - 1), generator=g)
+            _, cache = model.run_with_cache(changed, **kwargs)
+            for name, value in base.items():
+                assert_close(_up_to(name, cache[name], t), _up_to(name, value, t), atol=1e-6,
+                             name=f"{name} at positions <= {t} after the later tokens changed ({attn})",
+                             hint="a value at position t must not read a later token: mask every path")
+
+
+@pytest.mark.exercise("model")
+@pytest.mark.parametrize("edit", ["zeros", "mean over the batch"])
+def test_an_edit_of_the_scores_cannot_unmask_a_key(gpt2, checkpoints, edit):
+    """hook_attn_scores replaced by zeros (uniform attention) or by its mean over the batch
+    (finfo.min rows sum to -inf): the pattern is still causal and blind to padding, uniform
+    over the keys each query may see, and finite, with finite gradients. Masked entries are
+    masked again after the hook; otherwise zeros give every query the later tokens too."""
+    model, _ = _model(gpt2, checkpoints, "eager")
+    ids, kwargs, mask = _batch(model.config.vocab_size, seed=18)
+    fn = (lambda s, hook: torch.zeros_like(s)) if edit == "zeros" else (
+        lambda s, hook: s.mean(0, keepdim=True).expand_as(s).clone())
+    names = [f"blocks.{i}.attn.hook_attn_scores" for i in range(model.config.n_layer)]
+    with model.hooks([(n, fn) for n in names]):
+        out, cache = model.run_with_cache(ids, names_filter=lambda n: n.endswith("hook_pattern"), labels=ids,
+                                          **kwargs)
+    out.loss.backward()
+    T = ids.shape[1]
+    keep = keep_mask(mask, T, T)  # (B, 1, T, T)
+    for i in range(model.config.n_layer):
+        pattern = cache[f"blocks.{i}.attn.hook_pattern"]
+        if edit == "zeros":
+            uniform = zero_blind_rows(keep / keep.sum(-1, keepdim=True).clamp(min=1), keep).expand_as(pattern)
+            assert_close(pattern, uniform, name=f"blocks.{i}.attn.hook_pattern with the scores set to 0",
+                         atol=1e-6, hint="mask the scores again after scores_hook: the hook may edit masked entries")
+        assert bool((pattern.masked_select(~keep.expand_as(pattern)) == 0).all()), (
+            f"blocks.{i}: the edited scores let a query attend to a later token or to padding")
+    assert all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in model.parameters()), \
+        "non-finite gradients after editing the scores"
