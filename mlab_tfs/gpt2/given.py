@@ -19,8 +19,9 @@ from mlab_tfs.activations import ACTIVATIONS
 from mlab_tfs.attention import ATTN_IMPLEMENTATIONS
 from mlab_tfs.configs import ConfigMixin, check_bool, check_choice, check_divisible, check_float, check_int
 from mlab_tfs.configs import check_probability
-from mlab_tfs.inputs import _check_values, _describe, check_attention_mask, require_tensor
+from mlab_tfs.inputs import _check_values, _describe, check_attention_mask, check_cache_position, require_tensor
 from mlab_tfs.inputs import check_int as check_int_argument
+from mlab_tfs.inputs import same_device
 
 Tensor = torch.Tensor
 
@@ -234,6 +235,51 @@ class KVCacheBase(nn.Module):
             real = torch.cat([real[:, :L] & pad, real[:, L:]], dim=1)  # (B, M)
         return causal[None, None] & real[:, None, None, :]
 
+    # -- what update is given ----------------------------------------------------------
+
+    def check_update(self, layer_idx: int, k: Tensor, v: Tensor, cache_position: Tensor | None = None
+                     ) -> Tensor | None:
+        """The checks of ``update``'s arguments, which ``update`` runs first; returns
+        cache_position as torch.long (or None).
+
+        layer_idx: an int in [0, n_layer) (TypeError / ValueError naming layer_idx).
+        k, v: floating tensors of one shape (B, nh, T, hs), on one device. They must fit what
+        the cache holds: the batch, heads and head size of the layers written so far
+        (dynamic) or of the buffers (static), on the cache's device; in dynamic mode also
+        its dtype (a concatenation would silently promote it; a static buffer casts).
+        cache_position: (T,) integer; required by a static cache (columns in [0, max_len),
+        increasing); with a dynamic one optional and then S .. S + T - 1 for a layer holding
+        S positions. ValueError / TypeError naming the argument otherwise. Value checks are
+        skipped under torch.compile (mlab_tfs.inputs), shape checks are not.
+        """
+        layer_idx = check_int_argument("layer_idx", layer_idx, minimum=0, maximum=self.n_layer - 1)
+        k, v = require_tensor("k", k), require_tensor("v", v)
+        if not k.dtype.is_floating_point or k.dim() != 4:
+            raise ValueError(f"k must be a floating (B, nh, T, hs) tensor of new keys, got {_describe(k)}")
+        if v.shape != k.shape or v.dtype != k.dtype or v.device != k.device:
+            raise ValueError(f"v must match k (a {k.dtype} tensor of shape {tuple(k.shape)} on {k.device}), "
+                             f"got {_describe(v)} on {v.device}")
+        if self.is_static:
+            ref = self.keys[layer_idx]
+        else:
+            ref = self._keys[layer_idx]
+            if ref is None:  # the other layers written so far fix the batch, heads and head size
+                ref = next((t for t in self._keys if t is not None), None)
+        if ref is not None:
+            B, nh, _, hs = ref.shape
+            if (k.shape[0], k.shape[1], k.shape[3]) != (B, nh, hs):
+                raise ValueError(f"k must have shape (batch={B}, n_head={nh}, new positions, head_dim={hs}) "
+                                 f"to fit this KVCache, got {_describe(k)}")
+            if not same_device(k.device, ref.device):
+                raise ValueError(f"k is on {k.device} but the KVCache is on {ref.device}")
+            if not self.is_static and k.dtype != ref.dtype:
+                raise ValueError(f"k is {k.dtype} but the KVCache holds {ref.dtype} keys (a concatenation would "
+                                 f"promote them silently): run every step in one dtype")
+        if self.is_static or cache_position is not None:
+            cached = 0 if self.is_static or self._keys[layer_idx] is None else self._keys[layer_idx].shape[2]
+            cache_position = check_cache_position("cache_position", cache_position, k.shape[2], self, cached)
+        return cache_position
+
     # -- what the attention reads ------------------------------------------------------
 
     @property
@@ -253,7 +299,9 @@ class KVCacheBase(nn.Module):
     def get_seq_length(self, layer_idx: int = 0) -> int:
         """How many positions layer ``layer_idx`` holds. Static: the columns written since the
         last reset, counted as transformers' StaticCache counts them (non-zero key rows of
-        batch row 0, head 0); it reads the buffer, so call it outside compiled code."""
+        batch row 0, head 0); it reads the buffer, so call it outside compiled code.
+        layer_idx: an int in [0, n_layer), else TypeError / ValueError naming it."""
+        layer_idx = check_int_argument("layer_idx", layer_idx, minimum=0, maximum=self.n_layer - 1)
         k = self.keys[layer_idx]
         if k is None:
             return 0
@@ -352,6 +400,18 @@ class KVCacheBase(nn.Module):
                 old.copy_(new)  # same address: a CUDA graph captured on it stays valid
             else:
                 self.register_buffer(name, new.contiguous(), persistent=False)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)  # parameters, buffers (the static k{i}, v{i}, key_mask)
+        except AttributeError:
+            if name.startswith("_"):
+                raise
+            # transformers' models call their own Cache's methods (get_query_offset...): say so.
+            raise AttributeError(
+                f"{type(self).__name__} has no attribute {name!r}: it is the cache of mlab_tfs's models; a "
+                f"transformers model takes its own Cache (transformers.DynamicCache(cache.to_legacy_cache()) "
+                f"holds the same keys and values)") from None
 
     def extra_repr(self) -> str:
         if self.is_static:

@@ -170,7 +170,11 @@ class KVCache(KVCacheBase):
         (B, nh, S + T, hs). Static: written in place into columns ``cache_position`` (T,)
         long of the buffers (cast to their dtype); returns the whole (B, nh, M, hs)
         buffers (the mask hides unwritten columns).
+
+        Arguments that do not fit the cache: ValueError / TypeError naming them
+        (``check_update``, given).
         """
+        cache_position = self.check_update(layer_idx, k, v, cache_position)
         if self.is_static:
             k_buf, v_buf = self.keys[layer_idx], self.values[layer_idx]
             k_buf[:, :, cache_position] = k.to(k_buf.dtype)  # in place: same address every step

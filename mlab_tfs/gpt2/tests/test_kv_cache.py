@@ -307,3 +307,117 @@ def test_a_cache_elsewhere_or_half_written_is_refused(gpt2, checkpoints):
         gpt2.KVCache(2)[0]
     with pytest.raises(ValueError, match="past_key_values\\[1\\] must be a key and a value of one shape"):
         gpt2.KVCache.from_legacy_cache(((torch.zeros(1, 1, 2, 2),) * 2, (torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 3, 2))))
+
+
+UPDATE_HINT = "KVCache.update: start with cache_position = self.check_update(layer_idx, k, v, cache_position) (given)"
+
+
+def _dynamic_with(gpt2, k, v, layer=0):
+    cache = gpt2.KVCache(2)
+    cache.update(layer, k, v)
+    return cache
+
+
+@pytest.mark.exercise("kv_cache")
+def test_update_refuses_what_does_not_fit_and_leaves_the_cache_unchanged(gpt2):
+    """Every way of calling update with arguments that do not fit the cache is a ValueError or
+    TypeError naming the argument, in both modes, before anything is written."""
+    g = torch.Generator().manual_seed(13)
+    k, v = torch.randn(2, 3, 4, 5, generator=g), torch.randn(2, 3, 4, 5, generator=g)
+    new = torch.randn(2, 3, 1, 5, generator=g)
+    dynamic_cases = [
+        ((5, new, new), ValueError, r"layer_idx must be an int in \[0, 1\], got 5"),
+        ((-1, new, new), ValueError, r"layer_idx must be an int in \[0, 1\], got -1"),
+        ((0.0, new, new), TypeError, "layer_idx must be an int"),
+        ((0, new[0], new[0]), ValueError, r"k must be a floating \(B, nh, T, hs\) tensor"),
+        ((0, new.long(), new.long()), ValueError, "k must be a floating"),
+        ((0, 1.0, new), TypeError, "k must be a torch.Tensor"),
+        ((0, new, torch.randn(2, 3, 2, 5)), ValueError, r"v must match k .*shape \(2, 3, 1, 5\)"),
+        ((0, new, new.double()), ValueError, "v must match k"),
+        ((0, torch.randn(3, 3, 1, 5), torch.randn(3, 3, 1, 5)), ValueError, r"batch=2, n_head=3, .*head_dim=5"),
+        ((1, torch.randn(2, 4, 1, 5), torch.randn(2, 4, 1, 5)), ValueError, "n_head=3"),  # layer 1: layer 0 fixes it
+        ((0, torch.randn(2, 3, 1, 6), torch.randn(2, 3, 1, 6)), ValueError, "head_dim=5"),
+        ((0, new.double(), new.double()), ValueError, "k is torch.float64 but the KVCache holds torch.float32"),
+        ((0, new.to("meta"), new.to("meta")), ValueError, "k is on meta but the KVCache is on cpu"),
+        ((0, new, new, torch.tensor([3])), ValueError, r"cache_position must be 4 \.\. 4"),
+    ]
+    for args, error, match in dynamic_cases:
+        cache = _dynamic_with(gpt2, k, v)
+        with pytest.raises(error, match=match):
+            cache.update(*args)
+        assert cache.keys[0] is not None and cache.get_seq_length(0) == 4 and cache.keys[1] is None, (
+            f"a refused update{args[:1]} must not change the cache ({UPDATE_HINT})")
+    ka, _ = _dynamic_with(gpt2, k, v).update(0, new, new, torch.tensor([4]))  # the right column is taken
+    assert_close(ka, torch.cat([k, new], dim=2), name="dynamic update with cache_position = S", atol=0)
+
+    static_cases = [
+        ((0, new, new), ValueError, r"cache_position is required"),
+        ((0, new, new, torch.tensor([6])), ValueError, r"max_len=6"),
+        ((0, new, new, torch.tensor([-1])), ValueError, r"cache_position must be in \[0, max_len=6\)"),
+        ((0, new, new, torch.tensor([1.0])), TypeError, "cache_position must hold integer"),
+        ((0, new, new, torch.tensor([1, 2])), ValueError, r"cache_position must have shape \(1,\)"),
+        ((0, k[:, :, :2], v[:, :, :2], torch.tensor([3, 3])), ValueError, "increase"),
+        ((2, new, new, torch.tensor([1])), ValueError, r"layer_idx must be an int in \[0, 1\]"),
+        ((0, torch.randn(1, 3, 1, 5), torch.randn(1, 3, 1, 5), torch.tensor([1])), ValueError, "batch=2"),
+        ((0, new.to("meta"), new.to("meta"), torch.tensor([1])), ValueError, "on meta"),
+    ]
+    for args, error, match in static_cases:
+        cache = gpt2.KVCache.static(2, batch_size=2, n_head=3, max_len=6, head_dim=5)
+        with pytest.raises(error, match=match):
+            cache.update(*args)
+        assert not cache.keys[0].any() and not cache.values[0].any(), (
+            f"a refused static update must write nothing ({UPDATE_HINT})")
+    # A static buffer casts (it has one dtype, fixed when it was made): float64 keys are taken.
+    cache = gpt2.KVCache.static(2, batch_size=2, n_head=3, max_len=6, head_dim=5)
+    ka, _ = cache.update(0, new.double(), new.double(), torch.tensor([5]))
+    assert ka.dtype == torch.float32
+    assert_close(ka[:, :, 5:], new, name="float64 keys written into a float32 static buffer", atol=0)
+
+
+@pytest.mark.exercise("kv_cache")
+def test_get_seq_length_names_a_bad_layer(gpt2):
+    for cache in (gpt2.KVCache(2), gpt2.KVCache.static(2, 1, 1, 4, 2)):
+        assert cache.get_seq_length(1) == 0
+        with pytest.raises(ValueError, match=r"layer_idx must be an int in \[0, 1\], got 2"):
+            cache.get_seq_length(2)
+        with pytest.raises(TypeError, match="layer_idx must be an int"):
+            cache.get_seq_length("0")
+
+
+def test_use_cache_false_with_a_cache_behaves_as_transformers(gpt2, checkpoints):
+    """transformers' GPT-2 writes to a cache it is given even with use_cache=False, and returns
+    none: ours does the same, so the cached keys are those of the same positions."""
+    from transformers import DynamicCache
+
+    model, hf = pair(gpt2, checkpoints["base"])
+    ids = torch.randint(0, 97, (2, 5), generator=torch.Generator().manual_seed(14))
+    with torch.no_grad():
+        ours, theirs = gpt2.KVCache(model.config.n_layer), DynamicCache()
+        a = model(ids, past_key_values=ours, use_cache=False)
+        b = hf(ids, past_key_values=theirs, use_cache=False)
+    assert a.past_key_values is None and getattr(b, "cache", getattr(b, "past_key_values", None)) is None
+    assert ours.get_seq_length() == theirs.get_seq_length() == 5
+    for i in range(model.config.n_layer):
+        assert_close(ours[i][0], theirs.layers[i].keys, name=f"layer {i} keys written with use_cache=False",
+                     atol=1e-5)
+
+
+def test_a_kvcache_given_to_transformers_says_what_to_pass(checkpoints, hf_base):
+    """transformers' models call their own Cache's methods; on our KVCache the missing one is
+    named with what to pass instead, and that conversion gives transformers' logits."""
+    from transformers import DynamicCache
+
+    from mlab_tfs.gpt2 import solution
+
+    model = solution.GPT2LMHeadModel.from_pretrained(checkpoints["base"]).eval()
+    ids = torch.randint(0, 97, (2, 5), generator=torch.Generator().manual_seed(15))
+    with torch.no_grad():
+        cache = model(ids[:, :4], use_cache=True).past_key_values
+        with pytest.raises(AttributeError, match=r"transformers\.DynamicCache\(cache\.to_legacy_cache\(\)\)"):
+            hf_base(ids[:, 4:], past_key_values=cache)
+        theirs = hf_base(ids[:, 4:], past_key_values=DynamicCache(cache.to_legacy_cache())).logits
+        ours = model(ids[:, 4:], past_key_values=cache).logits
+    assert_close(ours, theirs, name="next-token logits over our cache converted for transformers", atol=1e-5)
+    assert not hasattr(solution.KVCache(2), "max_len"), "hasattr still answers False for a missing attribute"
+    with pytest.raises(TypeError, match="past_key_values must be a KVCache"):
+        model(ids, past_key_values=DynamicCache())
