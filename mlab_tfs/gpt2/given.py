@@ -245,8 +245,9 @@ class KVCacheBase(nn.Module):
         layer_idx: an int in [0, n_layer) (TypeError / ValueError naming layer_idx).
         k, v: floating tensors of one shape (B, nh, T, hs), on one device. They must fit what
         the cache holds: the batch, heads and head size of the layers written so far
-        (dynamic) or of the buffers (static), on the cache's device; in dynamic mode also
-        its dtype (a concatenation would silently promote it; a static buffer casts).
+        (dynamic) or of the buffers (static), on the cache's device, and its dtype (a
+        concatenation would silently promote it; a static buffer casts only under
+        torch.autocast, where the attention brings q, k and v to one dtype).
         cache_position: (T,) integer; required by a static cache (columns in [0, max_len),
         increasing); with a dynamic one optional and then S .. S + T - 1 for a layer holding
         S positions. ValueError / TypeError naming the argument otherwise. Value checks are
@@ -272,9 +273,15 @@ class KVCacheBase(nn.Module):
                                  f"to fit this KVCache, got {_describe(k)}")
             if not same_device(k.device, ref.device):
                 raise ValueError(f"k is on {k.device} but the KVCache is on {ref.device}")
-            if not self.is_static and k.dtype != ref.dtype:
-                raise ValueError(f"k is {k.dtype} but the KVCache holds {ref.dtype} keys (a concatenation would "
-                                 f"promote them silently): run every step in one dtype")
+            if k.dtype != ref.dtype and not (self.is_static and torch.is_autocast_enabled(k.device.type)):
+                if not self.is_static:
+                    raise ValueError(f"k is {k.dtype} but the KVCache holds {ref.dtype} keys (a concatenation "
+                                     f"would promote them silently): run every step in one dtype")
+                # Under autocast the attention casts q, k and v to one dtype; without it they would meet
+                # there as two dtypes.
+                raise ValueError(f"k is {k.dtype} but this static KVCache's buffers are {ref.dtype}: build the "
+                                 f"cache in the model's dtype (KVCache.for_model(model, ...)), or run under "
+                                 f"torch.autocast")
         if self.is_static or cache_position is not None:
             cached = 0 if self.is_static or self._keys[layer_idx] is None else self._keys[layer_idx].shape[2]
             cache_position = check_cache_position("cache_position", cache_position, k.shape[2], self, cached)

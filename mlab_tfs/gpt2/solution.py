@@ -168,7 +168,7 @@ class KVCache(KVCacheBase):
 
         Dynamic: appended after the cached ones along the sequence (dim 2); returns
         (B, nh, S + T, hs). Static: written in place into columns ``cache_position`` (T,)
-        long of the buffers (cast to their dtype); returns the whole (B, nh, M, hs)
+        long of the buffers (cast to their dtype, under autocast); returns the whole (B, nh, M, hs)
         buffers (the mask hides unwritten columns).
 
         Arguments that do not fit the cache: ValueError / TypeError naming them

@@ -367,11 +367,16 @@ def test_update_refuses_what_does_not_fit_and_leaves_the_cache_unchanged(gpt2):
             cache.update(*args)
         assert not cache.keys[0].any() and not cache.values[0].any(), (
             f"a refused static update must write nothing ({UPDATE_HINT})")
-    # A static buffer casts (it has one dtype, fixed when it was made): float64 keys are taken.
+    # A static buffer has one dtype, fixed when it was made: other keys are refused, except under
+    # autocast (where the attention casts q, k and v to one dtype), which the buffer casts.
     cache = gpt2.KVCache.static(2, batch_size=2, n_head=3, max_len=6, head_dim=5)
-    ka, _ = cache.update(0, new.double(), new.double(), torch.tensor([5]))
+    with pytest.raises(ValueError, match="k is torch.float64 but this static KVCache's buffers are torch.float32"):
+        cache.update(0, new.double(), new.double(), torch.tensor([5]))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ka, _ = cache.update(0, new.bfloat16(), new.bfloat16(), torch.tensor([5]))
     assert ka.dtype == torch.float32
-    assert_close(ka[:, :, 5:], new, name="float64 keys written into a float32 static buffer", atol=0)
+    assert_close(ka[:, :, 5:], new.bfloat16().float(), name="bfloat16 keys written into a float32 static buffer",
+                 atol=0)
 
 
 @pytest.mark.exercise("kv_cache")
@@ -421,3 +426,24 @@ def test_a_kvcache_given_to_transformers_says_what_to_pass(checkpoints, hf_base)
     assert not hasattr(solution.KVCache(2), "max_len"), "hasattr still answers False for a missing attribute"
     with pytest.raises(TypeError, match="past_key_values must be a KVCache"):
         model(ids, past_key_values=DynamicCache())
+
+
+def test_a_cache_in_another_dtype_than_the_model_is_named(gpt2, checkpoints):
+    """A float32 cache for a float64 model (static or a legacy tuple) is an error naming the
+    dtypes, not one from inside the attention; under autocast a float32 static cache works and
+    equals the dynamic path under the same autocast."""
+    model, _ = pair(gpt2, checkpoints["base"])
+    ids = torch.randint(0, 97, (2, 5), generator=torch.Generator().manual_seed(16))
+    with torch.no_grad():
+        legacy = model(ids, use_cache=True).past_key_values.to_legacy_cache()
+        static = gpt2.KVCache.for_model(model, 2, 8)
+        wide = pair(gpt2, checkpoints["base"])[0].double()
+        with pytest.raises(ValueError, match="static KVCache's buffers are torch.float32"):
+            wide(ids, past_key_values=static, cache_position=torch.arange(5))
+        with pytest.raises(ValueError, match="KVCache holds torch.float32 keys"):
+            wide(ids[:, :1], past_key_values=legacy)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            a = model(ids, past_key_values=static, cache_position=torch.arange(5)).logits
+            b = model(ids, use_cache=True).logits
+    assert a.dtype == b.dtype == torch.bfloat16
+    assert_close(a.float(), b.float(), name="autocast logits, static float32 cache vs dynamic", atol=1e-2)  # bf16 steps are 2^-8
