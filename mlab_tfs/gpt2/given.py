@@ -331,11 +331,13 @@ class KVCacheBase(nn.Module):
         return k, v
 
     def to_legacy_cache(self) -> tuple[tuple[Tensor, Tensor], ...]:
-        """One (k, v) pair per layer, each (B, nh, S, hs); static: the first get_seq_length()
-        columns (views of the buffers). ValueError for a dynamic cache that holds nothing yet."""
+        """One (k, v) pair per layer, each (B, nh, S, hs); static: copies of the first
+        get_seq_length() columns, so that the buffers' later in-place writes and ``reset``
+        leave the tuple as it was (a dynamic cache never changes its tensors in place).
+        ValueError for a dynamic cache that holds nothing yet."""
         if self.is_static:
             S = self.get_seq_length()
-            return tuple((k[:, :, :S], v[:, :, :S]) for k, v in zip(self.keys, self.values))
+            return tuple((k[:, :, :S].clone(), v[:, :, :S].clone()) for k, v in zip(self.keys, self.values))
         if any(k is None for k in self._keys):
             raise ValueError("KVCache.to_legacy_cache: the cache holds nothing yet (run a forward pass with it)")
         return tuple(zip(self._keys, self._values))  # type: ignore[arg-type]

@@ -447,3 +447,27 @@ def test_a_cache_in_another_dtype_than_the_model_is_named(gpt2, checkpoints):
             b = model(ids, use_cache=True).logits
     assert a.dtype == b.dtype == torch.bfloat16
     assert_close(a.float(), b.float(), name="autocast logits, static float32 cache vs dynamic", atol=1e-2)  # bf16 steps are 2^-8
+
+
+def test_legacy_tuples_of_either_mode_are_snapshots(gpt2, checkpoints):
+    """to_legacy_cache of a static cache equals the dynamic cache's and stays as it was when
+    the buffers are written again or reset; from_legacy_cache round-trips exactly."""
+    model, _ = pair(gpt2, checkpoints["base"])
+    ids, mask, pos = left_padded_batch(97, [5, 3], seed=17)
+    with torch.no_grad():
+        dynamic = model(ids, attention_mask=mask, position_ids=pos, use_cache=True).past_key_values
+        static = gpt2.KVCache.for_model(model, 2, 8)
+        static.reset(mask)
+        model(ids, position_ids=pos, past_key_values=static, cache_position=torch.arange(5))
+        legacy = static.to_legacy_cache()
+        kept = [(k.clone(), v.clone()) for k, v in legacy]
+        for (k, v), (kd, vd) in zip(legacy, dynamic.to_legacy_cache()):
+            assert_close(k, kd, name="static to_legacy_cache keys vs dynamic", atol=1e-6)
+            assert_close(v, vd, name="static to_legacy_cache values vs dynamic", atol=1e-6)
+        model(ids[:, :1], position_ids=pos[:, :1], past_key_values=static, cache_position=torch.tensor([0]))
+        static.reset()
+    for (k, v), (k0, v0) in zip(legacy, kept):
+        assert torch.equal(k, k0) and torch.equal(v, v0), "a static cache's writes and reset changed its legacy tuple"
+    again = gpt2.KVCache.from_legacy_cache(legacy).to_legacy_cache()
+    assert all(a is b for pair_a, pair_b in zip(again, legacy) for a, b in zip(pair_a, pair_b)), (
+        "from_legacy_cache takes the tensors and to_legacy_cache gives them back")
