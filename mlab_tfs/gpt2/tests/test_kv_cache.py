@@ -471,3 +471,35 @@ def test_legacy_tuples_of_either_mode_are_snapshots(gpt2, checkpoints):
     again = gpt2.KVCache.from_legacy_cache(legacy).to_legacy_cache()
     assert all(a is b for pair_a, pair_b in zip(again, legacy) for a, b in zip(pair_a, pair_b)), (
         "from_legacy_cache takes the tensors and to_legacy_cache gives them back")
+
+
+@pytest.mark.exercise("kv_cache")
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_static_decoding_step_by_step_is_causal(gpt2, checkpoints, attn):
+    """A prefill, then one column per call through a static cache (the fast decoding path),
+    left-padded: changing the token at position t changes no logit before t, and no column
+    after the one being written is seen (hook_pattern is 0 there)."""
+    model, _ = pair(gpt2, checkpoints["base"])
+    model.config.attn_implementation = attn
+    ids, mask, _ = left_padded_batch(97, [8, 5, 2], seed=18)
+    with torch.no_grad():
+        logits, _ = _static_steps(gpt2, model, ids, mask, prefix=3, max_len=12)
+        for t in (3, 5, 7):
+            later = ids.clone()
+            later[:, t:] = (later[:, t:] + 1 + torch.arange(8 - t)) % 97
+            changed, _ = _static_steps(gpt2, model, later, mask, prefix=3, max_len=12)
+            assert_close(changed[:, :t], logits[:, :t], name=f"static-cache logits before position {t} after "
+                         f"changing tokens {t}.. ({attn})", atol=0)
+            assert not torch.equal(changed[:, t:], logits[:, t:]), "the changed tokens must change later logits"
+        cache = gpt2.KVCache.for_model(model, 3, 12)
+        cache.reset(mask)
+        model(ids[:, :5], position_ids=_positions(mask)[:, :5], past_key_values=cache, cache_position=torch.arange(5))
+        _, acts = model.run_with_cache(ids[:, 5:6], position_ids=_positions(mask)[:, 5:6], past_key_values=cache,
+                                       cache_position=torch.tensor([5]), names_filter="blocks.0.attn.hook_pattern")
+    pattern = acts["blocks.0.attn.hook_pattern"]  # (B, nh, 1, M)
+    assert pattern.shape == (3, 4, 1, 12) and not pattern[..., 6:].any(), "a query saw a column after its own"
+    # Row 2's column 5 is still its left padding (its prompt starts at 6): a query that sees no
+    # real key has an all-zero pattern row; rows 0 and 1 sum to 1 over their real columns.
+    assert_close(pattern.sum(-1), torch.tensor([1.0, 1.0, 0.0])[:, None, None].expand(3, 4, 1),
+                 name="pattern row sums (row 2 is padding)", atol=1e-6)
+    assert not pattern[1, :, :, :3].any(), "a query saw the left padding"  # row 1 starts at column 3
