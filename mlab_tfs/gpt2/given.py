@@ -201,6 +201,9 @@ class KVCacheBase(nn.Module):
             if k.dim() != 4 or k.shape != v.shape:
                 raise ValueError(f"past_key_values[{i}] must be a key and a value of one shape (B, nh, S, hs), "
                                  f"got {_describe(k)} and {_describe(v)}")
+            if i and k.shape != cache._keys[0].shape:
+                raise ValueError(f"past_key_values[{i}] has shape {tuple(k.shape)} but past_key_values[0] has "
+                                 f"{tuple(cache._keys[0].shape)}: every layer caches the same rows and positions")
             cache._keys[i], cache._values[i] = k, v
         return cache
 
@@ -338,8 +341,12 @@ class KVCacheBase(nn.Module):
         if self.is_static:
             S = self.get_seq_length()
             return tuple((k[:, :, :S].clone(), v[:, :, :S].clone()) for k, v in zip(self.keys, self.values))
-        if any(k is None for k in self._keys):
+        empty = [i for i, k in enumerate(self._keys) if k is None]
+        if len(empty) == self.n_layer:
             raise ValueError("KVCache.to_legacy_cache: the cache holds nothing yet (run a forward pass with it)")
+        if empty:
+            raise ValueError(f"KVCache.to_legacy_cache: layers {empty} of {self.n_layer} hold nothing (a forward "
+                             f"pass stopped half-way?): a legacy tuple needs every layer")
         return tuple(zip(self._keys, self._values))  # type: ignore[arg-type]
 
     # -- static mode -------------------------------------------------------------------

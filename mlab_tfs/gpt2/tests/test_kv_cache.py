@@ -503,3 +503,15 @@ def test_static_decoding_step_by_step_is_causal(gpt2, checkpoints, attn):
     assert_close(pattern.sum(-1), torch.tensor([1.0, 1.0, 0.0])[:, None, None].expand(3, 4, 1),
                  name="pattern row sums (row 2 is padding)", atol=1e-6)
     assert not pattern[1, :, :, :3].any(), "a query saw the left padding"  # row 1 starts at column 3
+
+
+def test_legacy_conversions_name_what_is_missing_or_uneven(gpt2):
+    half = gpt2.KVCache(3)
+    half.update(0, torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 4))
+    with pytest.raises(ValueError, match=r"layers \[1, 2\] of 3 hold nothing"):
+        half.to_legacy_cache()
+    with pytest.raises(ValueError, match="the cache holds nothing yet"):
+        gpt2.KVCache(3).to_legacy_cache()
+    pair0, longer = (torch.zeros(1, 2, 3, 4),) * 2, (torch.zeros(1, 2, 5, 4),) * 2
+    with pytest.raises(ValueError, match=r"past_key_values\[1\] has shape \(1, 2, 5, 4\) but past_key_values\[0\]"):
+        gpt2.KVCache.from_legacy_cache((pair0, longer))
