@@ -139,7 +139,9 @@ class KVCacheBase(nn.Module):
       attributes: torch.compile treats buffers as static addresses, which CUDA graphs need.
 
     ``reorder_cache`` and ``batch_repeat_interleave`` are transformers' Cache method names
-    (in place), so beam search treats this cache as it treats transformers'.
+    (in place), so beam search treats this cache as it treats transformers'. ``check_update``
+    is what ``update`` checks first: arguments that do not fit are refused before anything
+    is written.
     """
 
     def __init__(self, n_layer: int):
