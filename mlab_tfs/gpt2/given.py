@@ -419,6 +419,13 @@ class KVCacheBase(nn.Module):
             else:
                 self.register_buffer(name, new.contiguous(), persistent=False)
 
+    def _apply(self, fn, recurse: bool = True):
+        # nn.Module.to / .half / .cuda convert buffers only: a dynamic cache's tensors live in
+        # lists, so convert them too (otherwise cache.to(...) would silently do nothing).
+        self._keys = [None if t is None else fn(t) for t in self._keys]
+        self._values = [None if t is None else fn(t) for t in self._values]
+        return super()._apply(fn, recurse)
+
     def __getattr__(self, name: str) -> Any:
         try:
             return super().__getattr__(name)  # parameters, buffers (the static k{i}, v{i}, key_mask)

@@ -527,3 +527,22 @@ def test_legacy_conversions_name_what_is_missing_or_uneven(gpt2):
     pair0, longer = (torch.zeros(1, 2, 3, 4),) * 2, (torch.zeros(1, 2, 5, 4),) * 2
     with pytest.raises(ValueError, match=r"past_key_values\[1\] has shape \(1, 2, 5, 4\) but past_key_values\[0\]"):
         gpt2.KVCache.from_legacy_cache((pair0, longer))
+
+
+def test_to_converts_a_dynamic_cache_as_a_static_one(gpt2):
+    """nn.Module.to converts buffers (the static mode's); a dynamic cache's tensors are
+    converted too, not silently left as they were."""
+    k = torch.randn(1, 2, 3, 4, generator=torch.Generator().manual_seed(19))
+    dynamic = gpt2.KVCache(2)
+    dynamic.update(0, k, k)
+    static = gpt2.KVCache.static(2, 1, 2, 5, 4)
+    static.update(0, k, k, torch.arange(3))
+    for cache in (dynamic, static):
+        assert cache.to(torch.float64) is cache
+        assert cache.keys[0].dtype == cache.values[0].dtype == torch.float64
+        assert_close(cache.keys[0][:, :, :3], k.double(), name="keys after .to(torch.float64)", atol=0)
+        assert cache.keys[0].to(torch.float32).dtype == torch.float32
+    assert static.key_mask.dtype == torch.bool, "the mask stays bool"
+    assert dynamic.keys[1] is None
+    dynamic.update(0, k.double(), k.double())  # the converted cache takes float64 keys
+    assert dynamic.get_seq_length(0) == 6
