@@ -170,8 +170,9 @@ def generate_fast(
 
     compile: compile the decode step with torch.compile (fullgraph, static shapes; on a
     GPU mode="reduce-overhead", i.e. CUDA graphs); compile_options: extra torch.compile
-    arguments (e.g. ``{"backend": "aot_eager"}``). The first call for a batch size and
-    length compiles; later calls with the same shapes reuse it. check_every: how many
+    arguments (e.g. ``{"backend": "aot_eager"}``; a name torch.compile does not take is a
+    TypeError naming it). The first call for a batch size and length compiles; later
+    calls with the same shapes reuse it. check_every: how many
     steps between checks (one host sync each) whether every row has finished (an int >= 1).
     Every argument is checked as generate checks it (lists placed on the model's device, a
     tensor or generator elsewhere a ValueError naming it and both devices); options and
