@@ -159,9 +159,13 @@ class KVCacheBase(nn.Module):
                dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Any:
         """A static cache: zeroed (batch_size, n_head, max_len, head_dim) key and value
         buffers per layer and ``key_mask`` (batch_size, max_len), all True until ``reset``.
-        ValueError naming a size that is not a positive int."""
+        ValueError naming a size that is not a positive int; TypeError naming dtype for
+        anything but a floating torch.dtype."""
         _positive("KVCache.static", n_layer=n_layer, batch_size=batch_size, n_head=n_head, max_len=max_len,
                   head_dim=head_dim)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"KVCache.static: dtype must be a floating torch.dtype (the keys' and values'), got "
+                            f"{dtype!r}")
         cache = cls(n_layer)
         cache.is_static = True
         cache.max_len = max_len

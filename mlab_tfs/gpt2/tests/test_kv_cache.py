@@ -265,6 +265,9 @@ def test_cache_position_boundaries(gpt2, checkpoints):
         gpt2.KVCache.for_model(model, 1, 41)  # n_positions is 40
     with pytest.raises(ValueError, match="batch_size"):
         gpt2.KVCache.static(2, 0, 4, 8, 8)
+    for dtype in ("float32", torch.long):
+        with pytest.raises(TypeError, match="dtype must be a floating torch.dtype"):
+            gpt2.KVCache.static(2, 1, 4, 8, 8, dtype=dtype)
     with pytest.raises(ValueError, match="attention_mask"):
         cache.reset(torch.ones(3, 4))
 
