@@ -365,7 +365,8 @@ class GPT2Model(AttnImplementationMixin, HookedRootModule, nn.Module):
         """input_ids: (B, T); attention_mask: (B, P + T), 1 = real token (static cache: (B, L),
         L <= M, combined with the cache's key_mask); position_ids: (B, T) or (1, T);
         past_key_values: None, a KVCache (updated in place) or a legacy tuple of (k, v) pairs;
-        use_cache: return the cache; cache_position: (T,) long, the cache columns of the new
+        use_cache: return the cache (a KVCache passed in is updated either way, as transformers'
+        GPT-2 updates a Cache it is given with use_cache=False); cache_position: (T,) long, the cache columns of the new
         tokens (required by a static cache; for a dynamic one P .. P + T - 1).
 
         Returns last_hidden_state (B, T, C) and, on request, past_key_values (the KVCache),
