@@ -47,8 +47,13 @@ def static_forward(model: GPT2LMHeadModel, input_ids: Tensor, position_ids: Tens
     cache_position: (T,) long, the cache columns the T tokens go to (the same for every
     row). Each new token attends to the cache columns up to its own that ``cache.key_mask``
     marks real. The model's input checks that read values are skipped under torch.compile,
-    so the function compiles to one graph. Errors: as GPT2Model.forward's.
+    so the function compiles to one graph. Errors: as GPT2Model.forward's, and a
+    TypeError naming cache for anything but a static KVCache (a dynamic one, or None, would
+    give other shapes every step).
     """
+    if not (isinstance(cache, KVCache) and cache.is_static):
+        kind = "a dynamic KVCache" if isinstance(cache, KVCache) else f"a {type(cache).__name__}"
+        raise TypeError(f"cache must be a static KVCache (KVCache.for_model(model, batch_size, max_len)), got {kind}")
     out = model.transformer(input_ids, position_ids=position_ids, past_key_values=cache,
                             cache_position=cache_position)
     x = out.last_hidden_state  # (B, T, C)

@@ -19,8 +19,9 @@ from mlab_tfs.activations import ACTIVATIONS
 from mlab_tfs.attention import ATTN_IMPLEMENTATIONS
 from mlab_tfs.configs import ConfigMixin, check_bool, check_choice, check_divisible, check_float, check_int
 from mlab_tfs.configs import check_probability
-from mlab_tfs.inputs import _check_values, _describe, check_attention_mask, require_tensor
+from mlab_tfs.inputs import _check_values, _describe, check_attention_mask, check_cache_position, require_tensor
 from mlab_tfs.inputs import check_int as check_int_argument
+from mlab_tfs.inputs import same_device
 
 Tensor = torch.Tensor
 
@@ -138,7 +139,9 @@ class KVCacheBase(nn.Module):
       attributes: torch.compile treats buffers as static addresses, which CUDA graphs need.
 
     ``reorder_cache`` and ``batch_repeat_interleave`` are transformers' Cache method names
-    (in place), so beam search treats this cache as it treats transformers'.
+    (in place), so beam search treats this cache as it treats transformers'. ``check_update``
+    is what ``update`` checks first: arguments that do not fit are refused before anything
+    is written.
     """
 
     def __init__(self, n_layer: int):
@@ -156,9 +159,13 @@ class KVCacheBase(nn.Module):
                dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Any:
         """A static cache: zeroed (batch_size, n_head, max_len, head_dim) key and value
         buffers per layer and ``key_mask`` (batch_size, max_len), all True until ``reset``.
-        ValueError naming a size that is not a positive int."""
+        ValueError naming a size that is not a positive int; TypeError naming dtype for
+        anything but a floating torch.dtype."""
         _positive("KVCache.static", n_layer=n_layer, batch_size=batch_size, n_head=n_head, max_len=max_len,
                   head_dim=head_dim)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"KVCache.static: dtype must be a floating torch.dtype (the keys' and values'), got "
+                            f"{dtype!r}")
         cache = cls(n_layer)
         cache.is_static = True
         cache.max_len = max_len
@@ -200,6 +207,9 @@ class KVCacheBase(nn.Module):
             if k.dim() != 4 or k.shape != v.shape:
                 raise ValueError(f"past_key_values[{i}] must be a key and a value of one shape (B, nh, S, hs), "
                                  f"got {_describe(k)} and {_describe(v)}")
+            if i and k.shape != cache._keys[0].shape:
+                raise ValueError(f"past_key_values[{i}] has shape {tuple(k.shape)} but past_key_values[0] has "
+                                 f"{tuple(cache._keys[0].shape)}: every layer caches the same rows and positions")
             cache._keys[i], cache._values[i] = k, v
         return cache
 
@@ -234,6 +244,58 @@ class KVCacheBase(nn.Module):
             real = torch.cat([real[:, :L] & pad, real[:, L:]], dim=1)  # (B, M)
         return causal[None, None] & real[:, None, None, :]
 
+    # -- what update is given ----------------------------------------------------------
+
+    def check_update(self, layer_idx: int, k: Tensor, v: Tensor, cache_position: Tensor | None = None
+                     ) -> Tensor | None:
+        """The checks of ``update``'s arguments, which ``update`` runs first; returns
+        cache_position as torch.long (or None).
+
+        layer_idx: an int in [0, n_layer) (TypeError / ValueError naming layer_idx).
+        k, v: floating tensors of one shape (B, nh, T, hs), on one device. They must fit what
+        the cache holds: the batch, heads and head size of the layers written so far
+        (dynamic) or of the buffers (static), on the cache's device, and its dtype (a
+        concatenation would silently promote it; a static buffer casts only under
+        torch.autocast, where the attention brings q, k and v to one dtype).
+        cache_position: (T,) integer; required by a static cache (columns in [0, max_len),
+        increasing); with a dynamic one optional and then S .. S + T - 1 for a layer holding
+        S positions. ValueError / TypeError naming the argument otherwise. Value checks are
+        skipped under torch.compile (mlab_tfs.inputs), shape checks are not.
+        """
+        layer_idx = check_int_argument("layer_idx", layer_idx, minimum=0, maximum=self.n_layer - 1)
+        k, v = require_tensor("k", k), require_tensor("v", v)
+        if not k.dtype.is_floating_point or k.dim() != 4:
+            raise ValueError(f"k must be a floating (B, nh, T, hs) tensor of new keys, got {_describe(k)}")
+        if v.shape != k.shape or v.dtype != k.dtype or v.device != k.device:
+            raise ValueError(f"v must match k (a {k.dtype} tensor of shape {tuple(k.shape)} on {k.device}), "
+                             f"got {_describe(v)} on {v.device}")
+        if self.is_static:
+            ref = self.keys[layer_idx]
+        else:
+            ref = self._keys[layer_idx]
+            if ref is None:  # the other layers written so far fix the batch, heads and head size
+                ref = next((t for t in self._keys if t is not None), None)
+        if ref is not None:
+            B, nh, _, hs = ref.shape
+            if (k.shape[0], k.shape[1], k.shape[3]) != (B, nh, hs):
+                raise ValueError(f"k must have shape (batch={B}, n_head={nh}, new positions, head_dim={hs}) "
+                                 f"to fit this KVCache, got {_describe(k)}")
+            if not same_device(k.device, ref.device):
+                raise ValueError(f"k is on {k.device} but the KVCache is on {ref.device}")
+            if k.dtype != ref.dtype and not (self.is_static and torch.is_autocast_enabled(k.device.type)):
+                if not self.is_static:
+                    raise ValueError(f"k is {k.dtype} but the KVCache holds {ref.dtype} keys (a concatenation "
+                                     f"would promote them silently): run every step in one dtype")
+                # Under autocast the attention casts q, k and v to one dtype; without it they would meet
+                # there as two dtypes.
+                raise ValueError(f"k is {k.dtype} but this static KVCache's buffers are {ref.dtype}: build the "
+                                 f"cache in the model's dtype (KVCache.for_model(model, ...)), or run under "
+                                 f"torch.autocast")
+        if self.is_static or cache_position is not None:
+            cached = 0 if self.is_static or self._keys[layer_idx] is None else self._keys[layer_idx].shape[2]
+            cache_position = check_cache_position("cache_position", cache_position, k.shape[2], self, cached)
+        return cache_position
+
     # -- what the attention reads ------------------------------------------------------
 
     @property
@@ -253,7 +315,9 @@ class KVCacheBase(nn.Module):
     def get_seq_length(self, layer_idx: int = 0) -> int:
         """How many positions layer ``layer_idx`` holds. Static: the columns written since the
         last reset, counted as transformers' StaticCache counts them (non-zero key rows of
-        batch row 0, head 0); it reads the buffer, so call it outside compiled code."""
+        batch row 0, head 0); it reads the buffer, so call it outside compiled code.
+        layer_idx: an int in [0, n_layer), else TypeError / ValueError naming it."""
+        layer_idx = check_int_argument("layer_idx", layer_idx, minimum=0, maximum=self.n_layer - 1)
         k = self.keys[layer_idx]
         if k is None:
             return 0
@@ -276,13 +340,19 @@ class KVCacheBase(nn.Module):
         return k, v
 
     def to_legacy_cache(self) -> tuple[tuple[Tensor, Tensor], ...]:
-        """One (k, v) pair per layer, each (B, nh, S, hs); static: the first get_seq_length()
-        columns (views of the buffers). ValueError for a dynamic cache that holds nothing yet."""
+        """One (k, v) pair per layer, each (B, nh, S, hs); static: copies of the first
+        get_seq_length() columns, so that the buffers' later in-place writes and ``reset``
+        leave the tuple as it was (a dynamic cache never changes its tensors in place).
+        ValueError for a dynamic cache that holds nothing yet."""
         if self.is_static:
             S = self.get_seq_length()
-            return tuple((k[:, :, :S], v[:, :, :S]) for k, v in zip(self.keys, self.values))
-        if any(k is None for k in self._keys):
+            return tuple((k[:, :, :S].clone(), v[:, :, :S].clone()) for k, v in zip(self.keys, self.values))
+        empty = [i for i, k in enumerate(self._keys) if k is None]
+        if len(empty) == self.n_layer:
             raise ValueError("KVCache.to_legacy_cache: the cache holds nothing yet (run a forward pass with it)")
+        if empty:
+            raise ValueError(f"KVCache.to_legacy_cache: layers {empty} of {self.n_layer} hold nothing (a forward "
+                             f"pass stopped half-way?): a legacy tuple needs every layer")
         return tuple(zip(self._keys, self._values))  # type: ignore[arg-type]
 
     # -- static mode -------------------------------------------------------------------
@@ -352,6 +422,25 @@ class KVCacheBase(nn.Module):
                 old.copy_(new)  # same address: a CUDA graph captured on it stays valid
             else:
                 self.register_buffer(name, new.contiguous(), persistent=False)
+
+    def _apply(self, fn, recurse: bool = True):
+        # nn.Module.to / .half / .cuda convert buffers only: a dynamic cache's tensors live in
+        # lists, so convert them too (otherwise cache.to(...) would silently do nothing).
+        self._keys = [None if t is None else fn(t) for t in self._keys]
+        self._values = [None if t is None else fn(t) for t in self._values]
+        return super()._apply(fn, recurse)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)  # parameters, buffers (the static k{i}, v{i}, key_mask)
+        except AttributeError:
+            if name.startswith("_"):
+                raise
+            # transformers' models call their own Cache's methods (get_query_offset...): say so.
+            raise AttributeError(
+                f"{type(self).__name__} has no attribute {name!r}: it is the cache of mlab_tfs's models; a "
+                f"transformers model takes its own Cache (transformers.DynamicCache(cache.to_legacy_cache()) "
+                f"holds the same keys and values)") from None
 
     def extra_repr(self) -> str:
         if self.is_static:

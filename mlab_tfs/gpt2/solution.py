@@ -175,9 +175,13 @@ class KVCache(KVCacheBase):
 
         Dynamic: appended after the cached ones along the sequence (dim 2); returns
         (B, nh, S + T, hs). Static: written in place into columns ``cache_position`` (T,)
-        long of the buffers (cast to their dtype); returns the whole (B, nh, M, hs)
+        long of the buffers (cast to their dtype, under autocast); returns the whole (B, nh, M, hs)
         buffers (the mask hides unwritten columns).
+
+        Arguments that do not fit the cache: ValueError / TypeError naming them
+        (``check_update``, given).
         """
+        cache_position = self.check_update(layer_idx, k, v, cache_position)
         if self.is_static:
             k_buf, v_buf = self.keys[layer_idx], self.values[layer_idx]
             k_buf[:, :, cache_position] = k.to(k_buf.dtype)  # in place: same address every step
@@ -369,7 +373,8 @@ class GPT2Model(AttnImplementationMixin, HookedRootModule, nn.Module):
         """input_ids: (B, T); attention_mask: (B, P + T), 1 = real token (static cache: (B, L),
         L <= M, combined with the cache's key_mask); position_ids: (B, T) or (1, T);
         past_key_values: None, a KVCache (updated in place) or a legacy tuple of (k, v) pairs;
-        use_cache: return the cache; cache_position: (T,) long, the cache columns of the new
+        use_cache: return the cache (a KVCache passed in is updated either way, as transformers'
+        GPT-2 updates a Cache it is given with use_cache=False); cache_position: (T,) long, the cache columns of the new
         tokens (required by a static cache; for a dynamic one P .. P + T - 1).
 
         Returns last_hidden_state (B, T, C) and, on request, past_key_values (the KVCache),

@@ -258,6 +258,10 @@ class KVCache(KVCacheBase):
         k, v: (B, nh, T, hs), the T new positions. cache_position: (T,) long, the columns
         they go to (static mode only; the dynamic mode appends).
 
+        Start with the given checks, ``cache_position = self.check_update(layer_idx, k, v,
+        cache_position)``: arguments that do not fit the cache are then an error naming them,
+        before anything is written.
+
         Dynamic (``not self.is_static``): if the layer holds nothing yet (``self.keys[layer_idx]
         is None``) store k and v; else concatenate the cached ones *in front of* the new ones
         along the sequence dimension (dim 2) and store the result. In both cases write it to

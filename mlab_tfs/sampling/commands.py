@@ -50,12 +50,22 @@ def load(args: argparse.Namespace):
     if args.model is None:
         return tiny_random_gpt2(args.seed), gpt2_tokenizer()
     if args.transformers:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         # A path that names no folder is a typo, not a hub id (offline, transformers' message is about repo ids).
         if (Path(args.model).is_absolute() or args.model.startswith(".")) and not Path(args.model).is_dir():
             raise FileNotFoundError(f"--model: no folder {args.model}")
-        return AutoModelForCausalLM.from_pretrained(args.model).eval(), AutoTokenizer.from_pretrained(args.model)
+        # Tokenizer and config are checked before the weights load (and print their progress).
+        tok = AutoTokenizer.from_pretrained(args.model)
+        # A folder without tokenizer files gives an empty tokenizer, which encodes every text to nothing.
+        if len(tok) < 2:
+            raise ValueError(f"--model {args.model}: the folder holds no tokenizer (transformers built one of "
+                             f"{len(tok)} token); save the tokenizer with the model (tokenizer.save_pretrained)")
+        vocab = getattr(AutoConfig.from_pretrained(args.model), "vocab_size", None)
+        if isinstance(vocab, int) and len(tok) > vocab:
+            raise ValueError(f"--model {args.model}: its tokenizer has {len(tok)} tokens but the model has "
+                             f"vocab_size={vocab}: they are not from the same model")
+        return AutoModelForCausalLM.from_pretrained(args.model).eval(), tok
     from mlab_tfs.gpt2 import GPT2LMHeadModel
 
     model, tok = GPT2LMHeadModel.from_pretrained(args.model), gpt2_tokenizer()
@@ -70,15 +80,19 @@ def _filter_sample(args: argparse.Namespace) -> int:
     from mlab_tfs.sampling.solution import filtered_sample
 
     model, tok = load(args)
-    prompt = tok.encode(args.prompt)
-    if not prompt:
-        raise ValueError("--prompt must not be empty (it gives the text to continue)")
-    for flag, text in (("--bad", args.bad), ("--good", args.good)):
-        if not tok.encode(text):
-            raise ValueError(f"{flag} must not be empty (its log-probability is the score)")
+    why = {"--prompt": "it gives the text to continue", "--bad": "its log-probability is the score",
+           "--good": "its log-probability is the score"}
+    ids = {}
+    for flag, text in (("--prompt", args.prompt), ("--bad", args.bad), ("--good", args.good)):
+        if not text:
+            raise ValueError(f"{flag} must not be empty ({why[flag]})")
+        ids[flag] = tok.encode(text)
+        if not ids[flag]:
+            raise ValueError(f"{flag} {text!r} encodes to no tokens with the model's tokenizer ({why[flag]})")
+    prompt = ids["--prompt"]
     with torch.no_grad():
         result = filtered_sample(
-            model, prompt, args.n, tok.encode(args.bad), tok.encode(args.good), max_new_tokens=args.max_new_tokens,
+            model, prompt, args.n, ids["--bad"], ids["--good"], max_new_tokens=args.max_new_tokens,
             temperature=args.temperature, top_p=args.top_p, eos_token_id=tok.eos_token_id,
             generator=torch.Generator().manual_seed(args.seed),
         )

@@ -24,6 +24,7 @@ Shapes: B batch, T prompt length (padded), W = T + max_new_tokens, M cache colum
 
 from __future__ import annotations
 
+import inspect
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence, Unpack
@@ -113,9 +114,22 @@ def _cache_for(model: Any, batch: int, max_len: int) -> KVCache:
     return state[key]
 
 
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in for a compile option (torch.compile's ``options`` is a dict)."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple, set)):
+        return tuple(_frozen(v) for v in value)
+    try:
+        hash(value)
+    except TypeError:
+        return ("unhashable", id(value))  # the same object, the same compiled step
+    return value
+
+
 def _step_for(model: Any, opts: _Options, compile: bool, compile_options: dict | None) -> Callable:
     state = _STATE.setdefault(model, {})
-    settings = tuple(sorted((compile_options or {}).items()))
+    settings = _frozen(compile_options or {})
     key = ("step", opts, compile, settings)
     if key not in state:
         step = _make_step(opts)
@@ -156,8 +170,9 @@ def generate_fast(
 
     compile: compile the decode step with torch.compile (fullgraph, static shapes; on a
     GPU mode="reduce-overhead", i.e. CUDA graphs); compile_options: extra torch.compile
-    arguments (e.g. ``{"backend": "aot_eager"}``). The first call for a batch size and
-    length compiles; later calls with the same shapes reuse it. check_every: how many
+    arguments (e.g. ``{"backend": "aot_eager"}``; a name torch.compile does not take is a
+    TypeError naming it). The first call for a batch size and length compiles; later
+    calls with the same shapes reuse it. check_every: how many
     steps between checks (one host sync each) whether every row has finished (an int >= 1).
     Every argument is checked as generate checks it (lists placed on the model's device, a
     tensor or generator elsewhere a ValueError naming it and both devices); options and
@@ -179,6 +194,11 @@ def generate_fast(
     if compile_options is not None and not isinstance(compile_options, dict):
         raise TypeError(f"compile_options must be a dict of torch.compile arguments or None, got "
                         f"{type(compile_options).__name__}")
+    known = set(inspect.signature(torch.compile).parameters) - {"model"}
+    unknown = sorted(set(compile_options or {}) - known, key=str)
+    if unknown:
+        raise TypeError(f"compile_options has {', '.join(map(repr, unknown))}, which torch.compile does not take "
+                        f"(it takes {', '.join(sorted(known))})")
     check_every = check_int("check_every", check_every, minimum=1)
     input_ids, attention_mask, max_new_tokens, pad_token_id, eos = p
     device = input_ids.device

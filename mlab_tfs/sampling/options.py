@@ -128,7 +128,12 @@ def resolve_options(options: SamplingOptions | None, defaults: dict[str, Any] | 
     if options is None:
         return SamplingOptions(**{**(defaults or {}), **given})
     if not isinstance(options, SamplingOptions):
-        raise TypeError(f"options must be a mlab_tfs.sampling.SamplingOptions or None, got {type(options).__name__}")
+        # A bool or a number here is most likely a setting passed by position, as the decoders
+        # took do_sample / temperature before the options object: say how to pass it now.
+        hint = (f" ({options!r}): the sampling settings are keywords (do_sample=True, temperature=0.7, ...) or "
+                f"one SamplingOptions, not positional arguments" if isinstance(options, (bool, int, float)) else "")
+        raise TypeError(f"options must be a mlab_tfs.sampling.SamplingOptions or None, got "
+                        f"{type(options).__name__}{hint}")
     if given:
         try:
             merged = dataclasses.replace(options, **given)  # checks and normalises the keywords

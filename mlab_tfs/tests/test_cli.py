@@ -161,3 +161,21 @@ def test_filter_sample_names_a_model_folder_it_cannot_use(capsys, tmp_path):
     assert line == (f"mlab-tfs filter-sample: error: --model {tmp_path} has vocab_size=300, fewer than the 50257 tokens "
                     "of GPT-2's vocabulary, which filter-sample encodes with; pass --transformers to use the folder's "
                     "own tokenizer")
+
+
+def test_filter_sample_names_a_transformers_folder_without_its_tokenizer(capsys, tmp_path):
+    """transformers builds an empty tokenizer for a folder without tokenizer files; every text
+    then encodes to nothing, which is not an empty --prompt: the folder is named instead."""
+    from mlab_tfs.testing import tiny
+
+    folder = tiny.gpt2_checkpoint(tmp_path / "m", "base", seed=0)
+    line = one_line_error(capsys, ["filter-sample", "--transformers", "--model", str(folder), "-n", "1"])
+    assert line == (f"mlab-tfs filter-sample: error: --model {folder}: the folder holds no tokenizer (transformers "
+                    f"built one of 1 token); save the tokenizer with the model (tokenizer.save_pretrained)")
+    # A tokenizer of GPT-2's 50257 tokens beside a model of 97: ids past the embedding.
+    from mlab_tfs.sampling.commands import gpt2_tokenizer
+
+    gpt2_tokenizer().save_pretrained(folder)
+    line = one_line_error(capsys, ["filter-sample", "--transformers", "--model", str(folder), "-n", "1"])
+    assert line == (f"mlab-tfs filter-sample: error: --model {folder}: its tokenizer has 50257 tokens but the model "
+                    f"has vocab_size=97: they are not from the same model")

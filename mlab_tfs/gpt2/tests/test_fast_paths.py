@@ -143,6 +143,10 @@ def test_static_cache_rejects_bad_shapes(checkpoints):
     cache = solution.KVCache.for_model(model, 2, 8)
     with pytest.raises(ValueError, match="attention_mask"):
         cache.reset(torch.ones(3, 4))
+    ids = torch.zeros(2, 1, dtype=torch.long)
+    for not_static, kind in ((solution.KVCache(2), "a dynamic KVCache"), (None, "a NoneType"), ((), "a tuple")):
+        with pytest.raises(TypeError, match=f"cache must be a static KVCache .*got {kind}"):
+            fast.static_forward(model, ids, ids, not_static, torch.tensor([0]))
 
 
 # ---------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ follow beam search's rows; cache_position is checked at its boundaries."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -263,6 +265,9 @@ def test_cache_position_boundaries(gpt2, checkpoints):
         gpt2.KVCache.for_model(model, 1, 41)  # n_positions is 40
     with pytest.raises(ValueError, match="batch_size"):
         gpt2.KVCache.static(2, 0, 4, 8, 8)
+    for dtype in ("float32", torch.long):
+        with pytest.raises(TypeError, match="dtype must be a floating torch.dtype"):
+            gpt2.KVCache.static(2, 1, 4, 8, 8, dtype=dtype)
     with pytest.raises(ValueError, match="attention_mask"):
         cache.reset(torch.ones(3, 4))
 
@@ -307,3 +312,241 @@ def test_a_cache_elsewhere_or_half_written_is_refused(gpt2, checkpoints):
         gpt2.KVCache(2)[0]
     with pytest.raises(ValueError, match="past_key_values\\[1\\] must be a key and a value of one shape"):
         gpt2.KVCache.from_legacy_cache(((torch.zeros(1, 1, 2, 2),) * 2, (torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 3, 2))))
+
+
+UPDATE_HINT = "KVCache.update: start with cache_position = self.check_update(layer_idx, k, v, cache_position) (given)"
+
+
+def _refused(call, error, match, what):
+    """call() must raise error with a message matching match; if not, say where the check is."""
+    try:
+        call()
+    except error as e:
+        assert re.search(match, str(e)), f"{what}: the {error.__name__} should match {match!r}, got {e}"
+        return
+    except Exception as e:  # e.g. a RuntimeError from inside torch.cat: the arguments were not checked
+        pytest.fail(f"{what}: got {type(e).__name__}: {e} ({UPDATE_HINT})")
+    pytest.fail(f"{what} was not refused with a {error.__name__} ({UPDATE_HINT})")
+
+
+def _dynamic_with(gpt2, k, v, layer=0):
+    cache = gpt2.KVCache(2)
+    cache.update(layer, k, v)
+    return cache
+
+
+@pytest.mark.exercise("kv_cache")
+def test_update_refuses_what_does_not_fit_and_leaves_the_cache_unchanged(gpt2):
+    """Every way of calling update with arguments that do not fit the cache is a ValueError or
+    TypeError naming the argument, in both modes, before anything is written."""
+    g = torch.Generator().manual_seed(13)
+    k, v = torch.randn(2, 3, 4, 5, generator=g), torch.randn(2, 3, 4, 5, generator=g)
+    new = torch.randn(2, 3, 1, 5, generator=g)
+    dynamic_cases = [
+        ((5, new, new), ValueError, r"layer_idx must be an int in \[0, 1\], got 5"),
+        ((-1, new, new), ValueError, r"layer_idx must be an int in \[0, 1\], got -1"),
+        ((0.0, new, new), TypeError, "layer_idx must be an int"),
+        ((0, new[0], new[0]), ValueError, r"k must be a floating \(B, nh, T, hs\) tensor"),
+        ((0, new.long(), new.long()), ValueError, "k must be a floating"),
+        ((0, 1.0, new), TypeError, "k must be a torch.Tensor"),
+        ((0, new, torch.randn(2, 3, 2, 5)), ValueError, r"v must match k .*shape \(2, 3, 1, 5\)"),
+        ((0, new, new.double()), ValueError, "v must match k"),
+        ((0, torch.randn(3, 3, 1, 5), torch.randn(3, 3, 1, 5)), ValueError, r"batch=2, n_head=3, .*head_dim=5"),
+        ((1, torch.randn(2, 4, 1, 5), torch.randn(2, 4, 1, 5)), ValueError, "n_head=3"),  # layer 1: layer 0 fixes it
+        ((0, torch.randn(2, 3, 1, 6), torch.randn(2, 3, 1, 6)), ValueError, "head_dim=5"),
+        ((0, new.double(), new.double()), ValueError, "k is torch.float64 but the KVCache holds torch.float32"),
+        ((0, new.to("meta"), new.to("meta")), ValueError, "k is on meta but the KVCache is on cpu"),
+        ((0, new, new, torch.tensor([3])), ValueError, r"cache_position must be 4 \.\. 4"),
+    ]
+    for args, error, match in dynamic_cases:
+        cache = _dynamic_with(gpt2, k, v)
+        _refused(lambda: cache.update(*args), error, match, f"dynamic update expecting {match!r}")
+        assert cache.keys[0] is not None and cache.get_seq_length(0) == 4 and cache.keys[1] is None, (
+            f"a refused update{args[:1]} must not change the cache ({UPDATE_HINT})")
+    ka, _ = _dynamic_with(gpt2, k, v).update(0, new, new, torch.tensor([4]))  # the right column is taken
+    assert_close(ka, torch.cat([k, new], dim=2), name="dynamic update with cache_position = S", atol=0)
+
+    static_cases = [
+        ((0, new, new), ValueError, r"cache_position is required"),
+        ((0, new, new, torch.tensor([6])), ValueError, r"max_len=6"),
+        ((0, new, new, torch.tensor([-1])), ValueError, r"cache_position must be in \[0, max_len=6\)"),
+        ((0, new, new, torch.tensor([1.0])), TypeError, "cache_position must hold integer"),
+        ((0, new, new, torch.tensor([1, 2])), ValueError, r"cache_position must have shape \(1,\)"),
+        ((0, k[:, :, :2], v[:, :, :2], torch.tensor([3, 3])), ValueError, "increase"),
+        ((2, new, new, torch.tensor([1])), ValueError, r"layer_idx must be an int in \[0, 1\]"),
+        ((0, torch.randn(1, 3, 1, 5), torch.randn(1, 3, 1, 5), torch.tensor([1])), ValueError, "batch=2"),
+        ((0, new.to("meta"), new.to("meta"), torch.tensor([1])), ValueError, "on meta"),
+    ]
+    for args, error, match in static_cases:
+        cache = gpt2.KVCache.static(2, batch_size=2, n_head=3, max_len=6, head_dim=5)
+        _refused(lambda: cache.update(*args), error, match, f"static update expecting {match!r}")
+        assert not cache.keys[0].any() and not cache.values[0].any(), (
+            f"a refused static update must write nothing ({UPDATE_HINT})")
+    # A static buffer has one dtype, fixed when it was made: other keys are refused, except under
+    # autocast (where the attention casts q, k and v to one dtype), which the buffer casts.
+    cache = gpt2.KVCache.static(2, batch_size=2, n_head=3, max_len=6, head_dim=5)
+    with pytest.raises(ValueError, match="k is torch.float64 but this static KVCache's buffers are torch.float32"):
+        cache.update(0, new.double(), new.double(), torch.tensor([5]))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ka, _ = cache.update(0, new.bfloat16(), new.bfloat16(), torch.tensor([5]))
+    assert ka.dtype == torch.float32
+    assert_close(ka[:, :, 5:], new.bfloat16().float(), name="bfloat16 keys written into a float32 static buffer",
+                 atol=0)
+
+
+@pytest.mark.exercise("kv_cache")
+def test_get_seq_length_names_a_bad_layer(gpt2):
+    for cache in (gpt2.KVCache(2), gpt2.KVCache.static(2, 1, 1, 4, 2)):
+        assert cache.get_seq_length(1) == 0
+        with pytest.raises(ValueError, match=r"layer_idx must be an int in \[0, 1\], got 2"):
+            cache.get_seq_length(2)
+        with pytest.raises(TypeError, match="layer_idx must be an int"):
+            cache.get_seq_length("0")
+
+
+def test_use_cache_false_with_a_cache_behaves_as_transformers(gpt2, checkpoints):
+    """transformers' GPT-2 writes to a cache it is given even with use_cache=False, and returns
+    none: ours does the same, so the cached keys are those of the same positions."""
+    from transformers import DynamicCache
+
+    model, hf = pair(gpt2, checkpoints["base"])
+    ids = torch.randint(0, 97, (2, 5), generator=torch.Generator().manual_seed(14))
+    with torch.no_grad():
+        ours, theirs = gpt2.KVCache(model.config.n_layer), DynamicCache()
+        a = model(ids, past_key_values=ours, use_cache=False)
+        b = hf(ids, past_key_values=theirs, use_cache=False)
+    assert a.past_key_values is None and getattr(b, "cache", getattr(b, "past_key_values", None)) is None
+    assert ours.get_seq_length() == theirs.get_seq_length() == 5
+    for i in range(model.config.n_layer):
+        assert_close(ours[i][0], theirs.layers[i].keys, name=f"layer {i} keys written with use_cache=False",
+                     atol=1e-5)
+
+
+def test_a_kvcache_given_to_transformers_says_what_to_pass(checkpoints, hf_base):
+    """transformers' models call their own Cache's methods; on our KVCache the missing one is
+    named with what to pass instead, and that conversion gives transformers' logits."""
+    from transformers import DynamicCache
+
+    from mlab_tfs.gpt2 import solution
+
+    model = solution.GPT2LMHeadModel.from_pretrained(checkpoints["base"]).eval()
+    ids = torch.randint(0, 97, (2, 5), generator=torch.Generator().manual_seed(15))
+    with torch.no_grad():
+        cache = model(ids[:, :4], use_cache=True).past_key_values
+        with pytest.raises(AttributeError, match=r"transformers\.DynamicCache\(cache\.to_legacy_cache\(\)\)"):
+            hf_base(ids[:, 4:], past_key_values=cache)
+        theirs = hf_base(ids[:, 4:], past_key_values=DynamicCache(cache.to_legacy_cache())).logits
+        ours = model(ids[:, 4:], past_key_values=cache).logits
+    assert_close(ours, theirs, name="next-token logits over our cache converted for transformers", atol=1e-5)
+    assert not hasattr(solution.KVCache(2), "max_len"), "hasattr still answers False for a missing attribute"
+    with pytest.raises(TypeError, match="past_key_values must be a KVCache"):
+        model(ids, past_key_values=DynamicCache())
+
+
+def test_a_cache_in_another_dtype_than_the_model_is_named(gpt2, checkpoints):
+    """A float32 cache for a float64 model (static or a legacy tuple) is an error naming the
+    dtypes, not one from inside the attention; under autocast a float32 static cache works and
+    equals the dynamic path under the same autocast."""
+    model, _ = pair(gpt2, checkpoints["base"])
+    ids = torch.randint(0, 97, (2, 5), generator=torch.Generator().manual_seed(16))
+    with torch.no_grad():
+        legacy = model(ids, use_cache=True).past_key_values.to_legacy_cache()
+        static = gpt2.KVCache.for_model(model, 2, 8)
+        wide = pair(gpt2, checkpoints["base"])[0].double()
+        with pytest.raises(ValueError, match="static KVCache's buffers are torch.float32"):
+            wide(ids, past_key_values=static, cache_position=torch.arange(5))
+        with pytest.raises(ValueError, match="KVCache holds torch.float32 keys"):
+            wide(ids[:, :1], past_key_values=legacy)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            a = model(ids, past_key_values=static, cache_position=torch.arange(5)).logits
+            b = model(ids, use_cache=True).logits
+    assert a.dtype == b.dtype == torch.bfloat16
+    # bfloat16 keeps 8 bits of mantissa: 1e-2 is a few of its steps at these logits' size.
+    assert_close(a.float(), b.float(), name="autocast logits, static float32 cache vs dynamic", atol=1e-2)
+
+
+def test_legacy_tuples_of_either_mode_are_snapshots(gpt2, checkpoints):
+    """to_legacy_cache of a static cache equals the dynamic cache's and stays as it was when
+    the buffers are written again or reset; from_legacy_cache round-trips exactly."""
+    model, _ = pair(gpt2, checkpoints["base"])
+    ids, mask, pos = left_padded_batch(97, [5, 3], seed=17)
+    with torch.no_grad():
+        dynamic = model(ids, attention_mask=mask, position_ids=pos, use_cache=True).past_key_values
+        static = gpt2.KVCache.for_model(model, 2, 8)
+        static.reset(mask)
+        model(ids, position_ids=pos, past_key_values=static, cache_position=torch.arange(5))
+        legacy = static.to_legacy_cache()
+        kept = [(k.clone(), v.clone()) for k, v in legacy]
+        for (k, v), (kd, vd) in zip(legacy, dynamic.to_legacy_cache()):
+            assert_close(k, kd, name="static to_legacy_cache keys vs dynamic", atol=1e-6)
+            assert_close(v, vd, name="static to_legacy_cache values vs dynamic", atol=1e-6)
+        model(ids[:, :1], position_ids=pos[:, :1], past_key_values=static, cache_position=torch.tensor([0]))
+        static.reset()
+    for (k, v), (k0, v0) in zip(legacy, kept):
+        assert torch.equal(k, k0) and torch.equal(v, v0), "a static cache's writes and reset changed its legacy tuple"
+    again = gpt2.KVCache.from_legacy_cache(legacy).to_legacy_cache()
+    assert all(a is b for pair_a, pair_b in zip(again, legacy) for a, b in zip(pair_a, pair_b)), (
+        "from_legacy_cache takes the tensors and to_legacy_cache gives them back")
+
+
+@pytest.mark.exercise("kv_cache")
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_static_decoding_step_by_step_is_causal(gpt2, checkpoints, attn):
+    """A prefill, then one column per call through a static cache (the fast decoding path),
+    left-padded: changing the token at position t changes no logit before t, and no column
+    after the one being written is seen (hook_pattern is 0 there)."""
+    model, _ = pair(gpt2, checkpoints["base"])
+    model.config.attn_implementation = attn
+    ids, mask, _ = left_padded_batch(97, [8, 5, 2], seed=18)
+    with torch.no_grad():
+        logits, _ = _static_steps(gpt2, model, ids, mask, prefix=3, max_len=12)
+        for t in (3, 5, 7):
+            later = ids.clone()
+            later[:, t:] = (later[:, t:] + 1 + torch.arange(8 - t)) % 97
+            changed, _ = _static_steps(gpt2, model, later, mask, prefix=3, max_len=12)
+            assert_close(changed[:, :t], logits[:, :t], name=f"static-cache logits before position {t} after "
+                         f"changing tokens {t}.. ({attn})", atol=0)
+            assert not torch.equal(changed[:, t:], logits[:, t:]), "the changed tokens must change later logits"
+        cache = gpt2.KVCache.for_model(model, 3, 12)
+        cache.reset(mask)
+        model(ids[:, :5], position_ids=_positions(mask)[:, :5], past_key_values=cache, cache_position=torch.arange(5))
+        _, acts = model.run_with_cache(ids[:, 5:6], position_ids=_positions(mask)[:, 5:6], past_key_values=cache,
+                                       cache_position=torch.tensor([5]), names_filter="blocks.0.attn.hook_pattern")
+    pattern = acts["blocks.0.attn.hook_pattern"]  # (B, nh, 1, M)
+    assert pattern.shape == (3, 4, 1, 12) and not pattern[..., 6:].any(), "a query saw a column after its own"
+    # Row 2's column 5 is still its left padding (its prompt starts at 6): a query that sees no
+    # real key has an all-zero pattern row; rows 0 and 1 sum to 1 over their real columns.
+    assert_close(pattern.sum(-1), torch.tensor([1.0, 1.0, 0.0])[:, None, None].expand(3, 4, 1),
+                 name="pattern row sums (row 2 is padding)", atol=1e-6)
+    assert not pattern[1, :, :, :3].any(), "a query saw the left padding"  # row 1 starts at column 3
+
+
+def test_legacy_conversions_name_what_is_missing_or_uneven(gpt2):
+    half = gpt2.KVCache(3)
+    half.update(0, torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 4))
+    with pytest.raises(ValueError, match=r"layers \[1, 2\] of 3 hold nothing"):
+        half.to_legacy_cache()
+    with pytest.raises(ValueError, match="the cache holds nothing yet"):
+        gpt2.KVCache(3).to_legacy_cache()
+    pair0, longer = (torch.zeros(1, 2, 3, 4),) * 2, (torch.zeros(1, 2, 5, 4),) * 2
+    with pytest.raises(ValueError, match=r"past_key_values\[1\] has shape \(1, 2, 5, 4\) but past_key_values\[0\]"):
+        gpt2.KVCache.from_legacy_cache((pair0, longer))
+
+
+def test_to_converts_a_dynamic_cache_as_a_static_one(gpt2):
+    """nn.Module.to converts buffers (the static mode's); a dynamic cache's tensors are
+    converted too, not silently left as they were."""
+    k = torch.randn(1, 2, 3, 4, generator=torch.Generator().manual_seed(19))
+    dynamic = gpt2.KVCache(2)
+    dynamic.update(0, k, k)
+    static = gpt2.KVCache.static(2, 1, 2, 5, 4)
+    static.update(0, k, k, torch.arange(3))
+    for cache in (dynamic, static):
+        assert cache.to(torch.float64) is cache
+        assert cache.keys[0].dtype == cache.values[0].dtype == torch.float64
+        assert_close(cache.keys[0][:, :, :3], k.double(), name="keys after .to(torch.float64)", atol=0)
+        assert cache.keys[0].to(torch.float32).dtype == torch.float32
+    assert static.key_mask.dtype == torch.bool, "the mask stays bool"
+    assert dynamic.keys[1] is None
+    dynamic.update(0, k.double(), k.double())  # the converted cache takes float64 keys
+    assert dynamic.get_seq_length(0) == 6

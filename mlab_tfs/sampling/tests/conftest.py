@@ -1,7 +1,7 @@
 """Fixtures of the sampling tests: the implementation under test and tiny models.
 
 Every sampler is run on two models with the same weights: our GPT-2 (the gpt2 part's
-solution, a tuple-of-(k, v) cache) and transformers' GPT2LMHeadModel (a DynamicCache).
+solution, its KVCache) and transformers' GPT2LMHeadModel (a DynamicCache).
 """
 
 from __future__ import annotations

@@ -190,3 +190,17 @@ def test_lists_empty_batches_and_devices(model_pairs):
         generate_fast(ours, torch.zeros(0, 3, dtype=torch.long), max_new_tokens=2, compile=False)
     with pytest.raises(ValueError, match="input_ids is on meta but the model is on cpu"):
         generate_fast(ours, torch.empty(2, 4, dtype=torch.long, device="meta"), mask, pad_token_id=0, compile=False)
+
+
+def test_compile_options_take_torch_compile_arguments_only(model_pairs):
+    """torch.compile's own ``options`` is a dict (inductor settings): it is taken (it once
+    failed as an unhashable cache key); a name torch.compile does not take is a TypeError
+    naming it. Checked with compile=False too, before anything runs."""
+    ours = model_pairs["base"]["ours"]
+    ids, mask = padded_batch(97, [4, 2], seed=1)
+    expected = generate_fast(ours, ids, mask, max_new_tokens=3, pad_token_id=0, compile=False)
+    got = generate_fast(ours, ids, mask, max_new_tokens=3, pad_token_id=0, compile=False,
+                        compile_options={"options": {"max_autotune": False}, "backend": "inductor"})
+    assert_tokens_equal(got, expected, "generate_fast with a dict-valued compile option")
+    with pytest.raises(TypeError, match="compile_options has 'bogus', which torch.compile does not take"):
+        generate_fast(ours, ids, mask, max_new_tokens=3, pad_token_id=0, compile=False, compile_options={"bogus": 1})

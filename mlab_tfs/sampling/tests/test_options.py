@@ -297,3 +297,20 @@ def test_beam_search_takes_options_or_keywords_alike(sampling, model):
     assert_close(got.sequences_scores, expected.sequences_scores, name="beam scores, options vs keywords", atol=0)
     with pytest.raises(ValueError, match=r"options\.repetition_penalty=1\.4 and repetition_penalty=1\.1"):
         run(options=SamplingOptions(repetition_penalty=1.4), repetition_penalty=1.1)
+
+
+def test_a_setting_passed_by_position_says_to_pass_it_by_keyword(sampling, model):
+    """Before the options object, do_sample, temperature... followed the prompt arguments; a
+    call that still passes one by position lands on options and is told what to write."""
+    ids, mask = padded_batch(VOCAB, [4, 2], seed=21)
+    calls = {
+        "generate(..., True)": lambda: sampling.generate(model, ids, mask, 3, True, pad_token_id=0),
+        "process_logits(..., True)": lambda: sampling.process_logits(torch.zeros(1, VOCAB), ids[:1], 0, True),
+        "filtered_sample(..., 0.7)": lambda: sampling.filtered_sample(model, [1, 2], 2, [3], [4], 3, 0.7),
+        "sample_two_contexts(..., 0)": lambda: sampling.sample_two_contexts(model, ids, ids, mask, mask,
+                                                                            "contrastive", 1.0, 3, 0, pad_token_id=0),
+    }
+    for name, call in calls.items():
+        with pytest.raises(TypeError, match=r"options must be a mlab_tfs\.sampling\.SamplingOptions or None, got "
+                                            r"(bool|float|int) \(.*\): the sampling settings are keywords"):
+            call()
