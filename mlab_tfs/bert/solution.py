@@ -45,7 +45,7 @@ from einops import rearrange
 from torch import nn
 
 from mlab_tfs.activations import gelu, get_activation  # noqa: F401  (gelu: exercise 4's reference)
-from mlab_tfs.attention import check_attn_implementation, check_bool_mask, sdpa, sees_any_key
+from mlab_tfs.attention import check_attn_implementation, check_bool_mask, sdpa
 from mlab_tfs.bert.given import (  # noqa: F401  (re-exported: the part's givens)
     DECODER,
     PROBLEM_TYPES,
@@ -159,16 +159,9 @@ class BertSelfAttention(nn.Module):
 
     def pattern(self, q: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:
         """The attention pattern (B, nh, T, S) of q (B, nh, T, hs), k (B, nh, S, hs): GPT-2's
-        attention_pattern, unless a hook sits on hook_attn_scores; then the scores, scaled
-        and masked (finfo.min), pass through it before the softmax, and the rows of queries
-        that see no key stay 0 (attention_pattern's rule)."""
-        if not self.hook_attn_scores.has_hooks:
-            return attention_pattern(q, k, mask, self.scale)
-        scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale
-        if mask is not None:
-            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-        pattern = torch.softmax(self.hook_attn_scores(scores), dim=-1)
-        return pattern if mask is None else pattern.masked_fill(~sees_any_key(mask), 0.0)
+        attention_pattern, the scaled and masked scores passing through hook_attn_scores
+        before the softmax; rows of queries that see no key are 0."""
+        return attention_pattern(q, k, mask, self.scale, self.hook_attn_scores)
 
 
 class BertSelfOutput(nn.Module):

@@ -56,7 +56,7 @@ from einops import rearrange  # noqa: F401
 from torch import nn
 
 from mlab_tfs.activations import get_activation  # noqa: F401  (given: the other activations)
-from mlab_tfs.attention import check_attn_implementation, check_bool_mask, sees_any_key  # noqa: F401
+from mlab_tfs.attention import check_attn_implementation, check_bool_mask  # noqa: F401
 from mlab_tfs.bert.given import (  # given, not exercises  # noqa: F401
     DECODER,
     PROBLEM_TYPES,
@@ -158,12 +158,9 @@ class BertSelfAttention(nn.Module):
     def pattern(self, q: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:
         """q (B, nh, T, hs), k (B, nh, S, hs) -> the pattern (B, nh, T, S).
 
-        Without a hook on ``hook_attn_scores`` (``self.hook_attn_scores.has_hooks`` is
-        False): your GPT-2 ``attention_pattern(q, k, mask, self.scale)``. With one, the
-        scores must pass through it *before* the softmax, so form them yourself:
-        ``q @ k^T * scale``, masked scores filled with ``torch.finfo(dtype).min``, then
-        ``hook_attn_scores``, softmax over keys, and rows of queries that see no key set to
-        0 (``sees_any_key(mask)``), as attention_pattern does.
+        One line: your GPT-2 ``attention_pattern(q, k, mask, self.scale, self.hook_attn_scores)``.
+        Its ``scores_hook`` argument is what puts ``hook_attn_scores`` on the scaled, masked
+        scores *before* the softmax; rows of queries that see no key stay 0.
         """
         raise NotImplementedError("Exercise 3 (attention): see mlab_tfs/bert/GUIDE.md#3-attention")
 
