@@ -66,15 +66,26 @@ def cached(bert, hf):
     ids, mask, types, real = batch(model.config, seed=3)
     with torch.no_grad():
         out, cache = model.run_with_cache(ids, attention_mask=mask, token_type_ids=types)
-    return model, ref, (ids, mask, types, real), cache, out
+    return model, ref, (ids, mask, types, real), _NamedCache(cache), out
+
+
+class _NamedCache(dict):
+    """run_with_cache's dict, where a missing name fails the test naming the hook point to call."""
+
+    def __missing__(self, name):
+        leaf = name.rsplit(".", 1)[-1]
+        pytest.fail(f"run_with_cache has no {name!r}: the hook point never ran. Call self.{leaf}(...) in "
+                    f"{WHERE.get(leaf, 'its layer')}.forward (the docstring says where)", pytrace=False)
 
 
 # ----------------------------------------------------------------------------- names
 
 
-@pytest.mark.exercise("model")
-@pytest.mark.parametrize("cls,head", [("BertModel", "model"), ("BertForMaskedLM", "mlm"),
-                                      ("BertForSequenceClassification", "classifier")])
+@pytest.mark.parametrize("cls,head", [  # each class with its own exercise
+    pytest.param("BertModel", "model", marks=pytest.mark.exercise("model")),
+    pytest.param("BertForMaskedLM", "mlm", marks=pytest.mark.exercise("mlm_head")),
+    pytest.param("BertForSequenceClassification", "classifier", marks=pytest.mark.exercise("classifier")),
+])
 def test_hook_points_have_transformer_lens_names_in_order(bert, hf, cls, head):
     model, _ = _model(bert, hf, "base", cls=cls, head=head)
     names = [n for n in model.hook_dict if not n.startswith("mlm_head.")]  # the MLM head's are extra
