@@ -23,7 +23,7 @@ its embedding the same table with a padding row.
 Each exercise has a section in ``mlab_tfs/bert/GUIDE.md``. Check your progress with
 
     mlab-tfs check bert                                # progress table, first failure explained
-    pytest --impl=student mlab_tfs/bert -k attention   # one exercise
+    pytest --impl=student mlab_tfs/bert --exercise attention   # one exercise
 
 Rules: build the layers yourself. No ``nn.MultiheadAttention``, ``F.layer_norm`` /
 ``nn.LayerNorm``, ``F.scaled_dot_product_attention``, ``nn.Embedding`` / ``F.embedding``

@@ -157,7 +157,7 @@ def report(parts: list[str], impl: str, results: dict[tuple[str, str], Result]) 
     if result.first_failure:
         print(f"  first failing test: {result.first_failing_test}")
         print("  " + result.first_failure.replace("\n", "\n  "))
-    print(f"  run just this exercise: pytest --impl={impl} mlab_tfs/{part} -k {ex.name}")
+    print(f"  run just this exercise: pytest --impl={impl} mlab_tfs/{part} --exercise {ex.name}")
     return all_passed
 
 
