@@ -68,6 +68,11 @@ class Collector:
         elif report.failed:
             message = _message(report)
             stub = message.startswith("NotImplementedError")
+            if stub and "GUIDE.md" in message and f"mlab_tfs/{key[0]}/GUIDE.md" not in message:
+                # This part's code ran and reached a stub of an earlier part (BERT on the GPT-2
+                # layer norm): not "not started", and the message says which piece to write first.
+                message = f"your code calls a piece of another part not written yet: {message}"
+                stub = False
             if stub:
                 result.not_started += 1
             else:
