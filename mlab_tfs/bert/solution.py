@@ -45,7 +45,7 @@ from einops import rearrange
 from torch import nn
 
 from mlab_tfs.activations import gelu, get_activation  # noqa: F401  (gelu: exercise 4's reference)
-from mlab_tfs.attention import check_attn_implementation, check_bool_mask, sdpa, sees_any_key
+from mlab_tfs.attention import check_attn_implementation, check_bool_mask, sdpa
 from mlab_tfs.bert.given import (  # noqa: F401  (re-exported: the part's givens)
     DECODER,
     PROBLEM_TYPES,
@@ -159,19 +159,9 @@ class BertSelfAttention(nn.Module):
 
     def pattern(self, q: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:
         """The attention pattern (B, nh, T, S) of q (B, nh, T, hs), k (B, nh, S, hs): GPT-2's
-        attention_pattern, unless a hook sits on hook_attn_scores; then the scores, scaled
-        and masked (finfo.min), pass through it before the softmax and are masked again (an
-        edit cannot unmask a padding key), and the pattern is 0 at every masked key (so the
-        rows of queries that see no key are 0, attention_pattern's rule)."""
-        if not self.hook_attn_scores.has_hooks:
-            return attention_pattern(q, k, mask, self.scale)
-        scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale
-        if mask is not None:
-            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-        if mask is None:
-            return torch.softmax(self.hook_attn_scores(scores), dim=-1)
-        scores = self.hook_attn_scores(scores).masked_fill(~mask, torch.finfo(scores.dtype).min)  # stays masked
-        return torch.softmax(scores, dim=-1).masked_fill(~mask, 0.0)  # padding keys, and blind rows, at 0
+        attention_pattern, the scaled and masked scores passing through hook_attn_scores
+        before the softmax; rows of queries that see no key are 0."""
+        return attention_pattern(q, k, mask, self.scale, self.hook_attn_scores)
 
 
 class BertSelfOutput(nn.Module):

@@ -23,7 +23,7 @@ its embedding the same table with a padding row.
 Each exercise has a section in ``mlab_tfs/bert/GUIDE.md``. Check your progress with
 
     mlab-tfs check bert                                # progress table, first failure explained
-    pytest --impl=student mlab_tfs/bert -k attention   # one exercise
+    pytest --impl=student mlab_tfs/bert --exercise attention   # one exercise
 
 Rules: build the layers yourself. No ``nn.MultiheadAttention``, ``F.layer_norm`` /
 ``nn.LayerNorm``, ``F.scaled_dot_product_attention``, ``nn.Embedding`` / ``F.embedding``
@@ -56,7 +56,7 @@ from einops import rearrange  # noqa: F401
 from torch import nn
 
 from mlab_tfs.activations import get_activation  # noqa: F401  (given: the other activations)
-from mlab_tfs.attention import check_attn_implementation, check_bool_mask, sees_any_key  # noqa: F401
+from mlab_tfs.attention import check_attn_implementation, check_bool_mask  # noqa: F401
 from mlab_tfs.bert.given import (  # given, not exercises  # noqa: F401
     DECODER,
     PROBLEM_TYPES,
@@ -158,13 +158,9 @@ class BertSelfAttention(nn.Module):
     def pattern(self, q: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:
         """q (B, nh, T, hs), k (B, nh, S, hs) -> the pattern (B, nh, T, S).
 
-        Without a hook on ``hook_attn_scores`` (``self.hook_attn_scores.has_hooks`` is
-        False): your GPT-2 ``attention_pattern(q, k, mask, self.scale)``. With one, the
-        scores must pass through it *before* the softmax, so form them yourself:
-        ``q @ k^T * scale``, masked scores filled with ``torch.finfo(dtype).min``, then
-        ``hook_attn_scores``, masked again (an edit must not unmask a padding key), softmax
-        over keys, then the pattern set to 0 wherever the mask is False (padding keys, and so
-        the rows of queries that see no key, as attention_pattern's rule).
+        One line: your GPT-2 ``attention_pattern(q, k, mask, self.scale, self.hook_attn_scores)``.
+        Its ``scores_hook`` argument is what puts ``hook_attn_scores`` on the scaled, masked
+        scores *before* the softmax; rows of queries that see no key stay 0.
         """
         raise NotImplementedError("Exercise 3 (attention): see mlab_tfs/bert/GUIDE.md#3-attention")
 

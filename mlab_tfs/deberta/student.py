@@ -27,7 +27,7 @@ Check your progress with
 
     mlab-tfs check deberta                                # progress table, first failure explained
     pytest --impl=student mlab_tfs/deberta -x             # the same tests, plain pytest
-    pytest --impl=student mlab_tfs/deberta -k c2p         # one exercise
+    pytest --impl=student mlab_tfs/deberta --exercise c2p         # one exercise
 
 The tests compare each piece with Hugging Face transformers' DeBERTa-v2, outputs and
 gradients, to about 1e-5.

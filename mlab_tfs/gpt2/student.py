@@ -25,7 +25,7 @@ Check your progress with
 
     mlab-tfs check gpt2                                # progress table, first failure explained
     pytest --impl=student mlab_tfs/gpt2 -x             # the same tests, plain pytest
-    pytest --impl=student mlab_tfs/gpt2 -k layer_norm  # one exercise
+    pytest --impl=student mlab_tfs/gpt2 --exercise layer_norm  # one exercise
 
 The tests compare each piece with Hugging Face transformers' GPT-2, outputs and
 gradients, to about 1e-5.

@@ -23,7 +23,7 @@ Each exercise has a section in ``mlab_tfs/sampling/GUIDE.md``; each stub's error
 links to it. Check your progress with
 
     mlab-tfs check sampling
-    pytest --impl=student mlab_tfs/sampling -k top_p
+    pytest --impl=student mlab_tfs/sampling --exercise top_p
 
 The samplers must work with any causal LM that returns ``.logits`` and takes and returns a
 KV cache: the tests run them on our GPT-2 (``mlab_tfs.gpt2``) and on transformers'

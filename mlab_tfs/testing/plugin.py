@@ -4,6 +4,8 @@
   ``mlab_tfs/<part>/student.py``; the default is the solution, so CI tests the solutions.
 - ``@pytest.mark.exercise("layer_norm")`` ties a test to an exercise of its part, so that
   ``mlab-tfs check`` can show progress per exercise; unknown names are an error.
+- ``pytest --exercise layer_norm`` runs that exercise's tests and no others (``-k layer_norm``
+  also matches other tests whose names contain the word, such as a config field's).
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=IMPLS,
         default=os.environ.get("MLAB_TFS_IMPL", "solution"),
         help="which implementation the course tests import: solution (default) or student",
+    )
+    group.addoption(
+        "--exercise",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only the tests of this exercise (repeatable), as named by mlab-tfs check",
     )
 
 
@@ -75,3 +84,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if name not in known[part]:
             raise pytest.UsageError(f"{item.nodeid}: unknown exercise {name!r} for part {part!r}")
         item.extra_keyword_matches.add(name)  # so that `pytest -k layer_norm` selects the exercise
+    wanted = set(config.getoption("exercise"))
+    if wanted:
+        from mlab_tfs.testing.exercises import PARTS
+
+        every = {e.name for part in PARTS for e in exercises(part)}
+        unknown = sorted(wanted - every)
+        if unknown:
+            raise pytest.UsageError(f"--exercise: no exercise is named {', '.join(map(repr, unknown))}; the "
+                                    f"names are those mlab-tfs check shows, e.g. {sorted(every)[:4]}")
+        kept = [item for item in items if exercise_of(item) in wanted]
+        config.hook.pytest_deselected(items=[item for item in items if exercise_of(item) not in wanted])
+        items[:] = kept

@@ -15,7 +15,7 @@ Each has a section in ``mlab_tfs/tokenizers/GUIDE.md``; each stub's message link
 
     mlab-tfs check tokenizers                                # progress table, first failure explained
     pytest --impl=student mlab_tfs/tokenizers -x             # the same tests, plain pytest
-    pytest --impl=student mlab_tfs/tokenizers -k wordpiece   # one exercise
+    pytest --impl=student mlab_tfs/tokenizers --exercise wordpiece   # one exercise
 
 Given, not exercises: the character classes in ``chars.py`` (is_control, is_whitespace,
 is_punctuation, is_cjk_char, is_accent, nfd, lower) and the vocabulary files in ``files.py``

@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 
+from mlab_tfs.hooks import HookPoint, capture
 from mlab_tfs.testing import tiny
 from mlab_tfs.testing.compare import assert_close
 
@@ -65,15 +66,26 @@ def cached(bert, hf):
     ids, mask, types, real = batch(model.config, seed=3)
     with torch.no_grad():
         out, cache = model.run_with_cache(ids, attention_mask=mask, token_type_ids=types)
-    return model, ref, (ids, mask, types, real), cache, out
+    return model, ref, (ids, mask, types, real), _NamedCache(cache), out
+
+
+class _NamedCache(dict):
+    """run_with_cache's dict, where a missing name fails the test naming the hook point to call."""
+
+    def __missing__(self, name):
+        leaf = name.rsplit(".", 1)[-1]
+        pytest.fail(f"run_with_cache has no {name!r}: the hook point never ran. Call self.{leaf}(...) in "
+                    f"{WHERE.get(leaf, 'its layer')}.forward (the docstring says where)", pytrace=False)
 
 
 # ----------------------------------------------------------------------------- names
 
 
-@pytest.mark.exercise("model")
-@pytest.mark.parametrize("cls,head", [("BertModel", "model"), ("BertForMaskedLM", "mlm"),
-                                      ("BertForSequenceClassification", "classifier")])
+@pytest.mark.parametrize("cls,head", [  # each class with its own exercise
+    pytest.param("BertModel", "model", marks=pytest.mark.exercise("model")),
+    pytest.param("BertForMaskedLM", "mlm", marks=pytest.mark.exercise("mlm_head")),
+    pytest.param("BertForSequenceClassification", "classifier", marks=pytest.mark.exercise("classifier")),
+])
 def test_hook_points_have_transformer_lens_names_in_order(bert, hf, cls, head):
     model, _ = _model(bert, hf, "base", cls=cls, head=head)
     names = [n for n in model.hook_dict if not n.startswith("mlm_head.")]  # the MLM head's are extra
@@ -186,7 +198,7 @@ def _ln_parts(x, eps):
     return scale, (x - mean) / scale
 
 
-@pytest.mark.exercise("embeddings")
+@pytest.mark.exercise("model")
 def test_embedding_hooks_by_hand(cached):
     model, _, (ids, mask, types, _), cache, _ = cached
     emb, (B, T) = model.embeddings, ids.shape
@@ -208,7 +220,7 @@ def test_embedding_hooks_by_hand(cached):
                      hint="(x - mean) / scale, before the weight and bias")
 
 
-@pytest.mark.exercise("attention")
+@pytest.mark.exercise("model")
 @pytest.mark.parametrize("layer", [0, 2])
 def test_attention_hooks_by_hand(cached, layer):
     """hook_q/k/v = the projections of resid_pre split into heads (B, T, nh, hs); scores =
@@ -245,7 +257,7 @@ def test_attention_hooks_by_hand(cached, layer):
                      hint="resid_pre + attn_out, before the layer norm (ln1)")
 
 
-@pytest.mark.exercise("mlp")
+@pytest.mark.exercise("model")
 @pytest.mark.parametrize("layer", [0, 1])
 def test_mlp_and_layer_norm_hooks_by_hand(cached, layer):
     """Post-LN: the MLP reads ln1(resid_mid); resid_post = ln1(resid_mid) + mlp_out; the
@@ -274,6 +286,142 @@ def test_mlp_and_layer_norm_hooks_by_hand(cached, layer):
             for name, value in (("ln1.hook_scale", scale1), ("ln1.hook_normalized", normalized1),
                                 ("ln2.hook_scale", scale2), ("ln2.hook_normalized", normalized2)):
                 assert_close(cache[b + name], value, name=b + name, atol=ATOL)
+
+
+# ----------------------------------------------------------------------------- each layer alone
+# The hook points of exercises 1, 3, 4 and 5, on the layer by itself: they need no later exercise.
+
+
+def _seen(module, *args):
+    """module(*args) with every hook point inside it recorded: (output, {path: value}); a point
+    the forward never reached is a failure naming where to call it."""
+    points = {n: m for n, m in module.named_modules() if isinstance(m, HookPoint)}
+    with torch.no_grad(), capture(list(points.values())) as values:
+        out = module(*args)
+    seen = dict(zip(points, values))
+    for path, value in seen.items():
+        leaf = path.rsplit(".", 1)[-1]
+        if value is None:
+            pytest.fail(f"{type(module).__name__}.{path} never ran: call self.{leaf}(...) in "
+                        f"{WHERE.get(leaf, type(module).__name__)}.forward (the docstring says where)", pytrace=False)
+    return out, seen
+
+
+def _ln_alone(seen, prefix, x, eps):
+    """The GPT-2 LayerNorm's own hook points, where that exercise has them."""
+    if prefix + "hook_normalized" in seen:
+        scale, normalized = _ln_parts(x, eps)
+        assert_close(seen[prefix + "hook_scale"], scale, name=prefix + "hook_scale", atol=ATOL)
+        assert_close(seen[prefix + "hook_normalized"], normalized, name=prefix + "hook_normalized", atol=ATOL,
+                     hint="(x - mean) / scale, before the weight and bias")
+
+
+@pytest.mark.exercise("embeddings")
+def test_embedding_hook_points_of_the_layer(bert, hf):
+    ref = hf("base")
+    cfg = config_of(ref)
+    emb = load_into(bert.BertEmbeddings(cfg), ref, "model", "embeddings.")
+    g = torch.Generator().manual_seed(3)
+    B, T, C = 2, 5, cfg.hidden_size
+    ids = torch.randint(0, cfg.vocab_size, (B, T), generator=g)
+    types = torch.randint(0, cfg.type_vocab_size, (B, T), generator=g)
+    pos = torch.arange(T)[None]  # (1, T): broadcast rows, as BertModel passes them
+    out, seen = _seen(emb, ids, types, pos)
+    expected = {
+        "hook_embed": emb.word_embeddings.weight[ids],
+        "hook_token_type_embed": emb.token_type_embeddings.weight[types],
+        "hook_pos_embed": emb.position_embeddings.weight[torch.arange(T)].expand(B, T, C),
+    }
+    for name, value in expected.items():
+        assert_close(seen[name], value.detach(), name=f"BertEmbeddings.{name}", atol=0,
+                     hint="each lookup, (B, T, C) (broadcast rows expanded to the batch), before the sum")
+    _ln_alone(seen, "LayerNorm.", sum(expected.values()).detach(), cfg.layer_norm_eps)
+
+
+@pytest.mark.exercise("attention")
+def test_attention_hook_points_of_the_layer(bert, hf):
+    """hook_q/k/v = the projections split into heads (B, T, nh, hs); scores = q.k / sqrt(hs),
+    masked keys at finfo.min; pattern = softmax; z = pattern @ v; attn_out = dense(z merged);
+    resid_mid = x + attn_out; then the layer norm's own points."""
+    ref = hf("deep_narrow_heads")
+    cfg = config_of(ref)
+    att = load_into(bert.BertAttention(cfg), ref, "model", "encoder.layer.1.attention.")
+    sa, so = att.self, att.output
+    B, T, nh, hs = 2, 5, cfg.num_attention_heads, cfg.head_dim
+    x = torch.randn(B, T, cfg.hidden_size, generator=torch.Generator().manual_seed(4))
+    keep = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]).bool()[:, None, None, :]
+    _, seen = _seen(att, x, keep)
+    with torch.no_grad():
+        for name, lin in (("q", sa.query), ("k", sa.key), ("v", sa.value)):
+            expected = lin(x).reshape(B, T, nh, hs)
+            got = seen[f"self.hook_{name}"]
+            assert_close(got, expected, name=f"BertSelfAttention.hook_{name}", atol=ATOL,
+                         mistakes={"(B, nh, T, hs), heads before positions": expected.transpose(1, 2)}
+                         if got.shape == (B, nh, T, hs) else None,
+                         hint="the projection split into heads, (B, T, nh, hs) as TransformerLens: hook it "
+                              "before moving the heads forward")
+        q, k, v = (sa.query(x), sa.key(x), sa.value(x))
+        q, k, v = (t.reshape(B, T, nh, hs) for t in (q, k, v))
+        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(hs)
+        scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
+        assert_close(seen["self.hook_attn_scores"], scores, name="BertSelfAttention.hook_attn_scores", atol=ATOL,
+                     hint="q.k * scale, masked keys filled with finfo.min, before the softmax: pass "
+                          "self.hook_attn_scores to attention_pattern as its scores_hook")
+        pattern = torch.softmax(scores, -1)
+        assert_close(seen["self.hook_pattern"], pattern, name="BertSelfAttention.hook_pattern", atol=1e-6)
+        z = torch.einsum("bhqk,bkhd->bqhd", pattern, v)
+        assert_close(seen["self.hook_z"], z, name="BertSelfAttention.hook_z", atol=ATOL,
+                     hint="pattern @ v as (B, T, nh, hs), before the heads merge")
+        attn_out = so.dense(z.reshape(B, T, nh * hs))
+        assert_close(seen["output.hook_attn_out"], attn_out, name="BertSelfOutput.hook_attn_out", atol=ATOL,
+                     mistakes={"hook_attn_out taken after adding the residual": x + attn_out},
+                     hint="after the output dense and its bias: what is added to the residual")
+        assert_close(seen["output.hook_resid_mid"], x + attn_out, name="BertSelfOutput.hook_resid_mid", atol=ATOL,
+                     hint="x + attn_out, before the layer norm")
+    _ln_alone(seen, "output.LayerNorm.", x + attn_out, cfg.layer_norm_eps)
+
+
+@pytest.mark.exercise("mlp")
+def test_mlp_hook_points_of_the_layers(bert, hf):
+    """BertIntermediate: hook_pre = dense(x), hook_post = gelu(hook_pre). BertOutput(h, x):
+    hook_mlp_out = dense(h), hook_resid_post = x + mlp_out, before its layer norm."""
+    ref = hf("deep_narrow_heads")
+    cfg = config_of(ref)
+    inter = load_into(bert.BertIntermediate(cfg), ref, "model", "encoder.layer.0.intermediate.")
+    out_layer = load_into(bert.BertOutput(cfg), ref, "model", "encoder.layer.0.output.")
+    x = torch.randn(2, 4, cfg.hidden_size, generator=torch.Generator().manual_seed(5))
+    h, seen = _seen(inter, x)
+    with torch.no_grad():
+        pre = inter.dense(x)
+        assert_close(seen["hook_pre"], pre, name="BertIntermediate.hook_pre", atol=ATOL,
+                     hint="dense(x), before the activation")
+        assert_close(seen["hook_post"], 0.5 * pre * (1 + torch.erf(pre / math.sqrt(2))),
+                     name="BertIntermediate.hook_post", atol=ATOL,
+                     mistakes={"hook_post taken before the activation": pre}, hint="the erf GELU of hook_pre")
+    _, seen = _seen(out_layer, h, x)
+    with torch.no_grad():
+        mlp_out = out_layer.dense(h)
+        assert_close(seen["hook_mlp_out"], mlp_out, name="BertOutput.hook_mlp_out", atol=ATOL,
+                     mistakes={"hook_mlp_out taken after adding the residual": x + mlp_out},
+                     hint="after the dense and its bias: what is added to the residual")
+        assert_close(seen["hook_resid_post"], x + mlp_out, name="BertOutput.hook_resid_post", atol=ATOL,
+                     hint="x + mlp_out, before the layer norm")
+    _ln_alone(seen, "LayerNorm.", x + mlp_out, cfg.layer_norm_eps)
+
+
+@pytest.mark.exercise("block")
+def test_block_hook_points_of_the_layer(bert, hf):
+    """BertLayer: hook_resid_pre is the block's input, hook_normalized_resid_post its output."""
+    ref = hf("base")
+    cfg = config_of(ref)
+    layer = load_into(bert.BertLayer(cfg), ref, "model", "encoder.layer.0.")
+    x = torch.randn(2, 4, cfg.hidden_size, generator=torch.Generator().manual_seed(6))
+    out, seen = _seen(layer, x, None)
+    assert_close(seen["hook_resid_pre"], x, name="BertLayer.hook_resid_pre", atol=0, hint="the block's input")
+    assert_close(seen["hook_normalized_resid_post"], out, name="BertLayer.hook_normalized_resid_post", atol=0,
+                 hint="the block's output, after the second layer norm")
+    assert_close(seen["attention.self.hook_q"].reshape(2, 4, -1), layer.attention.self.query(x).detach(),
+                 name="BertLayer: attention.self.hook_q (the attention reads the block's input)", atol=ATOL)
 
 
 # ----------------------------------------------------------------------------- edits
@@ -356,7 +504,7 @@ def test_patching_the_residual_stream_equals_running_the_rest_by_hand(bert, hf):
                  atol=ATOL, hint="x = self.hook_resid_pre(x): the block must go on with the returned tensor")
 
 
-@pytest.mark.exercise("attention")
+@pytest.mark.exercise("model")
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 def test_masking_scores_through_hook_attn_scores_equals_masking_the_key(bert, hf, attn):
     """Filling key 0's scores with finfo.min in every layer == an attention_mask with 0 at position 0

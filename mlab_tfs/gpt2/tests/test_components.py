@@ -270,6 +270,8 @@ def test_causal_mask(gpt2, q_len, k_len):
         "leaving the diagonal out (a token may attend to itself)": ones.tril(k_len - q_len - 1),
         "the upper triangle (True should mean allowed: keys at or before the query)": ones.triu(k_len - q_len),
         "ignoring the cached keys (query i sits at position k_len - q_len + i)": ones.tril(),
+        "one key too many (query i also sees the key after its own: an off-by-one in the offset)":
+            ones.tril(k_len - q_len + 1),
     }
     assert_close(actual.float(), expected.float(), name=f"causal_mask({q_len}, {k_len})", atol=0,
                  mistakes={k: v.float() for k, v in mistakes.items()})

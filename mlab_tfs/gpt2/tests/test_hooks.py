@@ -3,7 +3,7 @@ against a computation by hand; run_with_hooks' edits against the same edit made 
 removed afterwards (also after an error); names_filter's forms; bad input named.
 
 The hook points are part of exercises 1, 5, 7, 8 and 9 (each layer creates and calls its own);
-these tests check them for your code too."""
+these tests check them for your code too, and with exercise 11 through a KV cache."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def _batch(vocab_size, seed=0):
 
 
 def _get(cache, name, fix):
-    assert name in cache, f"run_with_cache has no {name!r}: the hook point never ran. {fix}"
+    if name not in cache:
+        pytest.fail(f"run_with_cache has no {name!r}: the hook point never ran. {fix}", pytrace=False)
     return cache[name]
 
 
@@ -57,7 +58,9 @@ def _seen(module, names, *args):
         out = module(*args)
     for n, v in zip(names, values):
         where = type(module).__name__
-        assert v is not None, f"{where}.{n} never ran: call self.{n}(...) in {where}.forward (the docstring says where)"
+        if v is None:
+            pytest.fail(f"{where}.{n} never ran: call self.{n}(...) in {where}.forward (the docstring says where)",
+                        pytrace=False)
     return out, dict(zip(names, values))
 
 
@@ -101,6 +104,22 @@ def test_attention_hook_points(gpt2, hf_base):
                  hint="hook_attn_scores: the scaled scores, before the softmax (pass it to attention_pattern)")
     assert bool((scores[~keep.expand_as(scores)] == torch.finfo(scores.dtype).min).all()), (
         "hook_attn_scores: masked entries should be finfo.min (filled before the hook is called)")
+
+
+@pytest.mark.exercise("attention")
+def test_attention_hook_pattern_is_before_dropout(gpt2, hf_base):
+    """In training mode with attn_pdrop = 0.5, hook_pattern's rows still sum to 1: dropout comes
+    after the hook."""
+    cfg = config_of(hf_base)
+    cfg.attn_pdrop = 0.5
+    attn = load_into(gpt2.GPT2Attention(cfg, layer_idx=0), hf_base, "transformer.h.0.attn.").train()
+    x = torch.randn(2, 6, cfg.n_embd, generator=torch.Generator().manual_seed(4))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        _, seen = _seen(attn, ["hook_pattern"], x, None)
+    sums = seen["hook_pattern"].sum(-1)
+    assert_close(sums, torch.ones_like(sums), name="GPT2Attention.hook_pattern row sums in training mode", atol=1e-5,
+                 hint="hook_pattern gets the pattern after dropout: call it before attn_dropout")
 
 
 @pytest.mark.exercise("mlp")
@@ -275,32 +294,6 @@ def test_hook_names_are_transformerlens_ones(gpt2, checkpoints):
         f"\n  unexpected: {sorted(set(model.hook_dict) - set(expected))}"
     )
     assert list(model.transformer.hook_dict) == expected, "GPT2Model alone has the same hook names"
-
-
-@pytest.mark.exercise("model")
-def test_run_with_cache_through_a_kv_cache(gpt2, checkpoints):
-    """One new token after a cached prefix: hook_q/k/v hold the new position only, hook_pattern
-    its row over every key, equal to transformers' full-pass attentions' last row."""
-    model, hf = _model(gpt2, checkpoints)
-    ids, kwargs, mask = _batch(model.config.vocab_size, seed=2)
-    T = ids.shape[1]
-    pos = kwargs["position_ids"]
-    with torch.no_grad():
-        past = model(ids[:, :-1], attention_mask=mask[:, :-1], position_ids=pos[:, :-1], use_cache=True).past_key_values
-        out, cache = model.run_with_cache(ids[:, -1:], attention_mask=mask, position_ids=pos[:, -1:],
-                                          past_key_values=past)
-        eager = hf_gpt2(checkpoints["base"])(ids, output_attentions=True, **kwargs)
-        full = hf(ids, output_hidden_states=True, **kwargs)
-    assert_close(out.logits, full.logits[:, -1:], name="logits of the new token under run_with_cache", atol=ATOL)
-    keep = keep_mask(mask, T, T)
-    for i in range(model.config.n_layer):
-        q = cache[f"blocks.{i}.attn.hook_q"]
-        assert q.shape == (3, 1, model.config.n_head, model.config.head_dim), (
-            f"with a KV cache, hook_q holds the new positions only, (B, 1, nh, hs), got {tuple(q.shape)}")
-        assert_close(cache[f"blocks.{i}.attn.hook_pattern"], zero_blind_rows(eager.attentions[i], keep)[:, :, -1:],
-                     name=f"blocks.{i}.attn.hook_pattern of the new token over every key", atol=1e-6)
-        assert_close(cache[f"blocks.{i}.hook_resid_pre"], full.hidden_states[i][:, -1:],
-                     name=f"blocks.{i}.hook_resid_pre of the new token", atol=ATOL)
 
 
 @pytest.mark.exercise("model")

@@ -10,8 +10,13 @@ import pytest
 import torch
 
 from mlab_tfs.testing.compare import assert_close
-from mlab_tfs.testing.tiny import left_padded_batch
+from mlab_tfs.testing.tiny import hf_gpt2, left_padded_batch
 
+from .helpers import keep_mask, zero_blind_rows
+from .test_causality import PADDINGS, _cached, _check_causal
+from .test_causality import _model as _causal_model
+from .test_hooks import ATOL, _batch
+from .test_hooks import _model as _hooked_model
 from .test_model import LEARNER_CONFIGS, pair
 
 CACHE_HINT = (
@@ -74,7 +79,14 @@ def test_dynamic_update_concatenates(gpt2):
     assert_close(ka, k1, name="update of an empty layer returns its keys", atol=0, hint=CACHE_HINT)
     assert_close(va, v1, name="update of an empty layer returns its values", atol=0)
     assert cache.keys[0] is None, "update(1, ...) must leave layer 0 alone"
-    kb, vb = cache.update(1, k2, v2)
+    try:
+        kb, vb = cache.update(1, k2, v2)
+    except RuntimeError as e:
+        pytest.fail(f"update of (2, 3, 4, 5) cached keys with (2, 3, 1, 5) new ones raised RuntimeError ({e}); "
+                    f"concatenate along the sequence dim, dim 2 of (B, nh, S, hs)", pytrace=False)
+    assert kb.shape == (2, 3, 5, 5), (
+        f"keys after a second update: expected (B, nh, S + T, hs) = (2, 3, 5, 5), got {tuple(kb.shape)}: "
+        f"concatenate along the sequence dim, dim 2")
     assert_close(kb, torch.cat([k1, k2], dim=2), name="keys after a second update", atol=0,
                  mistakes={"new keys put before the cached ones": torch.cat([k2, k1], dim=2)}, hint=CACHE_HINT)
     assert_close(vb, torch.cat([v1, v2], dim=2), name="values after a second update", atol=0, hint=CACHE_HINT)
@@ -91,10 +103,18 @@ def test_static_update_writes_in_place(gpt2):
     ka, va = cache.update(1, k, v, torch.tensor([2, 3]))
     assert ka.shape == (2, 3, 6, 4), f"static update returns the whole (B, nh, M, hs) buffer, got {tuple(ka.shape)}"
     assert [ka.data_ptr(), va.data_ptr()] == buffers, "static update writes into the buffers in place (same address)"
-    expected_k, expected_v = torch.zeros(2, 3, 6, 4), torch.zeros(2, 3, 6, 4)
-    expected_k[:, :, 2:4], expected_v[:, :, 2:4] = k, v
-    assert_close(ka, expected_k, name="static keys after writing columns 2 and 3", atol=0, hint=STATIC_HINT)
-    assert_close(va, expected_v, name="static values after writing columns 2 and 3", atol=0, hint=STATIC_HINT)
+    def written(t, cols):
+        buf = torch.zeros(2, 3, 6, 4)
+        buf[:, :, cols] = t
+        return buf
+
+    for name, got, new in (("keys", ka, k), ("values", va, v)):
+        assert_close(got, written(new, [2, 3]), name=f"static {name} after writing columns 2 and 3", atol=0,
+                     mistakes={"writing one column to the right (cache_position + 1)": written(new, [3, 4]),
+                               "writing one column to the left (cache_position - 1)": written(new, [1, 2]),
+                               "writing from column 0 (the number of new tokens, not cache_position)":
+                                   written(new, [0, 1])},
+                     hint=STATIC_HINT)
     assert_close(cache.keys[0], torch.zeros(2, 3, 6, 4), name="layer 0 (not written)", atol=0)
     assert cache.get_seq_length(1) == 2
     cache.reset()
@@ -550,3 +570,40 @@ def test_to_converts_a_dynamic_cache_as_a_static_one(gpt2):
     assert dynamic.keys[1] is None
     dynamic.update(0, k.double(), k.double())  # the converted cache takes float64 keys
     assert dynamic.get_seq_length(0) == 6
+
+
+# ------------------------------------------------------------------------- the cache on the other paths
+# Last in this file, after the object's own tests: a mistake in update is named there first.
+
+
+@pytest.mark.exercise("kv_cache")
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_no_output_depends_on_a_later_token_with_a_cache(gpt2, checkpoints, attn, padding):
+    _check_causal(_causal_model(gpt2, checkpoints["base"], attn), _cached, padding)
+
+
+@pytest.mark.exercise("kv_cache")
+def test_run_with_cache_through_a_kv_cache(gpt2, checkpoints):
+    """One new token after a cached prefix: hook_q/k/v hold the new position only, hook_pattern
+    its row over every key, equal to transformers' full-pass attentions' last row."""
+    model, hf = _hooked_model(gpt2, checkpoints)
+    ids, kwargs, mask = _batch(model.config.vocab_size, seed=2)
+    T = ids.shape[1]
+    pos = kwargs["position_ids"]
+    with torch.no_grad():
+        past = model(ids[:, :-1], attention_mask=mask[:, :-1], position_ids=pos[:, :-1], use_cache=True).past_key_values
+        out, cache = model.run_with_cache(ids[:, -1:], attention_mask=mask, position_ids=pos[:, -1:],
+                                          past_key_values=past)
+        eager = hf_gpt2(checkpoints["base"])(ids, output_attentions=True, **kwargs)
+        full = hf(ids, output_hidden_states=True, **kwargs)
+    assert_close(out.logits, full.logits[:, -1:], name="logits of the new token under run_with_cache", atol=ATOL)
+    keep = keep_mask(mask, T, T)
+    for i in range(model.config.n_layer):
+        q = cache[f"blocks.{i}.attn.hook_q"]
+        assert q.shape == (3, 1, model.config.n_head, model.config.head_dim), (
+            f"with a KV cache, hook_q holds the new positions only, (B, 1, nh, hs), got {tuple(q.shape)}")
+        assert_close(cache[f"blocks.{i}.attn.hook_pattern"], zero_blind_rows(eager.attentions[i], keep)[:, :, -1:],
+                     name=f"blocks.{i}.attn.hook_pattern of the new token over every key", atol=1e-6)
+        assert_close(cache[f"blocks.{i}.hook_resid_pre"], full.hidden_states[i][:, -1:],
+                     name=f"blocks.{i}.hook_resid_pre of the new token", atol=ATOL)

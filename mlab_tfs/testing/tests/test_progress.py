@@ -61,3 +61,28 @@ def test_counts_against(status, optional, counts):
     result = {"passed": PASSED, "not started": NOT_STARTED, "failing": FAILING, "no tests": Result()}[status]
     assert result.status == status
     assert progress.counts_against(Exercise("x", "X", "x", optional=optional), result) is counts
+
+
+class _Report:
+    """What Collector reads of a pytest TestReport."""
+
+    def __init__(self, nodeid, message):
+        self.nodeid, self.when, self.passed, self.skipped, self.failed = nodeid, "call", False, False, True
+        self.longreprtext = f"    raise NotImplementedError(...)\nE   {message}"
+
+
+@pytest.mark.parametrize("message, status, first", [
+    ("NotImplementedError: Exercise 1 (core): see mlab_tfs/fake/GUIDE.md#1-core", "not started",
+     "NotImplementedError: Exercise 1 (core): see mlab_tfs/fake/GUIDE.md#1-core"),
+    ("NotImplementedError: Exercise 2 (embedding): see mlab_tfs/gpt2/GUIDE.md#2-embedding", "failing",
+     "your code calls a piece of another part not written yet: NotImplementedError: Exercise 2 (embedding): "
+     "see mlab_tfs/gpt2/GUIDE.md#2-embedding"),
+])
+def test_a_stub_of_another_part_is_not_this_exercise_not_started(message, status, first):
+    """A BERT test that reaches the learner's unwritten GPT-2 Embedding: the BERT exercise is
+    written (its own code ran), so it is failing, with the GPT-2 stub named; its own stub is
+    "not started"."""
+    collector = progress.Collector(where={"t::x": ("fake", "core")})
+    collector.pytest_runtest_logreport(_Report("t::x", message))
+    result = collector.results[("fake", "core")]
+    assert (result.status, result.first_failure) == (status, first)
