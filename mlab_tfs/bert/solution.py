@@ -45,7 +45,7 @@ from einops import rearrange
 from torch import nn
 
 from mlab_tfs.activations import gelu, get_activation  # noqa: F401  (gelu: exercise 4's reference)
-from mlab_tfs.attention import check_attn_implementation, check_bool_mask, sdpa, sees_any_key
+from mlab_tfs.attention import check_attn_implementation, check_bool_mask, sdpa
 from mlab_tfs.bert.given import (  # noqa: F401  (re-exported: the part's givens)
     DECODER,
     PROBLEM_TYPES,
@@ -152,23 +152,11 @@ class BertSelfAttention(nn.Module):
         if path == "sdpa" and not (self.hook_attn_scores.has_hooks or self.hook_pattern.has_hooks):
             y = sdpa(q, k, v, mask, self.scale, self.dropout.p if self.training else 0.0)
         else:
-            pattern = self.hook_pattern(self.pattern(q, k, mask))  # (B, nh, T, S)
+            # GPT-2's pattern; the scaled, masked scores pass through hook_attn_scores.
+            pattern = self.hook_pattern(attention_pattern(q, k, mask, self.scale, self.hook_attn_scores))
             y = torch.matmul(self.dropout(pattern), v)  # (B, nh, T, hs)
         z = self.hook_z(rearrange(y, "b nh t hs -> b t nh hs"))
         return rearrange(z, "b t nh hs -> b t (nh hs)")
-
-    def pattern(self, q: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:
-        """The attention pattern (B, nh, T, S) of q (B, nh, T, hs), k (B, nh, S, hs): GPT-2's
-        attention_pattern, unless a hook sits on hook_attn_scores; then the scores, scaled
-        and masked (finfo.min), pass through it before the softmax, and the rows of queries
-        that see no key stay 0 (attention_pattern's rule)."""
-        if not self.hook_attn_scores.has_hooks:
-            return attention_pattern(q, k, mask, self.scale)
-        scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale
-        if mask is not None:
-            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-        pattern = torch.softmax(self.hook_attn_scores(scores), dim=-1)
-        return pattern if mask is None else pattern.masked_fill(~sees_any_key(mask), 0.0)
 
 
 class BertSelfOutput(nn.Module):

@@ -56,7 +56,7 @@ from einops import rearrange  # noqa: F401
 from torch import nn
 
 from mlab_tfs.activations import get_activation  # noqa: F401  (given: the other activations)
-from mlab_tfs.attention import check_attn_implementation, check_bool_mask, sees_any_key  # noqa: F401
+from mlab_tfs.attention import check_attn_implementation, check_bool_mask  # noqa: F401
 from mlab_tfs.bert.given import (  # given, not exercises  # noqa: F401
     DECODER,
     PROBLEM_TYPES,
@@ -146,24 +146,13 @@ class BertSelfAttention(nn.Module):
 
             q, k, v = hook_q/k/v(lin(x) as "b t (nh hs) -> b t nh hs")     (B, T, nh, hs)
             -> "b t nh hs -> b nh t hs"
-            pattern = hook_pattern(self.pattern(q, k, mask))              (B, nh, T, S)
+            pattern = hook_pattern(attention_pattern(q, k, mask, self.scale,
+                                                     self.hook_attn_scores))  (B, nh, T, S)
             y = dropout(pattern) @ v                                      (B, nh, T, hs)
             z = hook_z(y as "b nh t hs -> b t nh hs"), then "b t nh hs -> b t (nh hs)"
 
         You may ignore ``config.attn_implementation`` (the solution calls the fused kernel
         when no hook needs the pattern; you always take this path).
-        """
-        raise NotImplementedError("Exercise 3 (attention): see mlab_tfs/bert/GUIDE.md#3-attention")
-
-    def pattern(self, q: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:
-        """q (B, nh, T, hs), k (B, nh, S, hs) -> the pattern (B, nh, T, S).
-
-        Without a hook on ``hook_attn_scores`` (``self.hook_attn_scores.has_hooks`` is
-        False): your GPT-2 ``attention_pattern(q, k, mask, self.scale)``. With one, the
-        scores must pass through it *before* the softmax, so form them yourself:
-        ``q @ k^T * scale``, masked scores filled with ``torch.finfo(dtype).min``, then
-        ``hook_attn_scores``, softmax over keys, and rows of queries that see no key set to
-        0 (``sees_any_key(mask)``), as attention_pattern does.
         """
         raise NotImplementedError("Exercise 3 (attention): see mlab_tfs/bert/GUIDE.md#3-attention")
 
