@@ -62,11 +62,11 @@ from mlab_tfs.hooks import HookPoint, capture
 from mlab_tfs.inputs import (
     check_attention_mask,
     check_classification_labels,
-    check_labels,
     check_position_ids,
     check_token_ids,
     check_token_type_ids,
 )
+from mlab_tfs.losses import masked_lm_output, mlm_loss  # noqa: F401  (mlm_loss: exercise 8's reference)
 from mlab_tfs.outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput
 
 Tensor = torch.Tensor
@@ -430,12 +430,6 @@ class BertLMPredictionHead(nn.Module):
         return self.decoder(self.transform(x)) + self.bias
 
 
-def mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:
-    """Mean cross-entropy over the labelled positions (labels -100 are ignored). No shift:
-    position t predicts its own (masked) token. logits (B, T, V), labels (B, T)."""
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
-
-
 class BertForMaskedLM(BertPreTrainedModel, nn.Module):
     """BertModel (no pooler) with the masked-language-modelling head. Hook names are the
     BertModel's (the ``bert.`` prefix dropped), plus ``mlm_head.ln.*``."""
@@ -474,10 +468,7 @@ class BertForMaskedLM(BertPreTrainedModel, nn.Module):
             output_hidden_states=output_hidden_states, output_attentions=output_attentions,
         )
         logits = self.cls.predictions(out.last_hidden_state)  # (B, T, V)
-        loss = None
-        if labels is not None:
-            loss = mlm_loss(logits, check_labels("labels", labels, tuple(input_ids.shape), self.config.vocab_size))
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+        return masked_lm_output(out, logits, labels)
 
 
 def problem_type_of(config: BertConfig, labels: Tensor) -> str:

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
@@ -41,8 +40,9 @@ from mlab_tfs.configs import (
     check_token_id,
 )
 from mlab_tfs.hooks import HookedRootModule, HookPoint, capture
-from mlab_tfs.inputs import check_attention_mask, check_labels, check_position_ids, check_token_ids
+from mlab_tfs.inputs import check_attention_mask, check_position_ids, check_token_ids
 from mlab_tfs.inputs import check_bool as check_flag  # (configs.check_bool checks a config field)
+from mlab_tfs.losses import masked_lm_output, mlm_loss  # noqa: F401  (mlm_loss: re-exported, BERT's loss)
 from mlab_tfs.outputs import BaseModelOutput, MaskedLMOutput
 
 Tensor = torch.Tensor
@@ -624,13 +624,6 @@ def mlm_to_hf_state_dict(state: StateDict, config: DebertaV2Config) -> StateDict
     return {k: v for k, v in state.items() if not (tied and k in TIED_DECODER)}
 
 
-def mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:
-    """Mean cross-entropy over the positions whose label is not -100, no shift (MLM predicts
-    the token at its own position; transformers' DebertaV2ForMaskedLM). logits (B, T, V) in
-    any float dtype (the loss is taken in fp32), labels (B, T) long. Returns a scalar."""
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
-
-
 class DebertaV2ForMaskedLM(HookedRootModule, DebertaV2PreTrainedModel, nn.Module):
     """DebertaV2Model with a masked-language-modelling head, built from ``parts`` (a class
     attribute, as DebertaV2Model's). Hook names are DebertaV2Model's (the ``deberta.`` prefix
@@ -689,8 +682,4 @@ class DebertaV2ForMaskedLM(HookedRootModule, DebertaV2PreTrainedModel, nn.Module
             logits = self.cls(h)
         else:
             logits = self.lm_predictions(h, self.deberta.embeddings.word_embeddings.weight)
-        loss = None
-        if labels is not None:
-            labels = check_labels("labels", labels, tuple(input_ids.shape), self.config.vocab_size)
-            loss = mlm_loss(logits, labels)
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+        return masked_lm_output(out, logits, labels)

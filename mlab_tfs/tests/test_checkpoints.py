@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from mlab_tfs.bert import solution as bert
-from mlab_tfs.checkpoints import CheckpointError, read_config
+from mlab_tfs.checkpoints import CheckpointError
 from mlab_tfs.deberta import solution as deberta
 from mlab_tfs.deberta.tests.helpers import deberta_checkpoint
 from mlab_tfs.gpt2 import solution as gpt2
