@@ -29,7 +29,7 @@ from mlab_tfs.configs import (
     check_probability,
     check_token_id,
 )
-from mlab_tfs.hooks import HookedRootModule
+from mlab_tfs.hooks import ENCODER_HOOK_NAME_RULES, HookedRootModule
 
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
@@ -151,18 +151,13 @@ UNUSED = {
     "classifier": ("cls.",),  # the pre-training heads of a checkpoint fine-tuned from
 }
 
-# Module paths -> TransformerLens's HookedEncoder names (transformer_lens/HookedEncoder.py,
-# components/bert_embed.py, bert_block.py). Applied in order, on the path below the root.
+# Module paths -> TransformerLens's HookedEncoder names, applied in order on the path below
+# the root (mlab_tfs.hooks.ENCODER_HOOK_NAME_RULES, plus BERT's own).
 BERT_HOOK_NAME_RULES: tuple[tuple[str, str], ...] = (
     (r"^bert\.", ""),  # the heads' body: names as in a BertModel
-    (r"^embeddings\.LayerNorm\.", "embed.ln."),
-    (r"^embeddings\.", "embed."),
-    (r"^encoder\.layer\.(\d+)\.attention\.self\.", r"blocks.\1.attn."),
-    (r"^encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.", r"blocks.\1.ln1."),
-    (r"^encoder\.layer\.(\d+)\.attention\.output\.", r"blocks.\1."),
-    (r"^encoder\.layer\.(\d+)\.intermediate\.", r"blocks.\1.mlp."),
-    (r"^encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"blocks.\1.ln2."),
-    (r"^encoder\.layer\.(\d+)\.output\.", r"blocks.\1."),
+    *ENCODER_HOOK_NAME_RULES,
+    (r"^encoder\.layer\.(\d+)\.attention\.output\.", r"blocks.\1."),  # hook_attn_out, hook_resid_mid
+    (r"^encoder\.layer\.(\d+)\.output\.", r"blocks.\1."),  # hook_mlp_out, hook_resid_post
     (r"^encoder\.layer\.(\d+)\.", r"blocks.\1."),
     (r"^cls\.predictions\.transform\.LayerNorm\.", "mlm_head.ln."),
 )

@@ -39,7 +39,7 @@ from mlab_tfs.configs import (
     check_probability,
     check_token_id,
 )
-from mlab_tfs.hooks import HookedRootModule, HookPoint, capture
+from mlab_tfs.hooks import ENCODER_HOOK_NAME_RULES, HookedRootModule, HookPoint, capture
 from mlab_tfs.inputs import check_attention_mask, check_position_ids, check_token_ids
 from mlab_tfs.inputs import check_bool as check_flag  # (configs.check_bool checks a config field)
 from mlab_tfs.losses import masked_lm_output, mlm_loss  # noqa: F401  (mlm_loss: re-exported, BERT's loss)
@@ -432,16 +432,12 @@ def _check_inputs(
     return token_type_ids, position_ids, mask
 
 
-# Module paths -> TransformerLens-style hook names, applied in order (HookedRootModule).
-HOOK_NAME_RULES = (
+# Module paths -> TransformerLens-style hook names, applied in order (HookedRootModule):
+# mlab_tfs.hooks.ENCODER_HOOK_NAME_RULES, plus DeBERTa's own points.
+DEBERTA_HOOK_NAME_RULES: tuple[tuple[str, str], ...] = (
     (r"^deberta\.", ""),
-    (r"^embeddings\.LayerNorm\.", "embed.ln."),
     (r"^embeddings\.hook_full_embed$", "hook_full_embed"),
-    (r"^embeddings\.", "embed."),  # TransformerLens's HookedEncoder: embed.hook_embed, as BERT's
-    (r"^encoder\.layer\.(\d+)\.attention\.self\.", r"blocks.\1.attn."),
-    (r"^encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.", r"blocks.\1.ln1."),
-    (r"^encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"blocks.\1.ln2."),
-    (r"^encoder\.layer\.(\d+)\.intermediate\.", r"blocks.\1.mlp."),
+    *ENCODER_HOOK_NAME_RULES,  # embed.hook_embed, as BERT's (TransformerLens's HookedEncoder)
     (r"^encoder\.layer\.(\d+)\.attention\.output\.hook_out$", r"blocks.\1.hook_attn_out"),
     (r"^encoder\.layer\.(\d+)\.attention\.output\.hook_sum$", r"blocks.\1.hook_resid_mid"),
     (r"^encoder\.layer\.(\d+)\.output\.hook_out$", r"blocks.\1.hook_mlp_out"),
@@ -530,7 +526,7 @@ class DebertaV2Model(HookedRootModule, DebertaV2PreTrainedModel, nn.Module):
     """
 
     parts: ClassVar[DebertaV2Parts]
-    hook_name_rules = HOOK_NAME_RULES
+    hook_name_rules = DEBERTA_HOOK_NAME_RULES
     hf_to_ours = staticmethod(model_from_hf_state_dict)
     ours_to_hf = staticmethod(model_to_hf_state_dict)
 
@@ -630,7 +626,7 @@ class DebertaV2ForMaskedLM(HookedRootModule, DebertaV2PreTrainedModel, nn.Module
     is dropped), plus ``mlm_head.ln.hook_normalized``."""
 
     parts: ClassVar[DebertaV2Parts]
-    hook_name_rules = HOOK_NAME_RULES
+    hook_name_rules = DEBERTA_HOOK_NAME_RULES
     hf_to_ours = staticmethod(mlm_from_hf_state_dict)
     ours_to_hf = staticmethod(mlm_to_hf_state_dict)
     # A DebertaV2Model checkpoint has no MLM head: it starts fresh, with a warning, as in transformers.

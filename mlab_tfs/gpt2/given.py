@@ -91,7 +91,7 @@ class GPT2Config(ConfigMixin):
 # ``blocks.0.ln1.hook_normalized``, ``transformer.ln_f.hook_normalized`` ->
 # ``ln_final.hook_normalized``), whatever the root class: GPT2Model's and
 # GPT2LMHeadModel's ``hook_name_rules``.
-GPT2_HOOK_NAMES = (
+GPT2_HOOK_NAME_RULES = (
     (r"^transformer\.", ""),
     (r"^h\.(\d+)\.", r"blocks.\1."),
     (r"\.ln_(\d)\.", r".ln\1."),

@@ -35,7 +35,9 @@ from mlab_tfs.attention import (  # noqa: F401  (ATTN_IMPLEMENTATIONS, additive_
     sees_any_key,
 )
 from mlab_tfs.checkpoints import PretrainedMixin, StateDict, save_tied_weights_once
-from mlab_tfs.gpt2.given import GPT2_HOOK_NAMES, GPT2Config, KVCacheBase, init_gpt2_weights  # noqa: F401  (re-exported)
+from mlab_tfs.gpt2.given import (  # noqa: F401  (re-exported)
+    GPT2_HOOK_NAME_RULES, GPT2Config, KVCacheBase, init_gpt2_weights,
+)
 from mlab_tfs.hooks import HookedRootModule, HookPoint, capture
 from mlab_tfs.inputs import (
     check_attention_mask,
@@ -334,7 +336,7 @@ class GPT2Model(AttnImplementationMixin, HookedRootModule, nn.Module):
     ``run_with_cache`` / ``run_with_hooks`` (mlab_tfs.hooks) reach them by those names.
     """
 
-    hook_name_rules = GPT2_HOOK_NAMES
+    hook_name_rules = GPT2_HOOK_NAME_RULES
 
     def __init__(self, config: GPT2Config):
         super().__init__()
@@ -483,7 +485,7 @@ class GPT2LMHeadModel(AttnImplementationMixin, HookedRootModule, PretrainedMixin
     """GPT2Model with a language-modelling head tied to the token embedding (transformers'
     ``GPT2LMHeadModel``). Hook names as GPT2Model's (the ``transformer.`` prefix dropped)."""
 
-    hook_name_rules = GPT2_HOOK_NAMES
+    hook_name_rules = GPT2_HOOK_NAME_RULES
 
     config_class = GPT2Config
     hf_to_ours = staticmethod(from_hf_state_dict)

@@ -66,7 +66,7 @@ from mlab_tfs.activations import get_activation  # noqa: F401  (the other activa
 from mlab_tfs.attention import AttnImplementationMixin  # given: set_attn_implementation
 from mlab_tfs.checkpoints import PretrainedMixin, StateDict
 # Given, not exercises: the config, the hook-name rules, the cache's bookkeeping, the init.
-from mlab_tfs.gpt2.given import GPT2_HOOK_NAMES, GPT2Config, KVCacheBase, init_gpt2_weights  # noqa: F401
+from mlab_tfs.gpt2.given import GPT2_HOOK_NAME_RULES, GPT2Config, KVCacheBase, init_gpt2_weights  # noqa: F401
 from mlab_tfs.hooks import HookedRootModule, HookPoint, capture  # noqa: F401  (given: hook points)
 from mlab_tfs.inputs import (  # noqa: F401  (use them in GPT2Model.forward)
     check_attention_mask,
@@ -425,7 +425,7 @@ class GPT2Block(nn.Module):
 class GPT2Model(AttnImplementationMixin, HookedRootModule, nn.Module):
     """Token + position embeddings, n_layer blocks, final layer norm."""
 
-    hook_name_rules = GPT2_HOOK_NAMES  # given: run_with_cache, run_with_hooks, hook_dict
+    hook_name_rules = GPT2_HOOK_NAME_RULES  # given: run_with_cache, run_with_hooks, hook_dict
 
     def __init__(self, config: GPT2Config):
         """Store ``self.config`` and create:
@@ -588,7 +588,7 @@ def to_hf_state_dict(state: StateDict, config: GPT2Config) -> StateDict:
 class GPT2LMHeadModel(AttnImplementationMixin, HookedRootModule, PretrainedMixin, nn.Module):
     """GPT2Model with a language-modelling head tied to the token embedding."""
 
-    hook_name_rules = GPT2_HOOK_NAMES  # given: the same hook names as GPT2Model's
+    hook_name_rules = GPT2_HOOK_NAME_RULES  # given: the same hook names as GPT2Model's
 
     # Given: PretrainedMixin's from_pretrained / save_pretrained call these two.
     config_class = GPT2Config
