@@ -115,6 +115,29 @@ def check_divisible(owner: object, name: str, by: str) -> None:
         raise ConfigError(f"{_where(owner, name)} ({value}) must be divisible by {by} ({divisor})")
 
 
+
+def check_encoder_fields(owner: object) -> None:
+    """The fields transformers' encoder configs share (BertConfig, DebertaV2Config: the same
+    names and meanings): vocab_size, hidden_size, num_hidden_layers, num_attention_heads,
+    intermediate_size, max_position_embeddings ints >= 1; hidden_size divisible by
+    num_attention_heads; hidden_act one of activations.ACTIVATIONS; hidden_dropout_prob and
+    attention_probs_dropout_prob in [0, 1); layer_norm_eps > 0; initializer_range >= 0;
+    pad_token_id a vocabulary id or None; tie_word_embeddings a bool. ConfigError or
+    ConfigTypeError naming the field."""
+    from mlab_tfs.activations import ACTIVATIONS
+
+    for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                 "max_position_embeddings"):
+        check_int(owner, name, minimum=1)
+    check_divisible(owner, "hidden_size", "num_attention_heads")
+    check_choice(owner, "hidden_act", ACTIVATIONS)
+    for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        check_probability(owner, name)
+    check_float(owner, "layer_norm_eps", low=0.0, low_open=True)  # inside a sqrt: > 0
+    check_float(owner, "initializer_range", low=0.0)
+    check_token_id(owner, "pad_token_id", owner.vocab_size)  # type: ignore[attr-defined]  (the padding row)
+    check_bool(owner, "tie_word_embeddings")
+
 def config_dict(owner_name: str, d: object) -> dict[str, Any]:
     """from_dict's argument: a dict with str keys (what config.json holds)."""
     if not isinstance(d, dict):

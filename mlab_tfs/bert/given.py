@@ -14,20 +14,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from mlab_tfs.activations import ACTIVATIONS
 from mlab_tfs.attention import ATTN_IMPLEMENTATIONS, AttnImplementationMixin
 from mlab_tfs.checkpoints import PretrainedMixin
 from mlab_tfs.configs import (
-    ConfigError,
-    ConfigMixin,
-    ConfigTypeError,
-    check_bool,
-    check_choice,
-    check_divisible,
-    check_float,
-    check_int,
-    check_probability,
-    check_token_id,
+    ConfigError, ConfigMixin, ConfigTypeError, check_choice, check_encoder_fields, check_int, check_probability,
 )
 from mlab_tfs.hooks import ENCODER_HOOK_NAME_RULES, HookedRootModule
 
@@ -75,18 +65,10 @@ class BertConfig(ConfigMixin):
 
     def __post_init__(self) -> None:
         """Check every field: ConfigError (a ValueError) naming it, ConfigTypeError for a wrong type."""
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                     "max_position_embeddings", "type_vocab_size", "num_labels"):
+        check_encoder_fields(self)
+        for name in ("type_vocab_size", "num_labels"):
             check_int(self, name, minimum=1)
-        check_divisible(self, "hidden_size", "num_attention_heads")
-        check_choice(self, "hidden_act", ACTIVATIONS)
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            check_probability(self, name)
         check_probability(self, "classifier_dropout", optional=True)
-        check_float(self, "layer_norm_eps", low=0.0, low_open=True)  # inside a sqrt: > 0
-        check_float(self, "initializer_range", low=0.0)
-        check_token_id(self, "pad_token_id", self.vocab_size)  # the embedding's padding row
-        check_bool(self, "tie_word_embeddings")
         check_choice(self, "attn_implementation", ATTN_IMPLEMENTATIONS)
         check_choice(self, "problem_type", PROBLEM_TYPES, optional=True)
         if self.id2label is not None:

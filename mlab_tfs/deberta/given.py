@@ -28,16 +28,7 @@ from torch import nn
 from mlab_tfs.activations import ACTIVATIONS, get_activation
 from mlab_tfs.checkpoints import CheckpointError, PretrainedMixin, StateDict, save_tied_weights_once
 from mlab_tfs.configs import (
-    ConfigError,
-    ConfigMixin,
-    ConfigTypeError,
-    check_bool,
-    check_choice,
-    check_divisible,
-    check_float,
-    check_int,
-    check_probability,
-    check_token_id,
+    ConfigError, ConfigMixin, ConfigTypeError, check_bool, check_choice, check_encoder_fields, check_int,
 )
 from mlab_tfs.hooks import ENCODER_HOOK_NAME_RULES, HookedRootModule, HookPoint, capture
 from mlab_tfs.inputs import check_attention_mask, check_position_ids, check_token_ids
@@ -97,24 +88,15 @@ class DebertaV2Config(ConfigMixin):
 
     def __post_init__(self) -> None:
         """Check every field: ConfigError (a ValueError) naming it, ConfigTypeError for a wrong type."""
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                     "max_position_embeddings", "conv_groups"):
-            check_int(self, name, minimum=1)
-        check_divisible(self, "hidden_size", "num_attention_heads")
+        check_encoder_fields(self)
+        check_int(self, "conv_groups", minimum=1)
         check_int(self, "type_vocab_size", minimum=0)  # 0: no token-type embeddings
         check_int(self, "embedding_size", minimum=1, optional=True)
         check_int(self, "conv_kernel_size", minimum=0)  # 0: no convolution
         for name in ("max_relative_positions", "position_buckets"):  # < 1 means "unset"
             check_int(self, name)
-        for name in ("hidden_act", "conv_act"):
-            check_choice(self, name, ACTIVATIONS)
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            check_probability(self, name)
-        check_float(self, "layer_norm_eps", low=0.0, low_open=True)  # inside a sqrt: > 0
-        check_float(self, "initializer_range", low=0.0)
-        check_token_id(self, "pad_token_id", self.vocab_size)  # the embedding's padding row
-        for name in ("position_biased_input", "relative_attention", "share_att_key", "legacy",
-                     "tie_word_embeddings"):
+        check_choice(self, "conv_act", ACTIVATIONS)
+        for name in ("position_biased_input", "relative_attention", "share_att_key", "legacy"):
             check_bool(self, name)
         if not isinstance(self.norm_rel_ebd, str):
             raise ConfigTypeError(
