@@ -355,8 +355,8 @@ class BertModel(BertPreTrainedModel, nn.Module):
         attention_mask: Tensor | None = None,
         token_type_ids: Tensor | None = None,
         position_ids: Tensor | None = None,
-        output_hidden_states: bool = False,
         output_attentions: bool = False,
+        output_hidden_states: bool = False,
     ) -> BaseModelOutput:
         """input_ids (B, T); attention_mask (B, T), 1 = real token; token_type_ids and
         position_ids (B, T), (1, T) or (T,).
@@ -459,13 +459,13 @@ class BertForMaskedLM(BertPreTrainedModel, nn.Module):
         token_type_ids: Tensor | None = None,
         position_ids: Tensor | None = None,
         labels: Tensor | None = None,
-        output_hidden_states: bool = False,
         output_attentions: bool = False,
+        output_hidden_states: bool = False,
     ) -> MaskedLMOutput:
         """As BertModel.forward, plus logits (B, T, V) and, given labels (B, T), the loss."""
         out = self.bert(
             input_ids, attention_mask, token_type_ids, position_ids,
-            output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )
         logits = self.cls.predictions(out.last_hidden_state)  # (B, T, V)
         return masked_lm_output(out, logits, labels)
@@ -524,13 +524,13 @@ class BertForSequenceClassification(BertPreTrainedModel, nn.Module):
         token_type_ids: Tensor | None = None,
         position_ids: Tensor | None = None,
         labels: Tensor | None = None,
-        output_hidden_states: bool = False,
         output_attentions: bool = False,
+        output_hidden_states: bool = False,
     ) -> SequenceClassifierOutput:
         """As BertModel.forward, plus logits (B, L) and, given labels, the loss."""
         out = self.bert(
             input_ids, attention_mask, token_type_ids, position_ids,
-            output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )
         logits = self.classifier(self.dropout(out.pooler_output))  # (B, L)
         loss = None

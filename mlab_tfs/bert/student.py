@@ -337,8 +337,8 @@ class BertModel(BertPreTrainedModel, nn.Module):
         attention_mask: Tensor | None = None,
         token_type_ids: Tensor | None = None,
         position_ids: Tensor | None = None,
-        output_hidden_states: bool = False,
         output_attentions: bool = False,
+        output_hidden_states: bool = False,
     ) -> BaseModelOutput:
         """input_ids (B, T); attention_mask (B, T) 1 = real token; token_type_ids and
         position_ids (B, T), (1, T) or (T,), defaulting to all 0 and to 0..T-1.
@@ -427,8 +427,8 @@ class BertForMaskedLM(BertPreTrainedModel, nn.Module):
         token_type_ids: Tensor | None = None,
         position_ids: Tensor | None = None,
         labels: Tensor | None = None,
-        output_hidden_states: bool = False,
         output_attentions: bool = False,
+        output_hidden_states: bool = False,
     ) -> MaskedLMOutput:
         """As BertModel.forward, plus logits (B, T, V) and, given labels (B, T) (check them with
         ``check_labels("labels", labels, tuple(input_ids.shape), vocab_size)``), the mlm_loss.
@@ -475,8 +475,8 @@ class BertForSequenceClassification(BertPreTrainedModel, nn.Module):
         token_type_ids: Tensor | None = None,
         position_ids: Tensor | None = None,
         labels: Tensor | None = None,
-        output_hidden_states: bool = False,
         output_attentions: bool = False,
+        output_hidden_states: bool = False,
     ) -> SequenceClassifierOutput:
         """As BertModel.forward; logits = classifier(dropout(pooler_output)), (B, L). Given
         labels: problem_type = problem_type_of(config, labels); labels =

@@ -527,8 +527,8 @@ class DebertaV2Model(HookedRootModule, DebertaV2PreTrainedModel, nn.Module):
         attention_mask: Tensor | None = None,
         token_type_ids: Tensor | None = None,
         position_ids: Tensor | None = None,
-        output_hidden_states: bool = False,
         output_attentions: bool = False,
+        output_hidden_states: bool = False,
     ) -> BaseModelOutput:
         """input_ids: (B, T); attention_mask: (B, T), 1 = real token; token_type_ids: (B, T);
         position_ids: (B or 1, T), only used with position_biased_input.
@@ -646,14 +646,14 @@ class DebertaV2ForMaskedLM(HookedRootModule, DebertaV2PreTrainedModel, nn.Module
         token_type_ids: Tensor | None = None,
         position_ids: Tensor | None = None,
         labels: Tensor | None = None,
-        output_hidden_states: bool = False,
         output_attentions: bool = False,
+        output_hidden_states: bool = False,
     ) -> MaskedLMOutput:
         """As DebertaV2Model.forward, plus logits (B, T, V) and, given labels (B, T) (-100 =
         not scored), mlm_loss of them."""
         out = self.deberta(
             input_ids, attention_mask, token_type_ids, position_ids,
-            output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )
         h = out.last_hidden_state  # (B, T, H)
         if self.config.legacy:

@@ -352,12 +352,12 @@ class GPT2Model(AttnImplementationMixin, HookedRootModule, nn.Module):
     def forward(
         self,
         input_ids: Tensor,
+        past_key_values: PastKeyValues | None = None,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
-        past_key_values: PastKeyValues | None = None,
         use_cache: bool = False,
-        output_hidden_states: bool = False,
         output_attentions: bool = False,
+        output_hidden_states: bool = False,
         cache_position: Tensor | None = None,
     ) -> BaseModelOutput:
         """input_ids: (B, T); attention_mask: (B, P + T), 1 = real token (static cache: (B, L),
@@ -508,13 +508,13 @@ class GPT2LMHeadModel(AttnImplementationMixin, HookedRootModule, PretrainedMixin
     def forward(
         self,
         input_ids: Tensor,
+        past_key_values: PastKeyValues | None = None,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
-        past_key_values: PastKeyValues | None = None,
         labels: Tensor | None = None,
         use_cache: bool = False,
-        output_hidden_states: bool = False,
         output_attentions: bool = False,
+        output_hidden_states: bool = False,
         num_items_in_batch: Tensor | int | None = None,
         cache_position: Tensor | None = None,
     ) -> CausalLMOutput:
@@ -525,8 +525,9 @@ class GPT2LMHeadModel(AttnImplementationMixin, HookedRootModule, PretrainedMixin
         so that gradient accumulation averages over tokens, not micro-batches.
         """
         out = self.transformer(
-            input_ids, attention_mask, position_ids, past_key_values, use_cache,
-            output_hidden_states, output_attentions, cache_position,
+            input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=past_key_values,
+            use_cache=use_cache, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            cache_position=cache_position,
         )
         logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
         loss = None

@@ -446,12 +446,12 @@ class GPT2Model(AttnImplementationMixin, HookedRootModule, nn.Module):
     def forward(
         self,
         input_ids: Tensor,
+        past_key_values: PastKeyValues | None = None,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
-        past_key_values: PastKeyValues | None = None,
         use_cache: bool = False,
-        output_hidden_states: bool = False,
         output_attentions: bool = False,
+        output_hidden_states: bool = False,
         cache_position: Tensor | None = None,
     ) -> BaseModelOutput:
         """The transformer without its head.
@@ -461,7 +461,7 @@ class GPT2Model(AttnImplementationMixin, HookedRootModule, nn.Module):
             cached tokens and the new ones.
         position_ids: None or (B, T) / (1, T) / (T,): which row of wpe each new token gets.
         past_key_values, use_cache, cache_position: exercise 11 (KV cache).
-        output_hidden_states, output_attentions: collect those too (below).
+        output_attentions, output_hidden_states: collect those too (below).
 
         Returns ``BaseModelOutput(last_hidden_state=..., past_key_values=...,
         hidden_states=..., attentions=...)`` (from mlab_tfs.outputs) with
@@ -611,13 +611,13 @@ class GPT2LMHeadModel(AttnImplementationMixin, HookedRootModule, PretrainedMixin
     def forward(
         self,
         input_ids: Tensor,
+        past_key_values: PastKeyValues | None = None,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
-        past_key_values: PastKeyValues | None = None,
         labels: Tensor | None = None,
         use_cache: bool = False,
-        output_hidden_states: bool = False,
         output_attentions: bool = False,
+        output_hidden_states: bool = False,
         num_items_in_batch: Tensor | int | None = None,
         cache_position: Tensor | None = None,
     ) -> CausalLMOutput:
