@@ -272,6 +272,18 @@ def save_tied_weights_once(model: torch.nn.Module, tied: dict[str, str]) -> None
     model.register_load_state_dict_pre_hook(functools.partial(_fill_tied_aliases, tied=dict(tied)))
 
 
+
+def tie_weights(model: torch.nn.Module, tied: dict[str, str]) -> None:
+    """Tie each alias to its source (``{"lm_head.weight": "transformer.wte.weight"}``): the
+    alias becomes the source Parameter itself (one tensor, two uses: its gradient is the sum
+    of both uses), saved once (save_tied_weights_once). In place. A path that is not a
+    parameter of the model (the source) or not under one of its modules (the alias) is
+    torch's AttributeError naming it."""
+    for alias, source in tied.items():
+        owner, _, name = alias.rpartition(".")
+        setattr(model.get_submodule(owner), name, model.get_parameter(source))
+    save_tied_weights_once(model, tied)
+
 def _is_tied(model: torch.nn.Module, alias: str, source: str) -> bool:
     return model.get_parameter(alias) is model.get_parameter(source)
 

@@ -350,13 +350,8 @@ class BertModel(BertPreTrainedModel, nn.Module):
         init_bert_weights(self, config)
 
     def forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        position_ids: Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None, output_attentions: bool = False, output_hidden_states: bool = False,
     ) -> BaseModelOutput:
         """input_ids (B, T); attention_mask (B, T), 1 = real token; token_type_ids and
         position_ids (B, T), (1, T) or (T,).
@@ -453,13 +448,8 @@ class BertForMaskedLM(BertPreTrainedModel, nn.Module):
             save_tied_weights_once(self, self.tied_weights)
 
     def forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        position_ids: Tensor | None = None,
-        labels: Tensor | None = None,
-        output_attentions: bool = False,
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None, labels: Tensor | None = None, output_attentions: bool = False,
         output_hidden_states: bool = False,
     ) -> MaskedLMOutput:
         """As BertModel.forward, plus logits (B, T, V) and, given labels (B, T), the loss."""
@@ -518,13 +508,8 @@ class BertForSequenceClassification(BertPreTrainedModel, nn.Module):
         init_bert_weights(self.classifier, config)
 
     def forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        position_ids: Tensor | None = None,
-        labels: Tensor | None = None,
-        output_attentions: bool = False,
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None, labels: Tensor | None = None, output_attentions: bool = False,
         output_hidden_states: bool = False,
     ) -> SequenceClassifierOutput:
         """As BertModel.forward, plus logits (B, L) and, given labels, the loss."""

@@ -332,13 +332,8 @@ class BertModel(BertPreTrainedModel, nn.Module):
         raise NotImplementedError("Exercise 6 (model): see mlab_tfs/bert/GUIDE.md#6-model")
 
     def forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        position_ids: Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None, output_attentions: bool = False, output_hidden_states: bool = False,
     ) -> BaseModelOutput:
         """input_ids (B, T); attention_mask (B, T) 1 = real token; token_type_ids and
         position_ids (B, T), (1, T) or (T,), defaulting to all 0 and to 0..T-1.
@@ -421,13 +416,8 @@ class BertForMaskedLM(BertPreTrainedModel, nn.Module):
         raise NotImplementedError("Exercise 8 (mlm head): see mlab_tfs/bert/GUIDE.md#8-mlm-head")
 
     def forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        position_ids: Tensor | None = None,
-        labels: Tensor | None = None,
-        output_attentions: bool = False,
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None, labels: Tensor | None = None, output_attentions: bool = False,
         output_hidden_states: bool = False,
     ) -> MaskedLMOutput:
         """As BertModel.forward, plus logits (B, T, V) and, given labels (B, T) (check them with
@@ -469,13 +459,8 @@ class BertForSequenceClassification(BertPreTrainedModel, nn.Module):
         raise NotImplementedError("Exercise 9 (classifier): see mlab_tfs/bert/GUIDE.md#9-classifier")
 
     def forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        position_ids: Tensor | None = None,
-        labels: Tensor | None = None,
-        output_attentions: bool = False,
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None, labels: Tensor | None = None, output_attentions: bool = False,
         output_hidden_states: bool = False,
     ) -> SequenceClassifierOutput:
         """As BertModel.forward; logits = classifier(dropout(pooler_output)), (B, L). Given

@@ -26,7 +26,7 @@ from einops import rearrange
 from torch import nn
 
 from mlab_tfs.activations import ACTIVATIONS, get_activation
-from mlab_tfs.checkpoints import CheckpointError, PretrainedMixin, StateDict, save_tied_weights_once
+from mlab_tfs.checkpoints import CheckpointError, PretrainedMixin, StateDict, tie_weights
 from mlab_tfs.configs import (
     ConfigError, ConfigMixin, ConfigTypeError, check_bool, check_choice, check_encoder_fields, check_int,
 )
@@ -522,13 +522,8 @@ class DebertaV2Model(HookedRootModule, DebertaV2PreTrainedModel, nn.Module):
         init_deberta_weights(self, config)
 
     def forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        position_ids: Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None, output_attentions: bool = False, output_hidden_states: bool = False,
     ) -> BaseModelOutput:
         """input_ids: (B, T); attention_mask: (B, T), 1 = real token; token_type_ids: (B, T);
         position_ids: (B or 1, T), only used with position_biased_input.
@@ -631,22 +626,13 @@ class DebertaV2ForMaskedLM(HookedRootModule, DebertaV2PreTrainedModel, nn.Module
             self.lm_predictions = self.parts.mlm_head(config)
         init_deberta_weights(self, config)
         if config.legacy:
-            head = self.cls.predictions
-            nn.init.zeros_(head.bias)
+            nn.init.zeros_(self.cls.predictions.bias)
             if config.tie_word_embeddings:
-                head.decoder.weight = self.deberta.embeddings.word_embeddings.weight  # one Parameter, two uses
-                head.decoder.bias = head.bias
-                # ...each saved once, so that safetensors (and transformers' Trainer) can write them.
-                save_tied_weights_once(self, self.tied_weights)
+                tie_weights(self, self.tied_weights)  # the decoder reads the word embeddings and the head's bias
 
     def forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        position_ids: Tensor | None = None,
-        labels: Tensor | None = None,
-        output_attentions: bool = False,
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None, labels: Tensor | None = None, output_attentions: bool = False,
         output_hidden_states: bool = False,
     ) -> MaskedLMOutput:
         """As DebertaV2Model.forward, plus logits (B, T, V) and, given labels (B, T) (-100 =
