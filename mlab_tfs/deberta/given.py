@@ -9,7 +9,7 @@ Embedding.
 Module names mirror transformers' ``DebertaV2ForMaskedLM`` (``deberta.encoder.layer.0.
 attention.self.query_proj``...), so loading a checkpoint is a name map with no transposes;
 the hook points carry TransformerLens's names (``blocks.0.attn.hook_pattern``) through
-``DebertaV2Model.hook_name_rules``. The reference for every computation is transformers'
+``DebertaV2PreTrainedModel.hook_name_rules``. The reference for every computation is transformers'
 ``models/deberta_v2/modeling_deberta_v2.py``.
 
 Shapes: B batch, T tokens, H = hidden_size, E = embedding_size, nh heads, hs = H // nh,
@@ -367,7 +367,7 @@ class ConvLayer(nn.Module):
 
 
 def init_deberta_weights(model: nn.Module, config: DebertaV2Config) -> None:
-    """BERT's initialisation (transformers' DebertaV2PreTrainedModel._init_weights):
+    """DeBERTa's initialisation, BERT's scheme (transformers' DebertaV2PreTrainedModel._init_weights):
     N(0, initializer_range) weights (the convolution's too), zero biases, the padding
     embedding at 0; layer norms keep their constructor's 1 and 0. An embedding table is any
     module with a ``padding_idx`` attribute and a ``weight`` (GPT-2's Embedding, the
@@ -449,10 +449,13 @@ def _pattern_point(attention: nn.Module) -> HookPoint:
     return point
 
 
-class DebertaV2PreTrainedModel(PretrainedMixin):
-    """from_pretrained / save_pretrained for the DeBERTa models (transformers' base class name)."""
+class DebertaV2PreTrainedModel(HookedRootModule, PretrainedMixin):
+    """What every DeBERTa model class shares (transformers' base class name): from_pretrained /
+    save_pretrained (see mlab_tfs.checkpoints) and the hook points under TransformerLens-style
+    names (``run_with_cache``, ``run_with_hooks``, see mlab_tfs.hooks)."""
 
     config_class = DebertaV2Config
+    hook_name_rules = DEBERTA_HOOK_NAME_RULES
 
 
 # Keys a base-model checkpoint may carry from a head we don't build.
@@ -482,7 +485,7 @@ def model_to_hf_state_dict(state: StateDict, config: DebertaV2Config) -> StateDi
     return dict(state)
 
 
-class DebertaV2Model(HookedRootModule, DebertaV2PreTrainedModel, nn.Module):
+class DebertaV2Model(DebertaV2PreTrainedModel, nn.Module):
     """Embeddings and encoder: the DeBERTa-v2/v3 backbone, built from ``parts`` (a class
     attribute: ``solution.DebertaV2Model`` and ``student.DebertaV2Model`` set their own).
 
@@ -508,7 +511,6 @@ class DebertaV2Model(HookedRootModule, DebertaV2PreTrainedModel, nn.Module):
     """
 
     parts: ClassVar[DebertaV2Parts]
-    hook_name_rules = DEBERTA_HOOK_NAME_RULES
     hf_to_ours = staticmethod(model_from_hf_state_dict)
     ours_to_hf = staticmethod(model_to_hf_state_dict)
 
@@ -597,13 +599,12 @@ def mlm_to_hf_state_dict(state: StateDict, config: DebertaV2Config) -> StateDict
     return {k: v for k, v in state.items() if not (tied and k in TIED_DECODER)}
 
 
-class DebertaV2ForMaskedLM(HookedRootModule, DebertaV2PreTrainedModel, nn.Module):
+class DebertaV2ForMaskedLM(DebertaV2PreTrainedModel, nn.Module):
     """DebertaV2Model with a masked-language-modelling head, built from ``parts`` (a class
     attribute, as DebertaV2Model's). Hook names are DebertaV2Model's (the ``deberta.`` prefix
     is dropped), plus ``mlm_head.ln.hook_normalized``."""
 
     parts: ClassVar[DebertaV2Parts]
-    hook_name_rules = DEBERTA_HOOK_NAME_RULES
     hf_to_ours = staticmethod(mlm_from_hf_state_dict)
     ours_to_hf = staticmethod(mlm_to_hf_state_dict)
     # A DebertaV2Model checkpoint has no MLM head: it starts fresh, with a warning, as in transformers.
