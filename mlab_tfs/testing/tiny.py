@@ -42,6 +42,23 @@ def edited_checkpoint(src: Path, dst: Path, edit) -> Path:
     return dst
 
 
+
+def assert_load_lists(model_class, folder: Path, missing: str, unexpected: str, mismatched: str) -> None:
+    """model_class.from_pretrained(folder) refuses a checkpoint with one missing key, one
+    unexpected key and one shape mismatch, and its CheckpointError lists each of them once
+    (``missing`` / ``unexpected``: a key or part of it; ``mismatched``: the whole line,
+    "<key>: checkpoint <shape>, model <shape>")."""
+    import pytest
+
+    from mlab_tfs.checkpoints import CheckpointError
+
+    with pytest.raises(CheckpointError) as info:
+        model_class.from_pretrained(folder)
+    message = str(info.value)
+    assert "missing keys (1)" in message and missing in message, message
+    assert "unexpected keys (1)" in message and unexpected in message, message
+    assert "shape mismatches (1)" in message and mismatched in message, message
+
 def randomize_(model: torch.nn.Module, seed: int, scale: float = 0.1) -> None:
     """Move layer-norm weights away from 1 and biases away from 0."""
     g = torch.Generator().manual_seed(seed)
