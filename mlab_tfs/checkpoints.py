@@ -301,6 +301,8 @@ def _fill_tied_aliases(module, state_dict, prefix, *args, tied: dict[str, str]) 
 
 
 def save_safetensors(state_dict: StateDict, path: Path) -> None:
+    """Write state_dict to path as a .safetensors file with transformers' ``{"format": "pt"}``
+    metadata. Not atomic by itself: call it inside durable.atomic_folder (as save_pretrained)."""
     from safetensors.torch import save_file
 
     # safetensors refuses views and shared storage: give every tensor its own contiguous copy.

@@ -86,12 +86,15 @@ def check_probability(owner: object, name: str, *, optional: bool = False) -> No
 
 
 def check_bool(owner: object, name: str) -> None:
+    """owner.<name> is True or False (not 0/1): ConfigTypeError naming it otherwise."""
     value = getattr(owner, name)
     if not isinstance(value, bool):
         raise ConfigTypeError(f"{_where(owner, name)} must be True or False, got {value!r} ({type(value).__name__})")
 
 
 def check_choice(owner: object, name: str, choices: Iterable[Any], *, optional: bool = False) -> None:
+    """owner.<name> is one of the strings choices (or None if optional): ConfigError naming
+    it and the choices otherwise."""
     value = getattr(owner, name)
     choices = tuple(choices)
     if value is None and optional:
@@ -110,6 +113,7 @@ def check_token_id(owner: object, name: str, vocab_size: int) -> None:
 
 
 def check_divisible(owner: object, name: str, by: str) -> None:
+    """owner.<name> is a multiple of owner.<by> (hidden size by heads): ConfigError otherwise."""
     value, divisor = getattr(owner, name), getattr(owner, by)
     if value % divisor != 0:
         raise ConfigError(f"{_where(owner, name)} ({value}) must be divisible by {by} ({divisor})")

@@ -88,6 +88,7 @@ class BertConfig(ConfigMixin):
 
     @property
     def head_dim(self) -> int:
+        """hs: the width of one attention head."""
         return self.hidden_size // self.num_attention_heads
 
     @classmethod

@@ -84,6 +84,7 @@ class GPT2Config(ConfigMixin):
 
     @property
     def head_dim(self) -> int:
+        """hs: the width of one attention head."""
         return self.n_embd // self.n_head
 
 
