@@ -16,10 +16,12 @@ import torch
 from torch import nn
 
 from mlab_tfs.activations import ACTIVATIONS
-from mlab_tfs.attention import ATTN_IMPLEMENTATIONS
+from mlab_tfs.attention import ATTN_IMPLEMENTATIONS, AttnImplementationMixin
+from mlab_tfs.checkpoints import PretrainedMixin, StateDict
 from mlab_tfs.configs import ConfigMixin, check_bool, check_choice, check_divisible, check_float, check_int
 from mlab_tfs.configs import check_probability
 from mlab_tfs.inputs import _check_values, _describe, check_attention_mask, require_tensor
+from mlab_tfs.hooks import HookedRootModule
 from mlab_tfs.inputs import check_int as check_int_argument
 
 Tensor = torch.Tensor
@@ -98,6 +100,22 @@ GPT2_HOOK_NAME_RULES = (
     (r"\.ln_(\d)\.", r".ln\1."),
     (r"^ln_f\.", "ln_final."),
 )
+
+
+class GPT2PreTrainedModel(AttnImplementationMixin, HookedRootModule, PretrainedMixin):
+    """What GPT2Model and GPT2LMHeadModel share (transformers' base class name):
+    from_pretrained / save_pretrained (see mlab_tfs.checkpoints), set_attn_implementation,
+    and the hook points under TransformerLens's names (``run_with_cache``,
+    ``run_with_hooks``, see mlab_tfs.hooks). Each class sets its own hf_to_ours / ours_to_hf."""
+
+    config_class = GPT2Config
+    hook_name_rules = GPT2_HOOK_NAME_RULES
+
+
+def body_state_dict(state: StateDict) -> StateDict:
+    """A GPT2LMHeadModel state dict's body as GPT2Model's: the ``transformer.`` keys without
+    that prefix; the head (``lm_head.*``) is left out, as transformers' GPT2Model leaves it."""
+    return {k.removeprefix("transformer."): v for k, v in state.items() if k.startswith("transformer.")}
 
 
 def init_gpt2_weights(model: nn.Module, config: GPT2Config) -> None:

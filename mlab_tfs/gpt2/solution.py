@@ -27,18 +27,17 @@ from torch import nn
 from mlab_tfs.activations import gelu_new, get_activation  # noqa: F401  (gelu_new: re-exported)
 from mlab_tfs.attention import (  # noqa: F401  (ATTN_IMPLEMENTATIONS, additive_mask: re-exported)
     ATTN_IMPLEMENTATIONS,
-    AttnImplementationMixin,
     additive_mask,
     check_attn_implementation,
     check_bool_mask,
     sdpa,
     sees_any_key,
 )
-from mlab_tfs.checkpoints import PretrainedMixin, StateDict, save_tied_weights_once
+from mlab_tfs.checkpoints import StateDict, save_tied_weights_once
 from mlab_tfs.gpt2.given import (  # noqa: F401  (re-exported)
-    GPT2_HOOK_NAME_RULES, GPT2Config, KVCacheBase, init_gpt2_weights,
+    GPT2_HOOK_NAME_RULES, GPT2Config, GPT2PreTrainedModel, KVCacheBase, body_state_dict, init_gpt2_weights,
 )
-from mlab_tfs.hooks import HookedRootModule, HookPoint, capture
+from mlab_tfs.hooks import HookPoint, capture
 from mlab_tfs.inputs import (
     check_attention_mask,
     check_cache_position,
@@ -326,7 +325,7 @@ class GPT2Block(nn.Module):
 # The model
 # ---------------------------------------------------------------------------------------
 
-class GPT2Model(AttnImplementationMixin, HookedRootModule, nn.Module):
+class GPT2Model(GPT2PreTrainedModel, nn.Module):
     """Token + position embeddings, n_layer blocks, final layer norm (transformers'
     ``GPT2Model``).
 
@@ -336,7 +335,9 @@ class GPT2Model(AttnImplementationMixin, HookedRootModule, nn.Module):
     ``run_with_cache`` / ``run_with_hooks`` (mlab_tfs.hooks) reach them by those names.
     """
 
-    hook_name_rules = GPT2_HOOK_NAME_RULES
+    # A GPT2Model checkpoint, or a GPT2LMHeadModel's body (its head left out), as transformers.
+    hf_to_ours = staticmethod(lambda state, config: body_state_dict(from_hf_state_dict(state, config)))
+    ours_to_hf = staticmethod(lambda state, config: to_hf_state_dict(state, config))
 
     def __init__(self, config: GPT2Config):
         super().__init__()
@@ -481,13 +482,10 @@ def to_hf_state_dict(state: StateDict, config: GPT2Config) -> StateDict:
     return hf
 
 
-class GPT2LMHeadModel(AttnImplementationMixin, HookedRootModule, PretrainedMixin, nn.Module):
+class GPT2LMHeadModel(GPT2PreTrainedModel, nn.Module):
     """GPT2Model with a language-modelling head tied to the token embedding (transformers'
     ``GPT2LMHeadModel``). Hook names as GPT2Model's (the ``transformer.`` prefix dropped)."""
 
-    hook_name_rules = GPT2_HOOK_NAME_RULES
-
-    config_class = GPT2Config
     hf_to_ours = staticmethod(from_hf_state_dict)
     ours_to_hf = staticmethod(to_hf_state_dict)
     tied_weights = {"lm_head.weight": "transformer.wte.weight"}  # with tie_word_embeddings

@@ -74,3 +74,28 @@ def test_each_output_flag_asks_for_its_own_output(tmp_path, kind, flag):
     assert len(getattr(out, mine)) == len(getattr(expected, mine))
     for i, (a, b) in enumerate(zip(getattr(out, mine), getattr(expected, mine))):
         assert_close(a, b, name=f"{kind} {mine}[{i}]", atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["base", "untied_erf_gelu_inverse_layer_scale"])
+def test_gpt2_model_loads_and_saves_as_transformers_gpt2_model(tmp_path, name):
+    """GPT2Model has from_pretrained / save_pretrained too (GPT2PreTrainedModel, as every
+    part's base class): from a GPT2LMHeadModel checkpoint (the head left out) and from a
+    GPT2Model one, saved in the layout transformers' GPT2Model reads back."""
+    lm_folder = tiny.gpt2_checkpoint(tmp_path / "lm", name, seed=1)
+    hf_lm = tiny.hf_gpt2(lm_folder)
+    hf_body = hf_lm.transformer
+    ids = torch.randint(0, hf_lm.config.vocab_size, (2, 5), generator=torch.Generator().manual_seed(1))
+    expected = hf_body(ids).last_hidden_state
+    ours = gpt2.GPT2Model.from_pretrained(lm_folder).eval()
+    assert isinstance(ours, gpt2.GPT2PreTrainedModel) and issubclass(gpt2.GPT2LMHeadModel, gpt2.GPT2PreTrainedModel)
+    assert_close(ours(ids).last_hidden_state, expected, name=f"{name}: GPT2Model from an LM checkpoint", atol=1e-5)
+    ours.save_pretrained(tmp_path / "ours")
+    back, info = transformers.GPT2Model.from_pretrained(tmp_path / "ours", attn_implementation="eager",
+                                                        output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    assert_close(back.eval()(ids).last_hidden_state, expected, name=f"{name}: saved GPT2Model in transformers",
+                 atol=1e-5)
+    hf_body.save_pretrained(tmp_path / "body")  # a GPT2Model checkpoint
+    again = gpt2.GPT2Model.from_pretrained(tmp_path / "body").eval()
+    assert_close(again(ids).last_hidden_state, expected, name=f"{name}: GPT2Model from a GPT2Model checkpoint",
+                 atol=1e-5)
