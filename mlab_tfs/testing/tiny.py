@@ -59,6 +59,18 @@ def assert_load_lists(model_class, folder: Path, missing: str, unexpected: str, 
     assert "unexpected keys (1)" in message and unexpected in message, message
     assert "shape mismatches (1)" in message and mismatched in message, message
 
+def load_submodule(module: torch.nn.Module, state: dict[str, torch.Tensor], prefix: str = "",
+                   only_its_keys: bool = False) -> torch.nn.Module:
+    """Load the entries of a whole model's state dict (our names) under ``prefix``, with the
+    prefix stripped, into ``module`` (a layer, a block, a body), strictly; return it in eval
+    mode. only_its_keys: leave out keys the module doesn't have (another head's)."""
+    wanted = module.state_dict() if only_its_keys else None
+    sub = {k[len(prefix):]: v for k, v in state.items()
+           if k.startswith(prefix) and (wanted is None or k[len(prefix):] in wanted)}
+    module.load_state_dict(sub, strict=True)
+    return module.eval()
+
+
 def randomize_(model: torch.nn.Module, seed: int, scale: float = 0.1) -> None:
     """Move layer-norm weights away from 1 and biases away from 0."""
     g = torch.Generator().manual_seed(seed)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from mlab_tfs.deberta import solution
-from mlab_tfs.testing.tiny import randomize_
+from mlab_tfs.testing.tiny import load_submodule, randomize_
 
 _COMMON = dict(vocab_size=83, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
                max_position_embeddings=24)
@@ -77,10 +77,7 @@ def config_of(hf_model) -> solution.DebertaV2Config:
 def load_into(module: torch.nn.Module, hf_model, prefix: str = "") -> torch.nn.Module:
     """Copy a transformers DeBERTa's weights into one of our modules (prefix picks a submodule),
     with the solution's name map, so component tests don't depend on later exercises."""
-    ours = solution.mlm_from_hf_state_dict(hf_model.state_dict(), config_of(hf_model))
-    sub = {k[len(prefix):]: v for k, v in ours.items() if k.startswith(prefix)}
-    module.load_state_dict(sub, strict=True)
-    return module.eval()
+    return load_submodule(module, solution.mlm_from_hf_state_dict(hf_model.state_dict(), config_of(hf_model)), prefix)
 
 
 def right_padded_batch(vocab_size: int, lengths: list[int], seed: int = 0, type_vocab_size: int = 0):
