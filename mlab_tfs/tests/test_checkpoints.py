@@ -25,7 +25,7 @@ from torch import nn
 from mlab_tfs.bert import solution as bert
 from mlab_tfs.checkpoints import CheckpointError, tie_weights
 from mlab_tfs.deberta import solution as deberta
-from mlab_tfs.deberta.tests.helpers import deberta_checkpoint
+from mlab_tfs.testing.tiny import deberta_checkpoint
 from mlab_tfs.gpt2 import solution as gpt2
 from mlab_tfs.testing import tiny
 from mlab_tfs.testing.compare import assert_close

@@ -13,7 +13,7 @@ import transformers
 
 from mlab_tfs.bert import solution as bert
 from mlab_tfs.deberta import solution as deberta
-from mlab_tfs.deberta.tests.helpers import deberta_checkpoint
+from mlab_tfs.testing.tiny import deberta_checkpoint
 from mlab_tfs.gpt2 import solution as gpt2
 from mlab_tfs.testing import tiny
 from mlab_tfs.testing.compare import assert_close
