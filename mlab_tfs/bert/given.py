@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import torch
 from torch import nn
 
 from mlab_tfs.attention import ATTN_IMPLEMENTATIONS, AttnImplementationMixin
@@ -20,6 +19,7 @@ from mlab_tfs.configs import (
     ConfigError, ConfigMixin, ConfigTypeError, check_choice, check_encoder_fields, check_int, check_probability,
 )
 from mlab_tfs.hooks import ENCODER_HOOK_NAME_RULES, HookedRootModule
+from mlab_tfs.initialization import init_normal_weights
 
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
@@ -110,16 +110,8 @@ def init_bert_weights(model: nn.Module, config: BertConfig) -> None:
     N(0, initializer_range) linear and embedding weights, zero biases, the padding id's
     embedding row at zero. Layer norms keep their construction values (weight 1, bias 0).
 
-    Embeddings are recognised by class name, so this initialises a learner's too."""
-    for module in model.modules():
-        is_embedding = type(module).__name__ == "Embedding"
-        if isinstance(module, nn.Linear) or is_embedding:
-            nn.init.normal_(module.weight, mean=0.0, std=config.initializer_range)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-        if is_embedding and getattr(module, "padding_idx", None) is not None:
-            with torch.no_grad():
-                module.weight[module.padding_idx].zero_()
+    mlab_tfs.initialization.init_normal_weights: a learner's own Embedding is initialised too."""
+    init_normal_weights(model, config.initializer_range)
 
 
 # The checkpoint layout: a BertForMaskedLM's tied decoder and the word embedding it reads.

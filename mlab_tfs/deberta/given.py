@@ -31,6 +31,7 @@ from mlab_tfs.configs import (
     ConfigError, ConfigMixin, ConfigTypeError, check_bool, check_choice, check_encoder_fields, check_int,
 )
 from mlab_tfs.hooks import ENCODER_HOOK_NAME_RULES, HookedRootModule, HookPoint, capture
+from mlab_tfs.initialization import init_normal_weights
 from mlab_tfs.inputs import check_attention_mask, check_position_ids, check_token_ids
 from mlab_tfs.inputs import check_bool as check_flag  # (configs.check_bool checks a config field)
 from mlab_tfs.losses import masked_lm_output, mlm_loss  # noqa: F401  (mlm_loss: re-exported, BERT's loss)
@@ -372,15 +373,7 @@ def init_deberta_weights(model: nn.Module, config: DebertaV2Config) -> None:
     embedding at 0; layer norms keep their constructor's 1 and 0. An embedding table is any
     module with a ``padding_idx`` attribute and a ``weight`` (GPT-2's Embedding, the
     solution's or the learner's)."""
-    for module in model.modules():
-        is_table = hasattr(module, "padding_idx") and isinstance(getattr(module, "weight", None), nn.Parameter)
-        if isinstance(module, (nn.Linear, nn.Conv1d)) or is_table:
-            nn.init.normal_(module.weight, mean=0.0, std=config.initializer_range)
-        if isinstance(module, (nn.Linear, nn.Conv1d)) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-        if is_table and module.padding_idx is not None:
-            with torch.no_grad():
-                module.weight[module.padding_idx].zero_()
+    init_normal_weights(model, config.initializer_range)
 
 
 def _check_inputs(

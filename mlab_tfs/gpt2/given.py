@@ -22,6 +22,7 @@ from mlab_tfs.configs import ConfigMixin, check_bool, check_choice, check_divisi
 from mlab_tfs.configs import check_probability
 from mlab_tfs.inputs import _check_values, _describe, check_attention_mask, require_tensor
 from mlab_tfs.hooks import HookedRootModule
+from mlab_tfs.initialization import init_normal_weights
 from mlab_tfs.inputs import check_int as check_int_argument
 
 Tensor = torch.Tensor
@@ -124,12 +125,7 @@ def init_gpt2_weights(model: nn.Module, config: GPT2Config) -> None:
     ``c_proj.weight`` (the residual projections) drawn with std initializer_range /
     sqrt(2 * n_layer): each block adds two branches to the residual stream (Radford et al.
     2019). Layer norms keep their ones and zeros. In place; returns None."""
-    for module in model.modules():
-        # By name, so that a learner's own Embedding class is initialised too.
-        if isinstance(module, nn.Linear) or type(module).__name__ == "Embedding":
-            nn.init.normal_(module.weight, mean=0.0, std=config.initializer_range)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+    init_normal_weights(model, config.initializer_range)  # a learner's own Embedding too
     for name, p in model.named_parameters():
         if name.endswith("c_proj.weight"):
             nn.init.normal_(p, mean=0.0, std=config.initializer_range / math.sqrt(2 * config.n_layer))
