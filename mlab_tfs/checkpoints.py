@@ -272,6 +272,18 @@ def save_tied_weights_once(model: torch.nn.Module, tied: dict[str, str]) -> None
     model.register_load_state_dict_pre_hook(functools.partial(_fill_tied_aliases, tied=dict(tied)))
 
 
+
+def tie_weights(model: torch.nn.Module, tied: dict[str, str]) -> None:
+    """Tie each alias to its source (``{"lm_head.weight": "transformer.wte.weight"}``): the
+    alias becomes the source Parameter itself (one tensor, two uses: its gradient is the sum
+    of both uses), saved once (save_tied_weights_once). In place. A path that is not a
+    parameter of the model (the source) or not under one of its modules (the alias) is
+    torch's AttributeError naming it."""
+    for alias, source in tied.items():
+        owner, _, name = alias.rpartition(".")
+        setattr(model.get_submodule(owner), name, model.get_parameter(source))
+    save_tied_weights_once(model, tied)
+
 def _is_tied(model: torch.nn.Module, alias: str, source: str) -> bool:
     return model.get_parameter(alias) is model.get_parameter(source)
 
@@ -289,6 +301,8 @@ def _fill_tied_aliases(module, state_dict, prefix, *args, tied: dict[str, str]) 
 
 
 def save_safetensors(state_dict: StateDict, path: Path) -> None:
+    """Write state_dict to path as a .safetensors file with transformers' ``{"format": "pt"}``
+    metadata. Not atomic by itself: call it inside durable.atomic_folder (as save_pretrained)."""
     from safetensors.torch import save_file
 
     # safetensors refuses views and shared storage: give every tensor its own contiguous copy.

@@ -86,12 +86,15 @@ def check_probability(owner: object, name: str, *, optional: bool = False) -> No
 
 
 def check_bool(owner: object, name: str) -> None:
+    """owner.<name> is True or False (not 0/1): ConfigTypeError naming it otherwise."""
     value = getattr(owner, name)
     if not isinstance(value, bool):
         raise ConfigTypeError(f"{_where(owner, name)} must be True or False, got {value!r} ({type(value).__name__})")
 
 
 def check_choice(owner: object, name: str, choices: Iterable[Any], *, optional: bool = False) -> None:
+    """owner.<name> is one of the strings choices (or None if optional): ConfigError naming
+    it and the choices otherwise."""
     value = getattr(owner, name)
     choices = tuple(choices)
     if value is None and optional:
@@ -110,10 +113,34 @@ def check_token_id(owner: object, name: str, vocab_size: int) -> None:
 
 
 def check_divisible(owner: object, name: str, by: str) -> None:
+    """owner.<name> is a multiple of owner.<by> (hidden size by heads): ConfigError otherwise."""
     value, divisor = getattr(owner, name), getattr(owner, by)
     if value % divisor != 0:
         raise ConfigError(f"{_where(owner, name)} ({value}) must be divisible by {by} ({divisor})")
 
+
+
+def check_encoder_fields(owner: object) -> None:
+    """The fields transformers' encoder configs share (BertConfig, DebertaV2Config: the same
+    names and meanings): vocab_size, hidden_size, num_hidden_layers, num_attention_heads,
+    intermediate_size, max_position_embeddings ints >= 1; hidden_size divisible by
+    num_attention_heads; hidden_act one of activations.ACTIVATIONS; hidden_dropout_prob and
+    attention_probs_dropout_prob in [0, 1); layer_norm_eps > 0; initializer_range >= 0;
+    pad_token_id a vocabulary id or None; tie_word_embeddings a bool. ConfigError or
+    ConfigTypeError naming the field."""
+    from mlab_tfs.activations import ACTIVATIONS
+
+    for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                 "max_position_embeddings"):
+        check_int(owner, name, minimum=1)
+    check_divisible(owner, "hidden_size", "num_attention_heads")
+    check_choice(owner, "hidden_act", ACTIVATIONS)
+    for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        check_probability(owner, name)
+    check_float(owner, "layer_norm_eps", low=0.0, low_open=True)  # inside a sqrt: > 0
+    check_float(owner, "initializer_range", low=0.0)
+    check_token_id(owner, "pad_token_id", owner.vocab_size)  # type: ignore[attr-defined]  (the padding row)
+    check_bool(owner, "tie_word_embeddings")
 
 def config_dict(owner_name: str, d: object) -> dict[str, Any]:
     """from_dict's argument: a dict with str keys (what config.json holds)."""

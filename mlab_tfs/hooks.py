@@ -232,6 +232,20 @@ def capture(points: Sequence[HookPoint]) -> Iterator[list[Tensor | None]]:
             h.remove()
 
 
+# transformers' encoder layout (``embeddings``, ``encoder.layer.{i}.attention.self``...) ->
+# TransformerLens's HookedEncoder names (transformer_lens/HookedEncoder.py,
+# components/bert_embed.py, bert_block.py), shared by BERT's and DeBERTa's hook_name_rules,
+# which add their own rules around these (after them, a layer's other points: ``blocks.{i}.``).
+ENCODER_HOOK_NAME_RULES: tuple[tuple[str, str], ...] = (
+    (r"^embeddings\.LayerNorm\.", "embed.ln."),
+    (r"^embeddings\.", "embed."),
+    (r"^encoder\.layer\.(\d+)\.attention\.self\.", r"blocks.\1.attn."),
+    (r"^encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.", r"blocks.\1.ln1."),
+    (r"^encoder\.layer\.(\d+)\.intermediate\.", r"blocks.\1.mlp."),
+    (r"^encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"blocks.\1.ln2."),
+)
+
+
 class HookedRootModule:
     """``hook_dict``, ``hooks``, ``run_with_hooks`` and ``run_with_cache`` for a model that
     holds HookPoints (TransformerLens's ``HookedRootModule``, with the same names).

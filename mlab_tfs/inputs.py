@@ -34,6 +34,7 @@ def _mask_note(ids: Tensor) -> str:
 
 
 def require_tensor(name: str, x: object) -> Tensor:
+    """x itself if it is a torch.Tensor; otherwise a TypeError naming the argument ``name``."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {_describe(x)}")
     return x

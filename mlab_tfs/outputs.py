@@ -25,10 +25,16 @@ PastKeyValues = Any
 
 @dataclass
 class ModelOutput:
+    """A model's outputs by name (transformers/utils/generic.py ``ModelOutput``): fields that
+    are None are absent from keys(), iteration, indexing and to_tuple(); ``out["name"]`` of
+    an absent field is a KeyError, ``out[i]`` past the set fields an IndexError."""
+
     def to_tuple(self) -> tuple[Any, ...]:
+        """The set fields' values as a tuple (``out[0]`` is the loss when there is one)."""
         return tuple(getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None)
 
     def keys(self) -> list[str]:
+        """The names of the fields that are set (not None), in field order."""
         return [f.name for f in fields(self) if getattr(self, f.name) is not None]
 
     def __getitem__(self, key: str | int | slice) -> Any:
@@ -45,9 +51,11 @@ class ModelOutput:
         return iter(self.keys())
 
     def values(self) -> list[Any]:
+        """The set fields' values, in field order (as keys())."""
         return list(self.to_tuple())
 
     def items(self) -> list[tuple[str, Any]]:
+        """(name, value) of the set fields, in field order."""
         return list(zip(self.keys(), self.to_tuple()))
 
     def __len__(self) -> int:
@@ -56,6 +64,10 @@ class ModelOutput:
 
 @dataclass
 class BaseModelOutput(ModelOutput):
+    """A body's output (transformers' BaseModelOutput*): last_hidden_state (B, T, C);
+    pooler_output (B, C) (BERT); past_key_values, the cache (GPT-2, use_cache=True);
+    hidden_states, n_layer + 1 of (B, T, C); attentions, n_layer of (B, nh, T, S)."""
+
     last_hidden_state: Tensor | None = None
     pooler_output: Tensor | None = None
     past_key_values: PastKeyValues | None = None
@@ -65,6 +77,9 @@ class BaseModelOutput(ModelOutput):
 
 @dataclass
 class CausalLMOutput(ModelOutput):
+    """A language model's output (transformers' CausalLMOutputWithCrossAttentions): loss, a
+    scalar with labels; logits (B, T, V); the rest as BaseModelOutput's."""
+
     loss: Tensor | None = None
     logits: Tensor | None = None
     past_key_values: PastKeyValues | None = None
@@ -74,6 +89,9 @@ class CausalLMOutput(ModelOutput):
 
 @dataclass
 class MaskedLMOutput(ModelOutput):
+    """A masked-LM head's output (transformers' MaskedLMOutput): loss, a scalar with labels;
+    logits (B, T, V); hidden_states and attentions as BaseModelOutput's."""
+
     loss: Tensor | None = None
     logits: Tensor | None = None
     hidden_states: tuple[Tensor, ...] | None = None
@@ -82,6 +100,9 @@ class MaskedLMOutput(ModelOutput):
 
 @dataclass
 class SequenceClassifierOutput(ModelOutput):
+    """A sequence classifier's output (transformers' SequenceClassifierOutput): loss, a scalar
+    with labels; logits (B, num_labels); hidden_states and attentions as BaseModelOutput's."""
+
     loss: Tensor | None = None
     logits: Tensor | None = None
     hidden_states: tuple[Tensor, ...] | None = None

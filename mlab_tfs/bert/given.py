@@ -11,25 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import torch
 from torch import nn
 
-from mlab_tfs.activations import ACTIVATIONS
 from mlab_tfs.attention import ATTN_IMPLEMENTATIONS, AttnImplementationMixin
 from mlab_tfs.checkpoints import PretrainedMixin
 from mlab_tfs.configs import (
-    ConfigError,
-    ConfigMixin,
-    ConfigTypeError,
-    check_bool,
-    check_choice,
-    check_divisible,
-    check_float,
-    check_int,
-    check_probability,
-    check_token_id,
+    ConfigError, ConfigMixin, ConfigTypeError, check_choice, check_encoder_fields, check_int, check_probability,
 )
-from mlab_tfs.hooks import HookedRootModule
+from mlab_tfs.hooks import ENCODER_HOOK_NAME_RULES, HookedRootModule
+from mlab_tfs.initialization import init_normal_weights
 
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
@@ -75,18 +65,10 @@ class BertConfig(ConfigMixin):
 
     def __post_init__(self) -> None:
         """Check every field: ConfigError (a ValueError) naming it, ConfigTypeError for a wrong type."""
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                     "max_position_embeddings", "type_vocab_size", "num_labels"):
+        check_encoder_fields(self)
+        for name in ("type_vocab_size", "num_labels"):
             check_int(self, name, minimum=1)
-        check_divisible(self, "hidden_size", "num_attention_heads")
-        check_choice(self, "hidden_act", ACTIVATIONS)
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            check_probability(self, name)
         check_probability(self, "classifier_dropout", optional=True)
-        check_float(self, "layer_norm_eps", low=0.0, low_open=True)  # inside a sqrt: > 0
-        check_float(self, "initializer_range", low=0.0)
-        check_token_id(self, "pad_token_id", self.vocab_size)  # the embedding's padding row
-        check_bool(self, "tie_word_embeddings")
         check_choice(self, "attn_implementation", ATTN_IMPLEMENTATIONS)
         check_choice(self, "problem_type", PROBLEM_TYPES, optional=True)
         if self.id2label is not None:
@@ -106,6 +88,7 @@ class BertConfig(ConfigMixin):
 
     @property
     def head_dim(self) -> int:
+        """hs: the width of one attention head."""
         return self.hidden_size // self.num_attention_heads
 
     @classmethod
@@ -127,16 +110,8 @@ def init_bert_weights(model: nn.Module, config: BertConfig) -> None:
     N(0, initializer_range) linear and embedding weights, zero biases, the padding id's
     embedding row at zero. Layer norms keep their construction values (weight 1, bias 0).
 
-    Embeddings are recognised by class name, so this initialises a learner's too."""
-    for module in model.modules():
-        is_embedding = type(module).__name__ == "Embedding"
-        if isinstance(module, nn.Linear) or is_embedding:
-            nn.init.normal_(module.weight, mean=0.0, std=config.initializer_range)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-        if is_embedding and getattr(module, "padding_idx", None) is not None:
-            with torch.no_grad():
-                module.weight[module.padding_idx].zero_()
+    mlab_tfs.initialization.init_normal_weights: a learner's own Embedding is initialised too."""
+    init_normal_weights(model, config.initializer_range)
 
 
 # The checkpoint layout: a BertForMaskedLM's tied decoder and the word embedding it reads.
@@ -151,18 +126,13 @@ UNUSED = {
     "classifier": ("cls.",),  # the pre-training heads of a checkpoint fine-tuned from
 }
 
-# Module paths -> TransformerLens's HookedEncoder names (transformer_lens/HookedEncoder.py,
-# components/bert_embed.py, bert_block.py). Applied in order, on the path below the root.
+# Module paths -> TransformerLens's HookedEncoder names, applied in order on the path below
+# the root (mlab_tfs.hooks.ENCODER_HOOK_NAME_RULES, plus BERT's own).
 BERT_HOOK_NAME_RULES: tuple[tuple[str, str], ...] = (
     (r"^bert\.", ""),  # the heads' body: names as in a BertModel
-    (r"^embeddings\.LayerNorm\.", "embed.ln."),
-    (r"^embeddings\.", "embed."),
-    (r"^encoder\.layer\.(\d+)\.attention\.self\.", r"blocks.\1.attn."),
-    (r"^encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.", r"blocks.\1.ln1."),
-    (r"^encoder\.layer\.(\d+)\.attention\.output\.", r"blocks.\1."),
-    (r"^encoder\.layer\.(\d+)\.intermediate\.", r"blocks.\1.mlp."),
-    (r"^encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"blocks.\1.ln2."),
-    (r"^encoder\.layer\.(\d+)\.output\.", r"blocks.\1."),
+    *ENCODER_HOOK_NAME_RULES,
+    (r"^encoder\.layer\.(\d+)\.attention\.output\.", r"blocks.\1."),  # hook_attn_out, hook_resid_mid
+    (r"^encoder\.layer\.(\d+)\.output\.", r"blocks.\1."),  # hook_mlp_out, hook_resid_post
     (r"^encoder\.layer\.(\d+)\.", r"blocks.\1."),
     (r"^cls\.predictions\.transform\.LayerNorm\.", "mlm_head.ln."),
 )

@@ -62,11 +62,11 @@ from mlab_tfs.hooks import HookPoint, capture
 from mlab_tfs.inputs import (
     check_attention_mask,
     check_classification_labels,
-    check_labels,
     check_position_ids,
     check_token_ids,
     check_token_type_ids,
 )
+from mlab_tfs.losses import masked_lm_output, mlm_loss  # noqa: F401  (mlm_loss: exercise 8's reference)
 from mlab_tfs.outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput
 
 Tensor = torch.Tensor
@@ -152,16 +152,11 @@ class BertSelfAttention(nn.Module):
         if path == "sdpa" and not (self.hook_attn_scores.has_hooks or self.hook_pattern.has_hooks):
             y = sdpa(q, k, v, mask, self.scale, self.dropout.p if self.training else 0.0)
         else:
-            pattern = self.hook_pattern(self.pattern(q, k, mask))  # (B, nh, T, S)
+            # GPT-2's pattern; the scaled, masked scores pass through hook_attn_scores.
+            pattern = self.hook_pattern(attention_pattern(q, k, mask, self.scale, self.hook_attn_scores))
             y = torch.matmul(self.dropout(pattern), v)  # (B, nh, T, hs)
         z = self.hook_z(rearrange(y, "b nh t hs -> b t nh hs"))
         return rearrange(z, "b t nh hs -> b t (nh hs)")
-
-    def pattern(self, q: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:
-        """The attention pattern (B, nh, T, S) of q (B, nh, T, hs), k (B, nh, S, hs): GPT-2's
-        attention_pattern, the scaled and masked scores passing through hook_attn_scores
-        before the softmax; rows of queries that see no key are 0."""
-        return attention_pattern(q, k, mask, self.scale, self.hook_attn_scores)
 
 
 class BertSelfOutput(nn.Module):
@@ -355,13 +350,8 @@ class BertModel(BertPreTrainedModel, nn.Module):
         init_bert_weights(self, config)
 
     def forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        position_ids: Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None, output_attentions: bool = False, output_hidden_states: bool = False,
     ) -> BaseModelOutput:
         """input_ids (B, T); attention_mask (B, T), 1 = real token; token_type_ids and
         position_ids (B, T), (1, T) or (T,).
@@ -435,12 +425,6 @@ class BertLMPredictionHead(nn.Module):
         return self.decoder(self.transform(x)) + self.bias
 
 
-def mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:
-    """Mean cross-entropy over the labelled positions (labels -100 are ignored). No shift:
-    position t predicts its own (masked) token. logits (B, T, V), labels (B, T)."""
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
-
-
 class BertForMaskedLM(BertPreTrainedModel, nn.Module):
     """BertModel (no pooler) with the masked-language-modelling head. Hook names are the
     BertModel's (the ``bert.`` prefix dropped), plus ``mlm_head.ln.*``."""
@@ -464,25 +448,17 @@ class BertForMaskedLM(BertPreTrainedModel, nn.Module):
             save_tied_weights_once(self, self.tied_weights)
 
     def forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        position_ids: Tensor | None = None,
-        labels: Tensor | None = None,
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None, labels: Tensor | None = None, output_attentions: bool = False,
         output_hidden_states: bool = False,
-        output_attentions: bool = False,
     ) -> MaskedLMOutput:
         """As BertModel.forward, plus logits (B, T, V) and, given labels (B, T), the loss."""
         out = self.bert(
             input_ids, attention_mask, token_type_ids, position_ids,
-            output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )
         logits = self.cls.predictions(out.last_hidden_state)  # (B, T, V)
-        loss = None
-        if labels is not None:
-            loss = mlm_loss(logits, check_labels("labels", labels, tuple(input_ids.shape), self.config.vocab_size))
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+        return masked_lm_output(out, logits, labels)
 
 
 def problem_type_of(config: BertConfig, labels: Tensor) -> str:
@@ -532,19 +508,14 @@ class BertForSequenceClassification(BertPreTrainedModel, nn.Module):
         init_bert_weights(self.classifier, config)
 
     def forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        position_ids: Tensor | None = None,
-        labels: Tensor | None = None,
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None, labels: Tensor | None = None, output_attentions: bool = False,
         output_hidden_states: bool = False,
-        output_attentions: bool = False,
     ) -> SequenceClassifierOutput:
         """As BertModel.forward, plus logits (B, L) and, given labels, the loss."""
         out = self.bert(
             input_ids, attention_mask, token_type_ids, position_ids,
-            output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )
         logits = self.classifier(self.dropout(out.pooler_output))  # (B, L)
         loss = None

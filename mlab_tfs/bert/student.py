@@ -146,21 +146,13 @@ class BertSelfAttention(nn.Module):
 
             q, k, v = hook_q/k/v(lin(x) as "b t (nh hs) -> b t nh hs")     (B, T, nh, hs)
             -> "b t nh hs -> b nh t hs"
-            pattern = hook_pattern(self.pattern(q, k, mask))              (B, nh, T, S)
+            pattern = hook_pattern(attention_pattern(q, k, mask, self.scale,
+                                                     self.hook_attn_scores))  (B, nh, T, S)
             y = dropout(pattern) @ v                                      (B, nh, T, hs)
             z = hook_z(y as "b nh t hs -> b t nh hs"), then "b t nh hs -> b t (nh hs)"
 
         You may ignore ``config.attn_implementation`` (the solution calls the fused kernel
         when no hook needs the pattern; you always take this path).
-        """
-        raise NotImplementedError("Exercise 3 (attention): see mlab_tfs/bert/GUIDE.md#3-attention")
-
-    def pattern(self, q: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:
-        """q (B, nh, T, hs), k (B, nh, S, hs) -> the pattern (B, nh, T, S).
-
-        One line: your GPT-2 ``attention_pattern(q, k, mask, self.scale, self.hook_attn_scores)``.
-        Its ``scores_hook`` argument is what puts ``hook_attn_scores`` on the scaled, masked
-        scores *before* the softmax; rows of queries that see no key stay 0.
         """
         raise NotImplementedError("Exercise 3 (attention): see mlab_tfs/bert/GUIDE.md#3-attention")
 
@@ -340,13 +332,8 @@ class BertModel(BertPreTrainedModel, nn.Module):
         raise NotImplementedError("Exercise 6 (model): see mlab_tfs/bert/GUIDE.md#6-model")
 
     def forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        position_ids: Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None, output_attentions: bool = False, output_hidden_states: bool = False,
     ) -> BaseModelOutput:
         """input_ids (B, T); attention_mask (B, T) 1 = real token; token_type_ids and
         position_ids (B, T), (1, T) or (T,), defaulting to all 0 and to 0..T-1.
@@ -429,14 +416,9 @@ class BertForMaskedLM(BertPreTrainedModel, nn.Module):
         raise NotImplementedError("Exercise 8 (mlm head): see mlab_tfs/bert/GUIDE.md#8-mlm-head")
 
     def forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        position_ids: Tensor | None = None,
-        labels: Tensor | None = None,
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None, labels: Tensor | None = None, output_attentions: bool = False,
         output_hidden_states: bool = False,
-        output_attentions: bool = False,
     ) -> MaskedLMOutput:
         """As BertModel.forward, plus logits (B, T, V) and, given labels (B, T) (check them with
         ``check_labels("labels", labels, tuple(input_ids.shape), vocab_size)``), the mlm_loss.
@@ -477,14 +459,9 @@ class BertForSequenceClassification(BertPreTrainedModel, nn.Module):
         raise NotImplementedError("Exercise 9 (classifier): see mlab_tfs/bert/GUIDE.md#9-classifier")
 
     def forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        position_ids: Tensor | None = None,
-        labels: Tensor | None = None,
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None, labels: Tensor | None = None, output_attentions: bool = False,
         output_hidden_states: bool = False,
-        output_attentions: bool = False,
     ) -> SequenceClassifierOutput:
         """As BertModel.forward; logits = classifier(dropout(pooler_output)), (B, L). Given
         labels: problem_type = problem_type_of(config, labels); labels =

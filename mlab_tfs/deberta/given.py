@@ -9,7 +9,7 @@ Embedding.
 Module names mirror transformers' ``DebertaV2ForMaskedLM`` (``deberta.encoder.layer.0.
 attention.self.query_proj``...), so loading a checkpoint is a name map with no transposes;
 the hook points carry TransformerLens's names (``blocks.0.attn.hook_pattern``) through
-``DebertaV2Model.hook_name_rules``. The reference for every computation is transformers'
+``DebertaV2PreTrainedModel.hook_name_rules``. The reference for every computation is transformers'
 ``models/deberta_v2/modeling_deberta_v2.py``.
 
 Shapes: B batch, T tokens, H = hidden_size, E = embedding_size, nh heads, hs = H // nh,
@@ -23,27 +23,19 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
 from mlab_tfs.activations import ACTIVATIONS, get_activation
-from mlab_tfs.checkpoints import CheckpointError, PretrainedMixin, StateDict, save_tied_weights_once
+from mlab_tfs.checkpoints import CheckpointError, PretrainedMixin, StateDict, tie_weights
 from mlab_tfs.configs import (
-    ConfigError,
-    ConfigMixin,
-    ConfigTypeError,
-    check_bool,
-    check_choice,
-    check_divisible,
-    check_float,
-    check_int,
-    check_probability,
-    check_token_id,
+    ConfigError, ConfigMixin, ConfigTypeError, check_bool, check_choice, check_encoder_fields, check_int,
 )
-from mlab_tfs.hooks import HookedRootModule, HookPoint, capture
-from mlab_tfs.inputs import check_attention_mask, check_labels, check_position_ids, check_token_ids
+from mlab_tfs.hooks import ENCODER_HOOK_NAME_RULES, HookedRootModule, HookPoint, capture
+from mlab_tfs.initialization import init_normal_weights
+from mlab_tfs.inputs import check_attention_mask, check_position_ids, check_token_ids
 from mlab_tfs.inputs import check_bool as check_flag  # (configs.check_bool checks a config field)
+from mlab_tfs.losses import masked_lm_output, mlm_loss  # noqa: F401  (mlm_loss: re-exported, BERT's loss)
 from mlab_tfs.outputs import BaseModelOutput, MaskedLMOutput
 
 Tensor = torch.Tensor
@@ -98,24 +90,15 @@ class DebertaV2Config(ConfigMixin):
 
     def __post_init__(self) -> None:
         """Check every field: ConfigError (a ValueError) naming it, ConfigTypeError for a wrong type."""
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                     "max_position_embeddings", "conv_groups"):
-            check_int(self, name, minimum=1)
-        check_divisible(self, "hidden_size", "num_attention_heads")
+        check_encoder_fields(self)
+        check_int(self, "conv_groups", minimum=1)
         check_int(self, "type_vocab_size", minimum=0)  # 0: no token-type embeddings
         check_int(self, "embedding_size", minimum=1, optional=True)
         check_int(self, "conv_kernel_size", minimum=0)  # 0: no convolution
         for name in ("max_relative_positions", "position_buckets"):  # < 1 means "unset"
             check_int(self, name)
-        for name in ("hidden_act", "conv_act"):
-            check_choice(self, name, ACTIVATIONS)
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            check_probability(self, name)
-        check_float(self, "layer_norm_eps", low=0.0, low_open=True)  # inside a sqrt: > 0
-        check_float(self, "initializer_range", low=0.0)
-        check_token_id(self, "pad_token_id", self.vocab_size)  # the embedding's padding row
-        for name in ("position_biased_input", "relative_attention", "share_att_key", "legacy",
-                     "tie_word_embeddings"):
+        check_choice(self, "conv_act", ACTIVATIONS)
+        for name in ("position_biased_input", "relative_attention", "share_att_key", "legacy"):
             check_bool(self, name)
         if not isinstance(self.norm_rel_ebd, str):
             raise ConfigTypeError(
@@ -386,20 +369,12 @@ class ConvLayer(nn.Module):
 
 
 def init_deberta_weights(model: nn.Module, config: DebertaV2Config) -> None:
-    """BERT's initialisation (transformers' DebertaV2PreTrainedModel._init_weights):
+    """DeBERTa's initialisation, BERT's scheme (transformers' DebertaV2PreTrainedModel._init_weights):
     N(0, initializer_range) weights (the convolution's too), zero biases, the padding
     embedding at 0; layer norms keep their constructor's 1 and 0. An embedding table is any
     module with a ``padding_idx`` attribute and a ``weight`` (GPT-2's Embedding, the
     solution's or the learner's)."""
-    for module in model.modules():
-        is_table = hasattr(module, "padding_idx") and isinstance(getattr(module, "weight", None), nn.Parameter)
-        if isinstance(module, (nn.Linear, nn.Conv1d)) or is_table:
-            nn.init.normal_(module.weight, mean=0.0, std=config.initializer_range)
-        if isinstance(module, (nn.Linear, nn.Conv1d)) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-        if is_table and module.padding_idx is not None:
-            with torch.no_grad():
-                module.weight[module.padding_idx].zero_()
+    init_normal_weights(model, config.initializer_range)
 
 
 def _check_inputs(
@@ -433,16 +408,12 @@ def _check_inputs(
     return token_type_ids, position_ids, mask
 
 
-# Module paths -> TransformerLens-style hook names, applied in order (HookedRootModule).
-HOOK_NAME_RULES = (
+# Module paths -> TransformerLens-style hook names, applied in order (HookedRootModule):
+# mlab_tfs.hooks.ENCODER_HOOK_NAME_RULES, plus DeBERTa's own points.
+DEBERTA_HOOK_NAME_RULES: tuple[tuple[str, str], ...] = (
     (r"^deberta\.", ""),
-    (r"^embeddings\.LayerNorm\.", "embed.ln."),
     (r"^embeddings\.hook_full_embed$", "hook_full_embed"),
-    (r"^embeddings\.", "embed."),  # TransformerLens's HookedEncoder: embed.hook_embed, as BERT's
-    (r"^encoder\.layer\.(\d+)\.attention\.self\.", r"blocks.\1.attn."),
-    (r"^encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.", r"blocks.\1.ln1."),
-    (r"^encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"blocks.\1.ln2."),
-    (r"^encoder\.layer\.(\d+)\.intermediate\.", r"blocks.\1.mlp."),
+    *ENCODER_HOOK_NAME_RULES,  # embed.hook_embed, as BERT's (TransformerLens's HookedEncoder)
     (r"^encoder\.layer\.(\d+)\.attention\.output\.hook_out$", r"blocks.\1.hook_attn_out"),
     (r"^encoder\.layer\.(\d+)\.attention\.output\.hook_sum$", r"blocks.\1.hook_resid_mid"),
     (r"^encoder\.layer\.(\d+)\.output\.hook_out$", r"blocks.\1.hook_mlp_out"),
@@ -505,10 +476,14 @@ def _pattern_point(attention: nn.Module) -> HookPoint:
     return point
 
 
-class DebertaV2PreTrainedModel(PretrainedMixin):
-    """from_pretrained / save_pretrained for the DeBERTa models (transformers' base class name)."""
+class DebertaV2PreTrainedModel(HookedRootModule, PretrainedMixin):
+    """What every DeBERTa model class shares (transformers' base class name): from_pretrained /
+    save_pretrained (see mlab_tfs.checkpoints) and the hook points under TransformerLens-style
+    names (``run_with_cache``, ``run_with_hooks``, see mlab_tfs.hooks)."""
 
     config_class = DebertaV2Config
+    hook_name_rules = DEBERTA_HOOK_NAME_RULES
+    hook_order = staticmethod(hook_order)
 
 
 # Keys a base-model checkpoint may carry from a head we don't build.
@@ -538,7 +513,7 @@ def model_to_hf_state_dict(state: StateDict, config: DebertaV2Config) -> StateDi
     return dict(state)
 
 
-class DebertaV2Model(HookedRootModule, DebertaV2PreTrainedModel, nn.Module):
+class DebertaV2Model(DebertaV2PreTrainedModel, nn.Module):
     """Embeddings and encoder: the DeBERTa-v2/v3 backbone, built from ``parts`` (a class
     attribute: ``solution.DebertaV2Model`` and ``student.DebertaV2Model`` set their own).
 
@@ -564,8 +539,6 @@ class DebertaV2Model(HookedRootModule, DebertaV2PreTrainedModel, nn.Module):
     """
 
     parts: ClassVar[DebertaV2Parts]
-    hook_name_rules = HOOK_NAME_RULES
-    hook_order = staticmethod(hook_order)
     hf_to_ours = staticmethod(model_from_hf_state_dict)
     ours_to_hf = staticmethod(model_to_hf_state_dict)
 
@@ -579,13 +552,8 @@ class DebertaV2Model(HookedRootModule, DebertaV2PreTrainedModel, nn.Module):
         init_deberta_weights(self, config)
 
     def forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        position_ids: Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None, output_attentions: bool = False, output_hidden_states: bool = False,
     ) -> BaseModelOutput:
         """input_ids: (B, T); attention_mask: (B, T), 1 = real token; token_type_ids: (B, T);
         position_ids: (B or 1, T), only used with position_biased_input.
@@ -659,21 +627,12 @@ def mlm_to_hf_state_dict(state: StateDict, config: DebertaV2Config) -> StateDict
     return {k: v for k, v in state.items() if not (tied and k in TIED_DECODER)}
 
 
-def mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:
-    """Mean cross-entropy over the positions whose label is not -100, no shift (MLM predicts
-    the token at its own position; transformers' DebertaV2ForMaskedLM). logits (B, T, V) in
-    any float dtype (the loss is taken in fp32), labels (B, T) long. Returns a scalar."""
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
-
-
-class DebertaV2ForMaskedLM(HookedRootModule, DebertaV2PreTrainedModel, nn.Module):
+class DebertaV2ForMaskedLM(DebertaV2PreTrainedModel, nn.Module):
     """DebertaV2Model with a masked-language-modelling head, built from ``parts`` (a class
     attribute, as DebertaV2Model's). Hook names are DebertaV2Model's (the ``deberta.`` prefix
     is dropped), plus ``mlm_head.ln.hook_normalized``."""
 
     parts: ClassVar[DebertaV2Parts]
-    hook_name_rules = HOOK_NAME_RULES
-    hook_order = staticmethod(hook_order)
     hf_to_ours = staticmethod(mlm_from_hf_state_dict)
     ours_to_hf = staticmethod(mlm_to_hf_state_dict)
     # A DebertaV2Model checkpoint has no MLM head: it starts fresh, with a warning, as in transformers.
@@ -696,37 +655,24 @@ class DebertaV2ForMaskedLM(HookedRootModule, DebertaV2PreTrainedModel, nn.Module
             self.lm_predictions = self.parts.mlm_head(config)
         init_deberta_weights(self, config)
         if config.legacy:
-            head = self.cls.predictions
-            nn.init.zeros_(head.bias)
+            nn.init.zeros_(self.cls.predictions.bias)
             if config.tie_word_embeddings:
-                head.decoder.weight = self.deberta.embeddings.word_embeddings.weight  # one Parameter, two uses
-                head.decoder.bias = head.bias
-                # ...each saved once, so that safetensors (and transformers' Trainer) can write them.
-                save_tied_weights_once(self, self.tied_weights)
+                tie_weights(self, self.tied_weights)  # the decoder reads the word embeddings and the head's bias
 
     def forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        position_ids: Tensor | None = None,
-        labels: Tensor | None = None,
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None, labels: Tensor | None = None, output_attentions: bool = False,
         output_hidden_states: bool = False,
-        output_attentions: bool = False,
     ) -> MaskedLMOutput:
         """As DebertaV2Model.forward, plus logits (B, T, V) and, given labels (B, T) (-100 =
         not scored), mlm_loss of them."""
         out = self.deberta(
             input_ids, attention_mask, token_type_ids, position_ids,
-            output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )
         h = out.last_hidden_state  # (B, T, H)
         if self.config.legacy:
             logits = self.cls(h)
         else:
             logits = self.lm_predictions(h, self.deberta.embeddings.word_embeddings.weight)
-        loss = None
-        if labels is not None:
-            labels = check_labels("labels", labels, tuple(input_ids.shape), self.config.vocab_size)
-            loss = mlm_loss(logits, labels)
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+        return masked_lm_output(out, logits, labels)

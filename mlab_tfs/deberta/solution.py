@@ -434,8 +434,12 @@ PARTS = DebertaV2Parts(
 
 
 class DebertaV2Model(given.DebertaV2Model):
+    """The given DebertaV2Model built from this file's parts (see its docstring)."""
+
     parts = PARTS
 
 
 class DebertaV2ForMaskedLM(given.DebertaV2ForMaskedLM):
+    """The given DebertaV2ForMaskedLM built from this file's parts (see its docstring)."""
+
     parts = PARTS

@@ -16,10 +16,13 @@ import torch
 from torch import nn
 
 from mlab_tfs.activations import ACTIVATIONS
-from mlab_tfs.attention import ATTN_IMPLEMENTATIONS
+from mlab_tfs.attention import ATTN_IMPLEMENTATIONS, AttnImplementationMixin
+from mlab_tfs.checkpoints import PretrainedMixin, StateDict
 from mlab_tfs.configs import ConfigMixin, check_bool, check_choice, check_divisible, check_float, check_int
 from mlab_tfs.configs import check_probability
 from mlab_tfs.inputs import _check_values, _describe, check_attention_mask, check_cache_position, require_tensor
+from mlab_tfs.hooks import HookedRootModule
+from mlab_tfs.initialization import init_normal_weights
 from mlab_tfs.inputs import check_int as check_int_argument
 from mlab_tfs.inputs import same_device
 
@@ -85,6 +88,7 @@ class GPT2Config(ConfigMixin):
 
     @property
     def head_dim(self) -> int:
+        """hs: the width of one attention head."""
         return self.n_embd // self.n_head
 
 
@@ -92,12 +96,28 @@ class GPT2Config(ConfigMixin):
 # ``blocks.0.ln1.hook_normalized``, ``transformer.ln_f.hook_normalized`` ->
 # ``ln_final.hook_normalized``), whatever the root class: GPT2Model's and
 # GPT2LMHeadModel's ``hook_name_rules``.
-GPT2_HOOK_NAMES = (
+GPT2_HOOK_NAME_RULES = (
     (r"^transformer\.", ""),
     (r"^h\.(\d+)\.", r"blocks.\1."),
     (r"\.ln_(\d)\.", r".ln\1."),
     (r"^ln_f\.", "ln_final."),
 )
+
+
+class GPT2PreTrainedModel(AttnImplementationMixin, HookedRootModule, PretrainedMixin):
+    """What GPT2Model and GPT2LMHeadModel share (transformers' base class name):
+    from_pretrained / save_pretrained (see mlab_tfs.checkpoints), set_attn_implementation,
+    and the hook points under TransformerLens's names (``run_with_cache``,
+    ``run_with_hooks``, see mlab_tfs.hooks). Each class sets its own hf_to_ours / ours_to_hf."""
+
+    config_class = GPT2Config
+    hook_name_rules = GPT2_HOOK_NAME_RULES
+
+
+def body_state_dict(state: StateDict) -> StateDict:
+    """A GPT2LMHeadModel state dict's body as GPT2Model's: the ``transformer.`` keys without
+    that prefix; the head (``lm_head.*``) is left out, as transformers' GPT2Model leaves it."""
+    return {k.removeprefix("transformer."): v for k, v in state.items() if k.startswith("transformer.")}
 
 
 def init_gpt2_weights(model: nn.Module, config: GPT2Config) -> None:
@@ -106,12 +126,7 @@ def init_gpt2_weights(model: nn.Module, config: GPT2Config) -> None:
     ``c_proj.weight`` (the residual projections) drawn with std initializer_range /
     sqrt(2 * n_layer): each block adds two branches to the residual stream (Radford et al.
     2019). Layer norms keep their ones and zeros. In place; returns None."""
-    for module in model.modules():
-        # By name, so that a learner's own Embedding class is initialised too.
-        if isinstance(module, nn.Linear) or type(module).__name__ == "Embedding":
-            nn.init.normal_(module.weight, mean=0.0, std=config.initializer_range)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+    init_normal_weights(model, config.initializer_range)  # a learner's own Embedding too
     for name, p in model.named_parameters():
         if name.endswith("c_proj.weight"):
             nn.init.normal_(p, mean=0.0, std=config.initializer_range / math.sqrt(2 * config.n_layer))

@@ -27,16 +27,17 @@ from torch import nn
 from mlab_tfs.activations import gelu_new, get_activation  # noqa: F401  (gelu_new: re-exported)
 from mlab_tfs.attention import (  # noqa: F401  (ATTN_IMPLEMENTATIONS, additive_mask: re-exported)
     ATTN_IMPLEMENTATIONS,
-    AttnImplementationMixin,
     additive_mask,
     check_attn_implementation,
     check_bool_mask,
     sdpa,
     sees_any_key,
 )
-from mlab_tfs.checkpoints import PretrainedMixin, StateDict, save_tied_weights_once
-from mlab_tfs.gpt2.given import GPT2_HOOK_NAMES, GPT2Config, KVCacheBase, init_gpt2_weights  # noqa: F401  (re-exported)
-from mlab_tfs.hooks import HookedRootModule, HookPoint, capture
+from mlab_tfs.checkpoints import StateDict, save_tied_weights_once
+from mlab_tfs.gpt2.given import (  # noqa: F401  (re-exported)
+    GPT2_HOOK_NAME_RULES, GPT2Config, GPT2PreTrainedModel, KVCacheBase, body_state_dict, init_gpt2_weights,
+)
+from mlab_tfs.hooks import HookPoint, capture
 from mlab_tfs.inputs import (
     check_attention_mask,
     check_cache_position,
@@ -336,7 +337,7 @@ class GPT2Block(nn.Module):
 # The model
 # ---------------------------------------------------------------------------------------
 
-class GPT2Model(AttnImplementationMixin, HookedRootModule, nn.Module):
+class GPT2Model(GPT2PreTrainedModel, nn.Module):
     """Token + position embeddings, n_layer blocks, final layer norm (transformers'
     ``GPT2Model``).
 
@@ -346,7 +347,9 @@ class GPT2Model(AttnImplementationMixin, HookedRootModule, nn.Module):
     ``run_with_cache`` / ``run_with_hooks`` (mlab_tfs.hooks) reach them by those names.
     """
 
-    hook_name_rules = GPT2_HOOK_NAMES
+    # A GPT2Model checkpoint, or a GPT2LMHeadModel's body (its head left out), as transformers.
+    hf_to_ours = staticmethod(lambda state, config: body_state_dict(from_hf_state_dict(state, config)))
+    ours_to_hf = staticmethod(lambda state, config: to_hf_state_dict(state, config))
 
     def __init__(self, config: GPT2Config):
         super().__init__()
@@ -362,12 +365,12 @@ class GPT2Model(AttnImplementationMixin, HookedRootModule, nn.Module):
     def forward(
         self,
         input_ids: Tensor,
+        past_key_values: PastKeyValues | None = None,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
-        past_key_values: PastKeyValues | None = None,
         use_cache: bool = False,
-        output_hidden_states: bool = False,
         output_attentions: bool = False,
+        output_hidden_states: bool = False,
         cache_position: Tensor | None = None,
     ) -> BaseModelOutput:
         """input_ids: (B, T); attention_mask: (B, P + T), 1 = real token (static cache: (B, L),
@@ -494,13 +497,10 @@ def to_hf_state_dict(state: StateDict, config: GPT2Config) -> StateDict:
     return hf
 
 
-class GPT2LMHeadModel(AttnImplementationMixin, HookedRootModule, PretrainedMixin, nn.Module):
+class GPT2LMHeadModel(GPT2PreTrainedModel, nn.Module):
     """GPT2Model with a language-modelling head tied to the token embedding (transformers'
     ``GPT2LMHeadModel``). Hook names as GPT2Model's (the ``transformer.`` prefix dropped)."""
 
-    hook_name_rules = GPT2_HOOK_NAMES
-
-    config_class = GPT2Config
     hf_to_ours = staticmethod(from_hf_state_dict)
     ours_to_hf = staticmethod(to_hf_state_dict)
     tied_weights = {"lm_head.weight": "transformer.wte.weight"}  # with tie_word_embeddings
@@ -521,13 +521,13 @@ class GPT2LMHeadModel(AttnImplementationMixin, HookedRootModule, PretrainedMixin
     def forward(
         self,
         input_ids: Tensor,
+        past_key_values: PastKeyValues | None = None,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
-        past_key_values: PastKeyValues | None = None,
         labels: Tensor | None = None,
         use_cache: bool = False,
-        output_hidden_states: bool = False,
         output_attentions: bool = False,
+        output_hidden_states: bool = False,
         num_items_in_batch: Tensor | int | None = None,
         cache_position: Tensor | None = None,
     ) -> CausalLMOutput:
@@ -538,8 +538,9 @@ class GPT2LMHeadModel(AttnImplementationMixin, HookedRootModule, PretrainedMixin
         so that gradient accumulation averages over tokens, not micro-batches.
         """
         out = self.transformer(
-            input_ids, attention_mask, position_ids, past_key_values, use_cache,
-            output_hidden_states, output_attentions, cache_position,
+            input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=past_key_values,
+            use_cache=use_cache, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            cache_position=cache_position,
         )
         logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
         loss = None

@@ -63,11 +63,12 @@ from einops import rearrange  # noqa: F401
 from torch import nn
 
 from mlab_tfs.activations import get_activation  # noqa: F401  (the other activations, for GPT2MLP)
-from mlab_tfs.attention import AttnImplementationMixin  # given: set_attn_implementation
-from mlab_tfs.checkpoints import PretrainedMixin, StateDict
+from mlab_tfs.checkpoints import StateDict
 # Given, not exercises: the config, the hook-name rules, the cache's bookkeeping, the init.
-from mlab_tfs.gpt2.given import GPT2_HOOK_NAMES, GPT2Config, KVCacheBase, init_gpt2_weights  # noqa: F401
-from mlab_tfs.hooks import HookedRootModule, HookPoint, capture  # noqa: F401  (given: hook points)
+from mlab_tfs.gpt2.given import (  # noqa: F401  (given)
+    GPT2_HOOK_NAME_RULES, GPT2Config, GPT2PreTrainedModel, KVCacheBase, body_state_dict, init_gpt2_weights,
+)
+from mlab_tfs.hooks import HookPoint, capture  # noqa: F401  (given: hook points)
 from mlab_tfs.inputs import (  # noqa: F401  (use them in GPT2Model.forward)
     check_attention_mask,
     check_cache_position,
@@ -430,10 +431,13 @@ class GPT2Block(nn.Module):
 # The model
 # ---------------------------------------------------------------------------------------
 
-class GPT2Model(AttnImplementationMixin, HookedRootModule, nn.Module):
+class GPT2Model(GPT2PreTrainedModel, nn.Module):
     """Token + position embeddings, n_layer blocks, final layer norm."""
 
-    hook_name_rules = GPT2_HOOK_NAMES  # given: run_with_cache, run_with_hooks, hook_dict
+    # Given (from GPT2PreTrainedModel: hook names, run_with_cache, run_with_hooks, hook_dict).
+    # A GPT2Model checkpoint, or a GPT2LMHeadModel's body (its head left out), as transformers.
+    hf_to_ours = staticmethod(lambda state, config: body_state_dict(from_hf_state_dict(state, config)))
+    ours_to_hf = staticmethod(lambda state, config: to_hf_state_dict(state, config))
 
     def __init__(self, config: GPT2Config):
         """Store ``self.config`` and create:
@@ -454,12 +458,12 @@ class GPT2Model(AttnImplementationMixin, HookedRootModule, nn.Module):
     def forward(
         self,
         input_ids: Tensor,
+        past_key_values: PastKeyValues | None = None,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
-        past_key_values: PastKeyValues | None = None,
         use_cache: bool = False,
-        output_hidden_states: bool = False,
         output_attentions: bool = False,
+        output_hidden_states: bool = False,
         cache_position: Tensor | None = None,
     ) -> BaseModelOutput:
         """The transformer without its head.
@@ -469,7 +473,7 @@ class GPT2Model(AttnImplementationMixin, HookedRootModule, nn.Module):
             cached tokens and the new ones.
         position_ids: None or (B, T) / (1, T) / (T,): which row of wpe each new token gets.
         past_key_values, use_cache, cache_position: exercise 11 (KV cache).
-        output_hidden_states, output_attentions: collect those too (below).
+        output_attentions, output_hidden_states: collect those too (below).
 
         Returns ``BaseModelOutput(last_hidden_state=..., past_key_values=...,
         hidden_states=..., attentions=...)`` (from mlab_tfs.outputs) with
@@ -594,13 +598,10 @@ def to_hf_state_dict(state: StateDict, config: GPT2Config) -> StateDict:
     raise NotImplementedError("Exercise 10 (loading): see mlab_tfs/gpt2/GUIDE.md#10-loading-weights")
 
 
-class GPT2LMHeadModel(AttnImplementationMixin, HookedRootModule, PretrainedMixin, nn.Module):
+class GPT2LMHeadModel(GPT2PreTrainedModel, nn.Module):
     """GPT2Model with a language-modelling head tied to the token embedding."""
 
-    hook_name_rules = GPT2_HOOK_NAMES  # given: the same hook names as GPT2Model's
-
-    # Given: PretrainedMixin's from_pretrained / save_pretrained call these two.
-    config_class = GPT2Config
+    # Given: GPT2PreTrainedModel's from_pretrained / save_pretrained call these two.
     hf_to_ours = staticmethod(from_hf_state_dict)
     ours_to_hf = staticmethod(to_hf_state_dict)
     tied_weights = {"lm_head.weight": "transformer.wte.weight"}  # with tie_word_embeddings
@@ -620,13 +621,13 @@ class GPT2LMHeadModel(AttnImplementationMixin, HookedRootModule, PretrainedMixin
     def forward(
         self,
         input_ids: Tensor,
+        past_key_values: PastKeyValues | None = None,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
-        past_key_values: PastKeyValues | None = None,
         labels: Tensor | None = None,
         use_cache: bool = False,
-        output_hidden_states: bool = False,
         output_attentions: bool = False,
+        output_hidden_states: bool = False,
         num_items_in_batch: Tensor | int | None = None,
         cache_position: Tensor | None = None,
     ) -> CausalLMOutput:

@@ -42,6 +42,35 @@ def edited_checkpoint(src: Path, dst: Path, edit) -> Path:
     return dst
 
 
+
+def assert_load_lists(model_class, folder: Path, missing: str, unexpected: str, mismatched: str) -> None:
+    """model_class.from_pretrained(folder) refuses a checkpoint with one missing key, one
+    unexpected key and one shape mismatch, and its CheckpointError lists each of them once
+    (``missing`` / ``unexpected``: a key or part of it; ``mismatched``: the whole line,
+    "<key>: checkpoint <shape>, model <shape>")."""
+    import pytest
+
+    from mlab_tfs.checkpoints import CheckpointError
+
+    with pytest.raises(CheckpointError) as info:
+        model_class.from_pretrained(folder)
+    message = str(info.value)
+    assert "missing keys (1)" in message and missing in message, message
+    assert "unexpected keys (1)" in message and unexpected in message, message
+    assert "shape mismatches (1)" in message and mismatched in message, message
+
+def load_submodule(module: torch.nn.Module, state: dict[str, torch.Tensor], prefix: str = "",
+                   only_its_keys: bool = False) -> torch.nn.Module:
+    """Load the entries of a whole model's state dict (our names) under ``prefix``, with the
+    prefix stripped, into ``module`` (a layer, a block, a body), strictly; return it in eval
+    mode. only_its_keys: leave out keys the module doesn't have (another head's)."""
+    wanted = module.state_dict() if only_its_keys else None
+    sub = {k[len(prefix):]: v for k, v in state.items()
+           if k.startswith(prefix) and (wanted is None or k[len(prefix):] in wanted)}
+    module.load_state_dict(sub, strict=True)
+    return module.eval()
+
+
 def randomize_(model: torch.nn.Module, seed: int, scale: float = 0.1) -> None:
     """Move layer-norm weights away from 1 and biases away from 0."""
     g = torch.Generator().manual_seed(seed)
@@ -179,3 +208,58 @@ def padded_bert_batch(
         types[b, n // 2 : n] = min(1 + b % 3, type_vocab_size - 1)
     ids = ids.masked_fill(mask == 0, pad_token_id)
     return ids, mask, types
+
+
+# DeBERTa-v2: together the configs switch on each option of the architecture at least once and
+# off at least once; all but one use relative attention (transformers' own tiny tests turn it off).
+DEBERTA_COMMON = dict(vocab_size=83, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+               max_position_embeddings=24)
+
+DEBERTA_CONFIGS: dict[str, dict[str, Any]] = {
+    # DeBERTa-v3's settings: both terms, log buckets, shared keys, normed table, no absolute positions.
+    "v3": dict(DEBERTA_COMMON, relative_attention=True, pos_att_type="p2c|c2p", position_buckets=8,
+               max_relative_positions=-1, share_att_key=True, norm_rel_ebd="layer_norm",
+               position_biased_input=False, type_vocab_size=0, legacy=False),
+    # DeBERTa-v2 xlarge's: the same plus the convolution, token types, the legacy tied head.
+    "v2_conv": dict(DEBERTA_COMMON, relative_attention=True, pos_att_type=["p2c", "c2p"], position_buckets=16,
+                    max_relative_positions=20, share_att_key=True, norm_rel_ebd="layer_norm",
+                    conv_kernel_size=3, conv_act="gelu", position_biased_input=False, type_vocab_size=2,
+                    layer_norm_eps=1e-5),
+    # c2p only, separate pos_key_proj, clamped distances (k = 3 < T), absolute positions,
+    # embedding_size != hidden_size (embed_proj), gelu_new.
+    "c2p_embed_proj": dict(DEBERTA_COMMON, num_hidden_layers=3, relative_attention=True, pos_att_type=["c2p"],
+                           max_relative_positions=3, position_biased_input=True, embedding_size=24,
+                           type_vocab_size=2, hidden_act="gelu_new", initializer_range=0.05),
+    # p2c only, separate pos_query_proj, tiny log buckets, a grouped width-5 convolution, untied head.
+    "p2c_buckets_untied": dict(DEBERTA_COMMON, num_attention_heads=2, relative_attention=True, pos_att_type="p2c",
+                               position_buckets=4, max_relative_positions=20, position_biased_input=True,
+                               conv_kernel_size=5, conv_groups=2, type_vocab_size=0, tie_word_embeddings=False,
+                               layer_norm_eps=1e-3),
+    # Both terms with their own projections, no buckets, k = max_position_embeddings = 8 < T
+    # (allowed: without absolute positions the length is not limited).
+    "both_unshared": dict(DEBERTA_COMMON, max_position_embeddings=8, relative_attention=True, pos_att_type=["c2p", "p2c"],
+                          share_att_key=False, position_biased_input=False, type_vocab_size=0),
+    # BERT-like: no relative attention at all.
+    "absolute_only": dict(DEBERTA_COMMON, relative_attention=False, position_biased_input=True, type_vocab_size=2),
+}
+
+
+def deberta_checkpoint(folder: str | Path, name: str, seed: int = 0, **overrides: Any) -> Path:
+    """Write a seeded random transformers DebertaV2ForMaskedLM to folder; return the folder."""
+    import transformers
+
+    torch.manual_seed(seed)
+    model = transformers.DebertaV2ForMaskedLM(transformers.DebertaV2Config(**{**DEBERTA_CONFIGS[name], **overrides}))
+    randomize_(model, seed)
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    return folder
+
+
+def hf_deberta(folder: str | Path):
+    """transformers' DebertaV2ForMaskedLM from a folder, fp32, eval mode."""
+    import transformers
+
+    return transformers.DebertaV2ForMaskedLM.from_pretrained(
+        folder, attn_implementation="eager", dtype=torch.float32
+    ).eval()

@@ -23,9 +23,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 from mlab_tfs.bert import solution as bert
-from mlab_tfs.checkpoints import CheckpointError, read_config
+from mlab_tfs.checkpoints import CheckpointError, tie_weights
 from mlab_tfs.deberta import solution as deberta
-from mlab_tfs.deberta.tests.helpers import deberta_checkpoint
+from mlab_tfs.testing.tiny import deberta_checkpoint
 from mlab_tfs.gpt2 import solution as gpt2
 from mlab_tfs.testing import tiny
 from mlab_tfs.testing.compare import assert_close
@@ -560,3 +560,33 @@ def test_a_tied_model_pickles_whole(kind, folders, tmp_path):
     assert back.get_parameter(head) is back.get_parameter(embedding)
     _assert_same_state(back, _state(model))
     assert head not in back.state_dict()
+
+
+class _TwoUses(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(5, 3)
+        self.head = nn.ModuleDict(dict(decoder=nn.Linear(3, 5)))
+        self.head.bias = nn.Parameter(torch.zeros(5))
+
+
+def test_tie_weights_makes_one_parameter_saved_once_and_loaded_back():
+    torch.manual_seed(0)
+    model = _TwoUses()
+    tied = {"head.decoder.weight": "embed.weight", "head.decoder.bias": "head.bias"}
+    tie_weights(model, tied)
+    assert model.head.decoder.weight is model.embed.weight and model.head.decoder.bias is model.head.bias
+    ids = torch.tensor([[1, 4, 2]])
+    (model.head.decoder(model.embed(ids)) ** 2).sum().backward()
+    # the gradient is the sum of both uses: by hand, lookup's rows plus the decoder's
+    e = model.embed.weight.detach().requires_grad_()
+    (torch.nn.functional.linear(e[ids], e, model.head.bias.detach()) ** 2).sum().backward()
+    torch.testing.assert_close(model.embed.weight.grad, e.grad, rtol=0, atol=1e-6)
+    state = model.state_dict()
+    assert sorted(state) == ["embed.weight", "head.bias"]  # each tensor once
+    other = _TwoUses()
+    tie_weights(other, tied)
+    other.load_state_dict(state)
+    assert torch.equal(other.head.decoder.weight, model.embed.weight)
+    with pytest.raises(AttributeError, match="embed.wieght|wieght"):
+        tie_weights(_TwoUses(), {"head.decoder.weight": "embed.wieght"})

@@ -43,13 +43,6 @@ def twin_gpt2(seed: int = 0, **config: Any):
     return hf, ours
 
 
-def copy_gpt2_weights(src, dst) -> None:
-    """Copy transformers' GPT2LMHeadModel ``src``'s weights into our GPT2LMHeadModel ``dst``."""
-    from mlab_tfs.gpt2 import from_hf_state_dict
-
-    dst.load_state_dict(from_hf_state_dict({k: v.detach().clone() for k, v in src.state_dict().items()}, dst.config))
-
-
 def hf_bpe_tokenizer(folder):
     """transformers' GPT2TokenizerFast on a vocab.json + merges.txt our tokenizer wrote, with
     <|endoftext|> as eos and pad (what DataCollatorForLanguageModeling needs)."""

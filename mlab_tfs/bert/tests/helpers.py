@@ -8,7 +8,7 @@ import torch
 from mlab_tfs.bert import solution
 from mlab_tfs.testing.compare import assert_close, assert_grads_close
 from mlab_tfs.testing.shortcuts import additive, no_shortcuts, shortcuts
-from mlab_tfs.testing.tiny import padded_bert_batch
+from mlab_tfs.testing.tiny import load_submodule, padded_bert_batch
 
 HEAD_OF_TARGET = {"model": "model", "mlm": "mlm", "classifier": "classifier"}
 
@@ -28,10 +28,7 @@ def load_into(module: torch.nn.Module, hf_model, target: str = "model", prefix: 
     the load is strict, so every key it has must come from the checkpoint.
     """
     ours = solution.from_hf_state_dict(hf_model.state_dict(), config_of(hf_model), target)
-    wanted = module.state_dict()
-    sub = {k[len(prefix):]: v for k, v in ours.items() if k.startswith(prefix) and k[len(prefix):] in wanted}
-    module.load_state_dict(sub, strict=True)
-    return module.eval()
+    return load_submodule(module, ours, prefix, only_its_keys=True)
 
 
 def hf_grads_as_ours(hf_model, ours: torch.nn.Module, target: str) -> dict[str, torch.Tensor | None]:

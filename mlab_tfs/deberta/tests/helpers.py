@@ -1,74 +1,14 @@
-"""Tiny random DeBERTa-v2 checkpoints and helpers of the DeBERTa tests.
-
-Each checkpoint is a seeded transformers ``DebertaV2ForMaskedLM`` written with
-``save_pretrained``, layer norms and biases randomised (``mlab_tfs.testing.tiny.randomize_``).
-Together the configs switch on each option of the architecture at least once and off at
-least once; all but one use relative attention (transformers' own tiny tests turn it off).
-"""
+"""Helpers of the DeBERTa tests. The tiny random checkpoints (DEBERTA_CONFIGS,
+deberta_checkpoint, hf_deberta) live in mlab_tfs.testing.tiny with the other parts'."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Any
 
 import torch
 
 from mlab_tfs.deberta import solution
-from mlab_tfs.testing.tiny import randomize_
-
-_COMMON = dict(vocab_size=83, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
-               max_position_embeddings=24)
-
-DEBERTA_CONFIGS: dict[str, dict[str, Any]] = {
-    # DeBERTa-v3's settings: both terms, log buckets, shared keys, normed table, no absolute positions.
-    "v3": dict(_COMMON, relative_attention=True, pos_att_type="p2c|c2p", position_buckets=8,
-               max_relative_positions=-1, share_att_key=True, norm_rel_ebd="layer_norm",
-               position_biased_input=False, type_vocab_size=0, legacy=False),
-    # DeBERTa-v2 xlarge's: the same plus the convolution, token types, the legacy tied head.
-    "v2_conv": dict(_COMMON, relative_attention=True, pos_att_type=["p2c", "c2p"], position_buckets=16,
-                    max_relative_positions=20, share_att_key=True, norm_rel_ebd="layer_norm",
-                    conv_kernel_size=3, conv_act="gelu", position_biased_input=False, type_vocab_size=2,
-                    layer_norm_eps=1e-5),
-    # c2p only, separate pos_key_proj, clamped distances (k = 3 < T), absolute positions,
-    # embedding_size != hidden_size (embed_proj), gelu_new.
-    "c2p_embed_proj": dict(_COMMON, num_hidden_layers=3, relative_attention=True, pos_att_type=["c2p"],
-                           max_relative_positions=3, position_biased_input=True, embedding_size=24,
-                           type_vocab_size=2, hidden_act="gelu_new", initializer_range=0.05),
-    # p2c only, separate pos_query_proj, tiny log buckets, a grouped width-5 convolution, untied head.
-    "p2c_buckets_untied": dict(_COMMON, num_attention_heads=2, relative_attention=True, pos_att_type="p2c",
-                               position_buckets=4, max_relative_positions=20, position_biased_input=True,
-                               conv_kernel_size=5, conv_groups=2, type_vocab_size=0, tie_word_embeddings=False,
-                               layer_norm_eps=1e-3),
-    # Both terms with their own projections, no buckets, k = max_position_embeddings = 8 < T
-    # (allowed: without absolute positions the length is not limited).
-    "both_unshared": dict(_COMMON, max_position_embeddings=8, relative_attention=True, pos_att_type=["c2p", "p2c"],
-                          share_att_key=False, position_biased_input=False, type_vocab_size=0),
-    # BERT-like: no relative attention at all.
-    "absolute_only": dict(_COMMON, relative_attention=False, position_biased_input=True, type_vocab_size=2),
-}
-
-
-def deberta_checkpoint(folder: str | Path, name: str, seed: int = 0, **overrides: Any) -> Path:
-    """Write a seeded random transformers DebertaV2ForMaskedLM to folder; return the folder."""
-    import transformers
-
-    torch.manual_seed(seed)
-    model = transformers.DebertaV2ForMaskedLM(transformers.DebertaV2Config(**{**DEBERTA_CONFIGS[name], **overrides}))
-    randomize_(model, seed)
-    folder = Path(folder)
-    model.save_pretrained(folder)
-    return folder
-
-
-def hf_deberta(folder: str | Path):
-    """transformers' DebertaV2ForMaskedLM from a folder, fp32, eval mode."""
-    import transformers
-
-    return transformers.DebertaV2ForMaskedLM.from_pretrained(
-        folder, attn_implementation="eager", dtype=torch.float32
-    ).eval()
-
+from mlab_tfs.testing.tiny import DEBERTA_CONFIGS, deberta_checkpoint, hf_deberta, load_submodule  # noqa: F401
 
 def config_of(hf_model) -> solution.DebertaV2Config:
     return solution.DebertaV2Config.from_dict(hf_model.config.to_dict())
@@ -77,10 +17,7 @@ def config_of(hf_model) -> solution.DebertaV2Config:
 def load_into(module: torch.nn.Module, hf_model, prefix: str = "") -> torch.nn.Module:
     """Copy a transformers DeBERTa's weights into one of our modules (prefix picks a submodule),
     with the solution's name map, so component tests don't depend on later exercises."""
-    ours = solution.mlm_from_hf_state_dict(hf_model.state_dict(), config_of(hf_model))
-    sub = {k[len(prefix):]: v for k, v in ours.items() if k.startswith(prefix)}
-    module.load_state_dict(sub, strict=True)
-    return module.eval()
+    return load_submodule(module, solution.mlm_from_hf_state_dict(hf_model.state_dict(), config_of(hf_model)), prefix)
 
 
 def right_padded_batch(vocab_size: int, lengths: list[int], seed: int = 0, type_vocab_size: int = 0):

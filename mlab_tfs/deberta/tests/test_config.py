@@ -12,9 +12,9 @@ from mlab_tfs.activations import ACTIVATIONS
 from mlab_tfs.deberta import solution
 from mlab_tfs.testing.compare import assert_close
 from mlab_tfs.testing.fields import assert_init_like, bad_cases
+from mlab_tfs.testing.tiny import DEBERTA_COMMON
 
 from .helpers import (
-    _COMMON,
     assert_model_grads_close,
     deberta_checkpoint,
     hf_deberta,
@@ -61,7 +61,7 @@ def test_from_dict_needs_a_dict():
 # Parity with transformers, one field at a time, on top of a relative-attention base
 # ---------------------------------------------------------------------------------------
 
-BASE = dict(_COMMON, relative_attention=True, pos_att_type="p2c|c2p", position_buckets=-1, max_relative_positions=-1,
+BASE = dict(DEBERTA_COMMON, relative_attention=True, pos_att_type="p2c|c2p", position_buckets=-1, max_relative_positions=-1,
             share_att_key=True, norm_rel_ebd="none", position_biased_input=False, type_vocab_size=0,
             initializer_range=0.1, legacy=True)
 PARITY = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from mlab_tfs.gpt2 import solution
+from mlab_tfs.testing.tiny import load_submodule
 
 TRANSPOSED = solution.TRANSPOSED
 
@@ -18,10 +19,7 @@ def load_into(module: torch.nn.Module, hf_model, prefix: str = "") -> torch.nn.M
 
     Uses the solution's name map, so component tests don't depend on the loading exercise.
     """
-    ours = solution.from_hf_state_dict(hf_model.state_dict(), config_of(hf_model))
-    sub = {k[len(prefix):]: v for k, v in ours.items() if k.startswith(prefix)}
-    module.load_state_dict(sub, strict=True)
-    return module.eval()
+    return load_submodule(module, solution.from_hf_state_dict(hf_model.state_dict(), config_of(hf_model)), prefix)
 
 
 def hf_grads_as_ours(hf_model) -> dict[str, torch.Tensor | None]:

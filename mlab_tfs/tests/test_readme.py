@@ -1,0 +1,46 @@
+"""README's "Looking inside: hook points" example runs as printed, and does what it says:
+the cached pattern is transformers' attention, and the ablation removes exactly head 2's
+share of layer 0's attention output."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from mlab_tfs.gpt2 import GPT2LMHeadModel
+from mlab_tfs.testing import tiny
+from mlab_tfs.testing.compare import assert_close
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _example(section: str) -> str:
+    """The first python block after the heading ``section``."""
+    text = README.read_text()
+    start = text.index(f"## {section}")
+    return re.search(r"```python\n(.*?)```", text[start:], re.S).group(1)
+
+
+def test_hook_points_example_runs_and_ablates_head_2(tmp_path):
+    folder = tiny.gpt2_checkpoint(tmp_path, "base", seed=0)
+    model = GPT2LMHeadModel.from_pretrained(folder).eval()
+    input_ids = torch.randint(0, model.config.vocab_size, (2, 7), generator=torch.Generator().manual_seed(0))
+    scope = dict(model=model, input_ids=input_ids, torch=torch)
+    exec(_example("Looking inside: hook points"), scope)
+
+    hf = tiny.hf_gpt2(folder)
+    expected = hf(input_ids, output_attentions=True)
+    assert_close(scope["out"].logits, expected.logits, name="run_with_cache logits", atol=1e-5)
+    assert_close(scope["pattern"], expected.attentions[0], name="blocks.0.attn.hook_pattern", atol=1e-5)
+
+    # By hand: head 2's z times its rows of c_proj, taken out of what layer 0's attention adds.
+    hs = model.config.n_embd // model.config.n_head
+    z = scope["cache"]["blocks.0.attn.hook_z"][:, :, 2]  # (B, T, hs)
+    head_2 = z @ model.transformer.h[0].attn.c_proj.weight[:, 2 * hs : 3 * hs].T  # (B, T, C)
+    by_hand = model.run_with_hooks(
+        input_ids, fwd_hooks=[("blocks.0.hook_attn_out", lambda a, hook: a - head_2)]
+    )
+    assert_close(scope["ablated"].logits, by_hand.logits, name="logits with head 2 of layer 0 ablated", atol=1e-5)
+    assert (scope["ablated"].logits - scope["out"].logits).abs().max() > 1e-3  # the head did matter
