@@ -365,9 +365,9 @@ class GPT2Model(GPT2PreTrainedModel, nn.Module):
     def forward(
         self,
         input_ids: Tensor,
-        past_key_values: PastKeyValues | None = None,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
+        past_key_values: PastKeyValues | None = None,
         use_cache: bool = False,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
@@ -521,9 +521,9 @@ class GPT2LMHeadModel(GPT2PreTrainedModel, nn.Module):
     def forward(
         self,
         input_ids: Tensor,
-        past_key_values: PastKeyValues | None = None,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
+        past_key_values: PastKeyValues | None = None,
         labels: Tensor | None = None,
         use_cache: bool = False,
         output_attentions: bool = False,

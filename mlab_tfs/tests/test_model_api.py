@@ -1,5 +1,7 @@
 """Every model's forward speaks transformers' API the same way: the arguments both have come
-in transformers' order (so a positional call means the same thing), and each of
+in transformers' order (so a positional call means the same thing), except that the course's
+decoders take ``(input_ids, attention_mask, position_ids, past_key_values, ...)`` (the order
+every part's guide and the samplers use; transformers' GPT-2 puts the cache second), and each of
 output_attentions / output_hidden_states asks for its own output alone, equal to
 transformers' (fp32, 1e-5)."""
 
@@ -30,6 +32,7 @@ PAIRS = [
 # does not list them (TransformersKwargs; DebertaV2Model lists them in that order).
 RENAMED = {"cache": "past_key_values"}
 FLAGS = ["output_attentions", "output_hidden_states"]
+DECODER_ORDER = ["input_ids", "attention_mask", "position_ids", "past_key_values"]
 
 
 def _params(fn) -> list[str]:
@@ -41,6 +44,9 @@ def _params(fn) -> list[str]:
 def test_forward_arguments_come_in_transformers_order(ours, theirs):
     mine, hf = _params(ours.forward), _params(theirs.forward)
     hf = hf + [f for f in FLAGS if f not in hf]
+    if "past_key_values" in mine:  # a decoder: the course's order for the first four
+        assert mine[:4] == DECODER_ORDER, f"{ours.__name__}.forward starts {mine[:4]}, expected {DECODER_ORDER}"
+        mine, hf = [n for n in mine if n != "past_key_values"], [n for n in hf if n != "past_key_values"]
     shared = [n for n in mine if n in hf]
     assert shared == [n for n in hf if n in mine], f"{ours.__name__}.forward: {mine} vs transformers' {hf}"
     assert mine[0] == "input_ids" and set(FLAGS) <= set(mine)
@@ -99,3 +105,15 @@ def test_gpt2_model_loads_and_saves_as_transformers_gpt2_model(tmp_path, name):
     again = gpt2.GPT2Model.from_pretrained(tmp_path / "body").eval()
     assert_close(again(ids).last_hidden_state, expected, name=f"{name}: GPT2Model from a GPT2Model checkpoint",
                  atol=1e-5)
+
+
+def test_a_positional_mask_is_the_attention_mask(tmp_path):
+    """model(ids, mask) means attention_mask in every model, as in the course's earlier API
+    and the samplers' calls (transformers' GPT-2 would read the mask as a cache)."""
+    folder = tiny.gpt2_checkpoint(tmp_path / "gpt2", "base")
+    model = gpt2.GPT2LMHeadModel.from_pretrained(folder).eval()
+    ids, mask, _ = tiny.left_padded_batch(model.config.vocab_size, [5, 3])
+    with torch.no_grad():
+        assert torch.equal(model(ids, mask).logits, model(ids, attention_mask=mask).logits)
+        assert torch.equal(model.transformer(ids, mask).last_hidden_state,
+                           model.transformer(ids, attention_mask=mask).last_hidden_state)
