@@ -244,6 +244,82 @@ ENCODER_HOOK_NAME_RULES: tuple[tuple[str, str], ...] = (
     (r"^encoder\.layer\.(\d+)\.intermediate\.", r"blocks.\1.mlp."),
     (r"^encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"blocks.\1.ln2."),
 )
+# An encoder's lookups sit under ``embed.`` (TransformerLens's HookedEncoder); the decoders'
+# top-level names reach them too.
+ENCODER_HOOK_ALIASES: dict[str, str] = {
+    "hook_embed": "embed.hook_embed", "hook_pos_embed": "embed.hook_pos_embed",
+    "hook_token_type_embed": "embed.hook_token_type_embed",
+}
+
+
+# TransformerLens's short names (``transformer_lens.utils.get_act_name``): ("pattern", 0) is
+# blocks.0.attn.hook_pattern, "resid_post" with layer 3 blocks.3.hook_resid_post.
+_ATTN_ACTS = ("q", "k", "v", "z", "attn_scores", "pattern", "c2p_scores", "p2c_scores")
+_MLP_ACTS = ("pre", "post")
+_ACT_ALIASES = {"attn": "pattern", "attn_logits": "attn_scores", "query": "q", "key": "k", "value": "v",
+                "mlp_pre": "pre", "mlp_post": "post"}
+
+
+def act_name(name: str, layer: int | None = None, layer_type: str | None = None) -> str:
+    """The full hook name of a TransformerLens short name: ``act_name("pattern", 0)`` is
+    ``"blocks.0.attn.hook_pattern"``, ``act_name("resid_pre", 2)`` ``"blocks.2.hook_resid_pre"``,
+    ``act_name("normalized", 1, "ln2")`` ``"blocks.1.ln2.hook_normalized"``, ``act_name("embed")``
+    ``"hook_embed"``; a full name comes back as it is. TypeError for a layer that is not an int."""
+    if not isinstance(name, str):
+        raise TypeError(f"a hook name must be a str, got {type(name).__name__}")
+    if layer is None and layer_type is None and ("." in name or name.startswith("hook_")):
+        return name
+    if layer is not None and (not isinstance(layer, int) or isinstance(layer, bool)):
+        raise TypeError(f"the layer of hook name {name!r} must be an int, got {layer!r}")
+    name = _ACT_ALIASES.get(name, name)
+    if name in _ATTN_ACTS:
+        layer_type = "attn"
+    elif name in _MLP_ACTS:
+        layer_type = "mlp"
+    full = f"hook_{name}"
+    if layer_type:
+        full = f"{layer_type}.{full}"
+    if layer is not None:
+        full = f"blocks.{layer}.{full}"
+    elif name in ("scale", "normalized") and not layer_type:
+        full = f"ln_final.{full}"
+    return full
+
+
+class ActivationCache(dict):
+    """What ``run_with_cache`` returns: a dict of hook name -> activation, in forward order,
+    which also reads TransformerLens's short keys (``cache["pattern", 0]``,
+    ``cache["resid_post", 3]``, ``cache["embed"]``; see ``act_name``) and the model's aliases
+    (an encoder's ``cache["hook_embed"]`` is its ``embed.hook_embed``)."""
+
+    def __init__(self, values: dict[str, Tensor], aliases: dict[str, str] | None = None):
+        super().__init__(values)
+        self.aliases = dict(aliases or {})
+
+    def _key(self, key: Any) -> Any:
+        if isinstance(key, tuple) and key and isinstance(key[0], str):
+            key = act_name(*key)
+        elif isinstance(key, str) and not dict.__contains__(self, key):
+            key = self.aliases.get(key, key)
+            if not dict.__contains__(self, key):
+                key = self.aliases.get(act_name(key), act_name(key))
+        return key
+
+    def __getitem__(self, key: Any) -> Tensor:
+        resolved = self._key(key)
+        if not dict.__contains__(self, resolved):
+            known = list(self)
+            close = difflib.get_close_matches(str(resolved), known, n=3, cutoff=0.5)
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise KeyError(f"{key!r} is not in the cache{hint} (it holds {len(known)} activations; "
+                           f"names_filter may have left it out)")
+        return dict.__getitem__(self, resolved)
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, self._key(key))
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self[key] if key in self else default
 
 
 class HookedRootModule:
@@ -261,6 +337,22 @@ class HookedRootModule:
 
     hook_name_rules: ClassVar[tuple[tuple[str, str], ...]] = ()
     hook_order: ClassVar[Callable[[str], Any] | None] = None
+    # Other names a hook point answers to (an encoder's "hook_embed" -> "embed.hook_embed"),
+    # besides TransformerLens's short forms (act_name).
+    hook_aliases: ClassVar[dict[str, str]] = {}
+
+    def resolve_hook_name(self, name: str, known: Sequence[str] | None = None) -> str:
+        """The hook point's own name for ``name``: itself, an alias (``hook_aliases``) or a
+        TransformerLens short form (``act_name``), whichever the model has; else ``name``
+        unchanged (the callers then name it as unknown)."""
+        known = list(self.hook_dict) if known is None else known
+        if name in known:
+            return name
+        for candidate in (self.hook_aliases.get(name), act_name(name) if isinstance(name, str) else None):
+            candidate = self.hook_aliases.get(candidate, candidate) if candidate else candidate
+            if candidate in known:
+                return candidate
+        return name
 
     @classmethod
     def hook_name(cls, module_path: str) -> str:
@@ -310,6 +402,7 @@ class HookedRootModule:
                     raise TypeError(f"fwd_hooks: a hook name must be a str, a HookPoint of this model or a "
                                     f"function name -> bool, got the module {type(name).__name__}")
                 elif isinstance(name, str):
+                    name = self.resolve_hook_name(name, known)
                     unknown_name([name], known, "fwd_hooks")
                     targets = [points[name]]
                 elif callable(name):
@@ -341,15 +434,22 @@ class HookedRootModule:
             return self(input_ids, **forward_kwargs)  # type: ignore[operator]
 
     def run_with_cache(self, input_ids: Tensor, names_filter: NamesFilter = None,
-                       **forward_kwargs: Any) -> tuple[Any, dict[str, Tensor]]:
+                       **forward_kwargs: Any) -> tuple[Any, "ActivationCache"]:
         """Run ``model(input_ids, **forward_kwargs)`` and keep the activations.
 
         names_filter: None (every hook point), a name, a list of names, or a function
-        name -> bool. Returns ``(output, cache)`` with ``cache[name]`` the activation at
-        that hook point, detached (as TransformerLens's default), in the model's order.
+        name -> bool; names may be TransformerLens's short forms or the model's aliases
+        (see ``resolve_hook_name``). Returns ``(output, cache)`` with ``cache[name]`` the
+        activation at that hook point, detached (as TransformerLens's default), in the
+        model's order: an ``ActivationCache`` (a dict that also reads ``cache["pattern", 0]``).
         """
         points = self.hook_dict
-        keep = _name_matcher(names_filter, list(points), "names_filter")
+        known = list(points)
+        if isinstance(names_filter, str):
+            names_filter = self.resolve_hook_name(names_filter, known)
+        elif isinstance(names_filter, (list, tuple, set, frozenset)):
+            names_filter = [self.resolve_hook_name(n, known) if isinstance(n, str) else n for n in names_filter]
+        keep = _name_matcher(names_filter, known, "names_filter")
         cache: dict[str, Tensor] = {}
 
         def store(activation: Tensor, hook: HookPoint) -> None:
@@ -364,4 +464,4 @@ class HookedRootModule:
         finally:
             for h in handles:
                 h.remove()
-        return output, {name: cache[name] for name in points if name in cache}
+        return output, ActivationCache({name: cache[name] for name in points if name in cache}, self.hook_aliases)

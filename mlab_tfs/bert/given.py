@@ -18,7 +18,7 @@ from mlab_tfs.checkpoints import PretrainedMixin
 from mlab_tfs.configs import (
     ConfigError, ConfigMixin, ConfigTypeError, check_choice, check_encoder_fields, check_int, check_probability,
 )
-from mlab_tfs.hooks import ENCODER_HOOK_NAME_RULES, HookedRootModule
+from mlab_tfs.hooks import ENCODER_HOOK_ALIASES, ENCODER_HOOK_NAME_RULES, HookedRootModule
 from mlab_tfs.initialization import init_normal_weights
 
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
@@ -151,3 +151,4 @@ class BertPreTrainedModel(HookedRootModule, AttnImplementationMixin, PretrainedM
     config_class = BertConfig
     head_prefixes: tuple[str, ...] = ()  # keys a fresh head may supply
     hook_name_rules = BERT_HOOK_NAME_RULES
+    hook_aliases = ENCODER_HOOK_ALIASES

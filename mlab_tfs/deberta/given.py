@@ -31,7 +31,7 @@ from mlab_tfs.checkpoints import CheckpointError, PretrainedMixin, StateDict, ti
 from mlab_tfs.configs import (
     ConfigError, ConfigMixin, ConfigTypeError, check_bool, check_choice, check_encoder_fields, check_int,
 )
-from mlab_tfs.hooks import ENCODER_HOOK_NAME_RULES, HookedRootModule, HookPoint, capture
+from mlab_tfs.hooks import ENCODER_HOOK_ALIASES, ENCODER_HOOK_NAME_RULES, HookedRootModule, HookPoint, capture
 from mlab_tfs.initialization import init_normal_weights
 from mlab_tfs.inputs import check_attention_mask, check_position_ids, check_token_ids
 from mlab_tfs.inputs import check_bool as check_flag  # (configs.check_bool checks a config field)
@@ -483,6 +483,7 @@ class DebertaV2PreTrainedModel(HookedRootModule, PretrainedMixin):
 
     config_class = DebertaV2Config
     hook_name_rules = DEBERTA_HOOK_NAME_RULES
+    hook_aliases = ENCODER_HOOK_ALIASES
     hook_order = staticmethod(hook_order)
 
 

@@ -332,3 +332,72 @@ def test_a_module_as_a_name_is_the_point_itself_or_an_error(toy):
     with pytest.raises(TypeError, match="names_filter must be .* got the module HookPoint"):
         toy.run_with_cache(x, names_filter=point)
     assert not any(p.has_hooks for p in toy.hook_dict.values())
+
+
+# ------------------------------------------------------------------ TransformerLens's short names
+
+
+@pytest.mark.parametrize("args, full", [
+    (("pattern", 0), "blocks.0.attn.hook_pattern"),
+    (("attn", 2), "blocks.2.attn.hook_pattern"),
+    (("q", 1), "blocks.1.attn.hook_q"),
+    (("attn_scores", 0), "blocks.0.attn.hook_attn_scores"),
+    (("pre", 3), "blocks.3.mlp.hook_pre"),
+    (("mlp_post", 3), "blocks.3.mlp.hook_post"),
+    (("resid_pre", 0), "blocks.0.hook_resid_pre"),
+    (("resid_post", 5), "blocks.5.hook_resid_post"),
+    (("attn_out", 1), "blocks.1.hook_attn_out"),
+    (("normalized", 1, "ln2"), "blocks.1.ln2.hook_normalized"),
+    (("normalized",), "ln_final.hook_normalized"),
+    (("scale",), "ln_final.hook_scale"),
+    (("embed",), "hook_embed"),
+    (("pos_embed",), "hook_pos_embed"),
+    (("blocks.0.attn.hook_q",), "blocks.0.attn.hook_q"),
+    (("hook_embed",), "hook_embed"),
+])
+def test_act_name_expands_transformer_lens_short_names(args, full):
+    from mlab_tfs.hooks import act_name
+
+    assert act_name(*args) == full
+
+
+def test_act_name_refuses_a_layer_that_is_not_an_int():
+    from mlab_tfs.hooks import act_name
+
+    with pytest.raises(TypeError, match=r"the layer of hook name 'pattern' must be an int, got '0'"):
+        act_name("pattern", "0")
+
+
+def test_the_cache_reads_short_names_and_aliases(toy):
+    from mlab_tfs.hooks import ActivationCache
+
+    _, cache = toy.run_with_cache(torch.randn(2, 3))
+    assert isinstance(cache, ActivationCache) and isinstance(cache, dict)
+    assert cache["embed"] is cache["hook_embed"] and "embed" in cache
+    with pytest.raises(KeyError, match=r"'blocks.0.mlp.hook_prex' is not in the cache; did you mean 'blocks.0.mlp.hook_pre'"):
+        cache["blocks.0.mlp.hook_prex"]
+    assert cache.get("nothing") is None
+    aliased = ActivationCache({"embed.hook_embed": torch.ones(1)}, {"hook_embed": "embed.hook_embed"})
+    assert aliased["hook_embed"] is aliased["embed.hook_embed"] and aliased["embed"] is aliased["hook_embed"]
+    assert list(aliased) == ["embed.hook_embed"], "iteration shows the points' own names only"
+
+
+def test_short_names_reach_the_points_in_filters_and_hooks(tmp_path):
+    """A GPT-2 and a BERT: names_filter and fwd_hooks take TransformerLens's short forms, and an
+    encoder's top-level hook_embed is its embed.hook_embed."""
+    from mlab_tfs.bert import BertModel
+    from mlab_tfs.gpt2 import GPT2LMHeadModel
+    from mlab_tfs.testing import tiny
+
+    gpt2 = GPT2LMHeadModel.from_pretrained(tiny.gpt2_checkpoint(tmp_path / "g", "base")).eval()
+    bert = BertModel.from_pretrained(tiny.bert_checkpoint(tmp_path / "b", "base")).eval()
+    ids = torch.randint(1, 50, (2, 5), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        _, cache = gpt2.run_with_cache(ids, names_filter=["embed", "blocks.0.attn.hook_pattern"])
+        assert list(cache) == ["hook_embed", "blocks.0.attn.hook_pattern"]
+        _, cache = bert.run_with_cache(ids, names_filter="hook_embed")
+        assert list(cache) == ["embed.hook_embed"]
+        zeroed = bert.run_with_hooks(ids, fwd_hooks=[("hook_pos_embed", lambda a, hook: torch.zeros_like(a))])
+        by_name = bert.run_with_hooks(ids, fwd_hooks=[("embed.hook_pos_embed", lambda a, hook: torch.zeros_like(a))])
+    assert torch.equal(zeroed.last_hidden_state, by_name.last_hidden_state)
+    assert not torch.equal(zeroed.last_hidden_state, bert(ids).last_hidden_state)
