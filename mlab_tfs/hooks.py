@@ -286,6 +286,17 @@ def act_name(name: str, layer: int | None = None, layer_type: str | None = None)
     return full
 
 
+def resolve_name(name: str, known: Any, aliases: dict[str, str]) -> str:
+    """The name among ``known`` (a container of hook names) that ``name`` means: itself, an
+    alias, or the expansion of a TransformerLens short form (``act_name``), tried in that
+    order; ``name`` unchanged when none is known (the caller then names it as unknown)."""
+    for candidate in (name, aliases.get(name), act_name(name)):
+        candidate = aliases.get(candidate, candidate) if candidate else candidate
+        if candidate in known:
+            return candidate
+    return name
+
+
 class ActivationCache(dict):
     """What ``run_with_cache`` returns: a dict of hook name -> activation, in forward order,
     which also reads TransformerLens's short keys (``cache["pattern", 0]``,
@@ -298,11 +309,9 @@ class ActivationCache(dict):
 
     def _key(self, key: Any) -> Any:
         if isinstance(key, tuple) and key and isinstance(key[0], str):
-            key = act_name(*key)
-        elif isinstance(key, str) and not dict.__contains__(self, key):
-            key = self.aliases.get(key, key)
-            if not dict.__contains__(self, key):
-                key = self.aliases.get(act_name(key), act_name(key))
+            return act_name(*key)
+        if isinstance(key, str):
+            return resolve_name(key, dict.keys(self), self.aliases)
         return key
 
     def __getitem__(self, key: Any) -> Tensor:
@@ -345,14 +354,7 @@ class HookedRootModule:
         """The hook point's own name for ``name``: itself, an alias (``hook_aliases``) or a
         TransformerLens short form (``act_name``), whichever the model has; else ``name``
         unchanged (the callers then name it as unknown)."""
-        known = list(self.hook_dict) if known is None else known
-        if name in known:
-            return name
-        for candidate in (self.hook_aliases.get(name), act_name(name) if isinstance(name, str) else None):
-            candidate = self.hook_aliases.get(candidate, candidate) if candidate else candidate
-            if candidate in known:
-                return candidate
-        return name
+        return resolve_name(name, list(self.hook_dict) if known is None else known, self.hook_aliases)
 
     @classmethod
     def hook_name(cls, module_path: str) -> str:
