@@ -414,8 +414,7 @@ def test_update_refuses_what_does_not_fit_and_leaves_the_cache_unchanged(gpt2):
                  atol=0)
 
 
-@pytest.mark.exercise("kv_cache")
-def test_get_seq_length_names_a_bad_layer(gpt2):
+def test_get_seq_length_names_a_bad_layer(gpt2):  # given code (KVCacheBase): no exercise
     for cache in (gpt2.KVCache(2), gpt2.KVCache.static(2, 1, 1, 4, 2)):
         assert cache.get_seq_length(1) == 0
         with pytest.raises(ValueError, match=r"layer_idx must be an int in \[0, 1\], got 2"):
