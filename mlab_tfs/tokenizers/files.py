@@ -449,7 +449,12 @@ class WordPieceFiles:
         return tokenizer
 
     def save_pretrained(self, folder: str | os.PathLike) -> list[Path]:
-        """Write vocab.txt and tokenizer_config.json; transformers' BertTokenizer loads them.
+        """Write vocab.txt and tokenizer_config.json; transformers' ``AutoTokenizer`` (a
+        BertTokenizer) loads them with our options (do_lower_case, strip_accents,
+        tokenize_chinese_chars, the special tokens, model_max_length) and gives our ids.
+        Special tokens beyond BERT's five go in ``added_tokens_decoder``. A
+        max_input_chars_per_word other than 100 is saved with a UserWarning: transformers 5's
+        BertTokenizer does not read it (models/bert/tokenization_bert.py).
 
         Atomic (``mlab_tfs.durable.atomic_folder``): a crash, a full disk or a kill at any
         moment leaves the folder with the old tokenizer or the new one, never a mix. Other
@@ -469,6 +474,10 @@ class WordPieceFiles:
             "cls_token": self.cls_token, "mask_token": self.mask_token, "model_max_length": self.model_max_length,
             "max_input_chars_per_word": self.max_input_chars_per_word,
         }
+        if self.max_input_chars_per_word != 100:
+            warnings.warn(f"max_input_chars_per_word={self.max_input_chars_per_word} is saved and mlab_tfs loads it "
+                          "back, but transformers 5's BertTokenizer ignores it (its WordPiece model always uses 100): "
+                          "words longer than that are [UNK] for us and word pieces for transformers", stacklevel=2)
         extra = [t for t in self.special_tokens if t not in
                  (self.unk_token, self.sep_token, self.pad_token, self.cls_token, self.mask_token)]
         if extra:  # special tokens beyond BERT's five, kept whole by both tokenizers
