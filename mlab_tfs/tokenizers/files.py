@@ -193,11 +193,40 @@ def _check_added_tokens(file: Path, data: dict, vocab: dict[str, int], model: st
         for flag in ("lstrip", "rstrip", "single_word"):
             if token.get(flag):
                 raise _unsupported(file, f"{field}.{flag}", True, f"special tokens are matched exactly as written")
-        if model == "WordPiece" and vocab.get(content) != i:
-            raise _unsupported(file, field, token, f"a WordPiece special token must be in model.vocab with the same "
-                               f"id (model.vocab has {vocab.get(content)!r})")
         special[content] = i
+    if model == "WordPiece":
+        _add_to_vocab(file, vocab, special)
     return special
+
+
+def _add_to_vocab(file: Path, vocab: dict[str, int], special: dict[str, int]) -> None:
+    """Put special tokens that transformers added past the vocabulary (add_special_tokens: ids
+    len(vocab), len(vocab) + 1, ...) into vocab, in place. ValueError for one whose id is another
+    token's, or that leaves a gap."""
+    for content, i in sorted(special.items(), key=lambda kv: kv[1]):
+        if vocab.get(content, i) != i or content not in vocab and i in vocab.values():
+            raise ValueError(f"{file}: the special token {content!r} has the id {i}, but the vocabulary gives "
+                             f"{content!r} the id {vocab.get(content)!r} and {i} to another token")
+        if content not in vocab:
+            if i != len(vocab):
+                raise ValueError(f"{file}: the special token {content!r} has the id {i}, past the vocabulary of "
+                                 f"{len(vocab)} tokens: added tokens take the next ids, {len(vocab)} on")
+            vocab[content] = i
+
+
+def _extra_special_tokens(config_file: Path, config: dict, vocab: dict[str, int]) -> list[str]:
+    """tokenizer_config.json's extra special tokens (transformers 5: ``extra_special_tokens``, a
+    list or a dict of name -> token; 4.x: ``additional_special_tokens``), each in the vocabulary."""
+    out = []
+    for key in ("extra_special_tokens", "additional_special_tokens"):
+        tokens = config.get(key) or []
+        tokens = list(tokens.values()) if isinstance(tokens, dict) else tokens
+        for t in tokens:
+            t = t.get("content") if isinstance(t, dict) else t  # 4.x wrote AddedToken objects
+            if not isinstance(t, str) or t not in vocab:
+                raise ValueError(f"{config_file}: {key} has {describe(t)}, which is not a token of the vocabulary")
+            out.append(t)
+    return out
 
 
 # What transformers' BertTokenizer makes of a tokenizer.json: with tokenizer_class BertTokenizer in
@@ -441,8 +470,11 @@ class WordPieceFiles:
         options.update(kwargs)
         added = config.get("added_tokens_decoder")
         if isinstance(added, dict):  # what save_pretrained (ours, transformers' 4.x) writes for vocab.txt
-            extra_special += [v["content"] for v in added.values() if isinstance(v, dict) and v.get("special")
-                              and isinstance(v.get("content"), str) and v["content"] in vocab]
+            from_config = {v["content"]: int(k) for k, v in added.items() if isinstance(v, dict) and v.get("special")
+                           and isinstance(v.get("content"), str) and str(k).isdigit()}
+            _add_to_vocab(config_file, vocab, from_config)
+            extra_special += list(from_config)
+        extra_special += _extra_special_tokens(config_file, config, vocab)
         tokenizer = cls(vocab, **options)
         # Other special tokens (an [unused0] made special, say) are kept whole in a text too.
         tokenizer.special_tokens += [t for t in dict.fromkeys(extra_special) if t not in tokenizer.special_tokens]
@@ -669,6 +701,9 @@ class BPEFiles:
         if isinstance(added, dict):
             from_config = {v["content"]: int(k) for k, v in added.items() if isinstance(v, dict) and v.get("special")}
             special = {**(special or {}), **from_config} or None
+        extra = _extra_special_tokens(config_file, config, {**encoder, **(special or {})})
+        if extra:
+            special = {**(special or {}), **{t: (special or {}).get(t, encoder.get(t)) for t in extra}}
         tokenizer = cls(encoder, merges, special)
         limit = config.get("model_max_length")
         if _int_or_none(limit) is not None and 1 <= limit < NO_LIMIT:

@@ -233,8 +233,11 @@ BERT_REFUSED = [
     ("not special", lambda d: d["added_tokens"].append({"id": 2, "content": "[unused1]", "special": False}),
      r"added_tokens\[5\] = .*not special"),
     ("lstrip", lambda d: d["added_tokens"][4].update(lstrip=True), r"added_tokens\[4\].lstrip = true"),
-    ("new id", lambda d: d["added_tokens"].append({"id": 30522, "content": "<new>", "special": True}),
-     r"added_tokens\[5\] = .*must be in model.vocab"),
+    ("gap", lambda d: d["added_tokens"].append({"id": 30530, "content": "<new>", "special": True}),
+     r"'<new>' has the id 30530, past the vocabulary of 30522 tokens"),
+    ("taken id", lambda d: d["added_tokens"].append({"id": 7, "content": "<new>", "special": True}),
+     r"'<new>' has the id 7, but the vocabulary gives '<new>' the id None and 7 to another token"),
+    ("moved", lambda d: d["added_tokens"][0].update(id=1), r"'\[PAD\]' has the id 1, but .* the id 0"),
 ]
 
 
@@ -452,3 +455,34 @@ def test_wordpiece_save_warns_where_transformers_would_differ(tok, tmp_path):
         ours.save_pretrained(tmp_path)
     assert tok.WordPieceTokenizer.from_pretrained(tmp_path).encode("abcdef hello") == [101, 100, 7592, 102]
     assert _their_ids(_theirs(tmp_path), "abcdef hello")[:2] != [101, 100]
+
+
+@pytest.mark.exercise("bert_encode")
+def test_special_tokens_added_in_transformers(tok, bert_saved, gpt2_saved, tmp_path):
+    """add_special_tokens in transformers, then its save: new tokens past the vocabulary (<new>:
+    30522; GPT-2's <pad>: 50257) and vocabulary tokens made special ([unused5]: 6) are read as
+    transformers reads them, for both tokenizers, and our saves keep them."""
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(str(bert_saved))
+    hf.add_special_tokens({"additional_special_tokens": ["<new>", "[unused5]"]})
+    hf.save_pretrained(tmp_path / "bert")
+    ours = tok.WordPieceTokenizer.from_pretrained(tmp_path / "bert")
+    text = "a<new>b [unused5]c <NEW>"
+    assert len(ours) == 30523 and ours.encode(text) == _their_ids(hf, text) == [101, 1037, 30522, 1038, 6, 1039, 1026,
+                                                                                2047, 1028, 102]
+    ours.save_pretrained(tmp_path / "bert_ours")
+    assert tok.WordPieceTokenizer.from_pretrained(tmp_path / "bert_ours").encode(text) == ours.encode(text)
+    assert _their_ids(_theirs(tmp_path / "bert_ours"), text) == ours.encode(text)
+
+    hf = AutoTokenizer.from_pretrained(str(gpt2_saved))
+    hf.add_special_tokens({"pad_token": "<pad>", "additional_special_tokens": ["<|im_start|>"]})
+    hf.save_pretrained(tmp_path / "gpt2")
+    ours = tok.ByteLevelBPETokenizer.from_pretrained(tmp_path / "gpt2")
+    text = "<|im_start|>hi<pad><pad><|endoftext|> x"
+    assert ours.special_tokens == {"<|endoftext|>": 50256, "<pad>": 50257, "<|im_start|>": 50258}
+    assert getattr(ours, "pad_token", None) == "<pad>"
+    assert ours.encode(text, allowed_special="all") == _their_ids(hf, text) == [50258, 5303, 50257, 50257, 50256, 2124]
+    ours.save_pretrained(tmp_path / "gpt2_ours")
+    again = _theirs(tmp_path / "gpt2_ours")
+    assert _their_ids(again, text) == ours.encode(text, allowed_special="all") and again.pad_token_id == 50257
