@@ -232,8 +232,25 @@ def _extra_special_tokens(config_file: Path, config: dict, vocab: dict[str, int]
 # What transformers' BertTokenizer makes of a tokenizer.json: with tokenizer_class BertTokenizer in
 # tokenizer_config.json it rebuilds normalizer, pre-tokenizer and template from the config's options
 # (models/bert/tokenization_bert.py), so only the vocabulary comes from tokenizer.json.
-BERT_CLASSES = ("BertTokenizer", "BertTokenizerFast")
+# (BertTokenizer's subclasses and aliases in transformers 5 too: DistilBert, ConvBert, MobileBert...)
+BERT_CLASSES = tuple(f"{name}Tokenizer{fast}" for name in ("Bert", "DistilBert", "ConvBert", "MobileBert", "SqueezeBert",
+                                                         "Electra", "LayoutLM", "DPRContextEncoder",
+                                                         "DPRQuestionEncoder") for fast in ("", "Fast"))
 BERT_DEFAULTS = {"do_lower_case": True, "strip_accents": None, "tokenize_chinese_chars": True}
+
+
+# tokenizer_class values under which transformers builds the tokenizer from tokenizer.json as it is.
+GENERIC_CLASSES = (None, "PreTrainedTokenizerFast", "TokenizersBackend")
+GPT2_CLASSES = ("GPT2Tokenizer", "GPT2TokenizerFast")
+
+
+def _check_class(config_file: Path, config: dict, ours: tuple[str, ...], cls: str) -> None:
+    """Another tokenizer class (RobertaTokenizer, MPNetTokenizer...) rebuilds the tokenizer its own
+    way in transformers (other special tokens, templates): refused rather than read differently."""
+    name = config.get("tokenizer_class")
+    if name not in GENERIC_CLASSES + ours:
+        raise _unsupported(config_file, "tokenizer_class", name, f"{cls} tokenizes as {' or '.join(ours[::2])} "
+                           f"(or a generic tokenizer.json) does; transformers' {name} may add or split differently")
 
 
 def _wordpiece_tokenizer_json(file: Path, config: dict) -> tuple[dict[str, int], dict, list[str]]:
@@ -330,7 +347,7 @@ def _bpe_tokenizer_json(file: Path, config: dict) -> tuple[dict[str, int], list[
                       ("dropout", (None, 0, 0.0)), ("byte_fallback", (None, False)), ("ignore_merges", (None, False))):
         if model.get(field) not in ok:
             raise _unsupported(file, f"model.{field}", model[field], "GPT-2's byte-level BPE has none")
-    if config.get("tokenizer_class") in ("GPT2Tokenizer", "GPT2TokenizerFast"):
+    if config.get("tokenizer_class") in GPT2_CLASSES:
         # transformers rebuilds the pre-tokenizer from add_prefix_space (models/gpt2/tokenization_gpt2.py)
         pre = {"type": "ByteLevel", "add_prefix_space": config.get("add_prefix_space", False)}
         pre_field = "tokenizer_config.json's add_prefix_space"
@@ -442,6 +459,7 @@ class WordPieceFiles:
         if config.get("never_split"):
             raise ValueError(f"{config_file}: never_split={config['never_split']!r} is not supported")
         extra_special: list[str] = []
+        _check_class(config_file, config, BERT_CLASSES, cls.__name__)
         if json_file is not None:
             vocab, options, extra_special = _wordpiece_tokenizer_json(json_file, config)
             vocab_file = json_file
@@ -676,6 +694,7 @@ class BPEFiles:
         json_file, _, config = _tokenizer_files(path, ("vocab.json", "encoder.json"))
         folder = path.parent if path.is_file() else path
         config_file = folder / "tokenizer_config.json"
+        _check_class(config_file, config, GPT2_CLASSES, cls.__name__)
         if config.get("add_prefix_space"):
             raise _unsupported(config_file, "add_prefix_space", True, "GPT-2 puts no space before the first word")
         special = None

@@ -486,3 +486,18 @@ def test_special_tokens_added_in_transformers(tok, bert_saved, gpt2_saved, tmp_p
     ours.save_pretrained(tmp_path / "gpt2_ours")
     again = _theirs(tmp_path / "gpt2_ours")
     assert _their_ids(again, text) == ours.encode(text, allowed_special="all") and again.pad_token_id == 50257
+
+
+@pytest.mark.solution_only
+def test_other_tokenizer_classes_are_refused(tok, bert_saved, gpt2_saved, tmp_path):
+    """RobertaTokenizer rebuilds a byte-level BPE with <s> ... </s> around every text, MPNet a
+    WordPiece with other templates: a config naming them is refused, not read as GPT-2 / BERT."""
+    for src, cls, other in ((gpt2_saved, tok.ByteLevelBPETokenizer, "RobertaTokenizer"),
+                            (bert_saved, tok.WordPieceTokenizer, "MPNetTokenizer")):
+        folder = _copy(src, tmp_path / other, "tokenizer.json", "tokenizer_config.json")
+        _rewrite(folder, "tokenizer_config.json", lambda d: d.update(tokenizer_class=other))
+        with pytest.raises(ValueError, match=f"tokenizer_config.json: tokenizer_class = \"{other}\" is not supported"):
+            cls.from_pretrained(folder)
+    folder = _copy(bert_saved, tmp_path / "distil", "tokenizer.json", "tokenizer_config.json")
+    _rewrite(folder, "tokenizer_config.json", lambda d: d.update(tokenizer_class="DistilBertTokenizer"))
+    assert tok.WordPieceTokenizer.from_pretrained(folder).encode("Hello there") == _their_ids(_theirs(folder), "Hello there")
