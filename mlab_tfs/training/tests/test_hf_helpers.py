@@ -91,3 +91,19 @@ def test_block_dataset_and_collate_values():
     assert batch["input_ids"].tolist() == batch["labels"].tolist() == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
     assert batch["attention_mask"].tolist() == [[1] * 5, [1] * 5]
     assert batch["labels"].data_ptr() != batch["input_ids"].data_ptr()
+
+
+def test_model_folder_with_a_tokenizer_saved_by_transformers(bpe, tmp_path):
+    """An exported folder whose tokenizer transformers 5 re-saved (tokenizer.json, no vocab.json):
+    `mlab-tfs sample`'s loader reads it, with the ids of the original."""
+    from mlab_tfs.gpt2 import GPT2Config, GPT2LMHeadModel
+    from mlab_tfs.training.commands import load_model_folder
+
+    ours, hf = bpe
+    GPT2LMHeadModel(GPT2Config(vocab_size=512, n_positions=32, n_embd=16, n_layer=1, n_head=2)).save_pretrained(tmp_path)
+    hf.save_pretrained(tmp_path)
+    assert not (tmp_path / "vocab.json").exists() and (tmp_path / "tokenizer.json").is_file()
+    _, tok = load_model_folder(tmp_path)
+    text = "ROMEO: hello<|endoftext|>"
+    assert tok.encode(text, allowed_special="all") == ours.encode(text, allowed_special="all") == hf(text)["input_ids"]
+    assert tok.pad_token == "<|endoftext|>"
