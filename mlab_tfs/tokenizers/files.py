@@ -176,9 +176,9 @@ def _one_of_sequence(part: dict | None, key: str) -> dict | None:
 def _check_added_tokens(file: Path, data: dict, vocab: dict[str, int], model: str) -> dict[str, int]:
     """tokenizer.json's added_tokens, checked: {content: id} of the special ones.
 
-    Each must be special, matched as written (lstrip, rstrip, single_word false) and, for
-    WordPiece, a token of the vocabulary with the same id: that is what our tokenizers
-    represent (a special token is kept whole where it appears in a text)."""
+    Each must be special and matched as written (lstrip, rstrip, single_word false): that is
+    what our tokenizers represent (a special token is kept whole where it appears in a text).
+    For WordPiece, those past the vocabulary join it (``_add_to_vocab``)."""
     special = {}
     for n, token in enumerate(data.get("added_tokens") or []):
         field = f"added_tokens[{n}]"
@@ -356,7 +356,6 @@ def _bpe_tokenizer_json(file: Path, config: dict) -> tuple[dict[str, int], list[
         if data.get("normalizer") is not None:
             raise _unsupported(file, "normalizer", data["normalizer"], "a byte-level BPE sees the text as it is")
         post = data.get("post_processor")
-        post = data.get("post_processor")
         adds_nothing = post is None or isinstance(post, dict) and (
             post.get("type") == "ByteLevel"  # offsets only
             or post.get("type") == "TemplateProcessing" and post.get("single") == [{"Sequence": {"id": "A", "type_id": 0}}])
@@ -477,7 +476,11 @@ class WordPieceFiles:
                        k == "strip_accents" and k in config and config[k] is None}
         if json_file is not None and config.get("tokenizer_class") not in BERT_CLASSES:
             # transformers then tokenizes as tokenizer.json says, whatever the config's options
-            clash = {k: (options[k], v) for k, v in from_config.items() if k in options and options[k] != v}
+            def effective(opts):  # strip_accents None means "as do_lower_case"
+                return {**opts, "strip_accents": opts["do_lower_case"] if opts.get("strip_accents") is None
+                        else opts["strip_accents"]} if "do_lower_case" in opts else opts
+            mine, theirs = effective(options), effective({**options, **from_config})
+            clash = {k: (mine[k], theirs[k]) for k in from_config if k in mine and mine[k] != theirs[k]}
             if clash:
                 raise ValueError(f"{json_file} and {config_file} disagree on {', '.join(clash)} "
                                  f"(tokenizer.json, config: {list(clash.values())}); transformers follows "

@@ -214,6 +214,12 @@ def test_wordpiece_config_options_and_clashes(tok, bert_saved, tmp_path):
     (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False}))
     with pytest.raises(ValueError, match=r"tokenizer.json and .*tokenizer_config.json disagree on do_lower_case"):
         tok.WordPieceTokenizer.from_pretrained(folder)
+    # The same options said two ways (strip_accents None follows lower-casing) are no clash.
+    _rewrite(folder, "tokenizer.json", lambda d: d["normalizer"].update(lowercase=False, strip_accents=None))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False, "strip_accents": False}))
+    ours = tok.WordPieceTokenizer.from_pretrained(folder)
+    assert (ours.do_lower_case, ours.strip_accents) == (False, False)
+    assert ours.encode("Héllo") == _their_ids(_theirs(folder), "Héllo")
 
 
 BERT_REFUSED = [
