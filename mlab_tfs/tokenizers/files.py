@@ -315,6 +315,9 @@ def _bert_template(file: Path, post: object, vocab: dict[str, int]) -> tuple[str
         ids = {k: (v.get("ids") or [None])[0] for k, v in (post.get("special_tokens") or {}).items()}
         cls_id, sep_id = ids.get(cls), ids.get(sep)
     else:
+        if post is None:  # what tokenizers' BertWordPieceTokenizer saves when trained from scratch
+            why += ("; this one adds none. To have [CLS]/[SEP] added by transformers too, put "
+                    '{"tokenizer_class": "BertTokenizer"} in a tokenizer_config.json beside it')
         raise _unsupported(file, "post_processor", post, why)
     for name, token, i in (("cls", cls, cls_id), ("sep", sep, sep_id)):
         if not isinstance(token, str) or vocab.get(token) != i:

@@ -507,3 +507,32 @@ def test_other_tokenizer_classes_are_refused(tok, bert_saved, gpt2_saved, tmp_pa
     folder = _copy(bert_saved, tmp_path / "distil", "tokenizer.json", "tokenizer_config.json")
     _rewrite(folder, "tokenizer_config.json", lambda d: d.update(tokenizer_class="DistilBertTokenizer"))
     assert tok.WordPieceTokenizer.from_pretrained(folder).encode("Hello there") == _their_ids(_theirs(folder), "Hello there")
+
+
+@pytest.mark.exercise("bpe_encode")
+def test_tokenizers_library_files(tok, tmp_path):
+    """Files the tokenizers library writes (Tokenizer.save) after training its own models: a
+    ByteLevelBPETokenizer reads with the library's ids and transformers'; a BertWordPieceTokenizer
+    trained from scratch has no post-processor (no [CLS]/[SEP]: refused, saying how to add them)
+    and, with tokenizer_class BertTokenizer in a config, reads with transformers' ids."""
+    import tokenizers
+
+    corpus, texts = assets.shakespeare_text()[:50_000], TEXTS
+    bpe = tokenizers.ByteLevelBPETokenizer()
+    bpe.train_from_iterator([corpus], vocab_size=400, special_tokens=["<|endoftext|>"], show_progress=False)
+    (tmp_path / "bpe").mkdir()
+    bpe.save(str(tmp_path / "bpe" / "tokenizer.json"))
+    ours, hf = tok.ByteLevelBPETokenizer.from_pretrained(tmp_path / "bpe"), _theirs(tmp_path / "bpe")
+    assert ours.special_tokens == {"<|endoftext|>": 0} and len(ours) == 400
+    for text in texts:
+        assert ours.encode(text, allowed_special="all") == bpe.encode(text).ids == _their_ids(hf, text), text
+
+    wp = tokenizers.BertWordPieceTokenizer(lowercase=False)
+    wp.train_from_iterator([corpus], vocab_size=500, show_progress=False)
+    (tmp_path / "wp").mkdir()
+    wp.save(str(tmp_path / "wp" / "tokenizer.json"))
+    with pytest.raises(ValueError, match=r"post_processor = null .* put \{\"tokenizer_class\": \"BertTokenizer\"\}"):
+        tok.WordPieceTokenizer.from_pretrained(tmp_path / "wp")
+    (tmp_path / "wp" / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer",
+                                                                         "do_lower_case": False}))
+    _assert_bert_equal(tok.WordPieceTokenizer.from_pretrained(tmp_path / "wp"), _theirs(tmp_path / "wp"), "wp")
