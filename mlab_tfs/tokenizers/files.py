@@ -193,6 +193,9 @@ def _check_added_tokens(file: Path, data: dict, vocab: dict[str, int], model: st
         for flag in ("lstrip", "rstrip", "single_word"):
             if token.get(flag):
                 raise _unsupported(file, f"{field}.{flag}", True, f"special tokens are matched exactly as written")
+        if vocab.get(content, i) != i:  # tokenizers then gives the vocabulary's id; we would give i
+            raise _unsupported(file, field, token, f"{content!r} is also model.vocab's token {vocab[content]}, and "
+                               f"transformers gives it that id, not {i}")
         special[content] = i
     if model == "WordPiece":
         _add_to_vocab(file, vocab, special)
