@@ -774,10 +774,14 @@ class BPEFiles:
                           "own ids, but transformers' GPT2Tokenizer gives them the ordinary tokens' ids", stacklevel=2)
         added = {str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
                           "special": True} for t, i in sorted(self.special_tokens.items(), key=lambda kv: kv[1])}
+        pad = getattr(self, "pad_token", None)
+        if pad is not None and pad not in self.special_tokens and pad not in self.encoder:
+            # transformers would add it as a new token, past the model's embeddings
+            raise ValueError(f"pad_token {pad!r} is not a token of this vocabulary (set it to one, or None)")
         # Without "<|endoftext|>", GPT2Tokenizer's defaults would add it as a new token: say "none".
         eot = "<|endoftext|>" if "<|endoftext|>" in self.special_tokens else None
         config = {"tokenizer_class": "GPT2Tokenizer", "added_tokens_decoder": added, "bos_token": eot,
-                  "eos_token": eot, "unk_token": eot, "pad_token": getattr(self, "pad_token", None),
+                  "eos_token": eot, "unk_token": eot, "pad_token": pad,
                   "add_prefix_space": False, "model_max_length": self.model_max_length,
                   "clean_up_tokenization_spaces": False, "errors": "replace"}
         with durable.atomic_folder(folder, drop=STALE_TOKENIZER_FILES + ("encoder.json", "vocab.bpe")) as staging:

@@ -540,3 +540,22 @@ def test_tokenizers_library_files(tok, tmp_path):
     (tmp_path / "wp" / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer",
                                                                          "do_lower_case": False}))
     _assert_bert_equal(tok.WordPieceTokenizer.from_pretrained(tmp_path / "wp"), _theirs(tmp_path / "wp"), "wp")
+
+
+@pytest.mark.solution_only
+def test_bpe_save_refuses_a_pad_token_outside_the_vocabulary(tok, trained, tmp_path):
+    """A pad_token left from another vocabulary (a retrained tokenizer): transformers would add
+    it as a new token, an id past the model's embeddings."""
+    bpe = tok.ByteLevelBPETokenizer.train([assets.shakespeare_text()[:5_000]], 260, special_tokens=["<|endoftext|>"])
+    try:
+        bpe.pad_token = "<|pad|>"
+    except ValueError:  # refused where it is set (pad_token's own check): as good
+        pass
+    else:
+        with pytest.raises(ValueError, match="pad_token '<\\|pad\\|>' is not a token of this vocabulary"):
+            bpe.save_pretrained(tmp_path)
+        assert list(tmp_path.iterdir()) == []
+    bpe.pad_token = "<|endoftext|>"
+    bpe.save_pretrained(tmp_path)
+    assert _theirs(tmp_path).pad_token_id == 259 == tok.ByteLevelBPETokenizer.from_pretrained(tmp_path).special_tokens[
+        "<|endoftext|>"]
