@@ -131,6 +131,253 @@ def _resolve(path: str | os.PathLike, *names: str) -> Path | None:
     return None
 
 
+def _read_json(file: Path) -> dict:
+    """A JSON object from file; ValueError naming the file if it is not one."""
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{file} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{file} must hold a JSON object, got {describe(data)}")
+    return data
+
+
+def _tokenizer_files(path: Path, names: tuple[str, ...]) -> tuple[Path | None, Path | None, dict]:
+    """(tokenizer.json or None, the folder's first file of names or None, tokenizer_config.json's
+    contents or {}) for a folder, a tokenizer.json or another tokenizer file. transformers reads
+    tokenizer.json in preference to the older files, and so do we."""
+    if path.is_file():
+        json_file = path if path.name == "tokenizer.json" or path.suffix == ".json" and path.name not in names else None
+        other = None if json_file else path
+        folder = path.parent
+    else:
+        json_file, other, folder = _resolve(path, "tokenizer.json"), _resolve(path, *names), path
+    config_file = _resolve(folder, "tokenizer_config.json")
+    return json_file, other, _read_json(config_file) if config_file else {}
+
+
+# transformers' "no limit" placeholder for model_max_length (tokenization_utils_base's VERY_LARGE_INTEGER).
+NO_LIMIT = int(1e30)
+
+
+def _unsupported(file: Path, field: str, value: object, why: str) -> ValueError:
+    return ValueError(f"{file}: {field} = {json.dumps(value)[:200]} is not supported: {why}. mlab_tfs reads "
+                      "what it can tokenize identically, rather than give different ids")
+
+
+def _one_of_sequence(part: dict | None, key: str) -> dict | None:
+    """A Sequence normalizer / pre-tokenizer of one element is that element."""
+    if isinstance(part, dict) and part.get("type") == "Sequence" and isinstance(part.get(key), list) \
+            and len(part[key]) == 1:
+        return part[key][0]
+    return part
+
+
+def _check_added_tokens(file: Path, data: dict, vocab: dict[str, int], model: str) -> dict[str, int]:
+    """tokenizer.json's added_tokens, checked: {content: id} of the special ones.
+
+    Each must be special and matched as written (lstrip, rstrip, single_word false): that is
+    what our tokenizers represent (a special token is kept whole where it appears in a text).
+    For WordPiece, those past the vocabulary join it (``_add_to_vocab``)."""
+    special = {}
+    for n, token in enumerate(data.get("added_tokens") or []):
+        field = f"added_tokens[{n}]"
+        if not isinstance(token, dict) or not isinstance(token.get("content"), str) or not token["content"] \
+                or _int_or_none(token.get("id")) is None:
+            raise ValueError(f"{file}: {field} must be an object with a non-empty 'content' and an int 'id', "
+                             f"got {describe(token)}")
+        content, i = token["content"], int(token["id"])
+        if not token.get("special", False):
+            raise _unsupported(file, field, token, "an added token that is not special (transformers matches it in "
+                               "every text; our tokenizers only match special tokens)")
+        for flag in ("lstrip", "rstrip", "single_word"):
+            if token.get(flag):
+                raise _unsupported(file, f"{field}.{flag}", True, f"special tokens are matched exactly as written")
+        if vocab.get(content, i) != i:  # tokenizers then gives the vocabulary's id; we would give i
+            raise _unsupported(file, field, token, f"{content!r} is also model.vocab's token {vocab[content]}, and "
+                               f"transformers gives it that id, not {i}")
+        special[content] = i
+    if model == "WordPiece":
+        _add_to_vocab(file, vocab, special)
+    return special
+
+
+def _add_to_vocab(file: Path, vocab: dict[str, int], special: dict[str, int]) -> None:
+    """Put special tokens that transformers added past the vocabulary (add_special_tokens: ids
+    len(vocab), len(vocab) + 1, ...) into vocab, in place. ValueError for one whose id is another
+    token's, or that leaves a gap."""
+    for content, i in sorted(special.items(), key=lambda kv: kv[1]):
+        if vocab.get(content, i) != i or content not in vocab and i in vocab.values():
+            raise ValueError(f"{file}: the special token {content!r} has the id {i}, but the vocabulary gives "
+                             f"{content!r} the id {vocab.get(content)!r} and {i} to another token")
+        if content not in vocab:
+            if i != len(vocab):
+                raise ValueError(f"{file}: the special token {content!r} has the id {i}, past the vocabulary of "
+                                 f"{len(vocab)} tokens: added tokens take the next ids, {len(vocab)} on")
+            vocab[content] = i
+
+
+def _extra_special_tokens(config_file: Path, config: dict, vocab: dict[str, int]) -> list[str]:
+    """tokenizer_config.json's extra special tokens (transformers 5: ``extra_special_tokens``, a
+    list or a dict of name -> token; 4.x: ``additional_special_tokens``), each in the vocabulary."""
+    out = []
+    for key in ("extra_special_tokens", "additional_special_tokens"):
+        tokens = config.get(key) or []
+        tokens = list(tokens.values()) if isinstance(tokens, dict) else tokens
+        for t in tokens:
+            t = t.get("content") if isinstance(t, dict) else t  # 4.x wrote AddedToken objects
+            if not isinstance(t, str) or t not in vocab:
+                raise ValueError(f"{config_file}: {key} has {describe(t)}, which is not a token of the vocabulary")
+            out.append(t)
+    return out
+
+
+# What transformers' BertTokenizer makes of a tokenizer.json: with tokenizer_class BertTokenizer in
+# tokenizer_config.json it rebuilds normalizer, pre-tokenizer and template from the config's options
+# (models/bert/tokenization_bert.py), so only the vocabulary comes from tokenizer.json.
+# (BertTokenizer's subclasses and aliases in transformers 5 too: DistilBert, ConvBert, MobileBert...)
+BERT_CLASSES = tuple(f"{name}Tokenizer{fast}" for name in ("Bert", "DistilBert", "ConvBert", "MobileBert", "SqueezeBert",
+                                                         "Electra", "LayoutLM", "DPRContextEncoder",
+                                                         "DPRQuestionEncoder") for fast in ("", "Fast"))
+BERT_DEFAULTS = {"do_lower_case": True, "strip_accents": None, "tokenize_chinese_chars": True}
+
+
+# tokenizer_class values under which transformers builds the tokenizer from tokenizer.json as it is.
+GENERIC_CLASSES = (None, "PreTrainedTokenizerFast", "TokenizersBackend")
+GPT2_CLASSES = ("GPT2Tokenizer", "GPT2TokenizerFast")
+
+
+def _check_class(config_file: Path, config: dict, ours: tuple[str, ...], cls: str) -> None:
+    """Another tokenizer class (RobertaTokenizer, MPNetTokenizer...) rebuilds the tokenizer its own
+    way in transformers (other special tokens, templates): refused rather than read differently."""
+    name = config.get("tokenizer_class")
+    if name not in GENERIC_CLASSES + ours:
+        raise _unsupported(config_file, "tokenizer_class", name, f"{cls} tokenizes as {' or '.join(ours[::2])} "
+                           f"(or a generic tokenizer.json) does; transformers' {name} may add or split differently")
+
+
+def _wordpiece_tokenizer_json(file: Path, config: dict) -> tuple[dict[str, int], dict, list[str]]:
+    """(vocab, options of WordPieceFiles, extra special tokens) of a WordPiece tokenizer.json.
+    ValueError naming the file and the field for whatever we cannot tokenize identically."""
+    data = _read_json(file)
+    model = data.get("model")
+    if not isinstance(model, dict) or model.get("type") != "WordPiece":
+        kind = model.get("type") if isinstance(model, dict) else model
+        hint = " (a byte-level BPE loads with ByteLevelBPETokenizer.from_pretrained)" if kind == "BPE" else ""
+        raise _unsupported(file, "model.type", kind, f"WordPieceTokenizer reads a WordPiece model{hint}")
+    vocab = model.get("vocab")
+    if isinstance(vocab, list):  # an older layout: the tokens in id order
+        vocab = {t[0] if isinstance(t, list) else t: i for i, t in enumerate(vocab)}
+    if not isinstance(vocab, dict) or not vocab or not all(isinstance(t, str) and _int_or_none(i) is not None
+                                                            for t, i in vocab.items()):
+        raise ValueError(f"{file}: model.vocab must be a non-empty object of token -> id, got {describe(vocab)}")
+    vocab = {t: int(i) for t, i in vocab.items()}
+    if model.get("continuing_subword_prefix", "##") != "##":
+        raise _unsupported(file, "model.continuing_subword_prefix", model["continuing_subword_prefix"],
+                           "WordPiece continues a word with '##' here")
+    options = {"unk_token": model.get("unk_token", "[UNK]"),
+               "max_input_chars_per_word": model.get("max_input_chars_per_word", 100)}
+    special = _check_added_tokens(file, data, vocab, "WordPiece")
+    if config.get("tokenizer_class") in BERT_CLASSES:  # transformers rebuilds the rest from the config
+        options.update(BERT_DEFAULTS)
+        return vocab, options, list(special)
+    normalizer = _one_of_sequence(data.get("normalizer"), "normalizers")
+    if not isinstance(normalizer, dict) or normalizer.get("type") != "BertNormalizer":
+        raise _unsupported(file, "normalizer", data.get("normalizer"), "WordPieceTokenizer normalizes as BERT "
+                           "does (a BertNormalizer)")
+    if normalizer.get("clean_text", True) is not True:
+        raise _unsupported(file, "normalizer.clean_text", normalizer["clean_text"], "text is always cleaned")
+    options.update(do_lower_case=normalizer.get("lowercase", True), strip_accents=normalizer.get("strip_accents"),
+                   tokenize_chinese_chars=normalizer.get("handle_chinese_chars", True))
+    pre = _one_of_sequence(data.get("pre_tokenizer"), "pretokenizers")
+    if not isinstance(pre, dict) or pre.get("type") != "BertPreTokenizer":
+        raise _unsupported(file, "pre_tokenizer", data.get("pre_tokenizer"), "WordPieceTokenizer splits words as "
+                           "BERT does (a BertPreTokenizer)")
+    cls, sep = _bert_template(file, data.get("post_processor"), vocab)
+    options.update(cls_token=cls, sep_token=sep)
+    return vocab, options, list(special)
+
+
+def _bert_template(file: Path, post: object, vocab: dict[str, int]) -> tuple[str, str]:
+    """(cls, sep) of a post-processor that makes [CLS] A [SEP] and [CLS] A [SEP] B [SEP] with
+    type ids 0 for the first part and 1 for the second (BertProcessing, or the TemplateProcessing
+    transformers 5 writes); ValueError for any other."""
+    why = "WordPieceTokenizer adds [CLS] A [SEP] (B [SEP]) with token types 0 (1)"
+    if isinstance(post, dict) and post.get("type") == "BertProcessing":
+        (cls, cls_id), (sep, sep_id) = post.get("cls", ("", -1)), post.get("sep", ("", -1))
+    elif isinstance(post, dict) and post.get("type") == "TemplateProcessing":
+        def piece(p):
+            kind, body = next(iter(p.items())) if isinstance(p, dict) and len(p) == 1 else (None, {})
+            return kind, body.get("id"), body.get("type_id")
+        single, pair = [piece(p) for p in post.get("single", [])], [piece(p) for p in post.get("pair", [])]
+        cls, sep = (single[0][1], single[2][1]) if len(single) == 3 else (None, None)
+        want_single = [("SpecialToken", cls, 0), ("Sequence", "A", 0), ("SpecialToken", sep, 0)]
+        want_pair = want_single + [("Sequence", "B", 1), ("SpecialToken", sep, 1)]
+        if single != want_single or pair != want_pair:
+            raise _unsupported(file, "post_processor", post, why)
+        ids = {k: (v.get("ids") or [None])[0] for k, v in (post.get("special_tokens") or {}).items()}
+        cls_id, sep_id = ids.get(cls), ids.get(sep)
+    else:
+        if post is None:  # what tokenizers' BertWordPieceTokenizer saves when trained from scratch
+            why += ("; this one adds none. To have [CLS]/[SEP] added by transformers too, put "
+                    '{"tokenizer_class": "BertTokenizer"} in a tokenizer_config.json beside it')
+        raise _unsupported(file, "post_processor", post, why)
+    for name, token, i in (("cls", cls, cls_id), ("sep", sep, sep_id)):
+        if not isinstance(token, str) or vocab.get(token) != i:
+            raise _unsupported(file, f"post_processor ({name})", [token, i], f"the {name} token must be in "
+                               f"model.vocab with that id (model.vocab has {vocab.get(token)!r})")
+    return cls, sep
+
+
+def _bpe_tokenizer_json(file: Path, config: dict) -> tuple[dict[str, int], list[tuple[str, str]], dict[str, int]]:
+    """(encoder, merges, special tokens) of a byte-level BPE tokenizer.json (GPT-2's).
+    ValueError naming the file and the field for whatever we cannot tokenize identically."""
+    data = _read_json(file)
+    model = data.get("model")
+    if not isinstance(model, dict) or model.get("type") != "BPE":
+        kind = model.get("type") if isinstance(model, dict) else model
+        hint = " (a WordPiece loads with WordPieceTokenizer.from_pretrained)" if kind == "WordPiece" else ""
+        raise _unsupported(file, "model.type", kind, f"ByteLevelBPETokenizer reads a BPE model{hint}")
+    vocab = model.get("vocab")
+    if not isinstance(vocab, dict) or not all(isinstance(t, str) and _int_or_none(i) is not None
+                                              for t, i in vocab.items()):
+        raise ValueError(f"{file}: model.vocab must be an object of token -> id, got {describe(vocab)}")
+    merges = []
+    for n, merge in enumerate(model.get("merges") or []):
+        pair = merge.split(" ") if isinstance(merge, str) else merge
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(isinstance(t, str) for t in pair):
+            raise ValueError(f"{file}: model.merges[{n}] must be 'a b' or [a, b], got {describe(merge)}")
+        merges.append((pair[0], pair[1]))
+    # Options of tokenizers' BPE model under which it is no longer GPT-2's byte-level BPE.
+    for field, ok in (("continuing_subword_prefix", (None, "")), ("end_of_word_suffix", (None, "")),
+                      ("dropout", (None, 0, 0.0)), ("byte_fallback", (None, False)), ("ignore_merges", (None, False))):
+        if model.get(field) not in ok:
+            raise _unsupported(file, f"model.{field}", model[field], "GPT-2's byte-level BPE has none")
+    if config.get("tokenizer_class") in GPT2_CLASSES:
+        # transformers rebuilds the pre-tokenizer from add_prefix_space (models/gpt2/tokenization_gpt2.py)
+        pre = {"type": "ByteLevel", "add_prefix_space": config.get("add_prefix_space", False)}
+        pre_field = "tokenizer_config.json's add_prefix_space"
+    else:
+        pre, pre_field = _one_of_sequence(data.get("pre_tokenizer"), "pretokenizers"), "pre_tokenizer"
+        if data.get("normalizer") is not None:
+            raise _unsupported(file, "normalizer", data["normalizer"], "a byte-level BPE sees the text as it is")
+        post = data.get("post_processor")
+        adds_nothing = post is None or isinstance(post, dict) and (
+            post.get("type") == "ByteLevel"  # offsets only
+            or post.get("type") == "TemplateProcessing" and post.get("single") == [{"Sequence": {"id": "A", "type_id": 0}}])
+        if not adds_nothing:
+            raise _unsupported(file, "post_processor", post, "ByteLevelBPETokenizer adds no tokens to a text")
+    if not isinstance(pre, dict) or pre.get("type") != "ByteLevel" or pre.get("use_regex", True) is not True:
+        raise _unsupported(file, pre_field, pre, "ByteLevelBPETokenizer splits words with GPT-2's pattern "
+                           "(a ByteLevel pre-tokenizer, use_regex true): another BPE is not byte-level")
+    if pre.get("add_prefix_space", False):
+        raise _unsupported(file, pre_field if pre_field != "pre_tokenizer" else "pre_tokenizer.add_prefix_space",
+                           True, "GPT-2 puts no space before the first word")
+    encoder = {t: int(i) for t, i in vocab.items()}
+    special = _check_added_tokens(file, data, encoder, "BPE")
+    return encoder, merges, special
+
+
 # Files of a tokenizer that a save of ours replaces: transformers reads tokenizer.json before
 # vocab.txt / vocab.json, and special_tokens_map.json for the special tokens, so an old one
 # left next to new files would make transformers load the old tokenizer.
@@ -180,43 +427,93 @@ class WordPieceFiles:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **kwargs):
-        """path: a folder with vocab.txt (and optionally tokenizer_config.json), or a vocab.txt.
+        """path: a folder with tokenizer.json (what transformers 5 saves) or vocab.txt, and
+        optionally tokenizer_config.json; or the tokenizer.json or vocab.txt itself.
 
+        tokenizer.json is read first where there is one, as transformers does: model.vocab,
+        unk_token, max_input_chars_per_word, the BertNormalizer's options (lowercase,
+        strip_accents, handle_chinese_chars), the [CLS]/[SEP] of the post-processor and the
+        special added tokens. With ``tokenizer_class`` BertTokenizer in tokenizer_config.json,
+        transformers' BertTokenizer rebuilds normalizer and template from the config's options
+        (its defaults where the config has none: lower-casing, CJK splitting), and so do we.
         Options come from tokenizer_config.json where it has them (do_lower_case,
         strip_accents, tokenize_chinese_chars, the special tokens, model_max_length,
-        max_input_chars_per_word); keyword arguments override them. Options of transformers'
-        BertTokenizer that this tokenizer does not have (do_basic_tokenize=False, a never_split
-        list) raise ValueError rather than being ignored. FileNotFoundError without vocab.txt.
+        max_input_chars_per_word); keyword arguments override them. The padding and
+        truncation a tokenizer.json may carry are not read: transformers' ``__call__`` applies
+        them only when asked, through its arguments.
+
+        What this tokenizer cannot do identically is a ValueError naming the file and the
+        field, never different ids: a tokenizer.json of another model (BPE, Unigram), another
+        continuing-subword prefix than "##", a normalizer or pre-tokenizer other than BERT's,
+        a post-processor other than [CLS] A [SEP] (B [SEP]), non-special added tokens; in
+        tokenizer_config.json, do_basic_tokenize=False or a never_split list.
+        FileNotFoundError without tokenizer.json or vocab.txt.
         """
         path = Path(path)
-        vocab_file = path if path.is_file() else _resolve(path, "vocab.txt")
-        if vocab_file is None:
-            raise FileNotFoundError(f"no vocab.txt in {path} (pass a folder with vocab.txt, or the file itself)")
-        options = {}
-        config_file = _resolve(vocab_file.parent, "tokenizer_config.json")
-        if config_file is not None:
-            config = json.loads(config_file.read_text(encoding="utf-8"))
-            known = ("do_lower_case", "strip_accents", "tokenize_chinese_chars", "unk_token", "sep_token",
-                     "pad_token", "cls_token", "mask_token", "model_max_length", "max_input_chars_per_word")
-            options = {k: config[k] for k in known if isinstance(config.get(k), (str, bool, int))}
-            # Options we cannot honour are refused, not ignored: the ids would differ from transformers'.
-            if config.get("do_basic_tokenize") is False:
-                raise ValueError(f"{config_file}: do_basic_tokenize=False (WordPiece on raw text) is not supported")
-            if config.get("never_split"):
-                raise ValueError(f"{config_file}: never_split={config['never_split']!r} is not supported")
-            if options.get("model_max_length", 0) > 10**9:  # transformers' "no limit" placeholder
-                del options["model_max_length"]
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist (pass a folder with tokenizer.json or vocab.txt, "
+                                    "or the file itself)")
+        json_file, vocab_file, config = _tokenizer_files(path, ("vocab.txt",))
+        if json_file is None and vocab_file is None:
+            raise FileNotFoundError(f"no tokenizer.json or vocab.txt in {path} (pass a folder with one of them, "
+                                    "or the file itself)")
+        config_file = (json_file or vocab_file).parent / "tokenizer_config.json"
+        # Options we cannot honour are refused, not ignored: the ids would differ from transformers'.
+        if config.get("do_basic_tokenize") is False:
+            raise ValueError(f"{config_file}: do_basic_tokenize=False (WordPiece on raw text) is not supported")
+        if config.get("never_split"):
+            raise ValueError(f"{config_file}: never_split={config['never_split']!r} is not supported")
+        extra_special: list[str] = []
+        _check_class(config_file, config, BERT_CLASSES, cls.__name__)
+        if json_file is not None:
+            vocab, options, extra_special = _wordpiece_tokenizer_json(json_file, config)
+            vocab_file = json_file
+        else:
+            options = {}
+            lines = vocab_file.read_text(encoding="utf-8").split("\n")
+            if lines and lines[-1] == "":
+                lines.pop()
+            vocab = {}
+            for i, token in enumerate(lines):
+                vocab[token.rstrip("\r")] = i  # a repeated line keeps the last id, as transformers does
+        known = ("do_lower_case", "strip_accents", "tokenize_chinese_chars", "unk_token", "sep_token",
+                 "pad_token", "cls_token", "mask_token", "model_max_length", "max_input_chars_per_word")
+        from_config = {k: config[k] for k in known if isinstance(config.get(k), (str, bool, int)) or
+                       k == "strip_accents" and k in config and config[k] is None}
+        if json_file is not None and config.get("tokenizer_class") not in BERT_CLASSES:
+            # transformers then tokenizes as tokenizer.json says, whatever the config's options
+            def effective(opts):  # strip_accents None means "as do_lower_case"
+                return {**opts, "strip_accents": opts["do_lower_case"] if opts.get("strip_accents") is None
+                        else opts["strip_accents"]} if "do_lower_case" in opts else opts
+            mine, theirs = effective(options), effective({**options, **from_config})
+            clash = {k: (mine[k], theirs[k]) for k in from_config if k in mine and mine[k] != theirs[k]}
+            if clash:
+                raise ValueError(f"{json_file} and {config_file} disagree on {', '.join(clash)} "
+                                 f"(tokenizer.json, config: {list(clash.values())}); transformers follows "
+                                 "tokenizer.json unless the config's tokenizer_class is BertTokenizer")
+        options.update(from_config)
+        if options.get("model_max_length", 0) > 10**9:  # transformers' "no limit" placeholder
+            del options["model_max_length"]
         options.update(kwargs)
-        lines = vocab_file.read_text(encoding="utf-8").split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        vocab = {}
-        for i, token in enumerate(lines):
-            vocab[token.rstrip("\r")] = i  # a repeated line keeps the last id, as transformers does
-        return cls(vocab, **options)
+        added = config.get("added_tokens_decoder")
+        if isinstance(added, dict):  # what save_pretrained (ours, transformers' 4.x) writes for vocab.txt
+            from_config = {v["content"]: int(k) for k, v in added.items() if isinstance(v, dict) and v.get("special")
+                           and isinstance(v.get("content"), str) and str(k).isdigit()}
+            _add_to_vocab(config_file, vocab, from_config)
+            extra_special += list(from_config)
+        extra_special += _extra_special_tokens(config_file, config, vocab)
+        tokenizer = cls(vocab, **options)
+        # Other special tokens (an [unused0] made special, say) are kept whole in a text too.
+        tokenizer.special_tokens += [t for t in dict.fromkeys(extra_special) if t not in tokenizer.special_tokens]
+        return tokenizer
 
     def save_pretrained(self, folder: str | os.PathLike) -> list[Path]:
-        """Write vocab.txt and tokenizer_config.json; transformers' BertTokenizer loads them.
+        """Write vocab.txt and tokenizer_config.json; transformers' ``AutoTokenizer`` (a
+        BertTokenizer) loads them with our options (do_lower_case, strip_accents,
+        tokenize_chinese_chars, the special tokens, model_max_length) and gives our ids.
+        Special tokens beyond BERT's five go in ``added_tokens_decoder``. A
+        max_input_chars_per_word other than 100 is saved with a UserWarning: transformers 5's
+        BertTokenizer does not read it (models/bert/tokenization_bert.py).
 
         Atomic (``mlab_tfs.durable.atomic_folder``): a crash, a full disk or a kill at any
         moment leaves the folder with the old tokenizer or the new one, never a mix. Other
@@ -236,6 +533,16 @@ class WordPieceFiles:
             "cls_token": self.cls_token, "mask_token": self.mask_token, "model_max_length": self.model_max_length,
             "max_input_chars_per_word": self.max_input_chars_per_word,
         }
+        if self.max_input_chars_per_word != 100:
+            warnings.warn(f"max_input_chars_per_word={self.max_input_chars_per_word} is saved and mlab_tfs loads it "
+                          "back, but transformers 5's BertTokenizer ignores it (its WordPiece model always uses 100): "
+                          "words longer than that are [UNK] for us and word pieces for transformers", stacklevel=2)
+        extra = [t for t in self.special_tokens if t not in
+                 (self.unk_token, self.sep_token, self.pad_token, self.cls_token, self.mask_token)]
+        if extra:  # special tokens beyond BERT's five, kept whole by both tokenizers
+            config["added_tokens_decoder"] = {
+                str(self.vocab[t]): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
+                                     "single_word": False, "special": True} for t in extra}
         with durable.atomic_folder(folder, drop=STALE_TOKENIZER_FILES) as staging:
             (staging / "vocab.txt").write_text("".join(t + "\n" for t, _ in ordered), encoding="utf-8")
             (staging / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
@@ -366,39 +673,87 @@ class BPEFiles:
         self.bpe_ranks = {pair: rank for rank, pair in enumerate(self.merges)}
         self.cache: dict[str, list[str]] = {}
 
+    # transformers' "no limit" (GPT-2's files carry none; a tokenizer_config.json may set one)
+    model_max_length: int = NO_LIMIT
+
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike):
-        """path: a folder with vocab.json + merges.txt (transformers' names) or encoder.json +
-        vocab.bpe (OpenAI's names for the same two files). The special tokens come from
-        tokenizer_config.json's ``added_tokens_decoder`` where there is one (what
-        save_pretrained writes), else "<|endoftext|>" if the vocabulary has it.
+        """path: a folder with tokenizer.json (what transformers 5 saves), or vocab.json +
+        merges.txt (transformers' older names) or encoder.json + vocab.bpe (OpenAI's names for
+        the same two files); or the tokenizer.json itself.
 
-        FileNotFoundError without the two files; ValueError for a malformed merges line.
+        tokenizer.json is read first where there is one, as transformers does: model.vocab,
+        model.merges ("a b" strings or [a, b] pairs) and the special added tokens. The special
+        tokens otherwise come from tokenizer_config.json's ``added_tokens_decoder`` where there
+        is one (what save_pretrained writes), else "<|endoftext|>" if the vocabulary has it.
+        tokenizer_config.json also gives ``model_max_length`` and, where set, ``pad_token``.
+
+        What this tokenizer cannot do identically is a ValueError naming the file and the
+        field, never different ids: a tokenizer.json that is not GPT-2's byte-level BPE (a
+        WordPiece or Unigram model, a BPE with a normalizer, continuing-subword prefix,
+        end-of-word suffix, dropout, byte fallback or another pre-tokenizer), add_prefix_space
+        true (in tokenizer.json or tokenizer_config.json), a post-processor that adds tokens,
+        non-special added tokens. FileNotFoundError without the files; ValueError for a
+        malformed merges line.
         """
         path = Path(path)
-        vocab_file = _resolve(path, "vocab.json", "encoder.json")
-        merges_file = _resolve(path, "merges.txt", "vocab.bpe")
-        if vocab_file is None or merges_file is None:
-            raise FileNotFoundError(f"{path} needs vocab.json and merges.txt (or encoder.json and vocab.bpe)")
-        encoder = json.loads(vocab_file.read_text(encoding="utf-8"))
-        merges = []
-        for n, line in enumerate(merges_file.read_text(encoding="utf-8").split("\n"), start=1):
-            if line.startswith("#version") or not line.strip():
-                continue
-            pair = line.split(" ")
-            if len(pair) != 2:
-                raise ValueError(f"{merges_file}, line {n}: a merge is two tokens separated by one space, got {line!r}")
-            merges.append((pair[0], pair[1]))
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist (pass a folder with tokenizer.json, or vocab.json and "
+                                    "merges.txt, or the tokenizer.json itself)")
+        json_file, _, config = _tokenizer_files(path, ("vocab.json", "encoder.json"))
+        folder = path.parent if path.is_file() else path
+        config_file = folder / "tokenizer_config.json"
+        _check_class(config_file, config, GPT2_CLASSES, cls.__name__)
+        if config.get("add_prefix_space"):
+            raise _unsupported(config_file, "add_prefix_space", True, "GPT-2 puts no space before the first word")
         special = None
-        config_file = _resolve(path, "tokenizer_config.json")
-        if config_file is not None:
-            added = json.loads(config_file.read_text(encoding="utf-8")).get("added_tokens_decoder", {})
-            special = {v["content"]: int(k) for k, v in added.items() if v.get("special")} or None
-        return cls(encoder, merges, special)
+        if json_file is not None:
+            encoder, merges, special = _bpe_tokenizer_json(json_file, config)
+        else:
+            vocab_file = _resolve(folder, "vocab.json", "encoder.json")
+            merges_file = _resolve(folder, "merges.txt", "vocab.bpe")
+            if vocab_file is None or merges_file is None:
+                raise FileNotFoundError(f"{path} needs tokenizer.json, or vocab.json and merges.txt (or encoder.json "
+                                        "and vocab.bpe)")
+            encoder = _read_json(vocab_file)
+            merges = []
+            for n, line in enumerate(merges_file.read_text(encoding="utf-8").split("\n"), start=1):
+                if line.startswith("#version") or not line.strip():
+                    continue
+                pair = line.split(" ")
+                if len(pair) != 2:
+                    raise ValueError(f"{merges_file}, line {n}: a merge is two tokens separated by one space, "
+                                     f"got {line!r}")
+                merges.append((pair[0], pair[1]))
+        added = config.get("added_tokens_decoder")
+        if isinstance(added, dict):
+            from_config = {v["content"]: int(k) for k, v in added.items() if isinstance(v, dict) and v.get("special")}
+            special = {**(special or {}), **from_config} or None
+        extra = _extra_special_tokens(config_file, config, {**encoder, **(special or {})})
+        if extra:
+            special = {**(special or {}), **{t: (special or {}).get(t, encoder.get(t)) for t in extra}}
+        tokenizer = cls(encoder, merges, special)
+        limit = config.get("model_max_length")
+        if _int_or_none(limit) is not None and 1 <= limit < NO_LIMIT:
+            tokenizer.model_max_length = int(limit)
+        pad = config.get("pad_token")
+        pad = pad.get("content") if isinstance(pad, dict) else pad  # transformers 4 wrote AddedToken objects
+        if isinstance(pad, str):
+            if pad not in tokenizer.special_tokens and pad not in tokenizer.encoder:
+                raise ValueError(f"{config_file}: pad_token {pad!r} is not a token of this vocabulary")
+            tokenizer.pad_token = pad
+        return tokenizer
 
     def save_pretrained(self, folder: str | os.PathLike) -> list[Path]:
-        """Write vocab.json, merges.txt and tokenizer_config.json (the special tokens, in
-        ``added_tokens_decoder``); transformers' GPT2Tokenizer.from_pretrained loads them.
+        """Write vocab.json, merges.txt and tokenizer_config.json; transformers'
+        ``AutoTokenizer.from_pretrained(folder)`` (a GPT2Tokenizer) loads them and gives our ids.
+
+        tokenizer_config.json holds what AutoTokenizer reads: tokenizer_class GPT2Tokenizer,
+        the special tokens (``added_tokens_decoder``), bos/eos/unk ("<|endoftext|>" where the
+        vocabulary has it, else none), pad_token (where set), add_prefix_space false,
+        model_max_length, clean_up_tokenization_spaces false (decode gives the text back).
+        transformers matches every special token in a text, so its ids equal
+        ``encode(text, allowed_special="all")`` (``split_special_tokens=True``: "none").
 
         Atomic (``mlab_tfs.durable.atomic_folder``): a crash, a full disk or a kill at any
         moment leaves the folder with the old tokenizer or the new one, never a mix. Other
@@ -419,9 +774,16 @@ class BPEFiles:
                           "own ids, but transformers' GPT2Tokenizer gives them the ordinary tokens' ids", stacklevel=2)
         added = {str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
                           "special": True} for t, i in sorted(self.special_tokens.items(), key=lambda kv: kv[1])}
-        config = {"tokenizer_class": "GPT2Tokenizer", "added_tokens_decoder": added}
-        if "<|endoftext|>" not in self.special_tokens:  # else transformers adds GPT-2's as a new token
-            config.update(bos_token=None, eos_token=None, unk_token=None)
+        pad = getattr(self, "pad_token", None)
+        if pad is not None and pad not in self.special_tokens and pad not in self.encoder:
+            # transformers would add it as a new token, past the model's embeddings
+            raise ValueError(f"pad_token {pad!r} is not a token of this vocabulary (set it to one, or None)")
+        # Without "<|endoftext|>", GPT2Tokenizer's defaults would add it as a new token: say "none".
+        eot = "<|endoftext|>" if "<|endoftext|>" in self.special_tokens else None
+        config = {"tokenizer_class": "GPT2Tokenizer", "added_tokens_decoder": added, "bos_token": eot,
+                  "eos_token": eot, "unk_token": eot, "pad_token": pad,
+                  "add_prefix_space": False, "model_max_length": self.model_max_length,
+                  "clean_up_tokenization_spaces": False, "errors": "replace"}
         with durable.atomic_folder(folder, drop=STALE_TOKENIZER_FILES + ("encoder.json", "vocab.bpe")) as staging:
             (staging / "vocab.json").write_text(json.dumps(ordered, ensure_ascii=False), encoding="utf-8")
             (staging / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -192,7 +192,7 @@ _PADDING = {True: "longest", "longest": "longest", "max_length": "max_length", F
 
 
 class WordPieceTokenizer(WordPieceFiles):
-    """BERT's tokenizer. ``WordPieceTokenizer.from_pretrained(folder or vocab.txt)``."""
+    """BERT's tokenizer. ``WordPieceTokenizer.from_pretrained(folder, tokenizer.json or vocab.txt)``."""
 
     def tokenize(self, text: str) -> list[str]:
         """Word pieces of text. Special tokens written in the text ("[SEP]") stay whole."""
@@ -433,7 +433,7 @@ def _special_re(allowed: Iterable[str]):
 
 class ByteLevelBPETokenizer(BPEFiles):
     """GPT-2's tokenizer. ``ByteLevelBPETokenizer.from_pretrained(folder)`` for a folder with
-    vocab.json + merges.txt (or encoder.json + vocab.bpe); ``ByteLevelBPETokenizer().train(...)``
+    tokenizer.json, or vocab.json + merges.txt (or encoder.json + vocab.bpe); ``ByteLevelBPETokenizer().train(...)``
     to learn a vocabulary of your own."""
 
     def _word_tokens(self, word: str) -> list[str]:

@@ -159,7 +159,7 @@ def truncate_pair(n_first: int, n_second: int | None, max_tokens: int, strategy:
 
 
 class WordPieceTokenizer(WordPieceFiles):
-    """BERT's tokenizer. Given by the base class: ``from_pretrained(folder or vocab.txt)``,
+    """BERT's tokenizer. Given by the base class: ``from_pretrained(folder, tokenizer.json or vocab.txt)``,
     ``self.vocab`` (token -> id), ``self.ids_to_tokens``, ``self.do_lower_case``,
     ``self.strip_accents``, ``self.max_input_chars_per_word``, ``self.special_tokens`` (the
     list of special token strings), ``self.unk_token``, ``cls_token_id``, ``sep_token_id``,

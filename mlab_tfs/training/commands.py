@@ -53,8 +53,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def load_model_folder(folder: str | Path | None):
     """(our GPT2LMHeadModel in fp32, our ByteLevelBPETokenizer) from an exported folder: one
-    with config.json, model.safetensors, vocab.json and merges.txt (or a run folder holding
-    such a folder as model/).
+    with config.json, model.safetensors, and vocab.json + merges.txt or (saved by transformers
+    5) tokenizer.json (or a run folder holding such a folder as model/).
 
     Raises FileNotFoundError for a missing folder or file, ValueError for a vocabulary that
     lacks a byte's token or has ids beyond the model's vocab_size."""
@@ -69,7 +69,9 @@ def load_model_folder(folder: str | Path | None):
                 "`mlab-tfs train --config mlab_tfs/training/course_model.toml` and pass --model runs/shakespeare/model)"
                 if folder == SHIPPED_MODEL else "")
         raise FileNotFoundError(f"--model: no folder {folder}{hint}")
-    missing = [n for n in ("config.json", "model.safetensors", "vocab.json", "merges.txt") if not (folder / n).is_file()]
+    # The tokenizer: ours (vocab.json + merges.txt) or transformers 5's save (tokenizer.json).
+    vocab_files = ("tokenizer.json",) if (folder / "tokenizer.json").is_file() else ("vocab.json", "merges.txt")
+    missing = [n for n in ("config.json", "model.safetensors", *vocab_files) if not (folder / n).is_file()]
     if missing:
         raise FileNotFoundError(f"--model: {folder} lacks {', '.join(missing)} (an `mlab-tfs train` run writes them to <out>/model)")
     import torch
@@ -82,7 +84,7 @@ def load_model_folder(folder: str | Path | None):
     # must have a row in the model's embedding.
     lacking = [c for c in bytes_to_unicode().values() if c not in tok.encoder]
     if lacking:
-        raise ValueError(f"--model: {folder / 'vocab.json'} lacks the tokens of {len(lacking)} of the 256 bytes "
+        raise ValueError(f"--model: {folder / vocab_files[0]} lacks the tokens of {len(lacking)} of the 256 bytes "
                          f"(first {lacking[0]!r}), so it cannot encode every text; it is not a byte-level BPE vocabulary")
     if max(tok.encoder.values()) >= model.config.vocab_size:
         raise ValueError(f"--model: the tokenizer in {folder} has ids up to {max(tok.encoder.values())}, but the model "

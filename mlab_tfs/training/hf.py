@@ -16,10 +16,17 @@ Tensor = torch.Tensor
 
 
 def hf_gpt2_config(**kwargs: Any):
-    """A transformers GPT2Config with dropout off (so no random numbers are drawn) unless given."""
+    """A transformers GPT2Config with dropout off (so no random numbers are drawn) unless given.
+
+    bos_token_id and eos_token_id default to the last id, vocab_size - 1: GPT-2's
+    <|endoftext|> (50256 of 50257), and where our ByteLevelBPETokenizer.train puts it when it
+    is the only special token (511 of 512). transformers' own default, 50256, is past the end
+    of a smaller vocabulary.
+    """
     import transformers
 
-    kwargs = {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0, "bos_token_id": 0, "eos_token_id": 0,
+    last = kwargs.get("vocab_size", transformers.GPT2Config().vocab_size) - 1
+    kwargs = {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0, "bos_token_id": last, "eos_token_id": last,
               **kwargs}
     return transformers.GPT2Config(**kwargs)
 
@@ -44,12 +51,21 @@ def twin_gpt2(seed: int = 0, **config: Any):
 
 
 def hf_bpe_tokenizer(folder):
-    """transformers' GPT2TokenizerFast on a vocab.json + merges.txt our tokenizer wrote, with
-    <|endoftext|> as eos and pad (what DataCollatorForLanguageModeling needs)."""
-    from transformers import GPT2TokenizerFast
+    """transformers' fast GPT-2 tokenizer on a folder our ByteLevelBPETokenizer saved, with
+    <|endoftext|> as eos and pad (what DataCollatorForLanguageModeling needs to pad and mask).
 
-    tok = GPT2TokenizerFast(vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt"),
-                            unk_token="<|endoftext|>", bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+    Loaded as ``AutoTokenizer.from_pretrained(folder)`` reads it (our save writes the
+    tokenizer_config.json it needs), so it has our vocabulary, ids and special tokens.
+    transformers 5's GPT2Tokenizer no longer takes ``vocab_file=``/``merges_file=``: given
+    them, it builds an empty tokenizer (one token, every text ``[]``) without a word.
+    ValueError if the folder's vocabulary has no <|endoftext|> (nothing to pad with).
+    """
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    if tok.eos_token != "<|endoftext|>" or tok.eos_token_id is None:
+        raise ValueError(f"{folder}: the tokenizer has no <|endoftext|> token to end and pad texts with "
+                         "(train with special_tokens=['<|endoftext|>'])")
     tok.pad_token = tok.eos_token
     return tok
 
