@@ -483,3 +483,55 @@ def test_tricky_texts_in_a_batch(bert, fast_bert, gpt2, fast_gpt2):
     texts = [t for t in TRICKY if t != "\ufffd"] + ["\ufffd"]
     for ours, theirs in ((bert, fast_bert), (gpt2, fast_gpt2)):
         assert compare(ours, theirs, texts, return_offsets_mapping=True, return_special_tokens_mask=True) is not None
+
+
+_OPTIONS = [{"do_lower_case": False}, {"do_lower_case": False, "strip_accents": True},
+            {"do_lower_case": True, "strip_accents": False}, {"tokenize_chinese_chars": False}]
+_BERTS = {}
+
+
+def _bert_pair(tok, folder, i):
+    """Ours and transformers' BERT tokenizers with the normalizer options _OPTIONS[i], built once."""
+    key = (tok.__name__, i)
+    if key not in _BERTS:
+        from transformers import BertTokenizerFast
+
+        _BERTS[key] = (tok.WordPieceTokenizer.from_pretrained(folder, **_OPTIONS[i]),
+                       BertTokenizerFast.from_pretrained(str(folder), **_OPTIONS[i]))
+    return _BERTS[key]
+
+
+@pytest.mark.exercise("bert_batch")
+@settings(fuzz, max_examples=100, report_multiple_bugs=False)
+@given(text=any_text, which=st.integers(0, len(_OPTIONS) - 1))
+def test_bert_offsets_with_other_normalizer_options(tok, bert_vocab_dir, text, which):
+    """Cased (no lower-casing), accents stripped or kept, CJK kept together: the offsets follow."""
+    ours, theirs = _bert_pair(tok, bert_vocab_dir, which)
+    compare(ours, theirs, [text, "Ünïcödé ÇJK 東京 İx"], return_offsets_mapping=True, return_special_tokens_mask=True)
+
+
+@pytest.mark.exercise("bert_batch")
+def test_other_collators_of_transformers(bert, fast_bert, padded_gpt2s):
+    """DataCollatorForLanguageModeling (masking: mask_token, get_special_tokens_mask, len, pad)
+    and DataCollatorForTokenClassification give the same batches with ours, on one seed."""
+    from transformers import DataCollatorForLanguageModeling, DataCollatorForTokenClassification
+
+    texts = ["Hello world, this is a test.", "short", "another sentence with more words in it"]
+    features = [dict(bert(t)) for t in texts]
+    batches = []
+    for tokenizer in (bert, fast_bert):
+        torch.manual_seed(0)
+        batches.append(dict(DataCollatorForLanguageModeling(tokenizer=tokenizer, mlm_probability=0.5)(
+            [dict(f) for f in features])))
+    assert_same(*batches, "DataCollatorForLanguageModeling (mlm)")
+    assert (batches[0]["labels"] != -100).sum() > 0 and (batches[0]["input_ids"] == 103).sum() > 0
+    labelled = [{**f, "labels": list(range(len(f["input_ids"])))} for f in features]
+    assert_same(dict(DataCollatorForTokenClassification(tokenizer=bert)([dict(f) for f in labelled])),
+                dict(DataCollatorForTokenClassification(tokenizer=fast_bert)([dict(f) for f in labelled])),
+                "DataCollatorForTokenClassification")
+    ours, theirs = padded_gpt2s
+    features = [dict(ours(t)) for t in texts]
+    got, expected = (dict(DataCollatorForLanguageModeling(tokenizer=t, mlm=False)([dict(f) for f in features]))
+                     for t in (ours, theirs))
+    assert_same(got, expected, "DataCollatorForLanguageModeling (causal)")
+    assert got["labels"][1].tolist()[-1] == -100, "padding (the end-of-text id) is not a label"
