@@ -9,7 +9,6 @@ exercise 5's (BERT) and 9's (GPT-2).
 
 from __future__ import annotations
 
-import shutil
 import warnings
 
 import numpy as np
@@ -17,8 +16,6 @@ import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-
-from mlab_tfs import assets
 
 from .strategies import TRICKY, any_text, fuzz
 
@@ -535,3 +532,20 @@ def test_other_collators_of_transformers(bert, fast_bert, padded_gpt2s):
                      for t in (ours, theirs))
     assert_same(got, expected, "DataCollatorForLanguageModeling (causal)")
     assert got["labels"][1].tolist()[-1] == -100, "padding (the end-of-text id) is not a label"
+
+
+# (given code: the call's argument checks, no exercise)
+def test_attributes_are_checked(tok, gpt2_dir, bert_vocab_dir):
+    ours = tok.WordPieceTokenizer.from_pretrained(bert_vocab_dir)
+    ours.truncation_side = "middle"
+    with pytest.raises(ValueError, match="truncation_side must be 'right' or 'left', got str 'middle'"):
+        ours("a", truncation=True, max_length=4)
+    gpt2 = tok.ByteLevelBPETokenizer.from_pretrained(gpt2_dir)
+    with pytest.raises(TypeError, match="pad_token must be a non-empty str or None, got int 5"):
+        gpt2.pad_token = 5
+    with pytest.raises(ValueError, match="pad_token_id must be an id in \\[0, 50257\\), got 50257"):
+        gpt2.pad_token_id = 50257
+    with pytest.raises(ValueError, match="'nope' is not a token of this vocabulary"):
+        gpt2.convert_tokens_to_ids("nope")
+    encoded = ours(["a b", "c"], padding=True, return_tensors="pt").to("cpu")
+    assert encoded["input_ids"].device.type == "cpu" and encoded.input_ids.shape == (2, 4)
