@@ -540,6 +540,7 @@ def test_attributes_are_checked(tok, gpt2_dir, bert_vocab_dir):
     ours.truncation_side = "middle"
     with pytest.raises(ValueError, match="truncation_side must be 'right' or 'left', got str 'middle'"):
         ours("a", truncation=True, max_length=4)
+    ours.truncation_side = "right"
     gpt2 = tok.ByteLevelBPETokenizer.from_pretrained(gpt2_dir)
     with pytest.raises(TypeError, match="pad_token must be a non-empty str or None, got int 5"):
         gpt2.pad_token = 5
