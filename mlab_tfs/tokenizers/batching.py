@@ -27,7 +27,9 @@ from typing import Any
 import regex
 
 from mlab_tfs.tokenizers.chars import is_accent, is_cjk_char, is_control, is_punctuation, is_whitespace, lower, nfd
-from mlab_tfs.tokenizers.files import Encoding, describe, require_bool, require_int, require_text
+from mlab_tfs.tokenizers.files import GPT2_PATTERN, Encoding, describe, require_bool, require_int, require_text
+
+_GPT2_WORDS = regex.compile(GPT2_PATTERN)
 
 # transformers' LARGE_INTEGER: a model_max_length above it means "no limit" (GPT-2's files).
 LARGE_INTEGER = int(1e20)
@@ -65,7 +67,41 @@ def _side(name: str, value: object) -> str:
 
 class BatchEncoding(Encoding):
     """What a call returns: a dict (keys also read as attributes) of lists, torch tensors or
-    numpy arrays, like transformers' BatchEncoding. ``.to(device)`` moves the tensors."""
+    numpy arrays, like transformers' BatchEncoding. ``.to(device)`` moves the tensors;
+    ``word_ids(i)``, ``sequence_ids(i)`` and ``tokens(i)`` describe row i of a call's result,
+    as a fast tokenizer's BatchEncoding does."""
+
+    _layouts = None  # per row, per position: (sequence, index) of a text's token, or None (special, pad)
+    _row_ids: list = []
+    _sources: list = []
+    _words = None  # example index -> the word index of each token of (first, second)
+    _tokenizer = None
+
+    def _layout(self, batch_index: int, what: str) -> list:
+        if self._layouts is None:
+            raise ValueError(f"{what}() needs the result of calling the tokenizer (pad() keeps no words)")
+        batch_index = require_int("batch_index", batch_index, minimum=0)
+        if batch_index >= len(self._layouts):
+            raise ValueError(f"batch_index must be in [0, {len(self._layouts)}) (the rows), got {batch_index}")
+        return self._layouts[batch_index]
+
+    def sequence_ids(self, batch_index: int = 0) -> list[int | None]:
+        """Per position of row batch_index: 0 for the text's tokens, 1 for the pair's, None for
+        added special tokens and padding."""
+        return [None if m is None else m[0] for m in self._layout(batch_index, "sequence_ids")]
+
+    def word_ids(self, batch_index: int = 0) -> list[int | None]:
+        """Per position of row batch_index: the index of the word its token came from (the
+        pre-tokenizer's words, or the given words with is_split_into_words; counted anew in
+        the pair), None for added special tokens and padding."""
+        layout = self._layout(batch_index, "word_ids")
+        first, second = self._words(self._sources[batch_index])
+        return [None if m is None else (first if m[0] == 0 else second)[m[1]] for m in layout]
+
+    def tokens(self, batch_index: int = 0) -> list[str]:
+        """The token strings of row batch_index."""
+        self._layout(batch_index, "tokens")
+        return self._tokenizer.convert_ids_to_tokens(self._row_ids[batch_index])
 
     def to(self, device) -> BatchEncoding:
         """Move every torch tensor to ``device`` (in place); returns self, as transformers'."""
@@ -166,7 +202,7 @@ def pad_row(row: dict[str, list], length: int, side: str, pad_id: int, pad_type_
     if extra <= 0:
         return row
     fill = {"input_ids": pad_id, "attention_mask": 0, "token_type_ids": pad_type_id, "special_tokens_mask": 1,
-            "offset_mapping": (0, 0)}
+            "offset_mapping": (0, 0), "layout": None}
     for key, value in fill.items():
         if key in row and (key != "attention_mask" or attention):
             pad = [value] * extra
@@ -250,10 +286,18 @@ def wordpiece_offsets(tokenizer, text: str, tokens: list[str]) -> list[tuple[int
     characters came from ("É" -> "e" spans the "É"; "ﬀ"...); [UNK] spans its whole word; a
     special token written in the text spans itself. ValueError if the tokens do not spell the
     text's words (a tokenize that drops or adds characters)."""
-    spans, k = [], 0
+    return wordpiece_alignment(tokenizer, text, tokens)[0]
+
+
+def wordpiece_alignment(tokenizer, text: str, tokens: list[str]) -> tuple[list[tuple[int, int]], list[int]]:
+    """(the spans of wordpiece_offsets, the index of each token's word): the words of BERT's
+    pre-tokenizer, a special token written in the text counting as one (as word_ids() counts)."""
+    spans, words, k, n_words = [], [], 0, 0
     for start, end, special in _special_split(text, tokenizer.special_tokens):
         if special:
             spans.append((start, end))
+            words.append(n_words)
+            n_words += 1
             k += 1
             continue
         for word in _bert_words(tokenizer, text, start, end):
@@ -261,6 +305,8 @@ def wordpiece_offsets(tokenizer, text: str, tokens: list[str]) -> list[tuple[int
                 raise ValueError(f"offsets: tokenize({text!r}) has {len(tokens)} tokens, fewer than the text's words")
             if tokens[k] == tokenizer.unk_token:
                 spans.append((word[0], word[-1] + 1))
+                words.append(n_words)
+                n_words += 1
                 k += 1
                 continue
             i = 0
@@ -270,17 +316,25 @@ def wordpiece_offsets(tokenizer, text: str, tokens: list[str]) -> list[tuple[int
                 piece = tokens[k][2:] if i and tokens[k].startswith("##") else tokens[k]
                 n = max(len(piece), 1)
                 spans.append((word[i], word[min(i + n, len(word)) - 1] + 1))
+                words.append(n_words)
                 i += n
                 k += 1
+            n_words += 1
     if k != len(tokens):
         raise ValueError(f"offsets: tokenize({text!r}) gives {len(tokens)} tokens, the text's words only {k}")
-    return spans
+    return spans, words
 
 
 def byte_level_offsets(tokenizer, text: str, tokens: list[str]) -> list[tuple[int, int]]:
     """(start, end) in text of each byte-level BPE token of ``tokenizer.tokenize(text, "all")``:
     the characters its bytes belong to, so two tokens that split one character's UTF-8 bytes
     both span that character (GPT2TokenizerFast: "😀" as "ðŁĺ" + "Ģ" gives (0, 1) twice)."""
+    return byte_level_alignment(tokenizer, text, tokens)[0]
+
+
+def byte_level_alignment(tokenizer, text: str, tokens: list[str]) -> tuple[list[tuple[int, int]], list[int]]:
+    """(the spans of byte_level_offsets, the index of each token's word): GPT-2's
+    pre-tokenizer words (GPT2_PATTERN), a special token written in the text counting as one."""
     from mlab_tfs.tokenizers.solution import bytes_to_unicode  # the byte alphabet, as BPEFiles uses it
 
     byte_of = {ch: b for b, ch in bytes_to_unicode().items()}
@@ -288,7 +342,13 @@ def byte_level_offsets(tokenizer, text: str, tokens: list[str]) -> list[tuple[in
     char_at = []  # byte index -> index of its character
     for i, ch in enumerate(text):
         char_at += [i] * len(ch.encode("utf-8"))
-    spans, pos = [], 0
+    word_at, n_words = [0] * len(text), 0  # character index -> index of its word
+    for start, end, special in _special_split(text, list(tokenizer.special_tokens)):
+        ranges = [(start, end)] if special else [m.span() for m in _GPT2_WORDS.finditer(text, start, end)]
+        for a, b in ranges:
+            word_at[a:b] = [n_words] * (b - a)
+            n_words += 1
+    spans, words, pos = [], [], 0
     for token in tokens:
         raw = token.encode("utf-8")
         if token in tokenizer.special_tokens and data.startswith(raw, pos):
@@ -300,10 +360,11 @@ def byte_level_offsets(tokenizer, text: str, tokens: list[str]) -> list[tuple[in
         if n == 0 or pos + n > len(data):
             raise ValueError(f"offsets: the tokens of {text!r} run past its {len(data)} bytes")
         spans.append((char_at[pos], char_at[pos + n - 1] + 1))
+        words.append(word_at[char_at[pos]])
         pos += n
     if pos != len(data):
         raise ValueError(f"offsets: the tokens of {text!r} cover {pos} of its {len(data)} bytes")
-    return spans
+    return spans, words
 
 
 # ----------------------------------------------------------------------------------------
@@ -376,7 +437,10 @@ class TransformersCalls:
     # -- one sequence: ids and offsets (each tokenizer's mixin below)
 
     def _sequence(self, text: str, offsets: bool) -> tuple[list[int], list[tuple[int, int]] | None]:
-        raise NotImplementedError
+        raise NotImplementedError  # each tokenizer's mixin below
+
+    def _alignment(self, text: str) -> tuple[list[tuple[int, int]], list[int]]:
+        raise NotImplementedError  # (offsets, word index) of each token of text
 
     def _example(self, example, split: bool, offsets: bool):
         if not split:
@@ -578,7 +642,24 @@ class TransformersCalls:
             out["overflow_to_sample_mapping"] = sample
         if single and kind is None and not flags["return_overflowing_tokens"]:
             out = {k: v[0] if v and isinstance(v[0], list) else v for k, v in out.items()}  # transformers' un-batching
-        return as_tensors(out, kind)
+        result = as_tensors(out, kind)
+        # what word_ids() and sequence_ids() read, the words found only when asked
+        result._layouts, result._row_ids, result._sources = [r["layout"] for r in rows], [r["input_ids"] for r in rows], sample
+        result._tokenizer, cache = self, {}
+
+        def words(i):
+            if i not in cache:
+                cache[i] = (self._word_indices(batch[i], split),
+                            None if pairs is None else self._word_indices(pairs[i], split))
+            return cache[i]
+
+        result._words = words
+        return result
+
+    def _word_indices(self, example, split: bool) -> list[int]:
+        if split:  # the given words
+            return [j for j, word in enumerate(example) for _ in self._sequence(word, False)[0]]
+        return self._alignment(example)[1]
 
     def _cuts(self, where, n1, n2, limit, specials, strategy, stride, side):
         """The windows of each sequence under truncation (the learner's truncate_pair counts)."""
@@ -617,7 +698,7 @@ class TransformersCalls:
                              "tokens (build_inputs_with_special_tokens): they must be as long")
         seqs = (first, second)
         row = {"input_ids": [], "token_type_ids": types, "attention_mask": [1] * len(built), "special_tokens_mask": [],
-               "offset_mapping": []}
+               "offset_mapping": [], "layout": [m if isinstance(m, tuple) else None for m in built]}
         for m in built:
             if isinstance(m, tuple):
                 ids, spans = seqs[m[0]]
@@ -728,7 +809,10 @@ class WordPieceCalls(TransformersCalls):
     def _sequence(self, text, offsets):
         tokens = self.tokenize(text)
         ids = self.convert_tokens_to_ids(tokens)
-        return ids, wordpiece_offsets(self, text, tokens) if offsets else None
+        return ids, wordpiece_alignment(self, text, tokens)[0] if offsets else None
+
+    def _alignment(self, text):
+        return wordpiece_alignment(self, text, self.tokenize(text))
 
 
 class BPECalls(TransformersCalls):
@@ -741,7 +825,10 @@ class BPECalls(TransformersCalls):
 
     def _sequence(self, text, offsets):
         ids = self.encode(text, "all")
-        return ids, byte_level_offsets(self, text, self.tokenize(text, "all")) if offsets else None
+        return ids, self._alignment(text)[0] if offsets else None
+
+    def _alignment(self, text):
+        return byte_level_alignment(self, text, self.tokenize(text, "all"))
 
     def _token(self, name: str, token: object) -> str | None:
         if token is None:
