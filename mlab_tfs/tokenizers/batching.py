@@ -606,11 +606,12 @@ class TransformersCalls:
                 f"max_length={limit} cannot be reached by truncation: every row keeps its {specials} special tokens; "
                 f"pass max_length >= {specials}")
 
-        if strategy is not None and stride > limit - self.num_special_tokens_to_add(False):
+        one_text = self.num_special_tokens_to_add(False)
+        if strategy is not None and limit >= one_text and stride > limit - one_text:
             # tokenizers' enable_truncation, checked with one text's special tokens whatever the input
             # (the cut itself then needs stride < the tokens kept: see _cuts)
             raise ValueError(f"stride={stride} must be at most max_length={limit} minus the "
-                             f"{self.num_special_tokens_to_add(False)} special tokens of a text: each overflow window "
+                             f"{one_text} special tokens of a text: each overflow window "
                              "moves by the tokens kept minus stride")
         offsets = flags["return_offsets_mapping"]
         rows, sample, top = [], [], []  # top: the first row of each example (the padding length is theirs)

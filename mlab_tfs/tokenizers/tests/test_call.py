@@ -264,6 +264,9 @@ A, B = "a a a a a a a", "b b b b"  # 7 and 4 tokens in both vocabularies
     ((["a", "b c d"],), {"return_tensors": "np"}),  # ragged: an object array of rows
     ((A, B), {"max_length": 12, "truncation": "only_second", "padding": "max_length"}),
     ((A, B), {"max_length": 12, "truncation": "only_first", "return_offsets_mapping": True}),
+    # without special tokens: windows of one token, and a max_length below BERT's two (no stride check then)
+    ((A,), {"max_length": 1, "add_special_tokens": False, "return_overflowing_tokens": True}),
+    (("",), {"max_length": 1, "add_special_tokens": False, "stride": 3}),
 ])
 def test_bert_boundaries(bert, fast_bert, args, kwargs):
     assert compare(bert, fast_bert, *args, **kwargs) is not None, "transformers accepts these"
