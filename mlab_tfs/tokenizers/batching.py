@@ -33,6 +33,7 @@ _GPT2_WORDS = regex.compile(GPT2_PATTERN)
 
 # transformers' LARGE_INTEGER: a model_max_length above it means "no limit" (GPT-2's files).
 LARGE_INTEGER = int(1e20)
+VERY_LARGE_INTEGER = int(1e30)  # what transformers sets model_max_length to when a tokenizer has none
 
 _PADDING = {True: "longest", "longest": "longest", "max_length": "max_length", False: None, "do_not_pad": None}
 _TRUNCATION = {True: "longest_first", "longest_first": "longest_first", "only_first": "only_first",
@@ -807,6 +808,10 @@ class WordPieceCalls(TransformersCalls):
 
     model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
 
+    def get_vocab(self) -> dict[str, int]:
+        """token -> id."""
+        return dict(self.vocab)
+
     def _sequence(self, text, offsets):
         tokens = self.tokenize(text)
         ids = self.convert_tokens_to_ids(tokens)
@@ -822,7 +827,12 @@ class BPECalls(TransformersCalls):
     and a pad token only once one is set (``tokenizer.pad_token = tokenizer.eos_token``)."""
 
     model_input_names = ["input_ids", "attention_mask"]
+    model_max_length = VERY_LARGE_INTEGER  # no limit, as transformers reads GPT-2's vocabulary files
     _END = "<|endoftext|>"
+
+    def get_vocab(self) -> dict[str, int]:
+        """token -> id for every id, the special tokens with their own ids."""
+        return {**self.encoder, **self.special_tokens}
 
     def _sequence(self, text, offsets):
         ids = self.encode(text, "all")

@@ -327,6 +327,7 @@ def test_keys_and_types_by_default(bert, fast_bert, gpt2, fast_gpt2):
     gives flat lists, return_length a list of one, tensors a batch of one."""
     for ours, theirs in ((bert, fast_bert), (gpt2, fast_gpt2)):
         assert ours.model_input_names == theirs.model_input_names
+        assert ours.model_max_length == theirs.model_max_length and ours.get_vocab() == theirs.get_vocab()
         assert (ours.padding_side, ours.truncation_side) == (theirs.padding_side, theirs.truncation_side) == \
             ("right", "right")
         for kwargs in ({}, {"return_length": True}, {"return_tensors": "pt", "return_offsets_mapping": True},
