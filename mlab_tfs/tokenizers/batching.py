@@ -545,7 +545,8 @@ class TransformersCalls:
             (batch, seq, 2)) or "np" (numpy); with tensors one text is a batch of one.
 
         Returns a BatchEncoding with input_ids (+ token_type_ids, attention_mask as above,
-        special_tokens_mask, offset_mapping, length, overflow_to_sample_mapping when asked).
+        special_tokens_mask, offset_mapping, length, overflow_to_sample_mapping when asked);
+        its word_ids(i), sequence_ids(i) and tokens(i) describe row i, as a fast tokenizer's.
         TypeError for texts that are not str / lists of str, flags that are not bools,
         ints that are not ints, unknown keywords; ValueError for bad option values, an empty
         batch, pairs whose count differs from the texts', texts that cannot be cut as asked.
