@@ -822,6 +822,43 @@ class WordPieceCalls(TransformersCalls):
         return wordpiece_alignment(self, text, self.tokenize(text))
 
 
+def _special_token(name: str, default: str | None) -> property:
+    """A special-token attribute as transformers' (pad_token, eos_token...): a token string of
+    the vocabulary or None, settable. default: the token when the vocabulary has it, else None."""
+
+    def get(self) -> str | None:
+        if name in self.__dict__:
+            return self.__dict__[name]
+        return default if default is not None and default in self.special_tokens else None
+
+    def set(self, token: str | None) -> None:
+        if token is not None:
+            if not isinstance(token, str) or not token:
+                raise TypeError(f"{name} must be a non-empty str or None, got {describe(token)}")
+            if token not in self.special_tokens and token not in self.encoder:
+                raise ValueError(f"{name} {token!r} is not a token of this vocabulary")
+        self.__dict__[name] = token
+
+    return property(get, set, doc=f"{name}: a token string or None (settable), as transformers' tokenizers")
+
+
+def _special_token_id(name: str) -> property:
+    """The id of a special-token attribute; setting an id sets the token."""
+
+    def get(self) -> int | None:
+        token = getattr(self, name)
+        return None if token is None else self.convert_tokens_to_ids(token)
+
+    def set(self, value: int | None) -> None:
+        if value is not None:
+            value = require_int(f"{name}_id", value, minimum=0)
+            if value not in self.decoder:
+                raise ValueError(f"{name}_id must be an id in [0, {self.vocab_size}), got {value}")
+        setattr(self, name, None if value is None else self.decoder[value])
+
+    return property(get, set, doc=f"{name}_id: the id of {name} or None (settable)")
+
+
 class BPECalls(TransformersCalls):
     """transformers' calls for a byte-level BPE tokenizer (GPT-2): no special tokens added,
     special tokens written in a text are matched (as transformers' GPT2TokenizerFast does),
@@ -842,50 +879,14 @@ class BPECalls(TransformersCalls):
     def _alignment(self, text):
         return byte_level_alignment(self, text, self.tokenize(text, "all"))
 
-    def _token(self, name: str, token: object) -> str | None:
-        if token is None:
-            return None
-        if not isinstance(token, str) or not token:
-            raise TypeError(f"{name} must be a non-empty str or None, got {describe(token)}")
-        if token not in self.special_tokens and token not in self.encoder:
-            raise ValueError(f"{name} {token!r} is not a token of this vocabulary")
-        return token
-
-    @property
-    def pad_token(self) -> str | None:
-        """The padding token: None until set (GPT-2 has none), as in transformers."""
-        return self.__dict__.get("_pad_token")
-
-    @pad_token.setter
-    def pad_token(self, token: str | None) -> None:
-        self.__dict__["_pad_token"] = self._token("pad_token", token)
-
-    @property
-    def pad_token_id(self) -> int | None:
-        return None if self.pad_token is None else self.convert_tokens_to_ids(self.pad_token)
-
-    @pad_token_id.setter
-    def pad_token_id(self, value: int | None) -> None:
-        if value is None:
-            self.pad_token = None
-            return
-        value = require_int("pad_token_id", value, minimum=0)
-        if value not in self.decoder:
-            raise ValueError(f"pad_token_id must be an id in [0, {self.vocab_size}), got {value}")
-        self.pad_token = self.decoder[value]
-
-    @property
-    def eos_token(self) -> str | None:
-        """GPT-2's end of text, "<|endoftext|>", where the vocabulary has it (also bos and unk)."""
-        return self._END if self._END in self.special_tokens else None
-
-    bos_token = unk_token = eos_token
-
-    @property
-    def eos_token_id(self) -> int | None:
-        return None if self.eos_token is None else self.special_tokens[self.eos_token]
-
-    bos_token_id = unk_token_id = eos_token_id
+    pad_token = _special_token("pad_token", None)  # GPT-2 has none: set one to pad
+    eos_token = _special_token("eos_token", _END)
+    bos_token = _special_token("bos_token", _END)
+    unk_token = _special_token("unk_token", _END)
+    pad_token_id = _special_token_id("pad_token")
+    eos_token_id = _special_token_id("eos_token")
+    bos_token_id = _special_token_id("bos_token")
+    unk_token_id = _special_token_id("unk_token")
 
     def convert_tokens_to_ids(self, tokens):
         """A token's id (a special token's own id first), or a list of ids. ValueError for a

@@ -566,6 +566,10 @@ def test_attributes_are_checked(tok, gpt2_dir, bert_vocab_dir):
         gpt2.pad_token_id = 50257
     with pytest.raises(ValueError, match="'nope' is not a token of this vocabulary"):
         gpt2.convert_tokens_to_ids("nope")
+    gpt2.eos_token = "!"  # settable, as a loader reading tokenizer_config.json may set them
+    assert (gpt2.eos_token, gpt2.eos_token_id, gpt2.bos_token) == ("!", 0, "<|endoftext|>")
+    gpt2.bos_token_id = None
+    assert gpt2.bos_token is None and gpt2.bos_token_id is None
     encoded = ours(["a b", "c"], padding=True, return_tensors="pt").to("cpu")
     assert encoded["input_ids"].device.type == "cpu" and encoded.input_ids.shape == (2, 4)
 
