@@ -9,7 +9,10 @@ equal, id for id, to transformers' tokenizers and tiktoken on the real vocabular
     3. wordpiece                             8. bpe_merge
     4. WordPieceTokenizer.tokenize/encode/   9. ByteLevelBPETokenizer.tokenize/encode/decode
        decode                               10. ByteLevelBPETokenizer.train
-    5. WordPieceTokenizer.__call__ (batches)
+    5. truncate_pair, WordPieceTokenizer.
+       build_inputs_with_special_tokens/
+       create_token_type_ids_from_sequences
+       (batches; the call is batching.py)
 
 Vocabulary files, special tokens and input checks are in ``files.py``; the character classes
 (control, whitespace, punctuation, CJK, accents) in ``chars.py``.
@@ -24,6 +27,7 @@ from typing import Iterable, Mapping
 
 import regex
 
+from mlab_tfs.tokenizers.batching import BPECalls, WordPieceCalls
 from mlab_tfs.tokenizers.chars import is_accent, is_cjk_char, is_control, is_punctuation, is_whitespace, lower, nfd
 from mlab_tfs.tokenizers.files import (  # noqa: F401  (GPT2_PATTERN, Encoding: re-exported)
     GPT2_PATTERN,
@@ -185,14 +189,12 @@ def truncate_pair(n_first: int, n_second: int | None, max_tokens: int, strategy:
     return (short, long) if n_first <= n_second else (long, short)
 
 
-_TRUNCATION = {True: "longest_first", "longest_first": "longest_first", "only_first": "only_first",
-               "only_second": "only_second", False: None, None: None, "do_not_truncate": None}
-_PADDING = {True: "longest", "longest": "longest", "max_length": "max_length", False: None, None: None,
-            "do_not_pad": None}
+class WordPieceTokenizer(WordPieceCalls, WordPieceFiles):
+    """BERT's tokenizer. ``WordPieceTokenizer.from_pretrained(folder, tokenizer.json or vocab.txt)``.
+    ``tokenizer(text, text_pair, padding=..., truncation=..., ...)`` and ``tokenizer.pad(...)``
+    are transformers' (``batching.py``)."""
 
-
-class WordPieceTokenizer(WordPieceFiles):
-    """BERT's tokenizer. ``WordPieceTokenizer.from_pretrained(folder, tokenizer.json or vocab.txt)``."""
+    _truncate_pair = staticmethod(truncate_pair)  # how the given __call__ truncates
 
     def tokenize(self, text: str) -> list[str]:
         """Word pieces of text. Special tokens written in the text ("[SEP]") stay whole."""
@@ -244,108 +246,17 @@ class WordPieceTokenizer(WordPieceFiles):
                 out.append(token)
         return "".join(out)
 
-    def __call__(
-        self,
-        texts: str | list[str],
-        text_pairs: str | list[str] | None = None,
-        padding: bool | str = False,
-        truncation: bool | str | None = None,
-        max_length: int | None = None,
-        return_tensors: str | None = None,
-    ) -> Encoding:
-        """Model inputs for one text or a batch: input_ids, token_type_ids (0 for the first
-        text, 1 for the pair) and attention_mask (1 for tokens, 0 for padding).
+    def build_inputs_with_special_tokens(self, token_ids_0: list[int], token_ids_1: list[int] | None = None) -> list[int]:
+        """One row: [CLS] A [SEP], or [CLS] A [SEP] B [SEP] for a pair (BERT's input format,
+        Devlin et al. 2019; transformers' BertTokenizer). The items are passed through as they
+        are (the given __call__ passes markers to learn where the texts' tokens go)."""
+        row = [self.cls_token_id, *token_ids_0, self.sep_token_id]
+        return row if token_ids_1 is None else row + [*token_ids_1, self.sep_token_id]
 
-        padding: False, True / "longest" (to the longest in the batch) or "max_length".
-        truncation: False, True / "longest_first", "only_first" or "only_second"; None (the
-            default) is "longest_first" when max_length is given without padding, else False,
-            as in transformers (``_get_padding_truncation_strategies``).
-        max_length: the limit for both, special tokens included (default: model_max_length);
-            an int, numpy int or 0-d tensor, at least 1.
-        return_tensors: None (lists) or "pt" (torch tensors of shape (batch, seq)).
-
-        Truncating to a max_length below the special tokens' count ([CLS] and [SEP]: 2, 3 for
-        pairs) is a ValueError: transformers then returns the rows uncut, longer than max_length
-        (it logs an error); max_length equal to that count keeps only the special tokens.
-        TypeError for texts that are not str, ValueError for unknown options.
-        """
-        single = isinstance(texts, str)
-        batch = [texts] if single else texts
-        if not isinstance(batch, (list, tuple)) or not all(isinstance(t, str) for t in batch):
-            raise TypeError(f"texts must be a str or a list of str, got {describe(texts)}")
-        if not batch:  # transformers fails on it with an IndexError
-            raise ValueError("texts is an empty list: pass at least one text")
-        for i, text in enumerate(batch):
-            require_text("texts" if single else f"texts[{i}]", text)
-        pairs = [text_pairs] if single and text_pairs is not None else text_pairs
-        if pairs is not None:
-            if isinstance(pairs, str) or not isinstance(pairs, (list, tuple)) or not all(isinstance(t, str) for t in pairs):
-                raise TypeError(f"text_pairs must be like texts (a str, or a list of str), got {describe(text_pairs)}")
-            if len(pairs) != len(batch):
-                raise ValueError(f"text_pairs must have one pair per text ({len(batch)}), got {len(pairs)}")
-            for i, text in enumerate(pairs):
-                require_text("text_pairs" if single else f"text_pairs[{i}]", text)
-        if padding not in _PADDING:
-            raise ValueError(f"padding must be False, True, 'longest' or 'max_length', got {padding!r}")
-        if truncation is None:  # transformers' rule: max_length alone means "cut to it"
-            truncation = "longest_first" if max_length is not None and _PADDING[padding] is None else False
-        if truncation not in _TRUNCATION:
-            raise ValueError(f"truncation must be False, True, 'longest_first', 'only_first' or 'only_second', got {truncation!r}")
-        if return_tensors not in (None, "pt"):
-            raise ValueError(f"return_tensors must be None or 'pt', got {return_tensors!r}")
-        if max_length is not None:
-            max_length = require_int("max_length", max_length, minimum=1)
-        strategy, pad = _TRUNCATION[truncation], _PADDING[padding]
-        if pad == "longest" and strategy is None and max_length is not None:
-            warnings.warn("max_length is ignored when padding to the longest row without truncation: pass "
-                          "padding='max_length' to pad to it, or truncation=True to cut to it", stacklevel=2)
-        limit = max_length if max_length is not None else self.model_max_length
-        n_special = 2 if pairs is None else 3  # [CLS] A [SEP] (B [SEP])
-        if strategy is not None and limit < n_special:
-            raise ValueError(
-                f"max_length={limit} cannot be reached by truncation: every row keeps its {n_special} special tokens "
-                f"([CLS] and [SEP]{' twice' if n_special == 3 else ''}); pass max_length >= {n_special}")
-
-        rows = []
-        for i, text in enumerate(batch):
-            first = self.convert_tokens_to_ids(self.tokenize(text))
-            second = self.convert_tokens_to_ids(self.tokenize(pairs[i])) if pairs is not None else None
-            if strategy is not None:
-                try:
-                    keep1, keep2 = truncate_pair(len(first), None if second is None else len(second),
-                                                 limit - n_special, strategy)
-                except ValueError as e:  # say which row and which settings
-                    where = "texts" if single else f"texts[{i}]"
-                    raise ValueError(f"{where} cannot be cut to max_length={limit} with truncation={strategy!r}: "
-                                     f"{e}") from None
-                first = first[:keep1]
-                second = None if second is None else second[:keep2]
-            ids = [self.cls_token_id, *first, self.sep_token_id]
-            types = [0] * len(ids)
-            if second is not None:
-                ids += [*second, self.sep_token_id]
-                types += [1] * (len(second) + 1)
-            rows.append((ids, types))
-
-        target = None
-        if pad == "longest":
-            target = max(len(ids) for ids, _ in rows)
-        elif pad == "max_length":
-            target = limit
-        out = {"input_ids": [], "token_type_ids": [], "attention_mask": []}
-        for ids, types in rows:
-            n_pad = max(target - len(ids), 0) if target is not None else 0
-            out["input_ids"].append(ids + [self.pad_token_id] * n_pad)
-            out["token_type_ids"].append(types + [0] * n_pad)
-            out["attention_mask"].append([1] * len(ids) + [0] * n_pad)
-        if return_tensors == "pt":
-            import torch
-
-            lengths = {len(ids) for ids in out["input_ids"]}
-            if len(lengths) > 1:
-                raise ValueError(f"sequences of different lengths {sorted(lengths)} make no tensor: pass padding=True")
-            return Encoding({k: torch.tensor(v, dtype=torch.long) for k, v in out.items()})
-        return Encoding({k: v[0] for k, v in out.items()} if single else out)
+    def create_token_type_ids_from_sequences(self, token_ids_0: list[int], token_ids_1: list[int] | None = None) -> list[int]:
+        """Token types of that row: 0 for [CLS] A [SEP], 1 for B [SEP]."""
+        first = [0] * (len(token_ids_0) + 2)
+        return first if token_ids_1 is None else first + [1] * (len(token_ids_1) + 1)
 
 
 # ----------------------------------------------------------------------------------------
@@ -431,10 +342,14 @@ def _special_re(allowed: Iterable[str]):
     return regex.compile("(" + "|".join(map(regex.escape, sorted(allowed, key=len, reverse=True))) + ")")
 
 
-class ByteLevelBPETokenizer(BPEFiles):
+class ByteLevelBPETokenizer(BPECalls, BPEFiles):
     """GPT-2's tokenizer. ``ByteLevelBPETokenizer.from_pretrained(folder)`` for a folder with
     tokenizer.json, or vocab.json + merges.txt (or encoder.json + vocab.bpe); ``ByteLevelBPETokenizer().train(...)``
-    to learn a vocabulary of your own."""
+    to learn a vocabulary of your own. ``tokenizer(text, ...)`` and ``tokenizer.pad(...)`` are
+    transformers' (``batching.py``): no special tokens are added, and padding needs a pad token
+    (``tokenizer.pad_token = tokenizer.eos_token``), as with GPT2TokenizerFast."""
+
+    _truncate_pair = staticmethod(truncate_pair)  # how the given __call__ truncates
 
     def _word_tokens(self, word: str) -> list[str]:
         tokens = self.cache.get(word)

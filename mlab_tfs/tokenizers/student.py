@@ -9,7 +9,9 @@ usually goes wrong. In order:
      2. basic_tokenize                             7. pretokenize
      3. wordpiece                                  8. bpe_merge
      4. WordPieceTokenizer.tokenize/encode/decode  9. ByteLevelBPETokenizer.tokenize/encode/decode
-     5. truncate_pair, WordPieceTokenizer.__call__ 10. ByteLevelBPETokenizer.train
+     5. truncate_pair, WordPieceTokenizer.        10. ByteLevelBPETokenizer.train
+        build_inputs_with_special_tokens,
+        create_token_type_ids_from_sequences
 
 Each has a section in ``mlab_tfs/tokenizers/GUIDE.md``; each stub's message links to it.
 
@@ -21,7 +23,8 @@ Given, not exercises: the character classes in ``chars.py`` (is_control, is_whit
 is_punctuation, is_cjk_char, is_accent, nfd, lower) and the vocabulary files in ``files.py``
 (the base classes below: from_pretrained, save_pretrained, vocab, encoder, merges, bpe_ranks,
 special tokens, convert_tokens_to_ids, and the input checks require_text, require_int and
-check_ids).
+check_ids), and calling a tokenizer like transformers' in ``batching.py`` (``__call__``,
+``pad``, the offsets).
 
 Rules: plain Python, ``unicodedata`` and ``regex``. Don't call transformers, tokenizers or
 tiktoken: they are what the tests compare you with. Import with absolute names
@@ -40,6 +43,7 @@ from typing import Iterable, Mapping
 
 import regex  # noqa: F401
 
+from mlab_tfs.tokenizers.batching import BPECalls, WordPieceCalls  # given: __call__ and pad
 from mlab_tfs.tokenizers.chars import (  # noqa: F401  (given: use them)
     is_accent,
     is_cjk_char,
@@ -154,16 +158,27 @@ def truncate_pair(n_first: int, n_second: int | None, max_tokens: int, strategy:
     - max_tokens = 0, whatever the strategy: keep nothing, (0, 0) or (0, None).
 
     Example: (10, 2, 8) -> (6, 2); (10, 9, 7) -> (4, 3); (9, 10, 7) -> (3, 4); (10, 10, 7) -> (3, 4).
+
+    The given ``__call__`` calls this with ``max_length`` minus the special tokens, then cuts
+    (and, with ``return_overflowing_tokens``, makes the overflow windows). Checks: the counts
+    with ``require_int`` (minimum 0), ValueError for an unknown strategy.
     """
     raise NotImplementedError("Exercise 5 (batches): see mlab_tfs/tokenizers/GUIDE.md#5-batches-truncation-and-padding")
 
 
-class WordPieceTokenizer(WordPieceFiles):
+class WordPieceTokenizer(WordPieceCalls, WordPieceFiles):
     """BERT's tokenizer. Given by the base class: ``from_pretrained(folder, tokenizer.json or vocab.txt)``,
     ``self.vocab`` (token -> id), ``self.ids_to_tokens``, ``self.do_lower_case``,
     ``self.strip_accents``, ``self.max_input_chars_per_word``, ``self.special_tokens`` (the
     list of special token strings), ``self.unk_token``, ``cls_token_id``, ``sep_token_id``,
-    ``pad_token_id``, ``model_max_length``, ``convert_tokens_to_ids``, ``vocab_size``."""
+    ``pad_token_id``, ``model_max_length``, ``convert_tokens_to_ids``, ``vocab_size``.
+
+    Given by ``WordPieceCalls`` (batching.py): ``tokenizer(text, text_pair, padding=...,
+    truncation=..., max_length=..., ...)`` and ``tokenizer.pad(...)`` with transformers'
+    arguments and results. It calls your tokenize, truncate_pair (through ``_truncate_pair``
+    below), build_inputs_with_special_tokens and create_token_type_ids_from_sequences."""
+
+    _truncate_pair = staticmethod(truncate_pair)  # how the given __call__ truncates: yours
 
     def tokenize(self, text: str) -> list[str]:
         """Word pieces of ``text``: "Hello, unaffable!" -> ["hello", ",", "un", "##aff", "##able", "!"].
@@ -196,45 +211,24 @@ class WordPieceTokenizer(WordPieceFiles):
         """
         raise NotImplementedError("Exercise 4 (encode and decode): see mlab_tfs/tokenizers/GUIDE.md#4-encode-and-decode")
 
-    def __call__(
-        self,
-        texts: str | list[str],
-        text_pairs: str | list[str] | None = None,
-        padding: bool | str = False,
-        truncation: bool | str | None = None,
-        max_length: int | None = None,
-        return_tensors: str | None = None,
-    ) -> Encoding:
-        """Model inputs, like transformers' ``tokenizer(texts, ...)``: an ``Encoding`` (a dict)
-        with input_ids, token_type_ids (0 up to and including the first [SEP], 1 after) and
-        attention_mask (1 for tokens, 0 for padding).
+    def build_inputs_with_special_tokens(self, token_ids_0: list[int], token_ids_1: list[int] | None = None) -> list[int]:
+        """One row of BERT's input: ``[CLS] A [SEP]``, or ``[CLS] A [SEP] B [SEP]`` when
+        ``token_ids_1`` (the pair) is not None: ``[self.cls_token_id, *token_ids_0,
+        self.sep_token_id]`` and so on. Returns a new list.
 
-        texts: one str (then each value is a flat list) or a list of str (a list of lists).
-        text_pairs: None, or the same shape as texts.
-        truncation: False, True or "longest_first", "only_first", "only_second": cut the texts
-            (not the special tokens) with truncate_pair so that each row has at most
-            ``max_length`` tokens, special tokens included. None (the default) means
-            "longest_first" if max_length is given and padding is off, else False (transformers'
-            rule: a max_length alone cuts).
-        padding: False, True or "longest" (to the longest row), "max_length": append
-            [PAD] (mask 0, type 0) on the right. ("longest" with a max_length and no truncation
-            ignores max_length: say so with ``warnings.warn``.)
-        max_length: default ``self.model_max_length`` where truncation or padding needs one.
-            Check it with ``require_int("max_length", max_length, minimum=1)`` (it accepts
-            numpy ints and 0-d tensors, refuses bools).
-        return_tensors: None or "pt": torch.long tensors of shape (batch, seq) (a single text
-            gives a batch of one); ValueError if the rows have different lengths.
+        The given ``__call__`` (batching.py) calls this on every row, after truncation, with
+        *markers* in place of the ids to learn where each text's tokens land (for the offsets
+        and the special-tokens mask): put the items you are given in the row as they are, do
+        not look at their values. ``build_inputs_with_special_tokens([7, 8], [9])`` ->
+        ``[101, 7, 8, 102, 9, 102]`` with MiniLM's vocabulary.
+        """
+        raise NotImplementedError("Exercise 5 (batches): see mlab_tfs/tokenizers/GUIDE.md#5-batches-truncation-and-padding")
 
-        Bad arguments: TypeError for texts that are not str, ValueError for an empty list, for
-        unknown padding/truncation values and for pairs whose count differs from the texts'.
-        Check each text with ``require_text`` too ("texts[i]", "text_pairs[i]"): it refuses
-        lone surrogates. With truncation, a max_length below the special tokens' count (2, or
-        3 with pairs) is a ValueError: the row cannot be cut that short (transformers returns
-        it uncut). A max_length of exactly that count keeps only [CLS] and [SEP]. When
-        truncate_pair raises (only_first/only_second cannot be enough), raise a ValueError
-        that names the row and the settings, then says why:
-        ``f"texts[{i}] cannot be cut to max_length={max_length} with truncation={strategy!r}: {e}"``
-        ("texts" instead of "texts[i]" for a single text).
+    def create_token_type_ids_from_sequences(self, token_ids_0: list[int], token_ids_1: list[int] | None = None) -> list[int]:
+        """The token types of the row build_inputs_with_special_tokens makes, one per token: 0
+        for ``[CLS] A [SEP]``, 1 for ``B [SEP]`` (BERT's segment embeddings tell the two texts
+        apart). ``([7, 8], [9])`` -> ``[0, 0, 0, 0, 1, 1]``; ``([7, 8], None)`` -> ``[0, 0, 0, 0]``.
+        Only the lengths of the lists matter (they may hold markers, as above).
         """
         raise NotImplementedError("Exercise 5 (batches): see mlab_tfs/tokenizers/GUIDE.md#5-batches-truncation-and-padding")
 
@@ -281,7 +275,7 @@ def bpe_merge(symbols: list[str], ranks: Mapping[tuple[str, str], int]) -> list[
     raise NotImplementedError("Exercise 8 (merging by rank): see mlab_tfs/tokenizers/GUIDE.md#8-merging-by-rank")
 
 
-class ByteLevelBPETokenizer(BPEFiles):
+class ByteLevelBPETokenizer(BPECalls, BPEFiles):
     """GPT-2's tokenizer. Given by the base class: ``from_pretrained(folder)``,
     ``save_pretrained(folder)``, ``self.encoder`` (token string -> id), ``self.decoder``
     (id -> token string), ``self.merges`` (list of pairs), ``self.bpe_ranks`` (pair -> rank),
@@ -290,7 +284,14 @@ class ByteLevelBPETokenizer(BPEFiles):
 
     A special token has an id of its own, which ordinary text never encodes to, even when its
     string is also an ordinary token ("!" is the byte 0x21's token; ``encoder["!"]`` is 33,
-    ``special_tokens["!"]`` another id). ``decoder`` maps both ids."""
+    ``special_tokens["!"]`` another id). ``decoder`` maps both ids.
+
+    Given by ``BPECalls`` (batching.py): ``tokenizer(text, ...)`` and ``tokenizer.pad(...)``
+    as transformers' GPT2TokenizerFast (no special tokens added; padding needs
+    ``tokenizer.pad_token = tokenizer.eos_token``). They call your encode and tokenize
+    (with allowed_special="all"), and truncate_pair."""
+
+    _truncate_pair = staticmethod(truncate_pair)  # how the given __call__ truncates: yours
 
     def tokenize(self, text: str, allowed_special: str | set[str] = "none") -> list[str]:
         """BPE tokens as strings: "Hello world" -> ["Hello", "Ġworld"].
