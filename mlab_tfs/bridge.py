@@ -221,19 +221,22 @@ class TransformersAdapter:
         cache, past = kwargs.pop("cache", None), kwargs.pop("past_key_values", None)
         if cache is not None and past is not None:
             raise ValueError("pass cache or past_key_values (its older name), not both")
+        cache_name = "cache" if cache is not None else "past_key_values"
         past = cache if cache is not None else past
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        accepted = inspect.signature(type(model).forward).parameters
+        takes_any = any(p.kind == p.VAR_KEYWORD for p in accepted.values())
+        # The caller's name of each argument -> our forward's name of it.
+        names = {name: name for name in kwargs} | ({cache_name: "past_key_values"} if past is not None else {})
+        for given, ours_name in names.items():
+            if ours_name not in accepted and not takes_any:
+                raise TypeError(f"{given}: {type(model).__name__}.forward does not take it (it takes "
+                                f"{', '.join(n for n in accepted if n != 'self')})")
         hf_cache = None
         if past is not None:
             kwargs["past_key_values"], hf_cache = _from_hf_cache(past)
             if hf_cache is not None:
                 kwargs["use_cache"] = True  # transformers updates a Cache it is given, use_cache or not
-        accepted = inspect.signature(type(model).forward).parameters
-        takes_any = any(p.kind == p.VAR_KEYWORD for p in accepted.values())
-        for name in kwargs:
-            if name not in accepted and not takes_any:
-                raise TypeError(f"{name}: {type(model).__name__}.forward does not take it (it takes "
-                                f"{', '.join(n for n in accepted if n != 'self')})")
         out = model(*args, **kwargs)
         if hf_cache is not None:
             _update_hf_cache(hf_cache, out.past_key_values)

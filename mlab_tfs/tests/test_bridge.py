@@ -129,6 +129,8 @@ def test_an_argument_our_forward_does_not_take_is_named(folders):
     ids = torch.tensor([[2, 5, 7]])
     with pytest.raises(TypeError, match=r"encoder_hidden_states: BertModel.forward does not take it"):
         adapter(ids, encoder_hidden_states=torch.zeros(1, 3, 32))
+    with pytest.raises(TypeError, match=r"^cache: BertModel.forward does not take it"):
+        adapter(ids, cache=((torch.zeros(1, 4, 3, 8),) * 2,) * 2)
     # None is "not given", as transformers' callers pass it
     assert torch.equal(adapter(ids, encoder_hidden_states=None, head_mask=None).last_hidden_state,
                        adapter.mlab_model(ids).last_hidden_state)
@@ -270,3 +272,16 @@ def test_accelerate_save_model_writes_transformers_weights(tmp_path, folders, py
     unwrapped.save_pretrained(tmp_path / "full", save_function=accelerator.save,
                               is_main_process=accelerator.is_main_process)
     _assert_folder_loads_in_both(case, tmp_path / "full", unwrapped, inputs, gpt2)
+
+
+def test_torch_export_of_the_adapter_equals_eager(folders, pytestconfig):
+    """torch.export.export(adapter, (input_ids,)) traces our forward; the exported program's
+    logits equal the adapter's (transformers' output classes are pytrees)."""
+    gpt2 = load_impl(pytestconfig, "gpt2")
+    adapter = as_transformers(gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"]))
+    ids = torch.randint(0, adapter.config.vocab_size, (2, 6), generator=torch.Generator().manual_seed(0))
+    program = torch.export.export(adapter, (ids,))
+    with torch.no_grad():
+        out, expected = program.module()(ids), adapter(ids)
+    assert type(out).__name__ == "CausalLMOutputWithCrossAttentions"
+    assert_close(out.logits, expected.logits, name="exported logits", atol=1e-6)
