@@ -79,3 +79,11 @@ def real_rows(case: Case, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     if x.dim() == 2:
         return x
     return x[mask.bool()]
+
+
+def lm_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Language-model labels of a left-padded batch: -100 on padding and on each row's first
+    real token, which is predicted from padding (where two models' hidden states need not agree)."""
+    scored = attention_mask.bool() & torch.cat([torch.zeros_like(attention_mask[:, :1]), attention_mask[:, :-1]],
+                                               dim=1).bool()
+    return input_ids.masked_fill(~scored, -100)

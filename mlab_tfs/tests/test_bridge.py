@@ -16,7 +16,7 @@ import mlab_tfs
 from mlab_tfs.bridge import as_transformers
 from mlab_tfs.testing.compare import assert_close
 from mlab_tfs.testing.plugin import load_impl
-from mlab_tfs.tests.bridge_cases import CASES, batch, ours, real_rows, theirs, write_checkpoints
+from mlab_tfs.tests.bridge_cases import CASES, batch, lm_labels, ours, real_rows, theirs, write_checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +106,7 @@ def test_hidden_states_attentions_and_labels_pass_through(folders, pytestconfig)
     model = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"])
     adapter, hf = as_transformers(model), theirs(CASES[1], folders["gpt2"])
     inputs = batch(CASES[1], model.config)
-    mask = inputs["attention_mask"]
-    # A row's first real token is predicted from padding, where the two models' hidden states need not agree.
-    scored = mask.bool() & torch.cat([torch.zeros_like(mask[:, :1]), mask[:, :-1]], dim=1).bool()
-    labels = inputs["input_ids"].masked_fill(~scored, -100)
+    labels = lm_labels(inputs["input_ids"], inputs["attention_mask"])
     with torch.no_grad():
         out = adapter(**inputs, labels=labels, output_hidden_states=True, output_attentions=True)
         expected = hf(**inputs, labels=labels, output_hidden_states=True, output_attentions=True)
@@ -217,27 +214,51 @@ def test_save_pretrained_writes_a_full_checkpoint(case, pair, tmp_path, pytestco
         adapter.save_pretrained(tmp_path / "d", push_to_hub=True)
 
 
-def test_trainer_save_model_writes_a_loadable_folder(tmp_path, folders, pytestconfig):
-    """After two training steps, Trainer.save_model(adapter) writes config.json and
-    transformers-layout weights: both loaders give the trained model's logits."""
+def _trainer(model, tmp_path, rows, **kwargs):
+    kwargs = dict(dict(save_strategy="no"), **kwargs)
+    args = transformers.TrainingArguments(tmp_path, per_device_train_batch_size=3, per_device_eval_batch_size=3,
+                                          max_steps=2, learning_rate=1e-2, report_to=[], use_cpu=True,
+                                          disable_tqdm=True, seed=0, **kwargs)
+    return transformers.Trainer(model=model, args=args, train_dataset=rows, eval_dataset=rows)
+
+
+def test_trainer_save_model_writes_a_loadable_folder(tmp_path, pytestconfig):
+    """Two training steps through the adapter train our model; Trainer.save_model writes
+    config.json and transformers-layout weights that both loaders read as the trained model;
+    evaluate and predict agree with transformers' model of that folder under Trainer; and a
+    run resumed from the adapter's step-1 checkpoint ends with the same weights."""
+    from mlab_tfs.testing import tiny
+
     gpt2 = load_impl(pytestconfig, "gpt2")
     case = CASES[1]
-    model = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"])
+    # No dropout: the two runs draw no random numbers, so their weights can be compared.
+    folder = tiny.gpt2_checkpoint(tmp_path / "start", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    model = gpt2.GPT2LMHeadModel.from_pretrained(folder)
     adapter = as_transformers(model)
     inputs = batch(case, model.config)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    rows = [dict(input_ids=ids, attention_mask=m, labels=ids.masked_fill(m == 0, -100))
-            for ids, m in zip(inputs["input_ids"], inputs["attention_mask"])]
-    args = transformers.TrainingArguments(tmp_path / "run", per_device_train_batch_size=3, max_steps=2,
-                                          learning_rate=1e-2, report_to=[], use_cpu=True, save_strategy="no",
-                                          disable_tqdm=True)
-    trainer = transformers.Trainer(model=adapter, args=args, train_dataset=rows)
+    before = model.state_dict()["transformer.h.0.attn.c_attn.weight"].clone()
+    labels = lm_labels(inputs["input_ids"], inputs["attention_mask"])
+    rows = [dict(input_ids=ids, attention_mask=m, labels=y)
+            for ids, m, y in zip(inputs["input_ids"], inputs["attention_mask"], labels)]
+    trainer = _trainer(adapter, tmp_path / "run", rows, save_strategy="steps", save_steps=1)
     trainer.train()
-    assert not torch.equal(model.state_dict()["transformer.h.0.attn.c_attn.weight"],
-                           before["transformer.h.0.attn.c_attn.weight"])  # it trained our model
+    trained = model.state_dict()["transformer.h.0.attn.c_attn.weight"]
+    assert not torch.equal(trained, before)  # it trained our model
     adapter.eval()
     trainer.save_model(tmp_path / "saved")
     _assert_folder_loads_in_both(case, tmp_path / "saved", adapter, inputs, gpt2)
+
+    hf_trainer = _trainer(theirs(case, tmp_path / "saved"), tmp_path / "hf", rows)
+    a, b = trainer.evaluate(), hf_trainer.evaluate()
+    assert_close(torch.tensor(a["eval_loss"]), torch.tensor(b["eval_loss"]), name="eval_loss", atol=1e-5)
+    p, q = trainer.predict(rows).predictions, hf_trainer.predict(rows).predictions
+    rows_mask = inputs["attention_mask"].bool()
+    assert_close(torch.as_tensor(p)[rows_mask], torch.as_tensor(q)[rows_mask], name="predictions", atol=1e-5)
+
+    resumed = as_transformers(gpt2.GPT2LMHeadModel.from_pretrained(folder))
+    _trainer(resumed, tmp_path / "run", rows).train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-1"))
+    assert_close(resumed.mlab_model.state_dict()["transformer.h.0.attn.c_attn.weight"], trained,
+                 name="weights after resuming", atol=1e-6)
 
 
 def test_accelerate_save_model_writes_transformers_weights(tmp_path, folders, pytestconfig):
