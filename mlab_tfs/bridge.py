@@ -173,6 +173,11 @@ class TransformersAdapter:
                 name in model._modules or name in model._parameters):
             setattr(model, name, value)
 
+    def __reduce__(self):
+        # The class is made at run time (no module attribute names it): pickle (torch.save of the
+        # whole model, multiprocessing) and deepcopy rebuild the adapter around our model.
+        return as_transformers, (self._mlab_model,)
+
     def train(self, mode: bool = True):
         super().train(mode)
         self._mlab_model.training = mode  # the children are shared; our root's flag too

@@ -306,3 +306,18 @@ def test_torch_export_of_the_adapter_equals_eager(folders, pytestconfig):
         out, expected = program.module()(ids), adapter(ids)
     assert type(out).__name__ == "CausalLMOutputWithCrossAttentions"
     assert_close(out.logits, expected.logits, name="exported logits", atol=1e-6)
+
+
+def test_pickle_and_deepcopy_rebuild_the_adapter_around_a_copy(folders, tmp_path, pytestconfig):
+    import copy
+
+    gpt2 = load_impl(pytestconfig, "gpt2")
+    model = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"])
+    adapter = as_transformers(model)
+    torch.save(adapter, tmp_path / "whole.pt")
+    ids = torch.tensor([[1, 5, 9, 2]])
+    for other in (torch.load(tmp_path / "whole.pt", weights_only=False), copy.deepcopy(adapter)):
+        assert type(other) is type(adapter) and other.mlab_model is not model
+        assert other.transformer is other.mlab_model.transformer  # still shared within the copy
+        with torch.no_grad():
+            assert torch.equal(other(ids).logits, adapter(ids).logits)
