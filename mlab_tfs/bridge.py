@@ -98,17 +98,30 @@ def _adapter_class(cls: type) -> type:
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_MAPPING_NAMES
 
     model_type = cls.config_class.model_type if hasattr(cls, "config_class") else None
-    causal = cls.__name__ in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()
+    # transformers' name for the class: its own, or a base class's (a learner's subclass of our GPT2LMHeadModel).
+    name = next((c.__name__ for c in cls.__mro__ if _is_transformers_model_name(c.__name__)), cls.__name__)
+    causal = name in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()
     bases = (TransformersAdapter, PreTrainedModel) + ((GenerationMixin,) if causal else ())
     attrs: dict[str, Any] = {
         "__module__": __name__,
-        "__qualname__": cls.__name__,
+        "__qualname__": name,
         "__doc__": f"mlab_tfs's {cls.__name__} as a transformers PreTrainedModel (mlab_tfs.as_transformers).",
         "base_model_prefix": _base_model_prefix(model_type, MODEL_MAPPING_NAMES),
         "accepts_loss_kwargs": bool(getattr(cls, "accepts_loss_kwargs", False)),
         "forward": _forward_with_signature(cls),
     }
-    return type(cls.__name__, bases, attrs)
+    return type(name, bases, attrs)
+
+
+def _is_transformers_model_name(name: str) -> bool:
+    import transformers
+    from transformers import PreTrainedModel
+
+    try:
+        obj = getattr(transformers, name, None)
+    except Exception:  # transformers' lazy module may fail to import an optional backend
+        return False
+    return isinstance(obj, type) and issubclass(obj, PreTrainedModel)
 
 
 def _base_model_prefix(model_type: str | None, names: dict[str, str]) -> str:
@@ -299,7 +312,7 @@ def _hf_config(model: nn.Module) -> Any:
 
     d = dict(model.config.to_dict())
     model_type = d.pop("model_type", model.config.model_type)
-    d["architectures"] = [type(model).__name__]
+    d["architectures"] = [_adapter_class(type(model)).__name__]
     try:
         return AutoConfig.for_model(model_type, **d)
     except ValueError:  # a model_type transformers does not know: its generic config
@@ -320,16 +333,23 @@ def _own_keys(state: dict, prefix: str) -> dict:
     return {k[len(prefix):]: state.pop(k) for k in [k for k in state if k.startswith(prefix)]}
 
 
-def _state_dict_to_hf(adapter: nn.Module, state: dict, prefix: str, local_metadata: Any) -> None:
+def _convert(adapter: nn.Module, state: dict, prefix: str, direction: str) -> None:
+    """Translate the adapter's entries of state in place with our class's ours_to_hf or
+    hf_to_ours (a model without them keeps its own layout)."""
     model = adapter._mlab_model
-    converted = type(model).ours_to_hf(_own_keys(state, prefix), _ours_config_now(model))
+    convert = getattr(type(model), direction, None)
+    if convert is None:
+        return
+    converted = convert(_own_keys(state, prefix), _ours_config_now(model))
     state.update({prefix + k: v for k, v in converted.items()})
+
+
+def _state_dict_to_hf(adapter: nn.Module, state: dict, prefix: str, local_metadata: Any) -> None:
+    _convert(adapter, state, prefix, "ours_to_hf")
 
 
 def _load_state_dict_from_hf(adapter: nn.Module, state: dict, prefix: str, *args: Any) -> None:
-    model = adapter._mlab_model
-    converted = type(model).hf_to_ours(_own_keys(state, prefix), _ours_config_now(model))
-    state.update({prefix + k: v for k, v in converted.items()})
+    _convert(adapter, state, prefix, "hf_to_ours")
 
 
 def _once(state: StateDict) -> StateDict:

@@ -321,3 +321,28 @@ def test_pickle_and_deepcopy_rebuild_the_adapter_around_a_copy(folders, tmp_path
         assert other.transformer is other.mlab_model.transformer  # still shared within the copy
         with torch.no_grad():
             assert torch.equal(other(ids).logits, adapter(ids).logits)
+
+
+def test_a_subclass_of_ours_is_bridged_under_transformers_name(folders, pytestconfig):
+    """The adapter goes by what the model offers: a learner's subclass of our GPT2LMHeadModel
+    becomes transformers' GPT2LMHeadModel (with generate), running the subclass's forward."""
+    gpt2 = load_impl(pytestconfig, "gpt2")
+
+    class ShiftedGPT(gpt2.GPT2LMHeadModel):
+        def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, **kwargs):
+            out = super().forward(input_ids, attention_mask, position_ids, past_key_values, **kwargs)
+            out.logits = out.logits + 1.0  # its own behaviour, visible through the adapter
+            return out
+
+    model = ShiftedGPT.from_pretrained(folders["gpt2"])
+    adapter = as_transformers(model)
+    assert type(adapter).__name__ == "GPT2LMHeadModel" and adapter.config.architectures == ["GPT2LMHeadModel"]
+    assert isinstance(adapter, transformers.GenerationMixin)
+    ids = torch.tensor([[3, 1, 4, 1, 5]])
+    with torch.no_grad():
+        plain = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"])(ids).logits
+        assert torch.equal(adapter(ids).logits, plain + 1.0)
+        # A constant shift changes no argmax: greedy decoding is the plain model's.
+        hf = theirs(CASES[1], folders["gpt2"])
+        assert adapter.generate(ids, max_new_tokens=5, do_sample=False).tolist() == \
+            hf.generate(ids, max_new_tokens=5, do_sample=False).tolist()
