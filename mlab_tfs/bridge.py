@@ -61,13 +61,13 @@ def _fail_not_model(model: object, missing: str) -> TypeError:
 
 def as_transformers(model: nn.Module) -> Any:
     """``model`` (GPT2Model, GPT2LMHeadModel, BertModel, BertForMaskedLM,
-    BertForSequenceClassification, DebertaV2Model, DebertaV2ForMaskedLM,
-    DebertaV2ForSequenceClassification, solution or student alike) as a transformers
-    ``PreTrainedModel`` that shares its parameters and runs its forward; with
-    ``GenerationMixin`` (``generate``) when the class is a causal language model.
+    BertForSequenceClassification, DebertaV2Model, DebertaV2ForMaskedLM: solution, student,
+    or a subclass of one) as a transformers ``PreTrainedModel`` that shares its parameters and
+    runs its forward; with ``GenerationMixin`` (``generate``) when the class is a causal
+    language model.
 
-    The adapter's class is named as ours (``GPT2LMHeadModel``), which is how pipelines and
-    Trainer recognise a model; its config is transformers' config class for
+    The adapter's class is named as ours (``GPT2LMHeadModel``; a subclass's as the course class
+    it extends), which is how pipelines and Trainer recognise a model; its config is transformers' config class for
     ``config.model_type`` (``AutoConfig.for_model``) built from ``config.to_dict()``, read
     when the adapter is made (change our config afterwards, make a new adapter).
     ``as_transformers`` of an adapter returns that adapter, and of a transformers model the
@@ -227,7 +227,10 @@ class TransformersAdapter:
         ``cache`` (transformers 5's name) or ``past_key_values``: our KVCache, a legacy tuple or
         a transformers DynamicCache (read, then updated in place with the new keys and values,
         as transformers' models update it); ``return_dict=False`` gives ``output.to_tuple()``;
-        arguments that are None are left out (our defaults mean the same). Returns transformers'
+        arguments that are None are left out (our defaults mean the same, except that
+        use_cache=None is our False where transformers' GPT-2 reads config.use_cache; generate
+        passes use_cache=True). Positional arguments go to our forward as they are, in its
+        order (GPT-2: input_ids, attention_mask, position_ids, past_key_values). Returns transformers'
         output class for our output (e.g. CausalLMOutputWithCrossAttentions), the cache under
         ``cache``.
 
