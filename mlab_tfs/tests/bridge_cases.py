@@ -23,7 +23,7 @@ class Case:
 
     @property
     def id(self) -> str:
-        return self.name
+        return f"{self.name}-{self.checkpoint}"
 
 
 CASES = [
@@ -34,6 +34,9 @@ CASES = [
     Case("bert", "BertForSequenceClassification", "bert_classifier", "logits"),
     Case("deberta", "DebertaV2Model", "deberta", "last_hidden_state"),
     Case("deberta", "DebertaV2ForMaskedLM", "deberta", "logits"),
+    # Variants: an untied GPT-2 head, DeBERTa-v3's own MLM head (legacy=False, lm_predictions.*).
+    Case("gpt2", "GPT2LMHeadModel", "gpt2_untied", "logits"),
+    Case("deberta", "DebertaV2ForMaskedLM", "deberta_v3", "logits"),
 ]
 
 
@@ -46,6 +49,7 @@ def write_checkpoints(root: Path) -> dict[str, Path]:
         "bert_mlm": tiny.bert_checkpoint(root / "bert_mlm", head="mlm", seed=1),
         "bert_classifier": tiny.bert_checkpoint(root / "bert_classifier", head="classifier", seed=2),
         "deberta": tiny.deberta_checkpoint(root / "deberta", "v2_conv"),
+        "deberta_v3": tiny.deberta_checkpoint(root / "deberta_v3", "v3", seed=5),
     }
 
 
