@@ -346,3 +346,21 @@ def test_a_subclass_of_ours_is_bridged_under_transformers_name(folders, pytestco
         hf = theirs(CASES[1], folders["gpt2"])
         assert adapter.generate(ids, max_new_tokens=5, do_sample=False).tolist() == \
             hf.generate(ids, max_new_tokens=5, do_sample=False).tolist()
+
+
+def test_save_pretrained_replaces_weights_and_keeps_other_files(folders, tmp_path, pytestconfig):
+    """One set of weights per folder (an older pickle or safetensors is dropped); a tokenizer
+    saved there first is kept, as Trainer saves it after the model."""
+    gpt2 = load_impl(pytestconfig, "gpt2")
+    adapter = as_transformers(gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"]))
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "tokenizer.json").write_text("{}")
+    (folder / "pytorch_model.bin").write_text("stale")
+    expected = ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json"]
+    adapter.save_pretrained(folder)
+    assert sorted(p.name for p in folder.iterdir()) == expected
+    adapter.save_pretrained(folder, safe_serialization=False)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*expected[:2], "pytorch_model.bin", "tokenizer.json"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left beside it
+    assert json.loads((folder / "generation_config.json").read_text())["eos_token_id"] == 0
