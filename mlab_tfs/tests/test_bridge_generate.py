@@ -162,3 +162,21 @@ def test_text_generation_pipeline_equals_transformers(vocab_folder, pytestconfig
     assert results[0] == results[1]
     generated = results[0][0][0]["generated_text"]
     assert generated.startswith(texts[0]) and len(tokenizer(generated).input_ids) == len(tokenizer(texts[0]).input_ids) + 8
+
+
+def test_generate_from_inputs_embeds_equals_transformers(models):
+    """generate(inputs_embeds=...) runs the prompt from embeddings, then tokens, as transformers
+    does (the new tokens only are returned). Needs our forward to take inputs_embeds."""
+    import inspect
+
+    model, adapter, hf = models
+    if "inputs_embeds" not in inspect.signature(type(model).forward).parameters:
+        pytest.skip("this GPT2LMHeadModel.forward takes no inputs_embeds")
+    ids, mask = _prompts(model.config.vocab_size, [5, 3], seed=13)
+    embeds = hf.transformer.wte(ids)  # (B, T, C): the same table as ours
+    assert torch.equal(adapter(inputs_embeds=embeds, attention_mask=mask).logits,
+                       adapter(ids, attention_mask=mask).logits)
+    kwargs = dict(attention_mask=mask, max_new_tokens=6, do_sample=False, pad_token_id=0, eos_token_id=0)
+    out = adapter.generate(inputs_embeds=embeds, **kwargs)
+    assert out.tolist() == hf.generate(inputs_embeds=embeds, **kwargs).tolist()
+    assert out.tolist() == adapter.generate(ids, **kwargs)[:, ids.shape[1]:].tolist()
