@@ -91,8 +91,8 @@ def test_forward_equals_ours_and_transformers(case, pair):
     model, adapter, hf, inputs = pair
     with torch.no_grad():
         mine, out, expected = model(**inputs), adapter(**inputs), hf(**inputs)
-    assert type(out).__name__ in {"BaseModelOutputWithPastAndCrossAttentions", "BaseModelOutputWithPoolingAndCrossAttentions",
-                                  "CausalLMOutputWithCrossAttentions", "MaskedLMOutput", "SequenceClassifierOutput"}
+    assert isinstance(out, transformers.utils.ModelOutput)  # transformers' own class: a pytree, a dict
+    assert set(out.keys()) <= set(type(expected).__dataclass_fields__) | {"cache"}
     assert torch.equal(out[case.main], mine[case.main])  # our forward, run as it is
     mask = inputs["attention_mask"]
     assert_close(real_rows(case, out[case.main], mask), real_rows(case, expected[case.main], mask),
