@@ -70,13 +70,13 @@ def as_transformers(model: nn.Module) -> Any:
     it extends), which is how pipelines and Trainer recognise a model; its config is transformers' config class for
     ``config.model_type`` (``AutoConfig.for_model``) built from ``config.to_dict()``, read
     when the adapter is made (change our config afterwards, make a new adapter).
-    ``as_transformers`` of an adapter returns that adapter, and of a transformers model the
-    model itself.
+    ``as_transformers`` of an adapter returns that adapter, and of a transformers model (or a
+    wrapper of one whose config is transformers', such as peft's PeftModel) the model itself.
 
     Raises TypeError naming ``model`` for anything else.
     """
     try:
-        from transformers import PreTrainedModel
+        from transformers import PretrainedConfig, PreTrainedModel
     except ImportError as e:  # transformers is optional for the course
         raise ImportError("as_transformers needs transformers: pip install transformers") from e
     if isinstance(model, PreTrainedModel):
@@ -84,6 +84,8 @@ def as_transformers(model: nn.Module) -> Any:
     if not isinstance(model, nn.Module):
         raise _fail_not_model(model, "not an nn.Module")
     config = getattr(model, "config", None)
+    if isinstance(config, PretrainedConfig):
+        return model  # a wrapper of a transformers model (peft's PeftModel of an adapter): made for the tools
     if not callable(getattr(config, "to_dict", None)) or not isinstance(getattr(config, "model_type", None), str):
         raise _fail_not_model(model, "its config has no to_dict() and model_type")
     if not callable(getattr(model, "save_pretrained", None)):

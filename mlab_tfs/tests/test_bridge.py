@@ -75,6 +75,10 @@ def test_one_adapter_class_per_model_class(folders):
     assert as_transformers(a) is a  # no nesting
     hf = theirs(CASES[1], folders["gpt2"])
     assert as_transformers(hf) is hf  # already a transformers model
+    from peft import LoraConfig, get_peft_model
+
+    wrapped = get_peft_model(a, LoraConfig(task_type="CAUSAL_LM", r=2, target_modules=["c_attn"]))
+    assert as_transformers(wrapped) is wrapped  # peft's wrapper of the adapter: not wrapped again
 
 
 @pytest.mark.parametrize("bad, what", [(3, "int"), ("gpt2", "str"), (torch.nn.Linear(2, 2), "Linear"),

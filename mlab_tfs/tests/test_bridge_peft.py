@@ -52,7 +52,8 @@ def _lora_grads(model):
     return {k: p.grad for k, p in model.named_parameters() if p.requires_grad}
 
 
-@pytest.mark.filterwarnings("ignore:fan_in_fan_out is set to False")  # our adapter onto Conv1D: peft flips it
+# An adapter saved for Linear loaded onto Conv1D, and back: peft sets fan_in_fan_out itself.
+@pytest.mark.filterwarnings("ignore:fan_in_fan_out is set to")
 @pytest.mark.parametrize("task", list(TASKS))
 def test_lora_step_and_merge_equal_transformers(task, folders, tmp_path, pytestconfig):
     case, targets, key = TASKS[task]
@@ -92,6 +93,13 @@ def test_lora_step_and_merge_equal_transformers(task, folders, tmp_path, pytestc
     loaded = PeftModel.from_pretrained(theirs(case, folders[case.checkpoint]), tmp_path / "adapter").eval()
     with torch.no_grad():
         assert_close(loaded(**inputs)[key], after[0][key], name="transformers with our saved adapter", atol=1e-5)
+
+    # ...and the other way: transformers' adapter onto our model.
+    hf.save_pretrained(tmp_path / "hf_adapter")
+    fresh = ours(load_impl(pytestconfig, case.part), case, folders[case.checkpoint])
+    loaded = PeftModel.from_pretrained(as_transformers(fresh), tmp_path / "hf_adapter").eval()
+    with torch.no_grad():
+        assert_close(loaded(**inputs)[key], after[1][key], name="ours with transformers' saved adapter", atol=1e-5)
 
     merged, merged_hf = mine.merge_and_unload(), hf.merge_and_unload()
     assert merged.mlab_model is model
