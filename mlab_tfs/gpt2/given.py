@@ -112,6 +112,8 @@ class GPT2PreTrainedModel(AttnImplementationMixin, HookedRootModule, PretrainedM
 
     config_class = GPT2Config
     hook_name_rules = GPT2_HOOK_NAME_RULES
+    # transformers' names: the body's attribute in GPT2LMHeadModel, the word embedding's in the body.
+    base_model_prefix, input_embeddings_name = "transformer", "wte"
 
 
 def body_state_dict(state: StateDict) -> StateDict:

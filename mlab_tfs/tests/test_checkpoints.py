@@ -84,7 +84,7 @@ def test_misspelt_keyword_is_a_type_error_with_a_suggestion(kind, folders):
 
 
 @pytest.mark.parametrize("key,value", [("output_loading_info", True), ("ignore_mismatched_sizes", True),
-                                       ("quantization_config", {}), ("subfolder", "x"), ("config", None),
+                                       ("quantization_config", {}), ("subfolder", "x"),
                                        ("trust_remote_code", True), ("low_cpu_mem_usage", True)])
 def test_transformers_keywords_it_cannot_honour_are_refused(key, value, folders):
     with pytest.raises(TypeError, match=f"does not support transformers' {key}="):
@@ -136,7 +136,9 @@ def test_dtype_auto_reads_the_checkpoint(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     assert {p.dtype for p in gpt2.GPT2LMHeadModel.from_pretrained(tmp_path, dtype="auto").parameters()} == {
         torch.float16}
-    assert {p.dtype for p in gpt2.GPT2LMHeadModel.from_pretrained(tmp_path).parameters()} == {torch.float32}
+    # The default is "auto" too, as transformers 5's (modeling_utils: dtype None -> "auto").
+    assert {p.dtype for p in gpt2.GPT2LMHeadModel.from_pretrained(tmp_path).parameters()} == {torch.float16}
+    assert transformers.GPT2LMHeadModel.from_pretrained(tmp_path).dtype == torch.float16
 
 
 @pytest.mark.parametrize("kwargs,match", [
