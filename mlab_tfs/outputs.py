@@ -140,13 +140,16 @@ def _register_pytree(cls: type) -> None:
 class BaseModelOutput(ModelOutput):
     """A body's output (transformers' BaseModelOutput*): last_hidden_state (B, T, C);
     pooler_output (B, C) (BERT); past_key_values, the cache (GPT-2, use_cache=True);
-    hidden_states, n_layer + 1 of (B, T, C); attentions, n_layer of (B, nh, T, S)."""
+    hidden_states, n_layer + 1 of (B, T, C); attentions, n_layer of (B, nh, T, S);
+    cross_attentions, () beside attentions in the models whose transformers counterpart
+    records them (GPT-2, BertModel: none here, so that to_tuple() is transformers' tuple)."""
 
     last_hidden_state: Tensor | None = None
     pooler_output: Tensor | None = None
     past_key_values: PastKeyValues | None = None
     hidden_states: tuple[Tensor, ...] | None = None
     attentions: tuple[Tensor, ...] | None = None
+    cross_attentions: tuple[Tensor, ...] | None = None
 
 
 @dataclass
@@ -159,6 +162,7 @@ class CausalLMOutput(ModelOutput):
     past_key_values: PastKeyValues | None = None
     hidden_states: tuple[Tensor, ...] | None = None
     attentions: tuple[Tensor, ...] | None = None
+    cross_attentions: tuple[Tensor, ...] | None = None
 
 
 @dataclass

@@ -15,7 +15,9 @@ where the class is made, so a learner's forward (student.py) gets them as the so
   hook makes the word embedding return inputs_embeds, so every hook point after it
   (``hook_embed`` first) sees inputs_embeds, and the lookup table gets no gradient from it.
 - ``return_dict=False`` returns ``output.to_tuple()`` (the set fields in field order, as
-  transformers' tuples); None or True the ModelOutput.
+  transformers' tuples); None or True the ModelOutput. Where transformers records
+  ``cross_attentions`` (GPT-2, BertModel) the output's field is () whenever attentions are
+  asked for, so the tuples are equal element by element.
 """
 
 from __future__ import annotations
@@ -90,6 +92,8 @@ def _boundary(forward: Callable) -> Callable:
                 **kwargs: Any) -> Any:
         _check_return_dict(return_dict)
         if inputs_embeds is None:
+            if (args[0] if args else kwargs.get("input_ids")) is None:
+                raise ValueError("pass input_ids (batch, seq) or inputs_embeds (batch, seq, width); got neither")
             out = forward(self, *args, **kwargs)
         else:
             if args:
@@ -100,6 +104,9 @@ def _boundary(forward: Callable) -> Callable:
                 raise ValueError(f"pass input_ids or inputs_embeds, not both (got input_ids {_describe(input_ids)} "
                                  f"and inputs_embeds {_describe(inputs_embeds)})")
             out = _forward_embeds(self, forward, inputs_embeds, args, kwargs)
+        if (type(self).records_cross_attentions and getattr(out, "attentions", None) is not None
+                and getattr(out, "cross_attentions", ()) is None):
+            out.cross_attentions = ()  # as transformers' recorder gives, with no cross-attention layer
         return out.to_tuple() if return_dict is False else out
 
     wrapped.__signature__ = _signature(forward)  # type: ignore[attr-defined]
@@ -155,6 +162,9 @@ class ModelSurfaceMixin:
     base_model_prefix: ClassVar[str] = ""
     input_embeddings_name: ClassVar[str] = ""
     tied_weights: ClassVar[dict[str, str]] = {}
+    # transformers' GPT-2 and BERT record cross_attentions (an empty tuple here, beside
+    # attentions) in the outputs that have the field; DeBERTa's outputs have none.
+    records_cross_attentions: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -114,6 +114,7 @@ class GPT2PreTrainedModel(AttnImplementationMixin, HookedRootModule, PretrainedM
     hook_name_rules = GPT2_HOOK_NAME_RULES
     # transformers' names: the body's attribute in GPT2LMHeadModel, the word embedding's in the body.
     base_model_prefix, input_embeddings_name = "transformer", "wte"
+    records_cross_attentions = True  # () beside attentions, as transformers' GPT-2 outputs
 
 
 def body_state_dict(state: StateDict) -> StateDict:
