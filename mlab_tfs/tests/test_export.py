@@ -64,6 +64,16 @@ def test_torch_export_runs_like_eager(models, name):
     _assert_same_output(got, expected, f"{name} exported")
 
 
+def test_torch_export_takes_inputs_embeds(models):
+    model = models["gpt2_lm"]
+    ids, _ = _batch(model, 4)
+    with torch.no_grad():
+        embeds = model.get_input_embeddings()(ids)
+        program = torch.export.export(model, (), kwargs={"inputs_embeds": embeds})
+        other = embeds.flip(0)
+        _assert_same_output(program.module()(inputs_embeds=other), model(inputs_embeds=other), "exported, embeds")
+
+
 def test_torch_export_keeps_the_optional_outputs(models):
     """hidden_states and attentions (tuples of tensors) come back through the pytree too."""
     model = models["bert_mlm"]

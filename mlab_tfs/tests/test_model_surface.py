@@ -97,6 +97,22 @@ def test_inputs_embeds_equal_transformers(pairs, name):
                      name=f"{name}: embeddings of the ids vs the ids", atol=1e-6)
 
 
+@pytest.mark.parametrize("name, hook", [("gpt2_lm", "hook_embed"), ("bert_mlm", "embed.hook_embed"),
+                                        ("deberta_mlm", "embed.hook_embed")])
+def test_inputs_embeds_are_what_the_embed_hook_sees(pairs, name, hook):
+    """The word embedding's hook point (TransformerLens's hook_embed) holds inputs_embeds; the
+    position / token-type hooks hold their lookups, as with ids."""
+    ours, _ = pairs[name]
+    embeds = torch.randn(2, 4, ours.get_input_embeddings().weight.shape[1], generator=torch.Generator().manual_seed(5))
+    ids = torch.zeros(2, 4, dtype=torch.long)
+    _, cache = ours.run_with_cache(inputs_embeds=embeds)
+    _, from_ids = ours.run_with_cache(ids)
+    assert torch.equal(cache[hook], embeds)
+    pos = hook.replace("hook_embed", "hook_pos_embed")
+    if pos in from_ids:
+        assert torch.equal(cache[pos], from_ids[pos])
+
+
 def test_inputs_embeds_reach_the_embed_hook_and_leave_the_table_without_gradient(pairs):
     """hook_embed sees inputs_embeds (the word embedding's output, as TransformerLens's hook_embed
     is); the lookup table gets no gradient from a call with inputs_embeds."""
