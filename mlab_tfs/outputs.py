@@ -32,8 +32,10 @@ class ModelOutput:
 
     Item and attribute assignment stay in step, as transformers': ``out["logits"] = x`` sets
     ``out.logits``, and a key that is not a field (``out["extra"] = x``) becomes an attribute
-    and appears in keys() after the fields. ``del``, ``pop``, ``setdefault`` and ``update``
-    are refused (TypeError), as transformers refuses them.
+    and appears in keys() after the fields. keys() keep field order even for a field set after
+    construction (transformers' OrderedDict would append it): ``out[0]`` stays the loss.
+    ``del``, ``pop``, ``setdefault`` and ``update`` are refused (TypeError), as transformers
+    refuses them.
 
     Every subclass is a registered torch pytree node (``torch.utils._pytree``): its children
     are the fields' values in field order (None included) then the extra keys', its context
