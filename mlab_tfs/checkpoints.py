@@ -408,9 +408,11 @@ def _given_config(cls: type, config: Any, overrides: dict[str, Any]) -> tuple[An
     config_class = cls.config_class
     if isinstance(config, config_class):
         try:
-            return dataclasses.replace(config, **overrides), {}
+            ours = dataclasses.replace(config, **overrides)
         except ValueError as e:
             raise type(e)(f"{e} (config= with the keywords {sorted(overrides)})") from e
+        ours.architectures = config.architectures  # not a field: replace() would reset it
+        return ours, {}
     if isinstance(config, (dict, str, os.PathLike)) or not callable(getattr(config, "to_dict", None)):
         raise TypeError(f"config must be a {config_class.__name__} (or a transformers config of model_type "
                         f"{config_class.model_type!r}), got {type(config).__name__}")

@@ -176,7 +176,7 @@ class ModelSurfaceMixin:
     @property
     def device(self) -> torch.device:
         """The device of the first parameter (transformers' ModuleUtilsMixin.device: the model is
-        assumed to be on one device). StopIteration-free: a model without parameters is an AttributeError."""
+        assumed to be on one device; under accelerate's init_empty_weights, meta)."""
         for p in self.parameters():  # type: ignore[attr-defined]
             return p.device
         raise AttributeError(f"{type(self).__name__} has no parameters, so no device")

@@ -737,12 +737,14 @@ def test_config_of_another_kind_is_refused_naming_it(config, error, match, folde
         gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"], config=config)
 
 
-@pytest.mark.parametrize("kind", ["gpt2", "bert"])
+@pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("stored", [torch.float16, torch.bfloat16])
 def test_a_half_precision_checkpoint_loads_in_its_dtype_as_transformers_5(kind, stored, tmp_path):
     cls, hf_cls, _, _ = KINDS[kind]
-    make = tiny.gpt2_checkpoint if kind == "gpt2" else functools.partial(tiny.bert_checkpoint, head="mlm")
-    make(tmp_path / "fp32", "base")
+    make = dict(gpt2=functools.partial(tiny.gpt2_checkpoint, name="base"),
+                bert=functools.partial(tiny.bert_checkpoint, name="base", head="mlm"),
+                deberta=functools.partial(deberta_checkpoint, name="v2_conv"))[kind]
+    make(tmp_path / "fp32")
     hf_cls.from_pretrained(tmp_path / "fp32").to(stored).save_pretrained(tmp_path / "half")
     for dtype_kwargs, expected_dtype in (({}, stored), ({"dtype": "auto"}, stored),
                                          ({"dtype": torch.float32}, torch.float32)):
