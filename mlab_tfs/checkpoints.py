@@ -386,7 +386,7 @@ def _unknown_keyword(cls: type, key: str, known: list[str]) -> TypeError:
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return TypeError(
         f"{cls.__name__}.from_pretrained() got an unexpected keyword argument {key!r}{hint} "
-        f"(keywords: new_head, dtype, torch_dtype, device, device_map, {', '.join(HUB_KWARGS)}, "
+        f"(keywords: new_head, dtype, torch_dtype, device, device_map, config, {', '.join(HUB_KWARGS)}, "
         f"or a field of {cls.config_class.__name__})"
     )
 
@@ -447,13 +447,15 @@ def _fits(model: torch.nn.Module, state: StateDict, source: str) -> bool:
 
 
 def _own_layout(model: Any, state: StateDict, config: Any, source: str) -> StateDict:
-    """A weights-only folder's state dict as the model's: its own names (a tied alias saved
-    once, under its source, filled in), or, if only that fits, transformers' layout converted."""
+    """A weights-only folder's state dict as the model's: its own names (a tied pair saved
+    once, under either name, filled in), or, if only that fits, transformers' layout converted."""
     ours = dict(state)
     if getattr(config, "tie_word_embeddings", False):
         for alias, source_name in model.tied_weights.items():
             if alias not in ours and source_name in ours:
                 ours[alias] = ours[source_name]
+            elif source_name not in ours and alias in ours:  # saved under the other name: tying is symmetric
+                ours[source_name] = ours[alias]
     if _fits(model, ours, source):
         return ours
     try:
@@ -563,7 +565,7 @@ class PretrainedMixin(ModelSurfaceMixin):
                     raise ValueError(f"attn_implementation: {cls.__name__} has only the eager attention, got {value!r}")
                 continue
             if key not in field_names:
-                raise _unknown_keyword(cls, key, field_names + ["new_head", "dtype", "torch_dtype", "device",
+                raise _unknown_keyword(cls, key, field_names + ["new_head", "dtype", "torch_dtype", "device", "config",
                                                                 "device_map", "attn_implementation", *HUB_KWARGS])
             overrides[key] = value
 

@@ -645,6 +645,20 @@ def test_trainer_save_model_of_a_raw_gpt2_loads_with_config(folders, tmp_path):
     assert loaded.weights_are_tied()
 
 
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_weights_only_folder_with_the_tied_pair_under_the_head_name_loads(kind, folders, tmp_path):
+    """A tool that kept the head's name of a tied pair (and dropped the embedding's) still loads."""
+    cls, _, head, table = KINDS[kind]
+    ours = cls.from_pretrained(folders[kind])
+    state = dict(ours.state_dict())
+    state[head] = state.pop(table)
+    (tmp_path / "raw").mkdir()
+    safetensors.torch.save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "raw" / "model.safetensors"))
+    loaded = cls.from_pretrained(tmp_path / "raw", config=ours.config)
+    _assert_same_state(loaded, _state(ours))
+    assert loaded.weights_are_tied()
+
+
 def test_untied_weights_only_folder_keeps_both_tensors(tmp_path):
     folder = tiny.gpt2_checkpoint(tmp_path / "hf", "untied_erf_gelu_inverse_layer_scale", seed=2)
     ours = gpt2.GPT2LMHeadModel.from_pretrained(folder)

@@ -25,6 +25,9 @@ CASES = {
     "bert_classifier": (bert.BertForSequenceClassification,
                         lambda root: tiny.bert_checkpoint(root, "base", head="classifier")),
     "deberta_mlm": (deberta.DebertaV2ForMaskedLM, lambda root: tiny.deberta_checkpoint(root, "v3")),
+    "gpt2_body": (gpt2.GPT2Model, lambda root: tiny.gpt2_checkpoint(root, "deep_narrow_heads")),
+    "bert_body": (bert.BertModel, lambda root: tiny.bert_checkpoint(root, "base")),
+    "deberta_body": (deberta.DebertaV2Model, lambda root: tiny.deberta_checkpoint(root, "v2_conv")),
 }
 
 
@@ -62,6 +65,23 @@ def test_torch_export_runs_like_eager(models, name):
         got = program.module()(ids2, attention_mask=mask2)
         expected = model(ids2, attention_mask=mask2)
     _assert_same_output(got, expected, f"{name} exported")
+
+
+def test_torch_export_returns_the_cache(models):
+    """use_cache=True: the KVCache is a pytree too (as transformers' Cache), so the exported
+    program returns one holding eager's keys and values, which the next step can take."""
+    model = models["gpt2_lm"]
+    ids, _ = _batch(model, 5)
+    with torch.no_grad():
+        program = torch.export.export(model, (ids,), kwargs={"use_cache": True})
+        got, expected = program.module()(ids, use_cache=True), model(ids, use_cache=True)
+        assert type(got.past_key_values) is type(expected.past_key_values)
+        for i, (a, b) in enumerate(zip(got.past_key_values.to_legacy_cache(), expected.past_key_values.to_legacy_cache())):
+            assert_close(a[0], b[0], name=f"exported keys[{i}]", atol=1e-5)
+            assert_close(a[1], b[1], name=f"exported values[{i}]", atol=1e-5)
+        step = ids[:, :1]
+        assert_close(model(step, past_key_values=got.past_key_values).logits,
+                     model(step, past_key_values=expected.past_key_values).logits, name="next step", atol=1e-5)
 
 
 def test_torch_export_takes_inputs_embeds(models):
