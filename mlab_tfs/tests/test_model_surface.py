@@ -246,3 +246,16 @@ def test_accelerate_empty_weights_and_dispatch_give_the_loaded_model(pairs, tmp_
     ids, mask = _padded(ours, seed=4)
     with torch.no_grad():
         assert torch.equal(_main(model(ids, attention_mask=mask)), _main(ours(ids, attention_mask=mask)))
+
+
+@pytest.mark.parametrize("name", ["gpt2_body", "bert_model", "bert_classifier", "deberta_mlm", "deberta_model"])
+def test_every_model_names_both_neither_and_a_wrong_width(pairs, name):
+    ours, _ = pairs[name]
+    width = ours.get_input_embeddings().weight.shape[1]
+    ids, embeds = torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3, width)
+    with pytest.raises(ValueError, match="input_ids or inputs_embeds, not both"):
+        ours(ids, inputs_embeds=embeds)
+    with pytest.raises(ValueError, match="got neither"):
+        ours(attention_mask=torch.ones(2, 3))
+    with pytest.raises(ValueError, match=rf"inputs_embeds must have shape \(batch, seq, {width}\)"):
+        ours(inputs_embeds=torch.zeros(2, 3, width + 1))
