@@ -23,6 +23,7 @@ import torch
 
 from mlab_tfs.configs import ConfigError
 from mlab_tfs.durable import atomic_folder
+from mlab_tfs.surface import ModelSurfaceMixin
 
 Tensor = torch.Tensor
 StateDict = dict[str, Tensor]
@@ -42,7 +43,6 @@ _HUB_ID = re.compile(rf"^(?:{_HUB_PART}/)?{_HUB_PART}$")
 HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download")
 # ...and those it cannot honour: refused by name rather than silently dropped.
 UNSUPPORTED_KWARGS = {
-    "config": "the config is read from config.json; pass config fields as keywords instead",
     "state_dict": "load the folder's weights, or call load_state_dict yourself",
     "ignore_mismatched_sizes": "a checkpoint that does not fit is an error here",
     "output_loading_info": "loading fails with a CheckpointError listing every key that does not fit",
@@ -267,6 +267,10 @@ def save_tied_weights_once(model: torch.nn.Module, tied: dict[str, str]) -> None
     saves a checkpoint), and load_state_dict() takes the alias from the source, so a saved
     state dict loads back into a tied model.
     """
+    registered = model.__dict__.setdefault("_tied_saved_once", [])
+    if dict(tied) in registered:  # tie_weights() called again: the hooks are there already
+        return
+    registered.append(dict(tied))
     # Module-level functions bound with partial (not closures), so the model still pickles.
     model.register_state_dict_post_hook(functools.partial(_drop_tied_aliases, tied=dict(tied)))
     model.register_load_state_dict_pre_hook(functools.partial(_fill_tied_aliases, tied=dict(tied)))
@@ -281,7 +285,13 @@ def tie_weights(model: torch.nn.Module, tied: dict[str, str]) -> None:
     torch's AttributeError naming it."""
     for alias, source in tied.items():
         owner, _, name = alias.rpartition(".")
-        setattr(model.get_submodule(owner), name, model.get_parameter(source))
+        module, param = model.get_submodule(owner), model.get_parameter(source)
+        if name in module._parameters:
+            # Not through setattr: accelerate's init_empty_weights patches register_parameter
+            # to make a new Parameter of each one registered, which would cut the tie again.
+            module._parameters[name] = param
+        else:
+            setattr(module, name, param)
     save_tied_weights_once(model, tied)
 
 def _is_tied(model: torch.nn.Module, alias: str, source: str) -> bool:
@@ -376,7 +386,7 @@ def _unknown_keyword(cls: type, key: str, known: list[str]) -> TypeError:
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return TypeError(
         f"{cls.__name__}.from_pretrained() got an unexpected keyword argument {key!r}{hint} "
-        f"(keywords: new_head, dtype, torch_dtype, device, device_map, {', '.join(HUB_KWARGS)}, "
+        f"(keywords: new_head, dtype, torch_dtype, device, device_map, config, {', '.join(HUB_KWARGS)}, "
         f"or a field of {cls.config_class.__name__})"
     )
 
@@ -391,7 +401,71 @@ def _differing_tied_weights(tied: dict[str, str], state: StateDict) -> list[tupl
                                                            and torch.equal(state[alias], state[source]))]
 
 
-class PretrainedMixin:
+def _given_config(cls: type, config: Any, overrides: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """from_pretrained's config=: a copy of ours (with the keyword overrides), or a transformers
+    config read through to_dict(); and the dict whose dtype "auto" reads (transformers' config
+    carries one, ours does not)."""
+    config_class = cls.config_class
+    if isinstance(config, config_class):
+        try:
+            ours = dataclasses.replace(config, **overrides)
+        except ValueError as e:
+            raise type(e)(f"{e} (config= with the keywords {sorted(overrides)})") from e
+        ours.architectures = config.architectures  # not a field: replace() would reset it
+        return ours, {}
+    if isinstance(config, (dict, str, os.PathLike)) or not callable(getattr(config, "to_dict", None)):
+        raise TypeError(f"config must be a {config_class.__name__} (or a transformers config of model_type "
+                        f"{config_class.model_type!r}), got {type(config).__name__}")
+    d = config.to_dict()
+    d.setdefault("model_type", getattr(config, "model_type", None))  # a config class keeps it on the class
+    try:
+        ours = config_class.from_dict({**d, **overrides})
+    except ValueError as e:
+        raise type(e)(f"config: {e} (reading the {type(config).__name__} passed as config=)") from e
+    if isinstance(d.get("architectures"), list):
+        ours.architectures = d["architectures"]
+    return ours, d
+
+
+def _weights_only_error(cls: type, folder: Path) -> CheckpointError:
+    weights = next(n for n in WEIGHT_FILES if (folder / n).is_file())
+    return CheckpointError(
+        f"{folder} holds weights ({weights}) but no config.json: a weights-only folder, as torch.save("
+        f"model.state_dict()), transformers' Trainer.save_model or accelerator.save_model write for a raw model. "
+        f"Load it with {cls.__name__}.from_pretrained(folder, config=...) passing the model's "
+        f"{cls.config_class.__name__}, or save a full checkpoint instead: model.save_pretrained(folder), or "
+        f"save through mlab_tfs.as_transformers(model) (its save_pretrained, Trainer and accelerator write "
+        f"config.json too)")
+
+
+def _fits(model: torch.nn.Module, state: StateDict, source: str) -> bool:
+    try:
+        check_fits(model, state, source)
+    except CheckpointError:
+        return False
+    return True
+
+
+def _own_layout(model: Any, state: StateDict, config: Any, source: str) -> StateDict:
+    """A weights-only folder's state dict as the model's: its own names (a tied pair saved
+    once, under either name, filled in), or, if only that fits, transformers' layout converted."""
+    ours = dict(state)
+    if getattr(config, "tie_word_embeddings", False):
+        for alias, source_name in model.tied_weights.items():
+            if alias not in ours and source_name in ours:
+                ours[alias] = ours[source_name]
+            elif source_name not in ours and alias in ours:  # saved under the other name: tying is symmetric
+                ours[source_name] = ours[alias]
+    if _fits(model, ours, source):
+        return ours
+    try:
+        converted = type(model).hf_to_ours(state, config)
+    except (CheckpointError, KeyError, ValueError):
+        return ours
+    return converted if _fits(model, converted, source) else ours  # ours: its errors name the file's keys
+
+
+class PretrainedMixin(ModelSurfaceMixin):
     """``from_pretrained`` / ``save_pretrained`` for a model class that defines:
 
     - ``config_class``: a dataclass with ``from_dict(dict)`` and ``to_dict()``;
@@ -428,16 +502,26 @@ class PretrainedMixin:
         torch_dtype: torch.dtype | str | None = None,
         device: str | int | torch.device | None = None,
         device_map: str | int | torch.device | dict | None = None,
+        config: Any = None,
         **kwargs: Any,
     ):
         """Load a Hugging Face checkpoint: a local folder or a hub id (downloaded when online).
 
         new_head=True says you expect the checkpoint to lack this class's head (you are about
         to fine-tune a fresh one) and silences the warning about it.
-        dtype (or transformers' older name torch_dtype): None keeps fp32; torch.float16,
-        bfloat16, float32 or float64, or its name ("float16", "half", "bfloat16", "float32",
-        "float64") casts every parameter; "auto" takes config.json's dtype, else the weights'
-        (transformers' modeling_utils). float8 types are refused (no matmul), as transformers does.
+        dtype (or transformers' older name torch_dtype): None or "auto" (transformers 5's
+        default, modeling_utils._get_dtype) loads in config.json's dtype, else the weights'
+        (a checkpoint stored in fp16 loads in fp16); torch.float16, bfloat16, float32 or
+        float64, or its name ("float16", "half", "bfloat16", "float32", "float64") casts every
+        parameter. float8 types are refused (no matmul), as transformers does.
+        config: the model's config instead of config.json's (it wins over the folder's, as in
+        transformers): a ``config_class`` instance (copied, not changed), or a transformers
+        config of this model_type (read through its to_dict()). A folder without config.json
+        is a weights-only folder (what ``torch.save(model.state_dict())``, transformers'
+        Trainer.save_model or accelerator.save_model write for a raw model): model.safetensors
+        or pytorch_model.bin holding this model's own parameter names (a state dict in
+        transformers' layout is read too); it needs config=, and without one the
+        CheckpointError says so and how to save a full checkpoint instead.
         device (or device_map naming one device): where the parameters go; checked before
         any weight is read (a missing GPU is a ValueError naming it; "meta" is refused).
         revision, cache_dir, token, local_files_only, force_download: passed to the hub download.
@@ -446,8 +530,8 @@ class PretrainedMixin:
         Other keywords must be fields of ``config_class`` and override config.json
         (e.g. num_labels=3, attn_implementation="sdpa").
 
-        Raises TypeError for an unknown keyword (with the closest name) or one of
-        transformers' that this loader cannot honour; ValueError for a bad dtype or an unknown or
+        Raises TypeError for an unknown keyword (with the closest name), one of
+        transformers' that this loader cannot honour, or a config= of another type; ValueError for a bad dtype or an unknown or
         unavailable device;
         FileNotFoundError for a local path that does not exist (at once, without the hub);
         CheckpointError naming the file for a missing, truncated or corrupted config.json or
@@ -481,21 +565,29 @@ class PretrainedMixin:
                     raise ValueError(f"attn_implementation: {cls.__name__} has only the eager attention, got {value!r}")
                 continue
             if key not in field_names:
-                raise _unknown_keyword(cls, key, field_names + ["new_head", "dtype", "torch_dtype", "device",
+                raise _unknown_keyword(cls, key, field_names + ["new_head", "dtype", "torch_dtype", "device", "config",
                                                                 "device_map", "attn_implementation", *HUB_KWARGS])
             overrides[key] = value
 
         folder = resolve_checkpoint(name_or_path, **hub_kwargs)
-        stored = read_config(folder)
-        try:
-            config = cls.config_class.from_dict({**stored, **overrides})
-        except ValueError as e:  # a bad field or a model_type of another model: say where it came from
-            if not isinstance(e, ConfigError) and type(e) is not ValueError:
-                raise
-            source = f"{folder / 'config.json'}" + (f" with the keywords {sorted(overrides)}" if overrides else "")
-            raise type(e)(f"{e} (reading {source})") from e
+        weights_only = not (folder / "config.json").exists() and any((folder / n).is_file() for n in WEIGHT_FILES)
+        if config is not None:
+            config, stored = _given_config(cls, config, overrides)
+        else:
+            if weights_only:
+                raise _weights_only_error(cls, folder)
+            stored = read_config(folder)
+            try:
+                config = cls.config_class.from_dict({**stored, **overrides})
+            except ValueError as e:  # a bad field or a model_type of another model: say where it came from
+                if not isinstance(e, ConfigError) and type(e) is not ValueError:
+                    raise
+                source = f"{folder / 'config.json'}" + (f" with the keywords {sorted(overrides)}" if overrides else "")
+                raise type(e)(f"{e} (reading {source})") from e
+            if isinstance(stored.get("architectures"), list):  # as transformers keeps them
+                config.architectures = stored["architectures"]
         state = read_state_dict(folder)
-        if dtype == "auto":
+        if dtype is None or dtype == "auto":
             dtype = _auto_dtype(stored, state)
         # Read in the checkpoint's own names: the conversion of a tied config makes the head
         # the embedding. (These models name their tied pair as transformers does.)
@@ -512,8 +604,8 @@ class PretrainedMixin:
             for alias, source in cls.tied_weights.items():
                 if alias not in state and source in state:  # a pair held once (DeBERTa's bias): equal, as tied
                     state[alias] = state[source]
-        converted = cls.hf_to_ours(state, config)
         model = cls(config)
+        converted = _own_layout(model, state, config, str(folder)) if weights_only else cls.hf_to_ours(state, config)
         # Every name a fresh head answers to: a tied alias (DeBERTa's decoder.bias) too.
         fresh = {**{k: p.detach() for k, p in model.named_parameters(remove_duplicate=False)}, **model.state_dict()}
         missing_head = sorted(k for k in fresh if cls.head_prefixes and k.startswith(cls.head_prefixes)

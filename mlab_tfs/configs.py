@@ -149,6 +149,26 @@ def config_dict(owner_name: str, d: object) -> dict[str, Any]:
     return d
 
 
+class _Architectures:
+    """``architectures`` as transformers keeps it: on an instance a list of class names (the
+    one read from config.json, or a copy of the class's default), settable; on the class the
+    default tuple."""
+
+    def __init__(self, default: tuple[str, ...]):
+        self.default = tuple(default)
+
+    def __get__(self, instance: object, owner: type) -> Any:
+        if instance is None:
+            return self.default
+        return instance.__dict__.setdefault("_architectures", list(self.default))
+
+    def __set__(self, instance: object, value: Any) -> None:
+        if value is not None and (not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value)):
+            raise ConfigTypeError(f"{type(instance).__name__}.architectures must be a list of class names or None, "
+                                  f"got {value!r}")
+        instance.__dict__["_architectures"] = None if value is None else list(value)
+
+
 class ConfigMixin:
     """config.json reading and writing for a config dataclass, shared by every model.
 
@@ -162,15 +182,23 @@ class ConfigMixin:
     - ``not_written``: fields left out of config.json (``attn_implementation``, which
       transformers keeps as a loading option, not a stored field).
 
+    ``model_type`` and ``architectures`` read on an instance too (``config.architectures`` is a
+    list, as transformers keeps it; from_pretrained sets config.json's).
     ``from_dict`` ignores keys that are not fields (config.json holds many); ``_from_dict``
     and ``_to_dict`` are the places for a class's own conversions.
     """
 
     model_type: ClassVar[str] = ""
-    architectures: ClassVar[tuple[str, ...]] = ()
+    architectures: ClassVar[Any] = _Architectures(())
     attribute_map: ClassVar[dict[str, str]] = {}
     unsupported: ClassVar[dict[str, Any]] = {}
     not_written: ClassVar[tuple[str, ...]] = ("attn_implementation",)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        default = cls.__dict__.get("architectures")
+        if isinstance(default, (tuple, list)):
+            cls.architectures = _Architectures(default)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Any:

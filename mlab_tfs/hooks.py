@@ -419,10 +419,11 @@ class HookedRootModule:
             for h in handles:
                 h.remove()
 
-    def run_with_hooks(self, input_ids: Tensor,
+    def run_with_hooks(self, input_ids: Tensor | None = None,
                        fwd_hooks: Sequence[tuple[str | Callable[[str], bool], HookFn]] = (),
                        **forward_kwargs: Any) -> Any:
-        """``model(input_ids, **forward_kwargs)`` with ``fwd_hooks`` on for this call only.
+        """``model(input_ids, **forward_kwargs)`` with ``fwd_hooks`` on for this call only
+        (input_ids may be None when forward_kwargs hold inputs_embeds).
 
         fwd_hooks: ``[(name, fn), ...]``, ``fn(activation, hook)`` returning a replacement
         tensor of the same shape or None. Unknown names are a ValueError naming the closest
@@ -435,9 +436,10 @@ class HookedRootModule:
         with self.hooks(fwd_hooks):
             return self(input_ids, **forward_kwargs)  # type: ignore[operator]
 
-    def run_with_cache(self, input_ids: Tensor, names_filter: NamesFilter = None,
+    def run_with_cache(self, input_ids: Tensor | None = None, names_filter: NamesFilter = None,
                        **forward_kwargs: Any) -> tuple[Any, "ActivationCache"]:
-        """Run ``model(input_ids, **forward_kwargs)`` and keep the activations.
+        """Run ``model(input_ids, **forward_kwargs)`` and keep the activations (input_ids may be
+        None when forward_kwargs hold inputs_embeds).
 
         names_filter: None (every hook point), a name, a list of names, or a function
         name -> bool; names may be TransformerLens's short forms or the model's aliases

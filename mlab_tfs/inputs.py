@@ -14,8 +14,9 @@ Tensor = torch.Tensor
 
 def _check_values() -> bool:
     """Range checks read values back from the device; under torch.compile they would break
-    the graph, so compiled code skips them (shapes and dtypes are still checked)."""
-    return not torch.compiler.is_compiling()
+    the graph, so compiled and exported code (torch.export, ONNX) skips them (shapes and dtypes are still
+    checked)."""
+    return not (torch.compiler.is_compiling() or torch.compiler.is_exporting())
 
 
 def _describe(x: object) -> str:

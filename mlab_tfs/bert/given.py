@@ -152,3 +152,6 @@ class BertPreTrainedModel(HookedRootModule, AttnImplementationMixin, PretrainedM
     head_prefixes: tuple[str, ...] = ()  # keys a fresh head may supply
     hook_name_rules = BERT_HOOK_NAME_RULES
     hook_aliases = ENCODER_HOOK_ALIASES
+    # transformers' names: the body's attribute in a head, the word embedding's in the body.
+    base_model_prefix, input_embeddings_name = "bert", "embeddings.word_embeddings"
+    records_cross_attentions = True  # () beside attentions in BertModel's output, as transformers'

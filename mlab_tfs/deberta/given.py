@@ -485,6 +485,8 @@ class DebertaV2PreTrainedModel(HookedRootModule, PretrainedMixin):
     hook_name_rules = DEBERTA_HOOK_NAME_RULES
     hook_aliases = ENCODER_HOOK_ALIASES
     hook_order = staticmethod(hook_order)
+    # transformers' names: the body's attribute in a head, the word embedding's in the body.
+    base_model_prefix, input_embeddings_name = "deberta", "embeddings.word_embeddings"
 
 
 # Keys a base-model checkpoint may carry from a head we don't build.

@@ -8,6 +8,7 @@ hs = n_embd // nh head size.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
@@ -112,6 +113,9 @@ class GPT2PreTrainedModel(AttnImplementationMixin, HookedRootModule, PretrainedM
 
     config_class = GPT2Config
     hook_name_rules = GPT2_HOOK_NAME_RULES
+    # transformers' names: the body's attribute in GPT2LMHeadModel, the word embedding's in the body.
+    base_model_prefix, input_embeddings_name = "transformer", "wte"
+    records_cross_attentions = True  # () beside attentions, as transformers' GPT-2 outputs
 
 
 def body_state_dict(state: StateDict) -> StateDict:
@@ -138,6 +142,45 @@ def _positive(where: str, **values: object) -> None:
             raise ValueError(f"{where}: {name} must be a positive int, got {value!r}")
 
 
+def _cache_names(n_layer: int, is_static: bool) -> list[str]:
+    """What a cache holds, by name: k{i} then v{i} per layer (dynamic: its lists' entries), and
+    a static cache's key_mask."""
+    return [*(f"k{i}" for i in range(n_layer)), *(f"v{i}" for i in range(n_layer))] + (
+        ["key_mask"] if is_static else [])
+
+
+def _cache_tensors(cache: Any) -> tuple[list[str], list[Tensor | None]]:
+    """The names and tensors of a cache (a dynamic layer that holds nothing yet: None)."""
+    names = _cache_names(cache.n_layer, cache.is_static)
+    if cache.is_static:
+        return names, [getattr(cache, name) for name in names]
+    return names, [*cache._keys, *cache._values]
+
+
+def _cache_flatten(cache: Any) -> tuple[list[Tensor | None], tuple[int, bool, int | None]]:
+    return _cache_tensors(cache)[1], (cache.n_layer, cache.is_static, getattr(cache, "max_len", None))
+
+
+def _cache_flatten_with_keys(cache: Any) -> tuple[list[tuple[Any, Tensor | None]], Any]:
+    from torch.utils._pytree import GetAttrKey
+
+    names, tensors = _cache_tensors(cache)
+    return [(GetAttrKey(n), t) for n, t in zip(names, tensors)], _cache_flatten(cache)[1]
+
+
+def _cache_unflatten(cls: type, tensors: Any, context: tuple[int, bool, int | None]) -> Any:
+    n_layer, is_static, max_len = context
+    tensors = list(tensors)
+    cache = cls(n_layer)
+    if is_static:
+        cache.is_static, cache.max_len = True, max_len
+        for name, t in zip(_cache_names(n_layer, True), tensors):
+            cache.register_buffer(name, t, persistent=False)
+    else:
+        cache._keys, cache._values = tensors[:n_layer], tensors[n_layer:]
+    return cache
+
+
 class KVCacheBase(nn.Module):
     """The bookkeeping of the KV cache; ``KVCache`` (the exercise) adds ``update``.
 
@@ -158,6 +201,16 @@ class KVCacheBase(nn.Module):
     is what ``update`` checks first: arguments that do not fit are refused before anything
     is written.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A pytree node, as transformers registers its Cache: a model that returns the cache
+        # (use_cache=True) exports with torch.export, and the exported program returns one.
+        super().__init_subclass__(**kwargs)
+        from torch.utils import _pytree
+
+        _pytree.register_pytree_node(cls, _cache_flatten, functools.partial(_cache_unflatten, cls),
+                                     serialized_type_name=f"{cls.__module__}.{cls.__qualname__}",
+                                     flatten_with_keys_fn=_cache_flatten_with_keys)
 
     def __init__(self, n_layer: int):
         super().__init__()

@@ -4,6 +4,7 @@ tie of a head decided by the parameters."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -84,7 +85,7 @@ def test_misspelt_keyword_is_a_type_error_with_a_suggestion(kind, folders):
 
 
 @pytest.mark.parametrize("key,value", [("output_loading_info", True), ("ignore_mismatched_sizes", True),
-                                       ("quantization_config", {}), ("subfolder", "x"), ("config", None),
+                                       ("quantization_config", {}), ("subfolder", "x"),
                                        ("trust_remote_code", True), ("low_cpu_mem_usage", True)])
 def test_transformers_keywords_it_cannot_honour_are_refused(key, value, folders):
     with pytest.raises(TypeError, match=f"does not support transformers' {key}="):
@@ -136,7 +137,9 @@ def test_dtype_auto_reads_the_checkpoint(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     assert {p.dtype for p in gpt2.GPT2LMHeadModel.from_pretrained(tmp_path, dtype="auto").parameters()} == {
         torch.float16}
-    assert {p.dtype for p in gpt2.GPT2LMHeadModel.from_pretrained(tmp_path).parameters()} == {torch.float32}
+    # The default is "auto" too, as transformers 5's (modeling_utils: dtype None -> "auto").
+    assert {p.dtype for p in gpt2.GPT2LMHeadModel.from_pretrained(tmp_path).parameters()} == {torch.float16}
+    assert transformers.GPT2LMHeadModel.from_pretrained(tmp_path).dtype == torch.float16
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -590,3 +593,184 @@ def test_tie_weights_makes_one_parameter_saved_once_and_loaded_back():
     assert torch.equal(other.head.decoder.weight, model.embed.weight)
     with pytest.raises(AttributeError, match="embed.wieght|wieght"):
         tie_weights(_TwoUses(), {"head.decoder.weight": "embed.wieght"})
+
+
+# ---------------------------------------------------------------------------------------
+# Weights-only folders, config=, and the default dtype (transformers 5's "auto")
+# ---------------------------------------------------------------------------------------
+
+
+def _write_weights_only(model: nn.Module, folder, writer: str) -> None:
+    """What tools write for a raw model: its own state dict, no config.json."""
+    if writer == "accelerator":
+        from accelerate import Accelerator
+
+        Accelerator(cpu=True).save_model(model, folder)
+    elif writer == "trainer":
+        args = transformers.TrainingArguments(output_dir=str(folder), report_to=[], use_cpu=True)
+        transformers.Trainer(model=model, args=args).save_model(str(folder))
+    elif writer == "torch_save":
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    else:  # a safetensors file of the state dict
+        folder.mkdir(parents=True, exist_ok=True)
+        safetensors.torch.save_file(model.state_dict(), str(folder / "model.safetensors"))
+    assert not (folder / "config.json").exists()
+
+
+WRITERS = ["accelerator", "torch_save", "safetensors"]
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("writer", WRITERS)
+def test_weights_only_folder_loads_with_config(kind, writer, folders, tmp_path):
+    cls = KINDS[kind][0]
+    ours = cls.from_pretrained(folders[kind])
+    _write_weights_only(ours, tmp_path / "raw", writer)
+    loaded = cls.from_pretrained(tmp_path / "raw", config=ours.config)
+    _assert_same_state(loaded, _state(ours))
+    assert loaded.weights_are_tied() is True and not loaded.training
+    ids = _ids(ours.config.vocab_size)
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, ours.eval()(ids).logits)
+
+
+def test_trainer_save_model_of_a_raw_gpt2_loads_with_config(folders, tmp_path):
+    """The issue's case: Trainer.save_model of a raw model writes our transposed layout, no
+    config.json; from_pretrained(folder, config=...) reads it, tied and equal."""
+    ours = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"])
+    _write_weights_only(ours, tmp_path / "raw", "trainer")
+    loaded = gpt2.GPT2LMHeadModel.from_pretrained(tmp_path / "raw", config=ours.config)
+    _assert_same_state(loaded, _state(ours))
+    assert loaded.weights_are_tied()
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_weights_only_folder_with_the_tied_pair_under_the_head_name_loads(kind, folders, tmp_path):
+    """A tool that kept the head's name of a tied pair (and dropped the embedding's) still loads."""
+    cls, _, head, table = KINDS[kind]
+    ours = cls.from_pretrained(folders[kind])
+    state = dict(ours.state_dict())
+    state[head] = state.pop(table)
+    (tmp_path / "raw").mkdir()
+    safetensors.torch.save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "raw" / "model.safetensors"))
+    loaded = cls.from_pretrained(tmp_path / "raw", config=ours.config)
+    _assert_same_state(loaded, _state(ours))
+    assert loaded.weights_are_tied()
+
+
+def test_untied_weights_only_folder_keeps_both_tensors(tmp_path):
+    folder = tiny.gpt2_checkpoint(tmp_path / "hf", "untied_erf_gelu_inverse_layer_scale", seed=2)
+    ours = gpt2.GPT2LMHeadModel.from_pretrained(folder)
+    _write_weights_only(ours, tmp_path / "raw", "safetensors")
+    loaded = gpt2.GPT2LMHeadModel.from_pretrained(tmp_path / "raw", config=ours.config)
+    _assert_same_state(loaded, _state(ours))
+    assert loaded.weights_are_tied() is False
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_weights_only_folder_in_transformers_layout_loads_too(kind, folders, tmp_path):
+    """transformers' own state dict saved alone (GPT-2's Conv1D weights transposed to ours):
+    read through the model's name map when only that fits."""
+    cls, hf_cls, _, _ = KINDS[kind]
+    theirs = hf_cls.from_pretrained(folders[kind], dtype=torch.float32)
+    # Each shared tensor once, under its first name, as safetensors' save_model keeps it.
+    state, seen = {}, set()
+    for k, v in theirs.state_dict().items():
+        if v.data_ptr() not in seen:
+            state[k] = v
+            seen.add(v.data_ptr())
+    (tmp_path / "raw").mkdir()
+    safetensors.torch.save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "raw" / "model.safetensors"))
+    expected = cls.from_pretrained(folders[kind])
+    loaded = cls.from_pretrained(tmp_path / "raw", config=expected.config)
+    _assert_same_state(loaded, _state(expected))
+
+
+@pytest.mark.parametrize("writer", ["safetensors", "torch_save"])
+def test_weights_only_folder_without_config_says_how_to_load_or_save(writer, folders, tmp_path):
+    ours = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"])
+    _write_weights_only(ours, tmp_path / "raw", writer)
+    name = "model.safetensors" if writer == "safetensors" else "pytorch_model.bin"
+    with pytest.raises(CheckpointError) as info:
+        gpt2.GPT2LMHeadModel.from_pretrained(tmp_path / "raw")
+    message = str(info.value)
+    for part in (f"holds weights ({name}) but no config.json", "a weights-only folder",
+                 "GPT2LMHeadModel.from_pretrained(folder, config=...)", "GPT2Config", "model.save_pretrained(folder)",
+                 "mlab_tfs.as_transformers(model)"):
+        assert part in message, message
+
+
+def test_given_config_wins_over_config_json_as_in_transformers(folders):
+    """config= with a full folder: the given config is used, config.json's is not (transformers'
+    from_pretrained(..., config=...)); logits equal transformers' loaded the same way."""
+    import dataclasses
+
+    default = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"]).eval()
+    config = dataclasses.replace(default.config, layer_norm_epsilon=0.5)
+    ours = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"], config=config).eval()
+    assert ours.config.layer_norm_epsilon == 0.5 and default.config.layer_norm_epsilon == 1e-5
+    assert config.layer_norm_epsilon == 0.5 and ours.config is not config  # a copy: the caller's stays theirs
+    hf_config = transformers.GPT2Config.from_pretrained(folders["gpt2"], layer_norm_epsilon=0.5)
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(folders["gpt2"], config=hf_config,
+                                                          attn_implementation="eager").eval()
+    ids = _ids(config.vocab_size)
+    with torch.no_grad():
+        mine, expected = ours(ids).logits, theirs(ids).logits
+        assert (mine - default(ids).logits).abs().max() > 1e-3  # the given config changed the computation
+    assert_close(mine, expected, name="logits with the given config", atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_transformers_config_is_read_through_to_dict(kind, folders):
+    cls = KINDS[kind][0]
+    hf_config = transformers.AutoConfig.from_pretrained(folders[kind])
+    ours = cls.from_pretrained(folders[kind], config=hf_config)
+    expected = cls.from_pretrained(folders[kind])
+    assert ours.config == expected.config
+    assert ours.config.architectures == hf_config.architectures
+    _assert_same_state(ours, _state(expected))
+
+
+def test_config_with_keyword_overrides_applies_both(folders):
+    base = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"]).config
+    model = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"], config=base, attn_pdrop=0.0,
+                                                 attn_implementation="eager")
+    assert (model.config.attn_pdrop, model.config.attn_implementation) == (0.0, "eager")
+    assert base.attn_pdrop == 0.1  # the passed config is not changed
+
+
+@pytest.mark.parametrize("config, error, match", [
+    ({"n_embd": 32}, TypeError, "config must be a GPT2Config .*got dict"),
+    ("config.json", TypeError, "config must be a GPT2Config .*got str"),
+    (bert.BertConfig(), ValueError, "config: config has model_type 'bert'; GPT2Config reads"),
+    (transformers.BertConfig(), ValueError, "config: config has model_type 'bert'.*BertConfig passed as config="),
+])
+def test_config_of_another_kind_is_refused_naming_it(config, error, match, folders):
+    with pytest.raises(error, match=match):
+        gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"], config=config)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("stored", [torch.float16, torch.bfloat16])
+def test_a_half_precision_checkpoint_loads_in_its_dtype_as_transformers_5(kind, stored, tmp_path):
+    cls, hf_cls, _, _ = KINDS[kind]
+    make = dict(gpt2=functools.partial(tiny.gpt2_checkpoint, name="base"),
+                bert=functools.partial(tiny.bert_checkpoint, name="base", head="mlm"),
+                deberta=functools.partial(deberta_checkpoint, name="v2_conv"))[kind]
+    make(tmp_path / "fp32")
+    hf_cls.from_pretrained(tmp_path / "fp32").to(stored).save_pretrained(tmp_path / "half")
+    for dtype_kwargs, expected_dtype in (({}, stored), ({"dtype": "auto"}, stored),
+                                         ({"dtype": torch.float32}, torch.float32)):
+        ours = cls.from_pretrained(tmp_path / "half", **dtype_kwargs)
+        theirs = hf_cls.from_pretrained(tmp_path / "half", **dtype_kwargs)
+        assert ours.dtype == theirs.dtype == expected_dtype, dtype_kwargs
+        saved = cls.ours_to_hf(ours.state_dict(), ours.config)
+        expected = theirs.state_dict()
+        for k, v in saved.items():
+            assert v.dtype == expected[k].dtype and torch.equal(v, expected[k]), f"{k} with {dtype_kwargs}"
+    # A weights-only folder keeps its dtype too (no config.json: the weights' dtype, as transformers).
+    half = cls.from_pretrained(tmp_path / "half")
+    _write_weights_only(half, tmp_path / "raw", "safetensors")
+    assert cls.from_pretrained(tmp_path / "raw", config=half.config).dtype == stored
+    assert cls.from_pretrained(tmp_path / "raw", config=half.config, dtype="float32").dtype == torch.float32

@@ -37,7 +37,17 @@ DECODER_ORDER = ["input_ids", "attention_mask", "position_ids", "past_key_values
 
 def _params(fn) -> list[str]:
     return [RENAMED.get(n, n) for n, p in inspect.signature(fn).parameters.items()
-            if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+            if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL, p.KEYWORD_ONLY)]
+
+
+@pytest.mark.parametrize("ours", [p[0] for p in PAIRS], ids=[p[0].__name__ for p in PAIRS])
+def test_forward_takes_inputs_embeds_and_return_dict_by_keyword(ours):
+    """Keyword-only (mlab_tfs.surface), so no positional call can mean another argument; input_ids
+    optional, as transformers' (inputs_embeds may come instead)."""
+    params = inspect.signature(ours.forward).parameters
+    for name in ("inputs_embeds", "return_dict"):
+        assert params[name].kind is inspect.Parameter.KEYWORD_ONLY and params[name].default is None
+    assert params["input_ids"].default is None
 
 
 @pytest.mark.parametrize("ours, theirs", PAIRS, ids=[p[0].__name__ for p in PAIRS])
