@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mlab_tfs.checkpoints import STALE_WEIGHTS, StateDict
+from mlab_tfs.checkpoints import STALE_WEIGHTS, StateDict, config_as_saved
 from mlab_tfs.durable import atomic_folder, write_text_atomic
 
 __all__ = ["as_transformers"]
@@ -288,20 +288,15 @@ class TransformersAdapter:
         if not is_main_process:
             return
         model = self._mlab_model
-        weights = "model.safetensors" if safe_serialization else "pytorch_model.bin"
+        if state_dict is not None:  # this adapter's layout (transformers'): our model's names for our save
+            if not isinstance(state_dict, dict):
+                raise TypeError(f"state_dict must be a dict of name -> tensor (as this model's state_dict()), "
+                                f"got {type(state_dict).__name__}")
+            state_dict = type(model).hf_to_ours(dict(state_dict), config_as_saved(model))
         with atomic_folder(save_directory, drop=(*STALE_WEIGHTS, "model.safetensors")) as staging:
-            model.save_pretrained(staging)  # config.json + model.safetensors, transformers' layout
-            if state_dict is not None or not safe_serialization:
-                from safetensors.torch import load_file, save_file
-
-                state = dict(state_dict) if state_dict is not None else load_file(staging / "model.safetensors")
-                state = _once(state)
-                (staging / "model.safetensors").unlink()
-                if safe_serialization:
-                    save_file({k: v.contiguous() for k, v in state.items()}, staging / weights,
-                              metadata={"format": "pt"})
-                else:
-                    (save_function or torch.save)(state, staging / weights)
+            # config.json + the weights in transformers' layout, written once
+            model.save_pretrained(staging, state_dict=state_dict, safe_serialization=safe_serialization,
+                                  save_function=save_function)
             if getattr(self, "generation_config", None) is not None and self.can_generate():
                 write_text_atomic(staging / "generation_config.json", self.generation_config.to_json_string())
 
@@ -324,15 +319,6 @@ def _hf_config(model: nn.Module) -> Any:
         return PretrainedConfig(**d)
 
 
-def _ours_config_now(model: nn.Module) -> Any:
-    """Our config, with tie_word_embeddings as the weights are now (as our save_pretrained writes it)."""
-    config = model.config
-    tied = model.weights_are_tied() if hasattr(model, "weights_are_tied") else None
-    if tied is not None and getattr(config, "tie_word_embeddings", tied) != tied and dataclasses.is_dataclass(config):
-        config = dataclasses.replace(config, tie_word_embeddings=tied)
-    return config
-
-
 def _own_keys(state: dict, prefix: str) -> dict:
     """Pop the entries of state under prefix, the prefix stripped."""
     return {k[len(prefix):]: state.pop(k) for k in [k for k in state if k.startswith(prefix)]}
@@ -345,7 +331,7 @@ def _convert(adapter: nn.Module, state: dict, prefix: str, direction: str) -> No
     convert = getattr(type(model), direction, None)
     if convert is None:
         return
-    converted = convert(_own_keys(state, prefix), _ours_config_now(model))
+    converted = convert(_own_keys(state, prefix), config_as_saved(model))
     state.update({prefix + k: v for k, v in converted.items()})
 
 
@@ -355,18 +341,6 @@ def _state_dict_to_hf(adapter: nn.Module, state: dict, prefix: str, local_metada
 
 def _load_state_dict_from_hf(adapter: nn.Module, state: dict, prefix: str, *args: Any) -> None:
     _convert(adapter, state, prefix, "hf_to_ours")
-
-
-def _once(state: StateDict) -> StateDict:
-    """state with each tensor under one name (the first): safetensors refuses shared tensors."""
-    seen: set[tuple[int, int, tuple[int, ...]]] = set()
-    out = {}
-    for k, v in state.items():
-        key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
-        if key not in seen:
-            seen.add(key)
-            out[k] = v
-    return out
 
 
 def _find_module(model: nn.Module, names: tuple[str, ...], what: str) -> nn.Module:

@@ -218,6 +218,40 @@ def test_save_pretrained_writes_a_full_checkpoint(case, pair, tmp_path, pytestco
         adapter.save_pretrained(tmp_path / "d", push_to_hub=True)
 
 
+@pytest.mark.parametrize("safe", [True, False])
+def test_save_pretrained_state_dict_is_what_is_written_once(case, pair, tmp_path, pytestconfig, monkeypatch, safe):
+    """state_dict= (transformers' layout, as the adapter's state_dict()) is written instead of the
+    parameters, in one weight write (not our save then an overwrite), and loads in both as those values."""
+    import safetensors.torch
+
+    model, adapter, _, inputs = pair
+    other = {k: v * 0.9 + 0.01 if v.is_floating_point() else v for k, v in adapter.state_dict().items()}
+    writes = []
+    real_st, real_save = safetensors.torch.save_file, torch.save
+    monkeypatch.setattr(safetensors.torch, "save_file", lambda *a, **k: (writes.append(a[1]), real_st(*a, **k)))
+
+    def counting_save(obj, f, *a, **k):
+        writes.append(f)
+        return real_save(obj, f, *a, **k)
+
+    adapter.save_pretrained(tmp_path / "s", state_dict=other, safe_serialization=safe, save_function=counting_save)
+    assert len(writes) == 1, writes
+    weights = "model.safetensors" if safe else "pytorch_model.bin"
+    assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.name != "generation_config.json") == [
+        "config.json", weights]
+    stored = load_file(tmp_path / "s" / weights) if safe else torch.load(tmp_path / "s" / weights)
+    assert stored.keys() == adapter.state_dict().keys()
+    for k, v in stored.items():
+        assert torch.equal(v, other[k]), k
+    impl = load_impl(pytestconfig, case.part)
+    with torch.no_grad():
+        adapter.load_state_dict(other)  # the model those values make, to compare the folder with
+    _assert_folder_loads_in_both(case, tmp_path / "s", adapter, inputs, impl)
+    with pytest.raises(TypeError, match="state_dict must be a dict"):
+        adapter.save_pretrained(tmp_path / "t", state_dict=[1])
+    assert not (tmp_path / "t").exists()
+
+
 def _trainer(model, tmp_path, rows, **kwargs):
     kwargs = dict(dict(save_strategy="no"), **kwargs)
     args = transformers.TrainingArguments(tmp_path, per_device_train_batch_size=3, per_device_eval_batch_size=3,
