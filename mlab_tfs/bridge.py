@@ -111,6 +111,7 @@ def _adapter_class(cls: type) -> type:
         "base_model_prefix": _base_model_prefix(model_type, MODEL_MAPPING_NAMES),
         "accepts_loss_kwargs": bool(getattr(cls, "accepts_loss_kwargs", False)),
         "forward": _forward_with_signature(cls),
+        "_hf_outputs": _hf_output_fields(),
     }
     return type(name, bases, attrs)
 
@@ -263,7 +264,7 @@ class TransformersAdapter:
         out = model(*args, **kwargs)
         if hf_cache is not None:
             _update_hf_cache(hf_cache, out.past_key_values)
-        out = _to_hf_output(out, hf_cache)
+        out = _to_hf_output(out, hf_cache, type(self)._hf_outputs)
         return out if return_dict is None or return_dict else out.to_tuple()
 
     # -- saving ------------------------------------------------------------------------
@@ -313,6 +314,7 @@ def _hf_config(model: nn.Module) -> Any:
     d = dict(model.config.to_dict())
     model_type = d.pop("model_type", model.config.model_type)
     d["architectures"] = [_adapter_class(type(model)).__name__]
+    d["name_or_path"] = str(getattr(model, "name_or_path", "") or "")  # where it was loaded from, as transformers'
     try:
         return AutoConfig.for_model(model_type, **d)
     except ValueError:  # a model_type transformers does not know: its generic config
@@ -372,17 +374,24 @@ def _update_hf_cache(hf_cache: Any, ours: Any) -> None:
         hf_cache.update(k[:, :, done:], v[:, :, done:], i)
 
 
-def _to_hf_output(out: Any, hf_cache: Any) -> Any:
-    """Our output as transformers' output class of the same fields (past_key_values as cache)."""
+def _hf_output_fields() -> dict[str, tuple[tuple[type, frozenset[str]], ...]]:
+    """_OUTPUT_CLASSES with each transformers class and its field names, read once when an
+    adapter class is made (dataclasses.fields cannot be traced by torch.compile)."""
     import transformers.modeling_outputs as mo
 
+    return {ours: tuple((getattr(mo, name), frozenset(f.name for f in dataclasses.fields(getattr(mo, name))))
+                        for name in names)
+            for ours, names in _OUTPUT_CLASSES.items()}
+
+
+def _to_hf_output(out: Any, hf_cache: Any, classes: dict[str, tuple[tuple[type, frozenset[str]], ...]]) -> Any:
+    """Our output as transformers' output class of the same fields (past_key_values as cache)."""
     if not hasattr(out, "keys"):
         return out  # a tuple (return_dict=False of our model): as it is
     fields = {("cache" if k == "past_key_values" else k): out[k] for k in out.keys()}
     if hf_cache is not None:
         fields["cache"] = hf_cache
-    for name in _OUTPUT_CLASSES.get(type(out).__name__, ()):
-        cls = getattr(mo, name)
-        if set(fields) <= {f.name for f in dataclasses.fields(cls)}:
+    for cls, names in classes.get(type(out).__name__, ()):
+        if set(fields) <= names:
             return cls(**fields)
     return out

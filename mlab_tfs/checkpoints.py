@@ -524,6 +524,9 @@ class PretrainedMixin(ModelSurfaceMixin):
     ours_to_hf: Callable[[StateDict, Any], StateDict]
     head_prefixes: tuple[str, ...] = ()
     tied_weights: dict[str, str] = {}
+    # What from_pretrained was given (a folder or a hub id), as transformers' model.name_or_path;
+    # "" for a model built from a config.
+    name_or_path: str = ""
 
     def __new__(cls, *args: Any, **kwargs: Any):
         # A config checks its fields when built; one changed since (config.n_head = 5) is
@@ -676,6 +679,7 @@ class PretrainedMixin(ModelSurfaceMixin):
         check_fits(model, converted, str(folder))
         model.load_state_dict(converted, strict=True)
         model.eval()  # as transformers does: dropout off until you call .train()
+        model.name_or_path = os.fspath(name_or_path)  # as transformers records it (peft's base_model_name_or_path)
         if dtype is not None or target_device is not None:
             model.to(device=target_device, dtype=dtype)
         return model
@@ -702,7 +706,9 @@ class PretrainedMixin(ModelSurfaceMixin):
         moment leaves the folder's previous checkpoint whole. Weight files of an older save
         (shards, pytorch_model.bin) are dropped; other files in the folder (a tokenizer) are kept.
         config.json's tie_word_embeddings says whether the head is tied *now*
-        (``config_as_saved``), and its ``architectures`` is ``[type(self).__name__]``.
+        (``config_as_saved``), and its ``architectures`` is ``[type(self).__name__]``: a config built
+        from scratch carries its class's default (BertConfig: ["BertModel"]) until the model is
+        saved, when, as in transformers, ``self.config.architectures`` becomes the saved class.
 
         As transformers' ``PreTrainedModel.save_pretrained`` (modeling_utils.py):
         state_dict: written instead of ``self.state_dict()``, in this model's own names (those
@@ -740,6 +746,9 @@ class PretrainedMixin(ModelSurfaceMixin):
             else:
                 (save_function or torch.save)({k: v.detach().cpu().contiguous() for k, v in state.items()},
                                               staging / "pytorch_model.bin")
+        # As transformers (modeling_utils.save_pretrained): the saved class is the config's architecture now.
+        with contextlib.suppress(AttributeError):
+            self.config.architectures = list(hf_config["architectures"])  # type: ignore[attr-defined]
 
     def _given_state_dict(self, state_dict: object, tied: bool | None) -> StateDict:
         """save_pretrained's state_dict=, checked against the model (a tied alias filled in)."""

@@ -105,6 +105,28 @@ def test_forward_equals_ours_and_transformers(case, pair):
     assert isinstance(tup, tuple) and torch.equal(tup[0], out[0])
 
 
+@pytest.mark.parametrize("index", [1, 3, 6], ids=lambda i: CASES[i].id)
+def test_compiled_adapter_has_no_graph_break_and_equals_transformers(index, folders, pytestconfig):
+    """torch.compile(fullgraph=True) of the adapter: our forward and the conversion to
+    transformers' output class trace whole (no dataclasses.fields at run time); outputs equal
+    eager's and transformers'."""
+    import torch._dynamo
+
+    case = CASES[index]
+    model = ours(load_impl(pytestconfig, case.part), case, folders[case.checkpoint])
+    adapter, hf = as_transformers(model), theirs(case, folders[case.checkpoint])
+    inputs = batch(case, model.config)
+    torch._dynamo.reset()
+    with torch.no_grad():
+        out = torch.compile(adapter, fullgraph=True, backend="eager")(**inputs)
+        assert type(out) is type(adapter(**inputs))
+        mask = inputs["attention_mask"]
+        assert_close(out[case.main], adapter(**inputs)[case.main], name="compiled vs eager")
+        assert_close(real_rows(case, out[case.main], mask), real_rows(case, hf(**inputs)[case.main], mask),
+                     name=f"compiled {case.name} vs transformers")
+    torch._dynamo.reset()
+
+
 def test_hidden_states_attentions_and_labels_pass_through(folders, pytestconfig):
     gpt2 = load_impl(pytestconfig, "gpt2")
     model = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"])
@@ -402,3 +424,22 @@ def test_save_pretrained_replaces_weights_and_keeps_other_files(folders, tmp_pat
     assert sorted(p.name for p in folder.iterdir()) == sorted([*expected[:2], "pytorch_model.bin", "tokenizer.json"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left beside it
     assert json.loads((folder / "generation_config.json").read_text())["eos_token_id"] == 0
+
+
+def test_name_or_path_is_where_the_model_was_loaded_from(folders, tmp_path, pytestconfig):
+    """As transformers' model.name_or_path: the folder given to from_pretrained, on our model and
+    on its adapter; peft writes it as the adapter's base_model_name_or_path. "" when built from a config."""
+    from peft import LoraConfig, get_peft_model
+
+    gpt2 = load_impl(pytestconfig, "gpt2")
+    model = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"])
+    hf = theirs(CASES[1], folders["gpt2"])
+    assert model.name_or_path == str(folders["gpt2"]) == hf.name_or_path
+    adapter = as_transformers(model)
+    assert adapter.name_or_path == hf.name_or_path and adapter.config.name_or_path == hf.config.name_or_path
+    peft_model = get_peft_model(adapter, LoraConfig(task_type="CAUSAL_LM", r=2, target_modules=["c_attn"]))
+    peft_model.save_pretrained(tmp_path / "lora")
+    saved = json.loads((tmp_path / "lora" / "adapter_config.json").read_text())
+    assert saved["base_model_name_or_path"] == str(folders["gpt2"])
+    assert gpt2.GPT2LMHeadModel(model.config).name_or_path == "" == as_transformers(
+        gpt2.GPT2LMHeadModel(model.config)).name_or_path

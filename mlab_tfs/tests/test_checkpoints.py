@@ -885,3 +885,26 @@ def test_save_pretrained_refuses_a_state_dict_that_does_not_fit(bad, error, matc
     assert not (tmp_path / "saved").exists()
     with pytest.raises(TypeError, match="safe_serialization must be a bool"):
         ours.save_pretrained(tmp_path / "saved", safe_serialization="yes")
+
+
+@pytest.mark.parametrize("cls, hf_auto", [
+    (bert.BertForMaskedLM, transformers.AutoModelForMaskedLM),
+    (bert.BertForSequenceClassification, transformers.AutoModelForSequenceClassification),
+    (deberta.DebertaV2Model, transformers.AutoModel),
+    (gpt2.GPT2Model, transformers.AutoModel),
+])
+def test_save_pretrained_of_a_model_built_from_scratch_names_its_own_class(cls, hf_auto, folders, tmp_path):
+    """A fresh config carries its class's default architectures (BertConfig: ["BertModel"]); the
+    folder saved from a BertForMaskedLM must say BertForMaskedLM, and so does the model's config
+    afterwards (as transformers' save_pretrained sets it)."""
+    kind = {"bert": "bert", "deberta": "deberta", "gpt2": "gpt2"}[cls.__module__.split(".")[1]]
+    config = type(KINDS[kind][0].from_pretrained(folders[kind]).config).from_dict(
+        KINDS[kind][0].from_pretrained(folders[kind]).config.to_dict())
+    model = cls(config).eval()
+    model.save_pretrained(tmp_path / "fresh")
+    saved = json.loads((tmp_path / "fresh" / "config.json").read_text())
+    assert saved["architectures"] == [cls.__name__] == model.config.architectures
+    assert transformers.AutoConfig.from_pretrained(tmp_path / "fresh").architectures == [cls.__name__]
+    theirs = hf_auto.from_pretrained(tmp_path / "fresh", dtype=torch.float32).eval()
+    assert type(theirs).__name__ == cls.__name__
+    assert cls.from_pretrained(tmp_path / "fresh").config.architectures == [cls.__name__]
