@@ -38,6 +38,7 @@ from torch import nn
 
 from mlab_tfs.checkpoints import STALE_WEIGHTS, StateDict, config_as_saved
 from mlab_tfs.durable import atomic_folder, write_text_atomic
+from mlab_tfs.surface import _check_return_dict
 
 __all__ = ["as_transformers"]
 
@@ -238,10 +239,12 @@ class TransformersAdapter:
         ``cache``.
 
         Raises TypeError naming an argument that our model's forward does not take (and is not
-        None), ValueError for cache and past_key_values both given.
+        None) or a return_dict that is not True, False or None; ValueError for cache and
+        past_key_values both given.
         """
         model = self._mlab_model
         return_dict = kwargs.pop("return_dict", None)
+        _check_return_dict(return_dict)  # before running: "yes" or 0 is no silent choice
         cache, past = kwargs.pop("cache", None), kwargs.pop("past_key_values", None)
         if cache is not None and past is not None:
             raise ValueError("pass cache or past_key_values (its older name), not both")

@@ -443,3 +443,17 @@ def test_name_or_path_is_where_the_model_was_loaded_from(folders, tmp_path, pyte
     assert saved["base_model_name_or_path"] == str(folders["gpt2"])
     assert gpt2.GPT2LMHeadModel(model.config).name_or_path == "" == as_transformers(
         gpt2.GPT2LMHeadModel(model.config)).name_or_path
+
+
+@pytest.mark.parametrize("bad", ["yes", 0, 1, torch.tensor(True)])
+def test_adapter_return_dict_that_is_not_a_bool_is_a_type_error(bad, folders, pytestconfig):
+    """return_dict must be True, False or None, as on our models: a truthy string or 0 is not a
+    silent choice between a ModelOutput and a tuple."""
+    gpt2 = load_impl(pytestconfig, "gpt2")
+    adapter = as_transformers(gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"]))
+    ids = batch(CASES[1], adapter.mlab_model.config)["input_ids"]
+    with pytest.raises(TypeError, match=r"return_dict must be True, False or None, got"):
+        adapter(ids, return_dict=bad)
+    with torch.no_grad():
+        assert isinstance(adapter(ids, return_dict=False), tuple)
+        assert torch.equal(adapter(ids, return_dict=True).logits, adapter(ids, return_dict=False)[0])
