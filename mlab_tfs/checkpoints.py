@@ -573,6 +573,8 @@ class PretrainedMixin(ModelSurfaceMixin):
         values loads untied, with a warning (transformers' tie_weights does the same).
         Other keywords must be fields of ``config_class`` and override config.json
         (e.g. num_labels=3, attn_implementation="sdpa").
+        The model's ``name_or_path`` is name_or_path as given (transformers' attribute, which
+        peft writes as an adapter's base_model_name_or_path).
 
         Raises TypeError for an unknown keyword (with the closest name), one of
         transformers' that this loader cannot honour, or a config= of another type; ValueError for a bad dtype or an unknown or
