@@ -36,8 +36,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from mlab_tfs.checkpoints import STALE_WEIGHTS, StateDict
+from mlab_tfs.checkpoints import STALE_WEIGHTS, StateDict, config_as_saved
 from mlab_tfs.durable import atomic_folder, write_text_atomic
+from mlab_tfs.surface import _check_return_dict
 
 __all__ = ["as_transformers"]
 
@@ -111,6 +112,7 @@ def _adapter_class(cls: type) -> type:
         "base_model_prefix": _base_model_prefix(model_type, MODEL_MAPPING_NAMES),
         "accepts_loss_kwargs": bool(getattr(cls, "accepts_loss_kwargs", False)),
         "forward": _forward_with_signature(cls),
+        "_hf_outputs": _hf_output_fields(),
     }
     return type(name, bases, attrs)
 
@@ -237,10 +239,12 @@ class TransformersAdapter:
         ``cache``.
 
         Raises TypeError naming an argument that our model's forward does not take (and is not
-        None), ValueError for cache and past_key_values both given.
+        None) or a return_dict that is not True, False or None; ValueError for cache and
+        past_key_values both given.
         """
         model = self._mlab_model
         return_dict = kwargs.pop("return_dict", None)
+        _check_return_dict(return_dict)  # before running: "yes" or 0 is no silent choice
         cache, past = kwargs.pop("cache", None), kwargs.pop("past_key_values", None)
         if cache is not None and past is not None:
             raise ValueError("pass cache or past_key_values (its older name), not both")
@@ -263,7 +267,7 @@ class TransformersAdapter:
         out = model(*args, **kwargs)
         if hf_cache is not None:
             _update_hf_cache(hf_cache, out.past_key_values)
-        out = _to_hf_output(out, hf_cache)
+        out = _to_hf_output(out, hf_cache, type(self)._hf_outputs)
         return out if return_dict is None or return_dict else out.to_tuple()
 
     # -- saving ------------------------------------------------------------------------
@@ -288,20 +292,15 @@ class TransformersAdapter:
         if not is_main_process:
             return
         model = self._mlab_model
-        weights = "model.safetensors" if safe_serialization else "pytorch_model.bin"
+        if state_dict is not None:  # this adapter's layout (transformers'): our model's names for our save
+            if not isinstance(state_dict, dict):
+                raise TypeError(f"state_dict must be a dict of name -> tensor (as this model's state_dict()), "
+                                f"got {type(state_dict).__name__}")
+            state_dict = type(model).hf_to_ours(dict(state_dict), config_as_saved(model))
         with atomic_folder(save_directory, drop=(*STALE_WEIGHTS, "model.safetensors")) as staging:
-            model.save_pretrained(staging)  # config.json + model.safetensors, transformers' layout
-            if state_dict is not None or not safe_serialization:
-                from safetensors.torch import load_file, save_file
-
-                state = dict(state_dict) if state_dict is not None else load_file(staging / "model.safetensors")
-                state = _once(state)
-                (staging / "model.safetensors").unlink()
-                if safe_serialization:
-                    save_file({k: v.contiguous() for k, v in state.items()}, staging / weights,
-                              metadata={"format": "pt"})
-                else:
-                    (save_function or torch.save)(state, staging / weights)
+            # config.json + the weights in transformers' layout, written once
+            model.save_pretrained(staging, state_dict=state_dict, safe_serialization=safe_serialization,
+                                  save_function=save_function)
             if getattr(self, "generation_config", None) is not None and self.can_generate():
                 write_text_atomic(staging / "generation_config.json", self.generation_config.to_json_string())
 
@@ -318,19 +317,11 @@ def _hf_config(model: nn.Module) -> Any:
     d = dict(model.config.to_dict())
     model_type = d.pop("model_type", model.config.model_type)
     d["architectures"] = [_adapter_class(type(model)).__name__]
+    d["name_or_path"] = str(getattr(model, "name_or_path", "") or "")  # where it was loaded from, as transformers'
     try:
         return AutoConfig.for_model(model_type, **d)
     except ValueError:  # a model_type transformers does not know: its generic config
         return PretrainedConfig(**d)
-
-
-def _ours_config_now(model: nn.Module) -> Any:
-    """Our config, with tie_word_embeddings as the weights are now (as our save_pretrained writes it)."""
-    config = model.config
-    tied = model.weights_are_tied() if hasattr(model, "weights_are_tied") else None
-    if tied is not None and getattr(config, "tie_word_embeddings", tied) != tied and dataclasses.is_dataclass(config):
-        config = dataclasses.replace(config, tie_word_embeddings=tied)
-    return config
 
 
 def _own_keys(state: dict, prefix: str) -> dict:
@@ -345,7 +336,7 @@ def _convert(adapter: nn.Module, state: dict, prefix: str, direction: str) -> No
     convert = getattr(type(model), direction, None)
     if convert is None:
         return
-    converted = convert(_own_keys(state, prefix), _ours_config_now(model))
+    converted = convert(_own_keys(state, prefix), config_as_saved(model))
     state.update({prefix + k: v for k, v in converted.items()})
 
 
@@ -355,18 +346,6 @@ def _state_dict_to_hf(adapter: nn.Module, state: dict, prefix: str, local_metada
 
 def _load_state_dict_from_hf(adapter: nn.Module, state: dict, prefix: str, *args: Any) -> None:
     _convert(adapter, state, prefix, "hf_to_ours")
-
-
-def _once(state: StateDict) -> StateDict:
-    """state with each tensor under one name (the first): safetensors refuses shared tensors."""
-    seen: set[tuple[int, int, tuple[int, ...]]] = set()
-    out = {}
-    for k, v in state.items():
-        key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
-        if key not in seen:
-            seen.add(key)
-            out[k] = v
-    return out
 
 
 def _find_module(model: nn.Module, names: tuple[str, ...], what: str) -> nn.Module:
@@ -398,17 +377,24 @@ def _update_hf_cache(hf_cache: Any, ours: Any) -> None:
         hf_cache.update(k[:, :, done:], v[:, :, done:], i)
 
 
-def _to_hf_output(out: Any, hf_cache: Any) -> Any:
-    """Our output as transformers' output class of the same fields (past_key_values as cache)."""
+def _hf_output_fields() -> dict[str, tuple[tuple[type, frozenset[str]], ...]]:
+    """_OUTPUT_CLASSES with each transformers class and its field names, read once when an
+    adapter class is made (dataclasses.fields cannot be traced by torch.compile)."""
     import transformers.modeling_outputs as mo
 
+    return {ours: tuple((getattr(mo, name), frozenset(f.name for f in dataclasses.fields(getattr(mo, name))))
+                        for name in names)
+            for ours, names in _OUTPUT_CLASSES.items()}
+
+
+def _to_hf_output(out: Any, hf_cache: Any, classes: dict[str, tuple[tuple[type, frozenset[str]], ...]]) -> Any:
+    """Our output as transformers' output class of the same fields (past_key_values as cache)."""
     if not hasattr(out, "keys"):
         return out  # a tuple (return_dict=False of our model): as it is
     fields = {("cache" if k == "past_key_values" else k): out[k] for k in out.keys()}
     if hf_cache is not None:
         fields["cache"] = hf_cache
-    for name in _OUTPUT_CLASSES.get(type(out).__name__, ()):
-        cls = getattr(mo, name)
-        if set(fields) <= {f.name for f in dataclasses.fields(cls)}:
+    for cls, names in classes.get(type(out).__name__, ()):
+        if set(fields) <= names:
             return cls(**fields)
     return out

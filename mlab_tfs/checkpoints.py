@@ -446,9 +446,8 @@ def _fits(model: torch.nn.Module, state: StateDict, source: str) -> bool:
     return True
 
 
-def _own_layout(model: Any, state: StateDict, config: Any, source: str) -> StateDict:
-    """A weights-only folder's state dict as the model's: its own names (a tied pair saved
-    once, under either name, filled in), or, if only that fits, transformers' layout converted."""
+def _with_tied_pair(model: Any, state: StateDict, config: Any) -> StateDict:
+    """state with a tied pair saved once (under either name) filled in under both names."""
     ours = dict(state)
     if getattr(config, "tie_word_embeddings", False):
         for alias, source_name in model.tied_weights.items():
@@ -456,13 +455,55 @@ def _own_layout(model: Any, state: StateDict, config: Any, source: str) -> State
                 ours[alias] = ours[source_name]
             elif source_name not in ours and alias in ours:  # saved under the other name: tying is symmetric
                 ours[source_name] = ours[alias]
-    if _fits(model, ours, source):
-        return ours
+    return ours
+
+
+def _same_values(a: StateDict, b: StateDict) -> bool:
+    return a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
+
+
+def _own_layout(model: Any, state: StateDict, config: Any, source: str) -> StateDict:
+    """A weights-only folder's state dict as the model's: its own names (a tied pair saved
+    once, under either name, filled in), or transformers' layout converted. The layout is
+    decided once for the whole state dict, never per tensor: a square weight (GPT-2's
+    c_proj, (C, C)) fits both layouts, the non-square ones tell them apart. A state dict that
+    fits both layouts with different values (every transposed weight square) is a
+    CheckpointError: which one it is cannot be told from the file."""
+    ours = _with_tied_pair(model, state, config)
+    ours_fits = _fits(model, ours, source)
     try:
-        converted = type(model).hf_to_ours(state, config)
+        converted = type(model).hf_to_ours(dict(state), config)
     except (CheckpointError, KeyError, ValueError):
+        return ours  # not transformers' layout: ours, whose errors name the file's keys
+    except NotImplementedError:  # a learner's conversion not written yet
+        if ours_fits:
+            return ours
+        raise
+    if not _fits(model, converted, source):
         return ours
-    return converted if _fits(model, converted, source) else ours  # ours: its errors name the file's keys
+    if ours_fits and not _same_values(ours, _with_tied_pair(model, converted, config)):
+        raise CheckpointError(
+            f"the weights-only checkpoint {source} fits {type(model).__name__} both in its own layout and in "
+            f"transformers' (every weight that the conversion transposes is square), with different values: "
+            f"which it is cannot be told from the file. Save a full checkpoint (save_pretrained, or through "
+            f"mlab_tfs.as_transformers), or load the state dict yourself: model.load_state_dict(torch.load(...)) "
+            f"for our layout, model.load_state_dict({type(model).__name__}.hf_to_ours(state, config)) for "
+            f"transformers'")
+    return converted
+
+
+def _raw_layout_error(model: Any, folder: Path, state: StateDict, config: Any) -> CheckpointError | None:
+    """The error for a folder whose config.json sits beside weights in the model's OWN layout
+    (``torch.save(model.state_dict())`` next to a config), or None if that is not what it holds."""
+    if not _fits(model, _with_tied_pair(model, state, config), str(folder)):
+        return None
+    weights = next((n for n in WEIGHT_FILES if (folder / n).is_file()), "the weights")
+    return CheckpointError(
+        f"{folder / weights} holds {type(model).__name__}'s own state_dict() (our parameter layout, e.g. GPT-2's "
+        f"Linear weights not transposed to transformers' Conv1D), but beside a config.json a checkpoint's weights "
+        f"must be in transformers' layout, as save_pretrained writes them. Re-save with model.save_pretrained("
+        f"folder) (or mlab_tfs.as_transformers(model).save_pretrained), or load this one as a weights-only file: "
+        f"{type(model).__name__}.from_pretrained(a folder holding only {weights}, config=...)")
 
 
 class PretrainedMixin(ModelSurfaceMixin):
@@ -483,6 +524,9 @@ class PretrainedMixin(ModelSurfaceMixin):
     ours_to_hf: Callable[[StateDict, Any], StateDict]
     head_prefixes: tuple[str, ...] = ()
     tied_weights: dict[str, str] = {}
+    # What from_pretrained was given (a folder or a hub id), as transformers' model.name_or_path;
+    # "" for a model built from a config.
+    name_or_path: str = ""
 
     def __new__(cls, *args: Any, **kwargs: Any):
         # A config checks its fields when built; one changed since (config.n_head = 5) is
@@ -529,6 +573,8 @@ class PretrainedMixin(ModelSurfaceMixin):
         values loads untied, with a warning (transformers' tie_weights does the same).
         Other keywords must be fields of ``config_class`` and override config.json
         (e.g. num_labels=3, attn_implementation="sdpa").
+        The model's ``name_or_path`` is name_or_path as given (transformers' attribute, which
+        peft writes as an adapter's base_model_name_or_path).
 
         Raises TypeError for an unknown keyword (with the closest name), one of
         transformers' that this loader cannot honour, or a config= of another type; ValueError for a bad dtype or an unknown or
@@ -605,7 +651,20 @@ class PretrainedMixin(ModelSurfaceMixin):
                 if alias not in state and source in state:  # a pair held once (DeBERTa's bias): equal, as tied
                     state[alias] = state[source]
         model = cls(config)
-        converted = _own_layout(model, state, config, str(folder)) if weights_only else cls.hf_to_ours(state, config)
+        if weights_only:
+            converted = _own_layout(model, state, config, str(folder))
+        else:
+            try:
+                converted = cls.hf_to_ours(state, config)
+            except (KeyError, ValueError) as e:
+                raw = _raw_layout_error(model, folder, state, config)
+                if raw is not None and not isinstance(e, CheckpointError):
+                    raise raw from e
+                raise
+            if not _fits(model, converted, str(folder)):
+                raw = _raw_layout_error(model, folder, state, config)
+                if raw is not None:
+                    raise raw
         # Every name a fresh head answers to: a tied alias (DeBERTa's decoder.bias) too.
         fresh = {**{k: p.detach() for k, p in model.named_parameters(remove_duplicate=False)}, **model.state_dict()}
         missing_head = sorted(k for k in fresh if cls.head_prefixes and k.startswith(cls.head_prefixes)
@@ -622,6 +681,7 @@ class PretrainedMixin(ModelSurfaceMixin):
         check_fits(model, converted, str(folder))
         model.load_state_dict(converted, strict=True)
         model.eval()  # as transformers does: dropout off until you call .train()
+        model.name_or_path = os.fspath(name_or_path)  # as transformers records it (peft's base_model_name_or_path)
         if dtype is not None or target_device is not None:
             model.to(device=target_device, dtype=dtype)
         return model
@@ -640,31 +700,86 @@ class PretrainedMixin(ModelSurfaceMixin):
             return None
         return all(a is s or (a.data_ptr() == s.data_ptr() and a.shape == s.shape) for a, s in pairs)
 
-    def save_pretrained(self, folder: str | os.PathLike) -> None:
+    def save_pretrained(self, folder: str | os.PathLike, *, state_dict: StateDict | None = None,
+                        safe_serialization: bool = True, save_function: Callable[[Any, Any], None] | None = None) -> None:
         """Write config.json and model.safetensors in the layout transformers loads.
 
         All-or-nothing (mlab_tfs.durable.atomic_folder): a failure, full disk or kill at any
         moment leaves the folder's previous checkpoint whole. Weight files of an older save
         (shards, pytorch_model.bin) are dropped; other files in the folder (a tokenizer) are kept.
-        config.json's tie_word_embeddings says whether the head is tied *now*.
+        config.json's tie_word_embeddings says whether the head is tied *now*
+        (``config_as_saved``), and its ``architectures`` is ``[type(self).__name__]``: a config built
+        from scratch carries its class's default (BertConfig: ["BertModel"]) until the model is
+        saved, when, as in transformers, ``self.config.architectures`` becomes the saved class.
+
+        As transformers' ``PreTrainedModel.save_pretrained`` (modeling_utils.py):
+        state_dict: written instead of ``self.state_dict()``, in this model's own names (those
+        of its state_dict(); a tied head may be left out); it must hold every parameter of the
+        model with its shape, else a ValueError naming state_dict lists what does not fit.
+        safe_serialization=False writes pytorch_model.bin (a torch pickle) instead of
+        model.safetensors, with save_function (default torch.save; accelerate passes its own).
         """
-        config = self.config  # type: ignore[attr-defined]
-        tied = self.weights_are_tied()
-        if tied is not None and getattr(config, "tie_word_embeddings", tied) != tied:
-            config = dataclasses.replace(config, tie_word_embeddings=tied)
+        if not isinstance(safe_serialization, bool):
+            raise TypeError(f"safe_serialization must be a bool, got {safe_serialization!r}")
+        if save_function is not None and not callable(save_function):
+            raise TypeError(f"save_function must be callable (like torch.save), got {type(save_function).__name__}")
+        config = config_as_saved(self)
         hf_config = config.to_dict()
         # The architecture tells transformers' Auto classes which class to build.
         hf_config["architectures"] = [type(self).__name__]
-        params = list(self.parameters())  # type: ignore[attr-defined]
-        if params:  # as transformers writes it; dtype="auto" reads it back
-            hf_config["dtype"] = str(params[0].dtype).removeprefix("torch.")
-        state = self.state_dict()  # type: ignore[attr-defined]
-        if tied is False:  # each alias under its own name, even one whose source it still is
-            for alias in self.tied_weights:
-                if alias not in state:
-                    with contextlib.suppress(AttributeError):
-                        state[alias] = self.get_parameter(alias).detach()  # type: ignore[attr-defined]
+        tied = self.weights_are_tied()
+        if state_dict is None:
+            state = self.state_dict()  # type: ignore[attr-defined]
+            if tied is False:  # each alias under its own name, even one whose source it still is
+                for alias in self.tied_weights:
+                    if alias not in state:
+                        with contextlib.suppress(AttributeError):
+                            state[alias] = self.get_parameter(alias).detach()  # type: ignore[attr-defined]
+        else:
+            state = self._given_state_dict(state_dict, tied)
+        floats = [t for t in state.values() if t.is_floating_point()]
+        if floats:  # as transformers writes it; dtype="auto" reads it back
+            hf_config["dtype"] = str(floats[0].dtype).removeprefix("torch.")
         state = self.ours_to_hf(state, config)
-        with atomic_folder(folder, drop=STALE_WEIGHTS) as staging:
+        with atomic_folder(folder, drop=(*STALE_WEIGHTS, "model.safetensors")) as staging:
             (staging / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
-            save_safetensors(state, staging / "model.safetensors")
+            if safe_serialization:
+                save_safetensors(state, staging / "model.safetensors")
+            else:
+                (save_function or torch.save)({k: v.detach().cpu().contiguous() for k, v in state.items()},
+                                              staging / "pytorch_model.bin")
+        # As transformers (modeling_utils.save_pretrained): the saved class is the config's architecture now.
+        with contextlib.suppress(AttributeError):
+            self.config.architectures = list(hf_config["architectures"])  # type: ignore[attr-defined]
+
+    def _given_state_dict(self, state_dict: object, tied: bool | None) -> StateDict:
+        """save_pretrained's state_dict=, checked against the model (a tied alias filled in)."""
+        if not isinstance(state_dict, dict) or not all(
+                isinstance(k, str) and isinstance(v, Tensor) for k, v in state_dict.items()):
+            raise TypeError(f"state_dict must be a dict of parameter name -> tensor (as {type(self).__name__}"
+                            f".state_dict()), got {type(state_dict).__name__}")
+        state = dict(state_dict)
+        for alias, source in self.tied_weights.items():
+            if tied and alias not in state and source in state:
+                state[alias] = state[source]
+        try:
+            check_fits(self, state, "passed as state_dict")  # type: ignore[arg-type]
+        except CheckpointError as e:
+            raise ValueError(f"state_dict: {e} (pass {type(self).__name__}.state_dict()'s names and shapes; a "
+                             f"transformers-layout state dict goes through mlab_tfs.as_transformers(model)"
+                             f".save_pretrained)") from e
+        return state
+
+
+def config_as_saved(model: Any) -> Any:
+    """model.config as save_pretrained writes it: tie_word_embeddings as the weights are *now*
+    (``weights_are_tied()``, decided from the parameters: a head untied by hand is untied), a
+    copy when that differs from the config's, else the config itself."""
+    config = model.config
+    tied = model.weights_are_tied() if callable(getattr(model, "weights_are_tied", None)) else None
+    if tied is not None and getattr(config, "tie_word_embeddings", tied) != tied and dataclasses.is_dataclass(config):
+        architectures = getattr(config, "architectures", None)
+        config = dataclasses.replace(config, tie_word_embeddings=tied)
+        with contextlib.suppress(AttributeError):
+            config.architectures = architectures  # not a field: replace() would reset it
+    return config

@@ -115,18 +115,41 @@ def _boundary(forward: Callable) -> Callable:
     return wrapped
 
 
+_EMBEDS = "_mlab_tfs_inputs_embeds"  # the word embedding's __dict__ entry its hook returns while set
+_EMBEDS_HOOK = "_mlab_tfs_inputs_embeds_hook"
+
+
+def _return_inputs_embeds(module: nn.Module, inputs: Any, output: Tensor) -> Tensor | None:
+    """The word embedding's forward hook: inputs_embeds while a forward with them runs, else
+    the lookup as it is (None)."""
+    return module.__dict__.get(_EMBEDS)
+
+
+def _install_embeds_hook(table: nn.Module) -> None:
+    """Register _return_inputs_embeds on the word embedding once, first among its forward hooks
+    (so hooks of the table registered later see inputs_embeds). Done when the model is built,
+    so a compiled forward only sets and clears the table's entry (no hook registered while
+    tracing: no graph break); a table replaced since gets it on its first eager use."""
+    if not table.__dict__.get(_EMBEDS_HOOK, False):
+        table.register_forward_hook(_return_inputs_embeds, prepend=True)
+        table.__dict__[_EMBEDS_HOOK] = True
+        table.__dict__[_EMBEDS] = None
+
+
 def _forward_embeds(model: nn.Module, forward: Callable, inputs_embeds: Tensor, args: tuple, kwargs: dict) -> Any:
     """forward on placeholder ids while the word embedding returns inputs_embeds."""
     table = model.get_input_embeddings()  # type: ignore[attr-defined]
     weight = table.weight
     x = check_inputs_embeds(inputs_embeds, weight.shape[-1], weight.device)
-    # Zeros: an id every table has. Shape (B, T), for the shape checks, labels and positions.
+    # Zeros: an id every table has. Shape (B, T), for the shape checks, labels and positions;
+    # no value of them is read (the word embedding's output is replaced by x).
     ids = torch.zeros(x.shape[:2], dtype=torch.long, device=x.device)
-    handle = table.register_forward_hook(lambda module, inputs, output: x, prepend=True)
+    _install_embeds_hook(table)
+    table.__dict__[_EMBEDS] = x
     try:
         return forward(model, ids, *args, **kwargs)
     finally:
-        handle.remove()
+        table.__dict__[_EMBEDS] = None
 
 
 def _retie_after_init(init: Callable) -> Callable:
@@ -141,6 +164,13 @@ def _retie_after_init(init: Callable) -> Callable:
         init(self, *args, **kwargs)
         if self._lost_tie_on_meta():
             self.tie_weights()
+        if type(self).input_embeddings_name:
+            try:
+                table = self.get_input_embeddings()
+            except AttributeError:  # a model without a word embedding (or a learner's not built yet)
+                table = None
+            if isinstance(table, nn.Module):
+                _install_embeds_hook(table)
 
     setattr(wrapped, _WRAPPED, True)
     return wrapped

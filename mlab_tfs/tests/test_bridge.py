@@ -105,6 +105,28 @@ def test_forward_equals_ours_and_transformers(case, pair):
     assert isinstance(tup, tuple) and torch.equal(tup[0], out[0])
 
 
+@pytest.mark.parametrize("index", [1, 3, 6], ids=lambda i: CASES[i].id)
+def test_compiled_adapter_has_no_graph_break_and_equals_transformers(index, folders, pytestconfig):
+    """torch.compile(fullgraph=True) of the adapter: our forward and the conversion to
+    transformers' output class trace whole (no dataclasses.fields at run time); outputs equal
+    eager's and transformers'."""
+    import torch._dynamo
+
+    case = CASES[index]
+    model = ours(load_impl(pytestconfig, case.part), case, folders[case.checkpoint])
+    adapter, hf = as_transformers(model), theirs(case, folders[case.checkpoint])
+    inputs = batch(case, model.config)
+    torch._dynamo.reset()
+    with torch.no_grad():
+        out = torch.compile(adapter, fullgraph=True, backend="eager")(**inputs)
+        assert type(out) is type(adapter(**inputs))
+        mask = inputs["attention_mask"]
+        assert_close(out[case.main], adapter(**inputs)[case.main], name="compiled vs eager")
+        assert_close(real_rows(case, out[case.main], mask), real_rows(case, hf(**inputs)[case.main], mask),
+                     name=f"compiled {case.name} vs transformers")
+    torch._dynamo.reset()
+
+
 def test_hidden_states_attentions_and_labels_pass_through(folders, pytestconfig):
     gpt2 = load_impl(pytestconfig, "gpt2")
     model = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"])
@@ -216,6 +238,40 @@ def test_save_pretrained_writes_a_full_checkpoint(case, pair, tmp_path, pytestco
     assert not (tmp_path / "c").exists()
     with pytest.raises(ValueError, match="push_to_hub"):
         adapter.save_pretrained(tmp_path / "d", push_to_hub=True)
+
+
+@pytest.mark.parametrize("safe", [True, False])
+def test_save_pretrained_state_dict_is_what_is_written_once(case, pair, tmp_path, pytestconfig, monkeypatch, safe):
+    """state_dict= (transformers' layout, as the adapter's state_dict()) is written instead of the
+    parameters, in one weight write (not our save then an overwrite), and loads in both as those values."""
+    import safetensors.torch
+
+    model, adapter, _, inputs = pair
+    other = {k: v * 0.9 + 0.01 if v.is_floating_point() else v for k, v in adapter.state_dict().items()}
+    writes = []
+    real_st, real_save = safetensors.torch.save_file, torch.save
+    monkeypatch.setattr(safetensors.torch, "save_file", lambda *a, **k: (writes.append(a[1]), real_st(*a, **k)))
+
+    def counting_save(obj, f, *a, **k):
+        writes.append(f)
+        return real_save(obj, f, *a, **k)
+
+    adapter.save_pretrained(tmp_path / "s", state_dict=other, safe_serialization=safe, save_function=counting_save)
+    assert len(writes) == 1, writes
+    weights = "model.safetensors" if safe else "pytorch_model.bin"
+    assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.name != "generation_config.json") == [
+        "config.json", weights]
+    stored = load_file(tmp_path / "s" / weights) if safe else torch.load(tmp_path / "s" / weights)
+    assert stored.keys() == adapter.state_dict().keys()
+    for k, v in stored.items():
+        assert torch.equal(v, other[k]), k
+    impl = load_impl(pytestconfig, case.part)
+    with torch.no_grad():
+        adapter.load_state_dict(other)  # the model those values make, to compare the folder with
+    _assert_folder_loads_in_both(case, tmp_path / "s", adapter, inputs, impl)
+    with pytest.raises(TypeError, match="state_dict must be a dict"):
+        adapter.save_pretrained(tmp_path / "t", state_dict=[1])
+    assert not (tmp_path / "t").exists()
 
 
 def _trainer(model, tmp_path, rows, **kwargs):
@@ -368,3 +424,36 @@ def test_save_pretrained_replaces_weights_and_keeps_other_files(folders, tmp_pat
     assert sorted(p.name for p in folder.iterdir()) == sorted([*expected[:2], "pytorch_model.bin", "tokenizer.json"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left beside it
     assert json.loads((folder / "generation_config.json").read_text())["eos_token_id"] == 0
+
+
+def test_name_or_path_is_where_the_model_was_loaded_from(folders, tmp_path, pytestconfig):
+    """As transformers' model.name_or_path: the folder given to from_pretrained, on our model and
+    on its adapter; peft writes it as the adapter's base_model_name_or_path. "" when built from a config."""
+    from peft import LoraConfig, get_peft_model
+
+    gpt2 = load_impl(pytestconfig, "gpt2")
+    model = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"])
+    hf = theirs(CASES[1], folders["gpt2"])
+    assert model.name_or_path == str(folders["gpt2"]) == hf.name_or_path
+    adapter = as_transformers(model)
+    assert adapter.name_or_path == hf.name_or_path and adapter.config.name_or_path == hf.config.name_or_path
+    peft_model = get_peft_model(adapter, LoraConfig(task_type="CAUSAL_LM", r=2, target_modules=["c_attn"]))
+    peft_model.save_pretrained(tmp_path / "lora")
+    saved = json.loads((tmp_path / "lora" / "adapter_config.json").read_text())
+    assert saved["base_model_name_or_path"] == str(folders["gpt2"])
+    assert gpt2.GPT2LMHeadModel(model.config).name_or_path == "" == as_transformers(
+        gpt2.GPT2LMHeadModel(model.config)).name_or_path
+
+
+@pytest.mark.parametrize("bad", ["yes", 0, 1, torch.tensor(True)])
+def test_adapter_return_dict_that_is_not_a_bool_is_a_type_error(bad, folders, pytestconfig):
+    """return_dict must be True, False or None, as on our models: a truthy string or 0 is not a
+    silent choice between a ModelOutput and a tuple."""
+    gpt2 = load_impl(pytestconfig, "gpt2")
+    adapter = as_transformers(gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"]))
+    ids = batch(CASES[1], adapter.mlab_model.config)["input_ids"]
+    with pytest.raises(TypeError, match=r"return_dict must be True, False or None, got"):
+        adapter(ids, return_dict=bad)
+    with torch.no_grad():
+        assert isinstance(adapter(ids, return_dict=False), tuple)
+        assert torch.equal(adapter(ids, return_dict=True).logits, adapter(ids, return_dict=False)[0])

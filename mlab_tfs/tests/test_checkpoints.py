@@ -774,3 +774,137 @@ def test_a_half_precision_checkpoint_loads_in_its_dtype_as_transformers_5(kind, 
     _write_weights_only(half, tmp_path / "raw", "safetensors")
     assert cls.from_pretrained(tmp_path / "raw", config=half.config).dtype == stored
     assert cls.from_pretrained(tmp_path / "raw", config=half.config, dtype="float32").dtype == torch.float32
+
+
+# ---------------------------------------------------------------------------------------
+# Layouts: decided for the whole state dict; raw weights beside a config.json; state_dict=
+# ---------------------------------------------------------------------------------------
+
+
+def test_weights_only_gpt2_layout_is_decided_for_the_whole_state_dict(folders, tmp_path):
+    """GPT-2's names are the same in both layouts and c_proj is square: a transformers-layout
+    file must transpose c_proj too (decided by the non-square weights), ours must not."""
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(folders["gpt2"], dtype=torch.float32).eval()
+    expected = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"])
+    c = expected.config.n_embd
+    assert theirs.transformer.h[0].attn.c_proj.weight.shape == (c, c)  # the square one
+    hf_state = {k: v.contiguous() for k, v in theirs.state_dict().items() if k != "lm_head.weight"}
+    (tmp_path / "hf").mkdir()
+    safetensors.torch.save_file(hf_state, str(tmp_path / "hf" / "model.safetensors"))
+    loaded = gpt2.GPT2LMHeadModel.from_pretrained(tmp_path / "hf", config=expected.config)
+    assert torch.equal(loaded.transformer.h[0].attn.c_proj.weight, theirs.transformer.h[0].attn.c_proj.weight.t())
+    _assert_same_state(loaded, _state(expected))
+    ids = _ids(expected.config.vocab_size)
+    with torch.no_grad():
+        assert_close(loaded(ids).logits, theirs(ids).logits, name="logits", atol=1e-5, rtol=1e-5)
+    _write_weights_only(expected, tmp_path / "ours", "safetensors")
+    loaded = gpt2.GPT2LMHeadModel.from_pretrained(tmp_path / "ours", config=expected.config)
+    assert torch.equal(loaded.transformer.h[0].attn.c_proj.weight, expected.transformer.h[0].attn.c_proj.weight)
+    _assert_same_state(loaded, _state(expected))
+
+
+def test_weights_only_file_that_fits_both_layouts_is_an_error(tmp_path):
+    """A model whose only transposed weight is square: its file cannot say which layout it
+    is in, so loading it is an error saying so, never a silent guess."""
+    from mlab_tfs.checkpoints import PretrainedMixin
+    from mlab_tfs.gpt2.given import GPT2Config
+
+    class Square(PretrainedMixin, nn.Module):
+        config_class = GPT2Config
+        hf_to_ours = staticmethod(lambda state, config: {k: v.t() for k, v in state.items()})
+        ours_to_hf = staticmethod(lambda state, config: {k: v.t() for k, v in state.items()})
+
+        def __init__(self, config):
+            super().__init__()
+            self.config = config
+            self.proj = nn.Linear(4, 4, bias=False)
+
+    config = GPT2Config(vocab_size=11, n_positions=8, n_embd=4, n_layer=1, n_head=1)
+    model = Square(config)
+    (tmp_path / "raw").mkdir()
+    torch.save(model.state_dict(), tmp_path / "raw" / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="both in its own layout and in transformers'.*cannot be told"):
+        Square.from_pretrained(tmp_path / "raw", config=config)
+    # A symmetric weight is the same in both: nothing to decide, it loads.
+    with torch.no_grad():
+        model.proj.weight.copy_(model.proj.weight + model.proj.weight.t())
+    torch.save(model.state_dict(), tmp_path / "raw" / "pytorch_model.bin")
+    assert torch.equal(Square.from_pretrained(tmp_path / "raw", config=config).proj.weight, model.proj.weight)
+
+
+@pytest.mark.parametrize("writer", ["torch_save", "safetensors"])
+def test_config_json_beside_weights_in_our_layout_says_what_it_is_and_what_to_do(writer, folders, tmp_path):
+    ours = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"])
+    _write_weights_only(ours, tmp_path / "raw", writer)
+    (tmp_path / "raw" / "config.json").write_text((folders["gpt2"] / "config.json").read_text())
+    name = "model.safetensors" if writer == "safetensors" else "pytorch_model.bin"
+    with pytest.raises(CheckpointError) as info:
+        gpt2.GPT2LMHeadModel.from_pretrained(tmp_path / "raw")
+    message = str(info.value)
+    for part in (f"{name} holds GPT2LMHeadModel's own state_dict()", "beside a config.json",
+                 "transformers' layout", "model.save_pretrained(folder)", "config=..."):
+        assert part in message, (part, message)
+    # What it says to do works: the same file alone, with config=.
+    (tmp_path / "raw" / "config.json").unlink()
+    _assert_same_state(gpt2.GPT2LMHeadModel.from_pretrained(tmp_path / "raw", config=ours.config), _state(ours))
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("safe", [True, False])
+def test_save_pretrained_state_dict_is_written_instead_of_the_parameters(kind, safe, folders, tmp_path, monkeypatch):
+    """transformers' meaning of state_dict=: those tensors (our names) are saved, once, and load
+    back in ours and in transformers; safe_serialization=False writes pytorch_model.bin."""
+    cls, hf_cls, _, _ = KINDS[kind]
+    ours = cls.from_pretrained(folders[kind])
+    other = {k: v * 0.9 + 0.01 if v.is_floating_point() else v for k, v in ours.state_dict().items()}
+    writes = []
+    real = safetensors.torch.save_file
+    monkeypatch.setattr(safetensors.torch, "save_file", lambda *a, **k: (writes.append(a[1]), real(*a, **k)))
+    ours.save_pretrained(tmp_path / "saved", state_dict=other, safe_serialization=safe)
+    assert len(writes) == (1 if safe else 0)
+    names = sorted(p.name for p in (tmp_path / "saved").iterdir())
+    assert names == ["config.json", "model.safetensors" if safe else "pytorch_model.bin"]
+    loaded = cls.from_pretrained(tmp_path / "saved")
+    _assert_same_state(loaded, {k: other[k] for k in _state(ours)})
+    assert not torch.equal(next(iter(_state(loaded).values())), next(iter(_state(ours).values())))
+    theirs = hf_cls.from_pretrained(tmp_path / "saved", dtype=torch.float32).eval()
+    ids = _ids(ours.config.vocab_size)
+    with torch.no_grad():
+        assert_close(loaded(ids).logits, theirs(ids).logits, name="logits", atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    ({"nope": torch.zeros(1)}, ValueError, r"(?s)state_dict: .*unexpected keys.*nope"),
+    ([1, 2], TypeError, r"state_dict must be a dict of parameter name -> tensor.*got list"),
+    ({"transformer.wte.weight": 3}, TypeError, r"state_dict must be a dict"),
+])
+def test_save_pretrained_refuses_a_state_dict_that_does_not_fit(bad, error, match, folders, tmp_path):
+    ours = gpt2.GPT2LMHeadModel.from_pretrained(folders["gpt2"])
+    with pytest.raises(error, match=match):
+        ours.save_pretrained(tmp_path / "saved", state_dict=bad)
+    assert not (tmp_path / "saved").exists()
+    with pytest.raises(TypeError, match="safe_serialization must be a bool"):
+        ours.save_pretrained(tmp_path / "saved", safe_serialization="yes")
+
+
+@pytest.mark.parametrize("cls, hf_auto", [
+    (bert.BertForMaskedLM, transformers.AutoModelForMaskedLM),
+    (bert.BertForSequenceClassification, transformers.AutoModelForSequenceClassification),
+    (deberta.DebertaV2Model, transformers.AutoModel),
+    (gpt2.GPT2Model, transformers.AutoModel),
+])
+def test_save_pretrained_of_a_model_built_from_scratch_names_its_own_class(cls, hf_auto, folders, tmp_path):
+    """A fresh config carries its class's default architectures (BertConfig: ["BertModel"]); the
+    folder saved from a BertForMaskedLM must say BertForMaskedLM, and so does the model's config
+    afterwards (as transformers' save_pretrained sets it)."""
+    kind = {"bert": "bert", "deberta": "deberta", "gpt2": "gpt2"}[cls.__module__.split(".")[1]]
+    config = type(KINDS[kind][0].from_pretrained(folders[kind]).config).from_dict(
+        KINDS[kind][0].from_pretrained(folders[kind]).config.to_dict())
+    model = cls(config).eval()
+    model.save_pretrained(tmp_path / "fresh")
+    saved = json.loads((tmp_path / "fresh" / "config.json").read_text())
+    assert saved["architectures"] == [cls.__name__] == model.config.architectures
+    assert transformers.AutoConfig.from_pretrained(tmp_path / "fresh").architectures == [cls.__name__]
+    theirs = hf_auto.from_pretrained(tmp_path / "fresh", dtype=torch.float32).eval()
+    assert type(theirs).__name__ == cls.__name__
+    assert cls.from_pretrained(tmp_path / "fresh").config.architectures == [cls.__name__]

@@ -201,8 +201,10 @@ def test_device_dtype_model_type_and_architectures_read_as_transformers(pairs, n
     assert fresh.architectures == list(type(ours.config).architectures) and fresh.architectures is not (
         type(ours.config)().architectures)  # each instance its own list
     other = type(ours)(ours.config).to(torch.bfloat16)
-    assert other.dtype == torch.bfloat16 == hf.to(torch.bfloat16).dtype
-    hf.to(torch.float32)
+    # A copy: casting the shared model to bf16 and back would round its weights for later tests.
+    import copy
+
+    assert other.dtype == torch.bfloat16 == copy.deepcopy(hf).to(torch.bfloat16).dtype
 
 
 @pytest.mark.parametrize("name", ["gpt2_lm", "bert_mlm", "deberta_mlm"])
@@ -259,3 +261,53 @@ def test_every_model_names_both_neither_and_a_wrong_width(pairs, name):
         ours(attention_mask=torch.ones(2, 3))
     with pytest.raises(ValueError, match=rf"inputs_embeds must have shape \(batch, seq, {width}\)"):
         ours(inputs_embeds=torch.zeros(2, 3, width + 1))
+
+
+@pytest.mark.parametrize("name", ["gpt2_lm", "bert_mlm", "deberta_mlm"])
+def test_inputs_embeds_compile_without_graph_breaks_and_equal_eager_and_transformers(pairs, name):
+    """torch.compile(fullgraph=True) of a forward with inputs_embeds (and labels): no hook is
+    registered while tracing; the loss and logits equal eager's and transformers'; the ids path
+    of the same compiled model afterwards reads the table again."""
+    import torch._dynamo
+
+    ours, hf = pairs[name]
+    ids, mask = _padded(ours)
+    # A decoder's loss reads logits at t for the label at t + 1: both real (what comes out at a
+    # left-padding query is each implementation's own).
+    real = mask.bool() & torch.roll(mask.bool(), 1, 1) if name.startswith("gpt2") else mask.bool()
+    labels = torch.where(real, torch.roll(ids, 1, 1), -100)
+    width = hf.get_input_embeddings().weight.shape[1]
+    embeds = torch.randn(*ids.shape, width, generator=torch.Generator().manual_seed(3)) * 0.5
+    torch._dynamo.reset()
+    compiled = torch.compile(ours, fullgraph=True, backend="eager")
+    with torch.no_grad():
+        got = compiled(inputs_embeds=embeds, attention_mask=mask, labels=labels)
+        eager = ours(inputs_embeds=embeds, attention_mask=mask, labels=labels)
+        theirs = hf(inputs_embeds=embeds, attention_mask=mask, labels=labels)
+        decoder = name.startswith("gpt2")
+        assert_close(_real(got.logits, mask, decoder), _real(eager.logits, mask, decoder), name="compiled logits")
+        assert_close(_real(got.logits, mask, decoder), _real(theirs.logits, mask, decoder), name="logits vs transformers")
+        assert_close(got.loss, theirs.loss, name="loss vs transformers")
+        by_ids = compiled(ids, attention_mask=mask)
+        assert_close(_real(by_ids.logits, mask, decoder), _real(hf(ids, attention_mask=mask).logits, mask, decoder),
+                     name="compiled ids path after inputs_embeds")
+    torch._dynamo.reset()
+
+
+def test_inputs_embeds_reach_a_word_embedding_replaced_after_build(pairs):
+    """A table swapped in after the model was built (as resizing does) gets the hook on first use,
+    and a failed forward leaves no inputs_embeds behind for the next ids forward."""
+    ours, hf = pairs["gpt2_lm"]
+    model = type(ours)(ours.config).eval()
+    model.load_state_dict(ours.state_dict())
+    table = torch.nn.Embedding(*model.transformer.wte.weight.shape)
+    with torch.no_grad():
+        table.weight.copy_(model.transformer.wte.weight)
+    model.transformer.wte = table
+    ids, mask = _padded(model)
+    embeds = hf.get_input_embeddings()(ids).detach()
+    with torch.no_grad():
+        assert_close(model(inputs_embeds=embeds).logits, hf(inputs_embeds=embeds).logits, name="logits")
+        with pytest.raises(ValueError):
+            model(inputs_embeds=embeds, attention_mask=torch.ones(2, 2))  # a mask that does not fit
+        assert_close(model(ids).logits, hf(ids).logits, name="ids after a failed inputs_embeds forward")
