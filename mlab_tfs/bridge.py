@@ -4,8 +4,9 @@ transformers' tools (``pipeline``, ``generate``, ``Trainer``, peft, sentence-tra
 look for a ``PreTrainedModel``: a transformers config, ``save_pretrained``, transformers'
 output classes, the ``cache`` argument. The adapter is that object around our model, built
 once per model class (one adapter for every class: it reads only what the model offers,
-``config.to_dict()``, ``config.model_type``, ``forward``, ``save_pretrained``, and the
-class's ``ours_to_hf`` / ``hf_to_ours``):
+``config.to_dict()``, ``config.model_type``, ``forward``, ``save_pretrained``,
+``get_input_embeddings`` / ``get_output_embeddings`` / ``tie_weights`` /
+``base_model_prefix`` (mlab_tfs.surface), and the class's ``ours_to_hf`` / ``hf_to_ours``):
 
 - its submodules ARE our model's (the same objects, under the same names), so parameters
   are shared, not copied: an optimizer step on one is seen by the other, and ``.to()`` moves
@@ -50,9 +51,6 @@ _OUTPUT_CLASSES = {
     "MaskedLMOutput": ("MaskedLMOutput",),
     "SequenceClassifierOutput": ("SequenceClassifierOutput",),
 }
-# Module names of the input and output embeddings in our models (they are transformers').
-_INPUT_EMBEDDINGS = ("wte", "word_embeddings")
-_OUTPUT_EMBEDDINGS = ("lm_head", "cls.predictions.decoder", "lm_predictions.lm_head")
 
 
 def _fail_not_model(model: object, missing: str) -> TypeError:
@@ -98,9 +96,8 @@ def as_transformers(model: nn.Module) -> Any:
 def _adapter_class(cls: type) -> type:
     """The transformers class for our model class ``cls`` (made once per class)."""
     from transformers import GenerationMixin, PreTrainedModel
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_MAPPING_NAMES
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    model_type = cls.config_class.model_type if hasattr(cls, "config_class") else None
     # transformers' name for the class: its own, or a base class's (a learner's subclass of our GPT2LMHeadModel).
     name = next((c.__name__ for c in cls.__mro__ if _is_transformers_model_name(c.__name__)), cls.__name__)
     causal = name in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()
@@ -109,7 +106,7 @@ def _adapter_class(cls: type) -> type:
         "__module__": __name__,
         "__qualname__": name,
         "__doc__": f"mlab_tfs's {cls.__name__} as a transformers PreTrainedModel (mlab_tfs.as_transformers).",
-        "base_model_prefix": _base_model_prefix(model_type, MODEL_MAPPING_NAMES),
+        "base_model_prefix": getattr(cls, "base_model_prefix", ""),  # transformers' name ("transformer", "bert")
         "accepts_loss_kwargs": bool(getattr(cls, "accepts_loss_kwargs", False)),
         "forward": _forward_with_signature(cls),
         "_hf_outputs": _hf_output_fields(),
@@ -126,13 +123,6 @@ def _is_transformers_model_name(name: str) -> bool:
     except Exception:  # transformers' lazy module may fail to import an optional backend
         return False
     return isinstance(obj, type) and issubclass(obj, PreTrainedModel)
-
-
-def _base_model_prefix(model_type: str | None, names: dict[str, str]) -> str:
-    import transformers
-
-    name = names.get(model_type or "")
-    return getattr(getattr(transformers, name, None), "base_model_prefix", "") if name else ""
 
 
 def _forward_with_signature(cls: type):
@@ -216,13 +206,12 @@ class TransformersAdapter:
             tie()
 
     def get_input_embeddings(self) -> nn.Module:
-        return _find_module(self._mlab_model, _INPUT_EMBEDDINGS, "input embeddings")
+        """Our model's get_input_embeddings (the word embedding module, transformers' too)."""
+        return self._mlab_model.get_input_embeddings()
 
     def get_output_embeddings(self) -> nn.Module | None:
-        try:
-            return _find_module(self._mlab_model, _OUTPUT_EMBEDDINGS, "output embeddings")
-        except AttributeError:
-            return None  # a body or a classifier: no output embeddings, as transformers'
+        """Our model's get_output_embeddings (None for a body or a classifier, as transformers')."""
+        return self._mlab_model.get_output_embeddings()
 
     # -- forward -----------------------------------------------------------------------
 
@@ -346,13 +335,6 @@ def _state_dict_to_hf(adapter: nn.Module, state: dict, prefix: str, local_metada
 
 def _load_state_dict_from_hf(adapter: nn.Module, state: dict, prefix: str, *args: Any) -> None:
     _convert(adapter, state, prefix, "hf_to_ours")
-
-
-def _find_module(model: nn.Module, names: tuple[str, ...], what: str) -> nn.Module:
-    for full, module in model.named_modules():
-        if any(full == n or full.endswith("." + n) for n in names):
-            return module
-    raise AttributeError(f"{type(model).__name__} has no {what} (looked for modules named {names})")
 
 
 def _from_hf_cache(past: Any) -> tuple[Any, Any]:

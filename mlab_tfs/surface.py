@@ -226,7 +226,8 @@ class ModelSurfaceMixin:
 
     def get_output_embeddings(self) -> nn.Module | None:
         """The module whose weight is the head tied to the word embedding (GPT-2's lm_head, BERT's
-        decoder), None for a model without one, as transformers' method."""
+        decoder), None for a model without one, as transformers' method (a class whose
+        transformers counterpart answers otherwise overrides it: DeBERTa-v3's MLM head)."""
         for alias in self.tied_weights:
             owner = alias.rpartition(".")[0]
             try:

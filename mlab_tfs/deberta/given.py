@@ -662,6 +662,16 @@ class DebertaV2ForMaskedLM(DebertaV2PreTrainedModel, nn.Module):
             if config.tie_word_embeddings:
                 tie_weights(self, self.tied_weights)  # the decoder reads the word embeddings and the head's bias
 
+    def get_output_embeddings(self) -> nn.Module:
+        """As transformers' DebertaV2ForMaskedLM.get_output_embeddings
+        (models/deberta_v2/modeling_deberta_v2.py): legacy, the decoder ``cls.predictions.decoder``
+        (weight (V, H), tied to the word embedding); else the original head's
+        ``lm_predictions.lm_head.dense`` (weight (H, H): that head multiplies by the word
+        embedding itself and has no decoder)."""
+        if self.config.legacy:
+            return self.cls.predictions.decoder
+        return self.lm_predictions.lm_head.dense
+
     def forward(
         self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
         position_ids: Tensor | None = None, labels: Tensor | None = None, output_attentions: bool = False,

@@ -118,3 +118,20 @@ def test_trainer_checkpoint_saves_tied_weights_once_and_resumes(shakespeare, tmp
     torch.testing.assert_close(b, a, rtol=0, atol=1e-6)
     final = resumed.model.state_dict()
     torch.testing.assert_close(final, full.model.state_dict(), rtol=0, atol=1e-6)
+
+
+@pytest.mark.solution_only
+def test_trainer_evaluate_and_predict_equal_transformers(shakespeare, tmp_path):
+    """The raw model under Trainer.evaluate and Trainer.predict (no training): the eval loss and
+    every logit equal transformers' twin's within fp32 1e-5."""
+    _, hf_tok, data = shakespeare
+    hf, ours = twin_gpt2(seed=0, vocab_size=512, **TINY)
+    rows = torch.utils.data.Subset(data, range(4))
+    results = []
+    for model, out in ((hf, "hf"), (ours, "ours")):
+        t = trainer(model, data, hf_tok, tmp_path / out, per_device_eval_batch_size=4)
+        results.append((t.evaluate(rows)["eval_loss"], torch.as_tensor(t.predict(rows).predictions)))
+    (loss_hf, logits_hf), (loss_ours, logits_ours) = results
+    assert logits_ours.shape == logits_hf.shape == (4, BLOCK, 512)
+    torch.testing.assert_close(logits_ours, logits_hf, rtol=0, atol=1e-5)
+    assert loss_ours == pytest.approx(loss_hf, abs=1e-5) and 5.0 < loss_hf < 7.0  # ~ln 512 at the start
