@@ -516,7 +516,10 @@ class TransformersCalls:
         text: a str (one example: each value is a flat list), or a list of str (a batch: a list
             of rows); with is_split_into_words=True, a list of words (one example) or a list of
             such lists. Each word is tokenized on its own; offsets are then within the word.
-        text_pair: None, or the second texts, shaped as text. (``texts=`` and ``text_pairs=``
+        text_pair: None, or the second texts, shaped as text. One text with an empty pair
+            (``""``, or ``[]`` with is_split_into_words) is the text alone ([CLS] A [SEP]), as
+            transformers' ``__call__`` drops a falsy pair; in a batch an empty pair is kept
+            ([CLS] A [SEP] [SEP]), as there. (``texts=`` and ``text_pairs=``
             are accepted for the first two, the names this course used before.)
         add_special_tokens: [CLS] A [SEP] (B [SEP]) for BERT; GPT-2 adds none.
         padding: False / "do_not_pad", True / "longest" (to the longest row of the batch),
@@ -594,6 +597,8 @@ class TransformersCalls:
                                 f"text_pair {'one example' if single_pair else 'a batch'}")
             if len(pairs) != len(batch):
                 raise ValueError(f"text_pair must have one pair per text: {len(batch)} texts, {len(pairs)} pairs")
+            if single and not pairs[0]:
+                pairs = None  # one text with an empty pair ("" or []) is the text alone, as transformers' __call__
         if not batch:
             raise ValueError("text is an empty list: there is nothing to tokenize")
         where = (lambda name, i: name) if single else (lambda name, i: f"{name}[{i}]")
