@@ -803,7 +803,9 @@ class TransformersCalls:
         return as_tensors(out, kind)
 
     def convert_tokens_to_ids(self, tokens):
-        """A token's id, or a list of tokens' ids (a str is one token, as in transformers)."""
+        """A token's id, or a list of tokens' ids (a str is one token, as in transformers);
+        unk_token's id for a string not in the vocabulary. TypeError for anything but a str or
+        a list of str."""
         if isinstance(tokens, str):
             return super().convert_tokens_to_ids([tokens])[0]
         return super().convert_tokens_to_ids(tokens)
@@ -894,15 +896,28 @@ class BPECalls(TransformersCalls):
     unk_token_id = _special_token_id("unk_token")
 
     def convert_tokens_to_ids(self, tokens):
-        """A token's id (a special token's own id first), or a list of ids. ValueError for a
-        string that is no token of the vocabulary (byte-level BPE has no unknown token)."""
+        """A token's id (a special token's own id first), or a list of ids. A string that is no
+        token of the vocabulary gives unk_token's id (GPT-2's files: <|endoftext|>, 50256), as
+        transformers' ``_convert_token_to_id_with_added_voc``; with unk_token set to None it is
+        a ValueError (transformers would return None in the list). TypeError for anything but a
+        str or a list of str."""
         if isinstance(tokens, str):
             if tokens in self.special_tokens:
                 return self.special_tokens[tokens]
-            if tokens not in self.encoder:
-                raise ValueError(f"{tokens!r} is not a token of this vocabulary")
-            return self.encoder[tokens]
-        return [self.convert_tokens_to_ids(require_text("tokens[i]", t)) for t in tokens]
+            if tokens in self.encoder:
+                return self.encoder[tokens]
+            unk = self.unk_token
+            if unk is None:
+                raise ValueError(f"{tokens!r} is not a token of this vocabulary, and unk_token is None")
+            return self.special_tokens[unk] if unk in self.special_tokens else self.encoder[unk]
+        if isinstance(tokens, bytes) or not isinstance(tokens, (list, tuple)) and not hasattr(tokens, "__iter__"):
+            raise TypeError(f"tokens must be a str or a list of str, got {describe(tokens)}")
+        out = []
+        for i, t in enumerate(tokens):
+            if not isinstance(t, str):
+                raise TypeError(f"tokens must be a str or a list of str, got {describe(t)} at index {i}")
+            out.append(self.convert_tokens_to_ids(t))
+        return out
 
     def convert_ids_to_tokens(self, ids):
         """A token string per id (an int gives one str)."""

@@ -576,8 +576,17 @@ class WordPieceFiles:
         return self.vocab.get(self.mask_token)
 
     def convert_tokens_to_ids(self, tokens: Iterable[str]) -> list[int]:
-        unk = self.unk_token_id
-        return [self.vocab.get(t, unk) for t in tokens]
+        """The id of each token string; unk_token's id for a string not in the vocabulary (as
+        transformers' _convert_token_to_id_with_added_voc). TypeError for a token that is not a
+        str, or tokens that are not a list of them."""
+        if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Iterable):
+            raise TypeError(f"tokens must be a list of str, got {describe(tokens)}")
+        unk, vocab, out = self.unk_token_id, self.vocab, []
+        for i, t in enumerate(tokens):
+            if not isinstance(t, str):
+                raise TypeError(f"tokens must be a list of str, got {describe(t)} at index {i}")
+            out.append(vocab.get(t, unk))
+        return out
 
     def convert_ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
         ids = check_ids("ids", list(ids) if not hasattr(ids, "tolist") else ids, self.vocab_size)

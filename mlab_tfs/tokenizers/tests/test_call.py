@@ -9,6 +9,7 @@ exercise 5's (BERT) and 9's (GPT-2).
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -564,8 +565,12 @@ def test_attributes_are_checked(tok, gpt2_dir, bert_vocab_dir):
         gpt2.pad_token = 5
     with pytest.raises(ValueError, match="pad_token_id must be an id in \\[0, 50257\\), got 50257"):
         gpt2.pad_token_id = 50257
-    with pytest.raises(ValueError, match="'nope' is not a token of this vocabulary"):
+    # a string outside the vocabulary is unk_token's id, as transformers' (50256 for GPT-2's files)
+    assert gpt2.convert_tokens_to_ids("nope") == 50256 and gpt2.convert_tokens_to_ids(["nope", "a"]) == [50256, 64]
+    gpt2.unk_token = None
+    with pytest.raises(ValueError, match="'nope' is not a token of this vocabulary, and unk_token is None"):
         gpt2.convert_tokens_to_ids("nope")
+    gpt2.unk_token = "<|endoftext|>"
     gpt2.eos_token = "!"  # settable, as a loader reading tokenizer_config.json may set them
     assert (gpt2.eos_token, gpt2.eos_token_id, gpt2.bos_token) == ("!", 0, "<|endoftext|>")
     gpt2.bos_token_id = None
@@ -591,3 +596,19 @@ def test_word_ids_sequence_ids_and_tokens(bert, gpt2):
         rows.word_ids(3)
     with pytest.raises(ValueError, match="word_ids\\(\\) needs the result of calling the tokenizer"):
         bert.pad({"input_ids": [[1, 2]]}).word_ids()
+
+
+# (given code: token lookups, no exercise)
+def test_convert_tokens_to_ids_as_transformers(bert, fast_bert, gpt2, fast_gpt2):
+    """Known, special, unknown and empty strings give transformers' ids (unk_token's for a string
+    outside the vocabulary: [UNK] 100, GPT-2's <|endoftext|> 50256); anything but str is a TypeError."""
+    tokens = ["hello", "##ing", "[SEP]", "[MASK]", "zzzqqq", "", "Hello", "Ġworld", "<|endoftext|>", "日", "é"]
+    for ours, theirs in ((bert, fast_bert), (gpt2, fast_gpt2)):
+        assert ours.convert_tokens_to_ids(tokens) == theirs.convert_tokens_to_ids(tokens)
+        assert [ours.convert_tokens_to_ids(t) for t in tokens] == [theirs.convert_tokens_to_ids(t) for t in tokens]
+        assert ours.convert_tokens_to_ids(tuple(tokens)) == theirs.convert_tokens_to_ids(tokens)
+        for bad, what in (([1], "int 1 at index 0"), (["a", None], "NoneType None at index 1"), (None, "NoneType None"),
+                          (5, "int 5"), (b"hello", "bytes b'hello'")):
+            with pytest.raises(TypeError, match=f"tokens must be a .*list of str, got {re.escape(what)}"):
+                ours.convert_tokens_to_ids(bad)
+    assert gpt2.convert_tokens_to_ids("zzzqqq") == fast_gpt2.convert_tokens_to_ids("zzzqqq") == 50256
