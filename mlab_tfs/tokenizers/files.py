@@ -386,7 +386,10 @@ STALE_TOKENIZER_FILES = ("tokenizer.json", "special_tokens_map.json", "added_tok
 
 class WordPieceFiles:
     """A WordPiece vocabulary (vocab.txt: one token per line, its id is the line number) and
-    BERT's options and special tokens."""
+    BERT's options and special tokens. model_max_length: the longest row truncation=True or
+    padding="max_length" make without a max_length; by default, and when a folder's
+    tokenizer_config.json gives none, transformers' "no limit" (VERY_LARGE_INTEGER, 1e30:
+    tokenization_utils_base.py), so that those calls neither cut nor pad, as transformers'."""
 
     def __init__(
         self,
@@ -400,7 +403,7 @@ class WordPieceFiles:
         cls_token: str = "[CLS]",
         mask_token: str = "[MASK]",
         max_input_chars_per_word: int = 100,
-        model_max_length: int = 512,
+        model_max_length: int = NO_LIMIT,
     ):
         if not isinstance(vocab, dict) or not vocab:
             raise TypeError(f"vocab must be a non-empty dict of token -> id, got {describe(vocab)}")
@@ -492,8 +495,6 @@ class WordPieceFiles:
                                  f"(tokenizer.json, config: {list(clash.values())}); transformers follows "
                                  "tokenizer.json unless the config's tokenizer_class is BertTokenizer")
         options.update(from_config)
-        if options.get("model_max_length", 0) > 10**9:  # transformers' "no limit" placeholder
-            del options["model_max_length"]
         options.update(kwargs)
         added = config.get("added_tokens_decoder")
         if isinstance(added, dict):  # what save_pretrained (ours, transformers' 4.x) writes for vocab.txt

@@ -559,3 +559,36 @@ def test_bpe_save_refuses_a_pad_token_outside_the_vocabulary(tok, trained, tmp_p
     bpe.save_pretrained(tmp_path)
     assert _theirs(tmp_path).pad_token_id == 259 == tok.ByteLevelBPETokenizer.from_pretrained(tmp_path).special_tokens[
         "<|endoftext|>"]
+
+
+@pytest.mark.parametrize("files", [("tokenizer.json",), ("vocab.txt",), ("tokenizer.json", "tokenizer_config.json")],
+                         ids=["tokenizer.json", "vocab.txt", "with-config"])
+def test_wordpiece_model_max_length_as_transformers(tok, bert_saved, files, tmp_path):
+    """model_max_length is the config's where it has one (MiniLM's 512), else transformers'
+    "no limit" (VERY_LARGE_INTEGER): truncation=True and padding="max_length" without a
+    max_length then neither cut nor pad, as transformers'; a save keeps it, for both."""
+    from transformers import BertTokenizerFast
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in files:
+        source = assets.minilm_path() / name if name == "vocab.txt" else bert_saved / name
+        shutil.copy(source, folder / name)
+    ours, hf = tok.WordPieceTokenizer.from_pretrained(folder), BertTokenizerFast.from_pretrained(str(folder))
+    limit = 512 if "tokenizer_config.json" in files else int(1e30)
+    assert ours.model_max_length == hf.model_max_length == limit
+    long = "a " * 600
+    cases = [  # the row lengths with a limit of 512, and without
+        ({"truncation": True}, [512, 3], [602, 3]),
+        ({"padding": "max_length"}, [602, 512], [602, 3]),
+        ({"truncation": True, "padding": "max_length"}, [512, 512], [602, 3]),
+        ({"truncation": "only_first", "return_overflowing_tokens": True, "stride": 4}, [512, 96, 3], [602, 3]),
+    ]
+    for kwargs, at_512, unlimited in cases:
+        got, expected = ours([long, "b"], **kwargs), hf([long, "b"], **kwargs)
+        assert dict(got) == dict(expected), kwargs
+        assert [len(r) for r in got["input_ids"]] == (at_512 if limit == 512 else unlimited), kwargs
+    ours.save_pretrained(tmp_path / "out")
+    assert tok.WordPieceTokenizer.from_pretrained(tmp_path / "out").model_max_length == limit
+    assert BertTokenizerFast.from_pretrained(str(tmp_path / "out")).model_max_length == limit
+    assert tok.WordPieceTokenizer(dict(ours.vocab)).model_max_length == int(1e30)  # the default, as transformers'
