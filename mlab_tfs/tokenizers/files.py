@@ -503,7 +503,11 @@ class WordPieceFiles:
             _add_to_vocab(config_file, vocab, from_config)
             extra_special += list(from_config)
         extra_special += _extra_special_tokens(config_file, config, vocab)
-        tokenizer = cls(vocab, **options)
+        try:
+            tokenizer = cls(vocab, **options)
+        except (TypeError, ValueError) as e:  # say which file and how to choose another token
+            raise type(e)(f"{vocab_file}: {e}; BERT's calls need [UNK], [SEP], [PAD] and [CLS] tokens: pass the "
+                          f"ones this vocabulary has, e.g. from_pretrained(path, pad_token=...)") from None
         # Other special tokens (an [unused0] made special, say) are kept whole in a text too.
         tokenizer.special_tokens += [t for t in dict.fromkeys(extra_special) if t not in tokenizer.special_tokens]
         return tokenizer

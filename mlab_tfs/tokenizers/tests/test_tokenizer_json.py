@@ -9,6 +9,7 @@ alone and glued together, and texts with special tokens written in them."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -592,3 +593,27 @@ def test_wordpiece_model_max_length_as_transformers(tok, bert_saved, files, tmp_
     assert tok.WordPieceTokenizer.from_pretrained(tmp_path / "out").model_max_length == limit
     assert BertTokenizerFast.from_pretrained(str(tmp_path / "out")).model_max_length == limit
     assert tok.WordPieceTokenizer(dict(ours.vocab)).model_max_length == int(1e30)  # the default, as transformers'
+
+
+def test_wordpiece_without_a_pad_token_names_the_file(tok, tmp_path):
+    """A WordPiece trained by the tokenizers library without [PAD]: the error names the file
+    and says how to choose the token; given one of the vocabulary, the ids are transformers'."""
+    import tokenizers
+    from tokenizers import normalizers, pre_tokenizers, processors
+    from tokenizers.trainers import WordPieceTrainer
+
+    wp = tokenizers.Tokenizer(tokenizers.models.WordPiece(unk_token="[UNK]"))
+    wp.normalizer, wp.pre_tokenizer = normalizers.BertNormalizer(), pre_tokenizers.BertPreTokenizer()
+    wp.train_from_iterator([assets.shakespeare_text()[:30_000]], WordPieceTrainer(
+        vocab_size=300, special_tokens=["[UNK]", "[CLS]", "[SEP]"], show_progress=False))
+    wp.post_processor = processors.BertProcessing(("[SEP]", 2), ("[CLS]", 1))
+    (tmp_path / "wp").mkdir()
+    wp.save(str(tmp_path / "wp" / "tokenizer.json"))
+    file = tmp_path / "wp" / "tokenizer.json"
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(file))}: pad_token '\[PAD\]' is not in the vocabulary; "
+                                         r".*from_pretrained\(path, pad_token=\.\.\.\)"):
+        tok.WordPieceTokenizer.from_pretrained(tmp_path / "wp")
+    ours = tok.WordPieceTokenizer.from_pretrained(tmp_path / "wp", pad_token="[UNK]")
+    hf = _theirs(tmp_path / "wp")
+    for text in TEXTS[:40]:
+        assert ours.encode(text) == _their_ids(hf, text) == wp.encode(text).ids, text
