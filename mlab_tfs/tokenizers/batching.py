@@ -761,7 +761,7 @@ class TransformersCalls:
         side = _side("padding_side", self.padding_side if padding_side is None else padding_side)
         required = encoded_inputs[main]
         if required is None or len(required) == 0:
-            if want_mask:
+            if return_attention_mask:  # only when asked, as transformers' pad (None adds none here)
                 encoded_inputs["attention_mask"] = []
             return BatchEncoding(encoded_inputs)
         # tensors and arrays in: work on lists, and give the same kind back
@@ -890,7 +890,15 @@ class BPECalls(TransformersCalls):
     eos_token = _special_token("eos_token", _END)
     bos_token = _special_token("bos_token", _END)
     unk_token = _special_token("unk_token", _END)
+    # GPT-2 has none of these (transformers' GPT2TokenizerFast: None); DataCollatorForLanguageModeling
+    # with mlm=True reads mask_token and says it is missing
+    mask_token = _special_token("mask_token", None)
+    cls_token = _special_token("cls_token", None)
+    sep_token = _special_token("sep_token", None)
     pad_token_id = _special_token_id("pad_token")
+    mask_token_id = _special_token_id("mask_token")
+    cls_token_id = _special_token_id("cls_token")
+    sep_token_id = _special_token_id("sep_token")
     eos_token_id = _special_token_id("eos_token")
     bos_token_id = _special_token_id("bos_token")
     unk_token_id = _special_token_id("unk_token")

@@ -612,3 +612,38 @@ def test_convert_tokens_to_ids_as_transformers(bert, fast_bert, gpt2, fast_gpt2)
             with pytest.raises(TypeError, match=f"tokens must be a .*list of str, got {re.escape(what)}"):
                 ours.convert_tokens_to_ids(bad)
     assert gpt2.convert_tokens_to_ids("zzzqqq") == fast_gpt2.convert_tokens_to_ids("zzzqqq") == 50256
+
+
+# (given code: special-token attributes and pad's edge, no exercise)
+def test_gpt2_masked_lm_collator_and_missing_special_tokens(tok, gpt2_dir, fast_gpt2, padded_gpt2s):
+    """GPT-2 has no mask, cls or sep token (None, as GPT2TokenizerFast), so
+    DataCollatorForLanguageModeling(mlm=True) says so with transformers' ValueError; with a mask
+    token set, it masks as with transformers' tokenizer on one seed."""
+    from transformers import DataCollatorForLanguageModeling
+
+    fresh = tok.ByteLevelBPETokenizer.from_pretrained(gpt2_dir)
+    names = ("mask_token", "cls_token", "sep_token", "mask_token_id", "cls_token_id", "sep_token_id")
+    assert [getattr(fresh, n) for n in names] == [getattr(fast_gpt2, n) for n in names] == [None] * 6
+    for tokenizer in (fresh, fast_gpt2):
+        with pytest.raises(ValueError, match="This tokenizer does not have a mask token"):
+            DataCollatorForLanguageModeling(tokenizer=tokenizer)
+    fresh.mask_token_id = 50256
+    assert (fresh.mask_token, fresh.mask_token_id) == ("<|endoftext|>", 50256)
+    ours, theirs = padded_gpt2s
+    ours.mask_token, theirs.mask_token = ours.eos_token, theirs.eos_token
+    features = [dict(ours(t)) for t in ["Hello world, this is a test.", "short", "one two three four five six"]]
+    batches = []
+    for tokenizer in (ours, theirs):
+        torch.manual_seed(0)
+        batches.append(dict(DataCollatorForLanguageModeling(tokenizer=tokenizer, mlm_probability=0.5)(
+            [dict(f) for f in features])))
+    assert_same(*batches, "DataCollatorForLanguageModeling (mlm) on GPT-2")
+    assert (batches[0]["labels"] != -100).sum() > 0
+
+
+def test_pad_of_nothing_as_transformers(bert, fast_bert):
+    """No rows in: returned as they are, an attention mask only when asked (transformers' pad)."""
+    for inputs in ({"input_ids": []}, {"input_ids": [[]]}):
+        for kwargs in ({}, {"return_attention_mask": True}, {"return_attention_mask": False}):
+            assert dict(bert.pad(dict(inputs), **kwargs)) == dict(fast_bert.pad(dict(inputs), **kwargs)), (inputs, kwargs)
+    assert dict(bert.pad({"input_ids": []})) == {"input_ids": []}
