@@ -27,7 +27,7 @@ from typing import Any
 import regex
 
 from mlab_tfs.tokenizers.chars import is_accent, is_cjk_char, is_control, is_punctuation, is_whitespace, lower, nfd
-from mlab_tfs.tokenizers.files import GPT2_PATTERN, Encoding, describe, require_bool, require_int, require_text
+from mlab_tfs.tokenizers.files import GPT2_PATTERN, Encoding, _int_or_none, describe, require_bool, require_int, require_text
 
 _GPT2_WORDS = regex.compile(GPT2_PATTERN)
 
@@ -782,12 +782,25 @@ class TransformersCalls:
         pad, _, limit, multiple = self._strategies(padding, None, max_length, pad_to_multiple_of, False)
         required = encoded_inputs[main]
         one = not isinstance(required[0], (list, tuple))
-        examples = [encoded_inputs] if one else [
-            {k: v[i] for k, v in encoded_inputs.items()} for i in range(len(required))]
         if not one:
             for key, value in encoded_inputs.items():
-                if len(value) != len(required):
-                    raise ValueError(f"encoded_inputs[{key!r}] has {len(value)} rows, {main!r} {len(required)}")
+                if not isinstance(value, (list, tuple)) or len(value) != len(required):
+                    raise ValueError(f"encoded_inputs[{key!r}] has {len(value) if isinstance(value, (list, tuple)) else describe(value)} "
+                                     f"rows, {main!r} {len(required)}: every key needs one row per example")
+        examples = [encoded_inputs] if one else [
+            {k: v[i] for k, v in encoded_inputs.items()} for i in range(len(required))]
+        for i, e in enumerate(examples):  # the ids are ints, and the per-token keys as long as them
+            where = f"encoded_inputs[{main!r}]" + ("" if one else f"[{i}]")
+            ids = e[main]
+            if not isinstance(ids, (list, tuple)):
+                raise TypeError(f"{where} must be a list of int token ids, got {describe(ids)}")
+            for j, x in enumerate(ids):
+                if type(x) is not int and _int_or_none(x) is None:
+                    raise TypeError(f"{where} must be a list of int token ids, got {describe(x)} at index {j}")
+            for key in ("attention_mask", "token_type_ids", "special_tokens_mask", "offset_mapping"):
+                if key in e and (not isinstance(e[key], (list, tuple)) or len(e[key]) != len(ids)):
+                    raise ValueError(f"encoded_inputs[{key!r}]{'' if one else f'[{i}]'} must have one value per token "
+                                     f"of {where} ({len(ids)}), got {describe(e[key])}")
         if pad is None:
             target = None
         else:

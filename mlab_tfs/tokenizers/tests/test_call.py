@@ -647,3 +647,23 @@ def test_pad_of_nothing_as_transformers(bert, fast_bert):
         for kwargs in ({}, {"return_attention_mask": True}, {"return_attention_mask": False}):
             assert dict(bert.pad(dict(inputs), **kwargs)) == dict(fast_bert.pad(dict(inputs), **kwargs)), (inputs, kwargs)
     assert dict(bert.pad({"input_ids": []})) == {"input_ids": []}
+
+
+# (given code: pad's input checks, no exercise)
+@pytest.mark.parametrize("inputs, error, match", [
+    ({"input_ids": [[1], [2, 3]], "attention_mask": [[1]]}, ValueError,
+     r"encoded_inputs\['attention_mask'\] has 1 rows, 'input_ids' 2"),
+    ({"input_ids": [[1, "a"]]}, TypeError, r"encoded_inputs\['input_ids'\]\[0\] must be a list of int token ids, "
+                                           r"got str 'a' at index 1"),
+    ({"input_ids": [[1, 2], [3, None]]}, TypeError, r"\['input_ids'\]\[1\] must be a list of int token ids, got NoneType"),
+    ({"input_ids": [[1, 2], [3]], "attention_mask": [[1, 1], [1, 1]]}, ValueError,
+     r"encoded_inputs\['attention_mask'\]\[1\] must have one value per token of encoded_inputs\['input_ids'\]\[1\] \(1\)"),
+    ({"input_ids": [1, 2], "token_type_ids": [0]}, ValueError,
+     r"encoded_inputs\['token_type_ids'\] must have one value per token of encoded_inputs\['input_ids'\] \(2\)"),
+])
+def test_pad_refuses_inconsistent_rows(bert, gpt2, inputs, error, match):
+    """Rows that do not line up are an error naming the key and the row, never a padded mix."""
+    for tokenizer in (bert, gpt2):
+        with pytest.raises(error, match=match):
+            tokenizer.pad(inputs, padding="max_length", max_length=4) if tokenizer is bert else tokenizer.pad(
+                inputs, padding=False)
