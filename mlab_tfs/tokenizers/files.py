@@ -765,7 +765,9 @@ class BPEFiles:
         tokenizer_config.json holds what AutoTokenizer reads: tokenizer_class GPT2Tokenizer,
         the special tokens (``added_tokens_decoder``), bos/eos/unk ("<|endoftext|>" where the
         vocabulary has it, else none), pad_token (where set), add_prefix_space false,
-        model_max_length, clean_up_tokenization_spaces false (decode gives the text back).
+        model_max_length, clean_up_tokenization_spaces false (decode gives the text back), and
+        the other special tokens as ``extra_special_tokens`` (so that transformers'
+        all_special_ids and special-tokens masks count them, as ours do).
         transformers matches every special token in a text, so its ids equal
         ``encode(text, allowed_special="all")`` (``split_special_tokens=True``: "none").
 
@@ -798,6 +800,9 @@ class BPEFiles:
                   "eos_token": eot, "unk_token": eot, "pad_token": pad,
                   "add_prefix_space": False, "model_max_length": self.model_max_length,
                   "clean_up_tokenization_spaces": False, "errors": "replace"}
+        extra = [t for t in self.special_tokens if t not in (eot, pad)]
+        if extra:  # so that transformers counts them special too (all_special_ids, special-tokens masks)
+            config["extra_special_tokens"] = extra
         with durable.atomic_folder(folder, drop=STALE_TOKENIZER_FILES + ("encoder.json", "vocab.bpe")) as staging:
             (staging / "vocab.json").write_text(json.dumps(ordered, ensure_ascii=False), encoding="utf-8")
             (staging / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
