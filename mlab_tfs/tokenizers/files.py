@@ -247,6 +247,16 @@ GENERIC_CLASSES = (None, "PreTrainedTokenizerFast", "TokenizersBackend")
 GPT2_CLASSES = ("GPT2Tokenizer", "GPT2TokenizerFast")
 
 
+def _read_sides(config_file: Path, config: dict, tokenizer) -> None:
+    """padding_side and truncation_side of tokenizer_config.json, set on tokenizer ("right" or
+    "left"; transformers' PreTrainedTokenizerBase reads them from the config, as here)."""
+    for name in ("padding_side", "truncation_side"):
+        if name in config and config[name] is not None:
+            if config[name] not in ("right", "left"):
+                raise ValueError(f"{config_file}: {name} must be 'right' or 'left', got {describe(config[name])}")
+            setattr(tokenizer, name, config[name])
+
+
 def _check_class(config_file: Path, config: dict, ours: tuple[str, ...], cls: str) -> None:
     """Another tokenizer class (RobertaTokenizer, MPNetTokenizer...) rebuilds the tokenizer its own
     way in transformers (other special tokens, templates): refused rather than read differently."""
@@ -361,12 +371,14 @@ def _bpe_tokenizer_json(file: Path, config: dict) -> tuple[dict[str, int], list[
         pre, pre_field = _one_of_sequence(data.get("pre_tokenizer"), "pretokenizers"), "pre_tokenizer"
         if data.get("normalizer") is not None:
             raise _unsupported(file, "normalizer", data["normalizer"], "a byte-level BPE sees the text as it is")
-        post = data.get("post_processor")
-        adds_nothing = post is None or isinstance(post, dict) and (
-            post.get("type") == "ByteLevel"  # offsets only
-            or post.get("type") == "TemplateProcessing" and post.get("single") == [{"Sequence": {"id": "A", "type_id": 0}}])
-        if not adds_nothing:
-            raise _unsupported(file, "post_processor", post, "ByteLevelBPETokenizer adds no tokens to a text")
+    # transformers keeps tokenizer.json's post-processor whatever the class (GPT2Tokenizer too: a
+    # folder saved with add_bos_token=True has a template adding <|endoftext|>)
+    post = data.get("post_processor")
+    adds_nothing = post is None or isinstance(post, dict) and (
+        post.get("type") == "ByteLevel"  # offsets only
+        or post.get("type") == "TemplateProcessing" and post.get("single") == [{"Sequence": {"id": "A", "type_id": 0}}])
+    if not adds_nothing:
+        raise _unsupported(file, "post_processor", post, "ByteLevelBPETokenizer adds no tokens to a text")
     if not isinstance(pre, dict) or pre.get("type") != "ByteLevel" or pre.get("use_regex", True) is not True:
         raise _unsupported(file, pre_field, pre, "ByteLevelBPETokenizer splits words with GPT-2's pattern "
                            "(a ByteLevel pre-tokenizer, use_regex true): another BPE is not byte-level")
@@ -508,6 +520,7 @@ class WordPieceFiles:
         except (TypeError, ValueError) as e:  # say which file and how to choose another token
             raise type(e)(f"{vocab_file}: {e}; BERT's calls need [UNK], [SEP], [PAD] and [CLS] tokens: pass the "
                           f"ones this vocabulary has, e.g. from_pretrained(path, pad_token=...)") from None
+        _read_sides(config_file, config, tokenizer)
         # Other special tokens (an [unused0] made special, say) are kept whole in a text too.
         tokenizer.special_tokens += [t for t in dict.fromkeys(extra_special) if t not in tokenizer.special_tokens]
         return tokenizer
@@ -537,6 +550,7 @@ class WordPieceFiles:
             "unk_token": self.unk_token, "sep_token": self.sep_token, "pad_token": self.pad_token,
             "cls_token": self.cls_token, "mask_token": self.mask_token, "model_max_length": self.model_max_length,
             "max_input_chars_per_word": self.max_input_chars_per_word,
+            "padding_side": getattr(self, "padding_side", "right"), "truncation_side": getattr(self, "truncation_side", "right"),
         }
         if self.max_input_chars_per_word != 100:
             warnings.warn(f"max_input_chars_per_word={self.max_input_chars_per_word} is saved and mlab_tfs loads it "
@@ -706,7 +720,8 @@ class BPEFiles:
         field, never different ids: a tokenizer.json that is not GPT-2's byte-level BPE (a
         WordPiece or Unigram model, a BPE with a normalizer, continuing-subword prefix,
         end-of-word suffix, dropout, byte fallback or another pre-tokenizer), add_prefix_space
-        true (in tokenizer.json or tokenizer_config.json), a post-processor that adds tokens,
+        true (in tokenizer.json or tokenizer_config.json), a post-processor that adds tokens
+        (add_bos_token / add_eos_token true in tokenizer_config.json too),
         non-special added tokens. FileNotFoundError without the files; ValueError for a
         malformed merges line.
         """
@@ -720,6 +735,9 @@ class BPEFiles:
         _check_class(config_file, config, GPT2_CLASSES, cls.__name__)
         if config.get("add_prefix_space"):
             raise _unsupported(config_file, "add_prefix_space", True, "GPT-2 puts no space before the first word")
+        for flag in ("add_bos_token", "add_eos_token"):  # transformers then builds a template adding them
+            if config.get(flag):
+                raise _unsupported(config_file, flag, True, "ByteLevelBPETokenizer adds no tokens to a text")
         special = None
         if json_file is not None:
             encoder, merges, special = _bpe_tokenizer_json(json_file, config)
@@ -747,6 +765,7 @@ class BPEFiles:
         if extra:
             special = {**(special or {}), **{t: (special or {}).get(t, encoder.get(t)) for t in extra}}
         tokenizer = cls(encoder, merges, special)
+        _read_sides(config_file, config, tokenizer)
         limit = config.get("model_max_length")
         if _int_or_none(limit) is not None and 1 <= limit < NO_LIMIT:
             tokenizer.model_max_length = int(limit)
@@ -799,7 +818,9 @@ class BPEFiles:
         config = {"tokenizer_class": "GPT2Tokenizer", "added_tokens_decoder": added, "bos_token": eot,
                   "eos_token": eot, "unk_token": eot, "pad_token": pad,
                   "add_prefix_space": False, "model_max_length": self.model_max_length,
-                  "clean_up_tokenization_spaces": False, "errors": "replace"}
+                  "clean_up_tokenization_spaces": False, "errors": "replace",
+                  "padding_side": getattr(self, "padding_side", "right"),
+                  "truncation_side": getattr(self, "truncation_side", "right")}
         extra = [t for t in self.special_tokens if t not in (eot, pad)]
         if extra:  # so that transformers counts them special too (all_special_ids, special-tokens masks)
             config["extra_special_tokens"] = extra

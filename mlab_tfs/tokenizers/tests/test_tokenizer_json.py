@@ -617,3 +617,60 @@ def test_wordpiece_without_a_pad_token_names_the_file(tok, tmp_path):
     hf = _theirs(tmp_path / "wp")
     for text in TEXTS[:40]:
         assert ours.encode(text) == _their_ids(hf, text) == wp.encode(text).ids, text
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+def test_padding_and_truncation_sides_are_read_and_saved(tok, bert_saved, gpt2_saved, kind, tmp_path):
+    """padding_side / truncation_side of tokenizer_config.json (what transformers saves for a
+    tokenizer made with padding_side="left") set ours, so padded and cut rows equal
+    transformers'; our save writes them back; a value other than right/left names the file."""
+    from transformers import AutoTokenizer
+
+    theirs = AutoTokenizer.from_pretrained(str(bert_saved if kind == "bert" else gpt2_saved),
+                                           padding_side="left", truncation_side="left")
+    if kind == "gpt2":
+        theirs.pad_token = theirs.eos_token
+    theirs.save_pretrained(tmp_path / "in")
+    cls = tok.WordPieceTokenizer if kind == "bert" else tok.ByteLevelBPETokenizer
+    ours, theirs = cls.from_pretrained(tmp_path / "in"), AutoTokenizer.from_pretrained(str(tmp_path / "in"))
+    assert (ours.padding_side, ours.truncation_side) == (theirs.padding_side, theirs.truncation_side) == ("left", "left")
+    texts = ["one two three four five six", "short"]
+    for kwargs in ({"padding": True}, {"padding": True, "truncation": True, "max_length": 4}):
+        got, expected = ours(texts, **kwargs), theirs(texts, **kwargs)
+        assert dict(got) == dict(expected), kwargs
+    row = ours(texts, padding=True)["input_ids"][1]
+    assert row[0] == ours.pad_token_id and row[-1] != ours.pad_token_id, "padded on the left"
+    ours.save_pretrained(tmp_path / "out")
+    again, hf_again = cls.from_pretrained(tmp_path / "out"), AutoTokenizer.from_pretrained(str(tmp_path / "out"))
+    assert (again.padding_side, again.truncation_side) == (hf_again.padding_side, hf_again.truncation_side) == \
+        ("left", "left")
+    _rewrite(tmp_path / "out", "tokenizer_config.json", lambda d: d.update(padding_side="middle"))
+    with pytest.raises(ValueError, match=r"tokenizer_config.json: padding_side must be 'right' or 'left', got str 'middle'"):
+        cls.from_pretrained(tmp_path / "out")
+
+
+def test_bpe_adding_a_bos_token_is_refused(tok, gpt2_saved, tmp_path):
+    """A GPT-2 folder saved with add_bos_token=True (its tokenizer.json's template adds
+    <|endoftext|>; or the flag in the config) would give other ids: refused, naming the field."""
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(str(gpt2_saved), add_bos_token=True).save_pretrained(tmp_path / "a")
+    assert AutoTokenizer.from_pretrained(str(tmp_path / "a"))("hi")["input_ids"] == [50256, 5303], "test setup"
+    with pytest.raises(ValueError, match=r"tokenizer.json: post_processor = .* ByteLevelBPETokenizer adds no tokens"):
+        tok.ByteLevelBPETokenizer.from_pretrained(tmp_path / "a")
+    folder = _copy(gpt2_saved, tmp_path / "b", "tokenizer.json", "tokenizer_config.json")
+    _rewrite(folder, "tokenizer_config.json", lambda d: d.update(add_eos_token=True))
+    with pytest.raises(ValueError, match=r"tokenizer_config.json: add_eos_token = true is not supported"):
+        tok.ByteLevelBPETokenizer.from_pretrained(folder)
+
+
+def test_bpe_vocab_files_with_add_bos_token_are_refused(tok, trained, tmp_path):
+    """vocab.json + merges.txt with add_bos_token true in the config: transformers adds the
+    token to every text, so we refuse, naming the file and field."""
+    from transformers import AutoTokenizer
+
+    trained.save_pretrained(tmp_path)
+    _rewrite(tmp_path, "tokenizer_config.json", lambda d: d.update(add_bos_token=True))
+    assert AutoTokenizer.from_pretrained(str(tmp_path))("hi")["input_ids"][0] == trained.special_tokens["<|endoftext|>"]
+    with pytest.raises(ValueError, match=r"tokenizer_config.json: add_bos_token = true is not supported"):
+        tok.ByteLevelBPETokenizer.from_pretrained(tmp_path)
