@@ -247,14 +247,37 @@ GENERIC_CLASSES = (None, "PreTrainedTokenizerFast", "TokenizersBackend")
 GPT2_CLASSES = ("GPT2Tokenizer", "GPT2TokenizerFast")
 
 
-def _read_sides(config_file: Path, config: dict, tokenizer) -> None:
+def _read_sides(config_file: Path, config: dict, tokenizer, json_file: Path | None = None) -> None:
     """padding_side and truncation_side of tokenizer_config.json, set on tokenizer ("right" or
-    "left"; transformers' PreTrainedTokenizerBase reads them from the config, as here)."""
-    for name in ("padding_side", "truncation_side"):
-        if name in config and config[name] is not None:
-            if config[name] not in ("right", "left"):
-                raise ValueError(f"{config_file}: {name} must be 'right' or 'left', got {describe(config[name])}")
-            setattr(tokenizer, name, config[name])
+    "left"; transformers' PreTrainedTokenizerBase reads them from the config, as here); where the
+    config has none, the direction of tokenizer.json's padding / truncation (transformers'
+    TokenizersBackend.__init__ takes them as defaults)."""
+    data = _read_json(json_file) if json_file is not None and not all(
+        config.get(n) is not None for n in ("padding_side", "truncation_side")) else {}
+    for name, part in (("padding_side", "padding"), ("truncation_side", "truncation")):
+        if config.get(name) is not None:
+            value, where = config[name], f"{config_file}: {name}"
+        elif isinstance(data.get(part), dict) and isinstance(data[part].get("direction"), str):
+            value, where = data[part]["direction"].lower(), f"{json_file}: {part}.direction"
+        else:
+            continue
+        if value not in ("right", "left"):
+            raise ValueError(f"{where} must be 'right' or 'left', got {describe(value)}")
+        setattr(tokenizer, name, value)
+
+
+def _read_input_names(config_file: Path, config: dict, tokenizer) -> None:
+    """model_input_names (which keys a call returns by default): the config's where it has them,
+    else the class's own, as transformers' PreTrainedTokenizerBase (BERT's with token_type_ids,
+    as BertTokenizerFast on any folder; AutoTokenizer on a tokenizer.json with no config builds a
+    generic TokenizersBackend, whose default is ["input_ids", "attention_mask"])."""
+    names = config.get("model_input_names")
+    if names is not None:
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names) \
+                or names[0] != "input_ids":
+            raise ValueError(f"{config_file}: model_input_names must be a list of str starting with 'input_ids', "
+                             f"got {describe(names)}")
+        tokenizer.model_input_names = list(names)
 
 
 def _check_class(config_file: Path, config: dict, ours: tuple[str, ...], cls: str) -> None:
@@ -520,7 +543,8 @@ class WordPieceFiles:
         except (TypeError, ValueError) as e:  # say which file and how to choose another token
             raise type(e)(f"{vocab_file}: {e}; BERT's calls need [UNK], [SEP], [PAD] and [CLS] tokens: pass the "
                           f"ones this vocabulary has, e.g. from_pretrained(path, pad_token=...)") from None
-        _read_sides(config_file, config, tokenizer)
+        _read_sides(config_file, config, tokenizer, json_file)
+        _read_input_names(config_file, config, tokenizer)
         # Other special tokens (an [unused0] made special, say) are kept whole in a text too.
         tokenizer.special_tokens += [t for t in dict.fromkeys(extra_special) if t not in tokenizer.special_tokens]
         return tokenizer
@@ -551,6 +575,7 @@ class WordPieceFiles:
             "cls_token": self.cls_token, "mask_token": self.mask_token, "model_max_length": self.model_max_length,
             "max_input_chars_per_word": self.max_input_chars_per_word,
             "padding_side": getattr(self, "padding_side", "right"), "truncation_side": getattr(self, "truncation_side", "right"),
+            "model_input_names": list(getattr(self, "model_input_names", ["input_ids", "token_type_ids", "attention_mask"])),
         }
         if self.max_input_chars_per_word != 100:
             warnings.warn(f"max_input_chars_per_word={self.max_input_chars_per_word} is saved and mlab_tfs loads it "
@@ -765,7 +790,8 @@ class BPEFiles:
         if extra:
             special = {**(special or {}), **{t: (special or {}).get(t, encoder.get(t)) for t in extra}}
         tokenizer = cls(encoder, merges, special)
-        _read_sides(config_file, config, tokenizer)
+        _read_sides(config_file, config, tokenizer, json_file)
+        _read_input_names(config_file, config, tokenizer)
         limit = config.get("model_max_length")
         if _int_or_none(limit) is not None and 1 <= limit < NO_LIMIT:
             tokenizer.model_max_length = int(limit)
@@ -820,7 +846,8 @@ class BPEFiles:
                   "add_prefix_space": False, "model_max_length": self.model_max_length,
                   "clean_up_tokenization_spaces": False, "errors": "replace",
                   "padding_side": getattr(self, "padding_side", "right"),
-                  "truncation_side": getattr(self, "truncation_side", "right")}
+                  "truncation_side": getattr(self, "truncation_side", "right"),
+                  "model_input_names": list(getattr(self, "model_input_names", ["input_ids", "attention_mask"]))}
         extra = [t for t in self.special_tokens if t not in (eot, pad)]
         if extra:  # so that transformers counts them special too (all_special_ids, special-tokens masks)
             config["extra_special_tokens"] = extra

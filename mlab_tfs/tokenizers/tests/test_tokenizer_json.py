@@ -674,3 +674,53 @@ def test_bpe_vocab_files_with_add_bos_token_are_refused(tok, trained, tmp_path):
     assert AutoTokenizer.from_pretrained(str(tmp_path))("hi")["input_ids"][0] == trained.special_tokens["<|endoftext|>"]
     with pytest.raises(ValueError, match=r"tokenizer_config.json: add_bos_token = true is not supported"):
         tok.ByteLevelBPETokenizer.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+def test_sides_from_tokenizer_json_padding_and_truncation(tok, bert_saved, gpt2_saved, kind, tmp_path):
+    """A tokenizer.json whose padding / truncation go Left (and a config without the sides):
+    transformers takes those directions as padding_side / truncation_side, and so do we."""
+    from transformers import AutoTokenizer, BertTokenizerFast
+
+    folder = _copy(bert_saved if kind == "bert" else gpt2_saved, tmp_path / "f", "tokenizer.json")
+
+    def left(d):
+        d["padding"] = {"strategy": "BatchLongest", "direction": "Left", "pad_to_multiple_of": None,
+                        "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]" if kind == "bert" else "<|endoftext|>"}
+        d["truncation"] = {"direction": "Left", "max_length": 512, "strategy": "LongestFirst", "stride": 0}
+        if kind == "gpt2":
+            d["padding"]["pad_id"] = 50256
+
+    _rewrite(folder, "tokenizer.json", left)
+    cls = tok.WordPieceTokenizer if kind == "bert" else tok.ByteLevelBPETokenizer
+    ours = cls.from_pretrained(folder)
+    theirs = (BertTokenizerFast if kind == "bert" else AutoTokenizer).from_pretrained(str(folder))
+    assert (ours.padding_side, ours.truncation_side) == (theirs.padding_side, theirs.truncation_side) == ("left", "left")
+    if kind == "gpt2":
+        ours.pad_token = theirs.pad_token = "<|endoftext|>"
+    texts = ["a b c d e f g h", "d"]
+    for kwargs in ({"padding": True}, {"truncation": True, "max_length": 4}):
+        assert dict(ours(texts, **kwargs)) == dict(theirs(texts, **kwargs)), kwargs
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+def test_model_input_names_from_the_config(tok, bert_saved, gpt2_saved, kind, tmp_path):
+    """model_input_names in tokenizer_config.json choose the keys a call returns by default, as
+    transformers'; our save writes them back; a malformed value names the file."""
+    from transformers import AutoTokenizer
+
+    folder = _copy(bert_saved if kind == "bert" else gpt2_saved, tmp_path / "f", "tokenizer.json",
+                   "tokenizer_config.json")
+    names = ["input_ids", "attention_mask"] if kind == "bert" else ["input_ids", "token_type_ids", "attention_mask"]
+    _rewrite(folder, "tokenizer_config.json", lambda d: d.update(model_input_names=names))
+    cls = tok.WordPieceTokenizer if kind == "bert" else tok.ByteLevelBPETokenizer
+    ours, theirs = cls.from_pretrained(folder), AutoTokenizer.from_pretrained(str(folder))
+    assert ours.model_input_names == theirs.model_input_names == names
+    for args in (("a b",), ("a b", "c")):
+        assert dict(ours(*args)) == dict(theirs(*args)), args
+    ours.save_pretrained(tmp_path / "out")
+    assert cls.from_pretrained(tmp_path / "out").model_input_names == \
+        AutoTokenizer.from_pretrained(str(tmp_path / "out")).model_input_names == names
+    _rewrite(folder, "tokenizer_config.json", lambda d: d.update(model_input_names="input_ids"))
+    with pytest.raises(ValueError, match=r"tokenizer_config.json: model_input_names must be a list of str"):
+        cls.from_pretrained(folder)
