@@ -828,6 +828,8 @@ class WordPieceCalls(TransformersCalls):
     """transformers' calls for a WordPiece tokenizer (BERT): ids of ``tokenize``'s pieces."""
 
     model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
+    # BERT has no begin/end-of-text tokens (None, as transformers' BertTokenizer)
+    bos_token = eos_token = bos_token_id = eos_token_id = None
 
     def get_vocab(self) -> dict[str, int]:
         """token -> id."""

@@ -667,3 +667,8 @@ def test_pad_refuses_inconsistent_rows(bert, gpt2, inputs, error, match):
         with pytest.raises(error, match=match):
             tokenizer.pad(inputs, padding="max_length", max_length=4) if tokenizer is bert else tokenizer.pad(
                 inputs, padding=False)
+
+
+def test_bert_has_no_bos_or_eos(bert, fast_bert):
+    names = ("bos_token", "eos_token", "bos_token_id", "eos_token_id")
+    assert [getattr(bert, n) for n in names] == [getattr(fast_bert, n) for n in names] == [None] * 4
