@@ -27,7 +27,7 @@ from typing import Any
 import regex
 
 from mlab_tfs.tokenizers.chars import is_accent, is_cjk_char, is_control, is_punctuation, is_whitespace, lower, nfd
-from mlab_tfs.tokenizers.files import GPT2_PATTERN, Encoding, describe, require_bool, require_int, require_text
+from mlab_tfs.tokenizers.files import GPT2_PATTERN, Encoding, _int_or_none, describe, require_bool, require_int, require_text
 
 _GPT2_WORDS = regex.compile(GPT2_PATTERN)
 
@@ -516,7 +516,10 @@ class TransformersCalls:
         text: a str (one example: each value is a flat list), or a list of str (a batch: a list
             of rows); with is_split_into_words=True, a list of words (one example) or a list of
             such lists. Each word is tokenized on its own; offsets are then within the word.
-        text_pair: None, or the second texts, shaped as text. (``texts=`` and ``text_pairs=``
+        text_pair: None, or the second texts, shaped as text. One text with an empty pair
+            (``""``, or ``[]`` with is_split_into_words) is the text alone ([CLS] A [SEP]), as
+            transformers' ``__call__`` drops a falsy pair; in a batch an empty pair is kept
+            ([CLS] A [SEP] [SEP]), as there. (``texts=`` and ``text_pairs=``
             are accepted for the first two, the names this course used before.)
         add_special_tokens: [CLS] A [SEP] (B [SEP]) for BERT; GPT-2 adds none.
         padding: False / "do_not_pad", True / "longest" (to the longest row of the batch),
@@ -594,6 +597,8 @@ class TransformersCalls:
                                 f"text_pair {'one example' if single_pair else 'a batch'}")
             if len(pairs) != len(batch):
                 raise ValueError(f"text_pair must have one pair per text: {len(batch)} texts, {len(pairs)} pairs")
+            if single and not pairs[0]:
+                pairs = None  # one text with an empty pair ("" or []) is the text alone, as transformers' __call__
         if not batch:
             raise ValueError("text is an empty list: there is nothing to tokenize")
         where = (lambda name, i: name) if single else (lambda name, i: f"{name}[{i}]")
@@ -756,7 +761,7 @@ class TransformersCalls:
         side = _side("padding_side", self.padding_side if padding_side is None else padding_side)
         required = encoded_inputs[main]
         if required is None or len(required) == 0:
-            if want_mask:
+            if return_attention_mask:  # only when asked, as transformers' pad (None adds none here)
                 encoded_inputs["attention_mask"] = []
             return BatchEncoding(encoded_inputs)
         # tensors and arrays in: work on lists, and give the same kind back
@@ -777,12 +782,25 @@ class TransformersCalls:
         pad, _, limit, multiple = self._strategies(padding, None, max_length, pad_to_multiple_of, False)
         required = encoded_inputs[main]
         one = not isinstance(required[0], (list, tuple))
-        examples = [encoded_inputs] if one else [
-            {k: v[i] for k, v in encoded_inputs.items()} for i in range(len(required))]
         if not one:
             for key, value in encoded_inputs.items():
-                if len(value) != len(required):
-                    raise ValueError(f"encoded_inputs[{key!r}] has {len(value)} rows, {main!r} {len(required)}")
+                if not isinstance(value, (list, tuple)) or len(value) != len(required):
+                    raise ValueError(f"encoded_inputs[{key!r}] has {len(value) if isinstance(value, (list, tuple)) else describe(value)} "
+                                     f"rows, {main!r} {len(required)}: every key needs one row per example")
+        examples = [encoded_inputs] if one else [
+            {k: v[i] for k, v in encoded_inputs.items()} for i in range(len(required))]
+        for i, e in enumerate(examples):  # the ids are ints, and the per-token keys as long as them
+            where = f"encoded_inputs[{main!r}]" + ("" if one else f"[{i}]")
+            ids = e[main]
+            if not isinstance(ids, (list, tuple)):
+                raise TypeError(f"{where} must be a list of int token ids, got {describe(ids)}")
+            for j, x in enumerate(ids):
+                if type(x) is not int and _int_or_none(x) is None:
+                    raise TypeError(f"{where} must be a list of int token ids, got {describe(x)} at index {j}")
+            for key in ("attention_mask", "token_type_ids", "special_tokens_mask", "offset_mapping"):
+                if key in e and (not isinstance(e[key], (list, tuple)) or len(e[key]) != len(ids)):
+                    raise ValueError(f"encoded_inputs[{key!r}]{'' if one else f'[{i}]'} must have one value per token "
+                                     f"of {where} ({len(ids)}), got {describe(e[key])}")
         if pad is None:
             target = None
         else:
@@ -798,7 +816,9 @@ class TransformersCalls:
         return as_tensors(out, kind)
 
     def convert_tokens_to_ids(self, tokens):
-        """A token's id, or a list of tokens' ids (a str is one token, as in transformers)."""
+        """A token's id, or a list of tokens' ids (a str is one token, as in transformers);
+        unk_token's id for a string not in the vocabulary. TypeError for anything but a str or
+        a list of str."""
         if isinstance(tokens, str):
             return super().convert_tokens_to_ids([tokens])[0]
         return super().convert_tokens_to_ids(tokens)
@@ -808,6 +828,8 @@ class WordPieceCalls(TransformersCalls):
     """transformers' calls for a WordPiece tokenizer (BERT): ids of ``tokenize``'s pieces."""
 
     model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
+    # BERT has no begin/end-of-text tokens (None, as transformers' BertTokenizer)
+    bos_token = eos_token = bos_token_id = eos_token_id = None
 
     def get_vocab(self) -> dict[str, int]:
         """token -> id."""
@@ -883,21 +905,42 @@ class BPECalls(TransformersCalls):
     eos_token = _special_token("eos_token", _END)
     bos_token = _special_token("bos_token", _END)
     unk_token = _special_token("unk_token", _END)
+    # GPT-2 has none of these (transformers' GPT2TokenizerFast: None); DataCollatorForLanguageModeling
+    # with mlm=True reads mask_token and says it is missing
+    mask_token = _special_token("mask_token", None)
+    cls_token = _special_token("cls_token", None)
+    sep_token = _special_token("sep_token", None)
     pad_token_id = _special_token_id("pad_token")
+    mask_token_id = _special_token_id("mask_token")
+    cls_token_id = _special_token_id("cls_token")
+    sep_token_id = _special_token_id("sep_token")
     eos_token_id = _special_token_id("eos_token")
     bos_token_id = _special_token_id("bos_token")
     unk_token_id = _special_token_id("unk_token")
 
     def convert_tokens_to_ids(self, tokens):
-        """A token's id (a special token's own id first), or a list of ids. ValueError for a
-        string that is no token of the vocabulary (byte-level BPE has no unknown token)."""
+        """A token's id (a special token's own id first), or a list of ids. A string that is no
+        token of the vocabulary gives unk_token's id (GPT-2's files: <|endoftext|>, 50256), as
+        transformers' ``_convert_token_to_id_with_added_voc``; with unk_token set to None it is
+        a ValueError (transformers would return None in the list). TypeError for anything but a
+        str or a list of str."""
         if isinstance(tokens, str):
             if tokens in self.special_tokens:
                 return self.special_tokens[tokens]
-            if tokens not in self.encoder:
-                raise ValueError(f"{tokens!r} is not a token of this vocabulary")
-            return self.encoder[tokens]
-        return [self.convert_tokens_to_ids(require_text("tokens[i]", t)) for t in tokens]
+            if tokens in self.encoder:
+                return self.encoder[tokens]
+            unk = self.unk_token
+            if unk is None:
+                raise ValueError(f"{tokens!r} is not a token of this vocabulary, and unk_token is None")
+            return self.special_tokens[unk] if unk in self.special_tokens else self.encoder[unk]
+        if isinstance(tokens, bytes) or not isinstance(tokens, (list, tuple)) and not hasattr(tokens, "__iter__"):
+            raise TypeError(f"tokens must be a str or a list of str, got {describe(tokens)}")
+        out = []
+        for i, t in enumerate(tokens):
+            if not isinstance(t, str):
+                raise TypeError(f"tokens must be a str or a list of str, got {describe(t)} at index {i}")
+            out.append(self.convert_tokens_to_ids(t))
+        return out
 
     def convert_ids_to_tokens(self, ids):
         """A token string per id (an int gives one str)."""

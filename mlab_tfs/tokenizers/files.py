@@ -247,6 +247,39 @@ GENERIC_CLASSES = (None, "PreTrainedTokenizerFast", "TokenizersBackend")
 GPT2_CLASSES = ("GPT2Tokenizer", "GPT2TokenizerFast")
 
 
+def _read_sides(config_file: Path, config: dict, tokenizer, json_file: Path | None = None) -> None:
+    """padding_side and truncation_side of tokenizer_config.json, set on tokenizer ("right" or
+    "left"; transformers' PreTrainedTokenizerBase reads them from the config, as here); where the
+    config has none, the direction of tokenizer.json's padding / truncation (transformers'
+    TokenizersBackend.__init__ takes them as defaults)."""
+    data = _read_json(json_file) if json_file is not None and not all(
+        config.get(n) is not None for n in ("padding_side", "truncation_side")) else {}
+    for name, part in (("padding_side", "padding"), ("truncation_side", "truncation")):
+        if config.get(name) is not None:
+            value, where = config[name], f"{config_file}: {name}"
+        elif isinstance(data.get(part), dict) and isinstance(data[part].get("direction"), str):
+            value, where = data[part]["direction"].lower(), f"{json_file}: {part}.direction"
+        else:
+            continue
+        if value not in ("right", "left"):
+            raise ValueError(f"{where} must be 'right' or 'left', got {describe(value)}")
+        setattr(tokenizer, name, value)
+
+
+def _read_input_names(config_file: Path, config: dict, tokenizer) -> None:
+    """model_input_names (which keys a call returns by default): the config's where it has them,
+    else the class's own, as transformers' PreTrainedTokenizerBase (BERT's with token_type_ids,
+    as BertTokenizerFast on any folder; AutoTokenizer on a tokenizer.json with no config builds a
+    generic TokenizersBackend, whose default is ["input_ids", "attention_mask"])."""
+    names = config.get("model_input_names")
+    if names is not None:
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names) \
+                or names[0] != "input_ids":
+            raise ValueError(f"{config_file}: model_input_names must be a list of str starting with 'input_ids', "
+                             f"got {describe(names)}")
+        tokenizer.model_input_names = list(names)
+
+
 def _check_class(config_file: Path, config: dict, ours: tuple[str, ...], cls: str) -> None:
     """Another tokenizer class (RobertaTokenizer, MPNetTokenizer...) rebuilds the tokenizer its own
     way in transformers (other special tokens, templates): refused rather than read differently."""
@@ -361,12 +394,14 @@ def _bpe_tokenizer_json(file: Path, config: dict) -> tuple[dict[str, int], list[
         pre, pre_field = _one_of_sequence(data.get("pre_tokenizer"), "pretokenizers"), "pre_tokenizer"
         if data.get("normalizer") is not None:
             raise _unsupported(file, "normalizer", data["normalizer"], "a byte-level BPE sees the text as it is")
-        post = data.get("post_processor")
-        adds_nothing = post is None or isinstance(post, dict) and (
-            post.get("type") == "ByteLevel"  # offsets only
-            or post.get("type") == "TemplateProcessing" and post.get("single") == [{"Sequence": {"id": "A", "type_id": 0}}])
-        if not adds_nothing:
-            raise _unsupported(file, "post_processor", post, "ByteLevelBPETokenizer adds no tokens to a text")
+    # transformers keeps tokenizer.json's post-processor whatever the class (GPT2Tokenizer too: a
+    # folder saved with add_bos_token=True has a template adding <|endoftext|>)
+    post = data.get("post_processor")
+    adds_nothing = post is None or isinstance(post, dict) and (
+        post.get("type") == "ByteLevel"  # offsets only
+        or post.get("type") == "TemplateProcessing" and post.get("single") == [{"Sequence": {"id": "A", "type_id": 0}}])
+    if not adds_nothing:
+        raise _unsupported(file, "post_processor", post, "ByteLevelBPETokenizer adds no tokens to a text")
     if not isinstance(pre, dict) or pre.get("type") != "ByteLevel" or pre.get("use_regex", True) is not True:
         raise _unsupported(file, pre_field, pre, "ByteLevelBPETokenizer splits words with GPT-2's pattern "
                            "(a ByteLevel pre-tokenizer, use_regex true): another BPE is not byte-level")
@@ -386,7 +421,10 @@ STALE_TOKENIZER_FILES = ("tokenizer.json", "special_tokens_map.json", "added_tok
 
 class WordPieceFiles:
     """A WordPiece vocabulary (vocab.txt: one token per line, its id is the line number) and
-    BERT's options and special tokens."""
+    BERT's options and special tokens. model_max_length: the longest row truncation=True or
+    padding="max_length" make without a max_length; by default, and when a folder's
+    tokenizer_config.json gives none, transformers' "no limit" (VERY_LARGE_INTEGER, 1e30:
+    tokenization_utils_base.py), so that those calls neither cut nor pad, as transformers'."""
 
     def __init__(
         self,
@@ -400,7 +438,7 @@ class WordPieceFiles:
         cls_token: str = "[CLS]",
         mask_token: str = "[MASK]",
         max_input_chars_per_word: int = 100,
-        model_max_length: int = 512,
+        model_max_length: int = NO_LIMIT,
     ):
         if not isinstance(vocab, dict) or not vocab:
             raise TypeError(f"vocab must be a non-empty dict of token -> id, got {describe(vocab)}")
@@ -492,8 +530,6 @@ class WordPieceFiles:
                                  f"(tokenizer.json, config: {list(clash.values())}); transformers follows "
                                  "tokenizer.json unless the config's tokenizer_class is BertTokenizer")
         options.update(from_config)
-        if options.get("model_max_length", 0) > 10**9:  # transformers' "no limit" placeholder
-            del options["model_max_length"]
         options.update(kwargs)
         added = config.get("added_tokens_decoder")
         if isinstance(added, dict):  # what save_pretrained (ours, transformers' 4.x) writes for vocab.txt
@@ -502,7 +538,13 @@ class WordPieceFiles:
             _add_to_vocab(config_file, vocab, from_config)
             extra_special += list(from_config)
         extra_special += _extra_special_tokens(config_file, config, vocab)
-        tokenizer = cls(vocab, **options)
+        try:
+            tokenizer = cls(vocab, **options)
+        except (TypeError, ValueError) as e:  # say which file and how to choose another token
+            raise type(e)(f"{vocab_file}: {e}; BERT's calls need [UNK], [SEP], [PAD] and [CLS] tokens: pass the "
+                          f"ones this vocabulary has, e.g. from_pretrained(path, pad_token=...)") from None
+        _read_sides(config_file, config, tokenizer, json_file)
+        _read_input_names(config_file, config, tokenizer)
         # Other special tokens (an [unused0] made special, say) are kept whole in a text too.
         tokenizer.special_tokens += [t for t in dict.fromkeys(extra_special) if t not in tokenizer.special_tokens]
         return tokenizer
@@ -532,6 +574,8 @@ class WordPieceFiles:
             "unk_token": self.unk_token, "sep_token": self.sep_token, "pad_token": self.pad_token,
             "cls_token": self.cls_token, "mask_token": self.mask_token, "model_max_length": self.model_max_length,
             "max_input_chars_per_word": self.max_input_chars_per_word,
+            "padding_side": getattr(self, "padding_side", "right"), "truncation_side": getattr(self, "truncation_side", "right"),
+            "model_input_names": list(getattr(self, "model_input_names", ["input_ids", "token_type_ids", "attention_mask"])),
         }
         if self.max_input_chars_per_word != 100:
             warnings.warn(f"max_input_chars_per_word={self.max_input_chars_per_word} is saved and mlab_tfs loads it "
@@ -576,8 +620,17 @@ class WordPieceFiles:
         return self.vocab.get(self.mask_token)
 
     def convert_tokens_to_ids(self, tokens: Iterable[str]) -> list[int]:
-        unk = self.unk_token_id
-        return [self.vocab.get(t, unk) for t in tokens]
+        """The id of each token string; unk_token's id for a string not in the vocabulary (as
+        transformers' _convert_token_to_id_with_added_voc). TypeError for a token that is not a
+        str, or tokens that are not a list of them."""
+        if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Iterable):
+            raise TypeError(f"tokens must be a list of str, got {describe(tokens)}")
+        unk, vocab, out = self.unk_token_id, self.vocab, []
+        for i, t in enumerate(tokens):
+            if not isinstance(t, str):
+                raise TypeError(f"tokens must be a list of str, got {describe(t)} at index {i}")
+            out.append(vocab.get(t, unk))
+        return out
 
     def convert_ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
         ids = check_ids("ids", list(ids) if not hasattr(ids, "tolist") else ids, self.vocab_size)
@@ -692,7 +745,8 @@ class BPEFiles:
         field, never different ids: a tokenizer.json that is not GPT-2's byte-level BPE (a
         WordPiece or Unigram model, a BPE with a normalizer, continuing-subword prefix,
         end-of-word suffix, dropout, byte fallback or another pre-tokenizer), add_prefix_space
-        true (in tokenizer.json or tokenizer_config.json), a post-processor that adds tokens,
+        true (in tokenizer.json or tokenizer_config.json), a post-processor that adds tokens
+        (add_bos_token / add_eos_token true in tokenizer_config.json too),
         non-special added tokens. FileNotFoundError without the files; ValueError for a
         malformed merges line.
         """
@@ -706,6 +760,9 @@ class BPEFiles:
         _check_class(config_file, config, GPT2_CLASSES, cls.__name__)
         if config.get("add_prefix_space"):
             raise _unsupported(config_file, "add_prefix_space", True, "GPT-2 puts no space before the first word")
+        for flag in ("add_bos_token", "add_eos_token"):  # transformers then builds a template adding them
+            if config.get(flag):
+                raise _unsupported(config_file, flag, True, "ByteLevelBPETokenizer adds no tokens to a text")
         special = None
         if json_file is not None:
             encoder, merges, special = _bpe_tokenizer_json(json_file, config)
@@ -733,6 +790,8 @@ class BPEFiles:
         if extra:
             special = {**(special or {}), **{t: (special or {}).get(t, encoder.get(t)) for t in extra}}
         tokenizer = cls(encoder, merges, special)
+        _read_sides(config_file, config, tokenizer, json_file)
+        _read_input_names(config_file, config, tokenizer)
         limit = config.get("model_max_length")
         if _int_or_none(limit) is not None and 1 <= limit < NO_LIMIT:
             tokenizer.model_max_length = int(limit)
@@ -751,7 +810,9 @@ class BPEFiles:
         tokenizer_config.json holds what AutoTokenizer reads: tokenizer_class GPT2Tokenizer,
         the special tokens (``added_tokens_decoder``), bos/eos/unk ("<|endoftext|>" where the
         vocabulary has it, else none), pad_token (where set), add_prefix_space false,
-        model_max_length, clean_up_tokenization_spaces false (decode gives the text back).
+        model_max_length, clean_up_tokenization_spaces false (decode gives the text back), and
+        the other special tokens as ``extra_special_tokens`` (so that transformers'
+        all_special_ids and special-tokens masks count them, as ours do).
         transformers matches every special token in a text, so its ids equal
         ``encode(text, allowed_special="all")`` (``split_special_tokens=True``: "none").
 
@@ -783,7 +844,13 @@ class BPEFiles:
         config = {"tokenizer_class": "GPT2Tokenizer", "added_tokens_decoder": added, "bos_token": eot,
                   "eos_token": eot, "unk_token": eot, "pad_token": pad,
                   "add_prefix_space": False, "model_max_length": self.model_max_length,
-                  "clean_up_tokenization_spaces": False, "errors": "replace"}
+                  "clean_up_tokenization_spaces": False, "errors": "replace",
+                  "padding_side": getattr(self, "padding_side", "right"),
+                  "truncation_side": getattr(self, "truncation_side", "right"),
+                  "model_input_names": list(getattr(self, "model_input_names", ["input_ids", "attention_mask"]))}
+        extra = [t for t in self.special_tokens if t not in (eot, pad)]
+        if extra:  # so that transformers counts them special too (all_special_ids, special-tokens masks)
+            config["extra_special_tokens"] = extra
         with durable.atomic_folder(folder, drop=STALE_TOKENIZER_FILES + ("encoder.json", "vocab.bpe")) as staging:
             (staging / "vocab.json").write_text(json.dumps(ordered, ensure_ascii=False), encoding="utf-8")
             (staging / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")

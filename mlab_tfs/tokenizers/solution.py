@@ -219,12 +219,15 @@ class WordPieceTokenizer(WordPieceCalls, WordPieceFiles):
 
     def encode(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True) -> list[int]:
         """[CLS] text [SEP] (text_pair [SEP]) as ids; without the special tokens if asked.
+        An empty text_pair ("") counts as none, as transformers' encode ("if text_pair").
         add_special_tokens: a bool (TypeError otherwise: 0 or "no" are not False)."""
         add_special_tokens = require_bool("add_special_tokens", add_special_tokens)
         ids = self.convert_tokens_to_ids(self.tokenize(text))
-        if text_pair is None:
+        if text_pair is not None:
+            require_text("text_pair", text_pair)
+        if not text_pair:
             return [self.cls_token_id, *ids, self.sep_token_id] if add_special_tokens else ids
-        pair = self.convert_tokens_to_ids(self.tokenize(require_text("text_pair", text_pair)))
+        pair = self.convert_tokens_to_ids(self.tokenize(text_pair))
         if not add_special_tokens:
             return ids + pair
         return [self.cls_token_id, *ids, self.sep_token_id, *pair, self.sep_token_id]

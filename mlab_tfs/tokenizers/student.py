@@ -195,7 +195,8 @@ class WordPieceTokenizer(WordPieceCalls, WordPieceFiles):
 
     def encode(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True) -> list[int]:
         """Ids of ``[CLS] text [SEP]``, or ``[CLS] text [SEP] text_pair [SEP]``; without [CLS]
-        and [SEP] when ``add_special_tokens`` is False. Unknown pieces are [UNK]'s id.
+        and [SEP] when ``add_special_tokens`` is False. Unknown pieces are [UNK]'s id. An empty
+        ``text_pair`` ("") counts as none (``[CLS] text [SEP]``), as transformers' encode.
         Check the flag with ``require_bool("add_special_tokens", add_special_tokens)``."""
         raise NotImplementedError("Exercise 4 (encode and decode): see mlab_tfs/tokenizers/GUIDE.md#4-encode-and-decode")
 

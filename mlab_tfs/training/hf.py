@@ -58,11 +58,23 @@ def hf_bpe_tokenizer(folder):
     tokenizer_config.json it needs), so it has our vocabulary, ids and special tokens.
     transformers 5's GPT2Tokenizer no longer takes ``vocab_file=``/``merges_file=``: given
     them, it builds an empty tokenizer (one token, every text ``[]``) without a word.
-    ValueError if the folder's vocabulary has no <|endoftext|> (nothing to pad with).
+    ValueError if the folder's vocabulary has no <|endoftext|> (nothing to pad with);
+    TypeError for a folder that is not a path, FileNotFoundError for one that is not a folder
+    with tokenizer_config.json (rather than transformers' attempt to download a repo of that name).
     """
+    import os
+    from pathlib import Path
+
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(folder))
+    if not isinstance(folder, (str, os.PathLike)):
+        raise TypeError(f"folder must be a path (str or os.PathLike) to a folder our tokenizer saved, "
+                        f"got {type(folder).__name__} {folder!r}")
+    path = Path(folder)
+    if not path.is_dir() or not (path / "tokenizer_config.json").is_file():
+        raise FileNotFoundError(f"folder {str(folder)!r} is not a folder with tokenizer_config.json: save the tokenizer "
+                                "there first (ByteLevelBPETokenizer.save_pretrained(folder))")
+    tok = AutoTokenizer.from_pretrained(str(path))
     if tok.eos_token != "<|endoftext|>" or tok.eos_token_id is None:
         raise ValueError(f"{folder}: the tokenizer has no <|endoftext|> token to end and pad texts with "
                          "(train with special_tokens=['<|endoftext|>'])")

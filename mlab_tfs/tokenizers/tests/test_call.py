@@ -9,6 +9,7 @@ exercise 5's (BERT) and 9's (GPT-2).
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -138,7 +139,7 @@ short_text = st.one_of(any_text, st.lists(st.sampled_from(["a", "b", "Hello", ",
                                           max_size=12).map(" ".join))
 inputs = st.one_of(
     st.tuples(short_text, st.none()),
-    st.tuples(short_text, short_text.filter(bool)),  # transformers drops an empty pair of one text (test_empty_pair)
+    st.tuples(short_text, short_text),  # an empty pair of one text counts as none (test_empty_pair)
     st.integers(1, 3).flatmap(lambda n: st.tuples(st.lists(short_text, min_size=n, max_size=n),
                                                   st.one_of(st.none(), st.lists(short_text, min_size=n, max_size=n)))),
 )
@@ -564,8 +565,12 @@ def test_attributes_are_checked(tok, gpt2_dir, bert_vocab_dir):
         gpt2.pad_token = 5
     with pytest.raises(ValueError, match="pad_token_id must be an id in \\[0, 50257\\), got 50257"):
         gpt2.pad_token_id = 50257
-    with pytest.raises(ValueError, match="'nope' is not a token of this vocabulary"):
+    # a string outside the vocabulary is unk_token's id, as transformers' (50256 for GPT-2's files)
+    assert gpt2.convert_tokens_to_ids("nope") == 50256 and gpt2.convert_tokens_to_ids(["nope", "a"]) == [50256, 64]
+    gpt2.unk_token = None
+    with pytest.raises(ValueError, match="'nope' is not a token of this vocabulary, and unk_token is None"):
         gpt2.convert_tokens_to_ids("nope")
+    gpt2.unk_token = "<|endoftext|>"
     gpt2.eos_token = "!"  # settable, as a loader reading tokenizer_config.json may set them
     assert (gpt2.eos_token, gpt2.eos_token_id, gpt2.bos_token) == ("!", 0, "<|endoftext|>")
     gpt2.bos_token_id = None
@@ -591,3 +596,79 @@ def test_word_ids_sequence_ids_and_tokens(bert, gpt2):
         rows.word_ids(3)
     with pytest.raises(ValueError, match="word_ids\\(\\) needs the result of calling the tokenizer"):
         bert.pad({"input_ids": [[1, 2]]}).word_ids()
+
+
+# (given code: token lookups, no exercise)
+def test_convert_tokens_to_ids_as_transformers(bert, fast_bert, gpt2, fast_gpt2):
+    """Known, special, unknown and empty strings give transformers' ids (unk_token's for a string
+    outside the vocabulary: [UNK] 100, GPT-2's <|endoftext|> 50256); anything but str is a TypeError."""
+    tokens = ["hello", "##ing", "[SEP]", "[MASK]", "zzzqqq", "", "Hello", "Ġworld", "<|endoftext|>", "日", "é"]
+    for ours, theirs in ((bert, fast_bert), (gpt2, fast_gpt2)):
+        assert ours.convert_tokens_to_ids(tokens) == theirs.convert_tokens_to_ids(tokens)
+        assert [ours.convert_tokens_to_ids(t) for t in tokens] == [theirs.convert_tokens_to_ids(t) for t in tokens]
+        assert ours.convert_tokens_to_ids(tuple(tokens)) == theirs.convert_tokens_to_ids(tokens)
+        for bad, what in (([1], "int 1 at index 0"), (["a", None], "NoneType None at index 1"), (None, "NoneType None"),
+                          (5, "int 5"), (b"hello", "bytes b'hello'")):
+            with pytest.raises(TypeError, match=f"tokens must be a .*list of str, got {re.escape(what)}"):
+                ours.convert_tokens_to_ids(bad)
+    assert gpt2.convert_tokens_to_ids("zzzqqq") == fast_gpt2.convert_tokens_to_ids("zzzqqq") == 50256
+
+
+# (given code: special-token attributes and pad's edge, no exercise)
+def test_gpt2_masked_lm_collator_and_missing_special_tokens(tok, gpt2_dir, fast_gpt2, padded_gpt2s):
+    """GPT-2 has no mask, cls or sep token (None, as GPT2TokenizerFast), so
+    DataCollatorForLanguageModeling(mlm=True) says so with transformers' ValueError; with a mask
+    token set, it masks as with transformers' tokenizer on one seed."""
+    from transformers import DataCollatorForLanguageModeling
+
+    fresh = tok.ByteLevelBPETokenizer.from_pretrained(gpt2_dir)
+    names = ("mask_token", "cls_token", "sep_token", "mask_token_id", "cls_token_id", "sep_token_id")
+    assert [getattr(fresh, n) for n in names] == [getattr(fast_gpt2, n) for n in names] == [None] * 6
+    for tokenizer in (fresh, fast_gpt2):
+        with pytest.raises(ValueError, match="This tokenizer does not have a mask token"):
+            DataCollatorForLanguageModeling(tokenizer=tokenizer)
+    fresh.mask_token_id = 50256
+    assert (fresh.mask_token, fresh.mask_token_id) == ("<|endoftext|>", 50256)
+    ours, theirs = padded_gpt2s
+    ours.mask_token, theirs.mask_token = ours.eos_token, theirs.eos_token
+    features = [dict(ours(t)) for t in ["Hello world, this is a test.", "short", "one two three four five six"]]
+    batches = []
+    for tokenizer in (ours, theirs):
+        torch.manual_seed(0)
+        batches.append(dict(DataCollatorForLanguageModeling(tokenizer=tokenizer, mlm_probability=0.5)(
+            [dict(f) for f in features])))
+    assert_same(*batches, "DataCollatorForLanguageModeling (mlm) on GPT-2")
+    assert (batches[0]["labels"] != -100).sum() > 0
+
+
+def test_pad_of_nothing_as_transformers(bert, fast_bert):
+    """No rows in: returned as they are, an attention mask only when asked (transformers' pad)."""
+    for inputs in ({"input_ids": []}, {"input_ids": [[]]}):
+        for kwargs in ({}, {"return_attention_mask": True}, {"return_attention_mask": False}):
+            assert dict(bert.pad(dict(inputs), **kwargs)) == dict(fast_bert.pad(dict(inputs), **kwargs)), (inputs, kwargs)
+    assert dict(bert.pad({"input_ids": []})) == {"input_ids": []}
+
+
+# (given code: pad's input checks, no exercise)
+@pytest.mark.parametrize("inputs, error, match", [
+    ({"input_ids": [[1], [2, 3]], "attention_mask": [[1]]}, ValueError,
+     r"encoded_inputs\['attention_mask'\] has 1 rows, 'input_ids' 2"),
+    ({"input_ids": [[1, "a"]]}, TypeError, r"encoded_inputs\['input_ids'\]\[0\] must be a list of int token ids, "
+                                           r"got str 'a' at index 1"),
+    ({"input_ids": [[1, 2], [3, None]]}, TypeError, r"\['input_ids'\]\[1\] must be a list of int token ids, got NoneType"),
+    ({"input_ids": [[1, 2], [3]], "attention_mask": [[1, 1], [1, 1]]}, ValueError,
+     r"encoded_inputs\['attention_mask'\]\[1\] must have one value per token of encoded_inputs\['input_ids'\]\[1\] \(1\)"),
+    ({"input_ids": [1, 2], "token_type_ids": [0]}, ValueError,
+     r"encoded_inputs\['token_type_ids'\] must have one value per token of encoded_inputs\['input_ids'\] \(2\)"),
+])
+def test_pad_refuses_inconsistent_rows(bert, gpt2, inputs, error, match):
+    """Rows that do not line up are an error naming the key and the row, never a padded mix."""
+    for tokenizer in (bert, gpt2):
+        with pytest.raises(error, match=match):
+            tokenizer.pad(inputs, padding="max_length", max_length=4) if tokenizer is bert else tokenizer.pad(
+                inputs, padding=False)
+
+
+def test_bert_has_no_bos_or_eos(bert, fast_bert):
+    names = ("bos_token", "eos_token", "bos_token_id", "eos_token_id")
+    assert [getattr(bert, n) for n in names] == [getattr(fast_bert, n) for n in names] == [None] * 4

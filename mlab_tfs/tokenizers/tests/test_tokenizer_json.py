@@ -9,6 +9,7 @@ alone and glued together, and texts with special tokens written in them."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -559,3 +560,167 @@ def test_bpe_save_refuses_a_pad_token_outside_the_vocabulary(tok, trained, tmp_p
     bpe.save_pretrained(tmp_path)
     assert _theirs(tmp_path).pad_token_id == 259 == tok.ByteLevelBPETokenizer.from_pretrained(tmp_path).special_tokens[
         "<|endoftext|>"]
+
+
+@pytest.mark.parametrize("files", [("tokenizer.json",), ("vocab.txt",), ("tokenizer.json", "tokenizer_config.json")],
+                         ids=["tokenizer.json", "vocab.txt", "with-config"])
+def test_wordpiece_model_max_length_as_transformers(tok, bert_saved, files, tmp_path):
+    """model_max_length is the config's where it has one (MiniLM's 512), else transformers'
+    "no limit" (VERY_LARGE_INTEGER): truncation=True and padding="max_length" without a
+    max_length then neither cut nor pad, as transformers'; a save keeps it, for both."""
+    from transformers import BertTokenizerFast
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in files:
+        source = assets.minilm_path() / name if name == "vocab.txt" else bert_saved / name
+        shutil.copy(source, folder / name)
+    ours, hf = tok.WordPieceTokenizer.from_pretrained(folder), BertTokenizerFast.from_pretrained(str(folder))
+    limit = 512 if "tokenizer_config.json" in files else int(1e30)
+    assert ours.model_max_length == hf.model_max_length == limit
+    long = "a " * 600
+    cases = [  # the row lengths with a limit of 512, and without
+        ({"truncation": True}, [512, 3], [602, 3]),
+        ({"padding": "max_length"}, [602, 512], [602, 3]),
+        ({"truncation": True, "padding": "max_length"}, [512, 512], [602, 3]),
+        ({"truncation": "only_first", "return_overflowing_tokens": True, "stride": 4}, [512, 96, 3], [602, 3]),
+    ]
+    for kwargs, at_512, unlimited in cases:
+        got, expected = ours([long, "b"], **kwargs), hf([long, "b"], **kwargs)
+        assert dict(got) == dict(expected), kwargs
+        assert [len(r) for r in got["input_ids"]] == (at_512 if limit == 512 else unlimited), kwargs
+    ours.save_pretrained(tmp_path / "out")
+    assert tok.WordPieceTokenizer.from_pretrained(tmp_path / "out").model_max_length == limit
+    assert BertTokenizerFast.from_pretrained(str(tmp_path / "out")).model_max_length == limit
+    assert tok.WordPieceTokenizer(dict(ours.vocab)).model_max_length == int(1e30)  # the default, as transformers'
+
+
+def test_wordpiece_without_a_pad_token_names_the_file(tok, tmp_path):
+    """A WordPiece trained by the tokenizers library without [PAD]: the error names the file
+    and says how to choose the token; given one of the vocabulary, the ids are transformers'."""
+    import tokenizers
+    from tokenizers import normalizers, pre_tokenizers, processors
+    from tokenizers.trainers import WordPieceTrainer
+
+    wp = tokenizers.Tokenizer(tokenizers.models.WordPiece(unk_token="[UNK]"))
+    wp.normalizer, wp.pre_tokenizer = normalizers.BertNormalizer(), pre_tokenizers.BertPreTokenizer()
+    wp.train_from_iterator([assets.shakespeare_text()[:30_000]], WordPieceTrainer(
+        vocab_size=300, special_tokens=["[UNK]", "[CLS]", "[SEP]"], show_progress=False))
+    wp.post_processor = processors.BertProcessing(("[SEP]", 2), ("[CLS]", 1))
+    (tmp_path / "wp").mkdir()
+    wp.save(str(tmp_path / "wp" / "tokenizer.json"))
+    file = tmp_path / "wp" / "tokenizer.json"
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(file))}: pad_token '\[PAD\]' is not in the vocabulary; "
+                                         r".*from_pretrained\(path, pad_token=\.\.\.\)"):
+        tok.WordPieceTokenizer.from_pretrained(tmp_path / "wp")
+    ours = tok.WordPieceTokenizer.from_pretrained(tmp_path / "wp", pad_token="[UNK]")
+    hf = _theirs(tmp_path / "wp")
+    for text in TEXTS[:40]:
+        assert ours.encode(text) == _their_ids(hf, text) == wp.encode(text).ids, text
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+def test_padding_and_truncation_sides_are_read_and_saved(tok, bert_saved, gpt2_saved, kind, tmp_path):
+    """padding_side / truncation_side of tokenizer_config.json (what transformers saves for a
+    tokenizer made with padding_side="left") set ours, so padded and cut rows equal
+    transformers'; our save writes them back; a value other than right/left names the file."""
+    from transformers import AutoTokenizer
+
+    theirs = AutoTokenizer.from_pretrained(str(bert_saved if kind == "bert" else gpt2_saved),
+                                           padding_side="left", truncation_side="left")
+    if kind == "gpt2":
+        theirs.pad_token = theirs.eos_token
+    theirs.save_pretrained(tmp_path / "in")
+    cls = tok.WordPieceTokenizer if kind == "bert" else tok.ByteLevelBPETokenizer
+    ours, theirs = cls.from_pretrained(tmp_path / "in"), AutoTokenizer.from_pretrained(str(tmp_path / "in"))
+    assert (ours.padding_side, ours.truncation_side) == (theirs.padding_side, theirs.truncation_side) == ("left", "left")
+    texts = ["one two three four five six", "short"]
+    for kwargs in ({"padding": True}, {"padding": True, "truncation": True, "max_length": 4}):
+        got, expected = ours(texts, **kwargs), theirs(texts, **kwargs)
+        assert dict(got) == dict(expected), kwargs
+    row = ours(texts, padding=True)["input_ids"][1]
+    assert row[0] == ours.pad_token_id and row[-1] != ours.pad_token_id, "padded on the left"
+    ours.save_pretrained(tmp_path / "out")
+    again, hf_again = cls.from_pretrained(tmp_path / "out"), AutoTokenizer.from_pretrained(str(tmp_path / "out"))
+    assert (again.padding_side, again.truncation_side) == (hf_again.padding_side, hf_again.truncation_side) == \
+        ("left", "left")
+    _rewrite(tmp_path / "out", "tokenizer_config.json", lambda d: d.update(padding_side="middle"))
+    with pytest.raises(ValueError, match=r"tokenizer_config.json: padding_side must be 'right' or 'left', got str 'middle'"):
+        cls.from_pretrained(tmp_path / "out")
+
+
+def test_bpe_adding_a_bos_token_is_refused(tok, gpt2_saved, tmp_path):
+    """A GPT-2 folder saved with add_bos_token=True (its tokenizer.json's template adds
+    <|endoftext|>; or the flag in the config) would give other ids: refused, naming the field."""
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(str(gpt2_saved), add_bos_token=True).save_pretrained(tmp_path / "a")
+    assert AutoTokenizer.from_pretrained(str(tmp_path / "a"))("hi")["input_ids"] == [50256, 5303], "test setup"
+    with pytest.raises(ValueError, match=r"tokenizer.json: post_processor = .* ByteLevelBPETokenizer adds no tokens"):
+        tok.ByteLevelBPETokenizer.from_pretrained(tmp_path / "a")
+    folder = _copy(gpt2_saved, tmp_path / "b", "tokenizer.json", "tokenizer_config.json")
+    _rewrite(folder, "tokenizer_config.json", lambda d: d.update(add_eos_token=True))
+    with pytest.raises(ValueError, match=r"tokenizer_config.json: add_eos_token = true is not supported"):
+        tok.ByteLevelBPETokenizer.from_pretrained(folder)
+
+
+def test_bpe_vocab_files_with_add_bos_token_are_refused(tok, trained, tmp_path):
+    """vocab.json + merges.txt with add_bos_token true in the config: transformers adds the
+    token to every text, so we refuse, naming the file and field."""
+    from transformers import AutoTokenizer
+
+    trained.save_pretrained(tmp_path)
+    _rewrite(tmp_path, "tokenizer_config.json", lambda d: d.update(add_bos_token=True))
+    assert AutoTokenizer.from_pretrained(str(tmp_path))("hi")["input_ids"][0] == trained.special_tokens["<|endoftext|>"]
+    with pytest.raises(ValueError, match=r"tokenizer_config.json: add_bos_token = true is not supported"):
+        tok.ByteLevelBPETokenizer.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+def test_sides_from_tokenizer_json_padding_and_truncation(tok, bert_saved, gpt2_saved, kind, tmp_path):
+    """A tokenizer.json whose padding / truncation go Left (and a config without the sides):
+    transformers takes those directions as padding_side / truncation_side, and so do we."""
+    from transformers import AutoTokenizer, BertTokenizerFast
+
+    folder = _copy(bert_saved if kind == "bert" else gpt2_saved, tmp_path / "f", "tokenizer.json")
+
+    def left(d):
+        d["padding"] = {"strategy": "BatchLongest", "direction": "Left", "pad_to_multiple_of": None,
+                        "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]" if kind == "bert" else "<|endoftext|>"}
+        d["truncation"] = {"direction": "Left", "max_length": 512, "strategy": "LongestFirst", "stride": 0}
+        if kind == "gpt2":
+            d["padding"]["pad_id"] = 50256
+
+    _rewrite(folder, "tokenizer.json", left)
+    cls = tok.WordPieceTokenizer if kind == "bert" else tok.ByteLevelBPETokenizer
+    ours = cls.from_pretrained(folder)
+    theirs = (BertTokenizerFast if kind == "bert" else AutoTokenizer).from_pretrained(str(folder))
+    assert (ours.padding_side, ours.truncation_side) == (theirs.padding_side, theirs.truncation_side) == ("left", "left")
+    if kind == "gpt2":
+        ours.pad_token = theirs.pad_token = "<|endoftext|>"
+    texts = ["a b c d e f g h", "d"]
+    for kwargs in ({"padding": True}, {"truncation": True, "max_length": 4}):
+        assert dict(ours(texts, **kwargs)) == dict(theirs(texts, **kwargs)), kwargs
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+def test_model_input_names_from_the_config(tok, bert_saved, gpt2_saved, kind, tmp_path):
+    """model_input_names in tokenizer_config.json choose the keys a call returns by default, as
+    transformers'; our save writes them back; a malformed value names the file."""
+    from transformers import AutoTokenizer
+
+    folder = _copy(bert_saved if kind == "bert" else gpt2_saved, tmp_path / "f", "tokenizer.json",
+                   "tokenizer_config.json")
+    names = ["input_ids", "attention_mask"] if kind == "bert" else ["input_ids", "token_type_ids", "attention_mask"]
+    _rewrite(folder, "tokenizer_config.json", lambda d: d.update(model_input_names=names))
+    cls = tok.WordPieceTokenizer if kind == "bert" else tok.ByteLevelBPETokenizer
+    ours, theirs = cls.from_pretrained(folder), AutoTokenizer.from_pretrained(str(folder))
+    assert ours.model_input_names == theirs.model_input_names == names
+    for args in (("a b",), ("a b", "c")):
+        assert dict(ours(*args)) == dict(theirs(*args)), args
+    ours.save_pretrained(tmp_path / "out")
+    assert cls.from_pretrained(tmp_path / "out").model_input_names == \
+        AutoTokenizer.from_pretrained(str(tmp_path / "out")).model_input_names == names
+    _rewrite(folder, "tokenizer_config.json", lambda d: d.update(model_input_names="input_ids"))
+    with pytest.raises(ValueError, match=r"tokenizer_config.json: model_input_names must be a list of str"):
+        cls.from_pretrained(folder)

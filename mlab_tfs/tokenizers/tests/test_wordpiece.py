@@ -627,10 +627,19 @@ def test_wordpiece_max_chars_argument(tok):
 
 @pytest.mark.exercise("bert_batch")
 def test_empty_pair(bert, hf_bert):
-    """An empty text_pair is a pair with no tokens: [CLS] A [SEP] [SEP], as transformers gives for
-    a batch. For a single text transformers drops it ("if text_pair:"), silently; we do not."""
+    """An empty text_pair is a pair with no tokens in a batch: [CLS] A [SEP] [SEP]; for a single
+    text it counts as none: [CLS] A [SEP] (transformers' __call__ and encode: "if text_pair")."""
     assert hf_bert(["a a a"], [""])["input_ids"] == [[101, 1037, 1037, 1037, 102, 102]]
-    assert hf_bert("a a a", "")["input_ids"] == [101, 1037, 1037, 1037, 102]
+    assert hf_bert("a a a", "")["input_ids"] == hf_bert.encode("a a a", "") == [101, 1037, 1037, 1037, 102]
     assert bert(["a a a"], [""])["input_ids"] == [[101, 1037, 1037, 1037, 102, 102]]
-    assert bert("a a a", "")["input_ids"] == bert.encode("a a a", "") == [101, 1037, 1037, 1037, 102, 102]
-    assert bert("a a a", "")["token_type_ids"] == [0, 0, 0, 0, 0, 1]
+    assert bert("a a a", "")["input_ids"] == bert.encode("a a a", "") == [101, 1037, 1037, 1037, 102]
+    assert bert("a a a", "")["token_type_ids"] == [0, 0, 0, 0, 0]
+    for kwargs in ({"return_tensors": "pt"}, {"padding": "max_length", "max_length": 8, "return_offsets_mapping": True},
+                   {"truncation": "only_first", "max_length": 4, "return_overflowing_tokens": True, "stride": 1}):
+        got, expected = bert("a a a", "", **kwargs), hf_bert("a a a", "", **kwargs)
+        assert {k: getattr(v, "tolist", lambda: v)() for k, v in got.items()} == \
+            {k: getattr(v, "tolist", lambda: v)() for k, v in expected.items()}, kwargs
+    # split into words: an empty list of words is the empty pair
+    assert bert(["a", "b"], [], is_split_into_words=True)["input_ids"] == \
+        hf_bert(["a", "b"], [], is_split_into_words=True)["input_ids"] == [101, 1037, 1038, 102]
+    assert bert([["a"]], [[]], is_split_into_words=True)["input_ids"] == [[101, 1037, 102, 102]]

@@ -107,3 +107,31 @@ def test_model_folder_with_a_tokenizer_saved_by_transformers(bpe, tmp_path):
     text = "ROMEO: hello<|endoftext|>"
     assert tok.encode(text, allowed_special="all") == ours.encode(text, allowed_special="all") == hf(text)["input_ids"]
     assert tok.pad_token == "<|endoftext|>"
+
+
+def test_hf_bpe_tokenizer_bad_folders(tmp_path):
+    """Not a path, or not a saved tokenizer's folder: our error naming the argument, not
+    transformers' attempt to reach a hub repo of that name."""
+    for bad in (5, None, b"folder"):
+        with pytest.raises(TypeError, match="folder must be a path"):
+            hf_bpe_tokenizer(bad)
+    for bad in (tmp_path / "missing", tmp_path):
+        with pytest.raises(FileNotFoundError, match="is not a folder with tokenizer_config.json"):
+            hf_bpe_tokenizer(bad)
+
+
+def test_hf_bpe_tokenizer_counts_every_special_token(tmp_path):
+    """Special tokens beyond <|endoftext|> are special for transformers too (saved as
+    extra_special_tokens): the same ids, all_special_ids and special-tokens masks, so that
+    DataCollatorForLanguageModeling never masks them."""
+    ours = ByteLevelBPETokenizer().train(shakespeare_text()[:20_000], 300, special_tokens=["<pad>", EOT, "<mask>"])
+    ours.save_pretrained(tmp_path)
+    hf = hf_bpe_tokenizer(tmp_path)
+    assert ours.special_tokens == {"<pad>": 297, EOT: 298, "<mask>": 299}
+    assert sorted(hf.all_special_ids) == sorted(ours.all_special_ids) == [297, 298, 299]
+    ids = ours.encode("a<pad>b<mask>c<|endoftext|>", allowed_special="all")
+    assert ids == hf("a<pad>b<mask>c<|endoftext|>")["input_ids"] == [97, 297, 98, 299, 99, 298]
+    assert hf.get_special_tokens_mask(ids, already_has_special_tokens=True) == \
+        ours.get_special_tokens_mask(ids, already_has_special_tokens=True) == [0, 1, 0, 1, 0, 1]
+    again = ByteLevelBPETokenizer.from_pretrained(tmp_path)
+    assert again.special_tokens == ours.special_tokens and again.encode("x<mask>", "all") == [120, 299]
