@@ -289,15 +289,27 @@ def _check_class(config_file: Path, config: dict, ours: tuple[str, ...], cls: st
                            f"(or a generic tokenizer.json) does; transformers' {name} may add or split differently")
 
 
+_READERS = {"WordPiece": "WordPieceTokenizer", "BPE": "ByteLevelBPETokenizer"}
+
+
+def _tokenizer_json_model(file: Path, kind: str) -> tuple[dict, dict]:
+    """(the whole tokenizer.json, its "model" object), whose model.type must be kind
+    ("WordPiece" or "BPE"): a ValueError naming the file, the field and the class that reads
+    the other kind otherwise."""
+    data = _read_json(file)
+    model = data.get("model")
+    found = model.get("type") if isinstance(model, dict) else model
+    if found != kind:
+        other = next((f" (a {t} model loads with {c}.from_pretrained)" for t, c in _READERS.items()
+                      if t == found), "")
+        raise _unsupported(file, "model.type", found, f"{_READERS[kind]} reads a {kind} model{other}")
+    return data, model
+
+
 def _wordpiece_tokenizer_json(file: Path, config: dict) -> tuple[dict[str, int], dict, list[str]]:
     """(vocab, options of WordPieceFiles, extra special tokens) of a WordPiece tokenizer.json.
     ValueError naming the file and the field for whatever we cannot tokenize identically."""
-    data = _read_json(file)
-    model = data.get("model")
-    if not isinstance(model, dict) or model.get("type") != "WordPiece":
-        kind = model.get("type") if isinstance(model, dict) else model
-        hint = " (a byte-level BPE loads with ByteLevelBPETokenizer.from_pretrained)" if kind == "BPE" else ""
-        raise _unsupported(file, "model.type", kind, f"WordPieceTokenizer reads a WordPiece model{hint}")
+    data, model = _tokenizer_json_model(file, "WordPiece")
     vocab = model.get("vocab")
     if isinstance(vocab, list):  # an older layout: the tokens in id order
         vocab = {t[0] if isinstance(t, list) else t: i for i, t in enumerate(vocab)}
@@ -365,12 +377,7 @@ def _bert_template(file: Path, post: object, vocab: dict[str, int]) -> tuple[str
 def _bpe_tokenizer_json(file: Path, config: dict) -> tuple[dict[str, int], list[tuple[str, str]], dict[str, int]]:
     """(encoder, merges, special tokens) of a byte-level BPE tokenizer.json (GPT-2's).
     ValueError naming the file and the field for whatever we cannot tokenize identically."""
-    data = _read_json(file)
-    model = data.get("model")
-    if not isinstance(model, dict) or model.get("type") != "BPE":
-        kind = model.get("type") if isinstance(model, dict) else model
-        hint = " (a WordPiece loads with WordPieceTokenizer.from_pretrained)" if kind == "WordPiece" else ""
-        raise _unsupported(file, "model.type", kind, f"ByteLevelBPETokenizer reads a BPE model{hint}")
+    data, model = _tokenizer_json_model(file, "BPE")
     vocab = model.get("vocab")
     if not isinstance(vocab, dict) or not all(isinstance(t, str) and _int_or_none(i) is not None
                                               for t, i in vocab.items()):
