@@ -33,7 +33,8 @@ def test_truncation_errors_are_transformers(hf_bert, args, rule):
 def test_no_diagnosis_of_a_correct_implementation(tok, bert_vocab_dir, gpt2_dir):
     for tokenizer in (tok.WordPieceTokenizer.from_pretrained(bert_vocab_dir),
                       tok.ByteLevelBPETokenizer.from_pretrained(gpt2_dir)):
-        assert bert_batch_diagnosis(tokenizer) is None
+        found = bert_batch_diagnosis(tokenizer)
+        assert found is None, f"exercise 5: {found}"
 
 
 def _halves(a, b, m, strategy="longest_first"):  # both cut to half even when cutting the longer is enough
