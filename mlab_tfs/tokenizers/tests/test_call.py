@@ -113,7 +113,10 @@ def compare(ours, theirs, *args, words=True, **kwargs):
             for method in ("word_ids", "sequence_ids", "tokens"):
                 assert getattr(got, method)(i) == getattr(expected, method)(i), f"{what}: {method}({i})"
     except (AssertionError, ValueError) as e:  # name the piece of exercise 5 behind it, if one is wrong
-        cause = bert_batch_diagnosis(ours)
+        try:
+            cause = bert_batch_diagnosis(ours)
+        except NotImplementedError:  # a piece not written yet: the mismatch itself is the news
+            cause = None
         if cause is None:
             raise
         raise AssertionError(f"likely cause (exercise 5): {cause}\n{e}") from e

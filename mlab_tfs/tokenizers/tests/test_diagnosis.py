@@ -141,3 +141,18 @@ def test_typical_mistakes_are_named(bert_vocab_dir, piece, mistake, named):
         setattr(tokenizer, piece, mistake.__get__(tokenizer))
     found = bert_batch_diagnosis(tokenizer)
     assert found is not None and named in found, found
+
+
+@pytest.mark.parametrize("piece", ["_truncate_pair", "build_inputs_with_special_tokens",
+                                   "create_token_type_ids_from_sequences"])
+def test_a_stub_stays_not_started(bert_vocab_dir, piece):
+    """An untouched stub's NotImplementedError passes through: mlab-tfs check shows the exercise
+    as not started, not failing."""
+    tokenizer = solution.WordPieceTokenizer.from_pretrained(bert_vocab_dir)
+
+    def stub(*args, **kwargs):
+        raise NotImplementedError("Exercise 5 (batches): see mlab_tfs/tokenizers/GUIDE.md")
+
+    setattr(tokenizer, piece, stub)
+    with pytest.raises(NotImplementedError, match="Exercise 5"):
+        bert_batch_diagnosis(tokenizer)
