@@ -321,7 +321,7 @@ def save_safetensors(state_dict: StateDict, path: Path) -> None:
 
 
 # The dtypes a model computes in. torch's float8 types are floating too, but have no matmul
-# (transformers refuses them as well): a model cast to one could not run.
+# (transformers' from_pretrained fails on them, in torch's storage code): a model cast to one could not run.
 MODEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -557,7 +557,8 @@ class PretrainedMixin(ModelSurfaceMixin):
         default, modeling_utils._get_dtype) loads in config.json's dtype, else the weights'
         (a checkpoint stored in fp16 loads in fp16); torch.float16, bfloat16, float32 or
         float64, or its name ("float16", "half", "bfloat16", "float32", "float64") casts every
-        parameter. float8 types are refused (no matmul), as transformers does.
+        parameter. float8 types are refused with a ValueError (they have no matmul; transformers'
+        loader fails on them too, with a TypeError from torch's storage).
         config: the model's config instead of config.json's (it wins over the folder's, as in
         transformers): a ``config_class`` instance (copied, not changed), or a transformers
         config of this model_type (read through its to_dict()). A folder without config.json

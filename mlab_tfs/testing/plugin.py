@@ -54,6 +54,13 @@ def load_impl(config: pytest.Config, part: str) -> ModuleType:
     return importlib.import_module(f"mlab_tfs.{part}.{impl_name(config)}")
 
 
+def under_test(config: pytest.Config, cls: type) -> type:
+    """The class of the implementation under test named as cls, a class of a part's solution
+    (mlab_tfs.gpt2.solution.GPT2Model -> mlab_tfs.gpt2.student.GPT2Model with --impl=student)."""
+    part = cls.__module__.split(".")[1]
+    return getattr(load_impl(config, part), cls.__name__)
+
+
 def part_of(item: pytest.Item) -> str | None:
     """mlab_tfs.<part>.tests.test_x -> <part>."""
     module = getattr(item, "module", None)

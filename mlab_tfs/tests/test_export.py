@@ -17,6 +17,7 @@ from mlab_tfs.deberta import solution as deberta
 from mlab_tfs.gpt2 import solution as gpt2
 from mlab_tfs.outputs import BaseModelOutput, CausalLMOutput, MaskedLMOutput, ModelOutput, SequenceClassifierOutput
 from mlab_tfs.testing import tiny
+from mlab_tfs.testing.plugin import under_test
 from mlab_tfs.testing.compare import assert_close
 
 CASES = {
@@ -32,9 +33,10 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
+def models(tmp_path_factory, pytestconfig):
     root = tmp_path_factory.mktemp("export")
-    return {name: cls.from_pretrained(make(root / name)).eval() for name, (cls, make) in CASES.items()}
+    return {name: under_test(pytestconfig, cls).from_pretrained(make(root / name)).eval()
+            for name, (cls, make) in CASES.items()}
 
 
 def _batch(model, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,6 +13,7 @@ from mlab_tfs.bert import solution as bert
 from mlab_tfs.deberta import solution as deberta
 from mlab_tfs.gpt2 import solution as gpt2
 from mlab_tfs.testing import tiny
+from mlab_tfs.testing.plugin import under_test
 from mlab_tfs.testing.compare import assert_close
 
 # name -> (our class, transformers' class, checkpoint maker, the transformers class it is saved from)
@@ -35,13 +36,13 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def pairs(tmp_path_factory):
+def pairs(tmp_path_factory, pytestconfig):
     """name -> (ours, transformers'), from one folder, fp32, eval mode, eager attention."""
     root = tmp_path_factory.mktemp("surface")
     out = {}
     for name, (cls, hf_cls, make) in CASES.items():
         folder = make(root / name)
-        out[name] = (cls.from_pretrained(folder).eval(),
+        out[name] = (under_test(pytestconfig, cls).from_pretrained(folder).eval(),
                      hf_cls.from_pretrained(folder, attn_implementation="eager", dtype=torch.float32).eval())
     return out
 
@@ -62,7 +63,7 @@ def _padded(model, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     mask = torch.ones(3, 7, dtype=torch.long)
     mask[1, 5:] = 0
     mask[2, 3:] = 0
-    if isinstance(model, (gpt2.GPT2Model, gpt2.GPT2LMHeadModel)):
+    if model.config.model_type == "gpt2":
         mask = mask.flip(-1)  # decoders pad on the left
     return ids, mask
 

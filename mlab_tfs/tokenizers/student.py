@@ -158,6 +158,8 @@ def truncate_pair(n_first: int, n_second: int | None, max_tokens: int, strategy:
     - max_tokens = 0, whatever the strategy: keep nothing, (0, 0) or (0, None).
 
     Example: (10, 2, 8) -> (6, 2); (10, 9, 7) -> (4, 3); (9, 10, 7) -> (3, 4); (10, 10, 7) -> (3, 4).
+    Source: the Rust ``tokenizers`` library's ``truncate_encodings`` (utils/truncation.rs), which
+    transformers' fast tokenizers run.
 
     The given ``__call__`` calls this with ``max_length`` minus the special tokens, then cuts
     (and, with ``return_overflowing_tokens``, makes the overflow windows). Checks: the counts
@@ -221,7 +223,9 @@ class WordPieceTokenizer(WordPieceCalls, WordPieceFiles):
         *markers* in place of the ids to learn where each text's tokens land (for the offsets
         and the special-tokens mask): put the items you are given in the row as they are, do
         not look at their values. ``build_inputs_with_special_tokens([7, 8], [9])`` ->
-        ``[101, 7, 8, 102, 9, 102]`` with MiniLM's vocabulary.
+        ``[101, 7, 8, 102, 9, 102]`` with MiniLM's vocabulary. Source: transformers'
+        models/bert/tokenization_bert_legacy.py (``build_inputs_with_special_tokens``), and the
+        fast tokenizer's template "[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1" (tokenization_bert.py).
         """
         raise NotImplementedError("Exercise 5 (batches): see mlab_tfs/tokenizers/GUIDE.md#5-batches-truncation-and-padding")
 
@@ -229,7 +233,8 @@ class WordPieceTokenizer(WordPieceCalls, WordPieceFiles):
         """The token types of the row build_inputs_with_special_tokens makes, one per token: 0
         for ``[CLS] A [SEP]``, 1 for ``B [SEP]`` (BERT's segment embeddings tell the two texts
         apart). ``([7, 8], [9])`` -> ``[0, 0, 0, 0, 1, 1]``; ``([7, 8], None)`` -> ``[0, 0, 0, 0]``.
-        Only the lengths of the lists matter (they may hold markers, as above).
+        Only the lengths of the lists matter (they may hold markers, as above). Source: the
+        ":0" / ":1" of the fast tokenizer's template (transformers' models/bert/tokenization_bert.py).
         """
         raise NotImplementedError("Exercise 5 (batches): see mlab_tfs/tokenizers/GUIDE.md#5-batches-truncation-and-padding")
 
