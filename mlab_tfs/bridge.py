@@ -45,6 +45,13 @@ __all__ = ["as_transformers"]
 
 # Our output class -> transformers' output classes that can hold its fields (the first that
 # holds every field that is set is used), from transformers/modeling_outputs.py.
+# What generate hands the model's forward besides its inputs: the decoding method takes
+# ``**generation_mode_kwargs, **model_kwargs`` and passes the leftovers to forward
+# (transformers/generation/utils.py, ``_extract_generation_mode_kwargs`` and ``_sample``), where
+# transformers' models swallow them in ``**kwargs``. They are generate's own (stop_strings' tokenizer,
+# a streamer), never the model's: the adapter drops them, and only them.
+_GENERATE_ONLY_KWARGS = frozenset({"tokenizer", "assistant_tokenizer", "assistant_model", "streamer", "synced_gpus"})
+
 _OUTPUT_CLASSES = {
     "BaseModelOutput": ("BaseModelOutputWithPastAndCrossAttentions", "BaseModelOutputWithPoolingAndCrossAttentions"),
     "CausalLMOutput": ("CausalLMOutputWithCrossAttentions",),
@@ -227,6 +234,10 @@ class TransformersAdapter:
         output class for our output (e.g. CausalLMOutputWithCrossAttentions), the cache under
         ``cache``.
 
+        generate's own keywords that its decoding loop passes on (``tokenizer`` for
+        stop_strings, ``streamer``, ``assistant_model``...) are dropped, as transformers' models
+        take them in ``**kwargs`` and leave them unused.
+
         Raises TypeError naming an argument that our model's forward does not take (and is not
         None) or a return_dict that is not True, False or None; ValueError for cache and
         past_key_values both given.
@@ -239,8 +250,9 @@ class TransformersAdapter:
             raise ValueError("pass cache or past_key_values (its older name), not both")
         cache_name = "cache" if cache is not None else "past_key_values"
         past = cache if cache is not None else past
-        kwargs = {k: v for k, v in kwargs.items() if v is not None}
         accepted = inspect.signature(type(model).forward).parameters
+        kwargs = {k: v for k, v in kwargs.items()
+                  if v is not None and (k not in _GENERATE_ONLY_KWARGS or k in accepted)}
         takes_any = any(p.kind == p.VAR_KEYWORD for p in accepted.values())
         # The caller's name of each argument -> our forward's name of it.
         names = {name: name for name in kwargs} | ({cache_name: "past_key_values"} if past is not None else {})
