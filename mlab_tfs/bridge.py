@@ -16,7 +16,8 @@ once per model class (one adapter for every class: it reads only what the model 
   classes (``transformers/modeling_outputs.py``), the cache under transformers 5's name
   ``cache``;
 - ``state_dict()`` is in transformers' checkpoint layout (names and shapes: GPT-2's Conv1D
-  weights transposed, a tied head left out), and ``load_state_dict`` takes that layout, so
+  weights transposed, a tied head listed under its own name too, as transformers' state_dict()
+  lists it), and ``load_state_dict`` takes that layout, so
   whatever a tool saves from ``state_dict()`` (accelerate's ``save_model``, Trainer's
   checkpoints) is transformers' weight file;
 - ``save_pretrained`` writes a full checkpoint (config.json, model.safetensors in
@@ -45,6 +46,13 @@ __all__ = ["as_transformers"]
 
 # Our output class -> transformers' output classes that can hold its fields (the first that
 # holds every field that is set is used), from transformers/modeling_outputs.py.
+# What generate hands the model's forward besides its inputs: the decoding method takes
+# ``**generation_mode_kwargs, **model_kwargs`` and passes the leftovers to forward
+# (transformers/generation/utils.py, ``_extract_generation_mode_kwargs`` and ``_sample``), where
+# transformers' models swallow them in ``**kwargs``. They are generate's own (stop_strings' tokenizer,
+# a streamer), never the model's: the adapter drops them, and only them.
+_GENERATE_ONLY_KWARGS = frozenset({"tokenizer", "assistant_tokenizer", "assistant_model", "streamer", "synced_gpus"})
+
 _OUTPUT_CLASSES = {
     "BaseModelOutput": ("BaseModelOutputWithPastAndCrossAttentions", "BaseModelOutputWithPoolingAndCrossAttentions"),
     "CausalLMOutput": ("CausalLMOutputWithCrossAttentions",),
@@ -110,8 +118,18 @@ def _adapter_class(cls: type) -> type:
         "accepts_loss_kwargs": bool(getattr(cls, "accepts_loss_kwargs", False)),
         "forward": _forward_with_signature(cls),
         "_hf_outputs": _hf_output_fields(),
+        "_hf_tied": _hf_tied_keys(name),
     }
     return type(name, bases, attrs)
+
+
+def _hf_tied_keys(name: str) -> dict[str, str]:
+    """transformers' class ``name``'s tied pairs, alias -> source in its checkpoint names
+    (``_tied_weights_keys``, e.g. GPT-2's {"lm_head.weight": "transformer.wte.weight"}), {} if none."""
+    import transformers
+
+    tied = getattr(getattr(transformers, name, None), "_tied_weights_keys", None)
+    return dict(tied) if isinstance(tied, dict) else {}
 
 
 def _is_transformers_model_name(name: str) -> bool:
@@ -227,6 +245,10 @@ class TransformersAdapter:
         output class for our output (e.g. CausalLMOutputWithCrossAttentions), the cache under
         ``cache``.
 
+        generate's own keywords that its decoding loop passes on (``tokenizer`` for
+        stop_strings, ``streamer``, ``assistant_model``...) are dropped, as transformers' models
+        take them in ``**kwargs`` and leave them unused.
+
         Raises TypeError naming an argument that our model's forward does not take (and is not
         None) or a return_dict that is not True, False or None; ValueError for cache and
         past_key_values both given.
@@ -239,8 +261,9 @@ class TransformersAdapter:
             raise ValueError("pass cache or past_key_values (its older name), not both")
         cache_name = "cache" if cache is not None else "past_key_values"
         past = cache if cache is not None else past
-        kwargs = {k: v for k, v in kwargs.items() if v is not None}
         accepted = inspect.signature(type(model).forward).parameters
+        kwargs = {k: v for k, v in kwargs.items()
+                  if v is not None and (k not in _GENERATE_ONLY_KWARGS or k in accepted)}
         takes_any = any(p.kind == p.VAR_KEYWORD for p in accepted.values())
         # The caller's name of each argument -> our forward's name of it.
         names = {name: name for name in kwargs} | ({cache_name: "past_key_values"} if past is not None else {})
@@ -331,6 +354,13 @@ def _convert(adapter: nn.Module, state: dict, prefix: str, direction: str) -> No
 
 def _state_dict_to_hf(adapter: nn.Module, state: dict, prefix: str, local_metadata: Any) -> None:
     _convert(adapter, state, prefix, "ours_to_hf")
+    # transformers' state_dict() lists a tied alias too (the same tensor as its source): so does
+    # ours, so that transformers' model.load_state_dict(adapter.state_dict()) (strict) loads.
+    # Saving drops it again (save_pretrained; accelerate's save_model removes shared tensors).
+    if adapter._mlab_model.weights_are_tied():
+        for alias, source in type(adapter)._hf_tied.items():
+            if prefix + alias not in state and prefix + source in state:
+                state[prefix + alias] = state[prefix + source]
 
 
 def _load_state_dict_from_hf(adapter: nn.Module, state: dict, prefix: str, *args: Any) -> None:

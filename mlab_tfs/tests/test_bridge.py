@@ -181,16 +181,19 @@ def test_parameters_are_shared_not_copied(case, pair):
 
 
 def test_state_dict_is_transformers_checkpoint(case, pair, folders):
-    """Names, shapes and values of the adapter's state_dict() are those of the file
-    transformers wrote (GPT-2's Conv1D weights transposed back, a tied head left out)."""
+    """Names, shapes and values of the adapter's state_dict() are those of transformers'
+    state_dict() and of the file transformers wrote (GPT-2's Conv1D weights transposed back,
+    a tied head listed under its name too, as transformers lists it, and not saved)."""
     _, adapter, hf, _ = pair
     saved = load_file(folders[case.checkpoint] / "model.safetensors")
     hf_keys = set(hf.state_dict()) - {k for k in hf.state_dict() if k.endswith((".attn.bias", ".attn.masked_bias"))}
     state = adapter.state_dict()
-    assert set(state) <= hf_keys, sorted(set(state) - hf_keys)
+    assert set(state) == hf_keys, sorted(set(state) ^ hf_keys)
     prefix = hf.base_model_prefix + "."
+    tied = (type(hf)._tied_weights_keys or {}) if adapter.mlab_model.weights_are_tied() else {}
     for key, value in state.items():
-        stored = saved.get(key, saved.get(prefix + key))  # a body, saved from a model with a head
+        stored_key = tied.get(key, key) if key not in saved else key  # a tied alias: its source's values
+        stored = saved.get(stored_key, saved.get(prefix + stored_key))  # a body, saved from a model with a head
         assert stored is not None, key
         assert stored.shape == value.shape and torch.equal(stored, value), key
     # ...and load_state_dict takes that layout back.
@@ -198,6 +201,23 @@ def test_state_dict_is_transformers_checkpoint(case, pair, folders):
     assert all(bool((p == 0).all()) for p in adapter.mlab_model.parameters())
     adapter.load_state_dict(state)
     assert all(torch.equal(adapter.state_dict()[k], v) for k, v in state.items())
+
+
+def test_transformers_model_loads_the_adapters_state_dict_strictly(case, pair):
+    """transformers' model.load_state_dict(adapter.state_dict()) with strict=True: every key
+    transformers' state_dict() has is there (a tied head too), with the same values; and
+    the other way round."""
+    model, adapter, hf, inputs = pair
+    fresh = type(hf)(hf.config).eval()
+    assert not fresh.load_state_dict(adapter.state_dict()).missing_keys
+    main = case.main
+    with torch.no_grad():
+        assert torch.equal(getattr(fresh(**inputs), main), getattr(hf(**inputs), main))
+    adapter.load_state_dict(hf.state_dict())  # strict as well
+    mask = inputs["attention_mask"]
+    with torch.no_grad():
+        assert_close(real_rows(case, adapter(**inputs)[main], mask), real_rows(case, hf(**inputs)[main], mask),
+                     name=f"{case.name} {main}", atol=1e-5)
 
 
 # -- folders that load in ours and in transformers ---------------------------------------------
@@ -219,6 +239,13 @@ def _perturb(model):
             p.add_(0.01)
 
 
+def _saved_keys(adapter):
+    """The adapter's state_dict() keys that a checkpoint stores: a tied alias is not (transformers
+    saves a tied head once, under its source's name)."""
+    tied = type(adapter)._hf_tied if adapter.mlab_model.weights_are_tied() else {}
+    return {k for k in adapter.state_dict() if k not in tied}
+
+
 def test_save_pretrained_writes_a_full_checkpoint(case, pair, tmp_path, pytestconfig):
     model, adapter, _, inputs = pair
     _perturb(model)  # a trained model, not the folder it came from
@@ -226,7 +253,7 @@ def test_save_pretrained_writes_a_full_checkpoint(case, pair, tmp_path, pytestco
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     assert config["model_type"] == adapter.config.model_type and config["architectures"] == [case.name]
     assert (tmp_path / "a" / "generation_config.json").is_file() == (case.name == "GPT2LMHeadModel")
-    assert load_file(tmp_path / "a" / "model.safetensors").keys() == adapter.state_dict().keys()
+    assert load_file(tmp_path / "a" / "model.safetensors").keys() == _saved_keys(adapter)
     impl = load_impl(pytestconfig, case.part)
     _assert_folder_loads_in_both(case, tmp_path / "a", adapter, inputs, impl)
     # The keywords Trainer and accelerate pass: a state_dict in the adapter's layout, a pickle.
@@ -262,7 +289,7 @@ def test_save_pretrained_state_dict_is_what_is_written_once(case, pair, tmp_path
     assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.name != "generation_config.json") == [
         "config.json", weights]
     stored = load_file(tmp_path / "s" / weights) if safe else torch.load(tmp_path / "s" / weights)
-    assert stored.keys() == adapter.state_dict().keys()
+    assert stored.keys() == _saved_keys(adapter)
     for k, v in stored.items():
         assert torch.equal(v, other[k]), k
     impl = load_impl(pytestconfig, case.part)

@@ -182,3 +182,31 @@ def test_generate_from_inputs_embeds_equals_transformers(models):
     out = adapter.generate(inputs_embeds=embeds, **kwargs)
     assert out.tolist() == hf.generate(inputs_embeds=embeds, **kwargs).tolist()
     assert out.tolist() == adapter.generate(ids, **kwargs)[:, ids.shape[1]:].tolist()
+
+
+def test_stop_strings_and_logits_processors_equal_transformers(vocab_folder, pytestconfig):
+    """generate(stop_strings=..., tokenizer=...) hands the tokenizer on to forward, as it does
+    every keyword of its own (transformers' models take it in **kwargs): the adapter drops it
+    and stops where transformers' model stops. min_new_tokens, no_repeat_ngram_size,
+    bad_words_ids and repetition_penalty give the same tokens too."""
+    from mlab_tfs import assets
+
+    gpt2 = load_impl(pytestconfig, "gpt2")
+    files = assets.gpt2_vocab_dir()
+    tokenizer = transformers.GPT2TokenizerFast(vocab=str(files / "encoder.json"), merges=str(files / "vocab.bpe"))
+    adapter = as_transformers(gpt2.GPT2LMHeadModel.from_pretrained(vocab_folder))
+    hf = tiny.hf_gpt2(vocab_folder)
+    ids = torch.tensor([tokenizer("ROMEO: hello").input_ids])
+    free = hf.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=50256, eos_token_id=50256)
+    stop = tokenizer.decode(free[0, ids.shape[1] + 3:ids.shape[1] + 4])  # the 4th new token's text
+    kwargs = dict(max_new_tokens=12, do_sample=False, pad_token_id=50256, eos_token_id=50256)
+    ours = adapter.generate(ids, stop_strings=[stop], tokenizer=tokenizer, **kwargs)
+    assert ours.tolist() == hf.generate(ids, stop_strings=[stop], tokenizer=tokenizer, **kwargs).tolist()
+    assert ours.shape[1] <= ids.shape[1] + 4 < free.shape[1]  # it did stop early
+    first = int(free[0, ids.shape[1]])
+    for extra in (dict(min_new_tokens=5, eos_token_id=int(free[0, ids.shape[1] + 2])),
+                  dict(no_repeat_ngram_size=2), dict(bad_words_ids=[[first]]), dict(repetition_penalty=1.5)):
+        options = kwargs | extra
+        out = adapter.generate(ids, **options)
+        assert out.tolist() == hf.generate(ids, **options).tolist(), extra
+    assert int(adapter.generate(ids, bad_words_ids=[[first]], **kwargs)[0, ids.shape[1]]) != first

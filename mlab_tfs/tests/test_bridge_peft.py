@@ -108,3 +108,31 @@ def test_lora_step_and_merge_equal_transformers(task, folders, tmp_path, pytestc
         assert_close(out, expected, name=f"{task} merged", atol=1e-5)
         assert torch.equal(model(**inputs)[key], out)  # our model runs the merged weights itself
     assert not any("lora_" in k for k in model.state_dict())
+
+
+@pytest.mark.parametrize("task, index", [("CAUSAL_LM", 1), ("CAUSAL_LM", 7), ("SEQ_CLS", 4)])
+def test_prompt_tuning_runs_our_forward_from_inputs_embeds(task, index, folders, pytestconfig):
+    """peft's prompt tuning prepends learned virtual-token embeddings and calls the model with
+    inputs_embeds (peft_model.py, PeftModelForCausalLM / ForSequenceClassification.forward):
+    the same loss and gradient of the prompt as on transformers' model (tied and untied GPT-2
+    heads, BERT's classifier), padding included."""
+    from peft import PromptTuningConfig
+
+    case = CASES[index]
+    config = PromptTuningConfig(task_type=task, num_virtual_tokens=3)
+    model = ours(load_impl(pytestconfig, case.part), case, folders[case.checkpoint])
+    mine = get_peft_model(as_transformers(model), config)
+    hf = get_peft_model(theirs(case, folders[case.checkpoint]), config)
+    set_peft_model_state_dict(mine, get_peft_model_state_dict(hf))  # one prompt for both
+    prompts = [m.prompt_encoder["default"].embedding.weight for m in (mine, hf)]
+    assert torch.equal(prompts[0], prompts[1])
+    inputs = batch(case, model.config)
+    inputs["labels"] = inputs["input_ids"] if task == "CAUSAL_LM" else torch.tensor([0, 2, 1])
+    losses = []
+    for peft_model in (mine, hf):
+        peft_model.eval()
+        loss = peft_model(**inputs).loss
+        loss.backward()
+        losses.append(loss.detach())
+    assert_close(losses[0], losses[1], name=f"{task} prompt-tuning loss", atol=1e-5)
+    assert_grads_close(_lora_grads(mine), _lora_grads(hf), rtol=1e-4, what="prompt embedding gradient")

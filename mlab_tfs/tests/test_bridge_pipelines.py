@@ -88,6 +88,37 @@ def test_text_classification_on_minilm(tmp_path, minilm_tokenizer, pytestconfig)
     assert mine(TEXTS[0]) == [max(a[0], key=lambda d: d["score"])]  # top_k=1: the best label
 
 
+@pytest.mark.parametrize("num_labels, problem_type", [(1, None), (4, "multi_label_classification"), (2, None)])
+def test_text_classification_pairs_regression_and_multi_label(num_labels, problem_type, tmp_path,
+                                                              minilm_tokenizer, pytestconfig):
+    """text-classification with text pairs ({"text", "text_pair"}) in batches of 2, a
+    regression head (num_labels=1: sigmoid of the one logit, as transformers' pipeline) and
+    multi-label (sigmoid per label): the labels and scores of transformers' model; the
+    losses of its problem_type too."""
+    bert = load_impl(pytestconfig, "bert")
+    kwargs = {"num_labels": num_labels} | ({"problem_type": problem_type} if problem_type else {})
+    ours = _with_head(bert.BertForSequenceClassification, tmp_path, **kwargs)
+    hf = tiny.hf_bert(tmp_path, head="classifier")
+    assert hf.config.num_labels == num_labels and hf.config.problem_type == problem_type
+    mine, theirs = _pipelines("text-classification", as_transformers(ours), hf, minilm_tokenizer)
+    inputs = [{"text": "a man is eating", "text_pair": "someone eats food"}, "hello",
+              {"text": "The capital of France", "text_pair": "is Paris, a large city"}]
+    for options in ({}, {"top_k": None}, {"function_to_apply": "softmax"}):
+        a, b = mine(inputs, batch_size=2, **options), theirs(inputs, batch_size=2, **options)
+        rows = lambda r: [x if isinstance(x, list) else [x] for x in r]
+        for x, y in zip(rows(a), rows(b)):
+            assert [d["label"] for d in x] == [d["label"] for d in y], options
+            assert_close(torch.tensor([d["score"] for d in x]), torch.tensor([d["score"] for d in y]),
+                         name=f"scores {options}", atol=1e-5)
+    enc = minilm_tokenizer(["a man is eating", "hello"], ["someone eats food", "hi there you"],
+                           padding=True, return_tensors="pt")
+    labels = {1: torch.tensor([0.5, -1.0]), 2: torch.tensor([1, 0])}.get(
+        num_labels, torch.tensor([[1.0, 0, 1, 0], [0, 1, 0, 0]]))
+    with torch.no_grad():
+        assert_close(as_transformers(ours)(**enc, labels=labels).loss, hf(**enc, labels=labels).loss,
+                     name="loss", atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def deberta(tmp_path_factory):
     """A tiny random DebertaV2ForMaskedLM with a WordPiece vocabulary of its 83 ids."""
