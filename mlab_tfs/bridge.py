@@ -44,8 +44,6 @@ from mlab_tfs.surface import _check_return_dict
 
 __all__ = ["as_transformers"]
 
-# Our output class -> transformers' output classes that can hold its fields (the first that
-# holds every field that is set is used), from transformers/modeling_outputs.py.
 # What generate hands the model's forward besides its inputs: the decoding method takes
 # ``**generation_mode_kwargs, **model_kwargs`` and passes the leftovers to forward
 # (transformers/generation/utils.py, ``_extract_generation_mode_kwargs`` and ``_sample``), where
@@ -53,6 +51,8 @@ __all__ = ["as_transformers"]
 # a streamer), never the model's: the adapter drops them, and only them.
 _GENERATE_ONLY_KWARGS = frozenset({"tokenizer", "assistant_tokenizer", "assistant_model", "streamer", "synced_gpus"})
 
+# Our output class -> transformers' output classes that can hold its fields (the first that
+# holds every field that is set is used), from transformers/modeling_outputs.py.
 _OUTPUT_CLASSES = {
     "BaseModelOutput": ("BaseModelOutputWithPastAndCrossAttentions", "BaseModelOutputWithPoolingAndCrossAttentions"),
     "CausalLMOutput": ("CausalLMOutputWithCrossAttentions",),
