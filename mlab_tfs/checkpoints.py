@@ -691,12 +691,8 @@ class PretrainedMixin(ModelSurfaceMixin):
         """Whether every pair of ``tied_weights`` is one tensor right now (None if the model
         has none of them). Decided from the parameters, not the config: a head untied by
         hand (``model.lm_head.weight = nn.Parameter(...)``) is untied, as transformers sees it."""
-        pairs = []
-        for alias, source in self.tied_weights.items():
-            try:
-                pairs.append((self.get_parameter(alias), self.get_parameter(source)))  # type: ignore[attr-defined]
-            except AttributeError:  # this variant has no such head (DeBERTa's legacy=False)
-                continue
+        # Only the pairs this variant has both ends of (DeBERTa's legacy=False has no decoder).
+        pairs = [(self.get_parameter(a), self.get_parameter(s)) for a, s in self._tied_pairs()]  # type: ignore[attr-defined]
         if not pairs:
             return None
         return all(a is s or (a.data_ptr() == s.data_ptr() and a.shape == s.shape) for a, s in pairs)
