@@ -85,7 +85,7 @@ def _check(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"unknown part {', '.join(unknown)}; the parts are {', '.join(PARTS)}")
 
-    all_passed = check(args.parts, solution=args.solution, verbose=args.verbose)
+    all_passed = check(args.parts, solution=args.solution, verbose=args.verbose, only=args.exercise)
     return 1 if args.strict and not all_passed else 0
 
 
@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="run the tests of your implementation and show your progress")
     check.add_argument("parts", nargs="*", metavar="PART",
                        help=f"which parts to check (default: all): {', '.join(PARTS)}")
+    check.add_argument("--exercise", action="append", metavar="NAME_OR_NUMBER",
+                       help="run only this exercise's tests (repeatable): its number in the table or its name, "
+                            "e.g. --exercise 5 or --exercise attention (default: every exercise)")
     check.add_argument("--solution", action="store_true", help="check the solutions instead of your code")
     check.add_argument("--strict", action="store_true", help="exit with status 1 unless every exercise passes")
     check.add_argument("-v", "--verbose", action="store_true", help="show pytest's own output too")

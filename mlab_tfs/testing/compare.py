@@ -65,10 +65,12 @@ def assert_close(
 ) -> None:
     """Fail with a diagnosis unless |actual - expected| <= atol + rtol * |expected| everywhere.
 
-    mistakes: {description of a common mistake: what the output would be with it}.
-    If the actual output matches one of them, the failure names that mistake.
+    mistakes: {a common mistake (a catalogue's Mistake, or its description): what the output
+    would be with it}. If the actual output matches one of them, the failure names that mistake
+    ("likely cause: your output matches what <mistake> gives").
     hint: printed when no known mistake matches.
     """
+    __tracebackhide__ = True  # a failure shows the test's line and the diagnosis, not this helper
     if not isinstance(actual, torch.Tensor):
         raise Mismatch(f"{name}: expected a tensor of shape {_fmt_shape(expected)}, got {type(actual).__name__}")
     lines = [f"{name} does not match the reference."]
@@ -144,6 +146,7 @@ def assert_grads_close(
     hint: str | None = None,
 ) -> None:
     """Every parameter's gradient within rtol of the reference, relative to its largest entry."""
+    __tracebackhide__ = True  # a failure shows the test's line and the diagnosis, not this helper
     missing = sorted(set(expected) - set(actual))
     if missing:
         raise Mismatch(f"{what}: no gradient for {missing[:10]}")
@@ -167,6 +170,7 @@ def grads(module: torch.nn.Module) -> dict[str, Tensor | None]:
 
 def assert_same_checkpoint(saved_file, original_file) -> None:
     """Two safetensors files hold the same keys and bit-identical tensors."""
+    __tracebackhide__ = True  # a failure shows the test's line and the diagnosis, not this helper
     from safetensors.torch import load_file
 
     saved, original = load_file(saved_file), load_file(original_file)

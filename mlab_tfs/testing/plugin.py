@@ -4,8 +4,13 @@
   ``mlab_tfs/<part>/student.py``; the default is the solution, so CI tests the solutions.
 - ``@pytest.mark.exercise("layer_norm")`` ties a test to an exercise of its part, so that
   ``mlab-tfs check`` can show progress per exercise; unknown names are an error.
-- ``pytest --exercise layer_norm`` runs that exercise's tests and no others (``-k layer_norm``
-  also matches other tests whose names contain the word, such as a config field's).
+- ``pytest --exercise layer_norm`` (or ``--exercise 1``, the number ``mlab-tfs check`` shows, counted
+  in each part) runs that exercise's tests and no others (``-k layer_norm`` would also match other
+  tests whose names contain the word, such as a later exercise's).
+- With ``--impl=student`` failures are shown with ``--tb=short`` unless ``--tb`` is given: the
+  learner's line and the diagnosis, not pages of test source.
+- Under pytest-xdist each worker gets an equal share of the CPU cores as torch threads (unless
+  ``OMP_NUM_THREADS`` says otherwise): N workers of all the cores each would fight for them.
 """
 
 from __future__ import annotations
@@ -31,14 +36,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--exercise",
         action="append",
         default=[],
-        metavar="NAME",
-        help="run only the tests of this exercise (repeatable), as named by mlab-tfs check",
+        metavar="NAME_OR_NUMBER",
+        help="run only the tests of this exercise (repeatable): its name or its number in its part, "
+             "as mlab-tfs check shows them",
     )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "exercise(name): the course exercise this test checks")
     config.addinivalue_line("markers", "solution_only: checks a feature only the solution has")
+    if impl_name(config) == "student" and getattr(config.option, "tbstyle", None) == "auto":
+        config.option.tbstyle = "short"
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers and os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("OMP_NUM_THREADS"):
+        import torch
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(max(1, cores // int(workers)))
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -91,15 +105,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if name not in known[part]:
             raise pytest.UsageError(f"{item.nodeid}: unknown exercise {name!r} for part {part!r}")
         item.extra_keyword_matches.add(name)  # so that `pytest -k layer_norm` selects the exercise
-    wanted = set(config.getoption("exercise"))
+    wanted = config.getoption("exercise")
     if wanted:
-        from mlab_tfs.testing.exercises import PARTS
+        from mlab_tfs.testing.exercises import PARTS, select
 
-        every = {e.name for part in PARTS for e in exercises(part)}
-        unknown = sorted(wanted - every)
-        if unknown:
-            raise pytest.UsageError(f"--exercise: no exercise is named {', '.join(map(repr, unknown))}; the "
-                                    f"names are those mlab-tfs check shows, e.g. {sorted(every)[:4]}")
-        kept = [item for item in items if exercise_of(item) in wanted]
-        config.hook.pytest_deselected(items=[item for item in items if exercise_of(item) not in wanted])
+        parts = sorted({p for p in map(part_of, items) if p in PARTS}) or PARTS
+        for w in wanted:
+            if not any(select(p, w) for p in parts):
+                names = sorted({e.name for p in parts for e in exercises(p)})
+                counts = ", ".join(f"{p} has {len(exercises(p))}" for p in parts)
+                raise pytest.UsageError(
+                    f"--exercise: no exercise of {', '.join(parts)} is named or numbered {w!r}; "
+                    f"the names are those mlab-tfs check shows ({', '.join(names[:6])}, ...), the numbers "
+                    f"count from 1 in each part ({counts})")
+
+        def chosen(item: pytest.Item) -> bool:
+            name, part = exercise_of(item), part_of(item)
+            return name is not None and any((e := select(part, w)) is not None and e.name == name for w in wanted)
+
+        kept = [item for item in items if chosen(item)]
+        config.hook.pytest_deselected(items=[item for item in items if not chosen(item)])
         items[:] = kept

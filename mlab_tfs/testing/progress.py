@@ -7,12 +7,13 @@ import io
 import os
 import sys
 import textwrap
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from mlab_tfs.testing.exercises import PARTS, Exercise, exercises
+from mlab_tfs.testing.exercises import PARTS, Exercise, exercises, select
 from mlab_tfs.testing.plugin import exercise_of, part_of
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -48,6 +49,7 @@ class Collector:
 
     results: dict[tuple[str, str], Result] = field(default_factory=dict)
     where: dict[str, tuple[str, str]] = field(default_factory=dict)
+    announce: object = None  # a stream to say "running N tests of ..." on, once collected
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
@@ -55,6 +57,14 @@ class Collector:
             name, part = exercise_of(item), part_of(item)
             if name and part:
                 self.where[item.nodeid] = (part, name)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self.announce is None:
+            return
+        parts = list(dict.fromkeys(p for p, _ in self.where.values()))
+        n = len(session.items)
+        what = f"{len(parts)} part{'s' * (len(parts) != 1)}" + (f" ({', '.join(parts)})" if parts else "")
+        print(f"running {n} test{'s' * (n != 1)} of {what}…", file=self.announce, flush=True)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         key = self.where.get(report.nodeid)
@@ -98,10 +108,18 @@ def _message(report: pytest.TestReport) -> str:
     return text.strip()
 
 
-def run(parts: list[str], impl: str, verbose: bool = False) -> dict[tuple[str, str], Result]:
-    collector = Collector()
+def run(parts: list[str], impl: str, verbose: bool = False, only: list[str] | None = None,
+        maxfail: int | None = None, announce: bool = True) -> dict[tuple[str, str], Result]:
+    """Run the parts' tests against impl ("student" or "solution") and file the outcomes per
+    exercise. only: exercise names or numbers to run only those (``--exercise``); maxfail: stop after
+    that many failing tests; announce: print "running N tests of ..." once they are collected."""
+    collector = Collector(announce=sys.stdout if announce else None)
     paths = [str(PACKAGE_DIR / part / "tests") for part in parts]
     args = [*paths, f"--impl={impl}", "-p", "no:cacheprovider", "-q", "--no-header", "-W", "ignore"]
+    args += [f"--exercise={e}" for e in only or []]
+    if maxfail:
+        args.append(f"--maxfail={maxfail}")
+    started = time.monotonic()
     if verbose:
         code = pytest.main(args, plugins=[collector])
     else:
@@ -113,6 +131,8 @@ def run(parts: list[str], impl: str, verbose: bool = False) -> dict[tuple[str, s
             print("\n".join(out.getvalue().splitlines()[-30:]), file=sys.stderr)
         raise SystemExit(f"pytest could not run the tests (exit code {int(code)}): its last lines are above; "
                          "`mlab-tfs check -v` shows all of its output")
+    if announce:
+        print(f"done in {time.monotonic() - started:.0f} s", flush=True)
     return collector.results
 
 
@@ -134,15 +154,43 @@ def counts_against(ex: Exercise, result: Result) -> bool:
     return not (ex.optional and result.status in ("not started", "no tests"))
 
 
-def report(parts: list[str], impl: str, results: dict[tuple[str, str], Result]) -> bool:
-    """Print one table per part; return True when every exercise passed (optional ones
-    not started do not count). "Next" is the first exercise that counts against it."""
+def _select(part: str, wanted: str) -> Exercise | None:
+    return select(part, wanted, among=exercises(part))
+
+
+def resolve(parts: list[str], wanted: list[str] | None) -> dict[str, list[Exercise]]:
+    """{part: its exercises named or numbered in wanted (all of them when wanted is empty)}.
+    Raises ValueError naming the part's exercises when one of wanted is in none of the parts."""
+    chosen: dict[str, list[Exercise]] = {}
+    for part in parts:
+        if not wanted:
+            chosen[part] = list(exercises(part))
+            continue
+        picked = {e.name for w in wanted if (e := _select(part, w)) is not None}
+        chosen[part] = [e for e in exercises(part) if e.name in picked]
+    for w in wanted or []:
+        if not any(_select(part, w) for part in parts):
+            listing = "; ".join(f"{part}: " + ", ".join(f"{i} {e.name}" for i, e in enumerate(exercises(part), 1))
+                                for part in parts)
+            raise ValueError(f"exercise must be the name or number of an exercise of {', '.join(parts)}, "
+                             f"got {w!r} ({listing})")
+    return chosen
+
+
+def report(parts: list[str], impl: str, results: dict[tuple[str, str], Result],
+           only: list[str] | None = None) -> bool:
+    """Print one table per part (only the rows of the exercises only names or numbers, when given);
+    return True when every exercise shown passed (optional ones not started do not count).
+    "Next" is the first exercise that counts against it."""
+    chosen = resolve(parts, only)
     all_passed = True
-    first: tuple[str, Exercise, Result] | None = None
+    first: tuple[str, int, Exercise, Result] | None = None
     for part in parts:
         print(f"\n{part} ({impl}) — guide: mlab_tfs/{part}/GUIDE.md")
         print(f"  {'#':>2}  {'exercise':<34} {'tests':>7}   status")
         for i, ex in enumerate(exercises(part), start=1):
+            if ex not in chosen[part]:
+                continue
             result = results.get((part, ex.name), Result())
             done = f"{result.passed}/{result.total}"
             title = f"{ex.title} (optional)" if ex.optional else ex.title
@@ -150,23 +198,27 @@ def report(parts: list[str], impl: str, results: dict[tuple[str, str], Result]) 
             if counts_against(ex, result):
                 all_passed = False
                 if first is None:
-                    first = (part, ex, result)
+                    first = (part, i, ex, result)
     if first is None:
-        skipped = [ex.title for part in parts for ex in exercises(part)
+        skipped = [ex.title for part in parts for ex in chosen[part]
                    if results.get((part, ex.name), Result()).status != "passed"]
         print("\nAll exercises pass." if not skipped else
               f"\nAll required exercises pass (optional, not started: {', '.join(skipped)}).")
         return all_passed
-    part, ex, result = first
+    part, i, ex, result = first
     print(f"\nNext: {ex.title} — {ex.guide_link(part)}")
     if result.first_failure:
         print(f"  first failing test: {result.first_failing_test}")
         print("  " + result.first_failure.replace("\n", "\n  "))
-    print(f"  run just this exercise: pytest --impl={impl} mlab_tfs/{part} --exercise {ex.name}")
+    solution = " --solution" if impl == "solution" else ""
+    print(f"  run just this exercise: mlab-tfs check {part} --exercise {i}{solution}"
+          f"   (or: pytest --impl={impl} mlab_tfs/{part} --exercise {ex.name})")
     return all_passed
 
 
-def check(parts: list[str] | None, solution: bool, verbose: bool = False) -> bool:
+def check(parts: list[str] | None, solution: bool, verbose: bool = False, only: list[str] | None = None) -> bool:
+    """Run and report, as ``mlab-tfs check [PART...] [--exercise E] [--solution]`` does."""
     parts = parts or PARTS
+    resolve(parts, only)  # a wrong name is an error before minutes of tests
     impl = "solution" if solution else "student"
-    return report(parts, impl, run(parts, impl, verbose))
+    return report(parts, impl, run(parts, impl, verbose, only=only), only=only)

@@ -19,6 +19,7 @@ class no_shortcuts:
         self.patches = []
         for owner, attr in targets:
             def boom(*args, _name=f"{getattr(owner, '__name__', owner)}.{attr}", **kwargs):
+                __tracebackhide__ = True
                 raise AssertionError(f"no shortcut: this exercise is about writing {_name} yourself, don't call it")
             self.patches.append(mock.patch.object(owner, attr, boom))
 

@@ -32,4 +32,14 @@ def test_exercise_selects_its_tests_and_no_others():
 def test_an_unknown_exercise_is_a_usage_error_naming_it():
     run = _collect("mlab_tfs/gpt2/tests/test_components.py", "--exercise", "causal")
     assert run.returncode == 4, run.stdout + run.stderr
-    assert "--exercise: no exercise is named 'causal'" in run.stdout + run.stderr
+    assert "--exercise: no exercise of gpt2 is named or numbered 'causal'" in run.stdout + run.stderr
+
+
+def test_an_exercise_by_its_number_in_its_part():
+    by_number = _collect("mlab_tfs/gpt2/tests/test_components.py", "--exercise", "4")
+    by_name = _collect("mlab_tfs/gpt2/tests/test_components.py", "--exercise", "causal_mask")
+    assert by_number.returncode == 0, by_number.stdout + by_number.stderr
+    ids = [line for line in by_number.stdout.splitlines() if "::" in line]
+    assert ids == [line for line in by_name.stdout.splitlines() if "::" in line] and len(ids) == 5, ids
+    too_far = _collect("mlab_tfs/gpt2/tests/test_components.py", "--exercise", "12")
+    assert too_far.returncode == 4 and "gpt2 has 11" in too_far.stdout + too_far.stderr

@@ -9,8 +9,8 @@ from mlab_tfs.testing import progress
 from mlab_tfs.testing.exercises import Exercise
 from mlab_tfs.testing.progress import Result
 
-EXERCISES = [Exercise("core", "Core", "1-core"), Exercise("extra", "Extra", "2-extra", optional=True),
-             Exercise("last", "Last", "3-last")]
+EXERCISES = [Exercise("core", "Core", "1-core", difficulty=1, importance=1, minutes=5), Exercise("extra", "Extra", "2-extra", optional=True, difficulty=1, importance=1, minutes=5),
+             Exercise("last", "Last", "3-last", difficulty=1, importance=1, minutes=5)]
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_every_exercise_passed(fake_part, capsys):
 def test_counts_against(status, optional, counts):
     result = {"passed": PASSED, "not started": NOT_STARTED, "failing": FAILING, "no tests": Result()}[status]
     assert result.status == status
-    assert progress.counts_against(Exercise("x", "X", "x", optional=optional), result) is counts
+    assert progress.counts_against(Exercise("x", "X", "x", optional=optional, difficulty=1, importance=1, minutes=5), result) is counts
 
 
 class _Report:
