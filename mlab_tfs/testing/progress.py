@@ -50,6 +50,8 @@ class Collector:
     results: dict[tuple[str, str], Result] = field(default_factory=dict)
     where: dict[str, tuple[str, str]] = field(default_factory=dict)
     announce: object = None  # a stream to say "running N tests of ..." on, once collected
+    total: int = 0
+    done: int = 0
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
@@ -64,7 +66,16 @@ class Collector:
         parts = list(dict.fromkeys(p for p, _ in self.where.values()))
         n = len(session.items)
         what = f"{len(parts)} part{'s' * (len(parts) != 1)}" + (f" ({', '.join(parts)})" if parts else "")
+        self.total = n
         print(f"running {n} test{'s' * (n != 1)} of {what}…", file=self.announce, flush=True)
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: tuple) -> None:
+        self.done += 1
+        stream = self.announce
+        if stream is not None and self.total and _is_terminal(stream) and (
+                self.done == self.total or self.done % max(1, self.total // 100) == 0):
+            end = "\n" if self.done == self.total else ""
+            print(f"\r  {self.done}/{self.total} tests run", end=end, file=stream, flush=True)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         key = self.where.get(report.nodeid)
@@ -91,6 +102,11 @@ class Collector:
             if result.first_failure is None or (result.first_failure.startswith("NotImplementedError") and not stub):
                 result.first_failure = message
                 result.first_failing_test = report.nodeid
+
+
+def _is_terminal(stream) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
 
 
 def _message(report: pytest.TestReport) -> str:
@@ -120,6 +136,9 @@ def run(parts: list[str], impl: str, verbose: bool = False, only: list[str] | No
     if maxfail:
         args.append(f"--maxfail={maxfail}")
     started = time.monotonic()
+    if announce:
+        print(f"collecting the tests of {', '.join(parts)} (imports torch and transformers: a few seconds)…",
+              flush=True)
     if verbose:
         code = pytest.main(args, plugins=[collector])
     else:
