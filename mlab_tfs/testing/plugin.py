@@ -22,6 +22,7 @@ from types import ModuleType
 import pytest
 
 IMPLS = ("solution", "student")
+EXERCISE_PROPERTY = "mlab_tfs_exercise"  # a test report's user property: "<part>:<exercise>"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -105,6 +106,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if name not in known[part]:
             raise pytest.UsageError(f"{item.nodeid}: unknown exercise {name!r} for part {part!r}")
         item.extra_keyword_matches.add(name)  # so that `pytest -k layer_norm` selects the exercise
+        # Reports carry it, so that mlab-tfs check files outcomes from pytest-xdist's workers too.
+        item.user_properties.append((EXERCISE_PROPERTY, f"{part}:{name}"))
     wanted = config.getoption("exercise")
     if wanted:
         from mlab_tfs.testing.exercises import PARTS, select

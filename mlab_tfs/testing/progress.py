@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mlab_tfs.testing.exercises import PARTS, Exercise, exercises, select
-from mlab_tfs.testing.plugin import exercise_of, part_of
+from mlab_tfs.testing.plugin import EXERCISE_PROPERTY, exercise_of, part_of
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
@@ -27,6 +27,7 @@ class Result:
     skipped: int = 0
     first_failure: str | None = None  # the diagnosis of the first failing test
     first_failing_test: str | None = None
+    first_place: int = 0  # the first failing test's place in collection order
 
     @property
     def total(self) -> int:
@@ -45,10 +46,12 @@ class Result:
 
 @dataclass(eq=False)  # pytest keeps plugins in sets: they must stay hashable
 class Collector:
-    """A pytest plugin that files each test's outcome under its (part, exercise)."""
+    """A pytest plugin that files each test's outcome under its (part, exercise), in one process
+    or as the controller of pytest-xdist's workers (the reports carry the exercise)."""
 
     results: dict[tuple[str, str], Result] = field(default_factory=dict)
     where: dict[str, tuple[str, str]] = field(default_factory=dict)
+    order: dict[str, int] = field(default_factory=dict)  # nodeid -> place in collection order
     announce: object = None  # a stream to say "running N tests of ..." on, once collected
     total: int = 0
     done: int = 0
@@ -61,13 +64,23 @@ class Collector:
                 self.where[item.nodeid] = (part, name)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if session.items:  # not under xdist, whose controller collects nothing
+            self._collected([item.nodeid for item in session.items])
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids: list[str]) -> None:
+        if not self.order:  # every worker collects the same tests
+            self._collected(list(ids), workers=len(node.config.getvalue("tx") or []) or None)
+
+    def _collected(self, ids: list[str], workers: int | None = None) -> None:
+        self.order = {nodeid: i for i, nodeid in enumerate(ids)}
+        self.total = n = len(ids)
         if self.announce is None:
             return
-        parts = list(dict.fromkeys(p for p, _ in self.where.values()))
-        n = len(session.items)
+        parts = list(dict.fromkeys(p.split("/")[1] for p in ids if p.startswith("mlab_tfs/") and "/tests/" in p))
         what = f"{len(parts)} part{'s' * (len(parts) != 1)}" + (f" ({', '.join(parts)})" if parts else "")
-        self.total = n
-        print(f"running {n} test{'s' * (n != 1)} of {what}…", file=self.announce, flush=True)
+        on = f" on {workers} workers" if workers else ""
+        print(f"running {n} test{'s' * (n != 1)} of {what}{on}…", file=self.announce, flush=True)
 
     def pytest_runtest_logfinish(self, nodeid: str, location: tuple) -> None:
         self.done += 1
@@ -77,8 +90,18 @@ class Collector:
             end = "\n" if self.done == self.total else ""
             print(f"\r  {self.done}/{self.total} tests run", end=end, file=stream, flush=True)
 
+    def _key(self, report: pytest.TestReport) -> tuple[str, str] | None:
+        if report.nodeid in self.where:
+            return self.where[report.nodeid]
+        value = dict(report.user_properties).get(EXERCISE_PROPERTY)
+        if value is None:
+            return None
+        part, name = value.split(":", 1)
+        self.where[report.nodeid] = (part, name)
+        return part, name
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        key = self.where.get(report.nodeid)
+        key = self._key(report)
         if key is None:
             return
         result = self.results.setdefault(key, Result())
@@ -98,10 +121,29 @@ class Collector:
                 result.not_started += 1
             else:
                 result.failed += 1
-            # Show a real failure in preference to "not implemented yet".
-            if result.first_failure is None or (result.first_failure.startswith("NotImplementedError") and not stub):
-                result.first_failure = message
-                result.first_failing_test = report.nodeid
+            # Show a real failure in preference to "not implemented yet", and among those the
+            # first in collection order (workers finish tests in any order).
+            place = self.order.get(report.nodeid, len(self.order))
+            shown = result.first_failure
+            better = shown is None or (shown.startswith("NotImplementedError") and not stub) or (
+                shown.startswith("NotImplementedError") == stub and place < result.first_place)
+            if better:
+                result.first_failure, result.first_failing_test, result.first_place = message, report.nodeid, place
+
+
+def workers() -> int:
+    """How many pytest-xdist workers check runs on: one per core (MLAB_TFS_WORKERS overrides it;
+    1 runs in this process, as it does without pytest-xdist)."""
+    try:
+        import xdist  # noqa: F401
+    except ImportError:
+        return 1
+    wanted = os.environ.get("MLAB_TFS_WORKERS", "").strip()
+    if wanted:
+        if not wanted.isdigit() or int(wanted) < 1:
+            raise ValueError(f"MLAB_TFS_WORKERS must be a whole number >= 1, got {wanted!r}")
+        return int(wanted)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _is_terminal(stream) -> bool:
@@ -135,6 +177,8 @@ def run(parts: list[str], impl: str, verbose: bool = False, only: list[str] | No
     args += [f"--exercise={e}" for e in only or []]
     if maxfail:
         args.append(f"--maxfail={maxfail}")
+    elif not only and workers() > 1:  # one exercise's tests run faster than workers start
+        args += ["-n", str(workers())]
     started = time.monotonic()
     if announce:
         print(f"collecting the tests of {', '.join(parts)} (imports torch and transformers: a few seconds)…",
