@@ -17,11 +17,26 @@ from mlab_tfs.testing.compare import assert_close
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def _example(section: str) -> str:
-    """The first python block after the heading ``section``."""
+def _example(section: str, index: int = 0) -> str:
+    """The index-th python block after the heading ``section``."""
     text = README.read_text()
     start = text.index(f"## {section}")
-    return re.search(r"```python\n(.*?)```", text[start:], re.S).group(1)
+    return re.findall(r"```python\n(.*?)```", text[start:], re.S)[index]
+
+
+def test_sentence_embedding_example_is_minilm_mean_pooling():
+    """The BERT example's sentence embeddings are the demo's (mean pooling over the attention
+    mask, normalised: sentence-transformers' recipe for all-MiniLM-L6-v2, tested against
+    transformers in the bert part), and its comment about the nearest sentence holds."""
+    from mlab_tfs.bert.demo import SentenceEmbedder
+
+    scope = {}
+    exec(_example("Using the models", 1), scope)
+    texts = ["a storm at sea", "the tempest", "a recipe for soup"]
+    assert_close(scope["sentences"], SentenceEmbedder().embed(texts), name="sentence embeddings", atol=1e-5)
+    assert scope["token_states"].shape[:2] == scope["batch"]["input_ids"].shape  # one vector per token
+    similarity = scope["similarity"]
+    assert similarity[0, 1] > similarity[0, 2]
 
 
 def test_hook_points_example_runs_and_ablates_head_2():
