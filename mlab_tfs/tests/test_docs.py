@@ -52,6 +52,10 @@ def test_the_documents_have_blocks():
 def test_python_block_runs(path, line, code, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    # huggingface_hub reads the variable once, when first imported (maybe before this test).
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__snippet__"}
     exec(compile(code, f"{path.relative_to(ROOT)}:{line}", "exec"), namespace)
