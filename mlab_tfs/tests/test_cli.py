@@ -56,7 +56,8 @@ def test_errors_raised_while_a_command_runs(capsys, tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text("{}")
     line = one_line_error(capsys, ["sample", "--model", str(tmp_path / "m")])
-    assert line.endswith("lacks model.safetensors, vocab.json, merges.txt (an `mlab-tfs train` run writes them to <out>/model)")
+    assert line.endswith("lacks model.safetensors, vocab.json, merges.txt (an `mlab-tfs train` run writes them to "
+                         "<out>/model; tokenizer.save_pretrained(folder) writes a tokenizer's)")
     line = one_line_error(capsys, ["train", "--out", str(tmp_path / "run"), "--resume"])
     assert line == f"mlab-tfs train: error: --resume: no checkpoint in {tmp_path / 'run'} (no {tmp_path / 'run' / 'checkpoint' / 'state.pt'})"
     assert not (tmp_path / "run").exists()  # refused without creating the folder
@@ -149,18 +150,122 @@ def test_sample_refuses_a_tokenizer_that_does_not_fit_the_model(capsys, tmp_path
 
 
 def test_filter_sample_names_a_model_folder_it_cannot_use(capsys, tmp_path):
-    """A path that is no folder is named as such (not transformers' message about hub ids); a
-    model smaller than GPT-2's vocabulary, which filter-sample encodes with, is refused before
-    its ids would index past the embedding."""
+    """A path that is no folder is named as such (not transformers' message about hub ids),
+    a typo under an existing folder too; a model folder without its tokenizer files is named
+    with the files it lacks (filter-sample reads a folder's own tokenizer, never GPT-2's)."""
     from mlab_tfs.gpt2 import GPT2Config, GPT2LMHeadModel
 
     line = one_line_error(capsys, ["filter-sample", "--transformers", "--model", str(tmp_path / "none")])
     assert line == f"mlab-tfs filter-sample: error: --model: no folder {tmp_path / 'none'}"
+    line = one_line_error(capsys, ["filter-sample", "--model", str(tmp_path / "none")])
+    assert line == f"mlab-tfs filter-sample: error: --model: no folder {tmp_path / 'none'}"
+    line = one_line_error(capsys, ["filter-sample", "--model", "mlab_tfs/training/modle"])
+    assert line == "mlab-tfs filter-sample: error: --model: no folder mlab_tfs/training/modle"
     GPT2LMHeadModel(GPT2Config(vocab_size=300, n_positions=16, n_embd=8, n_layer=1, n_head=2)).save_pretrained(tmp_path)
     line = one_line_error(capsys, ["filter-sample", "--model", str(tmp_path), "-n", "2"])
-    assert line == (f"mlab-tfs filter-sample: error: --model {tmp_path} has vocab_size=300, fewer than the 50257 tokens "
-                    "of GPT-2's vocabulary, which filter-sample encodes with; pass --transformers to use the folder's "
-                    "own tokenizer")
+    assert line == (f"mlab-tfs filter-sample: error: --model: {tmp_path} lacks vocab.json, merges.txt (an `mlab-tfs "
+                    "train` run writes them to <out>/model; tokenizer.save_pretrained(folder) writes a tokenizer's)")
+
+
+def _filter_sample_output(model, tok, prompt, n, max_new_tokens, seed=0):
+    """What filter-sample prints after its model line, computed here through filtered_sample."""
+    import torch
+
+    from mlab_tfs.sampling.commands import BAD, GOOD
+    from mlab_tfs.sampling.solution import filtered_sample
+
+    with torch.no_grad():
+        result = filtered_sample(model, tok.encode(prompt), n, tok.encode(BAD), tok.encode(GOOD),
+                                 max_new_tokens=max_new_tokens, temperature=1.0, top_p=1.0,
+                                 eos_token_id=tok.eos_token_id, generator=torch.Generator().manual_seed(seed))
+    lines = [f"prompt: {prompt!r}", f"score = log P({BAD!r}) - log P({GOOD!r}); lowest first", ""]
+    lines += [f"{s:+8.3f}  {tok.decode(c)!r}" for c, s in zip(result.completions, result.scores.tolist())]
+    return lines, result
+
+
+def test_filter_sample_reads_a_model_folder_with_its_own_tokenizer(capsys):
+    """The course model has its own 4,096-token BPE: its text goes through that tokenizer (GPT-2's
+    would give ids past its embedding), and the output is filtered_sample's on that pair."""
+    from mlab_tfs.assets import course_model_path
+    from mlab_tfs.training.commands import load_model_folder
+
+    folder = course_model_path()
+    model, tok = load_model_folder(folder)
+    assert tok.vocab_size == model.config.vocab_size == 4096
+    expected, result = _filter_sample_output(model.eval(), tok, "ROMEO:", 3, 6)
+    assert tok.encode("ROMEO:") == [578, 77, 69, 79, 58]  # the course BPE's ids, not GPT-2's (49, 2662, 46, 25)
+    capsys.readouterr()
+    assert main(["filter-sample", "--model", str(folder), "--prompt", "ROMEO:", "-n", "3", "--max-new-tokens", "6"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"model: {folder} (its own tokenizer)"
+    assert out[1:] == expected
+    assert len(result.completions) == 3 and result.scores.tolist() == sorted(result.scores.tolist())
+
+
+def test_filter_sample_without_a_model_says_it_samples_random_weights(capsys):
+    from mlab_tfs.sampling.commands import gpt2_tokenizer, tiny_random_gpt2
+
+    expected, _ = _filter_sample_output(tiny_random_gpt2(0), gpt2_tokenizer(), "The food at the restaurant", 2, 4)
+    capsys.readouterr()
+    assert main(["filter-sample", "-n", "2", "--max-new-tokens", "4"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == ("model: a tiny random GPT-2 (2 layers, random weights: the text is noise; pass --model <folder> "
+                      "for a trained one)")
+    assert out[1:] == expected
+
+
+def _help_of(parser, action) -> str:
+    return parser._get_formatter()._expand_help(action)
+
+
+def test_every_flag_has_a_description_and_shows_its_default():
+    """`--help` of every command: each option (but --help, and the --debug each command accepts
+    silently, which `mlab-tfs --help` describes) says what it does, and each that takes a value
+    shows its default; a default given to argparse appears as argparse would print it."""
+    import argparse
+
+    from mlab_tfs.cli import _leaf_parsers, build_parser
+
+    parser = build_parser()
+    seen = 0
+    for leaf in [parser, *_leaf_parsers(parser)]:
+        for action in leaf._actions:
+            if not action.option_strings or isinstance(action, argparse._HelpAction):
+                continue
+            if action.help == argparse.SUPPRESS and action.dest == "debug" and leaf is not parser:
+                continue
+            where = f"{leaf.prog} {'/'.join(action.option_strings)}"
+            assert action.help and action.help != argparse.SUPPRESS, f"{where} has no description"
+            text = _help_of(leaf, action)
+            seen += 1
+            if action.nargs == 0 and not isinstance(action, argparse.BooleanOptionalAction):
+                continue  # an on/off switch: off unless given
+            assert "(default: " in text, f"{where} does not show its default: {text!r}"
+            if action.default not in (None, argparse.SUPPRESS):
+                assert str(action.default) in text, f"{where}: default {action.default!r} not in {text!r}"
+    assert seen >= 50  # train's settings (34), sample's, filter-sample's, demo bert's, check's
+
+
+def test_train_help_shows_trainconfig_defaults():
+    """train's settings default to None (so a config file's value stands), so their help carries
+    TrainConfig's default, stated once in loop.py."""
+    from dataclasses import fields
+
+    from mlab_tfs.cli import build_parser
+    from mlab_tfs.training.commands import SETTINGS
+    from mlab_tfs.training.loop import TrainConfig
+
+    names = [f.name for f in fields(TrainConfig)]
+    assert sorted(SETTINGS) == sorted(names)
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    by_dest = {a.dest: a for a in train._actions}
+    helps = {name: _help_of(train, by_dest[name]) for name in names}
+    assert helps["max_steps"].endswith("(default: 2000)")
+    assert helps["lr"].endswith("(default: 0.001)")
+    assert helps["tokenizer"].endswith("(default: 'bpe')")
+    assert helps["compile"].endswith("(default: on where there is a GPU)")
+    assert helps["progress"].endswith("(default: on)")
+    assert helps["warmup_steps"].endswith("(default: min(100, max_steps // 10))")
 
 
 def test_filter_sample_names_a_transformers_folder_without_its_tokenizer(capsys, tmp_path):

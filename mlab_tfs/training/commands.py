@@ -15,9 +15,57 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from mlab_tfs.assets import course_model_path
 from mlab_tfs.cli import number
 
-SHIPPED_MODEL = Path(__file__).resolve().parent / "model"
+SHIPPED_MODEL = course_model_path()
+
+
+# What each TrainConfig field means, for `mlab-tfs train --help` (a test holds one per field).
+SETTINGS = {
+    "corpus": "files or folders of *.txt to train on",
+    "eval_fraction": "the share of each document held out for evaluation (its end)",
+    "tokenizer": '"bpe" (train a byte-level BPE on the corpus), "gpt2" (GPT-2\'s vocabulary) or a tokenizer folder',
+    "vocab_size": 'the size of the BPE vocabulary trained for --tokenizer bpe, <|endoftext|> included',
+    "n_layer": "transformer blocks",
+    "n_head": "attention heads per block",
+    "n_embd": "the model width (a multiple of --n-head)",
+    "n_positions": "the longest sequence the model reads (learned position embeddings)",
+    "dropout": "dropout probability of the embeddings, attention and residual branches",
+    "init_from": "a GPT-2 checkpoint folder to start from",
+    "block_size": "tokens per training sequence (at most --n-positions)",
+    "batch_size": "sequences per optimizer step, over all processes and accumulation steps",
+    "grad_accum": "micro-batches per optimizer step, per process",
+    "max_steps": "optimizer steps of the run",
+    "lr": "peak learning rate, reached after the warm-up, then a cosine down to --min-lr",
+    "min_lr": "the learning rate at the end of the cosine",
+    "warmup_steps": "steps of linear warm-up",
+    "weight_decay": "AdamW's weight decay, on the linear layers' matrices (not biases, layer norms or embeddings)",
+    "beta1": "AdamW's beta1",
+    "beta2": "AdamW's beta2",
+    "grad_clip": "the largest global gradient norm; 0: no clipping",
+    "seed": "the seed of the initialisation, the data order and the samples",
+    "eval_every": "steps between evaluations of the held-out loss",
+    "eval_blocks": "held-out blocks per evaluation, evenly spread; 0: all",
+    "sample_prompt": "the prompt of the samples written at each evaluation",
+    "sample_tokens": "tokens per sample",
+    "sample_temperature": "the samples' temperature",
+    "sample_top_k": "the samples' top-k; 0: none",
+    "checkpoint_every": "steps between checkpoints (for --resume)",
+    "device": '"auto" (cuda if there is one, else cpu), "cpu", "cuda" or "cuda:N"',
+    "amp": "bf16 autocast",
+    "compile": "torch.compile the model",
+    "out": "the run folder: log.jsonl, checkpoint/ and model/ (the exported model)",
+    "progress": "show the progress bar",
+}
+# Defaults that are None or empty and mean something.
+SETTING_DEFAULTS = {
+    "corpus": "the 42 Shakespeare plays of the offline assets",
+    "init_from": "none: random weights",
+    "warmup_steps": "min(100, max_steps // 10)",
+    "amp": "on where there is a GPU",
+    "compile": "on where there is a GPU",
+}
 
 
 def _flag(name: str) -> str:
@@ -27,17 +75,25 @@ def _flag(name: str) -> str:
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     from mlab_tfs.training.loop import TrainConfig
 
-    group = parser.add_argument_group("settings (override the config file; defaults: the course model)")
+    group = parser.add_argument_group(
+        "settings", "each overrides the config file's; the defaults shown are TrainConfig's, used where neither "
+                    "gives the setting (mlab_tfs/training/course_model.toml sets the course model's)")
+    defaults = TrainConfig()
     for f in fields(TrainConfig):
         kind = str(f.type)
+        # A default that is None or empty means something the description says; the others are shown.
+        value = getattr(defaults, f.name)
+        shown = SETTING_DEFAULTS.get(f.name, "on" if value is True else "off" if value is False else repr(value))
+        help = f"{SETTINGS[f.name]} (default: {shown})".replace("%", "%%")
         if kind == "bool | None" or kind == "bool":
-            group.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None)
+            group.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help)
         elif kind == "list[str]":
-            group.add_argument(_flag(f.name), nargs="+", default=None, metavar="PATH")
+            group.add_argument(_flag(f.name), nargs="+", default=None, metavar="PATH", help=help)
         else:
             # Ranges are check_config's (one place for them); here only the conversion.
             convert = {"int": int, "int | None": int, "float": float}.get(kind, str)
-            group.add_argument(_flag(f.name), type=convert, default=None, metavar=kind.split(" ")[0].upper())
+            group.add_argument(_flag(f.name), type=convert, default=None, metavar=kind.split(" ")[0].upper(),
+                               help=help)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -73,7 +129,8 @@ def load_model_folder(folder: str | Path | None):
     vocab_files = ("tokenizer.json",) if (folder / "tokenizer.json").is_file() else ("vocab.json", "merges.txt")
     missing = [n for n in ("config.json", "model.safetensors", *vocab_files) if not (folder / n).is_file()]
     if missing:
-        raise FileNotFoundError(f"--model: {folder} lacks {', '.join(missing)} (an `mlab-tfs train` run writes them to <out>/model)")
+        raise FileNotFoundError(f"--model: {folder} lacks {', '.join(missing)} (an `mlab-tfs train` run writes them "
+                                "to <out>/model; tokenizer.save_pretrained(folder) writes a tokenizer's)")
     import torch
 
     from mlab_tfs.tokenizers import bytes_to_unicode
@@ -124,19 +181,28 @@ def _sample(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a GPT-2 with the course's own loop (see mlab_tfs/training/GUIDE.md)",
                               description="Train our GPT-2 from a config file (TOML or JSON) and/or flags. Flags win.")
-    p.add_argument("--config", default=None, help="a .toml or .json file of settings")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="a .toml or .json file of settings, e.g. mlab_tfs/training/course_model.toml "
+                        "(default: none; the settings' defaults below)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     _add_config_flags(p)
     p.set_defaults(func=_train)
 
     s = subparsers.add_parser("sample", help="write text with the course's Shakespeare GPT-2 (offline, CPU)")
     s.add_argument("prompt", nargs="?", default="ROMEO:", help='where the text starts (default "ROMEO:")')
-    s.add_argument("--model", default=None,
-                   help="a folder written by mlab-tfs train (<out>/model); default: the shipped mlab_tfs/training/model")
-    s.add_argument("-n", type=number(int, 1), default=1, help="how many samples")
-    s.add_argument("--max-new-tokens", type=number(int, 1), default=200)
-    s.add_argument("--temperature", type=number(float, 0, low_open=True), default=0.8)
-    s.add_argument("--top-k", type=number(int, 0), default=40, help="0: no top-k")
-    s.add_argument("--top-p", type=number(float, 0, 1, low_open=True), default=1.0)
-    s.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=0)
+    s.add_argument("--model", default=None, metavar="FOLDER",
+                   help="a folder written by mlab-tfs train (<out>/model) or any GPT-2 folder with its tokenizer "
+                        "(default: the shipped mlab_tfs/training/model)")
+    s.add_argument("-n", type=number(int, 1), default=1, help="how many samples (default: %(default)s)")
+    s.add_argument("--max-new-tokens", type=number(int, 1), default=200,
+                   help="the most tokens each sample gets; fewer where the model's context ends "
+                        "(default: %(default)s)")
+    s.add_argument("--temperature", type=number(float, 0, low_open=True), default=0.8,
+                   help="divides the logits before sampling; below 1 is more conservative (default: %(default)s)")
+    s.add_argument("--top-k", type=number(int, 0), default=40,
+                   help="sample from the k likeliest tokens only; 0: no top-k (default: %(default)s)")
+    s.add_argument("--top-p", type=number(float, 0, 1, low_open=True), default=1.0,
+                   help="nucleus sampling: sample from the smallest set of tokens whose probability reaches this "
+                        "(default: %(default)s, no cut)")
+    s.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=0, help="the random seed (default: %(default)s)")
     s.set_defaults(func=_sample)

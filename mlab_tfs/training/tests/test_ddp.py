@@ -22,6 +22,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def spawn_two(start, tmp_path, attempts: int = 3):
+    """start(folder, port) with a free port; again, in a new folder, if another process took the
+    port between free_port() and the processes binding it (tests run side by side under xdist)."""
+    for attempt in range(attempts):
+        folder = tmp_path / f"two-{attempt}"
+        try:
+            start(folder, free_port())
+            return folder
+        except Exception as e:  # the rank-0 process's error, re-raised by torch.multiprocessing
+            if "address already in use" not in str(e).lower() or attempt == attempts - 1:
+                raise
+
+
 def _worker(rank: int, world_size: int, port: int, config: dict) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(world_size))
@@ -36,15 +49,16 @@ def test_two_gloo_processes_equal_one(tiny_config, tmp_path):
     Losses within 1e-5 over 16 steps (dropout off: each process draws its own dropout masks)."""
     cfg = with_(tiny_config, dropout=0.0, max_steps=16, checkpoint_every=100, eval_every=100)
     single = train(with_(cfg, grad_accum=2, out=str(tmp_path / "one")))
-    ddp = with_(cfg, grad_accum=1, out=str(tmp_path / "two"))
-    mp.start_processes(_worker, args=(2, free_port(), asdict(ddp)), nprocs=2, join=True, start_method="spawn")
+    out = spawn_two(lambda folder, port: mp.start_processes(
+        _worker, args=(2, port, asdict(with_(cfg, grad_accum=1, out=str(folder)))), nprocs=2, join=True,
+        start_method="spawn"), tmp_path)
     import json
 
-    records = [json.loads(ln) for ln in (tmp_path / "two" / "log.jsonl").read_text().splitlines()]
+    records = [json.loads(ln) for ln in (out / "log.jsonl").read_text().splitlines()]
     two = [r["loss"] for r in records if "loss" in r]
     assert len(two) == 16
     torch.testing.assert_close(torch.tensor(two), torch.tensor(single["losses"]), rtol=0, atol=1e-5)
-    recipe = json.loads((tmp_path / "two" / "model" / "recipe.json").read_text())
+    recipe = json.loads((out / "model" / "recipe.json").read_text())
     assert recipe["processes"] == 2
     assert recipe["final_eval_loss"] == pytest.approx(single["final_eval_loss"], abs=1e-5)
 
