@@ -76,3 +76,18 @@ def returns_tensor(out, what: str) -> torch.Tensor:
         f"attention patterns and hidden states are read through hook points"
     )
     return out
+
+
+def nearest(actual, *candidates: torch.Tensor) -> torch.Tensor:
+    """Of the outputs of one mistake written several ways, the one nearest to actual (same
+    shape first): what ``assert_close(mistakes=...)`` compares with."""
+    if not isinstance(actual, torch.Tensor):
+        return candidates[0]
+    a = actual.detach().double()
+
+    def distance(c: torch.Tensor) -> float:
+        if c.shape != a.shape:
+            return float("inf")
+        return float((a - c.detach().double()).abs().nan_to_num(nan=float("inf")).max())
+
+    return min(candidates, key=distance)

@@ -9,7 +9,9 @@ import re
 import pytest
 import torch
 
+from mlab_tfs.gpt2.mistakes import MISTAKES as M
 from mlab_tfs.testing.compare import assert_close
+from mlab_tfs.testing.mistakes import likely
 from mlab_tfs.testing.tiny import hf_gpt2, left_padded_batch
 
 from .helpers import keep_mask, zero_blind_rows
@@ -51,6 +53,18 @@ def _steps(model, ids, mask=None, prefix=3):
     return torch.cat(logits, dim=1), past
 
 
+def _hf_steps_from_position_0(hf, ids, prefix=3):
+    """transformers' logits decoded as _steps does, with each call's positions starting at 0
+    (what a model whose default positions ignore the cache gives)."""
+    out = hf(ids[:, :prefix], use_cache=True)
+    logits, past = [out.logits], out.past_key_values
+    for t in range(prefix, ids.shape[1]):
+        out = hf(ids[:, t : t + 1], past_key_values=past, use_cache=True, position_ids=torch.zeros(1, 1, dtype=torch.long))
+        logits.append(out.logits)
+        past = out.past_key_values
+    return torch.cat(logits, dim=1)
+
+
 def _static_steps(gpt2, model, ids, mask, prefix, max_len):
     """A prefill of `prefix` columns, then one column at a time, through a static cache."""
     B, T = ids.shape
@@ -83,14 +97,17 @@ def test_dynamic_update_concatenates(gpt2):
         kb, vb = cache.update(1, k2, v2)
     except RuntimeError as e:
         pytest.fail(f"update of (2, 3, 4, 5) cached keys with (2, 3, 1, 5) new ones raised RuntimeError ({e}); "
-                    f"concatenate along the sequence dim, dim 2 of (B, nh, S, hs)", pytrace=False)
+                    f"concatenate along the sequence dim, dim 2 of (B, nh, S, hs)\n  {likely(M['cat_wrong_dim'])}",
+                    pytrace=False)
     assert kb.shape == (2, 3, 5, 5), (
         f"keys after a second update: expected (B, nh, S + T, hs) = (2, 3, 5, 5), got {tuple(kb.shape)}: "
-        f"concatenate along the sequence dim, dim 2")
+        f"concatenate along the sequence dim, dim 2\n  {likely(M['cat_wrong_dim'])}")
     assert_close(kb, torch.cat([k1, k2], dim=2), name="keys after a second update", atol=0,
-                 mistakes={"new keys put before the cached ones": torch.cat([k2, k1], dim=2)}, hint=CACHE_HINT)
+                 mistakes={M["new_keys_first"]: torch.cat([k2, k1], dim=2)}, hint=CACHE_HINT)
     assert_close(vb, torch.cat([v1, v2], dim=2), name="values after a second update", atol=0, hint=CACHE_HINT)
-    assert cache.get_seq_length(1) == 5 and cache[1][0] is kb, "the cache keeps what update returned"
+    assert cache.get_seq_length(1) == 5 and cache[1][0] is kb, (
+        f"the cache keeps what update returned: layer 1 holds {cache.get_seq_length(1)} positions after 4 + 1, "
+        f"expected 5\n  {likely(M['cache_not_stored'])}")
 
 
 @pytest.mark.exercise("kv_cache")
@@ -110,10 +127,9 @@ def test_static_update_writes_in_place(gpt2):
 
     for name, got, new in (("keys", ka, k), ("values", va, v)):
         assert_close(got, written(new, [2, 3]), name=f"static {name} after writing columns 2 and 3", atol=0,
-                     mistakes={"writing one column to the right (cache_position + 1)": written(new, [3, 4]),
-                               "writing one column to the left (cache_position - 1)": written(new, [1, 2]),
-                               "writing from column 0 (the number of new tokens, not cache_position)":
-                                   written(new, [0, 1])},
+                     mistakes={M["static_write_right"]: written(new, [3, 4]),
+                               M["static_write_left"]: written(new, [1, 2]),
+                               M["static_write_from_zero"]: written(new, [0, 1])},
                      hint=STATIC_HINT)
     assert_close(cache.keys[0], torch.zeros(2, 3, 6, 4), name="layer 0 (not written)", atol=0)
     assert cache.get_seq_length(1) == 2
@@ -127,14 +143,16 @@ def test_static_update_writes_in_place(gpt2):
 @pytest.mark.exercise("kv_cache")
 @pytest.mark.parametrize("name", LEARNER_CONFIGS)
 def test_incremental_equals_full_pass(gpt2, checkpoints, name):
-    model, _ = pair(gpt2, checkpoints[name])
+    model, hf = pair(gpt2, checkpoints[name])
     ids = torch.randint(0, model.config.vocab_size, (2, 9), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         full = model(ids).logits
         stepped, past = _steps(model, ids)
+        restarted = _hf_steps_from_position_0(hf, ids)
     assert isinstance(past, gpt2.KVCache), f"use_cache=True returns the KVCache, got {type(past).__name__}"
     assert past.get_seq_length() == 9
-    assert_close(stepped, full, name="logits decoded through the KVCache", atol=1e-5, hint=CACHE_HINT)
+    assert_close(stepped, full, name="logits decoded through the KVCache", atol=1e-5,
+                 mistakes={M["positions_restart_after_cache"]: restarted}, hint=CACHE_HINT)
 
 
 @pytest.mark.exercise("kv_cache")
