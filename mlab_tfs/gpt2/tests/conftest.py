@@ -57,6 +57,9 @@ HERE = Path(__file__).resolve().parent
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     slots = [i for i, item in enumerate(items) if Path(item.path).parent == HERE]
-    rank = lambda item: FILE_ORDER.index(item.path.name) if item.path.name in FILE_ORDER else len(FILE_ORDER)  # noqa: E731
+    def rank(item: pytest.Item) -> int:
+        name = Path(item.path).name
+        return FILE_ORDER.index(name) if name in FILE_ORDER else len(FILE_ORDER)
+
     for i, item in zip(slots, sorted((items[i] for i in slots), key=rank)):  # stable: file order kept within
         items[i] = item

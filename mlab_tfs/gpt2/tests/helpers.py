@@ -60,6 +60,7 @@ def zero_blind_rows(pattern: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 
 def hook_point(module: torch.nn.Module, name: str):
     """module.<name>, which must be a HookPoint the layer's __init__ created."""
+    __tracebackhide__ = True  # a failure shows the test's line and the diagnosis
     from mlab_tfs.hooks import HookPoint
 
     point = getattr(module, name, None)
@@ -71,6 +72,7 @@ def hook_point(module: torch.nn.Module, name: str):
 
 
 def returns_tensor(out, what: str) -> torch.Tensor:
+    __tracebackhide__ = True  # a failure shows the test's line and the diagnosis
     assert isinstance(out, torch.Tensor), (
         f"{what} must return one tensor (B, T, C), got {type(out).__name__}: the layers return tensors only; "
         f"attention patterns and hidden states are read through hook points"

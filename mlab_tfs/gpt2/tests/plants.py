@@ -6,6 +6,12 @@ from __future__ import annotations
 _GELU_IMPORT = "from mlab_tfs.activations import gelu_new, get_activation  # noqa: F401  (gelu_new: re-exported)"
 
 
+def _kv(template: str, new: str, **both: str) -> list[tuple[str, str]]:
+    """The same edit of the keys' line and the values' line."""
+    return [(template.format(t=t, **{k: v[i] for k, v in both.items()}),
+             new.format(t=t, **{k: v[i] for k, v in both.items()})) for i, t in enumerate("kv")]
+
+
 def _gelu(body: str) -> list[tuple[str, str]]:
     """The learner's own gelu_new, in place of the imported one."""
     return [(_GELU_IMPORT, "import math\n\nfrom mlab_tfs.activations import get_activation\n\n\n"
@@ -21,6 +27,10 @@ _SPLIT = ("q, k, v = self.c_attn(x).split(C, dim=-1)\n"
           "        q, k, v = (rearrange(t, \"b t (nh hs) -> b t nh hs\", nh=self.n_head) for t in (q, k, v))")
 _MERGE = "rearrange(z, \"b t nh hs -> b t (nh hs)\")"
 _SDPA = "if path == \"sdpa\" and not"  # the learner's attention has no fused path
+_CAT = "{t} = torch.cat([self._{cached}[layer_idx], {t}], dim=2)"
+_WRITE = "{t}_buf[:, :, cache_position] = {t}.to"
+_RESID_MID = "x = self.hook_resid_mid(x + self.hook_attn_out("
+_RESID_POST = "return self.hook_resid_post(x + self.hook_mlp_out("
 _DEFAULT_POS = "position_ids = torch.arange(P, P + T, device=input_ids.device)[None]  # (1, T)"
 
 PLANTS: dict[str, list[tuple[str, str]]] = {
@@ -101,8 +111,8 @@ PLANTS: dict[str, list[tuple[str, str]]] = {
                  "        return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(self.ln_2(x))))",
                  "x = self.ln_1(x + self.attn(x, attention_mask, past_key_values, cache_position))\n"
                  "        return self.ln_2(x + self.mlp(x))")],
-    "no_attn_residual": [("x = self.hook_resid_mid(x + self.hook_attn_out(", "x = self.hook_resid_mid(self.hook_attn_out(")],
-    "no_mlp_residual": [("return self.hook_resid_post(x + self.hook_mlp_out(", "return self.hook_resid_post(self.hook_mlp_out(")],
+    "no_attn_residual": [(_RESID_MID, _RESID_MID.replace("x + ", ""))],
+    "no_mlp_residual": [(_RESID_POST, _RESID_POST.replace("x + ", ""))],
     "ln_1_twice": [("self.hook_mlp_out(self.mlp(self.ln_2(x)))", "self.hook_mlp_out(self.mlp(self.ln_1(x)))")],
     "hook_attn_out_after_residual": [
         ("x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(self.ln_1(x), attention_mask, past_key_values,\n"
@@ -119,8 +129,9 @@ PLANTS: dict[str, list[tuple[str, str]]] = {
                                  ("shift_labels = labels[:, 1:]", "shift_labels = labels[:, :-1]")],
     "no_final_ln": [("            x = self.ln_f(x)\n        return BaseModelOutput(",
                      "        return BaseModelOutput(")],
-    "position_ids_ignored": [("position_ids = check_position_ids(\"position_ids\", position_ids, (B, T), cfg.n_positions)",
-                              "position_ids = torch.arange(P, P + T, device=input_ids.device)[None]")],
+    "position_ids_ignored": [
+        ("position_ids = check_position_ids(\"position_ids\", position_ids, (B, T), cfg.n_positions)",
+         "position_ids = torch.arange(P, P + T, device=input_ids.device)[None]")],
     "hidden_states_before_ln_f": [("            x = self.ln_f(x)\n", "            raw = x\n            x = self.ln_f(x)\n"),
                                   ("hidden_states=(*hidden, x)", "hidden_states=(*hidden, raw)")],
     # 10. loading
@@ -136,18 +147,13 @@ PLANTS: dict[str, list[tuple[str, str]]] = {
     "tied_head_saved": [("        if key == \"lm_head.weight\" and config.tie_word_embeddings:\n"
                          "            continue  # tied: transformers recreates it from transformer.wte.weight\n", "")],
     # 11. KV cache
-    "new_keys_first": [("k = torch.cat([self._keys[layer_idx], k], dim=2)", "k = torch.cat([k, self._keys[layer_idx]], dim=2)"),
-                       ("v = torch.cat([self._values[layer_idx], v], dim=2)", "v = torch.cat([v, self._values[layer_idx]], dim=2)")],
-    "cat_wrong_dim": [("k = torch.cat([self._keys[layer_idx], k], dim=2)", "k = torch.cat([self._keys[layer_idx], k], dim=1)"),
-                      ("v = torch.cat([self._values[layer_idx], v], dim=2)", "v = torch.cat([self._values[layer_idx], v], dim=1)")],
+    "new_keys_first": _kv(_CAT, "{t} = torch.cat([{t}, self._{cached}[layer_idx]], dim=2)", cached=("keys", "values")),
+    "cat_wrong_dim": _kv(_CAT, "{t} = torch.cat([self._{cached}[layer_idx], {t}], dim=1)", cached=("keys", "values")),
     "cache_not_stored": [("        self._keys[layer_idx], self._values[layer_idx] = k, v\n        return k, v",
                           "        if self._keys[layer_idx] is None:\n"
                           "            self._keys[layer_idx], self._values[layer_idx] = k, v\n        return k, v")],
-    "static_write_right": [("k_buf[:, :, cache_position] = k.to", "k_buf[:, :, cache_position + 1] = k.to"),
-                           ("v_buf[:, :, cache_position] = v.to", "v_buf[:, :, cache_position + 1] = v.to")],
-    "static_write_left": [("k_buf[:, :, cache_position] = k.to", "k_buf[:, :, cache_position - 1] = k.to"),
-                          ("v_buf[:, :, cache_position] = v.to", "v_buf[:, :, cache_position - 1] = v.to")],
-    "static_write_from_zero": [("k_buf[:, :, cache_position] = k.to", "k_buf[:, :, : k.shape[2]] = k.to"),
-                               ("v_buf[:, :, cache_position] = v.to", "v_buf[:, :, : v.shape[2]] = v.to")],
+    "static_write_right": _kv(_WRITE, "{t}_buf[:, :, cache_position + 1] = {t}.to"),
+    "static_write_left": _kv(_WRITE, "{t}_buf[:, :, cache_position - 1] = {t}.to"),
+    "static_write_from_zero": _kv(_WRITE, "{t}_buf[:, :, : {t}.shape[2]] = {t}.to"),
     "positions_restart_after_cache": [(_DEFAULT_POS, "position_ids = torch.arange(T, device=input_ids.device)[None]")],
 }

@@ -37,6 +37,7 @@ def _batch(vocab_size, seed=0):
 
 
 def _get(cache, name, fix):
+    __tracebackhide__ = True  # a failure shows the test's line and the diagnosis
     if name not in cache:
         pytest.fail(f"run_with_cache has no {name!r}: the hook point never ran. {fix}", pytrace=False)
     return cache[name]
@@ -55,6 +56,7 @@ def _named(name: str) -> str:
 
 def _seen(module, names, *args):
     """module(*args) with every named hook point recorded: (output, {name: value})."""
+    __tracebackhide__ = True  # a failure shows the test's line and the diagnosis
     points = [hook_point(module, n) for n in names]
     with capture(points) as values:
         out = module(*args)

@@ -40,6 +40,7 @@ def _positions(mask):
 def _steps(model, ids, mask=None, prefix=3):
     """Logits of a prefix pass, then one token at a time through the cache, concatenated;
     and the cache (the object the first pass returned, updated in place)."""
+    __tracebackhide__ = True  # a failure shows the test's line and the diagnosis
     B, T = ids.shape
     pos = None if mask is None else _positions(mask)
     kw = lambda end: {} if mask is None else dict(attention_mask=mask[:, :end], position_ids=pos[:, end - 1 : end])  # noqa: E731
@@ -357,6 +358,7 @@ UPDATE_HINT = "KVCache.update: start with cache_position = self.check_update(lay
 
 def _refused(call, error, match, what):
     """call() must raise error with a message matching match; if not, say where the check is."""
+    __tracebackhide__ = True  # a failure shows the test's line and the diagnosis
     try:
         call()
     except error as e:
