@@ -105,6 +105,11 @@ MISTAKES = Catalogue(PART, [
                                             "[q | k | v], each then split into heads)",
             "The checkpoint fixes the order: first three C-wide blocks q, k, v; inside each, head h owns columns "
             "`h*hs:(h+1)*hs`. A reshape to `(B, T, nh, 3 hs)` before the split mixes them silently."),
+    Mistake("attention", "heads_split_wrong_order", "reading each of q, k and v as (hs nh) instead of (nh hs) "
+                                                    "when splitting the heads",
+            "Inside each of q, k and v, head h owns the consecutive columns `h*hs:(h+1)*hs`: "
+            "`b t (nh hs) -> b t nh hs`. Reading them as `(hs nh)` (a `.view(B, T, hs, nh)`) gives every head "
+            "features of all heads, even when the heads are merged back the same way."),
     Mistake("attention", "heads_merged_wrong_order", "merging the heads in another order than they were split",
             "Merge `(B, nh, T, hs)` back with the head dimension next to hs: transpose to `(B, T, nh, hs)` "
             "then `b t nh hs -> b t (nh hs)`. A bare `.view(B, T, C)` of the `(B, nh, T, hs)` tensor, or "

@@ -86,6 +86,9 @@ PLANTS: dict[str, list[tuple[str, str]]] = {
                             "self.scale = 1.0"), (_SDPA, "if False and not")],
     "qkv_split_wrong": [(_SPLIT, "q, k, v = rearrange(self.c_attn(x), \"b t (nh three hs) -> three b t nh hs\",\n"
                                  "                           three=3, nh=self.n_head)")],
+    "heads_split_wrong_order": [("rearrange(t, \"b t (nh hs) -> b t nh hs\", nh=self.n_head)",
+                                 "rearrange(t, \"b t (hs nh) -> b t nh hs\", nh=self.n_head)"),
+                                (_MERGE, "rearrange(z, \"b t nh hs -> b t (hs nh)\")")],
     "heads_merged_wrong_order": [(_MERGE, "y.reshape(x.shape)")],
     "causal_mask_missing": [("if attention_mask is None:\n                attention_mask = causal_mask(",
                              "if False:\n                attention_mask = causal_mask("), (_SDPA, "if False and not")],

@@ -289,10 +289,12 @@ def test_causal_mask_device(gpt2):
 # ----------------------------------------------------------------------------- 5. attention
 
 
-def _attention_by_hand(hf_attn, x, keep, *, scale=None, split_heads_first=False, merge="b t (nh hs)"):
+def _attention_by_hand(hf_attn, x, keep, *, scale=None, split_heads_first=False, heads="nh hs",
+                       merge="b t (nh hs)"):
     """(pattern, output) of transformers' attention layer recomputed from its weights, one step
     done otherwise where an argument says so (what a mistake gives); rows of queries that see no
-    key zeroed, as transformers' default path. keep: bool (B or 1, 1, T, T), or None: every key."""
+    key zeroed, as transformers' default path. keep: bool (B or 1, 1, T, T), or None: every key.
+    heads: how each of q, k, v's C features are read as heads ("hs nh": hs outermost)."""
     B, T, C = x.shape
     nh = hf_attn.num_heads
     hs = C // nh
@@ -300,7 +302,7 @@ def _attention_by_hand(hf_attn, x, keep, *, scale=None, split_heads_first=False,
     if split_heads_first:
         q, k, v = rearrange(qkv, "b t (nh three hs) -> three b nh t hs", three=3, nh=nh)
     else:
-        q, k, v = (rearrange(t, "b t (nh hs) -> b nh t hs", nh=nh) for t in qkv.split(C, dim=-1))
+        q, k, v = (rearrange(t, f"b t ({heads}) -> b nh t hs", nh=nh) for t in qkv.split(C, dim=-1))
     scores = q @ k.transpose(-1, -2) * (hs**-0.5 if scale is None else scale)  # (B, nh, T, T)
     if keep is None:
         pattern = torch.softmax(scores, dim=-1)
@@ -318,6 +320,8 @@ def _attention_mistakes(hf_attn, x, keep):
         M["scale_by_n_embd"]: _attention_by_hand(hf_attn, x, keep, scale=C**-0.5),
         M["attention_unscaled"]: _attention_by_hand(hf_attn, x, keep, scale=1.0),
         M["qkv_split_wrong"]: _attention_by_hand(hf_attn, x, keep, split_heads_first=True),
+        # Split and merged the same wrong way: the pattern shows it.
+        M["heads_split_wrong_order"]: _attention_by_hand(hf_attn, x, keep, heads="hs nh", merge="b t (hs nh)"),
     }
 
 
