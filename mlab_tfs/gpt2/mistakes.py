@@ -211,6 +211,11 @@ MISTAKES = Catalogue(PART, [
     Mistake("kv_cache", "static_write_from_zero", "writing from column 0 (the number of new tokens, not "
                                                   "cache_position)",
             "Columns `cache_position`, not `:T`: every step would overwrite the prompt."),
+    Mistake("kv_cache", "cached_padding_unmasked", "masking the padding of the new tokens only (the cached "
+                                                   "tokens' padding seen again)",
+            "With a cache, `attention_mask` is `(B, P + T)` and masks keys: every cached key as well as the new "
+            "ones. Built from its last T columns, a decoding step reads the prompt's left padding. See "
+            "[attention_mask with a cache](#attention_mask-with-a-cache)."),
     Mistake("kv_cache", "positions_restart_after_cache", "positions starting from 0 at every call instead of "
                                                          "continuing after the cache",
             "Without `position_ids`, the T new tokens sit at positions `P .. P+T-1`, P the cache's length: "

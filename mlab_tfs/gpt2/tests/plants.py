@@ -158,5 +158,6 @@ PLANTS: dict[str, list[tuple[str, str]]] = {
     "static_write_right": _kv(_WRITE, "{t}_buf[:, :, cache_position + 1] = {t}.to"),
     "static_write_left": _kv(_WRITE, "{t}_buf[:, :, cache_position - 1] = {t}.to"),
     "static_write_from_zero": _kv(_WRITE, "{t}_buf[:, :, : {t}.shape[2]] = {t}.to"),
+    "cached_padding_unmasked": [("& pad[:, None, None, :]  # (B, 1, T, S)", "& pad[:, None, None, P:]  # (B, 1, T, S)")],
     "positions_restart_after_cache": [(_DEFAULT_POS, "position_ids = torch.arange(T, device=input_ids.device)[None]")],
 }

@@ -66,6 +66,21 @@ def _hf_steps_from_position_0(hf, ids, prefix=3):
     return torch.cat(logits, dim=1)
 
 
+def _hf_steps_seeing_cached_padding(hf, ids, mask, prefix):
+    """transformers' logits decoded as _steps does, the steps' masks leaving the cached padding
+    unmasked (what a model that masks the new tokens' padding only gives)."""
+    pos = _positions(mask)
+    out = hf(ids[:, :prefix], attention_mask=mask[:, :prefix], position_ids=pos[:, :prefix], use_cache=True)
+    logits, past = [out.logits], out.past_key_values
+    for t in range(prefix, ids.shape[1]):
+        seen = mask[:, t : t + 1].expand(-1, t + 1)  # the new token's own mask column, over every key
+        out = hf(ids[:, t : t + 1], attention_mask=seen, position_ids=pos[:, t : t + 1], past_key_values=past,
+                 use_cache=True)
+        logits.append(out.logits)
+        past = out.past_key_values
+    return torch.cat(logits, dim=1)
+
+
 def _static_steps(gpt2, model, ids, mask, prefix, max_len):
     """A prefill of `prefix` columns, then one column at a time, through a static cache."""
     B, T = ids.shape
@@ -158,13 +173,15 @@ def test_incremental_equals_full_pass(gpt2, checkpoints, name):
 
 @pytest.mark.exercise("kv_cache")
 def test_incremental_with_left_padding(gpt2, checkpoints):
-    model, _ = pair(gpt2, checkpoints["base"])
+    model, hf = pair(gpt2, checkpoints["base"])
     ids, mask, pos = left_padded_batch(model.config.vocab_size, [8, 3, 6], seed=1)
     with torch.no_grad():
         full = model(ids, attention_mask=mask, position_ids=pos).logits
         stepped, _ = _steps(model, ids, mask, prefix=4)
+        unmasked = _hf_steps_seeing_cached_padding(hf, ids, mask, prefix=4)
     # Padding positions too: they see no key in both runs, and output 0 from attention.
     assert_close(stepped, full, name="left-padded logits decoded through the cache", atol=1e-5,
+                 mistakes={M["cached_padding_unmasked"]: unmasked},
                  hint="with a cache, attention_mask covers the cached tokens and the new ones: (B, P + T)")
 
 
