@@ -78,6 +78,12 @@ def assert_close(
         lines.append(f"  shape: expected {_fmt_shape(expected)}, got {_fmt_shape(actual)}")
         if actual.numel() == expected.numel():
             lines.append("  (same number of elements: a reshape/rearrange that orders dims differently?)")
+        a = actual.detach().to("cpu", torch.float64)
+        for description, candidate in (mistakes or {}).items():  # a mistake may change the shape too
+            cand = candidate() if callable(candidate) else candidate
+            if _close(a, cand.detach().to("cpu", torch.float64), max(atol, 1e-6) * 10, rtol):
+                lines.append(f"  likely cause: your output matches what {description} gives")
+                break
         if hint:
             lines.append(f"  hint: {hint}")
         raise Mismatch("\n".join(lines))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mlab_tfs.checkpoints import read_config
@@ -45,3 +47,19 @@ def hf_default_base(base_ckpt):
     from .helpers import hf_default
 
     return hf_default(base_ckpt)
+
+
+# The files of one exercise before the files that test several: check shows the first failing
+# test of an exercise, which should be the one whose comparison names the mistake.
+FILE_ORDER = ("test_components.py", "test_model.py", "test_loading.py", "test_kv_cache.py")
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    slots = [i for i, item in enumerate(items) if Path(item.path).parent == HERE]
+    def rank(item: pytest.Item) -> int:
+        name = Path(item.path).name
+        return FILE_ORDER.index(name) if name in FILE_ORDER else len(FILE_ORDER)
+
+    for i, item in zip(slots, sorted((items[i] for i in slots), key=rank)):  # stable: file order kept within
+        items[i] = item

@@ -60,6 +60,7 @@ def zero_blind_rows(pattern: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 
 def hook_point(module: torch.nn.Module, name: str):
     """module.<name>, which must be a HookPoint the layer's __init__ created."""
+    __tracebackhide__ = True  # a failure shows the test's line and the diagnosis
     from mlab_tfs.hooks import HookPoint
 
     point = getattr(module, name, None)
@@ -71,8 +72,24 @@ def hook_point(module: torch.nn.Module, name: str):
 
 
 def returns_tensor(out, what: str) -> torch.Tensor:
+    __tracebackhide__ = True  # a failure shows the test's line and the diagnosis
     assert isinstance(out, torch.Tensor), (
         f"{what} must return one tensor (B, T, C), got {type(out).__name__}: the layers return tensors only; "
         f"attention patterns and hidden states are read through hook points"
     )
     return out
+
+
+def nearest(actual, *candidates: torch.Tensor) -> torch.Tensor:
+    """Of the outputs of one mistake written several ways, the one nearest to actual (same
+    shape first): what ``assert_close(mistakes=...)`` compares with."""
+    if not isinstance(actual, torch.Tensor):
+        return candidates[0]
+    a = actual.detach().double()
+
+    def distance(c: torch.Tensor) -> float:
+        if c.shape != a.shape:
+            return float("inf")
+        return float((a - c.detach().double()).abs().nan_to_num(nan=float("inf")).max())
+
+    return min(candidates, key=distance)

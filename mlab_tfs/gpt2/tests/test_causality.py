@@ -109,6 +109,7 @@ def _model(gpt2, folder, attn):
 
 
 def _check_causal(model, runner, padding, seed=0):
+    __tracebackhide__ = True  # a failure shows the test's line and the diagnosis
     V = model.config.vocab_size
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, V, (len(LENGTHS), T), generator=g)

@@ -9,13 +9,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from einops import rearrange
+
+from mlab_tfs.gpt2.mistakes import MISTAKES as M
 from mlab_tfs.testing.compare import assert_close, assert_grads_close
+from mlab_tfs.testing.mistakes import likely
 from mlab_tfs.testing.shortcuts import additive, no_shortcuts
 from mlab_tfs.testing.tiny import hf_gpt2
 
 from mlab_tfs.hooks import capture
 
-from .helpers import config_of, hook_point, keep_mask, load_into, returns_tensor, zero_blind_rows
+from .helpers import config_of, hook_point, keep_mask, load_into, nearest, returns_tensor, zero_blind_rows
 
 
 # ----------------------------------------------------------------------------- 1. layer norm
@@ -26,12 +30,12 @@ def _ln_reference_and_mistakes(x, w, b, eps):
     var_b = x.var(-1, keepdim=True, unbiased=False)
     var_u = x.var(-1, keepdim=True, unbiased=True)
     return F.layer_norm(x, x.shape[-1:], w, b, eps), {
-        "the unbiased variance (divide by N-1; use unbiased=False)": (x - mean) / torch.sqrt(var_u + eps) * w + b,
-        "eps outside the sqrt (sqrt(var) + eps; put eps inside the sqrt)": (x - mean) / (torch.sqrt(var_b) + eps) * w + b,
-        "no eps at all": (x - mean) / torch.sqrt(var_b) * w + b,
-        "dividing by the variance instead of the standard deviation": (x - mean) / (var_b + eps) * w + b,
-        "swapping weight and bias": (x - mean) / torch.sqrt(var_b + eps) * b + w,
-        "normalising over the wrong dimension (use the last one, dim=-1)": (
+        M["unbiased_variance"]: (x - mean) / torch.sqrt(var_u + eps) * w + b,
+        M["eps_outside_sqrt"]: (x - mean) / (torch.sqrt(var_b) + eps) * w + b,
+        M["no_eps"]: (x - mean) / torch.sqrt(var_b) * w + b,
+        M["variance_not_std"]: (x - mean) / (var_b + eps) * w + b,
+        M["weight_bias_swapped"]: (x - mean) / torch.sqrt(var_b + eps) * b + w,
+        M["wrong_dim"]: (
             (x - x.mean(-2, keepdim=True)) / torch.sqrt(x.var(-2, keepdim=True, unbiased=False) + eps) * w + b
         ),
     }
@@ -90,9 +94,13 @@ def test_layer_norm_gradients(gpt2):
 def test_embedding(gpt2):
     torch.manual_seed(0)
     emb = gpt2.Embedding(11, 6)
-    assert isinstance(emb.weight, nn.Parameter) and tuple(emb.weight.shape) == (11, 6), (
-        "Embedding.weight should be an nn.Parameter of shape (num_embeddings, embedding_dim)"
-    )
+    assert isinstance(emb.weight, nn.Parameter), (
+        f"Embedding.weight should be an nn.Parameter, got {type(emb.weight).__name__}\n  "
+        f"{likely(M['weight_not_parameter'])}")
+    shape = tuple(emb.weight.shape)
+    assert shape == (11, 6), (
+        f"Embedding.weight should be (num_embeddings, embedding_dim) = (11, 6), got {shape}"
+        + (f"\n  {likely(M['weight_transposed'])}" if shape == (6, 11) else ""))
     ids = torch.tensor([[0, 3, 10], [10, 10, 1]])
     with no_shortcuts((F, "embedding")):
         actual = emb(ids)
@@ -112,12 +120,16 @@ def test_embedding_padding_idx_gets_no_gradient(gpt2):
     assert emb.padding_idx == 2, "Embedding should store padding_idx as self.padding_idx"
     ids = torch.tensor([[2, 3, 2], [0, 2, 3]])
     out = emb(ids)
-    assert_close(out, emb.weight.detach()[ids], name="Embedding(ids) with padding_idx", atol=0,
+    rows = emb.weight.detach()[ids]
+    assert_close(out, rows, name="Embedding(ids) with padding_idx", atol=0,
+                 mistakes={M["padding_row_zeroed"]: rows.masked_fill((ids == 2)[..., None], 0.0)},
                  hint="padding_idx changes only the gradient, not the values looked up")
     out.sum().backward()
     expected = torch.bincount(ids.flatten(), minlength=7).float()[:, None].expand(7, 4).clone()
+    trained = expected.clone()
     expected[2] = 0.0
     assert_close(emb.weight.grad, expected, name="Embedding.weight.grad with padding_idx=2", atol=0,
+                 mistakes={M["padding_row_trained"]: trained},
                  hint="the padding row must get no gradient (torch's nn.Embedding(padding_idx=...)): "
                       "use the detached rows where ids == padding_idx")
     assert gpt2.Embedding(5, 3).padding_idx is None, "Embedding's padding_idx defaults to None"
@@ -136,9 +148,7 @@ def _qk_mask(seed=0):
     return q, k, mask
 
 
-UNIFORM_ROW = ("leaving the row of a query that sees no key uniform over all keys, future ones included, as "
-               "finfo.min alone does (your padding queries read later tokens: zero the output of queries that see "
-               "no key)")
+UNIFORM_ROW = M["blind_row_uniform"]
 
 
 def _pattern_reference(q, k, mask, scale):
@@ -158,19 +168,15 @@ def test_attention_pattern(gpt2):
     zero = lambda p: zero_blind_rows(p, mask)  # noqa: E731  (each mistake, with the rule kept)
     mistakes = {
         UNIFORM_ROW: torch.softmax(scores * scale + additive(mask), -1),
-        "forgetting the scale": zero(torch.softmax(scores + additive(mask), -1)),
-        "dividing by the head size instead of multiplying by scale": zero(torch.softmax(scores / 8 + additive(mask), -1)),
-        "a softmax over the queries (dim=-2) instead of the keys (dim=-1)":
+        M["no_scale"]: zero(torch.softmax(scores + additive(mask), -1)),
+        M["divide_by_head_size"]: zero(torch.softmax(scores / 8 + additive(mask), -1)),
+        M["softmax_over_queries"]:
             zero(torch.softmax(scores * scale + additive(mask), -2)),
-        "the mask inverted (True means attend)": zero_blind_rows(torch.softmax(scores * scale + additive(~mask), -1), ~mask),
-        "masking with -inf, or masking after the softmax and renormalising (either way NaN in the row of a query "
-        "that sees no key)": torch.softmax((scores * scale).masked_fill(~mask, -math.inf), -1),
-        "multiplying the scores by the mask instead of masking them out": zero(torch.softmax(scores * scale * mask, -1)),
-        "masking after the softmax (the weights left no longer sum to 1: mask the scores, then softmax)":
-            torch.softmax(scores * scale, -1).masked_fill(~mask, 0.0),
-        "zeroing the rows of queries whose own key is masked (a padding position that sees earlier keys keeps "
-        "its row: zero only queries that see no key, ~mask.any(-1))":
-            zero(torch.softmax(scores * scale + additive(mask), -1)).masked_fill(
+        M["mask_inverted"]: zero_blind_rows(torch.softmax(scores * scale + additive(~mask), -1), ~mask),
+        M["mask_with_inf"]: torch.softmax((scores * scale).masked_fill(~mask, -math.inf), -1),
+        M["scores_times_mask"]: zero(torch.softmax(scores * scale * mask, -1)),
+        M["mask_after_softmax"]: torch.softmax(scores * scale, -1).masked_fill(~mask, 0.0),
+        M["zero_rows_by_own_key"]: zero(torch.softmax(scores * scale + additive(mask), -1)).masked_fill(
                 ~mask.diagonal(offset=2, dim1=-2, dim2=-1)[..., None], 0.0),
     }
     assert_close(actual, _pattern_reference(q, k, mask, scale), name="attention_pattern(q, k, mask, scale)",
@@ -204,14 +210,14 @@ def test_attention_pattern_of_a_query_that_sees_no_key(gpt2):
                       "nothing")
     (pattern * torch.randn(pattern.shape, generator=torch.Generator().manual_seed(6))).sum().backward()
     assert_close(q.grad[0, :, 0], torch.zeros(3, 8), name="d pattern / dq at a query that sees no key", atol=0,
+                 mistakes={M["additive_inf_mask"]: torch.full((3, 8), math.nan)},
                  hint="zero the row with masked_fill or torch.where (not by multiplying a NaN row by 0): nothing may "
                       "flow back through a query that attends to nothing")
     seen = ~blind.expand(2, 3, 4)
     reference = _pattern_reference(q, k, keep, 0.35)
     first_key = reference.masked_fill(~keep[..., :1], 0.0)  # every row of the left-padded sequence zeroed
     assert_close(pattern[seen].detach(), reference[seen], name="pattern rows of queries that see a key", atol=1e-6,
-                 mistakes={"zeroing every query whose first key is padding (in a left-padded row that is every "
-                           "query, real ones too: zero only queries that see no key, ~mask.any(-1))": first_key[seen]})
+                 mistakes={M["zero_rows_by_first_key"]: first_key[seen]})
 
 
 @pytest.mark.exercise("attention_pattern")
@@ -241,8 +247,7 @@ def test_attention_pattern_in_float16_is_finite(gpt2):
     expected = torch.tensor([[0.0, 0.0], [1.0, 0.0]], dtype=torch.float16)[None, None]
     assert_close(pattern, expected, name="float16 pattern with scores of -64", atol=0,
                  mistakes={UNIFORM_ROW: torch.tensor([[0.5, 0.5], [1.0, 0.0]], dtype=torch.float16)[None, None],
-                           "masking after the softmax (mask the scores, then softmax)":
-                               torch.tensor([[0.0, 0.0], [0.5, 0.0]], dtype=torch.float16)[None, None]},
+                           M["mask_after_softmax"]: torch.tensor([[0.0, 0.0], [0.5, 0.0]], dtype=torch.float16)[None, None]},
                  hint="masked_fill(~mask, finfo.min) rather than scores + finfo.min: -64 + finfo.min is -inf in "
                       "float16")
     pattern.float().sum().backward()
@@ -267,11 +272,10 @@ def test_causal_mask(gpt2, q_len, k_len):
     expected = torch.ones(q_len, k_len, dtype=torch.bool).tril(k_len - q_len)
     ones = torch.ones(q_len, k_len, dtype=torch.bool)
     mistakes = {
-        "leaving the diagonal out (a token may attend to itself)": ones.tril(k_len - q_len - 1),
-        "the upper triangle (True should mean allowed: keys at or before the query)": ones.triu(k_len - q_len),
-        "ignoring the cached keys (query i sits at position k_len - q_len + i)": ones.tril(),
-        "one key too many (query i also sees the key after its own: an off-by-one in the offset)":
-            ones.tril(k_len - q_len + 1),
+        M["diagonal_left_out"]: ones.tril(k_len - q_len - 1),
+        M["upper_triangle"]: ones.triu(k_len - q_len),
+        M["offset_ignored"]: ones.tril(),
+        M["offset_off_by_one"]: ones.tril(k_len - q_len + 1),
     }
     assert_close(actual.float(), expected.float(), name=f"causal_mask({q_len}, {k_len})", atol=0,
                  mistakes={k: v.float() for k, v in mistakes.items()})
@@ -283,6 +287,42 @@ def test_causal_mask_device(gpt2):
 
 
 # ----------------------------------------------------------------------------- 5. attention
+
+
+def _attention_by_hand(hf_attn, x, keep, *, scale=None, split_heads_first=False, heads="nh hs",
+                       merge="b t (nh hs)"):
+    """(pattern, output) of transformers' attention layer recomputed from its weights, one step
+    done otherwise where an argument says so (what a mistake gives); rows of queries that see no
+    key zeroed, as transformers' default path. keep: bool (B or 1, 1, T, T), or None: every key.
+    heads: how each of q, k, v's C features are read as heads ("hs nh": hs outermost)."""
+    B, T, C = x.shape
+    nh = hf_attn.num_heads
+    hs = C // nh
+    qkv = hf_attn.c_attn(x)  # (B, T, 3C): [q | k | v]
+    if split_heads_first:
+        q, k, v = rearrange(qkv, "b t (nh three hs) -> three b nh t hs", three=3, nh=nh)
+    else:
+        q, k, v = (rearrange(t, f"b t ({heads}) -> b nh t hs", nh=nh) for t in qkv.split(C, dim=-1))
+    scores = q @ k.transpose(-1, -2) * (hs**-0.5 if scale is None else scale)  # (B, nh, T, T)
+    if keep is None:
+        pattern = torch.softmax(scores, dim=-1)
+    else:
+        pattern = zero_blind_rows(torch.softmax(scores + additive(keep), dim=-1), keep)
+    y = pattern @ v  # (B, nh, T, hs)
+    merged = y.reshape(B, T, C) if merge == "view" else rearrange(y, f"b nh t hs -> {merge}")
+    return pattern, hf_attn.c_proj(merged)
+
+
+def _attention_mistakes(hf_attn, x, keep):
+    """{mistake: (pattern, output)} of the attention layer's common mistakes."""
+    C = x.shape[-1]
+    return {
+        M["scale_by_n_embd"]: _attention_by_hand(hf_attn, x, keep, scale=C**-0.5),
+        M["attention_unscaled"]: _attention_by_hand(hf_attn, x, keep, scale=1.0),
+        M["qkv_split_wrong"]: _attention_by_hand(hf_attn, x, keep, split_heads_first=True),
+        # Split and merged the same wrong way: the pattern shows it.
+        M["heads_split_wrong_order"]: _attention_by_hand(hf_attn, x, keep, heads="hs nh", merge="b t (hs nh)"),
+    }
 
 
 @pytest.mark.exercise("attention")
@@ -303,11 +343,16 @@ def test_attention_matches_transformers(gpt2, hf_base, hf_default_base, padded):
     assert pattern is not None, "hook_pattern never ran: call self.hook_pattern(pattern) after the softmax"
     with torch.no_grad():
         expected = hf_default_base.transformer.h[1].attn(x, attention_mask=keep)[0]
-        eager_out, eager_pattern = hf_base.transformer.h[1].attn(x, attention_mask=additive(keep))
+        hf_attn = hf_base.transformer.h[1].attn
+        eager_out, eager_pattern = hf_attn(x, attention_mask=additive(keep))
+        mistakes = _attention_mistakes(hf_attn, x, keep)
+        merged_otherwise = [_attention_by_hand(hf_attn, x, keep, merge=m)[1] for m in ("view", "b t (hs nh)")]
     assert_close(pattern, zero_blind_rows(eager_pattern, keep), name="attention pattern (hook_pattern)",
-                 atol=1e-6, mistakes={UNIFORM_ROW: eager_pattern},
+                 atol=1e-6, mistakes={UNIFORM_ROW: eager_pattern, **{m: p for m, (p, _) in mistakes.items()}},
                  hint="split c_attn's output into q, k, v in that order, then heads: (B, T, C) -> (B, nh, T, hs)")
-    assert_close(out, expected, name="GPT2Attention output", atol=1e-5, mistakes={UNIFORM_ROW: eager_out},
+    assert_close(out, expected, name="GPT2Attention output", atol=1e-5,
+                 mistakes={UNIFORM_ROW: eager_out, **{m: o for m, (_, o) in mistakes.items()},
+                           M["heads_merged_wrong_order"]: nearest(out, *merged_otherwise)},
                  hint="pattern @ v, heads merged back to (B, T, C) in the same order they were split, then c_proj")
 
 
@@ -318,7 +363,9 @@ def test_attention_without_mask_is_causal(gpt2, hf_base):
     x = torch.randn(2, 6, cfg.n_embd, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         expected = hf_base.transformer.h[0].attn(x, attention_mask=additive(keep_mask(None, 6, 6)))[0]
+        seeing_all = _attention_by_hand(hf_base.transformer.h[0].attn, x, None)[1]
         assert_close(attn(x), expected, name="GPT2Attention output with attention_mask=None", atol=1e-5,
+                     mistakes={M["causal_mask_missing"]: seeing_all},
                      hint="attention_mask=None means causal only: build causal_mask(T, S) when none is given")
 
 
@@ -371,10 +418,10 @@ def test_gelu_new(gpt2):
     with no_shortcuts((F, "gelu")):
         actual = gpt2.gelu_new(x)
     mistakes = {
-        "the exact erf GELU (GPT-2 uses the tanh approximation)": F.gelu(x),
-        "x * sigmoid(1.702 x) (the sigmoid approximation)": x * torch.sigmoid(1.702 * x),
-        "x^2 instead of x^3 inside the tanh": 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**2))),
-        "forgetting the 0.5": x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))),
+        M["erf_gelu"]: F.gelu(x),
+        M["sigmoid_gelu"]: x * torch.sigmoid(1.702 * x),
+        M["x_squared"]: 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**2))),
+        M["missing_half"]: x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))),
     }
     assert_close(actual, NewGELUActivation()(x), name="gelu_new(x)", atol=1e-6, mistakes=mistakes,
                  hint="0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))")
@@ -387,11 +434,17 @@ def test_gelu_new(gpt2):
 def test_mlp_matches_transformers(gpt2, checkpoints):
     hf = hf_gpt2(checkpoints["deep_narrow_heads"])  # n_inner != 4 * n_embd
     cfg = config_of(hf)
-    mlp = load_into(gpt2.GPT2MLP(cfg), hf, "transformer.h.2.mlp.")
+    mlp = gpt2.GPT2MLP(cfg)
+    shape = tuple(getattr(getattr(mlp, "c_fc", None), "weight", torch.empty(0)).shape)
+    assert shape == (cfg.n_inner, cfg.n_embd), (
+        f"GPT2MLP.c_fc.weight should be (n_inner, n_embd) = {(cfg.n_inner, cfg.n_embd)}, got {shape}"
+        + (f"\n  {likely(M['n_inner_ignored'])}" if shape == (4 * cfg.n_embd, cfg.n_embd) else ""))
+    mlp = load_into(mlp, hf, "transformer.h.2.mlp.")
     x = torch.randn(3, 4, cfg.n_embd, generator=torch.Generator().manual_seed(0))
     hf_mlp = hf.transformer.h[2].mlp
     with torch.no_grad():
-        mistakes = {"the exact erf GELU instead of gelu_new": hf_mlp.c_proj(F.gelu(hf_mlp.c_fc(x)))}
+        mistakes = {M["mlp_erf_gelu"]: hf_mlp.c_proj(F.gelu(hf_mlp.c_fc(x))),
+                    M["no_activation"]: hf_mlp.c_proj(hf_mlp.c_fc(x))}
         assert_close(mlp(x), hf_mlp(x), name="GPT2MLP output", atol=1e-5, mistakes=mistakes,
                      hint="c_fc (C -> n_inner, 4C when n_inner is None), gelu_new, c_proj, dropout")
 
@@ -411,10 +464,11 @@ def test_block_matches_transformers(gpt2, hf_base, hf_default_base):
         a = hf_block.attn(hf_block.ln_1(x), attention_mask=keep)[0]
         h_post = hf_block.ln_1(x + hf_block.attn(x, attention_mask=keep)[0])
         mistakes = {
-            "post-LN (x = ln(x + sublayer(x)); GPT-2 normalises before each sublayer)":
+            M["post_ln"]:
                 hf_block.ln_2(h_post + hf_block.mlp(h_post)),
-            "forgetting the residual around attention": a + hf_block.mlp(hf_block.ln_2(a)),
-            "forgetting the residual around the MLP": hf_block.mlp(hf_block.ln_2(x + a)),
+            M["no_attn_residual"]: a + hf_block.mlp(hf_block.ln_2(a)),
+            M["no_mlp_residual"]: hf_block.mlp(hf_block.ln_2(x + a)),
+            M["ln_1_twice"]: x + a + hf_block.mlp(hf_block.ln_1(x + a)),
             UNIFORM_ROW: hf_base.transformer.h[1](x, attention_mask=additive(keep)),
         }
         assert_close(out, hf_block(x, attention_mask=keep), name="GPT2Block output", atol=1e-5, mistakes=mistakes,

@@ -9,7 +9,9 @@ import re
 import pytest
 import torch
 
+from mlab_tfs.gpt2.mistakes import MISTAKES as M
 from mlab_tfs.testing.compare import assert_close
+from mlab_tfs.testing.mistakes import likely
 from mlab_tfs.testing.tiny import hf_gpt2, left_padded_batch
 
 from .helpers import keep_mask, zero_blind_rows
@@ -38,6 +40,7 @@ def _positions(mask):
 def _steps(model, ids, mask=None, prefix=3):
     """Logits of a prefix pass, then one token at a time through the cache, concatenated;
     and the cache (the object the first pass returned, updated in place)."""
+    __tracebackhide__ = True  # a failure shows the test's line and the diagnosis
     B, T = ids.shape
     pos = None if mask is None else _positions(mask)
     kw = lambda end: {} if mask is None else dict(attention_mask=mask[:, :end], position_ids=pos[:, end - 1 : end])  # noqa: E731
@@ -49,6 +52,33 @@ def _steps(model, ids, mask=None, prefix=3):
         assert out.past_key_values is past, "with a KVCache given, use_cache=True returns that object, updated in place"
         logits.append(out.logits)
     return torch.cat(logits, dim=1), past
+
+
+def _hf_steps_from_position_0(hf, ids, prefix=3):
+    """transformers' logits decoded as _steps does, with each call's positions starting at 0
+    (what a model whose default positions ignore the cache gives)."""
+    out = hf(ids[:, :prefix], use_cache=True)
+    logits, past = [out.logits], out.past_key_values
+    for t in range(prefix, ids.shape[1]):
+        out = hf(ids[:, t : t + 1], past_key_values=past, use_cache=True, position_ids=torch.zeros(1, 1, dtype=torch.long))
+        logits.append(out.logits)
+        past = out.past_key_values
+    return torch.cat(logits, dim=1)
+
+
+def _hf_steps_seeing_cached_padding(hf, ids, mask, prefix):
+    """transformers' logits decoded as _steps does, the steps' masks leaving the cached padding
+    unmasked (what a model that masks the new tokens' padding only gives)."""
+    pos = _positions(mask)
+    out = hf(ids[:, :prefix], attention_mask=mask[:, :prefix], position_ids=pos[:, :prefix], use_cache=True)
+    logits, past = [out.logits], out.past_key_values
+    for t in range(prefix, ids.shape[1]):
+        seen = mask[:, t : t + 1].expand(-1, t + 1)  # the new token's own mask column, over every key
+        out = hf(ids[:, t : t + 1], attention_mask=seen, position_ids=pos[:, t : t + 1], past_key_values=past,
+                 use_cache=True)
+        logits.append(out.logits)
+        past = out.past_key_values
+    return torch.cat(logits, dim=1)
 
 
 def _static_steps(gpt2, model, ids, mask, prefix, max_len):
@@ -83,14 +113,17 @@ def test_dynamic_update_concatenates(gpt2):
         kb, vb = cache.update(1, k2, v2)
     except RuntimeError as e:
         pytest.fail(f"update of (2, 3, 4, 5) cached keys with (2, 3, 1, 5) new ones raised RuntimeError ({e}); "
-                    f"concatenate along the sequence dim, dim 2 of (B, nh, S, hs)", pytrace=False)
+                    f"concatenate along the sequence dim, dim 2 of (B, nh, S, hs)\n  {likely(M['cat_wrong_dim'])}",
+                    pytrace=False)
     assert kb.shape == (2, 3, 5, 5), (
         f"keys after a second update: expected (B, nh, S + T, hs) = (2, 3, 5, 5), got {tuple(kb.shape)}: "
-        f"concatenate along the sequence dim, dim 2")
+        f"concatenate along the sequence dim, dim 2\n  {likely(M['cat_wrong_dim'])}")
     assert_close(kb, torch.cat([k1, k2], dim=2), name="keys after a second update", atol=0,
-                 mistakes={"new keys put before the cached ones": torch.cat([k2, k1], dim=2)}, hint=CACHE_HINT)
+                 mistakes={M["new_keys_first"]: torch.cat([k2, k1], dim=2)}, hint=CACHE_HINT)
     assert_close(vb, torch.cat([v1, v2], dim=2), name="values after a second update", atol=0, hint=CACHE_HINT)
-    assert cache.get_seq_length(1) == 5 and cache[1][0] is kb, "the cache keeps what update returned"
+    assert cache.get_seq_length(1) == 5 and cache[1][0] is kb, (
+        f"the cache keeps what update returned: layer 1 holds {cache.get_seq_length(1)} positions after 4 + 1, "
+        f"expected 5\n  {likely(M['cache_not_stored'])}")
 
 
 @pytest.mark.exercise("kv_cache")
@@ -110,10 +143,9 @@ def test_static_update_writes_in_place(gpt2):
 
     for name, got, new in (("keys", ka, k), ("values", va, v)):
         assert_close(got, written(new, [2, 3]), name=f"static {name} after writing columns 2 and 3", atol=0,
-                     mistakes={"writing one column to the right (cache_position + 1)": written(new, [3, 4]),
-                               "writing one column to the left (cache_position - 1)": written(new, [1, 2]),
-                               "writing from column 0 (the number of new tokens, not cache_position)":
-                                   written(new, [0, 1])},
+                     mistakes={M["static_write_right"]: written(new, [3, 4]),
+                               M["static_write_left"]: written(new, [1, 2]),
+                               M["static_write_from_zero"]: written(new, [0, 1])},
                      hint=STATIC_HINT)
     assert_close(cache.keys[0], torch.zeros(2, 3, 6, 4), name="layer 0 (not written)", atol=0)
     assert cache.get_seq_length(1) == 2
@@ -127,25 +159,29 @@ def test_static_update_writes_in_place(gpt2):
 @pytest.mark.exercise("kv_cache")
 @pytest.mark.parametrize("name", LEARNER_CONFIGS)
 def test_incremental_equals_full_pass(gpt2, checkpoints, name):
-    model, _ = pair(gpt2, checkpoints[name])
+    model, hf = pair(gpt2, checkpoints[name])
     ids = torch.randint(0, model.config.vocab_size, (2, 9), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         full = model(ids).logits
         stepped, past = _steps(model, ids)
+        restarted = _hf_steps_from_position_0(hf, ids)
     assert isinstance(past, gpt2.KVCache), f"use_cache=True returns the KVCache, got {type(past).__name__}"
     assert past.get_seq_length() == 9
-    assert_close(stepped, full, name="logits decoded through the KVCache", atol=1e-5, hint=CACHE_HINT)
+    assert_close(stepped, full, name="logits decoded through the KVCache", atol=1e-5,
+                 mistakes={M["positions_restart_after_cache"]: restarted}, hint=CACHE_HINT)
 
 
 @pytest.mark.exercise("kv_cache")
 def test_incremental_with_left_padding(gpt2, checkpoints):
-    model, _ = pair(gpt2, checkpoints["base"])
+    model, hf = pair(gpt2, checkpoints["base"])
     ids, mask, pos = left_padded_batch(model.config.vocab_size, [8, 3, 6], seed=1)
     with torch.no_grad():
         full = model(ids, attention_mask=mask, position_ids=pos).logits
         stepped, _ = _steps(model, ids, mask, prefix=4)
+        unmasked = _hf_steps_seeing_cached_padding(hf, ids, mask, prefix=4)
     # Padding positions too: they see no key in both runs, and output 0 from attention.
     assert_close(stepped, full, name="left-padded logits decoded through the cache", atol=1e-5,
+                 mistakes={M["cached_padding_unmasked"]: unmasked},
                  hint="with a cache, attention_mask covers the cached tokens and the new ones: (B, P + T)")
 
 
@@ -339,6 +375,7 @@ UPDATE_HINT = "KVCache.update: start with cache_position = self.check_update(lay
 
 def _refused(call, error, match, what):
     """call() must raise error with a message matching match; if not, say where the check is."""
+    __tracebackhide__ = True  # a failure shows the test's line and the diagnosis
     try:
         call()
     except error as e:

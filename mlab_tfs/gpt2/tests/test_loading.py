@@ -12,7 +12,9 @@ from transformers.pytorch_utils import Conv1D
 
 from mlab_tfs.checkpoints import CheckpointError
 from mlab_tfs.gpt2 import solution
+from mlab_tfs.gpt2.mistakes import MISTAKES as M
 from mlab_tfs.testing.compare import assert_close, assert_same_checkpoint
+from mlab_tfs.testing.mistakes import likely
 from mlab_tfs.testing.tiny import GPT2_CONFIGS, assert_load_lists, edited_checkpoint, hf_gpt2
 
 from .test_model import CONFIGS
@@ -36,7 +38,11 @@ def test_from_hf_state_dict_names_and_transposes(gpt2, hf_base, base_config):
     missing, extra = sorted(set(expected) - set(actual)), sorted(set(actual) - set(expected))
     assert not missing and not extra, f"keys differ from GPT2LMHeadModel's: missing {missing[:6]}, unexpected {extra[:6]}"
     for key in expected:
+        stored = hf_state[key]
+        # The square attn.c_proj.weight is the one a transpose chosen by shape misses.
+        untransposed = M["transposed_by_shape"] if stored.shape[0] == stored.shape[-1] else M["conv1d_not_transposed"]
         assert_close(actual[key], expected[key], name=key, atol=0,
+                     mistakes={untransposed: stored} if key in conv1d else None,
                      hint="Conv1D weights (c_attn, c_proj, c_fc) are stored (in, out): transpose them for nn.Linear")
 
 
@@ -55,6 +61,17 @@ def test_from_pretrained_matches_transformers(gpt2, checkpoints, name):
 @pytest.mark.parametrize("name", CONFIGS)
 def test_save_pretrained_loads_in_transformers(gpt2, checkpoints, name, tmp_path):
     model = gpt2.GPT2LMHeadModel.from_pretrained(checkpoints[name])
+    original = load_file(checkpoints[name] / "model.safetensors")  # transformers' own layout
+    state = dict(model.state_dict())
+    state.setdefault("lm_head.weight", model.lm_head.weight.detach())  # as transformers' state_dict lists a tied head
+    ours = gpt2.to_hf_state_dict(state, model.config)
+    extra, missing = sorted(set(ours) - set(original)), sorted(set(original) - set(ours))
+    assert not extra and not missing, (
+        f"to_hf_state_dict's keys differ from transformers' checkpoint: extra {extra[:6]}, missing {missing[:6]}"
+        + (f"\n  {likely(M['tied_head_saved'])}" if extra == ["lm_head.weight"] else ""))
+    for key, value in original.items():
+        assert_close(ours[key], value, name=f"to_hf_state_dict(...)[{key!r}]", atol=0,
+                     mistakes={M["to_hf_not_transposed_back"]: value.t()} if key.endswith(solution.TRANSPOSED) else None)
     model.save_pretrained(tmp_path)
     hf, info = transformers.GPT2LMHeadModel.from_pretrained(
         tmp_path, output_loading_info=True, attn_implementation="eager"
@@ -77,6 +94,11 @@ def test_loads_gpt2model_checkpoint_with_mask_buffers(gpt2, hf_base, tmp_path):
     for i in range(hf_base.config.n_layer):
         state[f"h.{i}.attn.bias"] = torch.ones(1, 1, 40, 40).tril()
         state[f"h.{i}.attn.masked_bias"] = torch.tensor(-1e4)
+    keys = set(gpt2.from_hf_state_dict(state, solution.GPT2Config.from_dict(hf_base.config.to_dict())))
+    buffers = sorted(k for k in keys if k.endswith((".attn.bias", ".attn.masked_bias")))
+    assert not buffers, f"from_hf_state_dict kept the mask buffers {buffers[:4]}\n  {likely(M['mask_buffers_kept'])}"
+    bare = sorted(k for k in keys if not k.startswith(("transformer.", "lm_head.")))
+    assert not bare, f"from_hf_state_dict gives keys without our names' prefix: {bare[:4]}\n  {likely(M['prefix_not_added'])}"
     torch.save(state, tmp_path / "pytorch_model.bin")
     (tmp_path / "config.json").write_text(json.dumps(hf_base.config.to_dict()))
     model = gpt2.GPT2LMHeadModel.from_pretrained(tmp_path)

@@ -6,10 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mlab_tfs.gpt2.mistakes import MISTAKES as M
 from mlab_tfs.testing.compare import assert_close, assert_grads_close
+from mlab_tfs.testing.mistakes import likely
 from mlab_tfs.testing.tiny import GPT2_CONFIGS, hf_gpt2, left_padded_batch
 
-from .helpers import config_of, hf_default, hf_grads_as_ours, keep_mask, load_into, zero_blind_rows
+from .helpers import config_of, hf_default, hf_grads_as_ours, keep_mask, load_into, nearest, zero_blind_rows
 
 # The learner's model is checked on the first two configs; the others switch on config
 # options (untied head, erf GELU, per-layer attention scale, no scale) the guide leaves optional.
@@ -38,6 +40,18 @@ def batch(cfg, padded: bool, seed: int = 0):
 
 
 @pytest.mark.exercise("model")
+def test_head_is_tied(gpt2, checkpoints):
+    """First: a copied head gives the right logits, and only the gradients show it."""
+    model, _ = pair(gpt2, checkpoints["base"])
+    assert model.lm_head.weight is model.transformer.wte.weight, (
+        "the LM head must be tied: self.lm_head.weight = self.transformer.wte.weight (one Parameter, two uses); "
+        f"yours is another Parameter{' with the same values' if torch.equal(model.lm_head.weight, model.transformer.wte.weight) else ''}"
+        f"\n  {likely(M['tied_weights_copied'])}"
+    )
+    assert "lm_head.bias" not in dict(model.named_parameters()), "GPT-2's LM head has no bias"
+
+
+@pytest.mark.exercise("model")
 @pytest.mark.parametrize("name", CONFIGS)
 @pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "left-padded"])
 def test_logits_loss_and_gradients(gpt2, checkpoints, name, padded):
@@ -49,12 +63,15 @@ def test_logits_loss_and_gradients(gpt2, checkpoints, name, padded):
     expected = hf(ids, labels=labels, **kwargs)
     # Every position, padding included: the last padding position's logits predict the first
     # real token, whose label counts in the loss.
+    with torch.no_grad():
+        logits_mistakes = _model_mistakes(hf, ids, kwargs)
     assert_close(out.logits[real], expected.logits[real], name="logits (non-padded positions)", atol=ATOL,
+                 mistakes={m: t[real] for m, t in logits_mistakes.items()},
                  hint="run exercises 1-8 first; then check wte + wpe, the blocks in order, ln_f, the tied head")
     assert_close(out.logits, expected.logits, name="logits (padding positions included)", atol=ATOL,
                  hint="a padding query sees no key: its attention output must be 0 (exercise 3), not a uniform "
                       "average over every key, later tokens' included")
-    assert_close(out.loss, expected.loss, name="loss", atol=ATOL)
+    assert_close(out.loss, expected.loss, name="loss", atol=ATOL, mistakes=_loss_mistakes(out.loss, expected.logits, labels))
     out.loss.backward()
     expected.loss.backward()
     assert_grads_close(
@@ -63,6 +80,32 @@ def test_logits_loss_and_gradients(gpt2, checkpoints, name, padded):
              "masked_fill (exercise 3)",
     )
     hf.zero_grad()
+
+
+def _model_mistakes(hf, ids, kwargs):
+    """{mistake: the logits it gives}, from transformers' model run with that mistake."""
+    ln_f, lm_head = hf.transformer.ln_f, hf.lm_head
+    captured = []
+    handle = ln_f.register_forward_hook(lambda module, args, out: captured.append(args[0]))
+    try:
+        hf(ids, **kwargs)
+    finally:
+        handle.remove()
+    mistakes = {M["no_final_ln"]: lm_head(captured[0])}
+    if "position_ids" in kwargs:
+        mistakes[M["position_ids_ignored"]] = hf(ids, attention_mask=kwargs["attention_mask"]).logits
+    return mistakes
+
+
+def _loss_mistakes(actual, logits, labels):
+    """{mistake: the loss it gives} for the loss shift; each mistake in the ways it is written."""
+    V = logits.shape[-1]
+    ce = lambda lg, lb: F.cross_entropy(lg.reshape(-1, V), lb.reshape(-1), ignore_index=-100)  # noqa: E731
+    return {
+        M["labels_not_shifted"]: nearest(actual, ce(logits, labels), ce(logits[:, :-1], labels[:, :-1]),
+                                         ce(logits[:, 1:], labels[:, 1:])),
+        M["labels_shifted_wrong_way"]: ce(logits[:, 1:], labels[:, :-1]),
+    }
 
 
 @pytest.mark.exercise("model")
@@ -79,8 +122,16 @@ def test_hidden_states_and_attentions(gpt2, checkpoints):
         f"hidden_states should hold n_layer + 1 = {n + 1} tensors (the embeddings, then each block's output, "
         f"the last one after ln_f), got {None if out.hidden_states is None else len(out.hidden_states)}"
     )
+    with torch.no_grad():
+        raw_last = {}
+        handle = hf.transformer.ln_f.register_forward_hook(lambda module, args, o: raw_last.setdefault("x", args[0]))
+        try:
+            hf(ids, **kwargs)
+        finally:
+            handle.remove()
     for i, (h, e) in enumerate(zip(out.hidden_states, expected.hidden_states)):
         assert_close(h, e, name=f"hidden_states[{i}]", atol=ATOL,
+                     mistakes={M["hidden_states_before_ln_f"]: raw_last["x"]} if i == n else None,
                      hint="hidden_states[0] is the embedding output; the last entry is after ln_f")
     assert out.attentions is not None and len(out.attentions) == n, f"attentions should hold {n} tensors"
     keep = keep_mask(kwargs["attention_mask"], ids.shape[1], ids.shape[1])
@@ -111,27 +162,14 @@ def test_lm_loss(gpt2):
     labels = torch.randint(0, 11, (3, 6), generator=g)
     labels[0, :2] = -100
     labels[2, 4] = -100
-    flat = dict(input=logits.reshape(-1, 11), target=labels.reshape(-1))
-    mistakes = {
-        "no shift (logits at t must predict the label at t + 1)": F.cross_entropy(**flat, ignore_index=-100),
-        "shifting the wrong way": F.cross_entropy(logits[:, 1:].reshape(-1, 11), labels[:, :-1].reshape(-1),
-                                                   ignore_index=-100),
-    }
-    assert_close(gpt2.lm_loss(logits, labels), ForCausalLMLoss(logits, labels, vocab_size=11), name="lm_loss",
+    actual = gpt2.lm_loss(logits, labels)
+    mistakes = _loss_mistakes(actual, logits, labels)
+    assert_close(actual, ForCausalLMLoss(logits, labels, vocab_size=11), name="lm_loss",
                  atol=1e-6, mistakes=mistakes, hint="cross_entropy(logits[:, :-1], labels[:, 1:], ignore_index=-100)")
     # transformers' Trainer passes the label count of the whole accumulated batch.
     assert_close(gpt2.lm_loss(logits, labels, 40), ForCausalLMLoss(logits, labels, vocab_size=11, num_items_in_batch=40),
                  name="lm_loss with num_items_in_batch=40", atol=1e-6,
                  hint="with num_items_in_batch: cross_entropy(..., reduction='sum') / num_items_in_batch")
-
-
-@pytest.mark.exercise("model")
-def test_head_is_tied(gpt2, checkpoints):
-    model, _ = pair(gpt2, checkpoints["base"])
-    assert model.lm_head.weight is model.transformer.wte.weight, (
-        "the LM head must be tied: self.lm_head.weight = self.transformer.wte.weight (one Parameter, two uses)"
-    )
-    assert "lm_head.bias" not in dict(model.named_parameters()), "GPT-2's LM head has no bias"
 
 
 @pytest.mark.solution_only
