@@ -97,7 +97,7 @@ MISTAKES = Catalogue(PART, [
             "`decoder.weight = word_embeddings.weight` makes one Parameter with two uses; a copy runs the same "
             "forward but the embedding's gradient lacks the decoder's share, and the two drift apart in "
             "training. See [The tied decoder's own bias](#the-tied-decoders-own-bias)."),
-    Mistake("mlm_head", "mlm_loss_shifted", "shifting the labels as a causal LM does",
+    Mistake("mlm_head", "mlm_loss_shifted", "labels shifted by one position, as in a causal LM's loss",
             "A masked LM predicts each position's own token: no shift, unlike GPT-2's next-token loss."),
     Mistake("mlm_head", "mlm_loss_summed", "summing the MLM loss instead of averaging over labelled positions",
             "The loss is the mean cross-entropy over positions whose label is not -100."),

@@ -295,6 +295,7 @@ def test_mlp_and_layer_norm_hooks_by_hand(cached, layer):
 def _seen(module, *args):
     """module(*args) with every hook point inside it recorded: (output, {path: value}); a point
     the forward never reached is a failure naming where to call it."""
+    __tracebackhide__ = True  # failures point at the test's line
     points = {n: m for n, m in module.named_modules() if isinstance(m, HookPoint)}
     with torch.no_grad(), capture(list(points.values())) as values:
         out = module(*args)
@@ -309,6 +310,7 @@ def _seen(module, *args):
 
 def _ln_alone(seen, prefix, x, eps):
     """The GPT-2 LayerNorm's own hook points, where that exercise has them."""
+    __tracebackhide__ = True  # failures point at the test's line
     if prefix + "hook_normalized" in seen:
         scale, normalized = _ln_parts(x, eps)
         assert_close(seen[prefix + "hook_scale"], scale, name=prefix + "hook_scale", atol=ATOL)

@@ -48,7 +48,7 @@ def _key_mistake(missing: set[str], extra: set[str]) -> str:
 def assert_same_keys(actual: dict, expected: dict, what: str) -> None:
     """actual has exactly expected's keys; the message names the keys that differ and, when it
     recognises them, the mistake."""
-    __tracebackhide__ = True
+    __tracebackhide__ = True  # failures point at the test's line
     assert isinstance(actual, dict), f"from_hf_state_dict should return a dict, got {type(actual).__name__}"
     missing, extra = set(expected) - set(actual), set(actual) - set(expected)
     cause = _key_mistake(missing, extra)
@@ -57,6 +57,7 @@ def assert_same_keys(actual: dict, expected: dict, what: str) -> None:
 
 
 def _compare(ours, ref, target: str, cfg, what: str, pooled: bool = True):
+    __tracebackhide__ = True  # failures point at the test's line
     ids, mask, types, real = batch(cfg, seed=9)
     kwargs = dict(attention_mask=mask, token_type_ids=types)
     with torch.no_grad():

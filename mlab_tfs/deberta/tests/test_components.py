@@ -28,6 +28,7 @@ from .helpers import (
 
 def _call(fn, *args, what: str):
     """Run the learner's function (c2p_scores or p2c_scores); turn gather's index errors into a diagnosis."""
+    __tracebackhide__ = True  # failures point at the test's line
     try:
         return fn(*args)
     except RuntimeError as e:
@@ -238,6 +239,7 @@ def _attention_inputs(hf, cfg, seed=0):
 
 def _point(module, name):
     """A hook point of the learner's module, or a failure that says which one to create."""
+    __tracebackhide__ = True  # failures point at the test's line
     point = getattr(module, name, None)
     if not isinstance(point, HookPoint):
         pytest.fail(f"{type(module).__name__} has no hook point {name!r}: create self.{name} = HookPoint() in "
@@ -384,6 +386,7 @@ def test_attention_gradients(deberta, hf_models, name):
 def _run_encoder(enc, x, mask):
     """The encoder's output, and its hidden states and attentions read from the given layers'
     hook points (the model gathers them the same way)."""
+    __tracebackhide__ = True  # failures point at the test's line
     layers = list(enc.layer)
     last = enc.conv.hook_out if len(layers) == 1 and hasattr(enc, "conv") else layers[-1].hook_normalized_resid_post
     with capture([layer.hook_resid_pre for layer in layers] + [last]) as hidden, \
