@@ -22,6 +22,9 @@ MISTAKES = Catalogue(PART, [
     Mistake("log_buckets", "bucket_no_mid", "forgetting to add mid to the log part",
             "The log part counts buckets *beyond* mid: `mid + ceil(...)`, so that bucket mid + 1 follows the "
             "last exact distance mid."),
+    Mistake("log_buckets", "bucket_mid_true_division", "mid = bucket_size / 2 instead of bucket_size // 2",
+            "mid is an integer, `bucket_size // 2`: with an odd bucket size a float mid moves the boundary "
+            "between exact and log buckets by half a step and every far bucket with it."),
     Mistake("log_buckets", "bucket_log_scale_mid", "the log part scaled by mid instead of mid - 1",
             "The log part is `ceil(log(|r| / mid) / log((max_position - 1) / mid) * (mid - 1))`: mid - 1 buckets "
             "beyond the exact ones, so |bucket| <= bucket_size - 1. Scaling by mid goes one bucket past the table."),

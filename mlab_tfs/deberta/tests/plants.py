@@ -14,6 +14,7 @@ PLANTS = {
     "bucket_sign_lost": [("(log_pos * sign).to(relative_pos.dtype)", "log_pos.to(relative_pos.dtype)")],
     "bucket_log_max_position": [("torch.tensor((max_position - 1) / mid,", "torch.tensor(max_position / mid,")],
     "bucket_no_mid": [(_LOG, _LOG.replace(" + mid\n", "\n"))],
+    "bucket_mid_true_division": [("    mid = bucket_size // 2\n    sign", "    mid = bucket_size / 2\n    sign")],
     "bucket_log_scale_mid": [(_LOG, _LOG.replace("* (mid - 1))", "* mid)"))],
     # 2. relative position matrix
     "relative_sign_flipped": [("rel = q_ids[:, None] - k_ids[None, :]", "rel = k_ids[None, :] - q_ids[:, None]")],

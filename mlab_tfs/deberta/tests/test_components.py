@@ -45,6 +45,15 @@ def _call(fn, *args, what: str):
 # ----------------------------------------------------------------------------- 1. log buckets
 
 
+def _buckets_with_float_mid(r, bucket_size, max_position):
+    """The buckets with mid = bucket_size / 2 (a float for odd sizes), truncated to integers at the end."""
+    mid = bucket_size / 2
+    a = r.abs().double()
+    far = torch.ceil(torch.log(a.clamp_min(1) / mid) / math.log((max_position - 1) / mid) * (mid - 1)) + mid
+    return torch.where(a <= mid, r, (far * r.sign()).long())
+
+
+
 @pytest.mark.exercise("log_buckets")
 @pytest.mark.parametrize("bucket_size,max_position", [(8, 32), (256, 512), (4, 20), (16, 20), (7, 100)])
 def test_make_log_bucket_position(deberta, bucket_size, max_position):
@@ -64,6 +73,7 @@ def test_make_log_bucket_position(deberta, bucket_size, max_position):
         M["bucket_log_max_position"]:
             torch.where(near, r, (log_part(torch.ceil, max_position / mid) * r.sign()).long()),
         M["bucket_no_mid"]: torch.where(near, r, ((log_part(torch.ceil) - mid) * r.sign()).long()),
+        M["bucket_mid_true_division"]: _buckets_with_float_mid(r, bucket_size, max_position),
         M["bucket_log_scale_mid"]: torch.where(near, r, ((torch.ceil(torch.log(a / mid) / math.log(
             (max_position - 1) / mid) * mid) + mid) * r.sign()).long()),
     }
