@@ -41,11 +41,11 @@ MISTAKES = Catalogue(PART, [
             "c2p reads the table at r(i, j) + k for query i and key j, `relative_pos` as given; r is "
             "antisymmetric, so its transpose is its negative."),
     Mistake("c2p", "c2p_clamp_without_k", "clamping r without adding k first",
-            "The table's rows run over distances -k..k-1: add k, *then* clamp to [0, 2k - 1]. See the guide's "
-            "[Pitfalls](#pitfalls) on the clamp."),
+            "The table's rows run over distances -k..k-1: add k, *then* clamp to [0, 2k - 1]. See "
+            "[The clamp](#the-clamp)."),
     Mistake("c2p", "c2p_not_clamped", "a c2p gather index outside the table (r + k not clamped to [0, 2k - 1])",
             "Distances run from -(T-1) to T-1 but the table has 2k rows: for any T > k, r + k must be clamped "
-            "to [0, 2k - 1] or gather fails."),
+            "to [0, 2k - 1] or gather fails. See [The clamp](#the-clamp)."),
     Mistake("c2p", "c2p_gather_wrong_dim", "gathering c2p along the wrong dim",
             "`query @ pos_key^T` is (B, nh, T, 2k): the distance is the last dim, so gather dim=-1."),
     Mistake("c2p", "c2p_scaled", "dividing c2p by the scale inside c2p_scores",
@@ -53,20 +53,22 @@ MISTAKES = Catalogue(PART, [
     # 4. p2c
     Mistake("p2c", "p2c_sign_flipped", "the p2c gather at +r instead of -r",
             "Row j of `key @ pos_query^T` belongs to key j, which reads the distance from its own side, "
-            "-r[j, i] + k (the paper's delta(j, i) read literally gives +r). See the guide's [Pitfalls](#pitfalls)."),
+            "-r[j, i] + k (the paper's delta(j, i) read literally gives +r). See "
+            "[p2c's sign and transpose](#p2cs-sign-and-transpose)."),
     Mistake("p2c", "p2c_no_transpose", "forgetting p2c's final transpose",
-            "The gather gives (B, nh, key j, query i); the scores are (query, key): transpose the last two dims."),
+            "The gather gives (B, nh, key j, query i); the scores are (query, key): transpose the last two dims. See "
+            "[p2c's sign and transpose](#p2cs-sign-and-transpose)."),
     Mistake("p2c", "p2c_as_c2p", "c2p's formula with the key in place of the query",
             "p2c is not c2p with `key` for `query`: it gathers key-major at -r and transposes."),
     Mistake("p2c", "p2c_not_clamped", "a p2c gather index outside the table (-r + k not clamped to [0, 2k - 1])",
-            "As in c2p, the index -r + k must be clamped to the table's 2k rows."),
+            "As in c2p, the index -r + k must be clamped to the table's 2k rows. See [The clamp](#the-clamp)."),
     # 5. attention
     Mistake("attention", "scale_no_factor", "the scale sqrt(head size), without the (1 + number of position types) factor",
             "The score sums 1 + n dot products (content, c2p, p2c), each of variance ~hs: divide by "
-            "sqrt(hs * (1 + n)), not BERT's sqrt(hs)."),
+            "sqrt(hs * (1 + n)), not BERT's sqrt(hs). See [The scale factor](#the-scale-factor)."),
     Mistake("attention", "scale_factor_outside_sqrt", "the scale sqrt(head size) * (1 + number of position types)",
             "The factor goes inside the square root: sqrt(hs * (1 + n)); with both types and hs = 64 that is "
-            "sqrt(192) ~ 13.9, not 24."),
+            "sqrt(192) ~ 13.9, not 24. See [The scale factor](#the-scale-factor)."),
     Mistake("attention", "scale_factor_fixed_3", "the scale sqrt(3 * head size) whatever pos_att_type holds",
             "The paper's 1/sqrt(3d) is for c2p and p2c together; the factor counts the configured types, so a "
             "config with only c2p (or only p2c) divides by sqrt(2 hs)."),
@@ -91,7 +93,7 @@ MISTAKES = Catalogue(PART, [
     # 7. encoder
     Mistake("encoder", "encoder_keys_only_mask", "masking padded keys only (padded queries must be masked too)",
             "DeBERTa's mask is 2-d, `keep = m_i & m_j`: outputs at real positions don't notice, hidden states "
-            "at padded ones do. See the guide's [Pitfalls](#pitfalls)."),
+            "at padded ones do. See [Padding queries are masked](#padding-queries-are-masked)."),
     Mistake("encoder", "encoder_table_not_normed", "the relative table without its LayerNorm",
             "With norm_rel_ebd = 'layer_norm' (v2, v3) `get_rel_embedding` passes the table through the "
             "encoder's LayerNorm."),
