@@ -37,6 +37,9 @@ MISTAKES = Catalogue(PART, [
     Mistake("attention", "attention_heads_merged_wrongly", "merging the heads in the wrong order ((hs nh) instead of (nh hs))",
             "Merge back with the pattern the heads were split with, `b t nh hs -> b t (nh hs)`; "
             "`(hs nh)` interleaves them, and the output projection reads scrambled features."),
+    Mistake("attention", "attention_mask_after_softmax", "masking after the softmax (masked entries zeroed, rows not renormalised)",
+            "The mask must act on the scores, before the softmax (masked scores at finfo.min); zeroing the "
+            "probabilities afterwards leaves rows that no longer sum to 1. See [Where the mask goes](#where-the-mask-goes)."),
     Mistake("attention", "attention_pre_ln", "pre-LN attention (x + dense(attn(LN(x))))",
             "BERT is post-LN: `LayerNorm(x + dense(attn(x)))`, the norm after the residual add. "
             "See [Post-LN vs pre-LN](#post-ln-vs-pre-ln)."),
@@ -105,9 +108,12 @@ MISTAKES = Catalogue(PART, [
     Mistake("classifier", "problem_type_config_ignored", "ignoring config.problem_type when it is set",
             "transformers uses the config's problem_type when there is one, and infers it from "
             "num_labels and the labels' dtype only when it is None."),
-    Mistake("classifier", "problem_type_dtype_first", "integer labels with num_labels == 1 taken for classification",
+    Mistake("classifier", "problem_type_dtype_first", "the labels' dtype checked before num_labels == 1",
             "One label is always regression (the labels are made float): transformers checks num_labels "
             "before the labels' dtype."),
+    Mistake("classifier", "problem_type_dtype_ignored", "the problem type chosen without the labels' dtype",
+            "With more than one label and no config.problem_type, integer labels are class ids (single-label "
+            "cross-entropy) and float labels 0/1 targets (multi-label BCE)."),
     Mistake("classifier", "single_label_bce", "a BCE on one-hot labels for single-label classification",
             "Single-label classification is a softmax over the classes: `F.cross_entropy(logits, labels)`."),
     Mistake("classifier", "multi_label_softmax", "a softmax cross-entropy for multi-label classification",

@@ -30,6 +30,10 @@ PLANTS = {
     "attention_scale_hidden_size": [("self.scale = self.head_dim**-0.5", "self.scale = C**-0.5")],
     "attention_heads_merged_wrongly": [('return rearrange(z, "b t nh hs -> b t (nh hs)")',
                                         'return rearrange(z, "b t nh hs -> b t (hs nh)")')],
+    "attention_mask_after_softmax": [
+        ("pattern = self.hook_pattern(attention_pattern(q, k, mask, self.scale, self.hook_attn_scores))",
+         "pattern = torch.softmax(self.hook_attn_scores(q @ k.transpose(-1, -2) * self.scale), dim=-1)\n"
+         "            pattern = self.hook_pattern(pattern if mask is None else pattern.masked_fill(~mask, 0.0))")],
     "attention_pre_ln": [("        return self.output(self.self(x, mask), x)",
                           "        out = self.output\n"
                           "        return x + out.dropout(out.dense(self.self(out.LayerNorm(x), mask)))")],
@@ -97,6 +101,10 @@ PLANTS = {
          '        return "single_label_classification"\n',
          '    if labels.dtype in (torch.long, torch.int):\n        return "single_label_classification"\n'
          '    if config.num_labels == 1:\n        return "regression"\n')],
+    "problem_type_dtype_ignored": [
+        ('    if labels.dtype in (torch.long, torch.int):\n        return "single_label_classification"\n'
+         '    return "multi_label_classification"',
+         '    return "single_label_classification"')],
     "single_label_bce": [("return F.cross_entropy(logits, labels.reshape(-1), ignore_index=-100)",
                           "return F.binary_cross_entropy_with_logits(logits, F.one_hot(labels, logits.shape[-1]).float())")],
     "multi_label_softmax": [("return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))",

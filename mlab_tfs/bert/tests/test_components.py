@@ -106,9 +106,11 @@ def test_self_attention_matches_transformers(bert, hf):
         by_hidden_size = torch.softmax((q @ k.transpose(-1, -2) / math.sqrt(cfg.hidden_size)).masked_fill(
             ~keep, torch.finfo(x.dtype).min), dim=-1)  # (B, nh, T, S)
         merged_wrongly = rearrange(expected, "b t (nh hs) -> b t (hs nh)", nh=nh)
+        after_softmax = torch.softmax(q @ k.transpose(-1, -2) * cfg.head_dim**-0.5, dim=-1).masked_fill(~keep, 0.0)
     assert seen[0] is not None, "BertSelfAttention never called self.hook_pattern(pattern): pass the pattern through it"
     assert_close(seen[0], expected_pattern, name="attention pattern (hook_pattern)", atol=1e-6,
-                 mistakes={M["attention_scale_hidden_size"]: by_hidden_size},
+                 mistakes={M["attention_scale_hidden_size"]: by_hidden_size,
+                           M["attention_mask_after_softmax"]: after_softmax},
                  hint="query/key/value are separate nn.Linear(C, C); split heads with "
                       "'b t (nh hs) -> b nh t hs'")
     assert_close(out, expected, name="BertSelfAttention output (before the output dense)", atol=1e-5,

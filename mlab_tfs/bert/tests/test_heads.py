@@ -124,8 +124,10 @@ def test_problem_type_is_chosen_as_transformers_chooses(bert):
         actual = bert.problem_type_of(config, labels)
         if config.problem_type is not None and actual != config.problem_type:
             cause = f"\n  {likely(M['problem_type_config_ignored'])}"
-        elif config.num_labels == 1 and actual != "regression" and not labels.dtype.is_floating_point:
+        elif config.num_labels == 1 and actual != "regression":
             cause = f"\n  {likely(M['problem_type_dtype_first'])}"
+        elif config.problem_type is None and actual != expected:
+            cause = f"\n  {likely(M['problem_type_dtype_ignored'])}"
         else:
             cause = ""
         assert actual == expected, (
