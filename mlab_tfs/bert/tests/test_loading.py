@@ -74,6 +74,23 @@ def _compare(ours, ref, target: str, cfg, what: str, pooled: bool = True):
         assert_close(a.logits, b.logits, name=f"classifier logits {what}", atol=1e-5)
 
 
+# First: the quickest test that meets every old name (a check stops at the first failure).
+@pytest.mark.exercise("loading")
+def test_bert_model_checkpoint_with_prefix_and_old_names(bert, hf, tmp_path):
+    """An older layout: bert.-prefixed BertModel keys, a position_ids buffer, TF's gamma/beta names."""
+    ref = hf("base", "model")
+    state = {}
+    for k, v in ref.state_dict().items():
+        k = k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
+        state["bert." + k] = v.clone()
+    state["bert.embeddings.position_ids"] = torch.arange(40)[None]
+    assert_same_keys(bert.from_hf_state_dict(state, config_of(ref), "model"), ref.state_dict(),
+                     "old-layout BertModel checkpoint -> BertModel")
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    (tmp_path / "config.json").write_text(json.dumps(ref.config.to_dict()))
+    _compare(bert.BertModel.from_pretrained(tmp_path), ref, "model", config_of(ref), "(old-layout checkpoint)")
+
+
 @pytest.mark.exercise("loading")
 @pytest.mark.parametrize("layout,target", LAYOUTS, ids=[f"{a}->{b}" for a, b in LAYOUTS])
 def test_from_hf_state_dict_names(bert, hf, checkpoint, layout, target):
@@ -133,22 +150,6 @@ def test_save_pretrained_loads_in_transformers(bert, checkpoint, name, target, t
     assert_same_checkpoint(tmp_path / "model.safetensors", original / "model.safetensors")
     assert ref.config.num_labels == ours.config.num_labels and ref.config.problem_type == ours.config.problem_type
     _compare(ours, ref.eval(), target, ours.config, "(transformers loading our checkpoint)")
-
-
-@pytest.mark.exercise("loading")
-def test_bert_model_checkpoint_with_prefix_and_old_names(bert, hf, tmp_path):
-    """An older layout: bert.-prefixed BertModel keys, a position_ids buffer, TF's gamma/beta names."""
-    ref = hf("base", "model")
-    state = {}
-    for k, v in ref.state_dict().items():
-        k = k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
-        state["bert." + k] = v.clone()
-    state["bert.embeddings.position_ids"] = torch.arange(40)[None]
-    assert_same_keys(bert.from_hf_state_dict(state, config_of(ref), "model"), ref.state_dict(),
-                     "old-layout BertModel checkpoint -> BertModel")
-    torch.save(state, tmp_path / "pytorch_model.bin")
-    (tmp_path / "config.json").write_text(json.dumps(ref.config.to_dict()))
-    _compare(bert.BertModel.from_pretrained(tmp_path), ref, "model", config_of(ref), "(old-layout checkpoint)")
 
 
 @pytest.mark.exercise("loading")
