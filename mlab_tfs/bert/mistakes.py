@@ -40,6 +40,12 @@ MISTAKES = Catalogue(PART, [
     Mistake("attention", "attention_mask_after_softmax", "masking after the softmax (masked entries zeroed, rows not renormalised)",
             "The mask must act on the scores, before the softmax (masked scores at finfo.min); zeroing the "
             "probabilities afterwards leaves rows that no longer sum to 1. See [Where the mask goes](#where-the-mask-goes)."),
+    Mistake("attention", "hook_qkv_heads_first", "hook_q/k/v taken after moving the heads forward ((B, nh, T, hs))",
+            "TransformerLens's hook_q, hook_k, hook_v (and hook_z) are (B, T, nh, hs): pass the projection through "
+            "its hook right after the split, before `b t nh hs -> b nh t hs`."),
+    Mistake("attention", "hook_attn_out_after_residual", "hook_attn_out taken after adding the residual",
+            "`hook_attn_out` is what the attention *adds* to the residual, `dropout(dense(y))`; the sum is "
+            "`hook_resid_mid`."),
     Mistake("attention", "attention_pre_ln", "pre-LN attention (x + dense(attn(LN(x))))",
             "BERT is post-LN: `LayerNorm(x + dense(attn(x)))`, the norm after the residual add. "
             "See [Post-LN vs pre-LN](#post-ln-vs-pre-ln)."),
@@ -58,6 +64,10 @@ MISTAKES = Catalogue(PART, [
             "GELU is x times the standard normal CDF, Phi(x) = (1 + erf(x / sqrt(2))) / 2."),
     Mistake("mlp", "gelu_no_half", "a GELU without the factor 0.5",
             "Phi(x) = 0.5 (1 + erf(x / sqrt(2))): without the 0.5 the activation is twice too large."),
+    Mistake("mlp", "hook_post_before_activation", "hook_post taken before the activation",
+            "`mlp.hook_pre` is dense(x) before the activation, `mlp.hook_post` the activation's output."),
+    Mistake("mlp", "hook_mlp_out_after_residual", "hook_mlp_out taken after adding the residual",
+            "`hook_mlp_out` is what the MLP adds to the residual, `dropout(dense(h))`; the sum is `hook_resid_post`."),
     Mistake("mlp", "mlp_no_residual", "forgetting the MLP's residual (LayerNorm(dense(h)))",
             "`BertOutput` adds the MLP's input back before its norm: `LayerNorm(dense(h) + x)`."),
     Mistake("mlp", "mlp_pre_ln", "a pre-LN MLP output (x + dense(h), no norm after the add)",
@@ -80,6 +90,9 @@ MISTAKES = Catalogue(PART, [
             "Token types default to 0 only when none are given; given ones select the segment rows."),
     Mistake("model", "position_ids_ignored", "ignoring position_ids (always 0..T-1)",
             "Positions default to `arange(T)` only when `position_ids` is None; given ones are used as they are."),
+    Mistake("model", "hook_output_ignored", "a hook point's return value ignored",
+            "A hook may replace its activation: use what the hook point returns (`z = self.hook_z(z)`), or an "
+            "edit through `run_with_hooks` (an ablated head) changes nothing."),
     # 7. pooler
     Mistake("pooler", "pooler_mean", "pooling the mean over tokens instead of the first token ([CLS])",
             "BERT's pooler reads the final hidden state of the first token only; mean pooling is "

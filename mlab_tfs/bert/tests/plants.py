@@ -34,6 +34,14 @@ PLANTS = {
         ("pattern = self.hook_pattern(attention_pattern(q, k, mask, self.scale, self.hook_attn_scores))",
          "pattern = torch.softmax(self.hook_attn_scores(q @ k.transpose(-1, -2) * self.scale), dim=-1)\n"
          "            pattern = self.hook_pattern(pattern if mask is None else pattern.masked_fill(~mask, 0.0))")],
+    "hook_qkv_heads_first": [
+        ('        q, k, v = (hook(rearrange(lin(x), "b t (nh hs) -> b t nh hs", nh=self.num_attention_heads))',
+         '        q, k, v = (hook(rearrange(lin(x), "b t (nh hs) -> b nh t hs", nh=self.num_attention_heads))'),
+        ('        q, k, v = (rearrange(t, "b t nh hs -> b nh t hs") for t in (q, k, v))\n', '')],
+    "hook_attn_out_after_residual": [
+        ("        attn_out = self.hook_attn_out(self.dropout(self.dense(y)))\n"
+         "        return self.LayerNorm(self.hook_resid_mid(attn_out + x))",
+         "        return self.LayerNorm(self.hook_resid_mid(self.hook_attn_out(self.dropout(self.dense(y)) + x)))")],
     "attention_pre_ln": [("        return self.output(self.self(x, mask), x)",
                           "        out = self.output\n"
                           "        return x + out.dropout(out.dense(self.self(out.LayerNorm(x), mask)))")],
@@ -46,6 +54,12 @@ PLANTS = {
     "sigmoid_gelu": _gelu("x * torch.sigmoid(1.702 * x)"),
     "gelu_erf_over_2": _gelu("0.5 * x * (1 + torch.erf(x / 2))"),
     "gelu_no_half": _gelu("x * (1 + torch.erf(x / math.sqrt(2)))"),
+    "hook_post_before_activation": [("return self.hook_post(self.act(self.hook_pre(self.dense(x))))",
+                                     "return self.act(self.hook_post(self.hook_pre(self.dense(x))))")],
+    "hook_mlp_out_after_residual": [
+        ("        mlp_out = self.hook_mlp_out(self.dropout(self.dense(h)))\n"
+         "        return self.LayerNorm(self.hook_resid_post(mlp_out + x))",
+         "        return self.LayerNorm(self.hook_resid_post(self.hook_mlp_out(self.dropout(self.dense(h)) + x)))")],
     "mlp_no_residual": [("return self.LayerNorm(self.hook_resid_post(mlp_out + x))",
                          "return self.LayerNorm(self.hook_resid_post(mlp_out))")],
     "mlp_pre_ln": [("return self.LayerNorm(self.hook_resid_post(mlp_out + x))",
@@ -77,6 +91,10 @@ PLANTS = {
                                 "        if True:\n            token_type_ids = torch.zeros")],
     "position_ids_ignored": [("        if position_ids is None:\n            position_ids = torch.arange",
                               "        if True:\n            position_ids = torch.arange")],
+    "hook_output_ignored": [('        z = self.hook_z(rearrange(y, "b nh t hs -> b t nh hs"))\n'
+                             '        return rearrange(z, "b t nh hs -> b t (nh hs)")',
+                             '        self.hook_z(rearrange(y, "b nh t hs -> b t nh hs"))\n'
+                             '        return rearrange(y, "b nh t hs -> b t (nh hs)")')],
     # 7. pooler
     "pooler_mean": [("return torch.tanh(self.dense(x[:, 0]))", "return torch.tanh(self.dense(x.mean(dim=1)))")],
     "pooler_last_token": [("return torch.tanh(self.dense(x[:, 0]))", "return torch.tanh(self.dense(x[:, -1]))")],
