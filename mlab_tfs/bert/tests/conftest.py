@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mlab_tfs.testing import tiny
@@ -43,3 +45,19 @@ def hf(checkpoint):
         return loaded[name, head]
 
     return get
+
+
+# The files in the order their tests should run: within each exercise, the tests that explain a
+# mistake best come first (with --maxfail=1, mlab-tfs check shows the first failure only).
+FILE_ORDER = ["test_components.py", "test_model.py", "test_heads.py", "test_loading.py", "test_minilm.py",
+              "test_config.py", "test_hooks.py"]
+
+
+def pytest_collection_modifyitems(items):
+    """Reorder this folder's tests by FILE_ORDER (stable within a file), leaving other tests in place."""
+    here = Path(__file__).parent
+    slots = [i for i, item in enumerate(items) if Path(item.path).parent == here]
+    rank = {name: i for i, name in enumerate(FILE_ORDER)}
+    ordered = sorted((items[i] for i in slots), key=lambda item: rank.get(Path(item.path).name, len(rank)))
+    for i, item in zip(slots, ordered):
+        items[i] = item

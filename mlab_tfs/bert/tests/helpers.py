@@ -50,6 +50,7 @@ def assert_bert_grads_close(ours: torch.nn.Module, expected: dict[str, torch.Ten
     only rounding noise (~1e-9 to 1e-6), whose relative error means nothing. Those must be
     ~0 in absolute terms instead.
     """
+    __tracebackhide__ = True  # failures point at the test's line
     actual = {n: p.grad for n, p in ours.named_parameters()}
     for name in [n for n in expected if n.endswith("self.key.bias")]:
         for who, g in (("yours", actual.pop(name, None)), ("reference", expected.pop(name))):

@@ -10,9 +10,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 
+from mlab_tfs.bert.mistakes import MISTAKES as M
 from mlab_tfs.hooks import capture
 from mlab_tfs.testing.compare import assert_close
+from mlab_tfs.testing.mistakes import likely
 
 from .helpers import additive, config_of, load_into, no_shortcuts, shortcuts
 
@@ -35,10 +38,10 @@ def test_bert_embeddings_match_transformers(bert, hf):
         expected = ref(input_ids=ids, token_type_ids=types, position_ids=pos)
         w, p, t = (ref.word_embeddings(ids), ref.position_embeddings(pos), ref.token_type_embeddings(types))
         mistakes = {
-            "leaving out the token type embeddings": ref.LayerNorm(w + p),
-            "leaving out the position embeddings": ref.LayerNorm(w + t),
-            "no layer norm after the sum": w + p + t,
-            "the layer norm's default eps (1e-5) instead of config.layer_norm_eps (here 1e-3)":
+            M["no_token_type_embeddings"]: ref.LayerNorm(w + p),
+            M["no_position_embeddings"]: ref.LayerNorm(w + t),
+            M["no_embedding_layer_norm"]: w + p + t,
+            M["default_layer_norm_eps"]:  # here config.layer_norm_eps is 1e-3
                 F.layer_norm(w + p + t, (cfg.hidden_size,), ref.LayerNorm.weight, ref.LayerNorm.bias, 1e-5),
         }
     assert_close(actual, expected, name="BertEmbeddings output", atol=1e-5, mistakes=mistakes,
@@ -66,15 +69,21 @@ def test_padding_mask(bert):
     with no_shortcuts((F, "scaled_dot_product_attention")):
         actual = bert.padding_mask(attention_mask)
     assert isinstance(actual, torch.Tensor) and actual.dtype == torch.bool, (
-        f"padding_mask should return a bool tensor, got {getattr(actual, 'dtype', type(actual))}"
+        f"padding_mask should return a bool tensor (True = may attend), got "
+        f"{getattr(actual, 'dtype', type(actual))}\n  {likely(M['padding_mask_not_bool'])}"
     )
     expected = attention_mask.bool()[:, None, None, :]
-    if actual.shape != expected.shape:
-        hint = ("(B, 1, 1, S): the mask is on keys, the last dim of the scores (B, nh, T, S)"
-                if actual.numel() == expected.numel() else "(B, 1, 1, S), broadcast over heads and queries")
-        assert_close(actual.float(), expected.float(), name="padding_mask(attention_mask)", hint=hint)
-    assert_close(actual.float(), expected.float(), name="padding_mask(attention_mask)", atol=0,
-                 mistakes={"an inverted mask (True should mean: may attend)": (~expected).float()})
+    mistakes = {M["inverted_padding_mask"]: (~expected).float(),
+                M["padding_mask_on_queries"]: expected.transpose(-1, -2).float()}
+    S = attention_mask.shape[-1]
+    # The keys' S in another dim than the last: the mask would hide queries (or heads), not keys.
+    assert actual.shape == expected.shape or actual.shape[-1:] == (S,) or S not in actual.shape, (
+        f"padding_mask(attention_mask) has shape {tuple(actual.shape)}, expected {tuple(expected.shape)}: the keys "
+        f"are the last dim of the scores (B, nh, T, S)\n  {likely(M['padding_mask_on_queries'])}")
+    hint = ("(B, 1, 1, S): the mask is on keys, the last dim of the scores (B, nh, T, S)"
+            if actual.numel() == expected.numel() else "(B, 1, 1, S), broadcast over heads and queries")
+    assert_close(actual.float(), expected.float(), name="padding_mask(attention_mask)", atol=0, mistakes=mistakes,
+                 hint=hint)
 
 
 # ----------------------------------------------------------------------------- 3. attention
@@ -89,13 +98,23 @@ def test_self_attention_matches_transformers(bert, hf):
     keep = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]).bool()[:, None, None, :]
     with torch.no_grad(), shortcuts(), capture([ours.hook_pattern]) as seen:
         out = ours(x, keep)
+    ref = model.encoder.layer[1].attention.self
     with torch.no_grad():
-        expected, expected_pattern = model.encoder.layer[1].attention.self(x, attention_mask=additive(keep))
+        expected, expected_pattern = ref(x, attention_mask=additive(keep))
+        nh = cfg.num_attention_heads
+        q, k = (rearrange(lin(x), "b t (nh hs) -> b nh t hs", nh=nh) for lin in (ref.query, ref.key))
+        by_hidden_size = torch.softmax((q @ k.transpose(-1, -2) / math.sqrt(cfg.hidden_size)).masked_fill(
+            ~keep, torch.finfo(x.dtype).min), dim=-1)  # (B, nh, T, S)
+        merged_wrongly = rearrange(expected, "b t (nh hs) -> b t (hs nh)", nh=nh)
+        after_softmax = torch.softmax(q @ k.transpose(-1, -2) * cfg.head_dim**-0.5, dim=-1).masked_fill(~keep, 0.0)
     assert seen[0] is not None, "BertSelfAttention never called self.hook_pattern(pattern): pass the pattern through it"
     assert_close(seen[0], expected_pattern, name="attention pattern (hook_pattern)", atol=1e-6,
+                 mistakes={M["attention_scale_hidden_size"]: by_hidden_size,
+                           M["attention_mask_after_softmax"]: after_softmax},
                  hint="query/key/value are separate nn.Linear(C, C); split heads with "
                       "'b t (nh hs) -> b nh t hs'")
     assert_close(out, expected, name="BertSelfAttention output (before the output dense)", atol=1e-5,
+                 mistakes={M["attention_heads_merged_wrongly"]: merged_wrongly},
                  hint="pattern @ v, heads merged back to (B, T, C) in the order they were split")
 
 
@@ -114,12 +133,12 @@ def test_attention_block_matches_transformers(bert, hf):
         y = ref.self(x, attention_mask=additive(keep))[0]
         y_queries = ref.self(x, attention_mask=additive(keep.transpose(-1, -2)))[0]
         mistakes = {
-            "pre-LN (x + dense(attn(LN(x)))); BERT is post-LN: LayerNorm(x + dense(attn(x)))":
+            M["attention_pre_ln"]:
                 x + ref.output.dense(ref.self(ref.output.LayerNorm(x), attention_mask=additive(keep))[0]),
-            "forgetting the residual (LayerNorm(dense(y)) instead of LayerNorm(dense(y) + x))":
+            M["attention_no_residual"]:
                 ref.output.LayerNorm(ref.output.dense(y)),
-            "forgetting the output layer norm": x + ref.output.dense(y),
-            "masking queries instead of keys": ref.output.LayerNorm(ref.output.dense(y_queries) + x),
+            M["attention_no_output_layer_norm"]: x + ref.output.dense(y),
+            M["padding_mask_on_queries"]: ref.output.LayerNorm(ref.output.dense(y_queries) + x),
         }
         assert_close(out, ref(x, attention_mask=additive(keep))[0], name="BertAttention output", atol=1e-5,
                      mistakes=mistakes, hint="self-attention, then output: LayerNorm(dropout(dense(y)) + x)")
@@ -154,11 +173,11 @@ def test_gelu_is_the_erf_one(bert):
     with shortcuts():
         actual = bert.gelu(x)
     mistakes = {
-        "the tanh approximation (gelu_new, GPT-2's); BERT uses the exact erf GELU":
+        M["tanh_gelu"]:
             0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))),
-        "x * sigmoid(1.702 x) (the sigmoid approximation)": x * torch.sigmoid(1.702 * x),
-        "erf(x / 2) instead of erf(x / sqrt(2))": 0.5 * x * (1 + torch.erf(x / 2)),
-        "forgetting the 0.5": x * (1 + torch.erf(x / math.sqrt(2))),
+        M["sigmoid_gelu"]: x * torch.sigmoid(1.702 * x),
+        M["gelu_erf_over_2"]: 0.5 * x * (1 + torch.erf(x / 2)),
+        M["gelu_no_half"]: x * (1 + torch.erf(x / math.sqrt(2))),
     }
     assert_close(actual, GELUActivation()(x), name="gelu(x)", atol=1e-6, mistakes=mistakes,
                  hint="0.5 x (1 + erf(x / sqrt(2)))")
@@ -178,14 +197,14 @@ def test_mlp_matches_transformers(bert, hf):
         tanh = layer.intermediate.dense(x)
         tanh = 0.5 * tanh * (1 + torch.tanh(math.sqrt(2 / math.pi) * (tanh + 0.044715 * tanh**3)))
         assert_close(h, layer.intermediate(x), name="BertIntermediate output", atol=1e-5,
-                     mistakes={"the tanh GELU (gelu_new) instead of the erf one": tanh},
+                     mistakes={M["tanh_gelu"]: tanh},
                      hint="dense (C -> intermediate_size), then the erf GELU")
         hh = layer.intermediate(x)
         with shortcuts():
             y = out(hh, x)
         mistakes = {
-            "forgetting the residual": layer.output.LayerNorm(layer.output.dense(hh)),
-            "pre-LN (x + dense(h)); BERT normalises after the addition": x + layer.output.dense(hh),
+            M["mlp_no_residual"]: layer.output.LayerNorm(layer.output.dense(hh)),
+            M["mlp_pre_ln"]: x + layer.output.dense(hh),
         }
         assert_close(y, layer.output(hh, x), name="BertOutput output", atol=1e-5, mistakes=mistakes,
                      hint="LayerNorm(dropout(dense(h)) + x), x being the MLP's input")
@@ -211,10 +230,10 @@ def test_block_matches_transformers(bert, hf):
         pre_a = x + ref.attention.output.dense(sa(ref.attention.output.LayerNorm(x), attention_mask=mask)[0])
         pre = pre_a + ref.output.dense(ref.intermediate(ref.output.LayerNorm(pre_a)))
         mistakes = {
-            "pre-LN (x = x + f(LN(x))); BERT is post-LN: x = LN(x + f(x))": pre,
-            "the MLP reading the block input instead of the attention output":
+            M["block_pre_ln"]: pre,
+            M["mlp_reads_block_input"]:
                 ref.output(ref.intermediate(x), a),
-            "the MLP's residual adding the block input instead of the attention output":
+            M["mlp_residual_block_input"]:
                 ref.output(ref.intermediate(a), x),
         }
         assert_close(out, ref(x, attention_mask=mask), name="BertLayer output", atol=1e-5, mistakes=mistakes,
@@ -235,9 +254,9 @@ def test_pooler_matches_transformers(bert, hf):
     ref = model.pooler
     with torch.no_grad():
         mistakes = {
-            "pooling the mean over tokens instead of the first token ([CLS])": torch.tanh(ref.dense(x.mean(1))),
-            "pooling the last token instead of the first ([CLS])": torch.tanh(ref.dense(x[:, -1])),
-            "forgetting the tanh": ref.dense(x[:, 0]),
+            M["pooler_mean"]: torch.tanh(ref.dense(x.mean(1))),
+            M["pooler_last_token"]: torch.tanh(ref.dense(x[:, -1])),
+            M["pooler_no_tanh"]: ref.dense(x[:, 0]),
         }
         assert_close(ours(x), ref(x), name="BertPooler output", atol=1e-6, mistakes=mistakes,
                      hint="tanh(dense(x[:, 0])): the hidden state of the first token, [CLS]")

@@ -8,7 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mlab_tfs.bert.mistakes import MISTAKES as M
 from mlab_tfs.testing.compare import assert_close
+from mlab_tfs.testing.mistakes import likely
 from mlab_tfs.testing.tiny import BERT_CONFIGS
 
 from .helpers import assert_bert_grads_close, batch, config_of, hf_grads_as_ours, load_into, shortcuts
@@ -39,10 +41,10 @@ def test_prediction_head_matches_transformers(bert, hf):
             actual = ours(x)
         t = head.transform(x)
         mistakes = {
-            "leaving out the decoder's own bias (cls.predictions.bias)": t @ head.decoder.weight.T,
-            "skipping the transform (dense, GELU, LayerNorm) before the decoder":
+            M["mlm_no_decoder_bias"]: t @ head.decoder.weight.T,
+            M["mlm_no_transform"]:
                 x @ head.decoder.weight.T + head.bias,
-            "the transform without its LayerNorm":
+            M["mlm_transform_no_layer_norm"]:
                 head.transform.transform_act_fn(head.transform.dense(x)) @ head.decoder.weight.T + head.bias,
         }
         assert_close(actual, head(x), name="BertLMPredictionHead output", atol=1e-5, mistakes=mistakes,
@@ -55,7 +57,7 @@ def test_decoder_is_tied_and_has_its_own_bias(bert, hf):
     predictions = model.cls.predictions
     assert predictions.decoder.weight is model.bert.embeddings.word_embeddings.weight, (
         "the decoder must be tied: cls.predictions.decoder.weight = bert.embeddings.word_embeddings.weight "
-        "(one Parameter, two uses)"
+        f"(one Parameter, two uses)\n  {likely(M['decoder_weight_copied'])}"
     )
     assert isinstance(predictions.bias, torch.nn.Parameter) and tuple(predictions.bias.shape) == (99,), (
         "the decoder has its own bias, cls.predictions.bias, an nn.Parameter of shape (V,), not tied to anything"
@@ -71,9 +73,9 @@ def test_mlm_loss(bert):
     labels[0, 2], labels[1, 0], labels[2, 5], labels[2, 1] = 4, 10, 0, 7
     flat = F.cross_entropy(logits.reshape(-1, 11), labels.reshape(-1), ignore_index=-100)
     mistakes = {
-        "shifting as a causal LM does (a masked LM predicts each position's own token)":
+        M["mlm_loss_shifted"]:
             F.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1), ignore_index=-100),
-        "summing instead of averaging over the labelled positions":
+        M["mlm_loss_summed"]:
             F.cross_entropy(logits.reshape(-1, 11), labels.reshape(-1), ignore_index=-100, reduction="sum"),
     }
     assert_close(bert.mlm_loss(logits, labels), flat, name="mlm_loss", atol=1e-6, mistakes=mistakes,
@@ -120,10 +122,18 @@ def test_problem_type_is_chosen_as_transformers_chooses(bert):
     ]
     for config, labels, expected in cases:
         actual = bert.problem_type_of(config, labels)
+        if config.problem_type is not None and actual != config.problem_type:
+            cause = f"\n  {likely(M['problem_type_config_ignored'])}"
+        elif config.num_labels == 1 and actual != "regression":
+            cause = f"\n  {likely(M['problem_type_dtype_first'])}"
+        elif config.problem_type is None and actual != expected:
+            cause = f"\n  {likely(M['problem_type_dtype_ignored'])}"
+        else:
+            cause = ""
         assert actual == expected, (
             f"num_labels={config.num_labels}, problem_type={config.problem_type}, labels {labels.dtype}: "
             f"expected {expected!r}, got {actual!r} (the config's problem_type wins; else one label is regression, "
-            f"integer labels single-label, float labels multi-label)"
+            f"integer labels single-label, float labels multi-label){cause}"
         )
 
 
@@ -133,10 +143,10 @@ def test_classification_loss(bert):
     logits = torch.randn(4, 3, generator=g)
     ids = torch.tensor([2, 0, 1, 1])
     multi = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 0.0]])
-    single_mistakes = {"a BCE on one-hot labels": F.binary_cross_entropy_with_logits(logits, F.one_hot(ids, 3).float())}
+    single_mistakes = {M["single_label_bce"]: F.binary_cross_entropy_with_logits(logits, F.one_hot(ids, 3).float())}
     assert_close(bert.classification_loss(logits, ids, "single_label_classification"), F.cross_entropy(logits, ids),
                  name="single-label loss", atol=1e-6, mistakes=single_mistakes, hint="F.cross_entropy(logits, labels)")
-    multi_mistakes = {"a softmax cross-entropy (labels are independent: sigmoid + BCE per label)":
+    multi_mistakes = {M["multi_label_softmax"]:
                       F.cross_entropy(logits, multi)}
     assert_close(bert.classification_loss(logits, multi, "multi_label_classification"),
                  F.binary_cross_entropy_with_logits(logits, multi), name="multi-label loss", atol=1e-6,
@@ -146,8 +156,7 @@ def test_classification_loss(bert):
     broadcast = ((one - target[None, :]) ** 2).mean()  # (B, 1) - (1, B) -> (B, B)
     assert_close(bert.classification_loss(one, target, "regression"), F.mse_loss(one[:, 0], target),
                  name="regression loss (num_labels=1)", atol=1e-6,
-                 mistakes={"broadcasting (B, 1) logits against (B,) labels to (B, B)": broadcast,
-                           "a root mean square instead of the mean square": F.mse_loss(one[:, 0], target).sqrt()},
+                 mistakes={M["regression_broadcast"]: broadcast},
                  hint="squeeze the logits to (B,) before F.mse_loss")
 
 
@@ -171,9 +180,11 @@ def test_classifier_logits_loss_and_gradients(bert, hf, name):
     with shortcuts():
         out = model(ids, attention_mask=mask, token_type_ids=types, labels=labels)
     ref.zero_grad()
-    expected = ref(ids, attention_mask=mask, token_type_ids=types, labels=labels)
+    expected = ref(ids, attention_mask=mask, token_type_ids=types, labels=labels, output_hidden_states=True)
+    with torch.no_grad():
+        no_pooler = ref.classifier(expected.hidden_states[-1][:, 0])  # (B, L)
     assert_close(out.logits, expected.logits, name="classifier logits", atol=ATOL,
-                 hint="classifier(dropout(pooler_output))")
+                 mistakes={M["classifier_skips_pooler"]: no_pooler}, hint="classifier(dropout(pooler_output))")
     assert_close(out.loss, expected.loss, name=f"classification loss ({ref.config.problem_type})", atol=ATOL)
     out.loss.backward()
     expected.loss.backward()

@@ -10,9 +10,11 @@ import math
 import pytest
 import torch
 
+from mlab_tfs.bert.mistakes import MISTAKES as M
 from mlab_tfs.hooks import HookPoint, capture
 from mlab_tfs.testing import tiny
 from mlab_tfs.testing.compare import assert_close
+from mlab_tfs.testing.mistakes import likely
 
 from .helpers import additive, assert_bert_grads_close, batch, config_of, hf_grads_as_ours, load_into
 
@@ -132,7 +134,6 @@ def test_run_with_cache_equals_transformers_hidden_states_and_attentions(bert, h
     for i in range(n):
         assert_close(states[f"blocks.{i}.hook_normalized_resid_post"], expected.hidden_states[i + 1],
                      name=f"blocks.{i}.hook_normalized_resid_post vs hidden_states[{i + 1}]", atol=ATOL,
-                     mistakes={f"blocks.{i}.hook_resid_post (before ln2)": states[f"blocks.{i}.hook_resid_post"]},
                      hint="hook_normalized_resid_post is the block's output, after its last layer norm")
         assert_close(cache[f"blocks.{i}.attn.hook_pattern"], expected.attentions[i],
                      name=f"blocks.{i}.attn.hook_pattern vs attentions[{i}]", atol=ATOL,
@@ -192,6 +193,15 @@ def test_the_fused_kernel_runs_unless_a_hook_needs_the_pattern(bert, hf, monkeyp
 # ----------------------------------------------------------------------------- by hand
 
 
+def _assert_heads_after_positions(actual, expected, name: str) -> None:
+    """A (B, T, nh, hs) hook point holding (B, nh, T, hs) is the heads moved forward before the hook."""
+    __tracebackhide__ = True  # failures point at the test's line
+    swapped = (expected.shape[0], expected.shape[2], expected.shape[1], expected.shape[3])
+    assert actual.shape == expected.shape or tuple(actual.shape) != swapped, (
+        f"{name} is {tuple(actual.shape)}, expected (B, T, nh, hs) = {tuple(expected.shape)}\n"
+        f"  {likely(M['hook_qkv_heads_first'])}")
+
+
 def _ln_parts(x, eps):
     mean = x.mean(-1, keepdim=True)
     scale = torch.sqrt((x - mean).pow(2).mean(-1, keepdim=True) + eps)
@@ -235,9 +245,9 @@ def test_attention_hooks_by_hand(cached, layer):
     with torch.no_grad():
         for name, lin in (("q", sa.query), ("k", sa.key), ("v", sa.value)):
             expected = (x @ lin.weight.T + lin.bias).reshape(B, T, nh, hs)
+            _assert_heads_after_positions(cache[b + f"attn.hook_{name}"], expected, b + f"attn.hook_{name}")
             assert_close(cache[b + f"attn.hook_{name}"], expected, name=b + f"attn.hook_{name}", atol=ATOL,
-                         mistakes={"(B, nh, T, hs), heads before positions": expected.transpose(1, 2)}
-                         if cache[b + f"attn.hook_{name}"].shape == (B, nh, T, hs) else None,
+                         mistakes={M["hook_qkv_heads_first"]: expected.transpose(1, 2)},
                          hint="the projection split into heads, (B, T, nh, hs) as TransformerLens: hook it "
                               "before moving the heads forward")
         q, k, v = (cache[b + f"attn.hook_{n}"] for n in "qkv")
@@ -277,7 +287,6 @@ def test_mlp_and_layer_norm_hooks_by_hand(cached, layer):
         mlp_out = post @ blk.output.dense.weight.T + blk.output.dense.bias
         assert_close(cache[b + "hook_mlp_out"], mlp_out, name=b + "hook_mlp_out", atol=ATOL)
         assert_close(cache[b + "hook_resid_post"], mlp_in + mlp_out, name=b + "hook_resid_post", atol=ATOL,
-                     mistakes={"resid_mid + mlp_out (pre-LN's meaning)": cache[b + "hook_resid_mid"] + mlp_out},
                      hint="post-LN: the MLP's residual adds the *normalized* resid_mid, ln1(resid_mid)")
         scale2, normalized2 = _ln_parts(cache[b + "hook_resid_post"], eps)
         assert_close(cache[b + "hook_normalized_resid_post"], normalized2 * ln2.weight + ln2.bias,
@@ -295,6 +304,7 @@ def test_mlp_and_layer_norm_hooks_by_hand(cached, layer):
 def _seen(module, *args):
     """module(*args) with every hook point inside it recorded: (output, {path: value}); a point
     the forward never reached is a failure naming where to call it."""
+    __tracebackhide__ = True  # failures point at the test's line
     points = {n: m for n, m in module.named_modules() if isinstance(m, HookPoint)}
     with torch.no_grad(), capture(list(points.values())) as values:
         out = module(*args)
@@ -309,6 +319,7 @@ def _seen(module, *args):
 
 def _ln_alone(seen, prefix, x, eps):
     """The GPT-2 LayerNorm's own hook points, where that exercise has them."""
+    __tracebackhide__ = True  # failures point at the test's line
     if prefix + "hook_normalized" in seen:
         scale, normalized = _ln_parts(x, eps)
         assert_close(seen[prefix + "hook_scale"], scale, name=prefix + "hook_scale", atol=ATOL)
@@ -355,9 +366,9 @@ def test_attention_hook_points_of_the_layer(bert, hf):
         for name, lin in (("q", sa.query), ("k", sa.key), ("v", sa.value)):
             expected = lin(x).reshape(B, T, nh, hs)
             got = seen[f"self.hook_{name}"]
+            _assert_heads_after_positions(got, expected, f"BertSelfAttention.hook_{name}")
             assert_close(got, expected, name=f"BertSelfAttention.hook_{name}", atol=ATOL,
-                         mistakes={"(B, nh, T, hs), heads before positions": expected.transpose(1, 2)}
-                         if got.shape == (B, nh, T, hs) else None,
+                         mistakes={M["hook_qkv_heads_first"]: expected.transpose(1, 2)},
                          hint="the projection split into heads, (B, T, nh, hs) as TransformerLens: hook it "
                               "before moving the heads forward")
         q, k, v = (sa.query(x), sa.key(x), sa.value(x))
@@ -374,7 +385,7 @@ def test_attention_hook_points_of_the_layer(bert, hf):
                      hint="pattern @ v as (B, T, nh, hs), before the heads merge")
         attn_out = so.dense(z.reshape(B, T, nh * hs))
         assert_close(seen["output.hook_attn_out"], attn_out, name="BertSelfOutput.hook_attn_out", atol=ATOL,
-                     mistakes={"hook_attn_out taken after adding the residual": x + attn_out},
+                     mistakes={M["hook_attn_out_after_residual"]: x + attn_out},
                      hint="after the output dense and its bias: what is added to the residual")
         assert_close(seen["output.hook_resid_mid"], x + attn_out, name="BertSelfOutput.hook_resid_mid", atol=ATOL,
                      hint="x + attn_out, before the layer norm")
@@ -397,12 +408,12 @@ def test_mlp_hook_points_of_the_layers(bert, hf):
                      hint="dense(x), before the activation")
         assert_close(seen["hook_post"], 0.5 * pre * (1 + torch.erf(pre / math.sqrt(2))),
                      name="BertIntermediate.hook_post", atol=ATOL,
-                     mistakes={"hook_post taken before the activation": pre}, hint="the erf GELU of hook_pre")
+                     mistakes={M["hook_post_before_activation"]: pre}, hint="the erf GELU of hook_pre")
     _, seen = _seen(out_layer, h, x)
     with torch.no_grad():
         mlp_out = out_layer.dense(h)
         assert_close(seen["hook_mlp_out"], mlp_out, name="BertOutput.hook_mlp_out", atol=ATOL,
-                     mistakes={"hook_mlp_out taken after adding the residual": x + mlp_out},
+                     mistakes={M["hook_mlp_out_after_residual"]: x + mlp_out},
                      hint="after the dense and its bias: what is added to the residual")
         assert_close(seen["hook_resid_post"], x + mlp_out, name="BertOutput.hook_resid_post", atol=ATOL,
                      hint="x + mlp_out, before the layer norm")
@@ -462,7 +473,7 @@ def test_zero_ablating_a_head_through_hook_z_equals_the_edit_by_hand(bert, hf, a
         x = layer.output(layer.intermediate(a), a)
         expected = _hf_rest(ref, x, mask, 2)
     assert_close(out.last_hidden_state, expected, name="last_hidden_state with head 2 of block 1 ablated", atol=ATOL,
-                 mistakes={"no ablation at all (the hook's return value ignored)": hs[-1]},
+                 mistakes={M["hook_output_ignored"]: hs[-1]},
                  hint="use what the hook point returns: z = self.hook_z(z), then merge the heads of that z")
 
 

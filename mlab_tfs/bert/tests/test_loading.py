@@ -12,8 +12,10 @@ import transformers
 from safetensors.torch import load_file, save_file
 
 from mlab_tfs.bert import solution
+from mlab_tfs.bert.mistakes import MISTAKES as M
 from mlab_tfs.checkpoints import CheckpointError
 from mlab_tfs.testing.compare import assert_close, assert_same_checkpoint
+from mlab_tfs.testing.mistakes import likely
 from mlab_tfs.testing.tiny import BERT_CONFIGS, assert_load_lists, edited_checkpoint, hf_bert
 
 from .helpers import batch, config_of
@@ -27,7 +29,35 @@ LAYOUTS = [("model", "model"), ("mlm", "model"), ("pretraining", "model"), ("cla
            ("mlm", "classifier")]
 
 
+def _key_mistake(missing: set[str], extra: set[str]) -> str:
+    """The likely cause of a key mismatch, from the keys alone (empty when none is recognised)."""
+    strip = lambda keys: {k.removeprefix("bert.") for k in keys}  # noqa: E731
+    if any(k.endswith(("embeddings.position_ids", "embeddings.token_type_ids")) for k in extra):
+        return likely(M["position_ids_buffer_kept"])
+    if any(k.endswith(("LayerNorm.gamma", "LayerNorm.beta")) for k in extra):
+        return likely(M["gamma_beta_not_renamed"])
+    if "cls.predictions.decoder.bias" in extra:
+        return likely(M["decoder_bias_kept"])
+    if missing == {solution.DECODER} and not extra:
+        return likely(M["tied_decoder_not_pointed"])
+    if missing and extra and strip(missing) == strip(extra):
+        return likely(M["bert_prefix_mismatch"])
+    return ""
+
+
+def assert_same_keys(actual: dict, expected: dict, what: str) -> None:
+    """actual has exactly expected's keys; the message names the keys that differ and, when it
+    recognises them, the mistake."""
+    __tracebackhide__ = True  # failures point at the test's line
+    assert isinstance(actual, dict), f"from_hf_state_dict should return a dict, got {type(actual).__name__}"
+    missing, extra = set(expected) - set(actual), set(actual) - set(expected)
+    cause = _key_mistake(missing, extra)
+    assert not missing and not extra, (
+        f"{what}: missing {sorted(missing)[:6]}, unexpected {sorted(extra)[:6]}" + (f"\n  {cause}" if cause else ""))
+
+
 def _compare(ours, ref, target: str, cfg, what: str, pooled: bool = True):
+    __tracebackhide__ = True  # failures point at the test's line
     ids, mask, types, real = batch(cfg, seed=9)
     kwargs = dict(attention_mask=mask, token_type_ids=types)
     with torch.no_grad():
@@ -44,12 +74,30 @@ def _compare(ours, ref, target: str, cfg, what: str, pooled: bool = True):
         assert_close(a.logits, b.logits, name=f"classifier logits {what}", atol=1e-5)
 
 
+# First: the quickest test that meets every old name (a check stops at the first failure).
+@pytest.mark.exercise("loading")
+def test_bert_model_checkpoint_with_prefix_and_old_names(bert, hf, tmp_path):
+    """An older layout: bert.-prefixed BertModel keys, a position_ids buffer, TF's gamma/beta names."""
+    ref = hf("base", "model")
+    state = {}
+    for k, v in ref.state_dict().items():
+        k = k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
+        state["bert." + k] = v.clone()
+    state["bert.embeddings.position_ids"] = torch.arange(40)[None]
+    assert_same_keys(bert.from_hf_state_dict(state, config_of(ref), "model"), ref.state_dict(),
+                     "old-layout BertModel checkpoint -> BertModel")
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    (tmp_path / "config.json").write_text(json.dumps(ref.config.to_dict()))
+    _compare(bert.BertModel.from_pretrained(tmp_path), ref, "model", config_of(ref), "(old-layout checkpoint)")
+
+
 @pytest.mark.exercise("loading")
 @pytest.mark.parametrize("layout,target", LAYOUTS, ids=[f"{a}->{b}" for a, b in LAYOUTS])
 def test_from_hf_state_dict_names(bert, hf, checkpoint, layout, target):
     ref = hf("base", layout)
     cfg = config_of(ref)
-    state = ref.state_dict()
+    # As save_pretrained writes it: the tied decoder weight is left out (the loader points it at the embedding).
+    state = {k: v for k, v in ref.state_dict().items() if not (cfg.tie_word_embeddings and k == solution.DECODER)}
     actual = bert.from_hf_state_dict(state, cfg, target)
     # Independent of the solution: transformers' own class for the target, loaded from the same
     # checkpoint, holds every tensor under the target's names. Leave out what it had to make up
@@ -58,12 +106,8 @@ def test_from_hf_state_dict_names(bert, hf, checkpoint, layout, target):
     loaded, info = HF_CLASSES[target].from_pretrained(checkpoint("base", layout), output_loading_info=True)
     made_up = set(info["missing_keys"]) | {"cls.predictions.decoder.bias"}
     expected = {k: v for k, v in loaded.state_dict().items() if k not in made_up}
-    assert isinstance(actual, dict), f"from_hf_state_dict should return a dict, got {type(actual).__name__}"
-    missing, extra = sorted(set(expected) - set(actual)), sorted(set(actual) - set(expected))
-    assert not missing and not extra, (
-        f"{layout} checkpoint -> {CLASSES[target]}: keys differ from transformers' {HF_CLASSES[target].__name__}: "
-        f"missing {missing[:6]}, unexpected {extra[:6]}"
-    )
+    assert_same_keys(actual, expected, f"{layout} checkpoint -> {CLASSES[target]}: keys differ from transformers' "
+                                       f"{HF_CLASSES[target].__name__}")
     for key in expected:
         assert_close(actual[key], expected[key], name=key, atol=0)
 
@@ -106,20 +150,6 @@ def test_save_pretrained_loads_in_transformers(bert, checkpoint, name, target, t
     assert_same_checkpoint(tmp_path / "model.safetensors", original / "model.safetensors")
     assert ref.config.num_labels == ours.config.num_labels and ref.config.problem_type == ours.config.problem_type
     _compare(ours, ref.eval(), target, ours.config, "(transformers loading our checkpoint)")
-
-
-@pytest.mark.exercise("loading")
-def test_bert_model_checkpoint_with_prefix_and_old_names(bert, hf, tmp_path):
-    """An older layout: bert.-prefixed BertModel keys, a position_ids buffer, TF's gamma/beta names."""
-    ref = hf("base", "model")
-    state = {}
-    for k, v in ref.state_dict().items():
-        k = k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
-        state["bert." + k] = v.clone()
-    state["bert.embeddings.position_ids"] = torch.arange(40)[None]
-    torch.save(state, tmp_path / "pytorch_model.bin")
-    (tmp_path / "config.json").write_text(json.dumps(ref.config.to_dict()))
-    _compare(bert.BertModel.from_pretrained(tmp_path), ref, "model", config_of(ref), "(old-layout checkpoint)")
 
 
 @pytest.mark.exercise("loading")

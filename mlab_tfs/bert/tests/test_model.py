@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mlab_tfs.bert.mistakes import MISTAKES as M
 from mlab_tfs.testing.compare import assert_close
 from mlab_tfs.testing.tiny import BERT_CONFIGS
 
@@ -31,8 +32,11 @@ def test_hidden_states_and_gradients(bert, hf, name):
     ref.zero_grad()
     expected = ref(ids, attention_mask=mask, token_type_ids=types)
     assert out.pooler_output is None, "BertModel(config, add_pooling_layer=False) has no pooler: pooler_output is None"
+    with torch.no_grad():
+        mistakes = {M["mask_not_passed"]: lambda: ref(ids, token_type_ids=types).last_hidden_state[real],
+                    M["token_type_ids_ignored"]: lambda: ref(ids, attention_mask=mask).last_hidden_state[real]}
     assert_close(out.last_hidden_state[real], expected.last_hidden_state[real],
-                 name="last_hidden_state (non-padded positions)", atol=ATOL,
+                 name="last_hidden_state (non-padded positions)", atol=ATOL, mistakes=mistakes,
                  hint="run exercises 1-5 (and GPT-2's 1-3) first; then check the embeddings' inputs (token types, positions 0..T-1) "
                       "and that the padding mask reaches every layer")
     # Backpropagate from real positions only (padding outputs are never used).
@@ -53,7 +57,9 @@ def test_defaults_token_types_zero_positions_from_zero(bert, hf):
                      atol=ATOL, hint="without token_type_ids every token is segment 0; positions are 0..T-1")
         pos = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6, 5]])
         assert_close(model(ids, position_ids=pos).last_hidden_state, ref(ids, position_ids=pos).last_hidden_state,
-                     name="last_hidden_state with position_ids", atol=ATOL, hint="use the position_ids you are given")
+                     name="last_hidden_state with position_ids", atol=ATOL,
+                     mistakes={M["position_ids_ignored"]: ref(ids).last_hidden_state},
+                     hint="use the position_ids you are given")
 
 
 @pytest.mark.exercise("model")

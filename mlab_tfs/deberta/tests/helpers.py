@@ -73,6 +73,7 @@ def assert_model_grads_close(actual: dict, expected: dict, config: solution.Debe
     """Every gradient within 1e-5 relative (per parameter, to its largest entry), except the
     key biases (see is_key_bias): those within 1e-5 x the largest gradient entry of the same
     layer's key_proj.weight, the scale of their rounding noise."""
+    __tracebackhide__ = True  # failures point at the test's line
     from mlab_tfs.testing.compare import Mismatch, assert_grads_close
 
     keys = {n for n in expected if is_key_bias(n)}
@@ -97,6 +98,7 @@ def assert_attention_points(points: dict, hf_self, cfg: solution.DebertaV2Config
     hook_p2c_scores = k_j . Qr[clamp(-r(j, i) + k)] / scale (Kr, Qr: the table through the
     key/query projections, or pos_key_proj/pos_query_proj); hook_attn_scores their sum with the
     content term, finfo.min where masked; hook_pattern its softmax; hook_z = pattern @ v."""
+    __tracebackhide__ = True  # failures point at the test's line
     from transformers.models.deberta_v2 import modeling_deberta_v2 as hf_mod
 
     from mlab_tfs.testing.compare import assert_close

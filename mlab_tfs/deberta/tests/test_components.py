@@ -10,9 +10,11 @@ import pytest
 import torch
 from transformers.models.deberta_v2 import modeling_deberta_v2 as hf_mod
 
+from mlab_tfs.deberta.mistakes import MISTAKES as M
 from mlab_tfs.hooks import HookPoint, capture
 from mlab_tfs.outputs import BaseModelOutput
 from mlab_tfs.testing.compare import assert_close, assert_grads_close
+from mlab_tfs.testing.mistakes import likely
 
 from .helpers import (
     DEBERTA_CONFIGS,
@@ -23,22 +25,33 @@ from .helpers import (
     right_padded_batch,
 )
 
+
 def _call(fn, *args, what: str):
-    """Run the learner's function; turn gather's index errors into a diagnosis."""
+    """Run the learner's function (c2p_scores or p2c_scores); turn gather's index errors into a diagnosis."""
+    __tracebackhide__ = True  # failures point at the test's line
     try:
         return fn(*args)
     except RuntimeError as e:
         message = str(e).lower()
         if "index" in message and ("out of bounds" in message or "out of range" in message):
+            mistake = M["c2p_not_clamped" if what.startswith("c2p") else "p2c_not_clamped"]
             pytest.fail(
-                f"{what} raised {e!r}.\n  likely cause: a gather index outside the table. Relative distances run "
-                f"from -(T-1) to T-1 but the table has 2k rows: add k (att_span) and clamp to [0, 2k - 1] "
-                f"before gathering.", pytrace=False,
+                f"{what} raised {e!r}. Relative distances run from -(T-1) to T-1 but the table has 2k rows: add k "
+                f"(att_span) and clamp to [0, 2k - 1] before gathering.\n  {likely(mistake)}", pytrace=False,
             )
         raise
 
 
 # ----------------------------------------------------------------------------- 1. log buckets
+
+
+def _buckets_with_float_mid(r, bucket_size, max_position):
+    """The buckets with mid = bucket_size / 2 (a float for odd sizes), truncated to integers at the end."""
+    mid = bucket_size / 2
+    a = r.abs().double()
+    far = torch.ceil(torch.log(a.clamp_min(1) / mid) / math.log((max_position - 1) / mid) * (mid - 1)) + mid
+    return torch.where(a <= mid, r, (far * r.sign()).long())
+
 
 
 @pytest.mark.exercise("log_buckets")
@@ -54,12 +67,15 @@ def test_make_log_bucket_position(deberta, bucket_size, max_position):
         torch.log(a / mid) / math.log(ratio) * (mid - 1)) + mid
     near = r.abs() <= mid
     mistakes = {
-        "floor instead of ceil": torch.where(near, r, (log_part(torch.floor) * r.sign()).long()),
-        "round instead of ceil": torch.where(near, r, (log_part(torch.round) * r.sign()).long()),
-        "forgetting the sign (far distances must keep the sign of r)": torch.where(near, r, log_part(torch.ceil).long()),
-        "log(max_position / mid) instead of log((max_position - 1) / mid)":
+        M["bucket_floor"]: torch.where(near, r, (log_part(torch.floor) * r.sign()).long()),
+        M["bucket_round"]: torch.where(near, r, (log_part(torch.round) * r.sign()).long()),
+        M["bucket_sign_lost"]: torch.where(near, r, log_part(torch.ceil).long()),
+        M["bucket_log_max_position"]:
             torch.where(near, r, (log_part(torch.ceil, max_position / mid) * r.sign()).long()),
-        "forgetting to add mid to the log part": torch.where(near, r, ((log_part(torch.ceil) - mid) * r.sign()).long()),
+        M["bucket_no_mid"]: torch.where(near, r, ((log_part(torch.ceil) - mid) * r.sign()).long()),
+        M["bucket_mid_true_division"]: _buckets_with_float_mid(r, bucket_size, max_position),
+        M["bucket_log_scale_mid"]: torch.where(near, r, ((torch.ceil(torch.log(a / mid) / math.log(
+            (max_position - 1) / mid) * mid) + mid) * r.sign()).long()),
     }
     assert_close(actual.double(), expected.double(), name=f"make_log_bucket_position(r, {bucket_size}, {max_position})",
                  atol=0, mistakes={k: v.double() for k, v in mistakes.items()},
@@ -98,8 +114,10 @@ def test_build_relative_position(deberta, q, k, buckets, max_pos):
         f"return a torch.long tensor (it is used as a gather index), got {getattr(actual, 'dtype', type(actual))}"
     )
     plain = torch.arange(q)[:, None] - torch.arange(k)[None, :]
-    mistakes = {"j - i instead of i - j (r[i, j] is the query's position minus the key's)": -expected,
-                "no bucketing (apply make_log_bucket_position when bucket_size > 0)": plain}
+    assert actual.shape == expected.shape, (
+        f"build_relative_position({q}, {k}, ...) should be ({q}, {k}) (query_size, key_size), got {tuple(actual.shape)}"
+        + (f"\n  {likely(M['relative_square'])}" if q != k and tuple(actual.shape) in ((q, q), (k, k)) else ""))
+    mistakes = {M["relative_sign_flipped"]: -expected, M["relative_not_bucketed"]: plain}
     assert_close(actual.double(), expected.double(), name=f"build_relative_position({q}, {k}, {buckets}, {max_pos})",
                  atol=0, mistakes={m: v.double() for m, v in mistakes.items()},
                  hint="shape (query_size, key_size), r[i, j] = i - j")
@@ -144,11 +162,11 @@ def test_c2p_scores(deberta, buckets):
     actual = _call(deberta.c2p_scores, q, pos_key, rel, k, what="c2p_scores")
     expected = torch.einsum("bhid,hijd->bhij", q, _gathered(pos_key, rel, k))
     mistakes = {
-        "the distance j - i (use r = relative_pos as given: i - j)": torch.einsum("bhid,hijd->bhij", q, _gathered(pos_key, -rel, k)),
-        "clamping r without adding k first": torch.einsum("bhid,hijd->bhij", q, pos_key[:, rel.clamp(0, 2 * k - 1)]),
-        "gathering along the wrong dim (the distance is the last dim of q @ pos_key^T)":
+        M["c2p_sign_flipped"]: torch.einsum("bhid,hijd->bhij", q, _gathered(pos_key, -rel, k)),
+        M["c2p_clamp_without_k"]: torch.einsum("bhid,hijd->bhij", q, pos_key[:, rel.clamp(0, 2 * k - 1)]),
+        M["c2p_gather_wrong_dim"]:
             torch.einsum("bhid,hijd->bhji", q, _gathered(pos_key, rel, k)),
-        "dividing by a scale (c2p_scores is unscaled; the attention divides)":
+        M["c2p_scaled"]:
             torch.einsum("bhid,hijd->bhij", q, _gathered(pos_key, rel, k)) / math.sqrt(4 * 3),
     }
     assert_close(actual, expected, name="c2p_scores", atol=1e-5, mistakes=mistakes,
@@ -188,11 +206,11 @@ def test_p2c_scores(deberta, buckets):
     actual = _call(deberta.p2c_scores, key, pos_query, rel, k, what="p2c_scores")
     expected = torch.einsum("bhjd,hijd->bhij", key, _gathered(pos_query, rel, k))
     mistakes = {
-        "gathering at +r instead of -r (the key's row reads the distance from the key's side, -r[j, i])":
+        M["p2c_sign_flipped"]:
             torch.einsum("bhjd,hijd->bhij", key, _gathered(pos_query, -rel, k)),
-        "forgetting the final transpose (the gather gives (B, nh, key j, query i))":
+        M["p2c_no_transpose"]:
             torch.einsum("bhjd,hijd->bhji", key, _gathered(pos_query, rel, k)),
-        "c2p's formula (q . pos_query, gathered at +r) with the key in place of the query":
+        M["p2c_as_c2p"]:
             torch.einsum("bhid,hijd->bhij", key, _gathered(pos_query, rel, k)),
     }
     assert_close(actual, expected, name="p2c_scores", atol=1e-5, mistakes=mistakes,
@@ -231,6 +249,7 @@ def _attention_inputs(hf, cfg, seed=0):
 
 def _point(module, name):
     """A hook point of the learner's module, or a failure that says which one to create."""
+    __tracebackhide__ = True  # failures point at the test's line
     point = getattr(module, name, None)
     if not isinstance(point, HookPoint):
         pytest.fail(f"{type(module).__name__} has no hook point {name!r}: create self.{name} = HookPoint() in "
@@ -249,7 +268,9 @@ def test_attention_matches_transformers(deberta, hf_models, name):
     hf = hf_models[name]
     cfg = config_of(hf)
     hf_self = hf.deberta.encoder.layer[1].attention.self
-    attn = load_into(deberta.DisentangledSelfAttention(cfg), hf, "deberta.encoder.layer.1.attention.self.")
+    attn = deberta.DisentangledSelfAttention(cfg)
+    _assert_attention_parameters(attn, hf_self, name)
+    attn = load_into(attn, hf, "deberta.encoder.layer.1.attention.self.")
     x, keep, rel, rel_emb = _attention_inputs(hf, cfg)
     with capture([_point(attn, "hook_pattern")]) as pattern:
         context = attn(x, keep, rel, rel_emb)
@@ -268,19 +289,43 @@ def test_attention_matches_transformers(deberta, hf_models, name):
                     return _hf_self(hf_self, x, keep, rel, rel_emb)[1]
             return run
 
+        def relative_unscaled():  # c2p + p2c added as they come out of the gathers
+            bias = hf_self.disentangled_attention_bias
+            unscaled = lambda q, k, r, e, f: bias(q, k, r, e, f) * hf_mod.scaled_size_sqrt(q, f)  # noqa: E731
+            with mock.patch.object(hf_self, "disentangled_attention_bias", unscaled):
+                return _hf_self(hf_self, x, keep, rel, rel_emb)[1]
+
+        def shared_keys():  # the key and query projections for the table, though share_att_key is False
+            with mock.patch.object(hf_self, "share_att_key", True):
+                return _hf_self(hf_self, x, keep, rel, rel_emb)[1]
+
         hs = cfg.head_dim
         mistakes = {
-            "the scale sqrt(head size), without the (1 + number of position types) factor":
-                with_scale(lambda q, f: torch.sqrt(torch.tensor(float(hs)))),
-            "the scale sqrt(head size) * (1 + number of position types) (the factor goes inside the sqrt)":
-                with_scale(lambda q, f: torch.sqrt(torch.tensor(float(hs))) * f),
-            "no scale at all": with_scale(lambda q, f: torch.tensor(1.0)),
+            M["scale_no_factor"]: with_scale(lambda q, f: torch.sqrt(torch.tensor(float(hs)))),
+            M["scale_factor_outside_sqrt"]: with_scale(lambda q, f: torch.sqrt(torch.tensor(float(hs))) * f),
+            M["scale_factor_fixed_3"]: with_scale(lambda q, f: torch.sqrt(torch.tensor(3.0 * hs))),
+            M["no_scale"]: with_scale(lambda q, f: torch.tensor(1.0)),
         }
+        if cfg.relative_attention:
+            mistakes[M["relative_terms_unscaled"]] = relative_unscaled
+            if not cfg.share_att_key:
+                mistakes[M["share_att_key_ignored"]] = shared_keys
     assert_close(probs, expected_probs, name=f"attention probabilities ({name})", atol=1e-6, mistakes=mistakes,
                  hint="scores = (q k^T + c2p + p2c) / sqrt(hs * (1 + len(pos_att_type))), masked_fill where the "
                       "mask is False with finfo.min, softmax over keys")
     assert_close(context, expected, name=f"attention context ({name})", atol=1e-5,
                  hint="probs @ v, heads merged back to (B, T, H) in the order they were split")
+
+
+def _assert_attention_parameters(attn, hf_self, name: str) -> None:
+    """The learner's attention has transformers' parameter names (else the weights cannot load)."""
+    __tracebackhide__ = True
+    ours, theirs = set(dict(attn.named_parameters())), set(dict(hf_self.named_parameters()))
+    relative = {n for n in ours ^ theirs if n.startswith(("pos_key_proj.", "pos_query_proj."))}
+    assert ours == theirs, (
+        f"DisentangledSelfAttention({name}) should have parameters {sorted(theirs)}, has {sorted(ours)}: "
+        f"pos_key_proj only for c2p, pos_query_proj only for p2c, neither with share_att_key"
+        + (f"\n  {likely(M['share_att_key_ignored'])}" if relative == ours ^ theirs else ""))
 
 
 ATTENTION_POINTS = ("hook_q", "hook_k", "hook_v", "hook_c2p_scores", "hook_p2c_scores", "hook_attn_scores",
@@ -351,6 +396,7 @@ def test_attention_gradients(deberta, hf_models, name):
 def _run_encoder(enc, x, mask):
     """The encoder's output, and its hidden states and attentions read from the given layers'
     hook points (the model gathers them the same way)."""
+    __tracebackhide__ = True  # failures point at the test's line
     layers = list(enc.layer)
     last = enc.conv.hook_out if len(layers) == 1 and hasattr(enc, "conv") else layers[-1].hook_normalized_resid_post
     with capture([layer.hook_resid_pre for layer in layers] + [last]) as hidden, \
@@ -386,9 +432,15 @@ def test_encoder_matches_transformers(deberta, hf_models, name):
             finally:
                 hf_enc.norm_rel_ebd = saved
 
-        mistakes = {"masking padded keys only (padded queries must be masked too: keep = m_i & m_j)": keys_only}
+        def unbucketed():
+            with mock.patch.object(hf_enc, "position_buckets", -1):
+                return hf_enc(x, mask, output_hidden_states=True).last_hidden_state
+
+        mistakes = {M["encoder_keys_only_mask"]: keys_only}
         if "layer_norm" in cfg.norm_rel_ebd:
-            mistakes["using the relative table without its LayerNorm (norm_rel_ebd='layer_norm')"] = unnormed_table
+            mistakes[M["encoder_table_not_normed"]] = unnormed_table
+        if cfg.relative_attention and cfg.position_buckets > 0:
+            mistakes[M["encoder_no_buckets"]] = unbucketed
     n = cfg.num_hidden_layers
     assert_close(out.last_hidden_state, expected.last_hidden_state, name=f"encoder output ({name})", atol=1e-5,
                  mistakes=mistakes, hint="the convolution (when conv_kernel_size > 0) runs once, after layer 0, on "
@@ -444,6 +496,9 @@ def test_embeddings_match_transformers(deberta, hf_models, name):
     hf_emb = hf.deberta.embeddings
     emb = load_into(deberta.DebertaV2Embeddings(cfg), hf, "deberta.embeddings.")
     ids, types, positions, mask = _embedding_inputs(cfg, seed=3)
+    # Padded slots hold a real id, not the pad id's (zero) row: the mask alone must zero them, and
+    # no mask differs from a mask before the norm.
+    ids = ids.masked_fill(~mask, 1)
     with torch.no_grad():
         actual = emb(ids, types, positions, mask)
         expected = hf_emb(input_ids=ids, token_type_ids=types, mask=mask)
@@ -458,11 +513,11 @@ def test_embeddings_match_transformers(deberta, hf_models, name):
                 x = hf_emb.embed_proj(x)
             return hf_emb.LayerNorm(x * mask[..., None])
 
-        mistakes = {"no mask multiply (padding rows must come out exactly 0)":
+        mistakes = {M["embeddings_no_mask"]:
                     hf_emb(input_ids=ids, token_type_ids=types),
-                    "multiplying by the mask before the LayerNorm instead of after": before_norm}
+                    M["embeddings_mask_before_norm"]: before_norm}
         if types is not None:
-            mistakes["ignoring token_type_ids (add token_type_embeddings(token_type_ids))"] = hf_emb(
+            mistakes[M["embeddings_token_types_ignored"]] = hf_emb(
                 input_ids=ids, mask=mask)
     assert isinstance(actual, torch.Tensor) and actual.shape == (*ids.shape, cfg.hidden_size), (
         f"DebertaV2Embeddings returns (B, T, H) = {(*ids.shape, cfg.hidden_size)}, got "
@@ -488,7 +543,7 @@ def test_embeddings_explicit_positions_and_default_types(deberta, hf_models):
         expected = hf.deberta.embeddings(input_ids=ids, position_ids=positions, mask=mask)
         default = hf.deberta.embeddings(input_ids=ids, mask=mask)
     assert_close(actual, expected, name="embeddings with position_ids (B, T)", atol=1e-5,
-                 mistakes={"ignoring position_ids (using 0..T-1)": default},
+                 mistakes={M["embeddings_position_ids_ignored"]: default},
                  hint="look the absolute positions up at position_ids, not at arange(T)")
 
 
@@ -554,8 +609,8 @@ def test_legacy_head_matches_transformers(deberta, hf_models, name):
     h = _head_input(cfg, seed=7)
     with torch.no_grad():
         t = hf.cls.predictions.transform
-        mistakes = {"LayerNorm before the activation (dense, act, LayerNorm is the order)":
-                    hf.cls.predictions.decoder(t.transform_act_fn(t.LayerNorm(t.dense(h))))}
+        mistakes = {M["head_norm_before_act"]: hf.cls.predictions.decoder(t.transform_act_fn(t.LayerNorm(t.dense(h)))),
+                    M["legacy_bias_twice"]: hf.cls(h) + hf.cls.predictions.bias}
         actual, expected = head(h), hf.cls(h)
     assert_close(actual, expected, name=f"legacy MLM head logits ({name})", atol=1e-5, mistakes=mistakes,
                  hint="decoder(LayerNorm(act(dense(h)))); dense is H -> E, the decoder E -> V")
@@ -571,8 +626,8 @@ def test_original_head_matches_transformers(deberta, hf_models):
     with torch.no_grad():
         lm = hf.lm_predictions.lm_head
         x = lm.LayerNorm(lm.transform_act_fn(lm.dense(h)))
-        mistakes = {"forgetting the bias (h @ word_embeddings^T + bias)": x @ words.weight.t(),
-                    "LayerNorm before the activation": lm.transform_act_fn(lm.LayerNorm(lm.dense(h))) @ words.weight.t()
+        mistakes = {M["original_head_no_bias"]: x @ words.weight.t(),
+                    M["head_norm_before_act"]: lm.transform_act_fn(lm.LayerNorm(lm.dense(h))) @ words.weight.t()
                     + lm.bias}
         expected = hf.lm_predictions(h, words)
     ours_words = words.weight.detach().clone().requires_grad_()
