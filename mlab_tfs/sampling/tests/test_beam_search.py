@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
 from mlab_tfs.testing.compare import assert_close
 
+from mlab_tfs.sampling.mistakes import MISTAKES as M
+
 from .helpers import CountingModel, padded_batch
+from .mistaken import mistaken
 from .test_generate import assert_tokens_equal
 
 VOCAB = 97
@@ -47,9 +52,19 @@ def test_beam_search_matches_transformers(sampling, model, hf_model, num_beams, 
                                attention_mask=mask, pad_token_id=0, num_return_sequences=nrs)
     hint = ("score continuations by the running sum of log_softmax; keep 2 * num_beams candidates so num_beams "
             "remain after removing those that end; finished hypotheses are scored sum / new_len ** length_penalty")
-    assert_tokens_equal(out.sequences, expected, "beam_search sequences", hint=hint)
+    runs = {}
+
+    def run(name):  # what the mistake gives: (sequences, scores), computed once
+        if name not in runs:
+            runs[name] = mistaken(name).beam_search(model, ids, num_beams, 10, length_penalty, early_stopping, eos,
+                                                    attention_mask=mask, pad_token_id=0, num_return_sequences=nrs)
+        return runs[name]
+
+    names = ("cache_not_reordered", "only_num_beams_candidates", "length_penalty_ignored")
+    assert_tokens_equal(out.sequences, expected, "beam_search sequences", hint=hint,
+                        mistakes={n: lambda n=n: run(n).sequences for n in names})
     assert_close(out.sequences_scores, expected_scores, name="beam_search sequences_scores", atol=SCORE_ATOL,
-                 rtol=SCORE_RTOL, hint=hint)
+                 rtol=SCORE_RTOL, hint=hint, mistakes={M[n]: lambda n=n: run(n).sequences_scores for n in names})
 
 
 @pytest.mark.exercise("beam_search")
@@ -61,8 +76,13 @@ def test_beam_search_with_eos_that_fires(sampling, model, hf_model):
     expected, scores = hf_beams(hf_model, ids, mask, 3, 8, 1.0, False, eos, 3)
     out = sampling.beam_search(model, ids, 3, 8, 1.0, False, eos, attention_mask=mask, pad_token_id=0,
                                num_return_sequences=3)
-    assert_tokens_equal(out.sequences, expected, "beam_search sequences (eos fires)")
-    assert_close(out.sequences_scores, scores, name="sequences_scores (eos fires)", atol=SCORE_ATOL, rtol=SCORE_RTOL)
+    names = ("cache_not_reordered", "only_num_beams_candidates", "length_penalty_ignored")
+    runs = {n: functools.cache(lambda n=n: mistaken(n).beam_search(
+        model, ids, 3, 8, 1.0, False, eos, attention_mask=mask, pad_token_id=0, num_return_sequences=3)) for n in names}
+    assert_tokens_equal(out.sequences, expected, "beam_search sequences (eos fires)",
+                        mistakes={n: lambda n=n: runs[n]().sequences for n in names})
+    assert_close(out.sequences_scores, scores, name="sequences_scores (eos fires)", atol=SCORE_ATOL, rtol=SCORE_RTOL,
+                 mistakes={M[n]: lambda n=n: runs[n]().sequences_scores for n in names})
 
 
 @pytest.mark.exercise("beam_search")
