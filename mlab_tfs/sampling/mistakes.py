@@ -74,9 +74,10 @@ MISTAKES = Catalogue(PART, [
             "With a cache each new token's position continues its own row: the last real position + 1, "
             "`cumsum(mask) - 1` of the grown mask, not the column index."),
     # 8. beam_search
-    Mistake("beam_search", "cache_not_reordered", "the cache not reordered in beam search",
+    Mistake("beam_search", "cache_not_reordered", "the cache not reordered in beam search (or not to the beams' rows)",
             "Beam i's next token must see the keys and values of the beam it came from: `reorder_cache` with the "
-            "chosen beams' rows after every step. Without it the output looks plausible and is wrong."),
+            "chosen beams' rows, `beam_src + b * num_beams` in the (B * num_beams) cache, after every step. "
+            "Without it the output looks plausible and is wrong."),
     Mistake("beam_search", "length_penalty_ignored", "finished hypotheses scored without the length penalty",
             "A finished hypothesis scores sum_logprobs / new_tokens ** length_penalty (eos counted)."),
     Mistake("beam_search", "only_num_beams_candidates", "num_beams candidates per step (not 2 * num_beams)",

@@ -20,6 +20,10 @@ MISTAKES = Catalogue(PART, [
     Mistake("clean_text", "cjk_not_spaced", "no spaces around CJK ideographs",
             "Chinese is written without spaces: each ideograph (`is_cjk_char`) gets a space on both sides, so that "
             "it becomes a word of its own."),
+    Mistake("clean_text", "whitespace_dropped_as_control", "tabs and newlines dropped as control characters",
+            "\\t, \\n and \\r are of category Cc, but they separate words: `is_control` leaves them out, so that "
+            "`is_whitespace` turns them into spaces (test for control characters by category and \"a\\tb\" becomes "
+            "one word)."),
     # 2. basic_tokenize
     Mistake("basic_tokenize", "accents_not_stripped", "accents not stripped (uncased)",
             "Uncased BERT strips accents (`strip_accents=None` means \"when lower-casing\"): `nfd`, then drop the "
@@ -95,6 +99,9 @@ MISTAKES = Catalogue(PART, [
             "chr(256 + n) for the n-th of them, not chr(256 + b). Space and newline coincide, byte 127 does not."),
     Mistake("bytes_to_unicode", "only_ascii_printable", "only ASCII counted as printable",
             "The printable Latin-1 bytes ¡..¬ and ®..ÿ stand for themselves too; only 68 bytes are remapped."),
+    Mistake("bytes_to_unicode", "extra_chars_out_of_byte_order", "the remapped bytes not numbered in byte order",
+            "The n-th unprintable byte, counting up from byte 0, gets chr(256 + n): space (the 33rd) is \"Ġ\", "
+            "newline \"Ċ\". Another order gives other characters, and GPT-2's vocabulary no longer reads."),
     Mistake("bytes_to_unicode", "soft_hyphen_printable", "the soft hyphen (0xAD) counted as printable",
             "GPT-2's ranges skip 0xAD, the invisible soft hyphen: it is remapped (to \"Ń\")."),
     # 7. pretokenize

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import unicodedata
+
 import regex
 
 from mlab_tfs.tokenizers import solution as S
@@ -18,13 +20,17 @@ from mlab_tfs.tokenizers.chars import is_accent, is_cjk_char, is_control, is_pun
 
 
 def clean_text(text: str, tokenize_chinese_chars: bool = True, *, drop_control: bool = True,
-               drop_replacement: bool = True, space_cjk: bool = True) -> str:
+               drop_replacement: bool = True, space_cjk: bool = True, only_cc: bool = False,
+               whitespace_controls: bool = False) -> str:
     out = []
     for ch in text:
+        if whitespace_controls and unicodedata.category(ch) == "Cc":  # \t, \n, \r are Cc too
+            continue
         if drop_replacement and ch in ("\0", "\ufffd"):
             continue
         if drop_control and is_control(ch) and ch not in ("\0", "\ufffd"):
-            continue
+            if not only_cc or unicodedata.category(ch) == "Cc":
+                continue
         if is_whitespace(ch):
             out.append(" ")
         elif space_cjk and tokenize_chinese_chars and is_cjk_char(ch):
@@ -35,9 +41,12 @@ def clean_text(text: str, tokenize_chinese_chars: bool = True, *, drop_control: 
 
 
 CLEAN_TEXT = {
-    "control_chars_kept": lambda t, c=True: clean_text(t, c, drop_control=False),
+    # none dropped, or only Cc (format characters, Cf, kept)
+    "control_chars_kept": [lambda t, c=True: clean_text(t, c, drop_control=False),
+                           lambda t, c=True: clean_text(t, c, only_cc=True)],
     "replacement_char_kept": lambda t, c=True: clean_text(t, c, drop_replacement=False),
     "cjk_not_spaced": lambda t, c=True: clean_text(t, c, space_cjk=False),
+    "whitespace_dropped_as_control": lambda t, c=True: clean_text(t, c, whitespace_controls=True),
 }
 
 # ----------------------------------------------------------------------------- 2. basic_tokenize
@@ -226,12 +235,12 @@ TYPES = {
 # ----------------------------------------------------------------------------- 6. bytes_to_unicode
 
 
-def bytes_to_unicode(*, ascii_only=False, soft_hyphen=False, offset_by_byte=False):
+def bytes_to_unicode(*, ascii_only=False, soft_hyphen=False, offset_by_byte=False, reverse=False):
     printable = [*range(ord("!"), ord("~") + 1)]
     if not ascii_only:
         printable += [*range(ord("¡"), ord("¬") + 1), *([0xAD] if soft_hyphen else []), *range(ord("®"), ord("ÿ") + 1)]
     table, n = {}, 0
-    for b in range(256):
+    for b in reversed(range(256)) if reverse else range(256):
         if b in printable:
             table[b] = chr(b)
         else:
@@ -244,6 +253,7 @@ BYTES_TO_UNICODE = {
     "unprintable_bytes_offset_by_value": lambda: bytes_to_unicode(offset_by_byte=True),
     "only_ascii_printable": lambda: bytes_to_unicode(ascii_only=True),
     "soft_hyphen_printable": lambda: bytes_to_unicode(soft_hyphen=True),
+    "extra_chars_out_of_byte_order": lambda: dict(sorted(bytes_to_unicode(reverse=True).items())),
 }
 
 # ----------------------------------------------------------------------------- 7. pretokenize
@@ -316,11 +326,11 @@ def bpe_encode(tokenizer, text, *, words=True):
     return ids
 
 
-def bpe_decode_each(tokenizer, ids):
+def bpe_decode_each(tokenizer, ids, errors="replace"):
     """Each token's bytes decoded on their own, then joined."""
     back = {c: b for b, c in S.bytes_to_unicode().items()}
     special = {i: t for t, i in tokenizer.special_tokens.items()}
-    return "".join(special[i] if i in special else bytes(back[c] for c in tokenizer.decoder[i]).decode("utf-8", "replace")
+    return "".join(special[i] if i in special else bytes(back[c] for c in tokenizer.decoder[i]).decode("utf-8", errors)
                    for i in ids)
 
 

@@ -6,6 +6,8 @@ PLANTS = {
     "control_chars_kept": [('if ch == "\\0" or ch == "\\ufffd" or is_control(ch):', 'if ch == "\\0" or ch == "\\ufffd":')],
     "replacement_char_kept": [('if ch == "\\0" or ch == "\\ufffd" or is_control(ch):',
                                'if is_control(ch) and ch not in "\\0\\ufffd":')],
+    "whitespace_dropped_as_control": [('if ch == "\\0" or ch == "\\ufffd" or is_control(ch):',
+                                       'if ch == "\\0" or ch == "\\ufffd" or is_control(ch) or ch in "\\t\\n\\r":')],
     "cjk_not_spaced": [("    if cjk and is_cjk_char(ch):", "    if False:")],
     # 2. basic_tokenize
     "accents_not_stripped": [("            text = nfd(text).translate(_NO_ACCENTS)", "            text = nfd(text)")],
@@ -65,6 +67,8 @@ PLANTS = {
     "unprintable_bytes_offset_by_value": [("            table[b] = chr(256 + extra)", "            table[b] = chr(256 + b)")],
     "only_ascii_printable": [('    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]',
                               '    printable = list(range(ord("!"), ord("~") + 1))')],
+    "extra_chars_out_of_byte_order": [("    table, extra = {}, 0\n    for b in range(256):",
+                                       "    table, extra = {}, 0\n    for b in reversed(range(256)):")],
     "soft_hyphen_printable": [('*range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]', '*range(ord("¡"), ord("ÿ") + 1)]')],
     # 7. pretokenize
     "spaces_not_attached": [("_GPT2_RE = regex.compile(GPT2_PATTERN)",
