@@ -367,3 +367,22 @@ def test_left_pad_of_equal_lengths_and_of_one_prompt(sampling):
     ids, mask = sampling.left_pad([torch.tensor([7])], pad_token_id=0)
     assert_tokens_equal(ids, torch.tensor([[7]]), "left_pad of one one-token prompt")
     assert_tokens_equal(mask, torch.tensor([[1]]), "left_pad mask of one one-token prompt")
+
+
+def test_assert_tokens_equal_names_a_mistake_that_gives_the_ids():
+    """The first catalogued mistake whose ids equal the output is named; one that raises or
+    differs is not."""
+    got, expected = torch.tensor([[1, 2, 3]]), torch.tensor([[1, 2, 4]])
+
+    def fails():
+        raise RuntimeError("cannot run here")
+
+    with pytest.raises(AssertionError) as e:
+        assert_tokens_equal(got, expected, "ids", mistakes={"right_padding": fails,
+                                                            "eos_ignored": lambda: torch.tensor([[1, 2, 5]]),
+                                                            M["first_position_logits"]: lambda: got.clone()})
+    assert f"likely cause: your output matches what {M['first_position_logits'].cause} gives" in str(e.value)
+    assert M["eos_ignored"].cause not in str(e.value) and M["right_padding"].cause not in str(e.value)
+    with pytest.raises(AssertionError) as e:
+        assert_tokens_equal(got, expected, "ids", mistakes={"eos_ignored": lambda: torch.tensor([[1, 2]])})
+    assert "likely cause" not in str(e.value)

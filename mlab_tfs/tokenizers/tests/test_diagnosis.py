@@ -87,3 +87,24 @@ def test_a_stub_stays_not_started(bert_vocab_dir, piece):
     setattr(tokenizer, piece, stub)
     with pytest.raises(NotImplementedError, match="Exercise 5"):
         bert_batch_diagnosis(tokenizer)
+
+
+def test_diagnose_names_what_gives_the_output():
+    """helpers.diagnose: a mistake matches when its computation gives exactly the output (same
+    type), or raises the same kind of exception; several matches are all named; none, nothing."""
+    from .helpers import diagnose
+
+    assert diagnose(["a"], {"no_hash_prefix": lambda: ["b"]}) == ""
+    assert diagnose([1, 2], {"no_hash_prefix": lambda: (1, 2)}) == ""  # a tuple is not the list
+    assert diagnose(["a"], {"no_hash_prefix": [lambda: ["b"], lambda: ["a"]]}) == (
+        f"\n  likely cause: your output matches what {M['no_hash_prefix'].cause} gives")
+    both = diagnose(["x"], {"no_hash_prefix": lambda: ["x"], "shortest_match_first": lambda: ["x"]})
+    assert both == (f"\n  likely cause: your output matches what {M['no_hash_prefix'].cause} "
+                    f"(or {M['shortest_match_first'].cause}) gives")
+
+    def raises():
+        raise ValueError("no room")
+
+    assert diagnose(ValueError("x"), {"no_error_when_the_other_text_fills_it": raises}) != ""
+    assert diagnose(TypeError("x"), {"no_error_when_the_other_text_fills_it": raises}) == ""
+    assert diagnose(["a"], {"no_hash_prefix": raises}) == ""
