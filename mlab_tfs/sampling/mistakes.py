@@ -44,10 +44,16 @@ MISTAKES = Catalogue(PART, [
     Mistake("top_p", "min_p_absolute", "min-p relative to the wrong probability (an absolute threshold)",
             "Min-p drops tokens below `min_p` times the *most likely token's* probability: the threshold scales "
             "with the model's confidence (Nguyen et al. 2024)."),
+    Mistake("top_p", "min_p_on_logits", "min-p on the logits (not the probabilities)",
+            "The threshold is on probabilities, p < min_p * p_max; on logits it means something else entirely "
+            "(and flips for negative logits)."),
     # 5. penalties
     Mistake("penalties", "negative_logits_divided", "repetition penalty dividing negative logits too",
             "Dividing a negative logit by the penalty raises it, and the repeated token gets *more* likely: "
             "positive logits are divided, negative ones multiplied (CTRL; transformers)."),
+    Mistake("penalties", "penalty_inverted", "the repetition penalty inverted (positive logits multiplied)",
+            "penalty > 1 discourages repeats: a positive logit is *divided* by it and a negative one multiplied, "
+            "so that both move down."),
     Mistake("penalties", "penalty_per_occurrence", "the repetition penalty applied once per occurrence",
             "CTRL's penalty applies once per token that occurred, however often: a set, not counts."),
     Mistake("penalties", "padding_penalised", "padding (-1) counted as a token (the last id)",

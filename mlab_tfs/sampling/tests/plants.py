@@ -29,9 +29,13 @@ PLANTS = {
                                 "    drop_sorted = cum > top_p\n    drop_sorted[..., :min_tokens_to_keep] = False")],
     "own_probability_threshold": [("    drop_sorted = cum <= 1 - top_p", "    drop_sorted = sorted_logits.softmax(dim=-1) < top_p")],
     "min_p_absolute": [("    drop = probs < min_p * probs.amax(dim=-1, keepdim=True)", "    drop = probs < min_p")],
+    "min_p_on_logits": [("    drop = probs < min_p * probs.amax(dim=-1, keepdim=True)",
+                         "    drop = logits < min_p * logits.amax(dim=-1, keepdim=True)")],
     # 5. penalties
     "negative_logits_divided": [("    penalised = torch.where(logits < 0, logits * penalty, logits / penalty)",
                                  "    penalised = logits / penalty")],
+    "penalty_inverted": [("    penalised = torch.where(logits < 0, logits * penalty, logits / penalty)",
+                          "    penalised = torch.where(logits > 0, logits * penalty, logits / penalty)")],
     "penalty_per_occurrence": [
         ("    penalised = torch.where(logits < 0, logits * penalty, logits / penalty)\n"
          "    return torch.where(_seen(input_ids, logits.shape[-1]), penalised, logits)",

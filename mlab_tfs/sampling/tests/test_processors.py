@@ -178,7 +178,10 @@ def test_min_p_matches_transformers(sampling, min_p):
     absolute = torch.where(probs >= probs.amax(-1, keepdim=True), logits, absolute)  # the top one kept
     assert_masking_equal(sampling.min_p_filter(logits, min_p), expected, "min_p_filter",
                          mistakes={M["min_p_absolute"]: logits.masked_fill(probs < min_p, float("-inf")),
-                                   "min_p_absolute": absolute},
+                                   "min_p_absolute": absolute,
+                                   "min_p_on_logits": torch.where(logits >= logits.amax(-1, keepdim=True), logits,
+                                                                  logits.masked_fill(logits < min_p * logits.amax(
+                                                                      -1, keepdim=True), float("-inf")))},
                          hint="drop tokens with probability < min_p * (the largest probability in the row)")
 
 
@@ -209,6 +212,8 @@ def test_repetition_penalty_matches_transformers(sampling, penalty):
     seen = torch.zeros_like(logits, dtype=torch.bool).scatter(1, ids, True)
     counts = torch.zeros_like(logits).scatter_add(1, ids, torch.ones_like(ids, dtype=logits.dtype))
     mistakes = {M["negative_logits_divided"]: torch.where(seen, logits / penalty, logits),
+                M["penalty_inverted"]: torch.where(seen, torch.where(logits > 0, logits * penalty, logits / penalty),
+                                                   logits),
                 M["penalty_per_occurrence"]: torch.where(logits < 0, logits * penalty**counts, logits / penalty**counts)}
     assert_close(sampling.apply_repetition_penalty(logits, ids, penalty), expected, name="apply_repetition_penalty",
                  atol=0, mistakes=mistakes, hint="for tokens in input_ids: positive logit / penalty, negative * penalty")
