@@ -6,12 +6,15 @@ solution, its KVCache) and transformers' GPT2LMHeadModel (a DynamicCache).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from mlab_tfs.gpt2.solution import GPT2LMHeadModel
 from mlab_tfs.testing import tiny
 from mlab_tfs.testing.plugin import load_impl
+from mlab_tfs.tokenizers.tests.helpers import reorder_first
 
 MODEL_KINDS = ("ours", "hf")
 
@@ -56,3 +59,12 @@ def hf_model(model_pairs):
 def _no_grad():
     with torch.no_grad():
         yield
+
+
+# The tests of what each exercise computes run before the argument checks, so that the first
+# failure of an exercise (what `mlab-tfs check` shows) is one that can name the mistake.
+_FIRST = ("test_generate.py", "test_processors.py", "test_beam_search.py", "test_two_contexts.py", "test_suffix.py")
+
+
+def pytest_collection_modifyitems(items):
+    reorder_first(items, Path(__file__).parent, _FIRST)

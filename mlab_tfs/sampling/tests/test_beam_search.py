@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
 from mlab_tfs.testing.compare import assert_close
 
+from mlab_tfs.sampling.mistakes import MISTAKES as M
+
 from .helpers import CountingModel, padded_batch
+from .mistaken import variants
 from .test_generate import assert_tokens_equal
 
 VOCAB = 97
@@ -25,6 +30,24 @@ def hf_beams(hf_model, ids, mask, num_beams, max_new_tokens, length_penalty, ear
         num_return_sequences=nrs, output_scores=True, return_dict_in_generate=True,
     )
     return out.sequences, out.sequences_scores
+
+
+def beam_mistakes(out, call):
+    """The beam search mistakes' outputs for assert_tokens_equal and assert_close: {Mistake: a
+    function giving its sequences}, {Mistake: ... its scores}. call(module) runs beam_search of
+    a module (the solution with the mistake written in, in each of its forms); the form closest to
+    out (same sequences and scores, else same sequences) is the one compared, computed once."""
+    names = ("cache_not_reordered", "only_num_beams_candidates", "length_penalty_ignored")
+
+    @functools.cache
+    def result(name):
+        runs = [call(m) for m in variants(name)]
+        same = [r for r in runs if r.sequences.shape == out.sequences.shape and torch.equal(r.sequences, out.sequences)]
+        close = [r for r in same if torch.allclose(r.sequences_scores, out.sequences_scores, atol=1e-5, rtol=1e-6)]
+        return (close or same or runs)[0]
+
+    return ({M[n]: lambda n=n: result(n).sequences for n in names},
+            {M[n]: lambda n=n: result(n).sequences_scores for n in names})
 
 
 VARIANTS = [
@@ -47,9 +70,12 @@ def test_beam_search_matches_transformers(sampling, model, hf_model, num_beams, 
                                attention_mask=mask, pad_token_id=0, num_return_sequences=nrs)
     hint = ("score continuations by the running sum of log_softmax; keep 2 * num_beams candidates so num_beams "
             "remain after removing those that end; finished hypotheses are scored sum / new_len ** length_penalty")
-    assert_tokens_equal(out.sequences, expected, "beam_search sequences", hint=hint)
+    sequences, scores = beam_mistakes(out, lambda m: m.beam_search(
+        model, ids, num_beams, 10, length_penalty, early_stopping, eos, attention_mask=mask, pad_token_id=0,
+        num_return_sequences=nrs))
+    assert_tokens_equal(out.sequences, expected, "beam_search sequences", hint=hint, mistakes=sequences)
     assert_close(out.sequences_scores, expected_scores, name="beam_search sequences_scores", atol=SCORE_ATOL,
-                 rtol=SCORE_RTOL, hint=hint)
+                 rtol=SCORE_RTOL, hint=hint, mistakes=scores)
 
 
 @pytest.mark.exercise("beam_search")
@@ -61,8 +87,11 @@ def test_beam_search_with_eos_that_fires(sampling, model, hf_model):
     expected, scores = hf_beams(hf_model, ids, mask, 3, 8, 1.0, False, eos, 3)
     out = sampling.beam_search(model, ids, 3, 8, 1.0, False, eos, attention_mask=mask, pad_token_id=0,
                                num_return_sequences=3)
-    assert_tokens_equal(out.sequences, expected, "beam_search sequences (eos fires)")
-    assert_close(out.sequences_scores, scores, name="sequences_scores (eos fires)", atol=SCORE_ATOL, rtol=SCORE_RTOL)
+    named_sequences, named_scores = beam_mistakes(out, lambda m: m.beam_search(
+        model, ids, 3, 8, 1.0, False, eos, attention_mask=mask, pad_token_id=0, num_return_sequences=3))
+    assert_tokens_equal(out.sequences, expected, "beam_search sequences (eos fires)", mistakes=named_sequences)
+    assert_close(out.sequences_scores, scores, name="sequences_scores (eos fires)", atol=SCORE_ATOL, rtol=SCORE_RTOL,
+                 mistakes=named_scores)
 
 
 @pytest.mark.exercise("beam_search")

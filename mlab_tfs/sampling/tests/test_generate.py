@@ -11,7 +11,10 @@ import torch
 from mlab_tfs.sampling import solution
 from mlab_tfs.testing.compare import assert_close
 
+from mlab_tfs.sampling.mistakes import MISTAKES as M
+
 from .helpers import CountingModel, chi_square_p_value, padded_batch, prompts
+from .mistaken import mistaken
 
 VOCAB = 97  # the base checkpoint
 
@@ -29,7 +32,10 @@ def an_eos_that_fires(hf_model, ids, mask, max_new_tokens):
     return int(out[0, max_new_tokens // 3])
 
 
-def assert_tokens_equal(actual, expected, what, hint=None):
+def assert_tokens_equal(actual, expected, what, hint=None, mistakes=None):
+    """Equal token ids, or a failure that shows where they differ and, when the ids are what a
+    catalogued mistake gives ({Mistake or name: a function computing its output}), names it."""
+    __tracebackhide__ = True  # a failure shows the test's line and the diagnosis
     assert isinstance(actual, torch.Tensor), f"{what}: expected a tensor, got {type(actual).__name__}"
     if actual.shape != expected.shape or not torch.equal(actual, expected):
         lines = [f"{what}: token ids differ from the reference"]
@@ -39,6 +45,15 @@ def assert_tokens_equal(actual, expected, what, hint=None):
             rows, cols = (actual != expected).nonzero(as_tuple=True)
             lines.append(f"  first difference at row {int(rows[0])}, column {int(cols[0])}")
         lines.append(f"  got      {actual.tolist()}\n  expected {expected.tolist()}")
+        for mistake, compute in (mistakes or {}).items():
+            mistake = M[mistake] if isinstance(mistake, str) else mistake
+            try:
+                cand = compute()
+            except Exception:  # noqa: BLE001  (a mistake that cannot run on these inputs does not match)
+                continue
+            if cand.shape == actual.shape and torch.equal(cand.to(actual.device), actual):
+                lines.append(f"  likely cause: your output matches what {mistake.cause} gives")
+                break
         if hint:
             lines.append(f"  hint: {hint}")
         raise AssertionError("\n".join(lines))
@@ -52,7 +67,9 @@ def test_greedy_decode_matches_transformers(sampling, model, hf_model):
     ids = torch.stack(prompts(VOCAB, [6, 6], seed=1))
     expected = hf_greedy(hf_model, ids, max_new_tokens=10, eos_token_id=None)
     assert_tokens_equal(sampling.greedy_decode(model, ids, 10), expected, "greedy_decode",
-                        hint="at each step take argmax of logits[:, -1] (the last position) and append it")
+                        hint="at each step take argmax of logits[:, -1] (the last position) and append it",
+                        mistakes={name: lambda name=name: mistaken(name).greedy_decode(model, ids, 10)
+                                  for name in ("first_position_logits", "argmax_over_positions")})
 
 
 @pytest.mark.exercise("greedy")
@@ -62,7 +79,9 @@ def test_greedy_decode_stops_at_eos(sampling, model, hf_model):
     expected = hf_greedy(hf_model, ids, max_new_tokens=12, eos_token_id=eos, pad_token_id=eos)
     assert_tokens_equal(sampling.greedy_decode(model, ids, 12, eos_token_id=eos), expected,
                         "greedy_decode with eos_token_id",
-                        hint="a row that produced eos gets eos from then on; stop when every row has")
+                        hint="a row that produced eos gets eos from then on; stop when every row has",
+                        mistakes={name: lambda name=name: mistaken(name).greedy_decode(model, ids, 12, eos_token_id=eos)
+                                  for name in ("first_position_logits", "stop_when_any_row_ends")})
 
 
 # ----------------------------------------------------------------------------- 6. batching
@@ -72,7 +91,8 @@ def test_greedy_decode_stops_at_eos(sampling, model, hf_model):
 def test_left_pad(sampling):
     ids, mask = sampling.left_pad([[5, 6, 7], [8], torch.tensor([9, 10])], pad_token_id=0)
     assert_tokens_equal(ids, torch.tensor([[5, 6, 7], [0, 0, 8], [0, 9, 10]]), "left_pad input_ids",
-                        hint="pad on the left, so that every row's last token is in the last column")
+                        hint="pad on the left, so that every row's last token is in the last column",
+                        mistakes={"right_padding": lambda: torch.tensor([[5, 6, 7], [8, 0, 0], [9, 10, 0]])})
     assert_tokens_equal(mask, torch.tensor([[1, 1, 1], [0, 0, 1], [0, 1, 1]]), "left_pad attention_mask")
 
 
@@ -83,9 +103,12 @@ def test_position_ids_from_mask(sampling):
     real = mask.bool()
     expected = torch.tensor([[0, 1, 2, 3], [0, 0, 0, 1], [0, 0, 0, 0]])
     assert pos.shape == mask.shape, f"position ids have the mask's shape {tuple(mask.shape)}, got {tuple(pos.shape)}"
+    causes = {"positions_not_from_mask": torch.arange(4).expand(3, 4), "positions_from_one": mask.cumsum(-1)}
+    named = [f"\n  likely cause: your output matches what {M[n].cause} gives" for n, c in causes.items()
+             if torch.equal(pos[real], c[real])]
     assert torch.equal(pos[real], expected[real]), (
         f"every row's first real token is at position 0: expected {expected.tolist()} at real tokens, got "
-        f"{pos.tolist()}. Hint: cumsum(mask) - 1"
+        f"{pos.tolist()}. Hint: cumsum(mask) - 1" + "".join(named[:1])
     )
     assert int(pos.min()) >= 0, "padding positions must still be valid positions (>= 0): clamp them"
 
@@ -112,6 +135,8 @@ def test_greedy_generate_matches_transformers_on_a_padded_batch(sampling, model_
     expected = hf_greedy(hf, ids, mask, max_new_tokens=12)
     assert_tokens_equal(sampling.generate(model, ids, mask, max_new_tokens=12, pad_token_id=0), expected,
                         "generate (greedy, left-padded)",
+                        mistakes={"positions_not_continued": lambda: mistaken("positions_not_continued").generate(
+                            model, ids, mask, max_new_tokens=12, pad_token_id=0)},
                         hint="carry the attention mask forward (append a 1 per step) and give each row positions "
                              "from its own mask: cumsum - 1, then the last one + 1")
 
@@ -125,6 +150,9 @@ def test_each_row_stops_at_eos_then_pads(sampling, model, hf_model):
     assert bool((new == eos).any()) and not bool((new == eos).all()), "test setup: eos must end some rows early"
     out = sampling.generate(model, ids, mask, max_new_tokens=15, eos_token_id=eos, pad_token_id=0)
     assert_tokens_equal(out, expected, "generate with eos_token_id",
+                        mistakes={name: lambda name=name: mistaken(name).generate(
+                            model, ids, mask, max_new_tokens=15, eos_token_id=eos, pad_token_id=0)
+                            for name in ("finished_rows_not_padded", "eos_ignored", "positions_not_continued")},
                         hint="a row is done once it produced eos (kept); after that it gets pad_token_id; stop "
                              "the loop when every row is done")
 
@@ -302,7 +330,9 @@ def test_greedy_decode_keeps_the_eos_when_every_row_finishes(sampling, model, hf
     expected = hf_greedy(hf_model, ids, max_new_tokens=6, eos_token_id=eos, pad_token_id=eos)
     assert expected.shape[1] < ids.shape[1] + 6 or bool((expected[:, -1] == eos).all()), "test setup"
     assert_tokens_equal(sampling.greedy_decode(model, ids, 6, eos_token_id=eos), expected,
-                        f"greedy_decode(eos_token_id={eos})", hint="the eos is kept; stop once every row has one")
+                        f"greedy_decode(eos_token_id={eos})", hint="the eos is kept; stop once every row has one",
+                        mistakes={"stop_when_any_row_ends": lambda: mistaken("stop_when_any_row_ends").greedy_decode(
+                            model, ids, 6, eos_token_id=eos)})
 
 
 @pytest.mark.exercise("kv_cache_loop")
@@ -337,3 +367,22 @@ def test_left_pad_of_equal_lengths_and_of_one_prompt(sampling):
     ids, mask = sampling.left_pad([torch.tensor([7])], pad_token_id=0)
     assert_tokens_equal(ids, torch.tensor([[7]]), "left_pad of one one-token prompt")
     assert_tokens_equal(mask, torch.tensor([[1]]), "left_pad mask of one one-token prompt")
+
+
+def test_assert_tokens_equal_names_a_mistake_that_gives_the_ids():
+    """The first catalogued mistake whose ids equal the output is named; one that raises or
+    differs is not."""
+    got, expected = torch.tensor([[1, 2, 3]]), torch.tensor([[1, 2, 4]])
+
+    def fails():
+        raise RuntimeError("cannot run here")
+
+    with pytest.raises(AssertionError) as e:
+        assert_tokens_equal(got, expected, "ids", mistakes={"right_padding": fails,
+                                                            "eos_ignored": lambda: torch.tensor([[1, 2, 5]]),
+                                                            M["first_position_logits"]: lambda: got.clone()})
+    assert f"likely cause: your output matches what {M['first_position_logits'].cause} gives" in str(e.value)
+    assert M["eos_ignored"].cause not in str(e.value) and M["right_padding"].cause not in str(e.value)
+    with pytest.raises(AssertionError) as e:
+        assert_tokens_equal(got, expected, "ids", mistakes={"eos_ignored": lambda: torch.tensor([[1, 2]])})
+    assert "likely cause" not in str(e.value)

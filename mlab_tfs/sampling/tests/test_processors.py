@@ -8,7 +8,11 @@ from transformers.generation import logits_process as lp
 
 from mlab_tfs.testing.compare import assert_close
 
+from mlab_tfs.sampling.mistakes import MISTAKES as M
+from mlab_tfs.testing.mistakes import likely
+
 from .helpers import chi_square_p_value
+from .mistaken import mistaken
 
 V = 50
 
@@ -23,7 +27,10 @@ def random_ids(seed: int, B: int = 6, L: int = 12, vocab: int = V) -> torch.Tens
 
 
 def assert_masking_equal(actual, expected, name, hint=None, mistakes=None):
-    """Masking processors must agree exactly: same -inf positions, same kept values."""
+    """Masking processors must agree exactly: same -inf positions, same kept values. mistakes:
+    {Mistake or its name: its output, or a function computing it}; one that keeps the same
+    tokens as actual is named."""
+    __tracebackhide__ = True  # a failure shows the test's line and the diagnosis
     assert isinstance(actual, torch.Tensor) and actual.shape == expected.shape, (
         f"{name}: expected a tensor of shape {tuple(expected.shape)}"
     )
@@ -31,14 +38,29 @@ def assert_masking_equal(actual, expected, name, hint=None, mistakes=None):
     if not torch.equal(kept_a, kept_e):
         lines = [f"{name}: a different set of tokens is kept ({int(kept_a.sum())} kept, reference keeps {int(kept_e.sum())})"]
         for what, cand in (mistakes or {}).items():
+            try:
+                cand = cand() if callable(cand) else cand
+            except Exception:  # noqa: BLE001  (a mistake that cannot run on these inputs does not match)
+                continue
             if torch.equal(kept_a, torch.isfinite(cand)):
-                lines.append(f"  likely cause: your output matches what {what} gives")
+                lines.append(f"  likely cause: your output matches what {M[what] if isinstance(what, str) else what} gives")
                 break
         if hint:
             lines.append(f"  hint: {hint}")
         raise AssertionError("\n".join(lines))
     assert bool((actual[~kept_a] == float("-inf")).all()), f"{name}: removed tokens must be set to -inf"
     assert torch.equal(actual[kept_a], expected[kept_e]), f"{name}: kept logits must be left unchanged"
+
+
+def exactly_k_of(actual, expected, k):
+    """What keeping exactly k indices gives, as far as it shows in actual: actual itself when
+    every row keeps min(k, V) tokens, all of them kept by the reference (ties broken any way);
+    otherwise the solution-free form of that mistake (the k indices of torch.topk)."""
+    kept_a, kept_e = torch.isfinite(actual), torch.isfinite(expected)
+    if bool((kept_a.sum(-1) == min(k, expected.shape[-1])).all()) and not bool((kept_a & ~kept_e).any()):
+        return actual
+    top = torch.topk(expected.nan_to_num(neginf=-1e30), min(k, expected.shape[-1]), dim=-1).indices
+    return expected.masked_fill(~torch.zeros_like(kept_e).scatter(-1, top, True), float("-inf"))
 
 
 # ----------------------------------------------------------------------------- 2. temperature
@@ -50,7 +72,7 @@ def test_temperature_matches_transformers(sampling, t):
     logits = random_logits(0)
     expected = lp.TemperatureLogitsWarper(float(t))(None, logits.clone())
     assert_close(sampling.apply_temperature(logits, t), expected, name="apply_temperature", atol=0,
-                 mistakes={"multiplying by the temperature": logits * t}, hint="divide the logits by the temperature")
+                 mistakes={M["temperature_multiplied"]: logits * t}, hint="divide the logits by the temperature")
 
 
 @pytest.mark.exercise("temperature")
@@ -69,12 +91,13 @@ def test_sample_token_follows_softmax(sampling):
     assert draws.shape == (n,), f"sample_token returns one id per row: expected shape ({n},), got {tuple(draws.shape)}"
     counts = torch.bincount(draws, minlength=len(logits))
     probs = torch.softmax(logits, -1)
+    argmax = f"\n  {likely(M['argmax_not_sampled'])}" if bool((draws == logits.argmax()).all()) else ""
     assert counts[5] == 0, "a token with logit -inf was drawn"
     p = chi_square_p_value(counts, probs)
     # A correct sampler fails this one time in a thousand (but the seed is fixed, so never).
     assert p > 1e-3, (
         f"the draws do not follow softmax(logits): chi-square p-value {p:.2g} (counts {counts.tolist()}, "
-        f"expected {(n * probs).round().tolist()}). Sample with torch.multinomial(softmax(logits), 1)"
+        f"expected {(n * probs).round().tolist()}). Sample with torch.multinomial(softmax(logits), 1)" + argmax
     )
 
 
@@ -83,7 +106,8 @@ def test_sample_token_is_reproducible_with_a_generator(sampling):
     logits = random_logits(1, B=64)
     a = sampling.sample_token(logits, torch.Generator().manual_seed(3))
     b = sampling.sample_token(logits, torch.Generator().manual_seed(3))
-    assert torch.equal(a, b), "the same seeded generator must give the same draws: pass generator= to multinomial"
+    assert torch.equal(a, b), ("the same seeded generator must give the same draws: pass generator= to multinomial"
+                               f"\n  {likely(M['generator_ignored'])}")
 
 
 # ----------------------------------------------------------------------------- 3. top-k
@@ -96,9 +120,11 @@ def test_top_k_matches_transformers(sampling, k):
     logits[0, :10] = 1.25  # ties at the k-th value: all kept
     expected = lp.TopKLogitsWarper(top_k=k)(None, logits.clone())
     kth = torch.sort(logits, descending=True).values[:, min(k, V) - 1 : min(k, V)]
-    mistakes = {"keeping k - 1 tokens (< instead of <=)": logits.masked_fill(logits <= kth, float("-inf")),
-                "keeping the k smallest": logits.masked_fill(logits > -kth, float("-inf"))}
-    assert_masking_equal(sampling.top_k_filter(logits, k), expected, "top_k_filter", mistakes=mistakes,
+    out = sampling.top_k_filter(logits, k)
+    mistakes = {M["kth_value_dropped"]: logits.masked_fill(logits <= kth, float("-inf")),
+                M["ties_of_the_kth_dropped"]: lambda: exactly_k_of(out, expected, k),
+                M["masked_with_zero"]: logits.masked_fill(logits < kth, 0.0)}
+    assert_masking_equal(out, expected, "top_k_filter", mistakes=mistakes,
                          hint="keep logits >= the k-th largest (torch.topk(...).values[..., -1:]); k > V keeps all")
 
 
@@ -122,10 +148,14 @@ def test_top_p_matches_transformers(sampling, p, scale):
     probs = logits.softmax(-1)
     s, order = probs.sort(descending=True, dim=-1)
     drop_exclusive = (s.cumsum(-1) > p).scatter(-1, order, s.cumsum(-1) > p)
-    mistakes = {"dropping the token that crosses top_p (keep it: the kept mass must reach top_p)":
-                logits.masked_fill(drop_exclusive, float("-inf")),
-                "keeping only the tokens whose own probability is >= top_p":
-                logits.masked_fill(probs < p, float("-inf"))}
+    drop_inclusive = (s.cumsum(-1) >= p).scatter(-1, order, s.cumsum(-1) >= p)  # written with >=
+    drop_exclusive[..., :] &= ~torch.zeros_like(drop_exclusive).scatter(-1, order[:, :1], True)  # the top one stays
+    drop_inclusive[..., :] &= ~torch.zeros_like(drop_inclusive).scatter(-1, order[:, :1], True)
+    mistakes = {M["crossing_token_dropped"]: logits.masked_fill(drop_exclusive, float("-inf")),
+                "crossing_token_dropped": logits.masked_fill(drop_inclusive, float("-inf")),
+                M["own_probability_threshold"]: logits.masked_fill(probs < p, float("-inf")),
+                "own_probability_threshold": logits.masked_fill((probs < p) & (probs < probs.amax(-1, keepdim=True)),
+                                                                float("-inf"))}  # the top token kept
     assert_masking_equal(sampling.top_p_filter(logits, p), expected, "top_p_filter", mistakes=mistakes,
                          hint="sort, cumulate softmax probabilities, keep the smallest prefix whose mass reaches "
                               "top_p (and always the most likely token), scatter the mask back to vocabulary order")
@@ -143,7 +173,15 @@ def test_top_p_outside_0_1_is_refused(sampling, p):
 def test_min_p_matches_transformers(sampling, min_p):
     logits = random_logits(5)
     expected = lp.MinPLogitsWarper(min_p=min_p)(None, logits.clone())
+    probs = logits.softmax(-1)
+    absolute = logits.masked_fill(probs < min_p, float("-inf"))
+    absolute = torch.where(probs >= probs.amax(-1, keepdim=True), logits, absolute)  # the top one kept
     assert_masking_equal(sampling.min_p_filter(logits, min_p), expected, "min_p_filter",
+                         mistakes={M["min_p_absolute"]: logits.masked_fill(probs < min_p, float("-inf")),
+                                   "min_p_absolute": absolute,
+                                   "min_p_on_logits": torch.where(logits >= logits.amax(-1, keepdim=True), logits,
+                                                                  logits.masked_fill(logits < min_p * logits.amax(
+                                                                      -1, keepdim=True), float("-inf")))},
                          hint="drop tokens with probability < min_p * (the largest probability in the row)")
 
 
@@ -172,8 +210,11 @@ def test_repetition_penalty_matches_transformers(sampling, penalty):
     logits, ids = random_logits(6), random_ids(6)
     expected = lp.RepetitionPenaltyLogitsProcessor(penalty)(ids, logits.clone())
     seen = torch.zeros_like(logits, dtype=torch.bool).scatter(1, ids, True)
-    mistakes = {"dividing every seen logit, negative ones too (multiply those: dividing a negative logit raises it)":
-                torch.where(seen, logits / penalty, logits)}
+    counts = torch.zeros_like(logits).scatter_add(1, ids, torch.ones_like(ids, dtype=logits.dtype))
+    mistakes = {M["negative_logits_divided"]: torch.where(seen, logits / penalty, logits),
+                M["penalty_inverted"]: torch.where(seen, torch.where(logits > 0, logits * penalty, logits / penalty),
+                                                   logits),
+                M["penalty_per_occurrence"]: torch.where(logits < 0, logits * penalty**counts, logits / penalty**counts)}
     assert_close(sampling.apply_repetition_penalty(logits, ids, penalty), expected, name="apply_repetition_penalty",
                  atol=0, mistakes=mistakes, hint="for tokens in input_ids: positive logit / penalty, negative * penalty")
 
@@ -185,6 +226,7 @@ def test_repetition_penalty_ignores_padding(sampling):
     expected = lp.RepetitionPenaltyLogitsProcessor(1.5, prompt_ignore_length=torch.tensor([5, 0]))(
         ids.clamp(min=0), logits.clone())
     assert_close(sampling.apply_repetition_penalty(logits, ids, 1.5), expected, name="penalty with -1 padding", atol=0,
+                 mistakes={M["padding_penalised"]: lp.RepetitionPenaltyLogitsProcessor(1.5)(ids % V, logits.clone())},
                  hint="ids < 0 are padding: leave them out (e.g. scatter them into a spare column past V)")
 
 
@@ -223,7 +265,9 @@ def test_process_logits_order_matches_transformers(sampling):
     ])
     kw = dict(temperature=0.8, top_k=20, top_p=0.9, min_p=0.05, repetition_penalty=1.4, no_repeat_ngram_size=2)
     expected = hf(ids, logits.clone())
+    late = lp.LogitsProcessorList([*hf[:2], *hf[3:], hf[2]])  # temperature last
     assert_masking_equal(sampling.process_logits(logits, ids, 0, do_sample=True, **kw), expected, "process_logits",
+                         mistakes={M["temperature_after_filters"]: lambda: late(ids, logits.clone())},
                          hint="order: repetition penalty, frequency/presence, no-repeat n-gram, then (sampling "
                               "only) temperature, top-k, top-p, min-p")
     greedy = lp.LogitsProcessorList(hf[:2])(ids, logits.clone())
@@ -298,7 +342,9 @@ def test_top_k_keeps_every_tie_of_the_kth_value(sampling):
                              (4, [[1, 1, 1, 1, 0, 0], [1] * 6]), (5, [[1, 1, 1, 1, 1, 0], [1] * 6])):
         hf = lp.TopKLogitsWarper(k)(None, logits.clone())
         assert kept(hf).int().tolist() == expected_kept, "test setup: transformers keeps ties"
-        assert_masking_equal(sampling.top_k_filter(logits, k), hf, f"top_k_filter(k={k}) with ties at the k-th",
+        out = sampling.top_k_filter(logits, k)
+        assert_masking_equal(out, hf, f"top_k_filter(k={k}) with ties at the k-th",
+                             mistakes={"ties_of_the_kth_dropped": lambda: exactly_k_of(out, hf, k)},
                              hint="mask only logits strictly below the k-th largest: ties with it stay")
 
 

@@ -8,7 +8,10 @@ import torch
 
 from mlab_tfs.testing.compare import assert_close
 
+from mlab_tfs.sampling.mistakes import MISTAKES as M
+
 from .helpers import CountingModel, prompts
+from .mistaken import mistaken
 
 VOCAB = 97
 
@@ -31,6 +34,8 @@ def test_score_suffix_equals_naive_scoring(sampling, model):
     suffix = prompts(VOCAB, [4], seed=42)[0]
     expected = naive(model, prompt, completions, suffix)
     assert_close(sampling.score_suffix(model, prompt, completions, suffix), expected, name="score_suffix", atol=1e-5,
+                 mistakes={M[n]: lambda n=n: mistaken(n).score_suffix(model, prompt, completions, suffix)
+                           for n in ("suffix_logits_not_shifted", "positions_restart_at_zero", "raw_logits_summed")},
                  hint="the logits at position t predict token t + 1: the suffix's first token is predicted by the "
                       "completion's last position (or the prompt's last, for an empty completion)")
     assert_close(sampling.score_suffix_naive(model, prompt, completions, suffix), expected, name="score_suffix_naive",

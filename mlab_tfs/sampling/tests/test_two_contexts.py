@@ -8,6 +8,8 @@ import torch.nn.functional as F
 
 from mlab_tfs.testing.compare import assert_close
 
+from mlab_tfs.sampling.mistakes import MISTAKES as M
+
 from .helpers import CountingModel, chi_square_p_value, padded_batch, prompts
 from .test_generate import assert_tokens_equal
 
@@ -20,12 +22,12 @@ def test_combination_on_known_logits(sampling):
     b = torch.tensor([[1.0, 1.0, -1.0, 3.0]])
     assert_close(sampling.combine_two_contexts(a, b, "contrastive", 1.5), torch.tensor([[3.5, -1.5, -1.0, -2.0]]),
                  name="combine_two_contexts contrastive, gamma=1.5", atol=1e-6,
-                 mistakes={"a - gamma * b": a - 1.5 * b, "b + gamma * (b - a)": b + 1.5 * (b - a)},
+                 mistakes={M["contrastive_without_a"]: a - 1.5 * b, M["contrastive_sign_flipped"]: a + 1.5 * (b - a)},
                  hint="logits_a + gamma * (logits_a - logits_b)")
     expected = F.log_softmax(a, -1) + 0.5 * F.log_softmax(b, -1)
     assert_close(sampling.combine_two_contexts(a, b, "product", 0.5), expected,
                  name="combine_two_contexts product, gamma=0.5", atol=1e-6,
-                 mistakes={"a + gamma * b on raw logits": a + 0.5 * b},
+                 mistakes={M["product_of_raw_logits"]: a + 0.5 * b},
                  hint="log p_a + gamma * log p_b: log_softmax each context first")
     with pytest.raises(ValueError, match="mode"):
         sampling.combine_two_contexts(a, b, "average", 1.0)

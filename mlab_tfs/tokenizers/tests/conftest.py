@@ -4,11 +4,14 @@ the references (transformers' tokenizers, tiktoken), each built once per session
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
 from mlab_tfs import assets
 from mlab_tfs.testing.plugin import load_impl
+
+from .helpers import reorder_first
 
 
 @pytest.fixture(scope="session")
@@ -75,3 +78,12 @@ def tiktoken_gpt2():
 @pytest.fixture(scope="session")
 def shakespeare_lines():
     return assets.shakespeare_text().splitlines()
+
+
+# The step-by-step tests of each exercise run first, so that the first failure of an exercise
+# (what `mlab-tfs check` shows) is a small hand-checked case that can name the mistake.
+_FIRST = ("test_wordpiece.py", "test_bpe.py", "test_diagnosis.py", "test_call.py")
+
+
+def pytest_collection_modifyitems(items):
+    reorder_first(items, Path(__file__).parent, _FIRST)

@@ -1,6 +1,7 @@
 """What is wrong in exercise 5 (bert_batch), named: the three pieces the given ``__call__`` runs
 (``truncate_pair``, ``build_inputs_with_special_tokens``, ``create_token_type_ids_from_sequences``)
-checked on small hand-computed cases.
+checked on small hand-computed cases. A wrong answer is compared with what each catalogued
+mistake of the exercise gives on that case (tests/mistaken.py), and named when one matches.
 
 A call that differs from transformers' (test_call.py) shows whole batches of ids; the mistake
 behind it is usually in one of these pieces, so the failure also says which piece, on which
@@ -10,6 +11,9 @@ tokenization_bert.py: ``[CLS] A [SEP] B [SEP]``, token types 0 then 1; tokenizer
 """
 
 from __future__ import annotations
+
+from . import mistaken
+from .helpers import diagnose
 
 # (arguments of truncate_pair, what it must return, the rule that case checks)
 TRUNCATION_CASES = [
@@ -51,6 +55,15 @@ class _Mark:
         return self.name
 
 
+def truncation_mistakes(args: tuple) -> dict:
+    """{mistake name: what it gives for truncate_pair(*args)}, for helpers.diagnose."""
+    return {n: [lambda f=f: f(*args) for f in (fs if isinstance(fs, list) else [fs])]
+            for n, fs in mistaken.TRUNCATE.items()}
+
+
+_cases = truncation_mistakes
+
+
 def _truncation(truncate_pair) -> str | None:
     for args, expected, rule in TRUNCATION_CASES:
         call = f"truncate_pair{args}"
@@ -59,9 +72,9 @@ def _truncation(truncate_pair) -> str | None:
         except NotImplementedError:  # a stub: the test says 'not started'
             raise
         except Exception as e:  # noqa: BLE001  (any error of the learner's code is the diagnosis)
-            return f"{call} raised {type(e).__name__}: {e}; expected {expected}: {rule}"
+            return f"{call} raised {type(e).__name__}: {e}; expected {expected}: {rule}" + diagnose(e, _cases(args))
         if got != expected or type(got) is not tuple:
-            return f"{call} returned {got!r}, expected {expected}: {rule}"
+            return f"{call} returned {got!r}, expected {expected}: {rule}" + diagnose(got, _cases(args))
     for args, rule in TRUNCATION_ERRORS:
         try:
             got = truncate_pair(*args)
@@ -71,7 +84,7 @@ def _truncation(truncate_pair) -> str | None:
             raise
         except Exception as e:  # noqa: BLE001
             return f"truncate_pair{args} raised {type(e).__name__}: {e}; expected a ValueError: {rule}"
-        return f"truncate_pair{args} returned {got!r}, expected a ValueError: {rule}"
+        return f"truncate_pair{args} returned {got!r}, expected a ValueError: {rule}" + diagnose(got, _cases(args))
     return None
 
 
@@ -97,17 +110,10 @@ def _row(tokenizer) -> str | None:
         if marks != [*a, *(b if len(args) > 1 else [])]:
             why = ("put the items you are given in the row as they are (the given __call__ passes markers, not "
                    "ids: do not convert, copy or drop them)")
-        elif got == [sep, *a, cls] or got == [sep, *a, cls, *b, cls]:
-            why = "[CLS] comes first and a [SEP] after each text; yours has them swapped"
-        elif len(args) > 1 and got == [cls, *a, sep, *b]:
-            why = "the pair's row ends with a [SEP] too: [CLS] A [SEP] B [SEP]"
-        elif len(args) > 1 and got == [cls, *a, sep, sep, *b, sep]:
-            why = "one [SEP] between the texts, not two (two is RoBERTa's </s></s>, not BERT's)"
-        elif got[:1] != [cls]:
-            why = "the row starts with [CLS]"
         else:
             why = "BERT's row is [CLS] A [SEP], or [CLS] A [SEP] B [SEP] for a pair"
-        return f"{call} gave {show(got)}, expected {show(expected)}: {why}"
+        return (f"{call} gave {show(got)}, expected {show(expected)}: {why}"
+                + diagnose(got, {n: lambda f=f: f(cls, sep, *args) for n, f in mistaken.ROWS.items()}))
     return None
 
 
@@ -131,7 +137,8 @@ def _types(tokenizer) -> str | None:
         else:
             i = next(i for i, (x, y) in enumerate(zip(got, expected)) if x != y)
             why = f"{labels[i]} is type {expected[i]} (0 for [CLS] A [SEP], 1 for B [SEP]), yours {got[i]!r}"
-        return f"{call} gave {got}, expected {expected}: {why}"
+        return (f"{call} gave {got}, expected {expected}: {why}"
+                + diagnose(got, {n: lambda f=f: f(*args) for n, f in mistaken.TYPES.items()}))
     return None
 
 
@@ -140,7 +147,9 @@ def bert_batch_diagnosis(tokenizer) -> str | None:
 
     A piece not written yet raises its NotImplementedError (so a test is "not started").
     Runs ``tokenizer._truncate_pair`` (the learner's truncate_pair, as the given call does) and
-    the two row methods (WordPiece only: GPT-2's add no tokens and are given) on small cases; returns "<call> gave <got>, expected <expected>: <rule>".
+    the two row methods (WordPiece only: GPT-2's add no tokens and are given) on small cases;
+    returns "<call> gave <got>, expected <expected>: <rule>", with a "likely cause" line when a
+    catalogued mistake gives the same.
     """
     checks = [lambda: _truncation(tokenizer._truncate_pair)]
     if getattr(tokenizer, "cls_token_id", None) is not None:  # WordPiece's rows; GPT-2's are given

@@ -14,6 +14,10 @@ from hypothesis import strategies as st
 
 from mlab_tfs import assets
 
+from mlab_tfs.tokenizers import solution as S
+
+from . import mistaken
+from .helpers import check, diagnose
 from .strategies import any_text, fuzz
 
 
@@ -30,13 +34,17 @@ def test_bytes_to_unicode(tok, gpt2_dir):
     from transformers.convert_slow_tokenizer import bytes_to_unicode as reference
 
     table = tok.bytes_to_unicode()
+    why = diagnose(table, mistaken.BYTES_TO_UNICODE)
     assert isinstance(table, dict) and sorted(table) == list(range(256)), "one entry per byte value 0..255"
     assert len(set(table.values())) == 256, "every byte needs its own character, or decoding is ambiguous"
-    assert table[ord("A")] == "A" and table[ord("é".encode("latin-1"))] == "é", "printable bytes stand for themselves"
+    assert table[ord("A")] == "A" and table[ord("é".encode("latin-1"))] == "é", (
+        "printable bytes stand for themselves" + why)
     assert table[ord(" ")] == "Ġ" and table[ord("\n")] == "Ċ", (
-        f"space -> {table[32]!r}, newline -> {table[10]!r}: the 68 other bytes get chr(256), chr(257)... in byte order"
-    )
-    assert table == reference(), "differs from GPT-2's table"
+        f"space -> {table[32]!r}, newline -> {table[10]!r}: the 68 other bytes get chr(256), chr(257)... in byte "
+        "order" + why)
+    wrong = [b for b in range(256) if table[b] != reference()[b]]
+    assert not wrong, (f"differs from GPT-2's table at {len(wrong)} bytes, the first {wrong[0]:#04x}: yours "
+                       f"{table[wrong[0]]!r}, GPT-2's {reference()[wrong[0]]!r}" + why) if wrong else ""
 
 
 # --------------------------------------------------------------------------- 7. pretokenize
@@ -59,7 +67,8 @@ def test_bytes_to_unicode(tok, gpt2_dir):
 ])
 def test_pretokenize_examples(tok, text, expected, hint):
     got = tok.pretokenize(text)
-    assert got == expected, f"pretokenize({text!r}) = {got}, expected {expected}\n  hint: {hint}"
+    check(got, expected, f"pretokenize({text!r}) = {got}, expected {expected}\n  hint: {hint}",
+          {name: [lambda f=f: f(text) for f in fs] for name, fs in mistaken.PRETOKENIZE.items()})
 
 
 @pytest.mark.exercise("pretokenize")
@@ -81,6 +90,8 @@ TOY_RANKS = {("a", "b"): 0, ("ab", "c"): 1, ("c", "d"): 2, ("b", "c"): 3, ("a", 
 
 @pytest.mark.exercise("bpe_merge")
 @pytest.mark.parametrize("symbols, expected, hint", [
+    (list("abcbc"), ["abc", "bc"], "merge the pair of lowest rank first, not the most frequent: ab (0), abc (1), "
+                                   "then bc (3)"),
     (list("abcd"), ["abc", "d"], "merge the pair of lowest rank first: ab (0), then abc (1); cd (2) is then gone"),
     (list("bcd"), ["b", "cd"], "cd has rank 2, bc rank 3: the lower rank wins even though bc comes first"),
     (list("aaa"), ["aa", "a"], "equal ranks: leftmost first, and a merged symbol is not merged again in the same pair"),
@@ -91,7 +102,9 @@ TOY_RANKS = {("a", "b"): 0, ("ab", "c"): 1, ("c", "d"): 2, ("b", "c"): 3, ("a", 
 ])
 def test_bpe_merge_examples(tok, symbols, expected, hint):
     got = tok.bpe_merge(symbols, TOY_RANKS)
-    assert got == expected, f"bpe_merge({symbols}) = {got}, expected {expected}\n  hint: {hint}"
+    check(got, expected, f"bpe_merge({symbols}) = {got}, expected {expected}\n  hint: {hint}",
+          {name: [lambda f=f: f(symbols, TOY_RANKS) for f in (fs if isinstance(fs, list) else [fs])]
+           for name, fs in mistaken.BPE_MERGE.items()})
 
 
 @pytest.mark.exercise("bpe_merge")
@@ -137,13 +150,19 @@ def test_bpe_merge_work_grows_linearly_on_one_huge_word(tok, gpt2):
     "", " ", "\t\n \n", "a" * 300, "👨\u200d👩\u200d👧", "<|endoftext|>",
     # equal-rank ties: the same pair at several places merges leftmost first
     "aaaaaaa", "!!!!!!!!!", "\n\n\n\n\n", "      x", "ababababa", "x<|endoftext|>y", " <|endoftext|> ",
+    "hi.\n\nThe end",  # across words, "\n\n" + "The" would merge differently
 ])
 def test_encode_matches_references(gpt2, hf_gpt2, tiktoken_gpt2, text):
     got = gpt2.encode(text)
-    assert got == tiktoken_gpt2.encode_ordinary(text), f"{text!r}: yours {gpt2.tokenize(text)}"
+    check(got, tiktoken_gpt2.encode_ordinary(text), f"{text!r}: yours {gpt2.tokenize(text)}", {
+        "no_pretokenize": lambda: mistaken.BPE_ENCODE["no_pretokenize"](gpt2, text),
+        "special_tokens_always_matched": lambda: S.ByteLevelBPETokenizer.encode(gpt2, text, allowed_special="all")})
     if "<|endoftext|>" not in text:  # transformers always treats it as special
         assert got == hf_gpt2(text)["input_ids"], f"{text!r}: yours {gpt2.tokenize(text)}, hf {hf_gpt2.tokenize(text)}"
-    assert gpt2.decode(got) == text
+    back = gpt2.decode(got)
+    check(back, text, f"decode(encode({text!r})) = {back!r}: decode must give the text back",
+          {"decode_tokens_separately": [lambda: mistaken.bpe_decode_each(gpt2, got),
+                                        lambda: mistaken.bpe_decode_each(gpt2, got, "ignore")]})
 
 
 @pytest.mark.exercise("bpe_encode")
@@ -218,6 +237,13 @@ def test_train_small_worked_example(tok):
     # Counts in "aaab aaab ab": (a,a) 4, (a,b) 3 and (" ", a) 2 -> merge a+a first (id 256).
     bpe = tok.ByteLevelBPETokenizer().train(["aaab aaab ab"], 256 + 3)
     assert bpe.merges[0] == ("a", "a"), f"first merge {bpe.merges[0]}: the most frequent pair is a a"
+    for texts, n in ((["aaab aaab ab"], 3), (["dcba"], 1), (["ab ab ba ba cd"], 2), (["xyzzy xyz", "zyx zyx"], 4),
+                     (["x. x. x."], 1)):
+        got = [tuple(m) for m in tok.ByteLevelBPETokenizer().train(texts, 256 + n).merges]
+        check(got, mistaken.train_merges(texts, n), f"train({texts}, {256 + n}).merges = {got}, expected "
+              f"{mistaken.train_merges(texts, n)}",
+              {name: [lambda f=f: f(texts, n) for f in (fs if isinstance(fs, list) else [fs])]
+               for name, fs in mistaken.BPE_TRAIN.items()})
     assert len(bpe.merges) == 3 and bpe.vocab_size == 259
     assert bpe.encode("aaab") == [bpe.encoder[t] for t in bpe.tokenize("aaab")]
     assert bpe.decode(bpe.encode("aaab aaab ab")) == "aaab aaab ab"

@@ -72,6 +72,7 @@ def reference(tokenizer, *args, **kwargs):
 
 def assert_same(got, expected, what=""):
     """Same keys in the same order, equal values of the same types (lists / tuples / tensors / arrays)."""
+    __tracebackhide__ = True  # a failure shows the test's line and the diagnosis
     assert list(got.keys()) == list(expected.keys()), f"{what}: keys {list(got.keys())}, transformers {list(expected.keys())}"
     for key in expected:
         a, b = got[key], expected[key]
@@ -98,6 +99,7 @@ def unassigned(*texts) -> bool:
 def compare(ours, theirs, *args, words=True, **kwargs):
     """Ours equal to transformers', or both refuse (ours with a ValueError); with words, also
     word_ids(), sequence_ids() and tokens() of every row."""
+    __tracebackhide__ = True  # a failure shows the test's line and the diagnosis
     expected = reference(theirs, *args, **kwargs)
     what = f"{args!r} {kwargs}"
     if isinstance(expected, BaseException):
@@ -156,6 +158,7 @@ inputs = st.one_of(
 
 
 def _fuzz_call(ours, theirs, name, texts, kwargs):
+    __tracebackhide__ = True  # a failure shows the test's line and the diagnosis
     text, pair = texts
     n_special = _specials(kwargs, pair is not None, name)
     strategy = kwargs.get("truncation")

@@ -56,6 +56,7 @@ def _old_folder(tmp_path: Path, old) -> Path:
 
 
 def _assert_whole_old(tok, kind, folder, old, written):
+    __tracebackhide__ = True  # a failure shows the test's line and the diagnosis
     again = _load(tok, kind, folder)
     assert _ids(again) == _ids(old), "the folder must load the old tokenizer, id for id"
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == written, "not one byte of the old folder may change"

@@ -86,6 +86,7 @@ def _copy(src: Path, dst: Path, *names: str) -> Path:
 
 
 def _assert_bert_equal(ours, hf, what: str) -> None:
+    __tracebackhide__ = True  # a failure shows the test's line and the diagnosis
     for text in TEXTS:
         assert ours.encode(text) == _their_ids(hf, text), f"{what}: {text!r}"
     pairs = list(zip(TEXTS[::7], TEXTS[3::7]))
@@ -281,6 +282,7 @@ def test_missing_and_malformed_files(tok, tmp_path):
 def _assert_bpe_equal(ours, hf, what: str) -> None:
     """transformers matches every special token in a text: allowed_special="all"; with
     split_special_tokens=True it matches none: allowed_special="none"."""
+    __tracebackhide__ = True  # a failure shows the test's line and the diagnosis
     for text in TEXTS:
         assert ours.encode(text, allowed_special="all") == _their_ids(hf, text), f"{what}: {text!r}"
     hf_split = type(hf).from_pretrained(hf.name_or_path, split_special_tokens=True)

@@ -18,6 +18,11 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mlab_tfs.tokenizers import solution as S
+
+from . import mistaken
+from .diagnosis import bert_batch_diagnosis, truncation_mistakes
+from .helpers import check
 from .strategies import any_text, fuzz
 
 
@@ -43,7 +48,9 @@ def bert(tok, bert_vocab_dir):
 ])
 def test_clean_text_examples(tok, text, expected, why):
     got = tok.clean_text(text)
-    assert got == expected, f"clean_text({text!r}) = {got!r}, expected {expected!r}: {why}"
+    check(got, expected, f"clean_text({text!r}) = {got!r}, expected {expected!r}: {why}",
+          {name: [lambda f=f: f(text) for f in (fs if isinstance(fs, list) else [fs])]
+           for name, fs in mistaken.CLEAN_TEXT.items()})
 
 
 @pytest.mark.exercise("clean_text")
@@ -75,7 +82,9 @@ def test_clean_text_without_chinese_chars(tok, text, expected):
 ])
 def test_basic_tokenize_examples(tok, text, kwargs, expected, hint):
     got = tok.basic_tokenize(text, **kwargs)
-    assert got == expected, f"basic_tokenize({text!r}, {kwargs}) = {got}, expected {expected}\n  hint: {hint}"
+    check(got, expected, f"basic_tokenize({text!r}, {kwargs}) = {got}, expected {expected}\n  hint: {hint}",
+          {name: [lambda f=f: f(text, **kwargs) for f in (fs if isinstance(fs, list) else [fs])]
+           for name, fs in mistaken.BASIC_TOKENIZE.items()})
 
 
 CJK_TEXT = st.lists(st.one_of(st.sampled_from(["中", "文", "東京", "我爱你", "\U00020000", "\uf900", "カナ", " ", "a", "!"]),
@@ -116,15 +125,17 @@ TOY_VOCAB = {t: i for i, t in enumerate(["[UNK]", "un", "##aff", "##able", "u", 
 
 @pytest.mark.exercise("wordpiece")
 @pytest.mark.parametrize("word, expected, hint", [
-    ("unaffable", ["un", "##aff", "##able"], "longest prefix first: 'un', then the longest '##' piece"),
     ("una", ["un", "##a"], "continuations carry the ## prefix"),
+    ("unaffable", ["un", "##aff", "##able"], "longest prefix first: 'un', then the longest '##' piece"),
     ("a", ["a"], "a whole word in the vocabulary is one piece"),
     ("ab", ["[UNK]"], "if any part cannot be matched, the whole word is [UNK] (not 'a' + [UNK])"),
     ("ff", ["[UNK]"], "'##ff' is in the vocabulary but 'ff' at the start of a word is not"),
 ])
 def test_wordpiece_examples(tok, word, expected, hint):
     got = tok.wordpiece(word, TOY_VOCAB)
-    assert got == expected, f"wordpiece({word!r}) = {got}, expected {expected}\n  hint: {hint}"
+    check(got, expected, f"wordpiece({word!r}) = {got}, expected {expected}\n  hint: {hint}",
+          {name: [lambda f=f: f(word, TOY_VOCAB) for f in (fs if isinstance(fs, list) else [fs])]
+           for name, fs in mistaken.WORDPIECE.items()})
 
 
 @pytest.mark.exercise("wordpiece")
@@ -133,7 +144,8 @@ def test_wordpiece_longest_match_is_greedy(tok):
     # piece is "una", after which "ffable" has no piece: the word is [UNK].
     vocab = {"[UNK]": 0, "una": 1, "un": 2, "##affable": 3}
     got = tok.wordpiece("unaffable", vocab)
-    assert got == ["[UNK]"], f"got {got}: take the longest match at each step and never go back (BERT's rule)"
+    check(got, ["[UNK]"], f"got {got}: take the longest match at each step and never go back (BERT's rule)",
+          {"shortest_match_first": lambda: mistaken.WORDPIECE["shortest_match_first"]("unaffable", vocab)})
 
 
 @pytest.mark.exercise("wordpiece")
@@ -146,7 +158,12 @@ def test_wordpiece_long_words_are_unknown_without_matching(tok):
             return dict.__contains__(self, key)
 
     vocab = Watching({"[UNK]": 0, "a": 1, "##a": 2})
-    assert tok.wordpiece("a" * 100, vocab) == ["a"] + ["##a"] * 99
+    for word, max_chars in (("a" * 100, 100), ("a" * 101, 100), ("a" * 3, 2)):
+        got, expected = tok.wordpiece(word, vocab, max_chars=max_chars), S.wordpiece(word, vocab, max_chars=max_chars)
+        check(got, expected, f"wordpiece('a' * {len(word)}, max_chars={max_chars}) = {got[:4]}...: a word of exactly "
+              "max_chars characters is matched, a longer one is [UNK]",
+              {name: lambda f=mistaken.WORDPIECE[name]: f(word, vocab, max_chars=max_chars)
+               for name in ("long_word_not_unknown", "max_chars_off_by_one")})
     Watching.lookups = 0
     assert tok.wordpiece("a" * 101, vocab, max_chars=100) == ["[UNK]"], "words over max_chars characters are [UNK]"
     assert Watching.lookups == 0, (
@@ -171,10 +188,9 @@ def test_wordpiece_long_words_are_unknown_without_matching(tok):
 def test_encode_matches_transformers(bert, hf_bert, text):
     expected = hf_bert(text)["input_ids"]
     got = bert.encode(text)
-    assert got == expected, (
-        f"encode({text!r}) = {got}\n  transformers: {expected}\n"
-        f"  your tokens {bert.tokenize(text)}\n  reference   {hf_bert.tokenize(text)}"
-    )
+    check(got, expected, f"encode({text!r}) = {got}\n  transformers: {expected}\n"
+          f"  your tokens {bert.tokenize(text)}\n  reference   {hf_bert.tokenize(text)}",
+          {name: lambda f=f: f(bert, text) for name, f in mistaken.BERT_ENCODE.items()})
     assert bert.encode(text, add_special_tokens=False) == expected[1:-1], "add_special_tokens=False: no [CLS]/[SEP]"
 
 
@@ -193,10 +209,9 @@ def test_decode_matches_transformers(bert, hf_bert, text, skip):
     ids = hf_bert(text)["input_ids"]
     expected = hf_bert.decode(ids, skip_special_tokens=skip)
     got = bert.decode(ids, skip_special_tokens=skip)
-    assert got == expected, (
-        f"decode = {got!r}, transformers gives {expected!r}\n"
-        "  hint: join with spaces, glue '##' pieces to the previous token, and '.', ',', '!', '?' too"
-    )
+    check(got, expected, f"decode = {got!r}, transformers gives {expected!r}\n"
+          "  hint: join with spaces, glue '##' pieces to the previous token, and '.', ',', '!', '?' too",
+          {name: lambda f=f: f(bert, ids, skip) for name, f in mistaken.BERT_DECODE.items()})
     assert bert.decode(ids[1:-1], skip_special_tokens=skip) == hf_bert.decode(ids[1:-1], skip_special_tokens=skip)
 
 
@@ -260,6 +275,14 @@ def test_fast_vs_legacy(bert, hf_bert, hf_bert_legacy):
 
 
 @pytest.mark.exercise("bert_batch")
+def test_batch_pieces_on_hand_computed_cases(bert):
+    """truncate_pair and the two row methods on small cases whose answers are transformers'
+    (test_diagnosis.py pins them): a wrong piece is named, with the rule it breaks."""
+    found = bert_batch_diagnosis(bert)
+    assert found is None, f"exercise 5: {found}"
+
+
+@pytest.mark.exercise("bert_batch")
 @pytest.mark.parametrize("first, second, limit", [
     (10, None, 4), (3, None, 8), (10, 2, 8), (2, 10, 8), (10, 10, 8), (10, 10, 7), (9, 4, 6), (3, 3, 100),
     (10, 9, 7), (9, 10, 7), (11, 8, 5), (8, 11, 5),  # both cut: the odd token goes to the longer
@@ -271,10 +294,11 @@ def test_truncate_pair_longest_first(tok, hf_bert, first, second, limit):
     ref = hf_bert(words_a, words_b, truncation=True, max_length=limit + (3 if second else 2))["input_ids"]
     n_a, n_b = ref.count(1037), ref.count(1038)  # ids of "a" and "b"
     got = tok.truncate_pair(first, second, limit)
-    assert got == (n_a, n_b if second else None), (
-        f"truncate_pair({first}, {second}, {limit}) = {got}, transformers keeps {(n_a, n_b)}\n"
-        "  hint: if cutting the longer one to what is left is enough, do that; otherwise each gets half "
-        "(the longer one gets the odd token; the second one if they are equally long)")
+    check(got, (n_a, n_b if second else None),
+          f"truncate_pair({first}, {second}, {limit}) = {got}, transformers keeps {(n_a, n_b)}\n"
+          "  hint: if cutting the longer one to what is left is enough, do that; otherwise each gets half "
+          "(the longer one gets the odd token; the second one if they are equally long)",
+          truncation_mistakes((first, second, limit)))
 
 
 @pytest.mark.exercise("bert_batch")
@@ -283,8 +307,9 @@ def test_truncate_pair_longest_first(tok, hf_bert, first, second, limit):
 ])
 def test_truncate_pair_odd_token_goes_to_the_longer(tok, first, second, limit, expected):
     got = tok.truncate_pair(first, second, limit)
-    assert got == expected, (f"truncate_pair({first}, {second}, {limit}) = {got}, expected {expected}: both are "
-                             "cut to half, and the longer one keeps the odd token (the second, if equally long)")
+    check(got, expected, f"truncate_pair({first}, {second}, {limit}) = {got}, expected {expected}: both are "
+          "cut to half, and the longer one keeps the odd token (the second, if equally long)",
+          truncation_mistakes((first, second, limit)))
 
 
 @pytest.mark.exercise("bert_batch")
