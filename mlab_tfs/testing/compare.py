@@ -53,6 +53,17 @@ def _guess(actual: Tensor, expected: Tensor, atol: float, rtol: float) -> str | 
     return None
 
 
+def _named_mistake(a: Tensor, mistakes: Mapping[object, Tensor | Callable[[], Tensor]] | None, atol: float,
+                   rtol: float) -> str | None:
+    """ "your output matches what <mistake> gives" for the first mistake whose output a (float64,
+    on the CPU) equals within ten times the tolerance, else None."""
+    for description, candidate in (mistakes or {}).items():
+        cand = candidate() if callable(candidate) else candidate
+        if _close(a, cand.detach().to("cpu", torch.float64), max(atol, 1e-6) * 10, rtol):
+            return f"your output matches what {description} gives"
+    return None
+
+
 def assert_close(
     actual: object,
     expected: Tensor,
@@ -78,12 +89,9 @@ def assert_close(
         lines.append(f"  shape: expected {_fmt_shape(expected)}, got {_fmt_shape(actual)}")
         if actual.numel() == expected.numel():
             lines.append("  (same number of elements: a reshape/rearrange that orders dims differently?)")
-        a = actual.detach().to("cpu", torch.float64)
-        for description, candidate in (mistakes or {}).items():  # a mistake may change the shape too
-            cand = candidate() if callable(candidate) else candidate
-            if _close(a, cand.detach().to("cpu", torch.float64), max(atol, 1e-6) * 10, rtol):
-                lines.append(f"  likely cause: your output matches what {description} gives")
-                break
+        named = _named_mistake(actual.detach().to("cpu", torch.float64), mistakes, atol, rtol)
+        if named:  # a mistake may change the shape too
+            lines.append(f"  likely cause: {named}")
         if hint:
             lines.append(f"  hint: {hint}")
         raise Mismatch("\n".join(lines))
@@ -111,13 +119,7 @@ def assert_close(
         lines.append(f"  NaN/inf: yours {nan_a} NaN, {inf_a} inf; reference {nan_e} NaN, {inf_e} inf")
         if nan_a and not nan_e:
             lines.append("  hint: NaNs often come from masking with -inf (a fully masked row) or sqrt of a negative")
-    diagnosis = None
-    for description, candidate in (mistakes or {}).items():
-        cand = candidate() if callable(candidate) else candidate
-        if cand.shape == actual.shape and _close(a, cand.detach().to("cpu", torch.float64), max(atol, 1e-6) * 10, rtol):
-            diagnosis = f"your output matches what {description} gives"
-            break
-    diagnosis = diagnosis or _guess(a, e, atol, rtol)
+    diagnosis = _named_mistake(a, mistakes, atol, rtol) or _guess(a, e, atol, rtol)
     if diagnosis:
         lines.append(f"  likely cause: {diagnosis}")
     if hint:
