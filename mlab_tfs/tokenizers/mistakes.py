@@ -15,8 +15,9 @@ MISTAKES = Catalogue(PART, [
             "Invisible characters of categories Cc, Cf and Co (escape codes, zero-width spaces, byte-order marks) "
             "are dropped by `is_control`, or they end up inside words as characters no vocabulary has."),
     Mistake("clean_text", "replacement_char_kept", "NUL and U+FFFD kept",
-            "BERT drops NUL and U+FFFD (the replacement character of undecodable bytes) explicitly: neither is a "
-            "control character by category."),
+            "BERT drops U+FFFD (the replacement character of undecodable bytes) by name, beside NUL: it is a "
+            "symbol (category So), not a control character, so `is_control` alone keeps it (transformers' "
+            "`_clean_text`)."),
     Mistake("clean_text", "cjk_not_spaced", "no spaces around CJK ideographs",
             "Chinese is written without spaces: each ideograph (`is_cjk_char`) gets a space on both sides, so that "
             "it becomes a word of its own."),

@@ -14,7 +14,7 @@ import torch
 from mlab_tfs.gpt2.solution import GPT2LMHeadModel
 from mlab_tfs.testing import tiny
 from mlab_tfs.testing.plugin import load_impl
-from mlab_tfs.tokenizers.tests.helpers import reorder_first
+from mlab_tfs.testing.ordering import reorder_first
 
 MODEL_KINDS = ("ours", "hf")
 

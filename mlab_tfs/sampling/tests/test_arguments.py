@@ -344,7 +344,12 @@ def test_beam_search_takes_lists(sampling, model):
 @pytest.mark.exercise("batching")
 def test_left_pad_checks_and_devices(sampling):
     # A numpy mask (what a tokenizer may return) is the tensor it spells.
-    assert sampling.position_ids_from_mask(np.array([[0, 1, 1], [1, 1, 1]])).tolist() == [[0, 0, 1], [0, 1, 2]]
+    # Padding may get any valid position (it is masked): 0, or transformers' 1; real tokens count from 0.
+    pos = sampling.position_ids_from_mask(np.array([[0, 1, 1], [1, 1, 1]]))
+    assert isinstance(pos, torch.Tensor) and pos.dtype == torch.long, f"position ids are a long tensor, got {pos!r}"
+    real = torch.tensor([[0, 1, 1], [1, 1, 1]]).bool()
+    assert pos[real].tolist() == [0, 1, 0, 1, 2] and int(pos[~real].min()) >= 0, (
+        f"position_ids_from_mask(a numpy mask) = {pos.tolist()}, expected [[any, 0, 1], [0, 1, 2]]")
     ids, mask = sampling.left_pad([(5, 6), np.array([7])], 0, device="cpu")
     assert_tokens_equal(ids, torch.tensor([[5, 6], [0, 7]]), "left_pad of a tuple and a numpy array")
     for seqs, pad, error, word in (([], 0, ValueError, "sequences"), ([[1], []], 0, ValueError, r"sequences\[1\]"),

@@ -29,10 +29,12 @@ def random_ids(seed: int, B: int = 6, L: int = 12, vocab: int = V) -> torch.Tens
 def assert_masking_equal(actual, expected, name, hint=None, mistakes=None):
     """Masking processors must agree exactly: same -inf positions, same kept values. mistakes:
     {Mistake or its name: its output, or a function computing it}; one that keeps the same
-    tokens as actual is named."""
+    tokens as actual, and puts the same values where the reference removes a token (so that
+    "set to 0" is not said of a -1e9 or of no filtering at all), is named."""
     __tracebackhide__ = True  # a failure shows the test's line and the diagnosis
     assert isinstance(actual, torch.Tensor) and actual.shape == expected.shape, (
-        f"{name}: expected a tensor of shape {tuple(expected.shape)}"
+        f"{name}: expected a tensor of shape {tuple(expected.shape)}, got "
+        f"{tuple(actual.shape) if isinstance(actual, torch.Tensor) else type(actual).__name__}"
     )
     kept_a, kept_e = torch.isfinite(actual), torch.isfinite(expected)
     if not torch.equal(kept_a, kept_e):
@@ -42,9 +44,14 @@ def assert_masking_equal(actual, expected, name, hint=None, mistakes=None):
                 cand = cand() if callable(cand) else cand
             except Exception:  # noqa: BLE001  (a mistake that cannot run on these inputs does not match)
                 continue
-            if torch.equal(kept_a, torch.isfinite(cand)):
+            if (cand.shape == actual.shape and torch.equal(kept_a, torch.isfinite(cand))
+                    and torch.equal(actual[~kept_e], cand[~kept_e])):
                 lines.append(f"  likely cause: your output matches what {M[what] if isinstance(what, str) else what} gives")
                 break
+        removed = actual[~kept_e & kept_a]
+        if len(removed) and bool((removed == removed[0]).all()) and torch.equal(actual[kept_e], expected[kept_e]):
+            lines.append(f"  the tokens to remove hold {float(removed[0])} in yours: a removed token's logit is -inf, "
+                         "so that its probability is exactly 0")
         if hint:
             lines.append(f"  hint: {hint}")
         raise AssertionError("\n".join(lines))
@@ -72,7 +79,8 @@ def test_temperature_matches_transformers(sampling, t):
     logits = random_logits(0)
     expected = lp.TemperatureLogitsWarper(float(t))(None, logits.clone())
     assert_close(sampling.apply_temperature(logits, t), expected, name="apply_temperature", atol=0,
-                 mistakes={M["temperature_multiplied"]: logits * t}, hint="divide the logits by the temperature")
+                 mistakes={M["temperature_multiplied"]: logits * t},
+                 hint="divide the logits by the temperature, as transformers does (logits / temperature: multiplying by 1 / temperature rounds differently, and the samplers must match it token for token)")
 
 
 @pytest.mark.exercise("temperature")
@@ -415,3 +423,43 @@ def test_frequency_presence_count_only_the_generated_tokens(sampling):
                  hint="count only history[:, L - num_generated:], the generated tokens")
     assert_close(sampling.process_logits(logits, history, 0, do_sample=False, frequency_penalty=0.5), logits,
                  name="no generated tokens yet: nothing to penalise", atol=0)
+
+
+# ----------------------------------------------------------------------------- the diagnoses
+
+
+@pytest.mark.solution_only
+def test_masking_diagnosis_names_a_mistake_only_for_its_values():
+    """A filter that keeps the wrong tokens is named only by a mistake that gives the same
+    values where the reference removes tokens: -1e9 (or no filtering) is not "set to 0"."""
+    logits = random_logits(2)
+    expected = lp.TopKLogitsWarper(top_k=5)(None, logits.clone())
+    kth = torch.topk(logits, 5).values[:, -1:]
+    zero = {M["masked_with_zero"]: logits.masked_fill(logits < kth, 0.0)}
+    for wrong, named in ((logits.masked_fill(logits < kth, -1e9), False), (logits.clone(), False),
+                         (logits.masked_fill(logits < kth, 0.0), True), (logits * (logits >= kth), True)):
+        with pytest.raises(AssertionError) as e:
+            assert_masking_equal(wrong, expected, "top_k_filter", mistakes=zero)
+        assert (f"likely cause: your output matches what {M['masked_with_zero'].cause} gives" in str(e.value)) == named
+    with pytest.raises(AssertionError, match=r"the tokens to remove hold -1000000000.0 in yours: a removed token's "
+                                             r"logit is -inf"):
+        assert_masking_equal(logits.masked_fill(logits < kth, -1e9), expected, "top_k_filter", mistakes=zero)
+
+
+@pytest.mark.solution_only
+@pytest.mark.parametrize("exercise, edit", [
+    # transformers' generate gives padding position 1 (masked_fill(attention_mask == 0, 1))
+    ("batching", ("    return (mask.long().cumsum(-1) - 1).clamp(min=0)",
+                  "    return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)")),
+    # a descending cumulative sum, dropping a token once the mass before it reaches top_p
+    ("top_p", ("    drop_sorted = cum <= 1 - top_p\n    drop_sorted[..., -min_tokens_to_keep:] = False\n"
+               "    drop = drop_sorted.scatter(-1, order, drop_sorted)",
+               "    probs, order = logits.softmax(-1).sort(dim=-1, descending=True)\n"
+               "    drop_sorted = probs.cumsum(-1) - probs >= top_p\n    drop_sorted[..., :min_tokens_to_keep] = False\n"
+               "    drop = drop_sorted.scatter(-1, order, drop_sorted)")),
+])
+def test_correct_variants_pass_with_no_diagnosis(exercise, edit):
+    from mlab_tfs.testing.mistakes import check_report, likely_causes, planted_source
+
+    report = check_report("sampling", exercise, planted_source("sampling", [edit]))
+    assert "All exercises pass" in report and not likely_causes(report), report

@@ -11,7 +11,7 @@ import pytest
 from mlab_tfs import assets
 from mlab_tfs.testing.plugin import load_impl
 
-from .helpers import reorder_first
+from mlab_tfs.testing.ordering import reorder_first
 
 
 @pytest.fixture(scope="session")

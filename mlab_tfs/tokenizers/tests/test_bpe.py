@@ -50,8 +50,7 @@ def test_bytes_to_unicode(tok, gpt2_dir):
 # --------------------------------------------------------------------------- 7. pretokenize
 
 
-@pytest.mark.exercise("pretokenize")
-@pytest.mark.parametrize("text, expected, hint", [
+PRETOKENIZE_EXAMPLES = [
     ("Hello world", ["Hello", " world"], "a word keeps the one space before it"),
     ("I'm here, they'll see", ["I", "'m", " here", ",", " they", "'ll", " see"], "contractions split off"),
     ("abc123 4.5", ["abc", "123", " 4", ".", "5"], "letters, digits and symbols are separate runs"),
@@ -64,11 +63,22 @@ def test_bytes_to_unicode(tok, gpt2_dir):
     ("a ", ["a", " "], "a trailing space is a piece of its own"),
     (" a", [" a"], "a leading space goes with the word"),
     ("'s's", ["'s", "'s"], "contractions match before anything else"),
-])
+    ("DON'T", ["DON", "'", "T"], "GPT-2's contractions are lower-case only (no (?i:...)): \"'T\" is a symbol, then "
+                                 "a letter"),
+]
+
+
+def _pretokenize_mistakes(text):
+    return {name: [lambda f=f: f(text) for f in fs] for name, fs in mistaken.PRETOKENIZE.items()}
+
+
+@pytest.mark.exercise("pretokenize")
+@pytest.mark.parametrize("text, expected, hint", PRETOKENIZE_EXAMPLES)
 def test_pretokenize_examples(tok, text, expected, hint):
     got = tok.pretokenize(text)
+    others = [(lambda t=t: tok.pretokenize(t), _pretokenize_mistakes(t)) for t, _, _ in PRETOKENIZE_EXAMPLES if t != text]
     check(got, expected, f"pretokenize({text!r}) = {got}, expected {expected}\n  hint: {hint}",
-          {name: [lambda f=f: f(text) for f in fs] for name, fs in mistaken.PRETOKENIZE.items()})
+          _pretokenize_mistakes(text), others)
 
 
 @pytest.mark.exercise("pretokenize")
@@ -88,8 +98,7 @@ def test_pretokenize_matches_tiktoken_splits_and_covers_the_text(tok, text):
 TOY_RANKS = {("a", "b"): 0, ("ab", "c"): 1, ("c", "d"): 2, ("b", "c"): 3, ("a", "a"): 4}
 
 
-@pytest.mark.exercise("bpe_merge")
-@pytest.mark.parametrize("symbols, expected, hint", [
+BPE_MERGE_EXAMPLES = [
     (list("abcbc"), ["abc", "bc"], "merge the pair of lowest rank first, not the most frequent: ab (0), abc (1), "
                                    "then bc (3)"),
     (list("abcd"), ["abc", "d"], "merge the pair of lowest rank first: ab (0), then abc (1); cd (2) is then gone"),
@@ -99,12 +108,22 @@ TOY_RANKS = {("a", "b"): 0, ("ab", "c"): 1, ("c", "d"): 2, ("b", "c"): 3, ("a", 
     (list("x"), ["x"], "a single symbol stays"),
     ([], [], "nothing stays nothing"),
     (list("xyz"), ["x", "y", "z"], "no ranked pair: unchanged"),
-])
+]
+
+
+def _bpe_merge_mistakes(symbols):
+    return {name: [lambda f=f: f(symbols, TOY_RANKS) for f in (fs if isinstance(fs, list) else [fs])]
+            for name, fs in mistaken.BPE_MERGE.items()}
+
+
+@pytest.mark.exercise("bpe_merge")
+@pytest.mark.parametrize("symbols, expected, hint", BPE_MERGE_EXAMPLES)
 def test_bpe_merge_examples(tok, symbols, expected, hint):
     got = tok.bpe_merge(symbols, TOY_RANKS)
+    others = [(lambda s=s: tok.bpe_merge(list(s), TOY_RANKS), _bpe_merge_mistakes(s))
+              for s, _, _ in BPE_MERGE_EXAMPLES if s != symbols]
     check(got, expected, f"bpe_merge({symbols}) = {got}, expected {expected}\n  hint: {hint}",
-          {name: [lambda f=f: f(symbols, TOY_RANKS) for f in (fs if isinstance(fs, list) else [fs])]
-           for name, fs in mistaken.BPE_MERGE.items()})
+          _bpe_merge_mistakes(symbols), others)
 
 
 @pytest.mark.exercise("bpe_merge")
@@ -144,19 +163,34 @@ def test_bpe_merge_work_grows_linearly_on_one_huge_word(tok, gpt2):
 # --------------------------------------------------------------------------- 9. encode / decode
 
 
-@pytest.mark.exercise("bpe_encode")
-@pytest.mark.parametrize("text", [
+ENCODE_TEXTS = [
     "Hello world", " Hello world", "Hello  world\n\n", "I'm here; they'll see 3.14159!", "héllo 中文 😀",
     "", " ", "\t\n \n", "a" * 300, "👨\u200d👩\u200d👧", "<|endoftext|>",
     # equal-rank ties: the same pair at several places merges leftmost first
     "aaaaaaa", "!!!!!!!!!", "\n\n\n\n\n", "      x", "ababababa", "x<|endoftext|>y", " <|endoftext|> ",
     "hi.\n\nThe end",  # across words, "\n\n" + "The" would merge differently
-])
-def test_encode_matches_references(gpt2, hf_gpt2, tiktoken_gpt2, text):
+]
+
+
+@pytest.fixture(scope="session")
+def solution_gpt2():
+    """The solution's tokenizer on the same vocabulary: what a mistake gives is computed with
+    it, never with the learner's own methods."""
+    return S.ByteLevelBPETokenizer.from_pretrained(assets.gpt2_vocab_dir())
+
+
+def _encode_mistakes(solution_gpt2, text):
+    return {"no_pretokenize": lambda: mistaken.BPE_ENCODE["no_pretokenize"](solution_gpt2, text),
+            "special_tokens_always_matched": lambda: solution_gpt2.encode(text, allowed_special="all")}
+
+
+@pytest.mark.exercise("bpe_encode")
+@pytest.mark.parametrize("text", ENCODE_TEXTS)
+def test_encode_matches_references(gpt2, hf_gpt2, tiktoken_gpt2, solution_gpt2, text):
     got = gpt2.encode(text)
-    check(got, tiktoken_gpt2.encode_ordinary(text), f"{text!r}: yours {gpt2.tokenize(text)}", {
-        "no_pretokenize": lambda: mistaken.BPE_ENCODE["no_pretokenize"](gpt2, text),
-        "special_tokens_always_matched": lambda: S.ByteLevelBPETokenizer.encode(gpt2, text, allowed_special="all")})
+    others = [(lambda t=t: gpt2.encode(t), _encode_mistakes(solution_gpt2, t)) for t in ENCODE_TEXTS if t != text]
+    check(got, tiktoken_gpt2.encode_ordinary(text), f"{text!r}: yours {gpt2.tokenize(text)}",
+          _encode_mistakes(solution_gpt2, text), others)
     if "<|endoftext|>" not in text:  # transformers always treats it as special
         assert got == hf_gpt2(text)["input_ids"], f"{text!r}: yours {gpt2.tokenize(text)}, hf {hf_gpt2.tokenize(text)}"
     back = gpt2.decode(got)
@@ -237,13 +271,21 @@ def test_train_small_worked_example(tok):
     # Counts in "aaab aaab ab": (a,a) 4, (a,b) 3 and (" ", a) 2 -> merge a+a first (id 256).
     bpe = tok.ByteLevelBPETokenizer().train(["aaab aaab ab"], 256 + 3)
     assert bpe.merges[0] == ("a", "a"), f"first merge {bpe.merges[0]}: the most frequent pair is a a"
-    for texts, n in ((["aaab aaab ab"], 3), (["dcba"], 1), (["ab ab ba ba cd"], 2), (["xyzzy xyz", "zyx zyx"], 4),
-                     (["x. x. x."], 1)):
-        got = [tuple(m) for m in tok.ByteLevelBPETokenizer().train(texts, 256 + n).merges]
+    examples = ((["aaab aaab ab"], 3), (["dcba"], 1), (["ab ab ba ba cd"], 2), (["xyzzy xyz", "zyx zyx"], 4),
+                (["x. x. x."], 1))
+
+    def merges(texts, n):
+        return [tuple(m) for m in tok.ByteLevelBPETokenizer().train(texts, 256 + n).merges]
+
+    def mistakes(texts, n):
+        return {name: [lambda f=f: f(texts, n) for f in (fs if isinstance(fs, list) else [fs])]
+                for name, fs in mistaken.BPE_TRAIN.items()}
+
+    for texts, n in examples:
+        got = merges(texts, n)
+        others = [(lambda t=t, k=k: merges(t, k), mistakes(t, k)) for t, k in examples if (t, k) != (texts, n)]
         check(got, mistaken.train_merges(texts, n), f"train({texts}, {256 + n}).merges = {got}, expected "
-              f"{mistaken.train_merges(texts, n)}",
-              {name: [lambda f=f: f(texts, n) for f in (fs if isinstance(fs, list) else [fs])]
-               for name, fs in mistaken.BPE_TRAIN.items()})
+              f"{mistaken.train_merges(texts, n)}", mistakes(texts, n), others)
     assert len(bpe.merges) == 3 and bpe.vocab_size == 259
     assert bpe.encode("aaab") == [bpe.encoder[t] for t in bpe.tokenize("aaab")]
     assert bpe.decode(bpe.encode("aaab aaab ab")) == "aaab aaab ab"

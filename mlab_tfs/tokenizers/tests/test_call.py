@@ -121,7 +121,7 @@ def compare(ours, theirs, *args, words=True, **kwargs):
             cause = None
         if cause is None:
             raise
-        raise AssertionError(f"likely cause (exercise 5): {cause}\n{e}") from e
+        raise AssertionError(f"the call is wrong because of exercise 5's pieces: {cause}\n{e}") from e
     return got
 
 

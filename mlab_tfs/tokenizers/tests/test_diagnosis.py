@@ -108,3 +108,51 @@ def test_diagnose_names_what_gives_the_output():
     assert diagnose(ValueError("x"), {"no_error_when_the_other_text_fills_it": raises}) != ""
     assert diagnose(TypeError("x"), {"no_error_when_the_other_text_fills_it": raises}) == ""
     assert diagnose(["a"], {"no_hash_prefix": raises}) == ""
+
+
+def test_diagnose_tells_matching_mistakes_apart_on_other_inputs():
+    """Several mistakes that give the same output on the failing input are told apart with the
+    learner's outputs on other inputs (others); an input where none of them matches is skipped,
+    and "a (or b)" stays only when no input tells them apart."""
+    from .helpers import diagnose
+
+    nohash, shortest = M["no_hash_prefix"].cause, M["shortest_match_first"].cause
+    same = {"no_hash_prefix": lambda: ["x"], "shortest_match_first": lambda: ["x"]}
+    apart = (lambda: ["y"], {"no_hash_prefix": lambda: ["z"], "shortest_match_first": lambda: ["y"]})
+    neither = (lambda: ["w"], {"no_hash_prefix": lambda: ["z"], "shortest_match_first": lambda: ["y"]})
+    assert diagnose(["x"], same, [apart]) == f"\n  likely cause: your output matches what {shortest} gives"
+    assert diagnose(["x"], same, [neither, apart]) == f"\n  likely cause: your output matches what {shortest} gives"
+    assert diagnose(["x"], same, [neither]) == (
+        f"\n  likely cause: your output matches what {nohash} (or {shortest}) gives")
+    # the other inputs never add a mistake that does not give the failing output
+    assert diagnose(["x"], {"no_hash_prefix": lambda: ["q"]}, [apart]) == ""
+
+
+@pytest.mark.solution_only
+@pytest.mark.parametrize("exercise, edit, named", [
+    # "a   b" alone cannot tell these apart; "Hello world" can: the spaces do attach
+    ("pretokenize", ("_GPT2_RE = regex.compile(GPT2_PATTERN)",
+                     "_GPT2_RE = regex.compile(r\"'(?:[sdmt]|ll|ve|re)| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+\")"),
+     "no_whitespace_lookahead"),
+    # a left-to-right scan that restarts: "bcd" alone looks like merging by frequency too
+    ("bpe_merge", ("    n = len(symbols)\n    if n < 2:",
+                   "    w = list(symbols)\n    i = 0\n    while i + 1 < len(w):\n"
+                   "        if (w[i], w[i + 1]) in ranks:\n            w[i:i + 2] = [w[i] + w[i + 1]]\n            i = 0\n"
+                   "        else:\n            i += 1\n    return w\n    n = len(symbols)\n    if n < 2:"),
+     "leftmost_pair_first"),
+    # BPE over the whole text, written in the learner's own method: the mistakes' outputs are
+    # computed with the solution's tokenizer, never with the learner's methods
+    ("bpe_encode", ("        for word in pretokenize(text):\n            tokens += self._word_tokens(word)",
+                    "        if text:\n            tokens += self._word_tokens(text)"), "no_pretokenize"),
+    # GPT-2's contractions are case-sensitive: "(?i:...)" (cl100k's) is caught, and named nothing else
+    ("pretokenize", ("_GPT2_RE = regex.compile(GPT2_PATTERN)",
+                     "_GPT2_RE = regex.compile(\"(?i:'s|'t|'re|'ve|'m|'ll|'d)\" + GPT2_PATTERN[len(\"'s|'t|'re|'ve|'m|'ll|'d\"):])"),
+     None),
+])
+def test_check_names_one_mistake_when_other_inputs_tell(exercise, edit, named):
+    from mlab_tfs.testing.mistakes import check_report, likely_causes, planted_source
+
+    report = check_report("tokenizers", exercise, planted_source("tokenizers", [edit]))
+    assert "✗ failing" in report, report
+    expected = [f"your output matches what {M[named].cause} gives"] if named else []
+    assert likely_causes(report) == expected, report
