@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("parts", nargs="*", metavar="PART",
                        help=f"which parts to check (default: all): {', '.join(PARTS)}")
     check.add_argument("--exercise", action="append", metavar="NAME_OR_NUMBER",
-                       help="run only this exercise's tests (repeatable): its number in the table or its name, "
+                       help="run only this exercise's tests (repeatable): its number in the table, its name or its title, "
                             "e.g. --exercise 5 or --exercise attention (default: every exercise)")
     check.add_argument("--solution", action="store_true", help="check the solutions instead of your code")
     check.add_argument("--strict", action="store_true", help="exit with status 1 unless every exercise passes")

@@ -144,3 +144,16 @@ def test_notebook_check_takes_a_tuple_of_exercises(monkeypatch, capsys):
     monkeypatch.setattr(progress, "run", lambda parts, impl, verbose, only: seen.append((parts, impl, only)) or {})
     assert check("gpt2", exercise=(1, "embedding")) is False  # nothing ran: nothing passed
     assert seen == [(["gpt2"], "student", ["1", "embedding"])]
+
+
+@pytest.mark.parametrize("wanted, name", [
+    ("layer_norm", "layer_norm"), ("Layer norm", "layer_norm"), ("layer-norm", "layer_norm"),
+    ("LAYER_NORM", "layer_norm"), (" 1 ", "layer_norm"), ("KV cache", "kv_cache"), ("kv-cache", "kv_cache"),
+    ("GELU (tanh approximation)", "gelu"), ("11", "kv_cache"),
+    ("layernorm", None), ("", None), ("0", None), ("12", None), ("norm", None),
+])
+def test_an_exercise_by_name_title_or_number(wanted, name):
+    from mlab_tfs.testing.exercises import select
+
+    found = select("gpt2", wanted)
+    assert (found.name if found else None) == name
