@@ -9,6 +9,9 @@ from mlab_tfs.cli import demo_subparsers, number
 
 
 def _run(args: argparse.Namespace) -> int:
+    from mlab_tfs.cli import one_torch_thread
+
+    one_torch_thread()
     from mlab_tfs.bert.demo import SentenceEmbedder, nearest, shakespeare_passages
 
     passages = shakespeare_passages()

@@ -99,6 +99,9 @@ def load(args: argparse.Namespace):
 
 
 def _filter_sample(args: argparse.Namespace) -> int:
+    from mlab_tfs.cli import one_torch_thread
+
+    one_torch_thread()
     from mlab_tfs.sampling.solution import filtered_sample
 
     model, tok, described = load(args)

@@ -41,10 +41,18 @@ def exercises(part: str) -> list[Exercise]:
 
 def select(part: str, wanted: str | int, among: list[Exercise] | None = None) -> Exercise | None:
     """The part's exercise named wanted, or numbered wanted (1 is the first, as ``mlab-tfs check``
-    numbers them); None if the part has no such exercise. among: the part's list, if already read."""
+    numbers them); None if the part has no such exercise. among: the part's list, if already read.
+    A name matches whatever its case, with spaces or hyphens for its underscores ("Layer norm",
+    "layer-norm"), and so does the title the table shows ("Layer norm", "KV cache")."""
     exs = exercises(part) if among is None else among
     text = str(wanted).strip()
     if text.isdigit():
         k = int(text)
         return exs[k - 1] if 1 <= k <= len(exs) else None
-    return next((e for e in exs if e.name == text), None)
+    key = _key(text)
+    return next((e for e in exs if e.name == text), None) or next(
+        (e for e in exs if key and key in (_key(e.name), _key(e.title))), None)
+
+
+def _key(text: str) -> str:
+    return "_".join(text.lower().replace("-", " ").replace("_", " ").split())

@@ -7,21 +7,31 @@
 - ``pytest --exercise layer_norm`` (or ``--exercise 1``, the number ``mlab-tfs check`` shows, counted
   in each part) runs that exercise's tests and no others (``-k layer_norm`` would also match other
   tests whose names contain the word, such as a later exercise's).
-- With ``--impl=student`` failures are shown with ``--tb=short`` unless ``--tb`` is given: the
-  learner's line and the diagnosis, not pages of test source.
+- With ``--impl=student`` failures are shown with ``--tb=short`` unless ``--tb`` is given, and
+  without the frames of code the learner neither wrote nor called (torch's module-call
+  wrappers, einops, the standard library, the model-surface wrappers of ``mlab_tfs/surface.py``)
+  unless ``--full-trace`` is given: the test's line, the learner's line and the diagnosis.
 - Under pytest-xdist each worker gets an equal share of the CPU cores as torch threads (unless
   ``OMP_NUM_THREADS`` says otherwise): N workers of all the cores each would fight for them.
+  In one process (no ``-n``: ``mlab-tfs check --exercise``, a notebook's ``check``) torch gets
+  one thread for the session, restored afterwards: the course's tensors are small, and on a
+  busy 2-core machine a second thread made a run several times slower (measured: 77 s against
+  33 s for GPT-2's exercise 9), while using three times the CPU.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 IMPLS = ("solution", "student")
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # mlab_tfs/
+_MACHINERY = (PACKAGE_DIR / "surface.py",)  # wrappers around the learner's __init__ and forward
+_THREADS_BEFORE = "_mlab_tfs_threads_before"
 EXERCISE_PROPERTY = "mlab_tfs_exercise"  # a test report's user property: "<part>:<exercise>"
 
 
@@ -54,6 +64,58 @@ def pytest_configure(config: pytest.Config) -> None:
 
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         torch.set_num_threads(max(1, cores // int(workers)))
+    elif not workers and not getattr(config.option, "numprocesses", None) and not os.environ.get("OMP_NUM_THREADS"):
+        # (not in xdist's controller, which runs no test)
+        import torch
+
+        setattr(config, _THREADS_BEFORE, torch.get_num_threads())
+        torch.set_num_threads(1)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    before = getattr(config, _THREADS_BEFORE, None)
+    if before is not None:  # a notebook's process goes on after check()
+        import torch
+
+        torch.set_num_threads(before)
+
+
+def _shown(filename: str) -> bool:
+    """Whether a frame of this file is the learner's, a test's or the course's (not a library's)."""
+    try:
+        path = Path(filename).resolve()
+    except (TypeError, OSError):
+        return True
+    return path.is_relative_to(PACKAGE_DIR) and path not in _MACHINERY
+
+
+def _drop_library_frames(tb) -> bool:
+    """Unlink, from a traceback's chain, the frames after the first course frame (the test's)
+    that are not _shown; True when it dropped any. The chain itself is edited (``tb_next`` is
+    writable) because pytest rebuilds its traceback from it when it cuts at the test."""
+    chain = []
+    while tb is not None:
+        chain.append(tb)
+        tb = tb.tb_next
+    first = next((i for i, t in enumerate(chain) if _shown(t.tb_frame.f_code.co_filename)), None)
+    if first is None:  # a failure wholly inside a library keeps its frames
+        return False
+    kept = chain[:first + 1] + [t for t in chain[first + 1:] if _shown(t.tb_frame.f_code.co_filename)]
+    if len(kept) == len(chain):
+        return False
+    for a, b in zip(kept, kept[1:]):
+        a.tb_next = b
+    kept[-1].tb_next = None
+    return True
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> None:
+    excinfo = call.excinfo
+    if excinfo is None or impl_name(item.config) != "student" or item.config.getoption("fulltrace", False):
+        return
+    if _drop_library_frames(excinfo.tb):
+        excinfo.traceback = type(excinfo.traceback)(excinfo.tb)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -265,6 +265,17 @@ def report(parts: list[str], impl: str, results: dict[tuple[str, str], Result],
     if first is None:
         skipped = [ex.title for part in parts for ex in chosen[part]
                    if results.get((part, ex.name), Result()).status != "passed"]
+        if only:  # some exercises only: say which, and where the course goes on
+            shown = [ex for part in parts for ex in chosen[part]]
+            print(f"\n{'This exercise passes' if len(shown) == 1 else 'These exercises pass'}: "
+                  f"{', '.join(ex.title for ex in shown)}.")
+            after = _after(parts, chosen)
+            if after is not None:
+                part, i, ex = after
+                print(f"Next: {ex.title} — {ex.guide_link(part)}\n"
+                      f"  run it: mlab-tfs check {part} --exercise {i}{' --solution' if impl == 'solution' else ''}"
+                      f"   (or: pytest --impl={impl} mlab_tfs/{part} --exercise {ex.name})")
+            return all_passed
         print("\nAll exercises pass." if not skipped else
               f"\nAll required exercises pass (optional, not started: {', '.join(skipped)}).")
         return all_passed
@@ -279,9 +290,25 @@ def report(parts: list[str], impl: str, results: dict[tuple[str, str], Result],
     return all_passed
 
 
+def _after(parts: list[str], chosen: dict[str, list[Exercise]]) -> tuple[str, int, Exercise] | None:
+    """(part, number, exercise) of the first exercise after the last one chosen, in course order."""
+    last = max(((k, i) for k, part in enumerate(parts) for i, ex in enumerate(exercises(part))
+                if ex in chosen[part]), default=None)
+    if last is None:
+        return None
+    k, i = last
+    for part in parts[k:]:
+        exs = exercises(part)
+        start = i + 1 if part == parts[k] else 0
+        if start < len(exs):
+            return part, start + 1, exs[start]
+    return None
+
+
 def check(parts: list[str] | None, solution: bool, verbose: bool = False, only: list[str] | None = None) -> bool:
-    """Run and report, as ``mlab-tfs check [PART...] [--exercise E] [--solution]`` does."""
-    parts = parts or PARTS
+    """Run and report, as ``mlab-tfs check [PART...] [--exercise E] [--solution]`` does. A part
+    named twice is checked once."""
+    parts = list(dict.fromkeys(parts or PARTS))
     resolve(parts, only)  # a wrong name is an error before minutes of tests
     impl = "solution" if solution else "student"
     return report(parts, impl, run(parts, impl, verbose, only=only), only=only)

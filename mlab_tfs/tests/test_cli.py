@@ -284,3 +284,48 @@ def test_filter_sample_names_a_transformers_folder_without_its_tokenizer(capsys,
     line = one_line_error(capsys, ["filter-sample", "--transformers", "--model", str(folder), "-n", "1"])
     assert line == (f"mlab-tfs filter-sample: error: --model {folder}: its tokenizer has 50257 tokens but the model "
                     f"has vocab_size=97: they are not from the same model")
+
+
+def test_every_command_describes_itself_and_every_switch_says_it_is_off_by_default():
+    """`mlab-tfs <command> --help` starts with what the command does (the line `mlab-tfs --help`
+    lists it with, where it has no longer description), and an on/off switch says "(default: off)"."""
+    import argparse
+
+    from mlab_tfs.cli import _leaf_parsers, build_parser
+
+    parser = build_parser()
+    leaves = list(_leaf_parsers(parser))
+    names = {leaf.prog for leaf in leaves}
+    assert {"mlab-tfs check", "mlab-tfs filter-sample", "mlab-tfs train", "mlab-tfs sample",
+            "mlab-tfs demo bert"} <= names
+    for leaf in leaves:
+        assert leaf.description, f"{leaf.prog} --help has no description"
+    sample = next(leaf for leaf in leaves if leaf.prog == "mlab-tfs sample")
+    assert sample.description == "Write text with the course's Shakespeare GPT-2 (offline, CPU)."
+    switches = 0
+    for leaf in [parser, *leaves]:
+        for action in leaf._actions:
+            if isinstance(action, argparse._StoreTrueAction) and action.help != argparse.SUPPRESS:
+                switches += 1
+                assert _help_of(leaf, action).endswith("(default: off)"), f"{leaf.prog} {action.option_strings}"
+    assert switches >= 6  # --debug, check's three, --transformers, --resume
+    prompt = next(a for a in sample._actions if a.dest == "prompt")
+    assert _help_of(sample, prompt).endswith('(default: "ROMEO:")')
+
+
+@pytest.mark.parametrize("omp, threads", [(None, 1), ("2", 2)])
+def test_sample_runs_on_one_torch_thread_unless_omp_num_threads_says(omp, threads, monkeypatch, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    try:
+        torch.set_num_threads(2)
+        assert main(["sample", "--max-new-tokens", "2"]) == 0
+        assert capsys.readouterr().out.startswith("ROMEO:")
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)

@@ -150,6 +150,9 @@ def load_model_folder(folder: str | Path | None):
 
 
 def _sample(args: argparse.Namespace) -> int:
+    from mlab_tfs.cli import one_torch_thread
+
+    one_torch_thread()
     import torch
 
     from mlab_tfs.sampling import generate
@@ -189,7 +192,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=_train)
 
     s = subparsers.add_parser("sample", help="write text with the course's Shakespeare GPT-2 (offline, CPU)")
-    s.add_argument("prompt", nargs="?", default="ROMEO:", help='where the text starts (default "ROMEO:")')
+    s.add_argument("prompt", nargs="?", default="ROMEO:", help='where the text starts (default: "ROMEO:")')
     s.add_argument("--model", default=None, metavar="FOLDER",
                    help="a folder written by mlab-tfs train (<out>/model) or any GPT-2 folder with its tokenizer "
                         "(default: the shipped mlab_tfs/training/model)")

@@ -82,7 +82,7 @@ def test_as_student_puts_the_real_module_back():
 def test_the_planted_check_report_reads_the_diagnosis():
     """The machinery on a mistake written here: a layer norm with eps outside the sqrt."""
     source = planted_source("gpt2", [])  # the solution as it is: the exercise passes
-    assert "All exercises pass." in check_report("gpt2", "layer_norm", source)
+    assert "This exercise passes: Layer norm." in check_report("gpt2", "layer_norm", source)
     report = check_report("gpt2", "layer_norm", source.replace("class LayerNorm", "class _Unused", 1) + '''
 
 class LayerNorm(nn.Module):

@@ -86,3 +86,74 @@ def test_a_stub_of_another_part_is_not_this_exercise_not_started(message, status
     collector.pytest_runtest_logreport(_Report("t::x", message))
     result = collector.results[("fake", "core")]
     assert (result.status, result.first_failure) == (status, first)
+
+
+def test_one_exercise_passed_names_it_and_the_next_one(fake_part, capsys):
+    """--exercise 1 passing is not "all exercises pass": it names the exercise and the next command."""
+    done = progress.report([fake_part], "student", {(fake_part, "core"): PASSED}, only=["1"])
+    out = capsys.readouterr().out
+    assert done is True
+    assert "All exercises pass" not in out
+    assert out.splitlines()[-3:] == [
+        "This exercise passes: Core.",
+        "Next: Extra — mlab_tfs/fake/GUIDE.md#2-extra",
+        "  run it: mlab-tfs check fake --exercise 2   (or: pytest --impl=student mlab_tfs/fake --exercise extra)",
+    ]
+
+
+def test_the_last_exercise_passed_has_no_next(fake_part, capsys):
+    done = progress.report([fake_part], "solution", {(fake_part, "last"): PASSED}, only=["last"])
+    out = capsys.readouterr().out
+    assert done is True and out.splitlines()[-1] == "This exercise passes: Last." and "Next" not in out
+
+
+def test_a_part_named_twice_is_checked_and_shown_once(fake_part, capsys, monkeypatch):
+    seen = []
+    monkeypatch.setattr(progress, "run", lambda parts, impl, verbose, only: seen.append(parts) or {})
+    progress.check(["fake", "fake"], solution=False, only=["1"])
+    out = capsys.readouterr().out
+    assert seen == [["fake"]] and out.count("fake (student)") == 1
+
+
+@pytest.mark.parametrize("args, kwargs, error, words", [
+    ((2,), {}, TypeError, "parts must be given one by one as strings, check('gpt2', 'bert'), got int 2"),
+    ((["gpt2"],), {}, TypeError, "got list ['gpt2']"),
+    (("gpt3",), {}, ValueError, "parts must be among"),
+    (("gpt2",), {"exercise": True}, TypeError, "exercise must be an exercise's name (str) or number (int)"),
+    (("gpt2",), {"exercise": 1.5}, TypeError, "got float 1.5"),
+    (("gpt2",), {"exercise": {1}}, TypeError, "got set {1}"),
+    (("gpt2",), {"exercise": []}, ValueError, "got an empty list"),
+    (("gpt2",), {"exercise": (1, "nope")}, ValueError, "got 'nope'"),
+    (("gpt2",), {"exercise": 0}, ValueError, "got '0'"),
+    (("gpt2",), {"solution": "yes"}, TypeError, "solution must be True or False, got str 'yes'"),
+    (("gpt2",), {"verbose": 1}, TypeError, "verbose must be True or False, got int 1"),
+])
+def test_notebook_check_refuses_bad_arguments_before_running(args, kwargs, error, words, monkeypatch):
+    from mlab_tfs.testing import check
+
+    monkeypatch.setattr(progress, "run", lambda *a, **k: pytest.fail("ran the tests"))
+    with pytest.raises(error) as e:
+        check(*args, **kwargs)
+    assert words in str(e.value)
+
+
+def test_notebook_check_takes_a_tuple_of_exercises(monkeypatch, capsys):
+    from mlab_tfs.testing import check
+
+    seen = []
+    monkeypatch.setattr(progress, "run", lambda parts, impl, verbose, only: seen.append((parts, impl, only)) or {})
+    assert check("gpt2", exercise=(1, "embedding")) is False  # nothing ran: nothing passed
+    assert seen == [(["gpt2"], "student", ["1", "embedding"])]
+
+
+@pytest.mark.parametrize("wanted, name", [
+    ("layer_norm", "layer_norm"), ("Layer norm", "layer_norm"), ("layer-norm", "layer_norm"),
+    ("LAYER_NORM", "layer_norm"), (" 1 ", "layer_norm"), ("KV cache", "kv_cache"), ("kv-cache", "kv_cache"),
+    ("GELU (tanh approximation)", "gelu"), ("11", "kv_cache"),
+    ("layernorm", None), ("", None), ("0", None), ("12", None), ("norm", None),
+])
+def test_an_exercise_by_name_title_or_number(wanted, name):
+    from mlab_tfs.testing.exercises import select
+
+    found = select("gpt2", wanted)
+    assert (found.name if found else None) == name
