@@ -69,8 +69,10 @@ MISTAKES = Catalogue(PART, [
             "Zeroing a NaN row afterwards fixes the forward only: the softmax's backward through it is NaN, and an "
             "*added* mask passes it on to q and k (a *filled* one does not). Fill with "
             "`masked_fill(~mask, finfo.min)`. See [Masking padded rows](#masking-padded-rows)."),
-    Mistake("attention_pattern", "scores_times_mask", "multiplying the scores by the mask instead of masking them out",
-            "A score of 0 is not \"no attention\": `exp(0)` is 1. Masked keys need a score of `finfo.min`."),
+    Mistake("attention_pattern", "scores_times_mask", "masked scores set to 0 (scores * mask, or a fill of 0) instead of "
+                                                      "finfo.min",
+            "A score of 0 is not \"no attention\": `exp(0)` is 1, so a masked key keeps a weight like any other. "
+            "Masked keys need a score of `finfo.min`: `scores.masked_fill(~mask, torch.finfo(scores.dtype).min)`."),
     Mistake("attention_pattern", "mask_after_softmax", "masking after the softmax (the weights left no longer sum to "
                                                        "1: mask the scores, then softmax)",
             "Zeroing the masked weights after the softmax leaves rows that sum to less than 1, the masked keys' "
