@@ -10,8 +10,8 @@ PART = "gpt2"
 MISTAKES = Catalogue(PART, [
     # ------------------------------------------------------------------ 1. layer norm
     Mistake("layer_norm", "unbiased_variance", "the unbiased variance (divide by N-1; use unbiased=False)",
-            "Layer norm divides by C, not C − 1: `torch.var`'s default is larger by C/(C−1), an error of about "
-            "1/(2C) in the output. See [Layer norm statistics](#layer-norm-statistics)."),
+            "Layer norm divides by C, not C − 1: `torch.var`'s default is larger by C/(C−1), a relative error of "
+            "about 1/(2C) in the output. See [Layer norm statistics](#layer-norm-statistics)."),
     Mistake("layer_norm", "eps_outside_sqrt", "eps outside the sqrt (sqrt(var) + eps; put eps inside the sqrt)",
             "`(x - mean) / sqrt(var + eps)`, not `/ (std + eps)`: the two agree when var ≫ eps and part for "
             "inputs of small variance. See [Layer norm statistics](#layer-norm-statistics)."),
@@ -20,8 +20,8 @@ MISTAKES = Catalogue(PART, [
     Mistake("layer_norm", "variance_not_std", "dividing by the variance instead of the standard deviation",
             "Normalising means unit variance: divide by `sqrt(var + eps)`, the standard deviation."),
     Mistake("layer_norm", "weight_bias_swapped", "swapping weight and bias",
-            "`weight` (the gain, ones at first) multiplies, `bias` (zeros at first) is added; at initialisation "
-            "the swap is invisible, with a checkpoint's values it is not."),
+            "`weight` (the gain, ones at first) multiplies, `bias` (zeros at first) is added. Swapped, a fresh "
+            "layer norm outputs all ones (x_hat * 0 + 1), and a checkpoint's gains are added and its shifts multiply."),
     Mistake("layer_norm", "wrong_dim", "normalising over the wrong dimension (use the last one, dim=-1)",
             "The statistics are per token, over its C features: `dim=-1` with `keepdim=True`."),
     Mistake("layer_norm", "hook_normalized_after_affine", "hook_normalized taken after weight and bias",
