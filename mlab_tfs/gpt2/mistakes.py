@@ -203,7 +203,8 @@ MISTAKES = Catalogue(PART, [
     Mistake("kv_cache", "cat_wrong_dim", "concatenating along another dim than the sequence (dim 2 of "
                                          "(B, nh, S, hs))",
             "Keys are `(B, nh, S, hs)`: new positions go on dim 2."),
-    Mistake("kv_cache", "cache_not_stored", "an update that returns the keys and values but does not store them",
+    Mistake("kv_cache", "cache_not_stored", "an update that does not store what it returns (the cache must keep the "
+                                            "concatenation, not only the new keys)",
             "The next step reads what this one stored: write the concatenation back into `self.keys[layer_idx]` "
             "and `self.values[layer_idx]`."),
     Mistake("kv_cache", "static_write_right", "writing one column to the right (cache_position + 1)",

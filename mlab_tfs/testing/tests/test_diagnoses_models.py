@@ -16,6 +16,14 @@ _STORE = "        self._keys[layer_idx], self._values[layer_idx] = k, v\n       
 NAMED = {
     "gpt2-fill_with_zero": ("gpt2", "attention_pattern", [(_FILL, "scores = scores.masked_fill(~mask, 0.0)")],
                             "scores_times_mask"),
+    # The new keys stored in place of the concatenation returned.
+    "gpt2-new_keys_stored_alone": (
+        "gpt2", "kv_cache", [(_STORE, "        self._keys[layer_idx], self._values[layer_idx] = k[:, :, -new:], v[:, :, -new:]\n"
+                                      "        return k, v"),
+                             ("cache_position = self.check_update(layer_idx, k, v, cache_position)",
+                              "cache_position = self.check_update(layer_idx, k, v, cache_position)\n"
+                              "        new = k.shape[2]")],
+        "cache_not_stored"),
 }
 
 # (part, exercise, edits of solution.py, text the failure says): failing, and no likely cause.
@@ -64,3 +72,16 @@ def test_correct_code_written_otherwise_passes_undiagnosed(case):
     report = check_report(part, exercise, planted_source(part, edits))
     assert "All exercises pass." in report and not likely_causes(report), (
         f"{case}: correct code should pass with no diagnosis; check said:\n{report}")
+
+
+def test_a_wrong_scalar_is_not_called_a_scale_factor():
+    """A loss off by anything is "the answer times" something: for one number that says nothing."""
+    import torch
+
+    from mlab_tfs.testing.compare import Mismatch, assert_close
+
+    with pytest.raises(Mismatch) as info:
+        assert_close(torch.tensor(4.6179), torch.tensor(4.6094), name="loss", atol=1e-5)
+    assert "likely cause" not in str(info.value), str(info.value)
+    with pytest.raises(Mismatch, match="times 2: check a scale factor"):
+        assert_close(torch.tensor([1.0, 2.0]) * 2, torch.tensor([1.0, 2.0]), name="x", atol=1e-5)
