@@ -36,6 +36,15 @@ UNNAMED = {
                               "cache_position = self.check_update(layer_idx, k, v, cache_position)\n"
                               "        new = k.shape[2]")],
         "update returned only the new keys"),
+    # Renormalised after the softmax with a float32 floor: 0 / 0 in float16, not an added mask.
+    "gpt2-renormalised_by_a_floor_that_underflows": (
+        "gpt2", "attention_pattern",
+        [(_FILL, "pass"), ("pattern = torch.softmax(scores, dim=-1)\n    if seen is None:",
+                           "pattern = torch.softmax(scores, dim=-1)\n    if mask is not None:\n"
+                           "        pattern = pattern * mask\n"
+                           "        pattern = pattern / pattern.sum(-1, keepdim=True).clamp_min(1e-30)\n"
+                           "    if seen is None:")],
+        "divided by its sum"),
 }
 
 # (part, exercise, edits of solution.py): correct, so the exercise passes.
