@@ -28,7 +28,7 @@ MISTAKES = Catalogue(PART, [
             "The scores are (B, nh, T, S): the mask hides keys, the last dimension, and broadcasts over "
             "queries. See [Where the mask goes](#where-the-mask-goes)."),
     Mistake("padding_mask", "padding_mask_not_bool", "a mask that is not bool (0/1 integers or an additive float mask)",
-            "`attention_pattern` takes a bool mask (True = may attend); transformers' additive 0 / -inf float "
+            "`attention_pattern` takes a bool mask (True = may attend); transformers' additive 0 / finfo.min float "
             "masks and 0/1 integer masks are refused by the layers."),
     # 3. attention
     Mistake("attention", "attention_scale_hidden_size", "scaling by 1/sqrt(hidden_size) instead of 1/sqrt(head size)",

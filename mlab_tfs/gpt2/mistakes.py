@@ -10,8 +10,8 @@ PART = "gpt2"
 MISTAKES = Catalogue(PART, [
     # ------------------------------------------------------------------ 1. layer norm
     Mistake("layer_norm", "unbiased_variance", "the unbiased variance (divide by N-1; use unbiased=False)",
-            "Layer norm divides by C, not C − 1: `torch.var`'s default is larger by C/(C−1), an error of about "
-            "1/(2C) in the output. See [Layer norm statistics](#layer-norm-statistics)."),
+            "Layer norm divides by C, not C − 1: `torch.var`'s default is larger by C/(C−1), a relative error of "
+            "about 1/(2C) in the output. See [Layer norm statistics](#layer-norm-statistics)."),
     Mistake("layer_norm", "eps_outside_sqrt", "eps outside the sqrt (sqrt(var) + eps; put eps inside the sqrt)",
             "`(x - mean) / sqrt(var + eps)`, not `/ (std + eps)`: the two agree when var ≫ eps and part for "
             "inputs of small variance. See [Layer norm statistics](#layer-norm-statistics)."),
@@ -20,8 +20,8 @@ MISTAKES = Catalogue(PART, [
     Mistake("layer_norm", "variance_not_std", "dividing by the variance instead of the standard deviation",
             "Normalising means unit variance: divide by `sqrt(var + eps)`, the standard deviation."),
     Mistake("layer_norm", "weight_bias_swapped", "swapping weight and bias",
-            "`weight` (the gain, ones at first) multiplies, `bias` (zeros at first) is added; at initialisation "
-            "the swap is invisible, with a checkpoint's values it is not."),
+            "`weight` (the gain, ones at first) multiplies, `bias` (zeros at first) is added. Swapped, a fresh "
+            "layer norm outputs all ones (x_hat * 0 + 1), and a checkpoint's gains are added and its shifts multiply."),
     Mistake("layer_norm", "wrong_dim", "normalising over the wrong dimension (use the last one, dim=-1)",
             "The statistics are per token, over its C features: `dim=-1` with `keepdim=True`."),
     Mistake("layer_norm", "hook_normalized_after_affine", "hook_normalized taken after weight and bias",
@@ -69,8 +69,10 @@ MISTAKES = Catalogue(PART, [
             "Zeroing a NaN row afterwards fixes the forward only: the softmax's backward through it is NaN, and an "
             "*added* mask passes it on to q and k (a *filled* one does not). Fill with "
             "`masked_fill(~mask, finfo.min)`. See [Masking padded rows](#masking-padded-rows)."),
-    Mistake("attention_pattern", "scores_times_mask", "multiplying the scores by the mask instead of masking them out",
-            "A score of 0 is not \"no attention\": `exp(0)` is 1. Masked keys need a score of `finfo.min`."),
+    Mistake("attention_pattern", "scores_times_mask", "masked scores set to 0 (scores * mask, or a fill of 0) instead of "
+                                                      "finfo.min",
+            "A score of 0 is not \"no attention\": `exp(0)` is 1, so a masked key keeps a weight like any other. "
+            "Masked keys need a score of `finfo.min`: `scores.masked_fill(~mask, torch.finfo(scores.dtype).min)`."),
     Mistake("attention_pattern", "mask_after_softmax", "masking after the softmax (the weights left no longer sum to "
                                                        "1: mask the scores, then softmax)",
             "Zeroing the masked weights after the softmax leaves rows that sum to less than 1, the masked keys' "
@@ -201,7 +203,8 @@ MISTAKES = Catalogue(PART, [
     Mistake("kv_cache", "cat_wrong_dim", "concatenating along another dim than the sequence (dim 2 of "
                                          "(B, nh, S, hs))",
             "Keys are `(B, nh, S, hs)`: new positions go on dim 2."),
-    Mistake("kv_cache", "cache_not_stored", "an update that returns the keys and values but does not store them",
+    Mistake("kv_cache", "cache_not_stored", "an update that does not store what it returns (the cache must keep the "
+                                            "concatenation, not only the new keys)",
             "The next step reads what this one stored: write the concatenation back into `self.keys[layer_idx]` "
             "and `self.values[layer_idx]`."),
     Mistake("kv_cache", "static_write_right", "writing one column to the right (cache_position + 1)",
