@@ -58,14 +58,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "solution_only: checks a feature only the solution has")
     if impl_name(config) == "student" and getattr(config.option, "tbstyle", None) == "auto":
         config.option.tbstyle = "short"
-    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
-    if workers and os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("OMP_NUM_THREADS"):
+    if os.environ.get("OMP_NUM_THREADS"):
+        return  # the user's choice
+    workerinput = getattr(config, "workerinput", None)  # set in an xdist worker's own session only
+    if workerinput is not None:
         import torch
 
+        workers = int(workerinput.get("workercount") or os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        torch.set_num_threads(max(1, cores // int(workers)))
-    elif not workers and not getattr(config.option, "numprocesses", None) and not os.environ.get("OMP_NUM_THREADS"):
-        # (not in xdist's controller, which runs no test)
+        torch.set_num_threads(max(1, cores // workers))
+    elif not getattr(config.option, "numprocesses", None):  # (xdist's controller runs no test)
+        # One process, perhaps a session inside another (a notebook's check, the catalogue's
+        # plants): one thread for the session, the caller's count back afterwards.
         import torch
 
         setattr(config, _THREADS_BEFORE, torch.get_num_threads())
