@@ -86,8 +86,10 @@ MISTAKES = Catalogue(PART, [
             "Without it the output looks plausible and is wrong."),
     Mistake("beam_search", "length_penalty_ignored", "finished hypotheses scored without the length penalty",
             "A finished hypothesis scores sum_logprobs / new_tokens ** length_penalty (eos counted)."),
-    Mistake("beam_search", "only_num_beams_candidates", "num_beams candidates per step (not 2 * num_beams)",
-            "Keep 2 * num_beams candidates, so that num_beams remain after taking out those that end in eos."),
+    Mistake("beam_search", "only_num_beams_candidates", "num_beams candidates per step (not max(2, 1 + eos ids) * num_beams)",
+            "Keep max(2, 1 + number of eos ids) * num_beams candidates (transformers' beams_to_keep), so that "
+            "num_beams remain after taking out those that end in an eos: with two eos ids, 2 * num_beams can "
+            "leave fewer."),
     # 9. two_contexts
     Mistake("two_contexts", "contrastive_without_a", "a - gamma * b (the guidance missing context a)",
             "Contrastive guidance is logits_a + gamma * (logits_a - logits_b): push away from b, starting from a."),

@@ -512,8 +512,9 @@ def beam_search(
     """Beam search over a KV cache, batched, with transformers' rules for finished beams.
 
     Keeps num_beams running hypotheses per prompt. Each step scores every (beam, token)
-    continuation by its total log-probability, takes the 2 * num_beams best (so that
-    num_beams remain that did not just end), moves those ending in eos (or at the length
+    continuation by its total log-probability, takes the max(2, 1 + number of eos ids) *
+    num_beams best (transformers' beams_to_keep in generation/utils.py: so that num_beams remain
+    that did not just end, even when every eos id is among them), moves those ending in eos (or at the length
     limit) among the top num_beams into a pool of finished hypotheses scored
     sum_logprob / new_len ** length_penalty, continues the best num_beams others and
     reorders the cache to follow them.
