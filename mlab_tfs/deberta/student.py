@@ -85,8 +85,9 @@ def make_log_bucket_position(relative_pos: Tensor, bucket_size: int, max_positio
 
     relative_pos: integer tensor of any shape (distances i - j, positive or negative).
     bucket_size: the number of buckets on each side (config.position_buckets, 256 in v3).
-    max_position: the distance that lands in the last bucket (config.max_relative_positions,
-        or max_position_embeddings when that is < 1; 512 in v3).
+    max_position: where the log scale ends: a distance of max_position - 1 maps to bucket
+        2 * mid - 1, the last (the ceil sends some shorter distances there too); from
+        config.max_relative_positions, or max_position_embeddings when that is < 1; 512 in v3.
     Returns a tensor of relative_pos's shape and integer dtype.
 
     With mid = bucket_size // 2:
