@@ -65,8 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
         import torch
 
         workers = int(workerinput.get("workercount") or os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        torch.set_num_threads(max(1, cores // workers))
+        torch.set_num_threads(max(1, cores() // workers))
     elif not getattr(config.option, "numprocesses", None):  # (xdist's controller runs no test)
         # One process, perhaps a session inside another (a notebook's check, the catalogue's
         # plants): one thread for the session, the caller's count back afterwards.
@@ -74,6 +73,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
         setattr(config, _THREADS_BEFORE, torch.get_num_threads())
         torch.set_num_threads(1)
+
+
+def cores() -> int:
+    """The CPU cores this process may run on (its affinity, where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mlab_tfs.testing.exercises import PARTS, Exercise, exercises, select
-from mlab_tfs.testing.plugin import EXERCISE_PROPERTY, exercise_of, part_of
+from mlab_tfs.testing.plugin import EXERCISE_PROPERTY, cores, exercise_of, part_of
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
@@ -143,7 +143,7 @@ def workers() -> int:
         if not wanted.isdigit() or int(wanted) < 1:
             raise ValueError(f"MLAB_TFS_WORKERS must be a whole number >= 1, got {wanted!r}")
         return int(wanted)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cores()
 
 
 def _is_terminal(stream) -> bool:
@@ -272,9 +272,7 @@ def report(parts: list[str], impl: str, results: dict[tuple[str, str], Result],
             after = _after(parts, chosen)
             if after is not None:
                 part, i, ex = after
-                print(f"Next: {ex.title} — {ex.guide_link(part)}\n"
-                      f"  run it: mlab-tfs check {part} --exercise {i}{' --solution' if impl == 'solution' else ''}"
-                      f"   (or: pytest --impl={impl} mlab_tfs/{part} --exercise {ex.name})")
+                print(f"Next: {ex.title} — {ex.guide_link(part)}\n  run it: {_commands(part, i, ex, impl)}")
             return all_passed
         print("\nAll exercises pass." if not skipped else
               f"\nAll required exercises pass (optional, not started: {', '.join(skipped)}).")
@@ -284,10 +282,15 @@ def report(parts: list[str], impl: str, results: dict[tuple[str, str], Result],
     if result.first_failure:
         print(f"  first failing test: {result.first_failing_test}")
         print("  " + result.first_failure.replace("\n", "\n  "))
-    solution = " --solution" if impl == "solution" else ""
-    print(f"  run just this exercise: mlab-tfs check {part} --exercise {i}{solution}"
-          f"   (or: pytest --impl={impl} mlab_tfs/{part} --exercise {ex.name})")
+    print(f"  run just this exercise: {_commands(part, i, ex, impl)}")
     return all_passed
+
+
+def _commands(part: str, number: int, ex: Exercise, impl: str) -> str:
+    """The two commands that run one exercise's tests: check's, and pytest's."""
+    solution = " --solution" if impl == "solution" else ""
+    return (f"mlab-tfs check {part} --exercise {number}{solution}"
+            f"   (or: pytest --impl={impl} mlab_tfs/{part} --exercise {ex.name})")
 
 
 def _after(parts: list[str], chosen: dict[str, list[Exercise]]) -> tuple[str, int, Exercise] | None:
