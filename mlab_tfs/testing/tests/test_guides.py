@@ -83,3 +83,34 @@ def test_readme_gives_each_part_its_time():
         assert row is not None, f"README's course table has no row for {part}"
         assert f"| {time_mark(total)} |" in row, (
             f"README's course table should give {part} the sum of its exercises' times, {time_mark(total)}: {row}")
+
+
+# Understanding checks: a visible question, its answer collapsed, as
+#
+#   <details>
+#   <summary>Why does the key bias get no gradient?</summary>
+#
+#   The answer.
+#
+#   </details>
+QUESTION = re.compile(r"<details>\s*<summary>(.*?)</summary>(.*?)</details>", re.S)
+# Sections that teach nothing to be checked: how to run things, lists and links.
+UNCHECKED = {"how-to-work", "exercises", "hook-points", "going-further", "references", "pitfalls",
+             "config-checks", "bad-input", "you-wrote-these-in-gpt2", "part-1-wordpiece-bert",
+             "part-2-byte-level-bpe-gpt-2"}
+ALL_GUIDES = [p for p in (*PARTS, "training") if (PACKAGE_DIR / p / "GUIDE.md").is_file()]
+
+
+@pytest.mark.parametrize("part", ALL_GUIDES)
+def test_every_section_has_understanding_checks(part):
+    text = (PACKAGE_DIR / part / "GUIDE.md").read_text(encoding="utf-8")
+    assert text.count("<details>") == text.count("</details>"), f"{part} GUIDE.md: unbalanced <details>"
+    for name, body in _sections(text).items():
+        if name in UNCHECKED:
+            continue
+        questions = QUESTION.findall(body)
+        assert len(questions) >= 2, (f"{part} GUIDE.md section #{name} has {len(questions)} understanding "
+                                     "check(s); give it two or three (<details><summary>question?</summary> answer)")
+        for question, answer in questions:
+            assert question.strip().endswith("?"), f"{part} #{name}: the summary {question!r} is not a question"
+            assert len(answer.strip()) >= 20, f"{part} #{name}: the question {question!r} has no answer"
