@@ -156,8 +156,9 @@ def c2p_scores(query: Tensor, pos_key: Tensor, relative_pos: Tensor, att_span: i
     with the index expanded to (B, nh, T, T).
 
     Pitfalls: the + k shifts distances -k..k-1 to rows 0..2k-1; the clamp keeps distances
-    beyond k (any sequence longer than k) inside the table, otherwise gather raises an index
-    error. Don't divide by the scale here.
+    outside that range inside the table (without buckets: any sequence longer than k; with
+    buckets: longer than max_position), otherwise gather raises an index error. Don't divide
+    by the scale here.
     """
     raise NotImplementedError("Exercise 3 (content-to-position): see mlab_tfs/deberta/GUIDE.md#3-content-to-position")
 
