@@ -32,3 +32,16 @@ def test_relative_matrices_are_build_relative_position():
     assert torch.equal(bucketed, -bucketed.T)
     assert torch.equal(row, (bucketed + 8).clamp(0, 15))
     assert row[15, 0] == 15 and row[0, 15] == 0  # bucket 8 is past the last row (7 + 8); -8 is row 0
+
+
+def test_repeated_token_terms_depend_on_distance_only():
+    terms = figures.repeated_token_terms()
+    c2c, c2p, p2c, pattern = terms["c2c"], terms["c2p"], terms["p2c"], terms["pattern"]
+    assert torch.equal(c2c, torch.full_like(c2c, float(c2c[0, 0])))  # one token: one content score
+    for term in (c2p, p2c):  # a function of i - j: constant along every diagonal, exactly
+        assert torch.equal(term[1:, 1:], term[:-1, :-1])
+        assert float(term.std()) > 0.5  # and the relative terms do vary (the picture is not flat)
+    # The three terms are the whole score: their sum's softmax is the model's pattern.
+    torch.testing.assert_close(torch.softmax(c2c + c2p + p2c, dim=-1), pattern, rtol=0, atol=1e-6)
+    # The pattern itself is not a function of i - j: each row normalises over a different window of distances.
+    assert not torch.allclose(pattern[1:, 1:], pattern[:-1, :-1], atol=1e-3)
