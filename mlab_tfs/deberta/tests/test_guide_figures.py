@@ -45,3 +45,17 @@ def test_repeated_token_terms_depend_on_distance_only():
     torch.testing.assert_close(torch.softmax(c2c + c2p + p2c, dim=-1), pattern, rtol=0, atol=1e-6)
     # The pattern itself is not a function of i - j: each row normalises over a different window of distances.
     assert not torch.allclose(pattern[1:, 1:], pattern[:-1, :-1], atol=1e-3)
+
+
+def test_bucketed_distances_need_the_clamp_only_past_max_position():
+    """GUIDE.md, c2p and The clamp: with v3's buckets the gather index r + k stays inside the
+    2k = 512 rows up to T = max_position = 512, and leaves them at T = 513 (600 reaches 526)."""
+    from mlab_tfs.deberta.solution import build_relative_position
+
+    for T, inside in ((512, True), (513, False)):
+        r = build_relative_position(T, T, 256, 512)
+        assert (int((r + 256).min()) >= 0 and int((r + 256).max()) <= 511) == inside, T
+    r = build_relative_position(600, 600, 256, 512)
+    assert (int((r + 256).max()), int((-r + 256).min())) == (526, -14)
+    r = build_relative_position(9, 9)  # no buckets, k = 8: a 9-token sequence already overflows
+    assert int((r + 8).max()) == 16 and int((-r + 8).min()) == 0
