@@ -233,7 +233,8 @@ class DisentangledSelfAttention(nn.Module):
         1. q, k, v = the three projections, split into heads (B, T, H) -> (B, T, nh, hs),
            passed through hook_q / hook_k / hook_v, then moved to (B, nh, T, hs).
         2. scale = sqrt(hs * scale_factor): each term is a dot product of hs products, and
-           there are scale_factor terms, so dividing by this keeps the sum's variance at 1.
+           there are scale_factor terms, so for independent unit-variance entries dividing by
+           this keeps the sum's variance at 1 (He et al. 2021, eq. 4: 1/sqrt(3d)).
            scores = q @ k^T / scale.
         3. With relative attention: scores += disentangled_attention_bias(q, k, relative_pos,
            pos_dropout(rel_embeddings)).
