@@ -84,7 +84,7 @@ class DebertaV2Config(ConfigMixin):
     conv_groups: int = 1
     conv_act: str = "tanh"
     # The MLM head: legacy (cls.predictions, transformers' default) or the original layout
-    # (lm_predictions.lm_head, which microsoft/deberta-v3-* checkpoints ship).
+    # (lm_predictions.lm_head, as microsoft/DeBERTa's masked-LM model names it).
     legacy: bool = True
     tie_word_embeddings: bool = True
 
@@ -596,8 +596,8 @@ def mlm_from_hf_state_dict(hf_state: StateDict, config: DebertaV2Config) -> Stat
     has_original = any(k.startswith("lm_predictions.") for k in hf_state)
     if config.legacy and has_original and not has_legacy:
         raise CheckpointError(
-            "this checkpoint has DeBERTa's original MLM head (lm_predictions.lm_head.*, as microsoft/deberta-v3-* "
-            "ship it) but its config asks for the legacy head (cls.predictions.*): load it with legacy=False, "
+            "this checkpoint has DeBERTa's original MLM head (lm_predictions.lm_head.*, as microsoft/DeBERTa's "
+            "code saves it) but its config asks for the legacy head (cls.predictions.*): load it with legacy=False, "
             "e.g. DebertaV2ForMaskedLM.from_pretrained(path, legacy=False)"
         )
     if not config.legacy and has_legacy and not has_original:

@@ -44,8 +44,8 @@ MISTAKES = Catalogue(PART, [
             "The table's rows run over distances -k..k-1: add k, *then* clamp to [0, 2k - 1]. See "
             "[The clamp](#the-clamp)."),
     Mistake("c2p", "c2p_not_clamped", "a c2p gather index outside the table (r + k not clamped to [0, 2k - 1])",
-            "Distances run from -(T-1) to T-1 but the table has 2k rows: for any T > k, r + k must be clamped "
-            "to [0, 2k - 1] or gather fails. See [The clamp](#the-clamp)."),
+            "Distances run from -(T-1) to T-1 but the table has 2k rows: for any T > k (with buckets, T > "
+            "max_position), r + k must be clamped to [0, 2k - 1] or gather fails. See [The clamp](#the-clamp)."),
     Mistake("c2p", "c2p_gather_wrong_dim", "gathering c2p along the wrong dim",
             "`query @ pos_key^T` is (B, nh, T, 2k): the distance is the last dim, so gather dim=-1."),
     Mistake("c2p", "c2p_scaled", "dividing c2p by the scale inside c2p_scores",

@@ -62,11 +62,13 @@ Tensor = torch.Tensor
 
 
 def make_log_bucket_position(relative_pos: Tensor, bucket_size: int, max_position: int) -> Tensor:
-    """Log buckets: distances within bucket_size // 2 are kept as they are, longer ones are
-    squeezed logarithmically so that max_position lands near bucket_size.
+    """Log buckets: distances within mid = bucket_size // 2 are kept as they are, longer ones
+    are squeezed logarithmically so that max_position - 1 lands on 2 * mid - 1, the last bucket
+    (transformers' make_log_bucket_position in modeling_deberta_v2.py).
 
-    relative_pos: integer tensor, any shape. Returns the same shape, integer, with the sign of
-    relative_pos and |value| <= bucket_size (up to rounding at max_position).
+    relative_pos: integer tensor, any shape. Returns the same shape and integer dtype (transformers
+    returns floats), with the sign of relative_pos; |value| <= 2 * mid - 1 for |r| <= max_position - 1,
+    growing slowly past it (the attention's clamp keeps those in the table).
     """
     mid = bucket_size // 2
     sign = torch.sign(relative_pos)

@@ -156,8 +156,9 @@ def c2p_scores(query: Tensor, pos_key: Tensor, relative_pos: Tensor, att_span: i
     with the index expanded to (B, nh, T, T).
 
     Pitfalls: the + k shifts distances -k..k-1 to rows 0..2k-1; the clamp keeps distances
-    beyond k (any sequence longer than k) inside the table, otherwise gather raises an index
-    error. Don't divide by the scale here.
+    outside that range inside the table (without buckets: any sequence longer than k; with
+    buckets: longer than max_position), otherwise gather raises an index error. Don't divide
+    by the scale here.
     """
     raise NotImplementedError("Exercise 3 (content-to-position): see mlab_tfs/deberta/GUIDE.md#3-content-to-position")
 
@@ -232,7 +233,8 @@ class DisentangledSelfAttention(nn.Module):
         1. q, k, v = the three projections, split into heads (B, T, H) -> (B, T, nh, hs),
            passed through hook_q / hook_k / hook_v, then moved to (B, nh, T, hs).
         2. scale = sqrt(hs * scale_factor): each term is a dot product of hs products, and
-           there are scale_factor terms, so dividing by this keeps the sum's variance at 1.
+           there are scale_factor terms, so for independent unit-variance entries dividing by
+           this keeps the sum's variance at 1 (He et al. 2021, eq. 4: 1/sqrt(3d)).
            scores = q @ k^T / scale.
         3. With relative attention: scores += disentangled_attention_bias(q, k, relative_pos,
            pos_dropout(rel_embeddings)).

@@ -53,8 +53,8 @@ def test_base_model_save_pretrained_loads_in_transformers(deberta, checkpoints, 
 
 
 def _v3_style_checkpoint(src, dst):
-    """As microsoft/deberta-v3-* ship: the original lm_predictions head, an RTD head
-    (mask_predictions.*) and no 'legacy' in config.json."""
+    """As microsoft/DeBERTa's code saves a v3 model: the original lm_predictions head, the
+    replaced-token-detection head (mask_predictions.*) and no 'legacy' in config.json."""
     dst.mkdir()
     config = json.loads((src / "config.json").read_text())
     config.pop("legacy")
