@@ -97,8 +97,10 @@ def render(fig: Figure) -> bytes:
 
 
 def write(fig: Figure) -> Path:
-    """Draw one figure and write it atomically to its path."""
-    write_bytes_atomic(fig.path, render(fig))
+    """Draw one figure and write it atomically to its path (making the part's figures/ folder)."""
+    png = render(fig)
+    fig.path.parent.mkdir(exist_ok=True)
+    write_bytes_atomic(fig.path, png)
     return fig.path
 
 
@@ -122,4 +124,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run as a script this file is __main__, but the parts' figures register with the module
+    # mlab_tfs.figures they import: use that one's registry.
+    from mlab_tfs.figures import main as _main
+
+    raise SystemExit(_main())
