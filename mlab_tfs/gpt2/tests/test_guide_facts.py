@@ -140,3 +140,30 @@ def test_tied_head_share_of_gpt2_small():
     assert total == 124_439_808
     assert V * C == 38_597_376
     assert round(100 * V * C / total, 1) == 31.0
+
+
+def test_key_bias_gets_no_gradient():
+    """q . (k + b) = q . k + q . b: the same shift for every key of a query's row, which the
+    softmax ignores (padding and causal masks included)."""
+    model = _tiny()
+    ids = torch.tensor([[0, 0, 7, 8, 9, 10], [3, 4, 5, 6, 7, 8]])
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
+    out = model(ids, attention_mask=mask, labels=torch.where(mask.bool(), ids, -100))
+    out.loss.backward()
+    C = model.config.n_embd
+    for block in model.transformer.h:
+        grad = block.attn.c_attn.bias.grad  # (3C,): [q | k | v]
+        assert grad[C:2 * C].abs().max().item() < 1e-8, "the key bias moved the loss"
+        assert grad[:C].abs().max().item() > 1e-6 and grad[2 * C:].abs().max().item() > 1e-6
+
+
+def test_final_stream_is_the_embeddings_plus_every_branch_output():
+    """The residual-stream frame: in a pre-LN model nothing but the branches writes to the stream."""
+    model = _tiny(n_layer=3)
+    ids = torch.tensor([[3, 4, 5, 6, 7, 8]])
+    with torch.no_grad():
+        _, cache = model.run_with_cache(ids)
+    total = cache["hook_embed"] + cache["hook_pos_embed"]
+    for i in range(3):
+        total = total + cache[f"blocks.{i}.hook_attn_out"] + cache[f"blocks.{i}.hook_mlp_out"]
+    torch.testing.assert_close(total, cache["blocks.2.hook_resid_post"], rtol=0, atol=1e-5)
