@@ -167,3 +167,17 @@ def test_final_stream_is_the_embeddings_plus_every_branch_output():
     for i in range(3):
         total = total + cache[f"blocks.{i}.hook_attn_out"] + cache[f"blocks.{i}.hook_mlp_out"]
     torch.testing.assert_close(total, cache["blocks.2.hook_resid_post"], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+def test_gelu_new_is_torch_tanh_gelu_and_not_the_erf_one(dtype, atol):
+    """The guide: F.gelu(approximate="tanh") is gelu_new; only F.gelu's default (erf) differs,
+    by at most 4.7e-4, near |x| = 2.7."""
+    import torch.nn.functional as F
+
+    x = torch.linspace(-10, 10, 200_001, dtype=dtype)
+    torch.testing.assert_close(solution.gelu_new(x), F.gelu(x, approximate="tanh"), rtol=0, atol=atol)
+    if dtype == torch.float64:
+        gap = (solution.gelu_new(x) - F.gelu(x)).abs()
+        assert gap.max().item() == pytest.approx(4.73e-4, abs=5e-6)
+        assert abs(x[gap.argmax()].item()) == pytest.approx(2.70, abs=0.01)
