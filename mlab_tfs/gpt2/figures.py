@@ -1,7 +1,7 @@
 """The GPT-2 guide's figures, drawn from the course's own code (``python -m mlab_tfs.figures gpt2``).
 
 The data behind each picture is a function of its own (``block_steps``, ``model_masks``,
-``course_attention``, ``attention_sink_share``), tested in ``mlab_tfs/gpt2/tests/test_figures.py``;
+``course_attention``, ``attention_sink_share``), tested in ``mlab_tfs/gpt2/tests/test_guide_facts.py``;
 the ``@figure`` functions only draw it.
 """
 
