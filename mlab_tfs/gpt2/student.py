@@ -156,7 +156,8 @@ class Embedding(nn.Module):
 
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None):
         """One ``nn.Parameter`` named ``weight`` of shape (num_embeddings, embedding_dim),
-        initialised from a standard normal (GPT2LMHeadModel re-initialises it later), and
+        initialised from a standard normal (GPT2Model's ``init_gpt2_weights`` re-draws it
+        from N(0, initializer_range)), and
         ``self.padding_idx`` stored as given.
 
         padding_idx: GPT-2 passes None. BERT and DeBERTa reuse this class with their pad
@@ -204,8 +205,10 @@ def attention_pattern(q: Tensor, k: Tensor, mask: Tensor | None, scale: float,
     - softmax over the *key* dimension, the last one (dim=-1): each query distributes
       its attention over the keys.
     - mask with ``torch.finfo(scores.dtype).min``, not ``-inf``: a query that may see no
-      key (a left-padding position) gets a row of all -inf, whose softmax is NaN, and
-      that NaN reaches every gradient through ``pattern @ v``.
+      key (a left-padding position) gets a row of all -inf, whose softmax is NaN. The NaN
+      does not stay there: from the next layer on that position's key and value are NaN,
+      every query reads them (a weight of 0 times NaN is NaN in ``pattern @ v``), and the
+      whole sequence's logits and loss are NaN.
     - *fill* masked scores (``masked_fill``), don't add finfo.min: in float16 a score
       of -16 or less plus finfo.min rounds to -inf, which is -inf masking again.
     - finfo.min alone leaves that padding query's row *uniform over all keys*, the
@@ -359,7 +362,9 @@ def gelu_new(x: Tensor) -> Tensor:
         0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x**3)))
 
     Pitfall: the exact GELU, x * Phi(x) with erf (what ``F.gelu`` computes by default),
-    differs from this by up to about 5e-4, far outside the tests' 1e-5.
+    differs from this by up to about 5e-4 (4.7e-4, near |x| = 2.7), far outside the test's
+    1e-6. ``F.gelu(x, approximate="tanh")`` is this same function, but the exercise is to
+    write it (the test refuses ``F.gelu``).
     """
     raise NotImplementedError("Exercise 6 (gelu): see mlab_tfs/gpt2/GUIDE.md#6-gelu")
 
@@ -451,7 +456,8 @@ class GPT2Model(GPT2PreTrainedModel, nn.Module):
         Last, initialise as GPT-2 does with the given ``init_gpt2_weights(self, config)``:
         N(0, initializer_range) weights, zero biases, and every ``c_proj.weight`` drawn
         with std initializer_range / sqrt(2 * n_layer): each block adds two branches to
-        the residual stream, and this keeps its variance from growing with depth.
+        the residual stream, and at initialisation this keeps the variance of their sum
+        from growing with depth (Radford et al. 2019, section 2.3).
         """
         raise NotImplementedError("Exercise 9 (model): see mlab_tfs/gpt2/GUIDE.md#9-model")
 
@@ -547,8 +553,8 @@ def lm_loss(logits: Tensor, labels: Tensor, num_items_in_batch: Tensor | int | N
     ``ignore_index=-100``). The labels are the input ids themselves (plus -100s), not
     pre-shifted.
 
-    Pitfalls: forgetting the shift (the loss is then that of copying the current
-    token); averaging over all positions instead of the counted ones. Computing it on
+    Pitfalls: forgetting the shift (the loss then scores each position on its own
+    token, which it can see); averaging over all positions instead of the counted ones. Computing it on
     ``logits.float()`` keeps half-precision training sane.
     """
     raise NotImplementedError("Exercise 9 (model): see mlab_tfs/gpt2/GUIDE.md#9-model")
