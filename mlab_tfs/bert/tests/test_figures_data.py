@@ -88,3 +88,28 @@ def attn_scores_and_output(attn, x):
     finally:
         handle.remove()
     return seen["scores"], out
+
+
+def test_residual_stream_norms_in_the_guide():
+    """The BERT guide's numbers: the mean token norm of the stream at each block's start (and after
+    the last), post-LN MiniLM against the course's pre-LN GPT-2, on one sentence."""
+    from mlab_tfs.assets import course_model_path, minilm_path
+    from mlab_tfs.bert.solution import BertModel
+    from mlab_tfs.gpt2.solution import GPT2LMHeadModel
+    from mlab_tfs.tokenizers import ByteLevelBPETokenizer, WordPieceTokenizer
+
+    text = "a storm at sea drowned the ship and all its men"
+    bert = BertModel.from_pretrained(minilm_path()).eval()
+    ids = WordPieceTokenizer.from_pretrained(minilm_path())([text], return_tensors="pt")["input_ids"]
+    _, cache = bert.run_with_cache(ids)
+    names = ["hook_full_embed"] + [f"blocks.{i}.hook_normalized_resid_post" for i in range(6)]
+    norms = torch.stack([cache[n][0].norm(dim=-1).mean() for n in names])
+    assert_close(norms, torch.tensor([9.2, 11.5, 11.4, 11.3, 12.2, 10.8, 9.1]), name="MiniLM stream norms", atol=0.05)
+
+    gpt2 = GPT2LMHeadModel.from_pretrained(course_model_path()).eval()
+    ids = torch.tensor([ByteLevelBPETokenizer.from_pretrained(course_model_path()).encode(text)])
+    _, cache = gpt2.run_with_cache(ids)
+    names = [f"blocks.{i}.hook_resid_pre" for i in range(6)] + ["blocks.5.hook_resid_post"]
+    norms = torch.stack([cache[n][0].norm(dim=-1).mean() for n in names])
+    assert_close(norms, torch.tensor([1.0, 8.9, 12.9, 15.4, 17.5, 19.2, 19.8]), name="course GPT-2 stream norms",
+                 atol=0.05)
