@@ -113,3 +113,26 @@ def test_residual_stream_norms_in_the_guide():
     norms = torch.stack([cache[n][0].norm(dim=-1).mean() for n in names])
     assert_close(norms, torch.tensor([1.0, 8.9, 12.9, 15.4, 17.5, 19.2, 19.8]), name="course GPT-2 stream norms",
                  atol=0.05)
+
+
+def test_minilm_has_rows_that_eps_1e_5_changes():
+    """The guide's eps pitfall: MiniLM's embedding layer norm sees a row of std 0.046, and eps 1e-5
+    everywhere instead of 1e-12 moves the last hidden state by ~1.1e-3 (a hundred times 1e-5)."""
+    from mlab_tfs.assets import minilm_path
+    from mlab_tfs.bert.solution import BertModel
+    from mlab_tfs.gpt2.solution import LayerNorm
+    from mlab_tfs.tokenizers import WordPieceTokenizer
+
+    batch = WordPieceTokenizer.from_pretrained(minilm_path())(
+        ["a storm at sea drowned the ship and all its men", "calm"], padding=True, return_tensors="pt")
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    model = BertModel.from_pretrained(minilm_path()).eval()
+    with torch.no_grad():
+        out, cache = model.run_with_cache(ids, attention_mask=mask)
+        smallest = min(float(v.min()) for k, v in cache.items() if k.endswith("hook_scale"))
+        assert_close(torch.tensor(smallest), torch.tensor(0.046), name="smallest layer-norm scale", atol=5e-4)
+        for module in model.modules():
+            if isinstance(module, LayerNorm):
+                module.eps = 1e-5
+        moved = (model(ids, attention_mask=mask).last_hidden_state - out.last_hidden_state)[mask.bool()].abs().max()
+    assert_close(moved, torch.tensor(1.1e-3), name="last_hidden_state moved by eps 1e-5", atol=1e-4)
