@@ -117,6 +117,8 @@ def test_problem_type_is_chosen_as_transformers_chooses(bert):
         (cfg(num_labels=1), torch.tensor([1, 0]), "regression"),
         (cfg(num_labels=3), torch.tensor([1, 2]), "single_label_classification"),
         (cfg(num_labels=3), torch.tensor([1, 2], dtype=torch.int32), "single_label_classification"),
+        # transformers tests `labels.dtype == torch.long or labels.dtype == torch.int`: other integer dtypes fall through
+        (cfg(num_labels=3), torch.tensor([1, 2], dtype=torch.int16), "multi_label_classification"),
         (cfg(num_labels=3), torch.tensor([[1.0, 0.0, 1.0]]), "multi_label_classification"),
         (cfg(num_labels=3, problem_type="regression"), torch.tensor([[1.0, 0.0, 1.0]]), "regression"),
     ]
