@@ -135,7 +135,7 @@ def test_problem_type_is_chosen_as_transformers_chooses(bert):
         assert actual == expected, (
             f"num_labels={config.num_labels}, problem_type={config.problem_type}, labels {labels.dtype}: "
             f"expected {expected!r}, got {actual!r} (the config's problem_type wins; else one label is regression, "
-            f"integer labels single-label, float labels multi-label){cause}"
+            f"long or int labels single-label, any other dtype multi-label){cause}"
         )
 
 
