@@ -62,7 +62,7 @@ def draw_padding_mask():
     grid = padding_mask_grid(mask)[1].float()  # (T, S) of the padded row
     row_tokens, pattern = padded_pattern()
     fig, (ax_mask, ax_pat) = plt.subplots(1, 2, figsize=(7.5, 3.6))
-    for ax, data, title, cmap in ((ax_mask, grid, "padding_mask: may attend (True)", "Greys"),
+    for ax, data, title, cmap in ((ax_mask, grid, "padding_mask (black: may attend)", "Greys"),
                                   (ax_pat, pattern, "MiniLM layer 0, head 0: pattern", "viridis")):
         im = ax.imshow(data.numpy(), cmap=cmap, vmin=0, vmax=1)
         ax.set_xticks(range(len(row_tokens)), row_tokens, rotation=90, fontsize=8)
