@@ -463,7 +463,11 @@ class BertForMaskedLM(BertPreTrainedModel, nn.Module):
 
 def problem_type_of(config: BertConfig, labels: Tensor) -> str:
     """The loss transformers picks: the config's problem_type, else regression for one
-    label, single-label classification for integer labels, multi-label for float labels."""
+    label (num_labels == 1, whatever the labels' dtype), single-label classification for
+    torch.long or torch.int labels, else multi-label (float labels; other integer dtypes too).
+
+    Source: transformers' ``BertForSequenceClassification.forward`` (modeling_bert.py); only
+    for compatibility with it (GUIDE.md#the-problem_type-rule-optional)."""
     if config.problem_type is not None:
         return config.problem_type
     if config.num_labels == 1:

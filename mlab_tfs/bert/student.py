@@ -429,7 +429,9 @@ class BertForMaskedLM(BertPreTrainedModel, nn.Module):
 def problem_type_of(config: BertConfig, labels: Tensor) -> str:
     """Which loss transformers uses: ``config.problem_type`` if set; else "regression" when
     num_labels == 1; else "single_label_classification" for integer (long or int) labels;
-    else "multi_label_classification"."""
+    else "multi_label_classification" (float labels, and other integer dtypes such as int16).
+    Source: transformers' ``BertForSequenceClassification.forward`` (modeling_bert.py); it is
+    there for compatibility with it: see GUIDE.md#the-problem_type-rule-optional."""
     raise NotImplementedError("Exercise 9 (classifier): see mlab_tfs/bert/GUIDE.md#9-classifier")
 
 

@@ -117,6 +117,8 @@ def test_problem_type_is_chosen_as_transformers_chooses(bert):
         (cfg(num_labels=1), torch.tensor([1, 0]), "regression"),
         (cfg(num_labels=3), torch.tensor([1, 2]), "single_label_classification"),
         (cfg(num_labels=3), torch.tensor([1, 2], dtype=torch.int32), "single_label_classification"),
+        # transformers tests `labels.dtype == torch.long or labels.dtype == torch.int`: other integer dtypes fall through
+        (cfg(num_labels=3), torch.tensor([1, 2], dtype=torch.int16), "multi_label_classification"),
         (cfg(num_labels=3), torch.tensor([[1.0, 0.0, 1.0]]), "multi_label_classification"),
         (cfg(num_labels=3, problem_type="regression"), torch.tensor([[1.0, 0.0, 1.0]]), "regression"),
     ]
@@ -133,7 +135,7 @@ def test_problem_type_is_chosen_as_transformers_chooses(bert):
         assert actual == expected, (
             f"num_labels={config.num_labels}, problem_type={config.problem_type}, labels {labels.dtype}: "
             f"expected {expected!r}, got {actual!r} (the config's problem_type wins; else one label is regression, "
-            f"integer labels single-label, float labels multi-label){cause}"
+            f"long or int labels single-label, any other dtype multi-label){cause}"
         )
 
 
