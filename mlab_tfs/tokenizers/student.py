@@ -278,7 +278,7 @@ def bpe_merge(symbols: list[str], ranks: Mapping[tuple[str, str], int]) -> list[
     normal words. A 10 MB run of letters is one word, though, and the simple loop is then
     quadratic; see the guide for the O(n log n) version with a heap.
     """
-    raise NotImplementedError("Exercise 8 (merging by rank): see mlab_tfs/tokenizers/GUIDE.md#8-merging-by-rank")
+    raise NotImplementedError("Exercise 9 (merging by rank): see mlab_tfs/tokenizers/GUIDE.md#9-merging-by-rank")
 
 
 class ByteLevelBPETokenizer(BPECalls, BPEFiles):
@@ -311,13 +311,13 @@ class ByteLevelBPETokenizer(BPECalls, BPEFiles):
         the text: TypeError for non-str, ValueError for lone surrogates (no UTF-8 bytes).
         Hint: cache each word's tokens in ``self.cache``; that is most of the speed.
         """
-        raise NotImplementedError("Exercise 9 (GPT-2 encode and decode): see mlab_tfs/tokenizers/GUIDE.md#9-gpt-2-encode-and-decode")
+        raise NotImplementedError("Exercise 10 (GPT-2 encode and decode): see mlab_tfs/tokenizers/GUIDE.md#10-gpt-2-encode-and-decode")
 
     def encode(self, text: str, allowed_special: str | set[str] = "none") -> list[int]:
         """The ids of ``tokenize(text, allowed_special)``: ``self.encoder`` for the BPE tokens,
         ``self.special_tokens`` for the allowed special tokens. (Split the text as tokenize
         does: a special "!" and an ordinary "!" are the same string with different ids.)"""
-        raise NotImplementedError("Exercise 9 (GPT-2 encode and decode): see mlab_tfs/tokenizers/GUIDE.md#9-gpt-2-encode-and-decode")
+        raise NotImplementedError("Exercise 10 (GPT-2 encode and decode): see mlab_tfs/tokenizers/GUIDE.md#10-gpt-2-encode-and-decode")
 
     def decode(self, ids: list[int]) -> str:
         """The text of ``ids``: each id's bytes, joined, decoded as UTF-8 with ``errors="replace"``
@@ -327,7 +327,7 @@ class ByteLevelBPETokenizer(BPECalls, BPEFiles):
         ``decode(encode(s)) == s``, as tiktoken's decode.
         ValueError for ids outside [0, vocab_size): ``check_ids("ids", ids, self.vocab_size)``.
         """
-        raise NotImplementedError("Exercise 9 (GPT-2 encode and decode): see mlab_tfs/tokenizers/GUIDE.md#9-gpt-2-encode-and-decode")
+        raise NotImplementedError("Exercise 10 (GPT-2 encode and decode): see mlab_tfs/tokenizers/GUIDE.md#10-gpt-2-encode-and-decode")
 
     @instance_or_class_method
     def train(self, texts: str | Iterable[str], vocab_size: int, special_tokens: list[str] | None = None) -> ByteLevelBPETokenizer:
@@ -354,4 +354,4 @@ class ByteLevelBPETokenizer(BPECalls, BPEFiles):
         (``require_text(f"texts[{i}]", text)``).
         Hint: a heap of (-count, pair) with stale entries skipped finds the best pair fast.
         """
-        raise NotImplementedError("Exercise 10 (training BPE): see mlab_tfs/tokenizers/GUIDE.md#10-training-bpe")
+        raise NotImplementedError("Exercise 8 (training BPE): see mlab_tfs/tokenizers/GUIDE.md#8-training-bpe")
