@@ -34,7 +34,7 @@ MISTAKES = Catalogue(PART, [
             "its own: \"world!\" is two words."),
     Mistake("basic_tokenize", "str_lower_final_sigma", "str.lower (the final sigma)",
             "Python's `str.lower` gives a final \"ς\" at the end of a word; the fast tokenizer lower-cases one "
-            "character at a time (\"σ\"): use `chars.lower` ([why the given classes](#why-the-given-character-classes))."),
+            "character at a time (\"σ\"): use `chars.lower` ([why the given classes](#why-the-given-character-classes-optional))."),
     Mistake("basic_tokenize", "strip_accents_flag_ignored", "strip_accents ignored (accents follow lowercase)",
             "`strip_accents=True` strips accents even when cased, `False` keeps them even when uncased; only `None` "
             "follows `lowercase`."),
@@ -65,7 +65,7 @@ MISTAKES = Catalogue(PART, [
             "`decode` joins tokens with spaces but glues a \"##\" piece, without its \"##\", to the token before it."),
     Mistake("bert_encode", "punctuation_not_glued", "decode putting a space before . , ! ?",
             "The fast tokenizer's decoder also attaches \".\", \",\", \"!\" and \"?\" to the previous token "
-            "([fast and legacy](#fast-and-legacy-bert-tokenizers))."),
+            "([fast and legacy](#fast-and-legacy-bert-tokenizers-optional))."),
     # 5. bert_batch
     Mistake("bert_batch", "both_halved_when_one_cut_is_enough", "both texts cut to half when cutting the longer is enough",
             "longest_first cuts only the longer text when cutting it to what the shorter leaves is enough; only "
