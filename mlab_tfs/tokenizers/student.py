@@ -4,12 +4,12 @@ Every function and method below that raises ``NotImplementedError`` is an exerci
 the ``raise`` line with your code; the docstring says what goes in, what comes out and what
 usually goes wrong. In order:
 
-    WordPiece (BERT)                              byte-level BPE (GPT-2)
+    WordPiece (BERT)                              byte-level BPE (GPT-2), in minbpe's order
      1. clean_text                                 6. bytes_to_unicode
      2. basic_tokenize                             7. pretokenize
-     3. wordpiece                                  8. bpe_merge
-     4. WordPieceTokenizer.tokenize/encode/decode  9. ByteLevelBPETokenizer.tokenize/encode/decode
-     5. truncate_pair, WordPieceTokenizer.        10. ByteLevelBPETokenizer.train
+     3. wordpiece                                  8. ByteLevelBPETokenizer.train
+     4. WordPieceTokenizer.tokenize/encode/decode  9. bpe_merge
+     5. truncate_pair, WordPieceTokenizer.        10. ByteLevelBPETokenizer.tokenize/encode/decode
         build_inputs_with_special_tokens,
         create_token_type_ids_from_sequences
 
@@ -131,7 +131,8 @@ def wordpiece(word: str, vocab: Mapping[str, int], unk_token: str = "[UNK]", max
 
     From the start of the word take the longest prefix that is in ``vocab``; from where it
     ends take the longest piece that is in ``vocab`` *with "##" in front* (a continuation);
-    and so on to the end. "unaffable" -> ["un", "##aff", "##able"].
+    and so on to the end. "unaffable" -> ["un", "##aff", "##able"] with a vocabulary that has
+    "un" but not "una" (BERT's README example); MiniLM's has "una": ["una", "##ffa", "##ble"].
 
     Returns ``[unk_token]`` (one token for the whole word) if some position has no piece at
     all, or if the word is longer than ``max_chars`` characters (a word of exactly
@@ -183,7 +184,8 @@ class WordPieceTokenizer(WordPieceCalls, WordPieceFiles):
     _truncate_pair = staticmethod(truncate_pair)  # how the given __call__ truncates: yours
 
     def tokenize(self, text: str) -> list[str]:
-        """Word pieces of ``text``: "Hello, unaffable!" -> ["hello", ",", "un", "##aff", "##able", "!"].
+        """Word pieces of ``text``: "Hello, unaffable!" -> ["hello", ",", "una", "##ffa", "##ble", "!"]
+        with MiniLM's vocabulary.
 
         Special tokens written in the text ("[SEP]", "[MASK]", exactly, case and all) stay
         whole and are not cleaned or lower-cased: split them out of the raw text first, then
@@ -299,6 +301,35 @@ class ByteLevelBPETokenizer(BPECalls, BPEFiles):
 
     _truncate_pair = staticmethod(truncate_pair)  # how the given __call__ truncates: yours
 
+    @instance_or_class_method
+    def train(self, texts: str | Iterable[str], vocab_size: int, special_tokens: list[str] | None = None) -> ByteLevelBPETokenizer:
+        """Learn a vocabulary of ``vocab_size`` tokens from ``texts``: ids 0..255 are the bytes,
+        then one new token per merge, then ``special_tokens``. Returns self, with its
+        vocabulary replaced: ``BPEFiles.__init__(self, encoder, merges, specials)`` with
+        token strings written in bytes_to_unicode characters, as vocab.json has them.
+
+        1. Count the words of all texts (pretokenize); work on distinct words as lists of ids.
+        2. Count adjacent pairs, each weighted by its word's count; remember which words hold
+           each pair.
+        3. Repeat: take the most frequent pair (ties: the smallest (left id, right id)),
+           give it a new id, rewrite the words that hold it, and update the counts of only the
+           pairs in those words (take the old word's pairs out, put the new word's in).
+
+        4. Stop when the merges and the special tokens fill ``vocab_size`` exactly; if no pair is
+           left before that, stop there with a ``warnings.warn`` (the vocabulary is then smaller).
+        5. The special tokens get the ids after the last merge, in their order: a fresh id each,
+           even one whose string is already a token ("!", a learned "the").
+
+        ``vocab_size``: ``require_int("vocab_size", vocab_size)``; ValueError if it is below
+        256 + len(special_tokens). ``special_tokens``: a list of distinct non-empty str
+        (TypeError / ValueError naming it otherwise). TypeError for texts that are not str
+        (``require_text(f"texts[{i}]", text)``).
+        Hint: a heap of (-count, pair) with stale entries skipped finds the best pair fast.
+        Needs only your bytes_to_unicode and pretokenize (exercises 6 and 7): the tests of this
+        exercise look at merges, ids and errors; encoding with what you trained is exercise 10.
+        """
+        raise NotImplementedError("Exercise 8 (training BPE): see mlab_tfs/tokenizers/GUIDE.md#8-training-bpe")
+
     def tokenize(self, text: str, allowed_special: str | set[str] = "none") -> list[str]:
         """BPE tokens as strings: "Hello world" -> ["Hello", "Ġworld"].
 
@@ -328,30 +359,3 @@ class ByteLevelBPETokenizer(BPECalls, BPEFiles):
         ValueError for ids outside [0, vocab_size): ``check_ids("ids", ids, self.vocab_size)``.
         """
         raise NotImplementedError("Exercise 10 (GPT-2 encode and decode): see mlab_tfs/tokenizers/GUIDE.md#10-gpt-2-encode-and-decode")
-
-    @instance_or_class_method
-    def train(self, texts: str | Iterable[str], vocab_size: int, special_tokens: list[str] | None = None) -> ByteLevelBPETokenizer:
-        """Learn a vocabulary of ``vocab_size`` tokens from ``texts``: ids 0..255 are the bytes,
-        then one new token per merge, then ``special_tokens``. Returns self, with its
-        vocabulary replaced: ``BPEFiles.__init__(self, encoder, merges, specials)`` with
-        token strings written in bytes_to_unicode characters, as vocab.json has them.
-
-        1. Count the words of all texts (pretokenize); work on distinct words as lists of ids.
-        2. Count adjacent pairs, each weighted by its word's count; remember which words hold
-           each pair.
-        3. Repeat: take the most frequent pair (ties: the smallest (left id, right id)),
-           give it a new id, rewrite the words that hold it, and update the counts of only the
-           pairs in those words (take the old word's pairs out, put the new word's in).
-
-        4. Stop when the merges and the special tokens fill ``vocab_size`` exactly; if no pair is
-           left before that, stop there with a ``warnings.warn`` (the vocabulary is then smaller).
-        5. The special tokens get the ids after the last merge, in their order: a fresh id each,
-           even one whose string is already a token ("!", a learned "the").
-
-        ``vocab_size``: ``require_int("vocab_size", vocab_size)``; ValueError if it is below
-        256 + len(special_tokens). ``special_tokens``: a list of distinct non-empty str
-        (TypeError / ValueError naming it otherwise). TypeError for texts that are not str
-        (``require_text(f"texts[{i}]", text)``).
-        Hint: a heap of (-count, pair) with stale entries skipped finds the best pair fast.
-        """
-        raise NotImplementedError("Exercise 8 (training BPE): see mlab_tfs/tokenizers/GUIDE.md#8-training-bpe")
