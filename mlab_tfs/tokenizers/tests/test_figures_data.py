@@ -59,3 +59,26 @@ def test_what_the_guide_says_of_the_merges():
     ours = F.bytes_per_token(bpe, held_out)
     gpt2 = F.bytes_per_token(ByteLevelBPETokenizer.from_pretrained(assets.gpt2_vocab_dir()), held_out)
     assert round(ours, 2) == 2.40 and round(gpt2, 2) == 2.99
+
+
+def test_what_the_guide_says_of_gpt2_artifacts(tiktoken_gpt2):
+    """The guide's tokenizer artifacts, with tiktoken's gpt2 encoding as the reference: a glitch
+    token is one token, digits are cut by frequency, a trailing space is a token of its own."""
+    gpt2 = ByteLevelBPETokenizer.from_pretrained(assets.gpt2_vocab_dir())
+    cases = {" SolidGoldMagikarp": [43453], " 1234567": [17031, 2231, 3134], " 2023": [1160, 1954],
+             " 2024": [48609], "Hello world": [15496, 995], "Hello world ": [15496, 995, 220], "\n\n": [628],
+             "<|endoftext|>": [27, 91, 437, 1659, 5239, 91, 29]}
+    for text, ids in cases.items():
+        assert gpt2.encode(text) == ids == tiktoken_gpt2.encode_ordinary(text), text
+    assert gpt2.tokenize(" 1234567") == ["Ġ123", "45", "67"]
+    single = [y for y in range(1900, 2031) if len(tiktoken_gpt2.encode_ordinary(f" {y}")) == 1]
+    assert len(single) == 126 and sorted(set(range(1900, 2031)) - set(single)) == [2023, 2026, 2027, 2028, 2029]
+
+
+def test_what_the_guide_says_of_wordpiece_examples(hf_bert):
+    """MiniLM's vocabulary has "una": the guide's and the docstrings' examples, as transformers gives them."""
+    assert hf_bert.tokenize("unaffable") == ["una", "##ffa", "##ble"]
+    assert hf_bert.tokenize("Hello, unaffable!") == ["hello", ",", "una", "##ffa", "##ble", "!"]
+    assert hf_bert.tokenize("[mask]") == ["[", "mask", "]"] and hf_bert.tokenize("[MASK]") == ["[MASK]"]
+    assert hf_bert("hello")["input_ids"] == [101, 7592, 102]
+    assert hf_bert.decode(hf_bert("Héllo, World")["input_ids"]) == "[CLS] hello, world [SEP]"
