@@ -70,7 +70,7 @@ def test_what_the_guide_says_of_gpt2_artifacts(tiktoken_gpt2):
              "<|endoftext|>": [27, 91, 437, 1659, 5239, 91, 29]}
     for text, ids in cases.items():
         assert gpt2.encode(text) == ids == tiktoken_gpt2.encode_ordinary(text), text
-    assert gpt2.tokenize(" 1234567") == ["Ġ123", "45", "67"]
+    assert gpt2.tokenize(" 1234567") == ["Ġ123", "45", "67"] and gpt2.tokenize("CLEOPATRA") == ["CLE", "OP", "AT", "RA"]
     single = [y for y in range(1900, 2031) if len(tiktoken_gpt2.encode_ordinary(f" {y}")) == 1]
     assert len(single) == 126 and sorted(set(range(1900, 2031)) - set(single)) == [2023, 2026, 2027, 2028, 2029]
 
