@@ -34,7 +34,7 @@ MISTAKES = Catalogue(PART, [
             "its own: \"world!\" is two words."),
     Mistake("basic_tokenize", "str_lower_final_sigma", "str.lower (the final sigma)",
             "Python's `str.lower` gives a final \"ς\" at the end of a word; the fast tokenizer lower-cases one "
-            "character at a time (\"σ\"): use `chars.lower` ([why the given classes](#why-the-given-character-classes))."),
+            "character at a time (\"σ\"): use `chars.lower` ([why the given classes](#why-the-given-character-classes-optional))."),
     Mistake("basic_tokenize", "strip_accents_flag_ignored", "strip_accents ignored (accents follow lowercase)",
             "`strip_accents=True` strips accents even when cased, `False` keeps them even when uncased; only `None` "
             "follows `lowercase`."),
@@ -65,7 +65,7 @@ MISTAKES = Catalogue(PART, [
             "`decode` joins tokens with spaces but glues a \"##\" piece, without its \"##\", to the token before it."),
     Mistake("bert_encode", "punctuation_not_glued", "decode putting a space before . , ! ?",
             "The fast tokenizer's decoder also attaches \".\", \",\", \"!\" and \"?\" to the previous token "
-            "([fast and legacy](#fast-and-legacy-bert-tokenizers))."),
+            "([fast and legacy](#fast-and-legacy-bert-tokenizers-optional))."),
     # 5. bert_batch
     Mistake("bert_batch", "both_halved_when_one_cut_is_enough", "both texts cut to half when cutting the longer is enough",
             "longest_first cuts only the longer text when cutting it to what the shorter leaves is enough; only "
@@ -115,7 +115,7 @@ MISTAKES = Catalogue(PART, [
             "\"'s|'t|'re|'ve|'m|'ll|'d\" come first in the pattern: \"I'm\" is [\"I\", \"'m\"]."),
     Mistake("pretokenize", "ascii_letters_only", "[a-zA-Z] for letters (not \\p{L})",
             "Letters are `\\p{L}` and digits `\\p{N}`: any script's letters, not just ASCII."),
-    # 8. bpe_merge
+    # 9. bpe_merge
     Mistake("bpe_merge", "merge_by_frequency", "BPE merging by frequency instead of rank",
             "At each step merge the adjacent pair of *lowest rank* (the merge learned first), not the most "
             "frequent pair in the word nor the largest rank: the rank is an order, not a count."),
@@ -124,7 +124,7 @@ MISTAKES = Catalogue(PART, [
             "rank goes first, wherever it is."),
     Mistake("bpe_merge", "overlaps_merged_from_the_right", "overlapping pairs merged from the right",
             "Among equal ranks the leftmost goes first: \"aaa\" with a+a is [\"aa\", \"a\"], not [\"a\", \"aa\"]."),
-    # 9. bpe_encode
+    # 10. bpe_encode
     Mistake("bpe_encode", "no_pretokenize", "BPE over the whole text (no pre-tokenizer)",
             "BPE never merges across GPT-2's words: split with `pretokenize` first and merge each word alone."),
     Mistake("bpe_encode", "decode_tokens_separately", "decode decoding each token's bytes alone",
@@ -133,7 +133,7 @@ MISTAKES = Catalogue(PART, [
     Mistake("bpe_encode", "special_tokens_always_matched", "special tokens matched when not allowed",
             "\"<|endoftext|>\" in a text is ordinary text unless `allowed_special` allows it (tiktoken's "
             "`encode_ordinary`), so that user text cannot inject control tokens."),
-    # 10. bpe_train
+    # 8. bpe_train
     Mistake("bpe_train", "ties_broken_differently", "BPE training ties broken differently (not the smallest pair of ids)",
             "Among pairs of equal count the smallest (left id, right id) goes first; the first seen or the "
             "largest gives other merges, and the order of a dict or heap is no rule."),

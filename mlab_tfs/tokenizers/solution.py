@@ -3,12 +3,12 @@
 Pure Python (and the ``regex`` package for GPT-2's pattern). The tests hold both tokenizers
 equal, id for id, to transformers' tokenizers and tiktoken on the real vocabularies.
 
-    WordPiece (BERT)                         byte-level BPE (GPT-2)
+    WordPiece (BERT)                         byte-level BPE (GPT-2), in minbpe's order
     1. clean_text                            6. bytes_to_unicode
     2. basic_tokenize                        7. pretokenize
-    3. wordpiece                             8. bpe_merge
-    4. WordPieceTokenizer.tokenize/encode/   9. ByteLevelBPETokenizer.tokenize/encode/decode
-       decode                               10. ByteLevelBPETokenizer.train
+    3. wordpiece                             8. ByteLevelBPETokenizer.train
+    4. WordPieceTokenizer.tokenize/encode/   9. bpe_merge
+       decode                               10. ByteLevelBPETokenizer.tokenize/encode/decode
     5. truncate_pair, WordPieceTokenizer.
        build_inputs_with_special_tokens/
        create_token_type_ids_from_sequences

@@ -4,12 +4,12 @@ Every function and method below that raises ``NotImplementedError`` is an exerci
 the ``raise`` line with your code; the docstring says what goes in, what comes out and what
 usually goes wrong. In order:
 
-    WordPiece (BERT)                              byte-level BPE (GPT-2)
+    WordPiece (BERT)                              byte-level BPE (GPT-2), in minbpe's order
      1. clean_text                                 6. bytes_to_unicode
      2. basic_tokenize                             7. pretokenize
-     3. wordpiece                                  8. bpe_merge
-     4. WordPieceTokenizer.tokenize/encode/decode  9. ByteLevelBPETokenizer.tokenize/encode/decode
-     5. truncate_pair, WordPieceTokenizer.        10. ByteLevelBPETokenizer.train
+     3. wordpiece                                  8. ByteLevelBPETokenizer.train
+     4. WordPieceTokenizer.tokenize/encode/decode  9. bpe_merge
+     5. truncate_pair, WordPieceTokenizer.        10. ByteLevelBPETokenizer.tokenize/encode/decode
         build_inputs_with_special_tokens,
         create_token_type_ids_from_sequences
 
@@ -131,7 +131,8 @@ def wordpiece(word: str, vocab: Mapping[str, int], unk_token: str = "[UNK]", max
 
     From the start of the word take the longest prefix that is in ``vocab``; from where it
     ends take the longest piece that is in ``vocab`` *with "##" in front* (a continuation);
-    and so on to the end. "unaffable" -> ["un", "##aff", "##able"].
+    and so on to the end. "unaffable" -> ["un", "##aff", "##able"] with a vocabulary that has
+    "un" but not "una" (BERT's README example); MiniLM's has "una": ["una", "##ffa", "##ble"].
 
     Returns ``[unk_token]`` (one token for the whole word) if some position has no piece at
     all, or if the word is longer than ``max_chars`` characters (a word of exactly
@@ -183,7 +184,8 @@ class WordPieceTokenizer(WordPieceCalls, WordPieceFiles):
     _truncate_pair = staticmethod(truncate_pair)  # how the given __call__ truncates: yours
 
     def tokenize(self, text: str) -> list[str]:
-        """Word pieces of ``text``: "Hello, unaffable!" -> ["hello", ",", "un", "##aff", "##able", "!"].
+        """Word pieces of ``text``: "Hello, unaffable!" -> ["hello", ",", "una", "##ffa", "##ble", "!"]
+        with MiniLM's vocabulary.
 
         Special tokens written in the text ("[SEP]", "[MASK]", exactly, case and all) stay
         whole and are not cleaned or lower-cased: split them out of the raw text first, then
@@ -278,7 +280,7 @@ def bpe_merge(symbols: list[str], ranks: Mapping[tuple[str, str], int]) -> list[
     normal words. A 10 MB run of letters is one word, though, and the simple loop is then
     quadratic; see the guide for the O(n log n) version with a heap.
     """
-    raise NotImplementedError("Exercise 8 (merging by rank): see mlab_tfs/tokenizers/GUIDE.md#8-merging-by-rank")
+    raise NotImplementedError("Exercise 9 (merging by rank): see mlab_tfs/tokenizers/GUIDE.md#9-merging-by-rank")
 
 
 class ByteLevelBPETokenizer(BPECalls, BPEFiles):
@@ -298,36 +300,6 @@ class ByteLevelBPETokenizer(BPECalls, BPEFiles):
     (with allowed_special="all"), and truncate_pair."""
 
     _truncate_pair = staticmethod(truncate_pair)  # how the given __call__ truncates: yours
-
-    def tokenize(self, text: str, allowed_special: str | set[str] = "none") -> list[str]:
-        """BPE tokens as strings: "Hello world" -> ["Hello", "Ġworld"].
-
-        1. Split out the allowed special tokens (``self._allowed(allowed_special)`` gives the
-           set: "all", "none" or a set of names); they are tokens as they are.
-        2. pretokenize the rest; for each word: its UTF-8 bytes, each as its bytes_to_unicode
-           character, then bpe_merge with ``self.bpe_ranks``.
-
-        Not allowed, "<|endoftext|>" is ordinary text. ``require_text("text", text)`` checks
-        the text: TypeError for non-str, ValueError for lone surrogates (no UTF-8 bytes).
-        Hint: cache each word's tokens in ``self.cache``; that is most of the speed.
-        """
-        raise NotImplementedError("Exercise 9 (GPT-2 encode and decode): see mlab_tfs/tokenizers/GUIDE.md#9-gpt-2-encode-and-decode")
-
-    def encode(self, text: str, allowed_special: str | set[str] = "none") -> list[int]:
-        """The ids of ``tokenize(text, allowed_special)``: ``self.encoder`` for the BPE tokens,
-        ``self.special_tokens`` for the allowed special tokens. (Split the text as tokenize
-        does: a special "!" and an ordinary "!" are the same string with different ids.)"""
-        raise NotImplementedError("Exercise 9 (GPT-2 encode and decode): see mlab_tfs/tokenizers/GUIDE.md#9-gpt-2-encode-and-decode")
-
-    def decode(self, ids: list[int]) -> str:
-        """The text of ``ids``: each id's bytes, joined, decoded as UTF-8 with ``errors="replace"``
-        (ids may cut a character's bytes apart). An ordinary token's bytes: map each character
-        of ``self.decoder[id]`` back to its byte. A special token's id (a value of
-        ``self.special_tokens``) stands for its text as it is: ``token.encode("utf-8")``.
-        ``decode(encode(s)) == s``, as tiktoken's decode.
-        ValueError for ids outside [0, vocab_size): ``check_ids("ids", ids, self.vocab_size)``.
-        """
-        raise NotImplementedError("Exercise 9 (GPT-2 encode and decode): see mlab_tfs/tokenizers/GUIDE.md#9-gpt-2-encode-and-decode")
 
     @instance_or_class_method
     def train(self, texts: str | Iterable[str], vocab_size: int, special_tokens: list[str] | None = None) -> ByteLevelBPETokenizer:
@@ -353,5 +325,37 @@ class ByteLevelBPETokenizer(BPECalls, BPEFiles):
         (TypeError / ValueError naming it otherwise). TypeError for texts that are not str
         (``require_text(f"texts[{i}]", text)``).
         Hint: a heap of (-count, pair) with stale entries skipped finds the best pair fast.
+        Needs only your bytes_to_unicode and pretokenize (exercises 6 and 7): the tests of this
+        exercise look at merges, ids and errors; encoding with what you trained is exercise 10.
         """
-        raise NotImplementedError("Exercise 10 (training BPE): see mlab_tfs/tokenizers/GUIDE.md#10-training-bpe")
+        raise NotImplementedError("Exercise 8 (training BPE): see mlab_tfs/tokenizers/GUIDE.md#8-training-bpe")
+
+    def tokenize(self, text: str, allowed_special: str | set[str] = "none") -> list[str]:
+        """BPE tokens as strings: "Hello world" -> ["Hello", "Ġworld"].
+
+        1. Split out the allowed special tokens (``self._allowed(allowed_special)`` gives the
+           set: "all", "none" or a set of names); they are tokens as they are.
+        2. pretokenize the rest; for each word: its UTF-8 bytes, each as its bytes_to_unicode
+           character, then bpe_merge with ``self.bpe_ranks``.
+
+        Not allowed, "<|endoftext|>" is ordinary text. ``require_text("text", text)`` checks
+        the text: TypeError for non-str, ValueError for lone surrogates (no UTF-8 bytes).
+        Hint: cache each word's tokens in ``self.cache``; that is most of the speed.
+        """
+        raise NotImplementedError("Exercise 10 (GPT-2 encode and decode): see mlab_tfs/tokenizers/GUIDE.md#10-gpt-2-encode-and-decode")
+
+    def encode(self, text: str, allowed_special: str | set[str] = "none") -> list[int]:
+        """The ids of ``tokenize(text, allowed_special)``: ``self.encoder`` for the BPE tokens,
+        ``self.special_tokens`` for the allowed special tokens. (Split the text as tokenize
+        does: a special "!" and an ordinary "!" are the same string with different ids.)"""
+        raise NotImplementedError("Exercise 10 (GPT-2 encode and decode): see mlab_tfs/tokenizers/GUIDE.md#10-gpt-2-encode-and-decode")
+
+    def decode(self, ids: list[int]) -> str:
+        """The text of ``ids``: each id's bytes, joined, decoded as UTF-8 with ``errors="replace"``
+        (ids may cut a character's bytes apart). An ordinary token's bytes: map each character
+        of ``self.decoder[id]`` back to its byte. A special token's id (a value of
+        ``self.special_tokens``) stands for its text as it is: ``token.encode("utf-8")``.
+        ``decode(encode(s)) == s``, as tiktoken's decode.
+        ValueError for ids outside [0, vocab_size): ``check_ids("ids", ids, self.vocab_size)``.
+        """
+        raise NotImplementedError("Exercise 10 (GPT-2 encode and decode): see mlab_tfs/tokenizers/GUIDE.md#10-gpt-2-encode-and-decode")

@@ -269,7 +269,7 @@ PRETOKENIZE = {
 }
 PRETOKENIZE = {k: [lambda text, p=p: regex.findall(p, text) for p in v] for k, v in PRETOKENIZE.items()}
 
-# ----------------------------------------------------------------------------- 8. bpe_merge
+# ----------------------------------------------------------------------------- 9. bpe_merge
 
 
 def bpe_merge(symbols, ranks, *, choose="rank", right_first=False):
@@ -314,7 +314,7 @@ BPE_MERGE = {
     "overlaps_merged_from_the_right": lambda s, r: bpe_merge(s, r, right_first=True),
 }
 
-# ----------------------------------------------------------------------------- 9. encode / decode
+# ----------------------------------------------------------------------------- 10. encode / decode
 
 
 def bpe_encode(tokenizer, text, *, words=True):
@@ -338,7 +338,7 @@ BPE_ENCODE = {
     "no_pretokenize": lambda tok, text: bpe_encode(tok, text, words=False),
 }
 
-# ----------------------------------------------------------------------------- 10. training
+# ----------------------------------------------------------------------------- 8. training
 
 
 def train_merges(texts, n_merges, *, tie="smallest", weighted=True, words=True):

@@ -80,7 +80,7 @@ PLANTS = {
     "ascii_letters_only": [("_GPT2_RE = regex.compile(GPT2_PATTERN)",
                             "_GPT2_RE = regex.compile(GPT2_PATTERN.replace(r\"\\p{L}\", \"a-zA-Z\").replace(r\"\\p{N}\", \"0-9\")"
                             ".replace(r\"?a-zA-Z+\", r\"?[a-zA-Z]+\").replace(r\"?0-9+\", r\"?[0-9]+\"))")],
-    # 8. bpe_merge (written as the simple loop learners write, each with its mistake)
+    # 9. bpe_merge (written as the simple loop learners write, each with its mistake)
     "merge_by_frequency": [("    n = len(symbols)\n    if n < 2:",
                             "    sym = list(symbols)\n    while len(sym) > 1:\n"
                             "        pairs = [p for p in zip(sym, sym[1:]) if p in ranks]\n"
@@ -104,14 +104,14 @@ PLANTS = {
                                         "        rank, i, left, right = heapq.heappop(heap)\n        i = abs(i)\n"),
                                        ("heapq.heappush(heap, (r, p, sym[p], sym[i]))", "heapq.heappush(heap, (r, -p, sym[p], sym[i]))"),
                                        ("heapq.heappush(heap, (r, i, sym[i], sym[nxt[i]]))", "heapq.heappush(heap, (r, -i, sym[i], sym[nxt[i]]))")],
-    # 9. bpe_encode
+    # 10. bpe_encode
     "no_pretokenize": [("        for word in pretokenize(text):\n            tokens += self._word_tokens(word)",
                         "        for word in [text] if text else []:\n            tokens += self._word_tokens(word)")],
     "decode_tokens_separately": [('return b"".join([table[i] for i in ids]).decode("utf-8", "replace")',
                                   'return "".join(table[i].decode("utf-8", "replace") for i in ids)')],
     "special_tokens_always_matched": [("        allowed = self._allowed(allowed_special)\n",
                                        "        allowed = self._allowed(allowed_special) or set(self.special_tokens)\n")],
-    # 10. bpe_train
+    # 8. bpe_train
     "ties_broken_differently": [("heap = [(-c, pair) for pair, c in pair_counts.items()]",
                                  "heap = [(-c, (-pair[0], -pair[1])) for pair, c in pair_counts.items()]"),
                                 ("            neg, pair = heapq.heappop(heap)\n",

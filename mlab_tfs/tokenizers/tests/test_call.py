@@ -4,7 +4,7 @@
 
 The call itself is given (batching.py); what it runs of yours is tokenize/encode, truncate_pair,
 build_inputs_with_special_tokens and create_token_type_ids_from_sequences, so these tests are
-exercise 5's (BERT) and 9's (GPT-2).
+exercise 5's (BERT) and 10's (GPT-2).
 """
 
 from __future__ import annotations

@@ -315,7 +315,7 @@ def test_bpe_tokenizer_json_alone(tok, gpt2_saved, tmp_path):
     _assert_bpe_equal(tok.ByteLevelBPETokenizer.from_pretrained(folder), hf, "tokenizer.json alone")
 
 
-@pytest.mark.exercise("bpe_train")
+@pytest.mark.exercise("bpe_encode")
 def test_our_bpe_folder_gives_our_ids_in_autotokenizer(tok, trained, tmp_path):
     """Our save -> AutoTokenizer: the same ids (special tokens in the text: allowed_special
     "all"; with split_special_tokens=True: "none"), the same decode, and the special tokens
@@ -337,7 +337,7 @@ def test_our_bpe_folder_gives_our_ids_in_autotokenizer(tok, trained, tmp_path):
         assert hf.decode(ids) == trained.decode(ids), t
 
 
-@pytest.mark.exercise("bpe_train")
+@pytest.mark.exercise("bpe_encode")
 def test_bpe_round_trip_through_transformers(tok, trained, tmp_path):
     """Ours -> AutoTokenizer -> transformers 5's save (tokenizer.json only) -> ours: the same
     vocabulary, merges, special tokens and ids; model_max_length and pad_token travel."""
@@ -359,7 +359,7 @@ def test_bpe_round_trip_through_transformers(tok, trained, tmp_path):
     assert (again.pad_token_id, again.model_max_length) == (399, 64)
 
 
-@pytest.mark.exercise("bpe_train")
+@pytest.mark.exercise("bpe_encode")
 def test_bpe_without_end_of_text_says_so(tok, tmp_path):
     """A vocabulary without <|endoftext|>: the config says bos/eos/unk none, so transformers
     adds no token of its own (its GPT2Tokenizer defaults would)."""
