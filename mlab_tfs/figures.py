@@ -97,7 +97,8 @@ def render(fig: Figure) -> bytes:
 
 
 def write(fig: Figure) -> Path:
-    """Draw one figure and write it atomically to its path."""
+    """Draw one figure and write it atomically to its path (making the part's figures/ folder)."""
+    fig.path.parent.mkdir(exist_ok=True)
     write_bytes_atomic(fig.path, render(fig))
     return fig.path
 
@@ -122,4 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run as mlab_tfs.figures, not __main__: the parts' figures register in that module's registry.
+    from mlab_tfs import figures as _module
+
+    raise SystemExit(_module.main())
