@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from mlab_tfs.figures import figure
 from mlab_tfs.inputs import check_int
+from mlab_tfs.sampling.given import as_ids, model_device, model_n_positions, model_vocab_size
 
 # The tree's prompt and the experiment's: openings of speeches in the style the model learned.
 TREE_PROMPT = "ROMEO:\nO"
@@ -67,14 +68,19 @@ def beam_tree(model, prompt_ids: Sequence[int], num_beams: int = 3, steps: int =
     (no cache), so that the tree can be checked against it: the last step's kept candidates
     are beam_search's hypotheses, and score / steps (length_penalty 1) its sequences_scores.
 
-    prompt_ids: one prompt's ids (at least one); num_beams, steps: ints >= 1.
-    Returns steps lists of 2 * num_beams Candidates.
+    prompt_ids: one prompt's ids (a list or 1-d tensor, at least one id, each in [0, V));
+    num_beams, steps: ints >= 1, prompt + steps within n_positions. Bad arguments: TypeError
+    or ValueError naming them. Returns steps lists of 2 * num_beams Candidates.
     """
     num_beams = check_int("num_beams", num_beams, minimum=1)
     steps = check_int("steps", steps, minimum=1)
-    prompt = torch.as_tensor(list(prompt_ids), dtype=torch.long)
-    if prompt.dim() != 1 or len(prompt) == 0:
-        raise ValueError(f"prompt_ids must be a non-empty sequence of token ids, got {list(prompt_ids)!r}")
+    prompt = as_ids("prompt_ids", prompt_ids, model_device(model), model_vocab_size(model))
+    if len(prompt) == 0:
+        raise ValueError("prompt_ids must hold at least one token id, got none")
+    limit = model_n_positions(model)
+    if limit is not None and len(prompt) + steps > limit:
+        raise ValueError(f"prompt_ids ({len(prompt)} tokens) + steps ({steps}) must fit in the model's "
+                         f"n_positions={limit}")
     beams = prompt[None]  # (1, T): one beam before the first step
     scores = torch.zeros(1)
     tree = []
@@ -96,6 +102,7 @@ def tree_hypotheses(prompt_ids: Sequence[int], tree: list[list[Candidate]]) -> l
     """The kept candidates of the tree's last step as (prompt + new tokens, score / steps),
     best first: what beam_search returns with num_return_sequences=num_beams."""
     kept = [[c for c in step if c.kept] for step in tree]
+    prompt = [int(t) for t in prompt_ids]
     out = []
     for c in kept[-1]:
         tokens, node, depth = [], c, len(tree) - 1
@@ -105,7 +112,7 @@ def tree_hypotheses(prompt_ids: Sequence[int], tree: list[list[Candidate]]) -> l
                 break
             depth -= 1
             node = kept[depth][node.parent]
-        out.append((list(prompt_ids) + tokens[::-1], c.score / len(tree)))
+        out.append((prompt + tokens[::-1], c.score / len(tree)))
     return out
 
 
@@ -158,9 +165,14 @@ def distinct_n(tokens: Sequence[int], n: int = 2) -> float:
     for Neural Conversation Models"): the number of different n-grams over the number of
     n-grams, in (0, 1]; 1 when no n-gram repeats, small in a repetition loop.
 
-    tokens: ids (or any hashable items); n: an int >= 1. A sequence shorter than n has no
-    n-gram: ValueError naming tokens."""
+    tokens: ids (a list, or a 1-d tensor) or any hashable items (words); n: an int >= 1
+    (TypeError or ValueError naming n). A sequence shorter than n has no n-gram, and a tensor
+    that is not 1-d is no sequence of ids: ValueError naming tokens."""
     n = check_int("n", n, minimum=1)
+    if isinstance(tokens, torch.Tensor):
+        if tokens.dim() != 1:
+            raise ValueError(f"tokens must be a 1-d sequence, got a tensor of shape {tuple(tokens.shape)}")
+        tokens = tokens.tolist()  # ints: 0-d tensors would hash by identity, not value
     tokens = list(tokens)
     grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
     if not grams:

@@ -28,6 +28,13 @@ def test_distinct_n_on_hand_examples(tokens, n, expected):
     assert F.distinct_n(tokens, n) == expected
 
 
+def test_distinct_n_takes_tensors_by_value():
+    assert F.distinct_n(torch.tensor([7, 7, 7, 7]), 2) == 1 / 3
+    assert F.distinct_n(torch.tensor([1, 2, 1, 2, 1]), 1) == 2 / 5
+    with pytest.raises(ValueError, match="1-d"):
+        F.distinct_n(torch.tensor([[1, 2], [1, 2]]), 1)
+
+
 def test_distinct_n_bad_input():
     with pytest.raises(ValueError, match="tokens must hold at least n=3"):
         F.distinct_n([1, 2], 3)
@@ -68,6 +75,20 @@ def test_beam_tree_bad_input():
         F.beam_tree(model, [1], num_beams=0)
     with pytest.raises(ValueError, match="prompt_ids"):
         F.beam_tree(model, [], num_beams=2)
+    with pytest.raises(ValueError, match="prompt_ids"):
+        F.beam_tree(model, [model.config.vocab_size], num_beams=2)  # outside the vocabulary
+    with pytest.raises(ValueError, match="n_positions"):
+        F.beam_tree(model, [1] * 250, num_beams=2, steps=7)
+    with pytest.raises(TypeError, match="steps"):
+        F.beam_tree(model, [1], steps=2.0)
+
+
+def test_beam_tree_takes_a_tensor_prompt():
+    model, tok = F.course_model()
+    ids = tok.encode("Ay")
+    as_list = F.tree_hypotheses(ids, F.beam_tree(model, ids, 2, 2))
+    as_tensor = F.tree_hypotheses(torch.tensor(ids), F.beam_tree(model, torch.tensor(ids), 2, 2))
+    assert as_list == as_tensor
 
 
 def test_row_temperatures_is_temperature_then_top_p():
