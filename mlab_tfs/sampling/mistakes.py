@@ -96,8 +96,10 @@ MISTAKES = Catalogue(PART, [
     Mistake("two_contexts", "contrastive_sign_flipped", "a + gamma * (b - a) (the difference the wrong way)",
             "The difference is a - b: toward context a, away from b."),
     Mistake("two_contexts", "product_of_raw_logits", "a + gamma * b on raw logits (no log_softmax)",
-            "The product of experts is log p_a + gamma * log p_b: `log_softmax` each context first, since the "
-            "logits' offsets differ per context and gamma scales them."),
+            "The product of experts is log p_a + gamma * log p_b: `log_softmax` each context first. The sampled "
+            "distribution would be the same (softmax cancels a row's offset), but the scores are not: they differ "
+            "by a per-row constant, and a repetition penalty, which treats positive and negative scores "
+            "differently, then penalises other amounts."),
     # 10. suffix_scoring
     Mistake("suffix_scoring", "suffix_logits_not_shifted", "the suffix scored with its own positions' logits (no shift)",
             "The logits at position t predict token t + 1: the suffix's first token is predicted by the "

@@ -30,8 +30,8 @@ class SamplingOptions:
     do_sample: False picks the argmax (greedy), True draws from the processed distribution.
     temperature: finite and > 0 (logits / temperature); with do_sample=False it is unused and
         0 is accepted too.
-    top_k: an int >= 0 (0 = off): keep the k largest logits.
-    top_p: in [0, 1] (1 = off): nucleus filtering (Holtzman et al. 2019).
+    top_k: an int >= 0 (0 = off): keep the k largest logits (top-k sampling, Fan et al. 2018).
+    top_p: in [0, 1] (1 = off): nucleus filtering (Holtzman et al. 2020).
     min_p: None (off) or in [0, 1]: min-p filtering (Nguyen et al. 2024).
     repetition_penalty: finite and > 0 (1 = off): CTRL's penalty (Keskar et al. 2019).
     frequency_penalty, presence_penalty: finite (0 = off): OpenAI's penalties on the tokens

@@ -183,7 +183,7 @@ def _draw(logits: Tensor, generator: torch.Generator | None) -> Tensor:
 
 def top_k_filter(logits: Tensor, top_k: int, min_tokens_to_keep: int = 1) -> Tensor:
     """Keep the top_k largest logits of each row (ties with the k-th all kept), -inf elsewhere
-    (transformers' TopKLogitsWarper). top_k = 0 keeps everything, top_k >= V too.
+    (top-k sampling, Fan et al. 2018; transformers' TopKLogitsWarper). top_k = 0 keeps everything, top_k >= V too.
 
     top_k: an int >= 0; min_tokens_to_keep: an int >= 1 (TypeError or ValueError otherwise).
     """
@@ -200,9 +200,9 @@ def _top_k(logits: Tensor, top_k: int, min_tokens_to_keep: int) -> Tensor:
 
 
 def top_p_filter(logits: Tensor, top_p: float, min_tokens_to_keep: int = 1) -> Tensor:
-    """Nucleus filtering (Holtzman et al. 2019): keep the smallest set of most likely tokens
-    whose probabilities sum to at least top_p; -inf elsewhere. As transformers'
-    TopPLogitsWarper, token for token: the set that sums exactly to top_p is enough, and
+    """Nucleus filtering (Holtzman et al. 2020, "The Curious Case of Neural Text
+    Degeneration"): keep the smallest set of most likely tokens whose probabilities sum to
+    at least top_p; -inf elsewhere. As transformers' TopPLogitsWarper, token for token: the set that sums exactly to top_p is enough, and
     top_p = 0 keeps only the most likely token (min_tokens_to_keep of them). top_p = 1
     keeps everything (transformers' generate leaves the warper out then).
 
@@ -836,7 +836,8 @@ def filtered_sample(
 ) -> FilteredSamples:
     """Sample num_samples continuations of one prompt and rank them by how the model itself
     judges them: score = log P(bad suffix | text) - log P(good suffix | text), lowest first
-    (the language model as its own classifier, as in Redwood Research's filtering work).
+    (the language model as its own classifier: a cheap stand-in for the trained classifier
+    with which Redwood Research filtered sampled continuations, Ziegler et al. 2022).
 
     prompt_ids and the suffixes: 1-d ids (lists are placed on the model's device);
     num_samples: an int >= 1; eos_token_id: one id, several (each completion is cut at the

@@ -397,7 +397,8 @@ def beam_search(
 
     The algorithm, per step (the guide walks through it):
     - log_softmax the logits (B * nb, V), add each beam's running score, view (B, nb * V);
-      take the K = 2 * nb best (more with several eos ids): beam = idx // V, token = idx % V.
+      take the K = max(2, 1 + number of eos ids) * nb best (2 * nb with one eos id, so that nb
+      remain after those ending in eos): beam = idx // V, token = idx % V.
     - A candidate *ends* if its token is eos or the sequence reached T + max_new_tokens.
     - The next running beams: the nb best candidates that did not end.
     - Ended candidates among the first nb join the finished pool (nb best kept) with score

@@ -68,8 +68,8 @@ def test_beam_search_matches_transformers(sampling, model, hf_model, num_beams, 
     expected, expected_scores = hf_beams(hf_model, ids, mask, num_beams, 10, length_penalty, early_stopping, eos, nrs)
     out = sampling.beam_search(model, ids, num_beams, 10, length_penalty, early_stopping, eos,
                                attention_mask=mask, pad_token_id=0, num_return_sequences=nrs)
-    hint = ("score continuations by the running sum of log_softmax; keep 2 * num_beams candidates so num_beams "
-            "remain after removing those that end; finished hypotheses are scored sum / new_len ** length_penalty")
+    hint = ("score continuations by the running sum of log_softmax; keep max(2, 1 + number of eos ids) * num_beams "
+            "candidates so num_beams remain after removing those that end; finished hypotheses are scored sum / new_len ** length_penalty")
     sequences, scores = beam_mistakes(out, lambda m: m.beam_search(
         model, ids, num_beams, 10, length_penalty, early_stopping, eos, attention_mask=mask, pad_token_id=0,
         num_return_sequences=nrs))

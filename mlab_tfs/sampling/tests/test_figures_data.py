@@ -1,0 +1,132 @@
+"""The data behind the guide's figures (mlab_tfs/sampling/figures.py): the beam-search tree is
+beam_search's own search, distinct-n counts what it says on hand examples, and the diversity
+experiment shows the orderings the guide states."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mlab_tfs.sampling import beam_search, process_logits
+from mlab_tfs.sampling import figures as F
+from mlab_tfs.testing.compare import assert_close
+
+pytestmark = pytest.mark.solution_only  # the figures draw the solution's decoders
+
+
+@pytest.mark.parametrize("tokens, n, expected", [
+    ([1, 2, 1, 2, 1], 1, 2 / 5),
+    ([1, 2, 1, 2, 1], 2, 2 / 4),  # (1,2) (2,1) (1,2) (2,1)
+    ([1, 2, 1, 2, 1], 3, 2 / 3),  # (1,2,1) (2,1,2) (1,2,1)
+    ([7, 7, 7, 7], 2, 1 / 3),  # a loop: one bigram three times
+    ([1, 2, 3], 2, 1.0),
+    ([5], 1, 1.0),
+    ([1, 2], 2, 1.0),  # exactly n items: one n-gram
+    ("to be or not to be".split(), 2, 4 / 5),  # (to,be) twice among five
+])
+def test_distinct_n_on_hand_examples(tokens, n, expected):
+    assert F.distinct_n(tokens, n) == expected
+
+
+def test_distinct_n_takes_tensors_by_value():
+    assert F.distinct_n(torch.tensor([7, 7, 7, 7]), 2) == 1 / 3
+    assert F.distinct_n(torch.tensor([1, 2, 1, 2, 1]), 1) == 2 / 5
+    with pytest.raises(ValueError, match="1-d"):
+        F.distinct_n(torch.tensor([[1, 2], [1, 2]]), 1)
+
+
+def test_distinct_n_bad_input():
+    with pytest.raises(ValueError, match="tokens must hold at least n=3"):
+        F.distinct_n([1, 2], 3)
+    with pytest.raises(ValueError, match="tokens must hold at least n=1"):
+        F.distinct_n([], 1)
+    with pytest.raises(ValueError, match="n"):
+        F.distinct_n([1, 2], 0)
+    with pytest.raises(TypeError, match="n"):
+        F.distinct_n([1, 2], True)
+
+
+@pytest.mark.parametrize("prompt, num_beams, steps", [(F.TREE_PROMPT, 3, 4), ("JULIET:\n", 2, 3), ("Ay", 1, 2)])
+def test_beam_tree_is_beam_search(prompt, num_beams, steps):
+    """The tree's last kept candidates are beam_search's hypotheses (no eos, length_penalty 1),
+    score / steps its sequences_scores; every candidate's score is its parent's plus its own
+    log-probability; each step lists 2 * num_beams candidates best first, the first num_beams kept."""
+    model, tok = F.course_model()
+    ids = tok.encode(prompt)
+    tree = F.beam_tree(model, ids, num_beams, steps)
+    out = beam_search(model, [ids], num_beams=num_beams, max_new_tokens=steps, num_return_sequences=num_beams)
+    hyps = F.tree_hypotheses(ids, tree)
+    assert [h for h, _ in hyps] == out.sequences.tolist()
+    assert_close(torch.tensor([s for _, s in hyps]), out.sequences_scores, name="tree scores", atol=1e-5)
+    prev = [0.0]
+    for step in tree:
+        assert len(step) == 2 * num_beams
+        assert [c.kept for c in step] == [i < num_beams for i in range(len(step))]
+        scores = [c.score for c in step]
+        assert scores == sorted(scores, reverse=True)
+        for c in step:
+            assert c.score == pytest.approx(prev[c.parent] + c.logprob, abs=1e-5)
+        prev = [c.score for c in step if c.kept]
+
+
+def test_beam_tree_bad_input():
+    model, _ = F.course_model()
+    with pytest.raises(ValueError, match="num_beams"):
+        F.beam_tree(model, [1], num_beams=0)
+    with pytest.raises(ValueError, match="prompt_ids"):
+        F.beam_tree(model, [], num_beams=2)
+    with pytest.raises(ValueError, match="prompt_ids"):
+        F.beam_tree(model, [model.config.vocab_size], num_beams=2)  # outside the vocabulary
+    with pytest.raises(ValueError, match="n_positions"):
+        F.beam_tree(model, [1] * 250, num_beams=2, steps=7)
+    with pytest.raises(TypeError, match="steps"):
+        F.beam_tree(model, [1], steps=2.0)
+
+
+def test_beam_tree_takes_a_tensor_prompt():
+    model, tok = F.course_model()
+    ids = tok.encode("Ay")
+    as_list = F.tree_hypotheses(ids, F.beam_tree(model, ids, 2, 2))
+    as_tensor = F.tree_hypotheses(torch.tensor(ids), F.beam_tree(model, torch.tensor(ids), 2, 2))
+    assert as_list == as_tensor
+
+
+def test_row_temperatures_is_temperature_then_top_p():
+    """Sampling the wrapped model at temperature 1 with top-p is the model at temperature t_b
+    with top-p: the processed logits are equal, bit for bit, row by row."""
+    model, tok = F.course_model()
+    ids = torch.tensor([tok.encode("ROMEO:\nO")] * 3)
+    t = torch.tensor([0.5, 1.0, 1.4])
+    with torch.no_grad():
+        raw = model(ids).logits[:, -1]
+        tempered = F.RowTemperatures(model, t)(ids).logits[:, -1]
+    history = ids.clone()
+    for b in range(3):
+        expected = process_logits(raw[b : b + 1], history[b : b + 1], 0, temperature=float(t[b]), top_p=0.9)
+        got = process_logits(tempered[b : b + 1], history[b : b + 1], 0, top_p=0.9)
+        assert torch.equal(got, expected)
+
+
+def test_diversity_experiment_shows_the_trade_off():
+    """What the guide reads off the figure: greedy and beam search repeat themselves more and
+    are likelier under the model than any sampling setting; hotter sampling is more diverse and
+    less likely. The greedy and beam numbers the guide quotes (deterministic: argmax)."""
+    points = {p.setting: p for p in F.diversity_experiment()}
+    greedy, beam = points["greedy"], points["beam search (3)"]
+    sampled = [p for p in points.values() if p.temperature is not None]
+    assert len(sampled) == len(F.TEMPERATURES) * len(F.TOP_PS)
+    for p in sampled:
+        assert max(greedy.distinct_2, beam.distinct_2) < p.distinct_2 <= 1.0
+        assert p.logprob < greedy.logprob
+    assert beam.logprob > greedy.logprob  # beam search finds likelier text: the likelihood trap
+    for top_p in F.TOP_PS:
+        row = [p for p in sampled if p.top_p == top_p]
+        assert row[0].temperature == min(F.TEMPERATURES) and row[-1].temperature == max(F.TEMPERATURES)
+        assert row[0].distinct_2 < row[-1].distinct_2
+        assert [p.logprob for p in row] == sorted((p.logprob for p in row), reverse=True)
+    hottest = {p.top_p: p for p in sampled if p.temperature == max(F.TEMPERATURES)}
+    assert hottest[0.9].logprob > hottest[1.0].logprob  # top-p cuts the unreliable tail
+    assert greedy.distinct_2 == pytest.approx(0.810, abs=1e-3)
+    assert beam.distinct_2 == pytest.approx(0.804, abs=1e-3)
+    assert greedy.logprob == pytest.approx(-1.49, abs=0.01)
+    assert beam.logprob == pytest.approx(-1.08, abs=0.01)
