@@ -44,12 +44,12 @@ def draw_log_buckets():
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(distance, distance.clamp(max=V3_BUCKETS - 1), ":", color="grey", label="no buckets, same k = 256: clamped at 255")
     ax.plot(distance, bucket, color="tab:blue", lw=2, label="log bucket (make_log_bucket_position)")
-    ax.plot(distance, read, "--", color="tab:red", label="row read after the clamp")
+    ax.plot(distance, read, "--", color="tab:red", label="bucket of the row read after the clamp")
     ax.axvline(mid, color="k", lw=0.6)
     ax.axvline(V3_MAX_POSITION - 1, color="k", lw=0.6)
     ax.text(mid + 8, 20, "exact up to\nmid = 128", fontsize=8)
     ax.text(V3_MAX_POSITION + 8, 20, "max_position - 1\n= 511", fontsize=8)
-    ax.set_xlabel("distance |i - j| (tokens)")
+    ax.set_xlabel("distance i - j (tokens), keys before the query")
     ax.set_ylabel("bucket")
     ax.set_title("DeBERTa-v3 log buckets (position_buckets 256, max_position 512)", fontsize=10)
     ax.legend(fontsize=7, loc="upper left")
@@ -78,8 +78,9 @@ def repeated_token_terms(T: int = 12, seed: int = 0):
     """The score terms of layer 0, head 0 of a small random v3-style model (the solution's
     DebertaV2Model: c2p and p2c, shared projections, 8 buckets, no absolute positions) on one
     token repeated T times. Returns {"c2c", "c2p", "p2c", "pattern"}, each (T, T): the content
-    term (scores minus the two relative terms), the relative terms (all three divided by the
-    scale) and the softmax. With every token the same, c2c is one number and all the structure
+    term q @ k^T from the cached hook_q / hook_k, the relative terms from their hook points (all
+    three divided by the same scale) and the softmax (hook_pattern); the test holds their sum's
+    softmax to the pattern. With every token the same, c2c is one number and all the structure
     comes from the distance."""
     config = solution.DebertaV2Config(
         vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,

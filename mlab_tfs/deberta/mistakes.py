@@ -52,8 +52,8 @@ MISTAKES = Catalogue(PART, [
             "`c2p_scores` is unscaled; the attention divides every term by the same scale."),
     # 4. p2c
     Mistake("p2c", "p2c_sign_flipped", "the p2c gather at +r instead of -r",
-            "Row j of `key @ pos_query^T` belongs to key j, which reads the distance from its own side, "
-            "-r[j, i] + k (the paper's delta(j, i) read literally gives +r). See "
+            "Row j of `key @ pos_query^T` belongs to key j, and it must read the query's distance "
+            "i - j, which is -r[j, i]: index -r[j, i] + k (the paper's delta(j, i) read literally gives +r). See "
             "[p2c's sign and transpose](#p2cs-sign-and-transpose)."),
     Mistake("p2c", "p2c_no_transpose", "forgetting p2c's final transpose",
             "The gather gives (B, nh, key j, query i); the scores are (query, key): transpose the last two dims. See "

@@ -53,15 +53,17 @@ def test_base_model_save_pretrained_loads_in_transformers(deberta, checkpoints, 
 
 
 def _v3_style_checkpoint(src, dst):
-    """As microsoft/DeBERTa's code saves a v3 model: the original lm_predictions head, the
-    replaced-token-detection head (mask_predictions.*) and no 'legacy' in config.json."""
+    """A checkpoint in microsoft/DeBERTa's names: the original head, lm_predictions.* (its
+    MaskedLanguageModel), the replaced-token-detection head, mask_predictions.* (its
+    ReplacedTokenDetectionModel, whose LMMaskPredictionHead spells its last layer `classifer`), and
+    no 'legacy' in config.json."""
     dst.mkdir()
     config = json.loads((src / "config.json").read_text())
     config.pop("legacy")
     (dst / "config.json").write_text(json.dumps(config))
     state = load_file(src / "model.safetensors")
     state["mask_predictions.dense.weight"] = torch.zeros(32, 32)
-    state["mask_predictions.classifier.weight"] = torch.zeros(1, 32)
+    state["mask_predictions.classifer.weight"] = torch.zeros(1, 32)  # sic
     save_file(state, dst / "model.safetensors", metadata={"format": "pt"})
     return dst
 
