@@ -181,3 +181,28 @@ def test_gelu_new_is_torch_tanh_gelu_and_not_the_erf_one(dtype, atol):
         gap = (solution.gelu_new(x) - F.gelu(x)).abs()
         assert gap.max().item() == pytest.approx(4.73e-4, abs=5e-6)
         assert abs(x[gap.argmax()].item()) == pytest.approx(2.70, abs=0.01)
+
+
+# --- the guide's snippets print what the guide shows -------------------------------------
+
+def _snippets_with_output():
+    """(line, code, shown) of every ```python block of the guide followed directly by a ```text
+    block: the output the text claims for it."""
+    from pathlib import Path
+
+    from mlab_tfs.tests.test_docs import blocks
+
+    found = blocks(Path(figures.__file__).with_name("GUIDE.md"))
+    return [pytest.param(code, shown, id=f"GUIDE.md:{line}")
+            for (lang, line, code), (next_lang, _, shown) in zip(found, found[1:])
+            if lang == "python" and next_lang == "text" and not shown.lstrip().startswith("with ")]
+
+
+def test_the_guide_has_snippets_with_output():
+    assert len(_snippets_with_output()) >= 5  # dtypes, 1/sqrt(hs), softmax, KV cache, masking
+
+
+@pytest.mark.parametrize("code, shown", _snippets_with_output())
+def test_snippet_prints_what_the_guide_shows(code, shown, capsys):
+    exec(compile(code, "snippet", "exec"), {"__name__": "__snippet__"})
+    assert capsys.readouterr().out.strip() == shown.strip()
