@@ -206,3 +206,44 @@ def test_the_guide_has_snippets_with_output():
 def test_snippet_prints_what_the_guide_shows(code, shown, capsys):
     exec(compile(code, "snippet", "exec"), {"__name__": "__snippet__"})
     assert capsys.readouterr().out.strip() == shown.strip()
+
+
+# --- the exercise table's line counts ---------------------------------------------------
+
+def _body_lines(obj) -> int:
+    """Lines of a function's (or a class's methods') bodies in the solution, without the
+    docstrings, comments and blank lines: the guide's rule for its Lines column."""
+    import ast
+    import inspect
+    import textwrap
+
+    src = textwrap.dedent(inspect.getsource(obj))
+    lines = src.splitlines()
+    node = ast.parse(src).body[0]
+    fns = [f for f in node.body if isinstance(f, ast.FunctionDef)] if isinstance(node, ast.ClassDef) else [node]
+    total = 0
+    for fn in fns:
+        body = fn.body
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            body = body[1:]
+        if body:
+            total += sum(1 for ln in lines[body[0].lineno - 1:fn.end_lineno]
+                         if ln.strip() and not ln.strip().startswith("#"))
+    return total
+
+
+@pytest.mark.parametrize("exercise, pieces", [
+    ("Layer norm", ["LayerNorm"]), ("Embedding", ["Embedding"]), ("Attention pattern", ["attention_pattern"]),
+    ("Causal mask", ["causal_mask"]), ("GELU", ["gelu_new"]), ("MLP", ["GPT2MLP"]), ("Block", ["GPT2Block"]),
+    ("Loading weights", ["from_hf_state_dict", "to_hf_state_dict"]),
+])
+def test_exercise_table_line_counts(exercise, pieces):
+    """The Lines column of the guide's exercise table, for the exercises whose count is the
+    solution's bodies as they stand (no optional path or later exercise's lines left out)."""
+    import re
+    from pathlib import Path
+
+    guide = Path(figures.__file__).with_name("GUIDE.md").read_text(encoding="utf-8")
+    row = re.search(rf"^\| \d+ \| \[{exercise}\]\(#[^)]*\) \| [^|]* \| ~?(\d+) \|", guide, re.M)
+    assert row, f"no row for {exercise} in the exercise table"
+    assert int(row.group(1)) == sum(_body_lines(getattr(solution, p)) for p in pieces)
