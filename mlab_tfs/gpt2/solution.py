@@ -133,7 +133,7 @@ def attention_pattern(q: Tensor, k: Tensor, mask: Tensor | None, scale: float,
         hooked = scores_hook(scores)
         if hooked is not scores and mask is not None:
             # Edited by a hook: what was masked stays masked, and stays at 0 in the pattern
-            # even if the edit left a query no finite score (all -inf: a tie with the masked).
+            # even if the edit left a query no finite score (all -inf, below the masked finfo.min).
             hooked = hooked.masked_fill(~mask, torch.finfo(hooked.dtype).min)
             return torch.softmax(hooked, dim=-1).masked_fill(~mask, 0.0)
         scores = hooked

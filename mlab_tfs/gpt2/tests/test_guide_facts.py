@@ -181,3 +181,69 @@ def test_gelu_new_is_torch_tanh_gelu_and_not_the_erf_one(dtype, atol):
         gap = (solution.gelu_new(x) - F.gelu(x)).abs()
         assert gap.max().item() == pytest.approx(4.73e-4, abs=5e-6)
         assert abs(x[gap.argmax()].item()) == pytest.approx(2.70, abs=0.01)
+
+
+# --- the guide's snippets print what the guide shows -------------------------------------
+
+def _snippets_with_output():
+    """(line, code, shown) of every ```python block of the guide followed directly by a ```text
+    block: the output the text claims for it."""
+    from pathlib import Path
+
+    from mlab_tfs.tests.test_docs import blocks
+
+    found = blocks(Path(figures.__file__).with_name("GUIDE.md"))
+    return [pytest.param(code, shown, id=f"GUIDE.md:{line}")
+            for (lang, line, code), (next_lang, _, shown) in zip(found, found[1:])
+            if lang == "python" and next_lang == "text" and not shown.lstrip().startswith("with ")]
+
+
+def test_the_guide_has_snippets_with_output():
+    assert len(_snippets_with_output()) >= 5  # dtypes, 1/sqrt(hs), softmax, KV cache, masking
+
+
+@pytest.mark.parametrize("code, shown", _snippets_with_output())
+def test_snippet_prints_what_the_guide_shows(code, shown, capsys):
+    exec(compile(code, "snippet", "exec"), {"__name__": "__snippet__"})
+    assert capsys.readouterr().out.strip() == shown.strip()
+
+
+# --- the exercise table's line counts ---------------------------------------------------
+
+def _body_lines(obj) -> int:
+    """Lines of a function's (or a class's methods') bodies in the solution, without the
+    docstrings, comments and blank lines: the guide's rule for its Lines column."""
+    import ast
+    import inspect
+    import textwrap
+
+    src = textwrap.dedent(inspect.getsource(obj))
+    lines = src.splitlines()
+    node = ast.parse(src).body[0]
+    fns = [f for f in node.body if isinstance(f, ast.FunctionDef)] if isinstance(node, ast.ClassDef) else [node]
+    total = 0
+    for fn in fns:
+        body = fn.body
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            body = body[1:]
+        if body:
+            total += sum(1 for ln in lines[body[0].lineno - 1:fn.end_lineno]
+                         if ln.strip() and not ln.strip().startswith("#"))
+    return total
+
+
+@pytest.mark.parametrize("exercise, pieces", [
+    ("Layer norm", ["LayerNorm"]), ("Embedding", ["Embedding"]), ("Attention pattern", ["attention_pattern"]),
+    ("Causal mask", ["causal_mask"]), ("GELU", ["gelu_new"]), ("MLP", ["GPT2MLP"]), ("Block", ["GPT2Block"]),
+    ("Loading weights", ["from_hf_state_dict", "to_hf_state_dict"]),
+])
+def test_exercise_table_line_counts(exercise, pieces):
+    """The Lines column of the guide's exercise table, for the exercises whose count is the
+    solution's bodies as they stand (no optional path or later exercise's lines left out)."""
+    import re
+    from pathlib import Path
+
+    guide = Path(figures.__file__).with_name("GUIDE.md").read_text(encoding="utf-8")
+    row = re.search(rf"^\| \d+ \| \[{exercise}\]\(#[^)]*\) \| [^|]* \| ~?(\d+) \|", guide, re.M)
+    assert row, f"no row for {exercise} in the exercise table"
+    assert int(row.group(1)) == sum(_body_lines(getattr(solution, p)) for p in pieces)
