@@ -75,6 +75,24 @@ def test_a_key_bias_shifts_each_row_of_scores_by_one_constant(bert):
     assert float(attn.query.bias.grad.abs().max()) > 1e-3, "the query bias does get a gradient"
 
 
+def test_minilm_key_bias_gradients_are_rounding_noise():
+    """The guide's fp32 numbers: on MiniLM's padded batch, the key biases' gradients are rounding
+    noise (measured: at most 4e-6) while the query biases' largest entries are 6 to 32."""
+    from mlab_tfs.assets import minilm_path
+    from mlab_tfs.bert.solution import BertModel
+    from mlab_tfs.tokenizers import WordPieceTokenizer
+
+    batch = WordPieceTokenizer.from_pretrained(minilm_path())(
+        ["a storm at sea drowned the ship and all its men", "calm"], padding=True, return_tensors="pt")
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    model = BertModel.from_pretrained(minilm_path()).eval()
+    model(ids, attention_mask=mask).last_hidden_state[mask.bool()].pow(2).sum().backward()
+    key = [float(layer.attention.self.key.bias.grad.abs().max()) for layer in model.encoder.layer]
+    query = [float(layer.attention.self.query.bias.grad.abs().max()) for layer in model.encoder.layer]
+    assert max(key) < 1e-5, f"key-bias gradients {key} should be rounding noise"
+    assert 5 < min(query) and max(query) < 40, f"query-bias gradients {query}: the guide says 6 to 32"
+
+
 def attn_scores_and_output(attn, x):
     """(scores (B, nh, T, S) from hook_attn_scores, output (B, T, C)) of one forward."""
     seen = {}
@@ -116,8 +134,9 @@ def test_residual_stream_norms_in_the_guide():
 
 
 def test_minilm_has_rows_that_eps_1e_5_changes():
-    """The guide's eps pitfall: MiniLM's embedding layer norm sees a row of std 0.046, and eps 1e-5
-    everywhere instead of 1e-12 moves the last hidden state by ~1.1e-3 (a hundred times 1e-5)."""
+    """The guide's eps pitfall: MiniLM's embedding layer norm sees rows of std 0.065 at a real token
+    ("at") and 0.046 at a [PAD] position, and eps 1e-5 everywhere instead of 1e-12 moves the last
+    hidden state by ~1.1e-3 at real positions (a hundred times 1e-5)."""
     from mlab_tfs.assets import minilm_path
     from mlab_tfs.bert.solution import BertModel
     from mlab_tfs.gpt2.solution import LayerNorm
@@ -131,6 +150,12 @@ def test_minilm_has_rows_that_eps_1e_5_changes():
         out, cache = model.run_with_cache(ids, attention_mask=mask)
         smallest = min(float(v.min()) for k, v in cache.items() if k.endswith("hook_scale"))
         assert_close(torch.tensor(smallest), torch.tensor(0.046), name="smallest layer-norm scale", atol=5e-4)
+        scale = cache["embed.ln.hook_scale"][..., 0]  # (B, T): sqrt(var + eps) of each row
+        assert_close(scale.min(), torch.tensor(0.046), name="the smallest embedding-norm scale", atol=5e-4)
+        assert not bool(mask.flatten()[scale.argmin()]), "the smallest row (0.046) is a [PAD] position"
+        real = scale.masked_fill(~mask.bool(), float("inf"))
+        assert_close(real.min(), torch.tensor(0.065), name="the smallest real-token scale", atol=5e-4)
+        assert ids.flatten()[real.argmin()].item() == 2012  # "at" in MiniLM's vocabulary
         for module in model.modules():
             if isinstance(module, LayerNorm):
                 module.eps = 1e-5
