@@ -98,6 +98,25 @@ def beam_tree(model, prompt_ids: Sequence[int], num_beams: int = 3, steps: int =
     return tree
 
 
+def decision_margin(tree: list[list[Candidate]]) -> float:
+    """The smallest score gap on which the tree's outcome hangs: at every step between the last
+    kept candidate and the first dropped one (which beams run on; their order among themselves
+    changes nothing), and at the last step between the best two (the sequence returned first).
+    With one beam it is greedy decoding's smallest top-1 / top-2 gap. Rounding that differs
+    between CPUs, thread counts, or a padded batch against the prompt alone moves the scores by
+    far less than 1e-4 here: above that, the search picks the same tokens everywhere.
+    Needs a tree of at least one step whose steps list more candidates than they keep."""
+    gaps = []
+    for step in tree:
+        kept = sum(c.kept for c in step)
+        if not 0 < kept < len(step):
+            raise ValueError(f"every step must keep some of its candidates and drop some, got {kept} of {len(step)}")
+        gaps.append(step[kept - 1].score - step[kept].score)
+    if not gaps:
+        raise ValueError("tree must hold at least one step")
+    return min(*gaps, tree[-1][0].score - tree[-1][1].score)
+
+
 def tree_hypotheses(prompt_ids: Sequence[int], tree: list[list[Candidate]]) -> list[tuple[list[int], float]]:
     """The kept candidates of the tree's last step as (prompt + new tokens, score / steps),
     best first: what beam_search returns with num_return_sequences=num_beams."""
@@ -161,9 +180,11 @@ def draw_beam_tree():
 
 
 def distinct_n(tokens: Sequence[int], n: int = 2) -> float:
-    """Distinct-n of one sequence (Li et al. 2016, "A Diversity-Promoting Objective Function
-    for Neural Conversation Models"): the number of different n-grams over the number of
-    n-grams, in (0, 1]; 1 when no n-gram repeats, small in a repetition loop.
+    """Distinct-n of one sequence: the number of different n-grams over the number of n-grams,
+    in (0, 1]; 1 when no n-gram repeats, small in a repetition loop. A per-sequence variant of
+    Li et al. 2016's ("A Diversity-Promoting Objective Function for Neural Conversation
+    Models"), which counts the distinct n-grams of all responses together over the number of
+    generated tokens.
 
     tokens: ids (a list, or a 1-d tensor) or any hashable items (words); n: an int >= 1
     (TypeError or ValueError naming n). A sequence shorter than n has no n-gram, and a tensor
@@ -191,6 +212,7 @@ class DiversityPoint:
     top_p: float | None
     distinct_2: float
     logprob: float
+    samples: tuple[tuple[int, ...], ...]  # the new tokens of each prompt's continuation
 
 
 @torch.no_grad()
@@ -230,8 +252,12 @@ class _Output:
 def diversity_experiment() -> tuple[DiversityPoint, ...]:
     """Greedy, beam search (3 beams) and sampling at each of TEMPERATURES x TOP_PS on the course
     model: the 8 PROMPTS, NEW_TOKENS new tokens each (no eos stop). The sampled settings of one
-    top-p run as one batch (RowTemperatures), from a generator seeded 0. Deterministic on one
-    machine; a few seconds on one CPU core."""
+    top-p run as one batch (RowTemperatures), from a generator seeded 0. A few seconds on one
+    CPU core, and the same on one machine whatever the thread count. Greedy's and beam search's
+    tokens are the same on any CPU (no decision of theirs is closer than 1e-3, see
+    decision_margin; a test holds it), so their distinct-2 is exact everywhere; a sampled token
+    could in principle change where rounding moves a draw across a boundary, which is why the
+    tests hold the sampled settings to orderings with wide margins, not to their values."""
     from mlab_tfs.sampling import beam_search, generate, left_pad
 
     model, tok = course_model()
@@ -241,8 +267,9 @@ def diversity_experiment() -> tuple[DiversityPoint, ...]:
     full_mask = torch.cat([mask, torch.ones(B, NEW_TOKENS, dtype=mask.dtype)], dim=1)
 
     def point(setting, temperature, top_p, out):
-        d2 = sum(distinct_n(row, 2) for row in out[:, T:].tolist()) / len(out)
-        return DiversityPoint(setting, temperature, top_p, d2, _mean_logprob(model, out, full_mask, T))
+        samples = tuple(tuple(row) for row in out[:, T:].tolist())
+        d2 = sum(distinct_n(row, 2) for row in samples) / len(samples)
+        return DiversityPoint(setting, temperature, top_p, d2, _mean_logprob(model, out, full_mask, T), samples)
 
     points = [point("greedy", None, None, generate(model, ids, mask, NEW_TOKENS, pad_token_id=pad))]
     beams = beam_search(model, ids, num_beams=3, max_new_tokens=NEW_TOKENS, attention_mask=mask, pad_token_id=pad)

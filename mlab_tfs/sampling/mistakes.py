@@ -50,7 +50,8 @@ MISTAKES = Catalogue(PART, [
     # 5. penalties
     Mistake("penalties", "negative_logits_divided", "repetition penalty dividing negative logits too",
             "Dividing a negative logit by the penalty raises it, and the repeated token gets *more* likely: "
-            "positive logits are divided, negative ones multiplied (CTRL; transformers)."),
+            "positive logits are divided, negative ones multiplied (transformers' rule; CTRL's formula divides every "
+            "penalised logit, which is only right for positive ones)."),
     Mistake("penalties", "penalty_inverted", "the repetition penalty inverted (positive logits multiplied)",
             "penalty > 1 discourages repeats: a positive logit is *divided* by it and a negative one multiplied, "
             "so that both move down."),

@@ -33,7 +33,8 @@ class SamplingOptions:
     top_k: an int >= 0 (0 = off): keep the k largest logits (top-k sampling, Fan et al. 2018).
     top_p: in [0, 1] (1 = off): nucleus filtering (Holtzman et al. 2020).
     min_p: None (off) or in [0, 1]: min-p filtering (Nguyen et al. 2024).
-    repetition_penalty: finite and > 0 (1 = off): CTRL's penalty (Keskar et al. 2019).
+    repetition_penalty: finite and > 0 (1 = off): CTRL's penalty (Keskar et al. 2019), as
+        transformers applies it (negative logits multiplied).
     frequency_penalty, presence_penalty: finite (0 = off): OpenAI's penalties on the tokens
         generated so far.
     no_repeat_ngram_size: an int >= 0 (0 = off): no n-gram occurs twice.

@@ -251,9 +251,10 @@ def _seen(input_ids: Tensor, vocab_size: int) -> Tensor:
 
 
 def apply_repetition_penalty(logits: Tensor, input_ids: Tensor, penalty: float) -> Tensor:
-    """CTRL's repetition penalty (Keskar et al. 2019; transformers'
-    RepetitionPenaltyLogitsProcessor): for every token already in the row, divide a positive
-    logit by penalty, multiply a negative one. logits (B, V); input_ids (B, L), negative
+    """CTRL's repetition penalty (Keskar et al. 2019) as transformers'
+    RepetitionPenaltyLogitsProcessor applies it: for every token already in the row, divide a
+    positive logit by penalty, multiply a negative one (CTRL's formula divides every one, which
+    would raise a negative logit). logits (B, V); input_ids (B, L), negative
     ids (padding) ignored. penalty: finite and > 0, else ValueError."""
     check_logits(logits)
     input_ids = check_history("input_ids", input_ids, logits)

@@ -181,7 +181,8 @@ def apply_repetition_penalty(logits: Tensor, input_ids: Tensor, penalty: float) 
 
     For every token that occurs in the row (once or more: no counting), a positive logit is
     divided by penalty and a negative one multiplied by it, so penalty > 1 always makes it
-    less likely. Ids < 0 are padding: ignore them.
+    less likely (transformers' rule; CTRL's formula divides every one, which would raise a
+    negative logit). Ids < 0 are padding: ignore them.
     Hint: a (B, V + 1) bool "seen" mask filled with ``scatter_``, padding sent to the spare
     last column, which you then drop.
     Checks: ``input_ids = check_history("input_ids", input_ids, logits)`` (lists go on the
