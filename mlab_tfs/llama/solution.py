@@ -81,9 +81,12 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # (..., C) -> (..., C)
         x32 = x.to(torch.float32)
-        scale = self.hook_scale(torch.sqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps))
-        x_hat = self.hook_normalized(x32 / scale)
-        return self.weight * x_hat.to(x.dtype)
+        mean_square = x32.pow(2).mean(-1, keepdim=True)  # (..., 1); no mean subtracted
+        if self.hook_scale.has_hooks:  # a hook may read or edit the scale itself
+            x_hat = x32 / self.hook_scale(torch.sqrt(mean_square + self.eps))
+        else:  # x * rsqrt, as transformers computes it: the same bits
+            x_hat = x32 * torch.rsqrt(mean_square + self.eps)
+        return self.weight * self.hook_normalized(x_hat).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"{tuple(self.weight.shape)}, eps={self.eps}"
@@ -185,7 +188,7 @@ class LlamaRotaryEmbedding(nn.Module):
 
 class LlamaMLP(nn.Module):
     """SwiGLU feed-forward (Shazeer 2020, "GLU Variants Improve Transformer"):
-    down(act(gate(x)) * up(x)), act = config.hidden_act (SiLU in every Llama and Qwen3).
+    down(act(gate(x)) * up(x)), act = config.hidden_act (SiLU, LlamaConfig's and Qwen3Config's default).
 
     Hook points (TransformerLens's gated-MLP names): ``hook_pre`` (B, T, I) the gate's
     output before the activation, ``hook_pre_linear`` (B, T, I) the up projection,
@@ -479,7 +482,7 @@ def body_state_dict(state: StateDict) -> StateDict:
 
 class LlamaForCausalLM(LlamaPreTrainedModel, nn.Module):
     """LlamaModel with a language-modelling head, tied to the token embedding when
-    ``tie_word_embeddings`` (Llama 3.2 1B/3B, small Qwen3s) and separate otherwise
+    ``tie_word_embeddings`` and separate otherwise
     (transformers' ``LlamaForCausalLM`` / ``Qwen3ForCausalLM``). Hook names as LlamaModel's."""
 
     hf_to_ours = staticmethod(from_hf_state_dict)
