@@ -294,7 +294,6 @@ class LlamaAttention(nn.Module):
             if attention_mask is None:
                 attention_mask = causal_mask(q.shape[2], k.shape[2], q.device)[None, None]
             pattern = attention_pattern(q, k, attention_mask, self.scale, self.hook_attn_scores)
-            # Softmax in fp32, as transformers' eager attention, then back to the values' dtype.
             pattern = self.hook_pattern(pattern.to(v.dtype))
             y = torch.matmul(self.attn_dropout(pattern), v)  # (B, nh, T, hd)
         z = self.hook_z(y.transpose(1, 2))  # (B, T, nh, hd)
