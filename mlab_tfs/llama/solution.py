@@ -44,14 +44,11 @@ from mlab_tfs.inputs import (
     check_token_ids,
 )
 from mlab_tfs.llama.given import (  # noqa: F401  (re-exported)
-    LLAMA_HOOK_NAME_RULES, LlamaConfig, LlamaPreTrainedModel, init_llama_weights,
+    LLAMA_HOOK_NAME_RULES, MAX_POSITION, LlamaConfig, LlamaPreTrainedModel, body_state_dict, init_llama_weights,
 )
 from mlab_tfs.outputs import BaseModelOutput, CausalLMOutput, PastKeyValues
 
 Tensor = torch.Tensor
-
-# Positions are computed, not looked up: the only bound is what a long tensor holds.
-MAX_POSITION = 2**62
 
 # ---------------------------------------------------------------------------------------
 # Building blocks
@@ -472,11 +469,6 @@ def to_hf_state_dict(state: StateDict, config: LlamaConfig) -> StateDict:
     """LlamaForCausalLM's state dict in the layout transformers' LlamaForCausalLM /
     Qwen3ForCausalLM saves (a tied head left out: transformers ties it back)."""
     return {k: v for k, v in state.items() if not (k == "lm_head.weight" and config.tie_word_embeddings)}
-
-
-def body_state_dict(state: StateDict) -> StateDict:
-    """A LlamaForCausalLM state dict's body as LlamaModel's (the ``model.`` keys, prefix dropped)."""
-    return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
 
 
 class LlamaForCausalLM(LlamaPreTrainedModel, nn.Module):
