@@ -16,17 +16,21 @@ from .helpers import GQA, QWEN3, pair
 
 
 @pytest.mark.parametrize("name", [GQA, QWEN3])
-def test_adapter_config_and_generate(llama, checkpoints, hf_models, name):
+def test_adapter_config_and_generate(llama, checkpoints, hf_models, name, tmp_path):
     import transformers
 
     model, hf = pair(llama, checkpoints, hf_models, name)
     adapter = as_transformers(model)
     assert type(adapter.config) is type(hf.config)
+    assert type(adapter).__name__ == type(hf).__name__  # Qwen3ForCausalLM for a qwen3 config
     assert isinstance(adapter, transformers.PreTrainedModel)
     ids, mask, _ = left_padded_batch(model.config.vocab_size, [6, 3], seed=1)
     expected = hf.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False, pad_token_id=0)
     got = adapter.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False, pad_token_id=0)
     assert torch.equal(got, expected), (got.tolist(), expected.tolist())
+    adapter.save_pretrained(tmp_path / "saved")
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "saved", dtype=torch.float32)
+    assert type(theirs) is type(hf) and theirs.config.architectures == [type(hf).__name__]
 
 
 def _losses(model, rows, folder):
