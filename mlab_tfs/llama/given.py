@@ -57,7 +57,9 @@ class LlamaConfig(ConfigMixin):
     transformers does). ``rope_parameters``: {"rope_type": "default" | "llama3",
     "rope_theta": base, and for "llama3" "factor", "low_freq_factor", "high_freq_factor",
     "original_max_position_embeddings"}, what transformers 5 writes; the older top-level
-    ``rope_theta`` and ``rope_scaling`` are read into it when rope_parameters is None.
+    ``rope_theta`` and ``rope_scaling`` are read into it when rope_parameters is None, and then
+    set to None (rope_parameters is the one place the model reads; transformers 5 keeps no
+    top-level rope_theta either).
     ``model_type`` "qwen3" adds the per-head QK-norm; Qwen3's sliding-window attention
     (``use_sliding_window=True``) is not implemented and is a ConfigError.
     """
