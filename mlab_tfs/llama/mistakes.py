@@ -148,10 +148,10 @@ MISTAKES = Catalogue(PART, [
             "Default `position_ids` are `P .. P + T − 1`, P the cached tokens: restarted, the new token is rotated "
             "as the first one and its scores see the wrong offsets. See "
             "[Positions after the cache](#positions-after-the-cache)."),
-    Mistake("model", "position_ids_ignored", "position_ids ignored (left padding needs the positions the caller "
-                                             "passes)",
-            "With left padding the first real token is at position 0 only through the given `position_ids`; "
-            "use them when given, the default only when not."),
+    Mistake("model", "position_ids_ignored", "position_ids ignored (use the positions the caller passes)",
+            "Given `position_ids` are the positions, the default `P .. P + T − 1` only when none are given. Left "
+            "padding alone does not show it (a constant shift cancels in m − n), packed documents whose positions "
+            "restart do. See [Positions after the cache](#positions-after-the-cache)."),
     # ------------------------------------------------------------------ 10. loading
     Mistake("loading", "q_k_permuted", "permuting the q/k weights when loading a transformers checkpoint (its files "
                                        "are rotate-half already)",

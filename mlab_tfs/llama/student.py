@@ -28,8 +28,8 @@ Check your progress with
 
 The tests compare each piece with transformers' Llama and Qwen3, outputs and gradients.
 
-Rules: don't use ``nn.RMSNorm`` / ``F.rms_norm``, ``F.scaled_dot_product_attention`` or
-``repeat_interleave`` (in repeat_kv). ``nn.Linear``, ``nn.Parameter``, ``nn.ModuleList``,
+Rules: don't use ``nn.RMSNorm`` / ``F.rms_norm`` or ``F.scaled_dot_product_attention``; write
+repeat_kv with ``expand`` and ``reshape``. ``nn.Linear``, ``nn.Parameter``, ``nn.ModuleList``,
 einops, ``F.silu`` and plain torch ops are fine.
 
 Module names must mirror transformers' (``model.layers.0.self_attn.q_proj``...): the
