@@ -72,8 +72,9 @@ MISTAKES = Catalogue(PART, [
             "[Pair layout](#pair-layout)."),
     Mistake("rope_frequencies", "angles_in_model_dtype", "the angles computed in the model's dtype (compute "
                                                          "position * inv_freq in float32, then cast cos and sin)",
-            "bfloat16 keeps 8 significant bits: the angle of position 50 at frequency 0.9 is off by a tenth of a "
-            "radian. transformers computes the angles in float32 and casts only cos and sin."),
+            "bfloat16 keeps 8 significant bits: with hd 16 and rope_theta 10000 the angles of positions 0 to 63 "
+            "are off by up to 0.056 radian, those up to 1023 by 2 radians. transformers computes the angles in "
+            "float32 and casts only cos and sin."),
     # ------------------------------------------------------------------ 4. SwiGLU
     Mistake("swiglu", "activation_on_up", "the SiLU on the up projection instead of the gate",
             "`down(silu(gate(x)) * up(x))`: the checkpoint's `gate_proj` is the activated branch. Swapped, nothing "
