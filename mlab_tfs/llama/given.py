@@ -244,6 +244,14 @@ class LlamaPreTrainedModel(AttnImplementationMixin, HookedRootModule, Pretrained
     # samplers put no limit on the length (mlab_tfs.sampling.given.model_n_positions).
     positions_unbounded: ClassVar[bool] = True
 
+    def saved_architecture(self) -> str:
+        """config.json's architectures: transformers' class of this config's family
+        (``Qwen3ForCausalLM`` for a qwen3 LlamaForCausalLM), so that its Auto classes build it."""
+        name = type(self).__name__
+        if self.config.model_type == "qwen3" and name.startswith("Llama"):
+            return "Qwen3" + name.removeprefix("Llama")
+        return name
+
 
 def init_llama_weights(model: nn.Module, config: LlamaConfig) -> None:
     """Llama's initialisation (transformers' ``LlamaPreTrainedModel._init_weights``, through
