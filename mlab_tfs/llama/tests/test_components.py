@@ -429,3 +429,103 @@ def test_decoder_layer_matches_transformers(llama, hf_models, name):
     (layer(x, attention_mask=additive(keep), position_embeddings=(cos, sin)) * g).sum().backward()
     assert_grads_close({n: p.grad for n, p in ours.named_parameters()},
                        {n: p.grad for n, p in layer.named_parameters()}, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------- hook points
+
+
+def _recording(module, names):
+    """{name: what the hook point module.<name> passed on}, filled by forward hooks; a missing
+    point fails with what to create."""
+    from mlab_tfs.hooks import HookPoint
+
+    seen, handles = {}, []
+    for name in names:
+        point = module.get_submodule(name) if "." in name else getattr(module, name, None)
+        assert isinstance(point, HookPoint), (f"{type(module).__name__} has no hook point {name!r}: create it in "
+                                              "__init__ with HookPoint() (from mlab_tfs.hooks), as the docstring lists")
+        handles.append(point.register_forward_hook(lambda m, args, out, name=name: seen.__setitem__(name, out)))
+    return seen, handles
+
+
+@pytest.mark.exercise("rms_norm")
+def test_rms_norm_hook_points(llama):
+    torch.manual_seed(3)
+    x = torch.randn(2, 3, 8)
+    norm = llama.RMSNorm(8, eps=1e-5)
+    seen, handles = _recording(norm, ["hook_scale", "hook_normalized"])
+    norm(x)
+    for h in handles:
+        h.remove()
+    scale = torch.sqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5)
+    assert_close(seen.get("hook_scale"), scale, name="hook_scale", atol=1e-6, hint="sqrt(mean(x**2) + eps), (..., 1)")
+    assert_close(seen.get("hook_normalized"), x / scale, name="hook_normalized", atol=1e-6,
+                 hint="x / scale, before the weight")
+
+
+@pytest.mark.exercise("swiglu")
+def test_mlp_hook_points(llama, hf_models):
+    hf = hf_models[GQA]
+    hf_mlp = hf.model.layers[0].mlp
+    ours = ref.load_into(llama.LlamaMLP(ref.config_of(hf)), hf, "model.layers.0.mlp.")
+    x = torch.randn(2, 4, hf.config.hidden_size, generator=torch.Generator().manual_seed(4))
+    seen, handles = _recording(ours, ["hook_pre", "hook_pre_linear", "hook_post"])
+    with torch.no_grad():
+        ours(x)
+        gate, up = hf_mlp.gate_proj(x), hf_mlp.up_proj(x)
+    for h in handles:
+        h.remove()
+    for name, expected, what in [("hook_pre", gate, "gate_proj(x), before the activation"),
+                                 ("hook_pre_linear", up, "up_proj(x)"),
+                                 ("hook_post", F.silu(gate) * up, "silu(gate) * up, what down_proj reads")]:
+        assert_close(seen.get(name), expected, name=name, atol=1e-5, hint=what)
+
+
+@pytest.mark.exercise("attention")
+def test_attention_hook_points(llama, hf_models):
+    """hook_q (B, T, nh, hd); hook_k, hook_v (B, T, nkv, hd) before the rotation; hook_rot_q,
+    hook_rot_k after it; hook_pattern (B, nh, T, S); hook_z (B, T, nh, hd)."""
+    hf = hf_models[GQA]
+    hf_attn = hf.model.layers[0].self_attn
+    ours = ref.load_into(llama.LlamaAttention(ref.config_of(hf), 0), hf, "model.layers.0.self_attn.")
+    x, cos, sin, keep = _attention_inputs(hf, T=5, seed=5)
+    names = ["hook_q", "hook_k", "hook_v", "hook_rot_q", "hook_rot_k", "hook_pattern", "hook_z"]
+    seen, handles = _recording(ours, names)
+    with torch.no_grad():
+        ours(x, cos, sin)
+        B, T, hd = 2, 5, hf_attn.head_dim
+        q, k, v = (p(x).view(B, T, -1, hd) for p in (hf_attn.q_proj, hf_attn.k_proj, hf_attn.v_proj))
+        rq, rk = hf_llama.apply_rotary_pos_emb(q.transpose(1, 2), k.transpose(1, 2), cos, sin)
+        n_rep = q.shape[2] // k.shape[2]
+        scores = (rq @ hf_llama.repeat_kv(rk, n_rep).transpose(-1, -2)) * hd**-0.5
+        pattern = scores.masked_fill(~keep, torch.finfo(scores.dtype).min).softmax(-1)
+        z = (pattern @ hf_llama.repeat_kv(v.transpose(1, 2), n_rep)).transpose(1, 2)
+    for h in handles:
+        h.remove()
+    expected = {"hook_q": q, "hook_k": k, "hook_v": v, "hook_rot_q": rq.transpose(1, 2),
+                "hook_rot_k": rk.transpose(1, 2), "hook_pattern": pattern, "hook_z": z}
+    for name in names:
+        assert_close(seen.get(name), expected[name], name=name, atol=1e-5,
+                     hint="see the hook point table of the guide: shapes (B, T, heads, hd), the pattern (B, nh, T, S)")
+
+
+@pytest.mark.exercise("block")
+def test_decoder_layer_hook_points(llama, hf_models):
+    hf = hf_models[GQA]
+    layer = hf.model.layers[0]
+    ours = ref.load_into(llama.LlamaDecoderLayer(ref.config_of(hf), 0), hf, "model.layers.0.")
+    x, cos, sin, keep = _attention_inputs(hf, T=5, seed=6)
+    names = ["hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out", "hook_resid_post"]
+    seen, handles = _recording(ours, names)
+    with torch.no_grad():
+        ours(x, cos, sin)
+        attn = _hf_attention(layer.self_attn, layer.input_layernorm(x), cos, sin, keep)
+        mid = x + attn
+        mlp = layer.mlp(layer.post_attention_layernorm(mid))
+    for h in handles:
+        h.remove()
+    expected = {"hook_resid_pre": x, "hook_attn_out": attn, "hook_resid_mid": mid, "hook_mlp_out": mlp,
+                "hook_resid_post": mid + mlp}
+    for name in names:
+        assert_close(seen.get(name), expected[name], name=name, atol=1e-5,
+                     hint="resid_pre, attn_out (the branch), resid_mid (the sum), mlp_out, resid_post")
