@@ -35,6 +35,8 @@ from mlab_tfs.hooks import HookedRootModule
 from mlab_tfs.initialization import init_normal_weights
 
 MODEL_TYPES = ("llama", "qwen3")
+# Positions are computed, not looked up: the only bound on a position id is what a long holds.
+MAX_POSITION = 2**62
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM"}
 # The rotary types this part computes (transformers' ROPE_INIT_FUNCTIONS has more).
 ROPE_TYPES = ("default", "llama3")
@@ -251,6 +253,12 @@ class LlamaPreTrainedModel(AttnImplementationMixin, HookedRootModule, Pretrained
         if self.config.model_type == "qwen3" and name.startswith("Llama"):
             return "Qwen3" + name.removeprefix("Llama")
         return name
+
+
+def body_state_dict(state: dict[str, Any]) -> dict[str, Any]:
+    """A LlamaForCausalLM state dict's body as LlamaModel's: the ``model.`` keys without that
+    prefix; the head (``lm_head.*``) is left out, as transformers' LlamaModel leaves it."""
+    return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
 
 
 def init_llama_weights(model: nn.Module, config: LlamaConfig) -> None:

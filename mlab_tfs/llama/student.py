@@ -67,9 +67,8 @@ from mlab_tfs.inputs import (  # noqa: F401  (use them in LlamaModel.forward)
 )
 # Given, not exercises: the config, the hook-name rules, the init, the body of a checkpoint.
 from mlab_tfs.llama.given import (  # noqa: F401  (given)
-    LLAMA_HOOK_NAME_RULES, LlamaConfig, LlamaPreTrainedModel, init_llama_weights,
+    LLAMA_HOOK_NAME_RULES, MAX_POSITION, LlamaConfig, LlamaPreTrainedModel, body_state_dict, init_llama_weights,
 )
-from mlab_tfs.llama.solution import MAX_POSITION, body_state_dict  # noqa: F401  (given plumbing)
 from mlab_tfs.outputs import BaseModelOutput, CausalLMOutput, PastKeyValues  # noqa: F401
 
 Tensor = torch.Tensor
