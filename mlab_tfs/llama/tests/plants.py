@@ -4,7 +4,10 @@ solution runs as the learner's code, and ``mlab-tfs check`` must name the mistak
 
 from __future__ import annotations
 
-_STATS = "scale = self.hook_scale(torch.sqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps))"
+_NORM = ("        if self.hook_scale.has_hooks:  # a hook may read or edit the scale itself\n"
+         "            x_hat = x32 / self.hook_scale(torch.sqrt(mean_square + self.eps))\n"
+         "        else:  # x * rsqrt, as transformers computes it: the same bits\n"
+         "            x_hat = x32 * torch.rsqrt(mean_square + self.eps)\n")
 _ROT = "return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin"
 _HALF = "x1, x2 = x.chunk(2, dim=-1)\n    return torch.cat((-x2, x1), dim=-1)"
 _BASE = "inv_freq = 1.0 / (rope[\"rope_theta\"] ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))"
@@ -26,9 +29,9 @@ PLANTS: dict[str, list[tuple[str, str]]] = {
     # 1. RMSNorm
     "mean_subtracted": [("x32 = x.to(torch.float32)", "x32 = x.to(torch.float32)\n        "
                                                       "x32 = x32 - x32.mean(-1, keepdim=True)")],
-    "eps_outside_rsqrt": [(_STATS, "scale = self.hook_scale(torch.sqrt(x32.pow(2).mean(-1, keepdim=True)) + self.eps)")],
-    "rms_without_sqrt": [(_STATS, "scale = self.hook_scale(x32.pow(2).mean(-1, keepdim=True) + self.eps)")],
-    "wrong_dim": [(_STATS, "scale = self.hook_scale(torch.sqrt(x32.pow(2).mean(-2, keepdim=True) + self.eps))")],
+    "eps_outside_rsqrt": [(_NORM, "        x_hat = x32 / self.hook_scale(torch.sqrt(mean_square) + self.eps)\n")],
+    "rms_without_sqrt": [(_NORM, "        x_hat = x32 / self.hook_scale(mean_square + self.eps)\n")],
+    "wrong_dim": [("mean_square = x32.pow(2).mean(-1, keepdim=True)", "mean_square = x32.pow(2).mean(-2, keepdim=True)")],
     "statistics_in_input_dtype": [("x32 = x.to(torch.float32)", "x32 = x")],
     # 2. rotary embeddings
     "wrong_pair_layout": [(_HALF, "return rotate_interleaved(x)")],

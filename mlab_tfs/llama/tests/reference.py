@@ -30,13 +30,30 @@ def load_into(module: torch.nn.Module, hf_model, prefix: str) -> torch.nn.Module
 
 
 def rms_norm(x: Tensor, weight: Tensor, eps: float, *, mean: bool = False, eps_outside: bool = False,
-             no_sqrt: bool = False, dim: int = -1, in_dtype: bool = False) -> Tensor:
+             no_sqrt: bool = False, dim: int = -1, in_dtype: bool = False, rsqrt: bool = False) -> Tensor:
+    """rsqrt: x * rsqrt(ms + eps) instead of x / sqrt(ms + eps) (the same in float32, not in bfloat16)."""
     x32 = x if in_dtype else x.float()
     if mean:
         x32 = x32 - x32.mean(dim, keepdim=True)
     ms = x32.pow(2).mean(dim, keepdim=True)
+    if rsqrt:
+        return weight * (x32 * torch.rsqrt(ms + eps)).to(x.dtype)
     scale = ms + eps if no_sqrt else (ms.sqrt() + eps if eps_outside else (ms + eps).sqrt())
     return weight * (x32 / scale).to(x.dtype)
+
+
+def nearest(actual, *candidates: Tensor) -> Tensor:
+    """Of the outputs of one mistake written several ways, the one nearest to actual."""
+    if not isinstance(actual, Tensor):
+        return candidates[0]
+    a = actual.detach().double()
+
+    def distance(c: Tensor) -> float:
+        if c.shape != a.shape:
+            return float("inf")
+        return float((a - c.detach().double()).abs().nan_to_num(nan=float("inf")).max())
+
+    return min(candidates, key=distance)
 
 
 def rotate_interleaved(x: Tensor) -> Tensor:

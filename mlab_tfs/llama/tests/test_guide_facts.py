@@ -83,7 +83,7 @@ def test_rms_norm_cast_order_decides_the_last_bit_in_bfloat16():
     torch.manual_seed(2)
     x = (torch.randn(4, 9, 64) * 3 + 1).to(torch.bfloat16)
     w = (1 + 0.1 * torch.randn(64)).to(torch.bfloat16)
-    x_normed = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-5)
+    x_normed = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-5)  # as transformers
     ours = (w * x_normed.to(torch.bfloat16))
     other = (w.float() * x_normed).to(torch.bfloat16)
     assert int((ours != other).sum()) == 565 and ours.numel() == 2304

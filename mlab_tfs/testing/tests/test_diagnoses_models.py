@@ -13,7 +13,7 @@ _FILL = "scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)"
 _STORE = "        self._keys[layer_idx], self._values[layer_idx] = k, v\n        return k, v"
 _LLAMA_HALF = "x1, x2 = x.chunk(2, dim=-1)\n    return torch.cat((-x2, x1), dim=-1)"
 _LLAMA_REPEAT = "return x[:, :, None].expand(B, nkv, n_rep, S, hd).reshape(B, nkv * n_rep, S, hd)"
-_LLAMA_STATS = "scale = self.hook_scale(torch.sqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps))"
+_LLAMA_NORM = "mean_square = x32.pow(2).mean(-1, keepdim=True)  # (..., 1); no mean subtracted"
 
 # (part, exercise, edits of solution.py, the mistake check must name)
 NAMED = {
@@ -33,10 +33,12 @@ NAMED = {
     "llama-heads_tiled_by_cat": ("llama", "repeat_kv", [(_LLAMA_REPEAT, "return torch.cat([x] * n_rep, dim=1)")],
                                  "heads_tiled"),
     "llama-mean_subtracted_by_var": (
-        "llama", "rms_norm", [(_LLAMA_STATS, "scale = self.hook_scale(torch.sqrt(x32.var(-1, keepdim=True, "
-                                             "unbiased=False) + self.eps))"),
-                              ("x_hat = self.hook_normalized(x32 / scale)",
-                               "x_hat = self.hook_normalized((x32 - x32.mean(-1, keepdim=True)) / scale)")],
+        "llama", "rms_norm", [(_LLAMA_NORM, "mean_square = x32.var(-1, keepdim=True, unbiased=False)"),
+                              ("x_hat = x32 * torch.rsqrt(mean_square + self.eps)",
+                               "x_hat = (x32 - x32.mean(-1, keepdim=True)) * torch.rsqrt(mean_square + self.eps)"),
+                              ("x_hat = x32 / self.hook_scale(torch.sqrt(mean_square + self.eps))",
+                               "x_hat = (x32 - x32.mean(-1, keepdim=True)) / self.hook_scale(torch.sqrt("
+                               "mean_square + self.eps))")],
         "mean_subtracted"),
 }
 
@@ -65,10 +67,9 @@ UNNAMED = {
 CORRECT = {
     "gpt2-fill_neg_inf_then_zero_rows": ("gpt2", "attention_pattern",
                                          [(_FILL, "scores = scores.masked_fill(~mask, float(\"-inf\"))")]),
-    # Llama: transformers' own forms of RMSNorm (rsqrt), repeat_kv (repeat_interleave), rotate_half (slices).
-    "llama-rms_norm_by_rsqrt": ("llama", "rms_norm", [("x_hat = self.hook_normalized(x32 / scale)",
-                                                       "x_hat = self.hook_normalized(x32 * torch.rsqrt("
-                                                       "x32.pow(2).mean(-1, keepdim=True) + self.eps))")]),
+    # Llama: RMSNorm divided by sqrt (the stub's form), repeat_kv by repeat_interleave, rotate_half by slices.
+    "llama-rms_norm_divided_by_the_scale": ("llama", "rms_norm", [("x_hat = x32 * torch.rsqrt(mean_square + self.eps)",
+                                                                   "x_hat = x32 / torch.sqrt(mean_square + self.eps)")]),
     "llama-repeat_kv_by_repeat_interleave": ("llama", "repeat_kv",
                                              [(_LLAMA_REPEAT, "return x.repeat_interleave(n_rep, dim=1)")]),
     "llama-rotate_half_by_slices": ("llama", "rotary", [(_LLAMA_HALF, "h = x.shape[-1] // 2\n"
