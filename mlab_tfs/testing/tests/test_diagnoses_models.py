@@ -11,6 +11,9 @@ from mlab_tfs.testing.mistakes import catalogue, check_report, likely_causes, pl
 
 _FILL = "scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)"
 _STORE = "        self._keys[layer_idx], self._values[layer_idx] = k, v\n        return k, v"
+_LLAMA_HALF = "x1, x2 = x.chunk(2, dim=-1)\n    return torch.cat((-x2, x1), dim=-1)"
+_LLAMA_REPEAT = "return x[:, :, None].expand(B, nkv, n_rep, S, hd).reshape(B, nkv * n_rep, S, hd)"
+_LLAMA_NORM = "mean_square = x32.pow(2).mean(-1, keepdim=True)  # (..., 1); no mean subtracted"
 
 # (part, exercise, edits of solution.py, the mistake check must name)
 NAMED = {
@@ -24,6 +27,19 @@ NAMED = {
                               "cache_position = self.check_update(layer_idx, k, v, cache_position)\n"
                               "        new = k.shape[2]")],
         "cache_not_stored"),
+    # Llama: Meta's pairs by stacking, the heads tiled by a concatenation, layer norm by var.
+    "llama-interleaved_by_stack": ("llama", "rotary", [(_LLAMA_HALF, "return torch.stack((-x[..., 1::2], x[..., 0::2]), "
+                                                                     "dim=-1).flatten(-2)")], "wrong_pair_layout"),
+    "llama-heads_tiled_by_cat": ("llama", "repeat_kv", [(_LLAMA_REPEAT, "return torch.cat([x] * n_rep, dim=1)")],
+                                 "heads_tiled"),
+    "llama-mean_subtracted_by_var": (
+        "llama", "rms_norm", [(_LLAMA_NORM, "mean_square = x32.var(-1, keepdim=True, unbiased=False)"),
+                              ("x_hat = x32 * torch.rsqrt(mean_square + self.eps)",
+                               "x_hat = (x32 - x32.mean(-1, keepdim=True)) * torch.rsqrt(mean_square + self.eps)"),
+                              ("x_hat = x32 / self.hook_scale(torch.sqrt(mean_square + self.eps))",
+                               "x_hat = (x32 - x32.mean(-1, keepdim=True)) / self.hook_scale(torch.sqrt("
+                               "mean_square + self.eps))")],
+        "mean_subtracted"),
 }
 
 # (part, exercise, edits of solution.py, text the failure says): failing, and no likely cause.
@@ -51,6 +67,13 @@ UNNAMED = {
 CORRECT = {
     "gpt2-fill_neg_inf_then_zero_rows": ("gpt2", "attention_pattern",
                                          [(_FILL, "scores = scores.masked_fill(~mask, float(\"-inf\"))")]),
+    # Llama: RMSNorm divided by sqrt (the stub's form), repeat_kv by repeat_interleave, rotate_half by slices.
+    "llama-rms_norm_divided_by_the_scale": ("llama", "rms_norm", [("x_hat = x32 * torch.rsqrt(mean_square + self.eps)",
+                                                                   "x_hat = x32 / torch.sqrt(mean_square + self.eps)")]),
+    "llama-repeat_kv_by_repeat_interleave": ("llama", "repeat_kv",
+                                             [(_LLAMA_REPEAT, "return x.repeat_interleave(n_rep, dim=1)")]),
+    "llama-rotate_half_by_slices": ("llama", "rotary", [(_LLAMA_HALF, "h = x.shape[-1] // 2\n"
+                                                                      "    return torch.cat((-x[..., h:], x[..., :h]), -1)")]),
 }
 
 
