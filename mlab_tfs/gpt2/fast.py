@@ -37,9 +37,10 @@ Tensor = torch.Tensor
 # ---------------------------------------------------------------------------------------
 
 
-def static_forward(model: GPT2LMHeadModel, input_ids: Tensor, position_ids: Tensor, cache: KVCache,
+def static_forward(model: nn.Module, input_ids: Tensor, position_ids: Tensor, cache: KVCache,
                    cache_position: Tensor, last_only: bool = False) -> Tensor:
-    """Our GPT-2's forward pass over a static KVCache; returns logits (B, T, V), or
+    """Our GPT-2's (or Llama's: any of our causal LMs with a body at ``base_model_prefix`` and
+    an ``lm_head``) forward pass over a static KVCache; returns logits (B, T, V), or
     (B, 1, V) for the last column only with ``last_only`` (a prefill needs no more).
 
     input_ids, position_ids: (B, T) (position_ids may be (1, T)); cache: a static KVCache
@@ -54,7 +55,8 @@ def static_forward(model: GPT2LMHeadModel, input_ids: Tensor, position_ids: Tens
     if not (isinstance(cache, KVCache) and cache.is_static):
         kind = "a dynamic KVCache" if isinstance(cache, KVCache) else f"a {type(cache).__name__}"
         raise TypeError(f"cache must be a static KVCache (KVCache.for_model(model, batch_size, max_len)), got {kind}")
-    out = model.transformer(input_ids, position_ids=position_ids, past_key_values=cache,
+    body = getattr(model, type(model).base_model_prefix)  # GPT-2's transformer, Llama's model
+    out = body(input_ids, position_ids=position_ids, past_key_values=cache,
                             cache_position=cache_position)
     x = out.last_hidden_state  # (B, T, C)
     if last_only:

@@ -136,6 +136,17 @@ def init_gpt2_weights(model: nn.Module, config: GPT2Config) -> None:
             nn.init.normal_(p, mean=0.0, std=config.initializer_range / math.sqrt(2 * config.n_layer))
 
 
+def cache_geometry(config: Any) -> tuple[int, int, int, int | None]:
+    """What a KV cache holds for a model of this config: (layers, cached heads, head size,
+    the position table's length or None). GPT2Config: n_layer, n_head, head_dim, n_positions.
+    A config with transformers' names (LlamaConfig): num_hidden_layers, num_key_value_heads
+    (the cache holds the shared key/value heads, before they are repeated for the queries),
+    head_dim, and no table (rotary positions)."""
+    if hasattr(config, "num_key_value_heads"):
+        return config.num_hidden_layers, config.num_key_value_heads, config.head_dim, None
+    return config.n_layer, config.n_head, config.head_dim, config.n_positions
+
+
 def _positive(where: str, **values: object) -> None:
     for name, value in values.items():
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -247,16 +258,16 @@ class KVCacheBase(nn.Module):
 
     @classmethod
     def for_model(cls, model: nn.Module, batch_size: int, max_len: int) -> Any:
-        """A static cache shaped for a GPT-2 ``model`` (GPT2LMHeadModel or GPT2Model), in the
-        dtype and on the device of its weights. ValueError when max_len exceeds n_positions
-        (the position table has no row beyond it)."""
-        cfg = model.config
-        if isinstance(max_len, int) and not isinstance(max_len, bool) and max_len > cfg.n_positions:
+        """A static cache shaped for ``model`` (GPT-2's or the Llama family's, body or with
+        its head; ``cache_geometry`` reads the config), in the dtype and on the device of its
+        weights. ValueError when max_len exceeds the model's position table (GPT-2's
+        n_positions; a rotary model has none)."""
+        n_layer, n_head, head_dim, limit = cache_geometry(model.config)
+        if limit is not None and isinstance(max_len, int) and not isinstance(max_len, bool) and max_len > limit:
             raise ValueError(f"KVCache.for_model: max_len={max_len} is more than the model's "
-                             f"n_positions={cfg.n_positions}")
+                             f"n_positions={limit}")
         w = next(model.parameters())
-        return cls.static(cfg.n_layer, batch_size, cfg.n_head, max_len, cfg.head_dim, dtype=w.dtype,
-                          device=w.device)
+        return cls.static(n_layer, batch_size, n_head, max_len, head_dim, dtype=w.dtype, device=w.device)
 
     @classmethod
     def from_legacy_cache(cls, past: Sequence[tuple[Tensor, Tensor]]) -> Any:

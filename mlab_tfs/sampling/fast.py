@@ -34,7 +34,7 @@ import torch
 from mlab_tfs.gpt2.fast import static_forward
 from mlab_tfs.gpt2.solution import KVCache
 from mlab_tfs.inputs import check_bool, check_int
-from mlab_tfs.sampling.given import check_generator, check_prompt
+from mlab_tfs.sampling.given import check_generator, check_prompt, model_n_positions
 from mlab_tfs.sampling.options import SamplingKeywords, SamplingOptions, resolve_options
 from mlab_tfs.sampling.solution import _process, position_ids_from_mask
 
@@ -162,7 +162,7 @@ def generate_fast(
     check_every: int = 16,
     **sampling: Unpack[SamplingKeywords],
 ) -> Tensor:
-    """``generate`` for our GPT2LMHeadModel over a static KV cache, with a compiled decode step.
+    """``generate`` for our GPT2LMHeadModel or LlamaForCausalLM over a static KV cache, with a compiled decode step.
 
     Arguments and result as ``mlab_tfs.sampling.generate``: input_ids, attention_mask
     (B, T) left-padded; returns (B, T + n), each row stopping at its first eos (kept) and
@@ -180,9 +180,11 @@ def generate_fast(
     a ValueError (not supported on the static path).
     """
     from mlab_tfs.gpt2.solution import GPT2LMHeadModel
+    from mlab_tfs.llama.solution import LlamaForCausalLM
 
-    if not isinstance(model, GPT2LMHeadModel):
-        raise TypeError(f"model must be mlab_tfs.gpt2's GPT2LMHeadModel (generate_fast runs its modules over a "
+    if not isinstance(model, (GPT2LMHeadModel, LlamaForCausalLM)):
+        raise TypeError(f"model must be mlab_tfs.gpt2's GPT2LMHeadModel or mlab_tfs.llama's LlamaForCausalLM "
+                        f"(generate_fast runs its modules over a "
                         f"static cache), got {type(model).__name__}; use mlab_tfs.sampling.generate for other models")
     p = check_prompt(model, input_ids, attention_mask, max_new_tokens, pad_token_id, eos_token_id)
     o = resolve_options(options, **sampling)
@@ -209,7 +211,8 @@ def generate_fast(
     B, T = input_ids.shape
     W = T + max_new_tokens
     # Rounded up so that prompts of nearby lengths share one cache (and one compiled step).
-    M = min(_round_up(W, 64), model.config.n_positions)
+    limit = model_n_positions(model)  # None for rotary positions: no table to outgrow
+    M = _round_up(W, 64) if limit is None else min(_round_up(W, 64), limit)
     cache = _cache_for(model, B, M)
     cache.reset(attention_mask)
     step = _step_for(model, opts, compile, compile_options)

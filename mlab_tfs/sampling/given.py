@@ -56,7 +56,11 @@ def lm_forward(
 
 
 def model_n_positions(model: Any) -> int | None:
-    """The model's longest sequence (config.n_positions or max_position_embeddings); None if unknown."""
+    """The model's longest sequence (config.n_positions or max_position_embeddings); None if
+    unknown or unbounded (a model class with ``positions_unbounded``, as our rotary Llama:
+    max_position_embeddings is then what it was trained on, not a limit, as in transformers)."""
+    if getattr(type(model), "positions_unbounded", False):
+        return None
     config = getattr(model, "config", None)
     for name in ("n_positions", "max_position_embeddings"):
         value = getattr(config, name, None)

@@ -263,3 +263,76 @@ def hf_deberta(folder: str | Path):
     return transformers.DebertaV2ForMaskedLM.from_pretrained(
         folder, attn_implementation="eager", dtype=torch.float32
     ).eval()
+
+
+# ---------------------------------------------------------------------------------------
+# Llama and Qwen3
+# ---------------------------------------------------------------------------------------
+
+# Each varies something the Llama family has and GPT-2 has not: grouped-query attention
+# (num_key_value_heads < num_attention_heads), a head_dim that is not hidden/heads, Llama 3's
+# rope scaling (its frequency bands placed so that all three occur at hd = 16), attention and
+# MLP biases, a tied head, Qwen3's QK-norm. initializer_range 0.2 gives patterns far from uniform.
+LLAMA_CONFIGS: dict[str, dict[str, Any]] = {
+    "gqa": dict(vocab_size=97, hidden_size=32, intermediate_size=56, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, max_position_embeddings=64, initializer_range=0.2, rms_norm_eps=1e-5,
+                pad_token_id=0),
+    "llama3_rope_head_dim": dict(
+        vocab_size=61, hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=1, head_dim=16, max_position_embeddings=128, initializer_range=0.2,
+        rope_parameters=dict(rope_type="llama3", rope_theta=500000.0, factor=8.0, low_freq_factor=1.0,
+                             high_freq_factor=4.0, original_max_position_embeddings=64)),
+    "tied_bias": dict(vocab_size=50, hidden_size=24, intermediate_size=64, num_hidden_layers=3, num_attention_heads=3,
+                      num_key_value_heads=3, max_position_embeddings=48, tie_word_embeddings=True,
+                      attention_bias=True, mlp_bias=True, initializer_range=0.2, rms_norm_eps=1e-3,
+                      rope_parameters=dict(rope_type="default", rope_theta=100.0)),
+}
+QWEN3_CONFIGS: dict[str, dict[str, Any]] = {
+    "qk_norm": dict(vocab_size=80, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                    num_key_value_heads=2, head_dim=12, max_position_embeddings=64, initializer_range=0.2,
+                    rope_parameters=dict(rope_type="default", rope_theta=1000.0)),
+    "qk_norm_tied": dict(vocab_size=70, hidden_size=24, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=64,
+                         tie_word_embeddings=True, attention_bias=True, initializer_range=0.2),
+}
+LLAMA_FAMILY = {**{f"llama/{k}": ("llama", v) for k, v in LLAMA_CONFIGS.items()},
+                **{f"qwen3/{k}": ("qwen3", v) for k, v in QWEN3_CONFIGS.items()}}
+
+
+def _llama_classes(model_type: str):
+    import transformers
+
+    if model_type == "llama":
+        return transformers.LlamaConfig, transformers.LlamaForCausalLM
+    if model_type == "qwen3":
+        return transformers.Qwen3Config, transformers.Qwen3ForCausalLM
+    raise ValueError(f"model_type must be 'llama' or 'qwen3', got {model_type!r}")
+
+
+def llama_checkpoint(folder: str | Path, name: str = "llama/gqa", seed: int = 0, **overrides: Any) -> Path:
+    """Write a seeded random transformers LlamaForCausalLM or Qwen3ForCausalLM (``name`` a key
+    of LLAMA_FAMILY: "llama/gqa", "qwen3/qk_norm", ...) to folder; return the folder. RMSNorm
+    weights and biases are randomised too."""
+    model_type, kwargs = LLAMA_FAMILY[name]
+    config_class, model_class = _llama_classes(model_type)
+    torch.manual_seed(seed)
+    model = model_class(config_class(**{**kwargs, **overrides}))
+    randomize_(model, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():  # RMSNorm weights (input_layernorm, q_norm, model.norm...) away from 1
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.add_(torch.randn(p.shape, generator=g) * 0.1)
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    return folder
+
+
+def hf_llama(folder: str | Path, attn_implementation: str = "eager"):
+    """transformers' LlamaForCausalLM or Qwen3ForCausalLM (by config.json's model_type) from
+    a folder, fp32, eval mode."""
+    import json
+
+    model_type = json.loads((Path(folder) / "config.json").read_text())["model_type"]
+    return _llama_classes(model_type)[1].from_pretrained(
+        folder, attn_implementation=attn_implementation, dtype=torch.float32).eval()
