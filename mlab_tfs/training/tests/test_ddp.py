@@ -95,7 +95,8 @@ def _losses(folder) -> list[float]:
 
 @pytest.mark.solution_only
 def test_fsdp_over_two_gloo_processes_equals_one(tiny_config, tmp_path):
-    """parallel="fsdp" (FSDP2's fully_shard): 2 processes x 2 micro-batches of 2 sequences vs
+    """parallel="fsdp" (FSDP2's fully_shard), on our Llama (2 query heads sharing 1 key/value
+    head, the head tied to the embedding): 2 processes x 2 micro-batches of 2 sequences vs
     1 process x 2 micro-batches of 4: the same 8 blocks per step, so per-step losses within
     1e-5 over 16 steps (16 of 16 compared), with gradient sync held back on the first
     micro-batch of every step. The step-8 and step-16 checkpoints are gathered whole: the final
@@ -103,7 +104,8 @@ def test_fsdp_over_two_gloo_processes_equals_one(tiny_config, tmp_path):
     model's held-out loss."""
     import json
 
-    cfg = with_(tiny_config, dropout=0.0, max_steps=16, checkpoint_every=8, eval_every=100)
+    cfg = with_(tiny_config, arch="llama", n_kv_head=1, intermediate_size=48, dropout=0.0, max_steps=16,
+                checkpoint_every=8, eval_every=100)
     single = train(with_(cfg, grad_accum=2, out=str(tmp_path / "one")))
     out = spawn_two(lambda folder, port: mp.start_processes(
         _worker, args=(2, port, asdict(with_(cfg, grad_accum=2, parallel="fsdp", out=str(folder)))), nprocs=2,
@@ -122,10 +124,10 @@ def test_fsdp_over_two_gloo_processes_equals_one(tiny_config, tmp_path):
     for name, tensor in whole["model"].items():
         torch.testing.assert_close(sharded["model"][name], tensor, rtol=0, atol=1e-5, msg=name)
     # FSDP's optimizer state is keyed by parameter name, the plain one by position in param_groups.
-    from mlab_tfs.gpt2 import GPT2LMHeadModel
+    from mlab_tfs.llama import LlamaForCausalLM
     from mlab_tfs.training.loop import param_groups
 
-    model = GPT2LMHeadModel.from_pretrained(tmp_path / "one" / "model")
+    model = LlamaForCausalLM.from_pretrained(tmp_path / "one" / "model")
     name_of = {id(p): n for n, p in model.named_parameters()}
     order = [name_of[id(p)] for group in param_groups(model, 1.0) for p in group["params"]]
     assert sorted(sharded["optimizer"]["state"]) == sorted(order)
