@@ -936,6 +936,21 @@ def train(cfg: TrainConfig, resume: bool = False, command: str | None = None,
             _end_process_group()
 
 
+def shard_model(model: torch.nn.Module, **fsdp_options) -> torch.nn.Module:
+    """Apply FSDP2 (``torch.distributed.fsdp.fully_shard``) to ``model`` in place, as the loop's
+    parallel = "fsdp" does: each element of every nn.ModuleList (GPT-2's transformer.h, Llama's
+    model.layers) is its own unit, the root the rest (embeddings, final norm, the tied head, in
+    one unit, so a tied weight stays one parameter). Needs an initialised process group; returns
+    the model (now an FSDPModule). ``fsdp_options`` go to every fully_shard call (e.g. mp_policy)."""
+    from torch.distributed.fsdp import fully_shard
+
+    for blocks in [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]:
+        for block in blocks:
+            fully_shard(block, **fsdp_options)
+    fully_shard(model, **fsdp_options)
+    return model
+
+
 class _Sharded:
     """FSDP2 over the run's processes (``parallel = "fsdp"``, world size > 1): every decoder
     block is its own ``fully_shard`` unit (its parameters are gathered just before it runs and
@@ -950,14 +965,8 @@ class _Sharded:
     of the model (``whole_model``), so what is evaluated and saved is what DDP saves."""
 
     def __init__(self, model: torch.nn.Module, main: bool, device: torch.device):
-        from torch.distributed.fsdp import fully_shard
-
         self.cls, self.config, self.main, self.device = type(model), model.config, main, device
-        for blocks in [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]:
-            for block in blocks:
-                fully_shard(block)
-        fully_shard(model)
-        self.model = model
+        self.model = shard_model(model)
         self._copy = None
 
     def sync(self, on: bool) -> contextlib.AbstractContextManager:
