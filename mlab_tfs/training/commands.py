@@ -125,7 +125,7 @@ def load_model_folder(folder: str | Path | None):
     config.json, model.safetensors, and vocab.json + merges.txt or (saved by transformers 5)
     tokenizer.json (or a run folder holding such a folder as model/). The model is our
     GPT2LMHeadModel or LlamaForCausalLM, as config.json's model_type says ("gpt2"; "llama" or
-    "qwen3").
+    "qwen3"; a config.json without model_type is a GPT-2's).
 
     Raises FileNotFoundError for a missing folder or file, ValueError for a model_type neither
     class loads, a vocabulary that lacks a byte's token or has ids beyond the model's vocab_size."""
@@ -150,7 +150,7 @@ def load_model_folder(folder: str | Path | None):
 
     from mlab_tfs.tokenizers import bytes_to_unicode
 
-    model_type = _folder_model_type(folder, "--model")
+    model_type = _folder_model_type(folder, "--model") or "gpt2"  # none named: a GPT-2, as before model_type was read
     if model_type not in MODEL_TYPES:
         raise ValueError(f"--model: {folder / 'config.json'} has model_type {model_type!r}; mlab-tfs sample loads "
                          f"model_type {' / '.join(repr(t) for t in MODEL_TYPES)}")

@@ -936,17 +936,27 @@ def train(cfg: TrainConfig, resume: bool = False, command: str | None = None,
             _end_process_group()
 
 
-def shard_model(model: torch.nn.Module, **fsdp_options) -> torch.nn.Module:
+def model_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The repeated blocks of a model: every element of every nn.ModuleList (GPT-2's
+    transformer.h, Llama's model.layers)."""
+    return [block for m in model.modules() if isinstance(m, torch.nn.ModuleList) for block in m]
+
+
+def shard_model(model: torch.nn.Module, compile_blocks: bool = False, **fsdp_options) -> torch.nn.Module:
     """Apply FSDP2 (``torch.distributed.fsdp.fully_shard``) to ``model`` in place, as the loop's
     parallel = "fsdp" does: each element of every nn.ModuleList (GPT-2's transformer.h, Llama's
     model.layers) is its own unit, the root the rest (embeddings, final norm, the tied head, in
     one unit, so a tied weight stays one parameter). Needs an initialised process group; returns
-    the model (now an FSDPModule). ``fsdp_options`` go to every fully_shard call (e.g. mp_policy)."""
+    the model (now an FSDPModule). ``fsdp_options`` go to every fully_shard call (e.g. mp_policy).
+    compile_blocks: torch.compile each block in place first, so that FSDP's gathers and frees
+    (hooks around each block) stay outside the compiled code; the model is then not compiled
+    as a whole (the order torchtitan uses)."""
     from torch.distributed.fsdp import fully_shard
 
-    for blocks in [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]:
-        for block in blocks:
-            fully_shard(block, **fsdp_options)
+    for block in model_blocks(model):
+        if compile_blocks:
+            block.compile()
+        fully_shard(block, **fsdp_options)
     fully_shard(model, **fsdp_options)
     return model
 
@@ -964,9 +974,9 @@ class _Sharded:
     them (a collective: every process calls it) onto rank 0's CPU, and rank 0 runs a plain copy
     of the model (``whole_model``), so what is evaluated and saved is what DDP saves."""
 
-    def __init__(self, model: torch.nn.Module, main: bool, device: torch.device):
+    def __init__(self, model: torch.nn.Module, main: bool, device: torch.device, compile_blocks: bool):
         self.cls, self.config, self.main, self.device = type(model), model.config, main, device
-        self.model = shard_model(model)
+        self.model = shard_model(model, compile_blocks=compile_blocks)
         self._copy = None
 
     def sync(self, on: bool) -> contextlib.AbstractContextManager:
@@ -1051,7 +1061,8 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
     if state is not None:
         model.load_state_dict(state["model"])  # whole tensors, before any sharding
     # FSDP2 only over several processes; one process trains the plain model either way.
-    sharded = _Sharded(model, main, device) if cfg.parallel == "fsdp" and dist.world_size > 1 else None
+    sharded = (_Sharded(model, main, device, compile_blocks=use_compile)
+               if cfg.parallel == "fsdp" and dist.world_size > 1 else None)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
                                   fused=device.type == "cuda")
     schedule = WarmupCosine(cfg.warmup_steps, cfg.max_steps, cfg.min_lr / cfg.lr)
@@ -1067,7 +1078,7 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
         torch.manual_seed(cfg.seed + dist.rank)  # dropout differs between processes, as their data does
         random.seed(cfg.seed + dist.rank)
 
-    runner = torch.compile(model) if use_compile else model
+    runner = torch.compile(model) if use_compile and sharded is None else model  # (sharded: per block)
     if dist.world_size > 1 and sharded is None:
         from torch.nn.parallel import DistributedDataParallel as DDP
 

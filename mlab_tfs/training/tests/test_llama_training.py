@@ -181,3 +181,16 @@ def test_llama_recipe_is_the_course_recipe_with_a_llama_of_the_same_size():
     comment = (TRAINING / "llama_course.toml").read_text()
     assert "5,844,224 parameters against GPT-2's 5,853,184 (99.85%)" in comment
     assert f"{counts['llama'] / counts['gpt2']:.2%}" == "99.85%"
+
+
+def test_sample_refuses_a_model_type_it_cannot_load(llama_run, tmp_path, capsys):
+    import shutil
+
+    folder = shutil.copytree(Path(llama_run[0].out) / "model", tmp_path / "bert")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "bert"}))
+    with pytest.raises(SystemExit) as e:
+        cli_main(["sample", "--model", str(folder)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err == (f"mlab-tfs sample: error: --model: {folder / 'config.json'} has model_type "
+                                         "'bert'; mlab-tfs sample loads model_type 'gpt2' / 'llama' / 'qwen3'\n")
