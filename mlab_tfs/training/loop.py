@@ -114,7 +114,7 @@ PARALLEL = ("ddp", "fsdp")
 def llama_intermediate_size(n_embd: int) -> int:
     """The SwiGLU width that gives a Llama MLP GPT-2's MLP parameter count: three matrices of
     n_embd x width hold 8 n_embd^2 (two of n_embd x 4 n_embd) when width = 8 n_embd / 3 (the
-    2/3 scaling of Shazeer 2020, "GLU Variants Improve Transformer", section 2), rounded up to a
+    2/3 scaling of Shazeer 2020, "GLU Variants Improve Transformer"), rounded up to a
     multiple of 16. n_embd=256: 688."""
     return -(-8 * n_embd // 48) * 16  # ceil(8 n_embd / 3 / 16) * 16
 
