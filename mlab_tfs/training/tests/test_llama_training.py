@@ -194,3 +194,15 @@ def test_sample_refuses_a_model_type_it_cannot_load(llama_run, tmp_path, capsys)
     err = capsys.readouterr().err
     assert e.value.code == 2 and err == (f"mlab-tfs sample: error: --model: {folder / 'config.json'} has model_type "
                                          "'bert'; mlab-tfs sample loads model_type 'gpt2' / 'llama' / 'qwen3'\n")
+
+
+def test_an_interrupted_llama_run_resumes_to_the_same_losses(llama_run, tmp_path):
+    """Checkpoints every 4 steps, killed after step 6, resumed from step 4: the 12 losses and
+    the final held-out loss equal the uninterrupted run's bit for bit (attention dropout is
+    on, so the random state comes back too)."""
+    cfg, summary = llama_run
+    cut = with_(cfg, checkpoint_every=4, out=str(tmp_path / "cut"))
+    assert train(cut, stop_after=6)["interrupted_at"] == 6
+    resumed = train(cut, resume=True)
+    assert resumed["losses"] == summary["losses"] and len(summary["losses"]) == 12
+    assert resumed["final_eval_loss"] == summary["final_eval_loss"]
