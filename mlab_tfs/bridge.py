@@ -97,17 +97,28 @@ def as_transformers(model: nn.Module) -> Any:
         raise _fail_not_model(model, "its config has no to_dict() and model_type")
     if not callable(getattr(model, "save_pretrained", None)):
         raise _fail_not_model(model, "it has no save_pretrained")
-    return _adapter_class(type(model))(model)
+    return _adapter_class(type(model), _family_name(model))(model)
+
+
+def _family_name(model: nn.Module) -> str | None:
+    """transformers' class name for this model's config where our class reads several families
+    (``saved_architecture``: a qwen3 LlamaForCausalLM is transformers' Qwen3ForCausalLM); else None."""
+    saved = getattr(model, "saved_architecture", None)
+    name = saved() if callable(saved) else None
+    if isinstance(name, str) and name != type(model).__name__ and _is_transformers_model_name(name):
+        return name
+    return None
 
 
 @functools.cache
-def _adapter_class(cls: type) -> type:
-    """The transformers class for our model class ``cls`` (made once per class)."""
+def _adapter_class(cls: type, family: str | None = None) -> type:
+    """The transformers class for our model class ``cls`` (made once per class and family:
+    ``family`` names transformers' class when it is not cls's own name, see _family_name)."""
     from transformers import GenerationMixin, PreTrainedModel
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     # transformers' name for the class: its own, or a base class's (a learner's subclass of our GPT2LMHeadModel).
-    name = next((c.__name__ for c in cls.__mro__ if _is_transformers_model_name(c.__name__)), cls.__name__)
+    name = family or next((c.__name__ for c in cls.__mro__ if _is_transformers_model_name(c.__name__)), cls.__name__)
     causal = name in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()
     bases = (TransformersAdapter, PreTrainedModel) + ((GenerationMixin,) if causal else ())
     attrs: dict[str, Any] = {
@@ -328,7 +339,7 @@ def _hf_config(model: nn.Module) -> Any:
 
     d = dict(model.config.to_dict())
     model_type = d.pop("model_type", model.config.model_type)
-    d["architectures"] = [_adapter_class(type(model)).__name__]
+    d["architectures"] = [_adapter_class(type(model), _family_name(model)).__name__]
     d["name_or_path"] = str(getattr(model, "name_or_path", "") or "")  # where it was loaded from, as transformers'
     try:
         return AutoConfig.for_model(model_type, **d)

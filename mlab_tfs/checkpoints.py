@@ -705,8 +705,8 @@ class PretrainedMixin(ModelSurfaceMixin):
         moment leaves the folder's previous checkpoint whole. Weight files of an older save
         (shards, pytorch_model.bin) are dropped; other files in the folder (a tokenizer) are kept.
         config.json's tie_word_embeddings says whether the head is tied *now*
-        (``config_as_saved``), and its ``architectures`` is ``[type(self).__name__]``: a config built
-        from scratch carries its class's default (BertConfig: ["BertModel"]) until the model is
+        (``config_as_saved``), and its ``architectures`` is ``[self.saved_architecture()]`` (the
+        class name): a config built from scratch carries its class's default (BertConfig: ["BertModel"]) until the model is
         saved, when, as in transformers, ``self.config.architectures`` becomes the saved class.
 
         As transformers' ``PreTrainedModel.save_pretrained`` (modeling_utils.py):
@@ -723,7 +723,7 @@ class PretrainedMixin(ModelSurfaceMixin):
         config = config_as_saved(self)
         hf_config = config.to_dict()
         # The architecture tells transformers' Auto classes which class to build.
-        hf_config["architectures"] = [type(self).__name__]
+        hf_config["architectures"] = [self.saved_architecture()]
         tied = self.weights_are_tied()
         if state_dict is None:
             state = self.state_dict()  # type: ignore[attr-defined]
@@ -748,6 +748,11 @@ class PretrainedMixin(ModelSurfaceMixin):
         # As transformers (modeling_utils.save_pretrained): the saved class is the config's architecture now.
         with contextlib.suppress(AttributeError):
             self.config.architectures = list(hf_config["architectures"])  # type: ignore[attr-defined]
+
+    def saved_architecture(self) -> str:
+        """The class name save_pretrained writes as config.json's ``architectures``: this class's
+        (a class that reads several transformers families names the one of its config)."""
+        return type(self).__name__
 
     def _given_state_dict(self, state_dict: object, tied: bool | None) -> StateDict:
         """save_pretrained's state_dict=, checked against the model (a tied alias filled in)."""

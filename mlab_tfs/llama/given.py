@@ -35,6 +35,8 @@ from mlab_tfs.hooks import HookedRootModule
 from mlab_tfs.initialization import init_normal_weights
 
 MODEL_TYPES = ("llama", "qwen3")
+# Positions are computed, not looked up: the only bound on a position id is what a long holds.
+MAX_POSITION = 2**62
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM"}
 # The rotary types this part computes (transformers' ROPE_INIT_FUNCTIONS has more).
 ROPE_TYPES = ("default", "llama3")
@@ -55,7 +57,9 @@ class LlamaConfig(ConfigMixin):
     transformers does). ``rope_parameters``: {"rope_type": "default" | "llama3",
     "rope_theta": base, and for "llama3" "factor", "low_freq_factor", "high_freq_factor",
     "original_max_position_embeddings"}, what transformers 5 writes; the older top-level
-    ``rope_theta`` and ``rope_scaling`` are read into it when rope_parameters is None.
+    ``rope_theta`` and ``rope_scaling`` are read into it when rope_parameters is None, and then
+    set to None (rope_parameters is the one place the model reads; transformers 5 keeps no
+    top-level rope_theta either).
     ``model_type`` "qwen3" adds the per-head QK-norm; Qwen3's sliding-window attention
     (``use_sliding_window=True``) is not implemented and is a ConfigError.
     """
@@ -243,6 +247,20 @@ class LlamaPreTrainedModel(AttnImplementationMixin, HookedRootModule, Pretrained
     # Rotary positions have no table: any position is computed, as in transformers, so the
     # samplers put no limit on the length (mlab_tfs.sampling.given.model_n_positions).
     positions_unbounded: ClassVar[bool] = True
+
+    def saved_architecture(self) -> str:
+        """config.json's architectures: transformers' class of this config's family
+        (``Qwen3ForCausalLM`` for a qwen3 LlamaForCausalLM), so that its Auto classes build it."""
+        name = type(self).__name__
+        if self.config.model_type == "qwen3" and name.startswith("Llama"):
+            return "Qwen3" + name.removeprefix("Llama")
+        return name
+
+
+def body_state_dict(state: dict[str, Any]) -> dict[str, Any]:
+    """A LlamaForCausalLM state dict's body as LlamaModel's: the ``model.`` keys without that
+    prefix; the head (``lm_head.*``) is left out, as transformers' LlamaModel leaves it."""
+    return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
 
 
 def init_llama_weights(model: nn.Module, config: LlamaConfig) -> None:

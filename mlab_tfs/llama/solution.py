@@ -44,14 +44,11 @@ from mlab_tfs.inputs import (
     check_token_ids,
 )
 from mlab_tfs.llama.given import (  # noqa: F401  (re-exported)
-    LLAMA_HOOK_NAME_RULES, LlamaConfig, LlamaPreTrainedModel, init_llama_weights,
+    LLAMA_HOOK_NAME_RULES, MAX_POSITION, LlamaConfig, LlamaPreTrainedModel, body_state_dict, init_llama_weights,
 )
 from mlab_tfs.outputs import BaseModelOutput, CausalLMOutput, PastKeyValues
 
 Tensor = torch.Tensor
-
-# Positions are computed, not looked up: the only bound is what a long tensor holds.
-MAX_POSITION = 2**62
 
 # ---------------------------------------------------------------------------------------
 # Building blocks
@@ -81,9 +78,12 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # (..., C) -> (..., C)
         x32 = x.to(torch.float32)
-        scale = self.hook_scale(torch.sqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps))
-        x_hat = self.hook_normalized(x32 / scale)
-        return self.weight * x_hat.to(x.dtype)
+        mean_square = x32.pow(2).mean(-1, keepdim=True)  # (..., 1); no mean subtracted
+        if self.hook_scale.has_hooks:  # a hook may read or edit the scale itself
+            x_hat = x32 / self.hook_scale(torch.sqrt(mean_square + self.eps))
+        else:  # x * rsqrt, as transformers computes it: the same bits
+            x_hat = x32 * torch.rsqrt(mean_square + self.eps)
+        return self.weight * self.hook_normalized(x_hat).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"{tuple(self.weight.shape)}, eps={self.eps}"
@@ -185,7 +185,7 @@ class LlamaRotaryEmbedding(nn.Module):
 
 class LlamaMLP(nn.Module):
     """SwiGLU feed-forward (Shazeer 2020, "GLU Variants Improve Transformer"):
-    down(act(gate(x)) * up(x)), act = config.hidden_act (SiLU in every Llama and Qwen3).
+    down(act(gate(x)) * up(x)), act = config.hidden_act (SiLU, LlamaConfig's and Qwen3Config's default).
 
     Hook points (TransformerLens's gated-MLP names): ``hook_pre`` (B, T, I) the gate's
     output before the activation, ``hook_pre_linear`` (B, T, I) the up projection,
@@ -291,7 +291,6 @@ class LlamaAttention(nn.Module):
             if attention_mask is None:
                 attention_mask = causal_mask(q.shape[2], k.shape[2], q.device)[None, None]
             pattern = attention_pattern(q, k, attention_mask, self.scale, self.hook_attn_scores)
-            # Softmax in fp32, as transformers' eager attention, then back to the values' dtype.
             pattern = self.hook_pattern(pattern.to(v.dtype))
             y = torch.matmul(self.attn_dropout(pattern), v)  # (B, nh, T, hd)
         z = self.hook_z(y.transpose(1, 2))  # (B, T, nh, hd)
@@ -472,14 +471,9 @@ def to_hf_state_dict(state: StateDict, config: LlamaConfig) -> StateDict:
     return {k: v for k, v in state.items() if not (k == "lm_head.weight" and config.tie_word_embeddings)}
 
 
-def body_state_dict(state: StateDict) -> StateDict:
-    """A LlamaForCausalLM state dict's body as LlamaModel's (the ``model.`` keys, prefix dropped)."""
-    return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-
-
 class LlamaForCausalLM(LlamaPreTrainedModel, nn.Module):
     """LlamaModel with a language-modelling head, tied to the token embedding when
-    ``tie_word_embeddings`` (Llama 3.2 1B/3B, small Qwen3s) and separate otherwise
+    ``tie_word_embeddings`` and separate otherwise
     (transformers' ``LlamaForCausalLM`` / ``Qwen3ForCausalLM``). Hook names as LlamaModel's."""
 
     hf_to_ours = staticmethod(from_hf_state_dict)

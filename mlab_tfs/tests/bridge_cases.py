@@ -16,7 +16,7 @@ from mlab_tfs.testing import tiny
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    part: str  # gpt2, bert, deberta
+    part: str  # gpt2, bert, deberta, llama
     name: str  # our class name = transformers' class name
     checkpoint: str  # which tiny checkpoint (key of CHECKPOINTS)
     main: str  # the output compared: logits or last_hidden_state
@@ -37,7 +37,12 @@ CASES = [
     # Variants: an untied GPT-2 head, DeBERTa-v3's own MLM head (legacy=False, lm_predictions.*).
     Case("gpt2", "GPT2LMHeadModel", "gpt2_untied", "logits"),
     Case("deberta", "DebertaV2ForMaskedLM", "deberta_v3", "logits"),
+    # The Llama family: grouped-query attention and an untied head; llama3 rope and head_dim != C / nh.
+    Case("llama", "LlamaForCausalLM", "llama", "logits"),
+    Case("llama", "LlamaModel", "llama_rope", "last_hidden_state"),
 ]
+
+CAUSAL_LMS = ("GPT2LMHeadModel", "LlamaForCausalLM")  # the classes that generate
 
 
 def write_checkpoints(root: Path) -> dict[str, Path]:
@@ -50,6 +55,8 @@ def write_checkpoints(root: Path) -> dict[str, Path]:
         "bert_classifier": tiny.bert_checkpoint(root / "bert_classifier", head="classifier", seed=2),
         "deberta": tiny.deberta_checkpoint(root / "deberta", "v2_conv"),
         "deberta_v3": tiny.deberta_checkpoint(root / "deberta_v3", "v3", seed=5),
+        "llama": tiny.llama_checkpoint(root / "llama", "llama/gqa", seed=6),
+        "llama_rope": tiny.llama_checkpoint(root / "llama_rope", "llama/llama3_rope_head_dim", seed=7),
     }
 
 
@@ -65,9 +72,9 @@ def theirs(case: Case, folder: Path) -> torch.nn.Module:
 
 
 def batch(case: Case, config: Any) -> dict[str, torch.Tensor]:
-    """A padded batch of three rows for the case's model: left padding for GPT-2, right
+    """A padded batch of three rows for the case's model: left padding for the decoders, right
     padding with token types for the encoders."""
-    if case.part == "gpt2":
+    if case.part in ("gpt2", "llama"):
         ids, mask, _ = tiny.left_padded_batch(config.vocab_size, [5, 3, 7], seed=4)
         return dict(input_ids=ids, attention_mask=mask)
     ids, mask, types = tiny.padded_bert_batch(config.vocab_size, [6, 4, 7], max(config.type_vocab_size, 1), seed=4)

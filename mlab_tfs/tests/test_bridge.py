@@ -16,7 +16,8 @@ import mlab_tfs
 from mlab_tfs.bridge import as_transformers
 from mlab_tfs.testing.compare import assert_close
 from mlab_tfs.testing.plugin import load_impl
-from mlab_tfs.tests.bridge_cases import CASES, batch, lm_labels, ours, real_rows, theirs, write_checkpoints
+from mlab_tfs.tests.bridge_cases import (CASES, CAUSAL_LMS, batch, lm_labels, ours, real_rows, theirs,
+                                         write_checkpoints)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_adapter_is_a_transformers_model_named_as_ours(case, pair):
     model, adapter, hf, _ = pair
     assert isinstance(adapter, transformers.PreTrainedModel)
     assert type(adapter).__name__ == case.name == type(hf).__name__
-    assert isinstance(adapter, transformers.GenerationMixin) == (case.name == "GPT2LMHeadModel")
+    assert isinstance(adapter, transformers.GenerationMixin) == (case.name in CAUSAL_LMS)
     assert adapter.can_generate() == hf.can_generate()
     assert type(adapter.config) is type(hf.config)
     assert adapter.config.architectures == [case.name]
@@ -252,7 +253,7 @@ def test_save_pretrained_writes_a_full_checkpoint(case, pair, tmp_path, pytestco
     adapter.save_pretrained(tmp_path / "a")
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     assert config["model_type"] == adapter.config.model_type and config["architectures"] == [case.name]
-    assert (tmp_path / "a" / "generation_config.json").is_file() == (case.name == "GPT2LMHeadModel")
+    assert (tmp_path / "a" / "generation_config.json").is_file() == (case.name in CAUSAL_LMS)
     assert load_file(tmp_path / "a" / "model.safetensors").keys() == _saved_keys(adapter)
     impl = load_impl(pytestconfig, case.part)
     _assert_folder_loads_in_both(case, tmp_path / "a", adapter, inputs, impl)

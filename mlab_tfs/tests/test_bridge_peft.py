@@ -13,7 +13,7 @@ from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dic
 from mlab_tfs.bridge import as_transformers
 from mlab_tfs.testing.compare import assert_close, assert_grads_close
 from mlab_tfs.testing.plugin import load_impl
-from mlab_tfs.tests.bridge_cases import CASES, batch, ours, theirs, write_checkpoints
+from mlab_tfs.tests.bridge_cases import CASES, CAUSAL_LMS, batch, ours, theirs, write_checkpoints
 
 # task_type -> (the case, LoRA's target modules, the output a loss is taken of)
 TASKS = {
@@ -37,7 +37,7 @@ def _lora(task, targets, conv1d=False):
 def _inputs(case, config):
     inputs = batch(case, config)
     inputs["attention_mask"] = torch.ones_like(inputs["attention_mask"])  # no padding: every position compared
-    if case.name == "GPT2LMHeadModel":
+    if case.name in CAUSAL_LMS:
         inputs["labels"] = inputs["input_ids"]
     elif case.name == "BertForSequenceClassification":
         inputs["labels"] = torch.tensor([0, 2, 1])

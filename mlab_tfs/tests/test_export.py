@@ -15,6 +15,7 @@ from torch.utils import _pytree
 from mlab_tfs.bert import solution as bert
 from mlab_tfs.deberta import solution as deberta
 from mlab_tfs.gpt2 import solution as gpt2
+from mlab_tfs.llama import solution as llama
 from mlab_tfs.outputs import BaseModelOutput, CausalLMOutput, MaskedLMOutput, ModelOutput, SequenceClassifierOutput
 from mlab_tfs.testing import tiny
 from mlab_tfs.testing.plugin import under_test
@@ -29,6 +30,8 @@ CASES = {
     "gpt2_body": (gpt2.GPT2Model, lambda root: tiny.gpt2_checkpoint(root, "deep_narrow_heads")),
     "bert_body": (bert.BertModel, lambda root: tiny.bert_checkpoint(root, "base")),
     "deberta_body": (deberta.DebertaV2Model, lambda root: tiny.deberta_checkpoint(root, "v2_conv")),
+    "llama_lm": (llama.LlamaForCausalLM, lambda root: tiny.llama_checkpoint(root, "llama/llama3_rope_head_dim")),
+    "qwen3_lm": (llama.LlamaForCausalLM, lambda root: tiny.llama_checkpoint(root, "qwen3/qk_norm")),
 }
 
 

@@ -12,6 +12,7 @@ import transformers
 from mlab_tfs.bert import solution as bert
 from mlab_tfs.deberta import solution as deberta
 from mlab_tfs.gpt2 import solution as gpt2
+from mlab_tfs.llama import solution as llama
 from mlab_tfs.testing import tiny
 from mlab_tfs.testing.plugin import under_test
 from mlab_tfs.testing.compare import assert_close
@@ -32,7 +33,18 @@ CASES = {
                     lambda r: tiny.deberta_checkpoint(r, "c2p_embed_proj")),
     "deberta_model": (deberta.DebertaV2Model, transformers.DebertaV2Model,
                       lambda r: tiny.deberta_checkpoint(r, "v2_conv")),
+    "llama_lm": (llama.LlamaForCausalLM, transformers.LlamaForCausalLM,
+                 lambda r: tiny.llama_checkpoint(r, "llama/gqa")),
+    "llama_body": (llama.LlamaModel, transformers.LlamaModel,
+                   lambda r: tiny.llama_checkpoint(r, "llama/llama3_rope_head_dim")),
+    "qwen3_tied": (llama.LlamaForCausalLM, transformers.Qwen3ForCausalLM,
+                   lambda r: tiny.llama_checkpoint(r, "qwen3/qk_norm_tied")),
 }
+DECODERS = ("gpt2", "llama", "qwen3")  # causal: left padding, a KV cache
+
+
+def _decoder(name: str) -> bool:
+    return name.startswith(DECODERS)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +75,7 @@ def _padded(model, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     mask = torch.ones(3, 7, dtype=torch.long)
     mask[1, 5:] = 0
     mask[2, 3:] = 0
-    if model.config.model_type == "gpt2":
+    if model.config.model_type in DECODERS:
         mask = mask.flip(-1)  # decoders pad on the left
     return ids, mask
 
@@ -80,9 +92,9 @@ def test_inputs_embeds_equal_transformers(pairs, name):
     embeds = torch.randn(*ids.shape, width, generator=g) * 0.5
     mine_x, theirs_x = embeds.clone().requires_grad_(), embeds.clone().requires_grad_()
     kwargs = dict(attention_mask=mask)
-    if "gpt2" in name:
+    if _decoder(name):
         kwargs["use_cache"] = False
-    decoder = "gpt2" in name
+    decoder = _decoder(name)
     mine = _real(_main(ours(inputs_embeds=mine_x, **kwargs)), mask, decoder)
     theirs = _real(_main(hf(inputs_embeds=theirs_x, **kwargs)), mask, decoder)
     assert_close(mine, theirs, name=f"{name} from inputs_embeds", atol=1e-5)
@@ -172,16 +184,16 @@ def _assert_tuples_equal(mine: tuple, theirs: tuple, name: str) -> None:
 def test_return_dict_false_gives_transformers_tuple(pairs, name, extras):
     ours, hf = pairs[name]
     ids, mask = _padded(ours, seed=3)
-    if "gpt2" in name:
+    if _decoder(name):
         mask = torch.ones_like(mask)  # no left padding: every query of a decoder sees a key (see _real)
     kwargs = dict(attention_mask=mask)
     if extras == "everything":
         kwargs.update(output_hidden_states=True, output_attentions=True)
         if name == "bert_classifier":
             kwargs["labels"] = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 1], [1, 1, 0, 0]])
-        elif name in ("gpt2_lm", "gpt2_untied", "bert_mlm", "deberta_mlm"):
+        elif name in ("gpt2_lm", "gpt2_untied", "bert_mlm", "deberta_mlm", "llama_lm", "qwen3_tied"):
             kwargs["labels"] = ids.masked_fill(mask == 0, -100)
-    if "gpt2" in name:
+    if _decoder(name):
         kwargs["use_cache"] = extras == "everything"
     with torch.no_grad():
         mine, theirs = ours(ids, return_dict=False, **kwargs), hf(ids, return_dict=False, **kwargs)
@@ -207,7 +219,7 @@ def test_device_dtype_model_type_and_architectures_read_as_transformers(pairs, n
     assert other.dtype == torch.bfloat16 == type(hf)(hf.config).to(torch.bfloat16).dtype
 
 
-@pytest.mark.parametrize("name", ["gpt2_lm", "bert_mlm", "deberta_mlm"])
+@pytest.mark.parametrize("name", ["gpt2_lm", "bert_mlm", "deberta_mlm", "qwen3_tied"])
 def test_tie_weights_ties_per_config_and_only_then(pairs, name):
     ours, hf = pairs[name]
     model = type(ours)(ours.config)
@@ -227,7 +239,7 @@ def test_tie_weights_ties_per_config_and_only_then(pairs, name):
     assert untied.get_output_embeddings().weight is not untied.get_input_embeddings().weight
 
 
-@pytest.mark.parametrize("name", ["gpt2_lm", "bert_mlm", "deberta_mlm", "gpt2_untied"])
+@pytest.mark.parametrize("name", ["gpt2_lm", "bert_mlm", "deberta_mlm", "gpt2_untied", "qwen3_tied", "llama_lm"])
 @pytest.mark.parametrize("call_tie_weights", [True, False])
 @pytest.mark.parametrize("device_map", [{"": "cpu"}, "auto"])
 def test_accelerate_empty_weights_and_dispatch_give_the_loaded_model(pairs, tmp_path, name, call_tie_weights,
@@ -263,7 +275,7 @@ def test_every_model_names_both_neither_and_a_wrong_width(pairs, name):
         ours(inputs_embeds=torch.zeros(2, 3, width + 1))
 
 
-@pytest.mark.parametrize("name", ["gpt2_lm", "bert_mlm", "deberta_mlm"])
+@pytest.mark.parametrize("name", ["gpt2_lm", "bert_mlm", "deberta_mlm", "llama_lm"])
 def test_inputs_embeds_compile_without_graph_breaks_and_equal_eager_and_transformers(pairs, name):
     """torch.compile(fullgraph=True) of a forward with inputs_embeds (and labels): no hook is
     registered while tracing; the loss and logits equal eager's and transformers'; the ids path
@@ -274,7 +286,7 @@ def test_inputs_embeds_compile_without_graph_breaks_and_equal_eager_and_transfor
     ids, mask = _padded(ours)
     # A decoder's loss reads logits at t for the label at t + 1: both real (what comes out at a
     # left-padding query is each implementation's own).
-    real = mask.bool() & torch.roll(mask.bool(), 1, 1) if name.startswith("gpt2") else mask.bool()
+    real = mask.bool() & torch.roll(mask.bool(), 1, 1) if _decoder(name) else mask.bool()
     labels = torch.where(real, torch.roll(ids, 1, 1), -100)
     width = hf.get_input_embeddings().weight.shape[1]
     embeds = torch.randn(*ids.shape, width, generator=torch.Generator().manual_seed(3)) * 0.5
@@ -284,7 +296,7 @@ def test_inputs_embeds_compile_without_graph_breaks_and_equal_eager_and_transfor
         got = compiled(inputs_embeds=embeds, attention_mask=mask, labels=labels)
         eager = ours(inputs_embeds=embeds, attention_mask=mask, labels=labels)
         theirs = hf(inputs_embeds=embeds, attention_mask=mask, labels=labels)
-        decoder = name.startswith("gpt2")
+        decoder = _decoder(name)
         assert_close(_real(got.logits, mask, decoder), _real(eager.logits, mask, decoder), name="compiled logits")
         assert_close(_real(got.logits, mask, decoder), _real(theirs.logits, mask, decoder), name="logits vs transformers")
         assert_close(got.loss, theirs.loss, name="loss vs transformers")
