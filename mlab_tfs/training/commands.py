@@ -2,7 +2,9 @@
 
     mlab-tfs train --config mlab_tfs/training/course_model.toml
     mlab-tfs train --config my.toml --max-steps 100 --out runs/try --no-compile
-    torchrun --nproc-per-node 2 -m mlab_tfs.cli train --config my.toml     # data-parallel
+    mlab-tfs train --config mlab_tfs/training/llama_course.toml            # the Llama of the same size
+    torchrun --nproc-per-node 2 -m mlab_tfs.cli train --config my.toml     # data-parallel (DDP)
+    torchrun --nproc-per-node 2 -m mlab_tfs.cli train --config my.toml --parallel fsdp   # sharded (FSDP2)
     mlab-tfs sample "ROMEO:"                                               # the shipped model
     mlab-tfs sample "ROMEO:" --model runs/try/model -n 3
 """
@@ -27,12 +29,18 @@ SETTINGS = {
     "eval_fraction": "the share of each document held out for evaluation (its end)",
     "tokenizer": '"bpe" (train a byte-level BPE on the corpus), "gpt2" (GPT-2\'s vocabulary) or a tokenizer folder',
     "vocab_size": 'the size of the BPE vocabulary trained for --tokenizer bpe, <|endoftext|> included',
-    "n_layer": "transformer blocks",
-    "n_head": "attention heads per block",
-    "n_embd": "the model width (a multiple of --n-head)",
-    "n_positions": "the longest sequence the model reads (learned position embeddings)",
-    "dropout": "dropout probability of the embeddings, attention and residual branches",
-    "init_from": "a GPT-2 checkpoint folder to start from",
+    "n_layer": "transformer blocks (llama: num_hidden_layers)",
+    "n_head": "attention heads per block (llama: num_attention_heads)",
+    "n_embd": "the model width, a multiple of --n-head (llama: hidden_size)",
+    "n_positions": "the longest sequence the model reads (gpt2: learned position embeddings; "
+                   "llama: max_position_embeddings)",
+    "dropout": "dropout probability of the embeddings, attention and residual branches (llama: attention "
+               "dropout only, the one dropout a Llama has)",
+    "init_from": "a checkpoint folder of --arch to start from",
+    "arch": '"gpt2" (our GPT2LMHeadModel) or "llama" (our LlamaForCausalLM, head tied to the embedding)',
+    "n_kv_head": "llama only: key/value heads, dividing --n-head (grouped-query attention)",
+    "intermediate_size": "llama only: the width of the SwiGLU MLP",
+    "rope_theta": "llama only: the base of the rotary embeddings' frequencies",
     "block_size": "tokens per training sequence (at most --n-positions)",
     "batch_size": "sequences per optimizer step, over all processes and accumulation steps",
     "grad_accum": "micro-batches per optimizer step, per process",
@@ -55,6 +63,8 @@ SETTINGS = {
     "device": '"auto" (cuda if there is one, else cpu), "cpu", "cuda" or "cuda:N"',
     "amp": "bf16 autocast",
     "compile": "torch.compile the model",
+    "parallel": 'over several processes (torchrun): "ddp" (each holds the whole model) or "fsdp" '
+                "(FSDP2: each holds a shard of the weights, gradients and optimizer state)",
     "out": "the run folder: log.jsonl, checkpoint/ and model/ (the exported model)",
     "progress": "show the progress bar",
 }
@@ -63,6 +73,9 @@ SETTING_DEFAULTS = {
     "corpus": "the 42 Shakespeare plays of the offline assets",
     "init_from": "none: random weights",
     "warmup_steps": "min(100, max_steps // 10)",
+    "n_kv_head": "--n-head (no sharing)",
+    "intermediate_size": "8 x n_embd / 3 rounded up to a multiple of 16 (GPT-2's MLP parameter count)",
+    "rope_theta": "10000.0",
     "amp": "on where there is a GPU",
     "compile": "on where there is a GPU",
 }
@@ -91,7 +104,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(_flag(f.name), nargs="+", default=None, metavar="PATH", help=help)
         else:
             # Ranges are check_config's (one place for them); here only the conversion.
-            convert = {"int": int, "int | None": int, "float": float}.get(kind, str)
+            convert = {"int": int, "int | None": int, "float": float, "float | None": float}.get(kind, str)
             group.add_argument(_flag(f.name), type=convert, default=None, metavar=kind.split(" ")[0].upper(),
                                help=help)
 
@@ -108,14 +121,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def load_model_folder(folder: str | Path | None):
-    """(our GPT2LMHeadModel in fp32, our ByteLevelBPETokenizer) from an exported folder: one
-    with config.json, model.safetensors, and vocab.json + merges.txt or (saved by transformers
-    5) tokenizer.json (or a run folder holding such a folder as model/).
+    """(our model in fp32, our ByteLevelBPETokenizer) from an exported folder: one with
+    config.json, model.safetensors, and vocab.json + merges.txt or (saved by transformers 5)
+    tokenizer.json (or a run folder holding such a folder as model/). The model is our
+    GPT2LMHeadModel or LlamaForCausalLM, as config.json's model_type says ("gpt2"; "llama" or
+    "qwen3"; a config.json without model_type is a GPT-2's).
 
-    Raises FileNotFoundError for a missing folder or file, ValueError for a vocabulary that
-    lacks a byte's token or has ids beyond the model's vocab_size."""
-    from mlab_tfs.gpt2 import GPT2LMHeadModel
+    Raises FileNotFoundError for a missing folder or file, ValueError for a model_type neither
+    class loads, a vocabulary that lacks a byte's token or has ids beyond the model's vocab_size."""
     from mlab_tfs.tokenizers import ByteLevelBPETokenizer
+    from mlab_tfs.training.loop import MODEL_TYPES, _folder_model_type, model_class
 
     folder = Path(folder) if folder is not None else SHIPPED_MODEL
     if not (folder / "config.json").is_file() and (folder / "model" / "config.json").is_file():
@@ -135,7 +150,11 @@ def load_model_folder(folder: str | Path | None):
 
     from mlab_tfs.tokenizers import bytes_to_unicode
 
-    model = GPT2LMHeadModel.from_pretrained(folder, dtype=torch.float32)
+    model_type = _folder_model_type(folder, "--model") or "gpt2"  # none named: a GPT-2, as before model_type was read
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"--model: {folder / 'config.json'} has model_type {model_type!r}; mlab-tfs sample loads "
+                         f"model_type {' / '.join(repr(t) for t in MODEL_TYPES)}")
+    model = model_class(MODEL_TYPES[model_type]).from_pretrained(folder, dtype=torch.float32)
     tok = ByteLevelBPETokenizer.from_pretrained(folder)
     # A byte-level BPE encodes any text only if every byte has a token; and every id it gives
     # must have a row in the model's embedding.
@@ -162,9 +181,12 @@ def _sample(args: argparse.Namespace) -> int:
     prompt = tok.encode(args.prompt) if args.prompt else [eot]
     if not prompt or None in prompt:
         raise ValueError("the prompt is empty and the tokenizer has no <|endoftext|> to start from")
-    room = model.config.n_positions - len(prompt)
+    from mlab_tfs.training.loop import max_positions
+
+    longest = max_positions(model.config)
+    room = longest - len(prompt)
     if room < 1:
-        raise ValueError(f"the prompt is {len(prompt)} tokens; the model sees at most {model.config.n_positions}, "
+        raise ValueError(f"the prompt is {len(prompt)} tokens; the model sees at most {longest}, "
                          "and one more is needed for a new token")
     n_new = min(args.max_new_tokens, room)
     g = torch.Generator().manual_seed(args.seed)
@@ -182,8 +204,10 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train a GPT-2 with the course's own loop (see mlab_tfs/training/GUIDE.md)",
-                              description="Train our GPT-2 from a config file (TOML or JSON) and/or flags. Flags win.")
+    p = subparsers.add_parser("train", help="train a GPT-2 or a Llama with the course's own loop "
+                                            "(see mlab_tfs/training/GUIDE.md)",
+                              description="Train our GPT-2 or Llama (--arch) from a config file (TOML or JSON) "
+                                          "and/or flags. Flags win.")
     p.add_argument("--config", default=None, metavar="FILE",
                    help="a .toml or .json file of settings, e.g. mlab_tfs/training/course_model.toml "
                         "(default: none; the settings' defaults below)")
@@ -194,7 +218,8 @@ def register(subparsers) -> None:
     s = subparsers.add_parser("sample", help="write text with the course's Shakespeare GPT-2 (offline, CPU)")
     s.add_argument("prompt", nargs="?", default="ROMEO:", help='where the text starts (default: "ROMEO:")')
     s.add_argument("--model", default=None, metavar="FOLDER",
-                   help="a folder written by mlab-tfs train (<out>/model) or any GPT-2 folder with its tokenizer "
+                   help="a folder written by mlab-tfs train (<out>/model) or any GPT-2 or Llama folder with its "
+                        "byte-level BPE tokenizer "
                         "(default: the shipped mlab_tfs/training/model)")
     s.add_argument("-n", type=number(int, 1), default=1, help="how many samples (default: %(default)s)")
     s.add_argument("--max-new-tokens", type=number(int, 1), default=200,

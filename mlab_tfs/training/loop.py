@@ -1,9 +1,11 @@
-"""``mlab-tfs train``: a plain PyTorch training loop for our GPT-2.
+"""``mlab-tfs train``: a plain PyTorch training loop for our GPT-2 or our Llama (``arch``).
 
 One function, ``train(config)``, reads a corpus, tokenizes it, trains, evaluates, samples,
 checkpoints and finally exports a folder that ``mlab-tfs sample`` (and transformers) load.
-It runs as one process, or as several under ``torchrun`` (DistributedDataParallel: gloo on
-CPU, NCCL on GPUs). GUIDE.md explains every piece.
+It runs as one process, or as several under ``torchrun``: data-parallel with every process
+holding the whole model (``parallel = "ddp"``, DistributedDataParallel) or each holding a
+shard of it (``parallel = "fsdp"``, PyTorch's FSDP2 ``fully_shard``); gloo on CPU, NCCL on
+GPUs. GUIDE.md explains every piece.
 
 Output folder (``config.out``):
     run.lock             flock-ed by the run using the folder (a second run is refused)
@@ -67,7 +69,11 @@ class TrainConfig:
     n_embd: int = 256
     n_positions: int = 256
     dropout: float = 0.1
-    init_from: str | None = None  # start from a GPT-2 checkpoint folder instead of random weights
+    init_from: str | None = None  # start from a checkpoint folder of the arch instead of random weights
+    arch: str = "gpt2"  # "gpt2" (GPT2LMHeadModel) or "llama" (LlamaForCausalLM; n_* map to LlamaConfig)
+    n_kv_head: int | None = None  # llama: key/value heads (grouped-query attention); None = n_head
+    intermediate_size: int | None = None  # llama: the SwiGLU width; None = llama_intermediate_size(n_embd)
+    rope_theta: float | None = None  # llama: the rotary base; None = 10000.0
     # optimisation
     block_size: int = 256  # tokens per training sequence
     batch_size: int = 64  # sequences per optimizer step, over all processes and accumulation steps
@@ -93,11 +99,59 @@ class TrainConfig:
     device: str = "auto"  # "auto": cuda if there is one, else cpu
     amp: bool | None = None  # bf16 autocast; None = on where there is a GPU
     compile: bool | None = None  # torch.compile; None = on where there is a GPU
+    parallel: str = "ddp"  # over several processes: "ddp" (whole model in each) or "fsdp" (FSDP2 shards)
     out: str = "runs/shakespeare"
     progress: bool = True  # the tqdm bar
 
 
 DEFAULT_WARMUP = 100  # warmup_steps=None means min(DEFAULT_WARMUP, max_steps // 10)
+DEFAULT_ROPE_THETA = 10000.0  # rope_theta=None for arch "llama": the base of Su et al. (2021) and Llama 2
+ARCHES = ("gpt2", "llama")
+LLAMA_ONLY = ("n_kv_head", "intermediate_size", "rope_theta")  # settings only arch "llama" reads
+PARALLEL = ("ddp", "fsdp")
+
+
+def llama_intermediate_size(n_embd: int) -> int:
+    """The SwiGLU width that gives a Llama MLP GPT-2's MLP parameter count: three matrices of
+    n_embd x width hold 8 n_embd^2 (two of n_embd x 4 n_embd) when width = 8 n_embd / 3 (the
+    2/3 scaling of Shazeer 2020, "GLU Variants Improve Transformer"), rounded up to a
+    multiple of 16. n_embd=256: 688."""
+    return -(-8 * n_embd // 48) * 16  # ceil(8 n_embd / 3 / 16) * 16
+
+
+# model_type in a config.json -> the arch whose class loads it
+MODEL_TYPES = {"gpt2": "gpt2", "llama": "llama", "qwen3": "llama"}
+
+
+def model_class(arch: str):
+    """The causal LM class of ``arch``: GPT2LMHeadModel for "gpt2", LlamaForCausalLM for "llama".
+    Raises ValueError for another name."""
+    if arch == "gpt2":
+        from mlab_tfs.gpt2 import GPT2LMHeadModel
+
+        return GPT2LMHeadModel
+    if arch == "llama":
+        from mlab_tfs.llama import LlamaForCausalLM
+
+        return LlamaForCausalLM
+    raise ValueError(f"arch must be one of {list(ARCHES)}, got {arch!r}")
+
+
+def _folder_model_type(folder: Path, what: str) -> str | None:
+    """config.json's model_type in a model folder (None where it names none). Raises ValueError
+    for a config.json that is not a JSON object."""
+    try:
+        settings = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{what}: {folder / 'config.json'} is not valid JSON ({e})") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"{what}: {folder / 'config.json'} must hold a JSON object of settings")
+    return settings.get("model_type")
+
+
+def max_positions(config) -> int:
+    """The longest sequence a model config allows: GPT-2's n_positions, Llama's max_position_embeddings."""
+    return config.n_positions if hasattr(config, "n_positions") else config.max_position_embeddings
 
 # Settings a resumed run may change: how long it goes on, what it reports and where it runs.
 # They do not change what the checkpoint's state means; recipe.json records every change
@@ -117,6 +171,7 @@ def _type_ok(kind: str, value: Any) -> bool:
     return {
         "int": is_int,
         "int | None": value is None or is_int,
+        "float | None": value is None or is_int or isinstance(value, float),
         "float": is_int or isinstance(value, float),
         "str": isinstance(value, str),
         "bool": isinstance(value, bool),
@@ -130,7 +185,7 @@ def _check_type(name: str, value: Any) -> Any:
     kind = _field_types()[name]
     if not _type_ok(kind, value):
         raise TypeError(f"config field {name} must be {kind}, got {type(value).__name__} {value!r}")
-    return float(value) if kind == "float" else value
+    return float(value) if kind == "float" or (kind == "float | None" and value is not None) else value
 
 
 def config_from_dict(d: dict[str, Any], source: str = "config") -> TrainConfig:
@@ -205,7 +260,7 @@ def check_config(cfg: TrainConfig, world_size: int = 1) -> None:
 
     problems = []
     for name, kind in kinds.items():
-        if kind == "float" and not math.isfinite(getattr(cfg, name)):
+        if kind.startswith("float") and getattr(cfg, name) is not None and not math.isfinite(getattr(cfg, name)):
             problems.append(f"{name} must be a finite number, got {getattr(cfg, name)}")
     if problems:  # the range checks below would only repeat these
         raise ValueError("bad settings: " + "; ".join(problems))
@@ -213,13 +268,34 @@ def check_config(cfg: TrainConfig, world_size: int = 1) -> None:
                  "grad_accum", "max_steps", "eval_every", "checkpoint_every", "sample_tokens"):
         if getattr(cfg, name) < 1:
             problems.append(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("n_kv_head", "intermediate_size"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
+            problems.append(f"{name} must be >= 1 (or unset), got {getattr(cfg, name)}")
+    if cfg.arch not in ARCHES:
+        problems.append(f"arch must be one of {list(ARCHES)}, got {cfg.arch!r}")
+    if cfg.parallel not in PARALLEL:
+        problems.append(f"parallel must be one of {list(PARALLEL)}, got {cfg.parallel!r}")
     if problems:  # the contradictions below divide by some of these
         raise ValueError("bad settings: " + "; ".join(problems))
     if cfg.n_embd % cfg.n_head:
         problems.append(f"n_embd ({cfg.n_embd}) must be divisible by n_head ({cfg.n_head})")
+    if cfg.arch != "llama":
+        given = [f"{n}={getattr(cfg, n)!r}" for n in LLAMA_ONLY if getattr(cfg, n) is not None]
+        if given:
+            problems.append(f"{', '.join(given)} apply only to arch='llama' (arch is {cfg.arch!r}): leave them unset")
+    else:
+        if cfg.n_kv_head is not None and cfg.n_head % cfg.n_kv_head:
+            problems.append(f"n_head ({cfg.n_head}) must be divisible by n_kv_head ({cfg.n_kv_head}): each "
+                            "key/value head serves the same number of query heads")
+        if cfg.n_embd % cfg.n_head == 0 and (cfg.n_embd // cfg.n_head) % 2:
+            problems.append(f"the head size n_embd / n_head ({cfg.n_embd // cfg.n_head}) must be even: rotary "
+                            "embeddings turn pairs of dimensions")
+        if cfg.rope_theta is not None and cfg.rope_theta <= 0:
+            problems.append(f"rope_theta must be > 0 (or unset: {DEFAULT_ROPE_THETA}), got {cfg.rope_theta}")
     if cfg.block_size > cfg.n_positions:
         problems.append(f"block_size ({cfg.block_size}) must not exceed n_positions ({cfg.n_positions}): "
-                        "the model has no position embedding beyond that")
+                        + ("the model has no position embedding beyond that" if cfg.arch == "gpt2" else
+                           "the model's max_position_embeddings, which generation keeps to"))
     if cfg.block_size < 2:
         problems.append(f"block_size must be >= 2 (one token predicts the next), got {cfg.block_size}")
     per_step = cfg.grad_accum * world_size
@@ -267,6 +343,12 @@ def check_config(cfg: TrainConfig, world_size: int = 1) -> None:
                                     f"{cfg.tokenizer} has no {' or '.join(missing)}")
     if cfg.init_from is not None and not (Path(cfg.init_from) / "config.json").is_file():
         raise FileNotFoundError(f"init_from must be a model folder with config.json; {cfg.init_from} has none")
+    if cfg.init_from is not None:
+        model_type = _folder_model_type(Path(cfg.init_from), "init_from")
+        if model_type is not None and MODEL_TYPES.get(model_type) != cfg.arch:
+            loads = [t for t, a in MODEL_TYPES.items() if a == cfg.arch]
+            raise ValueError(f"init_from {cfg.init_from} holds a model of model_type {model_type!r}; arch "
+                             f"{cfg.arch!r} starts from model_type {' or '.join(map(repr, loads))}")
     out = Path(cfg.out)
     nearest = next((p for p in (out, *out.parents) if p.exists()), None)  # the folder is made inside it
     if nearest is not None and not nearest.is_dir():
@@ -591,8 +673,9 @@ def _sample(model, tokenizer, cfg: TrainConfig, device: torch.device, amp: bool)
     from mlab_tfs.sampling import generate
 
     prompt = tokenizer.encode(cfg.sample_prompt) or [D.eot_id(tokenizer)]
-    prompt = prompt[-(model.config.n_positions - 1):]
-    n_new = min(cfg.sample_tokens, model.config.n_positions - len(prompt))
+    longest = max_positions(model.config)
+    prompt = prompt[-(longest - 1):]
+    n_new = min(cfg.sample_tokens, longest - len(prompt))
     # Its own generator: sampling must not move the training RNG, or a resumed run would differ.
     g = torch.Generator(device=device).manual_seed(cfg.seed)
     was_training = model.training
@@ -605,8 +688,9 @@ def _sample(model, tokenizer, cfg: TrainConfig, device: torch.device, amp: bool)
 
 
 def export_model(model, tokenizer, folder: Path) -> None:
-    """config.json + fp16 model.safetensors (our GPT2LMHeadModel and transformers load both)
-    + the tokenizer's vocab.json and merges.txt."""
+    """config.json + fp16 model.safetensors (our GPT2LMHeadModel or LlamaForCausalLM, and
+    transformers, load both) + the tokenizer's vocab.json and merges.txt. ``model`` is a whole
+    (unsharded) model: under FSDP, the copy _WholeModel gathers."""
     half = type(model)(model.config)  # a fresh copy, so the training model stays fp32
     half.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
     half.to(torch.float16).save_pretrained(folder)
@@ -641,30 +725,60 @@ def prepare_data(cfg: TrainConfig, tokenizer=None):
     return tokenizer, train_blocks, eval_blocks
 
 
-def _build_model(cfg: TrainConfig, tokenizer, device: torch.device):
-    from mlab_tfs.gpt2 import GPT2Config, GPT2LMHeadModel
+def model_config(cfg: TrainConfig, vocab_size: int, eot: int):
+    """The model config a run of ``cfg`` builds: GPT2Config for arch "gpt2"; for "llama" a
+    LlamaConfig with n_layer -> num_hidden_layers, n_head -> num_attention_heads, n_kv_head ->
+    num_key_value_heads, n_embd -> hidden_size, n_positions -> max_position_embeddings,
+    intermediate_size, rope_theta, dropout -> attention_dropout (the only dropout a Llama has),
+    and the head tied to the token embedding (as GPT-2's)."""
+    if cfg.arch == "gpt2":
+        from mlab_tfs.gpt2 import GPT2Config
 
-    eot = D.eot_id(tokenizer)
-    if cfg.init_from:
-        model = GPT2LMHeadModel.from_pretrained(cfg.init_from, dtype=torch.float32)
-        mc = model.config
-        if mc.vocab_size != tokenizer.vocab_size or mc.n_positions < cfg.block_size:
-            raise CheckpointError(
-                f"init_from {cfg.init_from} is a model with vocab_size={mc.vocab_size}, n_positions={mc.n_positions}; "
-                f"this run's tokenizer has {tokenizer.vocab_size} tokens and block_size={cfg.block_size}")
-        mc.resid_pdrop = mc.embd_pdrop = mc.attn_pdrop = cfg.dropout
-        for m in model.modules():
-            if isinstance(m, torch.nn.Dropout):
-                m.p = cfg.dropout
-        model.set_attn_implementation("sdpa")
-    else:
-        config = GPT2Config(
-            vocab_size=tokenizer.vocab_size, n_positions=cfg.n_positions, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
+        return GPT2Config(
+            vocab_size=vocab_size, n_positions=cfg.n_positions, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
             n_head=cfg.n_head, resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
             bos_token_id=eot, eos_token_id=eot, attn_implementation="sdpa",  # PyTorch's fused attention kernels
         )
+    from mlab_tfs.llama import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab_size, hidden_size=cfg.n_embd, num_hidden_layers=cfg.n_layer,
+        num_attention_heads=cfg.n_head, num_key_value_heads=cfg.n_kv_head or cfg.n_head,
+        intermediate_size=cfg.intermediate_size or llama_intermediate_size(cfg.n_embd),
+        max_position_embeddings=cfg.n_positions, attention_dropout=cfg.dropout, tie_word_embeddings=True,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta or DEFAULT_ROPE_THETA},
+        bos_token_id=eot, eos_token_id=eot,
+    )
+
+
+def _set_dropout(model, cfg: TrainConfig) -> None:
+    """A loaded model trains with this run's dropout (config and modules)."""
+    mc = model.config
+    if cfg.arch == "gpt2":
+        mc.resid_pdrop = mc.embd_pdrop = mc.attn_pdrop = cfg.dropout
+    else:
+        mc.attention_dropout = cfg.dropout
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = cfg.dropout
+
+
+def _build_model(cfg: TrainConfig, tokenizer, device: torch.device):
+    cls = model_class(cfg.arch)
+    eot = D.eot_id(tokenizer)
+    if cfg.init_from:
+        model = cls.from_pretrained(cfg.init_from, dtype=torch.float32)
+        mc = model.config
+        if mc.vocab_size != tokenizer.vocab_size or max_positions(mc) < cfg.block_size:
+            raise CheckpointError(
+                f"init_from {cfg.init_from} is a model with vocab_size={mc.vocab_size}, "
+                f"{max_positions(mc)} positions; this run's tokenizer has {tokenizer.vocab_size} tokens and "
+                f"block_size={cfg.block_size}")
+        _set_dropout(model, cfg)
+        model.set_attn_implementation("sdpa")
+    else:
         torch.manual_seed(cfg.seed)  # the same initial weights in every process
-        model = GPT2LMHeadModel(config)
+        model = cls(model_config(cfg, tokenizer.vocab_size, eot))
     return model.to(device).train()
 
 
@@ -822,6 +936,90 @@ def train(cfg: TrainConfig, resume: bool = False, command: str | None = None,
             _end_process_group()
 
 
+def model_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The repeated blocks of a model: every element of every nn.ModuleList (GPT-2's
+    transformer.h, Llama's model.layers)."""
+    return [block for m in model.modules() if isinstance(m, torch.nn.ModuleList) for block in m]
+
+
+def shard_model(model: torch.nn.Module, compile_blocks: bool = False, **fsdp_options) -> torch.nn.Module:
+    """Apply FSDP2 (``torch.distributed.fsdp.fully_shard``) to ``model`` in place, as the loop's
+    parallel = "fsdp" does: each element of every nn.ModuleList (GPT-2's transformer.h, Llama's
+    model.layers) is its own unit, the root the rest (embeddings, final norm, the tied head, in
+    one unit, so a tied weight stays one parameter). Needs an initialised process group; returns
+    the model (now an FSDPModule). ``fsdp_options`` go to every fully_shard call (e.g. mp_policy).
+    compile_blocks: torch.compile each block in place first, so that FSDP's gathers and frees
+    (hooks around each block) stay outside the compiled code; the model is then not compiled
+    as a whole (the order torchtitan uses)."""
+    from torch.distributed.fsdp import fully_shard
+
+    for block in model_blocks(model):
+        if compile_blocks:
+            block.compile()
+        fully_shard(block, **fsdp_options)
+    fully_shard(model, **fsdp_options)
+    return model
+
+
+class _Sharded:
+    """FSDP2 over the run's processes (``parallel = "fsdp"``, world size > 1): every decoder
+    block is its own ``fully_shard`` unit (its parameters are gathered just before it runs and
+    freed after), and the root holds the rest (embeddings, final norm, the tied head). Each
+    process keeps 1/world of every parameter, gradient and AdamW moment; gradients are
+    reduce-scattered (averaged) on the last micro-batch of a step, as DDP all-reduces them.
+    Source: PyTorch's ``torch.distributed.fsdp.fully_shard`` (FSDP2; Zhao et al. 2023,
+    "PyTorch FSDP" for the design).
+
+    Checkpoints, evaluation, samples and the export use whole tensors: ``whole_state`` gathers
+    them (a collective: every process calls it) onto rank 0's CPU, and rank 0 runs a plain copy
+    of the model (``whole_model``), so what is evaluated and saved is what DDP saves."""
+
+    def __init__(self, model: torch.nn.Module, main: bool, device: torch.device, compile_blocks: bool):
+        self.cls, self.config, self.main, self.device = type(model), model.config, main, device
+        self.model = shard_model(model, compile_blocks=compile_blocks)
+        self._copy = None
+
+    def sync(self, on: bool) -> contextlib.AbstractContextManager:
+        self.model.set_requires_gradient_sync(on)
+        return contextlib.nullcontext()
+
+    def _options(self, **kw):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+        return StateDictOptions(full_state_dict=True, **kw)
+
+    def whole_state(self) -> dict[str, Tensor]:
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+        return get_model_state_dict(self.model, options=self._options(cpu_offload=True))  # {} off rank 0
+
+    def optimizer_state(self, optimizer) -> dict[str, Any]:
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        return get_optimizer_state_dict(self.model, optimizer, options=self._options(cpu_offload=True))
+
+    def load_optimizer_state(self, optimizer, state: dict[str, Any]) -> None:
+        from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+
+        set_optimizer_state_dict(self.model, optimizer, state, options=self._options())
+
+    def whole_model(self) -> torch.nn.Module | None:
+        """Rank 0: a plain model holding the gathered weights (made once, refreshed each call);
+        None on the other ranks. Every rank must call it."""
+        state = self.whole_state()
+        if not self.main:
+            return None
+        if self._copy is None:
+            self._copy = self.cls(self.config).to(self.device)
+        self._copy.load_state_dict(state)
+        return self._copy
+
+
+def _whole_norm(norm: Tensor) -> Tensor:
+    """clip_grad_norm_'s total norm as a plain tensor (a DTensor under FSDP)."""
+    return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+
+
 def _end_process_group() -> None:
     """Destroy the process group while the interpreter is whole, and so that its gloo threads
     are joined here: the DDP wrapper (freed only by the garbage collector: it has reference
@@ -860,24 +1058,43 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
                                   f"blocks, now {len(train_blocks)}, so step {start} would not read the same data")
 
     model = _build_model(cfg, tokenizer, device)
+    if state is not None:
+        model.load_state_dict(state["model"])  # whole tensors, before any sharding
+    # FSDP2 only over several processes; one process trains the plain model either way.
+    sharded = (_Sharded(model, main, device, compile_blocks=use_compile)
+               if cfg.parallel == "fsdp" and dist.world_size > 1 else None)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
                                   fused=device.type == "cuda")
     schedule = WarmupCosine(cfg.warmup_steps, cfg.max_steps, cfg.min_lr / cfg.lr)
     resumed = list(state["resumed"]) if state is not None else []
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        if sharded is not None:
+            sharded.load_optimizer_state(optimizer, state["optimizer"])
+        else:
+            optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(_read_rng(out, dist.rank, start), device)
         resumed.append({"step": start, "changed": {k: list(v) for k, v in changes.items()}})
     else:
         torch.manual_seed(cfg.seed + dist.rank)  # dropout differs between processes, as their data does
         random.seed(cfg.seed + dist.rank)
 
-    runner = torch.compile(model) if use_compile else model
-    if dist.world_size > 1:
+    runner = torch.compile(model) if use_compile and sharded is None else model  # (sharded: per block)
+    if dist.world_size > 1 and sharded is None:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         runner = DDP(runner, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def micro_batch(sync: bool):
+        """The context of one micro-batch's backward: gradients are averaged over processes only when sync."""
+        if sharded is not None:
+            return sharded.sync(sync)
+        return contextlib.nullcontext() if sync or dist.world_size == 1 else runner.no_sync()
+
+    def whole_model() -> torch.nn.Module | None:
+        """The model with whole weights on rank 0 (None elsewhere); every rank calls it."""
+        if sharded is not None:
+            return sharded.whole_model()
+        return model if main else None
 
     micro = cfg.batch_size // (cfg.grad_accum * dist.world_size)
     eval_set = select_eval_blocks(eval_blocks, cfg.eval_blocks)
@@ -893,6 +1110,8 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
         # One folder, one writer: the state, every rank's random state and the log position
         # of the same step appear together or not at all.
         rng = dist.gather_to_rank0(_rng_state(device))
+        weights = sharded.whole_state() if sharded is not None else None  # collectives: every rank
+        moments = sharded.optimizer_state(optimizer) if sharded is not None else None
         failed = None
         if main:
             epoch, index = order.position(step)
@@ -902,7 +1121,8 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
                         "kind": CHECKPOINT_KIND, "step": step, "config": asdict(cfg), "world_size": dist.world_size,
                         "tokenizer": fingerprint, "train_blocks": len(train_blocks),
                         "data_position": {"epoch": epoch, "index": index}, "log_position": log.position(),
-                        "resumed": resumed, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "resumed": resumed, "model": weights if sharded is not None else model.state_dict(),
+                        "optimizer": moments if sharded is not None else optimizer.state_dict(),
                     }, staging / "state.pt")
                     for r, rng_state in enumerate(rng):
                         torch.save({"step": step, "rank": r, "state": rng_state}, staging / f"rng-{r}.pt")
@@ -927,9 +1147,8 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
         for a in range(cfg.grad_accum):
             first = (a * dist.world_size + dist.rank) * micro
             x = train_blocks[idx[first : first + micro]].to(device, non_blocking=True)
-            # Gradients are all-reduced only on the last micro-batch of the step.
-            sync = a == cfg.grad_accum - 1 or dist.world_size == 1
-            with (contextlib.nullcontext() if sync else runner.no_sync()):
+            # Gradients are averaged over processes only on the last micro-batch of the step.
+            with micro_batch(a == cfg.grad_accum - 1):
                 with _autocast(device, amp):
                     loss = runner(x, labels=x).loss / cfg.grad_accum
                 loss.backward()
@@ -937,7 +1156,8 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
         if dist.world_size > 1:  # the logged loss is the global batch's, as one process would see it
             torch.distributed.all_reduce(loss_sum)
             loss_sum /= dist.world_size
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+        grad_norm = _whole_norm(torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                               cfg.grad_clip if cfg.grad_clip > 0 else math.inf))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         done = step + 1
@@ -952,9 +1172,10 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{tok_s:,.0f}")
         if done % cfg.eval_every == 0 or done == cfg.max_steps:
+            whole = whole_model()
             if main:
-                last_eval = evaluate(model, eval_set, micro, device, amp)
-                text = _sample(model, tokenizer, cfg, device, amp)
+                last_eval = evaluate(whole, eval_set, micro, device, amp)
+                text = _sample(whole, tokenizer, cfg, device, amp)
                 log.write({"step": done, "eval_loss": last_eval, "sample": text})
                 bar.write(f"step {done}: held-out loss {last_eval:.4f}\n{text}\n")
                 plot_losses(out / "log.jsonl", out / "loss.png")
@@ -967,16 +1188,15 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
             return {"interrupted_at": done, "losses": [r["loss"] for r in log.records() if "loss" in r] if main else None}
     bar.close()
     checkpoint(cfg.max_steps)
+    whole = whole_model()
 
     summary: dict[str, Any] = {}
     if main:
         folder = out / "model"
-        from mlab_tfs.gpt2 import GPT2LMHeadModel
-
         with atomic_folder(folder) as staging:  # weights, tokenizer and recipe: one unit
-            export_model(model, tokenizer, staging)
+            export_model(whole, tokenizer, staging)
             # The number a later check can reproduce: fp16 weights as stored, fp32 on the CPU.
-            stored = GPT2LMHeadModel.from_pretrained(staging, dtype=torch.float32)
+            stored = model_class(cfg.arch).from_pretrained(staging, dtype=torch.float32)
             final = evaluate(stored, eval_set.cpu(), micro, "cpu", amp=False)
             summary = {
                 "command": command, "config": asdict(cfg), "final_eval_loss": final,
@@ -988,7 +1208,8 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
                 "wall_time_s": round(time.time() - started, 1), "parameters": n_params,
                 "vocab_size": tokenizer.vocab_size, "tokenizer_fingerprint": fingerprint,
                 "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                "processes": dist.world_size, "amp_bf16": amp, "compile": use_compile, "torch": torch.__version__,
+                "processes": dist.world_size, "parallel": cfg.parallel if dist.world_size > 1 else None,
+                "arch": cfg.arch, "amp_bf16": amp, "compile": use_compile, "torch": torch.__version__,
             }
             write_text_atomic(staging / "recipe.json", json.dumps(summary, indent=2) + "\n")
         summary["losses"] = [r["loss"] for r in log.records() if "loss" in r]

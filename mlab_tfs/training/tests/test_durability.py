@@ -20,6 +20,7 @@ import torch
 from mlab_tfs.checkpoints import CheckpointError
 from mlab_tfs.cli import main as cli_main
 from mlab_tfs.training.loop import (
+    LLAMA_ONLY,
     RESUME_FIXED,
     RESUME_MAY_CHANGE,
     RunFolderInUse,
@@ -185,7 +186,8 @@ MUST_NOT_CHANGE = {
     "corpus": ["elsewhere"], "eval_fraction": 0.1, "tokenizer": "gpt2", "vocab_size": 512, "n_layer": 3,
     "n_head": 4, "n_embd": 64, "n_positions": 128, "dropout": 0.2, "init_from": "some/model", "block_size": 16,
     "batch_size": 16, "grad_accum": 2, "lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 2, "weight_decay": 0.0,
-    "beta1": 0.8, "beta2": 0.99, "grad_clip": 0.5, "seed": 1,
+    "beta1": 0.8, "beta2": 0.99, "grad_clip": 0.5, "seed": 1, "arch": "llama", "parallel": "fsdp",
+    "n_kv_head": 1, "intermediate_size": 64, "rope_theta": 500000.0,
 }
 
 
@@ -214,6 +216,11 @@ def test_resume_refuses_each_setting_that_changes_the_checkpoint(stopped_at_4, n
     log = Path(cfg.out) / "log.jsonl"
     before = log.read_bytes()
     old = 1 if name == "warmup_steps" else getattr(cfg, name)  # the checkpoint records the resolved warmup
+    if name in LLAMA_ONLY:  # a GPT-2 run refuses them before the checkpoint is read
+        with pytest.raises(ValueError, match=rf"{name}={value!r} apply only to arch='llama'"):
+            train(with_(cfg, **{name: value}), resume=True)
+        assert log.read_bytes() == before
+        return
     expected = f"cannot change: {name}: {old!r} -> {value!r} (only max_steps, "
     with pytest.raises(CheckpointError, match=re.escape(expected)):
         train(with_(cfg, **{name: value}), resume=True)

@@ -50,10 +50,19 @@ BAD = [
     ("device", "cuda:x", r"got 'cuda:x'"),
     ("out", "", r"out must name a folder"),
     ("tokenizer", "", r"tokenizer and init_from must not be empty"),
+    *[("rope_theta", v, rf"rope_theta must be a finite number, got {v}") for v in (NAN, INF)],
+    *[(name, v, rf"{name} must be >= 1 \(or unset\), got {v}") for v in (0, -2)
+      for name in ("n_kv_head", "intermediate_size")],
+    ("arch", "mistral", r"arch must be one of \['gpt2', 'llama'\], got 'mistral'"),
+    ("arch", "GPT2", r"arch must be one of \['gpt2', 'llama'\], got 'GPT2'"),
+    ("parallel", "zero", r"parallel must be one of \['ddp', 'fsdp'\], got 'zero'"),
+    *[(name, v, rf"{name}={v!r} apply only to arch='llama' \(arch is 'gpt2'\)")
+      for name, v in (("n_kv_head", 1), ("intermediate_size", 64), ("rope_theta", 500000.0))],
 ]
 WRONG_TYPE = [("lr", "0.1"), ("lr", True), ("max_steps", 10.0), ("max_steps", "10"), ("n_layer", None),
               ("warmup_steps", 1.5), ("amp", "yes"), ("progress", 1), ("corpus", "plays.txt"), ("corpus", [1]),
-              ("device", None), ("init_from", 3), ("sample_prompt", 5)]
+              ("device", None), ("init_from", 3), ("sample_prompt", 5), ("arch", None), ("n_kv_head", 1.0),
+              ("rope_theta", "1e4"), ("parallel", True)]
 
 
 @pytest.mark.parametrize("name, value, message", BAD, ids=[f"{n}={v}" for n, v, _ in BAD])
@@ -70,7 +79,8 @@ def test_python_api_refuses_a_bad_setting_before_any_work(tiny_config, name, val
 def test_python_api_refuses_a_setting_of_the_wrong_type(tiny_config, name, value):
     kind = {"lr": "float", "max_steps": "int", "n_layer": "int", "warmup_steps": r"int \| None", "amp": r"bool \| None",
             "progress": "bool", "corpus": r"list\[str\]", "device": "str", "init_from": r"str \| None",
-            "sample_prompt": "str"}[name]
+            "sample_prompt": "str", "arch": "str", "n_kv_head": r"int \| None", "rope_theta": r"float \| None",
+            "parallel": "str"}[name]
     with pytest.raises(TypeError, match=rf"{name} must be {kind}, got {type(value).__name__}"):
         train(with_(tiny_config, **{name: value}))
     assert not Path(tiny_config.out).exists()
