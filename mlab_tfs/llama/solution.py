@@ -279,6 +279,9 @@ class LlamaAttention(nn.Module):
         q = self.hook_rot_q(q.transpose(1, 2)).transpose(1, 2)
         k = self.hook_rot_k(k.transpose(1, 2)).transpose(1, 2)
         v = v.transpose(1, 2)  # (B, nkv, T, hd)
+        # Under autocast the projections are half precision but the float32 rotations (and
+        # QK-norm's float32 weight) promote q and k back to float32: one dtype for the cache.
+        q, k = q.to(v.dtype), k.to(v.dtype)
         if past_key_values is not None:
             k, v = past_key_values.update(self.layer_idx, k, v, cache_position)  # (B, nkv, S, hd)
         n_rep = self.n_head // self.n_kv_head

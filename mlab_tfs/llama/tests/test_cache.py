@@ -164,3 +164,19 @@ def test_gradient_of_an_early_output_reaches_no_later_token(llama, checkpoints, 
         logits[:, t].sum().backward(retain_graph=True)
         g = captured["x"].grad
         assert torch.equal(g[:, t + 1:], torch.zeros_like(g[:, t + 1:])), f"position {t} reaches later tokens"
+
+
+@pytest.mark.parametrize("name", [GQA, QWEN3])
+def test_cache_under_bfloat16_autocast(llama, checkpoints, hf_models, name):
+    """Training's samples and evaluations decode under autocast: the projections are bfloat16
+    there, while the float32 rotations (and QK-norm's float32 weight) would promote q and k back
+    to float32. The cache must get k and v in one dtype, and decoding through it equals one pass
+    under the same autocast (bfloat16 rounding: 2e-2)."""
+    model, _ = pair(llama, checkpoints, hf_models, name, "sdpa")
+    ids, mask, _ = left_padded_batch(model.config.vocab_size, [9, 6, 2], seed=3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        steps, cache = _dynamic(model, ids, mask)
+        full = _full(model, ids, mask)
+    assert cache.keys[0].dtype == cache.values[0].dtype == torch.bfloat16
+    real = mask.bool()
+    assert_close(steps.float()[real], full.float()[real], atol=2e-2, rtol=0, name="logits")
