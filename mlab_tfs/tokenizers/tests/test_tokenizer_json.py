@@ -471,10 +471,10 @@ def test_wordpiece_save_warns_where_transformers_would_differ(tok, tmp_path):
 
 
 @pytest.mark.exercise("bert_encode")
-def test_special_tokens_added_in_transformers(tok, bert_saved, gpt2_saved, tmp_path):
+def test_special_tokens_added_in_transformers(tok, bert_saved, tmp_path):
     """add_special_tokens in transformers, then its save: new tokens past the vocabulary (<new>:
-    30522; GPT-2's <pad>: 50257) and vocabulary tokens made special ([unused5]: 6) are read as
-    transformers reads them, for both tokenizers, and our saves keep them."""
+    30522) and vocabulary tokens made special ([unused5]: 6) are read as transformers reads
+    them, and our saves keep them."""
     from transformers import AutoTokenizer
 
     hf = AutoTokenizer.from_pretrained(str(bert_saved))
@@ -487,6 +487,12 @@ def test_special_tokens_added_in_transformers(tok, bert_saved, gpt2_saved, tmp_p
     ours.save_pretrained(tmp_path / "bert_ours")
     assert tok.WordPieceTokenizer.from_pretrained(tmp_path / "bert_ours").encode(text) == ours.encode(text)
     assert _their_ids(_theirs(tmp_path / "bert_ours"), text) == ours.encode(text)
+
+
+@pytest.mark.exercise("bpe_encode")
+def test_special_tokens_added_in_transformers_gpt2(tok, gpt2_saved, tmp_path):
+    """The same for GPT-2: <pad> and <|im_start|> added in transformers get 50257 and 50258."""
+    from transformers import AutoTokenizer
 
     hf = AutoTokenizer.from_pretrained(str(gpt2_saved))
     hf.add_special_tokens({"pad_token": "<pad>", "additional_special_tokens": ["<|im_start|>"]})
