@@ -108,3 +108,11 @@ def test_what_the_guide_says_of_the_training_snippet():
     assert bpe.merges[:3] == [("Ġ", "t"), ("h", "e"), ("Ġ", "a")] and ("Ġt", "he") in bpe.merges[:12]
     assert {("o", "u"), ("i", "n"), ("Ġ", "s")} <= set(bpe.merges[:12])
     assert [t for t in bpe.encoder if len(t) > 2] == ["Ġthe", "Ġyou"]
+
+
+def test_what_the_guide_says_of_merges_that_spell_a_token_again(tiktoken_gpt2):
+    """4,096 tokens trained on the whole corpus: 3,840 merges, each a new token (none spells bytes
+    already a token), and " Paris" is one GPT-2 token, as the trailing-space question says."""
+    bpe = ByteLevelBPETokenizer().train([assets.shakespeare_text()], 4096)
+    assert len(bpe.merges) == 3840 == len({a + b for a, b in bpe.merges}) and len(bpe.encoder) == 4096
+    assert tiktoken_gpt2.encode_ordinary(" Paris") == [6342]
