@@ -655,7 +655,7 @@ def test_convert_tokens_to_ids_as_transformers(bert, fast_bert, gpt2, fast_gpt2)
     assert gpt2.convert_tokens_to_ids("zzzqqq") == fast_gpt2.convert_tokens_to_ids("zzzqqq") == 50256
 
 
-# (given code: special-token attributes and pad's edge, no exercise)
+@pytest.mark.exercise("bpe_encode")  # given code (special-token attributes, pad's edge), run through your encode
 def test_gpt2_masked_lm_collator_and_missing_special_tokens(tok, gpt2_dir, fast_gpt2, padded_gpt2s):
     """GPT-2 has no mask, cls or sep token (None, as GPT2TokenizerFast), so
     DataCollatorForLanguageModeling(mlm=True) says so with transformers' ValueError; with a mask

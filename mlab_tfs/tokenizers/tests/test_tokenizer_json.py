@@ -627,7 +627,13 @@ def test_wordpiece_without_a_pad_token_names_the_file(tok, tmp_path):
         assert ours.encode(text) == _their_ids(hf, text) == wp.encode(text).ids, text
 
 
-@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+# Given code (the files and the call), run through your call's pieces: BERT's are exercise 5's,
+# GPT-2's need your GPT-2 encode (exercise 10); so each kind counts there.
+CALL_KINDS = pytest.mark.parametrize("kind", [pytest.param("bert", marks=pytest.mark.exercise("bert_batch")),
+                                              pytest.param("gpt2", marks=pytest.mark.exercise("bpe_encode"))])
+
+
+@CALL_KINDS
 def test_padding_and_truncation_sides_are_read_and_saved(tok, bert_saved, gpt2_saved, kind, tmp_path):
     """padding_side / truncation_side of tokenizer_config.json (what transformers saves for a
     tokenizer made with padding_side="left") set ours, so padded and cut rows equal
@@ -672,6 +678,7 @@ def test_bpe_adding_a_bos_token_is_refused(tok, gpt2_saved, tmp_path):
         tok.ByteLevelBPETokenizer.from_pretrained(folder)
 
 
+@pytest.mark.exercise("bpe_train")  # given code (the files), on a vocabulary your train made
 def test_bpe_vocab_files_with_add_bos_token_are_refused(tok, trained, tmp_path):
     """vocab.json + merges.txt with add_bos_token true in the config: transformers adds the
     token to every text, so we refuse, naming the file and field."""
@@ -684,7 +691,7 @@ def test_bpe_vocab_files_with_add_bos_token_are_refused(tok, trained, tmp_path):
         tok.ByteLevelBPETokenizer.from_pretrained(tmp_path)
 
 
-@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+@CALL_KINDS
 def test_sides_from_tokenizer_json_padding_and_truncation(tok, bert_saved, gpt2_saved, kind, tmp_path):
     """A tokenizer.json whose padding / truncation go Left (and a config without the sides):
     transformers takes those directions as padding_side / truncation_side, and so do we."""
@@ -711,7 +718,7 @@ def test_sides_from_tokenizer_json_padding_and_truncation(tok, bert_saved, gpt2_
         assert dict(ours(texts, **kwargs)) == dict(theirs(texts, **kwargs)), kwargs
 
 
-@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+@CALL_KINDS
 def test_model_input_names_from_the_config(tok, bert_saved, gpt2_saved, kind, tmp_path):
     """model_input_names in tokenizer_config.json choose the keys a call returns by default, as
     transformers'; our save writes them back; a malformed value names the file."""
