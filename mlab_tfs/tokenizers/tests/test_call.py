@@ -588,7 +588,7 @@ def test_causal_lm_collator_of_transformers(padded_gpt2s):
     assert got["labels"][1].tolist()[-1] == -100, "padding (the end-of-text id) is not a label"
 
 
-# (given code: the call's argument checks, no exercise)
+@pytest.mark.exercise("bert_batch")  # given code (the call's attribute checks), run through your call's pieces
 def test_attributes_are_checked(tok, gpt2_dir, bert_vocab_dir):
     ours = tok.WordPieceTokenizer.from_pretrained(bert_vocab_dir)
     ours.truncation_side = "middle"

@@ -570,6 +570,7 @@ def test_bpe_save_refuses_a_pad_token_outside_the_vocabulary(tok, trained, tmp_p
         "<|endoftext|>"]
 
 
+@pytest.mark.exercise("bert_batch")  # given code (the files), run through your call's pieces
 @pytest.mark.parametrize("files", [("tokenizer.json",), ("vocab.txt",), ("tokenizer.json", "tokenizer_config.json")],
                          ids=["tokenizer.json", "vocab.txt", "with-config"])
 def test_wordpiece_model_max_length_as_transformers(tok, bert_saved, files, tmp_path):
@@ -603,6 +604,7 @@ def test_wordpiece_model_max_length_as_transformers(tok, bert_saved, files, tmp_
     assert tok.WordPieceTokenizer(dict(ours.vocab)).model_max_length == int(1e30)  # the default, as transformers'
 
 
+@pytest.mark.exercise("bert_encode")  # given code (the files), compared through your encode
 def test_wordpiece_without_a_pad_token_names_the_file(tok, tmp_path):
     """A WordPiece trained by the tokenizers library without [PAD]: the error names the file
     and says how to choose the token; given one of the vocabulary, the ids are transformers'."""
