@@ -7,7 +7,7 @@ take transformers' arguments and give the results of its fast tokenizers
 overflow windows, the padding, the offsets and the return types are handled here; what is
 specific to a tokenizer comes from the class that mixes this in:
 
-- ``tokenize`` / ``encode`` (exercises 4 and 9): the tokens of one text;
+- ``tokenize`` / ``encode`` (exercises 4 and 10): the tokens of one text;
 - ``build_inputs_with_special_tokens`` and ``create_token_type_ids_from_sequences``
   (exercise 5 for BERT: [CLS] A [SEP] B [SEP] and its token types; GPT-2 adds nothing);
 - ``_truncate_pair`` (``truncate_pair``, exercise 5): how many tokens of each text to keep.

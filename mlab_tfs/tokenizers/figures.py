@@ -7,8 +7,8 @@ from mlab_tfs import assets
 from mlab_tfs.figures import figure
 from mlab_tfs.tokenizers.solution import ByteLevelBPETokenizer, bytes_to_unicode
 
-# The first 300,000 characters of the 42 plays (All's Well That Ends Well and the first half of
-# Antony and Cleopatra) to train on; the last 100,000 (the end of The Winter's Tale) held out.
+# The first 300,000 characters of the 42 plays (All's Well That Ends Well, Antony and Cleopatra and
+# the opening of As You Like It) to train on; the last 100,000 (the end of The Winter's Tale) held out.
 TRAIN_CHARS = 300_000
 HELD_OUT_CHARS = 100_000
 N_MERGES = 768

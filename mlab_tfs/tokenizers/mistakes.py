@@ -115,6 +115,14 @@ MISTAKES = Catalogue(PART, [
             "\"'s|'t|'re|'ve|'m|'ll|'d\" come first in the pattern: \"I'm\" is [\"I\", \"'m\"]."),
     Mistake("pretokenize", "ascii_letters_only", "[a-zA-Z] for letters (not \\p{L})",
             "Letters are `\\p{L}` and digits `\\p{N}`: any script's letters, not just ASCII."),
+    # 8. bpe_train
+    Mistake("bpe_train", "ties_broken_differently", "BPE training ties broken differently (not the smallest pair of ids)",
+            "Among pairs of equal count the smallest (left id, right id) goes first; the first seen or the "
+            "largest gives other merges, and the order of a dict or heap is no rule."),
+    Mistake("bpe_train", "word_counts_ignored", "each distinct word counted once (its frequency ignored)",
+            "A pair's count is the sum over words of its occurrences times the word's frequency."),
+    Mistake("bpe_train", "pairs_counted_across_words", "pairs counted across words (no pre-tokenizer)",
+            "Pairs are counted inside GPT-2's words (`pretokenize`), as encoding merges inside words only."),
     # 9. bpe_merge
     Mistake("bpe_merge", "merge_by_frequency", "BPE merging by frequency instead of rank",
             "At each step merge the adjacent pair of *lowest rank* (the merge learned first), not the most "
@@ -133,12 +141,4 @@ MISTAKES = Catalogue(PART, [
     Mistake("bpe_encode", "special_tokens_always_matched", "special tokens matched when not allowed",
             "\"<|endoftext|>\" in a text is ordinary text unless `allowed_special` allows it (tiktoken's "
             "`encode_ordinary`), so that user text cannot inject control tokens."),
-    # 8. bpe_train
-    Mistake("bpe_train", "ties_broken_differently", "BPE training ties broken differently (not the smallest pair of ids)",
-            "Among pairs of equal count the smallest (left id, right id) goes first; the first seen or the "
-            "largest gives other merges, and the order of a dict or heap is no rule."),
-    Mistake("bpe_train", "word_counts_ignored", "each distinct word counted once (its frequency ignored)",
-            "A pair's count is the sum over words of its occurrences times the word's frequency."),
-    Mistake("bpe_train", "pairs_counted_across_words", "pairs counted across words (no pre-tokenizer)",
-            "Pairs are counted inside GPT-2's words (`pretokenize`), as encoding merges inside words only."),
 ])

@@ -315,7 +315,8 @@ class ByteLevelBPETokenizer(BPECalls, BPEFiles):
            give it a new id, rewrite the words that hold it, and update the counts of only the
            pairs in those words (take the old word's pairs out, put the new word's in).
 
-        4. Stop when the merges and the special tokens fill ``vocab_size`` exactly; if no pair is
+        4. Stop when the 256 bytes, the new tokens and the special tokens fill ``vocab_size`` exactly
+           (a merge whose bytes are already a token reuses its id and adds none); if no pair is
            left before that, stop there with a ``warnings.warn`` (the vocabulary is then smaller).
         5. The special tokens get the ids after the last merge, in their order: a fresh id each,
            even one whose string is already a token ("!", a learned "the").

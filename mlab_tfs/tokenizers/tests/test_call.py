@@ -48,6 +48,18 @@ def fast_gpt2(gpt2_dir):
     return GPT2TokenizerFast.from_pretrained(str(gpt2_dir))
 
 
+# The tests that run both tokenizers the same way: one parameter per tokenizer, each the test of
+# its own exercise (BERT's call is exercise 5's; GPT-2's needs your GPT-2 encode, exercise 10).
+BOTH = pytest.mark.parametrize("kind", [pytest.param("bert", marks=pytest.mark.exercise("bert_batch")),
+                                         pytest.param("gpt2", marks=pytest.mark.exercise("bpe_encode"))])
+
+
+@pytest.fixture()
+def ours_theirs(request, kind):
+    """(ours, transformers') for the parametrized kind: (bert, fast_bert) or (gpt2, fast_gpt2)."""
+    return request.getfixturevalue(kind), request.getfixturevalue(f"fast_{kind}")
+
+
 @pytest.fixture()
 def padded_gpt2s(tok, gpt2_dir):
     """Ours and transformers' GPT-2 tokenizers with pad_token = eos_token (fresh: the attribute is set)."""
@@ -243,12 +255,12 @@ def test_gpt2_offsets_examples(gpt2, fast_gpt2):
     assert_same(got, fast_gpt2(text, return_offsets_mapping=True))
 
 
-@pytest.mark.exercise("bert_batch")
-def test_offsets_on_a_corpus(bert, fast_bert, gpt2, fast_gpt2, shakespeare_lines):
+@BOTH
+def test_offsets_on_a_corpus(ours_theirs, shakespeare_lines):
     lines = [line for line in shakespeare_lines[:400] if line]
-    for ours, theirs in ((bert, fast_bert), (gpt2, fast_gpt2)):
-        got = ours(lines, return_offsets_mapping=True)["offset_mapping"]
-        assert got == theirs(lines, return_offsets_mapping=True)["offset_mapping"]
+    ours, theirs = ours_theirs
+    got = ours(lines, return_offsets_mapping=True)["offset_mapping"]
+    assert got == theirs(lines, return_offsets_mapping=True)["offset_mapping"]
 
 
 # --------------------------------------------------------------------------- boundaries
@@ -335,29 +347,30 @@ def test_pad_to_multiple_of_must_divide_the_truncation_length(bert, fast_bert):
         bert([A, "a"], **kwargs)
 
 
-@pytest.mark.exercise("bert_batch")
-def test_keys_and_types_by_default(bert, fast_bert, gpt2, fast_gpt2):
+@BOTH
+def test_keys_and_types_by_default(ours_theirs, kind):
     """BERT: input_ids, token_type_ids, attention_mask; GPT-2: input_ids, attention_mask; one text
     gives flat lists, return_length a list of one, tensors a batch of one."""
-    for ours, theirs in ((bert, fast_bert), (gpt2, fast_gpt2)):
-        assert ours.model_input_names == theirs.model_input_names
-        assert ours.model_max_length == theirs.model_max_length and ours.get_vocab() == theirs.get_vocab()
-        assert (ours.padding_side, ours.truncation_side) == (theirs.padding_side, theirs.truncation_side) == \
-            ("right", "right")
-        for kwargs in ({}, {"return_length": True}, {"return_tensors": "pt", "return_offsets_mapping": True},
-                       {"return_tensors": "np", "return_length": True}, {"return_token_type_ids": True}):
-            assert compare(ours, theirs, "Hello, world!", **kwargs) is not None
-    pt = bert(["a b", "c"], padding=True, return_tensors="pt", return_offsets_mapping=True)
-    assert pt["offset_mapping"].shape == (2, 4, 2) and pt["offset_mapping"].dtype == torch.long
+    ours, theirs = ours_theirs
+    assert ours.model_input_names == theirs.model_input_names
+    assert ours.model_max_length == theirs.model_max_length and ours.get_vocab() == theirs.get_vocab()
+    assert (ours.padding_side, ours.truncation_side) == (theirs.padding_side, theirs.truncation_side) == \
+        ("right", "right")
+    for kwargs in ({}, {"return_length": True}, {"return_tensors": "pt", "return_offsets_mapping": True},
+                   {"return_tensors": "np", "return_length": True}, {"return_token_type_ids": True}):
+        assert compare(ours, theirs, "Hello, world!", **kwargs) is not None
+    if kind == "bert":  # GPT-2 pads only once it has a pad token
+        pt = ours(["a b", "c"], padding=True, return_tensors="pt", return_offsets_mapping=True)
+        assert pt["offset_mapping"].shape == (2, 4, 2) and pt["offset_mapping"].dtype == torch.long
 
 
-@pytest.mark.exercise("bert_batch")
+@BOTH
 @pytest.mark.parametrize("words", [["Héllo", "wörld,", "x"], [["Héllo", "wörld"], ["x", "[SEP]", "y z"]]])
-def test_is_split_into_words(bert, fast_bert, gpt2, fast_gpt2, words):
+def test_is_split_into_words(ours_theirs, words):
     """Each word on its own, offsets within the word, as the fast tokenizers do."""
     pair = None if isinstance(words[0], str) else [["b"], ["c", "d"]]
-    for ours, theirs in ((bert, fast_bert), (gpt2, fast_gpt2)):
-        assert compare(ours, theirs, words, pair, is_split_into_words=True, return_offsets_mapping=True) is not None
+    ours, theirs = ours_theirs
+    assert compare(ours, theirs, words, pair, is_split_into_words=True, return_offsets_mapping=True) is not None
 
 
 @pytest.mark.exercise("bpe_encode")
@@ -507,11 +520,11 @@ def test_bad_texts_are_named(bert):
     assert bert(texts=["a"], text_pairs=["b"]) == bert(["a"], ["b"])
 
 
-@pytest.mark.exercise("bert_batch")
-def test_tricky_texts_in_a_batch(bert, fast_bert, gpt2, fast_gpt2):
+@BOTH
+def test_tricky_texts_in_a_batch(ours_theirs):
     texts = [t for t in TRICKY if t != "\ufffd"] + ["\ufffd"]
-    for ours, theirs in ((bert, fast_bert), (gpt2, fast_gpt2)):
-        assert compare(ours, theirs, texts, return_offsets_mapping=True, return_special_tokens_mask=True) is not None
+    ours, theirs = ours_theirs
+    assert compare(ours, theirs, texts, return_offsets_mapping=True, return_special_tokens_mask=True) is not None
 
 
 _OPTIONS = [{"do_lower_case": False}, {"do_lower_case": False, "strip_accents": True},
@@ -539,14 +552,16 @@ def test_bert_offsets_with_other_normalizer_options(tok, bert_vocab_dir, text, w
     compare(ours, theirs, [text, "Ünïcödé ÇJK 東京 İx"], return_offsets_mapping=True, return_special_tokens_mask=True)
 
 
+_COLLATED = ["Hello world, this is a test.", "short", "another sentence with more words in it"]
+
+
 @pytest.mark.exercise("bert_batch")
-def test_other_collators_of_transformers(bert, fast_bert, padded_gpt2s):
+def test_other_collators_of_transformers(bert, fast_bert):
     """DataCollatorForLanguageModeling (masking: mask_token, get_special_tokens_mask, len, pad)
     and DataCollatorForTokenClassification give the same batches with ours, on one seed."""
     from transformers import DataCollatorForLanguageModeling, DataCollatorForTokenClassification
 
-    texts = ["Hello world, this is a test.", "short", "another sentence with more words in it"]
-    features = [dict(bert(t)) for t in texts]
+    features = [dict(bert(t)) for t in _COLLATED]
     batches = []
     for tokenizer in (bert, fast_bert):
         torch.manual_seed(0)
@@ -558,15 +573,22 @@ def test_other_collators_of_transformers(bert, fast_bert, padded_gpt2s):
     assert_same(dict(DataCollatorForTokenClassification(tokenizer=bert)([dict(f) for f in labelled])),
                 dict(DataCollatorForTokenClassification(tokenizer=fast_bert)([dict(f) for f in labelled])),
                 "DataCollatorForTokenClassification")
+
+
+@pytest.mark.exercise("bpe_encode")
+def test_causal_lm_collator_of_transformers(padded_gpt2s):
+    """DataCollatorForLanguageModeling(mlm=False) on GPT-2 padded with its end-of-text token."""
+    from transformers import DataCollatorForLanguageModeling
+
     ours, theirs = padded_gpt2s
-    features = [dict(ours(t)) for t in texts]
+    features = [dict(ours(t)) for t in _COLLATED]
     got, expected = (dict(DataCollatorForLanguageModeling(tokenizer=t, mlm=False)([dict(f) for f in features]))
                      for t in (ours, theirs))
     assert_same(got, expected, "DataCollatorForLanguageModeling (causal)")
     assert got["labels"][1].tolist()[-1] == -100, "padding (the end-of-text id) is not a label"
 
 
-# (given code: the call's argument checks, no exercise)
+@pytest.mark.exercise("bert_batch")  # given code (the call's attribute checks), run through your call's pieces
 def test_attributes_are_checked(tok, gpt2_dir, bert_vocab_dir):
     ours = tok.WordPieceTokenizer.from_pretrained(bert_vocab_dir)
     ours.truncation_side = "middle"
@@ -593,7 +615,7 @@ def test_attributes_are_checked(tok, gpt2_dir, bert_vocab_dir):
 
 
 @pytest.mark.exercise("bert_batch")
-def test_word_ids_sequence_ids_and_tokens(bert, gpt2):
+def test_word_ids_sequence_ids_and_tokens(bert):
     """What token classification aligns labels with; the values are transformers' (checked on
     every fuzzed call above too)."""
     got = bert("a [SEP] b, xyzzyq c", "d e")
@@ -602,13 +624,19 @@ def test_word_ids_sequence_ids_and_tokens(bert, gpt2):
     assert got.sequence_ids() == [None, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, 1, 1, None]
     assert bert(["wörld,", "x"], is_split_into_words=True).word_ids() == [None, 0, 0, 1, None]
     assert bert(["a", "b c"], padding=True).word_ids(0) == [None, 0, None, None]
-    assert gpt2("Hello world<|endoftext|> hi  😀").word_ids() == [0, 1, 2, 3, 4, 5, 5]
     rows = bert("a a a a a a", max_length=5, truncation=True, return_overflowing_tokens=True, stride=1)
     assert rows.word_ids(1) == [None, 2, 3, 4, None], "an overflow row keeps the words' indices in the text"
     with pytest.raises(ValueError, match="batch_index must be in \\[0, 3\\)"):
         rows.word_ids(3)
     with pytest.raises(ValueError, match="word_ids\\(\\) needs the result of calling the tokenizer"):
         bert.pad({"input_ids": [[1, 2]]}).word_ids()
+
+
+@pytest.mark.exercise("bpe_encode")
+def test_word_ids_of_gpt2(gpt2):
+    """GPT-2's words are the pre-tokenizer's, a special token one of its own; two tokens that
+    split an emoji's bytes share its word."""
+    assert gpt2("Hello world<|endoftext|> hi  😀").word_ids() == [0, 1, 2, 3, 4, 5, 5]
 
 
 # (given code: token lookups, no exercise)
@@ -627,7 +655,7 @@ def test_convert_tokens_to_ids_as_transformers(bert, fast_bert, gpt2, fast_gpt2)
     assert gpt2.convert_tokens_to_ids("zzzqqq") == fast_gpt2.convert_tokens_to_ids("zzzqqq") == 50256
 
 
-# (given code: special-token attributes and pad's edge, no exercise)
+@pytest.mark.exercise("bpe_encode")  # given code (special-token attributes, pad's edge), run through your encode
 def test_gpt2_masked_lm_collator_and_missing_special_tokens(tok, gpt2_dir, fast_gpt2, padded_gpt2s):
     """GPT-2 has no mask, cls or sep token (None, as GPT2TokenizerFast), so
     DataCollatorForLanguageModeling(mlm=True) says so with transformers' ValueError; with a mask

@@ -3,6 +3,8 @@ quotes from them, held to independent computations."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from mlab_tfs import assets
@@ -82,3 +84,35 @@ def test_what_the_guide_says_of_wordpiece_examples(hf_bert):
     assert hf_bert.tokenize("[mask]") == ["[", "mask", "]"] and hf_bert.tokenize("[MASK]") == ["[MASK]"]
     assert hf_bert("hello")["input_ids"] == [101, 7592, 102]
     assert hf_bert.decode(hf_bert("Héllo, World")["input_ids"]) == "[CLS] hello, world [SEP]"
+
+
+def test_what_the_guide_says_of_the_slices():
+    """The plays the figure's slices hold: the first 300,000 characters are All's Well, all of Antony
+    and Cleopatra and the opening of As You Like It, where CLEOPATRA speaks most (204 speeches,
+    ANTONY 202); the last 100,000 are the end of The Winter's Tale, the last play."""
+    text = assets.shakespeare_text()
+    starts = {title: text.find(f"\n\n{title}\n\nby William Shakespeare") for title in
+              ("ANTONY AND CLEOPATRA", "AS YOU LIKE IT", "THE WINTER'S TALE")}
+    assert text.startswith("ALL'S WELL THAT ENDS WELL\n\nby William Shakespeare")
+    assert 0 < starts["ANTONY AND CLEOPATRA"] < starts["AS YOU LIKE IT"] < F.TRAIN_CHARS
+    assert 0 < starts["THE WINTER'S TALE"] < len(text) - F.HELD_OUT_CHARS
+    assert "by William Shakespeare" not in text[starts["THE WINTER'S TALE"] + 40:]
+    speakers = Counter(line for line in text[:F.TRAIN_CHARS].splitlines() if line.isupper() and line.endswith("."))
+    assert speakers.most_common(2) == [("CLEOPATRA.", 204), ("ANTONY.", 202)]
+
+
+def test_what_the_guide_says_of_the_training_snippet():
+    """The guide's snippet: 24 merges on the first 100,000 characters; " the" (from " t" + "he")
+    within the first dozen, and " the" and " you" the only tokens longer than two characters."""
+    bpe = ByteLevelBPETokenizer().train([assets.shakespeare_text()[:100_000]], 256 + 24)
+    assert bpe.merges[:3] == [("Ġ", "t"), ("h", "e"), ("Ġ", "a")] and ("Ġt", "he") in bpe.merges[:12]
+    assert {("o", "u"), ("i", "n"), ("Ġ", "s")} <= set(bpe.merges[:12])
+    assert [t for t in bpe.encoder if len(t) > 2] == ["Ġthe", "Ġyou"]
+
+
+def test_what_the_guide_says_of_merges_that_spell_a_token_again(tiktoken_gpt2):
+    """4,096 tokens trained on the whole corpus: 3,840 merges, each a new token (none spells bytes
+    already a token), and " Paris" is one GPT-2 token, as the trailing-space question says."""
+    bpe = ByteLevelBPETokenizer().train([assets.shakespeare_text()], 4096)
+    assert len(bpe.merges) == 3840 == len({a + b for a, b in bpe.merges}) and len(bpe.encoder) == 4096
+    assert tiktoken_gpt2.encode_ordinary(" Paris") == [6342]

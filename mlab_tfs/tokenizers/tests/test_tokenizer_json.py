@@ -471,10 +471,10 @@ def test_wordpiece_save_warns_where_transformers_would_differ(tok, tmp_path):
 
 
 @pytest.mark.exercise("bert_encode")
-def test_special_tokens_added_in_transformers(tok, bert_saved, gpt2_saved, tmp_path):
+def test_special_tokens_added_in_transformers(tok, bert_saved, tmp_path):
     """add_special_tokens in transformers, then its save: new tokens past the vocabulary (<new>:
-    30522; GPT-2's <pad>: 50257) and vocabulary tokens made special ([unused5]: 6) are read as
-    transformers reads them, for both tokenizers, and our saves keep them."""
+    30522) and vocabulary tokens made special ([unused5]: 6) are read as transformers reads
+    them, and our saves keep them."""
     from transformers import AutoTokenizer
 
     hf = AutoTokenizer.from_pretrained(str(bert_saved))
@@ -487,6 +487,12 @@ def test_special_tokens_added_in_transformers(tok, bert_saved, gpt2_saved, tmp_p
     ours.save_pretrained(tmp_path / "bert_ours")
     assert tok.WordPieceTokenizer.from_pretrained(tmp_path / "bert_ours").encode(text) == ours.encode(text)
     assert _their_ids(_theirs(tmp_path / "bert_ours"), text) == ours.encode(text)
+
+
+@pytest.mark.exercise("bpe_encode")
+def test_special_tokens_added_in_transformers_gpt2(tok, gpt2_saved, tmp_path):
+    """The same for GPT-2: <pad> and <|im_start|> added in transformers get 50257 and 50258."""
+    from transformers import AutoTokenizer
 
     hf = AutoTokenizer.from_pretrained(str(gpt2_saved))
     hf.add_special_tokens({"pad_token": "<pad>", "additional_special_tokens": ["<|im_start|>"]})
@@ -564,6 +570,7 @@ def test_bpe_save_refuses_a_pad_token_outside_the_vocabulary(tok, trained, tmp_p
         "<|endoftext|>"]
 
 
+@pytest.mark.exercise("bert_batch")  # given code (the files), run through your call's pieces
 @pytest.mark.parametrize("files", [("tokenizer.json",), ("vocab.txt",), ("tokenizer.json", "tokenizer_config.json")],
                          ids=["tokenizer.json", "vocab.txt", "with-config"])
 def test_wordpiece_model_max_length_as_transformers(tok, bert_saved, files, tmp_path):
@@ -597,6 +604,7 @@ def test_wordpiece_model_max_length_as_transformers(tok, bert_saved, files, tmp_
     assert tok.WordPieceTokenizer(dict(ours.vocab)).model_max_length == int(1e30)  # the default, as transformers'
 
 
+@pytest.mark.exercise("bert_encode")  # given code (the files), compared through your encode
 def test_wordpiece_without_a_pad_token_names_the_file(tok, tmp_path):
     """A WordPiece trained by the tokenizers library without [PAD]: the error names the file
     and says how to choose the token; given one of the vocabulary, the ids are transformers'."""
@@ -621,7 +629,13 @@ def test_wordpiece_without_a_pad_token_names_the_file(tok, tmp_path):
         assert ours.encode(text) == _their_ids(hf, text) == wp.encode(text).ids, text
 
 
-@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+# Given code (the files and the call), run through your call's pieces: BERT's are exercise 5's,
+# GPT-2's need your GPT-2 encode (exercise 10); so each kind counts there.
+CALL_KINDS = pytest.mark.parametrize("kind", [pytest.param("bert", marks=pytest.mark.exercise("bert_batch")),
+                                              pytest.param("gpt2", marks=pytest.mark.exercise("bpe_encode"))])
+
+
+@CALL_KINDS
 def test_padding_and_truncation_sides_are_read_and_saved(tok, bert_saved, gpt2_saved, kind, tmp_path):
     """padding_side / truncation_side of tokenizer_config.json (what transformers saves for a
     tokenizer made with padding_side="left") set ours, so padded and cut rows equal
@@ -666,6 +680,7 @@ def test_bpe_adding_a_bos_token_is_refused(tok, gpt2_saved, tmp_path):
         tok.ByteLevelBPETokenizer.from_pretrained(folder)
 
 
+@pytest.mark.exercise("bpe_train")  # given code (the files), on a vocabulary your train made
 def test_bpe_vocab_files_with_add_bos_token_are_refused(tok, trained, tmp_path):
     """vocab.json + merges.txt with add_bos_token true in the config: transformers adds the
     token to every text, so we refuse, naming the file and field."""
@@ -678,7 +693,7 @@ def test_bpe_vocab_files_with_add_bos_token_are_refused(tok, trained, tmp_path):
         tok.ByteLevelBPETokenizer.from_pretrained(tmp_path)
 
 
-@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+@CALL_KINDS
 def test_sides_from_tokenizer_json_padding_and_truncation(tok, bert_saved, gpt2_saved, kind, tmp_path):
     """A tokenizer.json whose padding / truncation go Left (and a config without the sides):
     transformers takes those directions as padding_side / truncation_side, and so do we."""
@@ -705,7 +720,7 @@ def test_sides_from_tokenizer_json_padding_and_truncation(tok, bert_saved, gpt2_
         assert dict(ours(texts, **kwargs)) == dict(theirs(texts, **kwargs)), kwargs
 
 
-@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+@CALL_KINDS
 def test_model_input_names_from_the_config(tok, bert_saved, gpt2_saved, kind, tmp_path):
     """model_input_names in tokenizer_config.json choose the keys a call returns by default, as
     transformers'; our save writes them back; a malformed value names the file."""
