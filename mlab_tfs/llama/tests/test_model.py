@@ -183,3 +183,26 @@ def test_positions_beyond_max_position_embeddings_as_transformers(llama, checkpo
     with torch.no_grad():
         assert_close(ours(ids, position_ids=pos).logits, hf(ids, position_ids=pos).logits,
                      name="logits at positions 1000..1069", atol=1e-5)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("name", [GQA, QWEN3])
+def test_half_precision_logits_equal_transformers_bit_for_bit(llama, checkpoints, name, dtype, path):
+    """from_pretrained(dtype=...) and model.to(dtype) against transformers' model loaded in that
+    dtype: the same operations in the same order give the same bits (a SiLU computed as
+    x * sigmoid(x) rounded twice and put the logits 0.05 off in bfloat16)."""
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(checkpoints[name], dtype=dtype, attn_implementation=path).eval()
+    ids, mask, pos = left_padded_batch(hf.config.vocab_size, [11, 6], seed=3)
+    for model in (llama.LlamaForCausalLM.from_pretrained(checkpoints[name], dtype=dtype),
+                  llama.LlamaForCausalLM.from_pretrained(checkpoints[name]).to(dtype)):
+        model.eval().set_attn_implementation(path)
+        with torch.no_grad():
+            actual = model(ids, attention_mask=mask, position_ids=pos).logits
+            expected = hf(ids, attention_mask=mask, position_ids=pos).logits
+        real = mask.bool()
+        assert actual.dtype == dtype
+        assert torch.equal(actual[real], expected[real]), (
+            f"{name} {dtype} ({path}): max difference {(actual[real].float() - expected[real].float()).abs().max()}")
