@@ -225,8 +225,9 @@ class LlamaAttention(nn.Module):
     repeated to nh heads (``repeat_kv``) only for the product with the queries.
 
     Hook points (TransformerLens's names): ``hook_q`` (B, T, nh, hd), ``hook_k``, ``hook_v``
-    (B, T, nkv, hd), the new positions before the rotation (after QK-norm); ``hook_rot_q``
-    (B, T, nh, hd), ``hook_rot_k`` (B, T, nkv, hd) after it; ``hook_attn_scores`` and
+    (B, T, nkv, hd), the projections of the new positions (before QK-norm, as
+    TransformerLens's ``use_qk_norm`` attention: abstract_attention.py calculate_qkv_matrices);
+    ``hook_rot_q`` (B, T, nh, hd), ``hook_rot_k`` (B, T, nkv, hd) after the QK-norm and the rotation; ``hook_attn_scores`` and
     ``hook_pattern`` (B, nh, T, S); ``hook_z`` (B, T, nh, hd). A hook on the scores or the
     pattern runs the hand-written path for that call.
     """
@@ -272,9 +273,9 @@ class LlamaAttention(nn.Module):
         q = rearrange(self.q_proj(x), "b t (nh hd) -> b t nh hd", hd=self.head_dim)
         k = rearrange(self.k_proj(x), "b t (nkv hd) -> b t nkv hd", hd=self.head_dim)
         v = rearrange(self.v_proj(x), "b t (nkv hd) -> b t nkv hd", hd=self.head_dim)
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)  # the projections, as TransformerLens's
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         q, k = apply_rotary_pos_emb(q.transpose(1, 2), k.transpose(1, 2), cos, sin)  # (B, nh|nkv, T, hd)
         q = self.hook_rot_q(q.transpose(1, 2)).transpose(1, 2)
         k = self.hook_rot_k(k.transpose(1, 2)).transpose(1, 2)
