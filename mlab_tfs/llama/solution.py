@@ -37,6 +37,7 @@ from mlab_tfs.gpt2.solution import Embedding, KVCache, attention_pattern, causal
 from mlab_tfs.hooks import HookPoint, capture
 from mlab_tfs.inputs import (
     check_attention_mask,
+    check_bool,
     check_cache_position,
     check_kv_cache,
     check_labels,
@@ -397,12 +398,19 @@ class LlamaModel(LlamaPreTrainedModel, nn.Module):
         output, as transformers) and attentions (num_hidden_layers of (B, nh, T, S); asking
         for them runs the hand-written attention for this call).
 
-        ValueError / TypeError naming the argument for ids outside the vocabulary, a cache
+        ValueError / TypeError naming the argument for ids outside the vocabulary, a flag
+        (use_cache, output_attentions, output_hidden_states) that is neither a bool nor None
+        (the default, False), a cache
         that does not fit the model or the batch, masks, positions or cache positions of the
         wrong shape or values.
         """
         cfg = self.config
         check_token_ids("input_ids", input_ids, cfg.vocab_size)
+        # None is the default (False), as transformers' Optional[bool] flags; anything else not a bool is refused.
+        use_cache, output_attentions, output_hidden_states = (
+            False if value is None else check_bool(name, value)
+            for name, value in (("use_cache", use_cache), ("output_attentions", output_attentions),
+                                ("output_hidden_states", output_hidden_states)))
         B, T = input_ids.shape
         cache = KVCache.for_forward(past_key_values, use_cache, cfg.num_hidden_layers)
         P = 0

@@ -164,7 +164,22 @@ BAD_INPUTS = {
         ValueError, "past_key_values"),
     "cache not a cache": (lambda: dict(input_ids=torch.tensor([[1]]), past_key_values="cache"), TypeError,
                           "past_key_values"),
+    # A flag that is not a bool was read for its truth value: "yes" ran with the cache on, unasked.
+    "use_cache not a bool": (lambda: dict(input_ids=torch.tensor([[1]]), use_cache="yes"), TypeError, "use_cache"),
+    "output_attentions not a bool": (lambda: dict(input_ids=torch.tensor([[1]]), output_attentions=1), TypeError,
+                                     "output_attentions"),
+    "output_hidden_states not a bool": (lambda: dict(input_ids=torch.tensor([[1]]), output_hidden_states="no"),
+                                        TypeError, "output_hidden_states"),
 }
+
+
+def test_flags_of_none_mean_false_as_in_transformers(llama, checkpoints, hf_models):
+    ours, hf = pair(llama, checkpoints, hf_models, GQA)
+    ids = _ids(ours.config.vocab_size)
+    with torch.no_grad():
+        out = ours(ids, use_cache=None, output_attentions=None, output_hidden_states=None)
+    assert out.past_key_values is None and out.attentions is None and out.hidden_states is None
+    assert_close(out.logits, hf(ids).logits, name="logits", atol=1e-5)
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)
