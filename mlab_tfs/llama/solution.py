@@ -39,6 +39,7 @@ from mlab_tfs.inputs import (
     check_attention_mask,
     check_bool,
     check_cache_position,
+    check_device,
     check_kv_cache,
     check_labels,
     check_position_ids,
@@ -398,13 +399,19 @@ class LlamaModel(LlamaPreTrainedModel, nn.Module):
         output, as transformers) and attentions (num_hidden_layers of (B, nh, T, S); asking
         for them runs the hand-written attention for this call).
 
-        ValueError / TypeError naming the argument for ids outside the vocabulary, a flag
+        ValueError / TypeError naming the argument for a tensor on another device than the
+        model's, ids outside the vocabulary, a flag
         (use_cache, output_attentions, output_hidden_states) that is neither a bool nor None
         (the default, False), a cache
         that does not fit the model or the batch, masks, positions or cache positions of the
         wrong shape or values.
         """
         cfg = self.config
+        device = self.embed_tokens.weight.device  # every tensor argument must already be there
+        for name, t in (("input_ids", input_ids), ("attention_mask", attention_mask), ("position_ids", position_ids),
+                        ("cache_position", cache_position)):
+            if isinstance(t, Tensor):
+                check_device(name, t, device)
         check_token_ids("input_ids", input_ids, cfg.vocab_size)
         # None is the default (False), as transformers' Optional[bool] flags; anything else not a bool is refused.
         use_cache, output_attentions, output_hidden_states = (
@@ -525,6 +532,8 @@ class LlamaForCausalLM(LlamaPreTrainedModel, nn.Module):
         logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
         loss = None
         if labels is not None:
+            if isinstance(labels, Tensor):
+                check_device("labels", labels, logits.device)
             labels = check_labels("labels", labels, tuple(input_ids.shape), self.config.vocab_size)
             loss = lm_loss(logits, labels, num_items_in_batch)
         return CausalLMOutput(loss=loss, logits=logits, past_key_values=out.past_key_values,

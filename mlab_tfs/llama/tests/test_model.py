@@ -173,6 +173,20 @@ BAD_INPUTS = {
 }
 
 
+@pytest.mark.parametrize("argument", ["input_ids", "attention_mask", "position_ids", "labels"])
+def test_a_tensor_on_another_device_names_it(llama, checkpoints, hf_models, argument):
+    """A tensor elsewhere than the model was a bare RuntimeError from inside a matmul (or a
+    .item() on a meta tensor): a ValueError naming the argument and both devices. The meta
+    device stands in for a GPU here."""
+    ours, _ = pair(llama, checkpoints, hf_models, GQA)
+    ids = _ids(ours.config.vocab_size, (2, 4))
+    kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.arange(4)[None].repeat(2, 1),
+                  labels=ids)
+    kwargs[argument] = kwargs[argument].to("meta")
+    with pytest.raises(ValueError, match=rf"{argument} is on meta but the model is on cpu"):
+        ours(**kwargs)
+
+
 def test_flags_of_none_mean_false_as_in_transformers(llama, checkpoints, hf_models):
     ours, hf = pair(llama, checkpoints, hf_models, GQA)
     ids = _ids(ours.config.vocab_size)
