@@ -12,6 +12,7 @@ import math
 from typing import Callable, Mapping
 
 import torch
+import torch.nn.functional as F
 
 Tensor = torch.Tensor
 Activation = Callable[[Tensor], Tensor]
@@ -38,8 +39,10 @@ def quick_gelu(x: Tensor) -> Tensor:
 
 
 def silu(x: Tensor) -> Tensor:
-    """x * sigmoid(x) (Elfwing et al. 2017; also called swish)."""
-    return x * torch.sigmoid(x)
+    """x * sigmoid(x) (Elfwing et al. 2017; also called swish), computed as PyTorch's fused
+    ``F.silu`` (transformers' ``nn.SiLU``): in bfloat16 / float16 the product of a rounded
+    sigmoid is rounded twice, and differs from transformers' in the last bit."""
+    return F.silu(x)
 
 
 # name -> the function that computes it; aliases share one function, so that ``own``

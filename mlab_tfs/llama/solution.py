@@ -37,7 +37,9 @@ from mlab_tfs.gpt2.solution import Embedding, KVCache, attention_pattern, causal
 from mlab_tfs.hooks import HookPoint, capture
 from mlab_tfs.inputs import (
     check_attention_mask,
+    check_bool,
     check_cache_position,
+    check_device,
     check_kv_cache,
     check_labels,
     check_position_ids,
@@ -225,8 +227,9 @@ class LlamaAttention(nn.Module):
     repeated to nh heads (``repeat_kv``) only for the product with the queries.
 
     Hook points (TransformerLens's names): ``hook_q`` (B, T, nh, hd), ``hook_k``, ``hook_v``
-    (B, T, nkv, hd), the new positions before the rotation (after QK-norm); ``hook_rot_q``
-    (B, T, nh, hd), ``hook_rot_k`` (B, T, nkv, hd) after it; ``hook_attn_scores`` and
+    (B, T, nkv, hd), the projections of the new positions (before QK-norm, as
+    TransformerLens's ``use_qk_norm`` attention: abstract_attention.py calculate_qkv_matrices);
+    ``hook_rot_q`` (B, T, nh, hd), ``hook_rot_k`` (B, T, nkv, hd) after the QK-norm and the rotation; ``hook_attn_scores`` and
     ``hook_pattern`` (B, nh, T, S); ``hook_z`` (B, T, nh, hd). A hook on the scores or the
     pattern runs the hand-written path for that call.
     """
@@ -272,9 +275,9 @@ class LlamaAttention(nn.Module):
         q = rearrange(self.q_proj(x), "b t (nh hd) -> b t nh hd", hd=self.head_dim)
         k = rearrange(self.k_proj(x), "b t (nkv hd) -> b t nkv hd", hd=self.head_dim)
         v = rearrange(self.v_proj(x), "b t (nkv hd) -> b t nkv hd", hd=self.head_dim)
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)  # the projections, as TransformerLens's
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         q, k = apply_rotary_pos_emb(q.transpose(1, 2), k.transpose(1, 2), cos, sin)  # (B, nh|nkv, T, hd)
         q = self.hook_rot_q(q.transpose(1, 2)).transpose(1, 2)
         k = self.hook_rot_k(k.transpose(1, 2)).transpose(1, 2)
@@ -399,12 +402,25 @@ class LlamaModel(LlamaPreTrainedModel, nn.Module):
         output, as transformers) and attentions (num_hidden_layers of (B, nh, T, S); asking
         for them runs the hand-written attention for this call).
 
-        ValueError / TypeError naming the argument for ids outside the vocabulary, a cache
+        ValueError / TypeError naming the argument for a tensor on another device than the
+        model's, ids outside the vocabulary, a flag
+        (use_cache, output_attentions, output_hidden_states) that is neither a bool nor None
+        (the default, False), a cache
         that does not fit the model or the batch, masks, positions or cache positions of the
         wrong shape or values.
         """
         cfg = self.config
+        device = self.embed_tokens.weight.device  # every tensor argument must already be there
+        for name, t in (("input_ids", input_ids), ("attention_mask", attention_mask), ("position_ids", position_ids),
+                        ("cache_position", cache_position)):
+            if isinstance(t, Tensor):
+                check_device(name, t, device)
         check_token_ids("input_ids", input_ids, cfg.vocab_size)
+        # None is the default (False), as transformers' Optional[bool] flags; anything else not a bool is refused.
+        use_cache, output_attentions, output_hidden_states = (
+            False if value is None else check_bool(name, value)
+            for name, value in (("use_cache", use_cache), ("output_attentions", output_attentions),
+                                ("output_hidden_states", output_hidden_states)))
         B, T = input_ids.shape
         cache = KVCache.for_forward(past_key_values, use_cache, cfg.num_hidden_layers)
         P = 0
@@ -519,6 +535,8 @@ class LlamaForCausalLM(LlamaPreTrainedModel, nn.Module):
         logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
         loss = None
         if labels is not None:
+            if isinstance(labels, Tensor):
+                check_device("labels", labels, logits.device)
             labels = check_labels("labels", labels, tuple(input_ids.shape), self.config.vocab_size)
             loss = lm_loss(logits, labels, num_items_in_batch)
         return CausalLMOutput(loss=loss, logits=logits, past_key_values=out.past_key_values,

@@ -25,6 +25,7 @@ Shapes: B batch, T prompt length (padded), W = T + max_new_tokens, M cache colum
 from __future__ import annotations
 
 import inspect
+import types
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence, Unpack
@@ -93,7 +94,11 @@ def _make_step(opts: _Options) -> Callable[..., tuple[Tensor, Tensor]]:
         nxt = _choose(logits, opts, tokens, cache.key_mask, cache_position, first_new, noise)
         return _finish(nxt, unfinished, eos, opts.fill)
 
-    return decode_step
+    # A code object of its own: torch.compile keeps its compiled graphs on the code object, at
+    # most torch._dynamo.config.recompile_limit (8) of them, and with fullgraph=True the next is a
+    # hard error. Shared by every step, the 9th model (or dtype, batch, length) of a process failed.
+    return types.FunctionType(decode_step.__code__.replace(), decode_step.__globals__, decode_step.__name__,
+                              decode_step.__defaults__, decode_step.__closure__)
 
 
 # model -> {(batch, max_len): static KVCache, (options, compile settings): step}. Reused

@@ -56,6 +56,13 @@ def test_cached_activations_by_hand(llama, checkpoints, hf_models, name):
         inv = hf.model.rotary_emb.inv_freq
         angle = torch.arange(T)[:, None].float() * inv[None]  # (T, hd/2)
         cos, sin = angle.cos()[None, :, None], angle.sin()[None, :, None]
+        # hook_q / hook_k are the projections (TransformerLens's places), before Qwen3's QK-norm.
+        attn = hf.model.layers[i].self_attn
+        x_in = hf.model.layers[i].input_layernorm(cache[b + "hook_resid_pre"])
+        assert_close(q, attn.q_proj(x_in).view(B, T, nh, hd), name=b + "attn.hook_q", atol=1e-5)
+        assert_close(k, attn.k_proj(x_in).view(B, T, nkv, hd), name=b + "attn.hook_k", atol=1e-5)
+        if cfg.model_type == "qwen3":
+            q, k = attn.q_norm(q), attn.k_norm(k)
         for x, rot in ((q, cache[b + "attn.hook_rot_q"]), (k, cache[b + "attn.hook_rot_k"])):
             x1, x2 = x[..., : hd // 2], x[..., hd // 2:]
             by_hand = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)

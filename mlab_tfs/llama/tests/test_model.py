@@ -164,7 +164,36 @@ BAD_INPUTS = {
         ValueError, "past_key_values"),
     "cache not a cache": (lambda: dict(input_ids=torch.tensor([[1]]), past_key_values="cache"), TypeError,
                           "past_key_values"),
+    # A flag that is not a bool was read for its truth value: "yes" ran with the cache on, unasked.
+    "use_cache not a bool": (lambda: dict(input_ids=torch.tensor([[1]]), use_cache="yes"), TypeError, "use_cache"),
+    "output_attentions not a bool": (lambda: dict(input_ids=torch.tensor([[1]]), output_attentions=1), TypeError,
+                                     "output_attentions"),
+    "output_hidden_states not a bool": (lambda: dict(input_ids=torch.tensor([[1]]), output_hidden_states="no"),
+                                        TypeError, "output_hidden_states"),
 }
+
+
+@pytest.mark.parametrize("argument", ["input_ids", "attention_mask", "position_ids", "labels"])
+def test_a_tensor_on_another_device_names_it(llama, checkpoints, hf_models, argument):
+    """A tensor elsewhere than the model was a bare RuntimeError from inside a matmul (or a
+    .item() on a meta tensor): a ValueError naming the argument and both devices. The meta
+    device stands in for a GPU here."""
+    ours, _ = pair(llama, checkpoints, hf_models, GQA)
+    ids = _ids(ours.config.vocab_size, (2, 4))
+    kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.arange(4)[None].repeat(2, 1),
+                  labels=ids)
+    kwargs[argument] = kwargs[argument].to("meta")
+    with pytest.raises(ValueError, match=rf"{argument} is on meta but the model is on cpu"):
+        ours(**kwargs)
+
+
+def test_flags_of_none_mean_false_as_in_transformers(llama, checkpoints, hf_models):
+    ours, hf = pair(llama, checkpoints, hf_models, GQA)
+    ids = _ids(ours.config.vocab_size)
+    with torch.no_grad():
+        out = ours(ids, use_cache=None, output_attentions=None, output_hidden_states=None)
+    assert out.past_key_values is None and out.attentions is None and out.hidden_states is None
+    assert_close(out.logits, hf(ids).logits, name="logits", atol=1e-5)
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)
@@ -183,3 +212,26 @@ def test_positions_beyond_max_position_embeddings_as_transformers(llama, checkpo
     with torch.no_grad():
         assert_close(ours(ids, position_ids=pos).logits, hf(ids, position_ids=pos).logits,
                      name="logits at positions 1000..1069", atol=1e-5)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("name", [GQA, QWEN3])
+def test_half_precision_logits_equal_transformers_bit_for_bit(llama, checkpoints, name, dtype, path):
+    """from_pretrained(dtype=...) and model.to(dtype) against transformers' model loaded in that
+    dtype: the same operations in the same order give the same bits (a SiLU computed as
+    x * sigmoid(x) rounded twice and put the logits 0.05 off in bfloat16)."""
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(checkpoints[name], dtype=dtype, attn_implementation=path).eval()
+    ids, mask, pos = left_padded_batch(hf.config.vocab_size, [11, 6], seed=3)
+    for model in (llama.LlamaForCausalLM.from_pretrained(checkpoints[name], dtype=dtype),
+                  llama.LlamaForCausalLM.from_pretrained(checkpoints[name]).to(dtype)):
+        model.eval().set_attn_implementation(path)
+        with torch.no_grad():
+            actual = model(ids, attention_mask=mask, position_ids=pos).logits
+            expected = hf(ids, attention_mask=mask, position_ids=pos).logits
+        real = mask.bool()
+        assert actual.dtype == dtype
+        assert torch.equal(actual[real], expected[real]), (
+            f"{name} {dtype} ({path}): max difference {(actual[real].float() - expected[real].float()).abs().max()}")

@@ -132,3 +132,20 @@ def test_compiled_generate_fast_on_cuda_equals_generate(llama, checkpoints):
     ids, mask = ids.cuda(), mask.cuda()
     expected = sampling.generate(model, ids, mask, max_new_tokens=10, pad_token_id=0)
     _equal(generate_fast(model, ids, mask, max_new_tokens=10, pad_token_id=0), expected, "compiled generate_fast")
+
+
+def test_compiled_generate_fast_on_more_models_than_the_recompile_limit(llama, tmp_path):
+    """torch.compile keeps a code object's compiled graphs up to recompile_limit (8), and with
+    fullgraph=True one more is a hard error: every model's step shared one code object, so the
+    9th model of another shape in a process failed. The limit is set to 1 here, and 3 models of
+    3 vocabulary sizes each compile their own step (the "eager" backend: no compiler on CPU)."""
+    from mlab_tfs.testing import tiny
+
+    ids = torch.randint(1, 50, (2, 5), generator=torch.Generator().manual_seed(0))
+    with torch._dynamo.config.patch(recompile_limit=1):
+        for i in range(3):
+            folder = tiny.llama_checkpoint(tmp_path / str(i), GQA, seed=i, vocab_size=60 + i)
+            model = llama.LlamaForCausalLM.from_pretrained(folder).eval()
+            expected = sampling.generate(model, ids, max_new_tokens=3)
+            _equal(generate_fast(model, ids, max_new_tokens=3, compile_options={"backend": "eager"}), expected,
+                   f"compiled generate_fast, model {i}")
