@@ -33,6 +33,8 @@ PLANTS: dict[str, list[tuple[str, str]]] = {
     "rms_without_sqrt": [(_NORM, "        x_hat = x32 / self.hook_scale(mean_square + self.eps)\n")],
     "wrong_dim": [("mean_square = x32.pow(2).mean(-1, keepdim=True)", "mean_square = x32.pow(2).mean(-2, keepdim=True)")],
     "statistics_in_input_dtype": [("x32 = x.to(torch.float32)", "x32 = x")],
+    "weight_before_cast": [("return self.weight * self.hook_normalized(x_hat).to(x.dtype)",
+                            "return (self.weight * self.hook_normalized(x_hat)).to(x.dtype)")],
     # 2. rotary embeddings
     "wrong_pair_layout": [(_HALF, "return rotate_interleaved(x)")],
     "rotate_half_sign": [("return torch.cat((-x2, x1), dim=-1)", "return torch.cat((x2, -x1), dim=-1)")],

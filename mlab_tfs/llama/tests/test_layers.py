@@ -5,6 +5,8 @@ fp32 within 1e-5 (bfloat16 exactly); a failure names the catalogued mistake it m
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -22,12 +24,16 @@ from .helpers import GQA, LLAMA3, QWEN3, QWEN3_TIED, TIED
 # ----------------------------------------------------------------------------- 1. RMSNorm
 
 
-def _rms_mistakes(x, weight, eps):
+def _rms_mistakes(x, weight, eps, actual=None):
+    """actual: the learner's output, to pick the nearest of one mistake's several forms."""
+    both = lambda **kw: ref.nearest(actual, ref.rms_norm(x, weight, eps, **kw),  # noqa: E731
+                                    ref.rms_norm(x, weight, eps, rsqrt=True, **kw))
     return {M["mean_subtracted"]: ref.rms_norm(x, weight, eps, mean=True),
             M["eps_outside_rsqrt"]: ref.rms_norm(x, weight, eps, eps_outside=True),
             M["rms_without_sqrt"]: ref.rms_norm(x, weight, eps, no_sqrt=True),
-            M["wrong_dim"]: ref.rms_norm(x, weight, eps, dim=-2),
-            M["statistics_in_input_dtype"]: ref.rms_norm(x, weight, eps, in_dtype=True)}
+            M["wrong_dim"]: ref.nearest(actual, *(ref.rms_norm(x, weight, eps, dim=d) for d in range(-2, -x.dim() - 1, -1))),
+            M["statistics_in_input_dtype"]: ref.nearest(actual, both(in_dtype=True), both(square_in_dtype=True)),
+            M["weight_before_cast"]: both(weight_first=True)}
 
 
 @pytest.mark.exercise("rms_norm")
@@ -74,7 +80,7 @@ def test_rms_norm_matches_transformers(llama, eps):
         theirs.weight.copy_(norm.weight)
     with no_shortcuts((F, "rms_norm"), (torch, "rms_norm")):
         actual = norm(x)
-    assert_close(actual, theirs(x), name="RMSNorm(x)", atol=1e-5, mistakes=_rms_mistakes(x, theirs.weight.detach(), eps),
+    assert_close(actual, theirs(x), name="RMSNorm(x)", atol=1e-5, mistakes=_rms_mistakes(x, theirs.weight.detach(), eps, actual),
                  hint="weight * x / sqrt(mean(x**2, last dim) + eps): no mean subtracted, no bias")
 
 
@@ -109,9 +115,7 @@ def test_rms_norm_bfloat16_exactly_as_transformers(llama):
     actual, expected = norm(x), theirs(x)
     assert actual.dtype == torch.bfloat16, f"bfloat16 input and weight should give bfloat16, got {actual.dtype}"
     w = theirs.weight.detach()
-    mistakes = {**_rms_mistakes(x, w, 1e-5), M["statistics_in_input_dtype"]: ref.nearest(
-        actual, ref.rms_norm(x, w, 1e-5, in_dtype=True), ref.rms_norm(x, w, 1e-5, in_dtype=True, rsqrt=True))}
-    assert_close(actual, expected, name="RMSNorm(x) in bfloat16", atol=0, mistakes=mistakes,
+    assert_close(actual, expected, name="RMSNorm(x) in bfloat16", atol=0, mistakes=_rms_mistakes(x, w, 1e-5, actual),
                  hint="compute on x.float(), cast the normalised x back to x.dtype, then multiply by the weight")
 
 
@@ -251,15 +255,18 @@ def test_rotary_embedding_cos_sin(llama, hf_models, name, dtype):
         "inv_freq should be a non-persistent buffer (register_buffer(..., persistent=False)): it is computed "
         "from the config, and checkpoints do not store it")
     x = torch.zeros(1, dtype=dtype)
-    pos = torch.tensor([[0, 1, 5, 17, 50, 63], [3, 4, 9, 30, 31, 60]])
+    # Rotary positions have no table: past 256 a bfloat16 position is rounded (1001 -> 1000), so the
+    # second row has positions beyond max_position_embeddings (64), as generation reaches them.
+    pos = torch.tensor([[0, 1, 5, 17, 50, 63], [3, 257, 1001, 2049, 4099, 60]])
     cos, sin = rotary(x, pos)
     exp_cos, exp_sin = hf.model.rotary_emb(x, pos)
     inv = hf.model.rotary_emb.inv_freq
-    wrong = {M["angles_interleaved"]: ref.cos_sin(inv, pos, dtype, interleaved=True),
-             M["angles_in_model_dtype"]: ref.cos_sin(inv, pos, dtype, in_dtype=True)}
+    in_dtype = ref.cos_sin(inv, pos, dtype, in_dtype=True), ref.cos_sin(inv, pos, dtype, positions_in_dtype=True)
+    wrong = {M["angles_interleaved"]: ref.cos_sin(inv, pos, dtype, interleaved=True)}
     for i, (actual, expected, what) in enumerate([(cos, exp_cos, "cos"), (sin, exp_sin, "sin")]):
-        assert_close(actual, expected, name=f"{name} {what} ({dtype})", atol=1e-6,
-                     mistakes={m: out[i] for m, out in wrong.items()},
+        mistakes = {m: out[i] for m, out in wrong.items()}
+        mistakes[M["angles_in_model_dtype"]] = ref.nearest(actual, *(out[i] for out in in_dtype))
+        assert_close(actual, expected, name=f"{name} {what} ({dtype})", atol=1e-6, mistakes=mistakes,
                      hint="angles = position_ids[..., None].float() * inv_freq; cat(angles, angles); cos and sin "
                           "cast to x.dtype")
 
@@ -425,7 +432,27 @@ def test_qk_norm_matches_transformers(llama, hf_models, name):
                        {n: p.grad for n, p in hf_attn.named_parameters()}, rtol=1e-4)
 
 
+@pytest.mark.exercise("qk_norm")
+def test_qk_norm_reads_rms_norm_eps(llama, hf_models):
+    """The tiny Qwen3s have RMSNorm's default eps (1e-6): an RMSNorm(hd) without eps= matches their
+    outputs, so the eps is read directly, on a config with another one."""
+    config = dataclasses.replace(ref.config_of(hf_models[QWEN3]), rms_norm_eps=0.25)
+    attn = llama.LlamaAttention(config, 0)
+    got = (getattr(attn, "q_norm", None) and attn.q_norm.eps, getattr(attn, "k_norm", None) and attn.k_norm.eps)
+    assert got == (0.25, 0.25), (f"q_norm and k_norm should be RMSNorm(head_dim, eps=config.rms_norm_eps) (0.25 here), "
+                                 f"have eps {got}")
+
+
 # ----------------------------------------------------------------------------- 8. decoder layer
+
+
+@pytest.mark.exercise("block")
+def test_decoder_layer_norms_read_rms_norm_eps(llama, hf_models):
+    config = dataclasses.replace(ref.config_of(hf_models[GQA]), rms_norm_eps=0.25)
+    layer = llama.LlamaDecoderLayer(config, 0)
+    got = (layer.input_layernorm.eps, layer.post_attention_layernorm.eps)
+    assert got == (0.25, 0.25), (f"input_layernorm and post_attention_layernorm should be RMSNorm(C, "
+                                 f"eps=config.rms_norm_eps) (0.25 here), have eps {got}")
 
 
 @pytest.mark.exercise("block")
