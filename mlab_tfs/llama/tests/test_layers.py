@@ -374,6 +374,27 @@ def test_attention_matches_transformers(llama, hf_models, name):
 
 
 @pytest.mark.exercise("attention")
+def test_attention_with_a_padding_mask(llama, hf_models):
+    """A bool mask (B, 1, T, S), causal and left padding combined: row 1's first 3 keys are
+    padding, so its first 3 queries see no key and output zeros (before o_proj's bias)."""
+    hf = hf_models[GQA]
+    hf_attn = hf.model.layers[0].self_attn
+    ours = ref.load_into(llama.LlamaAttention(ref.config_of(hf), 0), hf, "model.layers.0.self_attn.")
+    x, cos, sin, causal = _attention_inputs(hf, seed=7)
+    pad = torch.ones(2, 7, dtype=torch.bool)
+    pad[1, :3] = False
+    keep = causal & pad[:, None, None, :]  # (B, 1, T, S)
+    with torch.no_grad():
+        actual = ours(x, cos, sin, keep)
+        expected = ref.attention(hf_attn, x, cos, sin, keep)
+        ignored = ref.attention(hf_attn, x, cos, sin, causal.expand(2, 1, 7, 7))
+    assert_close(actual, expected, name="LlamaAttention(x) with a padding mask", atol=1e-5,
+                 mistakes={"the attention_mask ignored (only the causal mask applied)": ignored},
+                 hint="use the given bool mask as it is (True = attend); a query row with no True gets a zero pattern "
+                      "(your GPT-2 attention_pattern does it)")
+
+
+@pytest.mark.exercise("attention")
 def test_attention_with_the_cache_equals_one_pass(llama, hf_models):
     """4 tokens, then 3 more with the cache: the outputs of one pass over 7, and the cache holds
     the nkv = 2 rotated key heads, not the nh = 4 repeated ones."""
