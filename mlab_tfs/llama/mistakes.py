@@ -112,6 +112,10 @@ MISTAKES = Catalogue(PART, [
     Mistake("attention", "causal_mask_missing", "no causal mask when attention_mask is None (every query sees every "
                                                 "key, later ones included)",
             "None means the causal mask alone: build it with your `causal_mask(T, S)`."),
+    Mistake("attention", "attention_mask_ignored", "the attention_mask ignored (only the causal mask applied)",
+            "A given mask is causal and padding combined (the model builds it): use it as it is, True = attend. "
+            "Ignored, padding keys are attended to and the padded rows' real tokens come out different; a query "
+            "that sees no key gets a zero output."),
     Mistake("attention", "cache_holds_repeated_heads", "caching the repeated keys and values (the cache holds the nkv "
                                                        "heads: repeat after update)",
             "The output is right and the cache n_rep times larger: what grouped-query attention saves is lost. "

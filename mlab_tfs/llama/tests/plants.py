@@ -68,6 +68,9 @@ PLANTS: dict[str, list[tuple[str, str]]] = {
     "scale_by_hidden_over_heads": [("self.scale = hd**-0.5", "self.scale = (C // self.n_head) ** -0.5")],
     "causal_mask_missing": [("if attention_mask is None:\n                attention_mask = causal_mask(",
                              "if False:\n                attention_mask = causal_mask(")],
+    "attention_mask_ignored": [("check_bool_mask(\"LlamaAttention: attention_mask\", attention_mask)\n",
+                                "check_bool_mask(\"LlamaAttention: attention_mask\", attention_mask)\n"
+                                "        attention_mask = None\n")],
     "cache_holds_repeated_heads": [(_CACHE, "        n_rep = self.n_head // self.n_kv_head\n"
                                             "        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, nh, S, hd)\n"
                                             "        if past_key_values is not None:\n"

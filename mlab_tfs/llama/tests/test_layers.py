@@ -389,7 +389,7 @@ def test_attention_with_a_padding_mask(llama, hf_models):
         expected = ref.attention(hf_attn, x, cos, sin, keep)
         ignored = ref.attention(hf_attn, x, cos, sin, causal.expand(2, 1, 7, 7))
     assert_close(actual, expected, name="LlamaAttention(x) with a padding mask", atol=1e-5,
-                 mistakes={"the attention_mask ignored (only the causal mask applied)": ignored},
+                 mistakes={M["attention_mask_ignored"]: ignored},
                  hint="use the given bool mask as it is (True = attend); a query row with no True gets a zero pattern "
                       "(your GPT-2 attention_pattern does it)")
 
