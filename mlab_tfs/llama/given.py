@@ -257,6 +257,22 @@ class LlamaPreTrainedModel(AttnImplementationMixin, HookedRootModule, Pretrained
         return name
 
 
+class RMSNormRepr:
+    """Given: what ``print(model)`` shows inside ``RMSNorm(...)``, as transformers'
+    ``LlamaRMSNorm`` prints it: the weight's shape and eps (``RMSNorm((64,), eps=1e-06)``).
+    A base of RMSNorm in solution.py and student.py alike, so that printing a model needs no
+    exercise beyond RMSNorm's ``__init__``; it reads ``self.weight`` and ``self.eps`` when they
+    exist and prints nothing of a part not yet created."""
+
+    def extra_repr(self) -> str:
+        weight, parts = getattr(self, "weight", None), []
+        if weight is not None:
+            parts.append(f"{tuple(weight.shape)}")
+        if getattr(self, "eps", None) is not None:
+            parts.append(f"eps={self.eps}")
+        return ", ".join(parts)
+
+
 def body_state_dict(state: dict[str, Any]) -> dict[str, Any]:
     """A LlamaForCausalLM state dict's body as LlamaModel's: the ``model.`` keys without that
     prefix; the head (``lm_head.*``) is left out, as transformers' LlamaModel leaves it."""

@@ -46,7 +46,8 @@ from mlab_tfs.inputs import (
     check_token_ids,
 )
 from mlab_tfs.llama.given import (  # noqa: F401  (re-exported)
-    LLAMA_HOOK_NAME_RULES, MAX_POSITION, LlamaConfig, LlamaPreTrainedModel, body_state_dict, init_llama_weights,
+    LLAMA_HOOK_NAME_RULES, MAX_POSITION, LlamaConfig, LlamaPreTrainedModel, RMSNormRepr, body_state_dict,
+    init_llama_weights,
 )
 from mlab_tfs.outputs import BaseModelOutput, CausalLMOutput, PastKeyValues
 
@@ -57,7 +58,7 @@ Tensor = torch.Tensor
 # ---------------------------------------------------------------------------------------
 
 
-class RMSNorm(nn.Module):
+class RMSNorm(RMSNormRepr, nn.Module):
     """Scale the last dimension to unit root mean square, then by a learned weight (Zhang &
     Sennrich 2019, "Root Mean Square Layer Normalization"): no mean subtracted, no bias.
 
@@ -86,9 +87,6 @@ class RMSNorm(nn.Module):
         else:  # x * rsqrt, as transformers computes it: the same bits
             x_hat = x32 * torch.rsqrt(mean_square + self.eps)
         return self.weight * self.hook_normalized(x_hat).to(x.dtype)
-
-    def extra_repr(self) -> str:
-        return f"{tuple(self.weight.shape)}, eps={self.eps}"
 
 
 def rotate_half(x: Tensor) -> Tensor:

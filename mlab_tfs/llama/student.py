@@ -67,7 +67,8 @@ from mlab_tfs.inputs import (  # noqa: F401  (use them in LlamaModel.forward)
 )
 # Given, not exercises: the config, the hook-name rules, the init, the body of a checkpoint.
 from mlab_tfs.llama.given import (  # noqa: F401  (given)
-    LLAMA_HOOK_NAME_RULES, MAX_POSITION, LlamaConfig, LlamaPreTrainedModel, body_state_dict, init_llama_weights,
+    LLAMA_HOOK_NAME_RULES, MAX_POSITION, LlamaConfig, LlamaPreTrainedModel, RMSNormRepr, body_state_dict,
+    init_llama_weights,
 )
 from mlab_tfs.outputs import BaseModelOutput, CausalLMOutput, PastKeyValues  # noqa: F401
 
@@ -78,8 +79,9 @@ Tensor = torch.Tensor
 # ---------------------------------------------------------------------------------------
 
 
-class RMSNorm(nn.Module):
-    """Scale the last dimension to unit root mean square, then by a learned weight."""
+class RMSNorm(RMSNormRepr, nn.Module):
+    """Scale the last dimension to unit root mean square, then by a learned weight. (Given:
+    ``RMSNormRepr`` prints it as ``RMSNorm((C,), eps=...)`` from your ``weight`` and ``eps``.)"""
 
     def __init__(self, hidden_size: int, eps: float = 1e-6):
         """Create ``self.weight``, an ``nn.Parameter`` of ones, shape (hidden_size,) (no bias:
@@ -101,11 +103,6 @@ class RMSNorm(nn.Module):
         goes inside the square root, not added to it; the statistics are over the last
         dimension only; the cast back comes before the weight multiplies.
         """
-        raise NotImplementedError("Exercise 1 (RMSNorm): see mlab_tfs/llama/GUIDE.md#1-rmsnorm")
-
-    def extra_repr(self) -> str:
-        """What ``print(model)`` shows inside ``RMSNorm(...)``: ``f"{tuple(self.weight.shape)}, eps={self.eps}"``,
-        as transformers' ``LlamaRMSNorm`` prints it."""
         raise NotImplementedError("Exercise 1 (RMSNorm): see mlab_tfs/llama/GUIDE.md#1-rmsnorm")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import sys
 import textwrap
 import time
@@ -161,9 +162,31 @@ def _message(report: pytest.TestReport) -> str:
         elif tail:
             break
     text = textwrap.dedent("\n".join(reversed(tail))) if tail else lines[-1] if lines else "failed"
+    # A failed check or a stub not started says what to do itself; an error raised inside torch does not.
+    failed_check = text.startswith(("mlab_tfs.testing.compare.Mismatch: ", "AssertionError", "NotImplementedError"))
     for prefix in ("mlab_tfs.testing.compare.Mismatch: ", "AssertionError: "):
         text = text.removeprefix(prefix)
-    return text.strip()
+    where = None if failed_check else _in_your_code(lines)
+    return text.strip() + (f"\n  raised in your code at {where}" if where else "")
+
+
+_YOUR_FILE = re.compile(r"^(\S*student(?:_planted)?\.py):(\d+): ")
+
+
+def _in_your_code(lines: list[str]) -> str | None:
+    """"path:line: source" of the last frame of a traceback (pytest's long report) in a learner's
+    student.py: where an error raised inside torch (a shape that does not broadcast, say) came from."""
+    where, source = None, ""
+    for i, line in enumerate(lines):
+        if line.startswith(">"):  # --tb=long: the source line comes before its location
+            source = line[1:].strip()
+        elif m := _YOUR_FILE.match(line):
+            after = lines[i + 1] if i + 1 < len(lines) else ""
+            if after.startswith(" ") and after.strip():  # --tb=short: after it
+                source = after.strip()
+            where = f"{m.group(1)}:{m.group(2)}" + (f": {source}" if source else "")
+            source = ""
+    return where
 
 
 def run(parts: list[str], impl: str, verbose: bool = False, only: list[str] | None = None,

@@ -33,6 +33,8 @@ PLANTS: dict[str, list[tuple[str, str]]] = {
     "rms_without_sqrt": [(_NORM, "        x_hat = x32 / self.hook_scale(mean_square + self.eps)\n")],
     "wrong_dim": [("mean_square = x32.pow(2).mean(-1, keepdim=True)", "mean_square = x32.pow(2).mean(-2, keepdim=True)")],
     "statistics_in_input_dtype": [("x32 = x.to(torch.float32)", "x32 = x")],
+    "weight_before_cast": [("return self.weight * self.hook_normalized(x_hat).to(x.dtype)",
+                            "return (self.weight * self.hook_normalized(x_hat)).to(x.dtype)")],
     # 2. rotary embeddings
     "wrong_pair_layout": [(_HALF, "return rotate_interleaved(x)")],
     "rotate_half_sign": [("return torch.cat((-x2, x1), dim=-1)", "return torch.cat((x2, -x1), dim=-1)")],
@@ -66,6 +68,9 @@ PLANTS: dict[str, list[tuple[str, str]]] = {
     "scale_by_hidden_over_heads": [("self.scale = hd**-0.5", "self.scale = (C // self.n_head) ** -0.5")],
     "causal_mask_missing": [("if attention_mask is None:\n                attention_mask = causal_mask(",
                              "if False:\n                attention_mask = causal_mask(")],
+    "attention_mask_ignored": [("check_bool_mask(\"LlamaAttention: attention_mask\", attention_mask)\n",
+                                "check_bool_mask(\"LlamaAttention: attention_mask\", attention_mask)\n"
+                                "        attention_mask = None\n")],
     "cache_holds_repeated_heads": [(_CACHE, "        n_rep = self.n_head // self.n_kv_head\n"
                                             "        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, nh, S, hd)\n"
                                             "        if past_key_values is not None:\n"

@@ -30,16 +30,20 @@ def load_into(module: torch.nn.Module, hf_model, prefix: str) -> torch.nn.Module
 
 
 def rms_norm(x: Tensor, weight: Tensor, eps: float, *, mean: bool = False, eps_outside: bool = False,
-             no_sqrt: bool = False, dim: int = -1, in_dtype: bool = False, rsqrt: bool = False) -> Tensor:
-    """rsqrt: x * rsqrt(ms + eps) instead of x / sqrt(ms + eps) (the same in float32, not in bfloat16)."""
+             no_sqrt: bool = False, dim: int = -1, in_dtype: bool = False, rsqrt: bool = False,
+             square_in_dtype: bool = False, weight_first: bool = False) -> Tensor:
+    """rsqrt: x * rsqrt(ms + eps) instead of x / sqrt(ms + eps) (the same in float32, not in bfloat16).
+    square_in_dtype: only the mean square in x's dtype (then float32); weight_first: the weight
+    multiplies the float32 normalised x, and the product is cast (the cast after the weight)."""
     x32 = x if in_dtype else x.float()
     if mean:
         x32 = x32 - x32.mean(dim, keepdim=True)
-    ms = x32.pow(2).mean(dim, keepdim=True)
+    ms = x.pow(2).mean(dim, keepdim=True).float() if square_in_dtype else x32.pow(2).mean(dim, keepdim=True)
     if rsqrt:
-        return weight * (x32 * torch.rsqrt(ms + eps)).to(x.dtype)
-    scale = ms + eps if no_sqrt else (ms.sqrt() + eps if eps_outside else (ms + eps).sqrt())
-    return weight * (x32 / scale).to(x.dtype)
+        normed = x32 * torch.rsqrt(ms + eps)
+    else:
+        normed = x32 / (ms + eps if no_sqrt else (ms.sqrt() + eps if eps_outside else (ms + eps).sqrt()))
+    return (weight * normed).to(x.dtype) if weight_first else weight * normed.to(x.dtype)
 
 
 def nearest(actual, *candidates: Tensor) -> Tensor:
@@ -92,9 +96,13 @@ def llama3_inv_freq(base: Tensor, rope: dict, *, all_divided: bool = False, blen
 
 
 def cos_sin(inv: Tensor, position_ids: Tensor, dtype: torch.dtype, *, interleaved: bool = False,
-            in_dtype: bool = False) -> tuple[Tensor, Tensor]:
+            in_dtype: bool = False, positions_in_dtype: bool = False) -> tuple[Tensor, Tensor]:
+    """in_dtype: the angles computed in dtype; positions_in_dtype: only the positions rounded to
+    dtype (a bfloat16 position 1001 is 1000), the product in float32."""
     if in_dtype:
         angles = position_ids[..., None].to(dtype) * inv.to(dtype)
+    elif positions_in_dtype:
+        angles = position_ids[..., None].to(dtype).float() * inv
     else:
         angles = position_ids[..., None].float() * inv
     emb = angles.repeat_interleave(2, dim=-1) if interleaved else torch.cat([angles, angles], dim=-1)

@@ -6,6 +6,7 @@ catalogued mistake it matches."""
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import contextmanager
 
 import pytest
@@ -122,7 +123,8 @@ def test_left_padding_with_position_ids(llama, hf_models, name):
     real = mask.bool()
     assert_close(actual[real], expected[real], name=f"{name} left-padded logits (real tokens)", atol=1e-5,
                  mistakes={M["position_ids_ignored"]: ignored[real]},
-                 hint="use the given position_ids (the default P .. P + T - 1 only when none are given)")
+                 hint="the mask (B, 1, T, S) = causal & the padding mask over the keys (pad[:, None, None, :]), "
+                      "and the given position_ids used as they are")
 
 
 @pytest.mark.exercise("model")
@@ -147,3 +149,35 @@ def test_decoding_with_the_cache_equals_one_pass(llama, hf_models, name):
     assert_close(torch.cat(logits, 1), expected, name=f"{name} logits decoded with the cache", atol=1e-5,
                  mistakes={M["positions_restart_after_cache"]: restarted},
                  hint="position_ids default to P .. P + T - 1, P = past_key_values.get_seq_length()")
+
+
+@pytest.mark.exercise("model")
+def test_hidden_states_and_attentions(llama, hf_models):
+    """num_hidden_layers + 1 hidden states (each layer's input, then the final norm's output) and
+    one pattern per layer, as transformers' output_hidden_states / output_attentions."""
+    hf = hf_models[GQA]
+    ours = _ours(llama, hf)
+    ids = _ids(hf.config.vocab_size, shape=(2, 6), seed=5)
+    with torch.no_grad():
+        e = hf(ids, output_hidden_states=True, output_attentions=True)
+        a = ours(ids, output_hidden_states=True, output_attentions=True)
+    L = hf.config.num_hidden_layers
+    got = None if a.hidden_states is None else len(a.hidden_states)
+    assert got == L + 1, (f"hidden_states should hold num_hidden_layers + 1 = {L + 1} tensors (each layer's input, "
+                          f"then the final norm's output, as transformers), got {got}")
+    for i, (x, y) in enumerate(zip(a.hidden_states, e.hidden_states)):
+        assert_close(x, y, name=f"hidden_states[{i}]", atol=1e-5,
+                     hint="the layers' hook_resid_pre, then norm's output last (last_hidden_state)")
+    got = None if a.attentions is None else len(a.attentions)
+    assert got == L, f"attentions should hold one (B, nh, T, S) pattern per layer ({L}), got {got}"
+    for i, (x, y) in enumerate(zip(a.attentions, e.attentions)):
+        assert_close(x, y, name=f"attentions[{i}]", atol=1e-5, hint="each layer's self_attn.hook_pattern")
+
+
+@pytest.mark.exercise("model")
+def test_final_norm_reads_rms_norm_eps(llama, hf_models):
+    """The eps of the tiny checkpoints is too small to show in the logits: read it directly."""
+    config = dataclasses.replace(ref.config_of(hf_models[GQA]), rms_norm_eps=0.25)
+    model = llama.LlamaModel(config)
+    assert model.norm.eps == 0.25, (f"LlamaModel.norm should be RMSNorm(C, eps=config.rms_norm_eps) (0.25 here), "
+                                    f"has eps {model.norm.eps}")

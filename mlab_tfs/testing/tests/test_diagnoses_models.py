@@ -40,6 +40,17 @@ NAMED = {
                                "x_hat = (x32 - x32.mean(-1, keepdim=True)) / self.hook_scale(torch.sqrt("
                                "mean_square + self.eps))")],
         "mean_subtracted"),
+    # The statistics over the first axis; only the mean square in the input's dtype.
+    "llama-mean_over_the_first_axis": ("llama", "rms_norm", [(_LLAMA_NORM, "mean_square = x32.pow(2).mean(0, keepdim=True)")],
+                                       "wrong_dim"),
+    "llama-mean_square_in_input_dtype": ("llama", "rms_norm",
+                                         [(_LLAMA_NORM, "mean_square = x.pow(2).mean(-1, keepdim=True).float()")],
+                                         "statistics_in_input_dtype"),
+    # The positions rounded to the model's dtype, the product in float32.
+    "llama-positions_in_model_dtype": ("llama", "rope_frequencies",
+                                       [("freqs = position_ids[..., None].float() * self.inv_freq.to(x.device, torch.float32)",
+                                         "freqs = position_ids[..., None].to(x.dtype) * self.inv_freq.to(x.device)")],
+                                       "angles_in_model_dtype"),
 }
 
 # (part, exercise, edits of solution.py, text the failure says): failing, and no likely cause.

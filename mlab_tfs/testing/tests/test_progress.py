@@ -157,3 +157,27 @@ def test_an_exercise_by_name_title_or_number(wanted, name):
 
     found = select("gpt2", wanted)
     assert (found.name if found else None) == name
+
+
+def test_an_error_inside_torch_says_where_in_your_code():
+    """A shape that does not broadcast raises deep inside torch: the report names the line of the
+    learner's file it came from, with its source."""
+    from mlab_tfs.testing.mistakes import check_report, planted_source
+
+    source = planted_source("llama", [("mean_square = x32.pow(2).mean(-1, keepdim=True)",
+                                       "mean_square = x32.pow(2).mean(-1)")])
+    report = check_report("llama", "rms_norm", source)
+    assert "RuntimeError: The size of tensor a (16) must match" in report, report
+    assert "raised in your code at " in report and "student_planted.py:" in report, report
+    assert "x_hat = x32 * torch.rsqrt(mean_square + self.eps)" in report, report
+
+
+def test_a_failed_check_says_no_location():
+    from mlab_tfs.testing.mistakes import check_report, planted_source
+
+    from mlab_tfs.testing.mistakes import PACKAGE_DIR, plants
+
+    report = check_report("llama", "rms_norm", planted_source("llama", plants("llama")["mean_subtracted"]))
+    assert "does not match" in report and "raised in your code" not in report, report
+    stub = check_report("llama", "rms_norm", (PACKAGE_DIR / "llama" / "student.py").read_text())
+    assert "NotImplementedError: Exercise 1" in stub and "raised in your code" not in stub, stub
