@@ -17,6 +17,7 @@ a registered one, and every registered one to an embedding.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import io
 import sys
@@ -67,6 +68,21 @@ def use_agg() -> None:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
+
+
+@functools.lru_cache(maxsize=1)
+def course_model():
+    """(model, tokenizer): the course's Shakespeare GPT-2 (6 layers, 8 heads) in float32, eval
+    mode, and its own BPE; loaded once, for the figures (and their tests) that run it."""
+    import torch
+
+    from mlab_tfs.assets import course_model_path
+    from mlab_tfs.gpt2 import GPT2LMHeadModel
+    from mlab_tfs.tokenizers import ByteLevelBPETokenizer
+
+    path = course_model_path()
+    model = GPT2LMHeadModel.from_pretrained(path, dtype=torch.float32).eval()
+    return model, ByteLevelBPETokenizer.from_pretrained(path)
 
 
 def figures(part: str) -> list[Figure]:

