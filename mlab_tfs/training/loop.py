@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 
-from mlab_tfs.checkpoints import CheckpointError
+from mlab_tfs.checkpoints import CheckpointError, read_config
 from mlab_tfs.durable import atomic_file, atomic_folder, write_bytes_atomic, write_text_atomic
 from mlab_tfs.training import data as D
 
@@ -139,14 +139,11 @@ def model_class(arch: str):
 
 def _folder_model_type(folder: Path, what: str) -> str | None:
     """config.json's model_type in a model folder (None where it names none). Raises ValueError
-    for a config.json that is not a JSON object."""
+    (prefixed with what) for a config.json that is not a JSON object."""
     try:
-        settings = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{what}: {folder / 'config.json'} is not valid JSON ({e})") from None
-    if not isinstance(settings, dict):
-        raise ValueError(f"{what}: {folder / 'config.json'} must hold a JSON object of settings")
-    return settings.get("model_type")
+        return read_config(folder).get("model_type")
+    except CheckpointError as e:
+        raise ValueError(f"{what}: {e}") from None
 
 
 def max_positions(config) -> int:
@@ -690,7 +687,7 @@ def _sample(model, tokenizer, cfg: TrainConfig, device: torch.device, amp: bool)
 def export_model(model, tokenizer, folder: Path) -> None:
     """config.json + fp16 model.safetensors (our GPT2LMHeadModel or LlamaForCausalLM, and
     transformers, load both) + the tokenizer's vocab.json and merges.txt. ``model`` is a whole
-    (unsharded) model: under FSDP, the copy _WholeModel gathers."""
+    (unsharded) model: under FSDP, the copy _Sharded.whole_model gathers."""
     half = type(model)(model.config)  # a fresh copy, so the training model stays fp32
     half.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
     half.to(torch.float16).save_pretrained(folder)
