@@ -1107,8 +1107,10 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
         # One folder, one writer: the state, every rank's random state and the log position
         # of the same step appear together or not at all.
         rng = dist.gather_to_rank0(_rng_state(device))
-        weights = sharded.whole_state() if sharded is not None else None  # collectives: every rank
-        moments = sharded.optimizer_state(optimizer) if sharded is not None else None
+        if sharded is not None:  # gathers: collectives, every rank
+            weights, moments = sharded.whole_state(), sharded.optimizer_state(optimizer)
+        else:
+            weights, moments = model.state_dict(), optimizer.state_dict()
         failed = None
         if main:
             epoch, index = order.position(step)
@@ -1118,8 +1120,7 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
                         "kind": CHECKPOINT_KIND, "step": step, "config": asdict(cfg), "world_size": dist.world_size,
                         "tokenizer": fingerprint, "train_blocks": len(train_blocks),
                         "data_position": {"epoch": epoch, "index": index}, "log_position": log.position(),
-                        "resumed": resumed, "model": weights if sharded is not None else model.state_dict(),
-                        "optimizer": moments if sharded is not None else optimizer.state_dict(),
+                        "resumed": resumed, "model": weights, "optimizer": moments,
                     }, staging / "state.pt")
                     for r, rng_state in enumerate(rng):
                         torch.save({"step": step, "rank": r, "state": rng_state}, staging / f"rng-{r}.pt")
