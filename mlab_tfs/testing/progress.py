@@ -10,14 +10,11 @@ import sys
 import textwrap
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
 from mlab_tfs.testing.exercises import PARTS, Exercise, exercises, select
-from mlab_tfs.testing.plugin import EXERCISE_PROPERTY, cores, exercise_of, part_of
-
-PACKAGE_DIR = Path(__file__).resolve().parent.parent
+from mlab_tfs.testing.plugin import EXERCISE_PROPERTY, PACKAGE_DIR, cores, exercise_of, part_of
 
 
 @dataclass
@@ -200,8 +197,8 @@ def run(parts: list[str], impl: str, verbose: bool = False, only: list[str] | No
     args += [f"--exercise={e}" for e in only or []]
     if maxfail:
         args.append(f"--maxfail={maxfail}")
-    elif not only and workers() > 1:  # one exercise's tests run faster than workers start
-        args += ["-n", str(workers())]
+    elif not only and (n_workers := workers()) > 1:  # one exercise's tests run faster than workers start
+        args += ["-n", str(n_workers)]
     started = time.monotonic()
     if announce:
         print(f"collecting the tests of {', '.join(parts)} (imports torch and transformers: a few seconds)…",

@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 
-from mlab_tfs.checkpoints import CheckpointError
+from mlab_tfs.checkpoints import CheckpointError, read_config
 from mlab_tfs.durable import atomic_file, atomic_folder, write_bytes_atomic, write_text_atomic
 from mlab_tfs.training import data as D
 
@@ -139,14 +139,11 @@ def model_class(arch: str):
 
 def _folder_model_type(folder: Path, what: str) -> str | None:
     """config.json's model_type in a model folder (None where it names none). Raises ValueError
-    for a config.json that is not a JSON object."""
+    (prefixed with what) for a config.json that is not a JSON object."""
     try:
-        settings = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{what}: {folder / 'config.json'} is not valid JSON ({e})") from None
-    if not isinstance(settings, dict):
-        raise ValueError(f"{what}: {folder / 'config.json'} must hold a JSON object of settings")
-    return settings.get("model_type")
+        return read_config(folder).get("model_type")
+    except CheckpointError as e:
+        raise ValueError(f"{what}: {e}") from None
 
 
 def max_positions(config) -> int:
@@ -690,7 +687,7 @@ def _sample(model, tokenizer, cfg: TrainConfig, device: torch.device, amp: bool)
 def export_model(model, tokenizer, folder: Path) -> None:
     """config.json + fp16 model.safetensors (our GPT2LMHeadModel or LlamaForCausalLM, and
     transformers, load both) + the tokenizer's vocab.json and merges.txt. ``model`` is a whole
-    (unsharded) model: under FSDP, the copy _WholeModel gathers."""
+    (unsharded) model: under FSDP, the copy _Sharded.whole_model gathers."""
     half = type(model)(model.config)  # a fresh copy, so the training model stays fp32
     half.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
     half.to(torch.float16).save_pretrained(folder)
@@ -1110,8 +1107,10 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
         # One folder, one writer: the state, every rank's random state and the log position
         # of the same step appear together or not at all.
         rng = dist.gather_to_rank0(_rng_state(device))
-        weights = sharded.whole_state() if sharded is not None else None  # collectives: every rank
-        moments = sharded.optimizer_state(optimizer) if sharded is not None else None
+        if sharded is not None:  # gathers: collectives, every rank
+            weights, moments = sharded.whole_state(), sharded.optimizer_state(optimizer)
+        else:
+            weights, moments = model.state_dict(), optimizer.state_dict()
         failed = None
         if main:
             epoch, index = order.position(step)
@@ -1121,8 +1120,7 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
                         "kind": CHECKPOINT_KIND, "step": step, "config": asdict(cfg), "world_size": dist.world_size,
                         "tokenizer": fingerprint, "train_blocks": len(train_blocks),
                         "data_position": {"epoch": epoch, "index": index}, "log_position": log.position(),
-                        "resumed": resumed, "model": weights if sharded is not None else model.state_dict(),
-                        "optimizer": moments if sharded is not None else optimizer.state_dict(),
+                        "resumed": resumed, "model": weights, "optimizer": moments,
                     }, staging / "state.pt")
                     for r, rng_state in enumerate(rng):
                         torch.save({"step": step, "rank": r, "state": rng_state}, staging / f"rng-{r}.pt")
