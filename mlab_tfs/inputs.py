@@ -367,6 +367,12 @@ def check_bool(name: str, value: object) -> bool:
     return bool(value)
 
 
+def check_flag(name: str, value: object) -> bool:
+    """A forward's Optional[bool] flag (use_cache, output_attentions, ...): None is the
+    default, False, as transformers' flags; anything else must be a bool (check_bool)."""
+    return False if value is None else check_bool(name, value)
+
+
 def same_device(a: torch.device | str, b: torch.device | str) -> bool:
     """Equal devices, "cuda" meaning the current CUDA device."""
     a, b = torch.device(a), torch.device(b)
@@ -386,6 +392,14 @@ def check_device(name: str, x: Tensor, device: torch.device | None, what: str = 
         raise ValueError(f"{name} is on {x.device} but {what} is on {torch.device(device)}: move it there first "
                          f"(e.g. {name}.to({str(torch.device(device))!r}))")
     return x
+
+
+def check_devices(device: torch.device | None, what: str = "the model", **tensors: object) -> None:
+    """check_device for each tensor among ``tensors`` (name=value); other values (None, lists)
+    are left to the argument's own check."""
+    for name, x in tensors.items():
+        if isinstance(x, Tensor):
+            check_device(name, x, device, what)
 
 
 def as_int_tensor(name: str, ids: object, device: torch.device | None, what: str = "the model") -> Tensor:

@@ -37,9 +37,9 @@ from mlab_tfs.gpt2.solution import Embedding, KVCache, attention_pattern, causal
 from mlab_tfs.hooks import HookPoint, capture
 from mlab_tfs.inputs import (
     check_attention_mask,
-    check_bool,
     check_cache_position,
-    check_device,
+    check_devices,
+    check_flag,
     check_kv_cache,
     check_labels,
     check_position_ids,
@@ -408,17 +408,13 @@ class LlamaModel(LlamaPreTrainedModel, nn.Module):
         wrong shape or values.
         """
         cfg = self.config
-        device = self.embed_tokens.weight.device  # every tensor argument must already be there
-        for name, t in (("input_ids", input_ids), ("attention_mask", attention_mask), ("position_ids", position_ids),
-                        ("cache_position", cache_position)):
-            if isinstance(t, Tensor):
-                check_device(name, t, device)
+        # Every tensor argument must already be on the model's device.
+        check_devices(self.embed_tokens.weight.device, input_ids=input_ids, attention_mask=attention_mask,
+                      position_ids=position_ids, cache_position=cache_position)
         check_token_ids("input_ids", input_ids, cfg.vocab_size)
-        # None is the default (False), as transformers' Optional[bool] flags; anything else not a bool is refused.
-        use_cache, output_attentions, output_hidden_states = (
-            False if value is None else check_bool(name, value)
-            for name, value in (("use_cache", use_cache), ("output_attentions", output_attentions),
-                                ("output_hidden_states", output_hidden_states)))
+        use_cache = check_flag("use_cache", use_cache)
+        output_attentions = check_flag("output_attentions", output_attentions)
+        output_hidden_states = check_flag("output_hidden_states", output_hidden_states)
         B, T = input_ids.shape
         cache = KVCache.for_forward(past_key_values, use_cache, cfg.num_hidden_layers)
         P = 0
@@ -533,8 +529,7 @@ class LlamaForCausalLM(LlamaPreTrainedModel, nn.Module):
         logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
         loss = None
         if labels is not None:
-            if isinstance(labels, Tensor):
-                check_device("labels", labels, logits.device)
+            check_devices(logits.device, labels=labels)
             labels = check_labels("labels", labels, tuple(input_ids.shape), self.config.vocab_size)
             loss = lm_loss(logits, labels, num_items_in_batch)
         return CausalLMOutput(loss=loss, logits=logits, past_key_values=out.past_key_values,

@@ -10,6 +10,11 @@ NAMES = tuple(tiny.LLAMA_FAMILY)
 GQA, LLAMA3, TIED, QWEN3, QWEN3_TIED = NAMES
 
 
+def random_ids(vocab_size: int, shape=(2, 9), seed=0) -> torch.Tensor:
+    """Seeded random token ids of the given shape."""
+    return torch.randint(0, vocab_size, shape, generator=torch.Generator().manual_seed(seed))
+
+
 def positions(mask: torch.Tensor) -> torch.Tensor:
     """Position ids counted over real tokens, padding at 1 (masked: any position would do)."""
     return (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)

@@ -20,7 +20,7 @@ from mlab_tfs.testing.mistakes import likely
 from mlab_tfs.testing.tiny import left_padded_batch
 
 from . import reference as ref
-from .helpers import GQA, LLAMA3, QWEN3, QWEN3_TIED, TIED, hf_grads_as_ours
+from .helpers import GQA, LLAMA3, QWEN3, QWEN3_TIED, TIED, hf_grads_as_ours, random_ids
 
 
 def _ours(llama, hf):
@@ -28,10 +28,6 @@ def _ours(llama, hf):
     model = llama.LlamaForCausalLM(config)
     model.load_state_dict(solution.from_hf_state_dict(hf.state_dict(), config))
     return model.eval()
-
-
-def _ids(vocab_size: int, shape=(2, 9), seed=0) -> torch.Tensor:
-    return torch.randint(0, vocab_size, shape, generator=torch.Generator().manual_seed(seed))
 
 
 @contextmanager
@@ -64,7 +60,7 @@ def test_head_tied_as_configured(llama, hf_models, name):
 def test_logits_and_loss(llama, hf_models, name):
     hf = hf_models[name]
     ours = _ours(llama, hf)
-    ids = _ids(hf.config.vocab_size)
+    ids = random_ids(hf.config.vocab_size)
     with torch.no_grad():
         expected = hf(ids, labels=ids)
         with _without_final_norm(hf):
@@ -82,7 +78,7 @@ def test_logits_and_loss(llama, hf_models, name):
 def test_gradients(llama, hf_models, name):
     hf = hf_models[name]
     ours = _ours(llama, hf)
-    ids = _ids(hf.config.vocab_size, seed=1)
+    ids = random_ids(hf.config.vocab_size, seed=1)
     ours(ids, labels=ids).loss.backward()
     hf.zero_grad()
     hf(ids, labels=ids).loss.backward()
@@ -98,7 +94,7 @@ def test_given_position_ids_are_used(llama, hf_models, name):
     shift of the default 0..8, so the logits differ from the default's (by about 1.9 here)."""
     hf = hf_models[name]
     ours = _ours(llama, hf)
-    ids = _ids(hf.config.vocab_size, shape=(1, 9), seed=4)
+    ids = random_ids(hf.config.vocab_size, shape=(1, 9), seed=4)
     pos = torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2, 3]])
     with torch.no_grad():
         expected, ignored = hf(ids, position_ids=pos).logits, hf(ids).logits
@@ -133,7 +129,7 @@ def test_decoding_with_the_cache_equals_one_pass(llama, hf_models, name):
     """6 tokens, then 1, then 2 with the cache: the logits of one pass over the 9."""
     hf = hf_models[name]
     ours = _ours(llama, hf)
-    ids = _ids(hf.config.vocab_size, seed=3)
+    ids = random_ids(hf.config.vocab_size, seed=3)
     with torch.no_grad():
         expected = hf(ids).logits
         first = hf(ids[:, :6], use_cache=True)
@@ -157,7 +153,7 @@ def test_hidden_states_and_attentions(llama, hf_models):
     one pattern per layer, as transformers' output_hidden_states / output_attentions."""
     hf = hf_models[GQA]
     ours = _ours(llama, hf)
-    ids = _ids(hf.config.vocab_size, shape=(2, 6), seed=5)
+    ids = random_ids(hf.config.vocab_size, shape=(2, 6), seed=5)
     with torch.no_grad():
         e = hf(ids, output_hidden_states=True, output_attentions=True)
         a = ours(ids, output_hidden_states=True, output_attentions=True)

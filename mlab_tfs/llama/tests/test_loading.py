@@ -14,11 +14,7 @@ from mlab_tfs.configs import ConfigError
 from mlab_tfs.testing.compare import assert_close, assert_same_checkpoint
 from mlab_tfs.testing.tiny import llama_checkpoint
 
-from .helpers import GQA, LLAMA3, NAMES, QWEN3, QWEN3_TIED, TIED, pair
-
-
-def _ids(V, seed=0):
-    return torch.randint(0, V, (2, 9), generator=torch.Generator().manual_seed(seed))
+from .helpers import GQA, LLAMA3, NAMES, QWEN3, QWEN3_TIED, TIED, pair, random_ids
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -35,7 +31,7 @@ def test_saved_folder_loads_in_transformers_with_no_missing_or_unexpected_keys(l
         tmp_path / "ours", attn_implementation="eager", dtype=torch.float32, output_loading_info=True)
     assert type(theirs) is type(hf)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
-    ids = _ids(model.config.vocab_size)
+    ids = random_ids(model.config.vocab_size)
     with torch.no_grad():
         assert_close(theirs.eval()(ids).logits, model(ids).logits, name=f"{name}: transformers on our folder",
                      atol=1e-5)
@@ -82,7 +78,7 @@ def test_legacy_rope_theta_and_rope_scaling_load_as_rope_parameters(llama, check
     (folder / "model.safetensors").write_bytes((checkpoints[LLAMA3] / "model.safetensors").read_bytes())
     legacy = llama.LlamaForCausalLM.from_pretrained(folder).eval()
     assert legacy.config.rope_parameters == model.config.rope_parameters
-    ids = _ids(model.config.vocab_size)
+    ids = random_ids(model.config.vocab_size)
     with torch.no_grad():
         assert_close(legacy(ids).logits, hf(ids).logits, name="logits of the legacy config", atol=1e-5)
     legacy.save_pretrained(tmp_path / "resaved")
@@ -101,7 +97,7 @@ def test_llama_model_body_loads_and_saves(llama, checkpoints, hf_models, tmp_pat
 
     body = llama.LlamaModel.from_pretrained(checkpoints[GQA]).eval()
     hf = hf_models[GQA]
-    ids = _ids(body.config.vocab_size)
+    ids = random_ids(body.config.vocab_size)
     with torch.no_grad():
         assert_close(body(ids).last_hidden_state, hf.model(ids).last_hidden_state, name="LlamaModel", atol=1e-5)
     body.save_pretrained(tmp_path / "body")
@@ -166,7 +162,7 @@ def test_older_checkpoint_with_inv_freq_buffer_loads(llama, checkpoints, hf_mode
 
     folder = edited_checkpoint(checkpoints[GQA], tmp_path / "old", add)
     model = llama.LlamaForCausalLM.from_pretrained(folder).eval()
-    ids = _ids(model.config.vocab_size)
+    ids = random_ids(model.config.vocab_size)
     with torch.no_grad():
         assert_close(model(ids).logits, hf_models[GQA](ids).logits, name="logits", atol=1e-5)
 

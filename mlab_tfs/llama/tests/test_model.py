@@ -10,20 +10,16 @@ import torch
 from mlab_tfs.testing.compare import assert_close, assert_grads_close, grads
 from mlab_tfs.testing.tiny import left_padded_batch
 
-from .helpers import GQA, LLAMA3, NAMES, QWEN3, TIED, hf_grads_as_ours, pair, positions
+from .helpers import GQA, LLAMA3, NAMES, QWEN3, TIED, hf_grads_as_ours, pair, positions, random_ids
 
 PATHS = ("eager", "sdpa")
-
-
-def _ids(vocab_size: int, shape=(2, 11), seed=0) -> torch.Tensor:
-    return torch.randint(0, vocab_size, shape, generator=torch.Generator().manual_seed(seed))
 
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("name", NAMES)
 def test_logits_and_loss_equal_transformers(llama, checkpoints, hf_models, name, path):
     ours, hf = pair(llama, checkpoints, hf_models, name, path)
-    ids = _ids(ours.config.vocab_size)
+    ids = random_ids(ours.config.vocab_size, (2, 11))
     with torch.no_grad():
         expected, actual = hf(ids, labels=ids), ours(ids, labels=ids)
     assert_close(actual.logits, expected.logits, name=f"{name} logits ({path})", atol=1e-5)
@@ -88,7 +84,7 @@ def test_llama3_frequencies_equal_transformers(llama, checkpoints, hf_models):
 
 def test_loss_with_num_items_in_batch(llama, checkpoints, hf_models):
     ours, hf = pair(llama, checkpoints, hf_models, GQA)
-    ids = _ids(ours.config.vocab_size)
+    ids = random_ids(ours.config.vocab_size, (2, 11))
     with torch.no_grad():
         expected = hf(ids, labels=ids, num_items_in_batch=7).loss
         actual = ours(ids, labels=ids, num_items_in_batch=7).loss
@@ -179,7 +175,7 @@ def test_a_tensor_on_another_device_names_it(llama, checkpoints, hf_models, argu
     .item() on a meta tensor): a ValueError naming the argument and both devices. The meta
     device stands in for a GPU here."""
     ours, _ = pair(llama, checkpoints, hf_models, GQA)
-    ids = _ids(ours.config.vocab_size, (2, 4))
+    ids = random_ids(ours.config.vocab_size, (2, 4))
     kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.arange(4)[None].repeat(2, 1),
                   labels=ids)
     kwargs[argument] = kwargs[argument].to("meta")
@@ -189,7 +185,7 @@ def test_a_tensor_on_another_device_names_it(llama, checkpoints, hf_models, argu
 
 def test_flags_of_none_mean_false_as_in_transformers(llama, checkpoints, hf_models):
     ours, hf = pair(llama, checkpoints, hf_models, GQA)
-    ids = _ids(ours.config.vocab_size)
+    ids = random_ids(ours.config.vocab_size, (2, 11))
     with torch.no_grad():
         out = ours(ids, use_cache=None, output_attentions=None, output_hidden_states=None)
     assert out.past_key_values is None and out.attentions is None and out.hidden_states is None
@@ -207,7 +203,7 @@ def test_bad_input_names_the_argument(llama, checkpoints, hf_models, case):
 def test_positions_beyond_max_position_embeddings_as_transformers(llama, checkpoints, hf_models):
     """Rotary positions have no table: transformers runs past max_position_embeddings (64), and so do we."""
     ours, hf = pair(llama, checkpoints, hf_models, GQA)
-    ids = _ids(ours.config.vocab_size, (1, 70))
+    ids = random_ids(ours.config.vocab_size, (1, 70))
     pos = torch.arange(1000, 1070)[None]
     with torch.no_grad():
         assert_close(ours(ids, position_ids=pos).logits, hf(ids, position_ids=pos).logits,
