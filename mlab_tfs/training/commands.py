@@ -29,6 +29,7 @@ SETTINGS = {
     "eval_fraction": "the share of each document held out for evaluation (its end)",
     "tokenizer": '"bpe" (train a byte-level BPE on the corpus), "gpt2" (GPT-2\'s vocabulary) or a tokenizer folder',
     "vocab_size": 'the size of the BPE vocabulary trained for --tokenizer bpe, <|endoftext|> included',
+    "repeat_fraction": "the share of training sequences replaced by a span of random tokens repeated (induction data; its first copy is not trained on)",
     "n_layer": "transformer blocks (llama: num_hidden_layers)",
     "n_head": "attention heads per block (llama: num_attention_heads)",
     "n_embd": "the model width, a multiple of --n-head (llama: hidden_size)",

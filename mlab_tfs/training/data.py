@@ -148,3 +148,50 @@ class BlockOrder:
         """The block indices of optimizer step ``step``: (batch_size,) long."""
         epoch, start = self.position(step)
         return self.permutation(epoch)[start : start + self.batch_size]
+
+
+REPEAT_MIN_LEN = 4  # the shortest repeated span: shorter ones are mostly bigram statistics
+
+
+def repeat_rows(step: int, batch_size: int, block_size: int, vocab_size: int, fraction: float,
+                seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The induction data of optimizer step ``step``: which rows of its global batch become a
+    span of random tokens repeated, and what those rows hold.
+
+    A row is chosen with probability ``fraction``; it becomes r, r, r, ... cut to block_size,
+    with r uniform in [0, vocab_size) of a length drawn uniformly from
+    [REPEAT_MIN_LEN, block_size // 2], so that every row repeats r at least once. Its first
+    occurrence cannot be predicted, so its labels there (positions 0..len(r), as the models
+    shift labels by one) are -100 and only the repeats are trained on: predicting the next
+    token of a copy is what an induction head does (Olsson et al. 2022, "In-context Learning
+    and Induction Heads"). Random tokens rather than repeated text, so that nothing but the
+    earlier copy can predict them.
+
+    Everything is drawn from a generator seeded with (seed, step): a resumed run, or one split
+    over processes, sees the same rows. Returns (chosen (batch_size,) bool, ids (batch_size,
+    block_size) long, labels (batch_size, block_size) long); ids and labels are meaningful
+    only in the chosen rows. Raises ValueError for a fraction outside [0, 1] or a block too
+    short to repeat a span of REPEAT_MIN_LEN tokens."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    if block_size < 2 * REPEAT_MIN_LEN:
+        raise ValueError(f"block_size must be >= {2 * REPEAT_MIN_LEN} to repeat a span of {REPEAT_MIN_LEN} tokens, "
+                         f"got {block_size}")
+    g = torch.Generator().manual_seed(seed * 1_000_003 + 7_919 * step + 1)
+    chosen = torch.rand(batch_size, generator=g) < fraction
+    lengths = torch.randint(REPEAT_MIN_LEN, block_size // 2 + 1, (batch_size,), generator=g)
+    spans = torch.randint(0, vocab_size, (batch_size, block_size), generator=g)
+    pos = torch.arange(block_size)
+    ids = torch.gather(spans, 1, pos % lengths[:, None])  # (B, T): row b is its first lengths[b] tokens, repeated
+    labels = ids.masked_fill(pos <= lengths[:, None], -100)
+    return chosen, ids, labels
+
+
+def repeat_probe(vocab_size: int, block_size: int, rows: int = 16, span: int = 40, seed: int = 0
+                 ) -> tuple[Tensor, int]:
+    """Fixed sequences to watch induction form during training: ((rows, block_size) long, L), each
+    row a span of L = min(span, block_size // 2) random tokens repeated to fill the block."""
+    span = min(span, block_size // 2)
+    g = torch.Generator().manual_seed(seed)
+    r = torch.randint(0, vocab_size, (rows, span), generator=g)
+    return r.repeat(1, -(-block_size // span))[:, :block_size], span

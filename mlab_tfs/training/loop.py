@@ -63,6 +63,7 @@ class TrainConfig:
     eval_fraction: float = 0.05  # the last 5% of each document is held out
     tokenizer: str = "bpe"  # "bpe" (train our own), "gpt2" (GPT-2's vocabulary) or a folder
     vocab_size: int = 4096  # for "bpe", including <|endoftext|>
+    repeat_fraction: float = 0.0  # share of training sequences replaced by repeated random tokens (data.repeat_rows)
     # model
     n_layer: int = 6
     n_head: int = 8
@@ -295,6 +296,11 @@ def check_config(cfg: TrainConfig, world_size: int = 1) -> None:
                            "the model's max_position_embeddings, which generation keeps to"))
     if cfg.block_size < 2:
         problems.append(f"block_size must be >= 2 (one token predicts the next), got {cfg.block_size}")
+    if not 0.0 <= cfg.repeat_fraction <= 1.0:
+        problems.append(f"repeat_fraction must be in [0, 1], got {cfg.repeat_fraction}")
+    elif cfg.repeat_fraction > 0 and cfg.block_size < 2 * D.REPEAT_MIN_LEN:
+        problems.append(f"repeat_fraction > 0 needs block_size >= {2 * D.REPEAT_MIN_LEN} (a span of "
+                        f"{D.REPEAT_MIN_LEN} tokens and its repeat), got {cfg.block_size}")
     per_step = cfg.grad_accum * world_size
     if cfg.batch_size % per_step:
         problems.append(f"batch_size ({cfg.batch_size}) must be divisible by grad_accum ({cfg.grad_accum}) "
@@ -432,6 +438,40 @@ def evaluate(model: torch.nn.Module, blocks: Tensor, batch_size: int, device: to
         n += len(x)
     model.train(was_training)
     return total / n
+
+
+def step_batch(blocks: Tensor, step: int, cfg: TrainConfig, vocab_size: int
+               ) -> tuple[Tensor, Tensor | None, int | None]:
+    """(inputs, labels, number of targets) of one optimizer step's global batch ``blocks``
+    (batch_size, T): the blocks themselves (labels None: the inputs are the labels) or, with
+    cfg.repeat_fraction > 0, some rows replaced by data.repeat_rows' repeated random tokens,
+    whose first copy is not trained on; then labels holds -100 there and the number of
+    targets is the batch's count of counted labels (each model shifts labels by one)."""
+    if cfg.repeat_fraction == 0:
+        return blocks, None, None
+    chosen, ids, rep_labels = D.repeat_rows(step, len(blocks), blocks.shape[1], vocab_size, cfg.repeat_fraction,
+                                            cfg.seed)
+    inputs = torch.where(chosen[:, None], ids, blocks)
+    labels = torch.where(chosen[:, None], rep_labels, blocks)
+    return inputs, labels, int((labels[:, 1:] != -100).sum())
+
+
+@torch.no_grad()
+def repeat_losses(model: torch.nn.Module, probe: Tensor, span: int, device: torch.device | str = "cpu",
+                  amp: bool = False) -> tuple[float, float]:
+    """(loss on the first copy, loss on the second copy) of the repeated random spans of ``probe``
+    (rows, T), from data.repeat_probe: mean next-token loss (nats) over targets 1..L-1 and over
+    L+1..2L-1, with L = span. A model that has learnt induction predicts the second copy from
+    the first, so the gap between the two is what the training log shows forming."""
+    was_training = model.training
+    model.eval()
+    device = torch.device(device)
+    x = probe.to(device)
+    with _autocast(device, amp):
+        logits = model(x).logits.float()
+    model.train(was_training)
+    nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), x[:, 1:], reduction="none")  # (rows, T-1)
+    return float(nll[:, : span - 1].mean()), float(nll[:, span : 2 * span - 1].mean())
 
 
 def _autocast(device: torch.device, amp: bool):
@@ -650,11 +690,17 @@ def plot_losses(log_path: Path, png: Path) -> bool:
     records = read_log(log_path)
     train = [(r["step"], r["loss"]) for r in records if "loss" in r]
     ev = [(r["step"], r["eval_loss"]) for r in records if "eval_loss" in r]
+    repeats = [(r["step"], r["repeat_loss_first"], r["repeat_loss_second"]) for r in records
+               if "repeat_loss_second" in r]
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     if train:
         ax.plot(*zip(*train), lw=0.8, label="train")
     if ev:
         ax.plot(*zip(*ev), "o-", ms=3, label="held-out")
+    if repeats:  # induction: random tokens are unpredictable the first time, copyable the second
+        steps, first_copy, second_copy = zip(*repeats)
+        ax.plot(steps, first_copy, "s--", ms=3, lw=0.8, label="random span, 1st copy")
+        ax.plot(steps, second_copy, "s-", ms=3, lw=0.8, label="random span, 2nd copy")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/token)")
     ax.legend()
@@ -1095,6 +1141,9 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
 
     micro = cfg.batch_size // (cfg.grad_accum * dist.world_size)
     eval_set = select_eval_blocks(eval_blocks, cfg.eval_blocks)
+    # Too short a block to repeat a span of REPEAT_MIN_LEN: no induction probe is logged.
+    probe, span = (D.repeat_probe(tokenizer.vocab_size, cfg.block_size, rows=min(16, micro), seed=cfg.seed)
+                   if cfg.block_size >= 2 * D.REPEAT_MIN_LEN else (None, 0))
     tokens_per_step = cfg.batch_size * cfg.block_size
     log = _Log(out / "log.jsonl", resume_at=state["log_position"] if state is not None else None) if main else None
     n_params = sum(p.numel() for p in model.parameters())
@@ -1140,15 +1189,19 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
         lr = cfg.lr * schedule(step)
         for group in optimizer.param_groups:  # the schedule is a function of the step alone
             group["lr"] = lr
-        idx = order.batch(step)
+        inputs, labels, n_targets = step_batch(train_blocks[order.batch(step)], step, cfg, tokenizer.vocab_size)
         loss_sum = torch.zeros((), device=device)
         for a in range(cfg.grad_accum):
             first = (a * dist.world_size + dist.rank) * micro
-            x = train_blocks[idx[first : first + micro]].to(device, non_blocking=True)
+            x = inputs[first : first + micro].to(device, non_blocking=True)
+            y = x if labels is None else labels[first : first + micro].to(device, non_blocking=True)
             # Gradients are averaged over processes only on the last micro-batch of the step.
             with micro_batch(a == cfg.grad_accum - 1):
                 with _autocast(device, amp):
-                    loss = runner(x, labels=x).loss / cfg.grad_accum
+                    if n_targets is None:
+                        loss = runner(x, labels=y).loss / cfg.grad_accum
+                    else:  # micro-batches count different numbers of targets: weigh each token alike
+                        loss = runner(x, labels=y, num_items_in_batch=n_targets / dist.world_size).loss
                 loss.backward()
             loss_sum += loss.detach()
         if dist.world_size > 1:  # the logged loss is the global batch's, as one process would see it
@@ -1174,7 +1227,11 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
             if main:
                 last_eval = evaluate(whole, eval_set, micro, device, amp)
                 text = _sample(whole, tokenizer, cfg, device, amp)
-                log.write({"step": done, "eval_loss": last_eval, "sample": text})
+                record = {"step": done, "eval_loss": last_eval}
+                if probe is not None:
+                    record["repeat_loss_first"], record["repeat_loss_second"] = repeat_losses(whole, probe, span,
+                                                                                              device, amp)
+                log.write({**record, "sample": text})
                 bar.write(f"step {done}: held-out loss {last_eval:.4f}\n{text}\n")
                 plot_losses(out / "log.jsonl", out / "loss.png")
             t_last = time.time()  # evaluation time is not training throughput
@@ -1202,6 +1259,7 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
                                         "stored, evaluated in fp32 on the CPU",
                 "eval_blocks": len(eval_set), "eval_tokens": len(eval_set) * cfg.block_size,
                 "last_training_eval_loss": last_eval, "steps": cfg.max_steps,
+
                 "tokens": cfg.max_steps * tokens_per_step, "resumed": resumed,
                 "wall_time_s": round(time.time() - started, 1), "parameters": n_params,
                 "vocab_size": tokenizer.vocab_size, "tokenizer_fingerprint": fingerprint,
@@ -1209,6 +1267,11 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
                 "processes": dist.world_size, "parallel": cfg.parallel if dist.world_size > 1 else None,
                 "arch": cfg.arch, "amp_bf16": amp, "compile": use_compile, "torch": torch.__version__,
             }
+            if probe is not None:
+                summary["repeat_loss_first"], summary["repeat_loss_second"] = repeat_losses(stored, probe, span)
+                summary["repeat_loss_note"] = (f"next-token loss (nats) on the first and the second copy of {len(probe)} "
+                                               f"spans of {span} random tokens repeated (data.repeat_probe, seed "
+                                               f"{cfg.seed}), weights and device as final_eval_loss")
             write_text_atomic(staging / "recipe.json", json.dumps(summary, indent=2) + "\n")
         summary["losses"] = [r["loss"] for r in log.records() if "loss" in r]
         plot_losses(out / "log.jsonl", out / "loss.png")
