@@ -153,38 +153,43 @@ class BlockOrder:
 REPEAT_MIN_LEN = 4  # the shortest repeated span: shorter ones are mostly bigram statistics
 
 
-def repeat_rows(step: int, batch_size: int, block_size: int, vocab_size: int, fraction: float,
-                seed: int) -> tuple[Tensor, Tensor, Tensor]:
-    """The induction data of optimizer step ``step``: which rows of its global batch become a
-    span of random tokens repeated, and what those rows hold.
+def with_repeats(blocks: Tensor, step: int, vocab_size: int, random_fraction: float, text_fraction: float,
+                 seed: int) -> tuple[Tensor, Tensor]:
+    """(inputs, labels) of optimizer step ``step``'s global batch ``blocks`` (B, T) long, with
+    some rows turned into data that only copying can predict, the food of induction heads
+    (Olsson et al. 2022, "In-context Learning and Induction Heads").
 
-    A row is chosen with probability ``fraction``; it becomes r, r, r, ... cut to block_size,
-    with r uniform in [0, vocab_size) of a length drawn uniformly from
-    [REPEAT_MIN_LEN, block_size // 2], so that every row repeats r at least once. Its first
-    occurrence cannot be predicted, so its labels there (positions 0..len(r), as the models
-    shift labels by one) are -100 and only the repeats are trained on: predicting the next
-    token of a copy is what an induction head does (Olsson et al. 2022, "In-context Learning
-    and Induction Heads"). Random tokens rather than repeated text, so that nothing but the
-    earlier copy can predict them.
+    Each row becomes, with probability ``random_fraction``, a span r of random tokens (uniform
+    in [0, vocab_size)) repeated, r, r, r, ... cut to T; with probability ``text_fraction``,
+    its own first len(r) tokens repeated the same way; otherwise it stays as it is. len(r) is
+    uniform in [REPEAT_MIN_LEN, T // 2], so every such row holds at least one whole repeat.
+    The first copy of random tokens cannot be predicted, so its labels (positions 0..len(r),
+    as the models shift labels by one) are -100: only the copies are trained on. Text keeps
+    all its labels. Every other label equals the input.
 
     Everything is drawn from a generator seeded with (seed, step): a resumed run, or one split
-    over processes, sees the same rows. Returns (chosen (batch_size,) bool, ids (batch_size,
-    block_size) long, labels (batch_size, block_size) long); ids and labels are meaningful
-    only in the chosen rows. Raises ValueError for a fraction outside [0, 1] or a block too
-    short to repeat a span of REPEAT_MIN_LEN tokens."""
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
-    if block_size < 2 * REPEAT_MIN_LEN:
-        raise ValueError(f"block_size must be >= {2 * REPEAT_MIN_LEN} to repeat a span of {REPEAT_MIN_LEN} tokens, "
-                         f"got {block_size}")
+    over processes, sees the same rows. Raises ValueError for fractions outside [0, 1] or
+    summing to more than 1, or a block too short to repeat a span of REPEAT_MIN_LEN tokens."""
+    for name, f in (("random_fraction", random_fraction), ("text_fraction", text_fraction)):
+        if not 0.0 <= f <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {f}")
+    if random_fraction + text_fraction > 1.0:
+        raise ValueError(f"random_fraction + text_fraction must be <= 1, got {random_fraction} + {text_fraction}")
+    B, T = blocks.shape
+    if T < 2 * REPEAT_MIN_LEN:
+        raise ValueError(f"blocks must be >= {2 * REPEAT_MIN_LEN} tokens long to repeat a span of "
+                         f"{REPEAT_MIN_LEN}, got {T}")
     g = torch.Generator().manual_seed(seed * 1_000_003 + 7_919 * step + 1)
-    chosen = torch.rand(batch_size, generator=g) < fraction
-    lengths = torch.randint(REPEAT_MIN_LEN, block_size // 2 + 1, (batch_size,), generator=g)
-    spans = torch.randint(0, vocab_size, (batch_size, block_size), generator=g)
-    pos = torch.arange(block_size)
-    ids = torch.gather(spans, 1, pos % lengths[:, None])  # (B, T): row b is its first lengths[b] tokens, repeated
-    labels = ids.masked_fill(pos <= lengths[:, None], -100)
-    return chosen, ids, labels
+    u = torch.rand(B, generator=g)
+    lengths = torch.randint(REPEAT_MIN_LEN, T // 2 + 1, (B, 1), generator=g)
+    spans = torch.randint(0, vocab_size, (B, T), generator=g)
+    pos = torch.arange(T)
+    period = (pos % lengths).expand(B, T)  # (B, T): row b reads its first lengths[b] positions, over and over
+    random_rows = (u < random_fraction)[:, None]
+    text_rows = ((u >= random_fraction) & (u < random_fraction + text_fraction))[:, None]
+    inputs = torch.where(random_rows, spans.gather(1, period), torch.where(text_rows, blocks.gather(1, period), blocks))
+    labels = inputs.masked_fill(random_rows & (pos <= lengths), -100)
+    return inputs, labels
 
 
 def repeat_probe(vocab_size: int, block_size: int, rows: int = 16, span: int = 40, seed: int = 0

@@ -63,7 +63,8 @@ class TrainConfig:
     eval_fraction: float = 0.05  # the last 5% of each document is held out
     tokenizer: str = "bpe"  # "bpe" (train our own), "gpt2" (GPT-2's vocabulary) or a folder
     vocab_size: int = 4096  # for "bpe", including <|endoftext|>
-    repeat_fraction: float = 0.0  # share of training sequences replaced by repeated random tokens (data.repeat_rows)
+    repeat_fraction: float = 0.0  # share of training sequences made a span of random tokens repeated (data.with_repeats)
+    repeat_text_fraction: float = 0.0  # share of training sequences made their own first span repeated
     # model
     n_layer: int = 6
     n_head: int = 8
@@ -296,11 +297,14 @@ def check_config(cfg: TrainConfig, world_size: int = 1) -> None:
                            "the model's max_position_embeddings, which generation keeps to"))
     if cfg.block_size < 2:
         problems.append(f"block_size must be >= 2 (one token predicts the next), got {cfg.block_size}")
-    if not 0.0 <= cfg.repeat_fraction <= 1.0:
-        problems.append(f"repeat_fraction must be in [0, 1], got {cfg.repeat_fraction}")
-    elif cfg.repeat_fraction > 0 and cfg.block_size < 2 * D.REPEAT_MIN_LEN:
-        problems.append(f"repeat_fraction > 0 needs block_size >= {2 * D.REPEAT_MIN_LEN} (a span of "
-                        f"{D.REPEAT_MIN_LEN} tokens and its repeat), got {cfg.block_size}")
+    repeats = {n: getattr(cfg, n) for n in ("repeat_fraction", "repeat_text_fraction")}
+    problems += [f"{n} must be in [0, 1], got {f}" for n, f in repeats.items() if not 0.0 <= f <= 1.0]
+    if not any(p.startswith("repeat_") for p in problems):
+        if sum(repeats.values()) > 1.0:
+            problems.append(f"repeat_fraction + repeat_text_fraction must be <= 1, got {' + '.join(map(str, repeats.values()))}")
+        elif sum(repeats.values()) > 0 and cfg.block_size < 2 * D.REPEAT_MIN_LEN:
+            problems.append(f"repeat_fraction / repeat_text_fraction need block_size >= {2 * D.REPEAT_MIN_LEN} (a span "
+                            f"of {D.REPEAT_MIN_LEN} tokens and its repeat), got {cfg.block_size}")
     per_step = cfg.grad_accum * world_size
     if cfg.batch_size % per_step:
         problems.append(f"batch_size ({cfg.batch_size}) must be divisible by grad_accum ({cfg.grad_accum}) "
@@ -443,16 +447,13 @@ def evaluate(model: torch.nn.Module, blocks: Tensor, batch_size: int, device: to
 def step_batch(blocks: Tensor, step: int, cfg: TrainConfig, vocab_size: int
                ) -> tuple[Tensor, Tensor | None, int | None]:
     """(inputs, labels, number of targets) of one optimizer step's global batch ``blocks``
-    (batch_size, T): the blocks themselves (labels None: the inputs are the labels) or, with
-    cfg.repeat_fraction > 0, some rows replaced by data.repeat_rows' repeated random tokens,
-    whose first copy is not trained on; then labels holds -100 there and the number of
-    targets is the batch's count of counted labels (each model shifts labels by one)."""
-    if cfg.repeat_fraction == 0:
+    (batch_size, T): the blocks themselves (labels None: the inputs are the labels) or, with a
+    repeat fraction > 0, data.with_repeats' rows, whose labels are -100 on random tokens' first
+    copy; then the number of targets is the batch's count of counted labels (each model shifts
+    labels by one), so that every counted token weighs the same over micro-batches."""
+    if cfg.repeat_fraction == 0 and cfg.repeat_text_fraction == 0:
         return blocks, None, None
-    chosen, ids, rep_labels = D.repeat_rows(step, len(blocks), blocks.shape[1], vocab_size, cfg.repeat_fraction,
-                                            cfg.seed)
-    inputs = torch.where(chosen[:, None], ids, blocks)
-    labels = torch.where(chosen[:, None], rep_labels, blocks)
+    inputs, labels = D.with_repeats(blocks, step, vocab_size, cfg.repeat_fraction, cfg.repeat_text_fraction, cfg.seed)
     return inputs, labels, int((labels[:, 1:] != -100).sum())
 
 
@@ -1201,7 +1202,9 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
                     if n_targets is None:
                         loss = runner(x, labels=y).loss / cfg.grad_accum
                     else:  # micro-batches count different numbers of targets: weigh each token alike
-                        loss = runner(x, labels=y, num_items_in_batch=n_targets / dist.world_size).loss
+                        # A tensor, not a float: torch.compile would compile again for every new count.
+                        loss = runner(x, labels=y, num_items_in_batch=torch.tensor(n_targets / dist.world_size,
+                                                                                  device=device)).loss
                 loss.backward()
             loss_sum += loss.detach()
         if dist.world_size > 1:  # the logged loss is the global batch's, as one process would see it

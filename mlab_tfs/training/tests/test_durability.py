@@ -187,7 +187,7 @@ MUST_NOT_CHANGE = {
     "n_head": 4, "n_embd": 64, "n_positions": 128, "dropout": 0.2, "init_from": "some/model", "block_size": 16,
     "batch_size": 16, "grad_accum": 2, "lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 2, "weight_decay": 0.0,
     "beta1": 0.8, "beta2": 0.99, "grad_clip": 0.5, "seed": 1, "arch": "llama", "parallel": "fsdp",
-    "n_kv_head": 1, "intermediate_size": 64, "rope_theta": 500000.0, "repeat_fraction": 0.25,
+    "n_kv_head": 1, "intermediate_size": 64, "rope_theta": 500000.0, "repeat_fraction": 0.25, "repeat_text_fraction": 0.25,
 }
 
 
