@@ -172,8 +172,9 @@ def save_figure(fig: object, path: str | Path) -> Path:
     return path
 
 
-def check_repeated(tokens: object, vocab_size: int, device=None) -> int:
-    """L for tokens = [r, r] of shape (B, 2L); ValueError otherwise."""
+def check_repeated(tokens: object, vocab_size: int, device=None) -> tuple[Tensor, int]:
+    """(tokens as a long tensor, L) for tokens = [r, r] of shape (B, 2L): token ids in
+    [0, vocab_size), an even length and equal halves; TypeError / ValueError otherwise."""
     ids = check_ids("tokens", tokens, vocab_size, device)
     if ids.shape[1] % 2:
         raise ValueError(f"tokens must be [r, r], of even length 2L, got length {ids.shape[1]}")
@@ -182,7 +183,7 @@ def check_repeated(tokens: object, vocab_size: int, device=None) -> int:
         bad = int((ids[:, :L] != ids[:, L:]).any(0).nonzero()[0])
         raise ValueError(f"tokens must be [r, r]: the second half repeats the first, but position {L + bad} "
                          f"differs from position {bad}")
-    return L
+    return ids, L
 
 
 def plot_patching(result: Tensor, path: str | Path, title: str | None = None,

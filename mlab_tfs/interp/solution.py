@@ -122,14 +122,15 @@ def head_outputs(model: torch.nn.Module, cache: ActivationCache, layer: int) -> 
     Head h's output is its ``hook_z`` slice z[:, :, h] (B, T, hs) times its rows of the output
     projection: the projection's input is the heads' outputs side by side, so its weight
     (C, nh * hs) splits into nh blocks W_O[h] of (hs, C). The projection's bias belongs to no
-    head: ``head_outputs(...).sum(2) + bias == hook_attn_out`` (eval mode).
+    head: ``head_outputs(...).sum(2) + bias == hook_attn_out`` (eval mode). Computed in float32
+    whatever the model's dtype (a float16 checkpoint's heads are summed without its rounding).
     """
     lay = layout(model)
     layer = check_layer("layer", layer, lay.n_layer)
     z = _cached(cache, f"blocks.{layer}.attn.hook_z")  # (B, T, nh, hs)
     with torch.no_grad():
         W_O = lay.out_proj[layer].weight.T.reshape(lay.n_head, lay.head_dim, -1)  # (nh, hs, C)
-        return torch.einsum("bthd,hdc->bthc", z, W_O.to(z.dtype))  # (B, T, nh, C)
+        return torch.einsum("bthd,hdc->bthc", z.float(), W_O.float())  # (B, T, nh, C)
 
 
 def logit_diff_direction(model: torch.nn.Module, correct: int | Tensor, wrong: int | Tensor) -> Tensor:
@@ -204,11 +205,14 @@ def direct_logit_attribution(model: torch.nn.Module, input_ids: Tensor, correct:
     rows = torch.arange(B, device=ids.device)
     with evaluating(model):
         out, cache = model.run_with_cache(ids, attention_mask=attention_mask)
-        scale = cache["ln_final.hook_scale"][rows, where]  # (B, 1)
+        # In float32 whatever the model's dtype: the parts must add up to the total.
+        scale = cache["ln_final.hook_scale"][rows, where].float()  # (B, 1)
         norm = lay.final_norm
-        along = direction * norm.weight.to(direction.dtype)  # (B, C): the norm's weight folded into d
+        direction = direction.float()
+        along = direction * norm.weight.float()  # (B, C): the norm's weight folded into d
 
         def share(x: Tensor) -> Tensor:  # (B, ..., C) at pos -> (B, ...) logit difference it adds
+            x = x.float()
             if lay.centred:
                 x = x - x.mean(-1, keepdim=True)
             x = x / scale.reshape(B, *([1] * (x.dim() - 1)))
@@ -216,17 +220,16 @@ def direct_logit_attribution(model: torch.nn.Module, input_ids: Tensor, correct:
 
         heads = torch.stack([share(head_outputs(model, cache, i)[rows, where]) for i in range(lay.n_layer)], 1)
         mlps = torch.stack([share(cache[f"blocks.{i}.hook_mlp_out"][rows, where]) for i in range(lay.n_layer)], 1)
-        embed = cache["hook_embed"][rows, where]
+        embed = share(cache["hook_embed"][rows, where])
         if lay.has_pos_embed:
-            embed = embed + cache["hook_pos_embed"][rows, where]
-        embed = share(embed)
+            embed = embed + share(cache["hook_pos_embed"][rows, where])
         biases = torch.zeros(B, device=ids.device)
         for proj in lay.out_proj:
             if proj.bias is not None:
                 biases = biases + share(proj.bias.expand(B, -1))
         if getattr(norm, "bias", None) is not None:
-            biases = biases + direction @ norm.bias.to(direction.dtype)  # added after the scale: not divided
-        logits = out.logits[rows, where]  # (B, V)
+            biases = biases + direction @ norm.bias.float()  # added after the scale: not divided
+        logits = out.logits[rows, where].float()  # (B, V)
         total = (logits.gather(1, _ids_column(correct, B, ids.device)) -
                  logits.gather(1, _ids_column(wrong, B, ids.device)))[:, 0]
     return {"heads": heads.mean(0), "mlps": mlps.mean(0), "embed": embed.mean(0), "biases": biases.mean(0),
@@ -311,11 +314,11 @@ def induction_scores(model: torch.nn.Module, tokens: Tensor) -> Tensor:
     tokens: (B, 2L) with equal halves (ValueError otherwise; repeated_tokens makes them).
     """
     lay = layout(model)
-    L = check_repeated(tokens, lay.vocab_size, model_device(model))
+    ids, L = check_repeated(tokens, lay.vocab_size, model_device(model))
     names = [f"blocks.{i}.attn.hook_pattern" for i in range(lay.n_layer)]
     with evaluating(model):
-        _, cache = model.run_with_cache(tokens, names_filter=names)
-    t = torch.arange(L, 2 * L, device=tokens.device)  # the queries of the second half
+        _, cache = model.run_with_cache(ids, names_filter=names)
+    t = torch.arange(L, 2 * L, device=ids.device)  # the queries of the second half
     scores = [cache[name][:, :, t, t - L + 1].float().mean(dim=(0, 2)) for name in names]  # each (nh,)
     return torch.stack(scores)  # (n_layer, n_head)
 

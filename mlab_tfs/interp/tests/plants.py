@@ -5,7 +5,7 @@ edited solution runs as the learner's code, and ``mlab-tfs check`` must name the
 from __future__ import annotations
 
 _STACK = "return torch.stack(rows + [last])"
-_EINSUM = "return torch.einsum(\"bthd,hdc->bthc\", z, W_O.to(z.dtype))"
+_EINSUM = "return torch.einsum(\"bthd,hdc->bthc\", z.float(), W_O.float())"
 _ABLATE = "z[:, :, h] = 0.0 if how == \"zero\" else z[:, :, h].mean(dim=(0, 1))"
 _LENS = "return lay.unembed(lay.final_norm(accumulated_resid(cache)))"
 _CLEAN = ("    names = [f\"blocks.{i}.hook_resid_pre\" for i in range(lay.n_layer)]\n"
@@ -30,7 +30,7 @@ PLANTS: dict[str, list[tuple[str, str]]] = {
     # 3. direct logit attribution
     "scale_not_divided": [("x = x / scale.reshape(B, *([1] * (x.dim() - 1)))", "x = x * 1.0")],
     "mean_not_subtracted": [("                x = x - x.mean(-1, keepdim=True)\n", "                pass\n")],
-    "norm_weight_ignored": [("along = direction * norm.weight.to(direction.dtype)", "along = direction")],
+    "norm_weight_ignored": [("along = direction * norm.weight.float()", "along = direction")],
     "summed_over_batch": [("\"heads\": heads.mean(0), \"mlps\": mlps.mean(0), \"embed\": embed.mean(0), "
                            "\"biases\": biases.mean(0)",
                            "\"heads\": heads.sum(0), \"mlps\": mlps.sum(0), \"embed\": embed.sum(0), "
@@ -47,8 +47,8 @@ PLANTS: dict[str, list[tuple[str, str]]] = {
                                  "    return Path(path)\n")],
     # 5. induction scores
     "key_at_t_minus_l": [("[:, :, t, t - L + 1].float()", "[:, :, t, t - L].float()")],
-    "queries_from_l_minus_1": [("t = torch.arange(L, 2 * L, device=tokens.device)",
-                                "t = torch.arange(L - 1, 2 * L, device=tokens.device)")],
+    "queries_from_l_minus_1": [("t = torch.arange(L, 2 * L, device=ids.device)",
+                                "t = torch.arange(L - 1, 2 * L, device=ids.device)")],
     "summed_not_averaged": [(".float().mean(dim=(0, 2)) for name in names]", ".float().sum(2).mean(0) for name in names]")],
     "halves_drawn_separately": [("return torch.cat([r, r], dim=1)",
                                  "return torch.cat([r, torch.randint(0, vocab_size, (batch, seq_len))], dim=1)")],
