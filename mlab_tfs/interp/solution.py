@@ -29,14 +29,14 @@ from mlab_tfs.interp.given import (
     check_ids,
     check_layer,
     check_metric_value,
+    check_repeated,
     check_token_choice,
     evaluating,
     layout,
     model_device,
     plot_patching,
-    save_figure,
-    check_repeated,
     pyplot,
+    save_figure,
 )
 
 Tensor = torch.Tensor
