@@ -88,7 +88,10 @@ def accumulated_resid(cache: ActivationCache, n_layer: int | None = None) -> Ten
     n_layer = available if n_layer is None else check_layer("n_layer", n_layer, available + 1, "layers in the cache, plus one")
     if n_layer == 0:
         return cache["blocks.0.hook_resid_pre"][None]  # (1, B, T, C)
-    last = _cached(cache, f"blocks.{n_layer - 1}.hook_resid_post")
+    after = f"blocks.{n_layer - 1}.hook_resid_post"
+    if after not in cache and f"blocks.{n_layer}.hook_resid_pre" in cache:
+        after = f"blocks.{n_layer}.hook_resid_pre"  # the same tensor: one block's output is the next one's input
+    last = _cached(cache, after)
     rows = [cache[f"blocks.{i}.hook_resid_pre"] for i in range(n_layer)]
     return torch.stack(rows + [last])  # (n_layer + 1, B, T, C)
 
@@ -353,7 +356,8 @@ def ablate_heads(model: torch.nn.Module, tokens: Tensor, heads: list[tuple[int, 
     (B, T, hs) is replaced by zeros (how="zero") or by its mean over the batch and the
     positions of this run (how="mean", which keeps the average the later layers are used to).
     The output projection's bias stays. Returns the model's output (``.logits`` (B, T, V)).
-    ValueError for a head or layer out of range, a pair that is not two ints, or another how.
+    ValueError for a head or layer out of range, an entry that is not a pair, or another how;
+    TypeError for indices that are not ints.
     """
     lay = layout(model)
     ids = check_ids("tokens", tokens, lay.vocab_size, model_device(model))
@@ -405,8 +409,9 @@ def logit_diff_metric(correct: int | Tensor, wrong: int | Tensor, pos: int | Ten
 
 def recovered_fraction(patched: Tensor, clean: Tensor | float, corrupted: Tensor | float) -> Tensor:
     """(patched - corrupted) / (clean - corrupted): 0 where a patch leaves the corrupted run's
-    metric, 1 where it restores the clean run's. ValueError when clean == corrupted (nothing
-    to recover)."""
+    metric, 1 where it restores the clean run's. patched: a tensor of metric values (any shape,
+    e.g. patch_residual's); clean, corrupted: numbers or 0-d tensors. ValueError when
+    clean == corrupted (nothing to recover), TypeError when patched is not a tensor."""
     clean, corrupted = (float(v.detach()) if isinstance(v, Tensor) else float(v) for v in (clean, corrupted))
     if not isinstance(patched, Tensor):
         raise TypeError(f"patched must be a tensor of metric values, got {type(patched).__name__}")

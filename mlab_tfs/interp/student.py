@@ -224,7 +224,8 @@ def ablate_heads(model: torch.nn.Module, tokens: Tensor, heads: list[tuple[int, 
     (B, T, hs) is replaced by zeros (how="zero") or by its mean over the batch and the
     positions of this run (how="mean", which keeps the average the later layers are used to).
     The output projection's bias stays. Returns the model's output (``.logits`` (B, T, V)).
-    ValueError for a head or layer out of range, a pair that is not two ints, or another how.
+    ValueError for a head or layer out of range, an entry that is not a pair, or another how;
+    TypeError for indices that are not ints.
     """
     raise NotImplementedError("Exercise 6 (Ablating heads): see mlab_tfs/interp/GUIDE.md#6-ablating-heads")
 
@@ -241,8 +242,9 @@ def logit_diff_metric(correct: int | Tensor, wrong: int | Tensor, pos: int | Ten
 
 def recovered_fraction(patched: Tensor, clean: Tensor | float, corrupted: Tensor | float) -> Tensor:
     """(patched - corrupted) / (clean - corrupted): 0 where a patch leaves the corrupted run's
-    metric, 1 where it restores the clean run's. ValueError when clean == corrupted (nothing
-    to recover)."""
+    metric, 1 where it restores the clean run's. patched: a tensor of metric values (any shape,
+    e.g. patch_residual's); clean, corrupted: numbers or 0-d tensors. ValueError when
+    clean == corrupted (nothing to recover), TypeError when patched is not a tensor."""
     raise NotImplementedError("Exercise 7 (Activation patching): see mlab_tfs/interp/GUIDE.md#7-activation-patching")
 
 

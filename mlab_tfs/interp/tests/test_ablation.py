@@ -140,3 +140,14 @@ def test_no_heads_is_the_plain_model(interp, models):
     ours, hf = models[LLAMA]
     ids = random_ids(ours.config.vocab_size, (2, 5))
     assert_close(interp.ablate_heads(ours, ids, []).logits, hf_run(hf, ids).logits, name="logits with no head ablated")
+
+
+def test_per_token_loss_is_causal(interp, models):
+    """The loss at entry t reads tokens 0 .. t + 1 only: changing the last token changes only
+    the last entry."""
+    ours, _ = models[GPT2]
+    ids = random_ids(ours.config.vocab_size, (2, 8), seed=25)
+    later = ids.clone()
+    later[:, -1] = (ids[:, -1] + 1) % ours.config.vocab_size
+    assert_close(interp.per_token_loss(ours, later)[:, :-1], interp.per_token_loss(ours, ids)[:, :-1],
+                 name="per_token_loss before a changed last token", atol=1e-6)

@@ -9,7 +9,7 @@ import torch
 from mlab_tfs.interp.mistakes import MISTAKES
 from mlab_tfs.testing.compare import assert_close
 
-from .reference import GPT2, MODELS, hf_run, lens_reference, n_layers, random_ids
+from .reference import GPT2, LLAMA, MODELS, hf_run, lens_reference, n_layers, random_ids
 
 pytestmark = pytest.mark.exercise("logit_lens")
 
@@ -44,3 +44,14 @@ def test_lens_of_a_padded_batch(interp, models):
     assert_close(got[-1][mask.bool()], logits[mask.bool()], name="padded logit_lens(...)[-1], real positions")
     with pytest.raises(ValueError, match="input_ids"):
         interp.logit_lens(ours, ids.float().long()[None])
+
+
+@pytest.mark.parametrize("name", [GPT2, LLAMA])
+def test_lens_is_causal(interp, models, name):
+    """Changing the last token changes no earlier position's decoding, at any layer."""
+    ours, _ = models[name]
+    ids = random_ids(ours.config.vocab_size, (2, 6), seed=23)
+    later = ids.clone()
+    later[:, -1] = (ids[:, -1] + 1) % ours.config.vocab_size
+    assert_close(interp.logit_lens(ours, later)[:, :, :-1], interp.logit_lens(ours, ids)[:, :, :-1],
+                 name=f"{name} logit_lens before a changed last token", atol=1e-6)

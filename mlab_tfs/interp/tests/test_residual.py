@@ -84,3 +84,23 @@ def test_components_of_a_padded_batch(interp, models):
     components, _ = interp.residual_components(ours, cache)
     final = interp.accumulated_resid(cache)[-1]
     assert_close(components.sum(0), final, name="padded components.sum(0)")
+
+
+def test_accumulated_resid_from_a_cache_of_block_inputs_only(interp, models):
+    """A cache of hook_resid_pre alone still gives the stream up to any block but the last:
+    block k's input is block k - 1's output."""
+    ours, _ = models[MODELS[-1]]
+    ids = random_ids(ours.config.vocab_size, seed=24)
+    _, full = ours.run_with_cache(ids)
+    _, inputs = ours.run_with_cache(ids, names_filter=lambda n: n.endswith("hook_resid_pre"))
+    assert_close(interp.accumulated_resid(inputs, 2), interp.accumulated_resid(full, 2),
+                 name="accumulated_resid(cache of block inputs, 2)")
+
+
+def test_residual_components_refuse_another_model(interp, models):
+    ours, _ = models[GPT2]
+    _, cache = ours.run_with_cache(random_ids(ours.config.vocab_size))
+    with pytest.raises(TypeError, match="model"):
+        interp.residual_components(torch.nn.Linear(2, 2), cache)
+    with pytest.raises(ValueError, match="hook_mlp_out"):
+        interp.residual_components(ours, {k: v for k, v in cache.items() if "mlp_out" not in k})
