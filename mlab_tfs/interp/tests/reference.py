@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 
 # GPT-2 tied (2 layers, 4 heads), GPT-2 untied with one head, Llama with grouped-query
-# attention (untied), a tied Llama with attention biases (3 layers, 3 heads).
-MODELS = ("gpt2/base", "gpt2/untied_erf_gelu_inverse_layer_scale", "llama/gqa", "llama/tied_bias")
-GPT2, GPT2_UNTIED, LLAMA, LLAMA_BIAS = MODELS
+# attention (untied), a tied Llama with attention biases (3 layers, 3 heads), a Qwen3 (QK-norm,
+# head_dim 12 while C / nh = 8).
+MODELS = ("gpt2/base", "gpt2/untied_erf_gelu_inverse_layer_scale", "llama/gqa", "llama/tied_bias", "qwen3/qk_norm")
+GPT2, GPT2_UNTIED, LLAMA, LLAMA_BIAS, QWEN3 = MODELS
 
 
 def random_ids(vocab_size: int, shape=(2, 7), seed=0) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch
 from mlab_tfs.interp.mistakes import MISTAKES
 from mlab_tfs.testing.compare import assert_close
 
-from .reference import GPT2, LLAMA, MODELS, hf_run, is_gpt2, n_layers, random_ids
+from .reference import GPT2, LLAMA, LLAMA_BIAS, MODELS, hf_run, is_gpt2, n_layers, random_ids
 
 pytestmark = pytest.mark.exercise("residual_stream")
 
@@ -32,7 +32,7 @@ def test_accumulated_resid_is_each_block_input_then_the_final_stream(interp, mod
 def test_accumulated_resid_up_to_a_layer(interp, models, k):
     """n_layer=k: the inputs of blocks 0 .. k - 1 and the stream after block k - 1 (which is
     block k's input), (k + 1, B, T, C); 0 gives the embeddings alone."""
-    ours, hf = models[MODELS[-1]]  # three blocks
+    ours, hf = models[LLAMA_BIAS]  # three blocks
     ids = random_ids(ours.config.vocab_size, seed=2)
     out = hf_run(hf, ids)
     _, cache = ours.run_with_cache(ids)
@@ -89,7 +89,7 @@ def test_components_of_a_padded_batch(interp, models):
 def test_accumulated_resid_from_a_cache_of_block_inputs_only(interp, models):
     """A cache of hook_resid_pre alone still gives the stream up to any block but the last:
     block k's input is block k - 1's output."""
-    ours, _ = models[MODELS[-1]]
+    ours, _ = models[LLAMA_BIAS]
     ids = random_ids(ours.config.vocab_size, seed=24)
     _, full = ours.run_with_cache(ids)
     _, inputs = ours.run_with_cache(ids, names_filter=lambda n: n.endswith("hook_resid_pre"))
