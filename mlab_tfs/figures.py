@@ -29,7 +29,7 @@ from mlab_tfs.durable import write_bytes_atomic
 
 PACKAGE = Path(__file__).resolve().parent
 # Parts whose GUIDE.md may embed figures (the ones with a guide).
-PARTS = ("gpt2", "bert", "tokenizers", "sampling", "deberta", "training", "llama")
+PARTS = ("gpt2", "bert", "tokenizers", "sampling", "deberta", "training", "llama", "interp")
 DPI = 100
 
 
