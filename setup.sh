@@ -50,9 +50,11 @@ else
 fi
 step_done
 
-step 3 "the course and what its tests compare against (transformers, tokenizers, tiktoken, pytest...)" \
-    "about 800 MB on disk, 2-4 minutes"
-pip install -q -e ".[test]"
+# interp: TransformerLens and circuitsvis, for the interpretability part (its tests compare
+# our caches with TransformerLens's; attention_html draws with circuitsvis).
+step 3 "the course and what its tests compare against (transformers, tokenizers, tiktoken, TransformerLens, pytest...)" \
+    "about 1.2 GB on disk, 2-5 minutes"
+pip install -q -e ".[test,interp]"
 step_done
 
 # Real assets, offline: MiniLM's weights and vocabulary, GPT-2's BPE files, Shakespeare.
