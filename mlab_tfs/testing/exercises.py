@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # The course in order; a part counts once its folder has an exercises.py.
-COURSE_ORDER = ["gpt2", "bert", "tokenizers", "sampling", "deberta", "training", "llama"]
+COURSE_ORDER = ["gpt2", "bert", "tokenizers", "sampling", "deberta", "training", "llama", "interp"]
 _PACKAGE = Path(__file__).resolve().parent.parent
 PARTS = [part for part in COURSE_ORDER if (_PACKAGE / part / "exercises.py").is_file()]
 

@@ -222,7 +222,8 @@ def test_the_bridges_own_names_are_our_activations(pairs):
     logits, cache, _, theirs = both_cached(ours, bridge, ids)
     same = {"embed.hook_out": "hook_embed", "pos_embed.hook_out": "hook_pos_embed"}
     for i in range(ours.config.n_layer):
-        same |= {f"blocks.{i}.hook_in": f"blocks.{i}.hook_resid_pre", f"blocks.{i}.hook_out": f"blocks.{i}.hook_resid_post",
+        same |= {f"blocks.{i}.hook_in": f"blocks.{i}.hook_resid_pre",
+                 f"blocks.{i}.hook_out": f"blocks.{i}.hook_resid_post",
                  f"blocks.{i}.ln2.hook_in": f"blocks.{i}.hook_resid_mid",
                  f"blocks.{i}.attn.hook_out": f"blocks.{i}.hook_attn_out",
                  f"blocks.{i}.mlp.hook_out": f"blocks.{i}.hook_mlp_out"}
