@@ -144,7 +144,6 @@ def test_the_default_folder_is_interp_out(capsys, tmp_path, monkeypatch):
     ([TEXT, "--layer", "0", "--head", "8"], "--head 8 is out of range: layer 0 has 8 heads (0 to 7)"),
     ([TEXT, "--layer", "0", "--head=-1"], "argument --head: expected an integer in [0, inf), got '-1'"),
     (["", "--layer", "0"], "the text must not be empty: the attention pattern is over its tokens"),
-    (["a" * 1200, "--layer", "0"], "the text is "),
     (["--layer", "0"], "the following arguments are required: text"),
 ])
 def test_bad_input_is_one_line(capsys, tmp_path, argv, message):

@@ -5,8 +5,9 @@ TransformerLens 4 has no HookedTransformer (removed in 4.0): it wraps a transfor
 a ``TransformerBridge`` (``TransformerBridge.boot_transformers``) whose
 ``enable_compatibility_mode`` gives HookedTransformer's hook names and shapes
 (``blocks.0.attn.hook_z`` (B, T, nh, hs)...). Here the bridge wraps transformers'
-GPT2LMHeadModel loaded from the same folder as ours (``hf_model=``, so nothing is looked up on
-the hub; every test runs with the network refused and checks that nothing tried it).
+GPT2LMHeadModel (or LlamaForCausalLM) loaded from the same folder as ours (``hf_model=``, so
+nothing is looked up on the hub; every test runs with the network refused and checks that
+nothing tried it): tiny random GPT-2s, the course model, tiny random Llamas and Qwen3s.
 
 Conventions that differ, each pinned by a test below:
 - masked attention scores: ours hold finfo.min (transformers' value), TransformerLens's -inf;
@@ -17,7 +18,9 @@ Conventions that differ, each pinned by a test below:
 - HookedTransformer's default weight processing (``enable_compatibility_mode()`` without
   ``no_processing``) moves the residual stream to mean-zero coordinates and the value biases
   into the output bias: the stream is ours minus its mean, the log-probabilities are ours;
-- a GPT-2 with ``scale_attn_weights=False``: the bridge scales its scores all the same.
+- a GPT-2 with ``scale_attn_weights=False``: the bridge scales its scores all the same;
+- Qwen3's QK-norm points are (B, T, nh, ...) in ours, like hook_q, and (B, nh, T, ...) in the
+  bridge's.
 
 Our model runs on the eager attention path here, as TransformerLens forces on transformers'
 (``boot_transformers`` docstring): the fused sdpa kernel adds in another order, which moved the
@@ -51,8 +54,10 @@ ATOL = 1e-5
 COURSE_TOL = dict(atol=ATOL, rtol=1e-6)
 FMIN = torch.finfo(torch.float32).min
 # The bridge's own names, beside HookedTransformer's: every wrapped module's input and
-# output, the attention's raw output tuple, and the unembedding's output.
-BRIDGE_ONLY = re.compile(r"(^|\.)hook_(in|out)$|\.attn\.hook_hidden_states$|^hook_unembed$")
+# output, the attention's raw output tuple, and the unembedding's output; for Llama and Qwen3
+# also the rotary tables (hook_cos, hook_sin) and Qwen3's normed queries and keys.
+BRIDGE_ONLY = re.compile(r"(^|\.)hook_(in|out)$|\.attn\.hook_hidden_states$|^hook_unembed$"
+                         r"|\.hook_(cos|sin)$|\.attn\.hook_[qk]_normed$")
 
 
 @contextlib.contextmanager
@@ -132,10 +137,12 @@ def random_ids(vocab_size: int, batch: int, length: int, seed: int = 0) -> torch
     return torch.randint(0, vocab_size, (batch, length), generator=torch.Generator().manual_seed(seed))
 
 
-def assert_caches_equal(ours: dict, theirs: dict, what: str, atol: float = ATOL, rtol: float = 0.0) -> None:
+def assert_caches_equal(ours: dict, theirs: dict, what: str, atol: float = ATOL, rtol: float = 0.0,
+                        heads_first: tuple[str, ...] = ()) -> None:
     """Every hook name of ours is in TransformerLens's cache with the same value (1e-5); the
     names only TransformerLens has are its bridge's own. Masked scores: finfo.min in ours,
-    -inf in TransformerLens's, at the same places."""
+    -inf in TransformerLens's, at the same places. heads_first: names whose (B, nh, T, ...) in
+    TransformerLens's cache are (B, T, nh, ...) in ours."""
     __tracebackhide__ = True
     missing = [name for name in ours if name not in theirs]
     assert not missing, f"{what}: TransformerLens has no {missing}"
@@ -143,6 +150,8 @@ def assert_caches_equal(ours: dict, theirs: dict, what: str, atol: float = ATOL,
     assert not extra, f"{what}: TransformerLens names that are neither ours nor its bridge's own: {extra}"
     for name, value in ours.items():
         other = theirs[name]
+        if name.endswith(heads_first):
+            other = other.transpose(1, 2)
         if name.endswith("hook_attn_scores"):
             masked = other == float("-inf")
             assert masked.any(), f"{what}: {name}: no masked score"
@@ -407,3 +416,67 @@ def test_the_course_models_edits_equal_transformer_lens(course_pair, hook_name, 
     assert_close(logits, their_logits, name=f"course model: logits, edited at {hook_name}", **COURSE_TOL)
     with torch.no_grad():
         assert float((logits - ours(ids).logits).abs().max()) > 1e-2
+
+
+# --------------------------------------------------------------------------- Llama and Qwen3
+
+# Qwen3's QK-norm points: ours (B, T, nh, ...) as hook_q, TransformerLens's (B, nh, T, ...).
+QK_NORM = ("q_norm.hook_scale", "q_norm.hook_normalized", "k_norm.hook_scale", "k_norm.hook_normalized")
+
+
+def llama_pair(folder):
+    """Our LlamaForCausalLM (eager) and TransformerLens's bridge around transformers' model."""
+    from transformers import GPT2Tokenizer
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from mlab_tfs.llama import LlamaForCausalLM
+
+    ours = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    ours.config.attn_implementation = "eager"
+    # boot_transformers makes a tokenizer from the folder unless given one; these tiny folders
+    # hold none and transformers makes no Llama tokenizer from nothing. Ids go in, so any will do.
+    with no_network():
+        tokenizer = GPT2Tokenizer.from_pretrained(course_model_path())
+        bridge = TransformerBridge.boot_transformers(str(folder), hf_model=tiny.hf_llama(folder), device="cpu",
+                                                     dtype=torch.float32, tokenizer=tokenizer)
+        bridge.enable_compatibility_mode(no_processing=True, disable_warnings=True)
+    return ours, bridge.eval()
+
+
+@pytest.fixture(scope="module")
+def llama_pairs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tl-llama")
+    return {name: llama_pair(tiny.llama_checkpoint(root / name.replace("/", "-"), name, seed=i))
+            for i, name in enumerate(tiny.LLAMA_FAMILY)}
+
+
+@pytest.mark.parametrize("name", list(tiny.LLAMA_FAMILY))
+def test_llamas_run_with_cache_equals_transformer_lens(llama_pairs, name):
+    """Grouped-query attention, a head_dim that is not hidden / heads, Llama 3's rope scaling,
+    biases, a tied head, Qwen3's QK-norm: every activation both models name is the same.
+
+    Not bit for bit: with a hook on hook_scale (run_with_cache hooks every point) our RMSNorm
+    divides by the scale it reports, sqrt(mean(x^2) + eps), where transformers multiplies by
+    rsqrt (ours does too without the hook). The first difference is 2.4e-7 at
+    blocks.0.ln1.hook_normalized; the largest, at the last layers, was 7.2e-6 (llama/gqa)."""
+    ours, bridge = llama_pairs[name]
+    ids = random_ids(ours.config.vocab_size, 2, 9, seed=10)
+    logits, cache, their_logits, their_cache = both_cached(ours, bridge, ids)
+    assert_caches_equal(cache, their_cache, name, heads_first=QK_NORM)
+    assert_close(logits, their_logits, name=f"{name}: logits", atol=ATOL)
+
+
+@pytest.mark.parametrize("hook_name, edit", [
+    ("blocks.0.attn.hook_z", _zero_head(1)),
+    ("blocks.1.attn.hook_pattern", _first_key_only(3)),
+    ("blocks.0.attn.hook_rot_k", _add_noise(40)),
+    ("blocks.0.mlp.hook_post", _add_noise(41)),
+], ids=["zero a head", "first key only", "rotated keys", "mlp post"])
+def test_a_llamas_edits_equal_transformer_lens(llama_pairs, hook_name, edit):
+    ours, bridge = llama_pairs["llama/gqa"]
+    ids = random_ids(ours.config.vocab_size, 2, 9, seed=11)
+    logits, cache, their_logits, their_cache = both_cached(ours, bridge, ids, [(hook_name, edit)])
+    assert_caches_equal(cache, their_cache, f"llama edited at {hook_name}")
+    assert_close(logits, their_logits, name=f"llama: logits, edited at {hook_name}", atol=ATOL)
+    with torch.no_grad():
+        assert float((logits - ours(ids).logits).abs().max()) > 100 * ATOL
