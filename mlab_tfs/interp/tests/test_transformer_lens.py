@@ -49,7 +49,7 @@ ATOL = 1e-5
 # fp32 rounding grows with them: our nn.Linear keeps its weight (out, in) where transformers'
 # Conv1D keeps (in, out) and adds the bias inside addmm, and BLAS orders the sums by layout
 # and thread count. With one torch thread (the test session's), blocks.0.hook_mlp_out first
-# differed by 1.1e-6 and the logits by 1.34e-5 at |logit| 19 (7e-7 of it, ~6 float32 ulps);
+# differed by 1.1e-6 and the logits by 1.34e-5 at |logit| 19 (7e-7 of it, about 7 float32 ulps);
 # with two threads every value was bit-identical. So its comparisons add a relative 1e-6.
 COURSE_TOL = dict(atol=ATOL, rtol=1e-6)
 FMIN = torch.finfo(torch.float32).min
