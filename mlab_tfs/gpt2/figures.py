@@ -258,8 +258,8 @@ def masks():
 
 
 # The head of the attention-pattern figure: the course model's strongest previous-token head
-# (previous_token_share on passage(): 0.42 of its weight, the next best 0.33).
-PATTERN_LAYER, PATTERN_HEAD = 4, 5
+# (previous_token_share on passage(): 0.63 of its weight, the next best 0.40, layer 4 head 6).
+PATTERN_LAYER, PATTERN_HEAD = 4, 7
 
 
 @figure("attention_pattern")

@@ -21,7 +21,7 @@ from mlab_tfs.sampling.given import as_ids, model_device, model_n_positions, mod
 
 # The tree's prompt and the experiment's: openings of speeches in the style the model learned.
 TREE_PROMPT = "ROMEO:\nO"
-PROMPTS = ("ROMEO:\n", "JULIET:\n", "HAMLET:\n", "KING LEAR:\n", "First Citizen:\n", "PORTIA:\n",
+PROMPTS = ("ROMEO:\n", "JULIET:\n", "HAMLET:\n", "KING HENRY:\n", "First Citizen:\n", "PORTIA:\n",
            "MACBETH:\n", "OTHELLO:\n")
 TEMPERATURES = (0.5, 1.0, 1.5)
 TOP_PS = (1.0, 0.9)
