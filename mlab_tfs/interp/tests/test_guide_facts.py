@@ -108,6 +108,7 @@ def test_direct_logit_attribution_of_the_name(model):
     others = dla["heads"].flatten().clone()
     others[5 * 8 + 2] = others[5 * 8 + 7] = 0
     assert float(others.abs().max()) < 0.25
+    assert abs(float(dla["heads"][4, 7])) < 0.1  # the strongest previous-token head: no direct share
     corrupted = direct_logit_attribution(model, ex["corrupted"], ex["correct"], ex["wrong"])
     assert round(float(corrupted["total"]), 2) == -4.09 and round(float(corrupted["heads"][5, 2]), 2) == -4.43
     # the total effect of the head, for comparison: its ablation
