@@ -3,7 +3,7 @@
 
 The data behind each picture and every number the guide gives about the course model is a
 function of its own here (``induction_tokens``, ``course_induction_scores``,
-``previous_token_scores``, ``repeat_losses``, ``name_example``, ``name_patching``,
+``previous_token_scores``, ``repeat_losses``, ``name_example``, ``name_patching``, ``name_head_patching``,
 ``lens_losses``), computed with the solution's tools and tested in
 ``mlab_tfs/interp/tests/test_guide_facts.py``; the ``@figure`` functions only draw it. Two of
 the pictures are drawn by the part's own ``plot_attention`` and ``plot_patching``, so they are
@@ -127,22 +127,40 @@ def name_example() -> dict:
             "wrong": wrong, "tokens": [tok.decode([i]) for i in clean]}
 
 
-@functools.lru_cache(maxsize=1)
-def name_patching() -> dict[str, Tensor]:
-    """Activation patching on name_example(), metric the logit difference Antonio − Claudio at
-    the last position: {"clean", "corrupted": 0-d metrics, "resid": (n_layer, T) and "heads":
-    (n_layer, nh) recovered fractions from patch_residual and patch_heads}."""
-    from mlab_tfs.interp import logit_diff_metric, patch_heads, patch_residual, recovered_fraction
+def _name_metric():
+    """(metric, clean value, corrupted value) of name_example(): the logit difference
+    Antonio − Claudio at the last position."""
+    from mlab_tfs.interp import logit_diff_metric
 
     model, _ = course_model()
     ex = name_example()
     metric = logit_diff_metric(ex["correct"], ex["wrong"])
     with torch.no_grad():
-        clean, corrupted = metric(model(ex["clean"]).logits), metric(model(ex["corrupted"]).logits)
+        return metric, metric(model(ex["clean"]).logits), metric(model(ex["corrupted"]).logits)
+
+
+@functools.lru_cache(maxsize=1)
+def name_patching() -> dict[str, Tensor]:
+    """Activation patching of the residual stream on name_example() (the figure's data):
+    {"clean", "corrupted": 0-d metrics, "resid": (n_layer, T) recovered fractions from
+    patch_residual}."""
+    from mlab_tfs.interp import patch_residual, recovered_fraction
+
+    model, _ = course_model()
+    ex = name_example()
+    metric, clean, corrupted = _name_metric()
     resid = patch_residual(model, ex["clean"], ex["corrupted"], metric)
-    heads = patch_heads(model, ex["clean"], ex["corrupted"], metric)
-    return {"clean": clean, "corrupted": corrupted, "resid": recovered_fraction(resid, clean, corrupted),
-            "heads": recovered_fraction(heads, clean, corrupted)}
+    return {"clean": clean, "corrupted": corrupted, "resid": recovered_fraction(resid, clean, corrupted)}
+
+
+def name_head_patching() -> Tensor:
+    """(n_layer, nh): the recovered fractions of patch_heads on name_example()."""
+    from mlab_tfs.interp import patch_heads, recovered_fraction
+
+    model, _ = course_model()
+    ex = name_example()
+    metric, clean, corrupted = _name_metric()
+    return recovered_fraction(patch_heads(model, ex["clean"], ex["corrupted"], metric), clean, corrupted)
 
 
 def lens_loss(model: torch.nn.Module, tokens: Tensor) -> Tensor:

@@ -137,7 +137,11 @@ def test_patching_the_name():
     elsewhere = torch.cat([resid[:, :5], resid[:, 6:-1]], 1)
     assert float(elsewhere.abs().max()) < 0.01
     assert float(resid[:, :5].abs().max()) == 0.0  # before the changed token the runs are equal
-    heads = result["heads"]
+
+
+def test_patching_the_heads_for_the_name():
+    heads = figures.name_head_patching()
+    assert heads.shape == (6, 8)
     assert round(float(heads[5, 2]), 2) == 0.78
     assert round(float(heads.sum()), 2) == 1.03
     assert float(heads[:5].max()) < 0.07
