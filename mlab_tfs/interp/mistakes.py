@@ -44,7 +44,8 @@ MISTAKES = Catalogue(PART, [
     Mistake("direct_logit_attribution", "scale_not_divided", "the components not divided by the final norm's "
                                                              "scale (ln_final.hook_scale)",
             "The final norm divides the whole stream by one number per position, s = `ln_final.hook_scale`. "
-            "Frozen, it divides every component by that same s. See [Freezing the scale](#freezing-the-scale)."),
+            "Frozen, it divides every component by that same s. See [Freezing the scale](#freezing-the-scale) and "
+            "[Direct is not total](#direct-is-not-total)."),
     Mistake("direct_logit_attribution", "mean_not_subtracted", "no mean subtracted from each component before the "
                                                                "LayerNorm's scale (GPT-2's final norm centres "
                                                                "its input)",
@@ -79,7 +80,8 @@ MISTAKES = Catalogue(PART, [
             "The queries are the second half, L of them."),
     Mistake("induction_scores", "summed_not_averaged", "the pattern summed over the queries (average it: a score "
                                                        "is at most 1)",
-            "The score is a mean over the batch and the L queries, in [0, 1]; summed, it grows with L."),
+            "The score is a mean over the batch and the L queries, in [0, 1]; summed, it grows with L. See "
+            "[A score needs its baseline](#a-score-needs-its-baseline)."),
     Mistake("induction_scores", "halves_drawn_separately", "two random halves instead of one half repeated",
             "[r, r] repeats one random sequence: draw r once and concatenate it with itself."),
     # ------------------------------------------------------------------ 6. ablation
@@ -95,7 +97,7 @@ MISTAKES = Catalogue(PART, [
     Mistake("ablation", "mean_per_sequence", "the mean ablation taken per sequence (average over the batch and "
                                              "the positions: z[:, :, h].mean((0, 1)))",
             "The mean is the head's average output over the whole run, one (hs,) vector; averaged per sequence it "
-            "still carries each sequence's content."),
+            "still carries each sequence's content. See [Ablation is an intervention](#ablation-is-an-intervention)."),
     # ------------------------------------------------------------------ 7. activation patching
     Mistake("activation_patching", "every_position_patched", "every position patched at once (patch one position t "
                                                              "per run)",
@@ -108,7 +110,8 @@ MISTAKES = Catalogue(PART, [
             "[7. Activation patching](#7-activation-patching)."),
     Mistake("activation_patching", "recovery_from_clean", "the recovered fraction measured from the clean metric "
                                                           "((patched − clean) / (corrupted − clean) is 1 minus it)",
-            "0 means the corrupted run's metric, 1 the clean run's: (patched − corrupted) / (clean − corrupted)."),
+            "0 means the corrupted run's metric, 1 the clean run's: (patched − corrupted) / (clean − corrupted). "
+            "See [Reading a recovered fraction](#reading-a-recovered-fraction)."),
     # ------------------------------------------------------------------ 8. logit lens
     Mistake("logit_lens", "final_norm_skipped", "the streams decoded without the final norm (the head reads "
                                                 "ln_final's output)",
@@ -116,7 +119,8 @@ MISTAKES = Catalogue(PART, [
     Mistake("logit_lens", "scale_frozen_from_last_layer", "the last layer's norm statistics used for every layer "
                                                           "(each stream is normed with its own)",
             "Direct logit attribution freezes the scale to split one stream into parts; the lens decodes whole "
-            "streams, each as if it were the last, so each gets its own mean and scale."),
+            "streams, each as if it were the last, so each gets its own mean and scale. See "
+            "[The lens in early layers](#the-lens-in-early-layers)."),
     Mistake("logit_lens", "embeddings_row_missing", "no row for the embeddings (the first row decodes the stream "
                                                     "before block 0)",
             "The lens has n_layer + 1 rows, as accumulated_resid: the embeddings, then after each block."),
