@@ -57,7 +57,8 @@ Tensor = torch.Tensor
 
 @dataclass
 class TrainConfig:
-    """Everything a run depends on. Defaults: the course model (see course_model.toml)."""
+    """Everything a run depends on. Defaults: the course model's network and optimisation;
+    course_model.toml sets the rest of its recipe (the induction data among it)."""
 
     # data
     corpus: list[str] = field(default_factory=list)  # files or folders of *.txt; [] = the Shakespeare plays
@@ -464,7 +465,7 @@ def step_batch(blocks: Tensor, step: int, cfg: TrainConfig, vocab_size: int
 
 @torch.no_grad()
 def repeat_losses(model: torch.nn.Module, probe: Tensor, span: int, device: torch.device | str = "cpu",
-                  amp: bool = False) -> tuple[float, float]:
+                  amp: bool = False, batch_size: int | None = None) -> tuple[float, float]:
     """(loss on the first copy, loss on the second copy) of the repeated random spans of ``probe``
     (rows, T), from data.repeat_probe: mean next-token loss (nats) over targets 1..L-1 and over
     L+1..2L-1, with L = span. A model that has learnt induction predicts the second copy from
@@ -473,21 +474,32 @@ def repeat_losses(model: torch.nn.Module, probe: Tensor, span: int, device: torc
     from the end of the first copy, which says nothing about where the span starts again)
     are left out.
 
-    Raises TypeError for a probe that is not a 2-D integer tensor or a non-integer span,
-    ValueError for span < 2 or a probe shorter than 2 * span tokens."""
+    The probe runs batch_size rows at a time (None: all at once), so that it needs no more
+    memory than a training micro-batch; the result does not depend on it beyond float rounding.
+
+    Raises TypeError for a probe that is not a 2-D integer tensor or a non-integer span or
+    batch_size, ValueError for span < 2, batch_size < 1 or a probe shorter than 2 * span tokens."""
     probe = D._check_blocks(probe)
     span = check_int("span", span, minimum=2)
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size, minimum=1)
     if probe.shape[1] < 2 * span:
         raise ValueError(f"probe must be >= 2 * span = {2 * span} tokens long (two copies of the span), got "
                          f"shape {tuple(probe.shape)}")
     was_training = model.training
     model.eval()
     device = torch.device(device)
-    x = probe.to(device)
-    with _autocast(device, amp):
-        logits = model(x).logits.float()
-    model.train(was_training)
-    nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), x[:, 1:], reduction="none")  # (rows, T-1)
+    rows = []
+    try:
+        for chunk in probe.split(batch_size or len(probe)):  # at most batch_size rows of logits at once
+            x = chunk.to(device)
+            with _autocast(device, amp):
+                logits = model(x).logits[:, : 2 * span - 1].float()  # (b, 2L-1, V): the targets used
+            rows.append(torch.nn.functional.cross_entropy(logits.transpose(1, 2), x[:, 1 : 2 * span],
+                                                          reduction="none"))  # (b, 2L-1)
+    finally:
+        model.train(was_training)
+    nll = torch.cat(rows)  # (rows, 2L-1): target t + 1 at index t
     return float(nll[:, : span - 1].mean()), float(nll[:, span : 2 * span - 1].mean())
 
 
@@ -1167,7 +1179,7 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
     micro = cfg.batch_size // (cfg.grad_accum * dist.world_size)
     eval_set = select_eval_blocks(eval_blocks, cfg.eval_blocks)
     # Too short a block to repeat a span of REPEAT_MIN_LEN: no induction probe is logged.
-    # 16 rows whatever the micro-batch: the logged probe is the same over any split of the batch.
+    # 16 rows whatever the micro-batch (run micro rows at a time): the same probe over any split of the batch.
     probe, span = (D.repeat_probe(tokenizer.vocab_size, cfg.block_size, rows=16, seed=cfg.seed)
                    if cfg.block_size >= 2 * D.REPEAT_MIN_LEN else (None, 0))
     tokens_per_step = cfg.batch_size * cfg.block_size
@@ -1258,7 +1270,7 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
                 record = {"step": done, "eval_loss": last_eval}
                 if probe is not None:
                     record["repeat_loss_first"], record["repeat_loss_second"] = repeat_losses(whole, probe, span,
-                                                                                              device, amp)
+                                                                                              device, amp, micro)
                 log.write({**record, "sample": text})
                 bar.write(f"step {done}: held-out loss {last_eval:.4f}\n{text}\n")
                 plot_losses(out / "log.jsonl", out / "loss.png")
@@ -1295,7 +1307,8 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
                 "arch": cfg.arch, "amp_bf16": amp, "compile": use_compile, "torch": torch.__version__,
             }
             if probe is not None:
-                summary["repeat_loss_first"], summary["repeat_loss_second"] = repeat_losses(stored, probe, span)
+                summary["repeat_loss_first"], summary["repeat_loss_second"] = repeat_losses(stored, probe, span,
+                                                                                            batch_size=micro)
                 summary["repeat_loss_note"] = (f"next-token loss (nats) on the first and the second copy of {len(probe)} "
                                                f"spans of {span} random tokens repeated (data.repeat_probe, seed "
                                                f"{cfg.seed}), weights and device as final_eval_loss")

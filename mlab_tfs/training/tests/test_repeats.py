@@ -132,25 +132,25 @@ def test_repeat_probe():
         D.repeat_probe(300, 64, span=1)
 
 
-class FixedLogits(torch.nn.Module):
-    """A 'model' whose logits are given: repeat_losses can be checked against the definition."""
+class Bigram(torch.nn.Module):
+    """A 'model' whose logits are a given table's rows: logits[b, t] = table[ids[b, t]], so
+    repeat_losses can be checked against the definition."""
 
-    def __init__(self, logits: Tensor):
+    def __init__(self, table: Tensor):
         super().__init__()
-        self.logits, self.modes = logits, []
+        self.table, self.modes = table, []
 
     def forward(self, ids):
         self.modes.append(self.training)
-        return SimpleNamespace(logits=self.logits[: len(ids), : ids.shape[1]])
+        return SimpleNamespace(logits=self.table[ids])  # (B, T, V)
 
 
 def test_repeat_losses_is_the_mean_loss_on_each_copy():
     L, rows, V = 5, 3, 7
     probe = D.repeat_probe(V, 12, rows=rows, span=L, seed=0)[0]  # (3, 12): r, r, r[:2]
-    logits = torch.randn(rows, 12, V, generator=torch.Generator().manual_seed(1))
-    model = FixedLogits(logits).train()
+    model = Bigram(torch.randn(V, V, generator=torch.Generator().manual_seed(1))).train()
+    logp = model.table[probe].log_softmax(-1)  # (rows, 12, V)
     first, second = repeat_losses(model, probe, L)
-    logp = logits.log_softmax(-1)
 
     def nll(t):  # mean over rows of -log p(token t | tokens < t)
         return -sum(float(logp[b, t - 1, probe[b, t]]) for b in range(rows)) / rows
@@ -158,6 +158,10 @@ def test_repeat_losses_is_the_mean_loss_on_each_copy():
     assert first == pytest.approx(sum(nll(t) for t in range(1, L)) / (L - 1), abs=1e-6)  # targets 1..L-1
     assert second == pytest.approx(sum(nll(t) for t in range(L + 1, 2 * L)) / (L - 1), abs=1e-6)  # L+1..2L-1
     assert model.modes == [False] and model.training  # evaluated in eval mode, training mode restored
+    chunked = repeat_losses(model, probe, L, batch_size=2)  # rows 0-1, then row 2: the same means
+    assert chunked == pytest.approx((first, second), abs=1e-6) and model.modes == [False, False, False]
+    with pytest.raises(ValueError, match=r"batch_size must be an int in \[1, inf\], got 0"):
+        repeat_losses(model, probe, L, batch_size=0)
     with pytest.raises(ValueError, match=r"probe must be >= 2 \* span = 14 tokens long"):
         repeat_losses(model, probe, 7)
     with pytest.raises(ValueError, match=r"span must be an int in \[2, inf\], got 1"):
