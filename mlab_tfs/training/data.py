@@ -177,7 +177,8 @@ def with_repeats(blocks: Tensor, step: int, vocab_size: int, random_fraction: fl
     Raises TypeError for blocks that are not a 2-D integer tensor or for a non-integer
     vocab_size / step / seed, ValueError for vocab_size < 1, step or seed < 0, fractions outside
     [0, 1] or summing to more than 1, or (a fraction > 0) blocks shorter than
-    2 * REPEAT_MIN_LEN tokens."""
+    2 * REPEAT_MIN_LEN tokens. The rows come back on the blocks' device, in their dtype; the
+    same (seed, step) gives the same rows on any device."""
     blocks = _check_blocks(blocks)
     vocab_size = check_int("vocab_size", vocab_size, minimum=1)
     step = check_int("step", step, minimum=0)
@@ -192,11 +193,12 @@ def with_repeats(blocks: Tensor, step: int, vocab_size: int, random_fraction: fl
     if T < 2 * REPEAT_MIN_LEN:
         raise ValueError(f"blocks must be >= {2 * REPEAT_MIN_LEN} tokens long (a span of {REPEAT_MIN_LEN} and "
                          f"its repeat) when a fraction is > 0, got blocks of shape {tuple(blocks.shape)}")
+    # Drawn on the CPU (the same numbers on every machine), then moved to the blocks' device.
     g = torch.Generator().manual_seed(seed * 1_000_003 + 7_919 * step + 1)
-    u = torch.rand(B, generator=g)
-    lengths = torch.randint(REPEAT_MIN_LEN, T // 2 + 1, (B, 1), generator=g)
-    spans = torch.randint(0, vocab_size, (B, T), generator=g)
-    pos = torch.arange(T)
+    u = torch.rand(B, generator=g).to(blocks.device)
+    lengths = torch.randint(REPEAT_MIN_LEN, T // 2 + 1, (B, 1), generator=g).to(blocks.device)
+    spans = torch.randint(0, vocab_size, (B, T), generator=g).to(blocks.device, blocks.dtype)
+    pos = torch.arange(T, device=blocks.device)
     period = (pos % lengths).expand(B, T)  # (B, T): row b reads its first lengths[b] positions, over and over
     random_rows = (u < random_fraction)[:, None]
     text_rows = ((u >= random_fraction) & (u < random_fraction + text_fraction))[:, None]

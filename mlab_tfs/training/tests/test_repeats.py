@@ -82,6 +82,14 @@ def test_labels_and_periods_of_each_kind():
     assert min(lengths) == 4 and max(lengths) == 16  # the whole range [REPEAT_MIN_LEN, T // 2] is drawn
 
 
+def test_rows_keep_the_blocks_dtype_and_device():
+    inputs, labels = D.with_repeats(BLOCKS.int(), 3, 300, 0.25, 0.25, seed=0)
+    assert inputs.dtype == torch.int32 and torch.equal(inputs.long(), D.with_repeats(BLOCKS, 3, 300, 0.25, 0.25, 0)[0])
+    if torch.cuda.is_available():  # drawn on the CPU, so the same rows on a GPU
+        on_gpu = D.with_repeats(BLOCKS.cuda(), 3, 300, 0.25, 0.25, seed=0)
+        assert on_gpu[0].is_cuda and torch.equal(on_gpu[0].cpu(), D.with_repeats(BLOCKS, 3, 300, 0.25, 0.25, 0)[0])
+
+
 @pytest.mark.parametrize("T_", [1, 3, 7, 32])
 def test_no_fraction_gives_the_blocks_back_at_any_length(T_):
     blocks = BLOCKS[:5, :T_]
