@@ -282,3 +282,27 @@ def test_compiled_model_takes_a_tensor_count_without_compiling_again():
         assert torch.equal(got, model(x, labels=y, num_items_in_batch=n).loss)
     assert counters["stats"]["unique_graphs"] == 1
     torch._dynamo.reset()
+
+
+@torch.no_grad()
+def test_weighing_by_the_step_count_is_one_batch_and_the_mean_of_means_is_not():
+    """The reason for num_items_in_batch: over 16 steps of 8 rows (a quarter random repeats, a
+    quarter text repeats), two micro-batches of 4 weighed by the step's target count give the
+    one batch's loss (1e-6, float rounding of two sums against one), while the mean of the two
+    micro-batch means misses it by up to 7.9e-4 (a step whose micro-batches count 186 and 124
+    targets, say, weighs their tokens 1/372 and 1/248 instead of 1/310 each)."""
+    from mlab_tfs.gpt2 import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=300, n_positions=32, n_embd=32, n_layer=2, n_head=2)).eval()
+    blocks = torch.randint(0, 300, (8, 32), generator=torch.Generator().manual_seed(1))
+    cfg = TrainConfig(repeat_fraction=0.25, repeat_text_fraction=0.25)
+    misses = []
+    for step in range(16):
+        x, y, n = step_batch(blocks, step, cfg, 300)
+        one = model(x, labels=y).loss
+        halves = [(x[i : i + 4], y[i : i + 4]) for i in (0, 4)]
+        weighted = sum(model(a, labels=b, num_items_in_batch=torch.tensor(float(n))).loss for a, b in halves)
+        assert float(weighted) == pytest.approx(float(one), abs=1e-6)
+        misses.append(abs(float(sum(model(a, labels=b).loss for a, b in halves) / 2 - one)))
+    assert max(misses) == pytest.approx(7.88e-4, abs=1e-5)
