@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from mlab_tfs.assets import shakespeare_files, strip_gutenberg
+from mlab_tfs.inputs import check_int, check_number
 
 Tensor = torch.Tensor
 EOT = "<|endoftext|>"
@@ -168,22 +169,36 @@ def with_repeats(blocks: Tensor, step: int, vocab_size: int, random_fraction: fl
     all its labels. Every other label equals the input.
 
     Everything is drawn from a generator seeded with (seed, step): a resumed run, or one split
-    over processes, sees the same rows. Raises ValueError for fractions outside [0, 1] or
-    summing to more than 1, or a block too short to repeat a span of REPEAT_MIN_LEN tokens."""
-    for name, f in (("random_fraction", random_fraction), ("text_fraction", text_fraction)):
-        if not 0.0 <= f <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {f}")
+    over processes, sees the same rows. Both fractions 0: (blocks, a copy of blocks), nothing
+    drawn (any T >= 1). A row's kind is drawn as u < random_fraction (random) or u <
+    random_fraction + text_fraction (text), u uniform in [0, 1): fractions summing to exactly 1
+    leave no row as it was.
+
+    Raises TypeError for blocks that are not a 2-D integer tensor or for a non-integer
+    vocab_size / step / seed, ValueError for vocab_size < 1, step or seed < 0, fractions outside
+    [0, 1] or summing to more than 1, or (a fraction > 0) blocks shorter than
+    2 * REPEAT_MIN_LEN tokens. The rows come back on the blocks' device, in their dtype; the
+    same (seed, step) gives the same rows on any device."""
+    blocks = _check_blocks(blocks)
+    vocab_size = check_int("vocab_size", vocab_size, minimum=1)
+    step = check_int("step", step, minimum=0)
+    seed = check_int("seed", seed, minimum=0)
+    random_fraction = check_number("random_fraction", random_fraction, minimum=0.0, maximum=1.0)
+    text_fraction = check_number("text_fraction", text_fraction, minimum=0.0, maximum=1.0)
     if random_fraction + text_fraction > 1.0:
         raise ValueError(f"random_fraction + text_fraction must be <= 1, got {random_fraction} + {text_fraction}")
     B, T = blocks.shape
+    if random_fraction == text_fraction == 0.0:  # nothing to draw: the blocks as they are
+        return blocks, blocks.clone()
     if T < 2 * REPEAT_MIN_LEN:
-        raise ValueError(f"blocks must be >= {2 * REPEAT_MIN_LEN} tokens long to repeat a span of "
-                         f"{REPEAT_MIN_LEN}, got {T}")
+        raise ValueError(f"blocks must be >= {2 * REPEAT_MIN_LEN} tokens long (a span of {REPEAT_MIN_LEN} and "
+                         f"its repeat) when a fraction is > 0, got blocks of shape {tuple(blocks.shape)}")
+    # Drawn on the CPU (the same numbers on every machine), then moved to the blocks' device.
     g = torch.Generator().manual_seed(seed * 1_000_003 + 7_919 * step + 1)
-    u = torch.rand(B, generator=g)
-    lengths = torch.randint(REPEAT_MIN_LEN, T // 2 + 1, (B, 1), generator=g)
-    spans = torch.randint(0, vocab_size, (B, T), generator=g)
-    pos = torch.arange(T)
+    u = torch.rand(B, generator=g).to(blocks.device)
+    lengths = torch.randint(REPEAT_MIN_LEN, T // 2 + 1, (B, 1), generator=g).to(blocks.device)
+    spans = torch.randint(0, vocab_size, (B, T), generator=g).to(blocks.device, blocks.dtype)
+    pos = torch.arange(T, device=blocks.device)
     period = (pos % lengths).expand(B, T)  # (B, T): row b reads its first lengths[b] positions, over and over
     random_rows = (u < random_fraction)[:, None]
     text_rows = ((u >= random_fraction) & (u < random_fraction + text_fraction))[:, None]
@@ -195,8 +210,28 @@ def with_repeats(blocks: Tensor, step: int, vocab_size: int, random_fraction: fl
 def repeat_probe(vocab_size: int, block_size: int, rows: int = 16, span: int = 40, seed: int = 0
                  ) -> tuple[Tensor, int]:
     """Fixed sequences to watch induction form during training: ((rows, block_size) long, L), each
-    row a span of L = min(span, block_size // 2) random tokens repeated to fill the block."""
-    span = min(span, block_size // 2)
+    row a span of L = min(span, block_size // 2) random tokens (uniform in [0, vocab_size), from a
+    torch.Generator seeded with ``seed``) repeated to fill the block: r, r, r, ... cut to
+    block_size. The same arguments give the same probe, on any machine and process count.
+
+    Raises TypeError for non-integer arguments, ValueError for vocab_size < 1, block_size <
+    2 * REPEAT_MIN_LEN, rows < 1, span < 2 or seed < 0."""
+    vocab_size = check_int("vocab_size", vocab_size, minimum=1)
+    block_size = check_int("block_size", block_size, minimum=2 * REPEAT_MIN_LEN)
+    rows = check_int("rows", rows, minimum=1)
+    span = min(check_int("span", span, minimum=2), block_size // 2)
+    seed = check_int("seed", seed, minimum=0)
     g = torch.Generator().manual_seed(seed)
-    r = torch.randint(0, vocab_size, (rows, span), generator=g)
+    r = torch.randint(0, vocab_size, (rows, span), generator=g)  # (rows, L)
     return r.repeat(1, -(-block_size // span))[:, :block_size], span
+
+
+def _check_blocks(blocks: object) -> Tensor:
+    if not isinstance(blocks, torch.Tensor) or blocks.dim() != 2 or blocks.dtype.is_floating_point \
+            or blocks.dtype.is_complex or blocks.dtype == torch.bool:
+        raise TypeError(f"blocks must be a 2-D integer tensor (batch, block_size) of token ids, got "
+                        f"{type(blocks).__name__}" + (f" of shape {tuple(blocks.shape)} and dtype {blocks.dtype}"
+                                                        if isinstance(blocks, torch.Tensor) else ""))
+    if 0 in blocks.shape:
+        raise ValueError(f"blocks must hold at least one row of at least one token, got shape {tuple(blocks.shape)}")
+    return blocks

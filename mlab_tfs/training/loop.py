@@ -44,6 +44,7 @@ import torch
 
 from mlab_tfs.checkpoints import CheckpointError, read_config
 from mlab_tfs.durable import atomic_file, atomic_folder, write_bytes_atomic, write_text_atomic
+from mlab_tfs.inputs import check_int
 from mlab_tfs.training import data as D
 
 Tensor = torch.Tensor
@@ -56,7 +57,8 @@ Tensor = torch.Tensor
 
 @dataclass
 class TrainConfig:
-    """Everything a run depends on. Defaults: the course model (see course_model.toml)."""
+    """Everything a run depends on. Defaults: the course model's network and optimisation;
+    course_model.toml sets the rest of its recipe (the induction data among it)."""
 
     # data
     corpus: list[str] = field(default_factory=list)  # files or folders of *.txt; [] = the Shakespeare plays
@@ -447,10 +449,14 @@ def evaluate(model: torch.nn.Module, blocks: Tensor, batch_size: int, device: to
 def step_batch(blocks: Tensor, step: int, cfg: TrainConfig, vocab_size: int
                ) -> tuple[Tensor, Tensor | None, int | None]:
     """(inputs, labels, number of targets) of one optimizer step's global batch ``blocks``
-    (batch_size, T): the blocks themselves (labels None: the inputs are the labels) or, with a
-    repeat fraction > 0, data.with_repeats' rows, whose labels are -100 on random tokens' first
-    copy; then the number of targets is the batch's count of counted labels (each model shifts
-    labels by one), so that every counted token weighs the same over micro-batches."""
+    (batch_size, T) long: the blocks themselves (labels and count None: the inputs are the
+    labels, every micro-batch counts the same (T - 1) targets per row) or, with
+    cfg.repeat_fraction or cfg.repeat_text_fraction > 0, data.with_repeats' rows for
+    (cfg.seed, step), whose labels are -100 on random tokens' first copy; then the count is the
+    global batch's number of labels that are not -100 at positions 1..T-1 (each model shifts
+    labels by one), passed to the model as num_items_in_batch (transformers' Trainer does the
+    same, trainer.py) so that every counted token weighs the same in the step's gradient,
+    however the batch is split into micro-batches and processes. Raises what with_repeats raises."""
     if cfg.repeat_fraction == 0 and cfg.repeat_text_fraction == 0:
         return blocks, None, None
     inputs, labels = D.with_repeats(blocks, step, vocab_size, cfg.repeat_fraction, cfg.repeat_text_fraction, cfg.seed)
@@ -459,19 +465,41 @@ def step_batch(blocks: Tensor, step: int, cfg: TrainConfig, vocab_size: int
 
 @torch.no_grad()
 def repeat_losses(model: torch.nn.Module, probe: Tensor, span: int, device: torch.device | str = "cpu",
-                  amp: bool = False) -> tuple[float, float]:
+                  amp: bool = False, batch_size: int | None = None) -> tuple[float, float]:
     """(loss on the first copy, loss on the second copy) of the repeated random spans of ``probe``
     (rows, T), from data.repeat_probe: mean next-token loss (nats) over targets 1..L-1 and over
     L+1..2L-1, with L = span. A model that has learnt induction predicts the second copy from
-    the first, so the gap between the two is what the training log shows forming."""
+    the first, so the gap between the two is what the training log shows forming. The first
+    copy's first target (position 0 has none) and the second copy's first token (predicted
+    from the end of the first copy, which says nothing about where the span starts again)
+    are left out.
+
+    The probe runs batch_size rows at a time (None: all at once), so that it needs no more
+    memory than a training micro-batch; the result does not depend on it beyond float rounding.
+
+    Raises TypeError for a probe that is not a 2-D integer tensor or a non-integer span or
+    batch_size, ValueError for span < 2, batch_size < 1 or a probe shorter than 2 * span tokens."""
+    probe = D._check_blocks(probe)
+    span = check_int("span", span, minimum=2)
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+    if probe.shape[1] < 2 * span:
+        raise ValueError(f"probe must be >= 2 * span = {2 * span} tokens long (two copies of the span), got "
+                         f"shape {tuple(probe.shape)}")
     was_training = model.training
     model.eval()
     device = torch.device(device)
-    x = probe.to(device)
-    with _autocast(device, amp):
-        logits = model(x).logits.float()
-    model.train(was_training)
-    nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), x[:, 1:], reduction="none")  # (rows, T-1)
+    rows = []
+    try:
+        for chunk in probe.split(batch_size or len(probe)):  # at most batch_size rows of logits at once
+            x = chunk.to(device)
+            with _autocast(device, amp):
+                logits = model(x).logits[:, : 2 * span - 1].float()  # (b, 2L-1, V): the targets used
+            rows.append(torch.nn.functional.cross_entropy(logits.transpose(1, 2), x[:, 1 : 2 * span],
+                                                          reduction="none"))  # (b, 2L-1)
+    finally:
+        model.train(was_training)
+    nll = torch.cat(rows)  # (rows, 2L-1): target t + 1 at index t
     return float(nll[:, : span - 1].mean()), float(nll[:, span : 2 * span - 1].mean())
 
 
@@ -672,10 +700,27 @@ class RunLock:
 
 
 _WARNED_PLOT = False
+# The probe's curves: random tokens cannot be predicted the first time, only copied the second.
+REPEAT_CURVES = ("random span, 1st copy", "random span, 2nd copy")
+
+
+def loss_curves(records: list[dict[str, Any]]) -> dict[str, list[tuple[int, float]]]:
+    """The curves of loss.png from log records, each a list of (step, loss in nats): "train"
+    (every step's "loss"), "held-out" (every evaluation's "eval_loss") and, where evaluations
+    logged the repeat probe, REPEAT_CURVES (their "repeat_loss_first" / "repeat_loss_second").
+    Curves without a point are left out: a run with block_size < 2 * REPEAT_MIN_LEN has no probe."""
+    curves = {
+        "train": [(r["step"], r["loss"]) for r in records if "loss" in r],
+        "held-out": [(r["step"], r["eval_loss"]) for r in records if "eval_loss" in r],
+        REPEAT_CURVES[0]: [(r["step"], r["repeat_loss_first"]) for r in records if "repeat_loss_first" in r],
+        REPEAT_CURVES[1]: [(r["step"], r["repeat_loss_second"]) for r in records if "repeat_loss_second" in r],
+    }
+    return {label: points for label, points in curves.items() if points}
 
 
 def plot_losses(log_path: Path, png: Path) -> bool:
-    """Training loss per step and eval loss per evaluation, from log.jsonl. Needs matplotlib
+    """Training loss per step, held-out loss per evaluation and the repeat probe's two copies
+    (loss_curves), from log.jsonl. Needs matplotlib
     (imported here, so the loop runs without it); returns whether a PNG was written."""
     global _WARNED_PLOT
     try:
@@ -688,20 +733,11 @@ def plot_losses(log_path: Path, png: Path) -> bool:
             warnings.warn("matplotlib is not installed, so no loss.png: pip install matplotlib", stacklevel=2)
             _WARNED_PLOT = True
         return False
-    records = read_log(log_path)
-    train = [(r["step"], r["loss"]) for r in records if "loss" in r]
-    ev = [(r["step"], r["eval_loss"]) for r in records if "eval_loss" in r]
-    repeats = [(r["step"], r["repeat_loss_first"], r["repeat_loss_second"]) for r in records
-               if "repeat_loss_second" in r]
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    if train:
-        ax.plot(*zip(*train), lw=0.8, label="train")
-    if ev:
-        ax.plot(*zip(*ev), "o-", ms=3, label="held-out")
-    if repeats:  # induction: random tokens are unpredictable the first time, copyable the second
-        steps, first_copy, second_copy = zip(*repeats)
-        ax.plot(steps, first_copy, "s--", ms=3, lw=0.8, label="random span, 1st copy")
-        ax.plot(steps, second_copy, "s-", ms=3, lw=0.8, label="random span, 2nd copy")
+    styles = {"train": dict(lw=0.8), "held-out": dict(marker="o", ms=3),
+              REPEAT_CURVES[0]: dict(marker="s", ms=3, lw=0.8, ls="--"), REPEAT_CURVES[1]: dict(marker="s", ms=3, lw=0.8)}
+    for label, points in loss_curves(read_log(log_path)).items():
+        ax.plot(*zip(*points), label=label, **styles[label])
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/token)")
     ax.legend()
@@ -1143,7 +1179,8 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
     micro = cfg.batch_size // (cfg.grad_accum * dist.world_size)
     eval_set = select_eval_blocks(eval_blocks, cfg.eval_blocks)
     # Too short a block to repeat a span of REPEAT_MIN_LEN: no induction probe is logged.
-    probe, span = (D.repeat_probe(tokenizer.vocab_size, cfg.block_size, rows=min(16, micro), seed=cfg.seed)
+    # 16 rows whatever the micro-batch (run micro rows at a time): the same probe over any split of the batch.
+    probe, span = (D.repeat_probe(tokenizer.vocab_size, cfg.block_size, rows=16, seed=cfg.seed)
                    if cfg.block_size >= 2 * D.REPEAT_MIN_LEN else (None, 0))
     tokens_per_step = cfg.batch_size * cfg.block_size
     log = _Log(out / "log.jsonl", resume_at=state["log_position"] if state is not None else None) if main else None
@@ -1202,7 +1239,7 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
                     if n_targets is None:
                         loss = runner(x, labels=y).loss / cfg.grad_accum
                     else:  # micro-batches count different numbers of targets: weigh each token alike
-                        # A tensor, not a float: torch.compile would compile again for every new count.
+                        # A 0-d tensor: a Python number makes torch.compile trace a second graph when it changes.
                         loss = runner(x, labels=y, num_items_in_batch=torch.tensor(n_targets / dist.world_size,
                                                                                   device=device)).loss
                 loss.backward()
@@ -1233,7 +1270,7 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
                 record = {"step": done, "eval_loss": last_eval}
                 if probe is not None:
                     record["repeat_loss_first"], record["repeat_loss_second"] = repeat_losses(whole, probe, span,
-                                                                                              device, amp)
+                                                                                              device, amp, micro)
                 log.write({**record, "sample": text})
                 bar.write(f"step {done}: held-out loss {last_eval:.4f}\n{text}\n")
                 plot_losses(out / "log.jsonl", out / "loss.png")
@@ -1262,7 +1299,6 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
                                         "stored, evaluated in fp32 on the CPU",
                 "eval_blocks": len(eval_set), "eval_tokens": len(eval_set) * cfg.block_size,
                 "last_training_eval_loss": last_eval, "steps": cfg.max_steps,
-
                 "tokens": cfg.max_steps * tokens_per_step, "resumed": resumed,
                 "wall_time_s": round(time.time() - started, 1), "parameters": n_params,
                 "vocab_size": tokenizer.vocab_size, "tokenizer_fingerprint": fingerprint,
@@ -1271,7 +1307,8 @@ def _train(cfg, dist, device, amp, use_compile, out, state, changes, command, st
                 "arch": cfg.arch, "amp_bf16": amp, "compile": use_compile, "torch": torch.__version__,
             }
             if probe is not None:
-                summary["repeat_loss_first"], summary["repeat_loss_second"] = repeat_losses(stored, probe, span)
+                summary["repeat_loss_first"], summary["repeat_loss_second"] = repeat_losses(stored, probe, span,
+                                                                                            batch_size=micro)
                 summary["repeat_loss_note"] = (f"next-token loss (nats) on the first and the second copy of {len(probe)} "
                                                f"spans of {span} random tokens repeated (data.repeat_probe, seed "
                                                f"{cfg.seed}), weights and device as final_eval_loss")

@@ -97,7 +97,9 @@ def _losses(folder) -> list[float]:
 @pytest.mark.solution_only
 def test_fsdp_over_two_gloo_processes_equals_one(tiny_config, tmp_path):
     """parallel="fsdp" (FSDP2's fully_shard), on our Llama (2 query heads sharing 1 key/value
-    head, the head tied to the embedding): 2 processes x 2 micro-batches of 2 sequences vs
+    head, the head tied to the embedding), with induction data (a quarter of the rows random
+    repeats, a quarter text repeats, so micro-batches count different numbers of targets):
+    2 processes x 2 micro-batches of 2 sequences vs
     1 process x 2 micro-batches of 4: the same 8 blocks per step, so per-step losses within
     1e-5 over 16 steps (16 of 16 compared), with gradient sync held back on the first
     micro-batch of every step. The two processes are stopped after step 12 and resumed from
@@ -107,7 +109,7 @@ def test_fsdp_over_two_gloo_processes_equals_one(tiny_config, tmp_path):
     import json
 
     cfg = with_(tiny_config, arch="llama", n_kv_head=1, intermediate_size=48, dropout=0.0, max_steps=16,
-                checkpoint_every=8, eval_every=100)
+                checkpoint_every=8, eval_every=100, repeat_fraction=0.25, repeat_text_fraction=0.25)
     single = train(with_(cfg, grad_accum=2, out=str(tmp_path / "one")))
     def start(folder, port):
         config = asdict(with_(cfg, grad_accum=2, parallel="fsdp", out=str(folder)))

@@ -164,13 +164,17 @@ def test_bad_llama_settings_are_refused_before_any_work(tiny_config, changes, me
 
 
 def test_llama_recipe_is_the_course_recipe_with_a_llama_of_the_same_size():
-    """llama_course.toml differs from course_model.toml only in the arch, the Llama's own
-    settings and the output folder; its model has 5,844,224 parameters (as its comment says),
-    99.85% of the GPT-2 course model's 5,853,184."""
+    """llama_course.toml is the GPT-2 course model's recipe from before the induction data (no
+    repeated rows, dropout 0.2, evaluations and checkpoints every 250 steps: what the Llama was
+    compared with) with a Llama: it differs from course_model.toml only in those settings, the
+    arch, the Llama's own settings and the output folder; its model has 5,844,224 parameters
+    (as its comment says), 99.85% of the GPT-2 course model's 5,853,184."""
     gpt2 = load_config(TRAINING / "course_model.toml")
     llama = load_config(TRAINING / "llama_course.toml")
     differ = {k for k, v in asdict(llama).items() if asdict(gpt2)[k] != v}
-    assert differ == {"arch", "n_kv_head", "intermediate_size", "rope_theta", "out"}
+    assert differ == {"arch", "n_kv_head", "intermediate_size", "rope_theta", "out",
+                      "repeat_fraction", "repeat_text_fraction", "dropout", "eval_every", "checkpoint_every"}
+    assert (llama.repeat_fraction, llama.repeat_text_fraction, llama.dropout) == (0.0, 0.0, 0.2)
     counts = {}
     for cfg in (gpt2, llama):
         with torch.device("meta"):

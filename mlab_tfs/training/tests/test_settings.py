@@ -56,10 +56,14 @@ BAD = [
     ("arch", "mistral", r"arch must be one of \['gpt2', 'llama'\], got 'mistral'"),
     ("arch", "GPT2", r"arch must be one of \['gpt2', 'llama'\], got 'GPT2'"),
     ("parallel", "zero", r"parallel must be one of \['ddp', 'fsdp'\], got 'zero'"),
+    *[(name, v, rf"{name} must be in \[0, 1\], got {v}") for v in (1.5, -0.25)
+      for name in ("repeat_fraction", "repeat_text_fraction")],
+    *[(name, v, rf"{name} must be a finite number, got {v}") for v in (NAN, INF)
+      for name in ("repeat_fraction", "repeat_text_fraction")],
     *[(name, v, rf"{name}={v!r} apply only to arch='llama' \(arch is 'gpt2'\)")
       for name, v in (("n_kv_head", 1), ("intermediate_size", 64), ("rope_theta", 500000.0))],
 ]
-WRONG_TYPE = [("lr", "0.1"), ("lr", True), ("max_steps", 10.0), ("max_steps", "10"), ("n_layer", None),
+WRONG_TYPE = [("repeat_fraction", "0.1"), ("repeat_text_fraction", True), ("lr", "0.1"), ("lr", True), ("max_steps", 10.0), ("max_steps", "10"), ("n_layer", None),
               ("warmup_steps", 1.5), ("amp", "yes"), ("progress", 1), ("corpus", "plays.txt"), ("corpus", [1]),
               ("device", None), ("init_from", 3), ("sample_prompt", 5), ("arch", None), ("n_kv_head", 1.0),
               ("rope_theta", "1e4"), ("parallel", True)]
@@ -80,7 +84,7 @@ def test_python_api_refuses_a_setting_of_the_wrong_type(tiny_config, name, value
     kind = {"lr": "float", "max_steps": "int", "n_layer": "int", "warmup_steps": r"int \| None", "amp": r"bool \| None",
             "progress": "bool", "corpus": r"list\[str\]", "device": "str", "init_from": r"str \| None",
             "sample_prompt": "str", "arch": "str", "n_kv_head": r"int \| None", "rope_theta": r"float \| None",
-            "parallel": "str"}[name]
+            "parallel": "str", "repeat_fraction": "float", "repeat_text_fraction": "float"}[name]
     with pytest.raises(TypeError, match=rf"{name} must be {kind}, got {type(value).__name__}"):
         train(with_(tiny_config, **{name: value}))
     assert not Path(tiny_config.out).exists()
@@ -151,3 +155,20 @@ def test_default_warmup_scales_with_max_steps(max_steps, warmup):
     assert resolve_config(TrainConfig(max_steps=max_steps)).warmup_steps == warmup
     assert resolve_config(TrainConfig(max_steps=max_steps, warmup_steps=1)).warmup_steps == 1  # given: kept
     assert math.isclose(warmup, min(100, max_steps // 10))
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(repeat_fraction=0.6, repeat_text_fraction=0.5), r"repeat_fraction \+ repeat_text_fraction must be <= 1, got 0.6 \+ 0.5"),
+    (dict(repeat_fraction=0.1, block_size=7), r"repeat_fraction / repeat_text_fraction need block_size >= 8 .* got 7"),
+    (dict(repeat_text_fraction=0.1, block_size=4), r"need block_size >= 8 \(a span of 4 tokens and its repeat\), got 4"),
+])
+def test_repeat_fractions_that_contradict(tiny_config, changes, message):
+    with pytest.raises(ValueError, match=message):
+        check_config(with_(tiny_config, **changes))
+
+
+@pytest.mark.parametrize("changes", [dict(repeat_fraction=0.5, repeat_text_fraction=0.5),  # exactly 1
+                                     dict(repeat_fraction=1.0), dict(repeat_text_fraction=1),
+                                     dict(block_size=4)])  # short blocks without repeats
+def test_repeat_fractions_at_their_bounds_are_accepted(tiny_config, changes):
+    check_config(with_(tiny_config, **changes))
