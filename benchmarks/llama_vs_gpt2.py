@@ -4,7 +4,7 @@ batches and optimiser, networks of (nearly) the same parameter count; held-out l
     python benchmarks/llama_vs_gpt2.py --out runs/llama-vs-gpt2      # one CUDA GPU, two runs of ~2 minutes
     python benchmarks/llama_vs_gpt2.py --tiny --out /tmp/lvg         # CPU, seconds: a check of the script
 
-Runs `mlab-tfs train` twice, with mlab_tfs/training/course_model.toml (GPT-2: 5,853,184
+Runs `mlab-tfs train` twice, with mlab_tfs/training/course_model.toml as it was before its induction data (GPT2_AS_BEFORE; GPT-2: 5,853,184
 parameters) and mlab_tfs/training/llama_course.toml (Llama: 5,844,224; RMSNorm, rotary
 positions, SwiGLU, 8 query heads sharing 4 key/value heads), into <out>/gpt2 and <out>/llama,
 then prints one table and writes <out>/comparison.json. The held-out loss is each run's
@@ -34,6 +34,9 @@ TINY = dict(vocab_size=300, n_layer=2, n_head=2, n_embd=32, n_positions=64, bloc
             max_steps=12, warmup_steps=None, eval_blocks=8, sample_tokens=8, device="cpu", amp=False,
             compile=False, dropout=0.0)
 TINY_LLAMA = dict(n_kv_head=1, intermediate_size=112, rope_theta=None)
+# The GPT-2 arm keeps the recipe llama_course.toml was made from: course_model.toml before its
+# induction data (no repeated rows, dropout 0.2), so that the two differ only in the network.
+GPT2_AS_BEFORE = dict(repeat_fraction=0.0, repeat_text_fraction=0.0, dropout=0.2)
 
 
 def tiny_corpus(folder: Path) -> Path:
@@ -54,6 +57,8 @@ def configs(args) -> dict:
     runs = {}
     for arch, recipe in RECIPES.items():
         cfg = load_config(recipe)
+        if arch == "gpt2":
+            cfg = replace(cfg, **GPT2_AS_BEFORE)
         if args.tiny:
             cfg = replace(cfg, **TINY, corpus=corpus,
                           **(TINY_LLAMA if arch == "llama" else {}))
