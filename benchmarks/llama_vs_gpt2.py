@@ -4,8 +4,9 @@ batches and optimiser, networks of (nearly) the same parameter count; held-out l
     python benchmarks/llama_vs_gpt2.py --out runs/llama-vs-gpt2      # one CUDA GPU, two runs of ~2 minutes
     python benchmarks/llama_vs_gpt2.py --tiny --out /tmp/lvg         # CPU, seconds: a check of the script
 
-Runs `mlab-tfs train` twice, with mlab_tfs/training/course_model.toml as it was before its induction data (GPT2_AS_BEFORE; GPT-2: 5,853,184
-parameters) and mlab_tfs/training/llama_course.toml (Llama: 5,844,224; RMSNorm, rotary
+Runs `mlab-tfs train` twice, with mlab_tfs/training/course_model.toml as it was before its
+induction data (GPT2_AS_BEFORE; GPT-2: 5,853,184 parameters) and
+mlab_tfs/training/llama_course.toml (Llama: 5,844,224; RMSNorm, rotary
 positions, SwiGLU, 8 query heads sharing 4 key/value heads), into <out>/gpt2 and <out>/llama,
 then prints one table and writes <out>/comparison.json. The held-out loss is each run's
 final one as its recipe.json records it: mean next-token loss in nats over the same held-out
