@@ -37,6 +37,7 @@ def test_another_models_cache_is_refused(interp, models):
 
 
 @pytest.mark.solution_only
+@pytest.mark.exercise("head_outputs")
 def test_head_outputs_and_components_refuse_another_models_cache(interp, models):
     gpt2, llama = models[GPT2][0], models[LLAMA][0]
     _, gpt2_cache = gpt2.run_with_cache(random_ids(gpt2.config.vocab_size))
@@ -46,6 +47,7 @@ def test_head_outputs_and_components_refuse_another_models_cache(interp, models)
         interp.residual_components(llama, gpt2_cache)
 
 
+@pytest.mark.exercise("direct_logit_attribution")
 def test_positions_refuse_bool_and_2d_tensors(interp, models):
     ours, _ = models[GPT2]
     ids = random_ids(ours.config.vocab_size)
@@ -58,6 +60,7 @@ def test_positions_refuse_bool_and_2d_tensors(interp, models):
 
 
 @pytest.mark.solution_only
+@pytest.mark.exercise("direct_logit_attribution")
 def test_dla_refuses_a_padding_position_and_a_mask_that_does_not_fit(interp, models):
     ours, _ = models[GPT2]
     ids = random_ids(ours.config.vocab_size)
@@ -86,6 +89,7 @@ def test_token_choices_refuse_empty_and_meta_tensors(interp, models):
         given.check_token_choice("wrong", torch.tensor([1], device="meta"), 10)
 
 
+@pytest.mark.exercise("head_outputs")
 def test_a_model_on_the_meta_device_is_refused(interp, models):
     ours, _ = models[GPT2]
     with torch.device("meta"):
@@ -96,6 +100,7 @@ def test_a_model_on_the_meta_device_is_refused(interp, models):
         interp.logit_diff_direction(empty, 1, 2)
 
 
+@pytest.mark.exercise("activation_patching")
 def test_metric_values_must_be_finite_real_numbers(interp, models):
     with pytest.raises(ValueError, match="finite"):
         given.check_metric_value(torch.tensor(float("nan")))
@@ -108,6 +113,7 @@ def test_metric_values_must_be_finite_real_numbers(interp, models):
 
 
 @pytest.mark.solution_only
+@pytest.mark.exercise("activation_patching")
 def test_logit_diff_metric_checks_its_arguments_and_the_logits(interp):
     with pytest.raises(TypeError, match="pos"):
         interp.logit_diff_metric(1, 2, pos=1.5)
@@ -125,6 +131,7 @@ def test_logit_diff_metric_checks_its_arguments_and_the_logits(interp):
 
 
 @pytest.mark.solution_only
+@pytest.mark.exercise("activation_patching")
 def test_recovered_fraction_refuses_what_is_not_a_finite_number(interp):
     patched = torch.tensor([0.0, 0.5, 1.0])
     for clean, error, match in ((float("nan"), ValueError, "clean must be finite"),
@@ -141,6 +148,7 @@ def test_recovered_fraction_refuses_what_is_not_a_finite_number(interp):
 
 
 @pytest.mark.solution_only
+@pytest.mark.exercise("induction_scores")
 def test_repeated_tokens_refuses_a_seed_the_generator_cannot_take(interp):
     for seed in (-1, 2**63):
         with pytest.raises(ValueError, match="seed"):
@@ -176,6 +184,7 @@ def test_drawing_refuses_bad_patterns_tokens_and_paths(interp, tmp_path):
 
 
 @pytest.mark.solution_only
+@pytest.mark.exercise("attention_plots")
 def test_plot_attention_refuses_bad_patterns_tokens_and_paths(interp, tmp_path):
     pattern, tokens = _pattern(), list("abcd")
     for args, error, match in (((torch.zeros(0, 3, 3), list("abc"), tmp_path / "a.png"), ValueError, "pattern"),
