@@ -64,6 +64,14 @@ MISTAKES = Catalogue(PART, [
     Mistake("direct_logit_attribution", "norm_weight_ignored", "the final norm's weight left out (fold it into "
                                                                "the direction: w * d)",
             "The head reads w · x̂: the direction in the unnormed stream is w * (W_U[correct] − W_U[wrong])."),
+    Mistake("direct_logit_attribution", "norm_bias_divided", "the final norm's bias divided by the scale (it is "
+                                                             "added after the division: b · d, undivided)",
+            "LN(x) = w * (x − mean(x)) / s + b: the scale divides the stream, not the bias, so the bias's share "
+            "of the logit difference is b · (W_U[correct] − W_U[wrong]) as it is."),
+    Mistake("direct_logit_attribution", "pos_ignored", "the attribution taken at the last position whatever pos "
+                                                       "says (index the components and the scale at pos)",
+            "pos picks the query position whose logits are explained: every component, the frozen scale and the "
+            "total are read at `[rows, pos]`, not at `[:, -1]`."),
     Mistake("direct_logit_attribution", "summed_over_batch", "the attributions summed over the batch (they are "
                                                              "averaged, as the total is)",
             "Every entry, the total included, is the mean over the B sequences."),

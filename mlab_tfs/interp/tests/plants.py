@@ -35,6 +35,10 @@ PLANTS: dict[str, list[tuple[str, str]]] = {
     "scale_not_divided": [("x = x / scale.reshape(B, *([1] * (x.dim() - 1)))", "x = x * 1.0")],
     "mean_not_subtracted": [("                x = x - x.mean(-1, keepdim=True)\n", "                pass\n")],
     "norm_weight_ignored": [("along = direction * norm.weight.float()", "along = direction")],
+    "norm_bias_divided": [("biases = biases + direction @ norm.bias.float()",
+                           "biases = biases + (direction @ norm.bias.float()) / scale[:, 0]")],
+    "pos_ignored": [("    where = _positions(pos, B, T, ids.device)\n",
+                     "    where = _positions(pos, B, T, ids.device)\n    where = torch.full_like(where, T - 1)\n")],
     "summed_over_batch": [("\"heads\": heads.mean(0), \"mlps\": mlps.mean(0), \"embed\": embed.mean(0), "
                            "\"biases\": biases.mean(0)",
                            "\"heads\": heads.sum(0), \"mlps\": mlps.sum(0), \"embed\": embed.sum(0), "

@@ -96,6 +96,7 @@ def dla_reference(hf, ids, correct: int, wrong: int, pos: int = -1, **variant) -
     """Direct logit attribution from transformers' run and weights: each head's output is its
     slice of the output projection's input times its rows of the weight; the final norm's
     scale is recomputed from the stream it read (variants: the catalogued mistakes)."""
+    bias_divided = variant.pop("bias_divided", False)  # the mistake of dividing the norm's bias by the scale
     out = hf_run(hf, ids)
     d = logit_diff(hf, correct, wrong)
     B = ids.shape[0]
@@ -120,7 +121,7 @@ def dla_reference(hf, ids, correct: int, wrong: int, pos: int = -1, **variant) -
         mlps.append(share(out.seen[f"mlp_{layer}"][:, pos]))
     nb = getattr(norm, "bias", None)
     if nb is not None:
-        biases = biases + (nb.detach() * d).sum()
+        biases = biases + (nb.detach() * d).sum() / (s[:, 0] if bias_divided else 1)
     logits = out.logits[:, pos]
     return {"heads": torch.stack(heads, 1).mean(0), "mlps": torch.stack(mlps, 1).mean(0),
             "embed": share(_embeddings(hf, ids)[:, pos]).mean(0), "biases": biases.mean(0),

@@ -1,7 +1,8 @@
 """Bad input to every public function gives a TypeError or ValueError naming the argument,
 never a NaN, a silent result from another model's numbers, or an error from deep inside.
 The checks that live in given.py and the shared helpers hold for the learner's code too; the
-ones an exercise itself makes are marked solution_only where the guide does not ask for them."""
+ones an exercise itself makes are marked solution_only where the guide does not ask for them.
+(Named to run after each exercise's value tests, whose failures carry the diagnoses.)"""
 
 from __future__ import annotations
 
