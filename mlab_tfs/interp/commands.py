@@ -63,7 +63,10 @@ def _attention(args: argparse.Namespace) -> int:
     tokens = [tok.decode([i]) for i in ids]
     which = f"layer {args.layer}" + (f", head {args.head}" if args.head is not None else f", heads 0-{heads - 1}")
 
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a parent that is a file, a folder without write permission...
+        raise OSError(f"--out {out}: cannot make the folder ({e.strerror or e})") from None
     written = [plot_attention(pattern, tokens, out / f"attention_L{args.layer}.png", title=f"attention, {which}")]
     if importlib.util.find_spec("circuitsvis") is not None:
         written.append(attention_html(pattern, tokens, out / f"attention_L{args.layer}.html"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -76,6 +77,9 @@ def layout(model: object) -> Layout:
     else:
         raise TypeError(f"model must be the course's GPT2LMHeadModel or LlamaForCausalLM, got {type(model).__name__} "
                         "(neither a .transformer nor a .model.layers)")
+    if model.lm_head.weight.is_meta:
+        raise ValueError("model's weights are on the meta device (shapes without values): load them first "
+                         "(from_pretrained, or to_empty() and load_state_dict)")
     return Layout(n_layer, n_head, head_dim, config.vocab_size, out_proj, norm, centred, model.lm_head, pos)
 
 
@@ -95,6 +99,85 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
 
 def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
+
+
+def check_cache(model: nn.Module, cache: object, width: int) -> dict:
+    """cache as what ``model.run_with_cache`` returned: a dict whose names are all hook points of
+    this model and whose streams are ``width`` wide (TypeError / ValueError otherwise: a cache
+    of another model would be read with this model's weights and give numbers that mean
+    nothing)."""
+    if not isinstance(cache, dict):
+        raise TypeError(f"cache must be what model.run_with_cache returns, got {type(cache).__name__}")
+    points = getattr(model, "hook_dict", None)
+    if points is not None:
+        foreign = [name for name in cache if name not in points]
+        if foreign:
+            raise ValueError(f"cache holds {foreign[0]!r}, which this {type(model).__name__} has no hook point for: "
+                             f"it is another model's cache (run model.run_with_cache with this model)")
+    for name in ("hook_embed", "blocks.0.hook_resid_pre"):
+        if name in cache and cache[name].shape[-1] != width:
+            raise ValueError(f"cache's {name} is {cache[name].shape[-1]} wide, the model's stream {width}: it is "
+                             "another model's cache")
+    return cache
+
+
+def check_mask(mask: object, ids: Tensor) -> Tensor | None:
+    """attention_mask as None or a (B, T) tensor on ids' device (the model checks its values:
+    0 and 1); TypeError / ValueError naming it otherwise."""
+    if mask is None:
+        return None
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"attention_mask must be a (batch, seq) tensor of 0 and 1 or None, got {type(mask).__name__}")
+    if mask.device != ids.device:
+        raise ValueError(f"attention_mask is on {mask.device}, the ids on {ids.device}: move it with "
+                         ".to(model.device)")
+    if tuple(mask.shape) != tuple(ids.shape):
+        raise ValueError(f"attention_mask must have the ids' shape {tuple(ids.shape)}, got {tuple(mask.shape)}")
+    if mask.dtype.is_floating_point or mask.dtype.is_complex:
+        if not bool(((mask == 0) | (mask == 1)).all()):
+            raise ValueError("attention_mask must hold only 0 and 1 (1 = a real token)")
+    if not bool(mask.bool().any(1).all()):
+        row = int((~mask.bool().any(1)).nonzero()[0])
+        raise ValueError(f"attention_mask row {row} is all padding: every sequence needs at least one real token")
+    return mask
+
+
+def check_tokens(tokens: object, count: int, what: str = "positions") -> list[str]:
+    """tokens as a list (or tuple) of ``count`` strings; TypeError / ValueError naming it."""
+    if isinstance(tokens, (str, bytes)) or not isinstance(tokens, (list, tuple)):
+        raise TypeError(f"tokens must be a list of strings, one per position, got {type(tokens).__name__}")
+    if not all(isinstance(t, str) for t in tokens):
+        bad = next(t for t in tokens if not isinstance(t, str))
+        raise TypeError(f"tokens must be a list of strings, one per position, got a {type(bad).__name__} {bad!r}")
+    if len(tokens) != count:
+        raise ValueError(f"tokens must name the {count} {what}, got {len(tokens)}")
+    return list(tokens)
+
+
+def check_path(path: object) -> Path:
+    """path as a Path to a file (str or os.PathLike; not an existing folder)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike naming the file to write, got {type(path).__name__}")
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"path {path} is a folder; it must name the file to write")
+    return path
+
+
+def check_pattern(pattern: object) -> Tensor:
+    """pattern as a (T, S) or (n_head, T, S) real tensor with at least one head and position,
+    without NaN or infinity; TypeError / ValueError naming it otherwise."""
+    if not isinstance(pattern, torch.Tensor):
+        raise TypeError(f"pattern must be a (T, S) or (n_head, T, S) tensor, got {type(pattern).__name__}")
+    if pattern.dim() not in (2, 3):
+        raise ValueError(f"pattern must be a (T, S) or (n_head, T, S) tensor, got shape {tuple(pattern.shape)}")
+    if pattern.numel() == 0:
+        raise ValueError(f"pattern must have at least one head, query and key, got shape {tuple(pattern.shape)}")
+    if pattern.dtype == torch.bool or pattern.dtype.is_complex or pattern.is_meta:
+        raise TypeError(f"pattern must hold real numbers, got a {pattern.dtype} tensor on {pattern.device}")
+    if not bool(torch.isfinite(pattern).all()):
+        raise ValueError("pattern holds NaN or infinite values: it is no attention pattern")
+    return pattern
 
 
 def check_ids(name: str, ids: object, vocab_size: int, device: torch.device | None = None) -> Tensor:
@@ -129,9 +212,13 @@ def check_token_choice(name: str, token: object, vocab_size: int) -> int | Tenso
     if isinstance(token, bool) or not isinstance(token, (int, torch.Tensor)):
         raise TypeError(f"{name} must be a token id (int) or a (batch,) tensor of them, got {type(token).__name__}")
     if isinstance(token, torch.Tensor):
-        if token.dtype.is_floating_point or token.dtype == torch.bool or token.dim() > 1:
+        if token.dtype.is_floating_point or token.dtype.is_complex or token.dtype == torch.bool or token.dim() > 1:
             raise TypeError(f"{name} must be an int or a 1-D integer tensor, got dtype {token.dtype}, "
                             f"shape {tuple(token.shape)}")
+        if token.is_meta:
+            raise ValueError(f"{name} is on the meta device: it holds no token ids")
+        if token.dim() == 1 and token.numel() == 0:
+            raise ValueError(f"{name} must hold at least one token id, got an empty tensor")
         if token.numel() and (int(token.min()) < 0 or int(token.max()) >= vocab_size):
             raise ValueError(f"{name} must hold token ids in [0, {vocab_size}), got {token.tolist()}")
         return token.long().reshape(-1) if token.dim() else int(token)
@@ -146,6 +233,10 @@ def check_metric_value(value: object) -> Tensor:
         raise TypeError(f"metric must return a 0-d tensor, got {type(value).__name__}")
     if value.dim() != 0:
         raise ValueError(f"metric must return a 0-d tensor (one number per run), got shape {tuple(value.shape)}")
+    if value.dtype == torch.bool or value.dtype.is_complex:
+        raise TypeError(f"metric must return a real number, got a {value.dtype} tensor")
+    if not bool(torch.isfinite(value)):
+        raise ValueError(f"metric returned {float(value)}: a patching metric must be finite")
     return value
 
 
@@ -198,8 +289,18 @@ def plot_patching(result: Tensor, path: str | Path, title: str | None = None,
     if not isinstance(result, torch.Tensor) or result.dim() != 2:
         raise ValueError(f"result must be a 2-D tensor (n_layer, T) or (n_layer, n_head), got "
                          f"{type(result).__name__ if not isinstance(result, torch.Tensor) else tuple(result.shape)}")
-    if labels is not None and len(labels) != result.shape[1]:
-        raise ValueError(f"labels must give one name per column of result ({result.shape[1]}), got {len(labels)}")
+    if result.numel() == 0 or result.dtype == torch.bool or result.dtype.is_complex:
+        raise ValueError(f"result must be a non-empty real tensor, got a {result.dtype} tensor of shape "
+                         f"{tuple(result.shape)}")
+    if not bool(torch.isfinite(result).all()):
+        raise ValueError("result holds NaN or infinite values (a metric that was not finite?)")
+    if labels is not None:
+        if isinstance(labels, (str, bytes)) or not isinstance(labels, (list, tuple)):
+            raise TypeError(f"labels must be a list of strings, one per column, got {type(labels).__name__}")
+        if len(labels) != result.shape[1]:
+            raise ValueError(f"labels must give one name per column of result ({result.shape[1]}), got {len(labels)}")
+        labels = [str(label) for label in labels]
+    path = check_path(path)
     plt = pyplot()
     values = result.detach().float().cpu().numpy()
     bound = max(1.0, float(abs(values).max()))
@@ -230,18 +331,16 @@ def attention_html(pattern: Tensor, tokens: list[str], path: str | Path) -> Path
     (T == S: a prompt's self-attention). ImportError with the pip line when circuitsvis is not
     installed; ValueError for other shapes or a token count that is not T.
     """
-    if not isinstance(pattern, torch.Tensor) or pattern.dim() not in (2, 3):
-        raise ValueError("pattern must be a (T, S) or (n_head, T, S) tensor, got "
-                         f"{tuple(pattern.shape) if isinstance(pattern, torch.Tensor) else type(pattern).__name__}")
+    pattern = check_pattern(pattern)
     heads = pattern[None] if pattern.dim() == 2 else pattern
-    if heads.shape[-1] != heads.shape[-2] or len(tokens) != heads.shape[-1]:
-        raise ValueError(f"tokens must name the {heads.shape[-2]} positions of a square pattern, got "
-                         f"{len(tokens)} tokens for a pattern of shape {tuple(pattern.shape)}")
+    if heads.shape[-1] != heads.shape[-2]:
+        raise ValueError(f"pattern must be square (T == S: a prompt's self-attention), got shape {tuple(pattern.shape)}")
+    tokens = check_tokens(tokens, heads.shape[-1], f"positions of a pattern of shape {tuple(pattern.shape)}")
+    path = check_path(path)
     try:
         import circuitsvis
     except ImportError:
         raise ImportError(f"attention_html draws with circuitsvis, which is not installed: {CIRCUITSVIS_PIP}") from None
     view = circuitsvis.attention.attention_heads(attention=heads.detach().float().cpu(), tokens=list(tokens))
-    path = Path(path)
     write_text_atomic(path, str(view))
     return path

@@ -18,6 +18,11 @@ MISTAKES = Catalogue(PART, [
                                                     "hook_resid_post)",
             "n_layer blocks have n_layer inputs, and the stream after the last block is one more: "
             "(n_layer + 1, B, T, C)."),
+    Mistake("residual_stream", "rows_after_each_block", "each block's output (hook_resid_post) as its row (row i is "
+                                                        "block i's input, hook_resid_pre: the first row is the "
+                                                        "embeddings)",
+            "The rows are the stream *before* each block, then the stream after the last: row 0 is the embeddings, "
+            "what no block has touched yet. Taking each block's output shifts every row by one block."),
     Mistake("residual_stream", "pos_embed_left_out", "GPT-2's position embeddings left out of the components "
                                                      "(hook_pos_embed is a component too)",
             "The stream starts as token plus position embedding: without `hook_pos_embed` the components no longer "
@@ -32,6 +37,12 @@ MISTAKES = Catalogue(PART, [
                                                      "hs, C))",
             "`nn.Linear(nh * hs, C).weight` is (out, in) = (C, nh * hs): the heads split its *columns*. "
             "Reshaped as it is, each \"head\" gets rows that mix all heads' inputs."),
+    Mistake("head_outputs", "heads_interleaved", "the projection's input split as (hs, nh) instead of (nh, hs) "
+                                                 "(the heads sit side by side: features h * hs .. (h + 1) * hs "
+                                                 "are head h's)",
+            "hook_z (B, T, nh, hs) is flattened head by head into the projection's nh * hs inputs, so head h owns "
+            "a contiguous block of hs columns: `W.T.reshape(nh, hs, C)`. Reshaped as (hs, nh, C), each \"head\" "
+            "gets every nh-th feature, a mix of all heads."),
     Mistake("head_outputs", "direction_reversed", "the logit difference direction reversed (it is W_U[correct] − "
                                                   "W_U[wrong])",
             "The direction raises the correct token's logit against the wrong one's; reversed, every attribution "
@@ -54,6 +65,14 @@ MISTAKES = Catalogue(PART, [
     Mistake("direct_logit_attribution", "norm_weight_ignored", "the final norm's weight left out (fold it into "
                                                                "the direction: w * d)",
             "The head reads w · x̂: the direction in the unnormed stream is w * (W_U[correct] − W_U[wrong])."),
+    Mistake("direct_logit_attribution", "norm_bias_divided", "the final norm's bias divided by the scale (it is "
+                                                             "added after the division: b · d, undivided)",
+            "LN(x) = w * (x − mean(x)) / s + b: the scale divides the stream, not the bias, so the bias's share "
+            "of the logit difference is b · (W_U[correct] − W_U[wrong]) as it is."),
+    Mistake("direct_logit_attribution", "pos_ignored", "the attribution taken at the last position whatever pos "
+                                                       "says (index the components and the scale at pos)",
+            "pos picks the query position whose logits are explained: every component, the frozen scale and the "
+            "total are read at `[rows, pos]`, not at `[:, -1]`."),
     Mistake("direct_logit_attribution", "summed_over_batch", "the attributions summed over the batch (they are "
                                                              "averaged, as the total is)",
             "Every entry, the total included, is the mean over the B sequences."),
@@ -82,12 +101,26 @@ MISTAKES = Catalogue(PART, [
                                                        "is at most 1)",
             "The score is a mean over the batch and the L queries, in [0, 1]; summed, it grows with L. See "
             "[A score needs its baseline](#a-score-needs-its-baseline)."),
+    Mistake("induction_scores", "first_sequence_only", "only the first sequence of the batch scored (average over "
+                                                       "the batch too)",
+            "The score is a mean over every sequence b and query t: `pattern[:, :, t, t - L + 1].mean((0, 2))`; "
+            "`pattern[0]` keeps one random sequence and its noise."),
     Mistake("induction_scores", "halves_drawn_separately", "two random halves instead of one half repeated",
             "[r, r] repeats one random sequence: draw r once and concatenate it with itself."),
     # ------------------------------------------------------------------ 6. ablation
     Mistake("ablation", "targets_not_shifted", "the loss of each token against itself (the target at position t "
                                                "is token t + 1)",
             "Position t predicts the next token: log-probabilities at 0 .. T − 2, targets tokens[1:]."),
+    Mistake("ablation", "logits_shifted_not_targets", "the logits taken from position 1 (logits[:, 1:]) instead "
+                                                      "of the targets (the logits at 0 .. T − 2 predict tokens "
+                                                      "1 .. T − 1)",
+            "Position t's logits predict token t + 1: keep the logits `[:, :-1]` and shift the *targets*, "
+            "`tokens[:, 1:]`. With the logits shifted instead, position t + 1's prediction is scored against "
+            "the token it has already seen."),
+    Mistake("ablation", "padding_not_masked", "the padded entries' losses kept (with an attention_mask, entries "
+                                              "whose input or target is padding are 0)",
+            "A padded position predicts nothing real, and the real token after the padding is predicted from a "
+            "pad: multiply by `mask[:, 1:] & mask[:, :-1]` (or masked_fill) so that only real pairs count."),
     Mistake("ablation", "feature_zeroed_not_head", "one feature of every head zeroed (z[..., h]) instead of head h "
                                                    "(z[:, :, h])",
             "`hook_z` is (B, T, nh, hs): the heads are dimension 2. `z[..., h]` indexes the last one, a feature of "
@@ -108,6 +141,15 @@ MISTAKES = Catalogue(PART, [
             "Patching asks which clean activation restores the clean behaviour in the corrupted run; the other "
             "way round (denoising against noising) answers another question. See "
             "[7. Activation patching](#7-activation-patching)."),
+    Mistake("activation_patching", "every_head_patched", "every head of the layer patched at once (patch head h "
+                                                         "alone: z[:, :, h])",
+            "Entry [l, h] is what head h alone carries: only its slice `z[:, :, h]` comes from the clean run, "
+            "the other heads of the layer keep the corrupted run's values."),
+    Mistake("activation_patching", "head_patched_at_last_position_only", "the head patched at the last position "
+                                                                         "only (patch its output at every "
+                                                                         "position: z[:, :, h])",
+            "A head's output at earlier positions reaches the last one through the later layers' attention: "
+            "patch `z[:, :, h]` at every position, not `z[:, -1, h]`."),
     Mistake("activation_patching", "recovery_from_clean", "the recovered fraction measured from the clean metric "
                                                           "((patched − clean) / (corrupted − clean) is 1 minus it)",
             "0 means the corrupted run's metric, 1 the clean run's: (patched − corrupted) / (clean − corrupted). "

@@ -26,11 +26,16 @@ from mlab_tfs.hooks import ActivationCache
 from mlab_tfs.interp.given import (
     Metric,
     attention_html,
+    check_cache,
     check_ids,
     check_layer,
+    check_mask,
     check_metric_value,
+    check_path,
+    check_pattern,
     check_repeated,
     check_token_choice,
+    check_tokens,
     evaluating,
     layout,
     model_device,
@@ -103,9 +108,10 @@ def residual_components(model: torch.nn.Module, cache: ActivationCache) -> tuple
     positions, ``hook_pos_embed``; Llama has none), then "attn_{i}" and "mlp_{i}" for each
     block (``hook_attn_out``, ``hook_mlp_out``, biases included). They sum to the last block's
     ``hook_resid_post`` (Elhage et al. 2021: the stream is a sum of what each layer writes), in
-    eval mode.
+    eval mode. ValueError for a cache of another model (check_cache).
     """
     lay = layout(model)
+    check_cache(model, cache, lay.unembed.weight.shape[1])
     parts, labels = [_cached(cache, "hook_embed")], ["embed"]
     if lay.has_pos_embed:
         parts.append(_cached(cache, "hook_pos_embed"))
@@ -130,7 +136,11 @@ def head_outputs(model: torch.nn.Module, cache: ActivationCache, layer: int) -> 
     """
     lay = layout(model)
     layer = check_layer("layer", layer, lay.n_layer)
+    check_cache(model, cache, lay.unembed.weight.shape[1])
     z = _cached(cache, f"blocks.{layer}.attn.hook_z")  # (B, T, nh, hs)
+    if tuple(z.shape[-2:]) != (lay.n_head, lay.head_dim):
+        raise ValueError(f"cache's blocks.{layer}.attn.hook_z has {tuple(z.shape[-2:])} (heads, head size), the "
+                         f"model ({lay.n_head}, {lay.head_dim}): it is another model's cache")
     with torch.no_grad():
         W_O = lay.out_proj[layer].weight.T.reshape(lay.n_head, lay.head_dim, -1)  # (nh, hs, C)
         return torch.einsum("bthd,hdc->bthc", z.float(), W_O.float())  # (B, T, nh, C)
@@ -167,10 +177,13 @@ def _positions(pos: int | Tensor, batch: int, length: int, device) -> Tensor:
     """pos as (B,) indices in [0, T): an int (negative from the end) or one per sequence."""
     if isinstance(pos, bool) or not isinstance(pos, (int, Tensor)):
         raise TypeError(f"pos must be an int or a (batch,) tensor of positions, got {type(pos).__name__}")
-    p = torch.as_tensor(pos, device=device).long().reshape(-1)
-    if isinstance(pos, Tensor) and (pos.dtype.is_floating_point or p.numel() != batch):
-        raise ValueError(f"pos as a tensor must hold {batch} integer positions, got dtype {pos.dtype}, "
-                         f"shape {tuple(pos.shape)}")
+    if isinstance(pos, Tensor):
+        if pos.dtype.is_floating_point or pos.dtype.is_complex or pos.dtype == torch.bool:
+            raise TypeError(f"pos as a tensor must hold integer positions, got dtype {pos.dtype}")
+        if pos.dim() != 1 or pos.numel() != batch or pos.is_meta:
+            raise ValueError(f"pos as a tensor must be ({batch},), one position per sequence, got shape "
+                             f"{tuple(pos.shape)} on {pos.device}")
+    p = torch.as_tensor(pos).to(device).long().reshape(-1)
     if bool(((p < -length) | (p >= length)).any()):
         raise ValueError(f"pos must be in [-{length}, {length}) for sequences of {length} tokens, got {pos}")
     return (p % length).expand(batch)
@@ -198,14 +211,22 @@ def direct_logit_attribution(model: torch.nn.Module, input_ids: Tensor, correct:
     heads.sum() + mlps.sum() + embed + biases == total (fp32, 1e-4).
 
     correct, wrong: token ids (int) or (B,) tensors; pos: an int (negative from the end) or
-    (B,) positions (e.g. each sequence's last real token under right padding).
+    (B,) positions (e.g. each sequence's last real token under right padding; ValueError for
+    a position the attention_mask marks as padding). In float16 or bfloat16 the parts are
+    computed in float32 from the model's rounded activations, so they add up to the total only
+    to the model's own rounding (about 1e-3 of the logits in float16, 1e-2 in bfloat16).
     """
     lay = layout(model)
     ids = check_ids("input_ids", input_ids, lay.vocab_size, model_device(model))
     B, T = ids.shape
+    attention_mask = check_mask(attention_mask, ids)
     direction = _batch_direction(model, correct, wrong, B)  # (B, C)
     where = _positions(pos, B, T, ids.device)
     rows = torch.arange(B, device=ids.device)
+    if attention_mask is not None and not bool(attention_mask[rows, where].bool().all()):
+        b = int((~attention_mask[rows, where].bool()).nonzero()[0])
+        raise ValueError(f"pos {int(where[b])} of sequence {b} is padding (attention_mask 0): give each sequence's "
+                         "last real token, e.g. pos=attention_mask.sum(1) - 1 under right padding")
     with evaluating(model):
         out, cache = model.run_with_cache(ids, attention_mask=attention_mask)
         # In float32 whatever the model's dtype: the parts must add up to the total.
@@ -257,18 +278,18 @@ def plot_attention(pattern: Tensor, tokens: list[str], path: str | Path, title: 
     Each head is drawn with ``imshow`` of its (T, S) values, from 0 (white) to 1.
     tokens: S strings naming the keys, which are also the queries (T == S; a pattern read
     with a cache has T < S and only the last T tokens query). ValueError for another shape or
-    a token count that does not fit; the figure is closed afterwards.
+    a token count that does not fit, NaN or an empty pattern; TypeError for tokens that are not
+    strings or a path that is not a str / PathLike; the figure is closed afterwards.
     """
-    if not isinstance(pattern, Tensor) or pattern.dim() not in (2, 3):
-        raise ValueError("pattern must be a (T, S) or (n_head, T, S) tensor, got "
-                         f"{tuple(pattern.shape) if isinstance(pattern, Tensor) else type(pattern).__name__}")
-    if isinstance(tokens, str) or not all(isinstance(t, str) for t in tokens):
-        raise TypeError("tokens must be a list of strings, one per position")
+    pattern = check_pattern(pattern)
     heads = (pattern[None] if pattern.dim() == 2 else pattern).detach().float().cpu()  # (nh, T, S)
     nh, T, S = heads.shape
-    if len(tokens) != S or T > S:
-        raise ValueError(f"tokens must name the {S} key positions of a pattern of shape {tuple(pattern.shape)}, "
-                         f"got {len(tokens)}")
+    if T > S:
+        raise ValueError(f"pattern must have no more queries than keys (T <= S), got shape {tuple(pattern.shape)}")
+    tokens = check_tokens(tokens, S, f"key positions of a pattern of shape {tuple(pattern.shape)}")
+    path = check_path(path)
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"title must be a str or None, got {type(title).__name__}")
     plt = pyplot()
     cols = min(nh, 4)
     rows = -(-nh // cols)
@@ -302,6 +323,8 @@ def repeated_tokens(vocab_size: int, seq_len: int, batch: int = 1, seed: int = 0
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be in [0, 2**63) (torch.Generator.manual_seed), got {seed}")
     r = torch.randint(0, vocab_size, (batch, seq_len), generator=torch.Generator().manual_seed(seed))
     return torch.cat([r, r], dim=1)  # (batch, 2 * seq_len)
 
@@ -339,6 +362,7 @@ def per_token_loss(model: torch.nn.Module, tokens: Tensor, attention_mask: Tenso
     if ids.shape[1] < 2:
         raise ValueError(f"tokens must have at least 2 positions (one to predict from, one to predict), got "
                          f"{ids.shape[1]}")
+    attention_mask = check_mask(attention_mask, ids)
     with evaluating(model):
         logits = model(ids, attention_mask=attention_mask).logits  # (B, T, V)
     logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
@@ -394,11 +418,18 @@ def logit_diff_metric(correct: int | Tensor, wrong: int | Tensor, pos: int | Ten
     correct, wrong: token ids or (B,) tensors of them; pos an int or (B,) positions."""
     for name, token in (("correct", correct), ("wrong", wrong)):
         check_token_choice(name, token, 2**62)
+    if isinstance(pos, bool) or not isinstance(pos, (int, Tensor)):
+        raise TypeError(f"pos must be an int or a (batch,) tensor of positions, got {type(pos).__name__}")
 
     def metric(logits: Tensor) -> Tensor:
+        if not isinstance(logits, Tensor) or logits.dim() != 3:
+            raise ValueError("the metric takes logits (batch, seq, vocab), got "
+                             f"{tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__}")
         B, T, V = logits.shape
         for name, token in (("correct", correct), ("wrong", wrong)):
             check_token_choice(name, token, V)
+            if isinstance(token, Tensor) and token.dim() == 1 and token.numel() != B:
+                raise ValueError(f"{name} must give one token per sequence ({B}), got {token.numel()}")
         rows = torch.arange(B, device=logits.device)
         at = logits[rows, _positions(pos, B, T, logits.device)]  # (B, V)
         c, w = _ids_column(correct, B, logits.device), _ids_column(wrong, B, logits.device)
@@ -411,13 +442,32 @@ def recovered_fraction(patched: Tensor, clean: Tensor | float, corrupted: Tensor
     """(patched - corrupted) / (clean - corrupted): 0 where a patch leaves the corrupted run's
     metric, 1 where it restores the clean run's. patched: a tensor of metric values (any shape,
     e.g. patch_residual's); clean, corrupted: numbers or 0-d tensors. ValueError when
-    clean == corrupted (nothing to recover), TypeError when patched is not a tensor."""
-    clean, corrupted = (float(v.detach()) if isinstance(v, Tensor) else float(v) for v in (clean, corrupted))
+    clean == corrupted (nothing to recover) or a value that is not finite, TypeError when
+    patched is not a real tensor or clean / corrupted not numbers."""
+    clean, corrupted = _metric_number("clean", clean), _metric_number("corrupted", corrupted)
     if not isinstance(patched, Tensor):
         raise TypeError(f"patched must be a tensor of metric values, got {type(patched).__name__}")
+    if patched.dtype == torch.bool or patched.dtype.is_complex:
+        raise TypeError(f"patched must hold real metric values, got dtype {patched.dtype}")
+    if not bool(torch.isfinite(patched).all()):
+        raise ValueError("patched holds NaN or infinite values: a patching metric must be finite")
     if clean == corrupted:
         raise ValueError(f"clean and corrupted metrics are equal ({clean}): there is no difference to recover")
     return (patched - corrupted) / (clean - corrupted)
+
+
+def _metric_number(name: str, value: object) -> float:
+    """A metric value given as a number or a 0-d tensor, as a finite float."""
+    if isinstance(value, Tensor):
+        if value.dim() != 0 or value.dtype == torch.bool or value.dtype.is_complex:
+            raise TypeError(f"{name} must be a number or a 0-d real tensor, got a {value.dtype} tensor of shape "
+                            f"{tuple(value.shape)}")
+        value = float(value.detach())
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number or a 0-d real tensor, got {type(value).__name__}")
+    if not torch.isfinite(torch.tensor(float(value))):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return float(value)
 
 
 def _patching_inputs(model, clean_ids, corrupted_ids, metric):
@@ -489,6 +539,7 @@ def logit_lens(model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor
     """
     lay = layout(model)
     ids = check_ids("input_ids", input_ids, lay.vocab_size, model_device(model))
+    attention_mask = check_mask(attention_mask, ids)
     names = [f"blocks.{i}.hook_resid_pre" for i in range(lay.n_layer)] + [f"blocks.{lay.n_layer - 1}.hook_resid_post"]
     with evaluating(model):
         _, cache = model.run_with_cache(ids, names_filter=names, attention_mask=attention_mask)

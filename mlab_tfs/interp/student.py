@@ -17,11 +17,16 @@ from mlab_tfs.hooks import ActivationCache
 from mlab_tfs.interp.given import (
     Metric,
     attention_html,
+    check_cache,
     check_ids,
     check_layer,
+    check_mask,
     check_metric_value,
+    check_path,
+    check_pattern,
     check_repeated,
     check_token_choice,
+    check_tokens,
     evaluating,
     layout,
     model_device,
@@ -81,7 +86,7 @@ def residual_components(model: torch.nn.Module, cache: ActivationCache) -> tuple
     positions, ``hook_pos_embed``; Llama has none), then "attn_{i}" and "mlp_{i}" for each
     block (``hook_attn_out``, ``hook_mlp_out``, biases included). They sum to the last block's
     ``hook_resid_post`` (Elhage et al. 2021: the stream is a sum of what each layer writes), in
-    eval mode.
+    eval mode. ValueError for a cache of another model (check_cache).
     """
     raise NotImplementedError("Exercise 1 (The residual stream): see mlab_tfs/interp/GUIDE.md#1-the-residual-stream")
 
@@ -122,10 +127,13 @@ def _positions(pos: int | Tensor, batch: int, length: int, device) -> Tensor:
     """pos as (B,) indices in [0, T): an int (negative from the end) or one per sequence."""
     if isinstance(pos, bool) or not isinstance(pos, (int, Tensor)):
         raise TypeError(f"pos must be an int or a (batch,) tensor of positions, got {type(pos).__name__}")
-    p = torch.as_tensor(pos, device=device).long().reshape(-1)
-    if isinstance(pos, Tensor) and (pos.dtype.is_floating_point or p.numel() != batch):
-        raise ValueError(f"pos as a tensor must hold {batch} integer positions, got dtype {pos.dtype}, "
-                         f"shape {tuple(pos.shape)}")
+    if isinstance(pos, Tensor):
+        if pos.dtype.is_floating_point or pos.dtype.is_complex or pos.dtype == torch.bool:
+            raise TypeError(f"pos as a tensor must hold integer positions, got dtype {pos.dtype}")
+        if pos.dim() != 1 or pos.numel() != batch or pos.is_meta:
+            raise ValueError(f"pos as a tensor must be ({batch},), one position per sequence, got shape "
+                             f"{tuple(pos.shape)} on {pos.device}")
+    p = torch.as_tensor(pos).to(device).long().reshape(-1)
     if bool(((p < -length) | (p >= length)).any()):
         raise ValueError(f"pos must be in [-{length}, {length}) for sequences of {length} tokens, got {pos}")
     return (p % length).expand(batch)
@@ -153,7 +161,10 @@ def direct_logit_attribution(model: torch.nn.Module, input_ids: Tensor, correct:
     heads.sum() + mlps.sum() + embed + biases == total (fp32, 1e-4).
 
     correct, wrong: token ids (int) or (B,) tensors; pos: an int (negative from the end) or
-    (B,) positions (e.g. each sequence's last real token under right padding).
+    (B,) positions (e.g. each sequence's last real token under right padding; ValueError for
+    a position the attention_mask marks as padding). In float16 or bfloat16 the parts are
+    computed in float32 from the model's rounded activations, so they add up to the total only
+    to the model's own rounding (about 1e-3 of the logits in float16, 1e-2 in bfloat16).
     """
     raise NotImplementedError("Exercise 3 (Direct logit attribution): see mlab_tfs/interp/GUIDE.md#3-direct-logit-attribution")
 
@@ -176,7 +187,8 @@ def plot_attention(pattern: Tensor, tokens: list[str], path: str | Path, title: 
     Each head is drawn with ``imshow`` of its (T, S) values, from 0 (white) to 1.
     tokens: S strings naming the keys, which are also the queries (T == S; a pattern read
     with a cache has T < S and only the last T tokens query). ValueError for another shape or
-    a token count that does not fit; the figure is closed afterwards.
+    a token count that does not fit, NaN or an empty pattern; TypeError for tokens that are not
+    strings or a path that is not a str / PathLike; the figure is closed afterwards.
     """
     raise NotImplementedError("Exercise 4 (Attention patterns as pictures): see mlab_tfs/interp/GUIDE.md#4-attention-patterns-as-pictures")
 
@@ -244,8 +256,23 @@ def recovered_fraction(patched: Tensor, clean: Tensor | float, corrupted: Tensor
     """(patched - corrupted) / (clean - corrupted): 0 where a patch leaves the corrupted run's
     metric, 1 where it restores the clean run's. patched: a tensor of metric values (any shape,
     e.g. patch_residual's); clean, corrupted: numbers or 0-d tensors. ValueError when
-    clean == corrupted (nothing to recover), TypeError when patched is not a tensor."""
+    clean == corrupted (nothing to recover) or a value that is not finite, TypeError when
+    patched is not a real tensor or clean / corrupted not numbers."""
     raise NotImplementedError("Exercise 7 (Activation patching): see mlab_tfs/interp/GUIDE.md#7-activation-patching")
+
+
+def _metric_number(name: str, value: object) -> float:
+    """A metric value given as a number or a 0-d tensor, as a finite float."""
+    if isinstance(value, Tensor):
+        if value.dim() != 0 or value.dtype == torch.bool or value.dtype.is_complex:
+            raise TypeError(f"{name} must be a number or a 0-d real tensor, got a {value.dtype} tensor of shape "
+                            f"{tuple(value.shape)}")
+        value = float(value.detach())
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number or a 0-d real tensor, got {type(value).__name__}")
+    if not torch.isfinite(torch.tensor(float(value))):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return float(value)
 
 
 def _patching_inputs(model, clean_ids, corrupted_ids, metric):

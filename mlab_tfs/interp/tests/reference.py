@@ -96,6 +96,7 @@ def dla_reference(hf, ids, correct: int, wrong: int, pos: int = -1, **variant) -
     """Direct logit attribution from transformers' run and weights: each head's output is its
     slice of the output projection's input times its rows of the weight; the final norm's
     scale is recomputed from the stream it read (variants: the catalogued mistakes)."""
+    bias_divided = variant.pop("bias_divided", False)  # the mistake of dividing the norm's bias by the scale
     out = hf_run(hf, ids)
     d = logit_diff(hf, correct, wrong)
     B = ids.shape[0]
@@ -120,23 +121,26 @@ def dla_reference(hf, ids, correct: int, wrong: int, pos: int = -1, **variant) -
         mlps.append(share(out.seen[f"mlp_{layer}"][:, pos]))
     nb = getattr(norm, "bias", None)
     if nb is not None:
-        biases = biases + (nb.detach() * d).sum()
+        biases = biases + (nb.detach() * d).sum() / (s[:, 0] if bias_divided else 1)
     logits = out.logits[:, pos]
     return {"heads": torch.stack(heads, 1).mean(0), "mlps": torch.stack(mlps, 1).mean(0),
             "embed": share(_embeddings(hf, ids)[:, pos]).mean(0), "biases": biases.mean(0),
             "total": (logits[:, correct] - logits[:, wrong]).mean(0)}
 
 
-def split_heads(hf, out, layer: int, transposed: bool = False) -> torch.Tensor:
+def split_heads(hf, out, layer: int, transposed: bool = False, interleaved: bool = False) -> torch.Tensor:
     """Each head's write into the stream at a block, (B, T, nh, C), from transformers' run:
     head h's slice of the output projection's input times the projection's rows for it.
-    transposed: the mistake of reading the (C, nh*hs) weight as (nh, hs, C) without a transpose."""
+    transposed: the mistake of reading the (C, nh*hs) weight as (nh, hs, C) without a transpose;
+    interleaved: the mistake of splitting the weight's nh * hs rows as (hs, nh): head h's every nh-th."""
     z = out.seen[f"z_{layer}"]  # (B, T, nh * hs)
     nh = n_heads(hf)
     hs = z.shape[-1] // nh
     W = o_weight(hf, layer)  # (nh * hs, C)
     if transposed:
         W = W.T.reshape(nh * hs, -1)
+    if interleaved:
+        return torch.stack([z[..., h * hs:(h + 1) * hs] @ W[h::nh] for h in range(nh)], 2)  # every nh-th row
     return torch.stack([z[..., h * hs:(h + 1) * hs] @ W[h * hs:(h + 1) * hs] for h in range(nh)], 2)
 
 
@@ -169,7 +173,10 @@ def lens_reference(hf, ids, skip_norm: bool = False, frozen: bool = False) -> to
         return hf.lm_head(final_norm(hf)(streams))
 
 
-def token_loss(logits: torch.Tensor, ids: torch.Tensor, shift: bool = True) -> torch.Tensor:
-    """Next-token cross-entropy per position from logits (B, T, V): (B, T - 1)."""
+def token_loss(logits: torch.Tensor, ids: torch.Tensor, shift: bool = True,
+               shift_logits: bool = False) -> torch.Tensor:
+    """Next-token cross-entropy per position from logits (B, T, V): (B, T - 1) (variants: the
+    targets not shifted; the logits shifted instead, logits[:, 1:] against tokens[:, 1:])."""
     targets = ids[:, 1:] if shift else ids[:, :-1]
-    return F.cross_entropy(logits[:, :-1].transpose(1, 2), targets, reduction="none")
+    scored = logits[:, 1:] if shift_logits else logits[:, :-1]
+    return F.cross_entropy(scored.transpose(1, 2), targets, reduction="none")

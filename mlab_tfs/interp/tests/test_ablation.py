@@ -22,7 +22,8 @@ def test_per_token_loss_is_next_token_cross_entropy(interp, models, name):
     ids = random_ids(ours.config.vocab_size, (2, 9), seed=12)
     logits = hf_run(hf, ids).logits
     assert_close(interp.per_token_loss(ours, ids), token_loss(logits, ids), name=f"{name} per_token_loss",
-                 mistakes={MISTAKES["targets_not_shifted"]: token_loss(logits, ids, shift=False)})
+                 mistakes={MISTAKES["targets_not_shifted"]: token_loss(logits, ids, shift=False),
+                           MISTAKES["logits_shifted_not_targets"]: token_loss(logits, ids, shift_logits=True)})
 
 
 def test_per_token_loss_with_padding(interp, models):
@@ -33,7 +34,10 @@ def test_per_token_loss_with_padding(interp, models):
     mask = torch.tensor([[0, 0, 0, 1, 1, 1, 1, 1, 1]])
     got = interp.per_token_loss(ours, padded, attention_mask=mask)
     assert got.shape == (1, 8)
-    assert torch.equal(got[:, :3], torch.zeros(1, 3))
+    with torch.no_grad():  # our model's own losses there (transformers' padded rows attend uniformly, ours to none)
+        unmasked = token_loss(ours(padded, attention_mask=mask).logits, padded)[:, :3]
+    assert_close(got[:, :3], torch.zeros(1, 3), name="per_token_loss at the padded entries", atol=0,
+                 mistakes={MISTAKES["padding_not_masked"]: unmasked})
     assert_close(got[:, 3:], interp.per_token_loss(ours, ids), name="left-padded per_token_loss", atol=1e-5)
     with pytest.raises(ValueError, match="2 positions"):
         interp.per_token_loss(ours, ids[:, :1])

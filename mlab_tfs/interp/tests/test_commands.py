@@ -176,3 +176,10 @@ def test_bad_folders_are_one_line(capsys, tmp_path):
 def test_interp_needs_a_command(capsys):
     line = one_line_error(capsys, ["interp"])
     assert line == "mlab-tfs interp: error: the following arguments are required: COMMAND"
+
+
+def test_an_out_folder_that_cannot_be_made_is_named(capsys, tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    line = one_line_error(capsys, ["interp", "attention", TEXT, "--layer", "0", "--out",
+                                   str(tmp_path / "file" / "sub")])
+    assert "--out" in line and "cannot make the folder" in line and "sub" in line, line

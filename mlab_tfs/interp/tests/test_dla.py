@@ -20,6 +20,7 @@ def _mistakes(hf, ids, correct, wrong, pos, key):
            MISTAKES["norm_weight_ignored"]: dla_reference(hf, ids, correct, wrong, pos, weight=False)[key]}
     if is_gpt2(hf):
         out[MISTAKES["mean_not_subtracted"]] = dla_reference(hf, ids, correct, wrong, pos, centre=False)[key]
+        out[MISTAKES["norm_bias_divided"]] = dla_reference(hf, ids, correct, wrong, pos, bias_divided=True)[key]
     out[MISTAKES["summed_over_batch"]] = dla_reference(hf, ids, correct, wrong, pos)[key] * ids.shape[0]
     return out
 
@@ -41,9 +42,11 @@ def test_attributions_sum_to_the_logit_difference(interp, models, name):
     ours, _ = models[name]
     ids = random_ids(ours.config.vocab_size, (2, 8), seed=8)
     with torch.no_grad():
-        logits = ours(ids).logits[:, 2]
+        every = ours(ids).logits
+    logits = every[:, 2]
     got = interp.direct_logit_attribution(ours, ids, 7, 1, pos=2)
-    assert_close(got["total"], (logits[:, 7] - logits[:, 1]).mean(), name=f"{name} total at pos=2")
+    assert_close(got["total"], (logits[:, 7] - logits[:, 1]).mean(), name=f"{name} total at pos=2",
+                 mistakes={MISTAKES["pos_ignored"]: (every[:, -1, 7] - every[:, -1, 1]).mean()})
     parts = got["heads"].sum() + got["mlps"].sum() + got["embed"] + got["biases"]
     assert_close(parts, got["total"], name=f"{name} heads + mlps + embed + biases", atol=1e-4)
 

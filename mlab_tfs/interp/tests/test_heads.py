@@ -23,7 +23,8 @@ def test_head_outputs_are_each_heads_slice_of_the_projection(interp, models, nam
     for layer in range(n_layers(ours)):
         expected = split_heads(hf, out, layer)  # (B, T, nh, C)
         bias = o_proj(hf, layer).bias
-        mistakes = {MISTAKES["weight_not_transposed"]: split_heads(hf, out, layer, transposed=True)}
+        mistakes = {MISTAKES["weight_not_transposed"]: split_heads(hf, out, layer, transposed=True),
+                    MISTAKES["heads_interleaved"]: split_heads(hf, out, layer, interleaved=True)}
         if bias is not None:
             mistakes[MISTAKES["bias_in_every_head"]] = expected + bias.detach()
         actual = interp.head_outputs(ours, cache, layer)

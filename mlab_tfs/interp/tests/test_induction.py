@@ -84,7 +84,8 @@ def test_scores_by_the_definition_on_transformers_patterns(interp, models, name)
                 MISTAKES["queries_from_l_minus_1"]: torch.stack([by_definition(p, L, first_query=L - 1)
                                                                  for p in out.attentions]),
                 MISTAKES["summed_not_averaged"]: torch.stack([by_definition(p, L, reduce="sum")
-                                                              for p in out.attentions])}
+                                                              for p in out.attentions]),
+                MISTAKES["first_sequence_only"]: torch.stack([by_definition(p[:1], L) for p in out.attentions])}
     assert_close(interp.induction_scores(ours, tokens), expected, name=f"{name} induction_scores", atol=1e-6,
                  mistakes=mistakes)
 

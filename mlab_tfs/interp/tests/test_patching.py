@@ -84,10 +84,11 @@ def test_residual_patching_at_the_last_layer(interp, models):
     assert abs(float(result[-1, -1]) - corrupted_value) > 1e-4
 
 
-def _head_reference(ours, clean, corrupted, metric):
+def _head_reference(ours, clean, corrupted, metric, heads="one", positions=slice(None)):
     """Patching head h of layer l, made instead on blocks.{l}.hook_attn_out: the corrupted run's
     attention output plus the head's clean write minus its corrupted one (the projection is
-    linear), the write being z's slice times the projection's columns for the head."""
+    linear), the write being z's slice times the projection's columns for the head (variants:
+    heads="all", every head of the layer patched; positions, only those patched)."""
     L, nh = n_layers(ours), n_heads(ours)
     _, clean_cache = ours.run_with_cache(clean, names_filter=lambda n: n.endswith("hook_z"))
     _, bad_cache = ours.run_with_cache(corrupted, names_filter=lambda n: n.endswith("hook_z"))
@@ -98,8 +99,13 @@ def _head_reference(ours, clean, corrupted, metric):
              else ours.model.layers[layer].self_attn.o_proj).weight.detach()  # (C, nh * hs)
         hs = W.shape[1] // nh
         for h in range(nh):
-            def patch(attn_out, hook, z_clean=z_clean, z_bad=z_bad, h=h):  # this layer's z is unpatched
-                return attn_out + (z_clean[:, :, h] - z_bad[:, :, h]) @ W[:, h * hs:(h + 1) * hs].T
+            cols = slice(None) if heads == "all" else slice(h * hs, (h + 1) * hs)
+            flat_clean, flat_bad = z_clean.flatten(2)[..., cols], z_bad.flatten(2)[..., cols]
+
+            def patch(attn_out, hook, flat_clean=flat_clean, flat_bad=flat_bad, cols=cols):  # z unpatched here
+                change = torch.zeros_like(attn_out)
+                change[:, positions] = ((flat_clean - flat_bad) @ W[:, cols].T)[:, positions]
+                return attn_out + change
             with torch.no_grad():
                 logits = ours.run_with_hooks(corrupted, fwd_hooks=[(f"blocks.{layer}.hook_attn_out", patch)]).logits
             out[layer, h] = metric(logits)
@@ -115,7 +121,26 @@ def test_head_patching_equals_the_patch_on_the_attention_output(interp, models, 
     swapped = _head_reference(ours, corrupted, clean, metric)
     got = interp.patch_heads(ours, clean, corrupted, metric)
     assert_close(got, expected, name=f"{name} patch_heads", atol=1e-5,
-                 mistakes={MISTAKES["runs_swapped"]: swapped})
+                 mistakes={MISTAKES["runs_swapped"]: swapped,
+                           MISTAKES["every_head_patched"]: _head_reference(ours, clean, corrupted, metric, heads="all")})
+
+
+@pytest.mark.parametrize("name", [LLAMA, LLAMA_BIAS])  # the tiny GPT-2's heads move the metric by 1e-5
+def test_head_patching_reaches_the_later_positions(interp, models, name):
+    """Prompts that differ at position 1, not the last: a head's clean output there reaches the
+    metric at the last position only through the later layers' attention, so patching the head
+    at every position differs from patching it at the last one."""
+    ours, _ = models[name]
+    clean = random_ids(ours.config.vocab_size, (2, 6), seed=29)
+    corrupted = clean.clone()
+    corrupted[:, 1] = (clean[:, 1] + 1 + torch.arange(2)) % ours.config.vocab_size
+    metric = interp.logit_diff_metric(4, 0)
+    expected = _head_reference(ours, clean, corrupted, metric)
+    last_only = _head_reference(ours, clean, corrupted, metric, positions=slice(-1, None))
+    assert float((expected[0] - last_only[0]).abs().max()) > 1e-3  # the test can tell them apart
+    assert_close(interp.patch_heads(ours, clean, corrupted, metric), expected, name=f"{name} patch_heads", atol=1e-5,
+                 mistakes={MISTAKES["head_patched_at_last_position_only"]: last_only,
+                           MISTAKES["every_head_patched"]: _head_reference(ours, clean, corrupted, metric, heads="all")})
 
 
 def test_patching_identical_runs_changes_nothing(interp, models):

@@ -23,7 +23,9 @@ def test_accumulated_resid_is_each_block_input_then_the_final_stream(interp, mod
     expected = torch.stack([*out.hidden_states[:-1], out.seen["final"]])  # (n_layer + 1, B, T, C)
     normed = torch.stack([*out.hidden_states[:-1], cache["ln_final.hook_normalized"]])
     mistakes = {MISTAKES["final_row_normed"]: normed,
-                MISTAKES["final_row_missing"]: torch.stack(out.hidden_states[:-1])}
+                MISTAKES["final_row_missing"]: torch.stack(out.hidden_states[:-1]),
+                MISTAKES["rows_after_each_block"]: torch.stack([*out.hidden_states[1:-1], out.seen["final"],
+                                                                out.seen["final"]])}
     assert_close(interp.accumulated_resid(cache), expected, name=f"{name} accumulated_resid(cache)",
                  mistakes=mistakes)
 
