@@ -331,3 +331,33 @@ def test_filtered_sample_scores_both_suffixes_in_one_pass(sampling, model):
     assert counting.calls == [], f"the length check must come before sampling; the model ran {counting.calls}"
     sampling.filtered_sample(model, prompt, 2, [7, 8], [7], max_new_tokens=n - 7,
                              generator=torch.Generator().manual_seed(0))  # exactly n_positions: allowed
+
+
+@pytest.mark.solution_only
+def test_suffix_benchmark_checks_and_times_the_three_paths(tmp_path, monkeypatch, capsys):
+    """benchmarks/sampling_suffix_scoring.py on a tiny random GPT-2 (CPU): for each N and
+    each model a row with the three medians, the speed-ups computed from them, and the
+    largest difference from naive scoring found by the check before timing."""
+    import json
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[3] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    import sampling_suffix_scoring as script
+
+    out = tmp_path / "suffix.json"
+    monkeypatch.setattr(sys, "argv", ["sampling_suffix_scoring.py", "--model", "tiny", "-n", "2", "3",
+                                      "--prompt-len", "6", "--completion-len", "4", "--suffix-len", "2",
+                                      "--repeats", "1", "--threads", str(torch.get_num_threads()), "--out", str(out)])
+    script.main()
+    data = json.loads(out.read_text())
+    assert data["complete"] and data["suffix_lens"] == [2, 3] and data["prompt_len"] == 6
+    rows = {(r["n"], r["model"]): r for r in data["rows"]}
+    assert sorted(rows) == [(2, "ours"), (2, "transformers"), (3, "ours"), (3, "transformers")]
+    for r in rows.values():
+        assert r["max_abs_diff"] <= 1e-5, r
+        assert r["speedup"] == r["naive_s"] / r["one_pass_s"]
+        assert r["one_pass_vs_two_calls"] == r["two_calls_s"] / r["one_pass_s"]
+        assert [len(r["times_s"][p]) for p in ("naive", "two_calls", "one_pass")] == [1, 1, 1]
+    assert "one pass (s)" in capsys.readouterr().out
