@@ -20,9 +20,9 @@ random models' prompt and suffixes are random ids of the given lengths. Completi
 random ids, lengths drawn from [completion_len / 2, completion_len].
 
 Before timing, the two fast paths are checked against naive (fp32; max |difference| under
-1e-4, else the run stops). Timings are wall-clock medians of --repeats rounds; each round
-times the three paths one after the other, so that load from other processes on a shared
-machine falls on all three. On the CPU, torch uses --threads threads (OMP_NUM_THREADS is
+1e-4, else the run stops). Timings are wall-clock medians of --repeats rounds (naive
+scoring, the slow one, in the first --naive-repeats of them); each round times the paths one
+after the other, so that load from other processes on a shared machine falls on all three. On the CPU, torch uses --threads threads (OMP_NUM_THREADS is
 set to the same number before torch starts).
 """
 
@@ -62,11 +62,14 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed_rounds(fns: dict, repeats: int, device: str) -> dict[str, list[float]]:
-    """Seconds of each function in each of `repeats` rounds, the functions in turn in each round."""
+def timed_rounds(fns: dict, repeats: int, device: str, fewer: dict[str, int] | None = None) -> dict[str, list[float]]:
+    """Seconds of each function in each of `repeats` rounds, the functions in turn in each
+    round; a function named in `fewer` only in that many rounds (the first ones)."""
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
+    for i in range(repeats):
         for name, fn in fns.items():
+            if i >= (fewer or {}).get(name, repeats):
+                continue
             sync(device)
             t0 = time.perf_counter()
             fn()
@@ -126,6 +129,8 @@ def main() -> None:
                         help='random models: the bad suffix\'s length (the good one is one longer); '
                              '" -- and that was bad" is 7 GPT-2 tokens')
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--naive-repeats", type=int, default=None,
+                        help="rounds in which naive scoring is timed too (default: all); it is the slow one")
     parser.add_argument("--threads", type=int, default=2, help="torch threads on the CPU")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--out", default=None)
@@ -140,6 +145,7 @@ def main() -> None:
     V = shape["vocab_size"]
     res = Results(args.out, "suffix", model=args.model, weights=weights, shape=shape, prompt_len=len(prompt),
                   completion_len=args.completion_len, suffix_lens=[len(s) for s in suffixes], repeats=args.repeats,
+                  naive_repeats=args.naive_repeats or args.repeats,
                   device=args.device, omp_num_threads=os.environ.get("OMP_NUM_THREADS"))
     log(f"{describe(res.data['environment'])}; {weights} {shape}; prompt {len(prompt)} tokens, completions up to "
         f"{args.completion_len}, suffixes {[len(s) for s in suffixes]}; median of {args.repeats} rounds")
@@ -159,7 +165,8 @@ def main() -> None:
                 diffs = {p: float((paths[p](model) - ref).abs().max()) for p in ("two_calls", "one_pass")}
                 if not max(diffs.values()) < 1e-4:
                     raise SystemExit(f"{name}, N={n}: a fast path disagrees with naive scoring: {diffs}")
-                times = timed_rounds({p: (lambda p=p: paths[p](model)) for p in paths}, args.repeats, args.device)
+                times = timed_rounds({p: (lambda p=p: paths[p](model)) for p in paths}, args.repeats, args.device,
+                                     fewer={"naive": args.naive_repeats or args.repeats})
                 t = {p: statistics.median(ts) for p, ts in times.items()}
                 res.add(n=n, model=name, naive_s=t["naive"], two_calls_s=t["two_calls"], one_pass_s=t["one_pass"],
                         speedup=t["naive"] / t["one_pass"], one_pass_vs_two_calls=t["two_calls"] / t["one_pass"],
