@@ -23,6 +23,7 @@ from mlab_tfs.sampling.solution import (
     sample_two_contexts,
     score_suffix,
     score_suffix_naive,
+    score_suffixes,
     top_k_filter,
     top_p_filter,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "sample_two_contexts",
     "score_suffix",
     "score_suffix_naive",
+    "score_suffixes",
     "top_k_filter",
     "top_p_filter",
 ]

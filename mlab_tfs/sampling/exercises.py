@@ -17,5 +17,5 @@ EXERCISES = [
     Exercise("kv_cache_loop", "The KV cache loop: generate", "7-the-kv-cache-loop-generate", difficulty=4, importance=5, minutes=50),
     Exercise("beam_search", "Beam search", "8-beam-search", optional=True, difficulty=4, importance=3, minutes=60),
     Exercise("two_contexts", "Two contexts", "9-two-contexts", optional=True, difficulty=2, importance=2, minutes=30),
-    Exercise("suffix_scoring", "Suffix scoring", "10-suffix-scoring", difficulty=4, importance=3, minutes=50),
+    Exercise("suffix_scoring", "Suffix scoring", "10-suffix-scoring", difficulty=4, importance=3, minutes=70),
 ]

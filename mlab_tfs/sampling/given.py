@@ -9,7 +9,7 @@ Both ``solution.py`` and ``student.py`` import these; none of them is an exercis
   caches: a tuple of (k, v) pairs, an object whose ``__getitem__(i)`` gives layer i's
   (k, v) (our KVCache), or one with ``.layers[i].keys`` (transformers' Cache).
 - ``check_prompt``, ``check_logits``, ``check_history``, ``check_generator``, ``eos_set``,
-  ``as_ids`` and ``suffix_inputs`` check arguments: ValueError or TypeError naming the
+  ``as_ids``, ``suffix_inputs`` and ``suffixes_inputs`` check arguments: ValueError or TypeError naming the
   argument, what was expected and what came.
 """
 
@@ -283,6 +283,29 @@ def as_ids(name: str, ids: TokenIds, device: torch.device | None = None, vocab_s
     return check_id_range(name, t, vocab_size)
 
 
+def _completion_rows(completions: Sequence[TokenIds], device: torch.device | None,
+                     vocab: int | None) -> list[Tensor]:
+    """N >= 1 completions as 1-d long tensors on device (each may be empty)."""
+    if isinstance(completions, (str, bytes)) or not isinstance(completions, (Sequence, torch.Tensor)):
+        raise TypeError(f"completions must be a list of token id sequences, got {_describe(completions)}")
+    rows = [as_ids(f"completions[{i}]", c, device, vocab) for i, c in enumerate(completions)]
+    if not rows:
+        raise ValueError("completions must hold at least one completion, got none")
+    return rows
+
+
+def _check_fits(model: Any, prompt: Tensor, rows: list[Tensor], suffix_len: int, suffix_name: str) -> None:
+    """P + longest completion + suffix_len <= n_positions (the longest text scored), else a
+    ValueError naming the arguments that make it."""
+    n_positions = model_n_positions(model)
+    longest = max(range(len(rows)), key=lambda i: len(rows[i]))
+    total = len(prompt) + len(rows[longest]) + suffix_len
+    if n_positions is not None and total > n_positions:
+        raise ValueError(f"prompt + longest completion + suffix is {total} tokens (prompt_ids {len(prompt)} + "
+                         f"completions[{longest}] {len(rows[longest])} + {suffix_name} {suffix_len}), past "
+                         f"n_positions={n_positions}")
+
+
 def suffix_inputs(
     model: Any, prompt_ids: TokenIds, completions: Sequence[TokenIds], suffix_ids: TokenIds
 ) -> tuple[Tensor, list[Tensor], Tensor]:
@@ -295,17 +318,41 @@ def suffix_inputs(
     if len(prompt) == 0 or len(suffix) == 0:
         raise ValueError(f"prompt_ids and suffix_ids must each hold at least one token, got {len(prompt)} and "
                          f"{len(suffix)}")
-    if isinstance(completions, (str, bytes)) or not isinstance(completions, (Sequence, torch.Tensor)):
-        raise TypeError(f"completions must be a list of token id sequences, got {_describe(completions)}")
-    rows = [as_ids(f"completions[{i}]", c, device, vocab) for i, c in enumerate(completions)]
-    if not rows:
-        raise ValueError("completions must hold at least one completion, got none")
-    n_positions = model_n_positions(model)
-    longest = max(len(r) for r in rows)
-    if n_positions is not None and len(prompt) + longest + len(suffix) > n_positions:
-        raise ValueError(f"prompt + longest completion + suffix is {len(prompt) + longest + len(suffix)} tokens, "
-                         f"past n_positions={n_positions}")
+    rows = _completion_rows(completions, device, vocab)
+    _check_fits(model, prompt, rows, len(suffix), "suffix_ids")
     return prompt, rows, suffix
+
+
+def suffixes_inputs(
+    model: Any, prompt_ids: TokenIds, completions: Sequence[TokenIds], suffixes: Sequence[TokenIds]
+) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """The checked inputs of score_suffixes: prompt (P,), N >= 1 completions (each (C_i,),
+    possibly empty) and K >= 1 suffixes (each (S_k,), S_k >= 1, lengths may differ), long,
+    on the model's device, with P >= 1 and P + longest completion + longest suffix <=
+    n_positions. suffixes is a list (or tuple) of id sequences, or a 2-d tensor of K rows;
+    errors name the argument: ``suffixes[k]``, ``completions[i]``, ``prompt_ids``."""
+    device, vocab = model_device(model), model_vocab_size(model)
+    prompt = as_ids("prompt_ids", prompt_ids, device, vocab)
+    if len(prompt) == 0:
+        raise ValueError("prompt_ids must hold at least one token, got none")
+    if isinstance(suffixes, torch.Tensor) and suffixes.dim() != 2:
+        raise ValueError(f"suffixes must be a list of token id sequences or a 2-d tensor (K, S), got "
+                         f"{_describe(suffixes)}")
+    if isinstance(suffixes, (str, bytes)) or not isinstance(suffixes, (Sequence, torch.Tensor)):
+        raise TypeError(f"suffixes must be a list of token id sequences, got {_describe(suffixes)}")
+    if len(suffixes) and all(isinstance(s, int) for s in suffixes):
+        raise TypeError(f"suffixes must be a list of token id sequences (one per suffix), got a flat list of ints "
+                        f"{list(suffixes)[:8]}: for one suffix pass [suffix_ids]")
+    sufs = [as_ids(f"suffixes[{k}]", s, device, vocab) for k, s in enumerate(suffixes)]
+    if not sufs:
+        raise ValueError("suffixes must hold at least one suffix, got none")
+    for k, s in enumerate(sufs):
+        if len(s) == 0:
+            raise ValueError(f"suffixes[{k}] must hold at least one token, got none")
+    rows = _completion_rows(completions, device, vocab)
+    k = max(range(len(sufs)), key=lambda k: len(sufs[k]))
+    _check_fits(model, prompt, rows, len(sufs[k]), f"suffixes[{k}]")
+    return prompt, rows, sufs
 
 
 class FilteredSamples(NamedTuple):

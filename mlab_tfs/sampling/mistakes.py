@@ -109,4 +109,21 @@ MISTAKES = Catalogue(PART, [
             "The completions continue the prompt: their positions are P, P + 1, ..., not 0, 1, ..."),
     Mistake("suffix_scoring", "raw_logits_summed", "raw logits summed (no log_softmax)",
             "log P(token) is `log_softmax(logits)[token]`; a raw logit has an arbitrary offset per position."),
+    Mistake("suffix_scoring", "completion_padding_attended",
+            "score_suffixes: the suffix attends the padding slots after a short completion",
+            "The cache holds C columns for every completion, the longest's length; a shorter one's last "
+            "C - len(c_i) columns are padding. The suffix's mask must keep them 0 (repeat the completions' mask), "
+            "or the suffix reads the pad token's keys and values."),
+    Mistake("suffix_scoring", "suffix_positions_after_longest",
+            "score_suffixes: every suffix placed after the longest completion (positions P + C + j)",
+            "Suffix token j of completion i is at position P + len(c_i) + j, right after that completion, "
+            "whatever the padding: the padding slots hold no position."),
+    Mistake("suffix_scoring", "first_token_from_last_column",
+            "score_suffixes: the suffix's first token predicted by the completions' last column",
+            "Each row's last real token is at column len(c_i) - 1; the last column is padding for every "
+            "completion shorter than the longest (and an empty completion's first suffix token is predicted by "
+            "the prompt's last logits)."),
+    Mistake("suffix_scoring", "suffix_padding_scored", "score_suffixes: a short suffix's padding summed into its score",
+            "Suffixes of different lengths are right-padded to the longest: sum the log-probabilities of each "
+            "suffix's own S_k tokens only."),
 ])

@@ -52,8 +52,10 @@ from mlab_tfs.sampling.given import (  # the givens, shared with student.py
     is_array_like,
     lm_forward,
     model_device,
+    model_n_positions,
     model_vocab_size,
     suffix_inputs,
+    suffixes_inputs,
 )
 from mlab_tfs.sampling.options import SamplingKeywords, SamplingOptions, resolve_options
 
@@ -820,6 +822,73 @@ def score_suffix(model: Any, prompt_ids: TokenIds, completions: Sequence[TokenId
     return _suffix_log_probs(suffix_logits, suffix[None].expand(N, S))
 
 
+@torch.no_grad()
+def score_suffixes(
+    model: Any, prompt_ids: TokenIds, completions: Sequence[TokenIds], suffixes: Sequence[TokenIds]
+) -> Tensor:
+    """log P(suffix_k | prompt + completion_i) for K suffixes and N completions, each text
+    computed once: scores[k, i] equals score_suffix(model, prompt_ids, completions,
+    suffixes[k])[i] (and score_suffix_naive's) to fp32 rounding.
+
+    Three forwards in all, whatever K:
+    1. the prompt (1, P), its cache expanded to N rows;
+    2. the completions (N, C), C the longest, right-padded, positions P .. P + C - 1, the
+       mask hiding each row's padding; the logits at each row's last real token (the
+       prompt's last, for an empty completion) predict every suffix's first token;
+    3. the suffixes (N * K, S), S the longest, on that cache expanded K times (row i * K + k
+       is completion i with suffix k): suffix token j at position P + len(c_i) + j, the mask
+       hiding completion i's padding slots P + len(c_i) .. P + C - 1 and the suffix's own
+       padding. Causal attention keeps token j from seeing later suffix tokens; separate
+       rows keep suffixes from seeing each other.
+
+    prompt_ids: 1-d ids (P >= 1); completions: N >= 1 sequences of ids, any lengths (empty
+    allowed); suffixes: K >= 1 sequences of ids (each S_k >= 1, lengths may differ) or a
+    2-d tensor (K, S). Lists are placed on the model's device; a tensor elsewhere, an id
+    outside [0, V), an empty suffix or P + longest completion + longest suffix past
+    n_positions: ValueError naming the argument (``suffixes[k]``, ``completions[i]``).
+    Returns (K, N) float32. Works with our GPT-2 and Llama (their KVCache) and
+    transformers' causal LMs (a Cache), through lm_forward and expand_cache.
+    """
+    prompt, rows, sufs = suffixes_inputs(model, prompt_ids, completions, suffixes)
+    P, N, K = len(prompt), len(rows), len(sufs)
+    dev = prompt.device
+    lengths = torch.tensor([len(r) for r in rows], device=dev)  # (N,)
+    C = int(lengths.max())
+
+    prompt_logits, past = lm_forward(model, prompt[None], None, None)  # (1, P, V)
+    first = prompt_logits[:, -1].expand(N, -1)  # (N, V): predicts what follows the prompt
+    past = expand_cache(past, N)
+    cached = torch.ones(N, P, dtype=torch.long, device=dev)  # (N, P): the mask of the cache so far
+    if C > 0:
+        ids = torch.zeros(N, C, dtype=torch.long, device=dev)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = r
+        real = (torch.arange(C, device=dev)[None] < lengths[:, None]).long()  # (N, C): 1 = a completion token
+        cached = torch.cat([cached, real], dim=1)  # (N, P + C)
+        positions = (P + torch.arange(C, device=dev))[None].expand(N, C)
+        logits, past = lm_forward(model, ids, cached, positions, past)  # (N, C, V)
+        last = logits[torch.arange(N, device=dev), (lengths - 1).clamp(min=0)]  # (N, V): at each last token
+        first = torch.where((lengths > 0)[:, None], last, first)
+
+    S = max(len(s) for s in sufs)
+    suffix_ids = torch.zeros(K, S, dtype=torch.long, device=dev)
+    for k, s in enumerate(sufs):
+        suffix_ids[k, : len(s)] = s
+    in_suffix = torch.arange(S, device=dev)[None] < torch.tensor([len(s) for s in sufs], device=dev)[:, None]  # (K, S)
+    past = expand_cache(past, K)  # row i * K + k: completion i, then suffix k
+    ids = suffix_ids.repeat(N, 1)  # (N * K, S)
+    keep = in_suffix.repeat(N, 1)  # (N * K, S)
+    mask = torch.cat([cached.repeat_interleave(K, dim=0), keep.long()], dim=1)  # (N * K, P + C + S)
+    positions = (P + lengths).repeat_interleave(K)[:, None] + torch.arange(S, device=dev)[None]  # (N * K, S)
+    logits, _ = lm_forward(model, ids, mask, positions, past)  # (N * K, S, V)
+
+    # Suffix token 0 is predicted by `first`, token j >= 1 by the suffix's own position j - 1.
+    logits = torch.cat([first.repeat_interleave(K, dim=0)[:, None], logits[:, :-1]], dim=1)  # (N * K, S, V)
+    token_log_probs = F.log_softmax(logits, dim=-1).gather(-1, ids[..., None]).squeeze(-1)  # (N * K, S)
+    scores = torch.where(keep, token_log_probs, 0.0).sum(-1)  # padding adds nothing
+    return scores.view(N, K).T.contiguous()  # (K, N)
+
+
 
 
 def filtered_sample(
@@ -844,19 +913,30 @@ def filtered_sample(
     num_samples: an int >= 1; eos_token_id: one id, several (each completion is cut at the
     first of them) or None; options (or ``**sampling``) and generator as generate's, the
     generator on the model's device. It samples: options.do_sample=False is a ValueError.
-    Every argument is checked before anything is sampled. Each score_suffix call runs the
-    prompt afresh: no cache is shared between them.
+    Every argument is checked before anything is sampled. Both suffixes are scored in one
+    pass (score_suffixes): the prompt and the completions run once, and their cache is
+    shared by the two suffixes.
     """
     device, vocab = model_device(model), model_vocab_size(model)
     prompt = as_ids("prompt_ids", prompt_ids, device, vocab)
     num_samples = check_int("num_samples", num_samples, minimum=1)
     eos = eos_set(eos_token_id, device, vocab)
     eos_ids = set() if eos is None else set(eos.tolist())
+    suffix_len = {}
     for name, suffix in (("bad_suffix_ids", bad_suffix_ids), ("good_suffix_ids", good_suffix_ids)):
-        if len(as_ids(name, suffix, device, vocab)) == 0:
+        suffix_len[name] = len(as_ids(name, suffix, device, vocab))
+        if suffix_len[name] == 0:
             raise ValueError(f"{name} must hold at least one token")
     if len(prompt) == 0:
         raise ValueError("prompt_ids must hold at least one token")
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, minimum=1)
+    longest = max(suffix_len, key=suffix_len.get)
+    n_positions = model_n_positions(model)
+    if n_positions is not None and len(prompt) + max_new_tokens + suffix_len[longest] > n_positions:
+        # Checked before sampling: a completion of max_new_tokens tokens must leave room for the suffix.
+        raise ValueError(f"prompt_ids ({len(prompt)} tokens) + max_new_tokens={max_new_tokens} + {longest} "
+                         f"({suffix_len[longest]} tokens) is {len(prompt) + max_new_tokens + suffix_len[longest]} "
+                         f"positions, past the model's n_positions={n_positions}")
     opts = resolve_options(options, dict(do_sample=True), **sampling)
     if not opts.do_sample:
         raise ValueError("filtered_sample samples: options.do_sample must be True (greedy decoding would give "
@@ -869,8 +949,7 @@ def filtered_sample(
     for row in out[:, len(prompt) :].tolist():
         ends = [j for j, t in enumerate(row) if t in eos_ids]
         completions.append(row[: ends[0]] if ends else row)
-    scores = score_suffix(model, prompt, completions, bad_suffix_ids) - score_suffix(
-        model, prompt, completions, good_suffix_ids
-    )
+    bad, good = score_suffixes(model, prompt, completions, [bad_suffix_ids, good_suffix_ids])  # (N,) each
+    scores = bad - good
     order = torch.argsort(scores, stable=True)
     return FilteredSamples([completions[i] for i in order.tolist()], scores[order])

@@ -14,7 +14,7 @@ usually goes wrong. The exercises, in order:
      7. generate (the KV cache loop), expand_cache, reorder_cache
      8. beam_search                                      (optional)
      9. combine_two_contexts, sample_two_contexts        (optional)
-    10. score_suffix_naive, score_suffix, filtered_sample
+    10. score_suffix_naive, score_suffix, score_suffixes, filtered_sample
 
 Exercises 8 and 9 are optional: ``mlab-tfs check`` shows them, but an optional exercise
 you have not started does not count against completing the part.
@@ -73,6 +73,7 @@ from mlab_tfs.sampling.given import (  # given, not exercises  # noqa: F401
     model_device,
     model_n_positions,
     suffix_inputs,
+    suffixes_inputs,
 )
 from mlab_tfs.sampling.options import SamplingKeywords, SamplingOptions, resolve_options  # given  # noqa: F401
 
@@ -519,6 +520,39 @@ def score_suffix(model: Any, prompt_ids: TokenIds, completions: Sequence[TokenId
     raise NotImplementedError("Exercise 10 (suffix scoring): see mlab_tfs/sampling/GUIDE.md#10-suffix-scoring")
 
 
+@torch.no_grad()
+def score_suffixes(
+    model: Any, prompt_ids: TokenIds, completions: Sequence[TokenIds], suffixes: Sequence[TokenIds]
+) -> Tensor:
+    """K suffixes after the same N completions, each text computed once: scores (K, N)
+    float32, scores[k, i] = score_suffix(model, prompt_ids, completions, suffixes[k])[i].
+    Three forwards, whatever K (score_suffix run K times would make 2K, each recomputing
+    every completion):
+
+    1. The prompt (1, P); keep its last logits (N, V after ``expand``) and ``expand_cache``
+       its cache to N rows.
+    2. If any completion is non-empty: the completions (N, C), C the longest, right-padded,
+       positions P .. P + C - 1, mask (N, P + C) (ones for the prompt and the real tokens,
+       zeros for the padding). Each row's logits at its last real token ``len(c_i) - 1``
+       replace the prompt's last (not for an empty completion): they predict the suffix's
+       first token.
+    3. ``expand_cache(past, K)``: row i * K + k is completion i with suffix k. The suffixes
+       (N * K, S), S the longest, right-padded: suffix token j sits at position
+       P + len(c_i) + j (not P + C: the padding slots hold no position), and the mask
+       (N * K, P + C + S) repeats step 2's (``repeat_interleave(K)``), so that the padding
+       slots between a short completion and its suffix stay hidden, then marks the suffix's
+       real tokens.
+    4. Token 0 is predicted by step 2's logits, token j >= 1 by the suffix's position j - 1;
+       sum the log-probabilities of the real tokens only, reshape (N, K) and transpose.
+
+    Start with ``prompt, rows, sufs = suffixes_inputs(model, prompt_ids, completions,
+    suffixes)``: 1-d long tensors on the model's device, checked (an empty suffix, no
+    suffixes, P + longest completion + longest suffix > n_positions: ValueError naming
+    the argument).
+    """
+    raise NotImplementedError("Exercise 10 (suffix scoring): see mlab_tfs/sampling/GUIDE.md#10-suffix-scoring")
+
+
 def filtered_sample(
     model: Any,
     prompt_ids: TokenIds,
@@ -535,12 +569,16 @@ def filtered_sample(
     """Sample num_samples continuations of one prompt with ``generate`` (the prompt
     repeated; pad with the (first) eos, or 0 without one), cut each at its first eos (the
     first of any eos id, when eos_token_id is a list), then rank them:
-    score = score_suffix(bad) - score_suffix(good). Return ``FilteredSamples(completions,
+    score = log P(bad) - log P(good), both from one ``score_suffixes(model, prompt,
+    completions, [bad_suffix_ids, good_suffix_ids])`` (one pass, not two score_suffix
+    calls). Return ``FilteredSamples(completions,
     scores)`` sorted by score, lowest (least "bad") first (``torch.argsort(..., stable=True)``).
 
     Check everything before sampling: ``as_ids(name, ids, model_device(model))`` for the
     prompt and both suffixes (each non-empty: ValueError naming it), ``check_int`` for
-    num_samples (>= 1), ``eos_set(eos_token_id, device, vocab)`` for the eos ids (one id or
+    num_samples and max_new_tokens (>= 1), P + max_new_tokens + the longer suffix <=
+    ``model_n_positions(model)`` when it is not None (else ValueError naming max_new_tokens
+    and the suffix), ``eos_set(eos_token_id, device, vocab)`` for the eos ids (one id or
     several; None without), ``opts = resolve_options(options, dict(do_sample=True),
     **sampling)`` (``opts.do_sample`` False is a
     ValueError: this samples), then ``generate(..., options=opts, ...)``; generate checks

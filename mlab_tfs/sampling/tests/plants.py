@@ -81,4 +81,13 @@ PLANTS = {
                                    "    positions = torch.arange(W, device=prompt.device)[None].expand(N, W)")],
     "raw_logits_summed": [("    return F.log_softmax(logits.float(), dim=-1).gather(-1, targets[..., None]).squeeze(-1).sum(-1)",
                            "    return logits.float().gather(-1, targets[..., None]).squeeze(-1).sum(-1)")],
+    "completion_padding_attended": [("        cached = torch.cat([cached, real], dim=1)  # (N, P + C)",
+                                     "        cached = torch.cat([cached, torch.ones_like(real)], dim=1)  # (N, P + C)")],
+    "suffix_positions_after_longest": [
+        ("    positions = (P + lengths).repeat_interleave(K)[:, None] + torch.arange(S, device=dev)[None]",
+         "    positions = torch.full((N * K, 1), P + C, device=dev) + torch.arange(S, device=dev)[None]")],
+    "first_token_from_last_column": [
+        ("        last = logits[torch.arange(N, device=dev), (lengths - 1).clamp(min=0)]", "        last = logits[:, -1]")],
+    "suffix_padding_scored": [("    scores = torch.where(keep, token_log_probs, 0.0).sum(-1)",
+                               "    scores = token_log_probs.sum(-1)")],
 }

@@ -113,6 +113,13 @@ def test_suffix_scoring_and_filtered_sample_on_cuda(sampling, pair):
         assert_close(got.cpu(), expected, name=f"{fn.__name__} on CUDA (lists)", atol=1e-5)
     with pytest.raises(ValueError, match="prompt_ids is on cpu"):
         sampling.score_suffix(gpu, torch.tensor(prompt), completions, suffix)
+    suffixes = [suffix, [4], [6, 2, 9, 1]]
+    got = sampling.score_suffixes(gpu, prompt, completions, suffixes)
+    assert got.device.type == "cuda" and got.shape == (3, 3)
+    assert_close(got.cpu(), torch.stack([sampling.score_suffix_naive(cpu, prompt, completions, s) for s in suffixes]),
+                 name="score_suffixes on CUDA (lists)", atol=1e-5)
+    with pytest.raises(ValueError, match=r"suffixes\[1\] is on cpu"):
+        sampling.score_suffixes(gpu, prompt, completions, [suffix, torch.tensor([4])])
     result = sampling.filtered_sample(gpu, prompt, 4, [7, 8, 9], [7, 8, 10], max_new_tokens=4,
                                       generator=torch.Generator(device=CUDA).manual_seed(0))
     again = sampling.score_suffix(cpu, prompt, result.completions, [7, 8, 9]) - sampling.score_suffix(
