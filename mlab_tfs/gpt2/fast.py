@@ -12,6 +12,11 @@ tested equal to it (mlab_tfs/gpt2/tests/test_fast_paths.py).
 2. Fused kernels for eager mode: ``use_fused_ops(model)`` (or ``with fused_ops(model):``)
    runs the hand-written layer norms as ``F.layer_norm`` and the hand-written GELUs as
    ``F.gelu``: one kernel each instead of several, same module names and weights.
+3. A padded vocabulary for training: ``pad_vocab(model, multiple=64)`` gives the token
+   embedding and the head a multiple of 64 rows (50257 -> 50304, as nanoGPT), the extra rows
+   zero and never seen: logits stay (B, T, vocab_size), a view (``PaddedLMHead``), and the
+   state saved for transformers holds vocab_size rows.
+4. ``chunked_lm_loss``: lm_loss a few sequences at a time, without (B, T, V) float32 copies.
 
 Shapes: B batch, T new tokens, M = max_len cache columns, C = n_embd, nh heads,
 hs = C // nh head size, V vocabulary.

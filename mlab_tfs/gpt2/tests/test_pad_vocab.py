@@ -139,6 +139,13 @@ def test_saved_state_is_trimmed_and_loads_into_transformers(checkpoints, name, t
     padded.save_pretrained(tmp_path / "given", state_dict=padded.state_dict())  # save_pretrained(state_dict=...)
     assert transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "given").lm_head.weight.shape[0] == \
         plain.config.vocab_size
+    from mlab_tfs import as_transformers  # transformers' own save_pretrained, through the adapter
+
+    as_transformers(padded).save_pretrained(tmp_path / "adapter")
+    theirs, info = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "adapter", output_loading_info=True)
+    assert not (info["mismatched_keys"] or info["missing_keys"] or info["unexpected_keys"]), info
+    with torch.no_grad():
+        assert_close(theirs(ids).logits, padded(ids).logits, name="logits saved through as_transformers", atol=1e-5)
 
 
 def test_samplers_never_see_or_emit_padded_ids(checkpoints):
@@ -242,3 +249,31 @@ def test_chunked_loss_refuses_shapes_that_do_not_fit():
         fast.chunked_lm_loss(torch.zeros(2, 5), torch.zeros(2, 5, dtype=torch.long))
     with pytest.raises(ValueError, match=r"labels \(2, 4\)"):
         fast.chunked_lm_loss(torch.zeros(2, 5, 7), torch.zeros(2, 4, dtype=torch.long))
+
+
+def test_padded_model_and_chunked_loss_compile_to_one_graph(checkpoints):
+    """torch.compile(fullgraph=True) of the padded model with either loss: no graph break (the
+    logits view, the chunked loss's autograd.Function), the same loss and gradients as eager.
+    backend="aot_eager" traces forward and backward as inductor would, without generating code
+    (seconds on a CPU); benchmarks/gpt2_train.py --smoke runs them through inductor."""
+    _, padded = _pair(checkpoints["base"])
+    ids, mask, pos, labels = _batch(padded.config.vocab_size, seed=5)
+
+    def plain_loss(i, m, p, y):
+        return padded(i, attention_mask=m, position_ids=p, labels=y).loss
+
+    def chunked_loss(i, m, p, y):
+        return fast.chunked_lm_loss(padded(i, attention_mask=m, position_ids=p).logits, y, positions_per_chunk=7)
+
+    for fn in (plain_loss, chunked_loss):
+        padded.zero_grad(set_to_none=True)
+        want = fn(ids, mask, pos, labels)
+        want.backward()
+        want_grads = {n: p.grad.clone() for n, p in padded.named_parameters()}
+        padded.zero_grad(set_to_none=True)
+        torch._dynamo.reset()
+        got = torch.compile(fn, fullgraph=True, backend="aot_eager")(ids, mask, pos, labels)
+        got.backward()
+        assert_close(got, want, name=f"compiled {fn.__name__}", atol=1e-6)
+        for n, p in padded.named_parameters():
+            assert_close(p.grad, want_grads[n], name=f"compiled {fn.__name__}: gradient of {n}", atol=1e-6)
