@@ -277,12 +277,15 @@ def main() -> None:
                 res.set(params_without_wpe=n_params)
             model = build(impl, hf, config, device, args.pad_vocab)
             warm: list[float] = []
+            if device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
             tok_s, first = time_training(model, batches, steps, warmup, mode, chunked="chunked" in parse_impl(impl)[1],
                                          device=device, autocast=not smoke, losses=warm)
             fpt = flops_per_token(n_params, config, seq)
             res.add(impl=impl, mode=mode, label=label(impl), tokens_per_s=tok_s,
                     mfu_989=None if smoke else tok_s * fpt / 989e12,
-                    mfu_measured=None if smoke else tok_s * fpt / (peak * 1e12), first_loss=first, warmup_losses=warm)
+                    mfu_measured=None if smoke else tok_s * fpt / (peak * 1e12), first_loss=first, warmup_losses=warm,
+                    peak_memory_gib=torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None)
             del model, hf
             if device == "cuda":
                 torch.cuda.empty_cache()
@@ -292,10 +295,11 @@ def main() -> None:
     res.done()
     where = describe(res.data["environment"]) + (f"; bf16 matmul measured {peak:.0f} TFLOP/s" if peak else "")
     print(f"\n{where}; batch {batch} x {seq}")
-    print(f"{'model':<36} {'mode':<15} {'tokens/s':>10} {'MFU(989)':>9} {'MFU(meas)':>10}")
+    print(f"{'model':<36} {'mode':<15} {'tokens/s':>10} {'MFU(989)':>9} {'MFU(meas)':>10} {'peak GiB':>9}")
     for r in res.data["rows"]:
         mfu = ("-", "-") if r["mfu_989"] is None else (f"{r['mfu_989']:.1%}", f"{r['mfu_measured']:.1%}")
-        print(f"{r['label']:<36} {r['mode']:<15} {r['tokens_per_s']:>10.0f} {mfu[0]:>9} {mfu[1]:>10}")
+        mem = "-" if r["peak_memory_gib"] is None else f"{r['peak_memory_gib']:.1f}"
+        print(f"{r['label']:<36} {r['mode']:<15} {r['tokens_per_s']:>10.0f} {mfu[0]:>9} {mfu[1]:>10} {mem:>9}")
 
 
 if __name__ == "__main__":

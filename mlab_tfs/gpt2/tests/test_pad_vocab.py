@@ -277,3 +277,40 @@ def test_padded_model_and_chunked_loss_compile_to_one_graph(checkpoints):
         assert_close(got, want, name=f"compiled {fn.__name__}", atol=1e-6)
         for n, p in padded.named_parameters():
             assert_close(p.grad, want_grads[n], name=f"compiled {fn.__name__}: gradient of {n}", atol=1e-6)
+
+
+def test_training_benchmark_smoke_on_the_cpu(tmp_path):
+    """benchmarks/gpt2_train.py --smoke: a tiny GPT-2 (vocabulary 1000, padded to 1024) on the
+    CPU in float32; every lever's warm-up losses (two steps: forward, backward, AdamW) equal
+    transformers' within 1e-4, and run_all.py's table lists each row beside transformers."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[3] / "benchmarks"
+    out = tmp_path / "train.json"
+    rows = "eager=ours,ours+pad,ours+pad+chunked,hf"
+    done = subprocess.run([sys.executable, str(bench / "gpt2_train.py"), "--smoke", "--rows", rows, "--out", str(out)],
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["complete"] and data["smoke"] and data["batch"] == 2 and data["seq"] == 32
+    got = {r["impl"]: r for r in data["rows"]}
+    assert list(got) == ["ours", "ours+pad", "ours+pad+chunked", "hf"]
+    assert got["ours+pad+chunked"]["label"] == "ours + padded vocab + chunked loss"
+    for impl, r in got.items():
+        assert len(r["warmup_losses"]) == 2 and r["mfu_989"] is None and r["tokens_per_s"] > 0
+        for a, b in zip(r["warmup_losses"], got["hf"]["warmup_losses"]):
+            assert abs(a - b) <= 1e-4, (impl, r["warmup_losses"], got["hf"]["warmup_losses"])
+    sys.path.insert(0, str(bench))
+    try:
+        import run_all
+    finally:
+        sys.path.remove(str(bench))
+    lines = run_all.table({"train": {**data, "status": "ok", "wall_s": 1.0}})
+    body = [ln for ln in lines if ln.startswith("| train")]
+    assert [ln.split(" | ")[1] for ln in body] == [
+        "ours, eager", "ours + padded vocab, eager", "ours + padded vocab + chunked loss, eager"]
+    ratio = got["ours+pad"]["tokens_per_s"] / got["hf"]["tokens_per_s"]
+    assert body[1].split(" | ")[4] == f"{ratio:.2f}x"
