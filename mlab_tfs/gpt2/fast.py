@@ -241,7 +241,8 @@ def pad_vocab(model: nn.Module, multiple: int = 64) -> nn.Module:
     multiple < 1.
     """
     if not isinstance(model, GPT2LMHeadModel):
-        raise TypeError(f"pad_vocab: model must be mlab_tfs.gpt2's GPT2LMHeadModel, got {type(model).__name__}")
+        raise TypeError(f"pad_vocab: model must be mlab_tfs.gpt2.solution.GPT2LMHeadModel, got "
+                        f"{type(model).__module__}.{type(model).__qualname__}")
     if isinstance(multiple, bool) or not isinstance(multiple, int):
         raise TypeError(f"pad_vocab: multiple must be a positive int (e.g. 64 or 128), got {multiple!r}")
     if multiple < 1:

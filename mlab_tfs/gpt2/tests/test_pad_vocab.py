@@ -104,7 +104,7 @@ def test_pad_vocab_twice_and_bad_arguments(checkpoints):
                             (True, TypeError, "got True"), ("64", TypeError, "got '64'")):
         with pytest.raises(err, match=f"multiple must be a positive int.*{match}"):
             fast.pad_vocab(fresh, bad)
-    with pytest.raises(TypeError, match="model must be mlab_tfs.gpt2's GPT2LMHeadModel, got GPT2Model"):
+    with pytest.raises(TypeError, match="model must be mlab_tfs.gpt2.solution.GPT2LMHeadModel, got mlab_tfs.gpt2.solution.GPT2Model"):
         fast.pad_vocab(fresh.transformer)
     assert fast.pad_vocab(fresh, 1).transformer.wte.weight.shape[0] == 97, "multiple=1: nothing to pad"
 
