@@ -132,17 +132,30 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-def _step_for(model: Any, opts: _Options, compile: bool, compile_options: dict | None) -> Callable:
+def compile_kwargs(on_gpu: bool, compile_options: dict | None = None) -> dict:
+    """torch.compile's arguments for the decode step: fullgraph, static shapes and, on a GPU,
+    CUDA graphs, updated with ``compile_options``. torch.compile refuses both ``mode`` and
+    ``options``: given ``options`` (inductor settings, e.g. ``{"coordinate_descent_tuning":
+    True}``) and no ``mode``, the CUDA graphs of mode="reduce-overhead" are kept as its
+    ``"triton.cudagraphs": True`` entry (unless the options set it)."""
+    kwargs = dict(fullgraph=True, dynamic=False, mode="reduce-overhead" if on_gpu else None)
+    extra = dict(compile_options or {})
+    if "options" in extra and "mode" not in extra:
+        kwargs.pop("mode")
+        extra["options"] = {"triton.cudagraphs": on_gpu, **(extra["options"] or {})}
+    kwargs.update(extra)
+    return kwargs
+
+
+def _step_for(model: Any, opts: _Options, compile: bool, compile_options: dict | None,
+              decode_attention: bool) -> Callable:
     state = _STATE.setdefault(model, {})
     settings = _frozen(compile_options or {})
-    key = ("step", opts, compile, settings)
+    key = ("step", opts, compile, settings, decode_attention)
     if key not in state:
         step = _make_step(opts)
         if compile:
-            on_gpu = model.lm_head.weight.is_cuda
-            kwargs = dict(fullgraph=True, dynamic=False, mode="reduce-overhead" if on_gpu else None)
-            kwargs.update(compile_options or {})
-            step = torch.compile(step, **kwargs)
+            step = torch.compile(step, **compile_kwargs(model.lm_head.weight.is_cuda, compile_options))
         state[key] = step
     return state[key]
 
@@ -165,6 +178,7 @@ def generate_fast(
     compile: bool = True,
     compile_options: dict | None = None,
     check_every: int = 16,
+    decode_attention: bool = True,
     **sampling: Unpack[SamplingKeywords],
 ) -> Tensor:
     """``generate`` for our GPT2LMHeadModel or LlamaForCausalLM over a static KV cache, with a compiled decode step.
@@ -177,8 +191,13 @@ def generate_fast(
     GPU mode="reduce-overhead", i.e. CUDA graphs); compile_options: extra torch.compile
     arguments (e.g. ``{"backend": "aot_eager"}``; a name torch.compile does not take is a
     TypeError naming it). The first call for a batch size and length compiles; later
-    calls with the same shapes reuse it. check_every: how many
+    calls with the same shapes reuse it. With ``options`` and no ``mode`` in compile_options,
+    the GPU's CUDA graphs are kept (``compile_kwargs``). check_every: how many
     steps between checks (one host sync each) whether every row has finished (an int >= 1).
+    decode_attention: each new token attends through ``mlab_tfs.attention.decode_attention``
+    (sums that inductor fuses into few kernels, the cache's key/value heads read without
+    repeating them) on the model's "sdpa" path; False: through
+    ``F.scaled_dot_product_attention`` as in the prefill. The same tokens either way (tested).
     Every argument is checked as generate checks it (lists placed on the model's device, a
     tensor or generator elsewhere a ValueError naming it and both devices); options and
     ``**sampling`` as generate's, except options.no_repeat_ngram_size > 0, which is
@@ -207,6 +226,7 @@ def generate_fast(
         raise TypeError(f"compile_options has {', '.join(map(repr, unknown))}, which torch.compile does not take "
                         f"(it takes {', '.join(sorted(known))})")
     check_every = check_int("check_every", check_every, minimum=1)
+    decode_attention = check_bool("decode_attention", decode_attention)
     input_ids, attention_mask, max_new_tokens, pad_token_id, eos = p
     device = input_ids.device
     check_generator(generator, device)
@@ -220,7 +240,8 @@ def generate_fast(
     M = _round_up(W, 64) if limit is None else min(_round_up(W, 64), limit)
     cache = _cache_for(model, B, M)
     cache.reset(attention_mask)
-    step = _step_for(model, opts, compile, compile_options)
+    cache.decode_attention = decode_attention  # read by the attention layers at T == 1 (the decode steps)
+    step = _step_for(model, opts, compile, compile_options, decode_attention)
     V = model.lm_head.out_features
 
     tokens = torch.full((B, W), fill if fill is not None else 0, dtype=torch.long, device=device)
