@@ -14,6 +14,13 @@ Model: GPT-2 124M's shape with random weights in bf16, prompts of 256 random tok
                products and sums inductor fuses
   decode+cdt   decode, plus inductor's coordinate_descent_tuning (which also turns
                matrix-vector products with one row into fused reductions), CUDA graphs kept
+  sums         decode, and at batch <= 8 the linear layers as matrix-vector sums
+               (linear_as_sums=8, mlab_tfs.gpt2.fast.LinearAsSums): bias, GELU and residual
+               adds fused into them (skipped at larger batches: the same step as decode)
+  sums+cdt     sums with coordinate_descent_tuning
+(default: sdpa, decode, decode+cdt, sums+cdt; --variants picks others). --time-limit stops
+starting new runs after that many seconds, so that the script ends in time (what was
+measured is kept; the JSON lists what was skipped).
 
 For each batch and variant, before any timing, generate_fast's greedy tokens are checked
 against our eager ``generate`` (gpt2_generate.check_greedy: where they first differ, the
@@ -43,11 +50,15 @@ import torch
 from _common import Results, copy_bandwidth_gbs, describe, log, require_cuda
 from gpt2_generate import _sync, build_models, check_greedy, floor_tokens_per_s
 
+CDT = {"options": {"coordinate_descent_tuning": True}}
 VARIANTS = {
     "sdpa": dict(decode_attention=False),
     "decode": dict(decode_attention=True),
-    "decode+cdt": dict(decode_attention=True, compile_options={"options": {"coordinate_descent_tuning": True}}),
+    "decode+cdt": dict(decode_attention=True, compile_options=CDT),
+    "sums": dict(decode_attention=True, linear_as_sums=8),
+    "sums+cdt": dict(decode_attention=True, linear_as_sums=8, compile_options=CDT),
 }
+DEFAULT_VARIANTS = "sdpa,decode,decode+cdt,sums+cdt"
 
 
 def compiled_step(model, batch: int, max_len: int, variant: dict):
@@ -58,7 +69,9 @@ def compiled_step(model, batch: int, max_len: int, variant: dict):
     w = model.lm_head.weight
     cache = state[("cache", batch, max_len, w.dtype, w.device)]
     settings = fast._frozen(variant.get("compile_options") or {})
-    steps = [v for k, v in state.items() if k[0] == "step" and k[3:] == (settings, variant["decode_attention"])]
+    sums = variant.get("linear_as_sums", 0)
+    steps = [v for k, v in state.items() if k[0] == "step" and k[3:] == (settings, variant["decode_attention"])
+             and k[1].linear_as_sums == (sums if batch <= sums else 0)]
     if len(steps) != 1:
         raise SystemExit(f"decode_profile.py: found {len(steps)} compiled steps for {variant}, expected one")
     return steps[0], cache
@@ -104,7 +117,8 @@ def main() -> None:
     p.add_argument("--batches", default="1,8,64")
     p.add_argument("--prompt", type=int, default=256)
     p.add_argument("--new", type=int, default=256)
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {list(VARIANTS)}")
+    p.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma-separated, of {list(VARIANTS)}")
+    p.add_argument("--time-limit", type=float, default=270, help="seconds after which no new run starts")
     p.add_argument("--steps", type=int, default=300, help="replays timed per variant")
     p.add_argument("--profile-steps", type=int, default=20, help="replays profiled for the kernel count")
     p.add_argument("--tie-tol", type=float, default=0.125,
@@ -146,6 +160,12 @@ def main() -> None:
         reference = generate(ours, ids, mask, max_new_tokens=args.new)
         for name in variants:
             kw = VARIANTS[name]
+            if B > kw.get("linear_as_sums", B):
+                continue  # the linear layers stay matrix multiplies: the same step as "decode"
+            if time.perf_counter() - t_start > args.time_limit:
+                log(f"batch {B}, {name}: skipped (past --time-limit {args.time_limit:.0f} s)")
+                res.data.setdefault("skipped", []).append(f"batch {B}, {name}")
+                continue
             row = dict(batch=B, variant=name, bytes_per_step=step_bytes, bytes_static_cache=static_bytes)
             res.set(current=row)
             log(f"batch {B}, {name}: compiling and checking ...")

@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence, Unpack
 
 import torch
 
-from mlab_tfs.gpt2.fast import static_forward
+from mlab_tfs.gpt2.fast import LinearAsSums, static_forward
 from mlab_tfs.gpt2.solution import KVCache
 from mlab_tfs.inputs import check_bool, check_int
 from mlab_tfs.sampling.given import check_generator, check_prompt, model_n_positions
@@ -48,6 +48,7 @@ class _Options:
 
     sampling: SamplingOptions  # checked once, in generate_fast
     fill: int | None
+    linear_as_sums: int = 0  # rows up to which the linear layers run as sums (LinearAsSums); 0: never
 
     @property
     def needs_history(self) -> bool:
@@ -90,7 +91,11 @@ def _make_step(opts: _Options) -> Callable[..., tuple[Tensor, Tensor]]:
     def decode_step(model, cache, token, position, cache_position, unfinished, eos, tokens, first_new, noise):
         """One new token per row: token, position (B, 1); cache_position (1,) its cache
         column. Returns the next tokens (B,) and the rows still running (B,)."""
-        logits = static_forward(model, token, position, cache, cache_position)[:, -1].float()  # (B, V)
+        if opts.linear_as_sums:
+            with LinearAsSums(opts.linear_as_sums):
+                logits = static_forward(model, token, position, cache, cache_position)[:, -1].float()  # (B, V)
+        else:
+            logits = static_forward(model, token, position, cache, cache_position)[:, -1].float()
         nxt = _choose(logits, opts, tokens, cache.key_mask, cache_position, first_new, noise)
         return _finish(nxt, unfinished, eos, opts.fill)
 
@@ -179,6 +184,7 @@ def generate_fast(
     compile_options: dict | None = None,
     check_every: int = 16,
     decode_attention: bool = True,
+    linear_as_sums: int = 0,
     **sampling: Unpack[SamplingKeywords],
 ) -> Tensor:
     """``generate`` for our GPT2LMHeadModel or LlamaForCausalLM over a static KV cache, with a compiled decode step.
@@ -198,6 +204,9 @@ def generate_fast(
     (sums that inductor fuses into few kernels, the cache's key/value heads read without
     repeating them) on the model's "sdpa" path; False: through
     ``F.scaled_dot_product_attention`` as in the prefill. The same tokens either way (tested).
+    linear_as_sums: an int >= 0; when the batch is at most this many rows, the decode step's
+    linear layers run as matrix-vector sums (``mlab_tfs.gpt2.fast.LinearAsSums``), which
+    inductor fuses with the bias and the work after them; 0 (the default): matrix-multiply calls.
     Every argument is checked as generate checks it (lists placed on the model's device, a
     tensor or generator elsewhere a ValueError naming it and both devices); options and
     ``**sampling`` as generate's, except options.no_repeat_ngram_size > 0, which is
@@ -227,11 +236,12 @@ def generate_fast(
                         f"(it takes {', '.join(sorted(known))})")
     check_every = check_int("check_every", check_every, minimum=1)
     decode_attention = check_bool("decode_attention", decode_attention)
+    linear_as_sums = check_int("linear_as_sums", linear_as_sums, minimum=0)
     input_ids, attention_mask, max_new_tokens, pad_token_id, eos = p
     device = input_ids.device
     check_generator(generator, device)
     fill = pad_token_id if pad_token_id is not None else (int(eos[0]) if eos is not None else None)
-    opts = _Options(o, fill)
+    opts = _Options(o, fill, linear_as_sums if input_ids.shape[0] <= linear_as_sums else 0)
     do_sample = opts.sampling.do_sample
     B, T = input_ids.shape
     W = T + max_new_tokens

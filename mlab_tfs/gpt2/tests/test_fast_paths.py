@@ -338,3 +338,44 @@ def test_static_decode_steps_are_causal(checkpoints):
                 buf[:, :, t + 1 :] = torch.randn(buf[:, :, t + 1 :].shape, generator=g) * 5
             step = fast.static_forward(model, ids[:, t : t + 1], pos[:, t : t + 1], cache, torch.tensor([t]))
             assert_close(step, clean[:, t : t + 1], name=f"logits at step {t} with garbage after it", atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------
+# LinearAsSums: one-row linear layers as matrix-vector sums
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_as_sums_equals_linear(bias):
+    g = torch.Generator().manual_seed(3)
+    lin = torch.nn.Linear(12, 7, bias=bias)
+    for shape in ((1, 1, 12), (3, 1, 12), (12,)):
+        x = torch.randn(shape, generator=g)
+        with torch.no_grad(), fast.LinearAsSums(3):
+            got = lin(x)
+        assert_close(got, lin(x).detach(), name=f"LinearAsSums on {shape}", atol=1e-6)
+    x = torch.randn(4, 1, 12, generator=g)  # 4 rows > 3: F.linear itself, bit for bit
+    with torch.no_grad(), fast.LinearAsSums(3):
+        assert torch.equal(lin(x), lin(x).detach())
+    with torch.no_grad(), fast.LinearAsSums(1):
+        half = lin.bfloat16()(x[:1].bfloat16())
+    assert half.dtype == torch.bfloat16
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="max_rows must be an int >= 1"):
+            fast.LinearAsSums(bad)
+
+
+@pytest.mark.parametrize("name", list(GPT2_CONFIGS))
+def test_static_decode_steps_with_linear_as_sums_equal_hand_written(checkpoints, name):
+    eager = solution.GPT2LMHeadModel.from_pretrained(checkpoints[name], attn_implementation="eager")
+    fused = solution.GPT2LMHeadModel.from_pretrained(checkpoints[name])
+    ids, mask, pos = left_padded_batch(eager.config.vocab_size, [7, 3, 6], seed=14)
+    with torch.no_grad():
+        expected, _ = _static_steps(eager, ids, mask, prefix=3, max_len=ids.shape[1] + 2)
+        cache = solution.KVCache.for_model(fused, 3, ids.shape[1] + 2)
+        cache.reset(mask)
+        steps = [fast.static_forward(fused, ids[:, :3], pos[:, :3], cache, torch.arange(3))]
+        with fast.LinearAsSums(3):
+            for t in range(3, ids.shape[1]):
+                steps.append(fast.static_forward(fused, ids[:, t : t + 1], pos[:, t : t + 1], cache, torch.tensor([t])))
+    assert_close(torch.cat(steps, 1), expected, name="static steps with LinearAsSums", atol=1e-5)

@@ -31,14 +31,14 @@ def an_eos_that_fires_at_different_steps(model, ids, mask, max_new_tokens):
 
 
 @pytest.mark.parametrize("name", ["base", "deep_narrow_heads"])
-@pytest.mark.parametrize("decode", [True, False], ids=["decode_attention", "sdpa"])
-def test_greedy_equals_generate(model_pairs, name, decode):
+@pytest.mark.parametrize("variant", [dict(), dict(decode_attention=False), dict(linear_as_sums=4)], ids=str)
+def test_greedy_equals_generate(model_pairs, name, variant):
     model = model_pairs[name]["ours"]
     V = model.config.vocab_size
     ids, mask = padded_batch(V, [6, 2, 5, 4], seed=3)
     expected = solution.generate(model, ids, mask, max_new_tokens=12, pad_token_id=0)
-    got = generate_fast(model, ids, mask, max_new_tokens=12, pad_token_id=0, compile=False, decode_attention=decode)
-    assert_tokens_equal(got, expected, f"generate_fast, greedy, left-padded, decode_attention={decode}")
+    got = generate_fast(model, ids, mask, max_new_tokens=12, pad_token_id=0, compile=False, **variant)
+    assert_tokens_equal(got, expected, f"generate_fast, greedy, left-padded, {variant}")
 
 
 @pytest.mark.parametrize("check_every", [1, 4, 16])
@@ -84,13 +84,13 @@ def test_compiled_step_without_graph_breaks(model_pairs):
     model = model_pairs["deep_narrow_heads"]["ours"]
     ids, mask = padded_batch(model.config.vocab_size, [6, 2, 5], seed=11)
     eos = an_eos_that_fires_at_different_steps(model, ids, mask, 8)
-    for kwargs, decode in ((dict(), True), (dict(eos_token_id=eos), True),
-                           (dict(repetition_penalty=1.3, frequency_penalty=0.2), True), (dict(), False)):
+    for kwargs, fast_only in ((dict(), {}), (dict(eos_token_id=eos), {}),
+                              (dict(repetition_penalty=1.3, frequency_penalty=0.2), {}),
+                              (dict(), dict(decode_attention=False)), (dict(), dict(linear_as_sums=3))):
         expected = solution.generate(model, ids, mask, max_new_tokens=10, pad_token_id=0, **kwargs)
         got = generate_fast(model, ids, mask, max_new_tokens=10, pad_token_id=0, compile=True,
-                            compile_options={"backend": "aot_eager"}, decode_attention=decode, **kwargs)
-        assert_tokens_equal(got, expected, f"generate_fast compiled (aot_eager) with {kwargs}, "
-                                           f"decode_attention={decode}")
+                            compile_options={"backend": "aot_eager"}, **fast_only, **kwargs)
+        assert_tokens_equal(got, expected, f"generate_fast compiled (aot_eager) with {kwargs}, {fast_only}")
 
 
 def test_compiled_step_inductor_cpu(model_pairs):
@@ -176,6 +176,7 @@ def test_output_keeps_the_eos_when_every_row_finishes(model_pairs, check_every):
     (dict(check_every=True), TypeError, "check_every"), (dict(compile=1), TypeError, "compile"),
     (dict(compile_options="aot_eager"), TypeError, "compile_options"), (dict(generator=3), TypeError, "generator"),
     (dict(decode_attention=1), TypeError, "decode_attention must be True or False"),
+    (dict(linear_as_sums=-1), ValueError, "linear_as_sums"), (dict(linear_as_sums=1.0), TypeError, "linear_as_sums"),
 ], ids=str)
 def test_bad_numbers_and_flags_are_refused_by_name(model_pairs, kwargs, error, word):
     ours = model_pairs["base"]["ours"]
