@@ -114,7 +114,7 @@ def kernels_per_step(step, args, n: int) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--batches", default="1,8,64")
+    p.add_argument("--batches", default="1,64,8", help="the goals' batch sizes (1, 64) first")
     p.add_argument("--prompt", type=int, default=256)
     p.add_argument("--new", type=int, default=256)
     p.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma-separated, of {list(VARIANTS)}")

@@ -11,6 +11,10 @@ section):
   suffix    benchmarks/sampling_suffix_scoring.py --device cuda --model gpt2-124m -n 64 256
   cpu       benchmarks/cpu_forward.py            (only with --sections ...,cpu: meant for a 2-core CPU)
 
+The decode-step profile (variants of generate_fast's compiled step, kernels per step, MBU)
+has its own command, about 5 minutes:
+    python benchmarks/decode_profile.py --out decode.json
+
 Data-parallel training has its own command (it needs torchrun and two GPUs):
     torchrun --nproc_per_node 2 benchmarks/gpt2_ddp.py --out ddp.json
 """
