@@ -9,6 +9,11 @@ draws from the same distributions), but is built for a GPU:
   ``torch.compile(mode="reduce-overhead")`` compiles it once and replays it as a CUDA
   graph, one launch per token instead of hundreds of kernel launches (as in PyTorch's
   gpt-fast);
+- inside the step, each new token attends through ``mlab_tfs.attention.decode_attention``
+  (products and sums that inductor fuses: fewer, larger kernels than a fused-attention call
+  and its mask preparation; the Llama cache's key/value heads read without repeating them),
+  and with ``linear_as_sums`` a one-row step's linear layers run as matrix-vector sums
+  (``mlab_tfs.gpt2.fast.LinearAsSums``) that fuse their bias and what follows;
 - the step reads nothing back to the host: token choice, per-row eos and padding all
   happen on the device; whether every row has finished is checked only every
   ``check_every`` steps, and the extra tokens are cut off at the end.
