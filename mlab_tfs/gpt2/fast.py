@@ -8,7 +8,8 @@ tested equal to it (mlab_tfs/gpt2/tests/test_fast_paths.py).
    captured as a CUDA graph (``torch.compile(mode="reduce-overhead")``).
    ``static_forward`` is the model's forward over such a cache, returning logits;
    ``mlab_tfs.sampling.fast`` decodes with it. No second attention or model loop: the same
-   modules, the same code as ``GPT2LMHeadModel.forward``.
+   modules, the same code as ``GPT2LMHeadModel.forward``. ``LinearAsSums`` runs the linear
+   layers of a one-row step as matrix-vector sums that inductor fuses with their neighbours.
 2. Fused kernels for eager mode: ``use_fused_ops(model)`` (or ``with fused_ops(model):``)
    runs the hand-written layer norms as ``F.layer_norm`` and the hand-written GELUs as
    ``F.gelu``: one kernel each instead of several, same module names and weights.
@@ -32,6 +33,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from mlab_tfs.gpt2.solution import GPT2LMHeadModel, KVCache
 
@@ -67,6 +69,36 @@ def static_forward(model: nn.Module, input_ids: Tensor, position_ids: Tensor, ca
     if last_only:
         x = x[:, -1:]
     return model.lm_head(x)
+
+
+class LinearAsSums(TorchFunctionMode):
+    """Inside ``with LinearAsSums(max_rows):``, ``F.linear`` (every nn.Linear) on an input of
+    at most ``max_rows`` rows (the product of its leading dims) runs as a broadcast product and
+    a sum over the input features, in float32, bias added before the one rounding to the
+    input's dtype (as a matrix-multiply kernel accumulates). The same function as F.linear
+    (tested equal); under torch.compile, inductor makes it one reduction kernel (a
+    matrix-vector product) that fuses the bias and the pointwise work after it, where a
+    matrix-multiply call is a kernel of its own and its bias and activation further kernels.
+    For the decode step (``mlab_tfs.sampling.fast``, ``linear_as_sums``); larger inputs, and
+    every other function, run unchanged. max_rows: an int >= 1 (ValueError otherwise)."""
+
+    def __init__(self, max_rows: int):
+        super().__init__()
+        if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
+            raise ValueError(f"LinearAsSums: max_rows must be an int >= 1, got {max_rows!r}")
+        self.max_rows = max_rows
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.linear:
+            x, weight = args[0], args[1]
+            bias = args[2] if len(args) > 2 else kwargs.get("bias")
+            if x.numel() // max(x.shape[-1], 1) <= self.max_rows:
+                y = (x.unsqueeze(-2).float() * weight.float()).sum(-1)  # (..., out_features)
+                if bias is not None:
+                    y = y + bias.float()
+                return y.to(torch.promote_types(x.dtype, weight.dtype))
+        return func(*args, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------
