@@ -9,8 +9,8 @@ Model: GPT-2 124M's shape with random weights in bf16, prompts of 256 random tok
 ``mlab_tfs.sampling.fast.generate_fast``:
 
   sdpa         the decode step's attention through F.scaled_dot_product_attention
-               (decode_attention=False), torch.compile(mode="reduce-overhead")
-  decode       decode_attention=True (the default): mlab_tfs.attention.decode_attention,
+               (decode_attention=False, the default), torch.compile(mode="reduce-overhead")
+  decode       decode_attention=True: mlab_tfs.attention.decode_attention,
                products and sums inductor fuses
   decode+cdt   decode, plus inductor's coordinate_descent_tuning (which also turns
                matrix-vector products with one row into fused reductions), CUDA graphs kept
@@ -20,7 +20,10 @@ Model: GPT-2 124M's shape with random weights in bf16, prompts of 256 random tok
   sums+cdt     sums with coordinate_descent_tuning
   sums8+cdt    sums+cdt up to batch 8 (linear_as_sums=8): each row's sums read the weights
                again (from L2 where they fit), so this may lose at batch 8
-(default: sdpa, decode, decode+cdt, sums+cdt; --variants picks others). --time-limit stops
+  decode+pad   decode, on a copy of the model whose vocabulary mlab_tfs.gpt2.fast.pad_vocab
+               padded to 50,304 rows (the head's matrix without a ragged edge)
+  sums+cdt+pad sums+cdt on that padded copy
+(default: sdpa, decode, decode+cdt, sums+cdt, decode+pad; --variants picks others). --time-limit stops
 starting new runs after that many seconds, so that the script ends in time (what was
 measured is kept; the JSON lists what was skipped).
 
@@ -60,8 +63,15 @@ VARIANTS = {
     "sums": dict(decode_attention=True, linear_as_sums=1),
     "sums+cdt": dict(decode_attention=True, linear_as_sums=1, compile_options=CDT),
     "sums8+cdt": dict(decode_attention=True, linear_as_sums=8, compile_options=CDT),
+    "decode+pad": dict(decode_attention=True, pad_vocab=64),
+    "sums+cdt+pad": dict(decode_attention=True, linear_as_sums=1, compile_options=CDT, pad_vocab=64),
 }
-DEFAULT_VARIANTS = "sdpa,decode,decode+cdt,sums+cdt"
+DEFAULT_VARIANTS = "sdpa,decode,decode+cdt,sums+cdt,decode+pad"
+
+
+def generate_kwargs(variant: dict) -> dict:
+    """variant's generate_fast arguments (pad_vocab picks the model, it is not one)."""
+    return {k: v for k, v in variant.items() if k != "pad_vocab"}
 
 
 def compiled_step(model, batch: int, max_len: int, variant: dict):
@@ -149,6 +159,19 @@ def main() -> None:
     res = Results(args.out, "decode_profile", prompt=args.prompt, new=args.new, copy_bandwidth_gbs=bw,
                   tie_tol=args.tie_tol, variants={v: str(VARIANTS[v]) for v in variants})
     log(f"{describe(res.data['environment'])}; device copy bandwidth {bw:.0f} GB/s")
+    padded = {}  # pad_vocab multiple -> a padded copy of ours, made when a variant needs it
+
+    def model_for(kw: dict):
+        if not kw.get("pad_vocab"):
+            return ours
+        if kw["pad_vocab"] not in padded:
+            import copy
+
+            from mlab_tfs.gpt2.fast import pad_vocab
+
+            padded[kw["pad_vocab"]] = pad_vocab(copy.deepcopy(ours), kw["pad_vocab"])
+        return padded[kw["pad_vocab"]]
+
     cfg = ours.config
     V, elem = cfg.vocab_size, ours.lm_head.weight.element_size()
     M = min(_round_up(args.prompt + args.new, 64), cfg.n_positions)  # generate_fast's cache columns
@@ -163,6 +186,7 @@ def main() -> None:
         reference = generate(ours, ids, mask, max_new_tokens=args.new)
         for name in variants:
             kw = VARIANTS[name]
+            model = model_for(kw)
             if B > kw.get("linear_as_sums", B):
                 continue  # the linear layers stay matrix multiplies: the same step as "decode"
             if time.perf_counter() - t_start > args.time_limit:
@@ -173,7 +197,7 @@ def main() -> None:
             res.set(current=row)
             log(f"batch {B}, {name}: compiling and checking ...")
             t0 = time.perf_counter()
-            out = generate_fast(ours, ids, mask, max_new_tokens=args.new, **kw)
+            out = generate_fast(model, ids, mask, max_new_tokens=args.new, **generate_kwargs(kw))
             _sync()
             row["first_call_s"] = time.perf_counter() - t0
             row["check"] = check_greedy(f"generate_fast ({name})", ours, ids, reference, out, args.tie_tol)
@@ -181,20 +205,20 @@ def main() -> None:
             short = max(2, args.new // 4)
             times = {}
             for n in (short, args.new):
-                generate_fast(ours, ids, mask, max_new_tokens=n, **kw)  # warm (a shorter call reuses the step)
+                generate_fast(model, ids, mask, max_new_tokens=n, **generate_kwargs(kw))  # warm (a shorter call reuses the step)
                 _sync()
                 t = time.perf_counter()
-                generate_fast(ours, ids, mask, max_new_tokens=n, **kw)
+                generate_fast(model, ids, mask, max_new_tokens=n, **generate_kwargs(kw))
                 _sync()
                 times[n] = time.perf_counter() - t
             row["token_us"] = (times[args.new] - times[short]) / (args.new - short) * 1e6
             row["tokens_per_s"] = B * args.new / times[args.new]
 
-            step, cache = compiled_step(ours, B, M, kw)
+            step, cache = compiled_step(model, B, M, kw)
             token = out[:, -1:].clone()
             position = torch.full((B, 1), args.prompt + args.new // 2, dtype=torch.long, device=device)
             cache_position = torch.full((1,), args.prompt + args.new // 2, dtype=torch.long, device=device)
-            call = (ours, cache, token, position, cache_position, torch.ones(B, dtype=torch.bool, device=device),
+            call = (model, cache, token, position, cache_position, torch.ones(B, dtype=torch.bool, device=device),
                     None, None, torch.full((1,), args.prompt, dtype=torch.long, device=device), None)
             row["step_us"] = time_replays(step, call, args.steps, cuda)
             row["kernels_per_step"] = kernels_per_step(step, call, args.profile_steps) if cuda else None

@@ -207,7 +207,8 @@ class KVCacheBase(nn.Module):
       then has the same shapes, so a decode step compiles once and replays as a CUDA graph
       (PyTorch's gpt-fast; transformers' ``StaticCache``). Module buffers, not plain
       attributes: torch.compile treats buffers as static addresses, which CUDA graphs need.
-      ``decode_attention`` (True for a static cache): one new token per row attends through
+      ``decode_attention`` (False unless set, as generate_fast's decode_attention=True sets
+      it): True makes one new token per row attend through
       ``mlab_tfs.attention.decode_attention`` (sums inductor fuses) on the attention layers'
       "sdpa" path; False keeps ``F.scaled_dot_product_attention`` there.
 
@@ -232,7 +233,7 @@ class KVCacheBase(nn.Module):
         _positive("KVCache", n_layer=n_layer)
         self.n_layer = n_layer
         self.is_static = False
-        self.decode_attention = False  # static caches: True (see the class docstring)
+        self.decode_attention = False  # see the class docstring
         self._keys: list[Tensor | None] = [None] * n_layer
         self._values: list[Tensor | None] = [None] * n_layer
 
@@ -252,7 +253,7 @@ class KVCacheBase(nn.Module):
                             f"{dtype!r}")
         cache = cls(n_layer)
         cache.is_static = True
-        cache.decode_attention = True
+        cache.decode_attention = False
         cache.max_len = max_len
         shape = (batch_size, n_head, max_len, head_dim)
         for i in range(n_layer):

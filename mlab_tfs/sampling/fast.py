@@ -9,10 +9,10 @@ draws from the same distributions), but is built for a GPU:
   ``torch.compile(mode="reduce-overhead")`` compiles it once and replays it as a CUDA
   graph, one launch per token instead of hundreds of kernel launches (as in PyTorch's
   gpt-fast);
-- inside the step, each new token attends through ``mlab_tfs.attention.decode_attention``
-  (products and sums that inductor fuses: fewer, larger kernels than a fused-attention call
-  and its mask preparation; the Llama cache's key/value heads read without repeating them),
-  and with ``linear_as_sums`` a one-row step's linear layers run as matrix-vector sums
+- inside the step, each new token attends through ``F.scaled_dot_product_attention``, or
+  with ``decode_attention=True`` through ``mlab_tfs.attention.decode_attention`` (products
+  and sums that inductor fuses; the Llama cache's key/value heads read without repeating
+  them; slower than sdpa on an H200 at batch 1, so not the default), and with ``linear_as_sums`` a one-row step's linear layers run as matrix-vector sums
   (``mlab_tfs.gpt2.fast.LinearAsSums``) that fuse their bias and what follows;
 - the step reads nothing back to the host: token choice, per-row eos and padding all
   happen on the device; whether every row has finished is checked only every
@@ -188,7 +188,7 @@ def generate_fast(
     compile: bool = True,
     compile_options: dict | None = None,
     check_every: int = 16,
-    decode_attention: bool = True,
+    decode_attention: bool = False,
     linear_as_sums: int = 0,
     **sampling: Unpack[SamplingKeywords],
 ) -> Tensor:
@@ -206,9 +206,10 @@ def generate_fast(
     the GPU's CUDA graphs are kept (``compile_kwargs``). check_every: how many
     steps between checks (one host sync each) whether every row has finished (an int >= 1).
     decode_attention: each new token attends through ``mlab_tfs.attention.decode_attention``
-    (sums that inductor fuses into few kernels, the cache's key/value heads read without
-    repeating them) on the model's "sdpa" path; False: through
-    ``F.scaled_dot_product_attention`` as in the prefill. The same tokens either way (tested).
+    (sums that inductor fuses, the cache's key/value heads read without repeating them) on
+    the model's "sdpa" path; False (the default): through ``F.scaled_dot_product_attention``
+    as in the prefill, which measured faster on an H200 (benchmarks/README.md, "Where a decode
+    step's time goes"). The same tokens either way (tested).
     linear_as_sums: an int >= 0; when the batch is at most this many rows, the decode step's
     linear layers run as matrix-vector sums (``mlab_tfs.gpt2.fast.LinearAsSums``), which
     inductor fuses with the bias and the work after them; 0 (the default): matrix-multiply calls.
