@@ -31,15 +31,16 @@ For each batch and variant, before any timing, generate_fast's greedy tokens are
 against our eager ``generate`` (gpt2_generate.check_greedy: where they first differ, the
 chosen token's eager logit must be within --tie-tol of the largest); then:
 
-- step_us: one replay of the compiled step (a CUDA graph), timed with CUDA events over
-  --steps replays;
-- token_us: generate_fast's time per new token, loop included: (t(new) - t(new / 4)) over
-  the difference in tokens;
-- kernels_per_step: CUDA kernels the profiler records over --profile-steps replays, divided
-  by their number;
+- token_us: generate_fast's time per decode step, loop included: (t(new) - t(short)) over
+  new - short, where the short call (193 new tokens by default) has the same cache columns,
+  so the same compiled step and CUDA graph, and the prefill and set-up cancel out (medians
+  of 3 calls each);
+- kernels_per_step: the CUDA kernels the profiler records in the long call less those in
+  the short one, over new - short (replaying the compiled step outside generate_fast
+  instead adds the CUDA-graph input copies and misstates both figures);
 - bytes_per_step: the weights plus the keys and values at the average filled length (as
   gpt2_generate's floor); bytes_static_cache: what the step reads with every cache column;
-- mbu: bytes_per_step / step_us / the measured device copy bandwidth.
+- mbu: bytes_per_step / token_us / the measured device copy bandwidth.
 
 Writes one JSON (--out) and prints a table. On the CPU (--smoke) nothing is timed for real
 and the kernel count is left out (the profiler has no CUDA kernels to count).
@@ -48,6 +49,7 @@ and the kernel count is left out (the profiler has no CUDA kernels to count).
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -74,55 +76,16 @@ def generate_kwargs(variant: dict) -> dict:
     return {k: v for k, v in variant.items() if k != "pad_vocab"}
 
 
-def compiled_step(model, batch: int, max_len: int, variant: dict):
-    """The decode step generate_fast compiled for this model and variant, and its static cache."""
-    from mlab_tfs.sampling import fast
-
-    state = fast._STATE[model]
-    w = model.lm_head.weight
-    cache = state[("cache", batch, max_len, w.dtype, w.device)]
-    settings = fast._frozen(variant.get("compile_options") or {})
-    sums = variant.get("linear_as_sums", 0)
-    steps = [v for k, v in state.items() if k[0] == "step" and k[3:] == (settings, variant["decode_attention"])
-             and k[1].linear_as_sums == (sums if batch <= sums else 0)]
-    if len(steps) != 1:
-        raise SystemExit(f"decode_profile.py: found {len(steps)} compiled steps for {variant}, expected one")
-    return steps[0], cache
-
-
-def time_replays(step, args, n: int, cuda: bool) -> float:
-    """Median-free mean µs of one call of `step` over n calls (CUDA events on a GPU)."""
-    for _ in range(3):
-        torch.compiler.cudagraph_mark_step_begin()
-        step(*args)
-    _sync()
-    if cuda:
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-    t = time.perf_counter()
-    for _ in range(n):
-        torch.compiler.cudagraph_mark_step_begin()
-        step(*args)
-    if cuda:
-        end.record()
-        torch.cuda.synchronize()
-        return start.elapsed_time(end) * 1e3 / n
-    return (time.perf_counter() - t) * 1e6 / n
-
-
-def kernels_per_step(step, args, n: int) -> float:
-    """CUDA kernels the profiler records per call of `step` (a CUDA graph replay's kernels included)."""
+def kernels_in(call) -> int:
+    """CUDA kernels the profiler records during call() (CUDA-graph replays' kernels included)."""
     from torch.profiler import ProfilerActivity, profile
 
     _sync()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(n):
-            torch.compiler.cudagraph_mark_step_begin()
-            step(*args)
+        call()
         _sync()
-    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA
-               and not e.name.startswith(("Memcpy", "Memset"))]
-    return len(kernels) / n
+    return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA
+               and not e.name.startswith(("Memcpy", "Memset")))
 
 
 def main() -> None:
@@ -132,8 +95,6 @@ def main() -> None:
     p.add_argument("--new", type=int, default=256)
     p.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma-separated, of {list(VARIANTS)}")
     p.add_argument("--time-limit", type=float, default=270, help="seconds after which no new run starts")
-    p.add_argument("--steps", type=int, default=300, help="replays timed per variant")
-    p.add_argument("--profile-steps", type=int, default=20, help="replays profiled for the kernel count")
     p.add_argument("--tie-tol", type=float, default=0.125,
                    help="largest eager-logit gap accepted where greedy tokens differ (bf16 rounding)")
     p.add_argument("--out", default=None)
@@ -144,7 +105,7 @@ def main() -> None:
         if v not in VARIANTS:
             raise SystemExit(f"unknown variant {v!r}; expected some of {list(VARIANTS)}")
     if args.smoke:
-        args.batches, args.prompt, args.new, args.steps = "1,2", 8, 8, 5
+        args.batches, args.prompt, args.new = "1,2", 8, 8
     else:
         require_cuda("decode_profile.py")
     device = "cpu" if args.smoke else "cuda"
@@ -202,37 +163,39 @@ def main() -> None:
             row["first_call_s"] = time.perf_counter() - t0
             row["check"] = check_greedy(f"generate_fast ({name})", ours, ids, reference, out, args.tie_tol)
 
-            short = max(2, args.new // 4)
+            # A shorter call whose cache has the same columns (the same compiled step and CUDA
+            # graph): the difference is decode steps only, prefill and set-up cancelled out.
+            short = max(2, M - 63 - args.prompt)
             times = {}
             for n in (short, args.new):
-                generate_fast(model, ids, mask, max_new_tokens=n, **generate_kwargs(kw))  # warm (a shorter call reuses the step)
-                _sync()
-                t = time.perf_counter()
-                generate_fast(model, ids, mask, max_new_tokens=n, **generate_kwargs(kw))
-                _sync()
-                times[n] = time.perf_counter() - t
+                generate_fast(model, ids, mask, max_new_tokens=n, **generate_kwargs(kw))  # warm
+                runs = []
+                for _ in range(3):
+                    _sync()
+                    t = time.perf_counter()
+                    generate_fast(model, ids, mask, max_new_tokens=n, **generate_kwargs(kw))
+                    _sync()
+                    runs.append(time.perf_counter() - t)
+                times[n] = statistics.median(runs)
             row["token_us"] = (times[args.new] - times[short]) / (args.new - short) * 1e6
             row["tokens_per_s"] = B * args.new / times[args.new]
-
-            step, cache = compiled_step(model, B, M, kw)
-            token = out[:, -1:].clone()
-            position = torch.full((B, 1), args.prompt + args.new // 2, dtype=torch.long, device=device)
-            cache_position = torch.full((1,), args.prompt + args.new // 2, dtype=torch.long, device=device)
-            call = (model, cache, token, position, cache_position, torch.ones(B, dtype=torch.bool, device=device),
-                    None, None, torch.full((1,), args.prompt, dtype=torch.long, device=device), None)
-            row["step_us"] = time_replays(step, call, args.steps, cuda)
-            row["kernels_per_step"] = kernels_per_step(step, call, args.profile_steps) if cuda else None
-            row["mbu"] = step_bytes / (row["step_us"] * 1e-6) / (bw * 1e9)
+            if cuda:
+                counts = {n: kernels_in(lambda n=n: generate_fast(model, ids, mask, max_new_tokens=n,
+                                                                  **generate_kwargs(kw))) for n in (short, args.new)}
+                row["kernels_per_step"] = (counts[args.new] - counts[short]) / (args.new - short)
+            else:
+                row["kernels_per_step"] = None
+            row["mbu"] = step_bytes / (row["token_us"] * 1e-6) / (bw * 1e9)
             res.add(**row)
     res.set(current=None, wall_s=time.perf_counter() - t_start)
     res.done()
     print(f"\n{describe(res.data['environment'])}; copy bandwidth {bw:.0f} GB/s; prompt {args.prompt}, "
           f"{args.new} new tokens, greedy, bf16")
-    print(f"{'batch':>5} {'variant':>12} {'step µs':>8} {'token µs':>9} {'kernels':>8} {'MB/step':>8} {'MBU':>6} "
+    print(f"{'batch':>5} {'variant':>12} {'token µs':>9} {'kernels':>8} {'MB/step':>8} {'MBU':>6} "
           f"{'tokens/s':>9} {'identical rows':>15}")
     for r in res.data["rows"]:
         k = "-" if r["kernels_per_step"] is None else f"{r['kernels_per_step']:.0f}"
-        print(f"{r['batch']:>5} {r['variant']:>12} {r['step_us']:>8.0f} {r['token_us']:>9.0f} {k:>8} "
+        print(f"{r['batch']:>5} {r['variant']:>12} {r['token_us']:>9.0f} {k:>8} "
               f"{r['bytes_per_step'] / 1e6:>8.1f} {r['mbu']:>6.1%} {r['tokens_per_s']:>9.0f} "
               f"{r['check']['rows_identical']:>7}/{r['check']['rows']}")
 

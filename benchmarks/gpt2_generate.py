@@ -14,12 +14,15 @@ eos off so every row runs to the end):
   captures it before timing, and the run stops if no compiled call was made;
 - ours, generate: ``mlab_tfs.sampling.generate``, the eager loop over the model's dynamic KV cache;
 - ours, generate_fast: ``mlab_tfs.sampling.fast.generate_fast``, a static KV cache and a
-  decode step compiled with torch.compile(mode="reduce-overhead") (CUDA graphs).
+  decode step compiled with torch.compile(mode="reduce-overhead") (CUDA graphs);
+- ours, generate_fast, padded vocabulary (fast_pad): the same on a copy of our model whose
+  vocabulary mlab_tfs.gpt2.fast.pad_vocab padded to 50,304 rows (same logits; the head's
+  matrix without a ragged edge).
 
 tokens/s counts new tokens (batch x 256) over the whole call, prefill included; µs/token
-(generate_fast and transformers' static path) is the decode loop's time per new token,
-(t(256 new) - t(64 new)) / 192, and MBU its bandwidth use: the floor's bytes per step
-over that time over the copy bandwidth. Before any
+(generate_fast and transformers' static path) is the same call's time over its 256 new
+tokens (so the prefill, about 1% of it, is included), and MBU the bandwidth use: the
+floor's bytes per step over that time over the copy bandwidth. Before any
 timing, the greedy outputs are checked: where generate_fast's (or transformers') tokens
 first differ from our eager generate's in a row, the token it chose must be a greedy
 choice of the eager model within bf16 rounding (its logit within --tie-tol of the
@@ -117,9 +120,14 @@ def floor_tokens_per_s(model, batch: int, prompt: int, new: int, bandwidth_gbs: 
     return batch / (step_bytes / (bandwidth_gbs * 1e9)), step_bytes
 
 
-def per_token_us(t_long: float, t_short: float, new: int) -> float:
-    """µs per new token of a decode loop: the time of `new` tokens less that of new // 4, over the difference."""
-    return (t_long - t_short) / (new - new // 4) * 1e6
+IMPLS = ("hf", "hf_static", "ours", "fast", "fast_pad")
+
+
+def per_token_us(t: float, new: int) -> float:
+    """µs per new token: the whole call's time over its new tokens (the prefill included: one
+    forward of the prompt, about 1% of a 256-token call; timing a shorter call instead would
+    need other cache shapes, so another compile and capture)."""
+    return t / new * 1e6
 
 
 def main() -> None:
@@ -127,7 +135,7 @@ def main() -> None:
     p.add_argument("--batches", default="1,8,64")
     p.add_argument("--prompt", type=int, default=256)
     p.add_argument("--new", type=int, default=256)
-    p.add_argument("--impls", default="hf,hf_static,ours,fast")
+    p.add_argument("--impls", default="hf,hf_static,ours,fast,fast_pad", help=f"comma-separated, of {IMPLS}")
     p.add_argument("--repeats", type=int, default=1, help="timed runs of the eager generators (median)")
     p.add_argument("--fast-repeats", type=int, default=3, help="timed runs of generate_fast (median)")
     p.add_argument("--tie-tol", type=float, default=0.125,
@@ -150,6 +158,16 @@ def main() -> None:
                   tie_tol=args.tie_tol)
     log(f"{describe(res.data['environment'])}; device copy bandwidth {bw:.0f} GB/s")
     impls = args.impls.split(",")
+    unknown = set(impls) - set(IMPLS)
+    if unknown:
+        raise SystemExit(f"unknown --impls {sorted(unknown)}; expected some of {IMPLS}")
+    padded = None
+    if "fast_pad" in impls:  # the same weights, the vocabulary padded to a multiple of 64 (50,304 rows)
+        import copy
+
+        from mlab_tfs.gpt2.fast import pad_vocab
+
+        padded = pad_vocab(copy.deepcopy(ours), 64)
     V = ours.config.vocab_size
     for B in (int(b) for b in args.batches.split(",")):
         g = torch.Generator().manual_seed(B)
@@ -166,20 +184,22 @@ def main() -> None:
         t, reference = timed(eager, args.repeats)
         row["ours_generate_tokens_per_s"] = B * args.new / t
 
-        if "fast" in impls:
-            log(f"batch {B}: ours, generate_fast: compiling and capturing ...")
-            fast = lambda: generate_fast(ours, ids, mask, max_new_tokens=args.new)  # noqa: E731
+        for impl, key, model in (("fast", "", ours), ("fast_pad", "_pad", padded)):
+            if impl not in impls:
+                continue
+            label = "generate_fast" + (" (padded vocabulary)" if key else "")
+            log(f"batch {B}: ours, {label}: compiling and capturing ...")
+            fast = lambda m=model, n=args.new: generate_fast(m, ids, mask, max_new_tokens=n)  # noqa: E731
             t0 = time.perf_counter()
             first = fast()
             _sync()
-            row["fast_first_call_s"] = time.perf_counter() - t0
-            row["fast_check"] = check_greedy("generate_fast", ours, ids, reference, first, args.tie_tol)
-            log(f"batch {B}: generate_fast agrees with eager generate: {row['fast_check']}")
+            row[f"fast{key}_first_call_s"] = time.perf_counter() - t0
+            row[f"fast{key}_check"] = check_greedy(label, ours, ids, reference, first, args.tie_tol)
+            log(f"batch {B}: {label} agrees with eager generate: {row[f'fast{key}_check']}")
             t, _ = timed(fast, args.fast_repeats)
-            row["ours_fast_tokens_per_s"] = B * args.new / t
-            t_short, _ = timed(lambda: generate_fast(ours, ids, mask, max_new_tokens=args.new // 4), args.fast_repeats)
-            row["fast_token_us"] = per_token_us(t, t_short, args.new)
-            row["fast_mbu"] = step_bytes / (row["fast_token_us"] * 1e-6) / (bw * 1e9)
+            row[f"ours_fast{key}_tokens_per_s"] = B * args.new / t
+            row[f"fast{key}_token_us"] = per_token_us(t, args.new)
+            row[f"fast{key}_mbu"] = step_bytes / (row[f"fast{key}_token_us"] * 1e-6) / (bw * 1e9)
         if "hf" in impls:
             log(f"batch {B}: transformers generate ...")
             run_hf = lambda n: hf.generate(ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n,  # noqa: E731
@@ -207,8 +227,7 @@ def main() -> None:
             run_static(args.new)  # a second call: the CUDA graphs recorded, caches reused
             t, _ = timed(lambda: run_static(args.new), args.fast_repeats)
             row["hf_static_tokens_per_s"] = B * args.new / t
-            t_short, _ = timed(lambda: run_static(args.new // 4), args.fast_repeats)
-            row["hf_static_token_us"] = per_token_us(t, t_short, args.new)
+            row["hf_static_token_us"] = per_token_us(t, args.new)
             row["hf_static_mbu"] = step_bytes / (row["hf_static_token_us"] * 1e-6) / (bw * 1e9)
             try:  # recorded, not fatal, as transformers' plain generate
                 row["hf_static_check"] = check_greedy("transformers generate (static, compiled)", ours, ids, reference,
@@ -220,8 +239,9 @@ def main() -> None:
             for k in ("ours_generate", "ours_fast"):
                 if f"{k}_tokens_per_s" in row:
                     row[f"{k}_vs_hf"] = row[f"{k}_tokens_per_s"] / row["hf_tokens_per_s"]
-        if "hf_static_tokens_per_s" in row and "ours_fast_tokens_per_s" in row:
-            row["ours_fast_vs_hf_static"] = row["ours_fast_tokens_per_s"] / row["hf_static_tokens_per_s"]
+        for key in ("", "_pad"):
+            if "hf_static_tokens_per_s" in row and f"ours_fast{key}_tokens_per_s" in row:
+                row[f"ours_fast{key}_vs_hf_static"] = row[f"ours_fast{key}_tokens_per_s"] / row["hf_static_tokens_per_s"]
         if "ours_fast_tokens_per_s" in row:
             row["fast_of_floor"] = row["ours_fast_tokens_per_s"] / floor
         res.add(**row)
@@ -231,13 +251,14 @@ def main() -> None:
           f"{args.new} new tokens, greedy, bf16")
     print("tokens/s (new tokens over the whole call); µs per new token and MBU of the decode loop")
     print(f"{'batch':>5} {'transformers':>13} {'hf static':>10} {'ours generate':>14} {'ours fast':>10} "
-          f"{'fast/hf':>8} {'fast/static':>12} {'fast µs':>8} {'fast MBU':>9} {'static µs':>10} {'static MBU':>11} "
+          f"{'fast/hf':>8} {'fast/static':>12} {'pad fast':>9} {'pad/static':>11} {'fast µs':>8} {'fast MBU':>9} {'static µs':>10} {'static MBU':>11} "
           f"{'floor':>9}")
     for r in res.data["rows"]:
         f = lambda k, spec=".0f": format(r[k], spec) if isinstance(r.get(k), float) else "-"  # noqa: E731
         print(f"{r['batch']:>5} {f('hf_tokens_per_s'):>13} {f('hf_static_tokens_per_s'):>10} "
               f"{f('ours_generate_tokens_per_s'):>14} {f('ours_fast_tokens_per_s'):>10} {f('ours_fast_vs_hf', '.1f'):>8} "
-              f"{f('ours_fast_vs_hf_static', '.2f'):>12} {f('fast_token_us'):>8} {f('fast_mbu', '.1%'):>9} "
+              f"{f('ours_fast_vs_hf_static', '.2f'):>12} {f('ours_fast_pad_tokens_per_s'):>9} "
+              f"{f('ours_fast_pad_vs_hf_static', '.2f'):>11} {f('fast_token_us'):>8} {f('fast_mbu', '.1%'):>9} "
               f"{f('hf_static_token_us'):>10} {f('hf_static_mbu', '.1%'):>11} {f('floor_tokens_per_s'):>9}")
 
 
