@@ -285,13 +285,13 @@ class LlamaAttention(nn.Module):
         q, k = q.to(v.dtype), k.to(v.dtype)
         if past_key_values is not None:
             k, v = past_key_values.update(self.layer_idx, k, v, cache_position)  # (B, nkv, S, hd)
-        n_rep = self.n_head // self.n_kv_head
-        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, nh, S, hd)
+        n_rep = q.shape[1] // k.shape[1]  # query heads per key/value head
 
         path = check_attn_implementation(self.config.attn_implementation, "config.attn_implementation")
         if path == "sdpa" and not (self.hook_attn_scores.has_hooks or self.hook_pattern.has_hooks):
-            y = self._sdpa(q, k, v, attention_mask)
+            y = self._sdpa(q, k, v, attention_mask)  # repeats the heads only where it must
         else:
+            k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, nh, S, hd)
             if attention_mask is None:
                 attention_mask = causal_mask(q.shape[2], k.shape[2], q.device)[None, None]
             pattern = attention_pattern(q, k, attention_mask, self.scale, self.hook_attn_scores)
@@ -301,16 +301,26 @@ class LlamaAttention(nn.Module):
         return self.o_proj(rearrange(z, "b t nh hd -> b t (nh hd)"))
 
     def _sdpa(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
-        """The same attention through PyTorch's fused kernels (mlab_tfs.attention.sdpa)."""
+        """The same attention through PyTorch's fused kernels (mlab_tfs.attention.sdpa).
+
+        q: (B, nh, T, hd); k, v: (B, nkv, S, hd), not yet repeated. Without a mask (causal
+        over the whole sequence, or one new query) the kernel reads each key/value head for
+        its n_rep query heads itself (``enable_gqa``, the same numbers as repeat_kv, as
+        transformers' sdpa path does when it has no mask), so the repeated copy of k and v
+        is never made. With a mask the heads are repeated first: the fused kernels fall back
+        to the math kernel for a masked grouped call (transformers' ``use_gqa_in_sdpa``).
+        """
         dropout = self.attn_dropout.p if self.training else 0.0
         T, S = q.shape[2], k.shape[2]
+        gqa = q.shape[1] != k.shape[1]
         if mask is None:
             if T == S:
-                return sdpa(q, k, v, None, self.scale, dropout, is_causal=True)
+                return sdpa(q, k, v, None, self.scale, dropout, is_causal=True, enable_gqa=gqa)
             if T == 1:
-                return sdpa(q, k, v, None, self.scale, dropout)
+                return sdpa(q, k, v, None, self.scale, dropout, enable_gqa=gqa)
             mask = causal_mask(T, S, q.device)[None, None]
-        return sdpa(q, k, v, mask, self.scale, dropout)
+        n_rep = q.shape[1] // k.shape[1]
+        return sdpa(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), mask, self.scale, dropout)
 
 
 class LlamaDecoderLayer(nn.Module):
