@@ -222,7 +222,8 @@ class LlamaAttention(nn.Module):
     RMSNorm over each head's hd dimensions of the queries and keys, before the rotation).
 
     The cache holds the nkv rotated key heads and the value heads (GPT-2's KVCache); they are
-    repeated to nh heads (``repeat_kv``) only for the product with the queries.
+    repeated to nh heads (``repeat_kv``) only for the product with the queries (and not at all
+    on the sdpa path without a mask, where the kernel reads them unrepeated: ``_sdpa``).
 
     Hook points (TransformerLens's names): ``hook_q`` (B, T, nh, hd), ``hook_k``, ``hook_v``
     (B, T, nkv, hd), the projections of the new positions (before QK-norm, as
