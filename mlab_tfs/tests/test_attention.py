@@ -100,7 +100,8 @@ def test_enable_gqa_equals_the_repeated_heads(monkeypatch, has_gqa, masked):
 
     monkeypatch.setattr(attention, "_SDPA_HAS_GQA", has_gqa)
     g = torch.Generator().manual_seed(3)
-    q, k, v = torch.randn(2, 6, 5, 4, generator=g), torch.randn(2, 2, 5, 4, generator=g), torch.randn(2, 2, 5, 4, generator=g)
+    q = torch.randn(2, 6, 5, 4, generator=g)
+    k, v = torch.randn(2, 2, 5, 4, generator=g), torch.randn(2, 2, 5, 4, generator=g)
     k3, v3 = k.repeat_interleave(3, dim=1), v.repeat_interleave(3, dim=1)
     allowed = torch.ones(5, 5, dtype=torch.bool).tril()
     if masked:
@@ -109,6 +110,6 @@ def test_enable_gqa_equals_the_repeated_heads(monkeypatch, has_gqa, masked):
     else:
         y, ref = sdpa(q, k, v, None, 0.5, is_causal=True, enable_gqa=True), _by_hand(q, k3, v3, allowed, 0.5)
     assert_close(y, ref, name="sdpa(enable_gqa=True)", atol=1e-6)
-    assert_close(y, sdpa(q, k3, v3, None if not masked else mask, 0.5, is_causal=not masked), name="against repeated heads",
-                 atol=1e-6)
+    repeated = sdpa(q, k3, v3, mask if masked else None, 0.5, is_causal=not masked)
+    assert_close(y, repeated, name="against repeated heads", atol=1e-6)
     assert not torch.allclose(y[:, 0], y[:, 3]), "heads 0 and 3 read different kv heads"

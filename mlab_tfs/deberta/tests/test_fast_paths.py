@@ -61,7 +61,8 @@ def _inputs(cfg, seed=0):
 @pytest.mark.parametrize("name", list(DEBERTA_CONFIGS))
 def test_attention_equals_the_written_formula(hf_models, name):
     cfg = config_of(hf_models[name])
-    attn = load_into(solution.DisentangledSelfAttention(cfg), hf_models[name], "deberta.encoder.layer.0.attention.self.")
+    attn = solution.DisentangledSelfAttention(cfg)
+    attn = load_into(attn, hf_models[name], "deberta.encoder.layer.0.attention.self.")
     x, keep, rel, rel_emb = _inputs(cfg)
     x.requires_grad_(True)
     points = [p for p in ("hook_c2p_scores", "hook_p2c_scores") if hasattr(attn, p)]
