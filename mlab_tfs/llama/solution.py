@@ -309,11 +309,13 @@ class LlamaAttention(nn.Module):
         its n_rep query heads itself (``enable_gqa``, the same numbers as repeat_kv, as
         transformers' sdpa path does when it has no mask), so the repeated copy of k and v
         is never made. With a mask the heads are repeated first: the fused kernels fall back
-        to the math kernel for a masked grouped call (transformers' ``use_gqa_in_sdpa``).
+        to the math kernel for a masked grouped call (transformers' ``use_gqa_in_sdpa``). On
+        a GPU only in half precision, where the flash kernel takes grouped heads; a float32
+        grouped call there could leave the memory-efficient kernel for the math one.
         """
         dropout = self.attn_dropout.p if self.training else 0.0
         T, S = q.shape[2], k.shape[2]
-        gqa = q.shape[1] != k.shape[1]
+        gqa = q.shape[1] != k.shape[1] and (q.device.type == "cpu" or q.dtype in (torch.float16, torch.bfloat16))
         if mask is None:
             if T == S:
                 return sdpa(q, k, v, None, self.scale, dropout, is_causal=True, enable_gqa=gqa)
