@@ -10,7 +10,8 @@ section):
                                                  the optimizer step, ours with its levers (padded vocabulary)
   generate  benchmarks/gpt2_generate.py          greedy generation, batch 1, 8 and 64
   suffix    benchmarks/sampling_suffix_scoring.py --device cuda --model gpt2-124m -n 64 256
-  cpu       benchmarks/cpu_forward.py            (only with --sections ...,cpu: meant for a 2-core CPU)
+  cpu       benchmarks/cpu_forward.py            (only with --sections ...,cpu: meant for a 2-core CPU;
+                                                  GPT-2, BERT, DeBERTa, Llama, Qwen3, each default path)
 
 The decode-step profile (variants of generate_fast's compiled step, kernels per step, MBU)
 has its own command, about 5 minutes:
@@ -43,7 +44,7 @@ SECTIONS = {
     "generate": (["gpt2_generate.py", "--impls", "hf_static,ours,fast,fast_pad"], 300),
     "suffix": (["sampling_suffix_scoring.py", "--device", "cuda", "--model", "gpt2-124m", "-n", "64", "256",
                 "--repeats", "2"], 80),
-    "cpu": (["cpu_forward.py"], 300),
+    "cpu": (["cpu_forward.py"], 600),
 }
 
 
@@ -157,10 +158,14 @@ def table(results: dict) -> list[str]:
         lines.append(f"| suffix scoring | {suffix['status']} | | | | |")
 
     cpu = results.get("cpu", {})
+    threads = cpu.get("threads")
     for r in cpu.get("rows", []):
-        best = r["best_ours"]
-        lines.append(f"| CPU forward, ms | {r['model']} {r['batch']}x{r['tokens']}, {best} | {r['ms'][best]:.1f} | "
-                     f"{r['ms']['transformers (sdpa)']:.1f} | {r['best_ours_over_transformers_sdpa']:.2f}x time | <= 1.0x |")
+        attn = r.get("attn_implementation", {})
+        lines.append(f"| CPU forward, ms ({threads} threads) | {r['model']} {r['batch']}x{r['tokens']}, defaults "
+                     f"({attn.get('ours')} / {attn.get('transformers')}) | {r['ms']['ours (default)']:.1f} | "
+                     f"{r['ms']['transformers (default)']:.1f} | {r['ours_over_transformers']:.2f}x time | <= 1.0x |")
+    if cpu and cpu.get("status") != "ok":
+        lines.append(f"| CPU forward | {cpu['status']} | | | | |")
     lines.append("")
     lines.append("sections: " + ", ".join(f"{n} {r.get('status')} ({r.get('wall_s', 0):.0f} s)" for n, r in results.items()))
     return lines

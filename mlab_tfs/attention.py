@@ -22,6 +22,8 @@ import torch.nn.functional as F
 Tensor = torch.Tensor
 
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
+# F.scaled_dot_product_attention's enable_gqa appeared in PyTorch 2.5.
+_SDPA_HAS_GQA = torch.__version__ >= "2.5"
 
 
 def additive_mask(mask: Tensor, dtype: torch.dtype) -> Tensor:
@@ -53,14 +55,17 @@ def sees_any_key(mask: Tensor) -> Tensor:
 
 
 def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float, dropout_p: float = 0.0,
-         is_causal: bool = False) -> Tensor:
+         is_causal: bool = False, enable_gqa: bool = False) -> Tensor:
     """``F.scaled_dot_product_attention`` with the zero-output rule for blind queries.
 
     q: (B, nh, T, hs), k and v: (B, nh, S, hs); mask: None or bool broadcastable to
     (B, nh, T, S) (its last two dims (T or 1, S)), True = may attend. ``is_causal`` (mask
     None): query t sees keys 0 .. S - T + t, the queries being the last T of the S
     positions (a KV cache holds the first S - T), as ``gpt2.solution.causal_mask``; with
-    T == S the kernel's own causal masking. Returns (B, nh, T, hs).
+    T == S the kernel's own causal masking. ``enable_gqa``: k and v may have nkv heads, nh
+    a multiple of nkv, query head h reading key/value head h // (nh // nkv) (the layout of
+    ``llama.solution.repeat_kv``), without the repeated copy (PyTorch >= 2.5; before,
+    the heads are repeated here). Returns (B, nh, T, hs).
 
     Raises ValueError for a mask whose last two dims are not (T or 1, S), for both a mask
     and ``is_causal``, and for ``is_causal`` with more queries than keys; TypeError for a
@@ -73,6 +78,13 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float, dro
     may run, in training as well, and all of them agree with the hand-written path.
     """
     T, S = q.shape[-2], k.shape[-2]
+    gqa = {}
+    if enable_gqa and q.shape[-3] != k.shape[-3]:
+        if _SDPA_HAS_GQA:
+            gqa = dict(enable_gqa=True)
+        else:
+            n_rep = q.shape[-3] // k.shape[-3]
+            k, v = k.repeat_interleave(n_rep, dim=-3), v.repeat_interleave(n_rep, dim=-3)
     if mask is not None and is_causal:
         raise ValueError("sdpa: pass either a mask or is_causal=True, not both")
     if mask is None and is_causal and T != S:
@@ -82,13 +94,13 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float, dro
         # sits at position S - T + t.
         mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
     if mask is None:
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal, scale=scale)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal, scale=scale, **gqa)
     check_bool_mask("mask", mask)
     if mask.dim() < 2 or mask.shape[-1] != S or mask.shape[-2] not in (1, T):
         raise ValueError(f"sdpa: mask must end in (T or 1, S) = ({T} or 1, {S}) for {T} queries and {S} keys, "
                          f"got shape {tuple(mask.shape)}")
     seen = sees_any_key(mask)  # (B, 1, T, 1)
-    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~seen, dropout_p=dropout_p, scale=scale)
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~seen, dropout_p=dropout_p, scale=scale, **gqa)
     return y.masked_fill(~seen, 0.0)  # (B, nh, T, hs)
 
 

@@ -191,10 +191,14 @@ class DisentangledSelfAttention(nn.Module):
         q = self.hook_q(split(self.query_proj(hidden_states)))  # (B, T, nh, hs)
         k = self.hook_k(split(self.key_proj(hidden_states)))
         v = self.hook_v(split(self.value_proj(hidden_states)))
-        q, k, v = (rearrange(t, "b t nh hs -> b nh t hs") for t in (q, k, v))
+        # Head-major and contiguous once: q and k are each read by two matmuls (content and a
+        # relative term), which would otherwise copy a permuted view each time.
+        q, k, v = (rearrange(t, "b t nh hs -> b nh t hs").contiguous() for t in (q, k, v))
 
+        # Dividing k^T (B, nh, hs, T) by the scale, as transformers does, costs less than
+        # dividing the (B, nh, T, T) scores.
         scale = math.sqrt(self.head_dim * self.scale_factor)
-        scores = torch.matmul(q, k.transpose(-1, -2)) / scale  # (B, nh, T, T) content->content
+        scores = torch.matmul(q, k.transpose(-1, -2) / scale)  # (B, nh, T, T) content->content
         if self.relative_attention:
             scores = scores + self.disentangled_attention_bias(q, k, relative_pos, self.pos_dropout(rel_embeddings))
 
@@ -222,16 +226,20 @@ class DisentangledSelfAttention(nn.Module):
         per_head = lambda t: rearrange(t, "r (nh hs) -> nh r hs", nh=self.num_attention_heads)  # noqa: E731
         scale = math.sqrt(self.head_dim * self.scale_factor)
         rel_embeddings = rel_embeddings[: 2 * self.att_span]
-        score = torch.zeros((), dtype=query.dtype, device=query.device)
+        # Each table (nh, 2k, hs) is divided by the scale before its product: the gathered
+        # term comes out divided, and no (B, nh, T, T) division is needed (equal up to rounding).
+        terms = []
         if "c2p" in self.pos_att_type:
             proj = self.key_proj if self.share_att_key else self.pos_key_proj
             pos_key = per_head(proj(rel_embeddings))  # (nh, 2k, hs)
-            score = score + self.hook_c2p_scores(c2p_scores(query, pos_key, relative_pos, self.att_span) / scale)
+            terms.append(self.hook_c2p_scores(c2p_scores(query, pos_key / scale, relative_pos, self.att_span)))
         if "p2c" in self.pos_att_type:
             proj = self.query_proj if self.share_att_key else self.pos_query_proj
             pos_query = per_head(proj(rel_embeddings))  # (nh, 2k, hs)
-            score = score + self.hook_p2c_scores(p2c_scores(key, pos_query, relative_pos, self.att_span) / scale)
-        return score
+            terms.append(self.hook_p2c_scores(p2c_scores(key, pos_query / scale, relative_pos, self.att_span)))
+        if not terms:
+            return torch.zeros((), dtype=query.dtype, device=query.device)
+        return terms[0] if len(terms) == 1 else terms[0] + terms[1]
 
 
 # ---------------------------------------------------------------------------------------

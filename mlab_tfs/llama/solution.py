@@ -222,7 +222,8 @@ class LlamaAttention(nn.Module):
     RMSNorm over each head's hd dimensions of the queries and keys, before the rotation).
 
     The cache holds the nkv rotated key heads and the value heads (GPT-2's KVCache); they are
-    repeated to nh heads (``repeat_kv``) only for the product with the queries.
+    repeated to nh heads (``repeat_kv``) only for the product with the queries (and not at all
+    on the sdpa path without a mask, where the kernel reads them unrepeated: ``_sdpa``).
 
     Hook points (TransformerLens's names): ``hook_q`` (B, T, nh, hd), ``hook_k``, ``hook_v``
     (B, T, nkv, hd), the projections of the new positions (before QK-norm, as
@@ -285,14 +286,14 @@ class LlamaAttention(nn.Module):
         q, k = q.to(v.dtype), k.to(v.dtype)
         if past_key_values is not None:
             k, v = past_key_values.update(self.layer_idx, k, v, cache_position)  # (B, nkv, S, hd)
-        n_rep = self.n_head // self.n_kv_head
+        n_rep = q.shape[1] // k.shape[1]  # query heads per key/value head
         path = check_attn_implementation(self.config.attn_implementation, "config.attn_implementation")
         fused = path == "sdpa" and not (self.hook_attn_scores.has_hooks or self.hook_pattern.has_hooks)
         if fused and uses_decode_attention(past_key_values, q, attention_mask, self.training):
             # The compiled decode step: the nkv cached heads are read as they are, not repeated.
             y = decode_attention(q, k, v, attention_mask, self.scale)
         elif fused:
-            y = self._sdpa(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), attention_mask)  # (B, nh, S, hd)
+            y = self._sdpa(q, k, v, attention_mask)  # repeats the heads only where it must
         else:
             k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, nh, S, hd)
             if attention_mask is None:
@@ -304,16 +305,28 @@ class LlamaAttention(nn.Module):
         return self.o_proj(rearrange(z, "b t nh hd -> b t (nh hd)"))
 
     def _sdpa(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
-        """The same attention through PyTorch's fused kernels (mlab_tfs.attention.sdpa)."""
+        """The same attention through PyTorch's fused kernels (mlab_tfs.attention.sdpa).
+
+        q: (B, nh, T, hd); k, v: (B, nkv, S, hd), not yet repeated. Without a mask (causal
+        over the whole sequence, or one new query) the kernel reads each key/value head for
+        its n_rep query heads itself (``enable_gqa``, the same numbers as repeat_kv, as
+        transformers' sdpa path does when it has no mask), so the repeated copy of k and v
+        is never made. With a mask the heads are repeated first: the fused kernels fall back
+        to the math kernel for a masked grouped call (transformers' ``use_gqa_in_sdpa``). On
+        a GPU only in half precision, where the flash kernel takes grouped heads; a float32
+        grouped call there could leave the memory-efficient kernel for the math one.
+        """
         dropout = self.attn_dropout.p if self.training else 0.0
         T, S = q.shape[2], k.shape[2]
+        gqa = q.shape[1] != k.shape[1] and (q.device.type == "cpu" or q.dtype in (torch.float16, torch.bfloat16))
         if mask is None:
             if T == S:
-                return sdpa(q, k, v, None, self.scale, dropout, is_causal=True)
+                return sdpa(q, k, v, None, self.scale, dropout, is_causal=True, enable_gqa=gqa)
             if T == 1:
-                return sdpa(q, k, v, None, self.scale, dropout)
+                return sdpa(q, k, v, None, self.scale, dropout, enable_gqa=gqa)
             mask = causal_mask(T, S, q.device)[None, None]
-        return sdpa(q, k, v, mask, self.scale, dropout)
+        n_rep = q.shape[1] // k.shape[1]
+        return sdpa(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), mask, self.scale, dropout)
 
 
 class LlamaDecoderLayer(nn.Module):

@@ -89,3 +89,27 @@ def test_check_attn_implementation(bad):
     assert check_attn_implementation("eager") == "eager" and check_attn_implementation("sdpa") == "sdpa"
     with pytest.raises(ValueError, match=r"where: must be one of \('eager', 'sdpa'\), got"):
         check_attn_implementation(bad, "where:")
+
+
+@pytest.mark.parametrize("has_gqa", [True, False], ids=["enable_gqa", "repeated (PyTorch < 2.5)"])
+@pytest.mark.parametrize("masked", [False, True], ids=["causal", "masked"])
+def test_enable_gqa_equals_the_repeated_heads(monkeypatch, has_gqa, masked):
+    """Six query heads over two key/value heads: query head h reads kv head h // 3, the same
+    numbers as repeating each kv head three times in a row (repeat_kv's layout)."""
+    import mlab_tfs.attention as attention
+
+    monkeypatch.setattr(attention, "_SDPA_HAS_GQA", has_gqa)
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(2, 6, 5, 4, generator=g)
+    k, v = torch.randn(2, 2, 5, 4, generator=g), torch.randn(2, 2, 5, 4, generator=g)
+    k3, v3 = k.repeat_interleave(3, dim=1), v.repeat_interleave(3, dim=1)
+    allowed = torch.ones(5, 5, dtype=torch.bool).tril()
+    if masked:
+        mask = allowed & torch.tensor([True, True, False, True, True])  # key 2 hidden too
+        y, ref = sdpa(q, k, v, mask, 0.5, enable_gqa=True), _by_hand(q, k3, v3, mask, 0.5)
+    else:
+        y, ref = sdpa(q, k, v, None, 0.5, is_causal=True, enable_gqa=True), _by_hand(q, k3, v3, allowed, 0.5)
+    assert_close(y, ref, name="sdpa(enable_gqa=True)", atol=1e-6)
+    repeated = sdpa(q, k3, v3, mask if masked else None, 0.5, is_causal=not masked)
+    assert_close(y, repeated, name="against repeated heads", atol=1e-6)
+    assert not torch.allclose(y[:, 0], y[:, 3]), "heads 0 and 3 read different kv heads"

@@ -45,9 +45,9 @@ PLANTS = {
     "no_scale": [(_FORWARD_SCALE, "        scale = 1.0\n        scores = torch.matmul"),
                  ("        scale = math.sqrt(self.head_dim * self.scale_factor)\n        rel_embeddings",
                   "        scale = 1.0\n        rel_embeddings")],
-    "relative_terms_unscaled": [("c2p_scores(query, pos_key, relative_pos, self.att_span) / scale",
+    "relative_terms_unscaled": [("c2p_scores(query, pos_key / scale, relative_pos, self.att_span)",
                                  "c2p_scores(query, pos_key, relative_pos, self.att_span)"),
-                                ("p2c_scores(key, pos_query, relative_pos, self.att_span) / scale",
+                                ("p2c_scores(key, pos_query / scale, relative_pos, self.att_span)",
                                  "p2c_scores(key, pos_query, relative_pos, self.att_span)")],
     "share_att_key_ignored": [
         ("            proj = self.key_proj if self.share_att_key else self.pos_key_proj\n",
