@@ -47,8 +47,9 @@ class FusedOps:
 
     ``fused_ops``: read at every forward. The class default is True; ``hand_written()``
     turns the default off for its block; an instance's own value (set by
-    ``mlab_tfs.gpt2.fast.use_fused_ops``) wins over both. A plain attribute: the state dict,
-    ``copy.deepcopy``, pickling and ``torch.compile`` (which guards on it) see it as any other.
+    ``mlab_tfs.gpt2.fast.use_fused_ops``) wins over both. A plain attribute, not in the state
+    dict: ``copy.deepcopy`` and pickling keep it, and ``torch.compile`` guards on it (a change
+    compiles again; no graph break).
     """
 
     fused_ops: bool = True
