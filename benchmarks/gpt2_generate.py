@@ -7,11 +7,22 @@ For each batch size (default 1, 8, 64; prompts of 256 random tokens, 256 new tok
 eos off so every row runs to the end):
 
 - transformers: ``model.generate(do_sample=False)`` with its default (dynamic) cache;
+- transformers, static compiled: ``model.generate(..., cache_implementation="static")``, its
+  own fast path: on a GPU generate compiles the decode forward itself
+  (``_valid_auto_compile_criteria``, ``get_compiled_call``: torch.compile with its
+  CompileConfig, mode="reduce-overhead"); a warm-up call of the same shapes compiles and
+  captures it before timing, and the run stops if no compiled call was made;
 - ours, generate: ``mlab_tfs.sampling.generate``, the eager loop over the model's dynamic KV cache;
 - ours, generate_fast: ``mlab_tfs.sampling.fast.generate_fast``, a static KV cache and a
-  decode step compiled with torch.compile(mode="reduce-overhead") (CUDA graphs).
+  decode step compiled with torch.compile(mode="reduce-overhead") (CUDA graphs);
+- ours, generate_fast, padded vocabulary (fast_pad): the same on a copy of our model whose
+  vocabulary mlab_tfs.gpt2.fast.pad_vocab padded to 50,304 rows (same logits; the head's
+  matrix without a ragged edge).
 
-tokens/s counts new tokens (batch x 256) over the whole call, prefill included. Before any
+tokens/s counts new tokens (batch x 256) over the whole call, prefill included; µs/token
+(generate_fast and transformers' static path) is the same call's time over its 256 new
+tokens (so the prefill, about 1% of it, is included), and MBU the bandwidth use: the
+floor's bytes per step over that time over the copy bandwidth. Before any
 timing, the greedy outputs are checked: where generate_fast's (or transformers') tokens
 first differ from our eager generate's in a row, the token it chose must be a greedy
 choice of the eager model within bf16 rounding (its logit within --tie-tol of the
@@ -109,12 +120,22 @@ def floor_tokens_per_s(model, batch: int, prompt: int, new: int, bandwidth_gbs: 
     return batch / (step_bytes / (bandwidth_gbs * 1e9)), step_bytes
 
 
+IMPLS = ("hf", "hf_static", "ours", "fast", "fast_pad")
+
+
+def per_token_us(t: float, new: int) -> float:
+    """µs per new token: the whole call's time over its new tokens (the prefill included: one
+    forward of the prompt, about 1% of a 256-token call; timing a shorter call instead would
+    need other cache shapes, so another compile and capture)."""
+    return t / new * 1e6
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--batches", default="1,8,64")
     p.add_argument("--prompt", type=int, default=256)
     p.add_argument("--new", type=int, default=256)
-    p.add_argument("--impls", default="hf,ours,fast")
+    p.add_argument("--impls", default="hf,hf_static,ours,fast,fast_pad", help=f"comma-separated, of {IMPLS}")
     p.add_argument("--repeats", type=int, default=1, help="timed runs of the eager generators (median)")
     p.add_argument("--fast-repeats", type=int, default=3, help="timed runs of generate_fast (median)")
     p.add_argument("--tie-tol", type=float, default=0.125,
@@ -137,6 +158,16 @@ def main() -> None:
                   tie_tol=args.tie_tol)
     log(f"{describe(res.data['environment'])}; device copy bandwidth {bw:.0f} GB/s")
     impls = args.impls.split(",")
+    unknown = set(impls) - set(IMPLS)
+    if unknown:
+        raise SystemExit(f"unknown --impls {sorted(unknown)}; expected some of {IMPLS}")
+    padded = None
+    if "fast_pad" in impls:  # the same weights, the vocabulary padded to a multiple of 64 (50,304 rows)
+        import copy
+
+        from mlab_tfs.gpt2.fast import pad_vocab
+
+        padded = pad_vocab(copy.deepcopy(ours), 64)
     V = ours.config.vocab_size
     for B in (int(b) for b in args.batches.split(",")):
         g = torch.Generator().manual_seed(B)
@@ -153,17 +184,22 @@ def main() -> None:
         t, reference = timed(eager, args.repeats)
         row["ours_generate_tokens_per_s"] = B * args.new / t
 
-        if "fast" in impls:
-            log(f"batch {B}: ours, generate_fast: compiling and capturing ...")
-            fast = lambda: generate_fast(ours, ids, mask, max_new_tokens=args.new)  # noqa: E731
+        for impl, key, model in (("fast", "", ours), ("fast_pad", "_pad", padded)):
+            if impl not in impls:
+                continue
+            label = "generate_fast" + (" (padded vocabulary)" if key else "")
+            log(f"batch {B}: ours, {label}: compiling and capturing ...")
+            fast = lambda m=model, n=args.new: generate_fast(m, ids, mask, max_new_tokens=n)  # noqa: E731
             t0 = time.perf_counter()
             first = fast()
             _sync()
-            row["fast_first_call_s"] = time.perf_counter() - t0
-            row["fast_check"] = check_greedy("generate_fast", ours, ids, reference, first, args.tie_tol)
-            log(f"batch {B}: generate_fast agrees with eager generate: {row['fast_check']}")
+            row[f"fast{key}_first_call_s"] = time.perf_counter() - t0
+            row[f"fast{key}_check"] = check_greedy(label, ours, ids, reference, first, args.tie_tol)
+            log(f"batch {B}: {label} agrees with eager generate: {row[f'fast{key}_check']}")
             t, _ = timed(fast, args.fast_repeats)
-            row["ours_fast_tokens_per_s"] = B * args.new / t
+            row[f"ours_fast{key}_tokens_per_s"] = B * args.new / t
+            row[f"fast{key}_token_us"] = per_token_us(t, args.new)
+            row[f"fast{key}_mbu"] = step_bytes / (row[f"fast{key}_token_us"] * 1e-6) / (bw * 1e9)
         if "hf" in impls:
             log(f"batch {B}: transformers generate ...")
             run_hf = lambda n: hf.generate(ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n,  # noqa: E731
@@ -176,10 +212,36 @@ def main() -> None:
             except SystemExit as e:
                 row["hf_check"] = f"MISMATCH: {e}"
                 log(row["hf_check"])
+        if "hf_static" in impls:
+            log(f"batch {B}: transformers generate, static cache, compiled: compiling and capturing ...")
+            run_static = lambda n: hf.generate(ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n,  # noqa: E731
+                                               do_sample=False, pad_token_id=0, cache_implementation="static")
+            t0 = time.perf_counter()
+            out = run_static(args.new)  # the warm-up: compiles and captures for these shapes
+            _sync()
+            row["hf_static_first_call_s"] = time.perf_counter() - t0
+            row["hf_static_compiled"] = getattr(hf, "_compiled_call", None) is not None
+            if device == "cuda" and not row["hf_static_compiled"]:  # on a CPU transformers does not compile
+                raise SystemExit("transformers' generate(cache_implementation='static') did not compile its decode "
+                                 "forward (no _compiled_call): the anchor would be its eager path")
+            run_static(args.new)  # a second call: the CUDA graphs recorded, caches reused
+            t, _ = timed(lambda: run_static(args.new), args.fast_repeats)
+            row["hf_static_tokens_per_s"] = B * args.new / t
+            row["hf_static_token_us"] = per_token_us(t, args.new)
+            row["hf_static_mbu"] = step_bytes / (row["hf_static_token_us"] * 1e-6) / (bw * 1e9)
+            try:  # recorded, not fatal, as transformers' plain generate
+                row["hf_static_check"] = check_greedy("transformers generate (static, compiled)", ours, ids, reference,
+                                                      out, args.tie_tol)
+            except SystemExit as e:
+                row["hf_static_check"] = f"MISMATCH: {e}"
+                log(row["hf_static_check"])
         if "hf_tokens_per_s" in row:
             for k in ("ours_generate", "ours_fast"):
                 if f"{k}_tokens_per_s" in row:
                     row[f"{k}_vs_hf"] = row[f"{k}_tokens_per_s"] / row["hf_tokens_per_s"]
+        for key in ("", "_pad"):
+            if "hf_static_tokens_per_s" in row and f"ours_fast{key}_tokens_per_s" in row:
+                row[f"ours_fast{key}_vs_hf_static"] = row[f"ours_fast{key}_tokens_per_s"] / row["hf_static_tokens_per_s"]
         if "ours_fast_tokens_per_s" in row:
             row["fast_of_floor"] = row["ours_fast_tokens_per_s"] / floor
         res.add(**row)
@@ -187,12 +249,17 @@ def main() -> None:
     res.done()
     print(f"\n{describe(res.data['environment'])}; copy bandwidth {bw:.0f} GB/s; prompt {args.prompt}, "
           f"{args.new} new tokens, greedy, bf16")
-    print(f"{'batch':>5} {'transformers':>13} {'ours generate':>14} {'ours fast':>10} {'fast/hf':>8} {'floor':>9}")
+    print("tokens/s (new tokens over the whole call); µs per new token and MBU of the decode loop")
+    print(f"{'batch':>5} {'transformers':>13} {'hf static':>10} {'ours generate':>14} {'ours fast':>10} "
+          f"{'fast/hf':>8} {'fast/static':>12} {'pad fast':>9} {'pad/static':>11} {'fast µs':>8} {'fast MBU':>9} {'static µs':>10} {'static MBU':>11} "
+          f"{'floor':>9}")
     for r in res.data["rows"]:
-        f = lambda k: f"{r[k]:.0f}" if k in r else "-"  # noqa: E731
-        ratio = f"{r['ours_fast_vs_hf']:.1f}x" if "ours_fast_vs_hf" in r else "-"
-        print(f"{r['batch']:>5} {f('hf_tokens_per_s'):>13} {f('ours_generate_tokens_per_s'):>14} "
-              f"{f('ours_fast_tokens_per_s'):>10} {ratio:>8} {f('floor_tokens_per_s'):>9}")
+        f = lambda k, spec=".0f": format(r[k], spec) if isinstance(r.get(k), float) else "-"  # noqa: E731
+        print(f"{r['batch']:>5} {f('hf_tokens_per_s'):>13} {f('hf_static_tokens_per_s'):>10} "
+              f"{f('ours_generate_tokens_per_s'):>14} {f('ours_fast_tokens_per_s'):>10} {f('ours_fast_vs_hf', '.1f'):>8} "
+              f"{f('ours_fast_vs_hf_static', '.2f'):>12} {f('ours_fast_pad_tokens_per_s'):>9} "
+              f"{f('ours_fast_pad_vs_hf_static', '.2f'):>11} {f('fast_token_us'):>8} {f('fast_mbu', '.1%'):>9} "
+              f"{f('hf_static_token_us'):>10} {f('hf_static_mbu', '.1%'):>11} {f('floor_tokens_per_s'):>9}")
 
 
 if __name__ == "__main__":

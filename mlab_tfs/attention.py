@@ -116,3 +116,46 @@ class AttnImplementationMixin:
         """
         check_attn_implementation(attn_implementation, "set_attn_implementation: attn_implementation")
         self.config.attn_implementation = attn_implementation
+
+
+def uses_decode_attention(cache: object, q: Tensor, mask: Tensor | None, training: bool) -> bool:
+    """Whether an attention layer's "sdpa" path runs ``decode_attention``: one query per row
+    (q (B, nh, 1, hs)) over a static KV cache whose ``decode_attention`` flag is set, with its
+    mask (B or 1, 1, 1, M), and no dropout (not training). Everywhere else, ``sdpa``."""
+    return (getattr(cache, "is_static", False) and getattr(cache, "decode_attention", False)
+            and q.shape[2] == 1 and mask is not None and not training)
+
+
+def decode_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: float) -> Tensor:
+    """Attention of one new query per row over a static KV cache's whole buffers, written as
+    broadcast products and sums that torch.compile's inductor fuses (mask, scale, softmax
+    and the weighted sum in a few kernels) instead of a fused-attention kernel call plus its
+    mask preparation. For the decode step of ``mlab_tfs.sampling.fast`` (T == 1, no
+    dropout); the same function as ``sdpa`` and the hand-written attention (tested equal).
+
+    q: (B, nh, 1, hs); k, v: (B, nkv, M, hs) with nh a multiple of nkv (grouped-query
+    attention: query head h reads key/value head h // (nh // nkv), as ``repeat_kv``, without
+    repeating the cache); mask: bool (B or 1, 1, 1, M), True = may attend. Scores, softmax
+    and the weighted sum in float32 (as the fused kernels accumulate); returns (B, nh, 1, hs)
+    in v's dtype. A query that sees no key gets a zero output (the module's rule).
+
+    Raises ValueError for more than one query, heads that do not divide, or a mask not
+    ending in (1, M); TypeError for a mask that is not bool.
+    """
+    B, nh, T, hs = q.shape
+    nkv, M = k.shape[1], k.shape[2]
+    if T != 1:
+        raise ValueError(f"decode_attention: one query per row (T == 1), got q of shape {tuple(q.shape)}")
+    if nh % nkv or v.shape != k.shape:
+        raise ValueError(f"decode_attention: q has {nh} heads, k {tuple(k.shape)} and v {tuple(v.shape)}: k and v "
+                         f"must share a shape whose head count divides q's")
+    check_bool_mask("mask", mask)
+    if mask.dim() != 4 or mask.shape[1:] != (1, 1, M):
+        raise ValueError(f"decode_attention: mask must be (B or 1, 1, 1, M={M}), got shape {tuple(mask.shape)}")
+    qg = q.reshape(B, nkv, nh // nkv, 1, hs).float()  # (B, nkv, rep, 1, hs): the heads sharing a key head
+    scores = (qg * k[:, :, None].float()).sum(-1) * scale  # (B, nkv, rep, M)
+    allowed = mask.reshape(mask.shape[0], 1, 1, M)
+    scores = scores.masked_fill(~allowed, torch.finfo(torch.float32).min)
+    pattern = torch.softmax(scores, dim=-1).masked_fill(~allowed.any(dim=-1, keepdim=True), 0.0)
+    y = (pattern[..., None] * v[:, :, None].float()).sum(-2)  # (B, nkv, rep, hs)
+    return y.reshape(B, nh, 1, hs).to(v.dtype)

@@ -234,7 +234,13 @@ def check_fits(model: torch.nn.Module, state_dict: StateDict, source: str) -> No
     """Raise one CheckpointError listing every missing key, unexpected key and shape (or
     integer/float) mismatch."""
     # Every name load_state_dict accepts: a tied parameter under both of its names too.
-    expected = {**dict(model.named_parameters(remove_duplicate=False)), **model.state_dict()}
+    saved = model.state_dict()
+    expected = {**dict(model.named_parameters(remove_duplicate=False)), **saved}
+    for alias, source in getattr(model, "tied_weights", {}).items():
+        # A tied alias that state_dict() leaves out has its source's saved shape (a padded
+        # vocabulary, mlab_tfs.gpt2.fast.pad_vocab, saves fewer rows than the Parameter has).
+        if alias not in saved and source in saved and alias in expected:
+            expected[alias] = saved[source]
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     mismatched = [

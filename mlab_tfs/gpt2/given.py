@@ -168,8 +168,9 @@ def _cache_tensors(cache: Any) -> tuple[list[str], list[Tensor | None]]:
     return names, [*cache._keys, *cache._values]
 
 
-def _cache_flatten(cache: Any) -> tuple[list[Tensor | None], tuple[int, bool, int | None]]:
-    return _cache_tensors(cache)[1], (cache.n_layer, cache.is_static, getattr(cache, "max_len", None))
+def _cache_flatten(cache: Any) -> tuple[list[Tensor | None], tuple[int, bool, int | None, bool]]:
+    return _cache_tensors(cache)[1], (cache.n_layer, cache.is_static, getattr(cache, "max_len", None),
+                                      cache.decode_attention)
 
 
 def _cache_flatten_with_keys(cache: Any) -> tuple[list[tuple[Any, Tensor | None]], Any]:
@@ -179,12 +180,12 @@ def _cache_flatten_with_keys(cache: Any) -> tuple[list[tuple[Any, Tensor | None]
     return [(GetAttrKey(n), t) for n, t in zip(names, tensors)], _cache_flatten(cache)[1]
 
 
-def _cache_unflatten(cls: type, tensors: Any, context: tuple[int, bool, int | None]) -> Any:
-    n_layer, is_static, max_len = context
+def _cache_unflatten(cls: type, tensors: Any, context: tuple[int, bool, int | None, bool]) -> Any:
+    n_layer, is_static, max_len, decode = context
     tensors = list(tensors)
     cache = cls(n_layer)
     if is_static:
-        cache.is_static, cache.max_len = True, max_len
+        cache.is_static, cache.max_len, cache.decode_attention = True, max_len, decode
         for name, t in zip(_cache_names(n_layer, True), tensors):
             cache.register_buffer(name, t, persistent=False)
     else:
@@ -206,6 +207,10 @@ class KVCacheBase(nn.Module):
       then has the same shapes, so a decode step compiles once and replays as a CUDA graph
       (PyTorch's gpt-fast; transformers' ``StaticCache``). Module buffers, not plain
       attributes: torch.compile treats buffers as static addresses, which CUDA graphs need.
+      ``decode_attention`` (False unless set, as generate_fast's decode_attention=True sets
+      it): True makes one new token per row attend through
+      ``mlab_tfs.attention.decode_attention`` (sums inductor fuses) on the attention layers'
+      "sdpa" path; False keeps ``F.scaled_dot_product_attention`` there.
 
     ``reorder_cache`` and ``batch_repeat_interleave`` are transformers' Cache method names
     (in place), so beam search treats this cache as it treats transformers'. ``check_update``
@@ -228,6 +233,7 @@ class KVCacheBase(nn.Module):
         _positive("KVCache", n_layer=n_layer)
         self.n_layer = n_layer
         self.is_static = False
+        self.decode_attention = False  # see the class docstring
         self._keys: list[Tensor | None] = [None] * n_layer
         self._values: list[Tensor | None] = [None] * n_layer
 
@@ -247,6 +253,7 @@ class KVCacheBase(nn.Module):
                             f"{dtype!r}")
         cache = cls(n_layer)
         cache.is_static = True
+        cache.decode_attention = False
         cache.max_len = max_len
         shape = (batch_size, n_head, max_len, head_dim)
         for i in range(n_layer):

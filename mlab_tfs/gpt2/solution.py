@@ -30,8 +30,10 @@ from mlab_tfs.attention import (  # noqa: F401  (ATTN_IMPLEMENTATIONS, additive_
     additive_mask,
     check_attn_implementation,
     check_bool_mask,
+    decode_attention,
     sdpa,
     sees_any_key,
+    uses_decode_attention,
 )
 from mlab_tfs.checkpoints import StateDict, save_tied_weights_once
 from mlab_tfs.fused import FusedOps, fused_activation
@@ -260,7 +262,10 @@ class GPT2Attention(nn.Module):
 
         path = check_attn_implementation(self.config.attn_implementation, "config.attn_implementation")
         if path == "sdpa" and not (self.hook_attn_scores.has_hooks or self.hook_pattern.has_hooks):
-            y = self._sdpa(q, k, v, attention_mask)
+            if uses_decode_attention(past_key_values, q, attention_mask, self.training):  # the compiled decode step
+                y = decode_attention(q, k, v, attention_mask, self.scale)
+            else:
+                y = self._sdpa(q, k, v, attention_mask)
         else:
             if attention_mask is None:
                 attention_mask = causal_mask(q.shape[2], k.shape[2], q.device)[None, None]

@@ -31,7 +31,7 @@ from einops import rearrange
 from torch import nn
 
 from mlab_tfs.activations import get_activation
-from mlab_tfs.attention import check_attn_implementation, check_bool_mask, sdpa
+from mlab_tfs.attention import check_attn_implementation, check_bool_mask, decode_attention, sdpa, uses_decode_attention
 from mlab_tfs.checkpoints import StateDict, save_tied_weights_once
 from mlab_tfs.fused import HAS_RMS_NORM, FusedOps
 from mlab_tfs.gpt2.solution import Embedding, KVCache, attention_pattern, causal_mask, lm_loss
@@ -296,12 +296,15 @@ class LlamaAttention(nn.Module):
         if past_key_values is not None:
             k, v = past_key_values.update(self.layer_idx, k, v, cache_position)  # (B, nkv, S, hd)
         n_rep = self.n_head // self.n_kv_head
-        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, nh, S, hd)
-
         path = check_attn_implementation(self.config.attn_implementation, "config.attn_implementation")
-        if path == "sdpa" and not (self.hook_attn_scores.has_hooks or self.hook_pattern.has_hooks):
-            y = self._sdpa(q, k, v, attention_mask)
+        fused = path == "sdpa" and not (self.hook_attn_scores.has_hooks or self.hook_pattern.has_hooks)
+        if fused and uses_decode_attention(past_key_values, q, attention_mask, self.training):
+            # The compiled decode step: the nkv cached heads are read as they are, not repeated.
+            y = decode_attention(q, k, v, attention_mask, self.scale)
+        elif fused:
+            y = self._sdpa(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), attention_mask)  # (B, nh, S, hd)
         else:
+            k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, nh, S, hd)
             if attention_mask is None:
                 attention_mask = causal_mask(q.shape[2], k.shape[2], q.device)[None, None]
             pattern = attention_pattern(q, k, attention_mask, self.scale, self.hook_attn_scores)

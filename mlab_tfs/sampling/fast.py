@@ -9,6 +9,11 @@ draws from the same distributions), but is built for a GPU:
   ``torch.compile(mode="reduce-overhead")`` compiles it once and replays it as a CUDA
   graph, one launch per token instead of hundreds of kernel launches (as in PyTorch's
   gpt-fast);
+- inside the step, each new token attends through ``F.scaled_dot_product_attention``, or
+  with ``decode_attention=True`` through ``mlab_tfs.attention.decode_attention`` (products
+  and sums that inductor fuses; the Llama cache's key/value heads read without repeating
+  them; slower than sdpa on an H200 at batch 1, so not the default), and with ``linear_as_sums`` a one-row step's linear layers run as matrix-vector sums
+  (``mlab_tfs.gpt2.fast.LinearAsSums``) that fuse their bias and what follows;
 - the step reads nothing back to the host: token choice, per-row eos and padding all
   happen on the device; whether every row has finished is checked only every
   ``check_every`` steps, and the extra tokens are cut off at the end.
@@ -32,7 +37,7 @@ from typing import Any, Callable, Sequence, Unpack
 
 import torch
 
-from mlab_tfs.gpt2.fast import static_forward
+from mlab_tfs.gpt2.fast import LinearAsSums, static_forward
 from mlab_tfs.gpt2.solution import KVCache
 from mlab_tfs.inputs import check_bool, check_int
 from mlab_tfs.sampling.given import check_generator, check_prompt, model_n_positions
@@ -48,6 +53,7 @@ class _Options:
 
     sampling: SamplingOptions  # checked once, in generate_fast
     fill: int | None
+    linear_as_sums: int = 0  # rows up to which the linear layers run as sums (LinearAsSums); 0: never
 
     @property
     def needs_history(self) -> bool:
@@ -90,7 +96,11 @@ def _make_step(opts: _Options) -> Callable[..., tuple[Tensor, Tensor]]:
     def decode_step(model, cache, token, position, cache_position, unfinished, eos, tokens, first_new, noise):
         """One new token per row: token, position (B, 1); cache_position (1,) its cache
         column. Returns the next tokens (B,) and the rows still running (B,)."""
-        logits = static_forward(model, token, position, cache, cache_position)[:, -1].float()  # (B, V)
+        if opts.linear_as_sums:
+            with LinearAsSums(opts.linear_as_sums):
+                logits = static_forward(model, token, position, cache, cache_position)[:, -1].float()  # (B, V)
+        else:
+            logits = static_forward(model, token, position, cache, cache_position)[:, -1].float()
         nxt = _choose(logits, opts, tokens, cache.key_mask, cache_position, first_new, noise)
         return _finish(nxt, unfinished, eos, opts.fill)
 
@@ -132,17 +142,30 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-def _step_for(model: Any, opts: _Options, compile: bool, compile_options: dict | None) -> Callable:
+def compile_kwargs(on_gpu: bool, compile_options: dict | None = None) -> dict:
+    """torch.compile's arguments for the decode step: fullgraph, static shapes and, on a GPU,
+    CUDA graphs, updated with ``compile_options``. torch.compile refuses both ``mode`` and
+    ``options``: given ``options`` (inductor settings, e.g. ``{"coordinate_descent_tuning":
+    True}``) and no ``mode``, the CUDA graphs of mode="reduce-overhead" are kept as its
+    ``"triton.cudagraphs": True`` entry (unless the options set it)."""
+    kwargs = dict(fullgraph=True, dynamic=False, mode="reduce-overhead" if on_gpu else None)
+    extra = dict(compile_options or {})
+    if "options" in extra and "mode" not in extra:
+        kwargs.pop("mode")
+        extra["options"] = {"triton.cudagraphs": on_gpu, **(extra["options"] or {})}
+    kwargs.update(extra)
+    return kwargs
+
+
+def _step_for(model: Any, opts: _Options, compile: bool, compile_options: dict | None,
+              decode_attention: bool) -> Callable:
     state = _STATE.setdefault(model, {})
     settings = _frozen(compile_options or {})
-    key = ("step", opts, compile, settings)
+    key = ("step", opts, compile, settings, decode_attention)
     if key not in state:
         step = _make_step(opts)
         if compile:
-            on_gpu = model.lm_head.weight.is_cuda
-            kwargs = dict(fullgraph=True, dynamic=False, mode="reduce-overhead" if on_gpu else None)
-            kwargs.update(compile_options or {})
-            step = torch.compile(step, **kwargs)
+            step = torch.compile(step, **compile_kwargs(model.lm_head.weight.is_cuda, compile_options))
         state[key] = step
     return state[key]
 
@@ -165,6 +188,8 @@ def generate_fast(
     compile: bool = True,
     compile_options: dict | None = None,
     check_every: int = 16,
+    decode_attention: bool = False,
+    linear_as_sums: int = 0,
     **sampling: Unpack[SamplingKeywords],
 ) -> Tensor:
     """``generate`` for our GPT2LMHeadModel or LlamaForCausalLM over a static KV cache, with a compiled decode step.
@@ -177,8 +202,17 @@ def generate_fast(
     GPU mode="reduce-overhead", i.e. CUDA graphs); compile_options: extra torch.compile
     arguments (e.g. ``{"backend": "aot_eager"}``; a name torch.compile does not take is a
     TypeError naming it). The first call for a batch size and length compiles; later
-    calls with the same shapes reuse it. check_every: how many
+    calls with the same shapes reuse it. With ``options`` and no ``mode`` in compile_options,
+    the GPU's CUDA graphs are kept (``compile_kwargs``). check_every: how many
     steps between checks (one host sync each) whether every row has finished (an int >= 1).
+    decode_attention: each new token attends through ``mlab_tfs.attention.decode_attention``
+    (sums that inductor fuses, the cache's key/value heads read without repeating them) on
+    the model's "sdpa" path; False (the default): through ``F.scaled_dot_product_attention``
+    as in the prefill, which measured faster on an H200 (benchmarks/README.md, "Where a decode
+    step's time goes"). The same tokens either way (tested).
+    linear_as_sums: an int >= 0; when the batch is at most this many rows, the decode step's
+    linear layers run as matrix-vector sums (``mlab_tfs.gpt2.fast.LinearAsSums``), which
+    inductor fuses with the bias and the work after them; 0 (the default): matrix-multiply calls.
     Every argument is checked as generate checks it (lists placed on the model's device, a
     tensor or generator elsewhere a ValueError naming it and both devices); options and
     ``**sampling`` as generate's, except options.no_repeat_ngram_size > 0, which is
@@ -207,11 +241,13 @@ def generate_fast(
         raise TypeError(f"compile_options has {', '.join(map(repr, unknown))}, which torch.compile does not take "
                         f"(it takes {', '.join(sorted(known))})")
     check_every = check_int("check_every", check_every, minimum=1)
+    decode_attention = check_bool("decode_attention", decode_attention)
+    linear_as_sums = check_int("linear_as_sums", linear_as_sums, minimum=0)
     input_ids, attention_mask, max_new_tokens, pad_token_id, eos = p
     device = input_ids.device
     check_generator(generator, device)
     fill = pad_token_id if pad_token_id is not None else (int(eos[0]) if eos is not None else None)
-    opts = _Options(o, fill)
+    opts = _Options(o, fill, linear_as_sums if input_ids.shape[0] <= linear_as_sums else 0)
     do_sample = opts.sampling.do_sample
     B, T = input_ids.shape
     W = T + max_new_tokens
@@ -220,7 +256,8 @@ def generate_fast(
     M = _round_up(W, 64) if limit is None else min(_round_up(W, 64), limit)
     cache = _cache_for(model, B, M)
     cache.reset(attention_mask)
-    step = _step_for(model, opts, compile, compile_options)
+    cache.decode_attention = decode_attention  # read by the attention layers at T == 1 (the decode steps)
+    step = _step_for(model, opts, compile, compile_options, decode_attention)
     V = model.lm_head.out_features
 
     tokens = torch.full((B, W), fill if fill is not None else 0, dtype=torch.long, device=device)

@@ -147,3 +147,153 @@ def test_static_cache_rejects_bad_shapes(checkpoints):
     for not_static, kind in ((solution.KVCache(2), "a dynamic KVCache"), (None, "a NoneType"), ((), "a tuple")):
         with pytest.raises(TypeError, match=f"cache must be a static KVCache .*got {kind}"):
             fast.static_forward(model, ids, ids, not_static, torch.tensor([0]))
+
+
+# ---------------------------------------------------------------------------------------
+# decode_attention: the static cache's one-query attention (the compiled decode step's)
+# ---------------------------------------------------------------------------------------
+
+from mlab_tfs import attention  # noqa: E402
+
+
+def _hand_written(q, k, v, mask, scale):
+    """attention_pattern and the weighted sum, the cache's kv heads repeated as repeat_kv does."""
+    rep = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    return torch.matmul(solution.attention_pattern(q, k, mask, scale), v)
+
+
+@pytest.mark.parametrize("nh,nkv", [(4, 4), (4, 2), (6, 1)], ids=["mha", "gqa", "mqa"])
+def test_decode_attention_equals_hand_written(nh, nkv):
+    g = torch.Generator().manual_seed(nh * 10 + nkv)
+    B, M, hs = 3, 9, 8
+    q = torch.randn(B, nh, 1, hs, generator=g)
+    k, v = torch.randn(B, nkv, M, hs, generator=g), torch.randn(B, nkv, M, hs, generator=g)
+    mask = torch.ones(B, 1, 1, M, dtype=torch.bool)
+    mask[0, ..., :3] = False  # left padding
+    mask[1, ..., 6:] = False  # later columns (not written yet)
+    mask[2] = False  # a query that sees no key: zero output
+    got = attention.decode_attention(q, k, v, mask, scale=hs**-0.5)
+    expected = _hand_written(q, k, v, mask, hs**-0.5)
+    assert got.shape == (B, nh, 1, hs) and got.dtype == v.dtype
+    assert_close(got, expected, name="decode_attention vs the hand-written attention", atol=1e-6)
+    assert torch.equal(got[2], torch.zeros_like(got[2])), "a query that sees no key outputs 0"
+    assert_close(attention.decode_attention(q, k, v, mask[:1], scale=0.3), _hand_written(q, k, v, mask[:1], 0.3),
+                 name="decode_attention, a mask shared by the batch", atol=1e-6)
+    # Half precision: float32 inside, as the fused kernels accumulate; within bf16 rounding of float32.
+    half = attention.decode_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask, scale=hs**-0.5)
+    assert half.dtype == torch.bfloat16
+    assert_close(half.float(), expected, name="decode_attention in bf16", atol=2e-2)
+
+
+def test_decode_attention_refuses_what_it_is_not_for():
+    q, k = torch.zeros(1, 4, 2, 8), torch.zeros(1, 4, 5, 8)
+    mask = torch.ones(1, 1, 1, 5, dtype=torch.bool)
+    with pytest.raises(ValueError, match="one query per row"):
+        attention.decode_attention(q, k, k, mask, 1.0)
+    with pytest.raises(ValueError, match="head count divides"):
+        attention.decode_attention(q[:, :, :1], torch.zeros(1, 3, 5, 8), torch.zeros(1, 3, 5, 8), mask, 1.0)
+    with pytest.raises(ValueError, match=r"mask must be \(B or 1, 1, 1, M=5\), got shape \(1, 1, 2, 5\)"):
+        attention.decode_attention(q[:, :, :1], k, k, torch.ones(1, 1, 2, 5, dtype=torch.bool), 1.0)
+    with pytest.raises(TypeError, match="mask must be a bool tensor"):
+        attention.decode_attention(q[:, :, :1], k, k, mask.float(), 1.0)
+
+
+def _count_calls(monkeypatch):
+    calls = []
+    real = solution.decode_attention
+
+    def counted(*args, **kwargs):
+        calls.append(args[0].shape)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(solution, "decode_attention", counted)
+    return calls
+
+
+@pytest.mark.parametrize("name", list(GPT2_CONFIGS))
+@pytest.mark.parametrize("decode", [True, False], ids=["decode_attention", "sdpa"])
+def test_static_decode_steps_equal_hand_written(checkpoints, monkeypatch, name, decode):
+    """The static path's one-token steps (decode_attention, or sdpa with the flag off) give the
+    hand-written attention's logits (1e-5), left padding included; decode_attention runs only
+    at T == 1 over a static cache, once per layer and step."""
+    eager = solution.GPT2LMHeadModel.from_pretrained(checkpoints[name], attn_implementation="eager")
+    fused = solution.GPT2LMHeadModel.from_pretrained(checkpoints[name])
+    ids, mask, _ = left_padded_batch(eager.config.vocab_size, [7, 3, 6], seed=12)
+    with torch.no_grad():
+        expected, _ = _static_steps(eager, ids, mask, prefix=3, max_len=ids.shape[1] + 4)
+        calls = _count_calls(monkeypatch)
+        cache_flag = solution.KVCache.static
+        monkeypatch.setattr(solution.KVCache, "static", classmethod(
+            lambda cls, *a, **kw: _with_flag(cache_flag.__func__(cls, *a, **kw), decode)))
+        got, cache = _static_steps(fused, ids, mask, prefix=3, max_len=ids.shape[1] + 4)
+    assert cache.decode_attention is decode
+    assert_close(got, expected, name=f"static one-token steps ({'decode_attention' if decode else 'sdpa'})",
+                 atol=1e-5)
+    n_steps = ids.shape[1] - 3
+    assert len(calls) == (n_steps * fused.config.n_layer if decode else 0)
+    assert all(s[2] == 1 for s in calls), "decode_attention only for one new token"
+
+
+def _with_flag(cache, flag):
+    cache.decode_attention = flag
+    return cache
+
+
+def test_static_decode_steps_are_causal(checkpoints):
+    """Whatever the cache's later columns hold (stale values of another text), a step's logits
+    are those of a clean run: no output at t depends on a column after t."""
+    model = solution.GPT2LMHeadModel.from_pretrained(checkpoints["base"])
+    ids, mask, pos = left_padded_batch(97, [6, 4], seed=13)
+    B, T = ids.shape
+    with torch.no_grad():
+        clean, _ = _static_steps(model, ids, mask, prefix=2, max_len=T + 3)
+        cache = solution.KVCache.for_model(model, B, T + 3)
+        cache.reset(mask)
+        g = torch.Generator().manual_seed(1)
+        for t in range(T):
+            for buf in (*cache.keys, *cache.values):  # garbage in every column after t
+                buf[:, :, t + 1 :] = torch.randn(buf[:, :, t + 1 :].shape, generator=g) * 5
+            step = fast.static_forward(model, ids[:, t : t + 1], pos[:, t : t + 1], cache, torch.tensor([t]))
+            assert_close(step, clean[:, t : t + 1], name=f"logits at step {t} with garbage after it", atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------
+# LinearAsSums: one-row linear layers as matrix-vector sums
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_as_sums_equals_linear(bias):
+    g = torch.Generator().manual_seed(3)
+    lin = torch.nn.Linear(12, 7, bias=bias)
+    for shape in ((1, 1, 12), (3, 1, 12), (12,)):
+        x = torch.randn(shape, generator=g)
+        with torch.no_grad(), fast.LinearAsSums(3):
+            got = lin(x)
+        assert_close(got, lin(x).detach(), name=f"LinearAsSums on {shape}", atol=1e-6)
+    x = torch.randn(4, 1, 12, generator=g)  # 4 rows > 3: F.linear itself, bit for bit
+    with torch.no_grad(), fast.LinearAsSums(3):
+        assert torch.equal(lin(x), lin(x).detach())
+    with torch.no_grad(), fast.LinearAsSums(1):
+        half = lin.bfloat16()(x[:1].bfloat16())
+    assert half.dtype == torch.bfloat16
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="max_rows must be an int >= 1"):
+            fast.LinearAsSums(bad)
+
+
+@pytest.mark.parametrize("name", list(GPT2_CONFIGS))
+def test_static_decode_steps_with_linear_as_sums_equal_hand_written(checkpoints, name):
+    eager = solution.GPT2LMHeadModel.from_pretrained(checkpoints[name], attn_implementation="eager")
+    fused = solution.GPT2LMHeadModel.from_pretrained(checkpoints[name])
+    ids, mask, pos = left_padded_batch(eager.config.vocab_size, [7, 3, 6], seed=14)
+    with torch.no_grad():
+        expected, _ = _static_steps(eager, ids, mask, prefix=3, max_len=ids.shape[1] + 2)
+        cache = solution.KVCache.for_model(fused, 3, ids.shape[1] + 2)
+        cache.reset(mask)
+        steps = [fast.static_forward(fused, ids[:, :3], pos[:, :3], cache, torch.arange(3))]
+        with fast.LinearAsSums(3):
+            for t in range(3, ids.shape[1]):
+                steps.append(fast.static_forward(fused, ids[:, t : t + 1], pos[:, t : t + 1], cache, torch.tensor([t])))
+    assert_close(torch.cat(steps, 1), expected, name="static steps with LinearAsSums", atol=1e-5)

@@ -18,8 +18,7 @@ _V = "v = v.transpose(1, 2)  # (B, nkv, T, hd)"
 _QK = "q, k = self.q_norm(q), self.k_norm(k)"
 _CACHE = ("        if past_key_values is not None:\n"
           "            k, v = past_key_values.update(self.layer_idx, k, v, cache_position)  # (B, nkv, S, hd)\n"
-          "        n_rep = self.n_head // self.n_kv_head\n"
-          "        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, nh, S, hd)\n")
+          "        n_rep = self.n_head // self.n_kv_head\n")
 _ATTN = ("attn = self.self_attn(self.input_layernorm(x), cos, sin, attention_mask, past_key_values, cache_position)\n"
          "        x = self.hook_resid_mid(x + self.hook_attn_out(attn))\n"
          "        return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(self.post_attention_layernorm(x))))")
@@ -75,7 +74,8 @@ PLANTS: dict[str, list[tuple[str, str]]] = {
                                             "        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, nh, S, hd)\n"
                                             "        if past_key_values is not None:\n"
                                             "            k, v = past_key_values.update(self.layer_idx, k, v, "
-                                            "cache_position)\n")],
+                                            "cache_position)\n"
+                                            "        n_rep = 1  # the heads are repeated already\n")],
     # 7. QK-norm
     "qk_norm_after_rotary": [("        if self.qk_norm:\n            " + _QK + "\n", ""),
                              (_V, _V + "\n        if self.qk_norm:\n            " + _QK)],

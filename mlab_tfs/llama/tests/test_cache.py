@@ -180,3 +180,54 @@ def test_cache_under_bfloat16_autocast(llama, checkpoints, hf_models, name):
     assert cache.keys[0].dtype == cache.values[0].dtype == torch.bfloat16
     real = mask.bool()
     assert_close(steps.float()[real], full.float()[real], atol=2e-2, rtol=0, name="logits")
+
+
+# ------------------------------------------------- the decode step's attention (static cache)
+
+
+@pytest.mark.solution_only
+@pytest.mark.parametrize("decode", [True, False], ids=["decode_attention", "sdpa"])
+@pytest.mark.parametrize("name", [GQA, LLAMA3, QWEN3])
+def test_static_decode_steps_equal_hand_written(llama, checkpoints, hf_models, monkeypatch, name, decode):
+    """One token at a time over a static cache, through decode_attention (the nkv cached heads
+    read without repeat_kv) or, with the cache's flag off, sdpa: the hand-written attention's
+    logits (1e-5), left padding included; decode_attention once per layer and one-token step."""
+    eager, _ = pair(llama, checkpoints, hf_models, name, "eager")
+    fused, _ = pair(llama, checkpoints, hf_models, name, "sdpa")
+    ids, mask, _ = left_padded_batch(eager.config.vocab_size, [9, 5, 7], seed=9)
+    expected, _ = _static(eager, ids, mask)
+    calls, real = [], llama.decode_attention
+    monkeypatch.setattr(llama, "decode_attention", lambda q, *a: calls.append(q.shape) or real(q, *a))
+    static = KVCache.static
+    monkeypatch.setattr(KVCache, "static", classmethod(
+        lambda cls, *a, **kw: _flagged(static.__func__(cls, *a, **kw), decode)))
+    got, cache = _static(fused, ids, mask)
+    assert cache.decode_attention is decode
+    real_cols = mask.bool()
+    assert_close(got[real_cols], expected[real_cols], name=f"{name} static one-token steps (decode={decode})",
+                 atol=1e-5)
+    assert len(calls) == ((ids.shape[1] - 3) * eager.config.num_hidden_layers if decode else 0)
+
+
+def _flagged(cache, flag):
+    cache.decode_attention = flag
+    return cache
+
+
+@pytest.mark.parametrize("name", [GQA, QWEN3])
+def test_static_decode_steps_ignore_later_columns(llama, checkpoints, hf_models, name):
+    """Whatever a static cache's later columns hold (another text's stale keys and values), a
+    one-token step's logits are those of a clean run: no output at t depends on a column after t."""
+    model, _ = pair(llama, checkpoints, hf_models, name)
+    ids, mask, _ = left_padded_batch(model.config.vocab_size, [7, 4], seed=10)
+    clean, _ = _static(model, ids, mask, prefix=1)
+    cache = KVCache.for_model(model, ids.shape[0], 16)
+    cache.reset(mask)
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for t in range(ids.shape[1]):
+            for buf in (*cache.keys, *cache.values):
+                buf[:, :, t + 1:] = torch.randn(buf[:, :, t + 1:].shape, generator=g) * 5
+            step = model(ids[:, t:t + 1], position_ids=positions(mask)[:, t:t + 1], past_key_values=cache,
+                         cache_position=torch.tensor([t])).logits
+            assert_close(step, clean[:, t:t + 1], name=f"{name} logits at step {t} with garbage after it", atol=1e-5)

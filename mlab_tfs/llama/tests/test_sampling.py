@@ -106,6 +106,10 @@ def test_generate_fast_equals_generate(llama, checkpoints, hf_models, name):
     expected = sampling.generate(model, ids, mask, max_new_tokens=10, pad_token_id=0)
     _equal(generate_fast(model, ids, mask, max_new_tokens=10, pad_token_id=0, compile=False), expected,
            f"{name}: generate_fast, greedy")
+    # The decode step's other paths: sdpa (the repeated heads) and the linear layers as sums.
+    for variant in (dict(decode_attention=False), dict(linear_as_sums=4)):
+        _equal(generate_fast(model, ids, mask, max_new_tokens=10, pad_token_id=0, compile=False, **variant),
+               expected, f"{name}: generate_fast, greedy, {variant}")
     # Sampling from top_k=1 draws the argmax whatever the noise: the greedy tokens again.
     got = generate_fast(model, ids, mask, max_new_tokens=10, pad_token_id=0, do_sample=True, top_k=1,
                         compile=False, generator=torch.Generator().manual_seed(3))

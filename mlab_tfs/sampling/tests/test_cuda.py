@@ -163,3 +163,22 @@ def test_generate_fast_on_cuda(model_pairs):
     with pytest.raises(ValueError, match="generator is on cpu"):
         generate_fast(gpu, ids.to(CUDA), mask.to(CUDA), max_new_tokens=4, pad_token_id=0, do_sample=True,
                       compile=False, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.solution_only
+@pytest.mark.parametrize("variant", [dict(), dict(decode_attention=False),
+                                     dict(compile_options={"options": {"coordinate_descent_tuning": True}}),
+                                     dict(linear_as_sums=4,
+                                          compile_options={"options": {"coordinate_descent_tuning": True}})], ids=str)
+def test_compiled_generate_fast_variants_on_cuda(model_pairs, variant):
+    """The compiled CUDA-graph decode step of every variant decode_profile.py times (decode_attention,
+    sdpa, inductor's coordinate-descent tuning, the linear layers as sums): generate's tokens (float32)."""
+    from mlab_tfs.sampling import solution
+    from mlab_tfs.sampling.fast import generate_fast
+
+    cpu = model_pairs["base"]["ours"]
+    gpu = copy.deepcopy(cpu).to(CUDA)
+    ids, mask = padded_batch(VOCAB, [5, 3, 4], seed=18)
+    expected = solution.generate(cpu, ids, mask, max_new_tokens=10, pad_token_id=0)
+    got = generate_fast(gpu, ids.to(CUDA), mask.to(CUDA), max_new_tokens=10, pad_token_id=0, **variant)
+    assert_tokens_equal(got.cpu(), expected, f"compiled generate_fast on CUDA, {variant}")

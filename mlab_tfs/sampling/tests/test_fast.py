@@ -31,13 +31,14 @@ def an_eos_that_fires_at_different_steps(model, ids, mask, max_new_tokens):
 
 
 @pytest.mark.parametrize("name", ["base", "deep_narrow_heads"])
-def test_greedy_equals_generate(model_pairs, name):
+@pytest.mark.parametrize("variant", [dict(), dict(decode_attention=False), dict(linear_as_sums=4)], ids=str)
+def test_greedy_equals_generate(model_pairs, name, variant):
     model = model_pairs[name]["ours"]
     V = model.config.vocab_size
     ids, mask = padded_batch(V, [6, 2, 5, 4], seed=3)
     expected = solution.generate(model, ids, mask, max_new_tokens=12, pad_token_id=0)
-    got = generate_fast(model, ids, mask, max_new_tokens=12, pad_token_id=0, compile=False)
-    assert_tokens_equal(got, expected, "generate_fast, greedy, left-padded")
+    got = generate_fast(model, ids, mask, max_new_tokens=12, pad_token_id=0, compile=False, **variant)
+    assert_tokens_equal(got, expected, f"generate_fast, greedy, left-padded, {variant}")
 
 
 @pytest.mark.parametrize("check_every", [1, 4, 16])
@@ -83,11 +84,13 @@ def test_compiled_step_without_graph_breaks(model_pairs):
     model = model_pairs["deep_narrow_heads"]["ours"]
     ids, mask = padded_batch(model.config.vocab_size, [6, 2, 5], seed=11)
     eos = an_eos_that_fires_at_different_steps(model, ids, mask, 8)
-    for kwargs in (dict(), dict(eos_token_id=eos), dict(repetition_penalty=1.3, frequency_penalty=0.2)):
+    for kwargs, fast_only in ((dict(), {}), (dict(eos_token_id=eos), {}),
+                              (dict(repetition_penalty=1.3, frequency_penalty=0.2), {}),
+                              (dict(), dict(decode_attention=False)), (dict(), dict(linear_as_sums=3))):
         expected = solution.generate(model, ids, mask, max_new_tokens=10, pad_token_id=0, **kwargs)
         got = generate_fast(model, ids, mask, max_new_tokens=10, pad_token_id=0, compile=True,
-                            compile_options={"backend": "aot_eager"}, **kwargs)
-        assert_tokens_equal(got, expected, f"generate_fast compiled (aot_eager) with {kwargs}")
+                            compile_options={"backend": "aot_eager"}, **fast_only, **kwargs)
+        assert_tokens_equal(got, expected, f"generate_fast compiled (aot_eager) with {kwargs}, {fast_only}")
 
 
 def test_compiled_step_inductor_cpu(model_pairs):
@@ -172,6 +175,8 @@ def test_output_keeps_the_eos_when_every_row_finishes(model_pairs, check_every):
     (dict(eos_token_id=97), ValueError, "eos_token_id"), (dict(check_every=1.5), TypeError, "check_every"),
     (dict(check_every=True), TypeError, "check_every"), (dict(compile=1), TypeError, "compile"),
     (dict(compile_options="aot_eager"), TypeError, "compile_options"), (dict(generator=3), TypeError, "generator"),
+    (dict(decode_attention=1), TypeError, "decode_attention must be True or False"),
+    (dict(linear_as_sums=-1), ValueError, "linear_as_sums"), (dict(linear_as_sums=1.0), TypeError, "linear_as_sums"),
 ], ids=str)
 def test_bad_numbers_and_flags_are_refused_by_name(model_pairs, kwargs, error, word):
     ours = model_pairs["base"]["ours"]
@@ -204,3 +209,21 @@ def test_compile_options_take_torch_compile_arguments_only(model_pairs):
     assert_tokens_equal(got, expected, "generate_fast with a dict-valued compile option")
     with pytest.raises(TypeError, match="compile_options has 'bogus', which torch.compile does not take"):
         generate_fast(ours, ids, mask, max_new_tokens=3, pad_token_id=0, compile=False, compile_options={"bogus": 1})
+
+
+def test_compile_kwargs_keep_cuda_graphs_with_inductor_options():
+    """torch.compile takes mode or options, not both: inductor options alone keep the GPU's
+    CUDA graphs (reduce-overhead's "triton.cudagraphs"), unless they set it; a mode given is kept."""
+    from mlab_tfs.sampling.fast import compile_kwargs
+
+    base = dict(fullgraph=True, dynamic=False)
+    assert compile_kwargs(True) == {**base, "mode": "reduce-overhead"}
+    assert compile_kwargs(False) == {**base, "mode": None}
+    cdt = {"options": {"coordinate_descent_tuning": True}}
+    assert compile_kwargs(True, cdt) == {**base, "options": {"triton.cudagraphs": True,
+                                                             "coordinate_descent_tuning": True}}
+    assert compile_kwargs(False, cdt) == {**base, "options": {"triton.cudagraphs": False,
+                                                              "coordinate_descent_tuning": True}}
+    assert compile_kwargs(True, {"options": {"triton.cudagraphs": False}})["options"] == {"triton.cudagraphs": False}
+    assert compile_kwargs(True, {"mode": "max-autotune"}) == {**base, "mode": "max-autotune"}
+    assert cdt == {"options": {"coordinate_descent_tuning": True}}, "the caller's dict is not changed"
