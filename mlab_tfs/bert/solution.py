@@ -57,6 +57,7 @@ from mlab_tfs.bert.given import (  # noqa: F401  (re-exported: the part's givens
     init_bert_weights,
 )
 from mlab_tfs.checkpoints import StateDict, save_tied_weights_once
+from mlab_tfs.fused import FusedOps, fused_activation
 from mlab_tfs.gpt2.solution import Embedding, LayerNorm, attention_pattern  # the GPT-2 exercises
 from mlab_tfs.hooks import HookPoint, capture
 from mlab_tfs.inputs import (
@@ -191,9 +192,13 @@ class BertAttention(nn.Module):
         return self.output(self.self(x, mask), x)
 
 
-class BertIntermediate(nn.Module):
+class BertIntermediate(FusedOps, nn.Module):
     """First half of the MLP: C -> I, then the activation. Hook points: hook_pre (before the
-    activation), hook_post (after), both (B, T, I): TransformerLens's ``mlp.*``."""
+    activation), hook_post (after), both (B, T, I): TransformerLens's ``mlp.*``.
+
+    Fused kernel (``mlab_tfs.fused``): by default, with no hook on hook_pre or hook_post, the
+    exact ``gelu`` runs as one ``F.gelu`` on float32 / float64 input; ``self.act`` itself
+    otherwise or with ``fused_ops = False``."""
 
     def __init__(self, config: BertConfig):
         super().__init__()
@@ -203,7 +208,8 @@ class BertIntermediate(nn.Module):
         self.hook_post = HookPoint()  # (B, T, I)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, C) -> (B, T, I)
-        return self.hook_post(self.act(self.hook_pre(self.dense(x))))
+        act = fused_activation(self.act) if self.may_fuse(self.hook_pre, self.hook_post) else self.act
+        return self.hook_post(act(self.hook_pre(self.dense(x))))
 
 
 class BertOutput(nn.Module):

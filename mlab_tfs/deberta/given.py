@@ -27,6 +27,7 @@ from einops import rearrange
 from torch import nn
 
 from mlab_tfs.activations import ACTIVATIONS, get_activation
+from mlab_tfs.fused import FusedOps, fused_activation
 from mlab_tfs.checkpoints import CheckpointError, PretrainedMixin, StateDict, tie_weights
 from mlab_tfs.configs import (
     ConfigError, ConfigMixin, ConfigTypeError, check_bool, check_choice, check_encoder_fields, check_int,
@@ -289,11 +290,15 @@ class DebertaV2Attention(nn.Module):
         return self.output(context, hidden_states)
 
 
-class DebertaV2Intermediate(nn.Module):
+class DebertaV2Intermediate(FusedOps, nn.Module):
     """The MLP's first half: H -> intermediate_size, then the activation.
 
     Hook points (TransformerLens's ``mlp.hook_pre`` / ``mlp.hook_post``): before and after the
     activation, (B, T, intermediate_size).
+
+    Fused kernel (``mlab_tfs.fused``): by default, with no hook on hook_pre or hook_post, the
+    exact ``gelu`` runs as one ``F.gelu`` on float32 / float64 input; ``self.act`` itself
+    otherwise or with ``fused_ops = False``.
     """
 
     def __init__(self, config: DebertaV2Config):
@@ -304,7 +309,8 @@ class DebertaV2Intermediate(nn.Module):
         self.hook_post = HookPoint()
 
     def forward(self, hidden_states: Tensor) -> Tensor:
-        return self.hook_post(self.act(self.hook_pre(self.dense(hidden_states))))
+        act = fused_activation(self.act) if self.may_fuse(self.hook_pre, self.hook_post) else self.act
+        return self.hook_post(act(self.hook_pre(self.dense(hidden_states))))
 
 
 class DebertaV2Layer(nn.Module):

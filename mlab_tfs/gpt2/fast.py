@@ -1,5 +1,5 @@
-"""Fast paths for the GPT-2 solution, each an opt-in beside the hand-written code and
-tested equal to it (mlab_tfs/gpt2/tests/test_fast_paths.py).
+"""Fast paths for the GPT-2 solution beside the hand-written code, each tested equal to it
+(mlab_tfs/gpt2/tests/test_fast_paths.py, mlab_tfs/tests/test_fused.py).
 
 1. Decoding over a static KV cache (as in PyTorch's gpt-fast): ``KVCache.static`` /
    ``KVCache.for_model`` (mlab_tfs.gpt2.solution) preallocates (B, nh, max_len, hs) key and
@@ -10,9 +10,12 @@ tested equal to it (mlab_tfs/gpt2/tests/test_fast_paths.py).
    ``mlab_tfs.sampling.fast`` decodes with it. No second attention or model loop: the same
    modules, the same code as ``GPT2LMHeadModel.forward``. ``LinearAsSums`` runs the linear
    layers of a one-row step as matrix-vector sums that inductor fuses with their neighbours.
-2. Fused kernels for eager mode: ``use_fused_ops(model)`` (or ``with fused_ops(model):``)
-   runs the hand-written layer norms as ``F.layer_norm`` and the hand-written GELUs as
-   ``F.gelu``: one kernel each instead of several, same module names and weights.
+2. Fused kernels in eager mode, on by default: the solutions' layer norms run as one
+   ``F.layer_norm``, Llama's RMSNorms as one ``F.rms_norm`` and the MLPs' GELUs as one
+   ``F.gelu`` wherever that computes the same function (``mlab_tfs.fused`` says where);
+   the hand-written code runs for hooked calls, for the dtypes where the kernel would differ,
+   and after ``use_fused_ops(model, False)`` (or inside ``with fused_ops(model, False):``).
+   Same module names and weights either way.
 3. A padded vocabulary for training: ``pad_vocab(model, multiple=64)`` gives the token
    embedding and the head a multiple of 64 rows (50257 -> 50304, as nanoGPT), the extra rows
    zero and never seen: logits stay (B, T, vocab_size), a view (``PaddedLMHead``), and the
@@ -27,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import types
 from typing import Iterator
 
 import torch
@@ -35,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from mlab_tfs.fused import FusedOps
 from mlab_tfs.gpt2.solution import GPT2LMHeadModel, KVCache
 
 Tensor = torch.Tensor
@@ -102,79 +105,71 @@ class LinearAsSums(TorchFunctionMode):
 
 
 # ---------------------------------------------------------------------------------------
-# 2. Fused layer norm and GELU for eager mode
+# 2. The fused kernels of the default eager path, switched per model
 # ---------------------------------------------------------------------------------------
 
-
-def _fused_layer_norm_forward(self: nn.Module, x: Tensor) -> Tensor:
-    # F.layer_norm wants input and weights in one dtype; otherwise the hand-written path
-    # (half-precision input with fp32 weights, or float64 input) keeps its exact semantics.
-    # A hook on the scale or the normalized input needs the hand-written path too: the
-    # fused kernel forms neither.
-    if x.dtype != self.weight.dtype or _hooked(self, "hook_scale") or _hooked(self, "hook_normalized"):
-        return type(self).forward(self, x)
-    return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
+_UNSET = object()
 
 
-def _hooked(module: nn.Module, name: str) -> bool:
-    point = getattr(module, name, None)
-    return bool(getattr(point, "has_hooks", False))
+def _fused_modules(model: nn.Module, where: str) -> list[FusedOps]:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{where}: model must be a torch.nn.Module, got {type(model).__name__}")
+    modules = [m for m in model.modules() if isinstance(m, FusedOps)]
+    if not modules:
+        raise ValueError(f"{where}: model ({type(model).__name__}) has no module with a fused path (a "
+                         f"mlab_tfs.fused.FusedOps: the solutions' LayerNorm, RMSNorm and MLPs); a model of "
+                         f"other modules runs as written")
+    return modules
 
 
-def _hand_written_activations() -> dict:
-    """hand-written activation -> the fused PyTorch op computing the same function."""
-    from mlab_tfs import activations
-
-    table = {activations.gelu_new: functools.partial(F.gelu, approximate="tanh"),
-             activations.gelu: F.gelu}  # the exact (erf) GELU
-    try:  # a part that still has its own copy of the exact GELU
-        from mlab_tfs.bert import solution as bert
-
-        table.setdefault(getattr(bert, "gelu", activations.gelu), F.gelu)
-    except ImportError:  # pragma: no cover - the BERT part is optional here
-        pass
-    return table
-
-
-def _is_hand_written_layer_norm(module: nn.Module) -> bool:
-    return (type(module).__name__ == "LayerNorm" and type(module).forward is not nn.LayerNorm.forward
-            and all(hasattr(module, a) for a in ("weight", "bias", "eps")))
+def _check_enabled(where: str, enabled: object) -> bool:
+    if not isinstance(enabled, bool):
+        raise TypeError(f"{where}: enabled must be True or False, got {type(enabled).__name__} {enabled!r}")
+    return enabled
 
 
 def use_fused_ops(model: nn.Module, enabled: bool = True) -> nn.Module:
-    """Run ``model``'s hand-written layer norms and GELUs as single PyTorch kernels
-    (``F.layer_norm``, ``F.gelu``), or back as written with ``enabled=False``.
+    """Choose, for every module of ``model`` that has a fused path (``mlab_tfs.fused.FusedOps``:
+    the layer norms, RMSNorms and MLPs of the GPT-2, BERT, DeBERTa and Llama solutions), the
+    single PyTorch kernels (``enabled=True``: ``F.layer_norm``, ``F.rms_norm``, ``F.gelu``, where
+    they compute the same function; the default of a new model) or the hand-written code
+    (``enabled=False``).
 
-    Changes the modules in place (module names, parameters and state dict stay as they
-    are) and returns the model. Covers every module named ``LayerNorm`` with weight, bias
-    and eps (GPT-2's and BERT's) and the activations ``gelu_new`` (GPT-2) and ``gelu``
-    (BERT); other activations stay hand-written. Same outputs and gradients up to float
-    rounding: the tests check 1e-5.
+    Sets each module's ``fused_ops`` attribute, in place; module names, parameters and the
+    state dict stay as they are. Returns the model. The setting is the model's own: it holds
+    inside ``mlab_tfs.fused.hand_written()`` too. Either way a call with a hook on a layer
+    norm's ``hook_scale`` / ``hook_normalized`` or an MLP's ``hook_pre`` / ``hook_post`` runs
+    that module's hand-written code. Same outputs and gradients up to float rounding (tested
+    1e-5, ``mlab_tfs/tests/test_fused.py``).
+
+    Errors: TypeError for a model that is not an nn.Module or an enabled that is not a bool;
+    ValueError for a model without any such module (a learner's own modules have no fused path).
     """
-    table = _hand_written_activations()
-    for module in model.modules():
-        if _is_hand_written_layer_norm(module):
-            if enabled:
-                module.forward = types.MethodType(_fused_layer_norm_forward, module)
-            else:
-                module.__dict__.pop("forward", None)
-        act = module.__dict__.get("act")
-        if enabled and act in table:
-            module._hand_written_act = act
-            module.act = table[act]
-        elif not enabled and "_hand_written_act" in module.__dict__:
-            module.act = module.__dict__.pop("_hand_written_act")
+    _check_enabled("use_fused_ops", enabled)
+    for module in _fused_modules(model, "use_fused_ops"):
+        module.fused_ops = enabled
     return model
 
 
 @contextlib.contextmanager
-def fused_ops(model: nn.Module) -> Iterator[nn.Module]:
-    """``with fused_ops(model):`` runs use_fused_ops(model) inside the block only."""
-    use_fused_ops(model, True)
+def fused_ops(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
+    """``with fused_ops(model):`` (or ``fused_ops(model, False)`` for the hand-written code)
+    runs ``use_fused_ops(model, enabled)`` inside the block and yields the model; afterwards
+    every module's setting is what it was before (its own value, or none: the default), even
+    on an error. Errors as use_fused_ops's."""
+    _check_enabled("fused_ops", enabled)
+    modules = _fused_modules(model, "fused_ops")
+    before = [m.__dict__.get("fused_ops", _UNSET) for m in modules]
+    for module in modules:
+        module.fused_ops = enabled
     try:
         yield model
     finally:
-        use_fused_ops(model, False)
+        for module, value in zip(modules, before):
+            if value is _UNSET:
+                module.__dict__.pop("fused_ops", None)
+            else:
+                module.fused_ops = value
 
 
 # ---------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from mlab_tfs.attention import (  # noqa: F401  (ATTN_IMPLEMENTATIONS, additive_
     uses_decode_attention,
 )
 from mlab_tfs.checkpoints import StateDict, save_tied_weights_once
+from mlab_tfs.fused import FusedOps, fused_activation
 from mlab_tfs.gpt2.given import (  # noqa: F401  (re-exported)
     GPT2_HOOK_NAME_RULES, GPT2Config, GPT2PreTrainedModel, KVCacheBase, body_state_dict, init_gpt2_weights,
 )
@@ -57,7 +58,7 @@ Tensor = torch.Tensor
 # ---------------------------------------------------------------------------------------
 
 
-class LayerNorm(nn.LayerNorm):
+class LayerNorm(FusedOps, nn.LayerNorm):
     """Normalise the last dimension to mean 0, variance 1, then scale and shift (Ba et al.
     2016; transformers' GPT-2, BERT and DeBERTa use ``nn.LayerNorm``).
 
@@ -72,6 +73,11 @@ class LayerNorm(nn.LayerNorm):
     sqrt(var + eps), and ``hook_normalized`` (..., C) = (x - mean) / scale, *before* the
     weight and bias (TransformerLens's unfolded ``LayerNorm`` hooks after them). Both in
     the statistics' dtype.
+
+    Fused kernel (``mlab_tfs.fused``): by default a call whose input has the weights' dtype,
+    with no hook on hook_scale or hook_normalized, runs as one ``F.layer_norm`` (what
+    transformers' ``nn.LayerNorm`` runs), the same function; the hand-written lines after it
+    are the reference, and run otherwise or with ``fused_ops = False``.
     """
 
     def __init__(self, normalized_shape: int, eps: float = 1e-5):
@@ -80,6 +86,8 @@ class LayerNorm(nn.LayerNorm):
         self.hook_normalized = HookPoint()  # (..., C)
 
     def forward(self, x: Tensor) -> Tensor:  # (..., C) -> (..., C)
+        if x.dtype == self.weight.dtype and self.may_fuse(self.hook_scale, self.hook_normalized):
+            return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         x32 = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
         mean = x32.mean(dim=-1, keepdim=True)
         var = (x32 - mean).pow(2).mean(dim=-1, keepdim=True)  # biased, as in the paper
@@ -283,11 +291,15 @@ class GPT2Attention(nn.Module):
         return sdpa(q, k, v, mask, self.scale, dropout)
 
 
-class GPT2MLP(nn.Module):
+class GPT2MLP(FusedOps, nn.Module):
     """Position-wise feed-forward: C -> n_inner -> C, the activation named by
     ``config.activation_function`` (``mlab_tfs.activations``).
 
     Hook points: ``hook_pre`` (B, T, n_inner) before the activation, ``hook_post`` after it.
+
+    Fused kernel (``mlab_tfs.fused``): by default, with no hook on hook_pre or hook_post,
+    ``gelu_new`` runs as one ``F.gelu(approximate="tanh")`` on float32 / float64 input
+    (``fused_activation``); ``self.act`` itself otherwise or with ``fused_ops = False``.
     """
 
     def __init__(self, config: GPT2Config):
@@ -300,7 +312,8 @@ class GPT2MLP(nn.Module):
         self.hook_pre, self.hook_post = HookPoint(), HookPoint()  # (B, T, n_inner)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, C) -> (B, T, C)
-        h = self.hook_post(self.act(self.hook_pre(self.c_fc(x))))
+        act = fused_activation(self.act) if self.may_fuse(self.hook_pre, self.hook_post) else self.act
+        h = self.hook_post(act(self.hook_pre(self.c_fc(x))))
         return self.dropout(self.c_proj(h))
 
 

@@ -33,6 +33,7 @@ from torch import nn
 from mlab_tfs.activations import get_activation
 from mlab_tfs.attention import check_attn_implementation, check_bool_mask, decode_attention, sdpa, uses_decode_attention
 from mlab_tfs.checkpoints import StateDict, save_tied_weights_once
+from mlab_tfs.fused import HAS_RMS_NORM, FusedOps
 from mlab_tfs.gpt2.solution import Embedding, KVCache, attention_pattern, causal_mask, lm_loss
 from mlab_tfs.hooks import HookPoint, capture
 from mlab_tfs.inputs import (
@@ -58,7 +59,7 @@ Tensor = torch.Tensor
 # ---------------------------------------------------------------------------------------
 
 
-class RMSNorm(RMSNormRepr, nn.Module):
+class RMSNorm(RMSNormRepr, FusedOps, nn.Module):
     """Scale the last dimension to unit root mean square, then by a learned weight (Zhang &
     Sennrich 2019, "Root Mean Square Layer Normalization"): no mean subtracted, no bias.
 
@@ -70,6 +71,12 @@ class RMSNorm(RMSNormRepr, nn.Module):
     Hook points (TransformerLens's ``RMSNormPre`` names): ``hook_scale`` (..., 1) =
     sqrt(mean(x^2) + eps) and ``hook_normalized`` (..., C) = x / scale, before the weight,
     both in float32.
+
+    Fused kernel (``mlab_tfs.fused``): by default a call with float32 input and weight and no
+    hook on hook_scale or hook_normalized runs as one ``F.rms_norm`` (torch 2.4 or newer), the
+    same function (equal to transformers' to float rounding, tested 1e-6); the hand-written
+    lines after it are the reference, and run otherwise (half precision keeps transformers'
+    two roundings) or with ``fused_ops = False``.
     """
 
     def __init__(self, hidden_size: int, eps: float = 1e-6):
@@ -80,6 +87,9 @@ class RMSNorm(RMSNormRepr, nn.Module):
         self.hook_normalized = HookPoint()  # (..., C)
 
     def forward(self, x: Tensor) -> Tensor:  # (..., C) -> (..., C)
+        if (HAS_RMS_NORM and x.dtype == self.weight.dtype == torch.float32
+                and self.may_fuse(self.hook_scale, self.hook_normalized)):
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
         x32 = x.to(torch.float32)
         mean_square = x32.pow(2).mean(-1, keepdim=True)  # (..., 1); no mean subtracted
         if self.hook_scale.has_hooks:  # a hook may read or edit the scale itself

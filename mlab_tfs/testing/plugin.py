@@ -4,6 +4,9 @@
   ``mlab_tfs/<part>/student.py``; the default is the solution, so CI tests the solutions.
 - ``@pytest.mark.exercise("layer_norm")`` ties a test to an exercise of its part, so that
   ``mlab-tfs check`` can show progress per exercise; unknown names are an error.
+- The tests of an exercise run inside ``mlab_tfs.fused.hand_written()``: the solution's
+  modules (and a learner's copy of them, as the catalogue's plants are) run their hand-written
+  code there, the code the exercise is about, rather than the fused kernels of their default path.
 - ``pytest --exercise layer_norm`` (or ``--exercise 1``, the number ``mlab-tfs check`` shows, counted
   in each part) runs that exercise's tests and no others (``-k layer_norm`` would also match other
   tests whose names contain the word, such as a later exercise's).
@@ -21,6 +24,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 from pathlib import Path
@@ -115,6 +119,29 @@ def _drop_library_frames(tb) -> bool:
         a.tb_next = b
     kept[-1].tb_next = None
     return True
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    with _as_written(item):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    with _as_written(item):
+        yield
+
+
+def _as_written(item: pytest.Item):
+    """An exercise's tests check the code a learner writes: the solution's (and a planted
+    copy's) modules run their hand-written code there, not the fused kernels of their default
+    path (mlab_tfs.fused). Other tests run the default."""
+    if exercise_of(item) is None:
+        return contextlib.nullcontext()
+    from mlab_tfs.fused import hand_written
+
+    return hand_written()
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -54,8 +54,8 @@ PLANTS = {
     "sigmoid_gelu": _gelu("x * torch.sigmoid(1.702 * x)"),
     "gelu_erf_over_2": _gelu("0.5 * x * (1 + torch.erf(x / 2))"),
     "gelu_no_half": _gelu("x * (1 + torch.erf(x / math.sqrt(2)))"),
-    "hook_post_before_activation": [("return self.hook_post(self.act(self.hook_pre(self.dense(x))))",
-                                     "return self.act(self.hook_post(self.hook_pre(self.dense(x))))")],
+    "hook_post_before_activation": [("return self.hook_post(act(self.hook_pre(self.dense(x))))",
+                                     "return act(self.hook_post(self.hook_pre(self.dense(x))))")],
     "hook_mlp_out_after_residual": [
         ("        mlp_out = self.hook_mlp_out(self.dropout(self.dense(h)))\n"
          "        return self.LayerNorm(self.hook_resid_post(mlp_out + x))",

@@ -105,9 +105,9 @@ PLANTS: dict[str, list[tuple[str, str]]] = {
     "mlp_erf_gelu": [("self.act = get_activation(config.activation_function)", "self.act = F.gelu")],
     "n_inner_ignored": [("inner = config.n_inner if config.n_inner is not None else 4 * config.n_embd",
                          "inner = 4 * config.n_embd")],
-    "no_activation": [("self.act(self.hook_pre(self.c_fc(x)))", "self.hook_pre(self.c_fc(x))")],
-    "hook_post_before_activation": [("h = self.hook_post(self.act(self.hook_pre(self.c_fc(x))))",
-                                     "h = self.act(self.hook_post(self.hook_pre(self.c_fc(x))))")],
+    "no_activation": [("act(self.hook_pre(self.c_fc(x)))", "self.hook_pre(self.c_fc(x))")],
+    "hook_post_before_activation": [("h = self.hook_post(act(self.hook_pre(self.c_fc(x))))",
+                                     "h = act(self.hook_post(self.hook_pre(self.c_fc(x))))")],
     # 8. block
     "post_ln": [("x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(self.ln_1(x), attention_mask, "
                  "past_key_values,\n                                                                 cache_position)))\n"

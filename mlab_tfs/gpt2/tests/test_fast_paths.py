@@ -1,12 +1,12 @@
-"""The solution's fast paths (attn_implementation="sdpa", the static KV cache, fused ops) equal
-the hand-written attention ("eager"), padding rows included."""
+"""The solution's fast paths (attn_implementation="sdpa", the static KV cache) equal the
+hand-written attention ("eager"), padding rows included. The fused layer norms and GELUs of the
+default path: mlab_tfs/tests/test_fused.py."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from mlab_tfs import activations
 from mlab_tfs.gpt2 import solution
 from mlab_tfs.testing.compare import assert_close, assert_grads_close
 from mlab_tfs.testing.tiny import GPT2_CONFIGS, left_padded_batch
@@ -147,88 +147,6 @@ def test_static_cache_rejects_bad_shapes(checkpoints):
     for not_static, kind in ((solution.KVCache(2), "a dynamic KVCache"), (None, "a NoneType"), ((), "a tuple")):
         with pytest.raises(TypeError, match=f"cache must be a static KVCache .*got {kind}"):
             fast.static_forward(model, ids, ids, not_static, torch.tensor([0]))
-
-
-# ---------------------------------------------------------------------------------------
-# Fused layer norm and GELU (use_fused_ops): same outputs and gradients as hand-written
-# ---------------------------------------------------------------------------------------
-
-
-def _forward_backward(model, ids, mask, pos):
-    model.zero_grad(set_to_none=True)
-    labels = ids.masked_fill(mask == 0, -100)
-    out = model(ids, attention_mask=mask, position_ids=pos, labels=labels)
-    out.loss.backward()
-    return out, {n: p.grad.clone() for n, p in model.named_parameters()}
-
-
-@pytest.mark.parametrize("name", list(GPT2_CONFIGS))
-def test_fused_ops_equal_hand_written(checkpoints, name):
-    model = solution.GPT2LMHeadModel.from_pretrained(checkpoints[name]).train()
-    for m in model.modules():
-        if isinstance(m, torch.nn.Dropout):
-            m.p = 0.0
-    ids, mask, pos = left_padded_batch(model.config.vocab_size, [6, 4], seed=9)
-    keys = list(model.state_dict())
-    ref, ref_grads = _forward_backward(model, ids, mask, pos)
-    with fast.fused_ops(model):
-        assert list(model.state_dict()) == keys, "fused ops must keep module names and weights"
-        ln = model.transformer.ln_f
-        assert ln.forward.__func__ is fast._fused_layer_norm_forward
-        if model.config.activation_function == "gelu_new":
-            assert model.transformer.h[0].mlp.act is not solution.gelu_new
-        out, out_grads = _forward_backward(model, ids, mask, pos)
-    assert "forward" not in model.transformer.ln_f.__dict__, "leaving fused_ops restores the hand-written path"
-    assert model.transformer.h[0].mlp.act is activations.get_activation(model.config.activation_function) or \
-        model.config.activation_function != "gelu_new"
-    assert_close(out.logits, ref.logits, name="fused-ops logits", atol=1e-5)
-    assert_close(out.loss, ref.loss, name="fused-ops loss", atol=1e-6)
-    assert_grads_close(out_grads, ref_grads, rtol=1e-5, what="fused-ops gradient")
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-def test_fused_layer_norm_and_gelu_components(dtype):
-    g = torch.Generator().manual_seed(0)
-    ln = solution.LayerNorm(16, eps=1e-5)
-    with torch.no_grad():
-        ln.weight.copy_(torch.randn(16, generator=g))
-        ln.bias.copy_(torch.randn(16, generator=g))
-    if dtype == torch.bfloat16:  # weights and input in bf16: the fused kernel's case on a GPU
-        ln = ln.to(dtype)
-    x = (torch.randn(3, 5, 16, generator=g) * 3 + 1).to(dtype).requires_grad_()
-    ref = ln(x)
-    ref_grads = torch.autograd.grad(ref.float().pow(2).sum(), [x, ln.weight, ln.bias])
-    mlp_holder = torch.nn.Module()
-    mlp_holder.ln, mlp_holder.act = ln, solution.gelu_new
-    with fast.fused_ops(mlp_holder):
-        out = ln(x)
-        out_grads = torch.autograd.grad(out.float().pow(2).sum(), [x, ln.weight, ln.bias])
-        y = mlp_holder.act(x)
-    assert out.dtype == ref.dtype == dtype
-    # bf16: one rounding of the output (2^-8 relative) apart; fp32/fp64: float rounding.
-    atol = 5e-2 if dtype == torch.bfloat16 else 1e-5
-    assert_close(out.float(), ref.float(), name=f"fused layer norm ({dtype})", atol=atol, rtol=1e-2 if dtype == torch.bfloat16 else 0)
-    if dtype != torch.bfloat16:
-        for n, a, e in zip(("input", "weight", "bias"), out_grads, ref_grads):
-            assert_close(a, e, name=f"fused layer norm gradient of {n}", atol=1e-4 * float(e.abs().max()))
-        assert_close(y, solution.gelu_new(x), name="F.gelu(tanh) vs gelu_new", atol=1e-6)
-    assert mlp_holder.act is solution.gelu_new
-
-
-def test_fused_ops_on_bert(tmp_path):
-    from mlab_tfs.bert import solution as bert
-    from mlab_tfs.testing.tiny import bert_checkpoint, padded_bert_batch
-
-    folder = bert_checkpoint(tmp_path / "bert", "base", seed=3)
-    model = bert.BertModel.from_pretrained(folder).eval()
-    ids, mask, types = padded_bert_batch(99, [7, 4], seed=2)
-    with torch.no_grad():
-        ref = model(ids, attention_mask=mask, token_type_ids=types).last_hidden_state
-        with fast.fused_ops(model):
-            assert model.encoder.layer[0].intermediate.act is torch.nn.functional.gelu
-            out = model(ids, attention_mask=mask, token_type_ids=types).last_hidden_state
-    assert model.encoder.layer[0].intermediate.act is bert.gelu
-    assert_close(out, ref, name="BERT with fused ops", atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------

@@ -506,20 +506,22 @@ def test_a_hook_returning_a_wrong_shape_is_refused(gpt2, checkpoints):
 
 
 @pytest.mark.solution_only
-def test_hooks_under_fused_ops(checkpoints):
-    """use_fused_ops runs F.layer_norm, which forms no normalized input: a hook there runs the
-    hand-written layer norm for that call, and the values are the same."""
+def test_hooks_see_the_hand_written_activations(checkpoints):
+    """The default path runs F.layer_norm, which forms no normalized input: a hooked call runs
+    the hand-written layer norms and GELUs, so the cache holds exactly what the hand-written
+    path (use_fused_ops(model, False)) gives."""
     from mlab_tfs.gpt2 import fast, solution
 
     model = solution.GPT2LMHeadModel.from_pretrained(checkpoints["base"]).eval()
     ids = torch.randint(0, 97, (2, 5), generator=torch.Generator().manual_seed(10))
     with torch.no_grad():
-        _, ref = model.run_with_cache(ids)
-        with fast.fused_ops(model):
-            out, fused = model.run_with_cache(ids)
-    assert list(fused) == list(ref)
+        out, cache = model.run_with_cache(ids)
+        with fast.fused_ops(model, False):
+            ref_out, ref = model.run_with_cache(ids)
+    assert list(cache) == list(ref)
     for name in ref:
-        assert_close(fused[name], ref[name], name=f"{name} under fused ops", atol=1e-5)
+        assert torch.equal(cache[name], ref[name]), f"{name}: the default path's hooked value is not the hand-written one"
+    assert torch.equal(out.logits, ref_out.logits)
 
 
 @pytest.mark.solution_only
