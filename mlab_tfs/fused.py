@@ -14,8 +14,9 @@ the readable reference, and is what runs
 - for inputs on which the kernel would compute something else: a layer norm whose input and
   weights differ in dtype (half-precision input with float32 weights); an RMSNorm outside
   float32 (transformers' ``LlamaRMSNorm`` rounds the normalised input to the input's dtype
-  before the weight, and casts float64 input to float32); a GELU in half precision (transformers'
-  ``gelu_new`` is the formula, rounded at every operation);
+  before the weight, and casts float64 input to float32); GPT-2's ``gelu_new`` in half
+  precision (transformers' ``NewGELUActivation`` is the formula, rounded at every operation;
+  the exact GELU runs ``F.gelu`` in every dtype, as transformers' ``GELUActivation``);
 - when switched off: ``mlab_tfs.gpt2.fast.use_fused_ops(model, False)`` for one model's
   modules, or ``with hand_written():`` for every module that has no setting of its own. The
   course's exercise tests run under ``hand_written()`` (``mlab_tfs.testing.plugin``): they test
@@ -35,8 +36,8 @@ from mlab_tfs.activations import gelu, gelu_new
 Tensor = torch.Tensor
 Activation = Callable[[Tensor], Tensor]
 
-# The GELU kernels equal the formulas in these dtypes (to 1e-7 in float32); in half precision
-# each formula rounds at every operation, the kernel once.
+# The tanh GELU kernel equals gelu_new's formula in these dtypes (to 1e-7 in float32); in half
+# precision the formula rounds at every operation, the kernel once.
 FULL_PRECISION = (torch.float32, torch.float64)
 HAS_RMS_NORM = hasattr(F, "rms_norm")  # torch >= 2.4
 
@@ -82,11 +83,10 @@ def gelu_new_fused(x: Tensor) -> Tensor:
 
 
 def gelu_fused(x: Tensor) -> Tensor:
-    """The exact (erf) gelu(x) as one kernel, ``F.gelu(x)``, for float32 / float64 x; the
-    formula itself in half precision."""
-    if x.dtype in FULL_PRECISION:
-        return F.gelu(x)
-    return gelu(x)
+    """The exact (erf) gelu(x) as one kernel, ``F.gelu(x)``, in every dtype: what transformers'
+    ``GELUActivation`` (BERT's and DeBERTa's "gelu") runs, half precision included
+    (``transformers/activations.py``)."""
+    return F.gelu(x)
 
 
 # hand-written activation -> what the default path runs in its place.

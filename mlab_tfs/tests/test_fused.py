@@ -248,7 +248,8 @@ def test_half_precision_keeps_transformers_semantics(dtype):
     with mock.patch.object(F, "gelu", wraps=F.gelu) as spy:
         assert torch.equal(fused.fused_activation(gelu_new)(x), ACT2FN["gelu_new"](x))
     assert spy.call_count == 0
-    assert torch.equal(fused.fused_activation(gelu)(x), gelu(x)), "the erf formula in half precision, as written"
+    assert torch.equal(fused.fused_activation(gelu)(x), ACT2FN["gelu"](x)), \
+        "the exact GELU is F.gelu in half precision too, as transformers' GELUActivation"
 
 
 def test_float64_rms_norm_is_hand_written():
