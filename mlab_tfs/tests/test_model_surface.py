@@ -259,7 +259,14 @@ def test_accelerate_empty_weights_and_dispatch_give_the_loaded_model(pairs, tmp_
     assert model.weights_are_tied() is ours.config.tie_word_embeddings
     ids, mask = _padded(ours, seed=4)
     with torch.no_grad():
-        assert torch.equal(_main(model(ids, attention_mask=mask)), _main(ours(ids, attention_mask=mask)))
+        # Not bit for bit: the dispatched weights are views into the loaded checkpoint, at
+        # addresses that are not 64-byte aligned, and with more than one thread the CPU
+        # kernels then sum in another order (DeBERTa's differ by ~2e-7 at 2 threads; equal
+        # at 1). Same weights (checked below), so float32 rounding is all that may differ.
+        assert_close(_main(model(ids, attention_mask=mask)), _main(ours(ids, attention_mask=mask)),
+                     name=f"{name}: dispatched vs from_pretrained", atol=1e-6)
+    loaded, reference = model.state_dict(), ours.state_dict()
+    assert all(torch.equal(loaded[k], reference[k]) for k in reference), f"{name}: dispatched weights differ"
 
 
 @pytest.mark.parametrize("name", ["gpt2_body", "bert_model", "bert_classifier", "deberta_mlm", "deberta_model"])

@@ -16,12 +16,19 @@ TRICKY = [
     "[CLS]", "[SEP]", "[MASK]", "[mask]", "<|endoftext|>", "##", "Ġ",  # special-looking text
 ]
 
+# Lone surrogates (Cs) are not text. Code points unassigned in this Python's Unicode database
+# (Cn) are left out too: the libraries compared here ship other Unicode versions (the regex
+# module's tables are newer than tiktoken's), so they disagree on whether such a character is
+# a letter (U+16EA0, assigned in Unicode 16, is \p{L} to regex and not to tiktoken), and the
+# pre-tokenization then splits differently on both sides for reasons no tokenizer code controls.
+NOT_TEXT = ("Cs", "Cn")
+
 unicode_text = st.text(
-    alphabet=st.characters(exclude_categories=("Cs",)),  # lone surrogates are not text
+    alphabet=st.characters(exclude_categories=NOT_TEXT),
     max_size=30,
 )
 tricky_text = st.lists(
-    st.one_of(st.sampled_from(TRICKY), st.characters(exclude_categories=("Cs",)), st.text("abcXYZ 09", max_size=6)),
+    st.one_of(st.sampled_from(TRICKY), st.characters(exclude_categories=NOT_TEXT), st.text("abcXYZ 09", max_size=6)),
     max_size=12,
 ).map("".join)
 any_text = st.one_of(unicode_text, tricky_text)
