@@ -38,6 +38,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from mlab_tfs.fused import FusedOps
+from mlab_tfs.inputs import check_int, check_labels
 from mlab_tfs.gpt2.solution import GPT2LMHeadModel, KVCache
 
 Tensor = torch.Tensor
@@ -236,7 +237,11 @@ def _padded_weight(weight: Tensor, rows: int) -> nn.Parameter:
 
 def padded_vocab_size(model: nn.Module) -> int:
     """The number of rows of ``model``'s token embedding and head: config.vocab_size, or
-    what pad_vocab padded them to."""
+    what pad_vocab padded them to. TypeError for anything but a model with a config
+    (an nn.Module whose ``config`` has ``vocab_size``)."""
+    if not isinstance(model, nn.Module) or not hasattr(getattr(model, "config", None), "vocab_size"):
+        raise TypeError(f"padded_vocab_size: model must be one of our models (an nn.Module with a config holding "
+                        f"vocab_size), got {type(model).__module__}.{type(model).__qualname__}")
     head = getattr(model, "lm_head", None)
     return head.padded_vocab_size if isinstance(head, PaddedLMHead) else model.config.vocab_size
 
@@ -350,11 +355,23 @@ def chunked_lm_loss(logits: Tensor, labels: Tensor, num_items_in_batch: Tensor |
     long, -100 not counted; logits at t predict labels at t + 1. Returns the mean over
     counted labels, or with num_items_in_batch (transformers' Trainer) the sum over that
     count. positions_per_chunk: about how many (sequence, position) rows one chunk holds
-    (at least one sequence). ValueError naming logits or labels for shapes that do not fit.
+    (an int >= 1; at least one sequence per chunk).
+
+    Errors: TypeError for logits that are not a floating-point tensor or a
+    positions_per_chunk that is not an int; ValueError naming logits or labels for shapes
+    that do not fit, for labels that are not integer ids, and (outside torch.compile, as
+    lm_loss's own check in the model's forward) for a label outside [0, V) other than -100
+    (the loss would otherwise count it as id 0); ValueError for positions_per_chunk < 1.
     """
-    if logits.dim() != 3 or labels.shape != logits.shape[:2]:
+    if not isinstance(logits, Tensor) or not logits.dtype.is_floating_point:
+        what = f"a {logits.dtype} tensor" if isinstance(logits, Tensor) else f"a {type(logits).__name__}"
+        raise TypeError(f"chunked_lm_loss: logits must be a floating-point tensor (B, T, V), got {what}")
+    if not isinstance(labels, Tensor) or logits.dim() != 3 or labels.shape != logits.shape[:2]:
+        got = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
         raise ValueError(f"chunked_lm_loss: logits must be (B, T, V) and labels (B, T), got logits "
-                         f"{tuple(logits.shape)} and labels {tuple(labels.shape)}")
+                         f"{tuple(logits.shape)} and labels {got}")
+    labels = check_labels("chunked_lm_loss: labels", labels, tuple(logits.shape[:2]), logits.shape[-1])
+    positions_per_chunk = check_int("chunked_lm_loss: positions_per_chunk", positions_per_chunk, minimum=1)
     targets = torch.cat([labels[:, 1:], labels.new_full((labels.shape[0], 1), -100)], dim=1)  # (B, T)
     rows = max(1, positions_per_chunk // max(1, logits.shape[1]))
     total = _ChunkedCrossEntropy.apply(logits, targets, rows)

@@ -251,6 +251,34 @@ def test_chunked_loss_refuses_shapes_that_do_not_fit():
         fast.chunked_lm_loss(torch.zeros(2, 5, 7), torch.zeros(2, 4, dtype=torch.long))
 
 
+def test_chunked_loss_refuses_labels_and_arguments_lm_loss_would_not_take():
+    """A label outside [0, V) other than -100 was counted as id 0 (a silent wrong loss, where
+    lm_loss raises); float labels, int logits and a bad positions_per_chunk failed deep inside."""
+    logits, labels = torch.randn(2, 5, 7), torch.randint(0, 7, (2, 5))
+    for bad in (-1, 7):
+        wrong = labels.clone()
+        wrong[1, 2] = bad
+        with pytest.raises(ValueError, match=rf"labels must be in \[0, 7\) or -100 \(ignored\), got {bad} at index \(1, 2\)"):
+            fast.chunked_lm_loss(logits, wrong)
+    with pytest.raises(ValueError, match="labels must hold integer ids"):
+        fast.chunked_lm_loss(logits, labels.float())
+    with pytest.raises(TypeError, match="logits must be a floating-point tensor .*got a torch.int64 tensor"):
+        fast.chunked_lm_loss(logits.long(), labels)
+    with pytest.raises(TypeError, match="logits must be a floating-point tensor .*got a list"):
+        fast.chunked_lm_loss(logits.tolist(), labels)
+    for bad, error in ((None, TypeError), (True, TypeError), (1.5, TypeError), (0, ValueError), (-5, ValueError)):
+        with pytest.raises(error, match="positions_per_chunk must be an int"):
+            fast.chunked_lm_loss(logits, labels, positions_per_chunk=bad)
+    assert_close(fast.chunked_lm_loss(logits, labels.int()), solution.lm_loss(logits, labels), name="int32 labels",
+                 atol=1e-6)
+
+
+def test_padded_vocab_size_refuses_what_is_not_a_model():
+    for bad in (None, torch.nn.Linear(2, 2)):
+        with pytest.raises(TypeError, match=rf"padded_vocab_size: model must be one of our models .*got .*{type(bad).__name__}"):
+            fast.padded_vocab_size(bad)
+
+
 def test_padded_model_and_chunked_loss_compile_to_one_graph(checkpoints):
     """torch.compile(fullgraph=True) of the padded model with either loss: no graph break (the
     logits view, the chunked loss's autograd.Function), the same loss and gradients as eager.
