@@ -342,3 +342,17 @@ def test_training_benchmark_smoke_on_the_cpu(tmp_path):
         "ours, eager", "ours + padded vocab, eager", "ours + padded vocab + chunked loss, eager"]
     ratio = got["ours+pad"]["tokens_per_s"] / got["hf"]["tokens_per_s"]
     assert body[1].split(" | ")[4] == f"{ratio:.2f}x"
+
+
+def test_training_benchmark_refuses_counts_below_one():
+    """--steps 0 (or --batch 0, --seq 0) was taken as "the default" (``args.steps or 20``): a
+    run of another size than asked for. Refused before any model is built."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[3] / "benchmarks" / "gpt2_train.py"
+    for flag, value, least in (("--steps", "0", 1), ("--batch", "0", 1), ("--seq", "-2", 1), ("--warmup", "-1", 0)):
+        done = subprocess.run([sys.executable, str(script), "--smoke", flag, value], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode != 0 and f"{flag} must be an int >= {least}, got {value}" in done.stderr, done.stderr[-2000:]
