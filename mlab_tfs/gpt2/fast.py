@@ -84,13 +84,12 @@ class LinearAsSums(TorchFunctionMode):
     matrix-vector product) that fuses the bias and the pointwise work after it, where a
     matrix-multiply call is a kernel of its own and its bias and activation further kernels.
     For the decode step (``mlab_tfs.sampling.fast``, ``linear_as_sums``); larger inputs, and
-    every other function, run unchanged. max_rows: an int >= 1 (ValueError otherwise)."""
+    every other function, run unchanged. max_rows: an int >= 1 (TypeError for another type, a
+    bool or float included; ValueError below 1), as generate_fast's linear_as_sums."""
 
     def __init__(self, max_rows: int):
         super().__init__()
-        if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
-            raise ValueError(f"LinearAsSums: max_rows must be an int >= 1, got {max_rows!r}")
-        self.max_rows = max_rows
+        self.max_rows = check_int("LinearAsSums: max_rows", max_rows, minimum=1)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}

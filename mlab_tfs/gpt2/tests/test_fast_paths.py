@@ -296,8 +296,8 @@ def test_linear_as_sums_equals_linear(bias):
     with torch.no_grad(), fast.LinearAsSums(1):
         half = lin.bfloat16()(x[:1].bfloat16())
     assert half.dtype == torch.bfloat16
-    for bad in (0, 1.5, True):
-        with pytest.raises(ValueError, match="max_rows must be an int >= 1"):
+    for bad, error in ((0, ValueError), (-2, ValueError), (1.5, TypeError), (True, TypeError), (None, TypeError)):
+        with pytest.raises(error, match="LinearAsSums: max_rows must be an int"):
             fast.LinearAsSums(bad)
 
 
