@@ -68,8 +68,9 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float, dro
     the heads are repeated here). Returns (B, nh, T, hs).
 
     Raises ValueError for a mask whose last two dims are not (T or 1, S), for both a mask
-    and ``is_causal``, and for ``is_causal`` with more queries than keys; TypeError for a
-    mask that is not bool.
+    and ``is_causal``, for ``is_causal`` with more queries than keys, and for k / v with
+    fewer heads than q unless ``enable_gqa`` (then q's head count must be a multiple of
+    theirs); TypeError for a mask that is not bool or an enable_gqa that is not a bool.
 
     A query that sees no key is given every key inside the kernel, so that no kernel
     (math, memory-efficient, flash, cuDNN; eager or compiled) meets an empty row, whose
@@ -78,8 +79,15 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float, dro
     may run, in training as well, and all of them agree with the hand-written path.
     """
     T, S = q.shape[-2], k.shape[-2]
+    if not isinstance(enable_gqa, bool):
+        raise TypeError(f"sdpa: enable_gqa must be True or False, got {type(enable_gqa).__name__} {enable_gqa!r}")
     gqa = {}
-    if enable_gqa and q.shape[-3] != k.shape[-3]:
+    if q.dim() >= 3 and k.dim() >= 3 and q.shape[-3] != k.shape[-3]:
+        nh, nkv = q.shape[-3], k.shape[-3]
+        if not enable_gqa or nh % nkv or v.shape[-3] != nkv:
+            raise ValueError(f"sdpa: q has {nh} heads and k, v {nkv} and {v.shape[-3]}: with enable_gqa=True the "
+                             f"key/value head count must divide q's (grouped-query attention), without it equal q's "
+                             f"(enable_gqa={enable_gqa})")
         if _SDPA_HAS_GQA:
             gqa = dict(enable_gqa=True)
         else:
