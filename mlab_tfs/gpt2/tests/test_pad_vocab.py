@@ -356,3 +356,19 @@ def test_training_benchmark_refuses_counts_below_one():
         done = subprocess.run([sys.executable, str(script), "--smoke", flag, value], capture_output=True, text=True,
                               timeout=120)
         assert done.returncode != 0 and f"{flag} must be an int >= {least}, got {value}" in done.stderr, done.stderr[-2000:]
+
+
+def test_cpu_forward_benchmark_refuses_bad_counts_and_shapes():
+    """--threads 0 failed inside torch.set_num_threads, --repeats 0 in the median of nothing,
+    a malformed --shapes in int(): each a SystemExit naming the flag, before any model loads."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[3] / "benchmarks" / "cpu_forward.py"
+    for flag, value, says in (("--threads", "0", "--threads must be an int >= 1, got 0"),
+                              ("--repeats", "0", "--repeats must be an int >= 1, got 0"),
+                              ("--shapes", "1x", "--shapes must be BATCHxTOKENS"),
+                              ("--shapes", "0x8", "--shapes must be BATCHxTOKENS")):
+        done = subprocess.run([sys.executable, str(script), flag, value], capture_output=True, text=True, timeout=120)
+        assert done.returncode != 0 and says in done.stderr, done.stderr[-2000:]
