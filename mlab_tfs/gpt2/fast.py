@@ -188,9 +188,17 @@ class PaddedLMHead(nn.Linear):
     it); ``weight.shape[0]`` is padded_vocab_size. Its state dict holds the first vocab_size
     rows only (what transformers' GPT-2 has), and a state dict of vocab_size rows loads into
     it (the padding rows set to zero); one of padded_vocab_size rows loads as it is.
+
+    Built by pad_vocab; ``PaddedLMHead(weight, vocab_size)``: weight (padded_vocab_size, C),
+    vocab_size an int in [1, padded_vocab_size] (ValueError for another weight shape or a
+    vocab_size past its rows, TypeError for a vocab_size that is not an int).
     """
 
     def __init__(self, weight: nn.Parameter, vocab_size: int):
+        if not isinstance(weight, Tensor) or weight.dim() != 2:
+            got = f"shape {tuple(weight.shape)}" if isinstance(weight, Tensor) else f"a {type(weight).__name__}"
+            raise ValueError(f"PaddedLMHead: weight must be a 2-D (padded_vocab_size, C) tensor, got {got}")
+        vocab_size = check_int("PaddedLMHead: vocab_size", vocab_size, minimum=1, maximum=weight.shape[0])
         nn.Module.__init__(self)
         self.in_features = weight.shape[1]
         self.out_features = vocab_size

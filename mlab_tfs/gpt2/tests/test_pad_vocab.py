@@ -372,3 +372,15 @@ def test_cpu_forward_benchmark_refuses_bad_counts_and_shapes():
                               ("--shapes", "0x8", "--shapes must be BATCHxTOKENS")):
         done = subprocess.run([sys.executable, str(script), flag, value], capture_output=True, text=True, timeout=120)
         assert done.returncode != 0 and says in done.stderr, done.stderr[-2000:]
+
+
+def test_padded_head_refuses_a_vocabulary_past_its_rows():
+    """vocab_size above the weight's rows returned fewer logits than vocab_size, silently."""
+    w = torch.nn.Parameter(torch.zeros(8, 3))
+    assert fast.PaddedLMHead(w, 5)(torch.zeros(2, 3)).shape == (2, 5)
+    with pytest.raises(ValueError, match=r"vocab_size must be an int in \[1, 8\], got 9"):
+        fast.PaddedLMHead(w, 9)
+    with pytest.raises(TypeError, match="vocab_size must be an int, got a float"):
+        fast.PaddedLMHead(w, 5.0)
+    with pytest.raises(ValueError, match=r"weight must be a 2-D \(padded_vocab_size, C\) tensor, got shape \(8,\)"):
+        fast.PaddedLMHead(torch.nn.Parameter(torch.zeros(8)), 5)
