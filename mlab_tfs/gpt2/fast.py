@@ -368,7 +368,9 @@ def chunked_lm_loss(logits: Tensor, labels: Tensor, num_items_in_batch: Tensor |
     positions_per_chunk that is not an int; ValueError naming logits or labels for shapes
     that do not fit, for labels that are not integer ids, and (outside torch.compile, as
     lm_loss's own check in the model's forward) for a label outside [0, V) other than -100
-    (the loss would otherwise count it as id 0); ValueError for positions_per_chunk < 1.
+    (the loss would otherwise count it as id 0): on the CPU a ValueError naming it, on an
+    accelerator a device-side assertion (``torch._assert_async``, no host sync, so it is
+    reported at a later synchronisation); ValueError for positions_per_chunk < 1.
     """
     if not isinstance(logits, Tensor) or not logits.dtype.is_floating_point:
         what = f"a {logits.dtype} tensor" if isinstance(logits, Tensor) else f"a {type(logits).__name__}"
@@ -377,7 +379,14 @@ def chunked_lm_loss(logits: Tensor, labels: Tensor, num_items_in_batch: Tensor |
         got = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
         raise ValueError(f"chunked_lm_loss: logits must be (B, T, V) and labels (B, T), got logits "
                          f"{tuple(logits.shape)} and labels {got}")
-    labels = check_labels("chunked_lm_loss: labels", labels, tuple(logits.shape[:2]), logits.shape[-1])
+    if labels.device.type == "cpu":
+        labels = check_labels("chunked_lm_loss: labels", labels, tuple(logits.shape[:2]), logits.shape[-1])
+    else:  # on an accelerator, no host sync (it would wait for the forward): an asynchronous device assert
+        if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+            raise ValueError(f"chunked_lm_loss: labels must hold integer ids, got a {labels.dtype} tensor")
+        if not (torch.compiler.is_compiling() or torch.compiler.is_exporting()):
+            V = logits.shape[-1]
+            torch._assert_async(((labels == -100) | ((labels >= 0) & (labels < V))).all())
     positions_per_chunk = check_int("chunked_lm_loss: positions_per_chunk", positions_per_chunk, minimum=1)
     targets = torch.cat([labels[:, 1:], labels.new_full((labels.shape[0], 1), -100)], dim=1)  # (B, T)
     rows = max(1, positions_per_chunk // max(1, logits.shape[1]))
