@@ -208,8 +208,17 @@ def main() -> None:
     for k in kinds:
         if k not in SHAPES:
             raise SystemExit(f"--models: unknown model {k!r}; expected some of {list(SHAPES)}")
+    for flag, value in (("--threads", args.threads), ("--repeats", args.repeats)):
+        if value < 1:
+            raise SystemExit(f"{flag} must be an int >= 1, got {value}")
+    try:
+        shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    except ValueError:
+        shapes = []
+    if not shapes or any(len(s) != 2 or min(s) < 1 for s in shapes):
+        raise SystemExit(f"--shapes must be BATCHxTOKENS, comma-separated, each >= 1 (e.g. 1x128,8x128), "
+                         f"got {args.shapes!r}")
     torch.set_num_threads(args.threads)
-    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     res = Results(args.out, "cpu", threads=torch.get_num_threads(), physical_cores=physical_cores(),
                   load_average=os.getloadavg(), repeats=args.repeats,
                   shapes={k: SHAPES[k] for k in kinds})

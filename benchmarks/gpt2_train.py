@@ -240,9 +240,13 @@ def main() -> None:
     p.add_argument("--out", default=None)
     args = p.parse_args()
     smoke = args.smoke
-    batch = args.batch or (2 if smoke else 16)
-    seq = args.seq or (32 if smoke else 1024)
-    steps = args.steps or (2 if smoke else 20)
+    for flag, value, least in (("--batch", args.batch, 1), ("--seq", args.seq, 1), ("--steps", args.steps, 1),
+                               ("--warmup", args.warmup, 0)):
+        if value is not None and value < least:  # 0 was taken as "the default" before
+            raise SystemExit(f"{flag} must be an int >= {least}, got {value}")
+    batch = args.batch if args.batch is not None else (2 if smoke else 16)
+    seq = args.seq if args.seq is not None else (32 if smoke else 1024)
+    steps = args.steps if args.steps is not None else (2 if smoke else 20)
     warmup = args.warmup if args.warmup is not None else (2 if smoke else 3)
     rows = parse_rows(args.rows or (SMOKE_ROWS if smoke else DEFAULT_ROWS))
     if args.modes:

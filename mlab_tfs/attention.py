@@ -68,8 +68,9 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float, dro
     the heads are repeated here). Returns (B, nh, T, hs).
 
     Raises ValueError for a mask whose last two dims are not (T or 1, S), for both a mask
-    and ``is_causal``, and for ``is_causal`` with more queries than keys; TypeError for a
-    mask that is not bool.
+    and ``is_causal``, for ``is_causal`` with more queries than keys, and for k / v with
+    fewer heads than q unless ``enable_gqa`` (then q's head count must be a multiple of
+    theirs); TypeError for a mask that is not bool or an enable_gqa that is not a bool.
 
     A query that sees no key is given every key inside the kernel, so that no kernel
     (math, memory-efficient, flash, cuDNN; eager or compiled) meets an empty row, whose
@@ -78,8 +79,15 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float, dro
     may run, in training as well, and all of them agree with the hand-written path.
     """
     T, S = q.shape[-2], k.shape[-2]
+    if not isinstance(enable_gqa, bool):
+        raise TypeError(f"sdpa: enable_gqa must be True or False, got {type(enable_gqa).__name__} {enable_gqa!r}")
     gqa = {}
-    if enable_gqa and q.shape[-3] != k.shape[-3]:
+    if q.dim() >= 3 and k.dim() >= 3 and q.shape[-3] != k.shape[-3]:
+        nh, nkv = q.shape[-3], k.shape[-3]
+        if not enable_gqa or nh % nkv or v.shape[-3] != nkv:
+            raise ValueError(f"sdpa: q has {nh} heads and k, v {nkv} and {v.shape[-3]}: with enable_gqa=True the "
+                             f"key/value head count must divide q's (grouped-query attention), without it equal q's "
+                             f"(enable_gqa={enable_gqa})")
         if _SDPA_HAS_GQA:
             gqa = dict(enable_gqa=True)
         else:
@@ -151,19 +159,31 @@ def decode_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: float
     and the weighted sum in float32 (as the fused kernels accumulate); returns (B, nh, 1, hs)
     in v's dtype. A query that sees no key gets a zero output (the module's rule).
 
-    Raises ValueError for more than one query, heads that do not divide, or a mask not
-    ending in (1, M); TypeError for a mask that is not bool.
+    Raises ValueError for q, k or v that are not 4-D, more than one query, heads that do
+    not divide, k and v whose batch or head size differ from q's, or a mask not (B or 1,
+    1, 1, M); TypeError for a mask that is not a bool tensor.
     """
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(x, Tensor) or x.dim() != 4:
+            got = f"shape {tuple(x.shape)}" if isinstance(x, Tensor) else f"a {type(x).__name__}"
+            raise ValueError(f"decode_attention: {name} must be a 4-D tensor ({'(B, nh, 1, hs)' if name == 'q' else '(B, nkv, M, hs)'}), "
+                             f"got {got}")
     B, nh, T, hs = q.shape
     nkv, M = k.shape[1], k.shape[2]
+    if k.shape[0] != B or k.shape[3] != hs:
+        raise ValueError(f"decode_attention: k and v must be (B={B}, nkv, M, hs={hs}) for q of shape {tuple(q.shape)}, "
+                         f"got k of shape {tuple(k.shape)}")
     if T != 1:
         raise ValueError(f"decode_attention: one query per row (T == 1), got q of shape {tuple(q.shape)}")
     if nh % nkv or v.shape != k.shape:
         raise ValueError(f"decode_attention: q has {nh} heads, k {tuple(k.shape)} and v {tuple(v.shape)}: k and v "
                          f"must share a shape whose head count divides q's")
-    check_bool_mask("mask", mask)
-    if mask.dim() != 4 or mask.shape[1:] != (1, 1, M):
-        raise ValueError(f"decode_attention: mask must be (B or 1, 1, 1, M={M}), got shape {tuple(mask.shape)}")
+    if mask is None:
+        raise TypeError("decode_attention: mask must be a bool tensor (B or 1, 1, 1, M), True = may attend; got None")
+    check_bool_mask("decode_attention: mask", mask)
+    if mask.dim() != 4 or mask.shape[1:] != (1, 1, M) or mask.shape[0] not in (1, B):
+        raise ValueError(f"decode_attention: mask must be (B or 1, 1, 1, M={M}), got shape {tuple(mask.shape)} "
+                         f"for B={B}")
     qg = q.reshape(B, nkv, nh // nkv, 1, hs).float()  # (B, nkv, rep, 1, hs): the heads sharing a key head
     scores = (qg * k[:, :, None].float()).sum(-1) * scale  # (B, nkv, rep, M)
     allowed = mask.reshape(mask.shape[0], 1, 1, M)

@@ -38,6 +38,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from mlab_tfs.fused import FusedOps
+from mlab_tfs.inputs import check_int, check_labels
 from mlab_tfs.gpt2.solution import GPT2LMHeadModel, KVCache
 
 Tensor = torch.Tensor
@@ -83,13 +84,12 @@ class LinearAsSums(TorchFunctionMode):
     matrix-vector product) that fuses the bias and the pointwise work after it, where a
     matrix-multiply call is a kernel of its own and its bias and activation further kernels.
     For the decode step (``mlab_tfs.sampling.fast``, ``linear_as_sums``); larger inputs, and
-    every other function, run unchanged. max_rows: an int >= 1 (ValueError otherwise)."""
+    every other function, run unchanged. max_rows: an int >= 1 (TypeError for another type, a
+    bool or float included; ValueError below 1), as generate_fast's linear_as_sums."""
 
     def __init__(self, max_rows: int):
         super().__init__()
-        if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
-            raise ValueError(f"LinearAsSums: max_rows must be an int >= 1, got {max_rows!r}")
-        self.max_rows = max_rows
+        self.max_rows = check_int("LinearAsSums: max_rows", max_rows, minimum=1)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -188,9 +188,17 @@ class PaddedLMHead(nn.Linear):
     it); ``weight.shape[0]`` is padded_vocab_size. Its state dict holds the first vocab_size
     rows only (what transformers' GPT-2 has), and a state dict of vocab_size rows loads into
     it (the padding rows set to zero); one of padded_vocab_size rows loads as it is.
+
+    Built by pad_vocab; ``PaddedLMHead(weight, vocab_size)``: weight (padded_vocab_size, C),
+    vocab_size an int in [1, padded_vocab_size] (ValueError for another weight shape or a
+    vocab_size past its rows, TypeError for a vocab_size that is not an int).
     """
 
     def __init__(self, weight: nn.Parameter, vocab_size: int):
+        if not isinstance(weight, Tensor) or weight.dim() != 2:
+            got = f"shape {tuple(weight.shape)}" if isinstance(weight, Tensor) else f"a {type(weight).__name__}"
+            raise ValueError(f"PaddedLMHead: weight must be a 2-D (padded_vocab_size, C) tensor, got {got}")
+        vocab_size = check_int("PaddedLMHead: vocab_size", vocab_size, minimum=1, maximum=weight.shape[0])
         nn.Module.__init__(self)
         self.in_features = weight.shape[1]
         self.out_features = vocab_size
@@ -236,7 +244,11 @@ def _padded_weight(weight: Tensor, rows: int) -> nn.Parameter:
 
 def padded_vocab_size(model: nn.Module) -> int:
     """The number of rows of ``model``'s token embedding and head: config.vocab_size, or
-    what pad_vocab padded them to."""
+    what pad_vocab padded them to. TypeError for anything but a model with a config
+    (an nn.Module whose ``config`` has ``vocab_size``)."""
+    if not isinstance(model, nn.Module) or not hasattr(getattr(model, "config", None), "vocab_size"):
+        raise TypeError(f"padded_vocab_size: model must be one of our models (an nn.Module with a config holding "
+                        f"vocab_size), got {type(model).__module__}.{type(model).__qualname__}")
     head = getattr(model, "lm_head", None)
     return head.padded_vocab_size if isinstance(head, PaddedLMHead) else model.config.vocab_size
 
@@ -350,11 +362,32 @@ def chunked_lm_loss(logits: Tensor, labels: Tensor, num_items_in_batch: Tensor |
     long, -100 not counted; logits at t predict labels at t + 1. Returns the mean over
     counted labels, or with num_items_in_batch (transformers' Trainer) the sum over that
     count. positions_per_chunk: about how many (sequence, position) rows one chunk holds
-    (at least one sequence). ValueError naming logits or labels for shapes that do not fit.
+    (an int >= 1; at least one sequence per chunk).
+
+    Errors: TypeError for logits that are not a floating-point tensor or a
+    positions_per_chunk that is not an int; ValueError naming logits or labels for shapes
+    that do not fit, for labels that are not integer ids, and (outside torch.compile, as
+    lm_loss's own check in the model's forward) for a label outside [0, V) other than -100
+    (the loss would otherwise count it as id 0): on the CPU a ValueError naming it, on an
+    accelerator a device-side assertion (``torch._assert_async``, no host sync, so it is
+    reported at a later synchronisation); ValueError for positions_per_chunk < 1.
     """
-    if logits.dim() != 3 or labels.shape != logits.shape[:2]:
+    if not isinstance(logits, Tensor) or not logits.dtype.is_floating_point:
+        what = f"a {logits.dtype} tensor" if isinstance(logits, Tensor) else f"a {type(logits).__name__}"
+        raise TypeError(f"chunked_lm_loss: logits must be a floating-point tensor (B, T, V), got {what}")
+    if not isinstance(labels, Tensor) or logits.dim() != 3 or labels.shape != logits.shape[:2]:
+        got = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
         raise ValueError(f"chunked_lm_loss: logits must be (B, T, V) and labels (B, T), got logits "
-                         f"{tuple(logits.shape)} and labels {tuple(labels.shape)}")
+                         f"{tuple(logits.shape)} and labels {got}")
+    if labels.device.type == "cpu":
+        labels = check_labels("chunked_lm_loss: labels", labels, tuple(logits.shape[:2]), logits.shape[-1])
+    else:  # on an accelerator, no host sync (it would wait for the forward): an asynchronous device assert
+        if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+            raise ValueError(f"chunked_lm_loss: labels must hold integer ids, got a {labels.dtype} tensor")
+        if not (torch.compiler.is_compiling() or torch.compiler.is_exporting()):
+            V = logits.shape[-1]
+            torch._assert_async(((labels == -100) | ((labels >= 0) & (labels < V))).all())
+    positions_per_chunk = check_int("chunked_lm_loss: positions_per_chunk", positions_per_chunk, minimum=1)
     targets = torch.cat([labels[:, 1:], labels.new_full((labels.shape[0], 1), -100)], dim=1)  # (B, T)
     rows = max(1, positions_per_chunk // max(1, logits.shape[1]))
     total = _ChunkedCrossEntropy.apply(logits, targets, rows)

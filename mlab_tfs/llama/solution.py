@@ -226,6 +226,14 @@ def repeat_kv(x: Tensor, n_rep: int) -> Tensor:
     return x[:, :, None].expand(B, nkv, n_rep, S, hd).reshape(B, nkv * n_rep, S, hd)
 
 
+def _kernel_reads_grouped_heads(q: Tensor) -> bool:
+    """Whether LlamaAttention's maskless sdpa call passes unrepeated key/value heads
+    (``enable_gqa``): on the CPU, and on a GPU in half precision (the flash kernel takes
+    grouped heads; a float32 grouped call could leave the memory-efficient kernel for the
+    math one, so there the heads are repeated first)."""
+    return q.device.type == "cpu" or q.dtype in (torch.float16, torch.bfloat16)
+
+
 class LlamaAttention(nn.Module):
     """Causal grouped-query self-attention with rotary positions (transformers'
     ``LlamaAttention``; with ``model_type`` "qwen3", ``Qwen3Attention``'s q_norm / k_norm: an
@@ -328,14 +336,16 @@ class LlamaAttention(nn.Module):
         """
         dropout = self.attn_dropout.p if self.training else 0.0
         T, S = q.shape[2], k.shape[2]
-        gqa = q.shape[1] != k.shape[1] and (q.device.type == "cpu" or q.dtype in (torch.float16, torch.bfloat16))
-        if mask is None:
+        n_rep = q.shape[1] // k.shape[1]
+        gqa = n_rep > 1 and _kernel_reads_grouped_heads(q)
+        if mask is None and (T == S or T == 1):
+            if n_rep > 1 and not gqa:  # a float32 grouped call on a GPU: the heads repeated, as with a mask
+                k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
             if T == S:
                 return sdpa(q, k, v, None, self.scale, dropout, is_causal=True, enable_gqa=gqa)
-            if T == 1:
-                return sdpa(q, k, v, None, self.scale, dropout, enable_gqa=gqa)
+            return sdpa(q, k, v, None, self.scale, dropout, enable_gqa=gqa)  # T == 1
+        if mask is None:
             mask = causal_mask(T, S, q.device)[None, None]
-        n_rep = q.shape[1] // k.shape[1]
         return sdpa(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), mask, self.scale, dropout)
 
 

@@ -150,6 +150,9 @@ def compile_kwargs(on_gpu: bool, compile_options: dict | None = None) -> dict:
     ``"triton.cudagraphs": True`` entry (unless the options set it)."""
     kwargs = dict(fullgraph=True, dynamic=False, mode="reduce-overhead" if on_gpu else None)
     extra = dict(compile_options or {})
+    if extra.get("options") is not None and not isinstance(extra["options"], dict):
+        raise TypeError(f"compile_options['options'] must be a dict of inductor settings or None, got "
+                        f"{type(extra['options']).__name__} {extra['options']!r}")
     if "options" in extra and "mode" not in extra:
         kwargs.pop("mode")
         extra["options"] = {"triton.cudagraphs": on_gpu, **(extra["options"] or {})}
@@ -240,6 +243,7 @@ def generate_fast(
     if unknown:
         raise TypeError(f"compile_options has {', '.join(map(repr, unknown))}, which torch.compile does not take "
                         f"(it takes {', '.join(sorted(known))})")
+    compile_kwargs(False, compile_options)  # a TypeError here for options that is not a dict
     check_every = check_int("check_every", check_every, minimum=1)
     decode_attention = check_bool("decode_attention", decode_attention)
     linear_as_sums = check_int("linear_as_sums", linear_as_sums, minimum=0)

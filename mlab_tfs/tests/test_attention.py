@@ -113,3 +113,22 @@ def test_enable_gqa_equals_the_repeated_heads(monkeypatch, has_gqa, masked):
     repeated = sdpa(q, k3, v3, mask if masked else None, 0.5, is_causal=not masked)
     assert_close(y, repeated, name="against repeated heads", atol=1e-6)
     assert not torch.allclose(y[:, 0], y[:, 3]), "heads 0 and 3 read different kv heads"
+
+
+@pytest.mark.parametrize("has_gqa", [True, False], ids=["enable_gqa", "repeated (PyTorch < 2.5)"])
+def test_grouped_heads_that_do_not_fit_are_refused(monkeypatch, has_gqa):
+    """Fewer key/value heads than query heads without enable_gqa, or a count that does not
+    divide q's, failed inside PyTorch's kernel (or, repeated before PyTorch 2.5, silently
+    dropped heads); enable_gqa takes a bool only."""
+    import mlab_tfs.attention as attention
+
+    monkeypatch.setattr(attention, "_SDPA_HAS_GQA", has_gqa)
+    q, k = torch.zeros(1, 6, 3, 4), torch.zeros(1, 4, 3, 4)
+    with pytest.raises(ValueError, match="sdpa: q has 6 heads and k, v 4 and 4: with enable_gqa=True"):
+        sdpa(q, k, k, None, 0.5, enable_gqa=True)
+    with pytest.raises(ValueError, match=r"q has 6 heads and k, v 2 and 2.*\(enable_gqa=False\)"):
+        sdpa(q, k[:, :2], k[:, :2], None, 0.5, is_causal=True)
+    with pytest.raises(ValueError, match="q has 6 heads and k, v 2 and 3"):
+        sdpa(q, k[:, :2], k[:, :3], None, 0.5, enable_gqa=True)
+    with pytest.raises(TypeError, match="sdpa: enable_gqa must be True or False, got str 'yes'"):
+        sdpa(q, k[:, :2], k[:, :2], None, 0.5, enable_gqa="yes")

@@ -199,6 +199,24 @@ def test_decode_attention_refuses_what_it_is_not_for():
         attention.decode_attention(q[:, :, :1], k, k, mask.float(), 1.0)
 
 
+def test_decode_attention_refuses_shapes_it_would_broadcast():
+    """A cache of another batch, head size or a mask of another batch would broadcast (one
+    row's cache read for every row) or fail deep inside: a ValueError naming the argument."""
+    q, k = torch.zeros(2, 4, 1, 8), torch.zeros(2, 2, 5, 8)
+    mask = torch.ones(2, 1, 1, 5, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"k and v must be \(B=2, nkv, M, hs=8\).*got k of shape \(1, 2, 5, 8\)"):
+        attention.decode_attention(q, k[:1], k[:1], mask, 1.0)
+    with pytest.raises(ValueError, match=r"got k of shape \(2, 2, 5, 4\)"):
+        attention.decode_attention(q, k[..., :4], k[..., :4], mask, 1.0)
+    with pytest.raises(ValueError, match=r"mask must be \(B or 1, 1, 1, M=5\), got shape \(3, 1, 1, 5\) for B=2"):
+        attention.decode_attention(q, k, k, torch.ones(3, 1, 1, 5, dtype=torch.bool), 1.0)
+    with pytest.raises(ValueError, match=r"q must be a 4-D tensor .*got shape \(2, 4, 8\)"):
+        attention.decode_attention(q[:, :, 0], k, k, mask, 1.0)
+    with pytest.raises(TypeError, match="mask must be a bool tensor .*got None"):
+        attention.decode_attention(q, k, k, None, 1.0)
+    assert attention.decode_attention(q, k, k, mask[:1], 1.0).shape == (2, 4, 1, 8)
+
+
 def _count_calls(monkeypatch):
     calls = []
     real = solution.decode_attention
@@ -278,8 +296,8 @@ def test_linear_as_sums_equals_linear(bias):
     with torch.no_grad(), fast.LinearAsSums(1):
         half = lin.bfloat16()(x[:1].bfloat16())
     assert half.dtype == torch.bfloat16
-    for bad in (0, 1.5, True):
-        with pytest.raises(ValueError, match="max_rows must be an int >= 1"):
+    for bad, error in ((0, ValueError), (-2, ValueError), (1.5, TypeError), (True, TypeError), (None, TypeError)):
+        with pytest.raises(error, match="LinearAsSums: max_rows must be an int"):
             fast.LinearAsSums(bad)
 
 

@@ -251,6 +251,34 @@ def test_chunked_loss_refuses_shapes_that_do_not_fit():
         fast.chunked_lm_loss(torch.zeros(2, 5, 7), torch.zeros(2, 4, dtype=torch.long))
 
 
+def test_chunked_loss_refuses_labels_and_arguments_lm_loss_would_not_take():
+    """A label outside [0, V) other than -100 was counted as id 0 (a silent wrong loss, where
+    lm_loss raises); float labels, int logits and a bad positions_per_chunk failed deep inside."""
+    logits, labels = torch.randn(2, 5, 7), torch.randint(0, 7, (2, 5))
+    for bad in (-1, 7):
+        wrong = labels.clone()
+        wrong[1, 2] = bad
+        with pytest.raises(ValueError, match=rf"labels must be in \[0, 7\) or -100 \(ignored\), got {bad} at index \(1, 2\)"):
+            fast.chunked_lm_loss(logits, wrong)
+    with pytest.raises(ValueError, match="labels must hold integer ids"):
+        fast.chunked_lm_loss(logits, labels.float())
+    with pytest.raises(TypeError, match="logits must be a floating-point tensor .*got a torch.int64 tensor"):
+        fast.chunked_lm_loss(logits.long(), labels)
+    with pytest.raises(TypeError, match="logits must be a floating-point tensor .*got a list"):
+        fast.chunked_lm_loss(logits.tolist(), labels)
+    for bad, error in ((None, TypeError), (True, TypeError), (1.5, TypeError), (0, ValueError), (-5, ValueError)):
+        with pytest.raises(error, match="positions_per_chunk must be an int"):
+            fast.chunked_lm_loss(logits, labels, positions_per_chunk=bad)
+    assert_close(fast.chunked_lm_loss(logits, labels.int()), solution.lm_loss(logits, labels), name="int32 labels",
+                 atol=1e-6)
+
+
+def test_padded_vocab_size_refuses_what_is_not_a_model():
+    for bad in (None, torch.nn.Linear(2, 2)):
+        with pytest.raises(TypeError, match=rf"padded_vocab_size: model must be one of our models .*got .*{type(bad).__name__}"):
+            fast.padded_vocab_size(bad)
+
+
 def test_padded_model_and_chunked_loss_compile_to_one_graph(checkpoints):
     """torch.compile(fullgraph=True) of the padded model with either loss: no graph break (the
     logits view, the chunked loss's autograd.Function), the same loss and gradients as eager.
@@ -314,3 +342,45 @@ def test_training_benchmark_smoke_on_the_cpu(tmp_path):
         "ours, eager", "ours + padded vocab, eager", "ours + padded vocab + chunked loss, eager"]
     ratio = got["ours+pad"]["tokens_per_s"] / got["hf"]["tokens_per_s"]
     assert body[1].split(" | ")[4] == f"{ratio:.2f}x"
+
+
+def test_training_benchmark_refuses_counts_below_one():
+    """--steps 0 (or --batch 0, --seq 0) was taken as "the default" (``args.steps or 20``): a
+    run of another size than asked for. Refused before any model is built."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[3] / "benchmarks" / "gpt2_train.py"
+    for flag, value, least in (("--steps", "0", 1), ("--batch", "0", 1), ("--seq", "-2", 1), ("--warmup", "-1", 0)):
+        done = subprocess.run([sys.executable, str(script), "--smoke", flag, value], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode != 0 and f"{flag} must be an int >= {least}, got {value}" in done.stderr, done.stderr[-2000:]
+
+
+def test_cpu_forward_benchmark_refuses_bad_counts_and_shapes():
+    """--threads 0 failed inside torch.set_num_threads, --repeats 0 in the median of nothing,
+    a malformed --shapes in int(): each a SystemExit naming the flag, before any model loads."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[3] / "benchmarks" / "cpu_forward.py"
+    for flag, value, says in (("--threads", "0", "--threads must be an int >= 1, got 0"),
+                              ("--repeats", "0", "--repeats must be an int >= 1, got 0"),
+                              ("--shapes", "1x", "--shapes must be BATCHxTOKENS"),
+                              ("--shapes", "0x8", "--shapes must be BATCHxTOKENS")):
+        done = subprocess.run([sys.executable, str(script), flag, value], capture_output=True, text=True, timeout=120)
+        assert done.returncode != 0 and says in done.stderr, done.stderr[-2000:]
+
+
+def test_padded_head_refuses_a_vocabulary_past_its_rows():
+    """vocab_size above the weight's rows returned fewer logits than vocab_size, silently."""
+    w = torch.nn.Parameter(torch.zeros(8, 3))
+    assert fast.PaddedLMHead(w, 5)(torch.zeros(2, 3)).shape == (2, 5)
+    with pytest.raises(ValueError, match=r"vocab_size must be an int in \[1, 8\], got 9"):
+        fast.PaddedLMHead(w, 9)
+    with pytest.raises(TypeError, match="vocab_size must be an int, got a float"):
+        fast.PaddedLMHead(w, 5.0)
+    with pytest.raises(ValueError, match=r"weight must be a 2-D \(padded_vocab_size, C\) tensor, got shape \(8,\)"):
+        fast.PaddedLMHead(torch.nn.Parameter(torch.zeros(8)), 5)

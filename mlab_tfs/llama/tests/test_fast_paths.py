@@ -50,6 +50,29 @@ def test_grouped_sdpa_equals_eager_without_repeating(monkeypatch, checkpoints, n
     assert_close(masked[keep], expected[keep], name=f"left-padded sdpa logits ({name})", atol=1e-5)
 
 
+@pytest.mark.parametrize("name", GROUPED)
+def test_grouped_sdpa_repeats_the_heads_where_the_kernel_does_not_read_them(monkeypatch, checkpoints, name):
+    """On a GPU in float32 the maskless call does not pass grouped heads (enable_gqa off):
+    the heads must then be repeated first (passed unrepeated, PyTorch's kernel refused the
+    head counts). Simulated on the CPU by switching the kernel choice off."""
+    eager = solution.LlamaForCausalLM.from_pretrained(checkpoints[name], attn_implementation="eager").eval()
+    fast = solution.LlamaForCausalLM.from_pretrained(checkpoints[name]).eval()
+    ids = torch.randint(1, fast.config.vocab_size, (2, 9), generator=torch.Generator().manual_seed(5))
+    a, grads_a = _loss(eager, ids)
+    monkeypatch.setattr(solution, "_kernel_reads_grouped_heads", lambda q: False)
+    repeated = []
+    real = solution.repeat_kv
+    monkeypatch.setattr(solution, "repeat_kv", lambda x, n: repeated.append(n) or real(x, n))
+    b, grads_b = _loss(fast, ids)
+    assert repeated and all(n > 1 for n in repeated)
+    assert_close(b, a, name=f"sdpa logits, heads repeated ({name})", atol=1e-5)
+    assert_grads_close(grads_b, grads_a, rtol=1e-5)
+    with torch.no_grad():  # one new query over a cache (T == 1), the other maskless call
+        out = fast(ids[:, :8], use_cache=True)
+        step = fast(ids[:, 8:], past_key_values=out.past_key_values).logits
+        assert_close(step, eager(ids).logits[:, 8:], name=f"one-token step, heads repeated ({name})", atol=1e-5)
+
+
 @pytest.mark.parametrize("name", GROUPED[:1])
 def test_grouped_sdpa_stays_causal(checkpoints, name):
     fast = solution.LlamaForCausalLM.from_pretrained(checkpoints[name]).eval()

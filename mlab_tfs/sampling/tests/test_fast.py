@@ -209,6 +209,8 @@ def test_compile_options_take_torch_compile_arguments_only(model_pairs):
     assert_tokens_equal(got, expected, "generate_fast with a dict-valued compile option")
     with pytest.raises(TypeError, match="compile_options has 'bogus', which torch.compile does not take"):
         generate_fast(ours, ids, mask, max_new_tokens=3, pad_token_id=0, compile=False, compile_options={"bogus": 1})
+    with pytest.raises(TypeError, match=r"compile_options\['options'\] must be a dict"):
+        generate_fast(ours, ids, mask, max_new_tokens=3, pad_token_id=0, compile=False, compile_options={"options": [1]})
 
 
 def test_compile_kwargs_keep_cuda_graphs_with_inductor_options():
@@ -227,3 +229,5 @@ def test_compile_kwargs_keep_cuda_graphs_with_inductor_options():
     assert compile_kwargs(True, {"options": {"triton.cudagraphs": False}})["options"] == {"triton.cudagraphs": False}
     assert compile_kwargs(True, {"mode": "max-autotune"}) == {**base, "mode": "max-autotune"}
     assert cdt == {"options": {"coordinate_descent_tuning": True}}, "the caller's dict is not changed"
+    with pytest.raises(TypeError, match=r"compile_options\['options'\] must be a dict of inductor settings or None, got int 3"):
+        compile_kwargs(False, {"options": 3})
