@@ -37,7 +37,7 @@ from typing import Any, Callable, Sequence, Unpack
 
 import torch
 
-from mlab_tfs.gpt2.fast import LinearAsSums, static_forward
+from mlab_tfs.gpt2.fast import LinearAsSums, _round_up, static_forward
 from mlab_tfs.gpt2.solution import KVCache
 from mlab_tfs.inputs import check_bool, check_int
 from mlab_tfs.sampling.given import check_generator, check_prompt, model_n_positions
@@ -171,10 +171,6 @@ def _step_for(model: Any, opts: _Options, compile: bool, compile_options: dict |
             step = torch.compile(step, **compile_kwargs(model.lm_head.weight.is_cuda, compile_options))
         state[key] = step
     return state[key]
-
-
-def _round_up(n: int, multiple: int) -> int:
-    return -(-n // multiple) * multiple
 
 
 @torch.no_grad()
