@@ -394,3 +394,74 @@ def chunked_lm_loss(logits: Tensor, labels: Tensor, num_items_in_batch: Tensor |
     if num_items_in_batch is not None:
         return total / num_items_in_batch
     return total / (targets != -100).sum()
+
+
+# ---------------------------------------------------------------------------------------
+# 5. A decode step in hand-written Triton kernels (mlab_tfs.decode_kernels)
+# ---------------------------------------------------------------------------------------
+
+
+def check_triton_decode(model: nn.Module) -> None:
+    """A ValueError naming what stands in the way of ``triton_decode_logits`` for ``model``
+    (our GPT2LMHeadModel, or a TypeError): a hook on any hook point (the kernels form no
+    activations to hand it), dropout in training mode (the kernels apply none), an
+    activation the kernels do not compute (``decode_kernels.ACT_CODES``: gelu_new, gelu,
+    relu, silu; a learner's own function is not one), or a model not in one dtype."""
+    from mlab_tfs.hooks import HookPoint
+
+    try:
+        from mlab_tfs.decode_kernels import ACT_CODES
+    except ImportError as e:  # CUDA builds of PyTorch ship triton; CPU builds do not
+        raise ImportError(f"kernels='triton' needs the triton package (pip install triton): {e}") from e
+    if not isinstance(model, GPT2LMHeadModel):
+        raise TypeError(f"kernels='triton' runs mlab_tfs.gpt2's GPT2LMHeadModel, got "
+                        f"{type(model).__module__}.{type(model).__qualname__}")
+    hooked = [name for name, m in model.named_modules() if isinstance(m, HookPoint) and m.has_hooks]
+    if hooked:
+        raise ValueError(f"kernels='triton': hooks are registered on {', '.join(hooked[:3])}"
+                         f"{' ...' if len(hooked) > 3 else ''}; the fused kernels form no activations for hooks "
+                         f"to see (remove them, or use kernels='torch')")
+    dropping = [name for name, m in model.named_modules() if isinstance(m, nn.Dropout) and m.p > 0]
+    if model.training and dropping:
+        raise ValueError(f"kernels='triton': the model is in training mode with dropout ({dropping[0]}: "
+                         f"p={model.get_submodule(dropping[0]).p}), which the kernels do not apply; call model.eval()")
+    acts = {type(b.mlp.act).__name__ if b.mlp.act not in ACT_CODES else None for b in model.transformer.h}
+    acts.discard(None)
+    if acts:
+        raise ValueError(f"kernels='triton': the MLP's activation ({model.config.activation_function!r}, "
+                         f"{', '.join(sorted(acts))}) is not one the kernels compute (gelu_new, gelu, relu, silu)")
+    dtypes = {p.dtype for p in model.parameters()}
+    if len(dtypes) != 1:
+        raise ValueError(f"kernels='triton': the model's parameters must share one dtype, got "
+                         f"{sorted(map(str, dtypes))}")
+
+
+def triton_decode_logits(model: GPT2LMHeadModel, input_ids: Tensor, position_ids: Tensor, cache: KVCache,
+                         cache_position: Tensor) -> Tensor:
+    """The decode step of ``static_forward`` (one new token per row) in five Triton kernels
+    per block (``mlab_tfs.decode_kernels``): logits (B, V) in the model's dtype, the keys and
+    values written into ``cache`` at ``cache_position`` as the attention layers write them.
+
+    input_ids, position_ids: (B, 1); cache: a static KVCache for the model, reset with the
+    prompt's mask; cache_position: (1,) long. The model as ``check_triton_decode`` allows
+    (call it once first; this function checks nothing, so that it compiles to one graph).
+    Equal to ``static_forward(...)[:, -1]`` to float rounding (tested at 1e-5 in float32).
+    """
+    from mlab_tfs.decode_kernels import ACT_CODES, flash_decode, norm_linear
+
+    body = model.transformer
+    x = body.wte.weight[input_ids[:, 0]] + body.wpe.weight[position_ids[:, 0]]  # (B, C)
+    B, C = x.shape
+    for i, block in enumerate(body.h):
+        attn, mlp, ln_1, ln_2 = block.attn, block.mlp, block.ln_1, block.ln_2
+        q = torch.empty(B, C, dtype=x.dtype, device=x.device)
+        norm_linear(x, attn.c_attn.weight, attn.c_attn.bias, norm=(ln_1.weight, ln_1.bias, ln_1.eps),
+                    qkv=(q, cache.keys[i], cache.values[i], cache_position))
+        acc, ml = flash_decode(q, cache.keys[i], cache.values[i], cache.key_mask, cache_position, attn.scale)
+        x = norm_linear(acc, attn.c_proj.weight, attn.c_proj.bias, attention=ml, residual=x)  # x + attention
+        h = norm_linear(x, mlp.c_fc.weight, mlp.c_fc.bias, norm=(ln_2.weight, ln_2.bias, ln_2.eps),
+                        act=ACT_CODES[mlp.act])
+        x = norm_linear(h, mlp.c_proj.weight, mlp.c_proj.bias, residual=x)  # x + MLP
+    ln_f, head = body.ln_f, model.lm_head
+    logits = torch.empty(B, head.out_features, dtype=x.dtype, device=x.device)
+    return norm_linear(x, head.weight, None, norm=(ln_f.weight, ln_f.bias, ln_f.eps), out=logits)

@@ -1,0 +1,318 @@
+"""Hand-written Triton kernels for one decode step: a block in five kernels.
+
+A decode step of GPT-2 over a static KV cache, written with PyTorch's modules, runs about
+13 CUDA kernels per block (layer norm, matmul, bias and split, two cache writes, attention
+with its mask, matmul, residual add, layer norm, matmul, GELU, matmul, residual add): at
+batch 1 each reads a few kilobytes to a few megabytes and takes a few microseconds, so the
+step's time is kernel count, not bytes (benchmarks/README.md, "The decode step"). Here a
+block is five kernels, each one pass over its weights with the small work around it folded
+in, as PyTorch's gpt-fast and FlashInfer's decode kernels do:
+
+1. ``norm_linear``: ln_1, then x @ c_attn + bias; the keys and values are written straight
+   into the cache's column, the queries returned;
+2. ``decode_attention``: one query per row and head over the cache's filled columns (it reads
+   the current column from the device, so it skips the unwritten ones), online softmax
+   (Milakov & Gimelshein 2018, as flash attention), padding and causality from the cache's
+   ``key_mask``;
+3. ``linear``: c_proj + bias + the residual;
+4. ``norm_linear``: ln_2, c_fc + bias, GELU;
+5. ``linear``: c_proj + bias + the residual;
+
+then ln_f and the head, one more ``norm_linear``. Every kernel rounds where the modules
+round (the layer norm's output, the matmul's output after its bias, each residual sum, to
+the model's dtype; statistics, accumulation, scores and softmax in float32), so in float32
+the step equals the modules' to float rounding (tested at 1e-5); the activation is
+computed in float32 where GPT-2's ``gelu_new`` under bf16 is a chain of bf16 operations, so
+there it may differ in the last bit.
+
+On a CUDA tensor the kernels are compiled (and, through ``triton.autotune``, timed once
+per shape on the first call); on a CPU tensor they run in Triton's interpreter, slowly,
+which is how the tests check them on a machine without a GPU.
+
+Shapes: B batch (rows), C = n_embd, N output features, K input features, nh heads, hs head
+size, M cache columns, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+
+if "triton" not in sys.modules and not torch.cuda.is_available():
+    # No GPU: run the kernels in Triton's interpreter, which must be chosen before triton is
+    # imported (its own library functions are wrapped for one mode or the other at import).
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
+
+from mlab_tfs import activations
+
+Tensor = torch.Tensor
+
+# The activations the kernels compute, by the function the model's MLP holds.
+ACT_CODES = {None: 0, activations.gelu_new: 1, activations.gelu: 2, torch.relu: 3, activations.silu: 4}
+
+
+def _norm_linear(X, stride_xm, G, Bn, ML, W, stride_wn, Bias, R, stride_rm, Y, stride_ym,
+                 Q, Kc, Vc, CP, stride_cb, stride_ch, stride_cm, M, N, eps,
+                 K: tl.constexpr, NORM: tl.constexpr, ACT: tl.constexpr, HAS_BIAS: tl.constexpr,
+                 HAS_RES: tl.constexpr, QKV: tl.constexpr, HS: tl.constexpr, SPLITS: tl.constexpr,
+                 FP32: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Y = act(prologue(X) @ W^T + Bias) (+ R), or with QKV the queries to Q and the keys and
+    values into the caches Kc / Vc at column CP[0]. W (N, K), nn.Linear's layout.
+
+    NORM 0: X (M, K) as it is; 1: a layer norm of X (gamma G, beta Bn, eps); 2: X and ML are
+    ``_decode_attention``'s partial results (M, K // HS, SPLITS, HS) and (..., SPLITS, 2),
+    combined here into the attention's output (M, K) (the heads side by side)."""
+    pid_n = tl.program_id(0)
+    pid_m = tl.program_id(1)
+    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)  # (BM,) rows
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # (BN,) output features
+    row_ok = rm < M
+    col_ok = rn < N
+    if NORM == 1:  # layer norm statistics of each row, in float32: two passes over K
+        total = tl.zeros([BLOCK_M], dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            rk = k0 + tl.arange(0, BLOCK_K)
+            x = tl.load(X + rm[:, None] * stride_xm + rk[None, :], mask=row_ok[:, None] & (rk[None, :] < K), other=0.0)
+            total += tl.sum(x.to(tl.float32), axis=1)
+        mean = total / K
+        total = tl.zeros([BLOCK_M], dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            rk = k0 + tl.arange(0, BLOCK_K)
+            ok = row_ok[:, None] & (rk[None, :] < K)
+            x = tl.load(X + rm[:, None] * stride_xm + rk[None, :], mask=ok, other=0.0)
+            d = tl.where(ok, x.to(tl.float32) - mean[:, None], 0.0)
+            total += tl.sum(d * d, axis=1)
+        rstd = 1.0 / tl.sqrt(total / K + eps)
+    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        rk = k0 + tl.arange(0, BLOCK_K)
+        k_ok = rk < K
+        ok = row_ok[:, None] & k_ok[None, :]
+        w = tl.load(W + rn[:, None] * stride_wn + rk[None, :], mask=col_ok[:, None] & k_ok[None, :], other=0.0)
+        if NORM == 2:  # the attention's splits: out = sum_s e^(m_s - m) acc_s / sum_s e^(m_s - m) l_s
+            head = rk // HS
+            part = (rm[:, None] * (K // HS) + head[None, :]) * SPLITS  # (BM, BK): split 0 of the row's head
+            m = tl.zeros([BLOCK_M, BLOCK_K], dtype=tl.float32) - float("inf")
+            for sp in range(SPLITS):
+                m = tl.maximum(m, tl.load(ML + (part + sp) * 2, mask=ok, other=float("-inf")))
+            m_safe = tl.where(m == float("-inf"), 0.0, m)  # a query that saw no key: all splits empty
+            num = tl.zeros([BLOCK_M, BLOCK_K], dtype=tl.float32)
+            den = tl.zeros([BLOCK_M, BLOCK_K], dtype=tl.float32)
+            for sp in range(SPLITS):
+                scale = tl.exp(tl.load(ML + (part + sp) * 2, mask=ok, other=float("-inf")) - m_safe)
+                num += scale * tl.load(X + (part + sp) * HS + (rk - head * HS)[None, :], mask=ok, other=0.0)
+                den += scale * tl.load(ML + (part + sp) * 2 + 1, mask=ok, other=0.0)
+            x = tl.where(den > 0, num / tl.where(den > 0, den, 1.0), 0.0)  # it gets 0 (mlab_tfs.attention)
+        else:
+            x = tl.load(X + rm[:, None] * stride_xm + rk[None, :], mask=ok, other=0.0)
+        if NORM == 1:
+            g = tl.load(G + rk, mask=k_ok, other=0.0).to(tl.float32)
+            b = tl.load(Bn + rk, mask=k_ok, other=0.0).to(tl.float32)
+            x = (x.to(tl.float32) - mean[:, None]) * rstd[:, None] * g[None, :] + b[None, :]
+        # the input rounded to the weights' dtype, as the layer norm's (or attention's) output is
+        if FP32:
+            acc += tl.dot(x.to(w.dtype), tl.trans(w), input_precision="ieee")  # (BM, BN); no TF32
+        else:
+            acc += tl.dot(x.to(w.dtype), tl.trans(w))
+    if HAS_BIAS:
+        acc += tl.load(Bias + rn, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    y = acc.to(Y.dtype.element_ty).to(tl.float32)  # the matmul's rounding
+    if ACT == 1:  # gelu_new: the tanh approximation; tanh(u) = 2 sigmoid(2u) - 1
+        u = 0.7978845608028654 * (y + 0.044715 * y * y * y)  # sqrt(2 / pi) (x + 0.044715 x^3)
+        y = 0.5 * y * (2.0 * tl.sigmoid(2.0 * u))
+    elif ACT == 2:  # the exact GELU
+        y = 0.5 * y * (1.0 + tl.erf(y * 0.7071067811865476))
+    elif ACT == 3:
+        y = tl.maximum(y, 0.0)
+    elif ACT == 4:
+        y = y * tl.sigmoid(y)
+    ok = row_ok[:, None] & col_ok[None, :]
+    if HAS_RES:
+        r = tl.load(R + rm[:, None] * stride_rm + rn[None, :], mask=ok, other=0.0)
+        y = y.to(Y.dtype.element_ty).to(tl.float32) + r.to(tl.float32)
+    if QKV:  # columns [0, C) queries, [C, 2C) keys, [2C, 3C) values; C = N // 3
+        C = N // 3
+        part = rn // C
+        within = rn - part * C
+        head = within // HS
+        pos = tl.load(CP)
+        cache = rm[:, None] * stride_cb + head[None, :] * stride_ch + pos * stride_cm + (within - head * HS)[None, :]
+        tl.store(Q + rm[:, None] * stride_ym + within[None, :], y.to(Q.dtype.element_ty), mask=ok & (part == 0)[None, :])
+        tl.store(Kc + cache, y.to(Kc.dtype.element_ty), mask=ok & (part == 1)[None, :])
+        tl.store(Vc + cache, y.to(Vc.dtype.element_ty), mask=ok & (part == 2)[None, :])
+    else:
+        tl.store(Y + rm[:, None] * stride_ym + rn[None, :], y.to(Y.dtype.element_ty), mask=ok)
+
+
+def _decode_attention(Q, Kc, Vc, KM, CP, ACC, ML, stride_qb, stride_cb, stride_ch, stride_cm, stride_kmb, scale,
+                      CHUNK, N_REP: tl.constexpr, HS: tl.constexpr, HS_P2: tl.constexpr, SPLITS: tl.constexpr,
+                      BLOCK_S: tl.constexpr):
+    """One program per (row b, query head h, split): the query's scores over cache columns
+    [split * CHUNK, (split + 1) * CHUNK) that are <= CP[0] and real in KM, softmaxed online;
+    writes the unnormalised sum ACC[b, h, split] (HS,) and its running max and sum ML[b, h,
+    split] = (m, l), which ``_norm_linear``'s NORM == 2 combines (flash-decoding). Query head h
+    reads key/value head h // N_REP."""
+    b = tl.program_id(0)
+    h = tl.program_id(1)
+    sp = tl.program_id(2)
+    kv = h // N_REP
+    d = tl.arange(0, HS_P2)
+    d_ok = d < HS
+    q = tl.load(Q + b * stride_qb + h * HS + d, mask=d_ok, other=0.0).to(tl.float32)
+    pos = tl.load(CP)
+    base = b * stride_cb + kv * stride_ch
+    m_i = tl.zeros([1], dtype=tl.float32) - float("inf")  # running max and sum of the scores
+    l_i = tl.zeros([1], dtype=tl.float32)
+    acc = tl.zeros([HS_P2], dtype=tl.float32)
+    first = sp * CHUNK
+    last = tl.minimum(first + CHUNK, pos + 1)  # the filled columns only
+    for s0 in range(first, last, BLOCK_S):
+        s = s0 + tl.arange(0, BLOCK_S)
+        in_range = s < last
+        real = tl.load(KM + b * stride_kmb + s, mask=in_range, other=0) != 0
+        seen = in_range & real
+        k = tl.load(Kc + base + s[:, None] * stride_cm + d[None, :], mask=seen[:, None] & d_ok[None, :], other=0.0)
+        scores = tl.where(seen, tl.sum(k.to(tl.float32) * q[None, :], axis=1) * scale, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(scores, axis=0))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # no key seen yet: keep exp() finite
+        p = tl.exp(scores - m_safe)  # (BLOCK_S,), 0 where not seen
+        alpha = tl.exp(m_i - m_safe)
+        v = tl.load(Vc + base + s[:, None] * stride_cm + d[None, :], mask=seen[:, None] & d_ok[None, :], other=0.0)
+        acc = acc * alpha + tl.sum(p[:, None] * v.to(tl.float32), axis=0)
+        l_i = l_i * alpha + tl.sum(p, axis=0)
+        m_i = m_new
+    out = ((b * tl.num_programs(1) + h) * SPLITS + sp)
+    tl.store(ACC + out * HS + d, acc, mask=d_ok)
+    two = tl.arange(0, 2)
+    tl.store(ML + out * 2 + two, tl.where(two == 0, m_i, l_i))
+
+
+def _configs() -> list[triton.Config]:
+    """Tile shapes for the matrix-vector products of a decode step (a few rows, K up to a few
+    thousand): narrow output tiles, so that even a 768-wide layer spreads over many SMs."""
+    return [triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
+            for n, k, w, s in ((16, 128, 4, 3), (16, 256, 4, 3), (32, 128, 4, 3), (32, 256, 4, 3),
+                               (64, 128, 4, 3), (64, 64, 4, 4), (128, 64, 4, 3), (128, 128, 8, 3))]
+
+
+# The interpreter (every tensor copied to the host and back), as triton decided at its import.
+INTERPRET = bool(triton.knobs.runtime.interpret) if hasattr(triton, "knobs") else \
+    os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+if INTERPRET:
+    _norm_linear_kernel = triton.jit(_norm_linear)
+else:
+    _norm_linear_kernel = triton.autotune(_configs(), key=["N", "K", "BLOCK_M", "NORM", "QKV", "SPLITS"])(triton.jit(_norm_linear))
+_decode_attention_kernel = triton.jit(_decode_attention)
+
+
+def _check_device(x: Tensor) -> None:
+    if not (x.is_cuda or INTERPRET):
+        raise ValueError(f"mlab_tfs.decode_kernels: a tensor on {x.device} needs Triton's interpreter, which is "
+                         "chosen only before triton is first imported: set TRITON_INTERPRET=1 in the environment "
+                         "(it is set for you on a machine without a GPU when this module imports triton first)")
+
+
+def _block_m(rows: int) -> int:
+    return 16 if rows <= 16 else (32 if rows <= 32 else 64)  # tl.dot needs 16 rows or more
+
+
+def norm_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
+                norm: tuple[Tensor, Tensor, float] | None = None, attention: Tensor | None = None,
+                act: int = 0, residual: Tensor | None = None, out: Tensor | None = None,
+                qkv: tuple[Tensor, Tensor, Tensor, Tensor] | None = None) -> Tensor:
+    """``act(prologue(x) @ weight.T + bias) (+ residual)`` in one kernel.
+
+    x: (B, K), or with ``attention`` the partial sums ``flash_decode`` returns, (B, nh, S, hs)
+    float32 (K = nh * hs), whose running maxima and sums (B, nh, S, 2) are ``attention``: the
+    prologue combines them into the attention's output (``combine_splits``). norm: (gamma,
+    beta, eps) of a LayerNorm over K applied to x first, or None. weight: (N, K) (an nn.Linear's;
+    only its first N rows are read when ``out`` is narrower); bias: (N,) or None; act: an
+    ``ACT_CODES`` value; residual: (B, N) added after the activation; out: (B, N), default a
+    new tensor of the weight's dtype. qkv: (q, k_cache, v_cache, cache_position) for c_attn
+    (N = 3 nh hs): queries to q (B, nh hs), keys and values into the caches (B, nh, M, hs),
+    contiguous, at column cache_position[0]; nothing to out. Returns out (or q).
+
+    Nothing is checked here but the device (``mlab_tfs.gpt2.fast.check_triton_decode``
+    checks a model once): this runs inside a compiled decode step.
+    """
+    B = x.shape[0]
+    K = x.shape[1] * x.shape[3] if attention is not None else x.shape[1]
+    N = out.shape[1] if out is not None else weight.shape[0]
+    if out is None and qkv is None:
+        out = torch.empty(B, N, dtype=weight.dtype, device=x.device)
+    y = qkv[0] if qkv is not None else out
+    g, bn, eps = norm if norm is not None else (y, y, 0.0)  # unused pointers: any tensor
+    q, kc, vc, cp = qkv if qkv is not None else (y, y, y, y)
+    _check_device(x)
+    args = (x, x.stride(0), g, bn, attention if attention is not None else y, weight, weight.stride(0),
+            bias if bias is not None else y, residual if residual is not None else y,
+            residual.stride(0) if residual is not None else 0, y, y.stride(0), q, kc, vc, cp,
+            kc.stride(0) if qkv else 0, kc.stride(1) if qkv else 0, kc.stride(2) if qkv else 0, B, N, eps)
+    meta = dict(K=K, NORM=2 if attention is not None else int(norm is not None), ACT=act, HAS_BIAS=bias is not None,
+                HAS_RES=residual is not None, QKV=qkv is not None,
+                HS=kc.shape[3] if qkv else (x.shape[3] if attention is not None else 1),
+                SPLITS=x.shape[2] if attention is not None else 1, FP32=weight.dtype == torch.float32,
+                BLOCK_M=_block_m(B))
+    if INTERPRET:  # one tile shape: autotuning would time the interpreter
+        _norm_linear_kernel[(triton.cdiv(N, 32), triton.cdiv(B, meta["BLOCK_M"]))](*args, **meta, BLOCK_N=32,
+                                                                                   BLOCK_K=32)
+    else:
+        grid = lambda m: (triton.cdiv(N, m["BLOCK_N"]), triton.cdiv(B, m["BLOCK_M"]))  # noqa: E731
+        _norm_linear_kernel[grid](*args, **meta)
+    return y
+
+
+BLOCK_S = 64  # cache columns a flash_decode program reads per step
+
+
+def attention_splits(batch: int, n_head: int, max_len: int) -> int:
+    """How many pieces ``flash_decode`` cuts each query's cache columns into: enough programs
+    (batch x heads x splits, about 256) to keep a GPU's SMs busy at batch 1, a power of two up
+    to 16, and no piece shorter than BLOCK_S columns."""
+    want = triton.next_power_of_2(max(1, -(-256 // (batch * n_head))))
+    return max(1, min(16, want, triton.next_power_of_2(-(-max_len // BLOCK_S))))
+
+
+def flash_decode(q: Tensor, k_cache: Tensor, v_cache: Tensor, key_mask: Tensor, cache_position: Tensor,
+                 scale: float, splits: int | None = None) -> tuple[Tensor, Tensor]:
+    """Attention of one new query per row and head over a static cache, its columns cut into
+    ``splits`` pieces that run in parallel (Flash-Decoding: Dao, Haziza, Massa and Sizov 2023);
+    one kernel. Only columns <= cache_position[0] are read.
+
+    q: (B, nh hs), the heads side by side (c_attn's layout); k_cache, v_cache: (B, nkv, M, hs)
+    contiguous, nh a multiple of nkv (query head h reads key/value head h // (nh // nkv));
+    key_mask: bool (B, M), True where a column holds a real token; cache_position: (1,) long,
+    the query's column; splits: default ``attention_splits(B, nh, M)``. Returns the partial
+    results: acc (B, nh, splits, hs) float32, each piece's sum of e^(score - m) v, and ml
+    (B, nh, splits, 2) float32, its max score m and sum of e^(score - m) (-inf and 0 for a piece
+    with no visible key), which ``combine_splits`` (or ``norm_linear(attention=...)``) combines.
+    """
+    B, nkv, M, hs = k_cache.shape
+    nh = q.shape[1] // hs
+    splits = attention_splits(B, nh, M) if splits is None else splits
+    chunk = -(-M // splits)
+    acc = torch.empty(B, nh, splits, hs, dtype=torch.float32, device=q.device)
+    ml = torch.empty(B, nh, splits, 2, dtype=torch.float32, device=q.device)
+    _check_device(q)
+    args = (q, k_cache, v_cache, key_mask, cache_position, acc, ml, q.stride(0), k_cache.stride(0),
+            k_cache.stride(1), k_cache.stride(2), key_mask.stride(0), scale, chunk)
+    meta = dict(N_REP=nh // nkv, HS=hs, HS_P2=triton.next_power_of_2(hs), SPLITS=splits, BLOCK_S=BLOCK_S)
+    _decode_attention_kernel[(B, nh, splits)](*args, **meta)
+    return acc, ml
+
+
+def combine_splits(acc: Tensor, ml: Tensor) -> Tensor:
+    """``flash_decode``'s pieces combined, in PyTorch (what ``norm_linear``'s attention prologue
+    computes): (B, nh, S, hs), (B, nh, S, 2) -> (B, nh hs) float32; a query whose pieces all saw
+    no key gets 0."""
+    m, l = ml.unbind(-1)  # (B, nh, S)
+    top = m.amax(-1, keepdim=True)
+    w = torch.exp(m - torch.where(top == float("-inf"), 0.0, top))  # (B, nh, S); 0 for empty pieces
+    den = (w * l).sum(-1, keepdim=True)
+    out = (w[..., None] * acc).sum(-2) / torch.where(den > 0, den, 1.0)
+    return out.flatten(1)
