@@ -406,7 +406,8 @@ def check_triton_decode(model: nn.Module) -> None:
     (our GPT2LMHeadModel, or a TypeError): a hook on any hook point (the kernels form no
     activations to hand it), dropout in training mode (the kernels apply none), an
     activation the kernels do not compute (``decode_kernels.ACT_CODES``: gelu_new, gelu,
-    relu, silu; a learner's own function is not one), or a model not in one dtype."""
+    relu, silu; a learner's own function is not one), a model not in one dtype, or a bfloat16
+    model on the CPU (Triton's interpreter has no bfloat16)."""
     from mlab_tfs.hooks import HookPoint
 
     try:
@@ -434,6 +435,9 @@ def check_triton_decode(model: nn.Module) -> None:
     if len(dtypes) != 1:
         raise ValueError(f"kernels='triton': the model's parameters must share one dtype, got "
                          f"{sorted(map(str, dtypes))}")
+    if dtypes == {torch.bfloat16} and not model.lm_head.weight.is_cuda:
+        raise ValueError("kernels='triton': a bfloat16 model on the CPU runs in Triton's interpreter, which "
+                         "computes bfloat16 wrongly (NumPy has no bfloat16); use float32 or float16 there")
 
 
 def triton_decode_logits(model: GPT2LMHeadModel, input_ids: Tensor, position_ids: Tensor, cache: KVCache,

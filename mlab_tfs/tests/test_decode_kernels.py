@@ -25,6 +25,13 @@ if DEVICE == "cpu" and not dk.INTERPRET:  # pragma: no cover - triton imported b
     pytest.skip("triton was imported without TRITON_INTERPRET=1 on a machine without a GPU", allow_module_level=True)
 
 TOL = dict(atol=1e-5, rtol=1e-5)
+torch.backends.cuda.matmul.allow_tf32 = False  # the references in float32 on a GPU too
+
+
+def _on(*tensors: torch.Tensor):
+    """The tensors on DEVICE (built on the CPU from seeded generators)."""
+    moved = tuple(t.to(DEVICE) for t in tensors)
+    return moved if len(moved) > 1 else moved[0]
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -66,7 +73,8 @@ def test_flash_decode_equals_sdpa_over_the_visible_columns(nh, nkv, hs, splits):
     key_mask = torch.ones(B, M, dtype=torch.bool)
     key_mask[1, :20] = False  # left padding
     key_mask[2, :65] = False  # only columns 65..70 real: most pieces see no key
-    acc, ml = dk.flash_decode(q, k, v, key_mask, torch.tensor([pos]), scale, splits=splits)
+    q, k, v, key_mask = _on(q, k, v, key_mask)
+    acc, ml = dk.flash_decode(q, k, v, key_mask, _on(torch.tensor([pos])), scale, splits=splits)
     assert acc.shape == (B, nh, splits, hs) and ml.shape == (B, nh, splits, 2)
     got = dk.combine_splits(acc, ml)
     assert torch.isfinite(got).all(), "flash_decode read a cache column after the query's own (NaN there)"
@@ -79,8 +87,9 @@ def test_flash_decode_query_that_sees_no_key_gets_zero():
     key_mask = torch.ones(B, M, dtype=torch.bool)
     key_mask[0, : pos + 1] = False  # row 0: every visible column is padding
     q = torch.randn(B, nh * hs, generator=_gen(4))
-    got = dk.combine_splits(*dk.flash_decode(q, k, v, key_mask, torch.tensor([pos]), 1.0, splits=4))
-    assert torch.equal(got[0], torch.zeros(nh * hs))
+    q, k, v, key_mask = _on(q, k, v, key_mask)
+    got = dk.combine_splits(*dk.flash_decode(q, k, v, key_mask, _on(torch.tensor([pos])), 1.0, splits=4))
+    assert torch.equal(got[0], torch.zeros(nh * hs, device=DEVICE))
     torch.testing.assert_close(got, _reference(q, k, v, key_mask, pos, 1.0), **TOL)
 
 
@@ -91,7 +100,8 @@ def test_flash_decode_piece_boundaries(pos):
     k, v = _cache(B, nh, M, hs, pos, seed=5)
     q = torch.randn(B, nh * hs, generator=_gen(6))
     key_mask = torch.ones(B, M, dtype=torch.bool)
-    got = dk.combine_splits(*dk.flash_decode(q, k, v, key_mask, torch.tensor([pos]), 0.5, splits=2))
+    q, k, v, key_mask = _on(q, k, v, key_mask)
+    got = dk.combine_splits(*dk.flash_decode(q, k, v, key_mask, _on(torch.tensor([pos])), 0.5, splits=2))
     torch.testing.assert_close(got, _reference(q, k, v, key_mask, pos, 0.5), **TOL)
 
 
@@ -119,6 +129,7 @@ def test_norm_linear_equals_layer_norm_linear_activation_residual(act, norm, bia
     w, b = torch.randn(N, K, generator=g) / 6, torch.randn(N, generator=g)
     gamma, beta = 1 + torch.randn(K, generator=g) / 5, torch.randn(K, generator=g) / 5
     r = torch.randn(B, N, generator=g)
+    x, w, b, gamma, beta, r = _on(x, w, b, gamma, beta, r)
     got = dk.norm_linear(x, w, b if bias else None, norm=(gamma, beta, 1e-5) if norm else None, act=act,
                          residual=r if residual else None)
     h = F.layer_norm(x, (K,), gamma, beta, 1e-5) if norm else x
@@ -131,7 +142,8 @@ def test_norm_linear_reads_only_the_first_rows_of_a_wider_weight():
     g = _gen(8)
     x, w = torch.randn(2, 32, generator=g), torch.randn(70, 32, generator=g)
     w[50:] = float("nan")
-    got = dk.norm_linear(x, w, out=torch.empty(2, 50))
+    x, w = _on(x, w)
+    got = dk.norm_linear(x, w, out=torch.empty(2, 50, device=DEVICE))
     torch.testing.assert_close(got, x @ w[:50].T, **TOL)
 
 
@@ -141,9 +153,11 @@ def test_norm_linear_attention_prologue_combines_the_pieces():
     key_mask = torch.ones(B, M, dtype=torch.bool)
     key_mask[0, : pos + 1] = False  # a row that sees no key: its attention output is 0
     q = torch.randn(B, nh * hs, generator=_gen(10))
-    acc, ml = dk.flash_decode(q, k, v, key_mask, torch.tensor([pos]), 0.4, splits=4)
+    q, k, v, key_mask = _on(q, k, v, key_mask)
+    acc, ml = dk.flash_decode(q, k, v, key_mask, _on(torch.tensor([pos])), 0.4, splits=4)
     w, b = torch.randn(24, nh * hs, generator=_gen(11)), torch.randn(24, generator=_gen(12))
     r = torch.randn(B, 24, generator=_gen(13))
+    w, b, r = _on(w, b, r)
     got = dk.norm_linear(acc, w, b, attention=ml, residual=r)
     torch.testing.assert_close(got, F.linear(dk.combine_splits(acc, ml), w, b) + r, **TOL)
     torch.testing.assert_close(got[0], b + r[0], **TOL)
@@ -155,14 +169,15 @@ def test_norm_linear_qkv_writes_queries_and_the_cache_column_only():
     C = nh * hs
     x, w, b = torch.randn(B, C, generator=g), torch.randn(3 * C, C, generator=g) / 5, torch.randn(3 * C, generator=g)
     kc, vc = torch.randn(B, nh, M, hs, generator=g), torch.randn(B, nh, M, hs, generator=g)
+    x, w, b, kc, vc = _on(x, w, b, kc, vc)
     k0, v0 = kc.clone(), vc.clone()
-    q = torch.empty(B, C)
-    dk.norm_linear(x, w, b, qkv=(q, kc, vc, torch.tensor([pos])))
+    q = torch.empty(B, C, device=DEVICE)
+    dk.norm_linear(x, w, b, qkv=(q, kc, vc, _on(torch.tensor([pos]))))
     want_q, want_k, want_v = F.linear(x, w, b).split(C, dim=-1)
     torch.testing.assert_close(q, want_q, **TOL)
     torch.testing.assert_close(kc[:, :, pos], want_k.reshape(B, nh, hs), **TOL)
     torch.testing.assert_close(vc[:, :, pos], want_v.reshape(B, nh, hs), **TOL)
-    others = torch.arange(M) != pos
+    others = torch.arange(M, device=DEVICE) != pos
     assert torch.equal(kc[:, :, others], k0[:, :, others]) and torch.equal(vc[:, :, others], v0[:, :, others])
 
 
@@ -175,14 +190,14 @@ def _model(name: str, seed: int = 0, **overrides) -> GPT2LMHeadModel:
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(GPT2Config(**{**GPT2_CONFIGS[name], **overrides})).eval()
     randomize_(model, seed)
-    return model
+    return model.to(DEVICE)
 
 
 def _prefilled(model, lengths, M, seed):
-    ids, mask, pos = left_padded_batch(model.config.vocab_size, lengths, seed=seed)
+    ids, mask, pos = _on(*left_padded_batch(model.config.vocab_size, lengths, seed=seed))
     cache = KVCache.for_model(model, len(lengths), M)
     cache.reset(mask)
-    static_forward(model, ids, pos, cache, torch.arange(ids.shape[1]))
+    static_forward(model, ids, pos, cache, torch.arange(ids.shape[1], device=DEVICE))
     return cache, pos[:, -1:] + 1, ids.shape[1]
 
 
@@ -195,9 +210,9 @@ def test_triton_decode_logits_equal_the_modules(name):
     ours, position, T = _prefilled(model, [5, 2, 4], 16, seed=15)
     ref, _, _ = _prefilled(model, [5, 2, 4], 16, seed=15)
     check_triton_decode(model)
-    token = torch.randint(0, model.config.vocab_size, (3, 1), generator=_gen(16))
+    token = _on(torch.randint(0, model.config.vocab_size, (3, 1), generator=_gen(16)))
     for step in range(3):
-        column = torch.tensor([T + step])
+        column = _on(torch.tensor([T + step]))
         want = static_forward(model, token, position, ref, column)[:, -1]
         got = triton_decode_logits(model, token, position, ours, column)
         torch.testing.assert_close(got, want, **TOL)
@@ -215,7 +230,7 @@ def test_triton_decode_logits_on_a_padded_vocabulary():
         if padded:
             pad_vocab(model, 64)  # 97 -> 128 rows; logits stay 97 wide
         cache, position, T = _prefilled(model, [4, 3], 16, seed=17)
-        logits = triton_decode_logits(model, torch.tensor([[5], [7]]), position, cache, torch.tensor([T]))
+        logits = triton_decode_logits(model, _on(torch.tensor([[5], [7]])), position, cache, _on(torch.tensor([T])))
         assert logits.shape == (2, 97)
         if ref_logits is None:
             ref_logits = logits
@@ -225,13 +240,14 @@ def test_triton_decode_logits_on_a_padded_vocabulary():
 @torch.no_grad()
 def test_generate_fast_with_triton_kernels_gives_generates_tokens():
     model = _model("base", seed=2)
-    ids, mask, _ = left_padded_batch(97, [5, 2, 4], seed=18)
+    ids, mask, _ = _on(*left_padded_batch(97, [5, 2, 4], seed=18))
     kw = dict(max_new_tokens=6, compile=False, pad_token_id=0, eos_token_id=3)
     torch.testing.assert_close(generate_fast(model, ids, mask, kernels="triton", **kw),
                                generate_fast(model, ids, mask, **kw), rtol=0, atol=0)
     sample = dict(do_sample=True, top_k=20, temperature=0.8)
-    got = generate_fast(model, ids, mask, kernels="triton", generator=_gen(19), **sample, **kw)
-    want = generate_fast(model, ids, mask, generator=_gen(19), **sample, **kw)
+    seeded = lambda: torch.Generator(DEVICE).manual_seed(19)  # noqa: E731
+    got = generate_fast(model, ids, mask, kernels="triton", generator=seeded(), **sample, **kw)
+    want = generate_fast(model, ids, mask, generator=seeded(), **sample, **kw)
     assert torch.equal(got, want)
 
 
@@ -242,7 +258,7 @@ def test_generate_fast_with_triton_kernels_gives_generates_tokens():
 
 def test_triton_decode_refuses_what_it_cannot_compute():
     model = _model("base")
-    ids = torch.tensor([[1, 2, 3]])
+    ids = _on(torch.tensor([[1, 2, 3]]))
     handle = model.transformer.h[0].attn.hook_z.add_hook(lambda t, hook: t)
     with pytest.raises(ValueError, match=r"hooks are registered on transformer\.h\.0\.attn\.hook_z"):
         generate_fast(model, ids, compile=False, kernels="triton")
@@ -251,8 +267,9 @@ def test_triton_decode_refuses_what_it_cannot_compute():
     with pytest.raises(ValueError, match="training mode with dropout"):
         generate_fast(model, ids, compile=False, kernels="triton")
     model.eval()
-    with pytest.raises(ValueError, match="compile=False"):
-        generate_fast(model, ids, compile=True, kernels="triton")
+    if DEVICE == "cpu":
+        with pytest.raises(ValueError, match="compile=False"):
+            generate_fast(model, ids, compile=True, kernels="triton")
     with pytest.raises(ValueError, match="kernels must be 'torch' or 'triton', got 'cuda'"):
         generate_fast(model, ids, compile=False, kernels="cuda")
     with pytest.raises(ValueError, match="does not combine with decode_attention=True"):
@@ -263,5 +280,27 @@ def test_triton_decode_refuses_what_it_cannot_compute():
     model.lm_head.weight.data = model.lm_head.weight.data.double()  # tied: the embedding too
     with pytest.raises(ValueError, match="share one dtype"):
         check_triton_decode(model)
+    if DEVICE == "cpu":
+        with pytest.raises(ValueError, match="bfloat16 model on the CPU"):
+            check_triton_decode(_model("base").to(torch.bfloat16))
     with pytest.raises(TypeError, match="GPT2LMHeadModel"):
         check_triton_decode(torch.nn.Linear(2, 2))
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="torch.compile of the Triton kernels needs a CUDA GPU")
+@torch.no_grad()
+def test_compiled_triton_decode_step_equals_the_eager_modules_on_a_gpu():
+    """The compiled step (CUDA graphs; the kernels autotuned) gives the eager modules'
+    tokens in float32, and in bfloat16 logits within bf16 rounding of the modules'."""
+    model = _model("deep_narrow_heads", seed=3)
+    ids, mask, _ = _on(*left_padded_batch(model.config.vocab_size, [6, 3, 5], seed=20))
+    kw = dict(max_new_tokens=10, pad_token_id=0)
+    assert torch.equal(generate_fast(model, ids, mask, kernels="triton", compile=True, **kw),
+                       generate_fast(model, ids, mask, compile=False, **kw))
+    model = model.to(torch.bfloat16)
+    ours, position, T = _prefilled(model, [5, 2, 4], 16, seed=21)
+    ref, _, _ = _prefilled(model, [5, 2, 4], 16, seed=21)
+    token, column = _on(torch.tensor([[1], [2], [3]]), torch.tensor([T]))
+    got = triton_decode_logits(model, token, position, ours, column).float()
+    want = static_forward(model, token, position, ref, column)[:, -1].float()
+    torch.testing.assert_close(got, want, atol=0.05, rtol=0.02)  # bf16: a few roundings apart
