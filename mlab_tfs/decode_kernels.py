@@ -87,7 +87,7 @@ def _norm_linear(X, stride_xm, G, Bn, ML, W, stride_wn, Bias, R, stride_rm, Y, s
             x = tl.load(X + rm[:, None] * stride_xm + rk[None, :], mask=ok, other=0.0)
             d = tl.where(ok, x.to(tl.float32) - mean[:, None], 0.0)
             total += tl.sum(d * d, axis=1)
-        rstd = 1.0 / tl.sqrt(total / K + eps)
+        rstd = (1.0 / tl.sqrt(total / K + eps)).to(tl.float32)  # eps may arrive as a float64 constant
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         rk = k0 + tl.arange(0, BLOCK_K)
@@ -163,7 +163,9 @@ def _decode_attention(Q, Kc, Vc, KM, CP, ACC, ML, stride_qb, stride_cb, stride_c
     kv = h // N_REP
     d = tl.arange(0, HS_P2)
     d_ok = d < HS
-    q = tl.load(Q + b * stride_qb + h * HS + d, mask=d_ok, other=0.0).to(tl.float32)
+    # Scaled once; float32 whatever type the caller's float arrives as (torch.compile may pass
+    # it as a float64 constant, and the loop's carried values must keep one type).
+    q = (tl.load(Q + b * stride_qb + h * HS + d, mask=d_ok, other=0.0).to(tl.float32) * scale).to(tl.float32)
     pos = tl.load(CP)
     base = b * stride_cb + kv * stride_ch
     m_i = tl.zeros([1], dtype=tl.float32) - float("inf")  # running max and sum of the scores
@@ -177,7 +179,7 @@ def _decode_attention(Q, Kc, Vc, KM, CP, ACC, ML, stride_qb, stride_cb, stride_c
         real = tl.load(KM + b * stride_kmb + s, mask=in_range, other=0) != 0
         seen = in_range & real
         k = tl.load(Kc + base + s[:, None] * stride_cm + d[None, :], mask=seen[:, None] & d_ok[None, :], other=0.0)
-        scores = tl.where(seen, tl.sum(k.to(tl.float32) * q[None, :], axis=1) * scale, float("-inf"))
+        scores = tl.where(seen, tl.sum(k.to(tl.float32) * q[None, :], axis=1), float("-inf"))
         m_new = tl.maximum(m_i, tl.max(scores, axis=0))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # no key seen yet: keep exp() finite
         p = tl.exp(scores - m_safe)  # (BLOCK_S,), 0 where not seen
