@@ -18,9 +18,13 @@
    Same module names and weights either way.
 3. A padded vocabulary for training: ``pad_vocab(model, multiple=64)`` gives the token
    embedding and the head a multiple of 64 rows (50257 -> 50304, as nanoGPT), the extra rows
-   zero and never seen: logits stay (B, T, vocab_size), a view (``PaddedLMHead``), and the
-   state saved for transformers holds vocab_size rows.
-4. ``chunked_lm_loss``: lm_loss a few sequences at a time, without (B, T, V) float32 copies.
+   zero. The head masks the padded columns (-inf) and the loss runs over the full padded
+   width, as nanoGPT and llm.c (the same loss and gradients; one contiguous logits tensor
+   and gradient); logits stay (B, T, vocab_size), a view (``PaddedLMHead``), and the state
+   saved for transformers holds vocab_size rows. ``logits_for_loss`` gives the full width
+   to a loss of one's own.
+4. ``chunked_lm_loss``: lm_loss a few sequences at a time, without (B, T, V) float32 copies;
+   it takes a padded model's full-width logits too.
 
 Shapes: B batch, T new tokens, M = max_len cache columns, C = n_embd, nh heads,
 hs = C // nh head size, V vocabulary.
@@ -180,14 +184,27 @@ def fused_ops(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
 class PaddedLMHead(nn.Linear):
     """The language-modelling head of a model whose vocabulary pad_vocab padded: its weight
     has ``padded_vocab_size`` rows (a multiple of 64 or 128, which the matrix units tile
-    well: nanoGPT's 50304 for GPT-2's 50257), the rows past ``vocab_size`` zero, and its
-    forward returns the first ``vocab_size`` logits only, as a view of the wider matmul's
-    output (no copy): (..., C) -> (..., vocab_size).
+    well: nanoGPT's 50304 for GPT-2's 50257), the rows past ``vocab_size`` zero.
 
-    ``out_features`` is vocab_size, what the layer returns (the samplers size their noise by
-    it); ``weight.shape[0]`` is padded_vocab_size. Its state dict holds the first vocab_size
-    rows only (what transformers' GPT-2 has), and a state dict of vocab_size rows loads into
-    it (the padding rows set to zero); one of padded_vocab_size rows loads as it is.
+    The matmul adds ``padding_mask`` (padded_vocab_size,) as its bias: 0 for the vocabulary's
+    columns (their logits unchanged), -inf for the padding's. Two outputs of that one matmul:
+
+    - ``head(x)``: (..., C) -> (..., vocab_size), a view of its first vocab_size columns (no
+      copy), what samplers and transformers-compatible code see;
+    - ``head.logits_for_loss(x)``: (..., C) -> (..., padded_vocab_size), all of it, the padded
+      columns -inf. GPT2LMHeadModel's loss reads these (nanoGPT's and llm.c's practice): the
+      loss and every gradient are the unpadded model's (exp(-inf) = 0 adds nothing to the
+      log-sum-exp, and a -inf column's softmax, so its gradient, is exactly 0), and the
+      cross-entropy runs over one contiguous (B, T, padded) tensor whose gradient the
+      backward writes whole, where a loss over the view would scatter a (B, T, vocab_size)
+      gradient back into the padded width (and, compiled, reduce over a strided view).
+
+    Both go through the module's call (forward hooks, accelerate's device hooks), the second
+    as ``forward(x, full_width=True)``. ``out_features`` is vocab_size, what ``head(x)``
+    returns (the samplers size their noise by it); ``weight.shape[0]`` is padded_vocab_size.
+    Its state dict holds the first vocab_size rows only (what transformers' GPT-2 has; the
+    mask is not saved), and a state dict of vocab_size rows loads into it (the padding rows
+    set to zero); one of padded_vocab_size rows loads as it is.
 
     Built by pad_vocab; ``PaddedLMHead(weight, vocab_size)``: weight (padded_vocab_size, C),
     vocab_size an int in [1, padded_vocab_size] (ValueError for another weight shape or a
@@ -206,9 +223,18 @@ class PaddedLMHead(nn.Linear):
         self.vocab_size = vocab_size
         self.weight = weight
         self.register_parameter("bias", None)
+        mask = torch.zeros(self.padded_vocab_size, dtype=weight.dtype, device=weight.device)
+        mask[vocab_size:] = float("-inf")
+        self.register_buffer("padding_mask", mask, persistent=False)
 
-    def forward(self, x: Tensor) -> Tensor:  # (..., C) -> (..., vocab_size), a view of (..., padded_vocab_size)
-        return F.linear(x, self.weight)[..., : self.vocab_size]
+    def forward(self, x: Tensor, full_width: bool = False) -> Tensor:
+        """(..., C) -> (..., vocab_size), a view; with full_width, (..., padded_vocab_size), padding -inf."""
+        logits = F.linear(x, self.weight, self.padding_mask)  # (..., padded_vocab_size)
+        return logits if full_width else logits[..., : self.vocab_size]
+
+    def logits_for_loss(self, x: Tensor) -> Tensor:  # (..., C) -> (..., padded_vocab_size)
+        """The logits a loss should read: every column, the padded ones -inf (see the class)."""
+        return self(x, full_width=True)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
@@ -259,13 +285,18 @@ def pad_vocab(model: nn.Module, multiple: int = 64) -> nn.Module:
     GPU's matrix units tile without a ragged edge (nanoGPT; Karpathy measured about 25%
     faster training from this alone). In place; returns the model.
 
-    What the model computes does not change: logits stay (B, T, config.vocab_size), a view
-    of the wider matmul's output (``PaddedLMHead``), so the loss (``lm_loss`` over that
-    view: the padded columns never count) and every sampler see the vocabulary only, and
-    never produce a padded id. config.vocab_size is unchanged, so ids >= vocab_size are
-    still refused (input_ids and labels). A tied head stays tied (one (padded, C) Parameter);
-    an untied one is padded likewise. The padded rows get no gradient (no id looks them up,
-    no logit of theirs is used), so AdamW keeps them at zero.
+    What the model computes does not change. The head's matmul masks the padded columns
+    (their logits -inf, ``PaddedLMHead``), and the model's loss (``lm_loss``) reads its whole
+    (B, T, padded) output: the same loss and gradients as the unpadded model's (a -inf
+    column adds exp(-inf) = 0 to the log-sum-exp and gets a zero gradient), one contiguous
+    tensor and gradient, which compiled code reduces without a strided copy (for a loss of
+    one's own, ``logits_for_loss(model, ids)`` gives the same tensor). The logits returned
+    stay (B, T, config.vocab_size), a view of its first columns, so every sampler sees the
+    vocabulary only and never produces a padded id. config.vocab_size is unchanged, so ids
+    >= vocab_size are still refused (input_ids and labels). A tied head stays tied (one
+    (padded, C) Parameter); an untied one is padded likewise. The padded rows get no
+    gradient (no id looks them up, their logits' gradient is exactly 0), so AdamW keeps
+    them at zero.
 
     State for transformers is trimmed to vocab_size: ``model.state_dict()`` (and so
     save_pretrained, to_hf_state_dict, transformers' Trainer's checkpoints) holds
@@ -312,6 +343,24 @@ def pad_vocab(model: nn.Module, multiple: int = 64) -> nn.Module:
     return model
 
 
+def logits_for_loss(model: nn.Module, input_ids: Tensor, **kwargs) -> Tensor:
+    """The logits our causal LM's own loss reads, for a loss taken outside the model
+    (chunked_lm_loss): ``model(input_ids, **kwargs).logits`` (B, T, V), except that a padded
+    vocabulary (pad_vocab) gives all its padded_vocab_size columns, the padded ones -inf
+    (``PaddedLMHead.logits_for_loss``; pass ``vocab_size=model.config.vocab_size`` to
+    chunked_lm_loss, so that labels are still checked against the vocabulary).
+
+    model: our GPT-2 (or Llama: a body at ``base_model_prefix`` and an ``lm_head``); kwargs:
+    the body's forward's (attention_mask, position_ids...). TypeError for another model."""
+    body = getattr(model, getattr(type(model), "base_model_prefix", ""), None)
+    head = getattr(model, "lm_head", None)
+    if not (isinstance(body, nn.Module) and isinstance(head, nn.Module)):
+        raise TypeError(f"logits_for_loss: model must be one of our causal LMs (a body at base_model_prefix and an "
+                        f"lm_head), got {type(model).__module__}.{type(model).__qualname__}")
+    hidden = body(input_ids, **kwargs).last_hidden_state  # (B, T, C)
+    return head.logits_for_loss(hidden) if isinstance(head, PaddedLMHead) else head(hidden)
+
+
 # ---------------------------------------------------------------------------------------
 # 4. Cross-entropy in chunks (a training-speed lever, measured by benchmarks/gpt2_train.py)
 # ---------------------------------------------------------------------------------------
@@ -353,24 +402,29 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
 
 
 def chunked_lm_loss(logits: Tensor, labels: Tensor, num_items_in_batch: Tensor | int | None = None,
-                    positions_per_chunk: int = 8192) -> Tensor:
+                    positions_per_chunk: int = 8192, vocab_size: int | None = None) -> Tensor:
     """``lm_loss`` (mlab_tfs.gpt2.solution) computed a few sequences at a time: the same
     value and gradient (float32 arithmetic either way; the tests check 1e-5), without the
     (B, T, V) float32 copies of the logits and of their gradient that the plain loss makes.
 
-    logits: (B, T, V) of any float dtype, a view included (a padded head's); labels: (B, T)
-    long, -100 not counted; logits at t predict labels at t + 1. Returns the mean over
-    counted labels, or with num_items_in_batch (transformers' Trainer) the sum over that
-    count. positions_per_chunk: about how many (sequence, position) rows one chunk holds
-    (an int >= 1; at least one sequence per chunk).
+    logits: (B, T, V) of any float dtype, a view included; a padded model's full width
+    (``logits_for_loss(model, ids)``: padded_vocab_size columns, the padded ones -inf, which
+    add nothing to the loss and get a zero gradient) is the fast input. labels: (B, T) long,
+    -100 not counted; logits at t predict labels at t + 1. Returns the mean over counted
+    labels, or with num_items_in_batch (transformers' Trainer) the sum over that count.
+    positions_per_chunk: about how many (sequence, position) rows one chunk holds (an int >=
+    1; at least one sequence per chunk). vocab_size: the labels' bound, an int in [1, V]
+    (default V; config.vocab_size for a padded model's full-width logits, so that a label
+    in the padding is refused, not counted as an infinite loss).
 
     Errors: TypeError for logits that are not a floating-point tensor or a
     positions_per_chunk that is not an int; ValueError naming logits or labels for shapes
     that do not fit, for labels that are not integer ids, and (outside torch.compile, as
-    lm_loss's own check in the model's forward) for a label outside [0, V) other than -100
+    lm_loss's own check in the model's forward) for a label outside [0, vocab_size) other than -100
     (the loss would otherwise count it as id 0): on the CPU a ValueError naming it, on an
     accelerator a device-side assertion (``torch._assert_async``, no host sync, so it is
-    reported at a later synchronisation); ValueError for positions_per_chunk < 1.
+    reported at a later synchronisation); ValueError for positions_per_chunk < 1 or a
+    vocab_size outside [1, V], TypeError for either of another type.
     """
     if not isinstance(logits, Tensor) or not logits.dtype.is_floating_point:
         what = f"a {logits.dtype} tensor" if isinstance(logits, Tensor) else f"a {type(logits).__name__}"
@@ -379,13 +433,14 @@ def chunked_lm_loss(logits: Tensor, labels: Tensor, num_items_in_batch: Tensor |
         got = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
         raise ValueError(f"chunked_lm_loss: logits must be (B, T, V) and labels (B, T), got logits "
                          f"{tuple(logits.shape)} and labels {got}")
+    V = logits.shape[-1] if vocab_size is None else \
+        check_int("chunked_lm_loss: vocab_size", vocab_size, minimum=1, maximum=logits.shape[-1])
     if labels.device.type == "cpu":
-        labels = check_labels("chunked_lm_loss: labels", labels, tuple(logits.shape[:2]), logits.shape[-1])
+        labels = check_labels("chunked_lm_loss: labels", labels, tuple(logits.shape[:2]), V)
     else:  # on an accelerator, no host sync (it would wait for the forward): an asynchronous device assert
         if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
             raise ValueError(f"chunked_lm_loss: labels must hold integer ids, got a {labels.dtype} tensor")
         if not (torch.compiler.is_compiling() or torch.compiler.is_exporting()):
-            V = logits.shape[-1]
             torch._assert_async(((labels == -100) | ((labels >= 0) & (labels < V))).all())
     positions_per_chunk = check_int("chunked_lm_loss: positions_per_chunk", positions_per_chunk, minimum=1)
     targets = torch.cat([labels[:, 1:], labels.new_full((labels.shape[0], 1), -100)], dim=1)  # (B, T)
