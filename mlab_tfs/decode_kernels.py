@@ -196,10 +196,12 @@ def _decode_attention(Q, Kc, Vc, KM, CP, ACC, ML, stride_qb, stride_cb, stride_c
 
 def _configs() -> list[triton.Config]:
     """Tile shapes for the matrix-vector products of a decode step (a few rows, K up to a few
-    thousand): narrow output tiles, so that even a 768-wide layer spreads over many SMs."""
+    thousand): narrow output tiles, so that even a 768-wide layer spreads over many SMs, and
+    long K steps, so that each program has many bytes in flight (one program walks all of K)."""
     return [triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
             for n, k, w, s in ((16, 128, 4, 3), (16, 256, 4, 3), (32, 128, 4, 3), (32, 256, 4, 3),
-                               (64, 128, 4, 3), (64, 64, 4, 4), (128, 64, 4, 3), (128, 128, 8, 3))]
+                               (64, 128, 4, 3), (64, 64, 4, 4), (128, 64, 4, 3), (128, 128, 8, 3),
+                               (16, 512, 4, 2), (16, 512, 8, 3), (16, 1024, 8, 2), (32, 512, 8, 3))]
 
 
 # The interpreter (every tensor copied to the host and back), as triton decided at its import.
