@@ -1,33 +1,33 @@
 """Hand-written Triton kernels for one decode step: a block in five kernels.
 
-A decode step of GPT-2 over a static KV cache, written with PyTorch's modules, runs about
-13 CUDA kernels per block (layer norm, matmul, bias and split, two cache writes, attention
-with its mask, matmul, residual add, layer norm, matmul, GELU, matmul, residual add): at
-batch 1 each reads a few kilobytes to a few megabytes and takes a few microseconds, so the
-step's time is kernel count, not bytes (benchmarks/README.md, "The decode step"). Here a
-block is five kernels, each one pass over its weights with the small work around it folded
-in, as PyTorch's gpt-fast and FlashInfer's decode kernels do:
+A decode step of GPT-2 over a static KV cache, written with PyTorch's modules and compiled,
+runs about 13 CUDA kernels per block (layer norm, matmul, bias and split, two cache writes,
+attention with its mask, matmul, residual add, layer norm, matmul, GELU, matmul, residual add;
+154 per step on an H200, benchmarks/README.md, "The decode step"): at batch 1 each reads a few
+kilobytes to a few megabytes and takes a few microseconds. Here a block is five kernels, each
+one pass over its weights with the small work around it folded in:
 
-1. ``norm_linear``: ln_1, then x @ c_attn + bias; the keys and values are written straight
-   into the cache's column, the queries returned;
-2. ``decode_attention``: one query per row and head over the cache's filled columns (it reads
-   the current column from the device, so it skips the unwritten ones), online softmax
-   (Milakov & Gimelshein 2018, as flash attention), padding and causality from the cache's
-   ``key_mask``;
-3. ``linear``: c_proj + bias + the residual;
-4. ``norm_linear``: ln_2, c_fc + bias, GELU;
-5. ``linear``: c_proj + bias + the residual;
+1. ``norm_linear`` with ``norm``: ln_1, then x @ c_attn^T + bias; the keys and values written
+   straight into the cache's column, the queries returned;
+2. ``flash_decode``: one query per row and head over the cache's filled columns only (it reads
+   the current column from the device), cut into pieces that run in parallel and softmaxed
+   online within each (Flash-Decoding: Dao et al. 2023; online softmax: Milakov &
+   Gimelshein 2018), padding and causality from the cache's ``key_mask``;
+3. ``norm_linear`` with ``attention``: the pieces combined, c_proj + bias + the residual;
+4. ``norm_linear`` with ``norm`` and ``act``: ln_2, c_fc + bias, GELU;
+5. ``norm_linear`` with ``residual``: c_proj + bias + the residual;
 
-then ln_f and the head, one more ``norm_linear``. Every kernel rounds where the modules
-round (the layer norm's output, the matmul's output after its bias, each residual sum, to
-the model's dtype; statistics, accumulation, scores and softmax in float32), so in float32
-the step equals the modules' to float rounding (tested at 1e-5); the activation is
-computed in float32 where GPT-2's ``gelu_new`` under bf16 is a chain of bf16 operations, so
-there it may differ in the last bit.
+then ln_f and the head, one more ``norm_linear``: 61 kernels for GPT-2 small. Every kernel
+rounds where the modules round (the layer norm's and the attention's outputs, the matmul's
+output after its bias, each residual sum, to the model's dtype; statistics, accumulation,
+scores and softmax in float32), so in float32 the step equals the modules' to float rounding
+(tested at 1e-5); the activation is computed in float32 where GPT-2's ``gelu_new`` in bf16
+is a chain of bf16 operations, so there it may differ in the last bit.
 
-On a CUDA tensor the kernels are compiled (and, through ``triton.autotune``, timed once
-per shape on the first call); on a CPU tensor they run in Triton's interpreter, slowly,
-which is how the tests check them on a machine without a GPU.
+On a CUDA tensor the kernels are compiled (``norm_linear``'s tile shape chosen by
+``triton.autotune`` once per shape, on the first call); on a CPU tensor they run in Triton's
+interpreter (``TRITON_INTERPRET=1``, chosen before triton is imported), slowly, which is how
+the tests check them on a machine without a GPU. The interpreter has no bfloat16.
 
 Shapes: B batch (rows), C = n_embd, N output features, K input features, nh heads, hs head
 size, M cache columns, V vocabulary.
@@ -65,7 +65,7 @@ def _norm_linear(X, stride_xm, G, Bn, ML, W, stride_wn, Bias, R, stride_rm, Y, s
     values into the caches Kc / Vc at column CP[0]. W (N, K), nn.Linear's layout.
 
     NORM 0: X (M, K) as it is; 1: a layer norm of X (gamma G, beta Bn, eps); 2: X and ML are
-    ``_decode_attention``'s partial results (M, K // HS, SPLITS, HS) and (..., SPLITS, 2),
+    ``_flash_decode``'s partial results (M, K // HS, SPLITS, HS) and (..., SPLITS, 2),
     combined here into the attention's output (M, K) (the heads side by side)."""
     pid_n = tl.program_id(0)
     pid_m = tl.program_id(1)
@@ -149,7 +149,7 @@ def _norm_linear(X, stride_xm, G, Bn, ML, W, stride_wn, Bias, R, stride_rm, Y, s
         tl.store(Y + rm[:, None] * stride_ym + rn[None, :], y.to(Y.dtype.element_ty), mask=ok)
 
 
-def _decode_attention(Q, Kc, Vc, KM, CP, ACC, ML, stride_qb, stride_cb, stride_ch, stride_cm, stride_kmb, scale,
+def _flash_decode(Q, Kc, Vc, KM, CP, ACC, ML, stride_qb, stride_cb, stride_ch, stride_cm, stride_kmb, scale,
                       CHUNK, N_REP: tl.constexpr, HS: tl.constexpr, HS_P2: tl.constexpr, SPLITS: tl.constexpr,
                       BLOCK_S: tl.constexpr):
     """One program per (row b, query head h, split): the query's scores over cache columns
@@ -211,7 +211,7 @@ if INTERPRET:
     _norm_linear_kernel = triton.jit(_norm_linear)
 else:
     _norm_linear_kernel = triton.autotune(_configs(), key=["N", "K", "BLOCK_M", "NORM", "QKV", "SPLITS"])(triton.jit(_norm_linear))
-_decode_attention_kernel = triton.jit(_decode_attention)
+_flash_decode_kernel = triton.jit(_flash_decode)
 
 
 def _check_device(x: Tensor) -> None:
@@ -306,7 +306,7 @@ def flash_decode(q: Tensor, k_cache: Tensor, v_cache: Tensor, key_mask: Tensor, 
     args = (q, k_cache, v_cache, key_mask, cache_position, acc, ml, q.stride(0), k_cache.stride(0),
             k_cache.stride(1), k_cache.stride(2), key_mask.stride(0), scale, chunk)
     meta = dict(N_REP=nh // nkv, HS=hs, HS_P2=triton.next_power_of_2(hs), SPLITS=splits, BLOCK_S=BLOCK_S)
-    _decode_attention_kernel[(B, nh, splits)](*args, **meta)
+    _flash_decode_kernel[(B, nh, splits)](*args, **meta)
     return acc, ml
 
 
