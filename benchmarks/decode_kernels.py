@@ -5,7 +5,7 @@ for the same work, at GPT-2 small's shapes, in bf16.
     PYTHONPATH=. python benchmarks/decode_kernels.py --smoke                # the CPU (Triton's interpreter), tiny
 
 Per batch size (default 1, 8, 64) and layer of a decode step (c_attn with ln_1 and the cache
-write, c_proj with the attention's pieces and the residual, c_fc with ln_2 and GELU, the MLP's
+write, c_proj with the residual, c_fc with ln_2 and GELU, the MLP's
 c_proj with the residual, the head with ln_f; and flash_decode over a cache of --cache filled
 columns of 512): µs per call in a CUDA graph of --reps calls (launch gaps included, as in the
 decode step's graph), the bytes it must read over that time (GB/s), and the same for PyTorch's
@@ -88,7 +88,7 @@ def main() -> None:
         key_mask = torch.ones(B, M, dtype=torch.bool, device=device)
         q = torch.empty(B, C, device=device, dtype=dtype)
         acc, ml = dk.flash_decode(rnd(B, C, s=1.0), kc, vc, key_mask, pos, hs ** -0.5)
-        z = dk.combine_splits(acc, ml).to(dtype)
+        z = dk.combine_splits(acc, ml, dtype)
         logits = torch.empty(B, V, device=device, dtype=dtype)
         ln = lambda t: F.layer_norm(t, (C,), gamma, beta, 1e-5)  # noqa: E731
         qkv_ref = lambda: F.linear(ln(x), w_attn, b_attn)  # noqa: E731
@@ -97,8 +97,8 @@ def main() -> None:
             "c_attn+ln_1+cache": (lambda: dk.norm_linear(x, w_attn, b_attn, norm=(gamma, beta, 1e-5),
                                                          qkv=(q, kc, vc, pos)),
                                   qkv_ref, w_attn.numel(), lambda: q, lambda: qkv_ref()[:, :C]),
-            "c_proj+attention+residual": (lambda: dk.norm_linear(acc, w_proj, b_proj, attention=ml, residual=x),
-                                          lambda: x + F.linear(z, w_proj, b_proj), w_proj.numel(), None, None),
+            "c_proj+residual": (lambda: dk.norm_linear(z, w_proj, b_proj, residual=x),
+                                lambda: x + F.linear(z, w_proj, b_proj), w_proj.numel(), None, None),
             "c_fc+ln_2+gelu": (lambda: dk.norm_linear(x, w_fc, b_fc, norm=(gamma, beta, 1e-5), act=1),
                                lambda: activations.gelu_new(F.linear(ln(x), w_fc, b_fc)), w_fc.numel(), None, None),
             "mlp.c_proj+residual": (lambda: dk.norm_linear(h, w_fc2, b_fc2, residual=x),

@@ -24,7 +24,7 @@ Model: GPT-2 124M's shape with random weights in bf16, prompts of 256 random tok
                padded to 50,304 rows (the head's matrix without a ragged edge)
   sums+cdt+pad sums+cdt on that padded copy
   triton       kernels="triton": the step's forward in mlab_tfs.decode_kernels' hand-written
-               Triton kernels (five per block), compiled with CUDA graphs as sdpa
+               Triton kernels (six per block), compiled with CUDA graphs as sdpa
   triton+pad   triton on the padded copy
 (default: sdpa, triton, triton+pad, decode, sums+cdt; --variants picks others). --time-limit stops
 starting new runs after that many seconds, so that the script ends in time (what was

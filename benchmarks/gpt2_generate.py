@@ -19,7 +19,7 @@ eos off so every row runs to the end):
   vocabulary mlab_tfs.gpt2.fast.pad_vocab padded to 50,304 rows (same logits; the head's
   matrix without a ragged edge);
 - ours, generate_fast with kernels="triton" (triton, triton_pad): the decode step's forward
-  in the hand-written Triton kernels of mlab_tfs.decode_kernels (five per block).
+  in the hand-written Triton kernels of mlab_tfs.decode_kernels (six per block).
 
 tokens/s counts new tokens (batch x 256) over the whole call, prefill included; µs/token
 (generate_fast and transformers' static path) is the same call's time over its 256 new

@@ -1,11 +1,11 @@
-"""Hand-written Triton kernels for one decode step: a block in five kernels.
+"""Hand-written Triton kernels for one decode step: a block in six kernels.
 
 A decode step of GPT-2 over a static KV cache, written with PyTorch's modules and compiled,
 runs about 13 CUDA kernels per block (layer norm, matmul, bias and split, two cache writes,
 attention with its mask, matmul, residual add, layer norm, matmul, GELU, matmul, residual add;
 154 per step on an H200, benchmarks/README.md, "The decode step"): at batch 1 each reads a few
-kilobytes to a few megabytes and takes a few microseconds. Here a block is five kernels, each
-one pass over its weights with the small work around it folded in:
+kilobytes to a few megabytes and takes a few microseconds. Here a block is six kernels, the
+four matrix products each one pass over its weights with the small work around it folded in:
 
 1. ``norm_linear`` with ``norm``: ln_1, then x @ c_attn^T + bias; the keys and values written
    straight into the cache's column, the queries returned;
@@ -13,11 +13,14 @@ one pass over its weights with the small work around it folded in:
    the current column from the device), cut into pieces that run in parallel and softmaxed
    online within each (Flash-Decoding: Dao et al. 2023; online softmax: Milakov &
    Gimelshein 2018), padding and causality from the cache's ``key_mask``;
-3. ``norm_linear`` with ``attention``: the pieces combined, c_proj + bias + the residual;
-4. ``norm_linear`` with ``norm`` and ``act``: ln_2, c_fc + bias, GELU;
-5. ``norm_linear`` with ``residual``: c_proj + bias + the residual;
+3. ``combine_splits``: the pieces combined into the attention's output;
+4. ``norm_linear`` with ``residual``: c_proj + bias + the residual;
+5. ``norm_linear`` with ``norm`` and ``act``: ln_2, c_fc + bias, GELU;
+6. ``norm_linear`` with ``residual``: c_proj + bias + the residual;
 
-then ln_f and the head, one more ``norm_linear``: 61 kernels for GPT-2 small. Every kernel
+then ln_f and the head, one more ``norm_linear``: 73 kernels for GPT-2 small. (Combining the
+pieces inside c_proj's kernel, as its prologue, measured 5x slower than this on an H200: each
+of its programs gathered every piece's maximum for every input column.) Every kernel
 rounds where the modules round (the layer norm's and the attention's outputs, the matmul's
 output after its bias, each residual sum, to the model's dtype; statistics, accumulation,
 scores and softmax in float32), so in float32 the step equals the modules' to float rounding
@@ -56,17 +59,14 @@ Tensor = torch.Tensor
 ACT_CODES = {None: 0, activations.gelu_new: 1, activations.gelu: 2, torch.relu: 3, activations.silu: 4}
 
 
-def _norm_linear(X, stride_xm, G, Bn, ML, W, stride_wn, Bias, R, stride_rm, Y, stride_ym,
+def _norm_linear(X, stride_xm, G, Bn, W, stride_wn, Bias, R, stride_rm, Y, stride_ym,
                  Q, Kc, Vc, CP, stride_cb, stride_ch, stride_cm, M, N, eps,
                  K: tl.constexpr, NORM: tl.constexpr, ACT: tl.constexpr, HAS_BIAS: tl.constexpr,
-                 HAS_RES: tl.constexpr, QKV: tl.constexpr, HS: tl.constexpr, SPLITS: tl.constexpr,
-                 FP32: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                 HAS_RES: tl.constexpr, QKV: tl.constexpr, HS: tl.constexpr, FP32: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     """Y = act(prologue(X) @ W^T + Bias) (+ R), or with QKV the queries to Q and the keys and
     values into the caches Kc / Vc at column CP[0]. W (N, K), nn.Linear's layout.
 
-    NORM 0: X (M, K) as it is; 1: a layer norm of X (gamma G, beta Bn, eps); 2: X and ML are
-    ``_flash_decode``'s partial results (M, K // HS, SPLITS, HS) and (..., SPLITS, 2),
-    combined here into the attention's output (M, K) (the heads side by side)."""
+    X (M, K); NORM 1: a layer norm of X first (gamma G, beta Bn, eps)."""
     pid_n = tl.program_id(0)
     pid_m = tl.program_id(1)
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)  # (BM,) rows
@@ -94,27 +94,12 @@ def _norm_linear(X, stride_xm, G, Bn, ML, W, stride_wn, Bias, R, stride_rm, Y, s
         k_ok = rk < K
         ok = row_ok[:, None] & k_ok[None, :]
         w = tl.load(W + rn[:, None] * stride_wn + rk[None, :], mask=col_ok[:, None] & k_ok[None, :], other=0.0)
-        if NORM == 2:  # the attention's splits: out = sum_s e^(m_s - m) acc_s / sum_s e^(m_s - m) l_s
-            head = rk // HS
-            part = (rm[:, None] * (K // HS) + head[None, :]) * SPLITS  # (BM, BK): split 0 of the row's head
-            m = tl.zeros([BLOCK_M, BLOCK_K], dtype=tl.float32) - float("inf")
-            for sp in range(SPLITS):
-                m = tl.maximum(m, tl.load(ML + (part + sp) * 2, mask=ok, other=float("-inf")))
-            m_safe = tl.where(m == float("-inf"), 0.0, m)  # a query that saw no key: all splits empty
-            num = tl.zeros([BLOCK_M, BLOCK_K], dtype=tl.float32)
-            den = tl.zeros([BLOCK_M, BLOCK_K], dtype=tl.float32)
-            for sp in range(SPLITS):
-                scale = tl.exp(tl.load(ML + (part + sp) * 2, mask=ok, other=float("-inf")) - m_safe)
-                num += scale * tl.load(X + (part + sp) * HS + (rk - head * HS)[None, :], mask=ok, other=0.0)
-                den += scale * tl.load(ML + (part + sp) * 2 + 1, mask=ok, other=0.0)
-            x = tl.where(den > 0, num / tl.where(den > 0, den, 1.0), 0.0)  # it gets 0 (mlab_tfs.attention)
-        else:
-            x = tl.load(X + rm[:, None] * stride_xm + rk[None, :], mask=ok, other=0.0)
+        x = tl.load(X + rm[:, None] * stride_xm + rk[None, :], mask=ok, other=0.0)
         if NORM == 1:
             g = tl.load(G + rk, mask=k_ok, other=0.0).to(tl.float32)
             b = tl.load(Bn + rk, mask=k_ok, other=0.0).to(tl.float32)
             x = (x.to(tl.float32) - mean[:, None]) * rstd[:, None] * g[None, :] + b[None, :]
-        # the input rounded to the weights' dtype, as the layer norm's (or attention's) output is
+        # the input rounded to the weights' dtype, as the layer norm's output is
         if FP32:
             acc += tl.dot(x.to(w.dtype), tl.trans(w), input_precision="ieee")  # (BM, BN); no TF32
         else:
@@ -155,7 +140,7 @@ def _flash_decode(Q, Kc, Vc, KM, CP, ACC, ML, stride_qb, stride_cb, stride_ch, s
     """One program per (row b, query head h, split): the query's scores over cache columns
     [split * CHUNK, (split + 1) * CHUNK) that are <= CP[0] and real in KM, softmaxed online;
     writes the unnormalised sum ACC[b, h, split] (HS,) and its running max and sum ML[b, h,
-    split] = (m, l), which ``_norm_linear``'s NORM == 2 combines (flash-decoding). Query head h
+    split] = (m, l), which ``_combine`` combines (flash-decoding). Query head h
     reads key/value head h // N_REP."""
     b = tl.program_id(0)
     h = tl.program_id(1)
@@ -194,6 +179,28 @@ def _flash_decode(Q, Kc, Vc, KM, CP, ACC, ML, stride_qb, stride_cb, stride_ch, s
     tl.store(ML + out * 2 + two, tl.where(two == 0, m_i, l_i))
 
 
+def _combine(ACC, ML, Z, stride_zb, SPLITS: tl.constexpr, SPLITS_P2: tl.constexpr, HS: tl.constexpr,
+             HS_P2: tl.constexpr):
+    """Z[b, h] = sum_s e^(m_s - m) ACC[b, h, s] / sum_s e^(m_s - m) l_s, m the largest m_s; 0
+    when every piece saw no key. One program per (row, head)."""
+    b = tl.program_id(0)
+    h = tl.program_id(1)
+    sp = tl.arange(0, SPLITS_P2)
+    piece = (b * tl.num_programs(1) + h) * SPLITS + sp  # (SPLITS_P2,)
+    sp_ok = sp < SPLITS
+    d = tl.arange(0, HS_P2)
+    d_ok = d < HS
+    m = tl.load(ML + piece * 2, mask=sp_ok, other=float("-inf"))
+    l = tl.load(ML + piece * 2 + 1, mask=sp_ok, other=0.0)
+    top = tl.max(m, axis=0)
+    w = tl.exp(m - tl.where(top == float("-inf"), 0.0, top))  # 0 for a piece that saw no key
+    acc = tl.load(ACC + piece[:, None] * HS + d[None, :], mask=sp_ok[:, None] & d_ok[None, :], other=0.0)
+    num = tl.sum(w[:, None] * acc, axis=0)  # (HS_P2,)
+    den = tl.sum(w * l, axis=0)
+    out = tl.where(den > 0, num / tl.where(den > 0, den, 1.0), 0.0)  # a query that saw no key: 0
+    tl.store(Z + b * stride_zb + h * HS + d, out.to(Z.dtype.element_ty), mask=d_ok)
+
+
 def _configs() -> list[triton.Config]:
     """Tile shapes for the matrix-vector products of a decode step (a few rows, K up to a few
     thousand): narrow output tiles, so that even a 768-wide layer spreads over many SMs, and
@@ -210,8 +217,9 @@ INTERPRET = bool(triton.knobs.runtime.interpret) if hasattr(triton, "knobs") els
 if INTERPRET:
     _norm_linear_kernel = triton.jit(_norm_linear)
 else:
-    _norm_linear_kernel = triton.autotune(_configs(), key=["N", "K", "BLOCK_M", "NORM", "QKV", "SPLITS"])(triton.jit(_norm_linear))
+    _norm_linear_kernel = triton.autotune(_configs(), key=["N", "K", "BLOCK_M", "NORM", "QKV"])(triton.jit(_norm_linear))
 _flash_decode_kernel = triton.jit(_flash_decode)
+_combine_kernel = triton.jit(_combine)
 
 
 def _check_device(x: Tensor) -> None:
@@ -226,15 +234,11 @@ def _block_m(rows: int) -> int:
 
 
 def norm_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
-                norm: tuple[Tensor, Tensor, float] | None = None, attention: Tensor | None = None,
-                act: int = 0, residual: Tensor | None = None, out: Tensor | None = None,
+                norm: tuple[Tensor, Tensor, float] | None = None, act: int = 0, residual: Tensor | None = None, out: Tensor | None = None,
                 qkv: tuple[Tensor, Tensor, Tensor, Tensor] | None = None) -> Tensor:
-    """``act(prologue(x) @ weight.T + bias) (+ residual)`` in one kernel.
+    """``act(layer_norm(x) @ weight.T + bias) (+ residual)`` in one kernel.
 
-    x: (B, K), or with ``attention`` the partial sums ``flash_decode`` returns, (B, nh, S, hs)
-    float32 (K = nh * hs), whose running maxima and sums (B, nh, S, 2) are ``attention``: the
-    prologue combines them into the attention's output (``combine_splits``). norm: (gamma,
-    beta, eps) of a LayerNorm over K applied to x first, or None. weight: (N, K) (an nn.Linear's;
+    x: (B, K); norm: (gamma, beta, eps) of a LayerNorm over K applied to x first, or None. weight: (N, K) (an nn.Linear's;
     only its first N rows are read when ``out`` is narrower); bias: (N,) or None; act: an
     ``ACT_CODES`` value; residual: (B, N) added after the activation; out: (B, N), default a
     new tensor of the weight's dtype. qkv: (q, k_cache, v_cache, cache_position) for c_attn
@@ -244,8 +248,7 @@ def norm_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
     Nothing is checked here but the device (``mlab_tfs.gpt2.fast.check_triton_decode``
     checks a model once): this runs inside a compiled decode step.
     """
-    B = x.shape[0]
-    K = x.shape[1] * x.shape[3] if attention is not None else x.shape[1]
+    B, K = x.shape
     N = out.shape[1] if out is not None else weight.shape[0]
     if out is None and qkv is None:
         out = torch.empty(B, N, dtype=weight.dtype, device=x.device)
@@ -253,14 +256,12 @@ def norm_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
     g, bn, eps = norm if norm is not None else (y, y, 0.0)  # unused pointers: any tensor
     q, kc, vc, cp = qkv if qkv is not None else (y, y, y, y)
     _check_device(x)
-    args = (x, x.stride(0), g, bn, attention if attention is not None else y, weight, weight.stride(0),
+    args = (x, x.stride(0), g, bn, weight, weight.stride(0),
             bias if bias is not None else y, residual if residual is not None else y,
             residual.stride(0) if residual is not None else 0, y, y.stride(0), q, kc, vc, cp,
             kc.stride(0) if qkv else 0, kc.stride(1) if qkv else 0, kc.stride(2) if qkv else 0, B, N, eps)
-    meta = dict(K=K, NORM=2 if attention is not None else int(norm is not None), ACT=act, HAS_BIAS=bias is not None,
-                HAS_RES=residual is not None, QKV=qkv is not None,
-                HS=kc.shape[3] if qkv else (x.shape[3] if attention is not None else 1),
-                SPLITS=x.shape[2] if attention is not None else 1, FP32=weight.dtype == torch.float32,
+    meta = dict(K=K, NORM=int(norm is not None), ACT=act, HAS_BIAS=bias is not None, HAS_RES=residual is not None,
+                QKV=qkv is not None, HS=kc.shape[3] if qkv else 1, FP32=weight.dtype == torch.float32,
                 BLOCK_M=_block_m(B))
     if INTERPRET:  # one tile shape: autotuning would time the interpreter
         _norm_linear_kernel[(triton.cdiv(N, 32), triton.cdiv(B, meta["BLOCK_M"]))](*args, **meta, BLOCK_N=32,
@@ -294,7 +295,7 @@ def flash_decode(q: Tensor, k_cache: Tensor, v_cache: Tensor, key_mask: Tensor, 
     the query's column; splits: default ``attention_splits(B, nh, M)``. Returns the partial
     results: acc (B, nh, splits, hs) float32, each piece's sum of e^(score - m) v, and ml
     (B, nh, splits, 2) float32, its max score m and sum of e^(score - m) (-inf and 0 for a piece
-    with no visible key), which ``combine_splits`` (or ``norm_linear(attention=...)``) combines.
+    with no visible key), which ``combine_splits`` combines.
     """
     B, nkv, M, hs = k_cache.shape
     nh = q.shape[1] // hs
@@ -310,13 +311,14 @@ def flash_decode(q: Tensor, k_cache: Tensor, v_cache: Tensor, key_mask: Tensor, 
     return acc, ml
 
 
-def combine_splits(acc: Tensor, ml: Tensor) -> Tensor:
-    """``flash_decode``'s pieces combined, in PyTorch (what ``norm_linear``'s attention prologue
-    computes): (B, nh, S, hs), (B, nh, S, 2) -> (B, nh hs) float32; a query whose pieces all saw
-    no key gets 0."""
-    m, l = ml.unbind(-1)  # (B, nh, S)
-    top = m.amax(-1, keepdim=True)
-    w = torch.exp(m - torch.where(top == float("-inf"), 0.0, top))  # (B, nh, S); 0 for empty pieces
-    den = (w * l).sum(-1, keepdim=True)
-    out = (w[..., None] * acc).sum(-2) / torch.where(den > 0, den, 1.0)
-    return out.flatten(1)
+def combine_splits(acc: Tensor, ml: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """``flash_decode``'s pieces combined into the attention's output, in one kernel:
+    (B, nh, S, hs), (B, nh, S, 2) -> (B, nh hs) in ``dtype`` (default float32), each head's
+    sum_s e^(m_s - m) acc_s / sum_s e^(m_s - m) l_s with m the largest m_s (Flash-Decoding's
+    reduction); a query whose pieces all saw no key gets 0."""
+    B, nh, S, hs = acc.shape
+    out = torch.empty(B, nh * hs, dtype=dtype or torch.float32, device=acc.device)
+    _check_device(acc)
+    _combine_kernel[(B, nh)](acc, ml, out, out.stride(0), SPLITS=S, SPLITS_P2=triton.next_power_of_2(S), HS=hs,
+                             HS_P2=triton.next_power_of_2(hs))
+    return out

@@ -497,7 +497,7 @@ def check_triton_decode(model: nn.Module) -> None:
 
 def triton_decode_logits(model: GPT2LMHeadModel, input_ids: Tensor, position_ids: Tensor, cache: KVCache,
                          cache_position: Tensor) -> Tensor:
-    """The decode step of ``static_forward`` (one new token per row) in five Triton kernels
+    """The decode step of ``static_forward`` (one new token per row) in six Triton kernels
     per block (``mlab_tfs.decode_kernels``): logits (B, V) in the model's dtype, the keys and
     values written into ``cache`` at ``cache_position`` as the attention layers write them.
 
@@ -506,7 +506,7 @@ def triton_decode_logits(model: GPT2LMHeadModel, input_ids: Tensor, position_ids
     (call it once first; this function checks nothing, so that it compiles to one graph).
     Equal to ``static_forward(...)[:, -1]`` to float rounding (tested at 1e-5 in float32).
     """
-    from mlab_tfs.decode_kernels import ACT_CODES, flash_decode, norm_linear
+    from mlab_tfs.decode_kernels import ACT_CODES, combine_splits, flash_decode, norm_linear
 
     body = model.transformer
     x = body.wte.weight[input_ids[:, 0]] + body.wpe.weight[position_ids[:, 0]]  # (B, C)
@@ -517,7 +517,8 @@ def triton_decode_logits(model: GPT2LMHeadModel, input_ids: Tensor, position_ids
         norm_linear(x, attn.c_attn.weight, attn.c_attn.bias, norm=(ln_1.weight, ln_1.bias, ln_1.eps),
                     qkv=(q, cache.keys[i], cache.values[i], cache_position))
         acc, ml = flash_decode(q, cache.keys[i], cache.values[i], cache.key_mask, cache_position, attn.scale)
-        x = norm_linear(acc, attn.c_proj.weight, attn.c_proj.bias, attention=ml, residual=x)  # x + attention
+        z = combine_splits(acc, ml, x.dtype)  # (B, C), the heads side by side
+        x = norm_linear(z, attn.c_proj.weight, attn.c_proj.bias, residual=x)  # x + attention
         h = norm_linear(x, mlp.c_fc.weight, mlp.c_fc.bias, norm=(ln_2.weight, ln_2.bias, ln_2.eps),
                         act=ACT_CODES[mlp.act])
         x = norm_linear(h, mlp.c_proj.weight, mlp.c_proj.bias, residual=x)  # x + MLP

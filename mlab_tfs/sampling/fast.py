@@ -217,7 +217,7 @@ def generate_fast(
     linear layers run as matrix-vector sums (``mlab_tfs.gpt2.fast.LinearAsSums``), which
     inductor fuses with the bias and the work after them; 0 (the default): matrix-multiply calls.
     kernels: "torch" (the default: the model's own modules, as above) or "triton": each decode
-    step's forward runs as hand-written Triton kernels, five per block
+    step's forward runs as hand-written Triton kernels, six per block
     (``mlab_tfs.gpt2.fast.triton_decode_logits``, ``mlab_tfs.decode_kernels``; our GPT-2 only,
     in eval mode or without dropout, no hooks registered, the MLP's activation gelu_new, gelu,
     relu or silu, one dtype; each a ValueError / TypeError naming it); on a CPU the kernels

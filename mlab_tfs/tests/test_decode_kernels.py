@@ -147,20 +147,30 @@ def test_norm_linear_reads_only_the_first_rows_of_a_wider_weight():
     torch.testing.assert_close(got, x @ w[:50].T, **TOL)
 
 
-def test_norm_linear_attention_prologue_combines_the_pieces():
+def _combine_reference(acc, ml):
+    """Flash-Decoding's reduction in PyTorch: (B, nh, S, hs), (B, nh, S, 2) -> (B, nh hs)."""
+    m, l = ml.unbind(-1)  # (B, nh, S)
+    top = m.amax(-1, keepdim=True)
+    w = torch.exp(m - torch.where(top == float("-inf"), 0.0, top))
+    den = (w * l).sum(-1, keepdim=True)
+    return ((w[..., None] * acc).sum(-2) / torch.where(den > 0, den, 1.0)).flatten(1)
+
+
+@pytest.mark.parametrize("splits", [1, 3, 4])
+def test_combine_splits_is_flash_decodings_reduction(splits):
     B, nh, hs, M, pos = 2, 4, 8, 64, 40
     k, v = _cache(B, nh, M, hs, pos, seed=9)
     key_mask = torch.ones(B, M, dtype=torch.bool)
     key_mask[0, : pos + 1] = False  # a row that sees no key: its attention output is 0
+    key_mask[1, 20:] = False  # row 1: the later pieces see no key
     q = torch.randn(B, nh * hs, generator=_gen(10))
     q, k, v, key_mask = _on(q, k, v, key_mask)
-    acc, ml = dk.flash_decode(q, k, v, key_mask, _on(torch.tensor([pos])), 0.4, splits=4)
-    w, b = torch.randn(24, nh * hs, generator=_gen(11)), torch.randn(24, generator=_gen(12))
-    r = torch.randn(B, 24, generator=_gen(13))
-    w, b, r = _on(w, b, r)
-    got = dk.norm_linear(acc, w, b, attention=ml, residual=r)
-    torch.testing.assert_close(got, F.linear(dk.combine_splits(acc, ml), w, b) + r, **TOL)
-    torch.testing.assert_close(got[0], b + r[0], **TOL)
+    acc, ml = dk.flash_decode(q, k, v, key_mask, _on(torch.tensor([pos])), 0.4, splits=splits)
+    got = dk.combine_splits(acc, ml)
+    torch.testing.assert_close(got, _combine_reference(acc, ml), **TOL)
+    assert torch.equal(got[0], torch.zeros_like(got[0]))
+    half = dk.combine_splits(acc, ml, torch.float16)
+    assert half.dtype == torch.float16 and torch.equal(half, got.half())
 
 
 def test_norm_linear_qkv_writes_queries_and_the_cache_column_only():
