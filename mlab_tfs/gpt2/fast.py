@@ -473,7 +473,7 @@ def check_triton_decode(model: nn.Module) -> None:
     (our GPT2LMHeadModel, or a TypeError): a hook on any hook point or any PyTorch forward
     (pre-)hook on a module (the kernels form no activations to hand it), a module the kernels
     read replaced by another class (peft's LoRA layers, a parametrized Linear: its forward would
-    be skipped), dropout in training mode (the kernels apply none), an
+    be skipped), a non-contiguous weight, dropout in training mode (the kernels apply none), an
     activation the kernels do not compute (``decode_kernels.ACT_CODES``: gelu_new, gelu,
     relu, silu; a learner's own function is not one), a model not in one dtype, or a bfloat16
     model on the CPU (Triton's interpreter has no bfloat16)."""
@@ -534,6 +534,11 @@ def check_triton_decode(model: nn.Module) -> None:
     if len(dtypes) != 1:
         raise ValueError(f"kernels='triton': the model's parameters must share one dtype, got "
                          f"{sorted(map(str, dtypes))}")
+    strided = [name for name, p in model.named_parameters() if not p.is_contiguous()]
+    if strided:  # the kernels index each row's elements at unit stride
+        raise ValueError(f"kernels='triton': the kernels read contiguous weights; {strided[0]} has strides "
+                         f"{model.get_parameter(strided[0]).stride()} (e.g. a transposed view loaded with "
+                         f"assign=True): make it contiguous (p.data = p.data.contiguous())")
     if dtypes == {torch.bfloat16} and not model.lm_head.weight.is_cuda:
         raise ValueError("kernels='triton': a bfloat16 model on the CPU runs in Triton's interpreter, which "
                          "computes bfloat16 wrongly (NumPy has no bfloat16); use float32 or float16 there")

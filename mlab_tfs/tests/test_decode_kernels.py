@@ -331,6 +331,11 @@ def test_triton_decode_refuses_pytorch_hooks_and_replaced_modules():
     model.transformer.h[1].train()  # the model in eval mode, one block's dropout on
     with pytest.raises(ValueError, match=r"training mode with dropout \(transformer\.h\.1\."):
         check_triton_decode(model)
+    model = _model("base")
+    fc = model.transformer.h[0].mlp.c_fc
+    fc.weight = torch.nn.Parameter(fc.weight.detach().t().contiguous().t())  # (N, K) at strides (1, N)
+    with pytest.raises(ValueError, match=r"contiguous weights; transformer\.h\.0\.mlp\.c_fc\.weight"):
+        check_triton_decode(model)
     ids = _on(torch.tensor([[1, 2, 3]]))
     for bad in (None, ["triton"], 1):
         with pytest.raises(TypeError, match="kernels must be the string"):
