@@ -245,6 +245,8 @@ def norm_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
     (N = 3 nh hs): queries to q (B, nh hs), keys and values into the caches (B, nh, M, hs),
     contiguous, at column cache_position[0]; nothing to out. Returns out (or q).
 
+    x, weight, residual and out must have unit stride in their last dimension (the kernel
+    indexes each row's elements at stride 1; a transposed view gives wrong numbers, unchecked).
     Nothing is checked here but the device (``mlab_tfs.gpt2.fast.check_triton_decode``
     checks a model once): this runs inside a compiled decode step.
     """

@@ -223,9 +223,21 @@ class PaddedLMHead(nn.Linear):
         self.vocab_size = vocab_size
         self.weight = weight
         self.register_parameter("bias", None)
-        mask = torch.zeros(self.padded_vocab_size, dtype=weight.dtype, device=weight.device)
-        mask[vocab_size:] = float("-inf")
-        self.register_buffer("padding_mask", mask, persistent=False)
+        self.register_buffer("padding_mask", torch.empty(self.padded_vocab_size, dtype=weight.dtype,
+                                                         device=weight.device), persistent=False)
+        self.reset_padding_mask()
+
+    @torch.no_grad()
+    def reset_padding_mask(self) -> None:
+        """Fill ``padding_mask`` in place: 0 for the vocabulary's columns, -inf for the padding's.
+        load_state_dict calls it (the mask is not saved): a model built on the meta device and
+        materialised with ``to_empty`` has an uninitialised mask until then."""
+        self.padding_mask.zero_()
+        self.padding_mask[self.vocab_size :] = float("-inf")
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self.reset_padding_mask()
 
     def forward(self, x: Tensor, full_width: bool = False) -> Tensor:
         """(..., C) -> (..., vocab_size), a view; with full_width, (..., padded_vocab_size), padding -inf."""
@@ -458,12 +470,15 @@ def chunked_lm_loss(logits: Tensor, labels: Tensor, num_items_in_batch: Tensor |
 
 def check_triton_decode(model: nn.Module) -> None:
     """A ValueError naming what stands in the way of ``triton_decode_logits`` for ``model``
-    (our GPT2LMHeadModel, or a TypeError): a hook on any hook point (the kernels form no
-    activations to hand it), dropout in training mode (the kernels apply none), an
+    (our GPT2LMHeadModel, or a TypeError): a hook on any hook point or any PyTorch forward
+    (pre-)hook on a module (the kernels form no activations to hand it), a module the kernels
+    read replaced by another class (peft's LoRA layers, a parametrized Linear: its forward would
+    be skipped), a non-contiguous weight, dropout in training mode (the kernels apply none), an
     activation the kernels do not compute (``decode_kernels.ACT_CODES``: gelu_new, gelu,
     relu, silu; a learner's own function is not one), a model not in one dtype, or a bfloat16
     model on the CPU (Triton's interpreter has no bfloat16)."""
     from mlab_tfs.hooks import HookPoint
+    from mlab_tfs.surface import _return_inputs_embeds
 
     try:
         from mlab_tfs.decode_kernels import ACT_CODES
@@ -473,14 +488,43 @@ def check_triton_decode(model: nn.Module) -> None:
         raise TypeError(f"kernels='triton' runs mlab_tfs.gpt2's GPT2LMHeadModel, got "
                         f"{type(model).__module__}.{type(model).__qualname__}")
     hooked = [name for name, m in model.named_modules() if isinstance(m, HookPoint) and m.has_hooks]
-    if hooked:
-        raise ValueError(f"kernels='triton': hooks are registered on {', '.join(hooked[:3])}"
-                         f"{' ...' if len(hooked) > 3 else ''}; the fused kernels form no activations for hooks "
-                         f"to see (remove them, or use kernels='torch')")
-    dropping = [name for name, m in model.named_modules() if isinstance(m, nn.Dropout) and m.p > 0]
-    if model.training and dropping:
-        raise ValueError(f"kernels='triton': the model is in training mode with dropout ({dropping[0]}: "
-                         f"p={model.get_submodule(dropping[0]).p}), which the kernels do not apply; call model.eval()")
+    # PyTorch's forward hooks on any module too, but the word embedding's own inputs_embeds hook
+    # (mlab_tfs.surface, registered when the model is built; it returns None outside such a call)
+    hooked += [name or type(model).__name__ for name, m in model.named_modules() if not isinstance(m, HookPoint)
+               and (m._forward_pre_hooks or any(f is not _return_inputs_embeds for f in m._forward_hooks.values()))]
+    if hooked or nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+        where = ", ".join(hooked[:3]) + (" ..." if len(hooked) > 3 else "") if hooked else "every module (global)"
+        raise ValueError(f"kernels='triton': hooks are registered on {where}; the fused kernels form no "
+                         f"activations for hooks to see (remove them, or use kernels='torch')")
+    from mlab_tfs.gpt2.solution import Embedding, GPT2Attention, GPT2Block, GPT2MLP, GPT2Model, LayerNorm
+
+    # The kernels read these modules' weights and skip their forwards: a module replaced by
+    # another class (peft's LoRA layers, a parametrization, a learner's own) would be ignored.
+    body = model.transformer
+    expected = [("transformer", body, (GPT2Model,)), ("transformer.wte", body.wte, (Embedding,)),
+                ("transformer.wpe", body.wpe, (Embedding,)), ("transformer.ln_f", body.ln_f, (LayerNorm,)),
+                ("lm_head", model.lm_head, (nn.Linear, PaddedLMHead))]
+    for i, block in enumerate(body.h):
+        at = f"transformer.h.{i}"
+        expected += [(at, block, (GPT2Block,)), (f"{at}.ln_1", block.ln_1, (LayerNorm,)),
+                     (f"{at}.ln_2", block.ln_2, (LayerNorm,)), (f"{at}.attn", block.attn, (GPT2Attention,)),
+                     (f"{at}.mlp", block.mlp, (GPT2MLP,))]
+        expected += [(f"{at}.{part}", block.get_submodule(part), (nn.Linear,))
+                     for part in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")]
+    replaced = [(name, m) for name, m, kinds in expected if type(m) not in kinds]
+    if replaced:
+        name, m = replaced[0]
+        raise ValueError(f"kernels='triton': {name} is a {type(m).__module__}.{type(m).__qualname__}, not the "
+                         f"module the kernels stand in for (they read its weights and skip its forward: an "
+                         f"adapter such as peft's LoRA or a parametrization would be ignored); use kernels='torch'")
+    # Per module: model.eval() then block.train() leaves that block's dropout on (the attention
+    # reads its own training flag for the attention dropout)
+    dropping = [(name, m.p) for name, m in model.named_modules() if m.training and isinstance(m, nn.Dropout) and m.p > 0]
+    dropping += [(f"{name}.attn_dropout", m.attn_dropout.p) for name, m in model.named_modules()
+                 if m.training and isinstance(m, GPT2Attention) and m.attn_dropout.p > 0]
+    if dropping:
+        raise ValueError(f"kernels='triton': the model is in training mode with dropout ({dropping[0][0]}: "
+                         f"p={dropping[0][1]}), which the kernels do not apply; call model.eval()")
     acts = {type(b.mlp.act).__name__ if b.mlp.act not in ACT_CODES else None for b in model.transformer.h}
     acts.discard(None)
     if acts:
@@ -490,6 +534,11 @@ def check_triton_decode(model: nn.Module) -> None:
     if len(dtypes) != 1:
         raise ValueError(f"kernels='triton': the model's parameters must share one dtype, got "
                          f"{sorted(map(str, dtypes))}")
+    strided = [name for name, p in model.named_parameters() if not p.is_contiguous()]
+    if strided:  # the kernels index each row's elements at unit stride
+        raise ValueError(f"kernels='triton': the kernels read contiguous weights; {strided[0]} has strides "
+                         f"{model.get_parameter(strided[0]).stride()} (e.g. a transposed view loaded with "
+                         f"assign=True): make it contiguous (p.data = p.data.contiguous())")
     if dtypes == {torch.bfloat16} and not model.lm_head.weight.is_cuda:
         raise ValueError("kernels='triton': a bfloat16 model on the CPU runs in Triton's interpreter, which "
                          "computes bfloat16 wrongly (NumPy has no bfloat16); use float32 or float16 there")

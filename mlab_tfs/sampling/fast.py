@@ -220,7 +220,8 @@ def generate_fast(
     step's forward runs as hand-written Triton kernels, six per block
     (``mlab_tfs.gpt2.fast.triton_decode_logits``, ``mlab_tfs.decode_kernels``; our GPT-2 only,
     in eval mode or without dropout, no hooks registered, the MLP's activation gelu_new, gelu,
-    relu or silu, one dtype; each a ValueError / TypeError naming it); on a CPU the kernels
+    relu or silu, one dtype, no module replaced by an adapter's; each a ValueError / TypeError
+    naming it; a kernels that is not a str is a TypeError); on a CPU the kernels
     run in Triton's interpreter (slow: for tests). It needs the ``triton`` package (CUDA
     builds of PyTorch ship it) and does not combine with decode_attention or linear_as_sums.
     Every argument is checked as generate checks it (lists placed on the model's device, a
@@ -254,6 +255,8 @@ def generate_fast(
     check_every = check_int("check_every", check_every, minimum=1)
     decode_attention = check_bool("decode_attention", decode_attention)
     linear_as_sums = check_int("linear_as_sums", linear_as_sums, minimum=0)
+    if not isinstance(kernels, str):
+        raise TypeError(f"kernels must be the string 'torch' or 'triton', got {type(kernels).__name__} {kernels!r}")
     if kernels not in ("torch", "triton"):
         raise ValueError(f"kernels must be 'torch' or 'triton', got {kernels!r}")
     if kernels == "triton":

@@ -314,3 +314,39 @@ def test_compiled_triton_decode_step_equals_the_eager_modules_on_a_gpu():
     got = triton_decode_logits(model, token, position, ours, column).float()
     want = static_forward(model, token, position, ref, column)[:, -1].float()
     torch.testing.assert_close(got, want, atol=0.05, rtol=0.02)  # bf16: a few roundings apart
+
+
+def test_triton_decode_refuses_pytorch_hooks_and_replaced_modules():
+    """A plain PyTorch forward hook (not a HookPoint) or a module swapped for another class
+    (an adapter, a parametrization) would be skipped by the kernels, silently: refused."""
+    model = _model("base")
+    check_triton_decode(model)  # as built: the word embedding's own inputs_embeds hook is allowed
+    for register in ("register_forward_hook", "register_forward_pre_hook"):
+        fn = (lambda m, i, o: o * 0) if register == "register_forward_hook" else (lambda m, i: None)
+        handle = getattr(model.transformer.h[1].mlp, register)(fn)
+        with pytest.raises(ValueError, match=r"hooks are registered on transformer\.h\.1\.mlp"):
+            check_triton_decode(model)
+        handle.remove()
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: None)
+    try:
+        with pytest.raises(ValueError, match="global"):
+            check_triton_decode(model)
+    finally:
+        handle.remove()
+    torch.nn.utils.parametrize.register_parametrization(model.transformer.h[0].mlp.c_fc, "weight",
+                                                        torch.nn.Identity())
+    with pytest.raises(ValueError, match=r"transformer\.h\.0\.mlp\.c_fc is a .*ParametrizedLinear"):
+        check_triton_decode(model)
+    model = _model("base")
+    model.transformer.h[1].train()  # the model in eval mode, one block's dropout on
+    with pytest.raises(ValueError, match=r"training mode with dropout \(transformer\.h\.1\."):
+        check_triton_decode(model)
+    model = _model("base")
+    fc = model.transformer.h[0].mlp.c_fc
+    fc.weight = torch.nn.Parameter(fc.weight.detach().t().contiguous().t())  # (N, K) at strides (1, N)
+    with pytest.raises(ValueError, match=r"contiguous weights; transformer\.h\.0\.mlp\.c_fc\.weight"):
+        check_triton_decode(model)
+    ids = _on(torch.tensor([[1, 2, 3]]))
+    for bad in (None, ["triton"], 1):
+        with pytest.raises(TypeError, match="kernels must be the string"):
+            generate_fast(_model("base"), ids, compile=False, kernels=bad)

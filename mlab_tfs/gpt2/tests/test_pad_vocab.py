@@ -524,3 +524,20 @@ def test_padded_head_refuses_a_vocabulary_past_its_rows():
         fast.PaddedLMHead(w, 5.0)
     with pytest.raises(ValueError, match=r"weight must be a 2-D \(padded_vocab_size, C\) tensor, got shape \(8,\)"):
         fast.PaddedLMHead(torch.nn.Parameter(torch.zeros(8)), 5)
+
+
+def test_padding_mask_is_refilled_by_load_state_dict_after_meta_init():
+    """The mask is not saved: a padded model built on the meta device and materialised with
+    to_empty (uninitialised memory) gets it back from load_state_dict. Untied: to_empty
+    materialises a tied Parameter once per module, which unties it (PyTorch's, padded or not)."""
+    torch.manual_seed(0)
+    config = dict(GPT2_CONFIGS["base"], tie_word_embeddings=False)
+    src = fast.pad_vocab(solution.GPT2LMHeadModel(solution.GPT2Config(**config))).eval()
+    with torch.device("meta"):
+        model = fast.pad_vocab(solution.GPT2LMHeadModel(solution.GPT2Config(**config)))
+    model.to_empty(device="cpu").eval()
+    model.lm_head.padding_mask.fill_(float("nan"))  # what empty memory may hold
+    model.load_state_dict(src.state_dict())
+    assert torch.equal(model.lm_head.padding_mask, src.lm_head.padding_mask)
+    ids = torch.tensor([[1, 5, 9, 2]])
+    torch.testing.assert_close(model(ids, labels=ids).loss, src(ids, labels=ids).loss, rtol=0, atol=0)
