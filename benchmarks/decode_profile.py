@@ -20,6 +20,8 @@ Model: GPT-2 124M's shape with random weights in bf16, prompts of 256 random tok
   sums+cdt     sums with coordinate_descent_tuning
   sums8+cdt    sums+cdt up to batch 8 (linear_as_sums=8): each row's sums read the weights
                again (from L2 where they fit), so this may lose at batch 8
+  sdpa+pad     sdpa, on a copy of the model whose vocabulary mlab_tfs.gpt2.fast.pad_vocab
+               padded to 50,304 rows
   decode+pad   decode, on a copy of the model whose vocabulary mlab_tfs.gpt2.fast.pad_vocab
                padded to 50,304 rows (the head's matrix without a ragged edge)
   sums+cdt+pad sums+cdt on that padded copy
@@ -68,6 +70,7 @@ VARIANTS = {
     "sums": dict(decode_attention=True, linear_as_sums=1),
     "sums+cdt": dict(decode_attention=True, linear_as_sums=1, compile_options=CDT),
     "sums8+cdt": dict(decode_attention=True, linear_as_sums=8, compile_options=CDT),
+    "sdpa+pad": dict(pad_vocab=64),
     "decode+pad": dict(decode_attention=True, pad_vocab=64),
     "sums+cdt+pad": dict(decode_attention=True, linear_as_sums=1, compile_options=CDT, pad_vocab=64),
     "triton": dict(kernels="triton"),
