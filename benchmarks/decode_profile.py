@@ -20,10 +20,15 @@ Model: GPT-2 124M's shape with random weights in bf16, prompts of 256 random tok
   sums+cdt     sums with coordinate_descent_tuning
   sums8+cdt    sums+cdt up to batch 8 (linear_as_sums=8): each row's sums read the weights
                again (from L2 where they fit), so this may lose at batch 8
+  sdpa+pad     sdpa, on a copy of the model whose vocabulary mlab_tfs.gpt2.fast.pad_vocab
+               padded to 50,304 rows
   decode+pad   decode, on a copy of the model whose vocabulary mlab_tfs.gpt2.fast.pad_vocab
                padded to 50,304 rows (the head's matrix without a ragged edge)
   sums+cdt+pad sums+cdt on that padded copy
-(default: sdpa, decode, decode+cdt, sums+cdt, decode+pad; --variants picks others). --time-limit stops
+  triton       kernels="triton": the step's forward in mlab_tfs.decode_kernels' hand-written
+               Triton kernels (six per block), compiled with CUDA graphs as sdpa
+  triton+pad   triton on the padded copy
+(default: sdpa, triton, triton+pad, decode, sums+cdt; --variants picks others). --time-limit stops
 starting new runs after that many seconds, so that the script ends in time (what was
 measured is kept; the JSON lists what was skipped).
 
@@ -65,15 +70,20 @@ VARIANTS = {
     "sums": dict(decode_attention=True, linear_as_sums=1),
     "sums+cdt": dict(decode_attention=True, linear_as_sums=1, compile_options=CDT),
     "sums8+cdt": dict(decode_attention=True, linear_as_sums=8, compile_options=CDT),
+    "sdpa+pad": dict(pad_vocab=64),
     "decode+pad": dict(decode_attention=True, pad_vocab=64),
     "sums+cdt+pad": dict(decode_attention=True, linear_as_sums=1, compile_options=CDT, pad_vocab=64),
+    "triton": dict(kernels="triton"),
+    "triton+pad": dict(kernels="triton", pad_vocab=64),
 }
-DEFAULT_VARIANTS = "sdpa,decode,decode+cdt,sums+cdt,decode+pad"
+DEFAULT_VARIANTS = "sdpa,triton,triton+pad,decode,sums+cdt"
 
 
-def generate_kwargs(variant: dict) -> dict:
-    """variant's generate_fast arguments (pad_vocab picks the model, it is not one)."""
-    return {k: v for k, v in variant.items() if k != "pad_vocab"}
+def generate_kwargs(variant: dict, cpu: bool = False) -> dict:
+    """variant's generate_fast arguments (pad_vocab picks the model, it is not one); on the
+    CPU (--smoke) the Triton kernels run uncompiled, in Triton's interpreter."""
+    kw = {k: v for k, v in variant.items() if k != "pad_vocab"}
+    return {**kw, "compile": False} if cpu and kw.get("kernels") == "triton" else kw
 
 
 def kernels_in(call) -> int:
@@ -158,7 +168,7 @@ def main() -> None:
             res.set(current=row)
             log(f"batch {B}, {name}: compiling and checking ...")
             t0 = time.perf_counter()
-            out = generate_fast(model, ids, mask, max_new_tokens=args.new, **generate_kwargs(kw))
+            out = generate_fast(model, ids, mask, max_new_tokens=args.new, **generate_kwargs(kw, not cuda))
             _sync()
             row["first_call_s"] = time.perf_counter() - t0
             row["check"] = check_greedy(f"generate_fast ({name})", ours, ids, reference, out, args.tie_tol)
@@ -168,12 +178,12 @@ def main() -> None:
             short = max(2, M - 63 - args.prompt)
             times = {}
             for n in (short, args.new):
-                generate_fast(model, ids, mask, max_new_tokens=n, **generate_kwargs(kw))  # warm
+                generate_fast(model, ids, mask, max_new_tokens=n, **generate_kwargs(kw, not cuda))  # warm
                 runs = []
                 for _ in range(3):
                     _sync()
                     t = time.perf_counter()
-                    generate_fast(model, ids, mask, max_new_tokens=n, **generate_kwargs(kw))
+                    generate_fast(model, ids, mask, max_new_tokens=n, **generate_kwargs(kw, not cuda))
                     _sync()
                     runs.append(time.perf_counter() - t)
                 times[n] = statistics.median(runs)
@@ -181,7 +191,7 @@ def main() -> None:
             row["tokens_per_s"] = B * args.new / times[args.new]
             if cuda:
                 counts = {n: kernels_in(lambda n=n: generate_fast(model, ids, mask, max_new_tokens=n,
-                                                                  **generate_kwargs(kw))) for n in (short, args.new)}
+                                                                  **generate_kwargs(kw, not cuda))) for n in (short, args.new)}
                 row["kernels_per_step"] = (counts[args.new] - counts[short]) / (args.new - short)
             else:
                 row["kernels_per_step"] = None
@@ -190,7 +200,7 @@ def main() -> None:
     res.set(current=None, wall_s=time.perf_counter() - t_start)
     res.done()
     print(f"\n{describe(res.data['environment'])}; copy bandwidth {bw:.0f} GB/s; prompt {args.prompt}, "
-          f"{args.new} new tokens, greedy, bf16")
+          f"{args.new} new tokens, greedy, {str(ours.dtype).replace('torch.', '')}")
     print(f"{'batch':>5} {'variant':>12} {'token µs':>9} {'kernels':>8} {'MB/step':>8} {'MBU':>6} "
           f"{'tokens/s':>9} {'identical rows':>15}")
     for r in res.data["rows"]:

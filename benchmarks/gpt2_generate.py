@@ -17,7 +17,9 @@ eos off so every row runs to the end):
   decode step compiled with torch.compile(mode="reduce-overhead") (CUDA graphs);
 - ours, generate_fast, padded vocabulary (fast_pad): the same on a copy of our model whose
   vocabulary mlab_tfs.gpt2.fast.pad_vocab padded to 50,304 rows (same logits; the head's
-  matrix without a ragged edge).
+  matrix without a ragged edge);
+- ours, generate_fast with kernels="triton" (triton, triton_pad): the decode step's forward
+  in the hand-written Triton kernels of mlab_tfs.decode_kernels (six per block).
 
 tokens/s counts new tokens (batch x 256) over the whole call, prefill included; µs/token
 (generate_fast and transformers' static path) is the same call's time over its 256 new
@@ -55,8 +57,9 @@ def build_models(n_positions: int, device: str = "cuda", small: bool = False):
     cfg = GPT2Config.from_dict({**config.to_dict(), "attn_implementation": "sdpa"})
     ours = GPT2LMHeadModel(cfg)
     ours.load_state_dict(from_hf_state_dict(hf.state_dict(), cfg))
-    hf = hf.to(device=device, dtype=torch.bfloat16)
-    ours = ours.to(device=device, dtype=torch.bfloat16).eval()
+    dtype = torch.float32 if small else torch.bfloat16  # the CPU check: Triton's interpreter has no bfloat16
+    hf = hf.to(device=device, dtype=dtype)
+    ours = ours.to(device=device, dtype=dtype).eval()
     hf.generation_config.eos_token_id = None  # run every row to max_new_tokens
     hf.generation_config.pad_token_id = 0
     return hf, ours
@@ -120,7 +123,10 @@ def floor_tokens_per_s(model, batch: int, prompt: int, new: int, bandwidth_gbs: 
     return batch / (step_bytes / (bandwidth_gbs * 1e9)), step_bytes
 
 
-IMPLS = ("hf", "hf_static", "ours", "fast", "fast_pad")
+IMPLS = ("hf", "hf_static", "ours", "fast", "fast_pad", "triton", "triton_pad")
+# generate_fast's rows: impl -> (result key suffix, padded vocabulary?, generate_fast's extra arguments)
+FAST_ROWS = {"fast": ("", False, {}), "fast_pad": ("_pad", True, {}),
+             "triton": ("_triton", False, {"kernels": "triton"}), "triton_pad": ("_triton_pad", True, {"kernels": "triton"})}
 
 
 def per_token_us(t: float, new: int) -> float:
@@ -162,7 +168,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown --impls {sorted(unknown)}; expected some of {IMPLS}")
     padded = None
-    if "fast_pad" in impls:  # the same weights, the vocabulary padded to a multiple of 64 (50,304 rows)
+    if "fast_pad" in impls or "triton_pad" in impls:  # the same weights, the vocabulary padded to a multiple of 64 (50,304 rows)
         import copy
 
         from mlab_tfs.gpt2.fast import pad_vocab
@@ -184,12 +190,15 @@ def main() -> None:
         t, reference = timed(eager, args.repeats)
         row["ours_generate_tokens_per_s"] = B * args.new / t
 
-        for impl, key, model in (("fast", "", ours), ("fast_pad", "_pad", padded)):
+        for impl, (key, pad, extra) in FAST_ROWS.items():
             if impl not in impls:
                 continue
-            label = "generate_fast" + (" (padded vocabulary)" if key else "")
+            model = padded if pad else ours
+            if extra and device == "cpu":  # --smoke: the kernels in Triton's interpreter, uncompiled
+                extra = {**extra, "compile": False}
+            label = "generate_fast" + (" (Triton kernels)" if extra else "") + (" (padded vocabulary)" if pad else "")
             log(f"batch {B}: ours, {label}: compiling and capturing ...")
-            fast = lambda m=model, n=args.new: generate_fast(m, ids, mask, max_new_tokens=n)  # noqa: E731
+            fast = lambda m=model, n=args.new, x=extra: generate_fast(m, ids, mask, max_new_tokens=n, **x)  # noqa: E731
             t0 = time.perf_counter()
             first = fast()
             _sync()
@@ -239,7 +248,7 @@ def main() -> None:
             for k in ("ours_generate", "ours_fast"):
                 if f"{k}_tokens_per_s" in row:
                     row[f"{k}_vs_hf"] = row[f"{k}_tokens_per_s"] / row["hf_tokens_per_s"]
-        for key in ("", "_pad"):
+        for key, _, _ in FAST_ROWS.values():
             if "hf_static_tokens_per_s" in row and f"ours_fast{key}_tokens_per_s" in row:
                 row[f"ours_fast{key}_vs_hf_static"] = row[f"ours_fast{key}_tokens_per_s"] / row["hf_static_tokens_per_s"]
         if "ours_fast_tokens_per_s" in row:
@@ -248,18 +257,23 @@ def main() -> None:
     res.set(current=None)
     res.done()
     print(f"\n{describe(res.data['environment'])}; copy bandwidth {bw:.0f} GB/s; prompt {args.prompt}, "
-          f"{args.new} new tokens, greedy, bf16")
+          f"{args.new} new tokens, greedy, {str(ours.dtype).replace('torch.', '')}")
     print("tokens/s (new tokens over the whole call); µs per new token and MBU of the decode loop")
     print(f"{'batch':>5} {'transformers':>13} {'hf static':>10} {'ours generate':>14} {'ours fast':>10} "
           f"{'fast/hf':>8} {'fast/static':>12} {'pad fast':>9} {'pad/static':>11} {'fast µs':>8} {'fast MBU':>9} {'static µs':>10} {'static MBU':>11} "
-          f"{'floor':>9}")
+          f"{'floor':>9} {'triton':>9} {'tri/static':>11} {'tri µs':>7} {'tri MBU':>8} {'tri pad':>8} "
+          f"{'tp/static':>10} {'tp µs':>6} {'tp MBU':>7}")
     for r in res.data["rows"]:
         f = lambda k, spec=".0f": format(r[k], spec) if isinstance(r.get(k), float) else "-"  # noqa: E731
         print(f"{r['batch']:>5} {f('hf_tokens_per_s'):>13} {f('hf_static_tokens_per_s'):>10} "
               f"{f('ours_generate_tokens_per_s'):>14} {f('ours_fast_tokens_per_s'):>10} {f('ours_fast_vs_hf', '.1f'):>8} "
               f"{f('ours_fast_vs_hf_static', '.2f'):>12} {f('ours_fast_pad_tokens_per_s'):>9} "
               f"{f('ours_fast_pad_vs_hf_static', '.2f'):>11} {f('fast_token_us'):>8} {f('fast_mbu', '.1%'):>9} "
-              f"{f('hf_static_token_us'):>10} {f('hf_static_mbu', '.1%'):>11} {f('floor_tokens_per_s'):>9}")
+              f"{f('hf_static_token_us'):>10} {f('hf_static_mbu', '.1%'):>11} {f('floor_tokens_per_s'):>9} "
+              f"{f('ours_fast_triton_tokens_per_s'):>9} {f('ours_fast_triton_vs_hf_static', '.2f'):>11} "
+              f"{f('fast_triton_token_us'):>7} {f('fast_triton_mbu', '.1%'):>8} {f('ours_fast_triton_pad_tokens_per_s'):>8} "
+              f"{f('ours_fast_triton_pad_vs_hf_static', '.2f'):>10} {f('fast_triton_pad_token_us'):>6} "
+              f"{f('fast_triton_pad_mbu', '.1%'):>7}")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ AdamW, sdpa attention. A row is a model with its levers and a mode (--rows):
            ours+hand          mlab_tfs.gpt2.fast.use_fused_ops(model, False): the hand-written
                               layer norms and GELU (the default runs F.layer_norm; GELU in bf16
                               is gelu_new's formula either way, as transformers')
-           ours+pad           mlab_tfs.gpt2.fast.pad_vocab(model, --pad-vocab): 50257 -> 50304 rows
-           ours+chunked       the loss as mlab_tfs.gpt2.fast.chunked_lm_loss (no (B, T, V) float32 copies)
+           ours+pad           mlab_tfs.gpt2.fast.pad_vocab(model, --pad-vocab): 50257 -> 50304 rows, the
+                              loss over all 50304 columns (the padded ones -inf), logits the first 50257
+           ours+chunked       the loss as mlab_tfs.gpt2.fast.chunked_lm_loss (no (B, T, V) float32 copies;
+                              with +pad over the full padded width too)
            (levers combine: ours+pad+chunked, ours+hand+pad...)
   modes    eager              fused AdamW (one kernel for every parameter)
            compile            torch.compile of the forward and loss; fused AdamW
@@ -134,12 +136,16 @@ def time_training(model, batches, steps: int, warmup: int, compile_: bool | str,
                   device: str = "cuda", autocast: bool = True, losses: list | None = None) -> tuple[float, float]:
     """(tokens per second, first loss). compile_: a mode of MODES (True: "compile", False:
     "eager"). wrap: applied to the model before compiling (e.g. DDP). chunked: the loss
-    through chunked_lm_loss. losses: if given, the warm-up steps' losses are appended."""
-    from mlab_tfs.gpt2.fast import chunked_lm_loss
+    through chunked_lm_loss, over the logits the model's own loss reads (a padded
+    vocabulary's full width; not with wrap, as it calls the model's body and head). losses:
+    if given, the warm-up steps' losses are appended."""
+    from mlab_tfs.gpt2.fast import chunked_lm_loss, logits_for_loss
 
     mode = {True: "compile", False: "eager"}.get(compile_, compile_)
     if mode not in MODES:
         raise ValueError(f"compile_ must be a bool or one of {MODES}, got {compile_!r}")
+    if chunked and wrap is not None:
+        raise ValueError("chunked=True reads the model's body and head directly, past a wrapper; not with wrap")
     model.train()
     on_cuda = device.startswith("cuda")
     compiled_step = mode in ("compile+opt", "compile+graphs")
@@ -158,8 +164,8 @@ def time_training(model, batches, steps: int, warmup: int, compile_: bool | str,
         fwd = torch.compile(fwd, **graphs)  # the module, its loss inside (as before the levers: DDP too)
 
     def loss_of(ids):
-        if chunked:
-            return chunked_lm_loss(fwd(ids).logits, ids)
+        if chunked:  # +pad: the full padded width, its padded columns -inf, as the model's own loss
+            return chunked_lm_loss(logits_for_loss(model, ids), ids, vocab_size=model.config.vocab_size)
         return fwd(ids, labels=ids).loss
 
     if mode != "eager" and chunked:

@@ -18,9 +18,13 @@
    Same module names and weights either way.
 3. A padded vocabulary for training: ``pad_vocab(model, multiple=64)`` gives the token
    embedding and the head a multiple of 64 rows (50257 -> 50304, as nanoGPT), the extra rows
-   zero and never seen: logits stay (B, T, vocab_size), a view (``PaddedLMHead``), and the
-   state saved for transformers holds vocab_size rows.
-4. ``chunked_lm_loss``: lm_loss a few sequences at a time, without (B, T, V) float32 copies.
+   zero. The head masks the padded columns (-inf) and the loss runs over the full padded
+   width, as nanoGPT and llm.c (the same loss and gradients; one contiguous logits tensor
+   and gradient); logits stay (B, T, vocab_size), a view (``PaddedLMHead``), and the state
+   saved for transformers holds vocab_size rows. ``logits_for_loss`` gives the full width
+   to a loss of one's own.
+4. ``chunked_lm_loss``: lm_loss a few sequences at a time, without (B, T, V) float32 copies;
+   it takes a padded model's full-width logits too.
 
 Shapes: B batch, T new tokens, M = max_len cache columns, C = n_embd, nh heads,
 hs = C // nh head size, V vocabulary.
@@ -180,14 +184,27 @@ def fused_ops(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
 class PaddedLMHead(nn.Linear):
     """The language-modelling head of a model whose vocabulary pad_vocab padded: its weight
     has ``padded_vocab_size`` rows (a multiple of 64 or 128, which the matrix units tile
-    well: nanoGPT's 50304 for GPT-2's 50257), the rows past ``vocab_size`` zero, and its
-    forward returns the first ``vocab_size`` logits only, as a view of the wider matmul's
-    output (no copy): (..., C) -> (..., vocab_size).
+    well: nanoGPT's 50304 for GPT-2's 50257), the rows past ``vocab_size`` zero.
 
-    ``out_features`` is vocab_size, what the layer returns (the samplers size their noise by
-    it); ``weight.shape[0]`` is padded_vocab_size. Its state dict holds the first vocab_size
-    rows only (what transformers' GPT-2 has), and a state dict of vocab_size rows loads into
-    it (the padding rows set to zero); one of padded_vocab_size rows loads as it is.
+    The matmul adds ``padding_mask`` (padded_vocab_size,) as its bias: 0 for the vocabulary's
+    columns (their logits unchanged), -inf for the padding's. Two outputs of that one matmul:
+
+    - ``head(x)``: (..., C) -> (..., vocab_size), a view of its first vocab_size columns (no
+      copy), what samplers and transformers-compatible code see;
+    - ``head.logits_for_loss(x)``: (..., C) -> (..., padded_vocab_size), all of it, the padded
+      columns -inf. GPT2LMHeadModel's loss reads these (nanoGPT's and llm.c's practice): the
+      loss and every gradient are the unpadded model's (exp(-inf) = 0 adds nothing to the
+      log-sum-exp, and a -inf column's softmax, so its gradient, is exactly 0), and the
+      cross-entropy runs over one contiguous (B, T, padded) tensor whose gradient the
+      backward writes whole, where a loss over the view would scatter a (B, T, vocab_size)
+      gradient back into the padded width (and, compiled, reduce over a strided view).
+
+    Both go through the module's call (forward hooks, accelerate's device hooks), the second
+    as ``forward(x, full_width=True)``. ``out_features`` is vocab_size, what ``head(x)``
+    returns (the samplers size their noise by it); ``weight.shape[0]`` is padded_vocab_size.
+    Its state dict holds the first vocab_size rows only (what transformers' GPT-2 has; the
+    mask is not saved), and a state dict of vocab_size rows loads into it (the padding rows
+    set to zero); one of padded_vocab_size rows loads as it is.
 
     Built by pad_vocab; ``PaddedLMHead(weight, vocab_size)``: weight (padded_vocab_size, C),
     vocab_size an int in [1, padded_vocab_size] (ValueError for another weight shape or a
@@ -206,9 +223,30 @@ class PaddedLMHead(nn.Linear):
         self.vocab_size = vocab_size
         self.weight = weight
         self.register_parameter("bias", None)
+        self.register_buffer("padding_mask", torch.empty(self.padded_vocab_size, dtype=weight.dtype,
+                                                         device=weight.device), persistent=False)
+        self.reset_padding_mask()
 
-    def forward(self, x: Tensor) -> Tensor:  # (..., C) -> (..., vocab_size), a view of (..., padded_vocab_size)
-        return F.linear(x, self.weight)[..., : self.vocab_size]
+    @torch.no_grad()
+    def reset_padding_mask(self) -> None:
+        """Fill ``padding_mask`` in place: 0 for the vocabulary's columns, -inf for the padding's.
+        load_state_dict calls it (the mask is not saved): a model built on the meta device and
+        materialised with ``to_empty`` has an uninitialised mask until then."""
+        self.padding_mask.zero_()
+        self.padding_mask[self.vocab_size :] = float("-inf")
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self.reset_padding_mask()
+
+    def forward(self, x: Tensor, full_width: bool = False) -> Tensor:
+        """(..., C) -> (..., vocab_size), a view; with full_width, (..., padded_vocab_size), padding -inf."""
+        logits = F.linear(x, self.weight, self.padding_mask)  # (..., padded_vocab_size)
+        return logits if full_width else logits[..., : self.vocab_size]
+
+    def logits_for_loss(self, x: Tensor) -> Tensor:  # (..., C) -> (..., padded_vocab_size)
+        """The logits a loss should read: every column, the padded ones -inf (see the class)."""
+        return self(x, full_width=True)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
@@ -259,13 +297,18 @@ def pad_vocab(model: nn.Module, multiple: int = 64) -> nn.Module:
     GPU's matrix units tile without a ragged edge (nanoGPT; Karpathy measured about 25%
     faster training from this alone). In place; returns the model.
 
-    What the model computes does not change: logits stay (B, T, config.vocab_size), a view
-    of the wider matmul's output (``PaddedLMHead``), so the loss (``lm_loss`` over that
-    view: the padded columns never count) and every sampler see the vocabulary only, and
-    never produce a padded id. config.vocab_size is unchanged, so ids >= vocab_size are
-    still refused (input_ids and labels). A tied head stays tied (one (padded, C) Parameter);
-    an untied one is padded likewise. The padded rows get no gradient (no id looks them up,
-    no logit of theirs is used), so AdamW keeps them at zero.
+    What the model computes does not change. The head's matmul masks the padded columns
+    (their logits -inf, ``PaddedLMHead``), and the model's loss (``lm_loss``) reads its whole
+    (B, T, padded) output: the same loss and gradients as the unpadded model's (a -inf
+    column adds exp(-inf) = 0 to the log-sum-exp and gets a zero gradient), one contiguous
+    tensor and gradient, which compiled code reduces without a strided copy (for a loss of
+    one's own, ``logits_for_loss(model, ids)`` gives the same tensor). The logits returned
+    stay (B, T, config.vocab_size), a view of its first columns, so every sampler sees the
+    vocabulary only and never produces a padded id. config.vocab_size is unchanged, so ids
+    >= vocab_size are still refused (input_ids and labels). A tied head stays tied (one
+    (padded, C) Parameter); an untied one is padded likewise. The padded rows get no
+    gradient (no id looks them up, their logits' gradient is exactly 0), so AdamW keeps
+    them at zero.
 
     State for transformers is trimmed to vocab_size: ``model.state_dict()`` (and so
     save_pretrained, to_hf_state_dict, transformers' Trainer's checkpoints) holds
@@ -312,6 +355,24 @@ def pad_vocab(model: nn.Module, multiple: int = 64) -> nn.Module:
     return model
 
 
+def logits_for_loss(model: nn.Module, input_ids: Tensor, **kwargs) -> Tensor:
+    """The logits our causal LM's own loss reads, for a loss taken outside the model
+    (chunked_lm_loss): ``model(input_ids, **kwargs).logits`` (B, T, V), except that a padded
+    vocabulary (pad_vocab) gives all its padded_vocab_size columns, the padded ones -inf
+    (``PaddedLMHead.logits_for_loss``; pass ``vocab_size=model.config.vocab_size`` to
+    chunked_lm_loss, so that labels are still checked against the vocabulary).
+
+    model: our GPT-2 (or Llama: a body at ``base_model_prefix`` and an ``lm_head``); kwargs:
+    the body's forward's (attention_mask, position_ids...). TypeError for another model."""
+    body = getattr(model, getattr(type(model), "base_model_prefix", ""), None)
+    head = getattr(model, "lm_head", None)
+    if not (isinstance(body, nn.Module) and isinstance(head, nn.Module)):
+        raise TypeError(f"logits_for_loss: model must be one of our causal LMs (a body at base_model_prefix and an "
+                        f"lm_head), got {type(model).__module__}.{type(model).__qualname__}")
+    hidden = body(input_ids, **kwargs).last_hidden_state  # (B, T, C)
+    return head.logits_for_loss(hidden) if isinstance(head, PaddedLMHead) else head(hidden)
+
+
 # ---------------------------------------------------------------------------------------
 # 4. Cross-entropy in chunks (a training-speed lever, measured by benchmarks/gpt2_train.py)
 # ---------------------------------------------------------------------------------------
@@ -353,24 +414,29 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
 
 
 def chunked_lm_loss(logits: Tensor, labels: Tensor, num_items_in_batch: Tensor | int | None = None,
-                    positions_per_chunk: int = 8192) -> Tensor:
+                    positions_per_chunk: int = 8192, vocab_size: int | None = None) -> Tensor:
     """``lm_loss`` (mlab_tfs.gpt2.solution) computed a few sequences at a time: the same
     value and gradient (float32 arithmetic either way; the tests check 1e-5), without the
     (B, T, V) float32 copies of the logits and of their gradient that the plain loss makes.
 
-    logits: (B, T, V) of any float dtype, a view included (a padded head's); labels: (B, T)
-    long, -100 not counted; logits at t predict labels at t + 1. Returns the mean over
-    counted labels, or with num_items_in_batch (transformers' Trainer) the sum over that
-    count. positions_per_chunk: about how many (sequence, position) rows one chunk holds
-    (an int >= 1; at least one sequence per chunk).
+    logits: (B, T, V) of any float dtype, a view included; a padded model's full width
+    (``logits_for_loss(model, ids)``: padded_vocab_size columns, the padded ones -inf, which
+    add nothing to the loss and get a zero gradient) is the fast input. labels: (B, T) long,
+    -100 not counted; logits at t predict labels at t + 1. Returns the mean over counted
+    labels, or with num_items_in_batch (transformers' Trainer) the sum over that count.
+    positions_per_chunk: about how many (sequence, position) rows one chunk holds (an int >=
+    1; at least one sequence per chunk). vocab_size: the labels' bound, an int in [1, V]
+    (default V; config.vocab_size for a padded model's full-width logits, so that a label
+    in the padding is refused, not counted as an infinite loss).
 
     Errors: TypeError for logits that are not a floating-point tensor or a
     positions_per_chunk that is not an int; ValueError naming logits or labels for shapes
     that do not fit, for labels that are not integer ids, and (outside torch.compile, as
-    lm_loss's own check in the model's forward) for a label outside [0, V) other than -100
+    lm_loss's own check in the model's forward) for a label outside [0, vocab_size) other than -100
     (the loss would otherwise count it as id 0): on the CPU a ValueError naming it, on an
     accelerator a device-side assertion (``torch._assert_async``, no host sync, so it is
-    reported at a later synchronisation); ValueError for positions_per_chunk < 1.
+    reported at a later synchronisation); ValueError for positions_per_chunk < 1 or a
+    vocab_size outside [1, V], TypeError for either of another type.
     """
     if not isinstance(logits, Tensor) or not logits.dtype.is_floating_point:
         what = f"a {logits.dtype} tensor" if isinstance(logits, Tensor) else f"a {type(logits).__name__}"
@@ -379,13 +445,14 @@ def chunked_lm_loss(logits: Tensor, labels: Tensor, num_items_in_batch: Tensor |
         got = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
         raise ValueError(f"chunked_lm_loss: logits must be (B, T, V) and labels (B, T), got logits "
                          f"{tuple(logits.shape)} and labels {got}")
+    V = logits.shape[-1] if vocab_size is None else \
+        check_int("chunked_lm_loss: vocab_size", vocab_size, minimum=1, maximum=logits.shape[-1])
     if labels.device.type == "cpu":
-        labels = check_labels("chunked_lm_loss: labels", labels, tuple(logits.shape[:2]), logits.shape[-1])
+        labels = check_labels("chunked_lm_loss: labels", labels, tuple(logits.shape[:2]), V)
     else:  # on an accelerator, no host sync (it would wait for the forward): an asynchronous device assert
         if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
             raise ValueError(f"chunked_lm_loss: labels must hold integer ids, got a {labels.dtype} tensor")
         if not (torch.compiler.is_compiling() or torch.compiler.is_exporting()):
-            V = logits.shape[-1]
             torch._assert_async(((labels == -100) | ((labels >= 0) & (labels < V))).all())
     positions_per_chunk = check_int("chunked_lm_loss: positions_per_chunk", positions_per_chunk, minimum=1)
     targets = torch.cat([labels[:, 1:], labels.new_full((labels.shape[0], 1), -100)], dim=1)  # (B, T)
@@ -394,3 +461,116 @@ def chunked_lm_loss(logits: Tensor, labels: Tensor, num_items_in_batch: Tensor |
     if num_items_in_batch is not None:
         return total / num_items_in_batch
     return total / (targets != -100).sum()
+
+
+# ---------------------------------------------------------------------------------------
+# 5. A decode step in hand-written Triton kernels (mlab_tfs.decode_kernels)
+# ---------------------------------------------------------------------------------------
+
+
+def check_triton_decode(model: nn.Module) -> None:
+    """A ValueError naming what stands in the way of ``triton_decode_logits`` for ``model``
+    (our GPT2LMHeadModel, or a TypeError): a hook on any hook point or any PyTorch forward
+    (pre-)hook on a module (the kernels form no activations to hand it), a module the kernels
+    read replaced by another class (peft's LoRA layers, a parametrized Linear: its forward would
+    be skipped), a non-contiguous weight, dropout in training mode (the kernels apply none), an
+    activation the kernels do not compute (``decode_kernels.ACT_CODES``: gelu_new, gelu,
+    relu, silu; a learner's own function is not one), a model not in one dtype, or a bfloat16
+    model on the CPU (Triton's interpreter has no bfloat16)."""
+    from mlab_tfs.hooks import HookPoint
+    from mlab_tfs.surface import _return_inputs_embeds
+
+    try:
+        from mlab_tfs.decode_kernels import ACT_CODES
+    except ImportError as e:  # CUDA builds of PyTorch ship triton; CPU builds do not
+        raise ImportError(f"kernels='triton' needs the triton package (pip install triton): {e}") from e
+    if not isinstance(model, GPT2LMHeadModel):
+        raise TypeError(f"kernels='triton' runs mlab_tfs.gpt2's GPT2LMHeadModel, got "
+                        f"{type(model).__module__}.{type(model).__qualname__}")
+    hooked = [name for name, m in model.named_modules() if isinstance(m, HookPoint) and m.has_hooks]
+    # PyTorch's forward hooks on any module too, but the word embedding's own inputs_embeds hook
+    # (mlab_tfs.surface, registered when the model is built; it returns None outside such a call)
+    hooked += [name or type(model).__name__ for name, m in model.named_modules() if not isinstance(m, HookPoint)
+               and (m._forward_pre_hooks or any(f is not _return_inputs_embeds for f in m._forward_hooks.values()))]
+    if hooked or nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+        where = ", ".join(hooked[:3]) + (" ..." if len(hooked) > 3 else "") if hooked else "every module (global)"
+        raise ValueError(f"kernels='triton': hooks are registered on {where}; the fused kernels form no "
+                         f"activations for hooks to see (remove them, or use kernels='torch')")
+    from mlab_tfs.gpt2.solution import Embedding, GPT2Attention, GPT2Block, GPT2MLP, GPT2Model, LayerNorm
+
+    # The kernels read these modules' weights and skip their forwards: a module replaced by
+    # another class (peft's LoRA layers, a parametrization, a learner's own) would be ignored.
+    body = model.transformer
+    expected = [("transformer", body, (GPT2Model,)), ("transformer.wte", body.wte, (Embedding,)),
+                ("transformer.wpe", body.wpe, (Embedding,)), ("transformer.ln_f", body.ln_f, (LayerNorm,)),
+                ("lm_head", model.lm_head, (nn.Linear, PaddedLMHead))]
+    for i, block in enumerate(body.h):
+        at = f"transformer.h.{i}"
+        expected += [(at, block, (GPT2Block,)), (f"{at}.ln_1", block.ln_1, (LayerNorm,)),
+                     (f"{at}.ln_2", block.ln_2, (LayerNorm,)), (f"{at}.attn", block.attn, (GPT2Attention,)),
+                     (f"{at}.mlp", block.mlp, (GPT2MLP,))]
+        expected += [(f"{at}.{part}", block.get_submodule(part), (nn.Linear,))
+                     for part in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")]
+    replaced = [(name, m) for name, m, kinds in expected if type(m) not in kinds]
+    if replaced:
+        name, m = replaced[0]
+        raise ValueError(f"kernels='triton': {name} is a {type(m).__module__}.{type(m).__qualname__}, not the "
+                         f"module the kernels stand in for (they read its weights and skip its forward: an "
+                         f"adapter such as peft's LoRA or a parametrization would be ignored); use kernels='torch'")
+    # Per module: model.eval() then block.train() leaves that block's dropout on (the attention
+    # reads its own training flag for the attention dropout)
+    dropping = [(name, m.p) for name, m in model.named_modules() if m.training and isinstance(m, nn.Dropout) and m.p > 0]
+    dropping += [(f"{name}.attn_dropout", m.attn_dropout.p) for name, m in model.named_modules()
+                 if m.training and isinstance(m, GPT2Attention) and m.attn_dropout.p > 0]
+    if dropping:
+        raise ValueError(f"kernels='triton': the model is in training mode with dropout ({dropping[0][0]}: "
+                         f"p={dropping[0][1]}), which the kernels do not apply; call model.eval()")
+    acts = {type(b.mlp.act).__name__ if b.mlp.act not in ACT_CODES else None for b in model.transformer.h}
+    acts.discard(None)
+    if acts:
+        raise ValueError(f"kernels='triton': the MLP's activation ({model.config.activation_function!r}, "
+                         f"{', '.join(sorted(acts))}) is not one the kernels compute (gelu_new, gelu, relu, silu)")
+    dtypes = {p.dtype for p in model.parameters()}
+    if len(dtypes) != 1:
+        raise ValueError(f"kernels='triton': the model's parameters must share one dtype, got "
+                         f"{sorted(map(str, dtypes))}")
+    strided = [name for name, p in model.named_parameters() if not p.is_contiguous()]
+    if strided:  # the kernels index each row's elements at unit stride
+        raise ValueError(f"kernels='triton': the kernels read contiguous weights; {strided[0]} has strides "
+                         f"{model.get_parameter(strided[0]).stride()} (e.g. a transposed view loaded with "
+                         f"assign=True): make it contiguous (p.data = p.data.contiguous())")
+    if dtypes == {torch.bfloat16} and not model.lm_head.weight.is_cuda:
+        raise ValueError("kernels='triton': a bfloat16 model on the CPU runs in Triton's interpreter, which "
+                         "computes bfloat16 wrongly (NumPy has no bfloat16); use float32 or float16 there")
+
+
+def triton_decode_logits(model: GPT2LMHeadModel, input_ids: Tensor, position_ids: Tensor, cache: KVCache,
+                         cache_position: Tensor) -> Tensor:
+    """The decode step of ``static_forward`` (one new token per row) in six Triton kernels
+    per block (``mlab_tfs.decode_kernels``): logits (B, V) in the model's dtype, the keys and
+    values written into ``cache`` at ``cache_position`` as the attention layers write them.
+
+    input_ids, position_ids: (B, 1); cache: a static KVCache for the model, reset with the
+    prompt's mask; cache_position: (1,) long. The model as ``check_triton_decode`` allows
+    (call it once first; this function checks nothing, so that it compiles to one graph).
+    Equal to ``static_forward(...)[:, -1]`` to float rounding (tested at 1e-5 in float32).
+    """
+    from mlab_tfs.decode_kernels import ACT_CODES, combine_splits, flash_decode, norm_linear
+
+    body = model.transformer
+    x = body.wte.weight[input_ids[:, 0]] + body.wpe.weight[position_ids[:, 0]]  # (B, C)
+    B, C = x.shape
+    for i, block in enumerate(body.h):
+        attn, mlp, ln_1, ln_2 = block.attn, block.mlp, block.ln_1, block.ln_2
+        q = torch.empty(B, C, dtype=x.dtype, device=x.device)
+        norm_linear(x, attn.c_attn.weight, attn.c_attn.bias, norm=(ln_1.weight, ln_1.bias, ln_1.eps),
+                    qkv=(q, cache.keys[i], cache.values[i], cache_position))
+        acc, ml = flash_decode(q, cache.keys[i], cache.values[i], cache.key_mask, cache_position, attn.scale)
+        z = combine_splits(acc, ml, x.dtype)  # (B, C), the heads side by side
+        x = norm_linear(z, attn.c_proj.weight, attn.c_proj.bias, residual=x)  # x + attention
+        h = norm_linear(x, mlp.c_fc.weight, mlp.c_fc.bias, norm=(ln_2.weight, ln_2.bias, ln_2.eps),
+                        act=ACT_CODES[mlp.act])
+        x = norm_linear(h, mlp.c_proj.weight, mlp.c_proj.bias, residual=x)  # x + MLP
+    ln_f, head = body.ln_f, model.lm_head
+    logits = torch.empty(B, head.out_features, dtype=x.dtype, device=x.device)
+    return norm_linear(x, head.weight, None, norm=(ln_f.weight, ln_f.bias, ln_f.eps), out=logits)

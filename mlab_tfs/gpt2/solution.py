@@ -560,11 +560,18 @@ class GPT2LMHeadModel(GPT2PreTrainedModel, nn.Module):
             use_cache=use_cache, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
             cache_position=cache_position,
         )
-        logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
+        hidden = out.last_hidden_state  # (B, T, C)
+        if hasattr(self.lm_head, "logits_for_loss"):  # a padded vocabulary (mlab_tfs.gpt2.fast.pad_vocab)
+            # The loss reads the head's whole width, the padded columns -inf (they change nothing);
+            # the logits returned are the vocabulary's columns only.
+            loss_logits = self.lm_head.logits_for_loss(hidden)  # (B, T, padded V)
+            logits = loss_logits[..., : self.config.vocab_size]  # (B, T, V), a view
+        else:
+            logits = loss_logits = self.lm_head(hidden)  # (B, T, V)
         loss = None
         if labels is not None:
             labels = check_labels("labels", labels, tuple(input_ids.shape), self.config.vocab_size)
-            loss = lm_loss(logits, labels, num_items_in_batch)
+            loss = lm_loss(loss_logits, labels, num_items_in_batch)
         return CausalLMOutput(
             loss=loss,
             logits=logits,

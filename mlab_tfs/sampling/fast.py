@@ -37,7 +37,7 @@ from typing import Any, Callable, Sequence, Unpack
 
 import torch
 
-from mlab_tfs.gpt2.fast import LinearAsSums, _round_up, static_forward
+from mlab_tfs.gpt2.fast import LinearAsSums, _round_up, check_triton_decode, static_forward, triton_decode_logits
 from mlab_tfs.gpt2.solution import KVCache
 from mlab_tfs.inputs import check_bool, check_int
 from mlab_tfs.sampling.given import check_generator, check_prompt, model_n_positions
@@ -54,6 +54,7 @@ class _Options:
     sampling: SamplingOptions  # checked once, in generate_fast
     fill: int | None
     linear_as_sums: int = 0  # rows up to which the linear layers run as sums (LinearAsSums); 0: never
+    kernels: str = "torch"  # "triton": the decode step's forward in mlab_tfs.decode_kernels
 
     @property
     def needs_history(self) -> bool:
@@ -96,7 +97,9 @@ def _make_step(opts: _Options) -> Callable[..., tuple[Tensor, Tensor]]:
     def decode_step(model, cache, token, position, cache_position, unfinished, eos, tokens, first_new, noise):
         """One new token per row: token, position (B, 1); cache_position (1,) its cache
         column. Returns the next tokens (B,) and the rows still running (B,)."""
-        if opts.linear_as_sums:
+        if opts.kernels == "triton":
+            logits = triton_decode_logits(model, token, position, cache, cache_position).float()  # (B, V)
+        elif opts.linear_as_sums:
             with LinearAsSums(opts.linear_as_sums):
                 logits = static_forward(model, token, position, cache, cache_position)[:, -1].float()  # (B, V)
         else:
@@ -189,6 +192,7 @@ def generate_fast(
     check_every: int = 16,
     decode_attention: bool = False,
     linear_as_sums: int = 0,
+    kernels: str = "torch",
     **sampling: Unpack[SamplingKeywords],
 ) -> Tensor:
     """``generate`` for our GPT2LMHeadModel or LlamaForCausalLM over a static KV cache, with a compiled decode step.
@@ -212,6 +216,14 @@ def generate_fast(
     linear_as_sums: an int >= 0; when the batch is at most this many rows, the decode step's
     linear layers run as matrix-vector sums (``mlab_tfs.gpt2.fast.LinearAsSums``), which
     inductor fuses with the bias and the work after them; 0 (the default): matrix-multiply calls.
+    kernels: "torch" (the default: the model's own modules, as above) or "triton": each decode
+    step's forward runs as hand-written Triton kernels, six per block
+    (``mlab_tfs.gpt2.fast.triton_decode_logits``, ``mlab_tfs.decode_kernels``; our GPT-2 only,
+    in eval mode or without dropout, no hooks registered, the MLP's activation gelu_new, gelu,
+    relu or silu, one dtype, no module replaced by an adapter's; each a ValueError / TypeError
+    naming it; a kernels that is not a str is a TypeError); on a CPU the kernels
+    run in Triton's interpreter (slow: for tests). It needs the ``triton`` package (CUDA
+    builds of PyTorch ship it) and does not combine with decode_attention or linear_as_sums.
     Every argument is checked as generate checks it (lists placed on the model's device, a
     tensor or generator elsewhere a ValueError naming it and both devices); options and
     ``**sampling`` as generate's, except options.no_repeat_ngram_size > 0, which is
@@ -243,11 +255,23 @@ def generate_fast(
     check_every = check_int("check_every", check_every, minimum=1)
     decode_attention = check_bool("decode_attention", decode_attention)
     linear_as_sums = check_int("linear_as_sums", linear_as_sums, minimum=0)
+    if not isinstance(kernels, str):
+        raise TypeError(f"kernels must be the string 'torch' or 'triton', got {type(kernels).__name__} {kernels!r}")
+    if kernels not in ("torch", "triton"):
+        raise ValueError(f"kernels must be 'torch' or 'triton', got {kernels!r}")
+    if kernels == "triton":
+        if decode_attention or linear_as_sums:
+            raise ValueError(f"kernels='triton' replaces the decode step's forward; it does not combine with "
+                             f"decode_attention={decode_attention} or linear_as_sums={linear_as_sums}")
+        check_triton_decode(model)
+        if compile and not input_ids.is_cuda:
+            raise ValueError("kernels='triton' on a CPU runs Triton's interpreter, which torch.compile cannot "
+                             "trace: pass compile=False (or run on a CUDA GPU)")
     input_ids, attention_mask, max_new_tokens, pad_token_id, eos = p
     device = input_ids.device
     check_generator(generator, device)
     fill = pad_token_id if pad_token_id is not None else (int(eos[0]) if eos is not None else None)
-    opts = _Options(o, fill, linear_as_sums if input_ids.shape[0] <= linear_as_sums else 0)
+    opts = _Options(o, fill, linear_as_sums if input_ids.shape[0] <= linear_as_sums else 0, kernels)
     do_sample = opts.sampling.do_sample
     B, T = input_ids.shape
     W = T + max_new_tokens

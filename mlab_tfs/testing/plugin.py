@@ -14,6 +14,8 @@
   without the frames of code the learner neither wrote nor called (torch's module-call
   wrappers, einops, the standard library, the model-surface wrappers of ``mlab_tfs/surface.py``)
   unless ``--full-trace`` is given: the test's line, the learner's line and the diagnosis.
+- Without a GPU, ``TRITON_INTERPRET=1`` (unless set): the hand-written Triton kernels
+  (``mlab_tfs.decode_kernels``) run in Triton's interpreter on CPU tensors.
 - Under pytest-xdist each worker gets an equal share of the CPU cores as torch threads (unless
   ``OMP_NUM_THREADS`` says otherwise): N workers of all the cores each would fight for them.
   In one process (no ``-n``: ``mlab-tfs check --exercise``, a notebook's ``check``) torch gets
@@ -57,9 +59,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def _triton_interpreter_without_gpu() -> None:
+    """Without a GPU, Triton's interpreter for ``mlab_tfs.decode_kernels``' tests: it must be
+    chosen before triton is imported, which torch.compile does early (the kernels' module
+    can set it only when it imports triton first)."""
+    import sys
+
+    import torch
+
+    if "triton" not in sys.modules and not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "exercise(name): the course exercise this test checks")
     config.addinivalue_line("markers", "solution_only: checks a feature only the solution has")
+    _triton_interpreter_without_gpu()
     if impl_name(config) == "student" and getattr(config.option, "tbstyle", None) == "auto":
         config.option.tbstyle = "short"
     if os.environ.get("OMP_NUM_THREADS"):

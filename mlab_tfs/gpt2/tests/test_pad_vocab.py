@@ -36,8 +36,11 @@ def _grads(model):
     return {n: p.grad for n, p in model.named_parameters(remove_duplicate=False)}
 
 
+@pytest.mark.parametrize("num_items", [None, 11])
 @pytest.mark.parametrize("name", list(GPT2_CONFIGS))
-def test_padded_equals_plain_logits_loss_and_every_gradient(checkpoints, name):
+def test_padded_equals_plain_logits_loss_and_every_gradient(checkpoints, name, num_items):
+    """The loss over the full padded width (labels -100 on the left padding; with and without
+    transformers' num_items_in_batch) and every gradient equal the plain model's."""
     plain, padded = _pair(checkpoints[name])
     V = plain.config.vocab_size
     rows = -(-V // 64) * 64
@@ -46,9 +49,9 @@ def test_padded_equals_plain_logits_loss_and_every_gradient(checkpoints, name):
     assert torch.equal(padded.transformer.wte.weight[V:], torch.zeros(rows - V, plain.config.n_embd))
     assert (padded.lm_head.weight is padded.transformer.wte.weight) == plain.config.tie_word_embeddings
     ids, mask, pos, labels = _batch(V)
-    a = plain(ids, attention_mask=mask, position_ids=pos, labels=labels)
-    b = padded(ids, attention_mask=mask, position_ids=pos, labels=labels)
-    assert b.logits.shape == (3, 7, V)
+    a = plain(ids, attention_mask=mask, position_ids=pos, labels=labels, num_items_in_batch=num_items)
+    b = padded(ids, attention_mask=mask, position_ids=pos, labels=labels, num_items_in_batch=num_items)
+    assert b.logits.shape == (3, 7, V) and bool(torch.isfinite(b.logits).all()), "a masked column in the logits"
     if rows > V:  # a view of the wider matmul's output, not a copy
         assert b.logits._base is not None and b.logits._base.shape[-1] == rows
         assert b.logits.data_ptr() == b.logits._base.data_ptr()
@@ -63,6 +66,111 @@ def test_padded_equals_plain_logits_loss_and_every_gradient(checkpoints, name):
             assert torch.equal(g[V:], torch.zeros_like(g[V:])), f"{n}: the padded rows got a gradient"
             g = g[:V]
         assert_close(g, want[n], name=f"padded model's gradient of {n}", atol=1e-5, rtol=1e-5)
+
+
+def _record_loss_inputs(monkeypatch):
+    """The logits every lm_loss call of the model's forward reads, and the gradient each gets."""
+    seen = []
+
+    def recording(logits, labels, num_items_in_batch=None):
+        entry = {"logits": logits}
+        seen.append(entry)
+        if logits.requires_grad:
+            logits.register_hook(lambda g: entry.__setitem__("grad", g))
+        return lm_loss(logits, labels, num_items_in_batch)
+
+    lm_loss = solution.lm_loss
+    monkeypatch.setattr(solution, "lm_loss", recording)
+    return seen
+
+
+@pytest.mark.parametrize("name", ["base", "untied_erf_gelu_inverse_layer_scale"])
+def test_the_loss_reads_the_full_padded_width(checkpoints, name, monkeypatch):
+    """The model's lm_loss gets the head's whole matmul output (B, T, padded): one contiguous
+    tensor, the padded columns -inf, whose first vocab_size columns are the returned logits
+    (the same storage); its gradient arrives whole and contiguous, exactly 0 on the padding.
+    Before, the loss read the (B, T, vocab_size) view and its gradient was scattered back."""
+    plain, padded = _pair(checkpoints[name])
+    V, rows = plain.config.vocab_size, fast.padded_vocab_size(padded)
+    assert rows > V
+    ids, mask, pos, labels = _batch(V)
+    seen = _record_loss_inputs(monkeypatch)
+    out = padded(ids, attention_mask=mask, position_ids=pos, labels=labels)
+    (entry,) = seen
+    wide = entry["logits"]
+    assert wide.shape == (3, 7, rows) and wide.is_contiguous()
+    assert "Slice" not in type(wide.grad_fn).__name__, f"the loss reads a slice ({wide.grad_fn})"
+    # The returned logits: a view into the same storage, same strides, the first V columns.
+    assert out.logits.untyped_storage().data_ptr() == wide.untyped_storage().data_ptr()
+    assert out.logits.data_ptr() == wide.data_ptr() and out.logits.stride() == wide.stride()
+    assert out.logits.shape == (3, 7, V) and torch.equal(out.logits, wide[..., :V])
+    assert torch.equal(wide[..., V:], torch.full_like(wide[..., V:], float("-inf")))
+    assert bool(torch.isfinite(out.logits).all())
+    out.loss.backward()
+    grad = entry["grad"]
+    assert grad.shape == (3, 7, rows) and grad.is_contiguous()
+    assert torch.equal(grad[..., V:], torch.zeros_like(grad[..., V:])), "a masked column got a gradient"
+    # The plain model's loss reads its logits themselves, (B, T, V).
+    seen.clear()
+    out = plain(ids, attention_mask=mask, position_ids=pos, labels=labels)
+    assert seen[0]["logits"] is out.logits and out.logits.shape == (3, 7, V)
+
+
+def test_padded_head_outputs_and_logits_for_loss(checkpoints):
+    """head(x) is the vocabulary's columns; head(x, full_width=True) and head.logits_for_loss(x)
+    the whole width with the padding at -inf, through the module's call (its forward hooks run);
+    fast.logits_for_loss(model, ids) is what the model's loss reads, for plain and padded models."""
+    plain, padded = _pair(checkpoints["base"])  # 97 -> 128
+    head, V = padded.lm_head, plain.config.vocab_size
+    assert head.padding_mask.shape == (128,) and "padding_mask" not in padded.state_dict()
+    x = torch.randn(2, 3, plain.config.n_embd, generator=torch.Generator().manual_seed(0))
+    calls = []
+    handle = head.register_forward_hook(lambda module, args, output: calls.append(tuple(output.shape)))
+    narrow, wide, also = head(x), head(x, full_width=True), head.logits_for_loss(x)
+    handle.remove()
+    assert calls == [(2, 3, V), (2, 3, 128), (2, 3, 128)]
+    assert torch.equal(wide, also) and torch.equal(wide[..., :V], narrow)
+    assert_close(narrow, plain.lm_head(x), name="the padded head's logits", atol=1e-6)
+    assert torch.equal(wide[..., V:], torch.full((2, 3, 128 - V), float("-inf")))
+    ids, mask, pos, _ = _batch(V)
+    with torch.no_grad():
+        got = fast.logits_for_loss(padded, ids, attention_mask=mask, position_ids=pos)
+        assert got.shape == (3, 7, 128)
+        assert_close(got[..., :V], padded(ids, attention_mask=mask, position_ids=pos).logits, name="logits_for_loss",
+                     atol=0)
+        want = plain(ids, attention_mask=mask, position_ids=pos).logits
+        assert_close(fast.logits_for_loss(plain, ids, attention_mask=mask, position_ids=pos), want,
+                     name="logits_for_loss of the plain model", atol=0)
+    for bad in (padded.transformer, torch.nn.Linear(2, 2), None):
+        with pytest.raises(TypeError, match="logits_for_loss: model must be one of our causal LMs"):
+            fast.logits_for_loss(bad, ids)
+
+
+def test_padded_loss_compiled_by_inductor_equals_eager():
+    """The real compiler (inductor, C++ on the CPU) fuses the -inf mask into the cross-entropy:
+    the same loss and gradients, the padded rows' gradient exactly 0. The head and the loss
+    only, so the compile takes seconds (the model compiles to one graph below, aot_eager)."""
+    g = torch.Generator().manual_seed(0)
+    weight = torch.nn.Parameter(torch.cat([torch.randn(37, 16, generator=g), torch.zeros(27, 16)]))
+    head = fast.PaddedLMHead(weight, 37)
+    hidden = torch.randn(3, 5, 16, generator=g, requires_grad=True)
+    labels = torch.randint(0, 37, (3, 5), generator=g)
+    labels[0, 2] = labels[2, 4] = -100
+
+    def loss(h, y):
+        return solution.lm_loss(head.logits_for_loss(h), y)
+
+    want = loss(hidden, labels)
+    want_grads = torch.autograd.grad(want, (hidden, weight))
+    torch._dynamo.reset()
+    got = torch.compile(loss, fullgraph=True)(hidden, labels)
+    got_grads = torch.autograd.grad(got, (hidden, weight))
+    assert_close(got, want, name="inductor's padded loss", atol=1e-6)
+    for n, a, b in zip(("hidden", "weight"), got_grads, want_grads):
+        assert_close(a, b, name=f"inductor's gradient of {n}", atol=1e-6)
+    assert torch.equal(got_grads[1][37:], torch.zeros(27, 16))
+    narrow = solution.lm_loss(hidden @ weight[:37].T, labels)
+    assert_close(got, narrow, name="inductor's padded loss vs the unpadded head's", atol=1e-6)
 
 
 def test_padded_rows_stay_zero_and_training_tracks_plain(checkpoints):
@@ -222,12 +330,40 @@ def test_chunked_loss_equals_lm_loss(chunk, num_items):
     assert torch.equal(got_grad[..., 37:], torch.zeros_like(got_grad[..., 37:]))
 
 
+def test_chunked_loss_over_the_full_masked_width():
+    """A padded model's full-width logits (padding -inf): the loss and gradient of the
+    vocabulary's columns alone, zero gradient on the padding; vocab_size bounds the labels."""
+    g = torch.Generator().manual_seed(4)
+    wide = torch.cat([torch.randn(3, 5, 37, generator=g) * 4, torch.full((3, 5, 27), float("-inf"))], -1)
+    wide.requires_grad_()
+    labels = torch.randint(0, 37, (3, 5), generator=g)
+    labels[1, 0] = -100
+    want = solution.lm_loss(wide[..., :37], labels, 9)
+    (want_grad,) = torch.autograd.grad(want, wide)
+    got = fast.chunked_lm_loss(wide, labels, 9, positions_per_chunk=5, vocab_size=37)
+    (got_grad,) = torch.autograd.grad(got, wide)
+    assert_close(got, want, name="chunked loss over the masked width", atol=1e-6)
+    assert_close(got_grad, want_grad, name="its gradient", atol=1e-6)
+    assert torch.equal(got_grad[..., 37:], torch.zeros(3, 5, 27))
+    wrong = labels.clone()
+    wrong[2, 3] = 40  # a padded id: an infinite loss if it were counted
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 37\) or -100 \(ignored\), got 40 at index \(2, 3\)"):
+        fast.chunked_lm_loss(wide, wrong, vocab_size=37)
+    for bad, error, says in ((0, ValueError, r"in \[1, 64\], got 0"), (65, ValueError, r"in \[1, 64\], got 65"),
+                             (37.0, TypeError, "must be an int"), (True, TypeError, "must be an int")):
+        with pytest.raises(error, match=f"chunked_lm_loss: vocab_size .*{says}"):
+            fast.chunked_lm_loss(wide, labels, vocab_size=bad)
+
+
 def test_chunked_loss_in_a_model_and_in_bf16(checkpoints):
     plain, padded = _pair(checkpoints["base"])
-    ids, mask, pos, labels = _batch(plain.config.vocab_size)
+    V = plain.config.vocab_size
+    ids, mask, pos, labels = _batch(V)
     want = plain(ids, attention_mask=mask, position_ids=pos, labels=labels).loss
     want.backward()
-    got = fast.chunked_lm_loss(padded(ids, attention_mask=mask, position_ids=pos).logits, labels, positions_per_chunk=7)
+    wide = fast.logits_for_loss(padded, ids, attention_mask=mask, position_ids=pos)  # the full padded width
+    assert wide.shape[-1] == fast.padded_vocab_size(padded) > V
+    got = fast.chunked_lm_loss(wide, labels, positions_per_chunk=7, vocab_size=V)
     got.backward()
     assert_close(got, want, name="chunked loss of the padded model", atol=1e-6)
     for n, p in plain.named_parameters():
@@ -280,10 +416,13 @@ def test_padded_vocab_size_refuses_what_is_not_a_model():
 
 
 def test_padded_model_and_chunked_loss_compile_to_one_graph(checkpoints):
-    """torch.compile(fullgraph=True) of the padded model with either loss: no graph break (the
-    logits view, the chunked loss's autograd.Function), the same loss and gradients as eager.
-    backend="aot_eager" traces forward and backward as inductor would, without generating code
-    (seconds on a CPU); benchmarks/gpt2_train.py --smoke runs them through inductor."""
+    """torch.compile(fullgraph=True) of the padded model with either loss, each over the full
+    padded width: no graph break (the head's two outputs, the chunked loss's
+    autograd.Function), the same loss and gradients as eager. backend="aot_eager" traces
+    forward and backward as inductor would, without generating code (seconds on a CPU);
+    test_padded_loss_compiled_by_inductor_equals_eager runs the head and loss through
+    inductor, and ``benchmarks/gpt2_train.py --smoke --rows "compile=ours+pad,ours+pad+chunked"``
+    the whole step (about a minute on 2 cores)."""
     _, padded = _pair(checkpoints["base"])
     ids, mask, pos, labels = _batch(padded.config.vocab_size, seed=5)
 
@@ -291,7 +430,8 @@ def test_padded_model_and_chunked_loss_compile_to_one_graph(checkpoints):
         return padded(i, attention_mask=m, position_ids=p, labels=y).loss
 
     def chunked_loss(i, m, p, y):
-        return fast.chunked_lm_loss(padded(i, attention_mask=m, position_ids=p).logits, y, positions_per_chunk=7)
+        wide = fast.logits_for_loss(padded, i, attention_mask=m, position_ids=p)
+        return fast.chunked_lm_loss(wide, y, positions_per_chunk=7, vocab_size=padded.config.vocab_size)
 
     for fn in (plain_loss, chunked_loss):
         padded.zero_grad(set_to_none=True)
@@ -384,3 +524,20 @@ def test_padded_head_refuses_a_vocabulary_past_its_rows():
         fast.PaddedLMHead(w, 5.0)
     with pytest.raises(ValueError, match=r"weight must be a 2-D \(padded_vocab_size, C\) tensor, got shape \(8,\)"):
         fast.PaddedLMHead(torch.nn.Parameter(torch.zeros(8)), 5)
+
+
+def test_padding_mask_is_refilled_by_load_state_dict_after_meta_init():
+    """The mask is not saved: a padded model built on the meta device and materialised with
+    to_empty (uninitialised memory) gets it back from load_state_dict. Untied: to_empty
+    materialises a tied Parameter once per module, which unties it (PyTorch's, padded or not)."""
+    torch.manual_seed(0)
+    config = dict(GPT2_CONFIGS["base"], tie_word_embeddings=False)
+    src = fast.pad_vocab(solution.GPT2LMHeadModel(solution.GPT2Config(**config))).eval()
+    with torch.device("meta"):
+        model = fast.pad_vocab(solution.GPT2LMHeadModel(solution.GPT2Config(**config)))
+    model.to_empty(device="cpu").eval()
+    model.lm_head.padding_mask.fill_(float("nan"))  # what empty memory may hold
+    model.load_state_dict(src.state_dict())
+    assert torch.equal(model.lm_head.padding_mask, src.lm_head.padding_mask)
+    ids = torch.tensor([[1, 5, 9, 2]])
+    torch.testing.assert_close(model(ids, labels=ids).loss, src(ids, labels=ids).loss, rtol=0, atol=0)
