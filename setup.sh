@@ -3,8 +3,9 @@
 # what the tests compare against, then your first `mlab-tfs check`. Each step says what it
 # does and about how long it takes: the times are ranges measured on a 2-core machine (the
 # low end with packages served from a nearby cache; more on a slow connection or a busy machine).
-# In all: 1.5-7 minutes (1 min 31 s measured from a local package mirror; TransformerLens and circuitsvis,
-# the interp extra, are 22 s and 0.4 GB of it) and about 2.0 GB of disk, then well under a minute for the first check.
+# In all: 2-8 minutes (2 min 43 s measured from a local package mirror; TransformerLens and circuitsvis,
+# the interp extra, are 22 s and 0.4 GB of it, triton 1.0 GB) and about 3.0 GB of disk, then well under a
+# minute for the first check.
 #
 #   PYTHON=python3.11 ./setup.sh     choose the interpreter (3.11 or newer)
 #   TORCH_SPEC="torch==2.5.1" ...    choose the PyTorch to install when none is present
@@ -54,7 +55,7 @@ step_done
 # interp: TransformerLens and circuitsvis, for the interpretability part (its tests compare
 # our caches with TransformerLens's; attention_html draws with circuitsvis).
 step 3 "the course and what its tests compare against (transformers, tokenizers, tiktoken, TransformerLens, pytest...)" \
-    "about 1.2 GB on disk, 1-5 minutes"
+    "about 2.2 GB on disk, 1-6 minutes"
 pip install -q -e ".[test,interp]"
 step_done
 
