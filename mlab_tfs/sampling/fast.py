@@ -264,7 +264,7 @@ def generate_fast(
             raise ValueError(f"kernels='triton' replaces the decode step's forward; it does not combine with "
                              f"decode_attention={decode_attention} or linear_as_sums={linear_as_sums}")
         check_triton_decode(model)
-        if compile and not input_ids.is_cuda:
+        if compile and not model.lm_head.weight.is_cuda:
             raise ValueError("kernels='triton' on a CPU runs Triton's interpreter, which torch.compile cannot "
                              "trace: pass compile=False (or run on a CUDA GPU)")
     input_ids, attention_mask, max_new_tokens, pad_token_id, eos = p

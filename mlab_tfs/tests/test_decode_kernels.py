@@ -350,3 +350,12 @@ def test_triton_decode_refuses_pytorch_hooks_and_replaced_modules():
     for bad in (None, ["triton"], 1):
         with pytest.raises(TypeError, match="kernels must be the string"):
             generate_fast(_model("base"), ids, compile=False, kernels=bad)
+
+
+def test_generate_fast_triton_takes_a_list_prompt_as_generate_does():
+    model = _model("base", seed=4)
+    kw = dict(max_new_tokens=3, compile=False)
+    assert torch.equal(generate_fast(model, [[1, 2, 3]], kernels="triton", **kw), generate_fast(model, [[1, 2, 3]], **kw))
+    if DEVICE == "cpu":  # the CPU's refusal of compile=True reads the model's device, not the prompt's
+        with pytest.raises(ValueError, match="pass compile=False"):
+            generate_fast(model, [[1, 2, 3]], kernels="triton", max_new_tokens=3, compile=True)
