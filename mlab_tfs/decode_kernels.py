@@ -100,7 +100,9 @@ def _norm_linear(X, stride_xm, G, Bn, W, stride_wn, Bias, R, stride_rm, Y, strid
             b = tl.load(Bn + rk, mask=k_ok, other=0.0).to(tl.float32)
             x = (x.to(tl.float32) - mean[:, None]) * rstd[:, None] * g[None, :] + b[None, :]
         # the input rounded to the weights' dtype, as the layer norm's output is
-        if FP32:
+        if BLOCK_M == 1:  # one row: a matrix-vector product, as sums (tl.dot needs 16 rows)
+            acc += tl.sum(w.to(tl.float32) * x.to(w.dtype).to(tl.float32), axis=1)[None, :]
+        elif FP32:
             acc += tl.dot(x.to(w.dtype), tl.trans(w), input_precision="ieee")  # (BM, BN); no TF32
         else:
             acc += tl.dot(x.to(w.dtype), tl.trans(w))
@@ -211,13 +213,25 @@ def _configs() -> list[triton.Config]:
                                (16, 512, 4, 2), (16, 512, 8, 3), (16, 1024, 8, 2), (32, 512, 8, 3))]
 
 
+def _gemv_configs() -> list[triton.Config]:
+    """Tile shapes for one row (``BLOCK_M`` 1, the products as sums): outputs as narrow as 2
+    columns, so that a 768-wide layer runs 96 to 384 programs, each reading a few rows of the
+    weights with long K steps; wide tiles for the vocabulary's head."""
+    return [triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
+            for n, k, w, s in ((2, 512, 2, 3), (4, 256, 2, 3), (4, 512, 4, 3), (4, 1024, 4, 2), (8, 256, 4, 3),
+                               (8, 512, 4, 3), (8, 1024, 8, 2), (16, 256, 4, 3), (16, 512, 8, 3), (32, 256, 8, 3),
+                               (64, 128, 4, 3), (128, 64, 4, 3))]
+
+
 # The interpreter (every tensor copied to the host and back), as triton decided at its import.
 INTERPRET = bool(triton.knobs.runtime.interpret) if hasattr(triton, "knobs") else \
     os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+_KEY = ["N", "K", "BLOCK_M", "NORM", "QKV"]
 if INTERPRET:
-    _norm_linear_kernel = triton.jit(_norm_linear)
-else:
-    _norm_linear_kernel = triton.autotune(_configs(), key=["N", "K", "BLOCK_M", "NORM", "QKV"])(triton.jit(_norm_linear))
+    _norm_linear_kernel = _norm_gemv_kernel = triton.jit(_norm_linear)
+else:  # the same kernel twice, autotuned over tiles for several rows (tl.dot) and for one
+    _norm_linear_kernel = triton.autotune(_configs(), key=_KEY)(triton.jit(_norm_linear))
+    _norm_gemv_kernel = triton.autotune(_gemv_configs(), key=_KEY)(triton.jit(_norm_linear))
 _flash_decode_kernel = triton.jit(_flash_decode)
 _combine_kernel = triton.jit(_combine)
 
@@ -230,7 +244,8 @@ def _check_device(x: Tensor) -> None:
 
 
 def _block_m(rows: int) -> int:
-    return 16 if rows <= 16 else (32 if rows <= 32 else 64)  # tl.dot needs 16 rows or more
+    """Rows per program: 1 (sums) for one row, else 16 or more, as tl.dot needs."""
+    return 1 if rows == 1 else (16 if rows <= 16 else (32 if rows <= 32 else 64))
 
 
 def norm_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
@@ -265,12 +280,12 @@ def norm_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
     meta = dict(K=K, NORM=int(norm is not None), ACT=act, HAS_BIAS=bias is not None, HAS_RES=residual is not None,
                 QKV=qkv is not None, HS=kc.shape[3] if qkv else 1, FP32=weight.dtype == torch.float32,
                 BLOCK_M=_block_m(B))
+    kernel = _norm_gemv_kernel if meta["BLOCK_M"] == 1 else _norm_linear_kernel
     if INTERPRET:  # one tile shape: autotuning would time the interpreter
-        _norm_linear_kernel[(triton.cdiv(N, 32), triton.cdiv(B, meta["BLOCK_M"]))](*args, **meta, BLOCK_N=32,
-                                                                                   BLOCK_K=32)
+        kernel[(triton.cdiv(N, 32), triton.cdiv(B, meta["BLOCK_M"]))](*args, **meta, BLOCK_N=32, BLOCK_K=32)
     else:
         grid = lambda m: (triton.cdiv(N, m["BLOCK_N"]), triton.cdiv(B, m["BLOCK_M"]))  # noqa: E731
-        _norm_linear_kernel[grid](*args, **meta)
+        kernel[grid](*args, **meta)
     return y
 
 
