@@ -198,6 +198,35 @@ def test_norm_linear_qkv_writes_queries_and_the_cache_column_only(B):
     assert torch.equal(kc[:, :, others], k0[:, :, others]) and torch.equal(vc[:, :, others], v0[:, :, others])
 
 
+@pytest.mark.parametrize("B", ROWS)
+def test_norm_linear_is_one_opaque_op_under_torch_compile(B):
+    """torch.compile keeps the kernel an op it does not trace (so a compiled step launches the
+    tiles Triton's autotuner chose): fullgraph compiles, and the writes into out and into the
+    cache's column happen, as eager."""
+    g = _gen(22)
+    nh, hs, M, pos, K = 2, 8, 8, 3, 16
+    C = nh * hs
+    x, w, b, r = torch.randn(B, K, generator=g), torch.randn(3 * C, K, generator=g) / 4, torch.randn(3 * C, generator=g), \
+        torch.randn(B, 3 * C, generator=g)
+    x, w, b, r = _on(x, w, b, r)
+    w_qkv = _on(torch.randn(3 * C, C, generator=g) / 4)
+
+    def step(x, kc, vc, q):
+        y = dk.norm_linear(x, w, b, residual=r, act=3)
+        dk.norm_linear(y[:, :C], w_qkv, None, qkv=(q, kc, vc, _on(torch.tensor([pos]))))
+        return y
+
+    caches = [[_on(torch.zeros(B, nh, M, hs)) for _ in range(2)] for _ in range(2)]
+    qs = [torch.empty(B, C, device=DEVICE) for _ in range(2)]
+    want = step(x, *caches[0], qs[0])
+    got = torch.compile(step, backend="aot_eager", fullgraph=True)(x, *caches[1], qs[1])
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    torch.testing.assert_close(qs[1], qs[0], rtol=0, atol=0)
+    for ours, ref in zip(caches[1], caches[0]):
+        torch.testing.assert_close(ours, ref, rtol=0, atol=0)
+    assert caches[1][0][:, :, pos].abs().sum() > 0  # the column was written
+
+
 # ---------------------------------------------------------------------------------------
 # GPT-2's decode step
 # ---------------------------------------------------------------------------------------
