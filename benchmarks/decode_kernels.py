@@ -1,7 +1,7 @@
 """Each hand-written decode kernel (mlab_tfs.decode_kernels) timed alone beside what PyTorch runs
 for the same work, at GPT-2 small's shapes, in bf16.
 
-    PYTHONPATH=. python benchmarks/decode_kernels.py --out kernels.json     # one CUDA GPU, about a minute
+    PYTHONPATH=. python benchmarks/decode_kernels.py --out kernels.json     # one CUDA GPU, about 3 minutes (autotuning)
     PYTHONPATH=. python benchmarks/decode_kernels.py --smoke                # the CPU (Triton's interpreter), tiny
 
 Per batch size (default 1, 8, 64) and layer of a decode step (c_attn with ln_1 and the cache
@@ -147,7 +147,7 @@ def main() -> None:
         res.add(batch=B, kernel=f"combine_splits ({acc.shape[2]} pieces)", bytes=acc.numel() * 4, weight_copies=1,
                 ours_us=graph_us(lambda i: dk.combine_splits(acc, ml, dtype), reps, cuda),
                 torch_us=float("nan"))  # PyTorch's sdpa has no separate reduction
-    tuned = getattr(dk._norm_linear_kernel, "cache", {})
+    tuned = {**getattr(dk._norm_gemv_kernel, "cache", {}), **getattr(dk._norm_linear_kernel, "cache", {})}
     res.set(autotuned={str(k): str(v) for k, v in tuned.items()})
     res.done()
     print(f"\n{describe(res.data['environment'])}; {str(dtype).replace('torch.', '')}; µs per call in a CUDA graph")
