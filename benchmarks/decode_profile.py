@@ -45,6 +45,9 @@ chosen token's eager logit must be within --tie-tol of the largest); then:
   instead adds the CUDA-graph input copies and misstates both figures);
 - bytes_per_step: the weights plus the keys and values at the average filled length (as
   gpt2_generate's floor); bytes_static_cache: what the step reads with every cache column;
+- gpu_us_per_step: those kernels' GPU time per step (the same difference); token_us above it
+  is time the GPU waits between kernels or on the host; top_kernels: the eight that take the
+  most of it, by name;
 - mbu: bytes_per_step / token_us / the measured device copy bandwidth.
 
 Writes one JSON (--out) and prints a table. On the CPU (--smoke) nothing is timed for real
@@ -86,16 +89,28 @@ def generate_kwargs(variant: dict, cpu: bool = False) -> dict:
     return {**kw, "compile": False} if cpu and kw.get("kernels") == "triton" else kw
 
 
-def kernels_in(call) -> int:
-    """CUDA kernels the profiler records during call() (CUDA-graph replays' kernels included)."""
+def kernels_in(call) -> dict[str, list[float]]:
+    """CUDA kernels the profiler records during call() (CUDA-graph replays' kernels included),
+    by name: [how many, µs of GPU time in all]."""
     from torch.profiler import ProfilerActivity, profile
 
     _sync()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         call()
         _sync()
-    return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA
-               and not e.name.startswith(("Memcpy", "Memset")))
+    by_name: dict[str, list[float]] = {}
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA and not e.name.startswith(("Memcpy", "Memset")):
+            entry = by_name.setdefault(e.name, [0, 0.0])
+            entry[0] += 1
+            entry[1] += e.time_range.elapsed_us()
+    return by_name
+
+
+def per_step(long: dict[str, list[float]], short: dict[str, list[float]], steps: int) -> dict[str, list[float]]:
+    """kernels_in's figures of the long call less the short one's, per decode step."""
+    return {name: [(n - short.get(name, [0, 0.0])[0]) / steps, (us - short.get(name, [0, 0.0])[1]) / steps]
+            for name, (n, us) in long.items()}
 
 
 def main() -> None:
@@ -192,22 +207,31 @@ def main() -> None:
             if cuda:
                 counts = {n: kernels_in(lambda n=n: generate_fast(model, ids, mask, max_new_tokens=n,
                                                                   **generate_kwargs(kw, not cuda))) for n in (short, args.new)}
-                row["kernels_per_step"] = (counts[args.new] - counts[short]) / (args.new - short)
+                step = per_step(counts[args.new], counts[short], args.new - short)
+                row["kernels_per_step"] = sum(n for n, _ in step.values())
+                row["gpu_us_per_step"] = sum(us for _, us in step.values())
+                top = sorted(step.items(), key=lambda kv: -kv[1][1])[:8]
+                row["top_kernels"] = [dict(name=k[:90], per_step=n, us_per_step=us) for k, (n, us) in top]
             else:
-                row["kernels_per_step"] = None
+                row["kernels_per_step"] = row["gpu_us_per_step"] = None
             row["mbu"] = step_bytes / (row["token_us"] * 1e-6) / (bw * 1e9)
             res.add(**row)
     res.set(current=None, wall_s=time.perf_counter() - t_start)
     res.done()
     print(f"\n{describe(res.data['environment'])}; copy bandwidth {bw:.0f} GB/s; prompt {args.prompt}, "
           f"{args.new} new tokens, greedy, {str(ours.dtype).replace('torch.', '')}")
-    print(f"{'batch':>5} {'variant':>12} {'token µs':>9} {'kernels':>8} {'MB/step':>8} {'MBU':>6} "
+    print(f"{'batch':>5} {'variant':>12} {'token µs':>9} {'GPU µs':>7} {'kernels':>8} {'MB/step':>8} {'MBU':>6} "
           f"{'tokens/s':>9} {'identical rows':>15}")
     for r in res.data["rows"]:
         k = "-" if r["kernels_per_step"] is None else f"{r['kernels_per_step']:.0f}"
-        print(f"{r['batch']:>5} {r['variant']:>12} {r['token_us']:>9.0f} {k:>8} "
+        gpu = "-" if r.get("gpu_us_per_step") is None else f"{r['gpu_us_per_step']:.0f}"
+        print(f"{r['batch']:>5} {r['variant']:>12} {r['token_us']:>9.0f} {gpu:>7} {k:>8} "
               f"{r['bytes_per_step'] / 1e6:>8.1f} {r['mbu']:>6.1%} {r['tokens_per_s']:>9.0f} "
               f"{r['check']['rows_identical']:>7}/{r['check']['rows']}")
+    for r in res.data["rows"]:
+        for t in r.get("top_kernels") or []:
+            print(f"  batch {r['batch']} {r['variant']}: {t['us_per_step']:7.1f} µs, {t['per_step']:5.1f} per step  "
+                  f"{t['name']}")
 
 
 if __name__ == "__main__":

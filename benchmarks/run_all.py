@@ -41,6 +41,8 @@ SECTIONS = {
     "train": (["gpt2_train.py", "--rows", "eager=ours,hf;compile=ours,ours+pad,hf"],
               190),
     # transformers' plain generate (eager, ~70 ms a step) left out for time: gpt2_generate.py runs it.
+    # So is kernels="triton" (its rows print when present): with it, this section ran past its
+    # time limit at batch 64 (autotuning the kernels at each batch size), on an H200, 2026-12-02.
     "generate": (["gpt2_generate.py", "--impls", "hf_static,ours,fast,fast_pad"], 300),
     "suffix": (["sampling_suffix_scoring.py", "--device", "cuda", "--model", "gpt2-124m", "-n", "64", "256",
                 "--repeats", "2"], 80),
@@ -131,6 +133,11 @@ def table(results: dict) -> list[str]:
                          f"static compiled | {fmt(r.get('ours_fast_pad_tokens_per_s'))} | "
                          f"{fmt(r.get('hf_static_tokens_per_s'))} | {fmt(r.get('ours_fast_pad_vs_hf_static'), '.2f')}x | "
                          f"{fmt(r.get('fast_pad_token_us'))} µs/token ({fmt(r.get('fast_pad_mbu'), '.0%')} MBU) |")
+        if "ours_fast_triton_tokens_per_s" in r:
+            lines.append(f"| generate, tokens/s | batch {B}, generate_fast(kernels='triton') vs transformers "
+                         f"static compiled | {fmt(r.get('ours_fast_triton_tokens_per_s'))} | "
+                         f"{fmt(r.get('hf_static_tokens_per_s'))} | {fmt(r.get('ours_fast_triton_vs_hf_static'), '.2f')}x | "
+                         f"{fmt(r.get('fast_triton_token_us'))} µs/token ({fmt(r.get('fast_triton_mbu'), '.0%')} MBU) |")
         if "hf_tokens_per_s" not in r:
             continue  # transformers' plain generate not run (run_all's default leaves it out, for time)
         lines.append(f"| generate, tokens/s | batch {B}, generate_fast vs transformers generate | "

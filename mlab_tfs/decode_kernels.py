@@ -28,7 +28,8 @@ scores and softmax in float32), so in float32 the step equals the modules' to fl
 is a chain of bf16 operations, so there it may differ in the last bit.
 
 On a CUDA tensor the kernels are compiled (``norm_linear``'s tile shape chosen by
-``triton.autotune`` once per shape, on the first call); on a CPU tensor they run in Triton's
+``triton.autotune`` once per shape, on the first call, which must not be inside a CUDA
+graph's capture: ``generate_fast`` runs one step eagerly first); on a CPU tensor they run in Triton's
 interpreter (``TRITON_INTERPRET=1``, chosen before triton is imported), slowly, which is how
 the tests check them on a machine without a GPU. The interpreter has no bfloat16.
 
@@ -100,7 +101,9 @@ def _norm_linear(X, stride_xm, G, Bn, W, stride_wn, Bias, R, stride_rm, Y, strid
             b = tl.load(Bn + rk, mask=k_ok, other=0.0).to(tl.float32)
             x = (x.to(tl.float32) - mean[:, None]) * rstd[:, None] * g[None, :] + b[None, :]
         # the input rounded to the weights' dtype, as the layer norm's output is
-        if FP32:
+        if BLOCK_M == 1:  # one row: a matrix-vector product, as sums (tl.dot needs 16 rows)
+            acc += tl.sum(w.to(tl.float32) * x.to(w.dtype).to(tl.float32), axis=1)[None, :]
+        elif FP32:
             acc += tl.dot(x.to(w.dtype), tl.trans(w), input_precision="ieee")  # (BM, BN); no TF32
         else:
             acc += tl.dot(x.to(w.dtype), tl.trans(w))
@@ -211,13 +214,25 @@ def _configs() -> list[triton.Config]:
                                (16, 512, 4, 2), (16, 512, 8, 3), (16, 1024, 8, 2), (32, 512, 8, 3))]
 
 
+def _gemv_configs() -> list[triton.Config]:
+    """Tile shapes for one row (``BLOCK_M`` 1, the products as sums): outputs as narrow as 2
+    columns, so that a 768-wide layer runs 96 to 384 programs, each reading a few rows of the
+    weights with long K steps; wide tiles for the vocabulary's head."""
+    return [triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
+            for n, k, w, s in ((2, 512, 2, 3), (4, 256, 2, 3), (4, 512, 4, 3), (4, 1024, 4, 2), (8, 256, 4, 3),
+                               (8, 512, 4, 3), (8, 1024, 8, 2), (16, 256, 4, 3), (16, 512, 8, 3), (32, 256, 8, 3),
+                               (64, 128, 4, 3), (128, 64, 4, 3))]
+
+
 # The interpreter (every tensor copied to the host and back), as triton decided at its import.
 INTERPRET = bool(triton.knobs.runtime.interpret) if hasattr(triton, "knobs") else \
     os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+_KEY = ["N", "K", "BLOCK_M", "NORM", "QKV"]
 if INTERPRET:
-    _norm_linear_kernel = triton.jit(_norm_linear)
-else:
-    _norm_linear_kernel = triton.autotune(_configs(), key=["N", "K", "BLOCK_M", "NORM", "QKV"])(triton.jit(_norm_linear))
+    _norm_linear_kernel = _norm_gemv_kernel = triton.jit(_norm_linear)
+else:  # the same kernel twice, autotuned over tiles for several rows (tl.dot) and for one
+    _norm_linear_kernel = triton.autotune(_configs(), key=_KEY)(triton.jit(_norm_linear))
+    _norm_gemv_kernel = triton.autotune(_gemv_configs(), key=_KEY)(triton.jit(_norm_linear))
 _flash_decode_kernel = triton.jit(_flash_decode)
 _combine_kernel = triton.jit(_combine)
 
@@ -230,7 +245,8 @@ def _check_device(x: Tensor) -> None:
 
 
 def _block_m(rows: int) -> int:
-    return 16 if rows <= 16 else (32 if rows <= 32 else 64)  # tl.dot needs 16 rows or more
+    """Rows per program: 1 (sums) for one row, else 16 or more, as tl.dot needs."""
+    return 1 if rows == 1 else (16 if rows <= 16 else (32 if rows <= 32 else 64))
 
 
 def norm_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
@@ -245,33 +261,77 @@ def norm_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
     (N = 3 nh hs): queries to q (B, nh hs), keys and values into the caches (B, nh, M, hs),
     contiguous, at column cache_position[0]; nothing to out. Returns out (or q).
 
+    One row (B = 1) runs the matrix-vector form (products as sums over tiles as narrow as two
+    outputs); more rows run tl.dot over tiles of 16 to 64 rows.
+
+    The kernel is launched from a custom op (``torch.ops.mlab_tfs.norm_linear_out`` and
+    ``norm_linear_qkv``), which torch.compile keeps opaque: inside a compiled step (and its
+    CUDA graph) it is Triton's own launch of the tile shape Triton's autotuner chose on real
+    tensors. Traced into inductor's graph instead, the same kernels measured 18.6 µs per call
+    in GPT-2's decode step on an H200, against 4.5 as an opaque op (benchmarks/README.md).
+
     x, weight, residual and out must have unit stride in their last dimension (the kernel
     indexes each row's elements at stride 1; a transposed view gives wrong numbers, unchecked).
     Nothing is checked here but the device (``mlab_tfs.gpt2.fast.check_triton_decode``
     checks a model once): this runs inside a compiled decode step.
     """
-    B, K = x.shape
-    N = out.shape[1] if out is not None else weight.shape[0]
-    if out is None and qkv is None:
-        out = torch.empty(B, N, dtype=weight.dtype, device=x.device)
-    y = qkv[0] if qkv is not None else out
-    g, bn, eps = norm if norm is not None else (y, y, 0.0)  # unused pointers: any tensor
-    q, kc, vc, cp = qkv if qkv is not None else (y, y, y, y)
+    gamma, beta, eps = norm if norm is not None else (None, None, 0.0)
+    if qkv is not None:
+        q, kc, vc, cp = qkv
+        torch.ops.mlab_tfs.norm_linear_qkv(x, weight, bias, gamma, beta, float(eps), q, kc, vc, cp)
+        return q
+    if out is None:
+        out = torch.empty(x.shape[0], weight.shape[0], dtype=weight.dtype, device=x.device)
+    torch.ops.mlab_tfs.norm_linear_out(x, weight, bias, gamma, beta, float(eps), act, residual, out)
+    return out
+
+
+def _norm_linear_launch(x: Tensor, weight: Tensor, bias: Tensor | None, gamma: Tensor | None, beta: Tensor | None,
+                        eps: float, act: int, residual: Tensor | None, y: Tensor,
+                        qkv: tuple[Tensor, Tensor, Tensor, Tensor] | None) -> None:
+    """The launch of ``_norm_linear`` behind both custom ops; y is out, or q with qkv."""
     _check_device(x)
-    args = (x, x.stride(0), g, bn, weight, weight.stride(0),
-            bias if bias is not None else y, residual if residual is not None else y,
-            residual.stride(0) if residual is not None else 0, y, y.stride(0), q, kc, vc, cp,
-            kc.stride(0) if qkv else 0, kc.stride(1) if qkv else 0, kc.stride(2) if qkv else 0, B, N, eps)
-    meta = dict(K=K, NORM=int(norm is not None), ACT=act, HAS_BIAS=bias is not None, HAS_RES=residual is not None,
+    B, K = x.shape
+    N = weight.shape[0] if qkv is not None else y.shape[1]
+    q, kc, vc, cp = qkv if qkv is not None else (y, y, y, y)  # unused pointers: any tensor
+    g, bn = (gamma, beta) if gamma is not None else (y, y)
+    args = (x, x.stride(0), g, bn, weight, weight.stride(0), bias if bias is not None else y,
+            residual if residual is not None else y, residual.stride(0) if residual is not None else 0, y,
+            y.stride(0), q, kc, vc, cp, kc.stride(0) if qkv else 0, kc.stride(1) if qkv else 0,
+            kc.stride(2) if qkv else 0, B, N, eps)
+    meta = dict(K=K, NORM=int(gamma is not None), ACT=act, HAS_BIAS=bias is not None, HAS_RES=residual is not None,
                 QKV=qkv is not None, HS=kc.shape[3] if qkv else 1, FP32=weight.dtype == torch.float32,
                 BLOCK_M=_block_m(B))
+    kernel = _norm_gemv_kernel if meta["BLOCK_M"] == 1 else _norm_linear_kernel
     if INTERPRET:  # one tile shape: autotuning would time the interpreter
-        _norm_linear_kernel[(triton.cdiv(N, 32), triton.cdiv(B, meta["BLOCK_M"]))](*args, **meta, BLOCK_N=32,
-                                                                                   BLOCK_K=32)
+        kernel[(triton.cdiv(N, 32), triton.cdiv(B, meta["BLOCK_M"]))](*args, **meta, BLOCK_N=32, BLOCK_K=32)
     else:
         grid = lambda m: (triton.cdiv(N, m["BLOCK_N"]), triton.cdiv(B, m["BLOCK_M"]))  # noqa: E731
-        _norm_linear_kernel[grid](*args, **meta)
-    return y
+        kernel[grid](*args, **meta)
+
+
+@torch.library.custom_op("mlab_tfs::norm_linear_out", mutates_args=("out",))
+def _norm_linear_out(x: Tensor, weight: Tensor, bias: Tensor | None, gamma: Tensor | None, beta: Tensor | None,
+                     eps: float, act: int, residual: Tensor | None, out: Tensor) -> None:
+    """``norm_linear`` without qkv: the result written into out (B, N)."""
+    _norm_linear_launch(x, weight, bias, gamma, beta, eps, act, residual, out, None)
+
+
+@torch.library.custom_op("mlab_tfs::norm_linear_qkv", mutates_args=("q", "k_cache", "v_cache"))
+def _norm_linear_qkv(x: Tensor, weight: Tensor, bias: Tensor | None, gamma: Tensor | None, beta: Tensor | None,
+                     eps: float, q: Tensor, k_cache: Tensor, v_cache: Tensor, cache_position: Tensor) -> None:
+    """``norm_linear`` with qkv: queries into q, keys and values into the caches' column."""
+    _norm_linear_launch(x, weight, bias, gamma, beta, eps, 0, None, q, (q, k_cache, v_cache, cache_position))
+
+
+@_norm_linear_out.register_fake
+def _(x, weight, bias, gamma, beta, eps, act, residual, out) -> None:
+    return None  # writes into out only
+
+
+@_norm_linear_qkv.register_fake
+def _(x, weight, bias, gamma, beta, eps, q, k_cache, v_cache, cache_position) -> None:
+    return None  # writes into q and the caches only
 
 
 BLOCK_S = 64  # cache columns a flash_decode program reads per step

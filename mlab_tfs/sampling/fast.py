@@ -305,6 +305,11 @@ def generate_fast(
     for s in range(max_new_tokens - 1):
         cache_position += 1  # in place on the device: the column of the token just chosen
         position += 1
+        if compile and s == 0 and kernels == "triton":
+            # One eager step first (it writes the same cache column the compiled step rewrites):
+            # the kernels' autotuners time their tile shapes here, outside any CUDA graph's
+            # capture, and the compiled step launches the tiles they chose.
+            triton_decode_logits(model, nxt[:, None], position, cache, cache_position)
         if compile:
             torch.compiler.cudagraph_mark_step_begin()
         nxt, unfinished = step(model, cache, nxt[:, None], position, cache_position, unfinished, eos,

@@ -119,12 +119,17 @@ def test_attention_splits_keeps_pieces_of_at_least_one_block():
 ACTS = {0: lambda y: y, 1: activations.gelu_new, 2: activations.gelu, 3: torch.relu, 4: activations.silu}
 
 
+# One row takes the matrix-vector kernel (products as sums), more rows the tl.dot one.
+ROWS = [pytest.param(1, id="one-row"), pytest.param(3, id="three-rows")]
+
+
+@pytest.mark.parametrize("B", ROWS)
 @pytest.mark.parametrize("act", sorted(ACTS))
 @pytest.mark.parametrize("norm,bias,residual", [(True, True, False), (False, True, True), (True, False, False),
                                                  (False, False, True)])
-def test_norm_linear_equals_layer_norm_linear_activation_residual(act, norm, bias, residual):
+def test_norm_linear_equals_layer_norm_linear_activation_residual(act, norm, bias, residual, B):
     g = _gen(7)
-    B, K, N = 3, 40, 50  # neither a multiple of the 32-wide tiles
+    K, N = 40, 50  # neither a multiple of the 32-wide tiles
     x = torch.randn(B, K, generator=g) * 2 + 0.5
     w, b = torch.randn(N, K, generator=g) / 6, torch.randn(N, generator=g)
     gamma, beta = 1 + torch.randn(K, generator=g) / 5, torch.randn(K, generator=g) / 5
@@ -137,13 +142,14 @@ def test_norm_linear_equals_layer_norm_linear_activation_residual(act, norm, bia
     torch.testing.assert_close(got, want, **TOL)
 
 
-def test_norm_linear_reads_only_the_first_rows_of_a_wider_weight():
+@pytest.mark.parametrize("B", ROWS)
+def test_norm_linear_reads_only_the_first_rows_of_a_wider_weight(B):
     """A padded head: out (B, V) reads the first V of the weight's rows."""
     g = _gen(8)
-    x, w = torch.randn(2, 32, generator=g), torch.randn(70, 32, generator=g)
+    x, w = torch.randn(B, 32, generator=g), torch.randn(70, 32, generator=g)
     w[50:] = float("nan")
     x, w = _on(x, w)
-    got = dk.norm_linear(x, w, out=torch.empty(2, 50, device=DEVICE))
+    got = dk.norm_linear(x, w, out=torch.empty(B, 50, device=DEVICE))
     torch.testing.assert_close(got, x @ w[:50].T, **TOL)
 
 
@@ -173,9 +179,10 @@ def test_combine_splits_is_flash_decodings_reduction(splits):
     assert half.dtype == torch.float16 and torch.equal(half, got.half())
 
 
-def test_norm_linear_qkv_writes_queries_and_the_cache_column_only():
+@pytest.mark.parametrize("B", ROWS)
+def test_norm_linear_qkv_writes_queries_and_the_cache_column_only(B):
     g = _gen(14)
-    B, nh, hs, M, pos = 2, 4, 8, 16, 5
+    nh, hs, M, pos = 4, 8, 16, 5
     C = nh * hs
     x, w, b = torch.randn(B, C, generator=g), torch.randn(3 * C, C, generator=g) / 5, torch.randn(3 * C, generator=g)
     kc, vc = torch.randn(B, nh, M, hs, generator=g), torch.randn(B, nh, M, hs, generator=g)
@@ -189,6 +196,35 @@ def test_norm_linear_qkv_writes_queries_and_the_cache_column_only():
     torch.testing.assert_close(vc[:, :, pos], want_v.reshape(B, nh, hs), **TOL)
     others = torch.arange(M, device=DEVICE) != pos
     assert torch.equal(kc[:, :, others], k0[:, :, others]) and torch.equal(vc[:, :, others], v0[:, :, others])
+
+
+@pytest.mark.parametrize("B", ROWS)
+def test_norm_linear_is_one_opaque_op_under_torch_compile(B):
+    """torch.compile keeps the kernel an op it does not trace (so a compiled step launches the
+    tiles Triton's autotuner chose): fullgraph compiles, and the writes into out and into the
+    cache's column happen, as eager."""
+    g = _gen(22)
+    nh, hs, M, pos, K = 2, 8, 8, 3, 16
+    C = nh * hs
+    x, w, b, r = torch.randn(B, K, generator=g), torch.randn(3 * C, K, generator=g) / 4, torch.randn(3 * C, generator=g), \
+        torch.randn(B, 3 * C, generator=g)
+    x, w, b, r = _on(x, w, b, r)
+    w_qkv = _on(torch.randn(3 * C, C, generator=g) / 4)
+
+    def step(x, kc, vc, q):
+        y = dk.norm_linear(x, w, b, residual=r, act=3)
+        dk.norm_linear(y[:, :C], w_qkv, None, qkv=(q, kc, vc, _on(torch.tensor([pos]))))
+        return y
+
+    caches = [[_on(torch.zeros(B, nh, M, hs)) for _ in range(2)] for _ in range(2)]
+    qs = [torch.empty(B, C, device=DEVICE) for _ in range(2)]
+    want = step(x, *caches[0], qs[0])
+    got = torch.compile(step, backend="aot_eager", fullgraph=True)(x, *caches[1], qs[1])
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    torch.testing.assert_close(qs[1], qs[0], rtol=0, atol=0)
+    for ours, ref in zip(caches[1], caches[0]):
+        torch.testing.assert_close(ours, ref, rtol=0, atol=0)
+    assert caches[1][0][:, :, pos].abs().sum() > 0  # the column was written
 
 
 # ---------------------------------------------------------------------------------------
@@ -211,16 +247,19 @@ def _prefilled(model, lengths, M, seed):
     return cache, pos[:, -1:] + 1, ids.shape[1]
 
 
+@pytest.mark.parametrize("lengths", [pytest.param([5, 2, 4], id="three-rows-left-padded"),
+                                     pytest.param([4], id="one-row")])
 @pytest.mark.parametrize("name", sorted(GPT2_CONFIGS))
 @torch.no_grad()
-def test_triton_decode_logits_equal_the_modules(name):
+def test_triton_decode_logits_equal_the_modules(name, lengths):
     """Logits and the cache after three decode steps, left padding included, against
-    static_forward (the model's own modules) from the same prefill."""
+    static_forward (the model's own modules) from the same prefill; one row runs every
+    matrix product as the matrix-vector kernel."""
     model = _model(name)
-    ours, position, T = _prefilled(model, [5, 2, 4], 16, seed=15)
-    ref, _, _ = _prefilled(model, [5, 2, 4], 16, seed=15)
+    ours, position, T = _prefilled(model, lengths, 16, seed=15)
+    ref, _, _ = _prefilled(model, lengths, 16, seed=15)
     check_triton_decode(model)
-    token = _on(torch.randint(0, model.config.vocab_size, (3, 1), generator=_gen(16)))
+    token = _on(torch.randint(0, model.config.vocab_size, (len(lengths), 1), generator=_gen(16)))
     for step in range(3):
         column = _on(torch.tensor([T + step]))
         want = static_forward(model, token, position, ref, column)[:, -1]
@@ -307,6 +346,9 @@ def test_compiled_triton_decode_step_equals_the_eager_modules_on_a_gpu():
     kw = dict(max_new_tokens=10, pad_token_id=0)
     assert torch.equal(generate_fast(model, ids, mask, kernels="triton", compile=True, **kw),
                        generate_fast(model, ids, mask, compile=False, **kw))
+    one = ids[:1, -6:]  # one row: the matrix-vector kernel, autotuned over its own tiles
+    assert torch.equal(generate_fast(model, one, kernels="triton", compile=True, **kw),
+                       generate_fast(model, one, compile=False, **kw))
     model = model.to(torch.bfloat16)
     ours, position, T = _prefilled(model, [5, 2, 4], 16, seed=21)
     ref, _, _ = _prefilled(model, [5, 2, 4], 16, seed=21)
